@@ -1,0 +1,80 @@
+// agent/cgroup owns turning an allocation into a kernel-enforced group and back:
+// one small interface (CgroupBackend) with three implementations chosen at start
+// (systemd over sd-bus, direct cgroupfs, accounting-only), plus the host probe that
+// picks between them and feeds `resmgr doctor`.
+//
+// Layout every backend follows, so the rest of the agent never cares which one runs:
+//   group  = one per allocation, carries the limits (systemd: resmgr-<id>.slice under
+//            resmgr.slice; cgroupfs: <root>/<id>)
+//   leaf   = where processes live, a child of the group (systemd: a transient scope in the
+//            slice; cgroupfs: <root>/<id>/<leaf>), so the group itself never holds processes
+//            (cgroup v2's no-internal-process rule) and later agents get sibling leaves.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace resmgr::cgroup {
+
+// Kernel-facing limits of one group. Absent = no limit ("max").
+struct Limits {
+    std::optional<std::uint64_t> cpu_quota_us; // per cpu_period_us; cpu.max / CPUQuotaPerSecUSec
+    std::uint64_t cpu_period_us = 100000;
+    std::uint64_t cpu_weight = 100;            // cpu.weight / CPUWeight, 1..10000
+    std::optional<std::uint64_t> memory_max;   // bytes; memory.max / MemoryMax
+    std::optional<std::uint64_t> memory_high;  // bytes; memory.high / MemoryHigh
+    std::optional<std::uint64_t> pids_max;     // pids.max / TasksMax
+    bool operator==(const Limits&) const = default;
+};
+
+// What a backend could and could not make real. Every limit that was asked for and not
+// applied is listed with the reason, so status/doctor can say it plainly.
+struct Enforcement {
+    std::vector<std::string> applied;   // e.g. "cpu.max=200000 100000"
+    std::vector<std::string> unenforced; // e.g. "memory.max: controller 'memory' not available ..."
+    nlohmann::json to_json() const;
+};
+
+struct BackendError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+class CgroupBackend {
+public:
+    virtual ~CgroupBackend() = default;
+
+    virtual std::string name() const = 0; // "systemd" | "cgroupfs" | "accounting"
+    virtual bool enforces_limits() const = 0;
+
+    // Creates the group for allocation `id` with `limits`. Idempotent: an existing group is
+    // adopted and its limits rewritten. Throws BackendError when the group cannot exist at all.
+    virtual Enforcement create(const std::string& id, const Limits& limits) = 0;
+    // Changes the limits of a live group.
+    virtual Enforcement update(const std::string& id, const Limits& limits) = 0;
+    // Moves `pid` into leaf `leaf` of group `id` (created on demand).
+    virtual void attach(const std::string& id, const std::string& leaf, pid_t pid) = 0;
+    // Freezes (true) or thaws (false) every process of the group.
+    virtual void freeze(const std::string& id, bool frozen) = 0;
+    // Sends `signal` to every process of the group (SIGKILL uses cgroup.kill where present).
+    virtual void signal(const std::string& id, int signal) = 0;
+    // Kills what is left and removes the group. Missing group is not an error.
+    virtual void destroy(const std::string& id) = 0;
+    // Ids of the groups this backend created that still exist (for adoption and cleanup).
+    virtual std::vector<std::string> list_groups() = 0;
+    // Absolute cgroupfs path of the group (e.g. /sys/fs/cgroup/resmgr.slice/resmgr-<id>.slice),
+    // or empty when there is none (accounting).
+    virtual std::string group_path(const std::string& id) = 0;
+    // Pids currently in the group, all leaves included.
+    virtual std::vector<pid_t> pids(const std::string& id) = 0;
+    // What this backend reports about itself for status/doctor.
+    virtual nlohmann::json describe() = 0;
+};
+
+} // namespace resmgr::cgroup

@@ -1,0 +1,101 @@
+// Terminal rendering of envelopes.
+#include "cli/output.hpp"
+
+#include <cstdio>
+#include <iomanip>
+
+namespace resmgr::cli {
+namespace {
+
+using nlohmann::json;
+
+std::string str(const json& j, const char* key, const std::string& fallback = "-") {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return fallback;
+    return it->is_string() ? it->get<std::string>() : it->dump();
+}
+
+std::string num(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return buf;
+}
+
+void print_allocation(std::ostream& out, const json& a) {
+    const json& r = a.value("resources", json::object());
+    out << a.value("allocation_id", "?") << "  workflow " << str(a, "workflow_id") << "  priority " << str(a, "priority")
+        << " (" << str(a, "priority_value") << ")  " << str(a, "status") << "\n";
+    out << "  cpu " << (r.value("cpu_cores", 0.0) > 0 ? num(r.value("cpu_cores", 0.0)) + " cores" : "uncapped")
+        << "  memory " << (r.value("memory_bytes", 0ULL) > 0 ? num(r.value("memory_gb", 0.0)) + " GiB" : "uncapped")
+        << "  agents " << r.value("agents", 0);
+    if (r.contains("pids")) out << "  pids " << str(r, "pids");
+    out << "\n  expires " << str(a, "expires_at") << "  owner uid " << a.value("owner", json::object()).value("uid", 0) << "\n";
+    if (a.contains("cgroup_path") && !a["cgroup_path"].get<std::string>().empty()) out << "  cgroup " << str(a, "cgroup_path") << "\n";
+    if (a.contains("pids") && a["pids"].is_number()) out << "  processes " << a["pids"].get<long>() << "\n";
+    if (auto e = a.find("enforcement"); e != a.end())
+        for (auto& u : e->value("unenforced", json::array())) out << "  NOT ENFORCED: " << u.get<std::string>() << "\n";
+}
+
+void print_capacity(std::ostream& out, const json& c) {
+    const json& cpu = c.value("cpu_cores", json::object());
+    const json& mem = c.value("memory", json::object());
+    const json& pool = c.value("agent_pool", json::object());
+    out << "capacity: cpu " << num(cpu.value("available", 0.0)) << " of " << num(cpu.value("total", 0.0)) << " cores free ("
+        << num(cpu.value("reserved", 0.0)) << " reserved)  memory " << num(mem.value("available_gb", 0.0)) << " of "
+        << num(mem.value("total_gb", 0.0)) << " GiB free (" << num(mem.value("buffer_gb", 0.0)) << " reserved)  agents "
+        << pool.value("available_agents", 0) << " of " << pool.value("max_agents", 0) << " free\n";
+}
+
+void print_json_tree(std::ostream& out, const json& j, int indent) {
+    for (auto& [key, value] : j.items()) {
+        out << std::string(static_cast<size_t>(indent), ' ') << key << ":";
+        if (value.is_object()) {
+            out << "\n";
+            print_json_tree(out, value, indent + 2);
+        } else if (value.is_array() && !value.empty() && value.front().is_object()) {
+            out << "\n";
+            for (auto& item : value) print_json_tree(out, item, indent + 2), out << "\n";
+        } else {
+            out << " " << (value.is_string() ? value.get<std::string>() : value.dump()) << "\n";
+        }
+    }
+}
+
+} // namespace
+
+void print_human(std::ostream& out, const std::string& operation, const json& envelope) {
+    const json& result = envelope.value("result", json::object());
+    if (operation == "allocate") {
+        out << "Allocated ";
+        print_allocation(out, result.value("allocation", json::object()));
+        if (result.contains("capacity")) print_capacity(out, result["capacity"]);
+    } else if (operation == "release") {
+        out << "Released " << str(result, "allocation_id") << "\n";
+        if (auto f = result.find("final"); f != result.end() && f->value("oom_kills", 0) > 0)
+            out << "  the OOM killer killed " << (*f)["oom_kills"] << " process(es) in it\n";
+    } else if (operation == "reallocate") {
+        out << "Reallocated ";
+        print_allocation(out, result.value("allocation", json::object()));
+    } else if (operation == "status") {
+        const json& list = result.value("allocations", json::array());
+        const json& backend = result.value("backend", json::object());
+        out << "backend " << str(backend, "name") << (backend.value("enforces_limits", false) ? "" : " (limits NOT enforced)") << ", "
+            << list.size() << " allocation(s)\n";
+        for (auto& a : list) print_allocation(out, a);
+        if (result.contains("capacity")) print_capacity(out, result["capacity"]);
+    } else {
+        print_json_tree(out, result, 0);
+    }
+    for (auto& r : envelope.value("recommendations", json::array())) out << "note: " << r.get<std::string>() << "\n";
+}
+
+void print_error(std::ostream& err, const std::string& program, const json& envelope) {
+    const json& e = envelope.value("error", json::object());
+    err << program << ": " << str(envelope, "operation", "request") << " failed: " << str(e, "code", "ERROR") << ": "
+        << str(e, "message", "unknown error") << "\n";
+    if (auto d = str(e, "details", ""); !d.empty()) err << "  " << d << "\n";
+    for (auto& s : envelope.value("recovery_suggestions", json::array())) err << "  try: " << s.get<std::string>() << "\n";
+    for (auto& s : envelope.value("alternative_options", json::array())) err << "  or:  " << s.get<std::string>() << "\n";
+}
+
+} // namespace resmgr::cli

@@ -1,0 +1,17 @@
+// agent/cli owns the two client programs (resmgr, resmgr-run) and how envelopes are shown to a
+// person at a terminal. Scripts get the envelope itself (--json, or stdout not a terminal).
+#pragma once
+
+#include <ostream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace resmgr::cli {
+
+// Readable rendering of a success envelope for `operation`.
+void print_human(std::ostream& out, const std::string& operation, const nlohmann::json& envelope);
+// "resmgr: allocate failed: RESOURCE_EXHAUSTED: ..." plus details and suggestions.
+void print_error(std::ostream& err, const std::string& program, const nlohmann::json& envelope);
+
+} // namespace resmgr::cli

@@ -1,0 +1,111 @@
+// resmgr: the command-line client. `resmgr <operation> [resource-type] ['json-params']`, the
+// seed's operations word for word.
+#include <unistd.h>
+
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "cgroup/probe.hpp"
+#include "cli/output.hpp"
+#include "resmgr/client.hpp"
+
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kDescription =
+    "resmgr - ask resmgrd for resources, and see what it has promised.\n\n"
+    "Usage: resmgr [--socket PATH] [--json] <operation> [resource-type] ['json-params']\n\n"
+    "Operations:\n"
+    "  allocate    '{\"workflow_id\":\"wf\",\"priority\":\"high\",\"resources\":{\"cpu_cores\":2,\"memory_gb\":4}}'\n"
+    "              Admit an allocation and create its cgroup. priority: critical|high|medium|low or 0-100.\n"
+    "              resources: cpu_cores (fractional), memory_gb (GiB, or a size such as \"512M\"), agents,\n"
+    "              pids, tool_instances. Also: duration (\"2h\"; default the policy's max_duration),\n"
+    "              exclusive_files, constraints{max_duration,exclusive_access,conflict_avoidance},\n"
+    "              performance_requirements, auto_release{on_completion,on_timeout,on_failure,grace_period}.\n"
+    "  release     '{\"allocation_id\":\"alloc_...\",\"force\":false}'   Kill what runs in it, remove its cgroup.\n"
+    "  reallocate  '{\"allocation_id\":\"alloc_...\",\"resources\":{\"cpu_cores\":4}}'  Change limits live.\n"
+    "  status      ['{\"allocation_id\":\"...\"}' | '{\"workflow_id\":\"...\"}']   Allocations, limits, capacity.\n"
+    "  doctor      What this host can enforce (cgroup mode, controllers, systemd, backend) and why.\n"
+    "Only the owner of an allocation (the uid that made it) or root may release or reallocate it.\n";
+
+constexpr const char* kFooter =
+    "Output: the seed's JSON envelope when stdout is not a terminal or with --json; a readable\n"
+    "summary on a terminal. Exit status: 0 success, 1 error envelope (or resmgrd unreachable),\n"
+    "2 usage error.\n"
+    "Environment: RESMGR_SOCKET sets the socket when --socket is not given (default /run/resmgr/resmgr.sock).";
+
+json local_doctor_result(const std::string& socket, const std::string& daemon_error) {
+    return {{"host", resmgr::cgroup::probe_host().to_json()},
+            {"daemon", {{"reachable", false}, {"socket", socket}, {"error", daemon_error}}}};
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{kDescription, "resmgr"};
+    std::string socket;
+    bool as_json = false;
+    std::vector<std::string> words;
+    app.add_option("--socket", socket, "resmgrd's socket (default: $RESMGR_SOCKET, else /run/resmgr/resmgr.sock)");
+    app.add_flag("--json", as_json, "Print the JSON envelope even on a terminal");
+    app.add_option("operation", words, "<operation> [resource-type] ['json-params']")->required()->expected(1, 3);
+    app.footer(kFooter);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        int rc = app.exit(e);
+        return e.get_exit_code() == 0 ? 0 : (rc == 0 ? 0 : 2);
+    }
+
+    resmgr::Request request;
+    request.operation = words[0];
+    for (size_t i = 1; i < words.size(); ++i) {
+        const std::string& w = words[i];
+        if (!w.empty() && w.find_first_not_of(" \t\n") != std::string::npos && w[w.find_first_not_of(" \t\n")] == '{') {
+            if (i + 1 != words.size()) {
+                std::cerr << "resmgr: the JSON parameters must come last\n";
+                return 2;
+            }
+            try {
+                request.params = json::parse(w);
+            } catch (const json::parse_error& e) {
+                std::cerr << "resmgr: parameters are not valid JSON: " << e.what() << "\n";
+                return 2;
+            }
+        } else if (request.resource_type.empty() && i == 1) {
+            request.resource_type = w;
+        } else {
+            std::cerr << "resmgr: unexpected argument '" << w << "' (expected JSON parameters in '{...}')\n";
+            return 2;
+        }
+    }
+
+    const bool human = !as_json && ::isatty(STDOUT_FILENO);
+    const std::string path = resmgr::resolve_socket_path(socket);
+    json envelope;
+    try {
+        resmgr::Client client(path);
+        envelope = client.call(request);
+    } catch (const resmgr::ClientError& e) {
+        if (request.operation == "doctor") {
+            // The host report is still useful when the daemon is down.
+            envelope = {{"status", "success"}, {"operation", "doctor"}, {"result", local_doctor_result(path, e.what())},
+                        {"recommendations", {"resmgrd is not reachable: start it (systemctl start resmgrd)"}}};
+        } else {
+            envelope = resmgr::error_envelope(request.operation,
+                                              resmgr::ApiError(resmgr::ErrorCode::BACKEND_ERROR, "resmgrd is not reachable", e.what(),
+                                                               {}, {"Start resmgrd (systemctl start resmgrd)", "Check --socket / RESMGR_SOCKET"}));
+        }
+    }
+    const bool ok = envelope.value("status", "") == "success";
+    if (!human) {
+        std::cout << envelope.dump(2) << "\n";
+    } else if (ok) {
+        resmgr::cli::print_human(std::cout, request.operation, envelope);
+    } else {
+        resmgr::cli::print_error(std::cerr, "resmgr", envelope);
+    }
+    return ok ? 0 : 1;
+}

@@ -1,0 +1,206 @@
+// resmgr-run: run one command inside an allocation. Allocates (or joins one), forks; the child
+// asks resmgrd to move it into the allocation's group (resmgrd checks via SO_PEERCRED that the
+// asker is the pid being moved) and execs the command; the parent waits, releases, and exits
+// with the command's status.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "resmgr/client.hpp"
+
+namespace {
+
+using nlohmann::json;
+
+constexpr int kOwnError = 125; // like env(1)/nice(1): resmgr-run itself failed
+constexpr int kCannotExec = 126;
+constexpr int kNotFound = 127;
+
+volatile sig_atomic_t g_child = 0;
+
+void forward_signal(int sig) {
+    if (g_child > 0) ::kill(g_child, sig);
+}
+
+std::string error_text(const json& envelope) {
+    const json& e = envelope.value("error", json::object());
+    std::string text = e.value("code", "ERROR") + ": " + e.value("message", "unknown error");
+    if (auto d = e.value("details", ""); !d.empty()) text += " (" + d + ")";
+    for (auto& s : envelope.value("alternative_options", json::array())) text += "\n  or: " + s.get<std::string>();
+    return text;
+}
+
+// In the child: join the group, then become the command. Reports failure through `err_fd`.
+[[noreturn]] void run_child(const std::string& socket, const std::string& allocation, const std::vector<std::string>& command,
+                            int err_fd) {
+    auto fail = [&](int code, const std::string& message) {
+        std::string msg = std::to_string(code) + " " + message;
+        (void)!::write(err_fd, msg.data(), msg.size());
+        ::_exit(code);
+    };
+    try {
+        resmgr::Client client(socket);
+        json reply = client.call({"attach", "", {{"allocation_id", allocation}, {"pid", ::getpid()}, {"leaf", "main"}}});
+        if (reply.value("status", "") != "success") fail(kOwnError, "cannot enter allocation " + allocation + ": " + error_text(reply));
+    } catch (const std::exception& e) {
+        fail(kOwnError, e.what());
+    }
+    std::vector<char*> argv;
+    for (auto& arg : command) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    ::execvp(argv[0], argv.data());
+    int err = errno;
+    fail(err == ENOENT ? kNotFound : kCannotExec, command[0] + ": " + std::strerror(err));
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"resmgr-run - run a command inside a resource allocation enforced by resmgrd.\n\n"
+                 "Usage: resmgr-run [options] [--] COMMAND [ARGS...]\n\n"
+                 "Allocates the resources asked for (or joins --allocation), runs COMMAND in the\n"
+                 "allocation's cgroup, so the kernel caps it at --cpu and --memory, and releases the\n"
+                 "allocation when COMMAND exits. Example:\n"
+                 "  resmgr-run --workflow wf-42 --priority high --cpu 2 --memory 4G -- make -j8 test",
+                 "resmgr-run"};
+    std::string socket, workflow, priority = "medium", memory, duration, allocation;
+    double cpu = 0;
+    long long pids = 0;
+    bool quiet = false;
+    std::vector<std::string> command;
+    app.add_option("--socket", socket, "resmgrd's socket (default: $RESMGR_SOCKET, else /run/resmgr/resmgr.sock)");
+    app.add_option("--workflow", workflow, "Workflow id (default: $RESMGR_WORKFLOW, else run-<pid>)");
+    app.add_option("--priority", priority, "critical, high, medium, low, or 0-100")->capture_default_str();
+    app.add_option("--cpu", cpu, "CPU cores, fractional (0.5 = half a core); default uncapped")->check(CLI::NonNegativeNumber);
+    app.add_option("--memory", memory, "Memory cap such as 4G or 512M (binary units); default uncapped");
+    app.add_option("--pids", pids, "Maximum number of tasks (pids.max / TasksMax)")->check(CLI::PositiveNumber);
+    app.add_option("--duration", duration, "How long the allocation may live, e.g. 2h, 30m (default: the policy's max_duration)");
+    auto* join = app.add_option("--allocation", allocation, "Join this existing allocation instead of allocating; it is not released on exit");
+    for (auto* opt : {"--cpu", "--memory", "--pids", "--duration", "--workflow"}) app.get_option(opt)->excludes(join);
+    app.add_flag("-q,--quiet", quiet, "Do not warn about limits this host cannot enforce");
+    app.add_option("command", command, "The command to run and its arguments")->required();
+    app.prefix_command(); // everything from COMMAND on belongs to the command, options included
+    app.footer("Exit status: COMMAND's own, 128+N when it was killed by signal N (137 for SIGKILL,\n"
+               "e.g. by the OOM killer, which resmgr-run then names), 125 when resmgr-run itself failed\n"
+               "(allocation refused, resmgrd unreachable), 126 when COMMAND cannot run, 127 when not found.");
+    try {
+        app.parse(argc, argv);
+        for (auto& extra : app.remaining()) command.push_back(extra);
+    } catch (const CLI::ParseError& e) {
+        int rc = app.exit(e);
+        return e.get_exit_code() == 0 ? 0 : (rc == 0 ? 0 : 2);
+    }
+    if (!command.empty() && command.front() == "--") command.erase(command.begin());
+    if (command.empty()) {
+        std::cerr << "resmgr-run: no command given (see --help)\n";
+        return 2;
+    }
+
+    const std::string path = resmgr::resolve_socket_path(socket);
+    const bool own_allocation = allocation.empty();
+    std::string memory_limit = memory;
+    try {
+        if (own_allocation) {
+            if (workflow.empty()) {
+                const char* env = std::getenv("RESMGR_WORKFLOW");
+                workflow = env && *env ? env : "run-" + std::to_string(::getpid());
+            }
+            json resources{{"cpu_cores", cpu}};
+            if (!memory.empty()) resources["memory"] = memory;
+            if (pids > 0) resources["pids"] = pids;
+            json params{{"workflow_id", workflow}, {"priority", priority}, {"resources", resources},
+                        {"requester", "resmgr-run " + command.front()}};
+            if (!duration.empty()) params["duration"] = duration;
+            resmgr::Client client(path);
+            json reply = client.call({"allocate", "", params});
+            if (reply.value("status", "") != "success") {
+                std::cerr << "resmgr-run: allocation refused: " << error_text(reply) << "\n";
+                return kOwnError;
+            }
+            allocation = reply["result"]["allocation_id"];
+            if (!quiet)
+                for (auto& u : reply["result"]["enforcement"].value("unenforced", json::array()))
+                    std::cerr << "resmgr-run: warning: not enforced on this host: " << u.get<std::string>() << "\n";
+        }
+    } catch (const std::exception& e) {
+        std::cerr << "resmgr-run: " << e.what() << "\n";
+        return kOwnError;
+    }
+
+    auto release = [&]() -> json {
+        if (!own_allocation) return json::object();
+        try {
+            resmgr::Client client(path);
+            json reply = client.call({"release", "", {{"allocation_id", allocation}}});
+            if (reply.value("status", "") != "success")
+                std::cerr << "resmgr-run: could not release " << allocation << ": " << error_text(reply) << "\n";
+            return reply;
+        } catch (const std::exception& e) {
+            std::cerr << "resmgr-run: could not release " << allocation << ": " << e.what() << "\n";
+            return json::object();
+        }
+    };
+
+    int err_pipe[2];
+    if (::pipe2(err_pipe, O_CLOEXEC) < 0) {
+        std::cerr << "resmgr-run: pipe: " << std::strerror(errno) << "\n";
+        release();
+        return kOwnError;
+    }
+    pid_t child = ::fork();
+    if (child < 0) {
+        std::cerr << "resmgr-run: fork: " << std::strerror(errno) << "\n";
+        release();
+        return kOwnError;
+    }
+    if (child == 0) {
+        ::close(err_pipe[0]);
+        run_child(path, allocation, command, err_pipe[1]);
+    }
+    ::close(err_pipe[1]);
+    g_child = child;
+    // The terminal delivers ^C/^\ to the whole foreground group, child included; forward only
+    // what is sent to us by pid (systemctl stop, kill).
+    struct sigaction forward{};
+    forward.sa_handler = forward_signal;
+    sigemptyset(&forward.sa_mask);
+    for (int sig : {SIGTERM, SIGHUP}) ::sigaction(sig, &forward, nullptr);
+    for (int sig : {SIGINT, SIGQUIT}) ::signal(sig, SIG_IGN);
+
+    std::string child_error;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(err_pipe[0], buf, sizeof buf)) != 0;) {
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) break;
+        child_error.append(buf, static_cast<size_t>(n));
+    }
+    ::close(err_pipe[0]);
+
+    int status = 0;
+    while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {}
+    json released = release();
+
+    if (!child_error.empty()) {
+        auto space = child_error.find(' ');
+        std::cerr << "resmgr-run: " << child_error.substr(space + 1) << "\n";
+        return std::atoi(child_error.substr(0, space).c_str());
+    }
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    int sig = WTERMSIG(status);
+    long oom_kills = 0;
+    if (released.contains("result")) oom_kills = released["result"].value("final", json::object()).value("oom_kills", 0L);
+    if (sig == SIGKILL && oom_kills > 0)
+        std::cerr << "resmgr-run: " << command.front() << " was killed by the OOM killer (memory limit "
+                  << (memory_limit.empty() ? "of the allocation" : memory_limit) << ", " << oom_kills << " OOM kill(s) in "
+                  << allocation << ")\n";
+    else
+        std::cerr << "resmgr-run: " << command.front() << " was killed by signal " << sig << " (" << strsignal(sig) << ")\n";
+    return 128 + sig;
+}

@@ -1,0 +1,246 @@
+// Admission control over node capacity and per-workflow policy.
+#include "core/ledger.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+#include "resmgr/protocol.hpp"
+
+namespace resmgr::core {
+namespace {
+
+std::string cores(double c) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", std::round(c * 100) / 100);
+    return buf;
+}
+
+std::string gb(std::uint64_t bytes) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%gGB", std::round(static_cast<double>(bytes) / kGiB * 100) / 100);
+    return buf;
+}
+
+// Floating point sums of fractional cores must not deny 0.1+0.2 against 0.3.
+constexpr double kCpuEpsilon = 1e-9;
+
+} // namespace
+
+std::string Ledger::random_allocation_id() {
+    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "alloc_%012llx", static_cast<unsigned long long>(rng() & 0xffffffffffffULL));
+    return buf;
+}
+
+Ledger::Ledger(NodeCapacity capacity, Policy policy, IdGenerator ids)
+    : capacity_(capacity), policy_(std::move(policy)), ids_(std::move(ids)) {}
+
+Ledger::Totals Ledger::promised(const std::string& except_id) const {
+    Totals t;
+    for (auto& [id, a] : allocations_) {
+        if (id == except_id) continue;
+        t.cpu += a.resources.cpu_cores;
+        t.memory += a.resources.memory_bytes;
+        t.agents += a.resources.agents;
+    }
+    return t;
+}
+
+Ledger::Totals Ledger::promised_to_workflow(const std::string& workflow, const std::string& except_id) const {
+    Totals t;
+    for (auto& [id, a] : allocations_) {
+        if (id == except_id || a.workflow_id != workflow) continue;
+        t.cpu += a.resources.cpu_cores;
+        t.memory += a.resources.memory_bytes;
+        t.agents += a.resources.agents;
+    }
+    return t;
+}
+
+Availability Ledger::availability() const {
+    Availability v;
+    Totals t = promised();
+    v.cpu_total = capacity_.cpu_cores;
+    v.cpu_reserved = std::min(policy_.system_reserve_cpu, capacity_.cpu_cores);
+    v.cpu_allocated = t.cpu;
+    v.cpu_available = std::max(0.0, v.cpu_total - v.cpu_reserved - t.cpu);
+    v.memory_total = capacity_.memory_bytes;
+    v.memory_reserved = std::min<std::uint64_t>(static_cast<std::uint64_t>(policy_.system_reserve_memory_gb * kGiB), capacity_.memory_bytes);
+    v.memory_allocated = t.memory;
+    auto usable = v.memory_total - v.memory_reserved;
+    v.memory_available = usable > t.memory ? usable - t.memory : 0;
+    v.agents_max = policy_.max_agents;
+    v.agents_allocated = t.agents;
+    v.agents_available = std::max(0, policy_.max_agents - t.agents);
+    return v;
+}
+
+nlohmann::json Availability::to_json() const {
+    auto g = [](std::uint64_t b) { return std::round(static_cast<double>(b) / kGiB * 1000) / 1000; };
+    return {
+        {"cpu_cores", {{"total", cpu_total}, {"reserved", cpu_reserved}, {"allocated", cpu_allocated}, {"available", cpu_available}}},
+        {"memory", {{"total_gb", g(memory_total)}, {"buffer_gb", g(memory_reserved)}, {"allocated_gb", g(memory_allocated)},
+                    {"available_gb", g(memory_available)}}},
+        {"agent_pool", {{"max_agents", agents_max}, {"allocated_agents", agents_allocated}, {"available_agents", agents_available}}},
+    };
+}
+
+void Ledger::check_policy(const std::string& workflow, const Resources& wanted, const std::string& except_id) const {
+    Totals have = promised_to_workflow(workflow, except_id);
+    std::vector<std::string> affected, details;
+    auto max_mem = static_cast<std::uint64_t>(std::llround(policy_.max_memory_gb_per_workflow * kGiB));
+    if (have.cpu + wanted.cpu_cores > policy_.max_cpu_per_workflow + kCpuEpsilon) {
+        affected.push_back("cpu");
+        details.push_back("cpu_cores: workflow would hold " + cores(have.cpu + wanted.cpu_cores) +
+                          ", max_cpu_per_workflow is " + cores(policy_.max_cpu_per_workflow));
+    }
+    if (have.memory + wanted.memory_bytes > max_mem) {
+        affected.push_back("memory");
+        details.push_back("memory: workflow would hold " + gb(have.memory + wanted.memory_bytes) +
+                          ", max_memory_per_workflow is " + gb(max_mem));
+    }
+    if (have.agents + wanted.agents > policy_.max_agents_per_workflow) {
+        affected.push_back("agents");
+        details.push_back("agents: workflow would hold " + std::to_string(have.agents + wanted.agents) +
+                          ", max_agents_per_workflow is " + std::to_string(policy_.max_agents_per_workflow));
+    }
+    if (affected.empty()) return;
+    std::string joined;
+    for (auto& d : details) joined += (joined.empty() ? "" : "; ") + d;
+    throw ApiError(ErrorCode::POLICY_VIOLATION, "Request exceeds the per-workflow limits for workflow '" + workflow + "'",
+                   joined, affected,
+                   {"Reduce the request to fit the workflow's remaining allowance",
+                    "Release other allocations of workflow '" + workflow + "'"},
+                   {"Split the work across workflows only if it is really independent",
+                    "Raise allocation_limits in the policy file (resource_policies.allocation_limits)"});
+}
+
+void Ledger::check_capacity(const Resources& wanted, const std::string& except_id) const {
+    Availability v = availability();
+    Totals mine = except_id.empty() ? Totals{} : Totals{allocations_.at(except_id).resources.cpu_cores,
+                                                         allocations_.at(except_id).resources.memory_bytes,
+                                                         allocations_.at(except_id).resources.agents};
+    double cpu_free = v.cpu_available + mine.cpu;
+    std::uint64_t mem_free = v.memory_available + mine.memory;
+    int agents_free = v.agents_available + mine.agents;
+
+    std::vector<std::string> affected, details, headline;
+    if (wanted.cpu_cores > cpu_free + kCpuEpsilon) {
+        affected.push_back("cpu");
+        headline.push_back("CPU");
+        details.push_back("Requested " + cores(wanted.cpu_cores) + " cores, only " + cores(cpu_free) + " available");
+    }
+    if (wanted.memory_bytes > mem_free) {
+        affected.push_back("memory");
+        headline.push_back("memory");
+        details.push_back("Requested " + gb(wanted.memory_bytes) + ", only " + gb(mem_free) + " available");
+    }
+    if (wanted.agents > agents_free) {
+        affected.push_back("agents");
+        headline.push_back("agents");
+        details.push_back("Requested " + std::to_string(wanted.agents) + " agents, only " + std::to_string(agents_free) + " available");
+    }
+    if (affected.empty()) return;
+    std::string message = "Insufficient ";
+    for (size_t i = 0; i < headline.size(); ++i) message += (i ? (i + 1 == headline.size() ? " and " : ", ") : "") + headline[i];
+    message += " available for allocation";
+    std::string joined;
+    for (auto& d : details) joined += (joined.empty() ? "" : "; ") + d;
+
+    std::vector<std::string> alternatives;
+    std::string fit = "Request at most";
+    if (std::find(affected.begin(), affected.end(), "cpu") != affected.end()) fit += " " + cores(cpu_free) + " cores";
+    if (std::find(affected.begin(), affected.end(), "memory") != affected.end()) fit += " " + gb(mem_free) + " memory";
+    if (std::find(affected.begin(), affected.end(), "agents") != affected.end()) fit += " " + std::to_string(agents_free) + " agents";
+    alternatives.push_back(fit + " (fits now)");
+    bool never_fits = wanted.cpu_cores > v.cpu_total - v.cpu_reserved + kCpuEpsilon ||
+                      wanted.memory_bytes > v.memory_total - v.memory_reserved || wanted.agents > v.agents_max;
+    std::vector<std::string> recovery{"Reduce resource request size"};
+    if (never_fits) recovery.push_back("The request exceeds what this node can ever give (capacity minus system reserve); it must be reduced");
+    else recovery.push_back("Wait for current allocations to release");
+    throw ApiError(ErrorCode::RESOURCE_EXHAUSTED, message, joined, affected, recovery, alternatives);
+}
+
+const Allocation& Ledger::allocate(const AllocationRequest& request, const Owner& owner, TimePoint now) {
+    if (request.constraints.max_duration && *request.constraints.max_duration > policy_.max_duration)
+        throw ApiError(ErrorCode::POLICY_VIOLATION, "Requested duration exceeds the policy's max_duration",
+                       "Requested " + format_duration(std::chrono::duration_cast<Millis>(*request.constraints.max_duration)) +
+                           ", max_duration is " + format_duration(std::chrono::duration_cast<Millis>(policy_.max_duration)),
+                       {"duration"}, {"Request a shorter duration and renew it when needed"});
+    check_policy(request.workflow_id, request.resources, {});
+    check_capacity(request.resources, {});
+
+    Allocation a;
+    do a.allocation_id = ids_();
+    while (allocations_.count(a.allocation_id));
+    a.workflow_id = request.workflow_id;
+    a.requester = request.requester;
+    a.timestamp = now;
+    a.priority = request.priority;
+    a.status = AllocationStatus::active;
+    a.resources = request.resources;
+    a.constraints = request.constraints;
+    // Without an explicit duration an allocation still ends: at the policy's max_duration.
+    if (!a.constraints.max_duration) a.constraints.max_duration = policy_.max_duration;
+    a.performance_requirements = request.performance_requirements;
+    a.auto_release = request.auto_release;
+    a.owner = owner;
+    a.expires_at = now + *a.constraints.max_duration;
+    return allocations_.emplace(a.allocation_id, std::move(a)).first->second;
+}
+
+const Allocation& Ledger::authorize(const std::string& id, const Owner& caller) const {
+    auto it = allocations_.find(id);
+    if (it == allocations_.end())
+        throw ApiError(ErrorCode::NOT_FOUND, "No allocation with id '" + id + "'", {}, {},
+                       {"List allocations with `resmgr status`"});
+    if (caller.uid != 0 && caller.uid != it->second.owner.uid)
+        throw ApiError(ErrorCode::PERMISSION_DENIED, "Allocation '" + id + "' belongs to another user",
+                       "owner uid " + std::to_string(it->second.owner.uid) + ", caller uid " + std::to_string(caller.uid),
+                       {}, {"Only the allocation's owner or root may change or release it"});
+    return it->second;
+}
+
+Allocation Ledger::release(const std::string& id, const Owner& caller) {
+    authorize(id, caller);
+    auto node = allocations_.extract(id);
+    node.mapped().status = AllocationStatus::released;
+    return std::move(node.mapped());
+}
+
+const Allocation& Ledger::reallocate(const std::string& id, const Resources& resources, const Owner& caller) {
+    const Allocation& current = authorize(id, caller);
+    check_policy(current.workflow_id, resources, id);
+    check_capacity(resources, id);
+    Allocation& a = allocations_.at(id);
+    a.resources = resources;
+    return a;
+}
+
+void Ledger::restore(const Allocation& allocation) { allocations_[allocation.allocation_id] = allocation; }
+
+const Allocation* Ledger::find(const std::string& id) const {
+    auto it = allocations_.find(id);
+    return it == allocations_.end() ? nullptr : &it->second;
+}
+
+cgroup::Limits limits_for(const Allocation& a, const Policy& policy) {
+    cgroup::Limits l;
+    if (a.resources.cpu_cores > 0)
+        // The kernel refuses quotas under 1 ms per period.
+        l.cpu_quota_us = std::max<std::uint64_t>(1000, static_cast<std::uint64_t>(std::llround(a.resources.cpu_cores * l.cpu_period_us)));
+    // cpu.weight scales the kernel default (100) by the band's weight relative to medium.
+    double relative = policy.priority_weights.at(a.priority.band()) / policy.priority_weights.at(PriorityBand::medium);
+    l.cpu_weight = static_cast<std::uint64_t>(std::clamp<long long>(std::llround(100 * relative), 1, 10000));
+    if (a.resources.memory_bytes > 0) {
+        l.memory_max = a.resources.memory_bytes;
+        l.memory_high = static_cast<std::uint64_t>(static_cast<double>(a.resources.memory_bytes) * policy.memory_high_ratio);
+    }
+    l.pids_max = a.resources.pids;
+    return l;
+}
+
+} // namespace resmgr::core

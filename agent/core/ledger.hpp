@@ -1,0 +1,76 @@
+// The ledger: what the node can give, what it has promised, and whether a new request fits.
+// Capacity = node CPUs/memory minus the policy's system reserve; promised = sum of live
+// allocations. Every denial says which resource is short and by how much.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "cgroup/backend.hpp"
+#include "core/policy.hpp"
+#include "resmgr/model.hpp"
+
+namespace resmgr::core {
+
+struct NodeCapacity {
+    double cpu_cores = 0;
+    std::uint64_t memory_bytes = 0;
+};
+
+struct Availability {
+    double cpu_total = 0, cpu_reserved = 0, cpu_allocated = 0, cpu_available = 0;
+    std::uint64_t memory_total = 0, memory_reserved = 0, memory_allocated = 0, memory_available = 0;
+    int agents_max = 0, agents_allocated = 0, agents_available = 0;
+    nlohmann::json to_json() const;
+};
+
+class Ledger {
+public:
+    using IdGenerator = std::function<std::string()>;
+
+    Ledger(NodeCapacity capacity, Policy policy, IdGenerator ids = random_allocation_id);
+
+    // Admits `request` or throws ApiError: POLICY_VIOLATION (a workflow limit), RESOURCE_EXHAUSTED
+    // (node capacity), INVALID_REQUEST. The admitted allocation is stored and returned.
+    const Allocation& allocate(const AllocationRequest& request, const Owner& owner, TimePoint now);
+    // Removes an allocation. NOT_FOUND / PERMISSION_DENIED (caller neither owner nor root).
+    Allocation release(const std::string& id, const Owner& caller);
+    // Replaces the resources of a live allocation. Growth must fit capacity and policy;
+    // shrinking always succeeds. Returns the updated allocation.
+    const Allocation& reallocate(const std::string& id, const Resources& resources, const Owner& caller);
+    // Puts back an allocation loaded from state, without admission (it was admitted before).
+    void restore(const Allocation& allocation);
+    // Throws NOT_FOUND / PERMISSION_DENIED unless `caller` may act on `id`.
+    const Allocation& authorize(const std::string& id, const Owner& caller) const;
+
+    const Allocation* find(const std::string& id) const;
+    const std::map<std::string, Allocation>& allocations() const { return allocations_; }
+    Availability availability() const;
+    const Policy& policy() const { return policy_; }
+    const NodeCapacity& capacity() const { return capacity_; }
+
+    static std::string random_allocation_id();
+
+private:
+    struct Totals {
+        double cpu = 0;
+        std::uint64_t memory = 0;
+        int agents = 0;
+    };
+    Totals promised(const std::string& except_id = {}) const;
+    Totals promised_to_workflow(const std::string& workflow, const std::string& except_id = {}) const;
+    void check_policy(const std::string& workflow, const Resources& wanted, const std::string& except_id) const;
+    void check_capacity(const Resources& wanted, const std::string& except_id) const;
+
+    NodeCapacity capacity_;
+    Policy policy_;
+    IdGenerator ids_;
+    std::map<std::string, Allocation> allocations_;
+};
+
+// The kernel limits that make an allocation real (see the backends in agent/cgroup).
+cgroup::Limits limits_for(const Allocation& allocation, const Policy& policy);
+
+} // namespace resmgr::core

@@ -1,0 +1,127 @@
+// Policy file parsing and validation.
+#include "core/policy.hpp"
+
+#include <cmath>
+
+#include "resmgr/protocol.hpp"
+
+namespace resmgr::core {
+namespace {
+
+using nlohmann::json;
+
+[[noreturn]] void bad(const std::string& field, const std::string& why) {
+    throw ApiError(ErrorCode::INVALID_REQUEST, "invalid policy field '" + field + "'", why, {field});
+}
+
+const json& section(const json& parent, const char* key, const std::string& path) {
+    static const json empty = json::object();
+    auto it = parent.find(key);
+    if (it == parent.end()) return empty;
+    if (!it->is_object()) bad(path + key, "expected an object");
+    return *it;
+}
+
+void only_keys(const json& obj, const std::string& path, std::initializer_list<const char*> keys) {
+    for (auto& [key, _] : obj.items()) {
+        bool known = false;
+        for (auto* k : keys) known = known || key == k;
+        if (!known) bad(path + key, "unknown key");
+    }
+}
+
+void read_number(const json& obj, const char* key, const std::string& path, double& out, double min, double max) {
+    auto it = obj.find(key);
+    if (it == obj.end()) return;
+    if (!it->is_number() || !std::isfinite(it->get<double>()) || it->get<double>() < min || it->get<double>() > max)
+        bad(path + key, "expected a number in [" + std::to_string(min) + ", " + std::to_string(max) + "], got " + it->dump());
+    out = it->get<double>();
+}
+
+void read_int(const json& obj, const char* key, const std::string& path, int& out, int min, int max) {
+    auto it = obj.find(key);
+    if (it == obj.end()) return;
+    if (!it->is_number_integer() || it->get<long long>() < min || it->get<long long>() > max)
+        bad(path + key, "expected a whole number in [" + std::to_string(min) + ", " + std::to_string(max) + "], got " + it->dump());
+    out = it->get<int>();
+}
+
+void read_duration_strings(const json& obj, const std::string& path) {
+    for (auto& [key, value] : obj.items())
+        if (!value.is_string() || !parse_duration(value.get<std::string>()))
+            bad(path + key, "expected a duration such as \"30s\" or \"5m\", got " + value.dump());
+}
+
+} // namespace
+
+Policy parse_policy(const json& j) {
+    if (!j.is_object()) bad("", "policy must be a JSON object");
+    only_keys(j, "", {"resource_policies"});
+    const json& root = section(j, "resource_policies", "");
+    const std::string base = "resource_policies.";
+    only_keys(root, base, {"allocation_limits", "priority_weights", "optimization_targets", "monitoring_intervals",
+                           "system_reserve", "agent_pool", "memory_high_ratio"});
+    Policy p = Policy::defaults();
+
+    const json& limits = section(root, "allocation_limits", base);
+    const std::string lp = base + "allocation_limits.";
+    only_keys(limits, lp, {"max_cpu_per_workflow", "max_memory_per_workflow", "max_agents_per_workflow", "max_duration"});
+    read_number(limits, "max_cpu_per_workflow", lp, p.max_cpu_per_workflow, 0.01, 4096);
+    read_number(limits, "max_memory_per_workflow", lp, p.max_memory_gb_per_workflow, 0.001, 1 << 20);
+    read_int(limits, "max_agents_per_workflow", lp, p.max_agents_per_workflow, 0, 100000);
+    if (auto it = limits.find("max_duration"); it != limits.end()) {
+        auto d = it->is_string() ? parse_duration(it->get<std::string>()) : std::nullopt;
+        if (!d || d->count() < 1000) bad(lp + "max_duration", "expected a duration of at least 1s such as \"6h\", got " + it->dump());
+        p.max_duration = std::chrono::duration_cast<Seconds>(*d);
+    }
+
+    const json& weights = section(root, "priority_weights", base);
+    const std::string wp = base + "priority_weights.";
+    only_keys(weights, wp, {"critical", "high", "medium", "low"});
+    for (auto band : {PriorityBand::critical, PriorityBand::high, PriorityBand::medium, PriorityBand::low})
+        read_number(weights, band_name(band).c_str(), wp, p.priority_weights[band], 0.01, 100);
+    if (!(p.priority_weights[PriorityBand::critical] >= p.priority_weights[PriorityBand::high] &&
+          p.priority_weights[PriorityBand::high] >= p.priority_weights[PriorityBand::medium] &&
+          p.priority_weights[PriorityBand::medium] >= p.priority_weights[PriorityBand::low]))
+        bad(wp.substr(0, wp.size() - 1), "weights must not increase as priority falls (critical >= high >= medium >= low)");
+
+    if (auto it = root.find("optimization_targets"); it != root.end()) {
+        if (!it->is_object()) bad(base + "optimization_targets", "expected an object");
+        p.optimization_targets.update(*it);
+    }
+    if (auto it = root.find("monitoring_intervals"); it != root.end()) {
+        if (!it->is_object()) bad(base + "monitoring_intervals", "expected an object");
+        read_duration_strings(*it, base + "monitoring_intervals.");
+        p.monitoring_intervals.update(*it);
+    }
+
+    const json& reserve = section(root, "system_reserve", base);
+    only_keys(reserve, base + "system_reserve.", {"cpu_cores", "memory_gb"});
+    read_number(reserve, "cpu_cores", base + "system_reserve.", p.system_reserve_cpu, 0, 4096);
+    read_number(reserve, "memory_gb", base + "system_reserve.", p.system_reserve_memory_gb, 0, 1 << 20);
+
+    const json& pool = section(root, "agent_pool", base);
+    only_keys(pool, base + "agent_pool.", {"max_agents"});
+    read_int(pool, "max_agents", base + "agent_pool.", p.max_agents, 0, 100000);
+
+    read_number(root, "memory_high_ratio", base, p.memory_high_ratio, 0.5, 1.0);
+    return p;
+}
+
+json Policy::to_json() const {
+    json weights;
+    for (auto& [band, w] : priority_weights) weights[band_name(band)] = w;
+    return {{"resource_policies",
+             {{"allocation_limits", {{"max_cpu_per_workflow", max_cpu_per_workflow},
+                                     {"max_memory_per_workflow", max_memory_gb_per_workflow},
+                                     {"max_agents_per_workflow", max_agents_per_workflow},
+                                     {"max_duration", format_duration(std::chrono::duration_cast<Millis>(max_duration))}}},
+              {"priority_weights", weights},
+              {"optimization_targets", optimization_targets},
+              {"monitoring_intervals", monitoring_intervals},
+              {"system_reserve", {{"cpu_cores", system_reserve_cpu}, {"memory_gb", system_reserve_memory_gb}}},
+              {"agent_pool", {{"max_agents", max_agents}}},
+              {"memory_high_ratio", memory_high_ratio}}}};
+}
+
+} // namespace resmgr::core

@@ -1,0 +1,47 @@
+// agent/core owns the decisions: the policy (what is allowed), the ledger (what is promised to
+// whom) and the mapping of an allocation to kernel limits. Pure: values in, decisions out; no
+// I/O, no clock of its own, so every rule is unit-tested without a kernel.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "resmgr/model.hpp"
+
+namespace resmgr::core {
+
+// The seed's "Default Resource Policies", plus the few knobs resmgr adds (marked).
+struct Policy {
+    // allocation_limits, per workflow (summed over the workflow's allocations)
+    double max_cpu_per_workflow = 6;
+    double max_memory_gb_per_workflow = 12;
+    int max_agents_per_workflow = 15;
+    Seconds max_duration = std::chrono::hours(6);
+    // priority_weights: scale cpu.weight/io.weight between bands
+    std::map<PriorityBand, double> priority_weights{
+        {PriorityBand::critical, 1.0}, {PriorityBand::high, 0.8}, {PriorityBand::medium, 0.6}, {PriorityBand::low, 0.4}};
+    // optimization_targets and monitoring_intervals are kept verbatim for the parts that use them.
+    nlohmann::json optimization_targets{
+        {"efficiency_threshold", 80.0}, {"response_time_target", "1.0s"}, {"utilization_target", 75.0}, {"conflict_tolerance", 0.1}};
+    nlohmann::json monitoring_intervals{
+        {"resource_check", "30s"}, {"performance_sample", "5m"}, {"capacity_analysis", "1h"}, {"trend_analysis", "24h"}};
+    // resmgr: capacity held back for the system itself (sshd, journald, the daemon).
+    double system_reserve_cpu = 0.5;
+    double system_reserve_memory_gb = 1.0;
+    // resmgr: the seed's agent_pool.max_agents, node-wide.
+    int max_agents = 20;
+    // resmgr: memory.high as a fraction of memory.max, so reclaim starts before the OOM killer.
+    double memory_high_ratio = 0.9;
+
+    static Policy defaults() { return {}; }
+    nlohmann::json to_json() const; // {"resource_policies": {...}}
+};
+
+// Overlays `j` ({"resource_policies": {...}}, every key optional) on the defaults. Throws
+// ApiError(INVALID_REQUEST) naming the first bad field: unknown keys, wrong types, negative or
+// inconsistent values (e.g. weights not ordered critical >= high >= medium >= low).
+Policy parse_policy(const nlohmann::json& j);
+
+} // namespace resmgr::core

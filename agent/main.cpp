@@ -1,0 +1,135 @@
+// resmgrd: the node agent. Wires the parts together and runs the sd-event loop.
+#include <signal.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "cgroup/factory.hpp"
+#include "cgroup/probe.hpp"
+#include "core/ledger.hpp"
+#include "monitor/node.hpp"
+#include "resmgr/client.hpp"
+#include "server/service.hpp"
+#include "server/socket_server.hpp"
+#include "state/state_store.hpp"
+
+namespace {
+
+constexpr const char* kDefaultConfig = "/etc/resmgr/resmgr.json";
+
+resmgr::core::Policy load_policy(const std::string& path, bool explicit_path) {
+    if (!std::filesystem::exists(path)) {
+        if (explicit_path) throw std::runtime_error("config file " + path + " does not exist");
+        spdlog::info("no config at {}; using the seed's default resource policies", path);
+        return resmgr::core::Policy::defaults();
+    }
+    std::ifstream in(path);
+    if (!in) throw std::runtime_error("cannot read config file " + path);
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::parse_error& e) {
+        throw std::runtime_error("config file " + path + " is not valid JSON: " + e.what());
+    }
+    try {
+        return resmgr::core::parse_policy(j);
+    } catch (const resmgr::ApiError& e) {
+        throw std::runtime_error("config file " + path + ": " + e.what() + (e.details.empty() ? "" : " (" + e.details + ")"));
+    }
+}
+
+int on_signal(sd_event_source* source, const signalfd_siginfo* info, void*) {
+    spdlog::info("received {}, shutting down (allocations and their groups are kept for the next start)",
+                 strsignal(static_cast<int>(info->ssi_signo)));
+    sd_notify(0, "STOPPING=1");
+    return sd_event_exit(sd_event_source_get_event(source), 0);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"resmgrd - cgroup v2 enforcement agent for parallel development workflows.\n\n"
+                 "Turns each resource allocation requested through `resmgr` or `resmgr-run` into a\n"
+                 "kernel-enforced cgroup (a systemd slice, or a group under --cgroup-root), keeps the\n"
+                 "ledger of what the node has promised, and records it crash-safely under --state-dir.\n"
+                 "Runs in the foreground; under systemd use resmgrd.service (Type=notify, watchdog).",
+                 "resmgrd"};
+    std::string config = kDefaultConfig, state_dir = "/var/lib/resmgr", socket_path = resmgr::kDefaultSocket;
+    std::string cgroup_root, backend = "auto", log_level = "info";
+    app.add_option("--config", config, "Policy file ({\"resource_policies\":{...}}, the seed's format); "
+                                        "missing default file means the seed's default policies")
+        ->capture_default_str();
+    app.add_option("--state-dir", state_dir, "State directory (current_state/allocations.json ...)")->capture_default_str();
+    app.add_option("--socket", socket_path, "Unix socket to serve")->capture_default_str();
+    app.add_option("--cgroup-root", cgroup_root, "cgroupfs backend: directory under a cgroup2 mount to create groups in "
+                                                 "(default: <cgroup2 mount>/resmgr)");
+    app.add_option("--backend", backend, "How allocations are enforced: auto picks systemd (systemd as PID 1 on pure "
+                                         "cgroup v2), else cgroupfs (a writable cgroup2 hierarchy), else accounting")
+        ->check(CLI::IsMember({"auto", "systemd", "cgroupfs", "accounting"}))
+        ->capture_default_str();
+    app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+        ->capture_default_str();
+    app.footer("Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when it cannot start.\n"
+               "Check what this host can enforce with `resmgr doctor`.");
+    CLI11_PARSE(app, argc, argv);
+    spdlog::set_level(spdlog::level::from_str(log_level));
+    // Under systemd, stderr goes to the journal, which adds its own timestamps.
+    if (std::getenv("JOURNAL_STREAM")) spdlog::set_pattern("%l: %v");
+
+    try {
+        bool explicit_config = app.count("--config") > 0;
+        resmgr::core::Policy policy = load_policy(config, explicit_config);
+        resmgr::core::NodeCapacity capacity = resmgr::monitor::read_node_capacity();
+
+        resmgr::cgroup::HostReport host = resmgr::cgroup::probe_host();
+        auto group_backend = resmgr::cgroup::make_backend({backend, cgroup_root}, host);
+        spdlog::info("backend {} ({})", group_backend->name(),
+                     group_backend->enforces_limits() ? "limits enforced" : "limits NOT enforced: accounting only");
+
+        resmgr::state::StateStore store(state_dir);
+        resmgr::core::Ledger ledger(capacity, policy);
+        for (auto& a : store.load_allocations()) ledger.restore(a);
+
+        nlohmann::json daemon_info{{"pid", ::getpid()}, {"version", RESMGR_VERSION}, {"socket", socket_path},
+                                   {"state_dir", state_dir}, {"config", config}};
+        resmgr::server::Service service(ledger, *group_backend, store, [] { return resmgr::Clock::now(); },
+                                        host.to_json(), daemon_info);
+        auto reconciled = service.reconcile();
+        spdlog::info("restored {} allocation(s): {}", ledger.allocations().size(), reconciled.dump());
+
+        sd_event* event = nullptr;
+        if (int r = sd_event_default(&event); r < 0) throw std::runtime_error(std::string("sd_event_default: ") + strerror(-r));
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigprocmask(SIG_BLOCK, &mask, nullptr);
+        sd_event_add_signal(event, nullptr, SIGTERM, on_signal, nullptr);
+        sd_event_add_signal(event, nullptr, SIGINT, on_signal, nullptr);
+        // Sends WATCHDOG=1 at half of WatchdogSec= while the loop turns; no-op outside systemd.
+        sd_event_set_watchdog(event, true);
+
+        resmgr::server::SocketServer server(event, socket_path, [&](std::string_view line, const resmgr::Owner& peer) {
+            return service.handle_line(line, peer);
+        });
+        spdlog::info("serving {} (state {}, capacity {} CPUs, {} memory)", socket_path, state_dir, capacity.cpu_cores,
+                     resmgr::format_size(capacity.memory_bytes));
+        sd_notify(0, "READY=1\nSTATUS=serving");
+        int r = sd_event_loop(event);
+        sd_event_unref(event);
+        return r < 0 ? 1 : 0;
+    } catch (const std::exception& e) {
+        spdlog::critical("cannot start: {}", e.what());
+        std::cerr << "resmgrd: " << e.what() << "\n";
+        return 1;
+    }
+}

@@ -1,0 +1,108 @@
+// Request parsing and the seed's success/error envelopes.
+#include "resmgr/protocol.hpp"
+
+#include <cstdio>
+
+namespace resmgr {
+
+std::string to_string(ErrorCode code) {
+    switch (code) {
+    case ErrorCode::INVALID_REQUEST: return "INVALID_REQUEST";
+    case ErrorCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case ErrorCode::POLICY_VIOLATION: return "POLICY_VIOLATION";
+    case ErrorCode::NOT_FOUND: return "NOT_FOUND";
+    case ErrorCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case ErrorCode::CONFLICT: return "CONFLICT";
+    case ErrorCode::UNSUPPORTED: return "UNSUPPORTED";
+    case ErrorCode::BACKEND_ERROR: return "BACKEND_ERROR";
+    case ErrorCode::INTERNAL_ERROR: return "INTERNAL_ERROR";
+    }
+    return "INTERNAL_ERROR";
+}
+
+ApiError::ApiError(ErrorCode code, std::string message, std::string details, std::vector<std::string> affected,
+                   std::vector<std::string> recovery, std::vector<std::string> alternatives)
+    : std::runtime_error(std::move(message)), code(code), details(std::move(details)),
+      affected_resources(std::move(affected)), recovery_suggestions(std::move(recovery)),
+      alternative_options(std::move(alternatives)) {}
+
+const std::vector<std::string>& seed_operations() {
+    static const std::vector<std::string> ops{
+        "monitor", "status", "usage", "capacity",
+        "allocate", "reserve", "release", "reallocate",
+        "check-conflicts", "resolve-conflicts", "prevent-conflicts",
+        "optimize", "tune", "balance", "scale", "predict", "analyze-utilization",
+        "plan-capacity", "forecast", "analyze-trends",
+    };
+    return ops;
+}
+
+Request parse_request_line(std::string_view line) {
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error& e) {
+        throw ApiError(ErrorCode::INVALID_REQUEST, "request is not valid JSON", e.what(), {},
+                       {"Send one JSON object per line: {\"operation\":\"status\",\"params\":{}}"});
+    }
+    if (!j.is_object()) throw ApiError(ErrorCode::INVALID_REQUEST, "request must be a JSON object", "got " + std::string(j.type_name()));
+    Request r;
+    auto op = j.find("operation");
+    if (op == j.end() || !op->is_string() || op->get_ref<const std::string&>().empty())
+        throw ApiError(ErrorCode::INVALID_REQUEST, "request has no 'operation' string");
+    r.operation = op->get<std::string>();
+    if (auto rt = j.find("resource_type"); rt != j.end() && !rt->is_null()) {
+        if (!rt->is_string()) throw ApiError(ErrorCode::INVALID_REQUEST, "'resource_type' must be a string");
+        r.resource_type = rt->get<std::string>();
+    }
+    if (auto p = j.find("params"); p != j.end() && !p->is_null()) {
+        if (!p->is_object()) throw ApiError(ErrorCode::INVALID_REQUEST, "'params' must be a JSON object", "got " + std::string(p->type_name()));
+        r.params = *p;
+    }
+    for (auto& [key, _] : j.items())
+        if (key != "operation" && key != "resource_type" && key != "params")
+            throw ApiError(ErrorCode::INVALID_REQUEST, "unknown request field '" + key + "'", "known: operation, resource_type, params");
+    return r;
+}
+
+nlohmann::json to_json(const Request& request) {
+    nlohmann::json j{{"operation", request.operation}, {"params", request.params}};
+    if (!request.resource_type.empty()) j["resource_type"] = request.resource_type;
+    return j;
+}
+
+std::string format_execution_time(long long us) {
+    char buf[32];
+    if (us >= 1'000'000) std::snprintf(buf, sizeof buf, "%.2fs", static_cast<double>(us) / 1e6);
+    else if (us >= 1000) std::snprintf(buf, sizeof buf, "%.1fms", static_cast<double>(us) / 1e3);
+    else std::snprintf(buf, sizeof buf, "%lldus", us);
+    return buf;
+}
+
+nlohmann::json success_envelope(const std::string& operation, TimePoint now, const SuccessBody& body,
+                                Millis::rep execution_time_us) {
+    return {
+        {"status", "success"},
+        {"operation", operation},
+        {"timestamp", format_timestamp(now)},
+        {"result", body.result},
+        {"metrics", {{"execution_time", format_execution_time(execution_time_us)},
+                     {"resources_affected", body.resources_affected}}},
+        {"recommendations", body.recommendations},
+    };
+}
+
+nlohmann::json error_envelope(const std::string& operation, const ApiError& error) {
+    return {
+        {"status", "error"},
+        {"operation", operation},
+        {"error", {{"code", to_string(error.code)},
+                   {"message", error.what()},
+                   {"details", error.details},
+                   {"affected_resources", error.affected_resources}}},
+        {"recovery_suggestions", error.recovery_suggestions},
+        {"alternative_options", error.alternative_options},
+    };
+}
+
+} // namespace resmgr

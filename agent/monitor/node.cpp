@@ -1,0 +1,90 @@
+// /proc and flat-keyed cgroup file parsers.
+#include "monitor/node.hpp"
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace resmgr::monitor {
+namespace {
+
+std::vector<std::string_view> lines_of(std::string_view text) {
+    std::vector<std::string_view> out;
+    while (!text.empty()) {
+        auto nl = text.find('\n');
+        out.push_back(text.substr(0, nl));
+        if (nl == std::string_view::npos) break;
+        text.remove_prefix(nl + 1);
+    }
+    return out;
+}
+
+std::optional<std::uint64_t> to_u64(std::string_view s) {
+    std::uint64_t v = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+    return v;
+}
+
+} // namespace
+
+std::string read_text_file(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) throw ParseError("cannot read " + path + ": " + std::strerror(errno));
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+int parse_proc_stat_cpu_count(std::string_view proc_stat) {
+    int count = 0;
+    for (auto line : lines_of(proc_stat)) {
+        if (line.size() > 3 && line.substr(0, 3) == "cpu" && line[3] >= '0' && line[3] <= '9') ++count;
+    }
+    if (count == 0) throw ParseError("/proc/stat: no 'cpuN' lines found");
+    return count;
+}
+
+std::uint64_t parse_meminfo_total(std::string_view meminfo) {
+    for (auto line : lines_of(meminfo)) {
+        if (line.substr(0, 9) != "MemTotal:") continue;
+        auto rest = line.substr(9);
+        while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+        auto space = rest.find(' ');
+        auto value = to_u64(rest.substr(0, space));
+        if (!value || space == std::string_view::npos || rest.substr(space + 1) != "kB")
+            throw ParseError("/proc/meminfo: malformed MemTotal line '" + std::string(line) + "'");
+        return *value * 1024;
+    }
+    throw ParseError("/proc/meminfo: no MemTotal line");
+}
+
+core::NodeCapacity read_node_capacity(const std::string& proc_root) {
+    core::NodeCapacity c;
+    c.cpu_cores = parse_proc_stat_cpu_count(read_text_file(proc_root + "/stat"));
+    c.memory_bytes = parse_meminfo_total(read_text_file(proc_root + "/meminfo"));
+    return c;
+}
+
+std::map<std::string, std::uint64_t> parse_flat_keyed(std::string_view text, const std::string& name) {
+    std::map<std::string, std::uint64_t> out;
+    int number = 0;
+    for (auto line : lines_of(text)) {
+        ++number;
+        if (line.empty()) continue;
+        auto space = line.find(' ');
+        std::optional<std::uint64_t> value;
+        if (space != std::string_view::npos && space > 0) value = to_u64(line.substr(space + 1));
+        if (!value) throw ParseError(name + ":" + std::to_string(number) + ": expected 'key value', got '" + std::string(line) + "'");
+        out.emplace(std::string(line.substr(0, space)), *value);
+    }
+    return out;
+}
+
+std::map<std::string, std::uint64_t> read_flat_keyed(const std::string& path) {
+    return parse_flat_keyed(read_text_file(path), path);
+}
+
+} // namespace resmgr::monitor

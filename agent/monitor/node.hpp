@@ -1,0 +1,32 @@
+// agent/monitor owns reading the node and its groups from /proc and cgroup files. Every parser
+// takes the file's text (so fixtures test it) and throws ParseError naming file and line on
+// malformed input; callers degrade that source, they never crash.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "core/ledger.hpp"
+
+namespace resmgr::monitor {
+
+struct ParseError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// Online CPUs from /proc/stat ("cpuN" lines) and MemTotal from /proc/meminfo.
+int parse_proc_stat_cpu_count(std::string_view proc_stat);
+std::uint64_t parse_meminfo_total(std::string_view meminfo);
+core::NodeCapacity read_node_capacity(const std::string& proc_root = "/proc");
+
+// Flat-keyed cgroup files (memory.events, cpu.stat, pids...): "key value" per line.
+std::map<std::string, std::uint64_t> parse_flat_keyed(std::string_view text, const std::string& name);
+// Reads and parses one; throws ParseError (missing file, unreadable, malformed).
+std::map<std::string, std::uint64_t> read_flat_keyed(const std::string& path);
+
+std::string read_text_file(const std::string& path); // throws ParseError with strerror
+
+} // namespace resmgr::monitor

@@ -1,0 +1,339 @@
+// Operation dispatch. Order of effects for every change: decide in the ledger, act on the
+// backend, then persist; a backend failure rolls the ledger back so state never claims a group
+// that does not exist.
+#include "server/service.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+
+#include <spdlog/spdlog.h>
+
+#include "monitor/node.hpp"
+#include "resmgr/json.hpp"
+
+namespace resmgr::server {
+namespace {
+
+using nlohmann::json;
+
+std::string string_param(const json& params, const char* key, bool required) {
+    auto it = params.find(key);
+    if (it == params.end() || it->is_null()) {
+        if (required) throw ApiError(ErrorCode::INVALID_REQUEST, std::string("missing required field '") + key + "'", {}, {key});
+        return {};
+    }
+    if (!it->is_string() || it->get_ref<const std::string&>().empty())
+        throw ApiError(ErrorCode::INVALID_REQUEST, std::string("'") + key + "' must be a non-empty string", "got " + it->dump(), {key});
+    return it->get<std::string>();
+}
+
+bool bool_param(const json& params, const char* key) {
+    auto it = params.find(key);
+    if (it == params.end() || it->is_null()) return false;
+    if (!it->is_boolean()) throw ApiError(ErrorCode::INVALID_REQUEST, std::string("'") + key + "' must be true or false", "got " + it->dump(), {key});
+    return it->get<bool>();
+}
+
+void only_params(const json& params, std::initializer_list<const char*> known) {
+    for (auto& [key, _] : params.items())
+        if (std::none_of(known.begin(), known.end(), [&](const char* k) { return key == k; }))
+            throw ApiError(ErrorCode::INVALID_REQUEST, "unknown parameter '" + key + "'", {}, {key});
+}
+
+ApiError backend_error(const std::string& what, const cgroup::BackendError& e) {
+    return ApiError(ErrorCode::BACKEND_ERROR, what, e.what(), {"cgroup"},
+                    {"Check `resmgr doctor` and the resmgrd log", "Retry the operation"});
+}
+
+json limits_json(const cgroup::Limits& l) {
+    auto opt = [](const std::optional<std::uint64_t>& v) { return v ? json(*v) : json("max"); };
+    return {{"cpu_max", l.cpu_quota_us ? std::to_string(*l.cpu_quota_us) + " " + std::to_string(l.cpu_period_us)
+                                       : "max " + std::to_string(l.cpu_period_us)},
+            {"cpu_weight", l.cpu_weight},
+            {"memory_max", opt(l.memory_max)},
+            {"memory_high", opt(l.memory_high)},
+            {"pids_max", opt(l.pids_max)}};
+}
+
+std::string response_id() {
+    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "resp_%016llx", static_cast<unsigned long long>(rng()));
+    return buf;
+}
+
+} // namespace
+
+Service::Service(core::Ledger& ledger, cgroup::CgroupBackend& backend, state::StateStore& store, ClockFn clock,
+                 json host_report, json daemon_info)
+    : ledger_(ledger), backend_(backend), store_(store), clock_(std::move(clock)),
+      host_report_(std::move(host_report)), daemon_info_(std::move(daemon_info)) {}
+
+json Service::handle_line(std::string_view line, const Owner& peer) {
+    Request request;
+    try {
+        request = parse_request_line(line);
+    } catch (const ApiError& e) {
+        return error_envelope("unknown", e);
+    }
+    return handle(request, peer);
+}
+
+json Service::handle(const Request& request, const Owner& peer) {
+    auto started = std::chrono::steady_clock::now();
+    try {
+        SuccessBody body;
+        const auto& op = request.operation;
+        if (op == "allocate") body = allocate(request, peer);
+        else if (op == "release") body = release(request, peer);
+        else if (op == "reallocate") body = reallocate(request, peer);
+        else if (op == "status") body = status(request);
+        else if (op == "doctor") body = doctor();
+        else if (op == "attach") body = attach(request, peer);
+        else if (std::find(seed_operations().begin(), seed_operations().end(), op) != seed_operations().end())
+            throw ApiError(ErrorCode::UNSUPPORTED, "Operation '" + op + "' is not available in this version of resmgrd",
+                           "implemented: allocate, release, reallocate, status, doctor", {},
+                           {"Upgrade resmgrd"});
+        else
+            throw ApiError(ErrorCode::INVALID_REQUEST, "Unknown operation '" + op + "'",
+                           "operations: allocate, release, reallocate, status, doctor, and the seed's others", {},
+                           {"Run `resmgr --help` for the list of operations"});
+        auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
+        return success_envelope(op, clock_(), body, elapsed.count());
+    } catch (const ApiError& e) {
+        return error_envelope(request.operation, e);
+    } catch (const std::exception& e) {
+        spdlog::error("{}: internal error: {}", request.operation, e.what());
+        return error_envelope(request.operation, ApiError(ErrorCode::INTERNAL_ERROR, "Internal error in resmgrd", e.what()));
+    }
+}
+
+void Service::persist() {
+    std::vector<Allocation> all;
+    for (auto& [_, a] : ledger_.allocations()) all.push_back(a);
+    store_.save_allocations(all, clock_());
+}
+
+json Service::describe(const Allocation& a) {
+    json j = to_json(a);
+    j["cgroup_path"] = backend_.group_path(a.allocation_id);
+    j["limits"] = limits_json(core::limits_for(a, ledger_.policy()));
+    if (auto it = enforcement_.find(a.allocation_id); it != enforcement_.end()) j["enforcement"] = it->second.to_json();
+    return j;
+}
+
+SuccessBody Service::allocate(const Request& request, const Owner& peer) {
+    AllocationRequest req = parse_allocation_request(request.params);
+    if (bool_param(request.params, "wait"))
+        throw ApiError(ErrorCode::UNSUPPORTED, "Queueing ('wait': true) is not available in this version of resmgrd", {}, {},
+                       {"Retry without 'wait' once capacity is free"});
+    if (req.requester.empty()) req.requester = "uid:" + std::to_string(peer.uid) + " pid:" + std::to_string(peer.pid);
+    const Allocation& admitted = ledger_.allocate(req, peer, clock_());
+    const std::string id = admitted.allocation_id;
+    cgroup::Limits limits = core::limits_for(admitted, ledger_.policy());
+    try {
+        enforcement_[id] = backend_.create(id, limits);
+    } catch (const cgroup::BackendError& e) {
+        ledger_.release(id, Owner{0, 0});
+        throw backend_error("Could not create the cgroup for the allocation", e);
+    }
+    try {
+        persist();
+    } catch (const state::StateError& e) {
+        // An allocation that is not on disk would be lost by a crash: undo it.
+        backend_.destroy(id);
+        ledger_.release(id, Owner{0, 0});
+        enforcement_.erase(id);
+        throw ApiError(ErrorCode::INTERNAL_ERROR, "Could not record the allocation in the state directory", e.what());
+    }
+    const Allocation& a = *ledger_.find(id);
+    spdlog::info("allocated {} workflow={} priority={} cpu={} memory={} uid={}", id, a.workflow_id, a.priority.value,
+                 a.resources.cpu_cores, format_size(a.resources.memory_bytes), peer.uid);
+
+    SuccessBody body;
+    const auto& enf = enforcement_[id];
+    body.result = {
+        {"allocation_id", id},
+        {"allocation", describe(a)},
+        {"cgroup_path", backend_.group_path(id)},
+        {"enforcement", enf.to_json()},
+        {"allocation_response", {{"response_id", response_id()},
+                                 {"status", "approved"},
+                                 {"timestamp", format_timestamp(a.timestamp)},
+                                 {"allocated_resources", to_json(a.resources)},
+                                 {"restrictions", {{"limits", limits_json(limits)},
+                                                   {"expires_at", a.expires_at ? json(format_timestamp(*a.expires_at)) : json(nullptr)}}},
+                                 {"alternatives", json::array()}}},
+        {"capacity", ledger_.availability().to_json()},
+    };
+    body.resources_affected = 1;
+    if (!enf.unenforced.empty())
+        body.recommendations.push_back("Some limits are not enforced on this host (" + std::to_string(enf.unenforced.size()) +
+                                       "); see result.enforcement and `resmgr doctor`");
+    return body;
+}
+
+json Service::final_counters(const std::string& id) {
+    std::string path = backend_.group_path(id);
+    if (path.empty()) return json::object();
+    try {
+        auto events = monitor::read_flat_keyed(path + "/memory.events");
+        return {{"oom_kills", events.count("oom_kill") ? events["oom_kill"] : 0}, {"memory_events", events}};
+    } catch (const monitor::ParseError& e) {
+        return {{"unavailable", e.what()}};
+    }
+}
+
+SuccessBody Service::release(const Request& request, const Owner& peer) {
+    only_params(request.params, {"allocation_id", "force", "cleanup"});
+    std::string id = string_param(request.params, "allocation_id", true);
+    bool force = bool_param(request.params, "force");
+    ledger_.authorize(id, peer);
+    json counters = final_counters(id);
+    std::string backend_problem;
+    try {
+        backend_.destroy(id);
+    } catch (const cgroup::BackendError& e) {
+        if (!force) throw backend_error("Could not remove the allocation's cgroup; the allocation is kept", e);
+        backend_problem = e.what();
+    }
+    Allocation released = ledger_.release(id, peer);
+    enforcement_.erase(id);
+    persist();
+    spdlog::info("released {} workflow={}", id, released.workflow_id);
+    SuccessBody body;
+    body.result = {{"allocation_id", id}, {"allocation", to_json(released)}, {"final", counters},
+                   {"capacity", ledger_.availability().to_json()}};
+    body.resources_affected = 1;
+    if (!backend_problem.empty())
+        body.recommendations.push_back("Forced release: the cgroup could not be removed (" + backend_problem +
+                                       "); resmgrd removes it at its next start");
+    return body;
+}
+
+SuccessBody Service::reallocate(const Request& request, const Owner& peer) {
+    only_params(request.params, {"allocation_id", "resources"});
+    std::string id = string_param(request.params, "allocation_id", true);
+    const Allocation before = ledger_.authorize(id, peer);
+    auto it = request.params.find("resources");
+    if (it == request.params.end() || !it->is_object())
+        throw ApiError(ErrorCode::INVALID_REQUEST, "missing 'resources' object with the fields to change", {}, {"resources"});
+    // Fields not named keep their current value.
+    json merged = to_json(before.resources);
+    merged.erase("memory_gb");
+    merged["memory"] = std::to_string(before.resources.memory_bytes);
+    merged.erase("memory_bytes");
+    if (it->contains("memory_gb")) merged.erase("memory");
+    merged.update(*it);
+    if (merged.contains("pids") && merged["pids"].is_null()) merged.erase("pids");
+    Resources wanted = parse_resources(merged, "resources");
+
+    const Allocation& after = ledger_.reallocate(id, wanted, peer);
+    try {
+        enforcement_[id] = backend_.update(id, core::limits_for(after, ledger_.policy()));
+    } catch (const cgroup::BackendError& e) {
+        ledger_.restore(before);
+        throw backend_error("Could not change the allocation's limits; the old limits stay", e);
+    }
+    persist();
+    spdlog::info("reallocated {} cpu={} memory={}", id, after.resources.cpu_cores, format_size(after.resources.memory_bytes));
+    SuccessBody body;
+    body.result = {{"allocation_id", id}, {"previous_resources", to_json(before.resources)}, {"allocation", describe(*ledger_.find(id))},
+                   {"enforcement", enforcement_[id].to_json()}, {"capacity", ledger_.availability().to_json()}};
+    body.resources_affected = 1;
+    return body;
+}
+
+SuccessBody Service::status(const Request& request) {
+    only_params(request.params, {"allocation_id", "workflow_id"});
+    std::string id = string_param(request.params, "allocation_id", false);
+    std::string workflow = string_param(request.params, "workflow_id", false);
+    if (!id.empty() && !ledger_.find(id)) throw ApiError(ErrorCode::NOT_FOUND, "No allocation with id '" + id + "'");
+    json list = json::array();
+    for (auto& [aid, a] : ledger_.allocations()) {
+        if (!id.empty() && aid != id) continue;
+        if (!workflow.empty() && a.workflow_id != workflow) continue;
+        json d = describe(a);
+        try {
+            d["pids"] = backend_.pids(aid).size();
+        } catch (const cgroup::BackendError& e) {
+            d["pids"] = nullptr;
+            d["pids_error"] = e.what();
+        }
+        list.push_back(d);
+    }
+    SuccessBody body;
+    body.result = {{"allocations", list}, {"capacity", ledger_.availability().to_json()},
+                   {"backend", {{"name", backend_.name()}, {"enforces_limits", backend_.enforces_limits()}}}};
+    if (!backend_.enforces_limits())
+        body.recommendations.push_back("Accounting-only mode: limits are recorded but not enforced on this host (see `resmgr doctor`)");
+    return body;
+}
+
+SuccessBody Service::doctor() {
+    SuccessBody body;
+    json daemon = daemon_info_;
+    daemon["backend"] = backend_.name();
+    daemon["enforces_limits"] = backend_.enforces_limits();
+    daemon["backend_details"] = backend_.describe();
+    daemon["capacity"] = ledger_.availability().to_json();
+    body.result = {{"host", host_report_}, {"daemon", daemon}};
+    return body;
+}
+
+SuccessBody Service::attach(const Request& request, const Owner& peer) {
+    only_params(request.params, {"allocation_id", "pid", "leaf"});
+    std::string id = string_param(request.params, "allocation_id", true);
+    std::string leaf = string_param(request.params, "leaf", false);
+    if (leaf.empty()) leaf = "main";
+    auto pid_it = request.params.find("pid");
+    if (pid_it == request.params.end() || !pid_it->is_number_integer())
+        throw ApiError(ErrorCode::INVALID_REQUEST, "missing integer 'pid'", {}, {"pid"});
+    long long pid = pid_it->get<long long>();
+    // Only a process can put itself in a group: the kernel-verified peer must be that pid.
+    if (pid != peer.pid)
+        throw ApiError(ErrorCode::PERMISSION_DENIED, "A process may only attach itself",
+                       "pid " + std::to_string(pid) + " requested by peer pid " + std::to_string(peer.pid), {},
+                       {"Connect from the process to be attached (resmgr-run does this)"});
+    ledger_.authorize(id, peer);
+    try {
+        backend_.attach(id, leaf, static_cast<pid_t>(pid));
+    } catch (const cgroup::BackendError& e) {
+        throw backend_error("Could not move the process into the allocation's cgroup", e);
+    }
+    SuccessBody body;
+    body.result = {{"allocation_id", id}, {"pid", pid}, {"leaf", leaf}, {"cgroup_path", backend_.group_path(id)},
+                   {"enforces_limits", backend_.enforces_limits()}};
+    body.resources_affected = 1;
+    return body;
+}
+
+json Service::reconcile() {
+    json adopted = json::array(), removed = json::array(), failed = json::array();
+    for (auto& [id, a] : ledger_.allocations()) {
+        try {
+            enforcement_[id] = backend_.create(id, core::limits_for(a, ledger_.policy()));
+            adopted.push_back(id);
+        } catch (const cgroup::BackendError& e) {
+            // Kept in the ledger: losing the allocation would be worse than a missing group.
+            failed.push_back({{"allocation_id", id}, {"error", e.what()}});
+        }
+    }
+    try {
+        for (auto& group : backend_.list_groups()) {
+            if (ledger_.find(group)) continue;
+            try {
+                backend_.destroy(group);
+                removed.push_back(group);
+            } catch (const cgroup::BackendError& e) {
+                failed.push_back({{"group", group}, {"error", e.what()}});
+            }
+        }
+    } catch (const cgroup::BackendError& e) {
+        failed.push_back({{"list_groups", e.what()}});
+    }
+    return {{"adopted", adopted}, {"removed_orphans", removed}, {"failed", failed}};
+}
+
+} // namespace resmgr::server

@@ -1,0 +1,172 @@
+// Line protocol over a Unix stream socket on sd-event.
+#include "server/socket_server.hpp"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+
+#include <spdlog/spdlog.h>
+
+#include "resmgr/protocol.hpp"
+
+namespace resmgr::server {
+namespace {
+
+std::runtime_error sys_error(const std::string& what) { return std::runtime_error(what + ": " + std::strerror(errno)); }
+
+} // namespace
+
+SocketServer::SocketServer(sd_event* event, std::string path, Handler handler)
+    : event_(event), path_(std::move(path)), handler_(std::move(handler)) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path_.size() >= sizeof addr.sun_path) throw std::runtime_error("socket path too long: " + path_);
+    std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
+
+    auto dir = std::filesystem::path(path_).parent_path();
+    std::error_code ec;
+    if (!dir.empty()) std::filesystem::create_directories(dir, ec);
+    if (ec) throw std::runtime_error("cannot create socket directory " + dir.string() + ": " + ec.message());
+
+    listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (listen_fd_ < 0) throw sys_error("socket");
+    // A socket file left by a crashed daemon would make bind fail; a live daemon would answer.
+    if (::access(path_.c_str(), F_OK) == 0) {
+        int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool alive = probe >= 0 && ::connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+        if (probe >= 0) ::close(probe);
+        if (alive) {
+            ::close(listen_fd_);
+            throw std::runtime_error("another resmgrd is already serving " + path_);
+        }
+        ::unlink(path_.c_str());
+    }
+    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
+        auto err = sys_error("bind " + path_);
+        ::close(listen_fd_);
+        throw err;
+    }
+    ::chmod(path_.c_str(), 0666);
+    if (::listen(listen_fd_, 128) < 0) throw sys_error("listen " + path_);
+    int r = sd_event_add_io(event_, &listen_source_, listen_fd_, EPOLLIN, on_accept, this);
+    if (r < 0) throw std::runtime_error(std::string("sd_event_add_io: ") + std::strerror(-r));
+}
+
+SocketServer::~SocketServer() {
+    while (!clients_.empty()) drop(clients_.begin()->first);
+    if (listen_source_) sd_event_source_unref(listen_source_);
+    if (listen_fd_ >= 0) {
+        ::close(listen_fd_);
+        ::unlink(path_.c_str());
+    }
+}
+
+int SocketServer::on_accept(sd_event_source*, int fd, uint32_t, void* userdata) {
+    auto* self = static_cast<SocketServer*>(userdata);
+    for (;;) {
+        int cfd = ::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno != EAGAIN && errno != EINTR) spdlog::warn("accept on {}: {}", self->path_, std::strerror(errno));
+            return 0;
+        }
+        ucred cred{};
+        socklen_t len = sizeof cred;
+        if (::getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+            spdlog::warn("SO_PEERCRED: {}; dropping client", std::strerror(errno));
+            ::close(cfd);
+            continue;
+        }
+        auto conn = std::make_unique<ClientConn>();
+        conn->fd = cfd;
+        conn->peer = Owner{cred.uid, cred.pid};
+        int r = sd_event_add_io(self->event_, &conn->source, cfd, EPOLLIN, on_client, self);
+        if (r < 0) {
+            spdlog::warn("sd_event_add_io for client: {}", std::strerror(-r));
+            ::close(cfd);
+            continue;
+        }
+        self->clients_.emplace(cfd, std::move(conn));
+    }
+}
+
+int SocketServer::on_client(sd_event_source*, int fd, uint32_t revents, void* userdata) {
+    auto* self = static_cast<SocketServer*>(userdata);
+    auto it = self->clients_.find(fd);
+    if (it == self->clients_.end()) return 0;
+    ClientConn& c = *it->second;
+    if (revents & EPOLLIN) {
+        char buf[65536];
+        for (;;) {
+            ssize_t n = ::read(fd, buf, sizeof buf);
+            if (n > 0) {
+                c.in.append(buf, static_cast<size_t>(n));
+                if (c.in.size() > kMaxLine * 2) break; // serve() answers the oversize line, then we close
+                continue;
+            }
+            if (n == 0) {
+                c.closing = true; // peer finished writing; answer what it sent, then close
+                break;
+            }
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN) c.closing = true, c.in.clear();
+            break;
+        }
+        self->serve(c);
+    } else if (revents & (EPOLLHUP | EPOLLERR)) {
+        c.closing = true;
+    }
+    if (!self->flush(c) || (c.closing && c.out.empty())) self->drop(fd);
+    return 0;
+}
+
+void SocketServer::serve(ClientConn& c) {
+    for (;;) {
+        auto nl = c.in.find('\n');
+        if (nl == std::string::npos) {
+            if (c.in.size() > kMaxLine) {
+                auto err = error_envelope("unknown", ApiError(ErrorCode::INVALID_REQUEST, "request line too long",
+                                                              "limit is " + std::to_string(kMaxLine) + " bytes"));
+                c.out += err.dump() + "\n";
+                c.in.clear();
+                c.closing = true;
+            }
+            return;
+        }
+        std::string line = c.in.substr(0, nl);
+        c.in.erase(0, nl + 1);
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line.find_first_not_of(" \t") == std::string::npos) continue;
+        c.out += handler_(line, c.peer).dump() + "\n";
+    }
+}
+
+bool SocketServer::flush(ClientConn& c) {
+    while (!c.out.empty()) {
+        ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            c.out.erase(0, static_cast<size_t>(n));
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) break;
+        return false;
+    }
+    sd_event_source_set_io_events(c.source, c.out.empty() ? EPOLLIN : EPOLLIN | EPOLLOUT);
+    return true;
+}
+
+void SocketServer::drop(int fd) {
+    auto it = clients_.find(fd);
+    if (it == clients_.end()) return;
+    sd_event_source_disable_unref(it->second->source);
+    ::close(fd);
+    clients_.erase(it);
+}
+
+} // namespace resmgr::server

@@ -1,0 +1,56 @@
+// The Unix stream socket on sd-event: accepts clients, identifies each with SO_PEERCRED at
+// accept time, splits input into lines, hands each line to a handler and queues the answer.
+// Non-blocking throughout: a client that stops reading cannot stall the daemon.
+#pragma once
+
+#include <systemd/sd-event.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "resmgr/model.hpp"
+
+namespace resmgr::server {
+
+class SocketServer {
+public:
+    using Handler = std::function<nlohmann::json(std::string_view line, const Owner& peer)>;
+
+    // Creates the socket's directory if needed, replaces a stale socket file, binds and listens.
+    // Mode 0666: any local user may ask; what they may do is decided per request from SO_PEERCRED.
+    SocketServer(sd_event* event, std::string path, Handler handler);
+    ~SocketServer();
+    SocketServer(const SocketServer&) = delete;
+    SocketServer& operator=(const SocketServer&) = delete;
+
+    size_t client_count() const { return clients_.size(); }
+    static constexpr size_t kMaxLine = 1 << 20;
+
+private:
+    struct ClientConn {
+        int fd = -1;
+        Owner peer;
+        sd_event_source* source = nullptr;
+        std::string in, out;
+        bool closing = false; // close once `out` drains
+    };
+
+    static int on_accept(sd_event_source*, int fd, uint32_t, void* self);
+    static int on_client(sd_event_source*, int fd, uint32_t revents, void* self);
+    void serve(ClientConn& c);
+    bool flush(ClientConn& c); // false when the connection failed
+    void drop(int fd);
+
+    sd_event* event_;
+    std::string path_;
+    Handler handler_;
+    int listen_fd_ = -1;
+    sd_event_source* listen_source_ = nullptr;
+    std::map<int, std::unique_ptr<ClientConn>> clients_;
+};
+
+} // namespace resmgr::server

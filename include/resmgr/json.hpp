@@ -1,0 +1,23 @@
+// JSON forms of the model, in the seed's field names. Parsing validates and throws
+// ApiError(INVALID_REQUEST) naming the offending field.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "resmgr/model.hpp"
+
+namespace resmgr {
+
+// Accepts the seed's allocate parameters: workflow_id, priority, resources{cpu_cores, memory_gb
+// (number or "4G"), agents, pids, tool_instances}, duration or constraints.max_duration,
+// exclusive_files or constraints.exclusive_access, constraints.conflict_avoidance,
+// performance_requirements, auto_release, requester.
+AllocationRequest parse_allocation_request(const nlohmann::json& params);
+Resources parse_resources(const nlohmann::json& j, const std::string& where);
+
+nlohmann::json to_json(const Resources& r);
+nlohmann::json to_json(const Allocation& a); // the seed's "resource_allocation" body
+// Inverse of to_json(Allocation), for the state file. Throws ApiError on malformed input.
+Allocation allocation_from_json(const nlohmann::json& j);
+
+} // namespace resmgr

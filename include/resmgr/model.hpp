@@ -1,0 +1,111 @@
+// The seed's data model: priorities, resources, constraints, allocations, and the
+// parsing of sizes and durations. Pure: no I/O. JSON (de)serialisation lives in json.hpp.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace resmgr {
+
+using Clock = std::chrono::system_clock;
+using TimePoint = Clock::time_point;
+using Seconds = std::chrono::seconds;
+using Millis = std::chrono::milliseconds;
+
+// Priority 0..100 in the seed's bands: critical 90-100, high 70-89, medium 40-69, low 0-39.
+enum class PriorityBand { low, medium, high, critical };
+
+struct Priority {
+    int value = 50;
+    PriorityBand band() const;
+    std::string band_name() const;
+    // "critical|high|medium|low" (the band's anchor: 95, 80, 50, 20) or an integer 0..100.
+    static std::optional<Priority> parse(std::string_view text);
+    static Priority of_band(PriorityBand band);
+    friend auto operator<=>(const Priority&, const Priority&) = default;
+};
+
+std::string band_name(PriorityBand band);
+
+struct Resources {
+    double cpu_cores = 0;           // fractional cores; 0 means "no CPU cap"
+    std::uint64_t memory_bytes = 0; // 0 means "no memory cap"
+    int agents = 0;
+    std::optional<std::uint64_t> pids; // resmgr extension: TasksMax / pids.max
+    std::map<std::string, int> tool_instances;
+
+    double memory_gb() const { return static_cast<double>(memory_bytes) / (1024.0 * 1024 * 1024); }
+};
+
+struct Constraints {
+    std::optional<Seconds> max_duration;
+    std::vector<std::string> exclusive_access;
+    std::vector<std::string> conflict_avoidance;
+};
+
+struct PerformanceRequirements {
+    std::optional<Millis> min_response_time;
+    std::optional<std::uint64_t> max_memory_per_agent_bytes;
+    std::optional<std::uint64_t> storage_iops;
+};
+
+struct AutoRelease {
+    bool on_completion = true;
+    bool on_timeout = true;
+    bool on_failure = true;
+    Seconds grace_period = std::chrono::minutes(5);
+};
+
+enum class AllocationStatus { active, reserved, queued, paused, expired, released };
+std::string to_string(AllocationStatus status);
+std::optional<AllocationStatus> parse_status(std::string_view text);
+
+// Who asked, as the kernel told us (SO_PEERCRED), not as the request claims.
+struct Owner {
+    std::uint32_t uid = 0;
+    std::int32_t pid = 0;
+    bool operator==(const Owner&) const = default;
+};
+
+struct AllocationRequest {
+    std::string workflow_id;
+    std::string requester;
+    Priority priority;
+    Resources resources;
+    Constraints constraints;
+    PerformanceRequirements performance_requirements;
+    AutoRelease auto_release;
+};
+
+struct Allocation {
+    std::string allocation_id;
+    std::string workflow_id;
+    std::string requester;
+    TimePoint timestamp;
+    Priority priority;
+    AllocationStatus status = AllocationStatus::active;
+    Resources resources;
+    Constraints constraints;
+    PerformanceRequirements performance_requirements;
+    AutoRelease auto_release;
+    Owner owner;
+    std::optional<TimePoint> expires_at; // timestamp + max_duration, when there is one
+};
+
+// "4G", "512M", "1.5GiB", "2048K", "1073741824" (bytes). Binary units, as systemd's MemoryMax=.
+std::optional<std::uint64_t> parse_size(std::string_view text);
+// "2h", "5m", "30s", "500ms", "1h30m", "1d", ISO 8601 "PT2H30M", or a plain number of seconds.
+std::optional<Millis> parse_duration(std::string_view text);
+std::string format_duration(Millis d);      // "1h30m", "500ms", "0s"
+std::string format_size(std::uint64_t bytes); // "4G", "512M", "1536K", "17B"
+std::string format_timestamp(TimePoint t);  // RFC 3339 UTC, "2025-01-15T11:30:00Z"
+std::optional<TimePoint> parse_timestamp(std::string_view text);
+
+constexpr std::uint64_t kGiB = 1024ULL * 1024 * 1024;
+
+} // namespace resmgr

@@ -1,0 +1,108 @@
+// Helpers for host tests: run the project's binaries as child processes, and skip with a
+// printed reason when this machine lacks what a test needs.
+#pragma once
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <linux/magic.h>
+
+namespace resmgr::host {
+
+struct RunResult {
+    int status = -1; // exit code, or 128+signal
+    std::string out, err;
+};
+
+inline int decode_status(int status) {
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+    return -1;
+}
+
+inline std::string slurp(const std::string& path) {
+    std::ifstream in(path);
+    return {std::istreambuf_iterator<char>(in), {}};
+}
+
+// Runs argv to completion, capturing stdout and stderr through temp files (no pipe deadlocks).
+inline RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env = {}) {
+    char out_tmpl[] = "/tmp/resmgr-host-out-XXXXXX", err_tmpl[] = "/tmp/resmgr-host-err-XXXXXX";
+    int out_fd = ::mkstemp(out_tmpl), err_fd = ::mkstemp(err_tmpl);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::dup2(out_fd, 1);
+        ::dup2(err_fd, 2);
+        for (auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
+        std::vector<char*> args;
+        for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+        args.push_back(nullptr);
+        ::execv(args[0], args.data());
+        ::_exit(127);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    RunResult r{decode_status(status), slurp(out_tmpl), slurp(err_tmpl)};
+    ::close(out_fd);
+    ::close(err_fd);
+    ::unlink(out_tmpl);
+    ::unlink(err_tmpl);
+    return r;
+}
+
+// Starts argv in the background with output to `log`; returns its pid.
+inline pid_t spawn(const std::vector<std::string>& argv, const std::string& log) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+        std::vector<char*> args;
+        for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+        args.push_back(nullptr);
+        ::execv(args[0], args.data());
+        ::_exit(127);
+    }
+    return pid;
+}
+
+inline bool wait_until(const std::function<bool()>& ready, std::chrono::milliseconds limit) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (ready()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return ready();
+}
+
+// Why this host cannot run cgroup2 host tests, or nullopt when it can.
+inline std::optional<std::string> cgroup2_unavailable(const std::string& dir) {
+    if (::geteuid() != 0) return "needs root";
+    struct statfs fs{};
+    if (::statfs(dir.c_str(), &fs) != 0) return dir + " does not exist";
+    if (fs.f_type != CGROUP2_SUPER_MAGIC) return dir + " is not a cgroup2 mount";
+    return std::nullopt;
+}
+
+// The cgroup2 hierarchy host tests may create groups in: the pure v2 root, or the hybrid one.
+inline std::string cgroup2_mount() {
+    struct statfs fs{};
+    if (::statfs("/sys/fs/cgroup", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC) return "/sys/fs/cgroup";
+    return "/sys/fs/cgroup/unified";
+}
+
+} // namespace resmgr::host

@@ -1,0 +1,192 @@
+// resmgrd + resmgr + resmgr-run on this host's real cgroup2 hierarchy, through the real socket.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "host_support.hpp"
+#include "resmgr/client.hpp"
+
+using namespace resmgr;
+using namespace resmgr::host;
+using nlohmann::json;
+
+namespace {
+
+class DaemonHost : public ::testing::Test {
+protected:
+    std::string mount = cgroup2_mount();
+    std::string dir, socket, root, log;
+    pid_t daemon = -1;
+
+    void SetUp() override {
+        if (auto why = cgroup2_unavailable(mount)) GTEST_SKIP() << "cgroup2 host test skipped: " << *why;
+        char tmpl[] = "/tmp/resmgr-daemon-XXXXXX";
+        dir = ::mkdtemp(tmpl);
+        socket = dir + "/resmgr.sock";
+        log = dir + "/resmgrd.log";
+        root = mount + "/resmgr-hosttest-" + std::to_string(::getpid());
+        // Workflow limits far above this node, so over-asking meets the node's capacity.
+        std::ofstream(dir + "/policy.json") << R"({"resource_policies":{"allocation_limits":)"
+                                               R"({"max_cpu_per_workflow":4096,"max_memory_per_workflow":1048576}}})";
+        start();
+    }
+
+    void TearDown() override {
+        if (daemon > 0) {
+            // Release through the daemon so it removes its groups, then stop it.
+            try {
+                Client c(socket);
+                json st = c.call({"status", "", json::object()});
+                for (auto& a : st["result"]["allocations"]) c.call({"release", "", {{"allocation_id", a["allocation_id"]}, {"force", true}}});
+            } catch (const std::exception&) {
+            }
+            stop(SIGTERM);
+        }
+        if (!root.empty()) {
+            std::error_code ec;
+            if (std::filesystem::exists(root, ec))
+                for (auto& entry : std::filesystem::directory_iterator(root, ec))
+                    if (entry.is_directory()) {
+                        for (auto& leaf : std::filesystem::directory_iterator(entry.path(), ec))
+                            if (leaf.is_directory()) ::rmdir(leaf.path().c_str());
+                        ::rmdir(entry.path().c_str());
+                    }
+            ::rmdir(root.c_str());
+        }
+        if (!dir.empty()) std::filesystem::remove_all(dir);
+    }
+
+    void start() {
+        daemon = spawn({RESMGRD_PATH, "--config", dir + "/policy.json", "--state-dir", dir + "/state", "--socket", socket, "--cgroup-root", root, "--backend",
+                        "cgroupfs", "--log-level", "debug"},
+                       log);
+        bool up = wait_until([&] {
+            try {
+                Client c(socket);
+                return true;
+            } catch (const ClientError&) {
+                return false;
+            }
+        }, std::chrono::seconds(10));
+        ASSERT_TRUE(up) << "resmgrd did not start; log:\n" << slurp(log);
+    }
+
+    void stop(int sig) {
+        ::kill(daemon, sig);
+        int status = 0;
+        ::waitpid(daemon, &status, 0);
+        daemon = -1;
+    }
+
+    RunResult cli(const std::vector<std::string>& args) {
+        std::vector<std::string> argv{RESMGR_CLI_PATH, "--socket", socket, "--json"};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return run(argv);
+    }
+
+    json cli_json(const std::vector<std::string>& args, int expected_status = 0) {
+        RunResult r = cli(args);
+        EXPECT_EQ(r.status, expected_status) << r.out << r.err;
+        try {
+            return json::parse(r.out);
+        } catch (const json::parse_error&) {
+            ADD_FAILURE() << "not JSON: " << r.out << r.err;
+            return {};
+        }
+    }
+
+    std::string allocate(const std::string& params) {
+        json r = cli_json({"allocate", params});
+        return r["result"].value("allocation_id", "");
+    }
+
+    RunResult resmgr_run(const std::vector<std::string>& args) {
+        std::vector<std::string> argv{RESMGR_RUN_PATH, "--socket", socket};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return run(argv);
+    }
+};
+
+} // namespace
+
+TEST_F(DaemonHost, AllocateCreatesTheGroup) {
+    std::string id = allocate(R"({"workflow_id":"wf-host","priority":"high","resources":{"cpu_cores":0.5,"memory_gb":"64M"}})");
+    ASSERT_FALSE(id.empty());
+    EXPECT_TRUE(std::filesystem::is_directory(root + "/" + id)) << slurp(log);
+    json st = cli_json({"status", json{{"allocation_id", id}}.dump()});
+    EXPECT_EQ(st["result"]["allocations"][0]["cgroup_path"], root + "/" + id);
+    json rel = cli_json({"release", json{{"allocation_id", id}}.dump()});
+    EXPECT_EQ(rel["status"], "success");
+    EXPECT_FALSE(std::filesystem::exists(root + "/" + id));
+}
+
+TEST_F(DaemonHost, ResmgrRunRunsInsideTheGroupAndReleases) {
+    RunResult r = resmgr_run({"--workflow", "wf-run", "--cpu", "0.5", "--", "/bin/cat", "/proc/self/cgroup"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    // 0::/<root relative to the mount>/<allocation>/main
+    std::string rel = root.substr(mount.size());
+    auto line_start = r.out.find("0::" + rel + "/alloc_");
+    ASSERT_NE(line_start, std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("/main", line_start), std::string::npos) << r.out;
+    json st = cli_json({"status"});
+    EXPECT_TRUE(st["result"]["allocations"].empty()) << "resmgr-run did not release: " << st.dump(2);
+}
+
+TEST_F(DaemonHost, ResmgrRunPropagatesExitStatusLikeAShell) {
+    EXPECT_EQ(resmgr_run({"--", "/bin/sh", "-c", "exit 3"}).status, 3);
+    EXPECT_EQ(resmgr_run({"--", "/bin/sh", "-c", "kill -TERM $$"}).status, 128 + SIGTERM);
+    RunResult missing = resmgr_run({"--", "/nonexistent/cmd"});
+    EXPECT_EQ(missing.status, 127);
+    EXPECT_NE(missing.err.find("No such file"), std::string::npos) << missing.err;
+    RunResult refused = resmgr_run({"--cpu", "10000", "--", "/bin/true"});
+    EXPECT_EQ(refused.status, 125);
+    EXPECT_NE(refused.err.find("RESOURCE_EXHAUSTED"), std::string::npos) << refused.err;
+    EXPECT_TRUE(cli_json({"status"})["result"]["allocations"].empty());
+}
+
+TEST_F(DaemonHost, ResmgrRunJoinsAnExistingAllocationWithoutReleasingIt) {
+    std::string id = allocate(R"({"workflow_id":"wf-join","resources":{"cpu_cores":0.5}})");
+    RunResult r = resmgr_run({"--allocation", id, "--", "/bin/cat", "/proc/self/cgroup"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("/" + id + "/main"), std::string::npos) << r.out;
+    EXPECT_EQ(cli_json({"status"})["result"]["allocations"].size(), 1u);
+}
+
+TEST_F(DaemonHost, OverCapacityIsResourceExhausted) {
+    json r = cli_json({"allocate", R"({"workflow_id":"wf-big","resources":{"memory_gb":100000}})"}, 1);
+    EXPECT_EQ(r["status"], "error");
+    EXPECT_EQ(r["error"]["code"], "RESOURCE_EXHAUSTED");
+    EXPECT_NE(r["error"]["details"].get<std::string>().find("only"), std::string::npos);
+}
+
+TEST_F(DaemonHost, MalformedLineAnswersInvalidRequestAndDaemonKeepsServing) {
+    Client raw(socket);
+    const char* garbage = "this is not json\n{\"operation\": 42}\n";
+    ASSERT_EQ(::write(raw.fd(), garbage, std::strlen(garbage)), static_cast<ssize_t>(std::strlen(garbage)));
+    // Both answers arrive, one per line, before the next request's.
+    json status = raw.call({"status", "", json::object()});
+    EXPECT_EQ(status["status"], "error");
+    EXPECT_EQ(status["error"]["code"], "INVALID_REQUEST");
+    json second = raw.call({"status", "", json::object()});
+    EXPECT_EQ(second["error"]["code"], "INVALID_REQUEST");
+    json third = raw.call({"status", "", json::object()});
+    EXPECT_EQ(third["status"], "success");
+    EXPECT_EQ(cli_json({"status"})["status"], "success");
+}
+
+TEST_F(DaemonHost, KillNineAndRestartKeepsEveryAllocation) {
+    std::vector<std::string> ids;
+    for (int i = 0; i < 3; ++i)
+        ids.push_back(allocate(json{{"workflow_id", "wf-crash-" + std::to_string(i)}, {"resources", {{"cpu_cores", 0.25}}}}.dump()));
+    stop(SIGKILL);
+    start();
+    json st = cli_json({"status"});
+    ASSERT_EQ(st["result"]["allocations"].size(), 3u) << st.dump(2);
+    for (auto& id : ids) EXPECT_TRUE(std::filesystem::is_directory(root + "/" + id)) << id;
+}
+
+TEST_F(DaemonHost, DoctorExplainsTheHost) {
+    json r = cli_json({"doctor"});
+    EXPECT_EQ(r["result"]["daemon"]["backend"], "cgroupfs");
+    EXPECT_TRUE(r["result"]["host"].contains("cgroup_mode")) << r.dump(2);
+}

@@ -1,0 +1,58 @@
+// An in-memory CgroupBackend that records what it was asked, and fails on command.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cgroup/backend.hpp"
+
+namespace resmgr {
+
+class FakeBackend : public cgroup::CgroupBackend {
+public:
+    std::map<std::string, cgroup::Limits> groups;
+    std::map<std::string, std::vector<pid_t>> attached;
+    std::vector<std::string> destroyed;
+    std::set<std::string> fail; // operation names that throw: "create", "update", "destroy", "attach"
+
+    std::string name() const override { return "fake"; }
+    bool enforces_limits() const override { return true; }
+    cgroup::Enforcement create(const std::string& id, const cgroup::Limits& limits) override {
+        maybe_fail("create");
+        groups[id] = limits;
+        return {{"cpu.max"}, {}};
+    }
+    cgroup::Enforcement update(const std::string& id, const cgroup::Limits& limits) override {
+        maybe_fail("update");
+        groups.at(id) = limits;
+        return {{"cpu.max"}, {}};
+    }
+    void attach(const std::string& id, const std::string&, pid_t pid) override {
+        maybe_fail("attach");
+        attached[id].push_back(pid);
+    }
+    void freeze(const std::string&, bool) override {}
+    void signal(const std::string&, int) override {}
+    void destroy(const std::string& id) override {
+        maybe_fail("destroy");
+        groups.erase(id);
+        destroyed.push_back(id);
+    }
+    std::vector<std::string> list_groups() override {
+        std::vector<std::string> out;
+        for (auto& [id, _] : groups) out.push_back(id);
+        return out;
+    }
+    std::string group_path(const std::string& id) override { return groups.count(id) ? "/fake/" + id : ""; }
+    std::vector<pid_t> pids(const std::string& id) override { return attached[id]; }
+    nlohmann::json describe() override { return {{"backend", "fake"}}; }
+
+private:
+    void maybe_fail(const std::string& op) {
+        if (fail.count(op)) throw cgroup::BackendError("injected " + op + " failure");
+    }
+};
+
+} // namespace resmgr

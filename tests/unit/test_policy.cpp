@@ -1,0 +1,64 @@
+// Policy file parsing: the seed's defaults, overlays, and clear errors.
+#include <gtest/gtest.h>
+
+#include "core/policy.hpp"
+#include "resmgr/protocol.hpp"
+
+using namespace resmgr;
+using namespace resmgr::core;
+using nlohmann::json;
+
+TEST(Policy, DefaultsAreTheSeeds) {
+    Policy p = Policy::defaults();
+    EXPECT_EQ(p.max_cpu_per_workflow, 6);
+    EXPECT_EQ(p.max_memory_gb_per_workflow, 12);
+    EXPECT_EQ(p.max_agents_per_workflow, 15);
+    EXPECT_EQ(p.max_duration, std::chrono::hours(6));
+    EXPECT_EQ(p.priority_weights.at(PriorityBand::critical), 1.0);
+    EXPECT_EQ(p.priority_weights.at(PriorityBand::low), 0.4);
+    EXPECT_EQ(p.monitoring_intervals["resource_check"], "30s");
+    EXPECT_EQ(p.optimization_targets["utilization_target"], 75.0);
+}
+
+TEST(Policy, SeedDocumentParsesAndRoundTrips) {
+    json seed = json::parse(R"({"resource_policies": {
+        "allocation_limits": {"max_cpu_per_workflow": 4, "max_memory_per_workflow": 8, "max_agents_per_workflow": 10, "max_duration": "2h"},
+        "priority_weights": {"critical": 1.0, "high": 0.9, "medium": 0.5, "low": 0.1},
+        "optimization_targets": {"efficiency_threshold": 70.0},
+        "monitoring_intervals": {"resource_check": "1s"}}})");
+    Policy p = parse_policy(seed);
+    EXPECT_EQ(p.max_cpu_per_workflow, 4);
+    EXPECT_EQ(p.max_duration, std::chrono::hours(2));
+    EXPECT_EQ(p.priority_weights.at(PriorityBand::high), 0.9);
+    EXPECT_EQ(p.optimization_targets["efficiency_threshold"], 70.0);
+    EXPECT_EQ(p.optimization_targets["utilization_target"], 75.0); // untouched keys keep defaults
+    EXPECT_EQ(p.monitoring_intervals["resource_check"], "1s");
+    Policy again = parse_policy(p.to_json());
+    EXPECT_EQ(again.to_json(), p.to_json());
+}
+
+TEST(Policy, EmptyDocumentIsDefaults) { EXPECT_EQ(parse_policy(json::object()).to_json(), Policy::defaults().to_json()); }
+
+TEST(Policy, ErrorsNameTheField) {
+    struct Case { const char* doc; const char* field; };
+    for (auto [doc, field] : std::initializer_list<Case>{
+             {R"([])", ""},
+             {R"({"resource_policy":{}})", "resource_policy"},
+             {R"({"resource_policies":{"allocation_limits":{"max_cpu_per_workflow":-1}}})", "resource_policies.allocation_limits.max_cpu_per_workflow"},
+             {R"({"resource_policies":{"allocation_limits":{"max_cpu_per_workflow":"6"}}})", "resource_policies.allocation_limits.max_cpu_per_workflow"},
+             {R"({"resource_policies":{"allocation_limits":{"max_duration":"forever"}}})", "resource_policies.allocation_limits.max_duration"},
+             {R"({"resource_policies":{"allocation_limits":{"max_agents_per_workflow":1.5}}})", "resource_policies.allocation_limits.max_agents_per_workflow"},
+             {R"({"resource_policies":{"priority_weights":{"urgent":1}}})", "resource_policies.priority_weights.urgent"},
+             {R"({"resource_policies":{"priority_weights":{"low":0.9}}})", "resource_policies.priority_weights"},
+             {R"({"resource_policies":{"monitoring_intervals":{"resource_check":"often"}}})", "resource_policies.monitoring_intervals.resource_check"},
+             {R"({"resource_policies":{"allocation_limits":[]}})", "resource_policies.allocation_limits"},
+         }) {
+        try {
+            parse_policy(json::parse(doc));
+            ADD_FAILURE() << "accepted " << doc;
+        } catch (const ApiError& e) {
+            ASSERT_FALSE(e.affected_resources.empty()) << doc;
+            EXPECT_EQ(e.affected_resources[0], field) << doc << ": " << e.what() << " " << e.details;
+        }
+    }
+}

@@ -1,0 +1,203 @@
+// Service: operations end to end against a fake backend and a real state directory.
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "fake_backend.hpp"
+#include "server/service.hpp"
+#include "tests_support.hpp"
+
+using namespace resmgr;
+using nlohmann::json;
+
+namespace {
+
+const Owner kAlice{1000, 100};
+const Owner kBob{1001, 200};
+
+struct Daemon {
+    TempDir dir;
+    FakeBackend backend;
+    std::unique_ptr<state::StateStore> store;
+    std::unique_ptr<core::Ledger> ledger;
+    std::unique_ptr<server::Service> service;
+    TimePoint now = *parse_timestamp("2025-01-15T11:30:00Z");
+
+    Daemon() { start(); }
+    // (Re)starts on the same state directory and backend, as resmgrd does after a crash.
+    void start() {
+        store = std::make_unique<state::StateStore>(dir.path());
+        ledger = std::make_unique<core::Ledger>(core::NodeCapacity{8, 16 * kGiB}, core::Policy::defaults());
+        for (auto& a : store->load_allocations()) ledger->restore(a);
+        service = std::make_unique<server::Service>(*ledger, backend, *store, [this] { return now; }, json{{"probe", "fake"}},
+                                                    json{{"pid", 1}});
+    }
+    json call(const std::string& line, const Owner& peer = kAlice) { return service->handle_line(line, peer); }
+    std::string allocate(double cpu, const std::string& mem, const Owner& peer = kAlice) {
+        json r = call(json{{"operation", "allocate"},
+                           {"params", {{"workflow_id", "wf"}, {"priority", "high"}, {"resources", {{"cpu_cores", cpu}, {"memory_gb", mem}}}}}}
+                          .dump(),
+                      peer);
+        EXPECT_EQ(r["status"], "success") << r.dump(2);
+        return r["result"]["allocation_id"];
+    }
+};
+
+std::string code(const json& envelope) { return envelope["error"]["code"]; }
+
+} // namespace
+
+TEST(Service, AllocateCreatesGroupWithLimitsAndPersists) {
+    Daemon d;
+    json r = d.call(R"({"operation":"allocate","params":{"workflow_id":"wf","priority":"high","resources":{"cpu_cores":2,"memory_gb":4}}})");
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    EXPECT_EQ(r["operation"], "allocate");
+    EXPECT_EQ(r["timestamp"], "2025-01-15T11:30:00Z");
+    EXPECT_TRUE(r["metrics"]["execution_time"].is_string());
+    std::string id = r["result"]["allocation_id"];
+    EXPECT_EQ(r["result"]["allocation_response"]["status"], "approved");
+    EXPECT_EQ(r["result"]["allocation"]["owner"]["uid"], 1000);
+    ASSERT_TRUE(d.backend.groups.count(id));
+    EXPECT_EQ(d.backend.groups[id].cpu_quota_us, 200000u);
+    EXPECT_EQ(d.backend.groups[id].memory_max, 4 * kGiB);
+    ASSERT_EQ(d.store->load_allocations().size(), 1u);
+    EXPECT_EQ(d.store->load_allocations()[0].allocation_id, id);
+}
+
+TEST(Service, OverCapacityIsResourceExhaustedAndLeavesNothing) {
+    Daemon d;
+    json first = d.call(R"({"operation":"allocate","params":{"workflow_id":"a","resources":{"memory_gb":10}}})");
+    ASSERT_EQ(first["status"], "success");
+    json r = d.call(R"({"operation":"allocate","params":{"workflow_id":"b","resources":{"cpu_cores":2,"memory_gb":10}}})");
+    EXPECT_EQ(r["status"], "error");
+    EXPECT_EQ(code(r), "RESOURCE_EXHAUSTED");
+    EXPECT_EQ(r["error"]["details"], "Requested 10GB, only 5GB available");
+    EXPECT_EQ(d.backend.groups.size(), 1u);
+    EXPECT_EQ(d.store->load_allocations().size(), 1u);
+}
+
+TEST(Service, PolicyIsCheckedBeforeCapacity) {
+    Daemon d;
+    json r = d.call(R"({"operation":"allocate","params":{"workflow_id":"wf","resources":{"memory_gb":64}}})");
+    EXPECT_EQ(code(r), "POLICY_VIOLATION");
+    EXPECT_EQ(r["error"]["details"], "memory: workflow would hold 64GB, max_memory_per_workflow is 12GB");
+}
+
+TEST(Service, BackendFailureRollsBack) {
+    Daemon d;
+    d.backend.fail.insert("create");
+    json r = d.call(R"({"operation":"allocate","params":{"workflow_id":"wf","resources":{"cpu_cores":1}}})");
+    EXPECT_EQ(code(r), "BACKEND_ERROR");
+    EXPECT_NE(r["error"]["details"].get<std::string>().find("injected create failure"), std::string::npos);
+    EXPECT_TRUE(d.ledger->allocations().empty());
+    EXPECT_TRUE(d.store->load_allocations().empty());
+}
+
+TEST(Service, MalformedLinesAnswerInvalidRequestAndServingContinues) {
+    Daemon d;
+    for (auto bad : {"not json", "{\"operation\":", "[1]", R"({"operation":"allocate","params":{"workflow_id":"wf","resources":{"cpu_cores":"lots"}}})"}) {
+        json r = d.call(bad);
+        EXPECT_EQ(r["status"], "error") << bad;
+        EXPECT_EQ(code(r), "INVALID_REQUEST") << bad;
+    }
+    d.allocate(1, "1G");
+}
+
+TEST(Service, UnknownAndNotYetBuiltOperations) {
+    Daemon d;
+    EXPECT_EQ(code(d.call(R"({"operation":"frobnicate"})")), "INVALID_REQUEST");
+    json r = d.call(R"({"operation":"forecast","params":{}})");
+    EXPECT_EQ(code(r), "UNSUPPORTED");
+    EXPECT_EQ(r["operation"], "forecast");
+}
+
+TEST(Service, ReleaseOnlyByOwnerAndRemovesGroup) {
+    Daemon d;
+    std::string id = d.allocate(2, "4G");
+    std::string line = json{{"operation", "release"}, {"params", {{"allocation_id", id}}}}.dump();
+    EXPECT_EQ(code(d.call(line, kBob)), "PERMISSION_DENIED");
+    EXPECT_TRUE(d.backend.groups.count(id));
+    json r = d.call(line, kAlice);
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    EXPECT_EQ(r["result"]["allocation"]["status"], "released");
+    EXPECT_FALSE(d.backend.groups.count(id));
+    EXPECT_TRUE(d.store->load_allocations().empty());
+    EXPECT_EQ(code(d.call(line)), "NOT_FOUND");
+}
+
+TEST(Service, ReleaseKeepsAllocationWhenGroupCannotGoUnlessForced) {
+    Daemon d;
+    std::string id = d.allocate(1, "1G");
+    d.backend.fail.insert("destroy");
+    EXPECT_EQ(code(d.call(json{{"operation", "release"}, {"params", {{"allocation_id", id}}}}.dump())), "BACKEND_ERROR");
+    EXPECT_EQ(d.store->load_allocations().size(), 1u);
+    json r = d.call(json{{"operation", "release"}, {"params", {{"allocation_id", id}, {"force", true}}}}.dump());
+    EXPECT_EQ(r["status"], "success");
+    EXPECT_EQ(r["recommendations"].size(), 1u);
+    EXPECT_TRUE(d.store->load_allocations().empty());
+}
+
+TEST(Service, ReallocateMergesAndAppliesLive) {
+    Daemon d;
+    std::string id = d.allocate(2, "4G");
+    json r = d.call(json{{"operation", "reallocate"}, {"params", {{"allocation_id", id}, {"resources", {{"cpu_cores", 3}}}}}}.dump());
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    EXPECT_EQ(d.backend.groups[id].cpu_quota_us, 300000u);
+    EXPECT_EQ(d.backend.groups[id].memory_max, 4 * kGiB); // not named: unchanged
+    EXPECT_EQ(d.store->load_allocations()[0].resources.cpu_cores, 3);
+    d.backend.fail.insert("update");
+    EXPECT_EQ(code(d.call(json{{"operation", "reallocate"}, {"params", {{"allocation_id", id}, {"resources", {{"cpu_cores", 1}}}}}}.dump())),
+              "BACKEND_ERROR");
+    EXPECT_EQ(d.ledger->find(id)->resources.cpu_cores, 3); // rolled back
+    EXPECT_EQ(code(d.call(json{{"operation", "reallocate"}, {"params", {{"allocation_id", id}, {"resources", {{"cpu_cores", 1}}}}}}.dump(), kBob)),
+              "PERMISSION_DENIED");
+}
+
+TEST(Service, AttachOnlyTheCallerItself) {
+    Daemon d;
+    std::string id = d.allocate(1, "1G");
+    json other = d.call(json{{"operation", "attach"}, {"params", {{"allocation_id", id}, {"pid", 4242}}}}.dump(), kAlice);
+    EXPECT_EQ(code(other), "PERMISSION_DENIED");
+    json bob = d.call(json{{"operation", "attach"}, {"params", {{"allocation_id", id}, {"pid", kBob.pid}}}}.dump(), kBob);
+    EXPECT_EQ(code(bob), "PERMISSION_DENIED");
+    json self = d.call(json{{"operation", "attach"}, {"params", {{"allocation_id", id}, {"pid", kAlice.pid}}}}.dump(), kAlice);
+    ASSERT_EQ(self["status"], "success") << self.dump(2);
+    EXPECT_EQ(d.backend.attached[id], std::vector<pid_t>{kAlice.pid});
+}
+
+TEST(Service, StatusFiltersAndShowsCapacity) {
+    Daemon d;
+    std::string a = d.allocate(1, "1G");
+    d.allocate(2, "2G");
+    json all = d.call(R"({"operation":"status"})");
+    EXPECT_EQ(all["result"]["allocations"].size(), 2u);
+    EXPECT_DOUBLE_EQ(all["result"]["capacity"]["cpu_cores"]["available"].get<double>(), 4.5);
+    json one = d.call(json{{"operation", "status"}, {"params", {{"allocation_id", a}}}}.dump());
+    ASSERT_EQ(one["result"]["allocations"].size(), 1u);
+    EXPECT_EQ(one["result"]["allocations"][0]["cgroup_path"], "/fake/" + a);
+    EXPECT_EQ(code(d.call(R"({"operation":"status","params":{"allocation_id":"alloc_nope"}})")), "NOT_FOUND");
+}
+
+TEST(Service, RestartKeepsAllocationsAdoptsGroupsAndRemovesOrphans) {
+    Daemon d;
+    std::string a = d.allocate(1, "1G");
+    std::string b = d.allocate(2, "2G");
+    d.backend.groups.erase(b);                 // its group vanished while we were down
+    d.backend.groups["alloc_orphan"] = {};     // a group no allocation claims
+    d.start();
+    json report = d.service->reconcile();
+    EXPECT_EQ(report["adopted"].size(), 2u);
+    EXPECT_EQ(report["removed_orphans"], json({"alloc_orphan"}));
+    EXPECT_TRUE(d.backend.groups.count(a));
+    EXPECT_TRUE(d.backend.groups.count(b)); // re-created
+    EXPECT_EQ(d.backend.groups[b].cpu_quota_us, 200000u);
+    EXPECT_EQ(d.call(R"({"operation":"status"})")["result"]["allocations"].size(), 2u);
+}
+
+TEST(Service, DoctorReportsHostAndBackend) {
+    Daemon d;
+    json r = d.call(R"({"operation":"doctor"})");
+    EXPECT_EQ(r["result"]["host"]["probe"], "fake");
+    EXPECT_EQ(r["result"]["daemon"]["backend"], "fake");
+    EXPECT_TRUE(r["result"]["daemon"]["enforces_limits"].get<bool>());
+}
