@@ -37,14 +37,17 @@ std::string error_text(const json& envelope) {
     return text;
 }
 
-// In the child: join the group, then become the command. Reports failure through `err_fd`.
+// In the child: "<exit code> <message>" to the parent through `err_fd`, then exit.
+[[noreturn]] void child_fail(int err_fd, int code, const std::string& message) {
+    std::string msg = std::to_string(code) + " " + message;
+    (void)!::write(err_fd, msg.data(), msg.size());
+    ::_exit(code);
+}
+
+// In the child: join the group, then become the command.
 [[noreturn]] void run_child(const std::string& socket, const std::string& allocation, const std::vector<std::string>& command,
                             int err_fd) {
-    auto fail = [&](int code, const std::string& message) {
-        std::string msg = std::to_string(code) + " " + message;
-        (void)!::write(err_fd, msg.data(), msg.size());
-        ::_exit(code);
-    };
+    auto fail = [&](int code, const std::string& message) { child_fail(err_fd, code, message); };
     try {
         resmgr::Client client(socket);
         json reply = client.call({"attach", "", {{"allocation_id", allocation}, {"pid", ::getpid()}, {"leaf", "main"}}});
@@ -57,7 +60,7 @@ std::string error_text(const json& envelope) {
     argv.push_back(nullptr);
     ::execvp(argv[0], argv.data());
     int err = errno;
-    fail(err == ENOENT ? kNotFound : kCannotExec, command[0] + ": " + std::strerror(err));
+    child_fail(err_fd, err == ENOENT ? kNotFound : kCannotExec, command[0] + ": " + std::strerror(err));
 }
 
 } // namespace

@@ -267,7 +267,8 @@ SuccessBody Service::status(const Request& request) {
     body.result = {{"allocations", list}, {"capacity", ledger_.availability().to_json()},
                    {"backend", {{"name", backend_.name()}, {"enforces_limits", backend_.enforces_limits()}}}};
     if (!backend_.enforces_limits())
-        body.recommendations.push_back("Accounting-only mode: limits are recorded but not enforced on this host (see `resmgr doctor`)");
+        body.recommendations.push_back("Backend " + backend_.name() +
+                                       " enforces no limits on this host: they are recorded, not applied (see `resmgr doctor`)");
     return body;
 }
 

@@ -138,7 +138,7 @@ TEST_F(DaemonHost, ResmgrRunPropagatesExitStatusLikeAShell) {
     RunResult missing = resmgr_run({"--", "/nonexistent/cmd"});
     EXPECT_EQ(missing.status, 127);
     EXPECT_NE(missing.err.find("No such file"), std::string::npos) << missing.err;
-    RunResult refused = resmgr_run({"--cpu", "10000", "--", "/bin/true"});
+    RunResult refused = resmgr_run({"--cpu", "4000", "--", "/bin/true"});
     EXPECT_EQ(refused.status, 125);
     EXPECT_NE(refused.err.find("RESOURCE_EXHAUSTED"), std::string::npos) << refused.err;
     EXPECT_TRUE(cli_json({"status"})["result"]["allocations"].empty());

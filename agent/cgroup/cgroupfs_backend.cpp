@@ -1,0 +1,221 @@
+// cgroupfs backend (see cgroupfs_backend.hpp).
+#include "cgroup/cgroupfs_backend.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+namespace resmgr::cgroup {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* const kControllers[] = {"cpu", "memory", "pids", "io"};
+
+std::string errno_text(const std::string& what, const std::string& path) {
+    return what + " " + path + ": " + std::strerror(errno);
+}
+
+// Returns 0 or an errno. O_CREAT is harmless on cgroupfs (the control file exists) and lets
+// the unit tests' plain-directory fake tree receive the same writes.
+int write_file(const std::string& path, const std::string& value) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return errno;
+    ssize_t n = ::write(fd, value.data(), value.size());
+    int err = n < 0 ? errno : (static_cast<size_t>(n) == value.size() ? 0 : EIO);
+    ::close(fd);
+    return err;
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+bool valid_name(const std::string& name) {
+    if (name.empty() || name == "." || name == ".." || name.size() > 200) return false;
+    for (char c : name)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') return false;
+    return true;
+}
+
+void check_name(const std::string& kind, const std::string& name) {
+    if (!valid_name(name)) throw BackendError("invalid " + kind + " name '" + name + "' (allowed: letters, digits, _ . -)");
+}
+
+std::string max_or(const std::optional<std::uint64_t>& v) { return v ? std::to_string(*v) : "max"; }
+
+bool events_say(const std::string& dir, const std::string& key, const std::string& value) {
+    std::istringstream in(read_file(dir + "/cgroup.events"));
+    for (std::string k, v; in >> k >> v;)
+        if (k == key) return v == value;
+    return false;
+}
+
+} // namespace
+
+CgroupfsBackend::CgroupfsBackend(std::string root, RemoveDir remove_dir)
+    : root_(std::move(root)), remove_dir_(std::move(remove_dir)) {
+    if (!remove_dir_) remove_dir_ = [](const std::string& p) { return ::rmdir(p.c_str()) == 0 ? 0 : errno; };
+    if (::mkdir(root_.c_str(), 0755) < 0 && errno != EEXIST) throw BackendError(errno_text("cannot create cgroup root", root_));
+    std::istringstream available(read_file(root_ + "/cgroup.controllers"));
+    std::set<std::string> have;
+    for (std::string c; available >> c;) have.insert(c);
+    for (const char* c : kControllers) {
+        // One at a time: a controller the kernel refuses must not block the others.
+        if (have.count(c) && write_file(root_ + "/cgroup.subtree_control", std::string("+") + c) == 0) enabled_.insert(c);
+        else missing_.insert(c);
+    }
+    spdlog::info("cgroupfs backend at {}: controllers enabled [{}], missing [{}]", root_,
+                 fmt::join(enabled_, " "), fmt::join(missing_, " "));
+}
+
+Enforcement CgroupfsBackend::apply(const std::string& dir, const Limits& l) {
+    Enforcement e;
+    auto set = [&](const char* controller, const std::string& file, const std::string& value, bool requested) {
+        if (!enabled_.count(controller)) {
+            if (requested)
+                e.unenforced.push_back(file + "=" + value + ": controller '" + controller + "' is not available in " + root_ +
+                                       "/cgroup.controllers (held by cgroup v1, or not delegated)");
+            return;
+        }
+        if (int err = write_file(dir + "/" + file, value); err != 0) {
+            e.unenforced.push_back(file + "=" + value + ": write failed: " + std::strerror(err));
+            return;
+        }
+        e.applied.push_back(file + "=" + value);
+    };
+    set("cpu", "cpu.max", (l.cpu_quota_us ? std::to_string(*l.cpu_quota_us) : "max") + " " + std::to_string(l.cpu_period_us),
+        l.cpu_quota_us.has_value());
+    set("cpu", "cpu.weight", std::to_string(l.cpu_weight), l.cpu_weight != 100);
+    // memory.high before memory.max when shrinking would briefly leave high > max; the kernel
+    // accepts either order, so write max first to cap at once.
+    set("memory", "memory.max", max_or(l.memory_max), l.memory_max.has_value());
+    set("memory", "memory.high", max_or(l.memory_high), l.memory_high.has_value());
+    set("pids", "pids.max", max_or(l.pids_max), l.pids_max.has_value());
+    return e;
+}
+
+Enforcement CgroupfsBackend::create(const std::string& id, const Limits& limits) {
+    check_name("group", id);
+    std::string dir = group_path(id);
+    if (::mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST) throw BackendError(errno_text("cannot create group", dir));
+    return apply(dir, limits);
+}
+
+Enforcement CgroupfsBackend::update(const std::string& id, const Limits& limits) {
+    check_name("group", id);
+    std::string dir = group_path(id);
+    struct stat st{};
+    if (::stat(dir.c_str(), &st) < 0) throw BackendError(errno_text("no group", dir));
+    return apply(dir, limits);
+}
+
+void CgroupfsBackend::attach(const std::string& id, const std::string& leaf, pid_t pid) {
+    check_name("group", id);
+    check_name("leaf", leaf);
+    std::string dir = group_path(id) + "/" + leaf;
+    if (::mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST) throw BackendError(errno_text("cannot create leaf", dir));
+    if (int err = write_file(dir + "/cgroup.procs", std::to_string(pid)); err != 0) {
+        errno = err;
+        throw BackendError(errno_text("cannot move pid " + std::to_string(pid) + " into", dir));
+    }
+}
+
+std::vector<std::string> CgroupfsBackend::group_dirs(const std::string& id) {
+    std::vector<std::string> dirs;
+    std::error_code ec;
+    std::string group = group_path(id);
+    for (auto& entry : fs::directory_iterator(group, ec))
+        if (entry.is_directory(ec)) dirs.push_back(entry.path().string());
+    dirs.push_back(group);
+    return dirs;
+}
+
+void CgroupfsBackend::freeze(const std::string& id, bool frozen) {
+    check_name("group", id);
+    std::string dir = group_path(id);
+    if (int err = write_file(dir + "/cgroup.freeze", frozen ? "1" : "0"); err != 0) {
+        errno = err;
+        throw BackendError(errno_text("cannot write cgroup.freeze in", dir));
+    }
+    // The kernel freezes asynchronously; cgroup.events says when it is done.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (!events_say(dir, "frozen", frozen ? "1" : "0")) {
+        if (std::chrono::steady_clock::now() > deadline)
+            throw BackendError("group " + dir + " did not become " + (frozen ? "frozen" : "thawed") + " within 1s");
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+}
+
+void CgroupfsBackend::signal(const std::string& id, int sig) {
+    check_name("group", id);
+    std::string dir = group_path(id);
+    if (sig == SIGKILL && ::access((dir + "/cgroup.kill").c_str(), F_OK) == 0 && write_file(dir + "/cgroup.kill", "1") == 0) return;
+    for (pid_t pid : pids(id)) ::kill(pid, sig);
+}
+
+void CgroupfsBackend::destroy(const std::string& id) {
+    check_name("group", id);
+    std::string dir = group_path(id);
+    if (::access(dir.c_str(), F_OK) != 0) return;
+    signal(id, SIGKILL);
+    // Killed tasks leave the group shortly after; rmdir says EBUSY until they have.
+    for (auto& d : group_dirs(id)) {
+        int err = 0;
+        for (int attempt = 0; attempt < 200; ++attempt) {
+            err = remove_dir_(d);
+            if (err == 0 || err == ENOENT) break;
+            if (err != EBUSY) break;
+            if (attempt % 20 == 19) signal(id, SIGKILL);
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        if (err != 0 && err != ENOENT) {
+            errno = err;
+            throw BackendError(errno_text("cannot remove group", d));
+        }
+    }
+}
+
+std::vector<std::string> CgroupfsBackend::list_groups() {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (auto& entry : fs::directory_iterator(root_, ec))
+        if (entry.is_directory(ec) && valid_name(entry.path().filename().string())) out.push_back(entry.path().filename().string());
+    if (ec) throw BackendError("cannot list " + root_ + ": " + ec.message());
+    return out;
+}
+
+std::string CgroupfsBackend::group_path(const std::string& id) { return root_ + "/" + id; }
+
+std::vector<pid_t> CgroupfsBackend::pids(const std::string& id) {
+    check_name("group", id);
+    std::vector<pid_t> out;
+    for (auto& dir : group_dirs(id)) {
+        std::istringstream in(read_file(dir + "/cgroup.procs"));
+        for (long pid; in >> pid;) out.push_back(static_cast<pid_t>(pid));
+    }
+    return out;
+}
+
+nlohmann::json CgroupfsBackend::describe() {
+    return {{"backend", "cgroupfs"},
+            {"root", root_},
+            {"controllers_enabled", std::vector<std::string>(enabled_.begin(), enabled_.end())},
+            {"controllers_missing", std::vector<std::string>(missing_.begin(), missing_.end())}};
+}
+
+} // namespace resmgr::cgroup

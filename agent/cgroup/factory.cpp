@@ -1,0 +1,21 @@
+// Backend selection (see factory.hpp).
+#include "cgroup/factory.hpp"
+
+#include "cgroup/accounting_backend.hpp"
+#include "cgroup/cgroupfs_backend.hpp"
+
+namespace resmgr::cgroup {
+
+std::unique_ptr<CgroupBackend> make_backend(const BackendOptions& options, const HostReport& host) {
+    std::string kind = options.kind == "auto" ? host.auto_backend : options.kind;
+    if (kind == "systemd") throw BackendError("the systemd backend is not built into this resmgrd yet");
+    if (kind == "cgroupfs") {
+        std::string root = options.cgroup_root.empty() ? host.default_cgroup_root : options.cgroup_root;
+        if (root.empty()) throw BackendError("cgroupfs backend: no cgroup2 hierarchy is mounted (see `resmgr doctor`)");
+        return std::make_unique<CgroupfsBackend>(root);
+    }
+    if (kind == "accounting") return std::make_unique<AccountingBackend>(options.kind == "auto" ? host.auto_reason : "chosen with --backend accounting");
+    throw BackendError("unknown backend '" + options.kind + "'");
+}
+
+} // namespace resmgr::cgroup

@@ -1,0 +1,129 @@
+// The cgroupfs backend against a fake cgroup tree: a plain temp dir with the files the kernel
+// would have, checked for exactly the values written.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "cgroup/cgroupfs_backend.hpp"
+#include "tests_support.hpp"
+
+using namespace resmgr;
+using namespace resmgr::cgroup;
+
+namespace {
+
+std::string slurp(const std::filesystem::path& p) {
+    std::ifstream in(p);
+    return {std::istreambuf_iterator<char>(in), {}};
+}
+
+// A plain directory holds regular files where cgroupfs has control files: remove recursively.
+int remove_tree(const std::string& path) {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+    return ec ? ec.value() : 0;
+}
+
+struct FakeTree {
+    TempDir tmp;
+    std::string root = (tmp.path() / "resmgr").string();
+    explicit FakeTree(const std::string& controllers) {
+        std::filesystem::create_directory(root);
+        std::ofstream(root + "/cgroup.controllers") << controllers << "\n";
+    }
+    CgroupfsBackend backend() { return CgroupfsBackend(root, remove_tree); }
+};
+
+Limits two_cores_4g() {
+    Limits l;
+    l.cpu_quota_us = 200000;
+    l.cpu_weight = 133;
+    l.memory_max = 4ULL << 30;
+    l.memory_high = (4ULL << 30) / 10 * 9;
+    l.pids_max = 64;
+    return l;
+}
+
+} // namespace
+
+TEST(CgroupfsBackend, EnablesControllersOneByOne) {
+    FakeTree t("cpu io memory pids hugetlb");
+    auto b = t.backend();
+    EXPECT_EQ(b.enabled_controllers(), (std::set<std::string>{"cpu", "io", "memory", "pids"}));
+    EXPECT_TRUE(b.enforces_limits());
+}
+
+TEST(CgroupfsBackend, CreateWritesEveryLimit) {
+    FakeTree t("cpu memory pids io");
+    auto b = t.backend();
+    Enforcement e = b.create("alloc_1", two_cores_4g());
+    EXPECT_TRUE(e.unenforced.empty()) << e.to_json().dump();
+    auto g = t.root + "/alloc_1/";
+    EXPECT_EQ(slurp(g + "cpu.max"), "200000 100000");
+    EXPECT_EQ(slurp(g + "cpu.weight"), "133");
+    EXPECT_EQ(slurp(g + "memory.max"), "4294967296");
+    EXPECT_EQ(slurp(g + "memory.high"), std::to_string((4ULL << 30) / 10 * 9));
+    EXPECT_EQ(slurp(g + "pids.max"), "64");
+    EXPECT_EQ(b.group_path("alloc_1"), t.root + "/alloc_1");
+}
+
+TEST(CgroupfsBackend, UpdateChangesLimitsAndAbsentMeansMax) {
+    FakeTree t("cpu memory pids");
+    auto b = t.backend();
+    b.create("alloc_1", two_cores_4g());
+    Limits l;
+    l.cpu_quota_us = 50000;
+    b.update("alloc_1", l);
+    auto g = t.root + "/alloc_1/";
+    EXPECT_EQ(slurp(g + "cpu.max"), "50000 100000");
+    EXPECT_EQ(slurp(g + "memory.max"), "max");
+    EXPECT_EQ(slurp(g + "memory.high"), "max");
+    EXPECT_EQ(slurp(g + "pids.max"), "max");
+    EXPECT_THROW(b.update("alloc_missing", l), BackendError);
+}
+
+TEST(CgroupfsBackend, MissingControllersAreReportedWithReasons) {
+    FakeTree t("hugetlb"); // this build host's /sys/fs/cgroup/unified
+    auto b = t.backend();
+    EXPECT_FALSE(b.enforces_limits());
+    Enforcement e = b.create("alloc_1", two_cores_4g());
+    ASSERT_EQ(e.unenforced.size(), 5u) << e.to_json().dump();
+    EXPECT_NE(e.unenforced[0].find("cpu.max=200000 100000: controller 'cpu' is not available"), std::string::npos) << e.unenforced[0];
+    EXPECT_TRUE(std::filesystem::is_directory(t.root + "/alloc_1")); // the group still exists
+    EXPECT_FALSE(std::filesystem::exists(t.root + "/alloc_1/memory.max"));
+    // Nothing asked, nothing to report.
+    EXPECT_TRUE(b.create("alloc_2", Limits{}).unenforced.empty());
+}
+
+TEST(CgroupfsBackend, AttachWritesPidIntoLeaf) {
+    FakeTree t("cpu");
+    auto b = t.backend();
+    b.create("alloc_1", Limits{});
+    b.attach("alloc_1", "main", 4242);
+    EXPECT_EQ(slurp(t.root + "/alloc_1/main/cgroup.procs"), "4242");
+    EXPECT_EQ(b.pids("alloc_1"), std::vector<pid_t>{4242});
+}
+
+TEST(CgroupfsBackend, RejectsPathTraversal) {
+    FakeTree t("cpu");
+    auto b = t.backend();
+    for (auto bad : {"..", ".", "", "a/b", "../etc", "x y"}) EXPECT_THROW(b.create(bad, Limits{}), BackendError) << bad;
+    b.create("alloc_1", Limits{});
+    EXPECT_THROW(b.attach("alloc_1", "../../x", 1), BackendError);
+}
+
+TEST(CgroupfsBackend, ListAndDestroy) {
+    FakeTree t("cpu");
+    auto b = t.backend();
+    b.create("alloc_a", Limits{});
+    b.create("alloc_b", Limits{});
+    b.attach("alloc_b", "main", 1);
+    auto groups = b.list_groups();
+    std::sort(groups.begin(), groups.end());
+    EXPECT_EQ(groups, (std::vector<std::string>{"alloc_a", "alloc_b"}));
+    b.destroy("alloc_b");
+    EXPECT_FALSE(std::filesystem::exists(t.root + "/alloc_b"));
+    EXPECT_EQ(b.list_groups(), std::vector<std::string>{"alloc_a"});
+    b.destroy("alloc_b"); // already gone: fine
+}
