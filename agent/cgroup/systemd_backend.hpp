@@ -1,0 +1,66 @@
+// systemd backend: transient units over D-Bus (sd-bus), the way systemd-run does it.
+// group = slice resmgr-<id>.slice (systemd's dash naming puts it under resmgr.slice), limits as
+// slice properties; leaf = transient scope resmgr-<id>-<leaf>-<pid>.scope in that slice.
+#pragma once
+
+#include <systemd/sd-bus.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "cgroup/backend.hpp"
+
+namespace resmgr::cgroup {
+
+// Unit property of D-Bus type "t" (uint64); UINT64_MAX is systemd's "infinity".
+struct UnitProperty {
+    std::string name;
+    std::uint64_t value;
+    bool operator==(const UnitProperty&) const = default;
+};
+
+std::vector<UnitProperty> slice_properties(const Limits& limits);
+std::string slice_name(const std::string& id);
+std::string scope_name(const std::string& id, const std::string& leaf, pid_t pid);
+// "resmgr-alloc_1.slice" -> "alloc_1"; empty when `unit` is not one of ours.
+std::string id_from_slice(const std::string& unit);
+
+class SystemdBackend : public CgroupBackend {
+public:
+    // Connects to the system bus; throws BackendError when systemd cannot be reached.
+    explicit SystemdBackend(std::string cgroup2_mount);
+    ~SystemdBackend() override;
+    SystemdBackend(const SystemdBackend&) = delete;
+    SystemdBackend& operator=(const SystemdBackend&) = delete;
+
+    std::string name() const override { return "systemd"; }
+    bool enforces_limits() const override { return true; }
+    Enforcement create(const std::string& id, const Limits& limits) override;
+    Enforcement update(const std::string& id, const Limits& limits) override;
+    void attach(const std::string& id, const std::string& leaf, pid_t pid) override;
+    void freeze(const std::string& id, bool frozen) override;
+    void signal(const std::string& id, int signal) override;
+    void destroy(const std::string& id) override;
+    std::vector<std::string> list_groups() override;
+    std::string group_path(const std::string& id) override;
+    std::vector<pid_t> pids(const std::string& id) override;
+    nlohmann::json describe() override;
+
+private:
+    static int on_job_removed(sd_bus_message* m, void* self, sd_bus_error* error);
+    // Calls a Manager method that returns a job object path, and waits for the job to finish.
+    void call_and_wait(const std::string& unit, sd_bus_message* call);
+    void wait_job(const std::string& unit, const std::string& job);
+    sd_bus_message* new_manager_call(const char* method);
+    Enforcement applied(const Limits& limits) const;
+    bool unit_loaded(const std::string& unit);
+
+    std::string mount_;
+    sd_bus* bus_ = nullptr;
+    sd_bus_slot* job_slot_ = nullptr;
+    std::map<std::string, std::string> finished_jobs_; // job path -> result
+};
+
+} // namespace resmgr::cgroup
