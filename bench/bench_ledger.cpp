@@ -29,7 +29,7 @@ void BM_AllocateRelease(benchmark::State& state) {
     Ledger ledger({1024, 4096 * kGiB}, roomy_policy());
     const TimePoint now = Clock::now();
     const Owner owner{1000, 1};
-    for (int i = 0; i < live; ++i) ledger.allocate(small_request(i % 200), owner, now);
+    for (int i = 0; i < live; ++i) ledger.allocate(small_request(i % 2000), owner, now);
     const AllocationRequest probe = small_request(7);
     for (auto _ : state) {
         std::string id = ledger.allocate(probe, owner, now).allocation_id;
@@ -45,7 +45,7 @@ void BM_DeniedRequest(benchmark::State& state) {
     // Exactly full on CPU: the reserve plus `live` allocations of 0.01 cores.
     Ledger full({0.5 + live * 0.01, 4096 * kGiB}, roomy_policy());
     const Owner owner{1000, 1};
-    for (int i = 0; i < live; ++i) full.allocate(small_request(i % 200), owner, Clock::now());
+    for (int i = 0; i < live; ++i) full.allocate(small_request(i % 2000), owner, Clock::now());
     AllocationRequest huge = small_request(1);
     huge.resources.cpu_cores = 5;
     huge.workflow_id = "wf-huge";

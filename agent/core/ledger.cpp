@@ -23,9 +23,6 @@ std::string gb(std::uint64_t bytes) {
     return buf;
 }
 
-// Floating point sums of fractional cores must not deny 0.1+0.2 against 0.3.
-constexpr double kCpuEpsilon = 1e-9;
-
 } // namespace
 
 std::string Ledger::random_allocation_id() {
@@ -38,35 +35,33 @@ std::string Ledger::random_allocation_id() {
 Ledger::Ledger(NodeCapacity capacity, Policy policy, IdGenerator ids)
     : capacity_(capacity), policy_(std::move(policy)), ids_(std::move(ids)) {}
 
-Ledger::Totals Ledger::promised(const std::string& except_id) const {
-    Totals t;
-    for (auto& [id, a] : allocations_) {
-        if (id == except_id) continue;
-        t.cpu += a.resources.cpu_cores;
-        t.memory += a.resources.memory_bytes;
-        t.agents += a.resources.agents;
-    }
-    return t;
+static std::int64_t micro_cores(double cores) { return std::llround(cores * 1e6); }
+
+void Ledger::Totals::add(const Resources& r, int sign) {
+    cpu_micro += sign * micro_cores(r.cpu_cores);
+    memory = sign > 0 ? memory + r.memory_bytes : memory - r.memory_bytes;
+    agents += sign * r.agents;
 }
 
-Ledger::Totals Ledger::promised_to_workflow(const std::string& workflow, const std::string& except_id) const {
-    Totals t;
-    for (auto& [id, a] : allocations_) {
-        if (id == except_id || a.workflow_id != workflow) continue;
-        t.cpu += a.resources.cpu_cores;
-        t.memory += a.resources.memory_bytes;
-        t.agents += a.resources.agents;
-    }
-    return t;
+void Ledger::account(const Allocation& a, int sign) {
+    node_.add(a.resources, sign);
+    Totals& w = workflows_[a.workflow_id];
+    w.add(a.resources, sign);
+    if (w.cpu_micro == 0 && w.memory == 0 && w.agents == 0) workflows_.erase(a.workflow_id);
+}
+
+Ledger::Totals Ledger::workflow_totals(const std::string& workflow) const {
+    auto it = workflows_.find(workflow);
+    return it == workflows_.end() ? Totals{} : it->second;
 }
 
 Availability Ledger::availability() const {
     Availability v;
-    Totals t = promised();
+    const Totals& t = node_;
     v.cpu_total = capacity_.cpu_cores;
     v.cpu_reserved = std::min(policy_.system_reserve_cpu, capacity_.cpu_cores);
-    v.cpu_allocated = t.cpu;
-    v.cpu_available = std::max(0.0, v.cpu_total - v.cpu_reserved - t.cpu);
+    v.cpu_allocated = static_cast<double>(t.cpu_micro) / 1e6;
+    v.cpu_available = std::max(0.0, v.cpu_total - v.cpu_reserved - v.cpu_allocated);
     v.memory_total = capacity_.memory_bytes;
     v.memory_reserved = std::min<std::uint64_t>(static_cast<std::uint64_t>(policy_.system_reserve_memory_gb * kGiB), capacity_.memory_bytes);
     v.memory_allocated = t.memory;
@@ -88,13 +83,15 @@ nlohmann::json Availability::to_json() const {
     };
 }
 
-void Ledger::check_policy(const std::string& workflow, const Resources& wanted, const std::string& except_id) const {
-    Totals have = promised_to_workflow(workflow, except_id);
+void Ledger::check_policy(const std::string& workflow, const Resources& wanted, const Resources* current) const {
+    Totals have = workflow_totals(workflow);
+    if (current) have.add(*current, -1);
     std::vector<std::string> affected, details;
     auto max_mem = static_cast<std::uint64_t>(std::llround(policy_.max_memory_gb_per_workflow * kGiB));
-    if (have.cpu + wanted.cpu_cores > policy_.max_cpu_per_workflow + kCpuEpsilon) {
+    const double have_cpu = static_cast<double>(have.cpu_micro) / 1e6;
+    if (have.cpu_micro + micro_cores(wanted.cpu_cores) > micro_cores(policy_.max_cpu_per_workflow)) {
         affected.push_back("cpu");
-        details.push_back("cpu_cores: workflow would hold " + cores(have.cpu + wanted.cpu_cores) +
+        details.push_back("cpu_cores: workflow would hold " + cores(have_cpu + wanted.cpu_cores) +
                           ", max_cpu_per_workflow is " + cores(policy_.max_cpu_per_workflow));
     }
     if (have.memory + wanted.memory_bytes > max_mem) {
@@ -118,17 +115,19 @@ void Ledger::check_policy(const std::string& workflow, const Resources& wanted, 
                     "Raise allocation_limits in the policy file (resource_policies.allocation_limits)"});
 }
 
-void Ledger::check_capacity(const Resources& wanted, const std::string& except_id) const {
+void Ledger::check_capacity(const Resources& wanted, const Resources* current) const {
     Availability v = availability();
-    Totals mine = except_id.empty() ? Totals{} : Totals{allocations_.at(except_id).resources.cpu_cores,
-                                                         allocations_.at(except_id).resources.memory_bytes,
-                                                         allocations_.at(except_id).resources.agents};
-    double cpu_free = v.cpu_available + mine.cpu;
-    std::uint64_t mem_free = v.memory_available + mine.memory;
-    int agents_free = v.agents_available + mine.agents;
+    Totals promised = node_;
+    if (current) promised.add(*current, -1);
+    const std::int64_t usable_cpu = micro_cores(v.cpu_total - v.cpu_reserved);
+    const std::int64_t cpu_free_micro = std::max<std::int64_t>(0, usable_cpu - promised.cpu_micro);
+    const double cpu_free = static_cast<double>(cpu_free_micro) / 1e6;
+    const std::uint64_t usable_mem = v.memory_total - v.memory_reserved;
+    const std::uint64_t mem_free = usable_mem > promised.memory ? usable_mem - promised.memory : 0;
+    const int agents_free = std::max(0, policy_.max_agents - promised.agents);
 
     std::vector<std::string> affected, details, headline;
-    if (wanted.cpu_cores > cpu_free + kCpuEpsilon) {
+    if (micro_cores(wanted.cpu_cores) > cpu_free_micro) {
         affected.push_back("cpu");
         headline.push_back("CPU");
         details.push_back("Requested " + cores(wanted.cpu_cores) + " cores, only " + cores(cpu_free) + " available");
@@ -156,7 +155,7 @@ void Ledger::check_capacity(const Resources& wanted, const std::string& except_i
     if (std::find(affected.begin(), affected.end(), "memory") != affected.end()) fit += " " + gb(mem_free) + " memory";
     if (std::find(affected.begin(), affected.end(), "agents") != affected.end()) fit += " " + std::to_string(agents_free) + " agents";
     alternatives.push_back(fit + " (fits now)");
-    bool never_fits = wanted.cpu_cores > v.cpu_total - v.cpu_reserved + kCpuEpsilon ||
+    bool never_fits = micro_cores(wanted.cpu_cores) > usable_cpu ||
                       wanted.memory_bytes > v.memory_total - v.memory_reserved || wanted.agents > v.agents_max;
     std::vector<std::string> recovery{"Reduce resource request size"};
     if (never_fits) recovery.push_back("The request exceeds what this node can ever give (capacity minus system reserve); it must be reduced");
@@ -170,8 +169,8 @@ const Allocation& Ledger::allocate(const AllocationRequest& request, const Owner
                        "Requested " + format_duration(std::chrono::duration_cast<Millis>(*request.constraints.max_duration)) +
                            ", max_duration is " + format_duration(std::chrono::duration_cast<Millis>(policy_.max_duration)),
                        {"duration"}, {"Request a shorter duration and renew it when needed"});
-    check_policy(request.workflow_id, request.resources, {});
-    check_capacity(request.resources, {});
+    check_policy(request.workflow_id, request.resources, nullptr);
+    check_capacity(request.resources, nullptr);
 
     Allocation a;
     do a.allocation_id = ids_();
@@ -189,6 +188,7 @@ const Allocation& Ledger::allocate(const AllocationRequest& request, const Owner
     a.auto_release = request.auto_release;
     a.owner = owner;
     a.expires_at = now + *a.constraints.max_duration;
+    account(a, +1);
     return allocations_.emplace(a.allocation_id, std::move(a)).first->second;
 }
 
@@ -207,20 +207,27 @@ const Allocation& Ledger::authorize(const std::string& id, const Owner& caller) 
 Allocation Ledger::release(const std::string& id, const Owner& caller) {
     authorize(id, caller);
     auto node = allocations_.extract(id);
+    account(node.mapped(), -1);
     node.mapped().status = AllocationStatus::released;
     return std::move(node.mapped());
 }
 
 const Allocation& Ledger::reallocate(const std::string& id, const Resources& resources, const Owner& caller) {
     const Allocation& current = authorize(id, caller);
-    check_policy(current.workflow_id, resources, id);
-    check_capacity(resources, id);
+    check_policy(current.workflow_id, resources, &current.resources);
+    check_capacity(resources, &current.resources);
     Allocation& a = allocations_.at(id);
+    account(a, -1);
     a.resources = resources;
+    account(a, +1);
     return a;
 }
 
-void Ledger::restore(const Allocation& allocation) { allocations_[allocation.allocation_id] = allocation; }
+void Ledger::restore(const Allocation& allocation) {
+    if (auto it = allocations_.find(allocation.allocation_id); it != allocations_.end()) account(it->second, -1);
+    account(allocation, +1);
+    allocations_[allocation.allocation_id] = allocation;
+}
 
 const Allocation* Ledger::find(const std::string& id) const {
     auto it = allocations_.find(id);

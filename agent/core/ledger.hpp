@@ -54,20 +54,25 @@ public:
     static std::string random_allocation_id();
 
 private:
+    // Running sums, kept in integer micro-cores so adding and removing fractional cores never
+    // drifts; updated on every change, so a decision costs O(log n), not a scan.
     struct Totals {
-        double cpu = 0;
+        std::int64_t cpu_micro = 0;
         std::uint64_t memory = 0;
         int agents = 0;
+        void add(const Resources& r, int sign);
     };
-    Totals promised(const std::string& except_id = {}) const;
-    Totals promised_to_workflow(const std::string& workflow, const std::string& except_id = {}) const;
-    void check_policy(const std::string& workflow, const Resources& wanted, const std::string& except_id) const;
-    void check_capacity(const Resources& wanted, const std::string& except_id) const;
+    void account(const Allocation& a, int sign);
+    Totals workflow_totals(const std::string& workflow) const;
+    void check_policy(const std::string& workflow, const Resources& wanted, const Resources* current) const;
+    void check_capacity(const Resources& wanted, const Resources* current) const;
 
     NodeCapacity capacity_;
     Policy policy_;
     IdGenerator ids_;
     std::map<std::string, Allocation> allocations_;
+    Totals node_;
+    std::map<std::string, Totals> workflows_;
 };
 
 // The kernel limits that make an allocation real (see the backends in agent/cgroup).

@@ -1,0 +1,116 @@
+#!/bin/sh
+# Runs inside the system-test VM as root (systemd PID 1, pure cgroup v2), from the 9p share
+# that run-system-tests.sh filled: bin/ (resmgrd, resmgr, resmgr-run, hog, spin) and units/.
+# Prints PASS/FAIL per check, BENCH lines, and "system: N passed, M failed".
+share=$(cd "$(dirname "$0")" && pwd)
+passed=0
+failed=0
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+field() { # first "key": "value" of a JSON document on stdin
+    grep -o "\"$1\": \"[^\"]*\"" | head -1 | sed 's/.*: "\(.*\)"/\1/'
+}
+
+install -m 0755 "$share/bin/resmgrd" /usr/sbin/resmgrd
+install -m 0755 "$share/bin/resmgr" "$share/bin/resmgr-run" /usr/bin/
+install -m 0644 "$share/units/resmgrd.service" "$share/units/resmgr.slice" /etc/systemd/system/
+systemctl daemon-reload
+
+# 0. resmgrd starts as a Type=notify service (READY=1 reached systemd).
+if systemctl start resmgrd && [ "$(systemctl show -p ActiveState --value resmgrd)" = active ]; then
+    pass service-starts
+else
+    fail service-starts "$(systemctl status resmgrd --no-pager 2>&1 | tail -20)"
+    echo "system: $passed passed, $((failed)) failed"
+    exit 1
+fi
+
+# a. doctor: auto picked the systemd backend on this host.
+doctor=$(resmgr --json doctor)
+if echo "$doctor" | grep -q '"backend": "systemd"' && echo "$doctor" | grep -q '"cgroup_mode": "v2"'; then
+    pass doctor-systemd-backend
+else
+    fail doctor-systemd-backend "$doctor"
+fi
+
+# b. a 256 MiB hog under --memory 64M is OOM-killed inside its slice, and resmgr-run says so.
+resmgr-run --workflow wf-oom --memory 64M -- "$share/bin/hog" 256 2> /tmp/oom.err
+rc=$?
+if [ "$rc" = 137 ] && grep -q OOM /tmp/oom.err; then
+    pass oom-kill-in-slice
+else
+    fail oom-kill-in-slice "exit $rc, stderr: $(cat /tmp/oom.err)"
+fi
+
+# c. a spinner under --cpu 0.5 gets at most 55 % of a CPU, measured from its slice's cpu.stat.
+resmgr-run --workflow wf-spin --cpu 0.5 -- "$share/bin/spin" 8 &
+runner=$!
+sleep 2
+slice=$(resmgr --json status '{"workflow_id":"wf-spin"}' | field cgroup_path)
+if [ -n "$slice" ] && [ -f "$slice/cpu.stat" ]; then
+    u0=$(awk '$1 == "usage_usec" {print $2}' "$slice/cpu.stat")
+    t0=$(date +%s%N)
+    sleep 3
+    u1=$(awk '$1 == "usage_usec" {print $2}' "$slice/cpu.stat")
+    t1=$(date +%s%N)
+    pct=$(( (u1 - u0) * 100000 / ((t1 - t0) / 1000) / 1000 ))
+    cpumax=$(cat "$slice/cpu.max")
+    if [ "$pct" -le 55 ] && [ "$pct" -gt 20 ] && [ "$cpumax" = "50000 100000" ]; then
+        pass "cpu-quota (${pct}% of a CPU, cpu.max $cpumax)"
+    else
+        fail cpu-quota "${pct}% of a CPU over 3s, cpu.max '$cpumax'"
+    fi
+else
+    fail cpu-quota "no slice found for wf-spin: $(resmgr --json status)"
+fi
+wait "$runner"
+
+# d. the slice carries the requested limits, and release removes it.
+out=$(resmgr --json allocate '{"workflow_id":"wf-sys","priority":"high","resources":{"cpu_cores":1.5,"memory_gb":"256M","pids":64}}')
+id=$(echo "$out" | field allocation_id)
+slice=/sys/fs/cgroup/resmgr.slice/resmgr-$id.slice
+if [ -n "$id" ] && [ -d "$slice" ] && [ "$(cat "$slice/memory.max")" = 268435456 ] &&
+   [ "$(cat "$slice/cpu.max")" = "150000 100000" ] && [ "$(cat "$slice/pids.max")" = 64 ]; then
+    pass "slice-limits ($slice)"
+else
+    fail slice-limits "id '$id' memory.max '$(cat "$slice/memory.max" 2>&1)' cpu.max '$(cat "$slice/cpu.max" 2>&1)' pids.max '$(cat "$slice/pids.max" 2>&1)' allocate: $out"
+fi
+resmgr --json release "{\"allocation_id\":\"$id\"}" > /tmp/release.out
+if [ -n "$id" ] && [ ! -d "$slice" ] && ! systemctl is-active --quiet "resmgr-$id.slice"; then
+    pass release-removes-slice
+else
+    fail release-removes-slice "slice still there: $(ls -d "$slice" 2>&1); $(cat /tmp/release.out)"
+fi
+
+# d2. a restart of resmgrd keeps an allocation and its slice.
+id=$(resmgr --json allocate '{"workflow_id":"wf-restart","resources":{"cpu_cores":0.5}}' | field allocation_id)
+systemctl restart resmgrd
+if resmgr --json status | grep -q "\"$id\"" && [ -d "/sys/fs/cgroup/resmgr.slice/resmgr-$id.slice" ]; then
+    pass restart-keeps-allocation
+else
+    fail restart-keeps-allocation "$(resmgr --json status)"
+fi
+resmgr --json release "{\"allocation_id\":\"$id\"}" > /dev/null
+
+# e. benchmark: resmgr-run vs systemd-run --scope, side by side, 40 runs each.
+bench() { # label command...
+    label=$1; shift
+    : > /tmp/bench.$label
+    i=0
+    while [ $i -lt 40 ]; do
+        t0=$(date +%s%N); "$@" > /dev/null 2>&1; t1=$(date +%s%N)
+        echo $(( (t1 - t0) / 1000000 )) >> /tmp/bench.$label
+        i=$((i + 1))
+    done
+    sort -n /tmp/bench.$label > /tmp/bench.$label.sorted
+    p50=$(sed -n 20p /tmp/bench.$label.sorted); p90=$(sed -n 36p /tmp/bench.$label.sorted)
+    echo "BENCH $label p50=${p50}ms p90=${p90}ms"
+    eval "${label}_p50=$p50"
+}
+bench systemd_run systemd-run --scope --quiet true
+bench resmgr_run resmgr-run -q -- true
+echo "BENCH ratio resmgr-run/systemd-run p50 = $(awk "BEGIN {printf \"%.2f\", $resmgr_run_p50 / $systemd_run_p50}")"
+
+systemctl stop resmgrd
+echo "system: $passed passed, $failed failed"
+[ "$failed" = 0 ]
