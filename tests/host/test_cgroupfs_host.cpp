@@ -1,0 +1,112 @@
+// The cgroupfs backend on this host's real cgroup2 hierarchy: groups, process moves, freeze,
+// kill and removal, with a child process of the test as the only occupant.
+#include <gtest/gtest.h>
+
+#include "cgroup/cgroupfs_backend.hpp"
+#include "host_support.hpp"
+
+using namespace resmgr;
+using namespace resmgr::host;
+
+namespace {
+
+// utime+stime in clock ticks, from /proc/PID/stat.
+long cpu_ticks(pid_t pid) {
+    std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+    std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {
+        if (i == 14) utime = std::stol(field);
+        if (i == 15) stime = std::stol(field);
+    }
+    return utime + stime;
+}
+
+class CgroupfsHost : public ::testing::Test {
+protected:
+    std::string mount = cgroup2_mount();
+    std::string root;
+    std::unique_ptr<cgroup::CgroupfsBackend> backend;
+    pid_t child = -1;
+
+    void SetUp() override {
+        if (auto why = cgroup2_unavailable(mount)) GTEST_SKIP() << "cgroup2 host test skipped: " << *why;
+        root = mount + "/resmgr-cgtest-" + std::to_string(::getpid());
+        backend = std::make_unique<cgroup::CgroupfsBackend>(root);
+    }
+    void TearDown() override {
+        if (child > 0) {
+            ::kill(child, SIGKILL);
+            ::waitpid(child, nullptr, 0);
+        }
+        if (backend) {
+            for (auto& g : backend->list_groups()) backend->destroy(g);
+            ::rmdir(root.c_str());
+        }
+    }
+    pid_t spin() {
+        pid_t pid = ::fork();
+        if (pid == 0) {
+            volatile unsigned long x = 0;
+            for (;;) x = x + 1;
+        }
+        return pid;
+    }
+};
+
+} // namespace
+
+TEST_F(CgroupfsHost, AttachFreezeThawKillDestroy) {
+    backend->create("alloc_host", cgroup::Limits{});
+    child = spin();
+    backend->attach("alloc_host", "main", child);
+    EXPECT_NE(slurp("/proc/" + std::to_string(child) + "/cgroup").find(root.substr(mount.size()) + "/alloc_host/main"), std::string::npos);
+    EXPECT_EQ(backend->pids("alloc_host"), std::vector<pid_t>{child});
+
+    backend->freeze("alloc_host", true);
+    EXPECT_NE(slurp(root + "/alloc_host/cgroup.events").find("frozen 1"), std::string::npos);
+    long before = cpu_ticks(child);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_LE(cpu_ticks(child) - before, 1) << "a frozen process kept running";
+
+    backend->freeze("alloc_host", false);
+    EXPECT_NE(slurp(root + "/alloc_host/cgroup.events").find("frozen 0"), std::string::npos);
+    before = cpu_ticks(child);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_GT(cpu_ticks(child) - before, 5) << "a thawed process did not run";
+
+    backend->signal("alloc_host", SIGKILL);
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    child = -1;
+
+    backend->destroy("alloc_host");
+    EXPECT_FALSE(std::filesystem::exists(root + "/alloc_host"));
+}
+
+TEST_F(CgroupfsHost, DestroyKillsWhatIsLeft) {
+    backend->create("alloc_busy", cgroup::Limits{});
+    child = spin();
+    backend->attach("alloc_busy", "main", child);
+    backend->destroy("alloc_busy"); // kills the occupant, waits for the group to empty, removes it
+    EXPECT_FALSE(std::filesystem::exists(root + "/alloc_busy"));
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFSIGNALED(status));
+    child = -1;
+}
+
+TEST_F(CgroupfsHost, LimitsReportedAgainstThisHostsControllers) {
+    cgroup::Limits l;
+    l.memory_max = 64ULL << 20;
+    cgroup::Enforcement e = backend->create("alloc_lim", l);
+    bool memory_here = backend->enabled_controllers().count("memory") > 0;
+    if (memory_here) {
+        EXPECT_EQ(slurp(root + "/alloc_lim/memory.max"), "67108864\n");
+    } else {
+        ASSERT_FALSE(e.unenforced.empty());
+        EXPECT_NE(e.unenforced[0].find("memory.max=67108864: controller 'memory' is not available"), std::string::npos) << e.unenforced[0];
+    }
+}
