@@ -17,6 +17,7 @@
 #include "core/ledger.hpp"
 #include "monitor/node.hpp"
 #include "resmgr/client.hpp"
+#include "server/event_loop.hpp"
 #include "server/service.hpp"
 #include "server/socket_server.hpp"
 #include "state/state_store.hpp"
@@ -103,11 +104,13 @@ int main(int argc, char** argv) {
                                    {"state_dir", state_dir}, {"config", config}};
         resmgr::server::Service service(ledger, *group_backend, store, [] { return resmgr::Clock::now(); },
                                         host.to_json(), daemon_info);
-        auto reconciled = service.reconcile();
-        spdlog::info("restored {} allocation(s): {}", ledger.allocations().size(), reconciled.dump());
 
         sd_event* event = nullptr;
         if (int r = sd_event_default(&event); r < 0) throw std::runtime_error(std::string("sd_event_default: ") + strerror(-r));
+        resmgr::server::EventLoop loop(event, service);
+        service.set_hooks(loop.hooks());
+        auto reconciled = service.reconcile();
+        spdlog::info("restored {} allocation(s): {}", ledger.allocations().size(), reconciled.dump());
         sigset_t mask;
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);

@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
                  "allocation when COMMAND exits. Example:\n"
                  "  resmgr-run --workflow wf-42 --priority high --cpu 2 --memory 4G -- make -j8 test",
                  "resmgr-run"};
-    std::string socket, workflow, priority = "medium", memory, duration, allocation;
+    std::string socket, workflow, priority = "medium", memory, duration, grace, allocation;
     double cpu = 0;
     long long pids = 0;
     bool quiet = false;
@@ -84,9 +84,11 @@ int main(int argc, char** argv) {
     app.add_option("--cpu", cpu, "CPU cores, fractional (0.5 = half a core); default uncapped")->check(CLI::NonNegativeNumber);
     app.add_option("--memory", memory, "Memory cap such as 4G or 512M (binary units); default uncapped");
     app.add_option("--pids", pids, "Maximum number of tasks (pids.max / TasksMax)")->check(CLI::PositiveNumber);
-    app.add_option("--duration", duration, "How long the allocation may live, e.g. 2h, 30m (default: the policy's max_duration)");
+    app.add_option("--duration", duration, "How long the allocation may live, e.g. 2h, 30m (default: the policy's max_duration); "
+                                           "then COMMAND gets SIGTERM, and SIGKILL after --grace");
+    app.add_option("--grace", grace, "Time between SIGTERM and SIGKILL when --duration runs out (default 5m)");
     auto* join = app.add_option("--allocation", allocation, "Join this existing allocation instead of allocating; it is not released on exit");
-    for (auto* opt : {"--cpu", "--memory", "--pids", "--duration", "--workflow"}) app.get_option(opt)->excludes(join);
+    for (auto* opt : {"--cpu", "--memory", "--pids", "--duration", "--grace", "--workflow"}) app.get_option(opt)->excludes(join);
     app.add_flag("-q,--quiet", quiet, "Do not warn about limits this host cannot enforce");
     app.add_option("command", command, "The command to run and its arguments")->required();
     app.prefix_command(); // everything from COMMAND on belongs to the command, options included
@@ -118,9 +120,11 @@ int main(int argc, char** argv) {
             json resources{{"cpu_cores", cpu}};
             if (!memory.empty()) resources["memory"] = memory;
             if (pids > 0) resources["pids"] = pids;
+            // supervised: resmgrd leaves release to us while we live, and takes over if we die.
             json params{{"workflow_id", workflow}, {"priority", priority}, {"resources", resources},
-                        {"requester", "resmgr-run " + command.front()}};
+                        {"requester", "resmgr-run " + command.front()}, {"supervised", true}};
             if (!duration.empty()) params["duration"] = duration;
+            if (!grace.empty()) params["auto_release"] = {{"grace_period", grace}};
             resmgr::Client client(path);
             json reply = client.call({"allocate", "", params});
             if (reply.value("status", "") != "success") {
@@ -137,11 +141,12 @@ int main(int argc, char** argv) {
         return kOwnError;
     }
 
-    auto release = [&]() -> json {
+    // Reports how the command ended; resmgrd applies auto_release.on_completion / on_failure.
+    auto release = [&](int exit_status) -> json {
         if (!own_allocation) return json::object();
         try {
             resmgr::Client client(path);
-            json reply = client.call({"release", "", {{"allocation_id", allocation}}});
+            json reply = client.call({"release", "", {{"allocation_id", allocation}, {"exit_status", exit_status}}});
             if (reply.value("status", "") != "success")
                 std::cerr << "resmgr-run: could not release " << allocation << ": " << error_text(reply) << "\n";
             return reply;
@@ -154,13 +159,13 @@ int main(int argc, char** argv) {
     int err_pipe[2];
     if (::pipe2(err_pipe, O_CLOEXEC) < 0) {
         std::cerr << "resmgr-run: pipe: " << std::strerror(errno) << "\n";
-        release();
+        release(kOwnError);
         return kOwnError;
     }
     pid_t child = ::fork();
     if (child < 0) {
         std::cerr << "resmgr-run: fork: " << std::strerror(errno) << "\n";
-        release();
+        release(kOwnError);
         return kOwnError;
     }
     if (child == 0) {
@@ -188,15 +193,20 @@ int main(int argc, char** argv) {
 
     int status = 0;
     while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {}
-    json released = release();
+    int exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (!child_error.empty()) exit_status = std::atoi(child_error.substr(0, child_error.find(' ')).c_str());
+    json released = release(exit_status);
+    if (released.contains("result") && released["result"].value("kept", false))
+        std::cerr << "resmgr-run: allocation " << allocation << " is kept (its auto_release settings say so)\n";
 
     if (!child_error.empty()) {
-        auto space = child_error.find(' ');
-        std::cerr << "resmgr-run: " << child_error.substr(space + 1) << "\n";
-        return std::atoi(child_error.substr(0, space).c_str());
+        std::cerr << "resmgr-run: " << child_error.substr(child_error.find(' ') + 1) << "\n";
+        return exit_status;
     }
-    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    if (WIFEXITED(status)) return exit_status;
     int sig = WTERMSIG(status);
+    if (released.contains("result") && released["result"].value("reason", "") == "expired")
+        std::cerr << "resmgr-run: allocation " << allocation << " reached its duration (--duration " << duration << ")\n";
     long oom_kills = 0;
     if (released.contains("result")) oom_kills = released["result"].value("final", json::object()).value("oom_kills", 0L);
     if (sig == SIGKILL && oom_kills > 0)

@@ -163,12 +163,28 @@ void Ledger::check_capacity(const Resources& wanted, const Resources* current) c
     throw ApiError(ErrorCode::RESOURCE_EXHAUSTED, message, joined, affected, recovery, alternatives);
 }
 
+void Ledger::check_workflow_conflicts(const AllocationRequest& request) const {
+    const auto& avoid = request.constraints.conflict_avoidance;
+    for (auto& [id, a] : allocations_) {
+        const auto& theirs = a.constraints.conflict_avoidance;
+        bool we_avoid_them = std::find(avoid.begin(), avoid.end(), a.workflow_id) != avoid.end();
+        bool they_avoid_us = std::find(theirs.begin(), theirs.end(), request.workflow_id) != theirs.end();
+        if (!we_avoid_them && !they_avoid_us) continue;
+        throw ApiError(ErrorCode::CONFLICT, "Workflow '" + request.workflow_id + "' must not run alongside workflow '" + a.workflow_id + "'",
+                       (we_avoid_them ? "the request lists '" + a.workflow_id + "'" : "allocation " + id + " lists '" + request.workflow_id + "'") +
+                           " in constraints.conflict_avoidance, and " + id + " of workflow '" + a.workflow_id + "' is " + to_string(a.status),
+                       {"workflow:" + a.workflow_id}, {"Wait until allocation " + id + " is released, then retry"},
+                       {"Run the two workflows one after the other"});
+    }
+}
+
 const Allocation& Ledger::allocate(const AllocationRequest& request, const Owner& owner, TimePoint now) {
     if (request.constraints.max_duration && *request.constraints.max_duration > policy_.max_duration)
         throw ApiError(ErrorCode::POLICY_VIOLATION, "Requested duration exceeds the policy's max_duration",
                        "Requested " + format_duration(std::chrono::duration_cast<Millis>(*request.constraints.max_duration)) +
                            ", max_duration is " + format_duration(std::chrono::duration_cast<Millis>(policy_.max_duration)),
                        {"duration"}, {"Request a shorter duration and renew it when needed"});
+    check_workflow_conflicts(request);
     check_policy(request.workflow_id, request.resources, nullptr);
     check_capacity(request.resources, nullptr);
 
@@ -228,6 +244,35 @@ void Ledger::restore(const Allocation& allocation) {
     account(allocation, +1);
     allocations_[allocation.allocation_id] = allocation;
 }
+
+std::vector<std::string> Ledger::due_to_expire(TimePoint now) const {
+    std::vector<std::string> out;
+    for (auto& [id, a] : allocations_)
+        if (a.status == AllocationStatus::active && !a.terminating_since && a.expires_at && *a.expires_at <= now) out.push_back(id);
+    return out;
+}
+
+std::vector<std::string> Ledger::due_to_kill(TimePoint now) const {
+    std::vector<std::string> out;
+    for (auto& [id, a] : allocations_)
+        if (a.terminating_since && *a.terminating_since + a.auto_release.grace_period <= now) out.push_back(id);
+    return out;
+}
+
+std::optional<TimePoint> Ledger::next_deadline() const {
+    std::optional<TimePoint> next;
+    auto consider = [&](TimePoint t) { if (!next || t < *next) next = t; };
+    for (auto& [id, a] : allocations_) {
+        if (a.terminating_since) consider(*a.terminating_since + a.auto_release.grace_period);
+        else if (a.status == AllocationStatus::active && a.expires_at) consider(*a.expires_at);
+    }
+    return next;
+}
+
+void Ledger::mark_terminating(const std::string& id, TimePoint now) { allocations_.at(id).terminating_since = now; }
+void Ledger::mark_expired(const std::string& id) { allocations_.at(id).status = AllocationStatus::expired; }
+void Ledger::mark_populated(const std::string& id) { allocations_.at(id).populated_once = true; }
+void Ledger::set_supervisor(const std::string& id, std::int32_t pid) { allocations_.at(id).supervisor_pid = pid; }
 
 const Allocation* Ledger::find(const std::string& id) const {
     auto it = allocations_.find(id);

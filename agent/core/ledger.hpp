@@ -45,6 +45,21 @@ public:
     // Throws NOT_FOUND / PERMISSION_DENIED unless `caller` may act on `id`.
     const Allocation& authorize(const std::string& id, const Owner& caller) const;
 
+    // Lifecycle decisions, all from the clock given (see the Service for the actions):
+    // active allocations whose duration ran out by `now`;
+    std::vector<std::string> due_to_expire(TimePoint now) const;
+    // terminating allocations whose grace period ran out by `now` (time for cgroup.kill);
+    std::vector<std::string> due_to_kill(TimePoint now) const;
+    // the earliest moment one of the above becomes true, if any.
+    std::optional<TimePoint> next_deadline() const;
+    // SIGTERM went out: the kill is due at now + grace_period.
+    void mark_terminating(const std::string& id, TimePoint now);
+    // Duration over but on_timeout is false: recorded as expired, left running.
+    void mark_expired(const std::string& id);
+    void mark_populated(const std::string& id);
+    // The resmgr-run process that reports the command's exit (0: none).
+    void set_supervisor(const std::string& id, std::int32_t pid);
+
     const Allocation* find(const std::string& id) const;
     const std::map<std::string, Allocation>& allocations() const { return allocations_; }
     Availability availability() const;
@@ -66,6 +81,7 @@ private:
     Totals workflow_totals(const std::string& workflow) const;
     void check_policy(const std::string& workflow, const Resources& wanted, const Resources* current) const;
     void check_capacity(const Resources& wanted, const Resources* current) const;
+    void check_workflow_conflicts(const AllocationRequest& request) const;
 
     NodeCapacity capacity_;
     Policy policy_;

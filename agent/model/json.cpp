@@ -128,7 +128,7 @@ Resources parse_resources(const json& j, const std::string& where) {
 AllocationRequest parse_allocation_request(const json& params) {
     require_object(params, "params");
     reject_unknown(params, "", {"workflow_id", "requester", "priority", "resources", "duration", "exclusive_files",
-                                "constraints", "performance_requirements", "auto_release", "wait"});
+                                "constraints", "performance_requirements", "auto_release", "wait", "supervised"});
     AllocationRequest r;
     r.workflow_id = get_string(params, "workflow_id", "", true);
     r.requester = get_string(params, "requester", "", false);
@@ -208,6 +208,9 @@ json to_json(const Allocation& a) {
         {"owner", {{"uid", a.owner.uid}, {"pid", a.owner.pid}}},
     };
     j["expires_at"] = a.expires_at ? json(format_timestamp(*a.expires_at)) : json(nullptr);
+    if (a.terminating_since) j["terminating_since"] = format_timestamp(*a.terminating_since);
+    j["populated_once"] = a.populated_once;
+    if (a.supervisor_pid) j["supervisor_pid"] = a.supervisor_pid;
     return j;
 }
 
@@ -229,6 +232,9 @@ Allocation allocation_from_json(const json& j) {
     if (!ts) throw ApiError(ErrorCode::INVALID_REQUEST, "missing required field 'allocation.timestamp'");
     a.timestamp = *ts;
     a.expires_at = stamp("expires_at");
+    a.terminating_since = stamp("terminating_since");
+    if (auto* v = find(j, "populated_once")) a.populated_once = get_bool(*v, "allocation.populated_once");
+    if (auto* v = find(j, "supervisor_pid")) a.supervisor_pid = static_cast<std::int32_t>(get_count(*v, "allocation.supervisor_pid", 0x7fffffffULL));
     if (auto* v = find(j, "priority_value")) a.priority = get_priority(*v);
     else if (auto* v = find(j, "priority")) a.priority = get_priority(*v);
     std::string status = get_string(j, "status", "allocation", true);

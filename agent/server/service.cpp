@@ -7,6 +7,8 @@
 #include <chrono>
 #include <random>
 
+#include <signal.h>
+
 #include <spdlog/spdlog.h>
 
 #include "monitor/node.hpp"
@@ -129,8 +131,11 @@ SuccessBody Service::allocate(const Request& request, const Owner& peer) {
         throw ApiError(ErrorCode::UNSUPPORTED, "Queueing ('wait': true) is not available in this version of resmgrd", {}, {},
                        {"Retry without 'wait' once capacity is free"});
     if (req.requester.empty()) req.requester = "uid:" + std::to_string(peer.uid) + " pid:" + std::to_string(peer.pid);
+    const bool supervised = bool_param(request.params, "supervised");
     const Allocation& admitted = ledger_.allocate(req, peer, clock_());
     const std::string id = admitted.allocation_id;
+    // The kernel-verified peer is the wrapper that will report the command's exit.
+    if (supervised) ledger_.set_supervisor(id, peer.pid);
     cgroup::Limits limits = core::limits_for(admitted, ledger_.policy());
     try {
         enforcement_[id] = backend_.create(id, limits);
@@ -150,6 +155,8 @@ SuccessBody Service::allocate(const Request& request, const Owner& peer) {
     const Allocation& a = *ledger_.find(id);
     spdlog::info("allocated {} workflow={} priority={} cpu={} memory={} uid={}", id, a.workflow_id, a.priority.value,
                  a.resources.cpu_cores, format_size(a.resources.memory_bytes), peer.uid);
+    watch(a);
+    reschedule();
 
     SuccessBody body;
     const auto& enf = enforcement_[id];
@@ -186,30 +193,170 @@ json Service::final_counters(const std::string& id) {
 }
 
 SuccessBody Service::release(const Request& request, const Owner& peer) {
-    only_params(request.params, {"allocation_id", "force", "cleanup"});
+    only_params(request.params, {"allocation_id", "force", "cleanup", "exit_status"});
     std::string id = string_param(request.params, "allocation_id", true);
     bool force = bool_param(request.params, "force");
-    ledger_.authorize(id, peer);
-    json counters = final_counters(id);
-    std::string backend_problem;
+    std::optional<int> exit_status;
+    if (auto it = request.params.find("exit_status"); it != request.params.end() && !it->is_null()) {
+        if (!it->is_number_integer()) throw ApiError(ErrorCode::INVALID_REQUEST, "'exit_status' must be an integer", {}, {"exit_status"});
+        exit_status = it->get<int>();
+    }
+    SuccessBody body;
+    body.resources_affected = 1;
+    if (!ledger_.find(id)) {
+        // Ended already (its group emptied, or it expired): the wrapper still gets the record.
+        auto ended = std::find_if(ended_.begin(), ended_.end(), [&](auto& e) { return e.first == id; });
+        if (ended == ended_.end()) ledger_.authorize(id, peer); // throws NOT_FOUND
+        json& record = ended->second;
+        if (peer.uid != 0 && record["allocation"]["owner"]["uid"] != peer.uid)
+            throw ApiError(ErrorCode::PERMISSION_DENIED, "Allocation '" + id + "' belongs to another user");
+        if (exit_status) record["exit_status"] = *exit_status;
+        body.result = record;
+        body.result["already_ended"] = true;
+        return body;
+    }
+    const Allocation& a = ledger_.authorize(id, peer);
+    // A wrapper's report: the auto_release flag for its outcome decides whether to release.
+    if (exit_status) {
+        bool failed = *exit_status != 0;
+        bool release_it = failed ? a.auto_release.on_failure : a.auto_release.on_completion;
+        if (!release_it && !force) {
+            ledger_.set_supervisor(id, 0);
+            persist();
+            spdlog::info("{}: command {} (exit {}), kept: auto_release.{} is false", id, failed ? "failed" : "completed", *exit_status,
+                         failed ? "on_failure" : "on_completion");
+            body.result = {{"allocation_id", id}, {"kept", true}, {"exit_status", *exit_status}, {"allocation", describe(a)}};
+            return body;
+        }
+    }
+    std::string reason = exit_status ? (*exit_status == 0 ? "completed" : "failed") : "released";
+    AllocationStatus final_status = AllocationStatus::released;
+    if (a.terminating_since) reason = "expired", final_status = AllocationStatus::expired; // it died of its duration
     try {
-        backend_.destroy(id);
+        body.result = finish(id, final_status, reason);
     } catch (const cgroup::BackendError& e) {
         if (!force) throw backend_error("Could not remove the allocation's cgroup; the allocation is kept", e);
-        backend_problem = e.what();
+        body.recommendations.push_back("Forced release: the cgroup could not be removed (" + std::string(e.what()) +
+                                       "); resmgrd removes it at its next start");
+        Allocation gone = ledger_.release(id, Owner{0, 0});
+        persist();
+        body.result = {{"allocation_id", id}, {"allocation", to_json(gone)}, {"reason", reason}};
     }
-    Allocation released = ledger_.release(id, peer);
+    if (exit_status) body.result["exit_status"] = *exit_status;
+    body.result["capacity"] = ledger_.availability().to_json();
+    return body;
+}
+
+json Service::finish(const std::string& id, AllocationStatus final_status, const std::string& reason) {
+    json counters = final_counters(id);
+    backend_.destroy(id); // throws BackendError: the allocation stays
+    if (hooks_.unwatch_group) hooks_.unwatch_group(id);
+    Allocation ended = ledger_.release(id, Owner{0, 0});
+    ended.status = final_status;
     enforcement_.erase(id);
     persist();
-    spdlog::info("released {} workflow={}", id, released.workflow_id);
-    SuccessBody body;
-    body.result = {{"allocation_id", id}, {"allocation", to_json(released)}, {"final", counters},
-                   {"capacity", ledger_.availability().to_json()}};
-    body.resources_affected = 1;
-    if (!backend_problem.empty())
-        body.recommendations.push_back("Forced release: the cgroup could not be removed (" + backend_problem +
-                                       "); resmgrd removes it at its next start");
-    return body;
+    reschedule();
+    spdlog::info("{} {} workflow={} ({})", to_string(final_status), id, ended.workflow_id, reason);
+    json record{{"allocation_id", id}, {"allocation", to_json(ended)}, {"final", counters}, {"reason", reason},
+                {"ended_at", format_timestamp(clock_())}};
+    ended_.emplace_back(id, record);
+    if (ended_.size() > kRecentlyEnded) ended_.erase(ended_.begin());
+    return record;
+}
+
+void Service::watch(const Allocation& a) {
+    std::string path = backend_.group_path(a.allocation_id);
+    if (!path.empty() && hooks_.watch_group) hooks_.watch_group(a.allocation_id, path + "/cgroup.events");
+    if (a.supervisor_pid > 0 && hooks_.watch_supervisor) hooks_.watch_supervisor(a.allocation_id, a.supervisor_pid);
+}
+
+void Service::reschedule() {
+    if (hooks_.schedule) hooks_.schedule(ledger_.next_deadline());
+}
+
+bool Service::group_populated(const std::string& id) {
+    std::string path = backend_.group_path(id);
+    if (path.empty()) return false;
+    try {
+        auto events = monitor::read_flat_keyed(path + "/cgroup.events");
+        return events.count("populated") && events["populated"] != 0;
+    } catch (const monitor::ParseError& e) {
+        spdlog::warn("{}: {}", id, e.what());
+        return true; // unknown: never release on a guess
+    }
+}
+
+void Service::on_timer() {
+    const TimePoint now = clock_();
+    for (auto& id : ledger_.due_to_expire(now)) {
+        const Allocation& a = *ledger_.find(id);
+        if (!a.auto_release.on_timeout) {
+            ledger_.mark_expired(id);
+            spdlog::info("{}: duration over; auto_release.on_timeout is false, so it keeps running (status expired)", id);
+            continue;
+        }
+        spdlog::info("{}: duration over: SIGTERM to the group, cgroup.kill in {}", id,
+                     format_duration(std::chrono::duration_cast<Millis>(a.auto_release.grace_period)));
+        try {
+            backend_.signal(id, SIGTERM);
+        } catch (const cgroup::BackendError& e) {
+            spdlog::warn("{}: SIGTERM: {}", id, e.what());
+        }
+        // Expired and past its grace while resmgrd was down: the kill is due at once.
+        bool grace_long_over = *a.expires_at + a.auto_release.grace_period <= now;
+        ledger_.mark_terminating(id, grace_long_over ? now - a.auto_release.grace_period : now);
+    }
+    persist();
+    for (auto& id : ledger_.due_to_kill(now)) {
+        try {
+            finish(id, AllocationStatus::expired, "expired");
+        } catch (const cgroup::BackendError& e) {
+            spdlog::error("{}: cannot remove the expired group, retrying after the grace period: {}", id, e.what());
+            ledger_.mark_terminating(id, now);
+            persist();
+        }
+    }
+    reschedule();
+}
+
+void Service::completed_if_empty(const std::string& id) {
+    const Allocation* a = ledger_.find(id);
+    if (!a || !a->populated_once || a->supervisor_pid > 0 || group_populated(id)) return;
+    // Emptied after SIGTERM: the expiry is complete without waiting for the grace period.
+    if (a->terminating_since) {
+        try {
+            finish(id, AllocationStatus::expired, "expired");
+        } catch (const cgroup::BackendError& e) {
+            spdlog::error("{}: {}", id, e.what());
+        }
+        return;
+    }
+    if (!a->auto_release.on_completion) return;
+    try {
+        finish(id, AllocationStatus::released, "completed: its group is empty");
+    } catch (const cgroup::BackendError& e) {
+        spdlog::error("{}: cannot release the completed allocation: {}", id, e.what());
+    }
+}
+
+void Service::on_group_event(const std::string& id) {
+    const Allocation* a = ledger_.find(id);
+    if (!a) return;
+    if (!a->populated_once && group_populated(id)) {
+        ledger_.mark_populated(id);
+        persist();
+        return;
+    }
+    completed_if_empty(id);
+}
+
+void Service::on_supervisor_exit(const std::string& id) {
+    const Allocation* a = ledger_.find(id);
+    if (!a || a->supervisor_pid == 0) return;
+    spdlog::info("{}: its resmgr-run (pid {}) is gone", id, a->supervisor_pid);
+    ledger_.set_supervisor(id, 0);
+    persist();
+    completed_if_empty(id);
 }
 
 SuccessBody Service::reallocate(const Request& request, const Owner& peer) {
@@ -303,6 +450,8 @@ SuccessBody Service::attach(const Request& request, const Owner& peer) {
     } catch (const cgroup::BackendError& e) {
         throw backend_error("Could not move the process into the allocation's cgroup", e);
     }
+    ledger_.mark_populated(id);
+    persist();
     SuccessBody body;
     body.result = {{"allocation_id", id}, {"pid", pid}, {"leaf", leaf}, {"cgroup_path", backend_.group_path(id)},
                    {"enforces_limits", backend_.enforces_limits()}};
@@ -315,6 +464,7 @@ json Service::reconcile() {
     for (auto& [id, a] : ledger_.allocations()) {
         try {
             enforcement_[id] = backend_.create(id, core::limits_for(a, ledger_.policy()));
+            watch(a);
             adopted.push_back(id);
         } catch (const cgroup::BackendError& e) {
             // Kept in the ledger: losing the allocation would be worse than a missing group.
@@ -334,6 +484,8 @@ json Service::reconcile() {
     } catch (const cgroup::BackendError& e) {
         failed.push_back({{"list_groups", e.what()}});
     }
+    // Durations that ran out while resmgrd was down are acted on now.
+    on_timer();
     return {{"adopted", adopted}, {"removed_orphans", removed}, {"failed", failed}};
 }
 

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +16,18 @@
 #include "state/state_store.hpp"
 
 namespace resmgr::server {
+
+// What the Service asks of the event loop. Every hook may be left empty (unit tests drive
+// on_timer / on_group_event / on_supervisor_exit by hand).
+struct LoopHooks {
+    // Call on_timer() at this time (nullopt: nothing is due).
+    std::function<void(std::optional<TimePoint>)> schedule;
+    // Call on_group_event(id) when the file `cgroup_events_path` changes; unwatch stops it.
+    std::function<void(const std::string& id, const std::string& cgroup_events_path)> watch_group;
+    std::function<void(const std::string& id)> unwatch_group;
+    // Call on_supervisor_exit(id) when process `pid` exits (at once if it is already gone).
+    std::function<void(const std::string& id, pid_t pid)> watch_supervisor;
+};
 
 class Service {
 public:
@@ -32,6 +45,16 @@ public:
     // backend holds that no allocation claims. Returns what it did, for the log.
     nlohmann::json reconcile();
 
+    void set_hooks(LoopHooks hooks) { hooks_ = std::move(hooks); }
+    // Durations: SIGTERM to expired groups, cgroup.kill once their grace period is over.
+    void on_timer();
+    // cgroup.events changed: a group that held processes and is now empty has completed.
+    void on_group_event(const std::string& id);
+    // The resmgr-run waiting on this allocation is gone without reporting.
+    void on_supervisor_exit(const std::string& id);
+
+    static constexpr size_t kRecentlyEnded = 256;
+
 private:
     SuccessBody allocate(const Request& request, const Owner& peer);
     SuccessBody release(const Request& request, const Owner& peer);
@@ -42,6 +65,12 @@ private:
 
     nlohmann::json describe(const Allocation& allocation);
     void persist();
+    // Ends an allocation: final counters, group removed, out of the ledger, remembered as ended.
+    nlohmann::json finish(const std::string& id, AllocationStatus final_status, const std::string& reason);
+    void watch(const Allocation& allocation);
+    void reschedule();
+    bool group_populated(const std::string& id);
+    void completed_if_empty(const std::string& id);
     // Reads the group's memory.events before it goes, so a wrapper can tell an OOM kill.
     nlohmann::json final_counters(const std::string& id);
 
@@ -52,6 +81,9 @@ private:
     nlohmann::json host_report_;
     nlohmann::json daemon_info_;
     std::map<std::string, cgroup::Enforcement> enforcement_;
+    LoopHooks hooks_;
+    // Final records of ended allocations, newest last, so a wrapper's late release still gets them.
+    std::vector<std::pair<std::string, nlohmann::json>> ended_;
 };
 
 } // namespace resmgr::server

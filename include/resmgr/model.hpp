@@ -95,6 +95,11 @@ struct Allocation {
     AutoRelease auto_release;
     Owner owner;
     std::optional<TimePoint> expires_at; // timestamp + max_duration, when there is one
+    // Lifecycle (see agent/core/lifecycle.hpp). Set when the duration ran out and SIGTERM went to
+    // the group; cgroup.kill follows at terminating_since + grace_period.
+    std::optional<TimePoint> terminating_since;
+    bool populated_once = false; // a process has been in the group: emptiness now means "done"
+    std::int32_t supervisor_pid = 0; // resmgr-run that waits on the command and reports its exit
 };
 
 // "4G", "512M", "1.5GiB", "2048K", "1073741824" (bytes). Binary units, as systemd's MemoryMax=.

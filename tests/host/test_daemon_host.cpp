@@ -145,11 +145,43 @@ TEST_F(DaemonHost, ResmgrRunPropagatesExitStatusLikeAShell) {
 }
 
 TEST_F(DaemonHost, ResmgrRunJoinsAnExistingAllocationWithoutReleasingIt) {
-    std::string id = allocate(R"({"workflow_id":"wf-join","resources":{"cpu_cores":0.5}})");
+    std::string id = allocate(R"({"workflow_id":"wf-join","resources":{"cpu_cores":0.5},"auto_release":{"on_completion":false}})");
     RunResult r = resmgr_run({"--allocation", id, "--", "/bin/cat", "/proc/self/cgroup"});
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_NE(r.out.find("/" + id + "/main"), std::string::npos) << r.out;
     EXPECT_EQ(cli_json({"status"})["result"]["allocations"].size(), 1u);
+}
+
+TEST_F(DaemonHost, AllocationIsReleasedWhenItsCommandExits) {
+    std::string id = allocate(R"({"workflow_id":"wf-done","resources":{"cpu_cores":0.5}})");
+    // Nothing has run in it yet: an empty group is not a finished one.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    ASSERT_EQ(cli_json({"status"})["result"]["allocations"].size(), 1u);
+    ASSERT_EQ(resmgr_run({"--allocation", id, "--", "/bin/true"}).status, 0);
+    bool released = wait_until([&] { return cli_json({"status"})["result"]["allocations"].empty(); }, std::chrono::seconds(5));
+    EXPECT_TRUE(released) << "the emptied group was not released; log:\n" << slurp(log);
+    EXPECT_FALSE(std::filesystem::exists(root + "/" + id));
+}
+
+TEST_F(DaemonHost, DurationEndsWithSigterm) {
+    auto started = std::chrono::steady_clock::now();
+    RunResult r = resmgr_run({"--duration", "1s", "--", "/bin/sleep", "100"});
+    auto took = std::chrono::steady_clock::now() - started;
+    EXPECT_EQ(r.status, 128 + SIGTERM) << r.err;
+    EXPECT_NE(r.err.find("reached its duration"), std::string::npos) << r.err;
+    EXPECT_LT(took, std::chrono::seconds(5));
+    EXPECT_TRUE(cli_json({"status"})["result"]["allocations"].empty());
+}
+
+TEST_F(DaemonHost, SigtermIgnoredMeansKilledAfterGrace) {
+    auto started = std::chrono::steady_clock::now();
+    // An ignored signal stays ignored across exec, so sleep ignores SIGTERM too.
+    RunResult r = resmgr_run({"--duration", "1s", "--grace", "1s", "--", "/bin/sh", "-c", "trap '' TERM; /bin/sleep 100"});
+    auto took = std::chrono::steady_clock::now() - started;
+    EXPECT_EQ(r.status, 128 + SIGKILL) << r.err;
+    EXPECT_GE(took, std::chrono::milliseconds(1900)); // SIGTERM at 1s did nothing; SIGKILL at 2s
+    EXPECT_LT(took, std::chrono::seconds(6));
+    EXPECT_TRUE(cli_json({"status"})["result"]["allocations"].empty());
 }
 
 TEST_F(DaemonHost, OverCapacityIsResourceExhausted) {

@@ -15,6 +15,8 @@ public:
     std::map<std::string, cgroup::Limits> groups;
     std::map<std::string, std::vector<pid_t>> attached;
     std::vector<std::string> destroyed;
+    std::vector<std::pair<std::string, int>> signals;
+    std::string root = "/fake"; // a test pointing this at a temp dir can write cgroup.events there
     std::set<std::string> fail; // operation names that throw: "create", "update", "destroy", "attach"
 
     std::string name() const override { return "fake"; }
@@ -34,7 +36,7 @@ public:
         attached[id].push_back(pid);
     }
     void freeze(const std::string&, bool) override {}
-    void signal(const std::string&, int) override {}
+    void signal(const std::string& id, int sig) override { signals.emplace_back(id, sig); }
     void destroy(const std::string& id) override {
         maybe_fail("destroy");
         groups.erase(id);
@@ -45,7 +47,7 @@ public:
         for (auto& [id, _] : groups) out.push_back(id);
         return out;
     }
-    std::string group_path(const std::string& id) override { return groups.count(id) ? "/fake/" + id : ""; }
+    std::string group_path(const std::string& id) override { return groups.count(id) ? root + "/" + id : ""; }
     std::vector<pid_t> pids(const std::string& id) override { return attached[id]; }
     nlohmann::json describe() override { return {{"backend", "fake"}}; }
 

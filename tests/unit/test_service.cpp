@@ -122,7 +122,12 @@ TEST(Service, ReleaseOnlyByOwnerAndRemovesGroup) {
     EXPECT_EQ(r["result"]["allocation"]["status"], "released");
     EXPECT_FALSE(d.backend.groups.count(id));
     EXPECT_TRUE(d.store->load_allocations().empty());
-    EXPECT_EQ(code(d.call(line)), "NOT_FOUND");
+    // Releasing again is harmless: the final record comes back, to its owner only.
+    json again = d.call(line);
+    EXPECT_EQ(again["status"], "success");
+    EXPECT_TRUE(again["result"]["already_ended"].get<bool>());
+    EXPECT_EQ(code(d.call(line, kBob)), "PERMISSION_DENIED");
+    EXPECT_EQ(code(d.call(R"({"operation":"release","params":{"allocation_id":"alloc_never"}})")), "NOT_FOUND");
 }
 
 TEST(Service, ReleaseKeepsAllocationWhenGroupCannotGoUnlessForced) {

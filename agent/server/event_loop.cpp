@@ -1,0 +1,122 @@
+// sd-event bindings for the Service (see event_loop.hpp).
+#include "server/event_loop.hpp"
+
+#include <sys/inotify.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+namespace resmgr::server {
+
+EventLoop::EventLoop(sd_event* event, Service& service) : event_(event), service_(service) {}
+
+EventLoop::~EventLoop() {
+    if (timer_) sd_event_source_disable_unref(timer_);
+    for (auto* map : {&groups_, &supervisors_})
+        for (auto& [_, w] : *map) drop(w);
+}
+
+void EventLoop::drop(Watch& w) {
+    if (w.source) sd_event_source_disable_unref(w.source);
+    if (w.fd >= 0) ::close(w.fd);
+    w.source = nullptr;
+    w.fd = -1;
+}
+
+LoopHooks EventLoop::hooks() {
+    return {[this](std::optional<TimePoint> when) { schedule(when); },
+            [this](const std::string& id, const std::string& path) { watch_group(id, path); },
+            [this](const std::string& id) { unwatch_group(id); },
+            [this](const std::string& id, pid_t pid) { watch_supervisor(id, pid); }};
+}
+
+void EventLoop::schedule(std::optional<TimePoint> when) {
+    if (!when) {
+        if (timer_) sd_event_source_set_enabled(timer_, SD_EVENT_OFF);
+        return;
+    }
+    // Deadlines are wall-clock instants (expires_at is stored as a timestamp): CLOCK_REALTIME.
+    auto usec = static_cast<std::uint64_t>(std::max<std::int64_t>(
+        1, std::chrono::duration_cast<std::chrono::microseconds>(when->time_since_epoch()).count()));
+    if (!timer_) {
+        int r = sd_event_add_time(event_, &timer_, CLOCK_REALTIME, usec, 10'000,
+                                  [](sd_event_source*, uint64_t, void* self) {
+                                      static_cast<EventLoop*>(self)->service_.on_timer();
+                                      return 0;
+                                  },
+                                  this);
+        if (r < 0) spdlog::error("cannot arm the duration timer: {}", std::strerror(-r));
+        return;
+    }
+    sd_event_source_set_time(timer_, usec);
+    sd_event_source_set_enabled(timer_, SD_EVENT_ONESHOT);
+}
+
+void EventLoop::watch_group(const std::string& id, const std::string& path) {
+    unwatch_group(id);
+    Watch& w = groups_[id];
+    w.loop = this;
+    w.id = id;
+    int r = sd_event_add_inotify(event_, &w.source, path.c_str(), IN_MODIFY,
+                                 [](sd_event_source*, const inotify_event*, void* userdata) {
+                                     auto* watch = static_cast<Watch*>(userdata);
+                                     // Copy: the handler may end the allocation and erase this watch.
+                                     std::string id = watch->id;
+                                     watch->loop->service_.on_group_event(id);
+                                     return 0;
+                                 },
+                                 &w);
+    if (r < 0) {
+        spdlog::warn("{}: cannot watch {}: {}; completion is then only seen through resmgr-run", id, path, std::strerror(-r));
+        groups_.erase(id);
+        return;
+    }
+    // The group may have changed before the watch existed.
+    service_.on_group_event(id);
+}
+
+void EventLoop::unwatch_group(const std::string& id) {
+    auto it = groups_.find(id);
+    if (it == groups_.end()) return;
+    drop(it->second);
+    groups_.erase(it);
+    if (auto s = supervisors_.find(id); s != supervisors_.end()) {
+        drop(s->second);
+        supervisors_.erase(s);
+    }
+}
+
+void EventLoop::watch_supervisor(const std::string& id, pid_t pid) {
+    // A pidfd becomes readable when the process exits; no SIGCHLD, no polling, no pid reuse race.
+    int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (fd < 0) {
+        service_.on_supervisor_exit(id); // already gone (e.g. while resmgrd was down)
+        return;
+    }
+    Watch& w = supervisors_[id];
+    drop(w);
+    w.loop = this;
+    w.id = id;
+    w.fd = fd;
+    int r = sd_event_add_io(event_, &w.source, fd, EPOLLIN,
+                            [](sd_event_source*, int, uint32_t, void* userdata) {
+                                auto* watch = static_cast<Watch*>(userdata);
+                                std::string id = watch->id;
+                                EventLoop* loop = watch->loop;
+                                drop(*watch);
+                                loop->supervisors_.erase(id);
+                                loop->service_.on_supervisor_exit(id);
+                                return 0;
+                            },
+                            &w);
+    if (r < 0) {
+        spdlog::warn("{}: cannot watch supervisor pid {}: {}", id, pid, std::strerror(-r));
+        drop(w);
+        supervisors_.erase(id);
+    }
+}
+
+} // namespace resmgr::server

@@ -1,0 +1,45 @@
+// Binds the Service's LoopHooks to sd-event: one realtime timer for durations, an inotify watch
+// on each group's cgroup.events (the kernel signals every populated/frozen change there, so no
+// polling), and a pidfd for each supervising resmgr-run.
+#pragma once
+
+#include <systemd/sd-event.h>
+
+#include <map>
+#include <string>
+
+#include "server/service.hpp"
+
+namespace resmgr::server {
+
+class EventLoop {
+public:
+    EventLoop(sd_event* event, Service& service);
+    ~EventLoop();
+    EventLoop(const EventLoop&) = delete;
+    EventLoop& operator=(const EventLoop&) = delete;
+
+    LoopHooks hooks();
+
+private:
+    struct Watch {
+        EventLoop* loop;
+        std::string id;
+        sd_event_source* source = nullptr;
+        int fd = -1; // pidfd, for supervisor watches
+    };
+
+    void schedule(std::optional<TimePoint> when);
+    void watch_group(const std::string& id, const std::string& path);
+    void unwatch_group(const std::string& id);
+    void watch_supervisor(const std::string& id, pid_t pid);
+    static void drop(Watch& w);
+
+    sd_event* event_;
+    Service& service_;
+    sd_event_source* timer_ = nullptr;
+    std::map<std::string, Watch> groups_;
+    std::map<std::string, Watch> supervisors_;
+};
+
+} // namespace resmgr::server

@@ -1,0 +1,208 @@
+// Allocation lifecycle with a fake clock and backend: durations (SIGTERM, grace, kill),
+// auto_release on completion and failure, supervision by resmgr-run, restarts mid-transition.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <memory>
+#include <signal.h>
+
+#include "fake_backend.hpp"
+#include "server/service.hpp"
+#include "tests_support.hpp"
+
+using namespace resmgr;
+using nlohmann::json;
+using std::chrono::seconds;
+
+namespace {
+
+const Owner kAlice{1000, 100};
+
+struct Node {
+    TempDir dir;
+    TempDir groups;
+    FakeBackend backend;
+    std::unique_ptr<state::StateStore> store;
+    std::unique_ptr<core::Ledger> ledger;
+    std::unique_ptr<server::Service> service;
+    std::vector<std::optional<TimePoint>> scheduled;
+    TimePoint now = *parse_timestamp("2025-01-15T11:30:00Z");
+
+    Node() {
+        backend.root = groups.path().string();
+        start();
+    }
+    void start() {
+        store = std::make_unique<state::StateStore>(dir.path() / "state");
+        ledger = std::make_unique<core::Ledger>(core::NodeCapacity{8, 16 * kGiB}, core::Policy::defaults());
+        for (auto& a : store->load_allocations()) ledger->restore(a);
+        service = std::make_unique<server::Service>(*ledger, backend, *store, [this] { return now; }, json::object(), json::object());
+        server::LoopHooks hooks;
+        hooks.schedule = [this](std::optional<TimePoint> t) { scheduled.push_back(t); };
+        service->set_hooks(hooks);
+    }
+    json call(const json& request, const Owner& peer = kAlice) { return service->handle_line(request.dump(), peer); }
+    std::string allocate(const json& extra = json::object(), const Owner& peer = kAlice) {
+        json params{{"workflow_id", "wf"}, {"resources", {{"cpu_cores", 1}}}};
+        params.update(extra);
+        json r = call({{"operation", "allocate"}, {"params", params}}, peer);
+        EXPECT_EQ(r["status"], "success") << r.dump(2);
+        return r["result"].value("allocation_id", "");
+    }
+    void set_populated(const std::string& id, int populated) {
+        std::filesystem::create_directories(groups.path() / id);
+        std::ofstream(groups.path() / id / "cgroup.events") << "populated " << populated << "\nfrozen 0\n";
+        service->on_group_event(id);
+    }
+    bool live(const std::string& id) { return ledger->find(id) != nullptr; }
+    int sigterms(const std::string& id) {
+        int n = 0;
+        for (auto& [gid, sig] : backend.signals) n += gid == id && sig == SIGTERM;
+        return n;
+    }
+};
+
+} // namespace
+
+TEST(Lifecycle, DurationEndsWithSigtermThenKillAfterGrace) {
+    Node n;
+    std::string id = n.allocate({{"duration", "10s"}, {"auto_release", {{"grace_period", "5s"}}}});
+    ASSERT_FALSE(n.scheduled.empty());
+    EXPECT_EQ(n.scheduled.back(), n.now + seconds(10)); // the loop is asked to wake at expiry
+    n.now += seconds(9);
+    n.service->on_timer();
+    EXPECT_EQ(n.sigterms(id), 0);
+    n.now += seconds(1);
+    n.service->on_timer();
+    EXPECT_EQ(n.sigterms(id), 1);
+    EXPECT_TRUE(n.live(id));
+    EXPECT_EQ(n.scheduled.back(), n.now + seconds(5)); // next wake: end of grace
+    n.now += seconds(4);
+    n.service->on_timer();
+    EXPECT_TRUE(n.live(id));
+    n.now += seconds(1);
+    n.service->on_timer();
+    EXPECT_FALSE(n.live(id));
+    EXPECT_EQ(n.backend.destroyed, std::vector<std::string>{id}); // cgroup.kill + rmdir
+    EXPECT_TRUE(n.store->load_allocations().empty());
+    // The wrapper's late release still learns what happened.
+    json r = n.call({{"operation", "release"}, {"params", {{"allocation_id", id}, {"exit_status", 143}}}});
+    EXPECT_EQ(r["result"]["reason"], "expired");
+    EXPECT_EQ(r["result"]["allocation"]["status"], "expired");
+    EXPECT_TRUE(r["result"]["already_ended"].get<bool>());
+}
+
+TEST(Lifecycle, GroupEmptiedBySigtermEndsTheExpiryAtOnce) {
+    Node n;
+    std::string id = n.allocate({{"duration", "10s"}});
+    n.set_populated(id, 1);
+    n.now += seconds(10);
+    n.service->on_timer();
+    ASSERT_EQ(n.sigterms(id), 1);
+    n.set_populated(id, 0); // the processes honoured SIGTERM
+    EXPECT_FALSE(n.live(id));
+}
+
+TEST(Lifecycle, OnTimeoutFalseRecordsExpiryAndLeavesItRunning) {
+    Node n;
+    std::string id = n.allocate({{"duration", "10s"}, {"auto_release", {{"on_timeout", false}}}});
+    n.now += seconds(11);
+    n.service->on_timer();
+    EXPECT_EQ(n.sigterms(id), 0);
+    ASSERT_TRUE(n.live(id));
+    EXPECT_EQ(n.ledger->find(id)->status, AllocationStatus::expired);
+    EXPECT_EQ(n.store->load_allocations()[0].status, AllocationStatus::expired);
+}
+
+TEST(Lifecycle, RestartDuringGraceKeepsTheDeadline) {
+    Node n;
+    std::string id = n.allocate({{"duration", "10s"}, {"auto_release", {{"grace_period", "30s"}}}});
+    n.now += seconds(10);
+    n.service->on_timer();
+    ASSERT_EQ(n.sigterms(id), 1);
+    n.start(); // kill -9 and restart: state says "terminating since T"
+    n.now += seconds(20);
+    n.service->reconcile();
+    EXPECT_TRUE(n.live(id));
+    EXPECT_EQ(n.sigterms(id), 1); // not signalled again
+    n.now += seconds(10);
+    n.service->on_timer();
+    EXPECT_FALSE(n.live(id));
+}
+
+TEST(Lifecycle, ExpiredWhileDownIsActedOnAtStart) {
+    Node n;
+    std::string a = n.allocate({{"duration", "10s"}, {"auto_release", {{"grace_period", "5s"}}}});
+    std::string b = n.allocate({{"duration", "1h"}, {"auto_release", {{"grace_period", "5m"}}}});
+    n.start();
+    n.now += seconds(3600 + 60); // down for an hour and a minute
+    n.service->reconcile();
+    EXPECT_FALSE(n.live(a)); // long past expiry and grace: killed at once
+    ASSERT_TRUE(n.live(b));  // just expired: SIGTERM now, the full grace from now
+    EXPECT_EQ(n.sigterms(b), 1);
+    EXPECT_EQ(*n.ledger->find(b)->terminating_since, n.now);
+}
+
+TEST(Lifecycle, EmptyGroupCompletesOnlyAfterItHeldProcesses) {
+    Node n;
+    std::string id = n.allocate();
+    n.set_populated(id, 0); // never used yet: not "done"
+    EXPECT_TRUE(n.live(id));
+    n.set_populated(id, 1);
+    EXPECT_TRUE(n.ledger->find(id)->populated_once);
+    n.set_populated(id, 0);
+    EXPECT_FALSE(n.live(id));
+}
+
+TEST(Lifecycle, OnCompletionFalseKeepsAnEmptiedGroup) {
+    Node n;
+    std::string id = n.allocate({{"auto_release", {{"on_completion", false}}}});
+    n.set_populated(id, 1);
+    n.set_populated(id, 0);
+    EXPECT_TRUE(n.live(id));
+}
+
+TEST(Lifecycle, SupervisedAllocationWaitsForTheWrappersReport) {
+    Node n;
+    std::string id = n.allocate({{"supervised", true}, {"auto_release", {{"on_failure", false}}}});
+    EXPECT_EQ(n.ledger->find(id)->supervisor_pid, kAlice.pid);
+    n.set_populated(id, 1);
+    n.set_populated(id, 0); // command exited; resmgr-run has not reported yet
+    EXPECT_TRUE(n.live(id));
+    json r = n.call({{"operation", "release"}, {"params", {{"allocation_id", id}, {"exit_status", 2}}}});
+    EXPECT_TRUE(r["result"]["kept"].get<bool>()) << r.dump(2); // failed, and on_failure is false
+    EXPECT_TRUE(n.live(id));
+    EXPECT_EQ(n.ledger->find(id)->supervisor_pid, 0);
+}
+
+TEST(Lifecycle, FailureIsRecordedAndReleased) {
+    Node n;
+    std::string id = n.allocate({{"supervised", true}});
+    json r = n.call({{"operation", "release"}, {"params", {{"allocation_id", id}, {"exit_status", 1}}}});
+    EXPECT_EQ(r["result"]["reason"], "failed");
+    EXPECT_EQ(r["result"]["exit_status"], 1);
+    EXPECT_FALSE(n.live(id));
+}
+
+TEST(Lifecycle, DeadSupervisorHandsOverToTheGroupWatch) {
+    Node n;
+    std::string id = n.allocate({{"supervised", true}});
+    n.set_populated(id, 1);
+    n.set_populated(id, 0);
+    EXPECT_TRUE(n.live(id));
+    n.service->on_supervisor_exit(id); // resmgr-run was killed before reporting
+    EXPECT_FALSE(n.live(id));
+}
+
+TEST(Lifecycle, ConflictAvoidanceRefusesBothWays) {
+    Node n;
+    n.allocate({{"workflow_id", "wf_456"}});
+    json params{{"workflow_id", "wf_new"}, {"resources", json::object()}, {"constraints", {{"conflict_avoidance", {"wf_456"}}}}};
+    json r = n.call({{"operation", "allocate"}, {"params", params}});
+    EXPECT_EQ(r["error"]["code"], "CONFLICT");
+    EXPECT_EQ(r["error"]["affected_resources"], json({"workflow:wf_456"}));
+    n.allocate({{"workflow_id", "wf_a"}, {"constraints", {{"conflict_avoidance", {"wf_b"}}}}});
+    json back = n.call({{"operation", "allocate"}, {"params", {{"workflow_id", "wf_b"}, {"resources", json::object()}}}});
+    EXPECT_EQ(back["error"]["code"], "CONFLICT");
+    n.allocate({{"workflow_id", "wf_c"}}); // unrelated workflows are unaffected
+}
