@@ -10,27 +10,45 @@ if [ "$(id -u)" = 0 ]; then ./scripts/install-deps.sh; else echo "test.sh: not r
 
 failed=0
 summary=()
+total_passed=0
+total_failed=0
+count_ctest() { # ctest's "NN% tests passed, F tests failed out of T" line from a log
+    local line
+    line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$1" | tail -1)
+    [ -n "$line" ] || return 0
+    local f t
+    f=$(sed -E 's/.*passed, ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
+    t=$(sed -E 's/.*passed, ([0-9]+) tests? failed out of ([0-9]+).*/\2/' <<<"$line")
+    total_passed=$((total_passed + t - f))
+    total_failed=$((total_failed + f))
+}
 build_and_test() { # name, extra cmake args...
     local name=$1; shift
     echo "=== build $name"
     cmake -S . -B "build-$name" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRESMGR_WERROR=ON "$@" >/dev/null
     cmake --build "build-$name" -j"$jobs"
     echo "=== test $name (unit + host)"
-    if (cd "build-$name" && ctest --output-on-failure --timeout 300); then
+    if (cd "build-$name" && ctest --output-on-failure --timeout 300) | tee "build-$name/ctest.log"; [ "${PIPESTATUS[0]}" = 0 ]; then
         summary+=("$name: ok")
     else
         summary+=("$name: FAILED"); failed=1
     fi
+    count_ctest "build-$name/ctest.log"
 }
 
 build_and_test release
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build_and_test asan -DRESMGR_SANITIZE=ON -DRESMGR_BUILD_BENCH=OFF
 
 echo "=== system tier (VM)"
+rm -f build-release/system-tests.log # never count a previous run's results
 set +e
 ./tests/system/run-system-tests.sh build-release
 rc=$?
 set -e
+if [ -f build-release/system-tests.log ] && line=$(grep -E '^system: [0-9]+ passed, [0-9]+ failed' build-release/system-tests.log | tail -1); then
+    total_passed=$((total_passed + $(sed -E 's/system: ([0-9]+) passed.*/\1/' <<<"$line")))
+    total_failed=$((total_failed + $(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")))
+fi
 case $rc in
     0) summary+=("system: ok") ;;
     77) summary+=("system: skipped (reason printed above)") ;;
@@ -39,4 +57,5 @@ esac
 
 echo "=== summary"
 printf '%s\n' "${summary[@]}"
+echo "total: $total_passed passed, $total_failed failed"
 exit $failed
