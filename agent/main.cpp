@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
         resmgr::cgroup::HostReport host = resmgr::cgroup::probe_host();
         auto group_backend = resmgr::cgroup::make_backend({backend, cgroup_root}, host);
         spdlog::info("backend {} ({})", group_backend->name(),
-                     group_backend->enforces_limits() ? "limits enforced" : "limits NOT enforced: accounting only");
+                     group_backend->enforces_limits() ? "limits enforced" : "limits NOT enforced on this host; see resmgr doctor");
 
         resmgr::state::StateStore store(state_dir);
         resmgr::core::Ledger ledger(capacity, policy);

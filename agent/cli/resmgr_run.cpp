@@ -24,6 +24,9 @@ constexpr int kCannotExec = 126;
 constexpr int kNotFound = 127;
 
 volatile sig_atomic_t g_child = 0;
+volatile sig_atomic_t g_stop_waiting = 0;
+
+void stop_waiting(int sig) { g_stop_waiting = sig; }
 
 void forward_signal(int sig) {
     if (g_child > 0) ::kill(g_child, sig);
@@ -76,7 +79,7 @@ int main(int argc, char** argv) {
     std::string socket, workflow, priority = "medium", memory, duration, grace, allocation;
     double cpu = 0;
     long long pids = 0;
-    bool quiet = false;
+    bool quiet = false, wait = false;
     std::vector<std::string> command;
     app.add_option("--socket", socket, "resmgrd's socket (default: $RESMGR_SOCKET, else /run/resmgr/resmgr.sock)");
     app.add_option("--workflow", workflow, "Workflow id (default: $RESMGR_WORKFLOW, else run-<pid>)");
@@ -90,6 +93,8 @@ int main(int argc, char** argv) {
     auto* join = app.add_option("--allocation", allocation, "Join this existing allocation instead of allocating; it is not released on exit");
     for (auto* opt : {"--cpu", "--memory", "--pids", "--duration", "--grace", "--workflow"}) app.get_option(opt)->excludes(join);
     app.add_flag("-q,--quiet", quiet, "Do not warn about limits this host cannot enforce");
+    app.add_flag("--wait", wait, "When the node is full (or a conflicting workflow runs), queue and wait instead of failing; "
+                                 "queued requests start in priority order, then arrival order");
     app.add_option("command", command, "The command to run and its arguments")->required();
     app.prefix_command(); // everything from COMMAND on belongs to the command, options included
     app.footer("Exit status: COMMAND's own, 128+N when it was killed by signal N (137 for SIGKILL,\n"
@@ -125,6 +130,7 @@ int main(int argc, char** argv) {
                         {"requester", "resmgr-run " + command.front()}, {"supervised", true}};
             if (!duration.empty()) params["duration"] = duration;
             if (!grace.empty()) params["auto_release"] = {{"grace_period", grace}};
+            if (wait) params["wait"] = true;
             resmgr::Client client(path);
             json reply = client.call({"allocate", "", params});
             if (reply.value("status", "") != "success") {
@@ -132,6 +138,31 @@ int main(int argc, char** argv) {
                 return kOwnError;
             }
             allocation = reply["result"]["allocation_id"];
+            if (reply["result"]["allocation"].value("status", "") == "queued") {
+                // Waiting: a status query every 200 ms is cheap for resmgrd and survives its restarts.
+                std::cerr << "resmgr-run: waiting for capacity: position " << reply["result"].value("queue_position", 0)
+                          << " in the queue (allocation " << allocation << ")\n";
+                struct sigaction on_stop{};
+                on_stop.sa_handler = stop_waiting;
+                for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &on_stop, nullptr);
+                for (;;) {
+                    if (g_stop_waiting) {
+                        resmgr::Client(path).call({"release", "", {{"allocation_id", allocation}}});
+                        std::cerr << "resmgr-run: gave up waiting; queued request " << allocation << " cancelled\n";
+                        return 128 + g_stop_waiting;
+                    }
+                    ::usleep(200'000);
+                    json st = resmgr::Client(path).call({"status", "", {{"allocation_id", allocation}}});
+                    if (st.value("status", "") != "success") {
+                        std::cerr << "resmgr-run: queued request " << allocation << " is gone: " << error_text(st) << "\n";
+                        return kOwnError;
+                    }
+                    reply["result"] = {{"enforcement", st["result"]["allocations"][0].value("enforcement", json::object())}};
+                    if (st["result"]["allocations"][0].value("status", "") == "active") break;
+                }
+                for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::signal(sig, SIG_DFL);
+                if (!quiet) std::cerr << "resmgr-run: capacity is free, starting\n";
+            }
             if (!quiet)
                 for (auto& u : reply["result"]["enforcement"].value("unenforced", json::array()))
                     std::cerr << "resmgr-run: warning: not enforced on this host: " << u.get<std::string>() << "\n";

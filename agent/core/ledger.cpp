@@ -43,7 +43,13 @@ void Ledger::Totals::add(const Resources& r, int sign) {
     agents += sign * r.agents;
 }
 
+bool Ledger::holds_capacity(const Allocation& a) {
+    // Expired with on_timeout=false still runs; reserved and queued hold nothing yet.
+    return a.status == AllocationStatus::active || a.status == AllocationStatus::paused || a.status == AllocationStatus::expired;
+}
+
 void Ledger::account(const Allocation& a, int sign) {
+    if (!holds_capacity(a)) return;
     node_.add(a.resources, sign);
     Totals& w = workflows_[a.workflow_id];
     w.add(a.resources, sign);
@@ -115,10 +121,39 @@ void Ledger::check_policy(const std::string& workflow, const Resources& wanted, 
                     "Raise allocation_limits in the policy file (resource_policies.allocation_limits)"});
 }
 
-void Ledger::check_capacity(const Resources& wanted, const Resources* current) const {
+Ledger::Totals Ledger::promised_at(TimePoint t, TimePoint now, const std::string& except_id) const {
+    if (reserved_count_ == 0 && t <= now) {
+        Totals p = node_;
+        if (auto* a = find(except_id); a && holds_capacity(*a)) p.add(a->resources, -1);
+        return p;
+    }
+    Totals p;
+    for (auto& [id, a] : allocations_) {
+        if (id == except_id) continue;
+        bool held = holds_capacity(a) && (t <= now || !a.expires_at || *a.expires_at > t || a.terminating_since);
+        bool booked = a.status == AllocationStatus::reserved && a.start_at && *a.start_at <= t && (!a.expires_at || t < *a.expires_at);
+        if (held || booked) p.add(a.resources, +1);
+    }
+    return p;
+}
+
+bool Ledger::fits_node(const Resources& wanted) const {
     Availability v = availability();
-    Totals promised = node_;
-    if (current) promised.add(*current, -1);
+    return micro_cores(wanted.cpu_cores) <= micro_cores(v.cpu_total - v.cpu_reserved) &&
+           wanted.memory_bytes <= v.memory_total - v.memory_reserved && wanted.agents <= v.agents_max;
+}
+
+void Ledger::check_capacity(const Resources& wanted, const std::string& except_id, TimePoint start, TimePoint end, TimePoint now) const {
+    std::vector<TimePoint> times{start};
+    if (reserved_count_ > 0)
+        for (auto& [id, a] : allocations_)
+            if (a.status == AllocationStatus::reserved && a.start_at && *a.start_at > start && *a.start_at < end) times.push_back(*a.start_at);
+    for (TimePoint t : times)
+        check_fits(wanted, promised_at(t, now, except_id), t <= now ? "" : " at " + format_timestamp(t) + " (reserved then)");
+}
+
+void Ledger::check_fits(const Resources& wanted, const Totals& promised, const std::string& when) const {
+    Availability v = availability();
     const std::int64_t usable_cpu = micro_cores(v.cpu_total - v.cpu_reserved);
     const std::int64_t cpu_free_micro = std::max<std::int64_t>(0, usable_cpu - promised.cpu_micro);
     const double cpu_free = static_cast<double>(cpu_free_micro) / 1e6;
@@ -130,17 +165,17 @@ void Ledger::check_capacity(const Resources& wanted, const Resources* current) c
     if (micro_cores(wanted.cpu_cores) > cpu_free_micro) {
         affected.push_back("cpu");
         headline.push_back("CPU");
-        details.push_back("Requested " + cores(wanted.cpu_cores) + " cores, only " + cores(cpu_free) + " available");
+        details.push_back("Requested " + cores(wanted.cpu_cores) + " cores, only " + cores(cpu_free) + " available" + when);
     }
     if (wanted.memory_bytes > mem_free) {
         affected.push_back("memory");
         headline.push_back("memory");
-        details.push_back("Requested " + gb(wanted.memory_bytes) + ", only " + gb(mem_free) + " available");
+        details.push_back("Requested " + gb(wanted.memory_bytes) + ", only " + gb(mem_free) + " available" + when);
     }
     if (wanted.agents > agents_free) {
         affected.push_back("agents");
         headline.push_back("agents");
-        details.push_back("Requested " + std::to_string(wanted.agents) + " agents, only " + std::to_string(agents_free) + " available");
+        details.push_back("Requested " + std::to_string(wanted.agents) + " agents, only " + std::to_string(agents_free) + " available" + when);
     }
     if (affected.empty()) return;
     std::string message = "Insufficient ";
@@ -154,12 +189,14 @@ void Ledger::check_capacity(const Resources& wanted, const Resources* current) c
     if (std::find(affected.begin(), affected.end(), "cpu") != affected.end()) fit += " " + cores(cpu_free) + " cores";
     if (std::find(affected.begin(), affected.end(), "memory") != affected.end()) fit += " " + gb(mem_free) + " memory";
     if (std::find(affected.begin(), affected.end(), "agents") != affected.end()) fit += " " + std::to_string(agents_free) + " agents";
-    alternatives.push_back(fit + " (fits now)");
-    bool never_fits = micro_cores(wanted.cpu_cores) > usable_cpu ||
-                      wanted.memory_bytes > v.memory_total - v.memory_reserved || wanted.agents > v.agents_max;
+    alternatives.push_back(fit + (when.empty() ? " (fits now)" : when));
     std::vector<std::string> recovery{"Reduce resource request size"};
-    if (never_fits) recovery.push_back("The request exceeds what this node can ever give (capacity minus system reserve); it must be reduced");
-    else recovery.push_back("Wait for current allocations to release");
+    if (!fits_node(wanted)) {
+        recovery.push_back("The request exceeds what this node can ever give (capacity minus system reserve); it must be reduced");
+    } else {
+        recovery.push_back("Wait for current allocations to release");
+        alternatives.push_back("Queue request for later execution (\"wait\": true, or resmgr-run --wait)");
+    }
     throw ApiError(ErrorCode::RESOURCE_EXHAUSTED, message, joined, affected, recovery, alternatives);
 }
 
@@ -178,19 +215,22 @@ void Ledger::check_workflow_conflicts(const AllocationRequest& request) const {
     }
 }
 
-const Allocation& Ledger::allocate(const AllocationRequest& request, const Owner& owner, TimePoint now) {
-    if (request.constraints.max_duration && *request.constraints.max_duration > policy_.max_duration)
+namespace {
+
+void check_duration(const AllocationRequest& request, const Policy& policy) {
+    if (request.constraints.max_duration && *request.constraints.max_duration > policy.max_duration)
         throw ApiError(ErrorCode::POLICY_VIOLATION, "Requested duration exceeds the policy's max_duration",
                        "Requested " + format_duration(std::chrono::duration_cast<Millis>(*request.constraints.max_duration)) +
-                           ", max_duration is " + format_duration(std::chrono::duration_cast<Millis>(policy_.max_duration)),
+                           ", max_duration is " + format_duration(std::chrono::duration_cast<Millis>(policy.max_duration)),
                        {"duration"}, {"Request a shorter duration and renew it when needed"});
-    check_workflow_conflicts(request);
-    check_policy(request.workflow_id, request.resources, nullptr);
-    check_capacity(request.resources, nullptr);
+}
 
+} // namespace
+
+Allocation Ledger::make_allocation(const AllocationRequest& request, const Owner& owner, TimePoint now, const std::string& id) {
     Allocation a;
-    do a.allocation_id = ids_();
-    while (allocations_.count(a.allocation_id));
+    a.allocation_id = id;
+    while (a.allocation_id.empty() || allocations_.count(a.allocation_id)) a.allocation_id = ids_();
     a.workflow_id = request.workflow_id;
     a.requester = request.requester;
     a.timestamp = now;
@@ -204,8 +244,106 @@ const Allocation& Ledger::allocate(const AllocationRequest& request, const Owner
     a.auto_release = request.auto_release;
     a.owner = owner;
     a.expires_at = now + *a.constraints.max_duration;
+    return a;
+}
+
+const Allocation& Ledger::allocate(const AllocationRequest& request, const Owner& owner, TimePoint now, bool wait) {
+    check_duration(request, policy_);
+    check_policy(request.workflow_id, request.resources, nullptr); // waiting never fixes a policy violation
+    const Seconds duration = request.constraints.max_duration.value_or(policy_.max_duration);
+    bool queued = false;
+    try {
+        check_workflow_conflicts(request);
+        check_capacity(request.resources, {}, now, now + duration, now);
+    } catch (const ApiError& e) {
+        if (!wait || !fits_node(request.resources)) throw;
+        queued = true;
+    }
+    Allocation a = make_allocation(request, owner, now, {});
+    if (queued) {
+        a.status = AllocationStatus::queued;
+        a.expires_at.reset(); // the clock starts at admission
+        a.queue_seq = next_queue_seq_++;
+    }
     account(a, +1);
     return allocations_.emplace(a.allocation_id, std::move(a)).first->second;
+}
+
+const Allocation& Ledger::reserve(const AllocationRequest& request, const std::string& id, TimePoint start, const Owner& owner,
+                                  TimePoint now) {
+    if (!request.constraints.max_duration)
+        throw ApiError(ErrorCode::INVALID_REQUEST, "A reservation needs a 'duration'", {}, {"duration"});
+    if (start < now)
+        throw ApiError(ErrorCode::INVALID_REQUEST, "start_time " + format_timestamp(start) + " is in the past", "now is " + format_timestamp(now),
+                       {"start_time"}, {"Use allocate for resources needed now"});
+    if (!id.empty() && allocations_.count(id))
+        throw ApiError(ErrorCode::CONFLICT, "Reservation id '" + id + "' is already in use", {}, {"reservation_id"});
+    check_duration(request, policy_);
+    check_policy(request.workflow_id, request.resources, nullptr);
+    check_capacity(request.resources, {}, start, start + *request.constraints.max_duration, now);
+    Allocation a = make_allocation(request, owner, now, id);
+    a.status = AllocationStatus::reserved;
+    a.start_at = start;
+    a.expires_at = start + *request.constraints.max_duration;
+    ++reserved_count_;
+    return allocations_.emplace(a.allocation_id, std::move(a)).first->second;
+}
+
+std::vector<std::string> Ledger::due_to_start(TimePoint now) const {
+    std::vector<std::string> out;
+    for (auto& [id, a] : allocations_)
+        if (a.status == AllocationStatus::reserved && a.start_at && *a.start_at <= now) out.push_back(id);
+    return out;
+}
+
+void Ledger::activate(const std::string& id) {
+    Allocation& a = allocations_.at(id);
+    if (a.status != AllocationStatus::reserved) return;
+    --reserved_count_;
+    a.status = AllocationStatus::active;
+    account(a, +1);
+}
+
+std::vector<std::string> Ledger::admit_queued(TimePoint now) {
+    std::vector<Allocation*> line;
+    for (auto& [id, a] : allocations_)
+        if (a.status == AllocationStatus::queued) line.push_back(&a);
+    std::sort(line.begin(), line.end(), [](const Allocation* x, const Allocation* y) {
+        return x->priority.value != y->priority.value ? x->priority.value > y->priority.value : x->queue_seq < y->queue_seq;
+    });
+    std::vector<std::string> admitted;
+    for (Allocation* a : line) {
+        AllocationRequest r{a->workflow_id, a->requester, a->priority, a->resources, a->constraints, a->performance_requirements,
+                            a->auto_release};
+        try {
+            check_workflow_conflicts(r);
+            check_policy(a->workflow_id, a->resources, nullptr);
+        } catch (const ApiError&) {
+            continue; // blocked by a workflow conflict or the workflow's own allowance, not by the node
+        }
+        try {
+            check_capacity(a->resources, a->allocation_id, now, now + *a->constraints.max_duration, now);
+        } catch (const ApiError&) {
+            break; // strict order: the node is full for this one, so it is full for those behind it
+        }
+        a->status = AllocationStatus::active;
+        a->timestamp = now;
+        a->expires_at = now + *a->constraints.max_duration;
+        account(*a, +1);
+        admitted.push_back(a->allocation_id);
+    }
+    return admitted;
+}
+
+size_t Ledger::queue_position(const std::string& id) const {
+    const Allocation* me = find(id);
+    if (!me || me->status != AllocationStatus::queued) return 0;
+    size_t ahead = 0;
+    for (auto& [other_id, a] : allocations_)
+        if (a.status == AllocationStatus::queued &&
+            (a.priority.value > me->priority.value || (a.priority.value == me->priority.value && a.queue_seq < me->queue_seq)))
+            ++ahead;
+    return ahead + 1;
 }
 
 const Allocation& Ledger::authorize(const std::string& id, const Owner& caller) const {
@@ -224,14 +362,18 @@ Allocation Ledger::release(const std::string& id, const Owner& caller) {
     authorize(id, caller);
     auto node = allocations_.extract(id);
     account(node.mapped(), -1);
+    if (node.mapped().status == AllocationStatus::reserved) --reserved_count_;
     node.mapped().status = AllocationStatus::released;
     return std::move(node.mapped());
 }
 
-const Allocation& Ledger::reallocate(const std::string& id, const Resources& resources, const Owner& caller) {
+const Allocation& Ledger::reallocate(const std::string& id, const Resources& resources, const Owner& caller, TimePoint now) {
     const Allocation& current = authorize(id, caller);
+    if (!holds_capacity(current))
+        throw ApiError(ErrorCode::CONFLICT, "Allocation '" + id + "' is " + to_string(current.status) + "; only a running allocation can be reallocated",
+                       {}, {}, {"Release it and request again"});
     check_policy(current.workflow_id, resources, &current.resources);
-    check_capacity(resources, &current.resources);
+    check_capacity(resources, id, now, current.expires_at.value_or(now), now);
     Allocation& a = allocations_.at(id);
     account(a, -1);
     a.resources = resources;
@@ -240,8 +382,13 @@ const Allocation& Ledger::reallocate(const std::string& id, const Resources& res
 }
 
 void Ledger::restore(const Allocation& allocation) {
-    if (auto it = allocations_.find(allocation.allocation_id); it != allocations_.end()) account(it->second, -1);
+    if (auto it = allocations_.find(allocation.allocation_id); it != allocations_.end()) {
+        account(it->second, -1);
+        if (it->second.status == AllocationStatus::reserved) --reserved_count_;
+    }
     account(allocation, +1);
+    if (allocation.status == AllocationStatus::reserved) ++reserved_count_;
+    next_queue_seq_ = std::max(next_queue_seq_, allocation.queue_seq + 1);
     allocations_[allocation.allocation_id] = allocation;
 }
 
@@ -265,6 +412,7 @@ std::optional<TimePoint> Ledger::next_deadline() const {
     for (auto& [id, a] : allocations_) {
         if (a.terminating_since) consider(*a.terminating_since + a.auto_release.grace_period);
         else if (a.status == AllocationStatus::active && a.expires_at) consider(*a.expires_at);
+        else if (a.status == AllocationStatus::reserved && a.start_at) consider(*a.start_at);
     }
     return next;
 }

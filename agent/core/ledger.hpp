@@ -33,13 +33,19 @@ public:
     Ledger(NodeCapacity capacity, Policy policy, IdGenerator ids = random_allocation_id);
 
     // Admits `request` or throws ApiError: POLICY_VIOLATION (a workflow limit), RESOURCE_EXHAUSTED
-    // (node capacity), INVALID_REQUEST. The admitted allocation is stored and returned.
-    const Allocation& allocate(const AllocationRequest& request, const Owner& owner, TimePoint now);
+    // (node capacity, now or during a reservation inside the request's window), CONFLICT
+    // (conflict_avoidance). With `wait`, capacity and conflicts queue the request instead (status
+    // queued); a request the node can never satisfy is still refused. Returns the stored allocation.
+    const Allocation& allocate(const AllocationRequest& request, const Owner& owner, TimePoint now, bool wait = false);
+    // Books `request` for [start, start + duration): admitted if the node has room during the
+    // whole window given everything else booked; status reserved until start.
+    const Allocation& reserve(const AllocationRequest& request, const std::string& id, TimePoint start, const Owner& owner,
+                              TimePoint now);
     // Removes an allocation. NOT_FOUND / PERMISSION_DENIED (caller neither owner nor root).
     Allocation release(const std::string& id, const Owner& caller);
     // Replaces the resources of a live allocation. Growth must fit capacity and policy;
     // shrinking always succeeds. Returns the updated allocation.
-    const Allocation& reallocate(const std::string& id, const Resources& resources, const Owner& caller);
+    const Allocation& reallocate(const std::string& id, const Resources& resources, const Owner& caller, TimePoint now);
     // Puts back an allocation loaded from state, without admission (it was admitted before).
     void restore(const Allocation& allocation);
     // Throws NOT_FOUND / PERMISSION_DENIED unless `caller` may act on `id`.
@@ -52,6 +58,15 @@ public:
     std::vector<std::string> due_to_kill(TimePoint now) const;
     // the earliest moment one of the above becomes true, if any.
     std::optional<TimePoint> next_deadline() const;
+    // reservations whose window has opened;
+    std::vector<std::string> due_to_start(TimePoint now) const;
+    // reserved -> active (it now holds its capacity).
+    void activate(const std::string& id);
+    // Queued requests that fit now, admitted in priority order, then arrival order. A request
+    // that does not fit stops the line, so later smaller ones cannot starve it.
+    std::vector<std::string> admit_queued(TimePoint now);
+    size_t queue_position(const std::string& id) const; // 1-based; 0 when not queued
+    static bool holds_capacity(const Allocation& a);
     // SIGTERM went out: the kill is due at now + grace_period.
     void mark_terminating(const std::string& id, TimePoint now);
     // Duration over but on_timeout is false: recorded as expired, left running.
@@ -80,15 +95,23 @@ private:
     void account(const Allocation& a, int sign);
     Totals workflow_totals(const std::string& workflow) const;
     void check_policy(const std::string& workflow, const Resources& wanted, const Resources* current) const;
-    void check_capacity(const Resources& wanted, const Resources* current) const;
+    // Capacity over [start, end): at start and at every reservation start inside the window.
+    void check_capacity(const Resources& wanted, const std::string& except_id, TimePoint start, TimePoint end, TimePoint now) const;
+    void check_fits(const Resources& wanted, const Totals& promised, const std::string& when) const;
+    Totals promised_at(TimePoint t, TimePoint now, const std::string& except_id) const;
+    bool fits_node(const Resources& wanted) const;
     void check_workflow_conflicts(const AllocationRequest& request) const;
+    // `id` empty: a fresh one from the generator.
+    Allocation make_allocation(const AllocationRequest& request, const Owner& owner, TimePoint now, const std::string& id);
 
     NodeCapacity capacity_;
     Policy policy_;
     IdGenerator ids_;
     std::map<std::string, Allocation> allocations_;
-    Totals node_;
+    Totals node_; // allocations holding capacity now
     std::map<std::string, Totals> workflows_;
+    int reserved_count_ = 0; // no reservations: the calendar check is the O(1) check of now
+    std::uint64_t next_queue_seq_ = 1;
 };
 
 // The kernel limits that make an allocation real (see the backends in agent/cgroup).

@@ -90,12 +90,13 @@ json Service::handle(const Request& request, const Owner& peer) {
         if (op == "allocate") body = allocate(request, peer);
         else if (op == "release") body = release(request, peer);
         else if (op == "reallocate") body = reallocate(request, peer);
+        else if (op == "reserve") body = reserve(request, peer);
         else if (op == "status") body = status(request);
         else if (op == "doctor") body = doctor();
         else if (op == "attach") body = attach(request, peer);
         else if (std::find(seed_operations().begin(), seed_operations().end(), op) != seed_operations().end())
             throw ApiError(ErrorCode::UNSUPPORTED, "Operation '" + op + "' is not available in this version of resmgrd",
-                           "implemented: allocate, release, reallocate, status, doctor", {},
+                           "implemented: allocate, reserve, release, reallocate, status, doctor", {},
                            {"Upgrade resmgrd"});
         else
             throw ApiError(ErrorCode::INVALID_REQUEST, "Unknown operation '" + op + "'",
@@ -119,7 +120,8 @@ void Service::persist() {
 
 json Service::describe(const Allocation& a) {
     json j = to_json(a);
-    j["cgroup_path"] = backend_.group_path(a.allocation_id);
+    j["cgroup_path"] = core::Ledger::holds_capacity(a) ? backend_.group_path(a.allocation_id) : "";
+    if (a.status == AllocationStatus::queued) j["queue_position"] = ledger_.queue_position(a.allocation_id);
     j["limits"] = limits_json(core::limits_for(a, ledger_.policy()));
     if (auto it = enforcement_.find(a.allocation_id); it != enforcement_.end()) j["enforcement"] = it->second.to_json();
     return j;
@@ -127,15 +129,23 @@ json Service::describe(const Allocation& a) {
 
 SuccessBody Service::allocate(const Request& request, const Owner& peer) {
     AllocationRequest req = parse_allocation_request(request.params);
-    if (bool_param(request.params, "wait"))
-        throw ApiError(ErrorCode::UNSUPPORTED, "Queueing ('wait': true) is not available in this version of resmgrd", {}, {},
-                       {"Retry without 'wait' once capacity is free"});
     if (req.requester.empty()) req.requester = "uid:" + std::to_string(peer.uid) + " pid:" + std::to_string(peer.pid);
     const bool supervised = bool_param(request.params, "supervised");
-    const Allocation& admitted = ledger_.allocate(req, peer, clock_());
+    const Allocation& admitted = ledger_.allocate(req, peer, clock_(), bool_param(request.params, "wait"));
     const std::string id = admitted.allocation_id;
     // The kernel-verified peer is the wrapper that will report the command's exit.
     if (supervised) ledger_.set_supervisor(id, peer.pid);
+    if (admitted.status == AllocationStatus::queued) {
+        persist();
+        if (supervised && hooks_.watch_supervisor) hooks_.watch_supervisor(id, peer.pid);
+        spdlog::info("queued {} workflow={} priority={} position={}", id, admitted.workflow_id, admitted.priority.value,
+                     ledger_.queue_position(id));
+        SuccessBody body;
+        body.result = {{"allocation_id", id}, {"allocation", describe(admitted)}, {"queue_position", ledger_.queue_position(id)},
+                       {"capacity", ledger_.availability().to_json()}};
+        body.recommendations.push_back("Queued: it starts when capacity frees, in priority order, then arrival order");
+        return body;
+    }
     cgroup::Limits limits = core::limits_for(admitted, ledger_.policy());
     try {
         enforcement_[id] = backend_.create(id, limits);
@@ -261,13 +271,39 @@ json Service::finish(const std::string& id, AllocationStatus final_status, const
                 {"ended_at", format_timestamp(clock_())}};
     ended_.emplace_back(id, record);
     if (ended_.size() > kRecentlyEnded) ended_.erase(ended_.begin());
+    admit_from_queue();
     return record;
 }
 
+void Service::start_group(const std::string& id, const std::string& why) {
+    const Allocation& a = *ledger_.find(id);
+    try {
+        enforcement_[id] = backend_.create(id, core::limits_for(a, ledger_.policy()));
+    } catch (const cgroup::BackendError& e) {
+        spdlog::error("{}: {} but its cgroup cannot be created, so it ends: {}", id, why, e.what());
+        Allocation gone = ledger_.release(id, Owner{0, 0});
+        ended_.emplace_back(id, json{{"allocation_id", id}, {"allocation", to_json(gone)}, {"reason", std::string("backend error: ") + e.what()}});
+        return;
+    }
+    spdlog::info("{}: {}", id, why);
+    watch(a);
+}
+
+void Service::admit_from_queue() {
+    auto admitted = ledger_.admit_queued(clock_());
+    if (admitted.empty()) return;
+    for (auto& id : admitted) start_group(id, "admitted from the queue");
+    persist();
+    reschedule();
+}
+
 void Service::watch(const Allocation& a) {
-    std::string path = backend_.group_path(a.allocation_id);
-    if (!path.empty() && hooks_.watch_group) hooks_.watch_group(a.allocation_id, path + "/cgroup.events");
-    if (a.supervisor_pid > 0 && hooks_.watch_supervisor) hooks_.watch_supervisor(a.allocation_id, a.supervisor_pid);
+    // Copies: a watch may fire at once and end the allocation `a` refers to.
+    const std::string id = a.allocation_id;
+    const pid_t supervisor = a.supervisor_pid;
+    std::string path = backend_.group_path(id);
+    if (supervisor > 0 && hooks_.watch_supervisor) hooks_.watch_supervisor(id, supervisor);
+    if (!path.empty() && hooks_.watch_group && ledger_.find(id)) hooks_.watch_group(id, path + "/cgroup.events");
 }
 
 void Service::reschedule() {
@@ -288,6 +324,10 @@ bool Service::group_populated(const std::string& id) {
 
 void Service::on_timer() {
     const TimePoint now = clock_();
+    for (auto& id : ledger_.due_to_start(now)) {
+        ledger_.activate(id);
+        start_group(id, "reservation window opened");
+    }
     for (auto& id : ledger_.due_to_expire(now)) {
         const Allocation& a = *ledger_.find(id);
         if (!a.auto_release.on_timeout) {
@@ -316,6 +356,7 @@ void Service::on_timer() {
             persist();
         }
     }
+    admit_from_queue();
     reschedule();
 }
 
@@ -354,6 +395,10 @@ void Service::on_supervisor_exit(const std::string& id) {
     const Allocation* a = ledger_.find(id);
     if (!a || a->supervisor_pid == 0) return;
     spdlog::info("{}: its resmgr-run (pid {}) is gone", id, a->supervisor_pid);
+    if (a->status == AllocationStatus::queued) {
+        finish(id, AllocationStatus::released, "cancelled: the resmgr-run waiting for it is gone");
+        return;
+    }
     ledger_.set_supervisor(id, 0);
     persist();
     completed_if_empty(id);
@@ -376,7 +421,7 @@ SuccessBody Service::reallocate(const Request& request, const Owner& peer) {
     if (merged.contains("pids") && merged["pids"].is_null()) merged.erase("pids");
     Resources wanted = parse_resources(merged, "resources");
 
-    const Allocation& after = ledger_.reallocate(id, wanted, peer);
+    const Allocation& after = ledger_.reallocate(id, wanted, peer, clock_());
     try {
         enforcement_[id] = backend_.update(id, core::limits_for(after, ledger_.policy()));
     } catch (const cgroup::BackendError& e) {
@@ -385,10 +430,38 @@ SuccessBody Service::reallocate(const Request& request, const Owner& peer) {
     }
     persist();
     spdlog::info("reallocated {} cpu={} memory={}", id, after.resources.cpu_cores, format_size(after.resources.memory_bytes));
+    admit_from_queue(); // a shrink may have made room
     SuccessBody body;
     body.result = {{"allocation_id", id}, {"previous_resources", to_json(before.resources)}, {"allocation", describe(*ledger_.find(id))},
                    {"enforcement", enforcement_[id].to_json()}, {"capacity", ledger_.availability().to_json()}};
     body.resources_affected = 1;
+    return body;
+}
+
+SuccessBody Service::reserve(const Request& request, const Owner& peer) {
+    json params = request.params;
+    std::string id = string_param(params, "reservation_id", false);
+    if (!id.empty() && (id.size() > 64 || id.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != std::string::npos))
+        throw ApiError(ErrorCode::INVALID_REQUEST, "'reservation_id' may hold only letters, digits and _ (at most 64)", {}, {"reservation_id"});
+    std::string start_text = string_param(params, "start_time", true);
+    auto start = parse_timestamp(start_text);
+    if (!start) throw ApiError(ErrorCode::INVALID_REQUEST, "'start_time' must be an RFC 3339 timestamp such as 2025-01-15T15:00:00Z",
+                               "got " + start_text, {"start_time"});
+    params.erase("reservation_id");
+    params.erase("start_time");
+    if (!params.contains("workflow_id")) params["workflow_id"] = id.empty() ? "reservation" : id;
+    AllocationRequest req = parse_allocation_request(params);
+    if (req.requester.empty()) req.requester = "uid:" + std::to_string(peer.uid) + " pid:" + std::to_string(peer.pid);
+    const Allocation& a = ledger_.reserve(req, id, *start, peer, clock_());
+    persist();
+    reschedule();
+    spdlog::info("reserved {} from {} to {}", a.allocation_id, format_timestamp(*a.start_at), format_timestamp(*a.expires_at));
+    SuccessBody body;
+    body.result = {{"reservation_id", a.allocation_id}, {"allocation_id", a.allocation_id}, {"allocation", describe(a)},
+                   {"capacity", ledger_.availability().to_json()}};
+    body.resources_affected = 1;
+    body.recommendations.push_back("At start_time the reservation becomes an active allocation with its own cgroup; join it with "
+                                   "resmgr-run --allocation " + a.allocation_id);
     return body;
 }
 
@@ -444,7 +517,10 @@ SuccessBody Service::attach(const Request& request, const Owner& peer) {
         throw ApiError(ErrorCode::PERMISSION_DENIED, "A process may only attach itself",
                        "pid " + std::to_string(pid) + " requested by peer pid " + std::to_string(peer.pid), {},
                        {"Connect from the process to be attached (resmgr-run does this)"});
-    ledger_.authorize(id, peer);
+    const Allocation& target = ledger_.authorize(id, peer);
+    if (!core::Ledger::holds_capacity(target))
+        throw ApiError(ErrorCode::CONFLICT, "Allocation '" + id + "' is " + to_string(target.status) + ", not running yet", {}, {},
+                       {"Wait until it is active (resmgr status)"});
     try {
         backend_.attach(id, leaf, static_cast<pid_t>(pid));
     } catch (const cgroup::BackendError& e) {
@@ -461,11 +537,20 @@ SuccessBody Service::attach(const Request& request, const Owner& peer) {
 
 json Service::reconcile() {
     json adopted = json::array(), removed = json::array(), failed = json::array();
-    for (auto& [id, a] : ledger_.allocations()) {
+    // Watches may fire at once and end an allocation: iterate over ids, not the ledger's map.
+    std::vector<std::string> ids;
+    for (auto& [id, _] : ledger_.allocations()) ids.push_back(id);
+    for (auto& id : ids) {
+        const Allocation* a = ledger_.find(id);
+        if (!a) continue;
+        if (!core::Ledger::holds_capacity(*a)) {
+            if (a->supervisor_pid > 0 && hooks_.watch_supervisor) hooks_.watch_supervisor(id, a->supervisor_pid);
+            continue; // queued and reserved allocations have no group yet
+        }
         try {
-            enforcement_[id] = backend_.create(id, core::limits_for(a, ledger_.policy()));
-            watch(a);
+            enforcement_[id] = backend_.create(id, core::limits_for(*a, ledger_.policy()));
             adopted.push_back(id);
+            watch(*a);
         } catch (const cgroup::BackendError& e) {
             // Kept in the ledger: losing the allocation would be worse than a missing group.
             failed.push_back({{"allocation_id", id}, {"error", e.what()}});

@@ -59,6 +59,7 @@ private:
     SuccessBody allocate(const Request& request, const Owner& peer);
     SuccessBody release(const Request& request, const Owner& peer);
     SuccessBody reallocate(const Request& request, const Owner& peer);
+    SuccessBody reserve(const Request& request, const Owner& peer);
     SuccessBody status(const Request& request);
     SuccessBody doctor();
     SuccessBody attach(const Request& request, const Owner& peer);
@@ -68,6 +69,10 @@ private:
     // Ends an allocation: final counters, group removed, out of the ledger, remembered as ended.
     nlohmann::json finish(const std::string& id, AllocationStatus final_status, const std::string& reason);
     void watch(const Allocation& allocation);
+    // Makes the group of an allocation that just started to hold capacity (reservation opened,
+    // queued request admitted); an allocation whose group cannot be made is ended.
+    void start_group(const std::string& id, const std::string& why);
+    void admit_from_queue();
     void reschedule();
     bool group_populated(const std::string& id);
     void completed_if_empty(const std::string& id);

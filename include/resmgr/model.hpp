@@ -94,7 +94,9 @@ struct Allocation {
     PerformanceRequirements performance_requirements;
     AutoRelease auto_release;
     Owner owner;
-    std::optional<TimePoint> expires_at; // timestamp + max_duration, when there is one
+    std::optional<TimePoint> expires_at; // end of its window: timestamp (or start_at) + max_duration
+    std::optional<TimePoint> start_at;   // reservations: when the window opens and the group is made
+    std::uint64_t queue_seq = 0;         // queued: arrival order among equal priorities
     // Lifecycle (see agent/core/lifecycle.hpp). Set when the duration ran out and SIGTERM went to
     // the group; cgroup.kill follows at terminating_since + grace_period.
     std::optional<TimePoint> terminating_since;

@@ -184,6 +184,33 @@ TEST_F(DaemonHost, SigtermIgnoredMeansKilledAfterGrace) {
     EXPECT_TRUE(cli_json({"status"})["result"]["allocations"].empty());
 }
 
+TEST_F(DaemonHost, QueuedResmgrRunStartsWhenCapacityIsReleased) {
+    // Take every allocatable core, whatever this node has.
+    json cap = cli_json({"status"})["result"]["capacity"]["cpu_cores"];
+    double all = cap["available"].get<double>();
+    std::string holder = allocate(json{{"workflow_id", "wf-holder"}, {"resources", {{"cpu_cores", all}}}}.dump());
+    ASSERT_FALSE(holder.empty());
+    std::string out = dir + "/waiter.out";
+    pid_t waiter = spawn({RESMGR_RUN_PATH, "--socket", socket, "--wait", "--workflow", "wf-waiter", "--cpu", "0.5", "--", "/bin/echo",
+                          "started"}, out);
+    bool queued = wait_until([&] {
+        json st = cli_json({"status"});
+        for (auto& a : st["result"]["allocations"])
+            if (a["workflow_id"] == "wf-waiter") return a["status"] == "queued";
+        return false;
+    }, std::chrono::seconds(5));
+    ASSERT_TRUE(queued) << slurp(out);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    int status = 0;
+    EXPECT_EQ(::waitpid(waiter, &status, WNOHANG), 0) << "resmgr-run did not wait: " << slurp(out);
+    EXPECT_NE(slurp(out).find("waiting for capacity: position 1"), std::string::npos) << slurp(out);
+    cli_json({"release", json{{"allocation_id", holder}}.dump()});
+    bool done = wait_until([&] { return ::waitpid(waiter, &status, WNOHANG) == waiter; }, std::chrono::seconds(5));
+    ASSERT_TRUE(done) << "resmgr-run still waiting after the release: " << slurp(out);
+    EXPECT_EQ(decode_status(status), 0) << slurp(out);
+    EXPECT_NE(slurp(out).find("started"), std::string::npos);
+}
+
 TEST_F(DaemonHost, OverCapacityIsResourceExhausted) {
     json r = cli_json({"allocate", R"({"workflow_id":"wf-big","resources":{"memory_gb":100000}})"}, 1);
     EXPECT_EQ(r["status"], "error");

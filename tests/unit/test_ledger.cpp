@@ -148,14 +148,14 @@ TEST(Ledger, ReallocateGrowsOnlyWithinCapacityShrinksAlways) {
     Resources grow;
     grow.cpu_cores = 3.5; // 1.5 free + own 2 = 3.5: fits exactly
     grow.memory_bytes = 4 * kGiB;
-    EXPECT_DOUBLE_EQ(ledger.reallocate(id, grow, kAlice).resources.cpu_cores, 3.5);
+    EXPECT_DOUBLE_EQ(ledger.reallocate(id, grow, kAlice, kNow).resources.cpu_cores, 3.5);
     grow.cpu_cores = 3.6;
-    EXPECT_EQ(code_of([&] { ledger.reallocate(id, grow, kAlice); }), ErrorCode::RESOURCE_EXHAUSTED);
+    EXPECT_EQ(code_of([&] { ledger.reallocate(id, grow, kAlice, kNow); }), ErrorCode::RESOURCE_EXHAUSTED);
     EXPECT_DOUBLE_EQ(ledger.find(id)->resources.cpu_cores, 3.5); // unchanged by the refusal
     Resources shrink;
     shrink.cpu_cores = 0.5;
-    EXPECT_DOUBLE_EQ(ledger.reallocate(id, shrink, kAlice).resources.cpu_cores, 0.5);
-    EXPECT_EQ(code_of([&] { ledger.reallocate(id, shrink, kBob); }), ErrorCode::PERMISSION_DENIED);
+    EXPECT_DOUBLE_EQ(ledger.reallocate(id, shrink, kAlice, kNow).resources.cpu_cores, 0.5);
+    EXPECT_EQ(code_of([&] { ledger.reallocate(id, shrink, kBob, kNow); }), ErrorCode::PERMISSION_DENIED);
 }
 
 TEST(Ledger, RestoreSkipsAdmission) {

@@ -1,0 +1,189 @@
+// Reservations over a time calendar, and the queue: window edges, order, restart.
+#include <gtest/gtest.h>
+
+#include "core/ledger.hpp"
+#include "fake_backend.hpp"
+#include "resmgr/protocol.hpp"
+#include "server/service.hpp"
+#include "tests_support.hpp"
+
+using namespace resmgr;
+using namespace resmgr::core;
+using nlohmann::json;
+using std::chrono::hours;
+using std::chrono::minutes;
+
+namespace {
+
+const TimePoint kNow = *parse_timestamp("2025-01-15T11:00:00Z");
+const Owner kAlice{1000, 10};
+
+// 4 cores, 16 GiB, reserve 0.5 / 1 GiB: 3.5 cores allocatable.
+Ledger ledger4() {
+    int n = 0;
+    return Ledger({4, 16 * kGiB}, Policy::defaults(), [n]() mutable { return "a" + std::to_string(++n); });
+}
+
+AllocationRequest cpu(double cores, std::optional<Seconds> duration = std::nullopt, int priority = 50, const std::string& wf = "wf") {
+    AllocationRequest r;
+    r.workflow_id = wf;
+    r.priority = Priority{priority};
+    r.resources.cpu_cores = cores;
+    r.constraints.max_duration = duration;
+    return r;
+}
+
+ErrorCode code_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const ApiError& e) {
+        return e.code;
+    }
+    return ErrorCode::INTERNAL_ERROR;
+}
+
+} // namespace
+
+TEST(Calendar, ReservationHoldsItsWindowOnly) {
+    auto l = ledger4();
+    l.reserve(cpu(3, hours(2), 50, "res"), "res_789", kNow + hours(4), kAlice, kNow);
+    // Ends before the window opens: admitted although it overlaps nothing else.
+    std::string early = l.allocate(cpu(3, hours(4)), kAlice, kNow).allocation_id;
+    l.release(early, kAlice);
+    // Would still run at the window's start: refused, and the time is named.
+    try {
+        l.allocate(cpu(3, hours(5)), kAlice, kNow);
+        FAIL();
+    } catch (const ApiError& e) {
+        EXPECT_EQ(e.code, ErrorCode::RESOURCE_EXHAUSTED);
+        EXPECT_NE(e.details.find("only 0.5 available at 2025-01-15T15:00:00Z"), std::string::npos) << e.details;
+    }
+    // Small enough to share the window.
+    EXPECT_NO_THROW(l.allocate(cpu(0.5, hours(5)), kAlice, kNow));
+}
+
+TEST(Calendar, WindowEdgesAreHalfOpen) {
+    auto l = ledger4();
+    l.reserve(cpu(3, hours(1), 50, "res"), "r1", kNow + hours(1), kAlice, kNow);
+    // Ends exactly when the reservation starts: no overlap.
+    EXPECT_NO_THROW(l.reserve(cpu(3, hours(1), 50, "before"), "r0", kNow, kAlice, kNow));
+    // Starts exactly when it ends: no overlap.
+    EXPECT_NO_THROW(l.reserve(cpu(3, hours(1), 50, "after"), "r2", kNow + hours(2), kAlice, kNow));
+    // Starts one minute before it ends: overlaps.
+    EXPECT_EQ(code_of([&] { l.reserve(cpu(3, hours(1), 50, "x"), "r3", kNow + hours(2) - minutes(1), kAlice, kNow); }),
+              ErrorCode::RESOURCE_EXHAUSTED);
+}
+
+TEST(Calendar, ReservationRules) {
+    auto l = ledger4();
+    EXPECT_EQ(code_of([&] { l.reserve(cpu(1), "r", kNow + hours(1), kAlice, kNow); }), ErrorCode::INVALID_REQUEST); // no duration
+    EXPECT_EQ(code_of([&] { l.reserve(cpu(1, hours(1)), "r", kNow - hours(1), kAlice, kNow); }), ErrorCode::INVALID_REQUEST);
+    l.reserve(cpu(1, hours(1)), "r", kNow + hours(1), kAlice, kNow);
+    EXPECT_EQ(code_of([&] { l.reserve(cpu(1, hours(1)), "r", kNow + hours(3), kAlice, kNow); }), ErrorCode::CONFLICT);
+    EXPECT_DOUBLE_EQ(l.availability().cpu_available, 3.5); // nothing held now
+    EXPECT_TRUE(l.due_to_start(kNow + minutes(59)).empty());
+    EXPECT_EQ(l.due_to_start(kNow + hours(1)), std::vector<std::string>{"r"});
+    EXPECT_EQ(l.next_deadline(), kNow + hours(1));
+    l.activate("r");
+    EXPECT_DOUBLE_EQ(l.availability().cpu_available, 2.5);
+    EXPECT_EQ(l.find("r")->expires_at, kNow + hours(2));
+}
+
+TEST(Queue, WaitQueuesWhatDoesNotFitButNeverTheImpossible) {
+    auto l = ledger4();
+    l.allocate(cpu(3), kAlice, kNow);
+    EXPECT_EQ(code_of([&] { l.allocate(cpu(1), kAlice, kNow); }), ErrorCode::RESOURCE_EXHAUSTED);
+    const Allocation& q = l.allocate(cpu(1), kAlice, kNow, true);
+    EXPECT_EQ(q.status, AllocationStatus::queued);
+    EXPECT_FALSE(q.expires_at); // its clock starts when admitted
+    EXPECT_DOUBLE_EQ(l.availability().cpu_available, 0.5); // queued holds nothing
+    EXPECT_EQ(code_of([&] { l.allocate(cpu(4, {}, 50, "other"), kAlice, kNow, true); }), ErrorCode::RESOURCE_EXHAUSTED); // > node
+    EXPECT_EQ(code_of([&] { l.allocate(cpu(7, {}, 50, "other"), kAlice, kNow, true); }), ErrorCode::POLICY_VIOLATION); // waiting cannot fix
+}
+
+TEST(Queue, AdmitsInPriorityThenArrivalOrderAndTheHeadIsNotStarved) {
+    auto l = ledger4();
+    l.allocate(cpu(3.5, {}, 50, "w1"), kAlice, kNow); // a1 fills the node
+    std::string low = l.allocate(cpu(1, {}, 20, "w2"), kAlice, kNow, true).allocation_id;
+    std::string high_big = l.allocate(cpu(3, {}, 80, "w3"), kAlice, kNow, true).allocation_id;
+    std::string high_small = l.allocate(cpu(1, {}, 80, "w4"), kAlice, kNow, true).allocation_id;
+    EXPECT_EQ(l.queue_position(high_big), 1u);
+    EXPECT_EQ(l.queue_position(high_small), 2u);
+    EXPECT_EQ(l.queue_position(low), 3u);
+    l.release("a1", kAlice);
+    EXPECT_EQ(l.admit_queued(kNow + minutes(1)), std::vector<std::string>{high_big}); // 3 of 3.5: the rest wait
+    EXPECT_EQ(l.find(high_big)->status, AllocationStatus::active);
+    EXPECT_EQ(l.find(high_big)->expires_at, kNow + minutes(1) + hours(6));
+    EXPECT_EQ(l.queue_position(high_small), 1u);
+    l.release(high_big, kAlice);
+    EXPECT_EQ(l.admit_queued(kNow), (std::vector<std::string>{high_small, low}));
+}
+
+TEST(Queue, ConflictBlockedRequestsDoNotBlockTheLine) {
+    auto l = ledger4();
+    l.allocate(cpu(1, {}, 50, "wf_456"), kAlice, kNow);
+    auto avoid = cpu(1, {}, 90, "wf_new");
+    avoid.constraints.conflict_avoidance = {"wf_456"};
+    std::string blocked = l.allocate(avoid, kAlice, kNow, true).allocation_id;
+    EXPECT_EQ(l.find(blocked)->status, AllocationStatus::queued);
+    std::string other = l.allocate(cpu(1, {}, 10, "wf_x"), kAlice, kNow, true).allocation_id; // fits now: admitted at once
+    EXPECT_EQ(l.find(other)->status, AllocationStatus::active);
+    EXPECT_TRUE(l.admit_queued(kNow).empty());
+    l.release("a1", kAlice);
+    EXPECT_EQ(l.admit_queued(kNow), std::vector<std::string>{blocked});
+}
+
+TEST(Queue, QueuedRequestsSurviveARestartAndStartOnRelease) {
+    TempDir dir;
+    FakeBackend backend;
+    TimePoint now = kNow;
+    auto run = [&](auto&& body) {
+        state::StateStore store(dir.path());
+        Ledger ledger({4, 16 * kGiB}, Policy::defaults());
+        for (auto& a : store.load_allocations()) ledger.restore(a);
+        server::Service service(ledger, backend, store, [&] { return now; }, json::object(), json::object());
+        service.reconcile();
+        body(service, ledger);
+    };
+    std::string big, waiting;
+    run([&](server::Service& s, Ledger&) {
+        big = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"a","resources":{"cpu_cores":3}}})", kAlice)["result"]["allocation_id"];
+        json q = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"b","wait":true,"resources":{"cpu_cores":2}}})", kAlice);
+        ASSERT_EQ(q["status"], "success") << q.dump(2);
+        EXPECT_EQ(q["result"]["allocation"]["status"], "queued");
+        EXPECT_EQ(q["result"]["queue_position"], 1);
+        waiting = q["result"]["allocation_id"];
+        EXPECT_FALSE(backend.groups.count(waiting)); // no group while queued
+    });
+    run([&](server::Service& s, Ledger& l) { // restarted: still queued, still no group
+        ASSERT_NE(l.find(waiting), nullptr);
+        EXPECT_EQ(l.find(waiting)->status, AllocationStatus::queued);
+        EXPECT_FALSE(backend.groups.count(waiting));
+        s.handle_line(json{{"operation", "release"}, {"params", {{"allocation_id", big}}}}.dump(), kAlice);
+        EXPECT_EQ(l.find(waiting)->status, AllocationStatus::active);
+        EXPECT_EQ(backend.groups[waiting].cpu_quota_us, 200000u); // its group exists now
+    });
+}
+
+TEST(Queue, ReservationActivatesOnTimerAndGetsItsGroup) {
+    TempDir dir;
+    FakeBackend backend;
+    TimePoint now = kNow;
+    state::StateStore store(dir.path());
+    Ledger ledger({4, 16 * kGiB}, Policy::defaults());
+    server::Service service(ledger, backend, store, [&] { return now; }, json::object(), json::object());
+    json r = service.handle_line(R"({"operation":"reserve","params":{"reservation_id":"res_789","start_time":"2025-01-15T15:00:00Z",
+        "duration":"2h","resources":{"cpu_cores":2},"priority":"medium"}})", kAlice);
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    EXPECT_EQ(r["result"]["allocation"]["status"], "reserved");
+    EXPECT_FALSE(backend.groups.count("res_789"));
+    now = *parse_timestamp("2025-01-15T15:00:00Z");
+    service.on_timer();
+    EXPECT_EQ(ledger.find("res_789")->status, AllocationStatus::active);
+    EXPECT_TRUE(backend.groups.count("res_789"));
+    now += hours(2);
+    service.on_timer(); // its window closes: SIGTERM, then the kill after grace
+    EXPECT_EQ(backend.signals.size(), 1u);
+    json bad = service.handle_line(R"({"operation":"reserve","params":{"start_time":"soon","duration":"1h","resources":{}}})", kAlice);
+    EXPECT_EQ(bad["error"]["code"], "INVALID_REQUEST");
+}
