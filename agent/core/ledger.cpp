@@ -48,11 +48,18 @@ bool Ledger::holds_capacity(const Allocation& a) {
     return a.status == AllocationStatus::active || a.status == AllocationStatus::paused || a.status == AllocationStatus::expired;
 }
 
+Resources Ledger::held(const Allocation& a) {
+    Resources r = a.resources;
+    if (a.status == AllocationStatus::paused) r.cpu_cores = 0; // frozen: no CPU, same memory
+    return r;
+}
+
 void Ledger::account(const Allocation& a, int sign) {
     if (!holds_capacity(a)) return;
-    node_.add(a.resources, sign);
+    const Resources r = held(a);
+    node_.add(r, sign);
     Totals& w = workflows_[a.workflow_id];
-    w.add(a.resources, sign);
+    w.add(r, sign);
     if (w.cpu_micro == 0 && w.memory == 0 && w.agents == 0) workflows_.erase(a.workflow_id);
 }
 
@@ -124,15 +131,15 @@ void Ledger::check_policy(const std::string& workflow, const Resources& wanted, 
 Ledger::Totals Ledger::promised_at(TimePoint t, TimePoint now, const std::string& except_id) const {
     if (reserved_count_ == 0 && t <= now) {
         Totals p = node_;
-        if (auto* a = find(except_id); a && holds_capacity(*a)) p.add(a->resources, -1);
+        if (auto* a = find(except_id); a && holds_capacity(*a)) p.add(held(*a), -1);
         return p;
     }
     Totals p;
     for (auto& [id, a] : allocations_) {
         if (id == except_id) continue;
-        bool held = holds_capacity(a) && (t <= now || !a.expires_at || *a.expires_at > t || a.terminating_since);
+        bool holding = holds_capacity(a) && (t <= now || !a.expires_at || *a.expires_at > t || a.terminating_since);
         bool booked = a.status == AllocationStatus::reserved && a.start_at && *a.start_at <= t && (!a.expires_at || t < *a.expires_at);
-        if (held || booked) p.add(a.resources, +1);
+        if (holding || booked) p.add(booked ? a.resources : held(a), +1);
     }
     return p;
 }
@@ -335,6 +342,106 @@ std::vector<std::string> Ledger::admit_queued(TimePoint now) {
     return admitted;
 }
 
+bool Ledger::fits_now(const Resources& wanted) const {
+    try {
+        check_fits(wanted, node_, "");
+        return true;
+    } catch (const ApiError&) {
+        return false;
+    }
+}
+
+std::optional<Preemption> Ledger::plan_preemption(const AllocationRequest& request, TimePoint now) const {
+    (void)now;
+    if (policy_.preemption_mode == "none" || request.priority.value < policy_.preemption_min_priority) return std::nullopt;
+    Availability v = availability();
+    const std::int64_t usable_cpu = micro_cores(v.cpu_total - v.cpu_reserved);
+    const std::uint64_t usable_mem = v.memory_total - v.memory_reserved;
+    // What is missing now, per resource (negative: enough already).
+    const std::int64_t need_cpu = node_.cpu_micro + micro_cores(request.resources.cpu_cores) - usable_cpu;
+    const std::int64_t need_mem = static_cast<std::int64_t>(node_.memory + request.resources.memory_bytes) - static_cast<std::int64_t>(usable_mem);
+    const int need_agents = node_.agents + request.resources.agents - policy_.max_agents;
+    if (need_cpu <= 0 && need_mem <= 0 && need_agents <= 0) return std::nullopt;
+    const std::string& mode = policy_.preemption_mode;
+    if (mode != "kill" && (need_mem > 0 || need_agents > 0)) return std::nullopt; // pausing frees only CPU
+
+    std::vector<const Allocation*> candidates;
+    for (auto& [id, a] : allocations_)
+        if (a.status == AllocationStatus::active && !a.terminating_since && !a.degraded_from_cpu && a.priority.band() < request.priority.band())
+            candidates.push_back(&a);
+    std::sort(candidates.begin(), candidates.end(), [](const Allocation* x, const Allocation* y) {
+        return x->priority.value != y->priority.value ? x->priority.value < y->priority.value : x->timestamp > y->timestamp;
+    });
+    auto freed = [&](const Allocation* a) {
+        Totals f;
+        f.cpu_micro = mode == "degrade" ? micro_cores(a->resources.cpu_cores * (1 - policy_.degrade_ratio)) : micro_cores(a->resources.cpu_cores);
+        if (mode == "kill") f.memory = a->resources.memory_bytes, f.agents = a->resources.agents;
+        return f;
+    };
+    auto covers = [&](const std::vector<const Allocation*>& set) {
+        Totals f;
+        for (auto* a : set) {
+            Totals x = freed(a);
+            f.cpu_micro += x.cpu_micro, f.memory += x.memory, f.agents += x.agents;
+        }
+        return f.cpu_micro >= need_cpu && static_cast<std::int64_t>(f.memory) >= need_mem && f.agents >= need_agents;
+    };
+    auto plan = [&](const std::vector<const Allocation*>& set) {
+        Preemption p{mode, {}};
+        for (auto* a : set) p.victims.push_back(a->allocation_id);
+        return p;
+    };
+    // Fewest victims first; within a size, the candidate order (lowest priority, youngest) decides.
+    for (auto* a : candidates)
+        if (covers({a})) return plan({a});
+    for (size_t i = 0; i < candidates.size(); ++i)
+        for (size_t j = i + 1; j < candidates.size(); ++j)
+            if (covers({candidates[i], candidates[j]})) return plan({candidates[i], candidates[j]});
+    std::vector<const Allocation*> prefix;
+    for (auto* a : candidates) {
+        prefix.push_back(a);
+        if (covers(prefix)) return plan(prefix);
+    }
+    return std::nullopt;
+}
+
+void Ledger::pause(const std::string& id) {
+    Allocation& a = allocations_.at(id);
+    account(a, -1);
+    a.status = AllocationStatus::paused;
+    account(a, +1);
+}
+
+void Ledger::degrade(const std::string& id) {
+    Allocation& a = allocations_.at(id);
+    account(a, -1);
+    a.degraded_from_cpu = a.resources.cpu_cores;
+    a.resources.cpu_cores *= policy_.degrade_ratio;
+    account(a, +1);
+}
+
+std::vector<std::string> Ledger::restore_preempted() {
+    std::vector<Allocation*> waiting;
+    for (auto& [id, a] : allocations_)
+        if (a.status == AllocationStatus::paused || a.degraded_from_cpu) waiting.push_back(&a);
+    std::sort(waiting.begin(), waiting.end(), [](const Allocation* x, const Allocation* y) {
+        return x->priority.value != y->priority.value ? x->priority.value > y->priority.value : x->timestamp < y->timestamp;
+    });
+    std::vector<std::string> restored;
+    for (Allocation* a : waiting) {
+        Resources extra;
+        extra.cpu_cores = a->status == AllocationStatus::paused ? a->resources.cpu_cores : *a->degraded_from_cpu - a->resources.cpu_cores;
+        if (!fits_now(extra)) break; // in order: the first that cannot come back holds the others
+        account(*a, -1);
+        if (a->degraded_from_cpu) a->resources.cpu_cores = *a->degraded_from_cpu;
+        a->degraded_from_cpu.reset();
+        a->status = AllocationStatus::active;
+        account(*a, +1);
+        restored.push_back(a->allocation_id);
+    }
+    return restored;
+}
+
 size_t Ledger::queue_position(const std::string& id) const {
     const Allocation* me = find(id);
     if (!me || me->status != AllocationStatus::queued) return 0;
@@ -395,7 +502,9 @@ void Ledger::restore(const Allocation& allocation) {
 std::vector<std::string> Ledger::due_to_expire(TimePoint now) const {
     std::vector<std::string> out;
     for (auto& [id, a] : allocations_)
-        if (a.status == AllocationStatus::active && !a.terminating_since && a.expires_at && *a.expires_at <= now) out.push_back(id);
+        if ((a.status == AllocationStatus::active || a.status == AllocationStatus::paused) && !a.terminating_since && a.expires_at &&
+            *a.expires_at <= now)
+            out.push_back(id);
     return out;
 }
 
@@ -411,7 +520,7 @@ std::optional<TimePoint> Ledger::next_deadline() const {
     auto consider = [&](TimePoint t) { if (!next || t < *next) next = t; };
     for (auto& [id, a] : allocations_) {
         if (a.terminating_since) consider(*a.terminating_since + a.auto_release.grace_period);
-        else if (a.status == AllocationStatus::active && a.expires_at) consider(*a.expires_at);
+        else if ((a.status == AllocationStatus::active || a.status == AllocationStatus::paused) && a.expires_at) consider(*a.expires_at);
         else if (a.status == AllocationStatus::reserved && a.start_at) consider(*a.start_at);
     }
     return next;

@@ -26,6 +26,12 @@ struct Availability {
     nlohmann::json to_json() const;
 };
 
+// Who gives way to a higher-priority request, and how (Policy::preemption_mode).
+struct Preemption {
+    std::string mode; // pause | degrade | kill
+    std::vector<std::string> victims;
+};
+
 class Ledger {
 public:
     using IdGenerator = std::function<std::string()>;
@@ -66,6 +72,15 @@ public:
     // that does not fit stops the line, so later smaller ones cannot starve it.
     std::vector<std::string> admit_queued(TimePoint now);
     size_t queue_position(const std::string& id) const; // 1-based; 0 when not queued
+    // For a request that does not fit now: the victims whose pausing, degrading or killing
+    // makes room, or nullopt (it fits, the requester may not preempt, or no victims suffice).
+    // Victims are of a lower band; fewest first, then lowest priority, then youngest.
+    std::optional<Preemption> plan_preemption(const AllocationRequest& request, TimePoint now) const;
+    void pause(const std::string& id);   // frozen: its CPU is free, its memory is not
+    void degrade(const std::string& id); // its CPU shrunk to Policy::degrade_ratio
+    // Paused and degraded allocations whose room is back, highest priority (then oldest) first;
+    // each is returned to active with its full resources.
+    std::vector<std::string> restore_preempted();
     static bool holds_capacity(const Allocation& a);
     // SIGTERM went out: the kill is due at now + grace_period.
     void mark_terminating(const std::string& id, TimePoint now);
@@ -100,6 +115,8 @@ private:
     void check_fits(const Resources& wanted, const Totals& promised, const std::string& when) const;
     Totals promised_at(TimePoint t, TimePoint now, const std::string& except_id) const;
     bool fits_node(const Resources& wanted) const;
+    bool fits_now(const Resources& wanted) const;
+    static Resources held(const Allocation& a); // what an allocation occupies in its status
     void check_workflow_conflicts(const AllocationRequest& request) const;
     // `id` empty: a fresh one from the generator.
     Allocation make_allocation(const AllocationRequest& request, const Owner& owner, TimePoint now, const std::string& id);

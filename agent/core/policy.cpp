@@ -2,6 +2,7 @@
 #include "core/policy.hpp"
 
 #include <cmath>
+#include <set>
 
 #include "resmgr/protocol.hpp"
 
@@ -60,7 +61,7 @@ Policy parse_policy(const json& j) {
     const json& root = section(j, "resource_policies", "");
     const std::string base = "resource_policies.";
     only_keys(root, base, {"allocation_limits", "priority_weights", "optimization_targets", "monitoring_intervals",
-                           "system_reserve", "agent_pool", "memory_high_ratio"});
+                           "system_reserve", "agent_pool", "memory_high_ratio", "preemption"});
     Policy p = Policy::defaults();
 
     const json& limits = section(root, "allocation_limits", base);
@@ -105,6 +106,18 @@ Policy parse_policy(const json& j) {
     read_int(pool, "max_agents", base + "agent_pool.", p.max_agents, 0, 100000);
 
     read_number(root, "memory_high_ratio", base, p.memory_high_ratio, 0.5, 1.0);
+
+    const json& pre = section(root, "preemption", base);
+    const std::string pp = base + "preemption.";
+    only_keys(pre, pp, {"mode", "min_priority", "degrade_ratio"});
+    if (auto it = pre.find("mode"); it != pre.end()) {
+        static const std::set<std::string> modes{"pause", "degrade", "kill", "none"};
+        if (!it->is_string() || !modes.count(it->get<std::string>())) bad(pp + "mode", "expected pause, degrade, kill or none, got " + it->dump());
+        p.preemption_mode = it->get<std::string>();
+    }
+    // Low-priority work (0-39) never preempts anyone.
+    read_int(pre, "min_priority", pp, p.preemption_min_priority, 40, 100);
+    read_number(pre, "degrade_ratio", pp, p.degrade_ratio, 0.01, 0.99);
     return p;
 }
 
@@ -121,7 +134,8 @@ json Policy::to_json() const {
               {"monitoring_intervals", monitoring_intervals},
               {"system_reserve", {{"cpu_cores", system_reserve_cpu}, {"memory_gb", system_reserve_memory_gb}}},
               {"agent_pool", {{"max_agents", max_agents}}},
-              {"memory_high_ratio", memory_high_ratio}}}};
+              {"memory_high_ratio", memory_high_ratio},
+              {"preemption", {{"mode", preemption_mode}, {"min_priority", preemption_min_priority}, {"degrade_ratio", degrade_ratio}}}}}};
 }
 
 } // namespace resmgr::core

@@ -34,6 +34,13 @@ struct Policy {
     int max_agents = 20;
     // resmgr: memory.high as a fraction of memory.max, so reclaim starts before the OOM killer.
     double memory_high_ratio = 0.9;
+    // resmgr: priority preemption (the seed's priority_preemption / graceful_degradation).
+    // Requests at or above min_priority may take room from lower bands: "pause" freezes victims
+    // (frees their CPU; frozen processes keep their memory), "degrade" shrinks their CPU to
+    // degrade_ratio of what they had, "kill" ends them; "none" never preempts.
+    std::string preemption_mode = "pause";
+    int preemption_min_priority = 90;
+    double degrade_ratio = 0.25;
 
     static Policy defaults() { return {}; }
     nlohmann::json to_json() const; // {"resource_policies": {...}}

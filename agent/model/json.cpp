@@ -211,6 +211,7 @@ json to_json(const Allocation& a) {
     if (a.terminating_since) j["terminating_since"] = format_timestamp(*a.terminating_since);
     if (a.start_at) j["start_time"] = format_timestamp(*a.start_at);
     if (a.status == AllocationStatus::queued) j["queue_seq"] = a.queue_seq;
+    if (a.degraded_from_cpu) j["degraded_from_cpu_cores"] = *a.degraded_from_cpu;
     j["populated_once"] = a.populated_once;
     if (a.supervisor_pid) j["supervisor_pid"] = a.supervisor_pid;
     return j;
@@ -236,6 +237,7 @@ Allocation allocation_from_json(const json& j) {
     a.expires_at = stamp("expires_at");
     a.terminating_since = stamp("terminating_since");
     a.start_at = stamp("start_time");
+    if (auto* v = find(j, "degraded_from_cpu_cores")) a.degraded_from_cpu = get_number(*v, "allocation.degraded_from_cpu_cores", 4096);
     if (auto* v = find(j, "queue_seq")) a.queue_seq = get_count(*v, "allocation.queue_seq", 1ULL << 62);
     if (auto* v = find(j, "populated_once")) a.populated_once = get_bool(*v, "allocation.populated_once");
     if (auto* v = find(j, "supervisor_pid")) a.supervisor_pid = static_cast<std::int32_t>(get_count(*v, "allocation.supervisor_pid", 0x7fffffffULL));

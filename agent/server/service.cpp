@@ -131,7 +131,25 @@ SuccessBody Service::allocate(const Request& request, const Owner& peer) {
     AllocationRequest req = parse_allocation_request(request.params);
     if (req.requester.empty()) req.requester = "uid:" + std::to_string(peer.uid) + " pid:" + std::to_string(peer.pid);
     const bool supervised = bool_param(request.params, "supervised");
-    const Allocation& admitted = ledger_.allocate(req, peer, clock_(), bool_param(request.params, "wait"));
+    const bool wait = bool_param(request.params, "wait");
+    bool preempted = false;
+    if (auto plan = ledger_.plan_preemption(req, clock_())) {
+        try {
+            apply_preemption(*plan, req);
+        } catch (const cgroup::BackendError& e) {
+            refill();
+            throw backend_error("Could not preempt lower-priority allocations", e);
+        }
+        preempted = true;
+    }
+    const Allocation* admitted_ptr = nullptr;
+    try {
+        admitted_ptr = &ledger_.allocate(req, peer, clock_(), wait);
+    } catch (const ApiError&) {
+        if (preempted) refill(); // the room was not enough after all (e.g. a reservation): give it back
+        throw;
+    }
+    const Allocation& admitted = *admitted_ptr;
     const std::string id = admitted.allocation_id;
     // The kernel-verified peer is the wrapper that will report the command's exit.
     if (supervised) ledger_.set_supervisor(id, peer.pid);
@@ -257,7 +275,7 @@ SuccessBody Service::release(const Request& request, const Owner& peer) {
     return body;
 }
 
-json Service::finish(const std::string& id, AllocationStatus final_status, const std::string& reason) {
+json Service::finish(const std::string& id, AllocationStatus final_status, const std::string& reason, bool refill_after) {
     json counters = final_counters(id);
     backend_.destroy(id); // throws BackendError: the allocation stays
     if (hooks_.unwatch_group) hooks_.unwatch_group(id);
@@ -271,7 +289,7 @@ json Service::finish(const std::string& id, AllocationStatus final_status, const
                 {"ended_at", format_timestamp(clock_())}};
     ended_.emplace_back(id, record);
     if (ended_.size() > kRecentlyEnded) ended_.erase(ended_.begin());
-    admit_from_queue();
+    if (refill_after) refill();
     return record;
 }
 
@@ -289,12 +307,46 @@ void Service::start_group(const std::string& id, const std::string& why) {
     watch(a);
 }
 
-void Service::admit_from_queue() {
+void Service::refill() {
+    auto restored = ledger_.restore_preempted();
+    for (auto& id : restored) {
+        const Allocation& a = *ledger_.find(id);
+        try {
+            backend_.freeze(id, false);
+            enforcement_[id] = backend_.update(id, core::limits_for(a, ledger_.policy()));
+            spdlog::info("{}: resumed at full size, capacity is back", id);
+        } catch (const cgroup::BackendError& e) {
+            spdlog::error("{}: cannot resume: {}", id, e.what());
+        }
+    }
     auto admitted = ledger_.admit_queued(clock_());
-    if (admitted.empty()) return;
     for (auto& id : admitted) start_group(id, "admitted from the queue");
+    if (restored.empty() && admitted.empty()) return;
     persist();
     reschedule();
+}
+
+void Service::apply_preemption(const core::Preemption& plan, const AllocationRequest& req) {
+    for (auto& victim : plan.victims) {
+        spdlog::info("{}: preempted ({}) for a priority {} request of workflow {}", victim, plan.mode, req.priority.value, req.workflow_id);
+        if (plan.mode == "kill") {
+            finish(victim, AllocationStatus::released, "preempted by workflow " + req.workflow_id, false);
+            continue;
+        }
+        if (plan.mode == "pause") {
+            backend_.freeze(victim, true); // BackendError: nothing changed in the ledger for this one
+            ledger_.pause(victim);
+        } else {
+            ledger_.degrade(victim);
+            try {
+                enforcement_[victim] = backend_.update(victim, core::limits_for(*ledger_.find(victim), ledger_.policy()));
+            } catch (const cgroup::BackendError&) {
+                ledger_.restore_preempted();
+                throw;
+            }
+        }
+    }
+    persist();
 }
 
 void Service::watch(const Allocation& a) {
@@ -342,8 +394,9 @@ void Service::on_timer() {
         } catch (const cgroup::BackendError& e) {
             spdlog::warn("{}: SIGTERM: {}", id, e.what());
         }
-        // Expired and past its grace while resmgrd was down: the kill is due at once.
-        bool grace_long_over = *a.expires_at + a.auto_release.grace_period <= now;
+        // Expired and past its grace while resmgrd was down, or frozen (it cannot act on SIGTERM):
+        // the kill is due at once.
+        bool grace_long_over = *a.expires_at + a.auto_release.grace_period <= now || a.status == AllocationStatus::paused;
         ledger_.mark_terminating(id, grace_long_over ? now - a.auto_release.grace_period : now);
     }
     persist();
@@ -356,7 +409,7 @@ void Service::on_timer() {
             persist();
         }
     }
-    admit_from_queue();
+    refill();
     reschedule();
 }
 
@@ -430,7 +483,7 @@ SuccessBody Service::reallocate(const Request& request, const Owner& peer) {
     }
     persist();
     spdlog::info("reallocated {} cpu={} memory={}", id, after.resources.cpu_cores, format_size(after.resources.memory_bytes));
-    admit_from_queue(); // a shrink may have made room
+    refill(); // a shrink may have made room
     SuccessBody body;
     body.result = {{"allocation_id", id}, {"previous_resources", to_json(before.resources)}, {"allocation", describe(*ledger_.find(id))},
                    {"enforcement", enforcement_[id].to_json()}, {"capacity", ledger_.availability().to_json()}};

@@ -67,12 +67,14 @@ private:
     nlohmann::json describe(const Allocation& allocation);
     void persist();
     // Ends an allocation: final counters, group removed, out of the ledger, remembered as ended.
-    nlohmann::json finish(const std::string& id, AllocationStatus final_status, const std::string& reason);
+    nlohmann::json finish(const std::string& id, AllocationStatus final_status, const std::string& reason, bool refill_after = true);
     void watch(const Allocation& allocation);
     // Makes the group of an allocation that just started to hold capacity (reservation opened,
     // queued request admitted); an allocation whose group cannot be made is ended.
     void start_group(const std::string& id, const std::string& why);
-    void admit_from_queue();
+    // Capacity came back: first restore preempted allocations, then admit from the queue.
+    void refill();
+    void apply_preemption(const core::Preemption& plan, const AllocationRequest& for_request);
     void reschedule();
     bool group_populated(const std::string& id);
     void completed_if_empty(const std::string& id);

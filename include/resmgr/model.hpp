@@ -97,6 +97,7 @@ struct Allocation {
     std::optional<TimePoint> expires_at; // end of its window: timestamp (or start_at) + max_duration
     std::optional<TimePoint> start_at;   // reservations: when the window opens and the group is made
     std::uint64_t queue_seq = 0;         // queued: arrival order among equal priorities
+    std::optional<double> degraded_from_cpu; // preempted by "degrade": the CPU to give back later
     // Lifecycle (see agent/core/lifecycle.hpp). Set when the duration ran out and SIGTERM went to
     // the group; cgroup.kill follows at terminating_since + grace_period.
     std::optional<TimePoint> terminating_since;

@@ -90,6 +90,21 @@ inline bool wait_until(const std::function<bool()>& ready, std::chrono::millisec
     return ready();
 }
 
+// utime+stime of `pid` in clock ticks, from /proc/PID/stat (fields 14 and 15).
+inline long cpu_ticks(pid_t pid) {
+    std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+    auto close = stat.rfind(')');
+    if (close == std::string::npos || close + 2 >= stat.size()) return -1;
+    std::istringstream rest(stat.substr(close + 2));
+    std::string field;
+    long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {
+        if (i == 14) utime = std::stol(field);
+        if (i == 15) stime = std::stol(field);
+    }
+    return utime + stime;
+}
+
 // Why this host cannot run cgroup2 host tests, or nullopt when it can.
 inline std::optional<std::string> cgroup2_unavailable(const std::string& dir) {
     if (::geteuid() != 0) return "needs root";

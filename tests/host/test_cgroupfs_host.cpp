@@ -10,19 +10,6 @@ using namespace resmgr::host;
 
 namespace {
 
-// utime+stime in clock ticks, from /proc/PID/stat.
-long cpu_ticks(pid_t pid) {
-    std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
-    std::istringstream rest(stat.substr(stat.rfind(')') + 2));
-    std::string field;
-    long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && rest >> field; ++i) {
-        if (i == 14) utime = std::stol(field);
-        if (i == 15) stime = std::stol(field);
-    }
-    return utime + stime;
-}
-
 class CgroupfsHost : public ::testing::Test {
 protected:
     std::string mount = cgroup2_mount();

@@ -211,6 +211,39 @@ TEST_F(DaemonHost, QueuedResmgrRunStartsWhenCapacityIsReleased) {
     EXPECT_NE(slurp(out).find("started"), std::string::npos);
 }
 
+TEST_F(DaemonHost, CriticalRequestFreezesLowPriorityWorkAndReleaseThawsIt) {
+    json cap = cli_json({"status"})["result"]["capacity"]["cpu_cores"];
+    std::string low = allocate(json{{"workflow_id", "wf-bg"}, {"priority", "low"}, {"resources", {{"cpu_cores", cap["available"]}}},
+                                    {"auto_release", {{"on_completion", false}}}}.dump());
+    ASSERT_FALSE(low.empty());
+    pid_t runner = spawn({RESMGR_RUN_PATH, "--socket", socket, "--allocation", low, "--", "/bin/sh", "-c", "while :; do :; done"},
+                         dir + "/spinner.out");
+    std::string procs = root + "/" + low + "/main/cgroup.procs";
+    ASSERT_TRUE(wait_until([&] { return !slurp(procs).empty(); }, std::chrono::seconds(5))) << slurp(dir + "/spinner.out");
+    pid_t spinner = std::stoi(slurp(procs));
+    auto ticks_over = [&](int ms) {
+        long before = cpu_ticks(spinner);
+        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+        return cpu_ticks(spinner) - before;
+    };
+    EXPECT_GT(ticks_over(300), 5) << "the spinner does not spin";
+
+    json crit = cli_json({"allocate", R"({"workflow_id":"wf-fix","priority":"critical","resources":{"cpu_cores":1}})"});
+    ASSERT_EQ(crit["status"], "success") << crit.dump(2);
+    EXPECT_NE(slurp(root + "/" + low + "/cgroup.events").find("frozen 1"), std::string::npos);
+    json st = cli_json({"status", json{{"allocation_id", low}}.dump()});
+    EXPECT_EQ(st["result"]["allocations"][0]["status"], "paused");
+    EXPECT_LE(ticks_over(500), 1) << "a paused allocation's process kept consuming CPU";
+
+    cli_json({"release", json{{"allocation_id", crit["result"]["allocation_id"]}}.dump()});
+    EXPECT_NE(slurp(root + "/" + low + "/cgroup.events").find("frozen 0"), std::string::npos);
+    EXPECT_GT(ticks_over(300), 5) << "the thawed process did not resume";
+
+    ::kill(runner, SIGTERM); // resmgr-run forwards it to the spinner
+    int status = 0;
+    ::waitpid(runner, &status, 0);
+}
+
 TEST_F(DaemonHost, OverCapacityIsResourceExhausted) {
     json r = cli_json({"allocate", R"({"workflow_id":"wf-big","resources":{"memory_gb":100000}})"}, 1);
     EXPECT_EQ(r["status"], "error");

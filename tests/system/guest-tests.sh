@@ -92,6 +92,48 @@ else
 fi
 resmgr --json release "{\"allocation_id\":\"$id\"}" > /dev/null
 
+# f. a critical request pauses (freezes) low-priority work in its slice; its release thaws it.
+avail=$(resmgr --json status | grep -A4 '"cpu_cores": {' | grep '"available"' | head -1 | sed 's/.*: \([0-9.]*\).*/\1/')
+low=$(resmgr --json allocate "{\"workflow_id\":\"wf-bg\",\"priority\":\"low\",\"resources\":{\"cpu_cores\":$avail},\"auto_release\":{\"on_completion\":false}}" | field allocation_id)
+resmgr-run --allocation "$low" -- "$share/bin/spin" 60 &
+runner=$!
+sleep 2
+crit_out=$(resmgr --json allocate '{"workflow_id":"wf-fix","priority":"critical","resources":{"cpu_cores":1}}')
+crit=$(echo "$crit_out" | field allocation_id)
+lslice=/sys/fs/cgroup/resmgr.slice/resmgr-$low.slice
+frozen=$(grep frozen "$lslice/cgroup.events" 2>&1)
+u0=$(awk '$1 == "usage_usec" {print $2}' "$lslice/cpu.stat"); sleep 2; u1=$(awk '$1 == "usage_usec" {print $2}' "$lslice/cpu.stat")
+if [ -n "$crit" ] && [ "$frozen" = "frozen 1" ] && [ $((u1 - u0)) -lt 20000 ]; then
+    pass "preemption-pauses-low-priority ($((u1 - u0)) us of CPU in 2 s while frozen)"
+else
+    fail preemption-pauses-low-priority "crit '$crit' events '$frozen' cpu delta $((u1 - u0)) us; $crit_out"
+fi
+resmgr --json release "{\"allocation_id\":\"$crit\"}" > /dev/null
+thawed=$(grep frozen "$lslice/cgroup.events" 2>&1)
+u0=$(awk '$1 == "usage_usec" {print $2}' "$lslice/cpu.stat"); sleep 2; u1=$(awk '$1 == "usage_usec" {print $2}' "$lslice/cpu.stat")
+if [ "$thawed" = "frozen 0" ] && [ $((u1 - u0)) -gt 200000 ]; then
+    pass "release-thaws-paused ($((u1 - u0)) us of CPU in 2 s)"
+else
+    fail release-thaws-paused "events '$thawed' cpu delta $((u1 - u0)) us"
+fi
+kill "$runner" 2>/dev/null; wait "$runner" 2>/dev/null
+resmgr --json release "{\"allocation_id\":\"$low\"}" > /dev/null
+
+# g. a reservation activates at its start time and gets its slice then, not before.
+start=$(date -u -d '+8 seconds' +%Y-%m-%dT%H:%M:%SZ)
+resmgr --json reserve "{\"reservation_id\":\"res_vm\",\"start_time\":\"$start\",\"duration\":\"1m\",\"resources\":{\"cpu_cores\":0.5},\"priority\":\"medium\"}" > /tmp/reserve.out
+rslice=/sys/fs/cgroup/resmgr.slice/resmgr-res_vm.slice
+before=$(resmgr --json status '{"allocation_id":"res_vm"}' | field status)
+[ -d "$rslice" ] && before="$before+slice"
+sleep 12
+after=$(resmgr --json status '{"allocation_id":"res_vm"}' | field status)
+if [ "$before" = reserved ] && [ "$after" = active ] && [ -d "$rslice" ] && [ "$(cat "$rslice/cpu.max")" = "50000 100000" ]; then
+    pass "reservation-activates-at-start-time ($start)"
+else
+    fail reservation-activates-at-start-time "before '$before' after '$after' slice $(ls -d "$rslice" 2>&1); $(cat /tmp/reserve.out)"
+fi
+resmgr --json release '{"allocation_id":"res_vm"}' > /dev/null
+
 # e. benchmark: resmgr-run vs systemd-run --scope, side by side, 40 runs each.
 bench() { # label command...
     label=$1; shift

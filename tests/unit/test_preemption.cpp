@@ -1,0 +1,143 @@
+// Priority preemption: victim choice, pause -> thaw order, degrade, kill, and who may preempt.
+#include <gtest/gtest.h>
+
+#include "core/ledger.hpp"
+#include "fake_backend.hpp"
+#include "resmgr/protocol.hpp"
+#include "server/service.hpp"
+#include "tests_support.hpp"
+
+using namespace resmgr;
+using namespace resmgr::core;
+using nlohmann::json;
+using std::chrono::minutes;
+
+namespace {
+
+const TimePoint kNow = *parse_timestamp("2025-01-15T11:00:00Z");
+const Owner kAlice{1000, 10};
+
+AllocationRequest req(const std::string& wf, double cores, int priority, double mem_gb = 0) {
+    AllocationRequest r;
+    r.workflow_id = wf;
+    r.priority = Priority{priority};
+    r.resources.cpu_cores = cores;
+    r.resources.memory_bytes = static_cast<std::uint64_t>(mem_gb * kGiB);
+    return r;
+}
+
+// Workflow limits above the node, so only node capacity (and preemption) decides.
+Policy with_mode(const std::string& mode) {
+    Policy p = Policy::defaults();
+    p.preemption_mode = mode;
+    p.max_cpu_per_workflow = 64;
+    p.max_memory_gb_per_workflow = 1024;
+    return p;
+}
+
+// 8.5 cores: 8 allocatable.
+Ledger node(const std::string& mode = "pause") { return Ledger({8.5, 64 * kGiB}, with_mode(mode)); }
+
+} // namespace
+
+TEST(Preemption, FewestVictimsThenLowestPriorityThenYoungest) {
+    auto l = node();
+    std::string old_low = l.allocate(req("a", 2, 10), kAlice, kNow).allocation_id;
+    std::string young_low = l.allocate(req("b", 2, 10), kAlice, kNow + minutes(1)).allocation_id;
+    std::string medium_big = l.allocate(req("c", 4, 50), kAlice, kNow).allocation_id;
+    // Needs 3 cores: one victim suffices only if it has >= 3: the medium one, despite its priority.
+    auto plan = l.plan_preemption(req("crit", 3, 95), kNow);
+    ASSERT_TRUE(plan);
+    EXPECT_EQ(plan->victims, std::vector<std::string>{medium_big});
+    // Needs 2: the lowest priority, youngest first.
+    plan = l.plan_preemption(req("crit", 2, 95), kNow);
+    ASSERT_TRUE(plan);
+    EXPECT_EQ(plan->victims, std::vector<std::string>{young_low});
+    // Needs 5: two victims; the lowest-priority pair that covers it comes first in candidate order.
+    plan = l.plan_preemption(req("crit", 5, 95), kNow);
+    ASSERT_TRUE(plan);
+    EXPECT_EQ(plan->victims, (std::vector<std::string>{young_low, medium_big}));
+    (void)old_low;
+}
+
+TEST(Preemption, OnlyHighEnoughPriorityAndOnlyLowerBands) {
+    auto l = node();
+    l.allocate(req("a", 8, 80), kAlice, kNow); // high band fills the node
+    EXPECT_FALSE(l.plan_preemption(req("low", 1, 10), kNow));   // low never preempts
+    EXPECT_FALSE(l.plan_preemption(req("high", 1, 85), kNow));  // below min_priority 90
+    EXPECT_TRUE(l.plan_preemption(req("crit", 1, 95), kNow));   // critical over high
+    auto l2 = node();
+    l2.allocate(req("a", 8, 92), kAlice, kNow); // critical victims are never taken by critical
+    EXPECT_FALSE(l2.plan_preemption(req("crit", 1, 99), kNow));
+    auto none = node("none");
+    none.allocate(req("a", 8, 10), kAlice, kNow);
+    EXPECT_FALSE(none.plan_preemption(req("crit", 1, 99), kNow));
+}
+
+TEST(Preemption, PausingFreesCpuButNotMemory) {
+    auto l = node();
+    l.allocate(req("a", 4, 10, 60), kAlice, kNow); // most of the memory
+    EXPECT_TRUE(l.plan_preemption(req("crit", 6, 95), kNow));       // CPU short: pause helps
+    EXPECT_FALSE(l.plan_preemption(req("crit", 1, 95, 10), kNow));  // memory short: pause cannot help
+    auto k = node("kill");
+    k.allocate(req("a", 4, 10, 60), kAlice, kNow);
+    EXPECT_TRUE(k.plan_preemption(req("crit", 1, 95, 10), kNow));   // kill frees memory too
+}
+
+TEST(Preemption, PauseThenThawInPriorityOrder) {
+    auto l = node();
+    std::string p10 = l.allocate(req("a", 4, 10), kAlice, kNow).allocation_id;
+    std::string p30 = l.allocate(req("b", 4, 30), kAlice, kNow).allocation_id;
+    l.pause(p10);
+    l.pause(p30);
+    EXPECT_DOUBLE_EQ(l.availability().cpu_available, 8);
+    std::string crit = l.allocate(req("crit", 6, 95), kAlice, kNow).allocation_id;
+    EXPECT_TRUE(l.restore_preempted().empty()); // 2 cores free: neither fits back
+    Resources small;
+    small.cpu_cores = 2;
+    l.reallocate(crit, small, kAlice, kNow); // 6 free now: room for one, the higher priority first
+    EXPECT_EQ(l.restore_preempted(), std::vector<std::string>{p30});
+    EXPECT_EQ(l.find(p10)->status, AllocationStatus::paused);
+    l.release(crit, kAlice);
+    EXPECT_EQ(l.restore_preempted(), std::vector<std::string>{p10});
+}
+
+TEST(Preemption, DegradeShrinksAndRestores) {
+    auto l = node("degrade");
+    std::string v = l.allocate(req("a", 8, 10), kAlice, kNow).allocation_id;
+    auto plan = l.plan_preemption(req("crit", 4, 95), kNow);
+    ASSERT_TRUE(plan);
+    EXPECT_EQ(plan->mode, "degrade");
+    l.degrade(v);
+    EXPECT_DOUBLE_EQ(l.find(v)->resources.cpu_cores, 2); // 25 % of 8
+    EXPECT_EQ(l.find(v)->degraded_from_cpu, 8);
+    std::string crit = l.allocate(req("crit", 4, 95), kAlice, kNow).allocation_id;
+    l.release(crit, kAlice);
+    EXPECT_EQ(l.restore_preempted(), std::vector<std::string>{v});
+    EXPECT_DOUBLE_EQ(l.find(v)->resources.cpu_cores, 8);
+}
+
+TEST(Preemption, ServiceFreezesVictimsAndThawsThemOnRelease) {
+    TempDir dir;
+    FakeBackend backend;
+    state::StateStore store(dir.path());
+    Ledger ledger({2, 16 * kGiB}, Policy::defaults()); // 1.5 allocatable
+    TimePoint now = kNow;
+    server::Service s(ledger, backend, store, [&] { return now; }, json::object(), json::object());
+    std::string low = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"bg","priority":"low","resources":{"cpu_cores":1.5}}})",
+                                    kAlice)["result"]["allocation_id"];
+    json crit = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"fix","priority":"critical","resources":{"cpu_cores":1}}})", kAlice);
+    ASSERT_EQ(crit["status"], "success") << crit.dump(2);
+    EXPECT_EQ(ledger.find(low)->status, AllocationStatus::paused);
+    EXPECT_EQ(store.load_allocations().size(), 2u);
+    // A kill -9 now would restart with the victim paused (its cgroup stays frozen in the kernel).
+    Allocation stored_low;
+    for (auto& a : store.load_allocations())
+        if (a.allocation_id == low) stored_low = a;
+    EXPECT_EQ(stored_low.status, AllocationStatus::paused);
+    s.handle_line(json{{"operation", "release"}, {"params", {{"allocation_id", crit["result"]["allocation_id"]}}}}.dump(), kAlice);
+    EXPECT_EQ(ledger.find(low)->status, AllocationStatus::active);
+    // High priority below critical cannot preempt.
+    json high = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"h","priority":"high","resources":{"cpu_cores":1}}})", kAlice);
+    EXPECT_EQ(high["error"]["code"], "RESOURCE_EXHAUSTED");
+}
