@@ -307,6 +307,15 @@ void Service::start_group(const std::string& id, const std::string& why) {
     watch(a);
 }
 
+void Service::sync_freezer(const Allocation& a) {
+    if (!backend_.enforces_limits() && backend_.group_path(a.allocation_id).empty()) return; // nothing to freeze
+    try {
+        backend_.freeze(a.allocation_id, a.status == AllocationStatus::paused);
+    } catch (const cgroup::BackendError& e) {
+        spdlog::warn("{}: cannot make its freezer match its status ({}): {}", a.allocation_id, to_string(a.status), e.what());
+    }
+}
+
 void Service::refill() {
     auto restored = ledger_.restore_preempted();
     for (auto& id : restored) {
@@ -334,8 +343,15 @@ void Service::apply_preemption(const core::Preemption& plan, const AllocationReq
             continue;
         }
         if (plan.mode == "pause") {
-            backend_.freeze(victim, true); // BackendError: nothing changed in the ledger for this one
+            // Recorded before it is done: after a crash here, reconcile() freezes what the state says.
             ledger_.pause(victim);
+            persist();
+            try {
+                backend_.freeze(victim, true);
+            } catch (const cgroup::BackendError&) {
+                refill(); // its CPU is free again in the ledger, so it comes straight back
+                throw;
+            }
         } else {
             ledger_.degrade(victim);
             try {
@@ -603,6 +619,7 @@ json Service::reconcile() {
         try {
             enforcement_[id] = backend_.create(id, core::limits_for(*a, ledger_.policy()));
             adopted.push_back(id);
+            sync_freezer(*a);
             watch(*a);
         } catch (const cgroup::BackendError& e) {
             // Kept in the ledger: losing the allocation would be worse than a missing group.

@@ -74,6 +74,8 @@ private:
     void start_group(const std::string& id, const std::string& why);
     // Capacity came back: first restore preempted allocations, then admit from the queue.
     void refill();
+    // After a restart: frozen exactly when the ledger says paused (a crash may have split them).
+    void sync_freezer(const Allocation& allocation);
     void apply_preemption(const core::Preemption& plan, const AllocationRequest& for_request);
     void reschedule();
     bool group_populated(const std::string& id);

@@ -35,7 +35,11 @@ public:
         maybe_fail("attach");
         attached[id].push_back(pid);
     }
-    void freeze(const std::string&, bool) override {}
+    std::map<std::string, bool> frozen;
+    void freeze(const std::string& id, bool f) override {
+        maybe_fail("freeze");
+        frozen[id] = f;
+    }
     void signal(const std::string& id, int sig) override { signals.emplace_back(id, sig); }
     void destroy(const std::string& id) override {
         maybe_fail("destroy");

@@ -141,3 +141,43 @@ TEST(Preemption, ServiceFreezesVictimsAndThawsThemOnRelease) {
     json high = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"h","priority":"high","resources":{"cpu_cores":1}}})", kAlice);
     EXPECT_EQ(high["error"]["code"], "RESOURCE_EXHAUSTED");
 }
+
+TEST(Preemption, RestartMakesTheFreezerMatchTheLedger) {
+    TempDir dir;
+    FakeBackend backend;
+    TimePoint now = kNow;
+    std::string low, crit;
+    {
+        state::StateStore store(dir.path());
+        Ledger ledger({2, 16 * kGiB}, Policy::defaults());
+        server::Service s(ledger, backend, store, [&] { return now; }, json::object(), json::object());
+        low = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"bg","priority":"low","resources":{"cpu_cores":1.5}}})",
+                            kAlice)["result"]["allocation_id"];
+        backend.fail.insert("freeze"); // the daemon "dies" between recording the pause and freezing
+        json r = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"fix","priority":"critical","resources":{"cpu_cores":1}}})", kAlice);
+        EXPECT_EQ(r["error"]["code"], "BACKEND_ERROR");
+        EXPECT_EQ(ledger.find(low)->status, AllocationStatus::active); // given back at once
+    }
+    backend.fail.clear();
+    {
+        state::StateStore store(dir.path());
+        Ledger ledger({2, 16 * kGiB}, Policy::defaults());
+        auto stored = store.load_allocations();
+        ASSERT_EQ(stored.size(), 1u);
+        // As if the crash came right after the pause was written, with the critical one admitted.
+        stored[0].status = AllocationStatus::paused;
+        Allocation critical = stored[0];
+        critical.allocation_id = "alloc_critical";
+        critical.workflow_id = "fix";
+        critical.priority = Priority{95};
+        critical.status = AllocationStatus::active;
+        critical.resources.cpu_cores = 1;
+        stored.push_back(critical);
+        for (auto& a : stored) ledger.restore(a);
+        server::Service s(ledger, backend, store, [&] { return now; }, json::object(), json::object());
+        s.reconcile();
+        EXPECT_TRUE(backend.frozen[low]); // the kernel now matches the state
+        EXPECT_FALSE(backend.frozen["alloc_critical"]);
+        EXPECT_EQ(ledger.find(low)->status, AllocationStatus::paused); // still no room to come back
+    }
+}
