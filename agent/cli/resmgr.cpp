@@ -24,9 +24,14 @@ constexpr const char* kDescription =
     "              pids, tool_instances. Also: duration (\"2h\"; default the policy's max_duration),\n"
     "              exclusive_files, constraints{max_duration,exclusive_access,conflict_avoidance},\n"
     "              performance_requirements, auto_release{on_completion,on_timeout,on_failure,grace_period}.\n"
+    "              \"wait\": true queues it when the node is full (status queued, started in priority order).\n"
+    "  reserve     '{\"reservation_id\":\"res_1\",\"start_time\":\"2025-01-15T15:00:00Z\",\"duration\":\"2h\",\"resources\":{...}}'\n"
+    "              Book capacity for a future window; at start_time it becomes an active allocation.\n"
     "  release     '{\"allocation_id\":\"alloc_...\",\"force\":false}'   Kill what runs in it, remove its cgroup.\n"
     "  reallocate  '{\"allocation_id\":\"alloc_...\",\"resources\":{\"cpu_cores\":4}}'  Change limits live.\n"
     "  status      ['{\"allocation_id\":\"...\"}' | '{\"workflow_id\":\"...\"}']   Allocations, limits, capacity.\n"
+    "  check-conflicts '{\"proposed_allocation\":{\"workflow_id\":\"w\",\"resources\":{...},\"files\":[...]},\n"
+    "              \"check_future\":true,\"time_horizon\":\"4h\"}'   Resource, time, workflow and file conflicts.\n"
     "  doctor      What this host can enforce (cgroup mode, controllers, systemd, backend) and why.\n"
     "Only the owner of an allocation (the uid that made it) or root may release or reallocate it.\n";
 

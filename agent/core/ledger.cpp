@@ -405,6 +405,60 @@ std::optional<Preemption> Ledger::plan_preemption(const AllocationRequest& reque
     return std::nullopt;
 }
 
+std::vector<ConflictFinding> Ledger::find_conflicts(const AllocationRequest& proposed, TimePoint now, bool check_future,
+                                                    Seconds horizon) const {
+    std::vector<ConflictFinding> out;
+    const Seconds duration = proposed.constraints.max_duration.value_or(policy_.max_duration);
+    auto holders_of = [&](TimePoint t, bool reservations_only) {
+        std::vector<std::string> workflows;
+        for (auto& [id, a] : allocations_) {
+            bool booked = a.status == AllocationStatus::reserved && a.start_at && *a.start_at <= t && a.expires_at && t < *a.expires_at;
+            bool holding = !reservations_only && holds_capacity(a);
+            if ((booked || holding) && std::find(workflows.begin(), workflows.end(), a.workflow_id) == workflows.end())
+                workflows.push_back(a.workflow_id);
+        }
+        return workflows;
+    };
+    try {
+        check_fits(proposed.resources, promised_at(now, now, {}), "");
+    } catch (const ApiError& e) {
+        ConflictFinding f{"resource", fits_node(proposed.resources) ? "medium" : "high", holders_of(now, false),
+                          {{"message", e.what()}, {"details", e.details}, {"affected_resources", e.affected_resources}}, {}};
+        if (fits_node(proposed.resources)) f.strategies.push_back("intelligent_queuing");
+        if (plan_preemption(proposed, now)) f.strategies.push_back("priority_preemption");
+        f.strategies.push_back("resource_scaling");
+        out.push_back(f);
+    }
+    if (check_future) {
+        const TimePoint end = std::min(now + duration, now + horizon);
+        for (auto& [id, r] : allocations_) {
+            if (r.status != AllocationStatus::reserved || !r.start_at || *r.start_at <= now || *r.start_at >= end) continue;
+            try {
+                check_fits(proposed.resources, promised_at(*r.start_at, now, {}), " at " + format_timestamp(*r.start_at));
+            } catch (const ApiError& e) {
+                out.push_back({"time", "medium", holders_of(*r.start_at, true),
+                               {{"message", e.what()}, {"details", e.details}, {"reservation_id", id},
+                                {"starts", format_timestamp(*r.start_at)}},
+                               {"shorten_duration", "intelligent_queuing"}});
+            }
+        }
+    }
+    try {
+        check_workflow_conflicts(proposed);
+    } catch (const ApiError& e) {
+        std::string other = e.affected_resources.empty() ? "" : e.affected_resources[0].substr(std::string("workflow:").size());
+        out.push_back({"workflow", "high", {proposed.workflow_id, other}, {{"message", e.what()}, {"details", e.details}},
+                       {"intelligent_queuing"}});
+    }
+    for (auto& [id, a] : allocations_)
+        for (auto& file : proposed.constraints.exclusive_access)
+            if (std::find(a.constraints.exclusive_access.begin(), a.constraints.exclusive_access.end(), file) != a.constraints.exclusive_access.end())
+                out.push_back({"file", "high", {proposed.workflow_id, a.workflow_id},
+                               {{"file", file}, {"holder", id}, {"message", "'" + file + "' is held exclusively by " + id}},
+                               {"release"}});
+    return out;
+}
+
 void Ledger::pause(const std::string& id) {
     Allocation& a = allocations_.at(id);
     account(a, -1);

@@ -26,6 +26,15 @@ struct Availability {
     nlohmann::json to_json() const;
 };
 
+// One conflict a proposed allocation would meet (the seed's conflict report, minus ids/time).
+struct ConflictFinding {
+    std::string type;     // resource | time | workflow | file
+    std::string severity; // low | medium | high
+    std::vector<std::string> affected_workflows;
+    nlohmann::json details;
+    std::vector<std::string> strategies; // only ones resmgrd can really carry out
+};
+
 // Who gives way to a higher-priority request, and how (Policy::preemption_mode).
 struct Preemption {
     std::string mode; // pause | degrade | kill
@@ -76,6 +85,10 @@ public:
     // makes room, or nullopt (it fits, the requester may not preempt, or no victims suffice).
     // Victims are of a lower band; fewest first, then lowest priority, then youngest.
     std::optional<Preemption> plan_preemption(const AllocationRequest& request, TimePoint now) const;
+    // Conflicts `proposed` would meet now and, with `check_future`, from reservations starting
+    // within `horizon`. `files` are paths it wants exclusively.
+    std::vector<ConflictFinding> find_conflicts(const AllocationRequest& proposed, TimePoint now, bool check_future,
+                                                Seconds horizon) const;
     void pause(const std::string& id);   // frozen: its CPU is free, its memory is not
     void degrade(const std::string& id); // its CPU shrunk to Policy::degrade_ratio
     // Paused and degraded allocations whose room is back, highest priority (then oldest) first;

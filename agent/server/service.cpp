@@ -58,10 +58,11 @@ json limits_json(const cgroup::Limits& l) {
             {"pids_max", opt(l.pids_max)}};
 }
 
-std::string response_id() {
+// "resp_1a2b…", "conf_…": the seed's id style.
+std::string random_id(const char* prefix) {
     static thread_local std::mt19937_64 rng{std::random_device{}()};
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "resp_%016llx", static_cast<unsigned long long>(rng()));
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%s_%016llx", prefix, static_cast<unsigned long long>(rng()));
     return buf;
 }
 
@@ -91,12 +92,13 @@ json Service::handle(const Request& request, const Owner& peer) {
         else if (op == "release") body = release(request, peer);
         else if (op == "reallocate") body = reallocate(request, peer);
         else if (op == "reserve") body = reserve(request, peer);
+        else if (op == "check-conflicts") body = check_conflicts(request);
         else if (op == "status") body = status(request);
         else if (op == "doctor") body = doctor();
         else if (op == "attach") body = attach(request, peer);
         else if (std::find(seed_operations().begin(), seed_operations().end(), op) != seed_operations().end())
             throw ApiError(ErrorCode::UNSUPPORTED, "Operation '" + op + "' is not available in this version of resmgrd",
-                           "implemented: allocate, reserve, release, reallocate, status, doctor", {},
+                           "implemented: allocate, reserve, release, reallocate, status, check-conflicts, doctor", {},
                            {"Upgrade resmgrd"});
         else
             throw ApiError(ErrorCode::INVALID_REQUEST, "Unknown operation '" + op + "'",
@@ -193,7 +195,7 @@ SuccessBody Service::allocate(const Request& request, const Owner& peer) {
         {"allocation", describe(a)},
         {"cgroup_path", backend_.group_path(id)},
         {"enforcement", enf.to_json()},
-        {"allocation_response", {{"response_id", response_id()},
+        {"allocation_response", {{"response_id", random_id("resp")},
                                  {"status", "approved"},
                                  {"timestamp", format_timestamp(a.timestamp)},
                                  {"allocated_resources", to_json(a.resources)},
@@ -531,6 +533,45 @@ SuccessBody Service::reserve(const Request& request, const Owner& peer) {
     body.resources_affected = 1;
     body.recommendations.push_back("At start_time the reservation becomes an active allocation with its own cgroup; join it with "
                                    "resmgr-run --allocation " + a.allocation_id);
+    return body;
+}
+
+SuccessBody Service::check_conflicts(const Request& request) {
+    only_params(request.params, {"proposed_allocation", "check_future", "time_horizon"});
+    auto it = request.params.find("proposed_allocation");
+    if (it == request.params.end() || !it->is_object())
+        throw ApiError(ErrorCode::INVALID_REQUEST, "missing 'proposed_allocation' object", {}, {"proposed_allocation"});
+    json proposed = *it;
+    // The seed's example names the wanted files "files".
+    if (auto files = proposed.find("files"); files != proposed.end()) {
+        proposed["exclusive_files"] = *files;
+        proposed.erase("files");
+    }
+    if (!proposed.contains("workflow_id")) proposed["workflow_id"] = "proposed";
+    if (!proposed.contains("resources")) proposed["resources"] = json::object();
+    AllocationRequest req = parse_allocation_request(proposed);
+    Seconds horizon = std::chrono::hours(4);
+    if (auto h = request.params.find("time_horizon"); h != request.params.end()) {
+        auto d = h->is_string() ? parse_duration(h->get<std::string>()) : std::nullopt;
+        if (!d) throw ApiError(ErrorCode::INVALID_REQUEST, "'time_horizon' must be a duration such as \"4h\"", "got " + h->dump(), {"time_horizon"});
+        horizon = std::chrono::duration_cast<Seconds>(*d);
+    }
+    const TimePoint now = clock_();
+    json reports = json::array();
+    for (auto& f : ledger_.find_conflicts(req, now, bool_param(request.params, "check_future"), horizon)) {
+        reports.push_back({{"conflict_id", random_id("conf")},
+                           {"timestamp", format_timestamp(now)},
+                           {"conflict_type", f.type},
+                           {"severity", f.severity},
+                           {"affected_workflows", f.affected_workflows},
+                           {"conflict_details", f.details},
+                           {"resolution_strategies", f.strategies},
+                           {"estimated_impact", {{"blocks_allocation", f.type != "time"}, {"affected_workflow_count", f.affected_workflows.size()}}}});
+    }
+    SuccessBody body;
+    body.result = {{"conflicts", reports}, {"conflict_free", reports.empty()}, {"checked_future", bool_param(request.params, "check_future")},
+                   {"time_horizon", format_duration(std::chrono::duration_cast<Millis>(horizon))}};
+    if (!reports.empty()) body.recommendations.push_back("Resolve or wait out the conflicts before allocating, or allocate with \"wait\": true");
     return body;
 }
 

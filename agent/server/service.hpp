@@ -60,6 +60,7 @@ private:
     SuccessBody release(const Request& request, const Owner& peer);
     SuccessBody reallocate(const Request& request, const Owner& peer);
     SuccessBody reserve(const Request& request, const Owner& peer);
+    SuccessBody check_conflicts(const Request& request);
     SuccessBody status(const Request& request);
     SuccessBody doctor();
     SuccessBody attach(const Request& request, const Owner& peer);

@@ -187,3 +187,44 @@ TEST(Queue, ReservationActivatesOnTimerAndGetsItsGroup) {
     json bad = service.handle_line(R"({"operation":"reserve","params":{"start_time":"soon","duration":"1h","resources":{}}})", kAlice);
     EXPECT_EQ(bad["error"]["code"], "INVALID_REQUEST");
 }
+
+TEST(CheckConflicts, ReportsResourceTimeWorkflowAndFileConflicts) {
+    TempDir dir;
+    FakeBackend backend;
+    TimePoint now = kNow;
+    state::StateStore store(dir.path());
+    Ledger ledger({4, 16 * kGiB}, Policy::defaults()); // 3.5 cores allocatable
+    server::Service s(ledger, backend, store, [&] { return now; }, json::object(), json::object());
+    auto call = [&](const std::string& line) {
+        json r = s.handle_line(line, kAlice);
+        EXPECT_EQ(r["status"], "success") << r.dump(2);
+        return r;
+    };
+    call(R"({"operation":"allocate","params":{"workflow_id":"wf_456","resources":{"cpu_cores":1},"exclusive_files":["flake.nix"],
+             "constraints":{"conflict_avoidance":["workflow_789"]}}})");
+    call(R"({"operation":"reserve","params":{"reservation_id":"res_1","start_time":"2025-01-15T13:00:00Z","duration":"2h",
+             "resources":{"cpu_cores":2}}})");
+    json clean = call(R"({"operation":"check-conflicts","params":{"proposed_allocation":{"workflow_id":"w","resources":{"cpu_cores":0.5}}}})");
+    EXPECT_TRUE(clean["result"]["conflict_free"].get<bool>()) << clean.dump(2);
+
+    json r = call(R"({"operation":"check-conflicts","params":{"proposed_allocation":{"workflow_id":"workflow_789",
+        "resources":{"cpu_cores":2},"files":["home.nix","flake.nix"]},"check_future":true,"time_horizon":"4h"}})");
+    std::map<std::string, json> by_type;
+    for (auto& c : r["result"]["conflicts"]) by_type[c["conflict_type"]] = c;
+    ASSERT_TRUE(by_type.count("time")) << r.dump(2);   // 1 + 2 reserved + 2 > 3.5 at 13:00
+    EXPECT_EQ(by_type["time"]["conflict_details"]["reservation_id"], "res_1");
+    EXPECT_NE(by_type["time"]["conflict_details"]["details"].get<std::string>().find("at 2025-01-15T13:00:00Z"), std::string::npos);
+    ASSERT_TRUE(by_type.count("workflow"));
+    EXPECT_EQ(by_type["workflow"]["affected_workflows"], json({"workflow_789", "wf_456"}));
+    ASSERT_TRUE(by_type.count("file"));
+    EXPECT_EQ(by_type["file"]["conflict_details"]["file"], "flake.nix");
+    EXPECT_FALSE(by_type.count("resource")); // 2 cores fit now
+    for (auto& c : r["result"]["conflicts"]) EXPECT_EQ(c["conflict_id"].get<std::string>().rfind("conf_", 0), 0u);
+    // Without check_future the reservation is not looked at.
+    json now_only = call(R"({"operation":"check-conflicts","params":{"proposed_allocation":{"workflow_id":"x","resources":{"cpu_cores":2}}}})");
+    EXPECT_TRUE(now_only["result"]["conflict_free"].get<bool>());
+    json big = call(R"({"operation":"check-conflicts","params":{"proposed_allocation":{"workflow_id":"x","resources":{"cpu_cores":3}}}})");
+    ASSERT_EQ(big["result"]["conflicts"].size(), 1u);
+    EXPECT_EQ(big["result"]["conflicts"][0]["conflict_type"], "resource");
+    EXPECT_EQ(big["result"]["conflicts"][0]["resolution_strategies"], json({"intelligent_queuing", "resource_scaling"}));
+}
