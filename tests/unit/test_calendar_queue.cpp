@@ -33,15 +33,6 @@ AllocationRequest cpu(double cores, std::optional<Seconds> duration = std::nullo
     return r;
 }
 
-ErrorCode code_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const ApiError& e) {
-        return e.code;
-    }
-    return ErrorCode::INTERNAL_ERROR;
-}
-
 } // namespace
 
 TEST(Calendar, ReservationHoldsItsWindowOnly) {

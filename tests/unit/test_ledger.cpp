@@ -3,6 +3,7 @@
 
 #include "core/ledger.hpp"
 #include "resmgr/protocol.hpp"
+#include "tests_support.hpp"
 
 using namespace resmgr;
 using namespace resmgr::core;
@@ -27,15 +28,6 @@ AllocationRequest request(const std::string& workflow, double cpu, double mem_gb
 Ledger make_ledger() {
     int n = 0;
     return Ledger({8, 16 * kGiB}, Policy::defaults(), [n]() mutable { return "alloc_" + std::to_string(++n); });
-}
-
-ErrorCode code_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const ApiError& e) {
-        return e.code;
-    }
-    return ErrorCode::INTERNAL_ERROR;
 }
 
 } // namespace

@@ -3,7 +3,10 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <string>
+
+#include "resmgr/protocol.hpp"
 
 namespace resmgr {
 
@@ -26,5 +29,15 @@ public:
 private:
     std::filesystem::path path_;
 };
+
+// The error code `f` throws as ApiError; INTERNAL_ERROR when it throws none.
+inline ErrorCode code_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const ApiError& e) {
+        return e.code;
+    }
+    return ErrorCode::INTERNAL_ERROR;
+}
 
 } // namespace resmgr
