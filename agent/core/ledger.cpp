@@ -351,8 +351,7 @@ bool Ledger::fits_now(const Resources& wanted) const {
     }
 }
 
-std::optional<Preemption> Ledger::plan_preemption(const AllocationRequest& request, TimePoint now) const {
-    (void)now;
+std::optional<Preemption> Ledger::plan_preemption(const AllocationRequest& request) const {
     if (policy_.preemption_mode == "none" || request.priority.value < policy_.preemption_min_priority) return std::nullopt;
     Availability v = availability();
     const std::int64_t usable_cpu = micro_cores(v.cpu_total - v.cpu_reserved);
@@ -425,7 +424,7 @@ std::vector<ConflictFinding> Ledger::find_conflicts(const AllocationRequest& pro
         ConflictFinding f{"resource", fits_node(proposed.resources) ? "medium" : "high", holders_of(now, false),
                           {{"message", e.what()}, {"details", e.details}, {"affected_resources", e.affected_resources}}, {}};
         if (fits_node(proposed.resources)) f.strategies.push_back("intelligent_queuing");
-        if (plan_preemption(proposed, now)) f.strategies.push_back("priority_preemption");
+        if (plan_preemption(proposed)) f.strategies.push_back("priority_preemption");
         f.strategies.push_back("resource_scaling");
         out.push_back(f);
     }

@@ -84,7 +84,7 @@ public:
     // For a request that does not fit now: the victims whose pausing, degrading or killing
     // makes room, or nullopt (it fits, the requester may not preempt, or no victims suffice).
     // Victims are of a lower band; fewest first, then lowest priority, then youngest.
-    std::optional<Preemption> plan_preemption(const AllocationRequest& request, TimePoint now) const;
+    std::optional<Preemption> plan_preemption(const AllocationRequest& request) const;
     // Conflicts `proposed` would meet now and, with `check_future`, from reservations starting
     // within `horizon`. `files` are paths it wants exclusively.
     std::vector<ConflictFinding> find_conflicts(const AllocationRequest& proposed, TimePoint now, bool check_future,

@@ -135,7 +135,7 @@ SuccessBody Service::allocate(const Request& request, const Owner& peer) {
     const bool supervised = bool_param(request.params, "supervised");
     const bool wait = bool_param(request.params, "wait");
     bool preempted = false;
-    if (auto plan = ledger_.plan_preemption(req, clock_())) {
+    if (auto plan = ledger_.plan_preemption(req)) {
         try {
             apply_preemption(*plan, req);
         } catch (const cgroup::BackendError& e) {
