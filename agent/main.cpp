@@ -105,6 +105,12 @@ int main(int argc, char** argv) {
         resmgr::server::Service service(ledger, *group_backend, store, [] { return resmgr::Clock::now(); },
                                         host.to_json(), daemon_info);
 
+        // Events: journald (answered by journald itself, never waited on here) and alerts.jsonl.
+        resmgr::events::EventBus events;
+        events.add(std::make_unique<resmgr::events::JournalSink>());
+        events.add(std::make_unique<resmgr::events::JsonlSink>((store.dir() / "monitoring" / "alerts.jsonl").string(), 16u << 20));
+        service.set_event_sink(&events);
+
         sd_event* event = nullptr;
         if (int r = sd_event_default(&event); r < 0) throw std::runtime_error(std::string("sd_event_default: ") + strerror(-r));
         resmgr::server::EventLoop loop(event, service);

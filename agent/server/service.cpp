@@ -107,6 +107,14 @@ json Service::handle(const Request& request, const Owner& peer) {
         auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
         return success_envelope(op, clock_(), body, elapsed.count());
     } catch (const ApiError& e) {
+        if (request.operation == "allocate" && (e.code == ErrorCode::RESOURCE_EXHAUSTED || e.code == ErrorCode::POLICY_VIOLATION ||
+                                               e.code == ErrorCode::CONFLICT)) {
+            std::string workflow = request.params.is_object() && request.params.value("workflow_id", json()).is_string()
+                                       ? request.params["workflow_id"].get<std::string>() : "unknown";
+            emit(e.code == ErrorCode::CONFLICT ? events::EventType::conflict : events::EventType::denied,
+                 "allocation for workflow " + workflow + " denied: " + e.what() + (e.details.empty() ? "" : " (" + e.details + ")"),
+                 workflow, {}, {{"code", to_string(e.code)}, {"conflict_reason", e.details}, {"affected_resources", e.affected_resources}});
+        }
         return error_envelope(request.operation, e);
     } catch (const std::exception& e) {
         spdlog::error("{}: internal error: {}", request.operation, e.what());
@@ -164,6 +172,8 @@ SuccessBody Service::allocate(const Request& request, const Owner& peer) {
         body.result = {{"allocation_id", id}, {"allocation", describe(admitted)}, {"queue_position", ledger_.queue_position(id)},
                        {"capacity", ledger_.availability().to_json()}};
         body.recommendations.push_back("Queued: it starts when capacity frees, in priority order, then arrival order");
+        emit(events::EventType::queued, id + " queued for workflow " + admitted.workflow_id, admitted.workflow_id, id,
+             {{"queue_position", ledger_.queue_position(id)}});
         return body;
     }
     cgroup::Limits limits = core::limits_for(admitted, ledger_.policy());
@@ -187,6 +197,8 @@ SuccessBody Service::allocate(const Request& request, const Owner& peer) {
                  a.resources.cpu_cores, format_size(a.resources.memory_bytes), peer.uid);
     watch(a);
     reschedule();
+    emit(events::EventType::allocated, id + " allocated to workflow " + a.workflow_id, a.workflow_id, id,
+         {{"resources", to_json(a.resources)}, {"cgroup_path", backend_.group_path(id)}, {"priority", a.priority.value}});
 
     SuccessBody body;
     const auto& enf = enforcement_[id];
@@ -287,6 +299,12 @@ json Service::finish(const std::string& id, AllocationStatus final_status, const
     persist();
     reschedule();
     spdlog::info("{} {} workflow={} ({})", to_string(final_status), id, ended.workflow_id, reason);
+    emit(final_status == AllocationStatus::expired ? events::EventType::expired : events::EventType::released,
+         id + " of workflow " + ended.workflow_id + " " + to_string(final_status) + ": " + reason, ended.workflow_id, id,
+         {{"reason", reason}, {"final", counters}});
+    if (counters.value("oom_kills", 0) > 0)
+        emit(events::EventType::oom_kill, "the OOM killer killed " + std::to_string(counters["oom_kills"].get<long>()) + " process(es) in " + id,
+             ended.workflow_id, id, {{"memory_events", counters["memory_events"]}});
     json record{{"allocation_id", id}, {"allocation", to_json(ended)}, {"final", counters}, {"reason", reason},
                 {"ended_at", format_timestamp(clock_())}};
     ended_.emplace_back(id, record);
@@ -306,6 +324,8 @@ void Service::start_group(const std::string& id, const std::string& why) {
         return;
     }
     spdlog::info("{}: {}", id, why);
+    emit(events::EventType::allocated, id + " allocated to workflow " + a.workflow_id + ": " + why, a.workflow_id, id,
+         {{"resources", to_json(a.resources)}, {"cgroup_path", backend_.group_path(id)}, {"priority", a.priority.value}, {"reason", why}});
     watch(a);
 }
 
@@ -326,6 +346,7 @@ void Service::refill() {
             backend_.freeze(id, false);
             enforcement_[id] = backend_.update(id, core::limits_for(a, ledger_.policy()));
             spdlog::info("{}: resumed at full size, capacity is back", id);
+            emit(events::EventType::resumed, id + " resumed at full size", a.workflow_id, id);
         } catch (const cgroup::BackendError& e) {
             spdlog::error("{}: cannot resume: {}", id, e.what());
         }
@@ -340,6 +361,8 @@ void Service::refill() {
 void Service::apply_preemption(const core::Preemption& plan, const AllocationRequest& req) {
     for (auto& victim : plan.victims) {
         spdlog::info("{}: preempted ({}) for a priority {} request of workflow {}", victim, plan.mode, req.priority.value, req.workflow_id);
+        emit(events::EventType::preempted, victim + " preempted (" + plan.mode + ") for workflow " + req.workflow_id,
+             ledger_.find(victim)->workflow_id, victim, {{"mode", plan.mode}, {"for_workflow", req.workflow_id}, {"for_priority", req.priority.value}});
         if (plan.mode == "kill") {
             finish(victim, AllocationStatus::released, "preempted by workflow " + req.workflow_id, false);
             continue;
@@ -365,6 +388,15 @@ void Service::apply_preemption(const core::Preemption& plan, const AllocationReq
         }
     }
     persist();
+}
+
+void Service::emit(events::EventType type, const std::string& message, const std::string& workflow, const std::string& allocation,
+                   json details) {
+    if (!events_) return;
+    auto e = events::Event::make(type, message, workflow, allocation);
+    e.time = clock_();
+    e.details = std::move(details);
+    events_->publish(e);
 }
 
 void Service::watch(const Allocation& a) {

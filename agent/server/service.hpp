@@ -12,6 +12,7 @@
 
 #include "cgroup/backend.hpp"
 #include "core/ledger.hpp"
+#include "events/event.hpp"
 #include "resmgr/protocol.hpp"
 #include "state/state_store.hpp"
 
@@ -46,6 +47,8 @@ public:
     nlohmann::json reconcile();
 
     void set_hooks(LoopHooks hooks) { hooks_ = std::move(hooks); }
+    // Where transitions are reported (journald, alerts.jsonl); none by default.
+    void set_event_sink(events::EventSink* sink) { events_ = sink; }
     // Durations: SIGTERM to expired groups, cgroup.kill once their grace period is over.
     void on_timer();
     // cgroup.events changed: a group that held processes and is now empty has completed.
@@ -70,6 +73,8 @@ private:
     // Ends an allocation: final counters, group removed, out of the ledger, remembered as ended.
     nlohmann::json finish(const std::string& id, AllocationStatus final_status, const std::string& reason, bool refill_after = true);
     void watch(const Allocation& allocation);
+    void emit(events::EventType type, const std::string& message, const std::string& workflow, const std::string& allocation,
+              nlohmann::json details = nlohmann::json::object());
     // Makes the group of an allocation that just started to hold capacity (reservation opened,
     // queued request admitted); an allocation whose group cannot be made is ended.
     void start_group(const std::string& id, const std::string& why);
@@ -92,6 +97,7 @@ private:
     nlohmann::json daemon_info_;
     std::map<std::string, cgroup::Enforcement> enforcement_;
     LoopHooks hooks_;
+    events::EventSink* events_ = nullptr;
     // Final records of ended allocations, newest last, so a wrapper's late release still gets them.
     std::vector<std::pair<std::string, nlohmann::json>> ended_;
 };

@@ -134,6 +134,25 @@ else
 fi
 resmgr --json release '{"allocation_id":"res_vm"}' > /dev/null
 
+# h. events reach journald with their stable MESSAGE_ID and RESMGR_* fields (the OOM kill of b.
+#    included), and the catalog explains them.
+install -D -m 0644 "$share/units/resmgr.catalog" /usr/lib/systemd/catalog/resmgr.catalog
+journalctl --update-catalog 2>/dev/null
+journalctl --sync 2>/dev/null
+allocated=$(journalctl -o verbose MESSAGE_ID=602d9a099af149f78b66bd62f772e509 RESMGR_ALLOCATION=res_vm 2>&1)
+oom=$(journalctl -o verbose MESSAGE_ID=96a16acba5064d4c81859687760c8a4b 2>&1)
+if echo "$allocated" | grep -q 'RESMGR_WORKFLOW=' && echo "$oom" | grep -q 'RESMGR_EVENT=RESOURCE_OOM_KILL' &&
+   echo "$oom" | grep -q 'RESMGR_WORKFLOW=wf-oom' && [ "$(echo "$oom" | grep -c 'RESMGR_EVENT=')" = 1 ]; then
+    pass journald-events
+else
+    fail journald-events "allocated: $(echo "$allocated" | tail -5) oom: $(echo "$oom" | tail -8)"
+fi
+if journalctl -x MESSAGE_ID=96a16acba5064d4c81859687760c8a4b 2>&1 | grep -q 'OOM-killed inside an allocation'; then
+    pass journal-catalog
+else
+    fail journal-catalog "$(journalctl -x MESSAGE_ID=96a16acba5064d4c81859687760c8a4b 2>&1 | tail -5)"
+fi
+
 # e. benchmark: resmgr-run vs systemd-run --scope, side by side, 40 runs each.
 bench() { # label command...
     label=$1; shift

@@ -14,7 +14,7 @@ share=$build/vm-share
 rm -rf "$share"
 mkdir -p "$share/bin" "$share/units"
 cp "$build/agent/resmgrd" "$build/agent/cli/resmgr" "$build/agent/cli/resmgr-run" "$share/bin/"
-cp "$here/../../units/resmgrd.service" "$here/../../units/resmgr.slice" "$share/units/"
+cp "$here/../../units/resmgrd.service" "$here/../../units/resmgr.slice" "$here/../../units/resmgr.catalog" "$share/units/"
 cp "$here/guest-tests.sh" "$share/"
 # Static, so they run in the guest whatever its libc.
 cc -static -O2 -o "$share/bin/hog" "$here/hog.c"

@@ -1,0 +1,122 @@
+// Events, their journald fields, and the sinks (see event.hpp).
+#include "events/event.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <systemd/sd-journal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+namespace resmgr::events {
+namespace {
+
+struct TypeInfo {
+    EventType type;
+    const char* name;
+    const char* id;
+    int priority;
+};
+
+// MESSAGE_IDs are part of the interface (journalctl MESSAGE_ID=..., units/resmgr.catalog): never change one.
+constexpr TypeInfo kTypes[] = {
+    {EventType::allocated, "RESOURCE_ALLOCATED", "602d9a099af149f78b66bd62f772e509", LOG_INFO},
+    {EventType::released, "RESOURCE_RELEASED", "a3b33f2c3fd746878422f7f12086c8e3", LOG_INFO},
+    {EventType::expired, "RESOURCE_EXPIRED", "689dc56faa1f4db9b3bf0227c5cfd0dc", LOG_NOTICE},
+    {EventType::denied, "RESOURCE_DENIED", "1b311a99fd50439a9eaf09f0e8ebd79c", LOG_NOTICE},
+    {EventType::queued, "RESOURCE_QUEUED", "91c0a409b1254cbc891a5eb97c5a1585", LOG_INFO},
+    {EventType::preempted, "RESOURCE_PREEMPTED", "6ad49afbbc6e44d187a5046953c7cb39", LOG_WARNING},
+    {EventType::resumed, "RESOURCE_RESUMED", "7ea2ee66bed84b5ca347f89c809b6010", LOG_INFO},
+    {EventType::conflict, "RESOURCE_CONFLICT", "35b6de9a7e8147a6914f2251038df5d1", LOG_WARNING},
+    {EventType::threshold_raised, "RESOURCE_THRESHOLD", "ff97be640d2c481e940fc2e5bf56efd9", LOG_WARNING},
+    {EventType::threshold_cleared, "RESOURCE_THRESHOLD_CLEARED", "a28bc168085e404d9f09840809f655cc", LOG_INFO},
+    {EventType::oom_kill, "RESOURCE_OOM_KILL", "96a16acba5064d4c81859687760c8a4b", LOG_ERR},
+};
+
+const TypeInfo& info(EventType type) {
+    for (auto& t : kTypes)
+        if (t.type == type) return t;
+    return kTypes[0];
+}
+
+std::string number(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return buf;
+}
+
+} // namespace
+
+std::string to_string(EventType type) { return info(type).name; }
+std::string message_id(EventType type) { return info(type).id; }
+int default_priority(EventType type) { return info(type).priority; }
+
+Event Event::make(EventType type, std::string message, std::string workflow, std::string allocation) {
+    Event e;
+    e.type = type;
+    e.priority = default_priority(type);
+    e.message = std::move(message);
+    e.workflow = std::move(workflow);
+    e.allocation = std::move(allocation);
+    e.time = Clock::now();
+    return e;
+}
+
+nlohmann::json Event::to_json() const {
+    nlohmann::json j{{"event", to_string(type)}, {"timestamp", format_timestamp(time)}, {"priority", priority},
+                     {"message", message},    {"workflow_id", workflow},           {"details", details}};
+    if (!allocation.empty()) j["allocation_id"] = allocation;
+    if (metric) j["metric"] = *metric;
+    if (value) j["current"] = *value;
+    if (threshold) j["threshold"] = *threshold;
+    return j;
+}
+
+std::vector<std::string> journal_fields(const Event& e) {
+    std::vector<std::string> f{"MESSAGE_ID=" + message_id(e.type), "PRIORITY=" + std::to_string(e.priority), "MESSAGE=" + e.message,
+                               "SYSLOG_IDENTIFIER=resmgrd", "RESMGR_EVENT=" + to_string(e.type), "RESMGR_WORKFLOW=" + e.workflow};
+    if (!e.allocation.empty()) f.push_back("RESMGR_ALLOCATION=" + e.allocation);
+    if (e.metric) f.push_back("RESMGR_METRIC=" + *e.metric);
+    if (e.value) f.push_back("RESMGR_VALUE=" + number(*e.value));
+    if (e.threshold) f.push_back("RESMGR_THRESHOLD=" + number(*e.threshold));
+    if (!e.details.empty()) f.push_back("RESMGR_DETAILS=" + e.details.dump());
+    return f;
+}
+
+void JournalSink::publish(const Event& event) {
+    auto fields = journal_fields(event);
+    std::vector<iovec> iov;
+    for (auto& f : fields) iov.push_back({f.data(), f.size()});
+    sd_journal_sendv(iov.data(), static_cast<int>(iov.size()));
+}
+
+JsonlSink::JsonlSink(std::string path, std::uint64_t max_bytes) : path_(std::move(path)), max_bytes_(max_bytes) {}
+
+void JsonlSink::publish(const Event& event) {
+    struct stat st{};
+    if (::stat(path_.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) >= max_bytes_)
+        std::rename(path_.c_str(), (path_ + ".1").c_str()); // one old generation is kept
+    std::string line = event.to_json().dump() + "\n";
+    int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) throw std::runtime_error("cannot open " + path_ + ": " + std::strerror(errno));
+    // O_APPEND makes the one write land whole at the end, even if a reader tails the file.
+    ssize_t n = ::write(fd, line.data(), line.size());
+    ::close(fd);
+    if (n != static_cast<ssize_t>(line.size())) throw std::runtime_error("short write to " + path_);
+}
+
+void EventBus::publish(const Event& event) {
+    for (auto& sink : sinks_) {
+        try {
+            sink->publish(event);
+        } catch (const std::exception& e) {
+            spdlog::warn("event {} not recorded: {}", to_string(event.type), e.what());
+        }
+    }
+}
+
+} // namespace resmgr::events

@@ -1,0 +1,77 @@
+// agent/events owns what resmgrd tells the world happened: one Event type, its journald form
+// (a stable MESSAGE_ID per type and RESMGR_* fields; units/resmgr.catalog explains each id), and
+// the sinks it goes to (journald, monitoring/alerts.jsonl). Producers never wait on a sink.
+#pragma once
+
+#include <syslog.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "resmgr/model.hpp"
+
+namespace resmgr::events {
+
+enum class EventType { allocated, released, expired, denied, queued, preempted, resumed, conflict, threshold_raised, threshold_cleared, oom_kill };
+
+std::string to_string(EventType type);         // the seed-style name, e.g. "RESOURCE_ALLOCATED"
+std::string message_id(EventType type);        // 32 hex digits, stable forever
+int default_priority(EventType type);          // syslog level
+
+struct Event {
+    EventType type = EventType::allocated;
+    int priority = LOG_INFO;
+    std::string message;
+    std::string workflow;   // "global" for node-wide events, as the seed does
+    std::string allocation;
+    std::optional<std::string> metric;
+    std::optional<double> value, threshold;
+    TimePoint time;
+    nlohmann::json details = nlohmann::json::object();
+
+    static Event make(EventType type, std::string message, std::string workflow = "global", std::string allocation = {});
+    nlohmann::json to_json() const; // the line written to alerts.jsonl and sent to subscribers
+};
+
+// "MESSAGE_ID=...", "PRIORITY=6", "MESSAGE=...", "RESMGR_EVENT=...", ...: what journald receives.
+std::vector<std::string> journal_fields(const Event& event);
+
+class EventSink {
+public:
+    virtual ~EventSink() = default;
+    virtual void publish(const Event& event) = 0;
+};
+
+// sd_journal_sendv; where no journald listens (containers, this build host) the send fails and
+// the event still reaches the other sinks.
+class JournalSink : public EventSink {
+public:
+    void publish(const Event& event) override;
+};
+
+// Appends one JSON line per event; rotates to <file>.1 past `max_bytes` so it stays bounded.
+class JsonlSink : public EventSink {
+public:
+    JsonlSink(std::string path, std::uint64_t max_bytes);
+    void publish(const Event& event) override;
+
+private:
+    std::string path_;
+    std::uint64_t max_bytes_;
+};
+
+// Fans an event out to every sink; a failing sink is logged and skipped.
+class EventBus : public EventSink {
+public:
+    void add(std::unique_ptr<EventSink> sink) { sinks_.push_back(std::move(sink)); }
+    void publish(const Event& event) override;
+
+private:
+    std::vector<std::unique_ptr<EventSink>> sinks_;
+};
+
+} // namespace resmgr::events

@@ -1,0 +1,120 @@
+// Events: journald field mapping, alerts.jsonl rotation, and what the Service reports.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+
+#include "events/event.hpp"
+#include "fake_backend.hpp"
+#include "server/service.hpp"
+#include "tests_support.hpp"
+
+using namespace resmgr;
+using namespace resmgr::events;
+using nlohmann::json;
+
+namespace {
+
+struct RecordingSink : EventSink {
+    std::vector<Event> seen;
+    void publish(const Event& e) override { seen.push_back(e); }
+};
+
+struct FailingSink : EventSink {
+    void publish(const Event&) override { throw std::runtime_error("disk full"); }
+};
+
+} // namespace
+
+TEST(Events, JournalFieldsCarryTheStableIdAndResmgrFields) {
+    Event e = Event::make(EventType::threshold_raised, "cpu at 91%", "global");
+    e.metric = "cpu";
+    e.value = 91.5;
+    e.threshold = 80;
+    auto f = journal_fields(e);
+    std::set<std::string> fields(f.begin(), f.end());
+    EXPECT_TRUE(fields.count("MESSAGE_ID=ff97be640d2c481e940fc2e5bf56efd9"));
+    EXPECT_TRUE(fields.count("PRIORITY=4"));
+    EXPECT_TRUE(fields.count("MESSAGE=cpu at 91%"));
+    EXPECT_TRUE(fields.count("RESMGR_EVENT=RESOURCE_THRESHOLD"));
+    EXPECT_TRUE(fields.count("RESMGR_WORKFLOW=global"));
+    EXPECT_TRUE(fields.count("RESMGR_METRIC=cpu"));
+    EXPECT_TRUE(fields.count("RESMGR_VALUE=91.5"));
+    EXPECT_TRUE(fields.count("RESMGR_THRESHOLD=80"));
+    EXPECT_FALSE(std::any_of(f.begin(), f.end(), [](auto& s) { return s.rfind("RESMGR_ALLOCATION=", 0) == 0; }));
+}
+
+TEST(Events, MessageIdsAreDistinctAndWellFormed) {
+    std::set<std::string> ids;
+    for (auto t : {EventType::allocated, EventType::released, EventType::expired, EventType::denied, EventType::queued, EventType::preempted,
+                   EventType::resumed, EventType::conflict, EventType::threshold_raised, EventType::threshold_cleared, EventType::oom_kill}) {
+        auto id = message_id(t);
+        EXPECT_EQ(id.size(), 32u);
+        EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos);
+        ids.insert(id);
+    }
+    EXPECT_EQ(ids.size(), 11u);
+}
+
+TEST(Events, CatalogExplainsEveryMessageId) {
+    std::ifstream in(std::string(RESMGR_SOURCE_DIR) + "/units/resmgr.catalog");
+    std::string catalog((std::istreambuf_iterator<char>(in)), {});
+    for (auto t : {EventType::allocated, EventType::released, EventType::expired, EventType::denied, EventType::queued, EventType::preempted,
+                   EventType::resumed, EventType::conflict, EventType::threshold_raised, EventType::threshold_cleared, EventType::oom_kill})
+        EXPECT_NE(catalog.find("-- " + message_id(t)), std::string::npos) << to_string(t);
+}
+
+TEST(Events, JsonlSinkAppendsAndRotates) {
+    TempDir dir;
+    std::string path = (dir.path() / "alerts.jsonl").string();
+    JsonlSink sink(path, 300);
+    for (int i = 0; i < 5; ++i) sink.publish(Event::make(EventType::allocated, "event " + std::to_string(i), "wf", "alloc_" + std::to_string(i)));
+    std::ifstream current(path), old(path + ".1");
+    std::string line;
+    int lines = 0;
+    while (std::getline(current, line)) {
+        auto j = json::parse(line);
+        EXPECT_EQ(j["event"], "RESOURCE_ALLOCATED");
+        ++lines;
+    }
+    EXPECT_GT(lines, 0);
+    EXPECT_TRUE(old.good()) << "no rotation past 300 bytes";
+    EXPECT_LT(std::filesystem::file_size(path), 300u + 200u);
+}
+
+TEST(Events, BusSkipsAFailingSink) {
+    EventBus bus;
+    bus.add(std::make_unique<FailingSink>());
+    auto recording = std::make_unique<RecordingSink>();
+    auto* seen = recording.get();
+    bus.add(std::move(recording));
+    bus.publish(Event::make(EventType::released, "x"));
+    EXPECT_EQ(seen->seen.size(), 1u);
+}
+
+TEST(Events, ServiceReportsTransitions) {
+    TempDir dir;
+    FakeBackend backend;
+    state::StateStore store(dir.path());
+    core::Ledger ledger({2, 16 * kGiB}, core::Policy::defaults());
+    TimePoint now = *parse_timestamp("2025-01-15T11:00:00Z");
+    server::Service s(ledger, backend, store, [&] { return now; }, json::object(), json::object());
+    RecordingSink sink;
+    s.set_event_sink(&sink);
+    const Owner alice{1000, 1};
+    std::string low = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"bg","priority":"low","duration":"10s",
+        "auto_release":{"grace_period":"1s"},"resources":{"cpu_cores":1.5}}})", alice)["result"]["allocation_id"];
+    s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"big","resources":{"cpu_cores":1}}})", alice); // denied
+    json crit = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"fix","priority":"critical","resources":{"cpu_cores":1}}})", alice);
+    s.handle_line(json{{"operation", "release"}, {"params", {{"allocation_id", crit["result"]["allocation_id"]}}}}.dump(), alice);
+    now += std::chrono::seconds(11);
+    s.on_timer();
+    std::vector<std::string> types;
+    for (auto& e : sink.seen) types.push_back(to_string(e.type));
+    EXPECT_EQ(types, (std::vector<std::string>{"RESOURCE_ALLOCATED", "RESOURCE_DENIED", "RESOURCE_PREEMPTED", "RESOURCE_ALLOCATED",
+                                               "RESOURCE_RELEASED", "RESOURCE_RESUMED", "RESOURCE_EXPIRED"}));
+    EXPECT_EQ(sink.seen[0].allocation, low);
+    EXPECT_EQ(sink.seen[1].workflow, "big");
+    EXPECT_EQ(sink.seen[1].details["code"], "RESOURCE_EXHAUSTED");
+    EXPECT_EQ(sink.seen[2].details["mode"], "pause");
+}
