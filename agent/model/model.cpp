@@ -167,11 +167,12 @@ std::string format_duration(Millis d) {
 }
 
 std::string format_size(std::uint64_t bytes) {
-    for (auto [unit, size] : {std::pair{"T", 1ULL << 40}, {"G", 1ULL << 30}, {"M", 1ULL << 20}, {"K", 1ULL << 10}})
-        if (bytes >= size && bytes % size == 0) return std::to_string(bytes / size) + unit;
-    if (bytes >= (1ULL << 30)) {
+    // The largest unit that fits; exact when it divides, two decimals otherwise ("23.54G").
+    for (auto [unit, size] : {std::pair{"T", 1ULL << 40}, {"G", 1ULL << 30}, {"M", 1ULL << 20}, {"K", 1ULL << 10}}) {
+        if (bytes < size) continue;
+        if (bytes % size == 0) return std::to_string(bytes / size) + unit;
         char buf[32];
-        std::snprintf(buf, sizeof buf, "%.2fG", static_cast<double>(bytes) / (1ULL << 30));
+        std::snprintf(buf, sizeof buf, "%.2f%s", static_cast<double>(bytes) / static_cast<double>(size), unit);
         return buf;
     }
     return std::to_string(bytes) + "B";

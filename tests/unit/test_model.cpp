@@ -26,6 +26,8 @@ TEST(Size, FormatRoundTrips) {
     EXPECT_EQ(format_size(4ULL << 30), "4G");
     EXPECT_EQ(format_size(512ULL << 20), "512M");
     EXPECT_EQ(format_size(17), "17B");
+    EXPECT_EQ(format_size(24683620ULL * 1024), "23.54G");
+    EXPECT_EQ(format_size(1536 * 1024), "1.50M");
     EXPECT_EQ(parse_size(format_size(3ULL << 20)), 3ULL << 20);
 }
 
