@@ -48,18 +48,22 @@ bool Ledger::holds_capacity(const Allocation& a) {
     return a.status == AllocationStatus::active || a.status == AllocationStatus::paused || a.status == AllocationStatus::expired;
 }
 
-Resources Ledger::held(const Allocation& a) {
-    Resources r = a.resources;
-    if (a.status == AllocationStatus::paused) r.cpu_cores = 0; // frozen: no CPU, same memory
-    return r;
+void Ledger::Totals::add_held(const Allocation& a, int sign) {
+    if (a.status != AllocationStatus::paused) cpu_micro += sign * micro_cores(a.resources.cpu_cores);
+    memory = sign > 0 ? memory + a.resources.memory_bytes : memory - a.resources.memory_bytes;
+    agents += sign * a.resources.agents;
 }
 
 void Ledger::account(const Allocation& a, int sign) {
     if (!holds_capacity(a)) return;
-    const Resources r = held(a);
-    node_.add(r, sign);
+    auto count = [sign](std::map<std::string, int>& m, const std::string& key) {
+        if ((m[key] += sign) == 0) m.erase(key);
+    };
+    count(holding_per_workflow_, a.workflow_id);
+    for (auto& avoided : a.constraints.conflict_avoidance) count(avoided_by_holders_, avoided);
+    node_.add_held(a, sign);
     Totals& w = workflows_[a.workflow_id];
-    w.add(r, sign);
+    w.add_held(a, sign);
     if (w.cpu_micro == 0 && w.memory == 0 && w.agents == 0) workflows_.erase(a.workflow_id);
 }
 
@@ -131,7 +135,7 @@ void Ledger::check_policy(const std::string& workflow, const Resources& wanted, 
 Ledger::Totals Ledger::promised_at(TimePoint t, TimePoint now, const std::string& except_id) const {
     if (reserved_count_ == 0 && t <= now) {
         Totals p = node_;
-        if (auto* a = find(except_id); a && holds_capacity(*a)) p.add(held(*a), -1);
+        if (auto* a = find(except_id); a && holds_capacity(*a)) p.add_held(*a, -1);
         return p;
     }
     Totals p;
@@ -139,7 +143,8 @@ Ledger::Totals Ledger::promised_at(TimePoint t, TimePoint now, const std::string
         if (id == except_id) continue;
         bool holding = holds_capacity(a) && (t <= now || !a.expires_at || *a.expires_at > t || a.terminating_since);
         bool booked = a.status == AllocationStatus::reserved && a.start_at && *a.start_at <= t && (!a.expires_at || t < *a.expires_at);
-        if (holding || booked) p.add(booked ? a.resources : held(a), +1);
+        if (booked) p.add(a.resources, +1);
+        else if (holding) p.add_held(a, +1);
     }
     return p;
 }
@@ -209,7 +214,11 @@ void Ledger::check_fits(const Resources& wanted, const Totals& promised, const s
 
 void Ledger::check_workflow_conflicts(const AllocationRequest& request) const {
     const auto& avoid = request.constraints.conflict_avoidance;
+    bool any = avoided_by_holders_.count(request.workflow_id) > 0;
+    for (auto& w : avoid) any = any || holding_per_workflow_.count(w) > 0;
+    if (!any) return; // the common case: decided from the counters, no scan
     for (auto& [id, a] : allocations_) {
+        if (!holds_capacity(a)) continue;
         const auto& theirs = a.constraints.conflict_avoidance;
         bool we_avoid_them = std::find(avoid.begin(), avoid.end(), a.workflow_id) != avoid.end();
         bool they_avoid_us = std::find(theirs.begin(), theirs.end(), request.workflow_id) != theirs.end();

@@ -119,6 +119,8 @@ private:
         std::uint64_t memory = 0;
         int agents = 0;
         void add(const Resources& r, int sign);
+        // What `a` occupies in its status: a paused (frozen) allocation holds no CPU, same memory.
+        void add_held(const Allocation& a, int sign);
     };
     void account(const Allocation& a, int sign);
     Totals workflow_totals(const std::string& workflow) const;
@@ -129,7 +131,6 @@ private:
     Totals promised_at(TimePoint t, TimePoint now, const std::string& except_id) const;
     bool fits_node(const Resources& wanted) const;
     bool fits_now(const Resources& wanted) const;
-    static Resources held(const Allocation& a); // what an allocation occupies in its status
     void check_workflow_conflicts(const AllocationRequest& request) const;
     // `id` empty: a fresh one from the generator.
     Allocation make_allocation(const AllocationRequest& request, const Owner& owner, TimePoint now, const std::string& id);
@@ -141,6 +142,10 @@ private:
     Totals node_; // allocations holding capacity now
     std::map<std::string, Totals> workflows_;
     int reserved_count_ = 0; // no reservations: the calendar check is the O(1) check of now
+    // conflict_avoidance without a scan: allocations holding capacity per workflow, and how many
+    // of them list each workflow to avoid.
+    std::map<std::string, int> holding_per_workflow_;
+    std::map<std::string, int> avoided_by_holders_;
     std::uint64_t next_queue_seq_ = 1;
 };
 
