@@ -2,6 +2,7 @@
 #include "cgroup/systemd_backend.hpp"
 
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -210,6 +211,13 @@ void SystemdBackend::destroy(const std::string& id) {
     check_name("group", id);
     const std::string unit = slice_name(id);
     if (!unit_loaded(unit)) return;
+    // StopUnit alone would SIGTERM the scopes again and wait their stop timeout (90 s by
+    // default) before SIGKILL; destroy means now, as cgroup.kill does in the cgroupfs backend.
+    try {
+        signal(id, SIGKILL);
+    } catch (const BackendError& e) {
+        spdlog::debug("{}: KillUnit before stop: {}", unit, e.what()); // e.g. nothing left to kill
+    }
     sd_bus_message* m = new_manager_call("StopUnit");
     Message guard(m);
     check(sd_bus_message_append(m, "ss", unit.c_str(), "replace"), unit);

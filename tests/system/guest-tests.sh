@@ -92,6 +92,18 @@ else
 fi
 resmgr --json release "{\"allocation_id\":\"$id\"}" > /dev/null
 
+# e2. --duration on the systemd backend: SIGTERM at the end, SIGKILL right after the grace period
+#     (not systemd's 90 s stop timeout).
+t0=$(date +%s)
+resmgr-run --duration 2s --grace 2s -- sh -c "trap '' TERM; exec $share/bin/spin 60" 2> /tmp/expire.err
+rc=$?
+took=$(( $(date +%s) - t0 ))
+if [ "$rc" = 137 ] && [ "$took" -lt 20 ] && grep -q "reached its duration" /tmp/expire.err; then
+    pass "duration-sigterm-then-kill (${took}s)"
+else
+    fail duration-sigterm-then-kill "exit $rc after ${took}s: $(cat /tmp/expire.err)"
+fi
+
 # f. a critical request pauses (freezes) low-priority work in its slice; its release thaws it.
 avail=$(resmgr --json status | grep -A4 '"cpu_cores": {' | grep '"available"' | head -1 | sed 's/.*: \([0-9.]*\).*/\1/')
 low=$(resmgr --json allocate "{\"workflow_id\":\"wf-bg\",\"priority\":\"low\",\"resources\":{\"cpu_cores\":$avail},\"auto_release\":{\"on_completion\":false}}" | field allocation_id)
