@@ -206,3 +206,35 @@ TEST(Lifecycle, ConflictAvoidanceRefusesBothWays) {
     EXPECT_EQ(back["error"]["code"], "CONFLICT");
     n.allocate({{"workflow_id", "wf_c"}}); // unrelated workflows are unaffected
 }
+
+TEST(Lifecycle, ReservationWhoseStartPassedWhileDownActivatesAtStart) {
+    Node n;
+    json r = n.call({{"operation", "reserve"},
+                     {"params", {{"reservation_id", "res_down"}, {"start_time", "2025-01-15T12:00:00Z"}, {"duration", "2h"},
+                                 {"resources", {{"cpu_cores", 1}}}}}});
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    n.start();
+    n.now = *parse_timestamp("2025-01-15T12:30:00Z"); // down across the start time
+    n.service->reconcile();
+    ASSERT_TRUE(n.live("res_down"));
+    EXPECT_EQ(n.ledger->find("res_down")->status, AllocationStatus::active);
+    EXPECT_TRUE(n.backend.groups.count("res_down"));
+    EXPECT_EQ(n.store->load_allocations()[0].status, AllocationStatus::active);
+}
+
+TEST(Lifecycle, CrashBetweenRemovingTheGroupAndRecordingTheReleaseEndsReleased) {
+    Node n;
+    std::string id = n.allocate();
+    n.set_populated(id, 1);
+    // The group went (release in progress) but the state still lists the allocation; the group
+    // re-created at restart is empty, as the kernel's cgroup.events then says.
+    n.backend.groups.erase(id);
+    std::ofstream(n.groups.path() / id / "cgroup.events") << "populated 0\nfrozen 0\n";
+    n.start();
+    server::LoopHooks hooks;
+    hooks.watch_group = [&](const std::string& gid, const std::string&) { n.service->on_group_event(gid); };
+    n.service->set_hooks(hooks);
+    n.service->reconcile(); // re-adopts an empty group of an allocation that had processes: completed
+    EXPECT_FALSE(n.live(id));
+    EXPECT_TRUE(n.store->load_allocations().empty());
+}
