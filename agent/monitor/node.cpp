@@ -8,9 +8,9 @@
 #include <sstream>
 
 namespace resmgr::monitor {
-namespace {
+namespace detail {
 
-std::vector<std::string_view> lines_of(std::string_view text) {
+std::vector<std::string_view> split_lines(std::string_view text) {
     std::vector<std::string_view> out;
     while (!text.empty()) {
         auto nl = text.find('\n');
@@ -21,14 +21,53 @@ std::vector<std::string_view> lines_of(std::string_view text) {
     return out;
 }
 
-std::optional<std::uint64_t> to_u64(std::string_view s) {
-    std::uint64_t v = 0;
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
-    return v;
+std::vector<std::string_view> split_fields(std::string_view line) {
+    std::vector<std::string_view> out;
+    std::size_t i = 0;
+    while (i < line.size()) {
+        if (line[i] == ' ' || line[i] == '\t') {
+            ++i;
+            continue;
+        }
+        auto end = line.find_first_of(" \t", i);
+        if (end == std::string_view::npos) end = line.size();
+        out.push_back(line.substr(i, end - i));
+        i = end;
+    }
+    return out;
 }
 
-} // namespace
+std::optional<std::uint64_t> parse_u64(std::string_view digits) {
+    std::uint64_t value = 0;
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (ec != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
+    return value;
+}
+
+std::string printable(std::string_view raw, std::size_t max_bytes) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : raw.substr(0, max_bytes)) {
+        if (c >= 0x20 && c < 0x7f) {
+            out += static_cast<char>(c);
+        } else {
+            out += "\\x";
+            out += hex[c >> 4];
+            out += hex[c & 0xf];
+        }
+    }
+    if (raw.size() > max_bytes) out += "...";
+    return out;
+}
+
+void fail(const std::string& name, int line_number, const std::string& reason, std::string_view line) {
+    throw ParseError(name + ":" + std::to_string(line_number) + ": " + reason + ": '" + printable(line) + "'");
+}
+
+} // namespace detail
+
+using detail::parse_u64;
+using detail::split_lines;
 
 std::string read_text_file(const std::string& path) {
     std::ifstream in(path);
@@ -40,7 +79,7 @@ std::string read_text_file(const std::string& path) {
 
 int parse_proc_stat_cpu_count(std::string_view proc_stat) {
     int count = 0;
-    for (auto line : lines_of(proc_stat)) {
+    for (auto line : split_lines(proc_stat)) {
         if (line.size() > 3 && line.substr(0, 3) == "cpu" && line[3] >= '0' && line[3] <= '9') ++count;
     }
     if (count == 0) throw ParseError("/proc/stat: no 'cpuN' lines found");
@@ -48,12 +87,12 @@ int parse_proc_stat_cpu_count(std::string_view proc_stat) {
 }
 
 std::uint64_t parse_meminfo_total(std::string_view meminfo) {
-    for (auto line : lines_of(meminfo)) {
+    for (auto line : split_lines(meminfo)) {
         if (line.substr(0, 9) != "MemTotal:") continue;
         auto rest = line.substr(9);
         while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
         auto space = rest.find(' ');
-        auto value = to_u64(rest.substr(0, space));
+        auto value = parse_u64(rest.substr(0, space));
         if (!value || space == std::string_view::npos || rest.substr(space + 1) != "kB")
             throw ParseError("/proc/meminfo: malformed MemTotal line '" + std::string(line) + "'");
         return *value * 1024;
@@ -71,12 +110,12 @@ core::NodeCapacity read_node_capacity(const std::string& proc_root) {
 std::map<std::string, std::uint64_t> parse_flat_keyed(std::string_view text, const std::string& name) {
     std::map<std::string, std::uint64_t> out;
     int number = 0;
-    for (auto line : lines_of(text)) {
+    for (auto line : split_lines(text)) {
         ++number;
         if (line.empty()) continue;
         auto space = line.find(' ');
         std::optional<std::uint64_t> value;
-        if (space != std::string_view::npos && space > 0) value = to_u64(line.substr(space + 1));
+        if (space != std::string_view::npos && space > 0) value = parse_u64(line.substr(space + 1));
         if (!value) throw ParseError(name + ":" + std::to_string(number) + ": expected 'key value', got '" + std::string(line) + "'");
         out.emplace(std::string(line.substr(0, space)), *value);
     }

@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <optional>
+#include <vector>
 
 #include "core/ledger.hpp"
 
@@ -28,5 +30,17 @@ std::map<std::string, std::uint64_t> parse_flat_keyed(std::string_view text, con
 std::map<std::string, std::uint64_t> read_flat_keyed(const std::string& path);
 
 std::string read_text_file(const std::string& path); // throws ParseError with strerror
+
+namespace detail {
+// Shared by the monitor parsers.
+std::vector<std::string_view> split_lines(std::string_view text);
+std::vector<std::string_view> split_fields(std::string_view line); // on runs of spaces and tabs
+std::optional<std::uint64_t> parse_u64(std::string_view digits);
+// Text fit for a log line or JSON: printable ASCII (other bytes as \xNN), cut at max_bytes.
+std::string printable(std::string_view raw, std::size_t max_bytes = 80);
+[[noreturn]] void fail(const std::string& name, int line_number, const std::string& reason,
+                       std::string_view line);
+
+} // namespace detail
 
 } // namespace resmgr::monitor

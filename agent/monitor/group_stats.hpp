@@ -1,0 +1,93 @@
+// Per-allocation samples from one cgroup v2 directory: cpu.stat, memory.current, memory.stat,
+// memory.events, pids.current, io.stat, cgroup.events. Parsers take the file's text and a name
+// for messages and throw ParseError ("name:line: reason") on malformed input; read_group
+// degrades each file on its own (a hybrid or accounting-only host lacks most of them).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "monitor/node.hpp"
+
+namespace resmgr::monitor {
+
+// Without the cpu controller the kernel writes only the usage keys, so every key is optional.
+struct CpuStat {
+    std::optional<std::uint64_t> usage_usec;
+    std::optional<std::uint64_t> user_usec;
+    std::optional<std::uint64_t> system_usec;
+    std::optional<std::uint64_t> nr_periods;
+    std::optional<std::uint64_t> nr_throttled;
+    std::optional<std::uint64_t> throttled_usec;
+    nlohmann::json to_json() const;
+};
+
+// anon and file are always written; the rest depend on kernel version and config.
+struct MemoryStat {
+    std::uint64_t anon_bytes = 0;
+    std::uint64_t file_bytes = 0;
+    std::optional<std::uint64_t> shmem_bytes;
+    std::optional<std::uint64_t> slab_bytes;
+    std::optional<std::uint64_t> sock_bytes;
+    std::optional<std::uint64_t> pgmajfault;
+    nlohmann::json to_json() const;
+};
+
+// Counts since the group was created.
+struct MemoryEvents {
+    std::uint64_t low = 0;
+    std::uint64_t high = 0;
+    std::uint64_t max = 0;
+    std::uint64_t oom = 0;
+    std::uint64_t oom_kill = 0;
+    nlohmann::json to_json() const;
+};
+
+// io.stat summed over devices; the kernel lists only devices the group has done IO on.
+struct IoStat {
+    std::uint64_t rbytes = 0;
+    std::uint64_t wbytes = 0;
+    std::uint64_t rios = 0;
+    std::uint64_t wios = 0;
+    std::uint64_t dbytes = 0;
+    std::uint64_t dios = 0;
+    std::uint64_t devices = 0;
+    nlohmann::json to_json() const;
+};
+
+struct CgroupEvents {
+    bool populated = false;
+    bool frozen = false;
+    nlohmann::json to_json() const;
+};
+
+CpuStat parse_cpu_stat(std::string_view text, const std::string& name = "cpu.stat");
+// memory.current, pids.current: one integer.
+std::uint64_t parse_single_value(std::string_view text, const std::string& name);
+MemoryStat parse_memory_stat(std::string_view text, const std::string& name = "memory.stat");
+MemoryEvents parse_memory_events(std::string_view text, const std::string& name = "memory.events");
+IoStat parse_io_stat(std::string_view text, const std::string& name = "io.stat");
+CgroupEvents parse_cgroup_events(std::string_view text, const std::string& name = "cgroup.events");
+
+struct GroupSample {
+    std::string dir;
+    std::optional<CpuStat> cpu_stat;
+    std::optional<std::uint64_t> memory_current_bytes;
+    std::optional<MemoryStat> memory_stat;
+    std::optional<MemoryEvents> memory_events;
+    std::optional<std::uint64_t> pids_current;
+    std::optional<IoStat> io_stat;
+    std::optional<CgroupEvents> cgroup_events;
+    std::vector<std::string> unavailable; // "file: reason", one per empty field
+    nlohmann::json to_json() const;
+};
+
+// Never throws: every file that cannot be read or parsed is reported in `unavailable`.
+GroupSample read_group(const std::string& dir);
+
+} // namespace resmgr::monitor

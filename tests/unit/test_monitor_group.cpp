@@ -1,0 +1,297 @@
+// Per-cgroup parsers and read_group, against kernel-format fixtures
+// (tests/unit/fixtures/monitor/group), this host's v2 root cpu.stat, and truncated and garbage
+// variants: each file degrades on its own, nothing throws out of read_group.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "monitor/group_stats.hpp"
+#include "tests_support.hpp"
+
+using namespace resmgr::monitor;
+using namespace std::string_literals;
+
+namespace {
+
+const std::string kFixtures = std::string(RESMGR_SOURCE_DIR) + "/tests/unit/fixtures/monitor";
+
+std::string fixture(const std::string& relative) { return read_text_file(kFixtures + "/" + relative); }
+
+// The error `f` throws as ParseError; fails the test when it throws none.
+std::string parse_error_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const ParseError& e) {
+        return e.what();
+    }
+    ADD_FAILURE() << "no ParseError";
+    return {};
+}
+
+bool starts_with(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
+
+// A copy of the full fixture group that a test may damage.
+void copy_group_fixture(const std::filesystem::path& to) {
+    for (const auto& entry : std::filesystem::directory_iterator(kFixtures + "/group"))
+        std::filesystem::copy_file(entry.path(), to / entry.path().filename());
+}
+
+void write_file(const std::filesystem::path& path, const std::string& text) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+}
+
+// Each parser must either parse or throw ParseError on every prefix of a fixture and on randomly
+// damaged copies; ASan/UBSan builds turn any out-of-bounds read into a failure.
+void expect_parse_or_parse_error(const std::string& text, const std::function<void(std::string_view)>& parse) {
+    auto attempt = [&](std::string_view input) {
+        try {
+            parse(input);
+        } catch (const ParseError&) {
+        }
+    };
+    for (std::size_t n = 0; n <= text.size(); ++n) attempt(std::string_view(text).substr(0, n));
+    std::mt19937 random(7);
+    for (int round = 0; round < 500; ++round) {
+        std::string damaged = text;
+        for (int i = 0; i < 4 && !damaged.empty(); ++i)
+            damaged[random() % damaged.size()] = static_cast<char>(random() % 256);
+        attempt(damaged);
+    }
+}
+
+} // namespace
+
+TEST(MonitorGroupCpuStat, ParsesControllerEnabledFormat) {
+    auto cpu = parse_cpu_stat(fixture("group/cpu.stat"));
+    EXPECT_EQ(cpu.usage_usec, 52184327u);
+    EXPECT_EQ(cpu.user_usec, 40311012u);
+    EXPECT_EQ(cpu.system_usec, 11873315u);
+    EXPECT_EQ(cpu.nr_periods, 4120u);
+    EXPECT_EQ(cpu.nr_throttled, 311u);
+    EXPECT_EQ(cpu.throttled_usec, 9023417u);
+}
+
+TEST(MonitorGroupCpuStat, HostRootWithoutCpuControllerHasNoThrottlingKeys) {
+    auto cpu = parse_cpu_stat(fixture("unified_root/cpu.stat"));
+    EXPECT_EQ(cpu.usage_usec, 9844104000u);
+    EXPECT_EQ(cpu.user_usec, 8486196000u);
+    EXPECT_EQ(cpu.system_usec, 1357908000u);
+    EXPECT_FALSE(cpu.nr_periods);
+    EXPECT_FALSE(cpu.nr_throttled);
+    EXPECT_FALSE(cpu.throttled_usec);
+}
+
+TEST(MonitorGroupCpuStat, RejectsTruncatedAndGarbage) {
+    EXPECT_TRUE(starts_with(parse_error_of([] { parse_cpu_stat("usage_usec 52184327\nuser_usec\n"); }), "cpu.stat:2:"));
+    EXPECT_TRUE(starts_with(parse_error_of([] { parse_cpu_stat("usage_usec 12ab\n"); }), "cpu.stat:1:"));
+    EXPECT_TRUE(starts_with(parse_error_of([] { parse_cpu_stat(""); }), "cpu.stat:1: empty"));
+    auto garbage = parse_error_of([] { parse_cpu_stat("\x7f" "ELF\x02\x01\x01\x00\x00"s); });
+    // Quoted printable; the message ends at the first NUL (what() is a C string).
+    EXPECT_EQ(garbage, "cpu.stat:1: expected 'key value', got '\\x7fELF\\x02\\x01\\x01");
+    parse_error_of([] { parse_cpu_stat("usage_usec 99999999999999999999\n"); });
+    parse_error_of([] { parse_cpu_stat("usage_usec -5\n"); });
+}
+
+TEST(MonitorGroupSingleValue, MemoryCurrentAndPidsCurrent) {
+    EXPECT_EQ(parse_single_value(fixture("group/memory.current"), "memory.current"), 734003200u);
+    EXPECT_EQ(parse_single_value(fixture("group/pids.current"), "pids.current"), 17u);
+    EXPECT_EQ(parse_single_value("0", "pids.current"), 0u); // no trailing newline is fine
+    for (std::string bad : {""s, "\n"s, "17 \n"s, "-1\n"s, "max\n"s, "1\n2\n"s, "1\n\n"s, "99999999999999999999\n"s, "12\x00\n"s}) {
+        EXPECT_TRUE(starts_with(parse_error_of([&] { parse_single_value(bad, "pids.current"); }), "pids.current:1:"))
+            << testing::PrintToString(bad);
+    }
+}
+
+TEST(MonitorGroupMemoryStat, ParsesKernelFormat) {
+    auto stat = parse_memory_stat(fixture("group/memory.stat"));
+    EXPECT_EQ(stat.anon_bytes, 524288000u);
+    EXPECT_EQ(stat.file_bytes, 188743680u);
+    EXPECT_EQ(stat.shmem_bytes, 1048576u);
+    EXPECT_EQ(stat.slab_bytes, 6815744u);
+    EXPECT_EQ(stat.sock_bytes, 0u);
+    EXPECT_EQ(stat.pgmajfault, 87u);
+}
+
+TEST(MonitorGroupMemoryStat, RejectsTruncatedAndGarbage) {
+    EXPECT_EQ(parse_error_of([] { parse_memory_stat("anon 524288000\n"); }), "memory.stat: no 'file' key");
+    EXPECT_TRUE(starts_with(parse_error_of([] { parse_memory_stat("anon 524288000\nfil"); }), "memory.stat:2:"));
+    EXPECT_TRUE(starts_with(parse_error_of([] { parse_memory_stat("anon 5242\xff\xfe\nfile 1\n"); }), "memory.stat:1:"));
+    parse_error_of([] { parse_memory_stat(""); });
+}
+
+TEST(MonitorGroupMemoryEvents, ParsesKernelFormat) {
+    auto events = parse_memory_events(fixture("group/memory.events"));
+    EXPECT_EQ(events.low, 0u);
+    EXPECT_EQ(events.high, 1742u);
+    EXPECT_EQ(events.max, 23u);
+    EXPECT_EQ(events.oom, 2u);
+    EXPECT_EQ(events.oom_kill, 1u);
+}
+
+TEST(MonitorGroupMemoryEvents, RejectsTruncatedAndGarbage) {
+    EXPECT_EQ(parse_error_of([] { parse_memory_events("low 0\nhigh 1742\nmax 23\noom 2\n"); }),
+              "memory.events: no 'oom_kill' key");
+    EXPECT_TRUE(starts_with(parse_error_of([] { parse_memory_events("low 0\nhigh twelve\n"); }), "memory.events:2:"));
+    parse_error_of([] { parse_memory_events(""); });
+}
+
+TEST(MonitorGroupIoStat, SumsDevices) {
+    // 8:0 rbytes=1458176 wbytes=311296 rios=192 wios=37 dbytes=0 dios=0
+    // 253:0 rbytes=4096 wbytes=1228800 rios=1 wios=150 dbytes=8192 dios=2
+    auto io = parse_io_stat(fixture("group/io.stat"));
+    EXPECT_EQ(io.rbytes, 1458176u + 4096u);
+    EXPECT_EQ(io.wbytes, 311296u + 1228800u);
+    EXPECT_EQ(io.rios, 193u);
+    EXPECT_EQ(io.wios, 187u);
+    EXPECT_EQ(io.dbytes, 8192u);
+    EXPECT_EQ(io.dios, 2u);
+    EXPECT_EQ(io.devices, 2u);
+}
+
+TEST(MonitorGroupIoStat, EmptyMeansNoIoYet) {
+    auto io = parse_io_stat("");
+    EXPECT_EQ(io.devices, 0u);
+    EXPECT_EQ(io.rbytes, 0u);
+}
+
+TEST(MonitorGroupIoStat, IgnoresOtherControllersKeys) {
+    // io.latency and io.cost append their own keys, some not integers.
+    auto io = parse_io_stat("8:16 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0 cost.vrate=100.00 cost.usage=12 "
+                            "depth=max avg_lat=1234 win=100\n");
+    EXPECT_EQ(io.rbytes, 10u);
+    EXPECT_EQ(io.wios, 2u);
+    EXPECT_EQ(io.devices, 1u);
+}
+
+TEST(MonitorGroupIoStat, RejectsTruncatedAndGarbage) {
+    auto text = fixture("group/io.stat");
+    auto truncated = text.substr(0, text.find("dios=2"));
+    EXPECT_TRUE(starts_with(parse_error_of([&] { parse_io_stat(truncated); }), "io.stat:2: expected rbytes wbytes"));
+    EXPECT_TRUE(starts_with(parse_error_of([] { parse_io_stat("8:0 rbytes=x wbytes=1 rios=1 wios=1 dbytes=0 dios=0\n"); }),
+                            "io.stat:1: bad value for rbytes="));
+    EXPECT_TRUE(starts_with(parse_error_of([] { parse_io_stat("sda rbytes=1 wbytes=1 rios=1 wios=1 dbytes=0 dios=0\n"); }),
+                            "io.stat:1: expected 'MAJ:MIN'"));
+    EXPECT_TRUE(starts_with(parse_error_of([] { parse_io_stat("8: rbytes=1 wbytes=1 rios=1 wios=1 dbytes=0 dios=0\n"); }),
+                            "io.stat:1: expected 'MAJ:MIN'"));
+    EXPECT_TRUE(starts_with(parse_error_of([] { parse_io_stat("8:0 rbytes=1 rbytes=1 rios=1 wios=1 dbytes=0 dios=0\n"); }),
+                            "io.stat:1: duplicate rbytes="));
+    EXPECT_TRUE(starts_with(parse_error_of([] { parse_io_stat("8:0 rbytes=1 wbytes=1 rios=1 wios=1 dbytes=0 dios=0 junk\n"); }),
+                            "io.stat:1: expected key=value"));
+    auto huge = "8:0 rbytes=18446744073709551615 wbytes=1 rios=1 wios=1 dbytes=0 dios=0\n"s;
+    EXPECT_TRUE(starts_with(parse_error_of([&] { parse_io_stat(huge + huge); }), "io.stat:2: total out of range"));
+    parse_error_of([] { parse_io_stat("\x1f\x8b\x08\x00\x00\x00"s); });
+}
+
+TEST(MonitorGroupCgroupEvents, ParsesFlags) {
+    auto events = parse_cgroup_events(fixture("group/cgroup.events"));
+    EXPECT_TRUE(events.populated);
+    EXPECT_FALSE(events.frozen);
+    auto frozen_empty = parse_cgroup_events("populated 0\nfrozen 1\n");
+    EXPECT_FALSE(frozen_empty.populated);
+    EXPECT_TRUE(frozen_empty.frozen);
+}
+
+TEST(MonitorGroupCgroupEvents, RejectsTruncatedAndGarbage) {
+    EXPECT_EQ(parse_error_of([] { parse_cgroup_events("populated 1\n"); }), "cgroup.events: no 'frozen' key");
+    EXPECT_EQ(parse_error_of([] { parse_cgroup_events("populated 2\nfrozen 0\n"); }),
+              "cgroup.events: 'populated' is 2, expected 0 or 1");
+    EXPECT_TRUE(starts_with(parse_error_of([] { parse_cgroup_events("populated 1\nfroz"); }), "cgroup.events:2:"));
+}
+
+TEST(MonitorGroupRead, ReadsEveryFileOfAFullGroup) {
+    auto group = read_group(kFixtures + "/group");
+    EXPECT_TRUE(group.unavailable.empty()) << testing::PrintToString(group.unavailable);
+    ASSERT_TRUE(group.cpu_stat && group.memory_stat && group.memory_events && group.io_stat && group.cgroup_events);
+    EXPECT_EQ(group.cpu_stat->nr_throttled, 311u);
+    EXPECT_EQ(group.memory_current_bytes, 734003200u);
+    EXPECT_EQ(group.memory_stat->anon_bytes, 524288000u);
+    EXPECT_EQ(group.memory_events->oom_kill, 1u);
+    EXPECT_EQ(group.pids_current, 17u);
+    EXPECT_EQ(group.io_stat->wbytes, 1540096u);
+    EXPECT_TRUE(group.cgroup_events->populated);
+
+    auto json = group.to_json();
+    EXPECT_EQ(json["dir"], kFixtures + "/group");
+    EXPECT_EQ(json["cpu_stat"]["throttled_usec"], 9023417u);
+    EXPECT_EQ(json["memory_current_bytes"], 734003200u);
+    EXPECT_EQ(json["memory_stat"]["file_bytes"], 188743680u);
+    EXPECT_EQ(json["memory_events"]["high"], 1742u);
+    EXPECT_EQ(json["pids_current"], 17u);
+    EXPECT_EQ(json["io_stat"]["rios"], 193u);
+    EXPECT_EQ(json["cgroup_events"]["frozen"], false);
+    EXPECT_EQ(json["unavailable"], nlohmann::json::array());
+}
+
+TEST(MonitorGroupRead, HybridRootHasOnlyCpuStat) {
+    // This host's v2 root: cpu.stat and nothing else we read (no memory, pids or io controller).
+    auto group = read_group(kFixtures + "/unified_root");
+    ASSERT_TRUE(group.cpu_stat);
+    EXPECT_EQ(group.cpu_stat->usage_usec, 9844104000u);
+    EXPECT_FALSE(group.cpu_stat->throttled_usec);
+    EXPECT_FALSE(group.memory_current_bytes || group.memory_stat || group.memory_events || group.pids_current ||
+                 group.io_stat || group.cgroup_events);
+    const std::vector<std::string> missing{"memory.current", "memory.stat",  "memory.events",
+                                           "pids.current",   "io.stat",      "cgroup.events"};
+    ASSERT_EQ(group.unavailable.size(), missing.size()) << testing::PrintToString(group.unavailable);
+    for (std::size_t i = 0; i < missing.size(); ++i) {
+        EXPECT_TRUE(starts_with(group.unavailable[i], missing[i] + ": cannot read ")) << group.unavailable[i];
+        EXPECT_NE(group.unavailable[i].find("No such file or directory"), std::string::npos) << group.unavailable[i];
+    }
+    auto json = group.to_json();
+    EXPECT_TRUE(json["cpu_stat"]["nr_throttled"].is_null());
+    EXPECT_TRUE(json["memory_stat"].is_null());
+    EXPECT_TRUE(json["pids_current"].is_null());
+}
+
+TEST(MonitorGroupRead, MalformedFilesLeaveOnlyTheirFieldsEmpty) {
+    resmgr::TempDir dir;
+    copy_group_fixture(dir.path());
+    write_file(dir.path() / "memory.stat", "\xc3\x28\xff garbage\n");               // invalid UTF-8
+    write_file(dir.path() / "io.stat", "8:0 rbytes=1458176 wbytes=311296 rios=1"); // truncated
+    write_file(dir.path() / "pids.current", "");                                    // empty
+    auto group = read_group(dir.path().string());
+
+    EXPECT_FALSE(group.memory_stat);
+    EXPECT_FALSE(group.io_stat);
+    EXPECT_FALSE(group.pids_current);
+    EXPECT_EQ(group.cpu_stat->usage_usec, 52184327u);
+    EXPECT_EQ(group.memory_current_bytes, 734003200u);
+    EXPECT_EQ(group.memory_events->oom, 2u);
+    EXPECT_TRUE(group.cgroup_events->populated);
+    ASSERT_EQ(group.unavailable.size(), 3u) << testing::PrintToString(group.unavailable);
+    EXPECT_EQ(group.unavailable[0], "memory.stat:1: expected 'key value', got '\\xc3(\\xff garbage'");
+    EXPECT_EQ(group.unavailable[1], "pids.current:1: expected one integer: ''");
+    EXPECT_TRUE(starts_with(group.unavailable[2], "io.stat:1: expected rbytes wbytes rios wios dbytes dios"))
+        << group.unavailable[2];
+    EXPECT_NO_THROW(group.to_json().dump()); // garbage bytes were escaped: valid UTF-8
+}
+
+TEST(MonitorGroupRead, MissingDirectoryNeverThrows) {
+    auto group = read_group("/nonexistent/resmgr/alloc_1");
+    EXPECT_EQ(group.unavailable.size(), 7u);
+    EXPECT_FALSE(group.cpu_stat);
+    EXPECT_TRUE(starts_with(group.unavailable[0], "cpu.stat: cannot read /nonexistent/resmgr/alloc_1/cpu.stat"))
+        << group.unavailable[0];
+}
+
+TEST(MonitorGroupRead, ThisHostsCgroup2Root) {
+    for (std::string root : {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"}) {
+        if (!std::filesystem::exists(root + "/cgroup.controllers")) continue;
+        auto group = read_group(root);
+        ASSERT_TRUE(group.cpu_stat) << testing::PrintToString(group.unavailable);
+        EXPECT_TRUE(group.cpu_stat->usage_usec);
+        return;
+    }
+    GTEST_SKIP() << "no cgroup v2 hierarchy mounted";
+}
+
+TEST(MonitorGroupParsers, EveryPrefixAndDamagedCopyParsesOrThrowsParseError) {
+    expect_parse_or_parse_error(fixture("group/cpu.stat"), [](std::string_view t) { parse_cpu_stat(t); });
+    expect_parse_or_parse_error(fixture("group/memory.current"), [](std::string_view t) { parse_single_value(t, "x"); });
+    expect_parse_or_parse_error(fixture("group/memory.stat"), [](std::string_view t) { parse_memory_stat(t); });
+    expect_parse_or_parse_error(fixture("group/memory.events"), [](std::string_view t) { parse_memory_events(t); });
+    expect_parse_or_parse_error(fixture("group/io.stat"), [](std::string_view t) { parse_io_stat(t); });
+    expect_parse_or_parse_error(fixture("group/cgroup.events"), [](std::string_view t) { parse_cgroup_events(t); });
+}
