@@ -223,3 +223,38 @@ TEST_F(BpfHost, TwoBusyProcessesOnOneCpuFillTheRunQueueHistogram) {
     EXPECT_GE(latency->p99_us(), 100.0);
     EXPECT_GE(latency->p99_us(), latency->p50_us());
 }
+
+// This host's cgroup2 hierarchy has no memory controller, but a process can also sit in a v1
+// memory group: the OOM kill there still names the victim's cgroup2 group, which is what
+// mark_victim must read (the victim's, not the allocating task's).
+TEST_F(BpfHost, AnOomKillIsReportedInTheVictimsGroup) {
+    const std::string memcg = "/sys/fs/cgroup/memory/resmgr-bpftest-oom-" + std::to_string(::getpid());
+    if (::mkdir(memcg.c_str(), 0755) != 0) GTEST_SKIP() << "no cgroup v1 memory controller to OOM in: " << memcg;
+    struct RemoveMemcg {
+        std::string dir;
+        ~RemoveMemcg() {
+            wait_until([&] { return ::rmdir(dir.c_str()) == 0 || errno == ENOENT; }, std::chrono::seconds(5));
+        }
+    } remove_memcg{memcg};
+    std::ofstream(memcg + "/memory.limit_in_bytes") << (32 << 20);
+
+    pid_t hog = start_in_group({}, [&] {
+        std::ofstream(memcg + "/cgroup.procs") << ::getpid();
+        constexpr std::size_t size = 256u << 20;
+        auto* memory = static_cast<volatile char*>(std::malloc(size));
+        for (std::size_t i = 0; memory && i < size; i += 4096) memory[i] = 1;
+    });
+    EXPECT_EQ(wait_for(hog), 128 + SIGKILL);
+
+    EXPECT_EQ(probes->counters(group_id)->oom_kills, 1u);
+    std::vector<ProcessEvent> ooms, exits;
+    for (auto& e : drain()) {
+        if (e.kind == EventKind::oom_kill) ooms.push_back(e);
+        if (e.kind == EventKind::exit) exits.push_back(e);
+    }
+    ASSERT_EQ(ooms.size(), 1u);
+    EXPECT_EQ(ooms[0].tgid, static_cast<std::uint32_t>(hog));
+    EXPECT_EQ(ooms[0].cgroup_id, group_id);
+    ASSERT_EQ(exits.size(), 1u);
+    EXPECT_EQ(exits[0].exit_signal, SIGKILL);
+}
