@@ -111,6 +111,14 @@ int main(int argc, char** argv) {
         events.add(std::make_unique<resmgr::events::JsonlSink>((store.dir() / "monitoring" / "alerts.jsonl").string(), 16u << 20));
         service.set_event_sink(&events);
 
+        resmgr::server::Monitoring::Options monitor_options;
+        monitor_options.sources.filesystems = {store.dir().string(), std::filesystem::temp_directory_path().string()};
+        monitor_options.history_path = (store.dir() / "monitoring" / "usage_history.jsonl").string();
+        monitor_options.cgroup_mount = host.cgroup2_mount;
+        resmgr::server::Monitoring monitoring(ledger, *group_backend, monitor_options,
+                                              [&](resmgr::events::Event e) { service.publish(std::move(e)); });
+        service.set_monitoring(&monitoring);
+
         sd_event* event = nullptr;
         if (int r = sd_event_default(&event); r < 0) throw std::runtime_error(std::string("sd_event_default: ") + strerror(-r));
         resmgr::server::EventLoop loop(event, service);
@@ -130,8 +138,11 @@ int main(int argc, char** argv) {
         resmgr::server::SocketServer server(event, socket_path, [&](std::string_view line, const resmgr::Owner& peer) {
             return service.handle_line(line, peer);
         });
-        spdlog::info("serving {} (state {}, capacity {} CPUs, {} memory)", socket_path, state_dir, capacity.cpu_cores,
-                     resmgr::format_size(capacity.memory_bytes));
+        events.add(std::make_unique<resmgr::server::SubscriberSink>(server));
+        loop.start_sampling(monitoring.interval());
+        spdlog::info("serving {} (state {}, capacity {} CPUs, {} memory, sampling every {})", socket_path, state_dir,
+                     capacity.cpu_cores, resmgr::format_size(capacity.memory_bytes),
+                     resmgr::format_duration(monitoring.interval()));
         sd_notify(0, "READY=1\nSTATUS=serving");
         int r = sd_event_loop(event);
         sd_event_unref(event);

@@ -76,7 +76,9 @@ void print_human(std::ostream& out, const std::string& operation, const json& en
     } else if (operation == "reallocate") {
         out << "Reallocated ";
         print_allocation(out, result.value("allocation", json::object()));
-    } else if (operation == "status") {
+    } else if (operation == "events") {
+        for (auto& e : result.value("events", json::array())) print_event_line(out, e);
+    } else if (operation == "status" && result.contains("allocations")) {
         const json& list = result.value("allocations", json::array());
         const json& backend = result.value("backend", json::object());
         out << "backend " << str(backend, "name") << (backend.value("enforces_limits", false) ? "" : " (limits NOT enforced)") << ", "
@@ -87,6 +89,12 @@ void print_human(std::ostream& out, const std::string& operation, const json& en
         print_json_tree(out, result, 0);
     }
     for (auto& r : envelope.value("recommendations", json::array())) out << "note: " << r.get<std::string>() << "\n";
+}
+
+void print_event_line(std::ostream& out, const json& e) {
+    out << str(e, "timestamp", "?") << " " << str(e, "event", "?") << " " << str(e, "workflow_id", "global");
+    if (e.contains("allocation_id")) out << " " << str(e, "allocation_id");
+    out << ": " << str(e, "message", "") << "\n";
 }
 
 void print_error(std::ostream& err, const std::string& program, const json& envelope) {

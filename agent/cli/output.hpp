@@ -11,6 +11,8 @@ namespace resmgr::cli {
 
 // Readable rendering of a success envelope for `operation`.
 void print_human(std::ostream& out, const std::string& operation, const nlohmann::json& envelope);
+// "2025-01-15T11:30:00Z RESOURCE_THRESHOLD global cpu 91.2 >= 80: message"
+void print_event_line(std::ostream& out, const nlohmann::json& event);
 // "resmgr: allocate failed: RESOURCE_EXHAUSTED: ..." plus details and suggestions.
 void print_error(std::ostream& err, const std::string& program, const nlohmann::json& envelope);
 

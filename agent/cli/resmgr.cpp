@@ -32,6 +32,15 @@ constexpr const char* kDescription =
     "  status      ['{\"allocation_id\":\"...\"}' | '{\"workflow_id\":\"...\"}']   Allocations, limits, capacity.\n"
     "  check-conflicts '{\"proposed_allocation\":{\"workflow_id\":\"w\",\"resources\":{...},\"files\":[...]},\n"
     "              \"check_future\":true,\"time_horizon\":\"4h\"}'   Resource, time, workflow and file conflicts.\n"
+    "  status agents|workflows|cpu|memory|storage   The agent pool, workflows, or one resource, measured.\n"
+    "  monitor system   The node as measured: CPU/memory/storage use, PSI pressure, agent pool, workflows,\n"
+    "              tool instances, threshold states (sampled every monitoring_intervals.resource_check).\n"
+    "  usage <workflow_id>   Per allocation: allocated vs used CPU and memory, throttling, OOM events,\n"
+    "              IO, per-agent breakdown, efficiency = used / allocated.\n"
+    "  capacity    Node capacity, what is allocatable, allocated and free, and peaks since resmgrd started.\n"
+    "  events [--follow] [--type T ...]   Recent events (allocated, released, expired, denied, queued,\n"
+    "              preempted, resumed, conflict, threshold, threshold_cleared, oom_kill); --follow streams\n"
+    "              them live until interrupted.\n"
     "  doctor      What this host can enforce (cgroup mode, controllers, systemd, backend) and why.\n"
     "Only the owner of an allocation (the uid that made it) or root may release or reallocate it.\n";
 
@@ -46,6 +55,32 @@ json local_doctor_result(const std::string& socket, const std::string& daemon_er
             {"daemon", {{"reachable", false}, {"socket", socket}, {"error", daemon_error}}}};
 }
 
+void print_event(const json& event, bool human) {
+    if (!human) {
+        std::cout << event.dump() << std::endl; // one line per event, flushed: fit for a pipe
+        return;
+    }
+    resmgr::cli::print_event_line(std::cout, event);
+    std::cout.flush();
+}
+
+// Subscribes and prints events until resmgrd goes away or the user interrupts.
+int follow_events(const std::string& path, resmgr::Request request, bool human) {
+    request.operation = "subscribe";
+    try {
+        resmgr::Client client(path);
+        json answer = client.call(request);
+        if (answer.value("status", "") != "success") {
+            resmgr::cli::print_error(std::cerr, "resmgr", answer);
+            return 1;
+        }
+        for (;;) print_event(client.read_message(), human);
+    } catch (const resmgr::ClientError& e) {
+        std::cerr << "resmgr: events: " << e.what() << "\n";
+        return 1;
+    }
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -55,6 +90,10 @@ int main(int argc, char** argv) {
     std::vector<std::string> words;
     app.add_option("--socket", socket, "resmgrd's socket (default: $RESMGR_SOCKET, else /run/resmgr/resmgr.sock)");
     app.add_flag("--json", as_json, "Print the JSON envelope even on a terminal");
+    bool follow = false;
+    std::vector<std::string> event_types;
+    app.add_flag("--follow,-f", follow, "events: keep the connection open and print each event as it happens");
+    app.add_option("--type", event_types, "events: only these types (e.g. threshold, oom_kill, RESOURCE_CONFLICT); repeatable");
     app.add_option("operation", words, "<operation> [resource-type] ['json-params']")->required()->expected(1, 3);
     app.footer(kFooter);
     try {
@@ -89,6 +128,14 @@ int main(int argc, char** argv) {
 
     const bool human = !as_json && ::isatty(STDOUT_FILENO);
     const std::string path = resmgr::resolve_socket_path(socket);
+    if ((follow || !event_types.empty()) && request.operation != "events") {
+        std::cerr << "resmgr: --follow and --type are options of `resmgr events`\n";
+        return 2;
+    }
+    if (request.operation == "events") {
+        if (!event_types.empty()) request.params["types"] = event_types;
+        if (follow) return follow_events(path, request, human);
+    }
     json envelope;
     try {
         resmgr::Client client(path);

@@ -48,12 +48,15 @@ std::string error_text(const json& envelope) {
 }
 
 // In the child: join the group, then become the command.
-[[noreturn]] void run_child(const std::string& socket, const std::string& allocation, const std::vector<std::string>& command,
-                            int err_fd) {
+[[noreturn]] void run_child(const std::string& socket, const std::string& allocation, const std::string& agent,
+                            const std::vector<std::string>& command, int err_fd) {
     auto fail = [&](int code, const std::string& message) { child_fail(err_fd, code, message); };
     try {
         resmgr::Client client(socket);
-        json reply = client.call({"attach", "", {{"allocation_id", allocation}, {"pid", ::getpid()}, {"leaf", "main"}}});
+        json params{{"allocation_id", allocation}, {"pid", ::getpid()}};
+        if (agent.empty()) params["leaf"] = "main";
+        else params["agent"] = agent;
+        json reply = client.call({"attach", "", params});
         if (reply.value("status", "") != "success") fail(kOwnError, "cannot enter allocation " + allocation + ": " + error_text(reply));
     } catch (const std::exception& e) {
         fail(kOwnError, e.what());
@@ -76,7 +79,7 @@ int main(int argc, char** argv) {
                  "allocation when COMMAND exits. Example:\n"
                  "  resmgr-run --workflow wf-42 --priority high --cpu 2 --memory 4G -- make -j8 test",
                  "resmgr-run"};
-    std::string socket, workflow, priority = "medium", memory, duration, grace, allocation;
+    std::string socket, workflow, priority = "medium", memory, duration, grace, allocation, agent;
     double cpu = 0;
     long long pids = 0;
     bool quiet = false, wait = false;
@@ -92,6 +95,9 @@ int main(int argc, char** argv) {
     app.add_option("--grace", grace, "Time between SIGTERM and SIGKILL when --duration runs out (default 5m)");
     auto* join = app.add_option("--allocation", allocation, "Join this existing allocation instead of allocating; it is not released on exit");
     for (auto* opt : {"--cpu", "--memory", "--pids", "--duration", "--grace", "--workflow"}) app.get_option(opt)->excludes(join);
+    app.add_option("--agent", agent, "Run COMMAND as agent NAME of the workflow, in its own child group of the allocation; "
+                                     "the agent pool (active/idle/failed) is observed from that group. With --allocation it "
+                                     "takes one of the allocation's agent slots, else it allocates one (agents: 1)");
     app.add_flag("-q,--quiet", quiet, "Do not warn about limits this host cannot enforce");
     app.add_flag("--wait", wait, "When the node is full (or a conflicting workflow runs), queue and wait instead of failing; "
                                  "queued requests start in priority order, then arrival order");
@@ -123,6 +129,7 @@ int main(int argc, char** argv) {
                 workflow = env && *env ? env : "run-" + std::to_string(::getpid());
             }
             json resources{{"cpu_cores", cpu}};
+            if (!agent.empty()) resources["agents"] = 1;
             if (!memory.empty()) resources["memory"] = memory;
             if (pids > 0) resources["pids"] = pids;
             // supervised: resmgrd leaves release to us while we live, and takes over if we die.
@@ -174,6 +181,14 @@ int main(int argc, char** argv) {
 
     // Reports how the command ended; resmgrd applies auto_release.on_completion / on_failure.
     auto release = [&](int exit_status) -> json {
+        if (!agent.empty()) {
+            // The pool counts an agent that exited non-zero as failed.
+            try {
+                resmgr::Client(path).call({"detach", "", {{"allocation_id", allocation}, {"agent", agent}, {"exit_status", exit_status}}});
+            } catch (const std::exception& e) {
+                std::cerr << "resmgr-run: could not report agent " << agent << "'s exit: " << e.what() << "\n";
+            }
+        }
         if (!own_allocation) return json::object();
         try {
             resmgr::Client client(path);
@@ -201,7 +216,7 @@ int main(int argc, char** argv) {
     }
     if (child == 0) {
         ::close(err_pipe[0]);
-        run_child(path, allocation, command, err_pipe[1]);
+        run_child(path, allocation, agent, command, err_pipe[1]);
     }
     ::close(err_pipe[1]);
     g_child = child;

@@ -47,6 +47,16 @@ void read_int(const json& obj, const char* key, const std::string& path, int& ou
     out = it->get<int>();
 }
 
+Seconds read_seconds(const json& obj, const char* key, const std::string& path, Seconds current, Seconds min) {
+    auto it = obj.find(key);
+    if (it == obj.end()) return current;
+    auto d = it->is_string() ? parse_duration(it->get<std::string>()) : std::nullopt;
+    if (!d || *d < min)
+        bad(path + key, "expected a duration of at least " + format_duration(std::chrono::duration_cast<Millis>(min)) +
+                            " such as \"30s\", got " + it->dump());
+    return std::chrono::duration_cast<Seconds>(*d);
+}
+
 void read_duration_strings(const json& obj, const std::string& path) {
     for (auto& [key, value] : obj.items())
         if (!value.is_string() || !parse_duration(value.get<std::string>()))
@@ -61,7 +71,8 @@ Policy parse_policy(const json& j) {
     const json& root = section(j, "resource_policies", "");
     const std::string base = "resource_policies.";
     only_keys(root, base, {"allocation_limits", "priority_weights", "optimization_targets", "monitoring_intervals",
-                           "system_reserve", "agent_pool", "memory_high_ratio", "preemption"});
+                           "system_reserve", "agent_pool", "memory_high_ratio", "preemption", "thresholds",
+                           "usage_history"});
     Policy p = Policy::defaults();
 
     const json& limits = section(root, "allocation_limits", base);
@@ -93,8 +104,33 @@ Policy parse_policy(const json& j) {
     if (auto it = root.find("monitoring_intervals"); it != root.end()) {
         if (!it->is_object()) bad(base + "monitoring_intervals", "expected an object");
         read_duration_strings(*it, base + "monitoring_intervals.");
+        read_seconds(*it, "resource_check", base + "monitoring_intervals.", Seconds(30), Seconds(1));
         p.monitoring_intervals.update(*it);
     }
+
+    const json& thresholds = section(root, "thresholds", base);
+    const std::string tp = base + "thresholds.";
+    only_keys(thresholds, tp, {"cpu", "memory", "agent_pool", "clear_margin", "repeat_interval"});
+    for (auto& [metric, rule] : p.thresholds) {
+        const json& t = section(thresholds, metric.c_str(), tp);
+        only_keys(t, tp + metric + ".", {"threshold", "severity"});
+        read_number(t, "threshold", tp + metric + ".", rule.threshold, 0.1, 100);
+        if (auto it = t.find("severity"); it != t.end()) {
+            static const std::set<std::string> severities{"info", "warning", "critical"};
+            if (!it->is_string() || !severities.count(it->get<std::string>()))
+                bad(tp + metric + ".severity", "expected info, warning or critical, got " + it->dump());
+            rule.severity = it->get<std::string>();
+        }
+    }
+    read_number(thresholds, "clear_margin", tp, p.threshold_clear_margin, 0, 50);
+    p.threshold_repeat_interval = read_seconds(thresholds, "repeat_interval", tp, p.threshold_repeat_interval, Seconds(1));
+
+    const json& history = section(root, "usage_history", base);
+    only_keys(history, base + "usage_history.", {"max_size_mb", "max_age"});
+    double history_mb = static_cast<double>(p.history_max_bytes) / (1 << 20);
+    read_number(history, "max_size_mb", base + "usage_history.", history_mb, 0.01, 1 << 20);
+    p.history_max_bytes = static_cast<std::uint64_t>(history_mb * (1 << 20));
+    p.history_max_age = read_seconds(history, "max_age", base + "usage_history.", p.history_max_age, Seconds(60));
 
     const json& reserve = section(root, "system_reserve", base);
     only_keys(reserve, base + "system_reserve.", {"cpu_cores", "memory_gb"});
@@ -102,8 +138,9 @@ Policy parse_policy(const json& j) {
     read_number(reserve, "memory_gb", base + "system_reserve.", p.system_reserve_memory_gb, 0, 1 << 20);
 
     const json& pool = section(root, "agent_pool", base);
-    only_keys(pool, base + "agent_pool.", {"max_agents"});
+    only_keys(pool, base + "agent_pool.", {"max_agents", "idle_after"});
     read_int(pool, "max_agents", base + "agent_pool.", p.max_agents, 0, 100000);
+    p.agent_idle_after = read_seconds(pool, "idle_after", base + "agent_pool.", p.agent_idle_after, Seconds(1));
 
     read_number(root, "memory_high_ratio", base, p.memory_high_ratio, 0.5, 1.0);
 
@@ -121,8 +158,16 @@ Policy parse_policy(const json& j) {
     return p;
 }
 
+Millis Policy::resource_check_interval() const {
+    // Validated by parse_policy; the defaults hold "30s".
+    return parse_duration(monitoring_intervals.value("resource_check", "30s")).value_or(Millis(30000));
+}
+
 json Policy::to_json() const {
     json weights;
+    json threshold_rules{{"clear_margin", threshold_clear_margin},
+                         {"repeat_interval", format_duration(std::chrono::duration_cast<Millis>(threshold_repeat_interval))}};
+    for (auto& [metric, rule] : thresholds) threshold_rules[metric] = {{"threshold", rule.threshold}, {"severity", rule.severity}};
     for (auto& [band, w] : priority_weights) weights[band_name(band)] = w;
     return {{"resource_policies",
              {{"allocation_limits", {{"max_cpu_per_workflow", max_cpu_per_workflow},
@@ -133,7 +178,11 @@ json Policy::to_json() const {
               {"optimization_targets", optimization_targets},
               {"monitoring_intervals", monitoring_intervals},
               {"system_reserve", {{"cpu_cores", system_reserve_cpu}, {"memory_gb", system_reserve_memory_gb}}},
-              {"agent_pool", {{"max_agents", max_agents}}},
+              {"agent_pool", {{"max_agents", max_agents},
+                              {"idle_after", format_duration(std::chrono::duration_cast<Millis>(agent_idle_after))}}},
+              {"thresholds", threshold_rules},
+              {"usage_history", {{"max_size_mb", static_cast<double>(history_max_bytes) / (1 << 20)},
+                                 {"max_age", format_duration(std::chrono::duration_cast<Millis>(history_max_age))}}},
               {"memory_high_ratio", memory_high_ratio},
               {"preemption", {{"mode", preemption_mode}, {"min_priority", preemption_min_priority}, {"degrade_ratio", degrade_ratio}}}}}};
 }

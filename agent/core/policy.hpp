@@ -3,6 +3,7 @@
 // I/O, no clock of its own, so every rule is unit-tested without a kernel.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 
@@ -41,6 +42,25 @@ struct Policy {
     std::string preemption_mode = "pause";
     int preemption_min_priority = 90;
     double degrade_ratio = 0.25;
+
+    // resmgr: the seed's threshold monitor. Raised when a metric reaches `threshold` percent,
+    // cleared once it falls below threshold - clear_margin, repeated at most every repeat_interval.
+    struct Threshold {
+        double threshold = 0;
+        std::string severity = "warning";
+    };
+    std::map<std::string, Threshold> thresholds{
+        {"cpu", {80.0, "warning"}}, {"memory", {85.0, "warning"}}, {"agent_pool", {90.0, "critical"}}};
+    double threshold_clear_margin = 5.0;
+    Seconds threshold_repeat_interval = std::chrono::minutes(5);
+    // resmgr: an agent with no CPU use for this long counts as idle.
+    Seconds agent_idle_after = std::chrono::seconds(60);
+    // resmgr: monitoring/usage_history.jsonl is rotated past this size or age.
+    std::uint64_t history_max_bytes = 16u << 20;
+    Seconds history_max_age = std::chrono::hours(24 * 7);
+
+    // monitoring_intervals.resource_check: how often the node and every group are sampled.
+    Millis resource_check_interval() const;
 
     static Policy defaults() { return {}; }
     nlohmann::json to_json() const; // {"resource_policies": {...}}

@@ -7,6 +7,7 @@
 #include <systemd/sd-journal.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 
@@ -55,6 +56,21 @@ std::string to_string(EventType type) { return info(type).name; }
 std::string message_id(EventType type) { return info(type).id; }
 int default_priority(EventType type) { return info(type).priority; }
 
+std::optional<EventType> parse_event_name(std::string_view name) {
+    std::string upper;
+    for (char c : name) upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (!upper.starts_with("RESOURCE_")) upper = "RESOURCE_" + upper;
+    for (auto& t : kTypes)
+        if (upper == t.name) return t.type;
+    return std::nullopt;
+}
+
+std::vector<std::string> event_names() {
+    std::vector<std::string> names;
+    for (auto& t : kTypes) names.emplace_back(t.name);
+    return names;
+}
+
 Event Event::make(EventType type, std::string message, std::string workflow, std::string allocation) {
     Event e;
     e.type = type;
@@ -92,21 +108,6 @@ void JournalSink::publish(const Event& event) {
     std::vector<iovec> iov;
     for (auto& f : fields) iov.push_back({f.data(), f.size()});
     sd_journal_sendv(iov.data(), static_cast<int>(iov.size()));
-}
-
-JsonlSink::JsonlSink(std::string path, std::uint64_t max_bytes) : path_(std::move(path)), max_bytes_(max_bytes) {}
-
-void JsonlSink::publish(const Event& event) {
-    struct stat st{};
-    if (::stat(path_.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) >= max_bytes_)
-        std::rename(path_.c_str(), (path_ + ".1").c_str()); // one old generation is kept
-    std::string line = event.to_json().dump() + "\n";
-    int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (fd < 0) throw std::runtime_error("cannot open " + path_ + ": " + std::strerror(errno));
-    // O_APPEND makes the one write land whole at the end, even if a reader tails the file.
-    ssize_t n = ::write(fd, line.data(), line.size());
-    ::close(fd);
-    if (n != static_cast<ssize_t>(line.size())) throw std::runtime_error("short write to " + path_);
 }
 
 void EventBus::publish(const Event& event) {

@@ -8,10 +8,12 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "events/jsonl_log.hpp"
 #include "resmgr/model.hpp"
 
 namespace resmgr::events {
@@ -21,6 +23,9 @@ enum class EventType { allocated, released, expired, denied, queued, preempted, 
 std::string to_string(EventType type);         // the seed-style name, e.g. "RESOURCE_ALLOCATED"
 std::string message_id(EventType type);        // 32 hex digits, stable forever
 int default_priority(EventType type);          // syslog level
+// "RESOURCE_THRESHOLD", "resource_threshold", "threshold", "oom_kill": the type, or nullopt.
+std::optional<EventType> parse_event_name(std::string_view name);
+std::vector<std::string> event_names();
 
 struct Event {
     EventType type = EventType::allocated;
@@ -53,15 +58,14 @@ public:
     void publish(const Event& event) override;
 };
 
-// Appends one JSON line per event; rotates to <file>.1 past `max_bytes` so it stays bounded.
+// One JSON line per event in a bounded file (monitoring/alerts.jsonl).
 class JsonlSink : public EventSink {
 public:
-    JsonlSink(std::string path, std::uint64_t max_bytes);
-    void publish(const Event& event) override;
+    JsonlSink(std::string path, std::uint64_t max_bytes, Seconds max_age = Seconds(0)) : log_(std::move(path), max_bytes, max_age) {}
+    void publish(const Event& event) override { log_.append(event.to_json()); }
 
 private:
-    std::string path_;
-    std::uint64_t max_bytes_;
+    JsonlLog log_;
 };
 
 // Fans an event out to every sink; a failing sink is logged and skipped.

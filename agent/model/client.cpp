@@ -45,6 +45,10 @@ nlohmann::json Client::call(const Request& request) {
         if (n < 0) throw ClientError("write to " + path_ + ": " + std::strerror(errno));
         off += static_cast<size_t>(n);
     }
+    return read_message();
+}
+
+nlohmann::json Client::read_message() {
     for (;;) {
         if (auto nl = buffer_.find('\n'); nl != std::string::npos) {
             std::string response = buffer_.substr(0, nl);

@@ -70,6 +70,18 @@ CpuTimes parse_proc_stat_cpu(std::string_view proc_stat, const std::string& name
     throw ParseError(name + ": no aggregate 'cpu' line");
 }
 
+std::string parse_proc_cgroup_v2(std::string_view text, const std::string& name) {
+    int number = 0;
+    for (auto line : split_lines(text)) {
+        ++number;
+        if (!line.starts_with("0::")) continue;
+        auto path = line.substr(3);
+        if (path.empty() || path.front() != '/') fail(name, number, "cgroup v2 path must start with '/'", line);
+        return std::string(path);
+    }
+    throw ParseError(name + ": no cgroup v2 ('0::') line");
+}
+
 CpuTimes read_proc_stat_cpu(const std::string& path) { return parse_proc_stat_cpu(read_text_file(path), path); }
 
 double cpu_utilization_percent(const CpuTimes& before, const CpuTimes& after) {

@@ -87,6 +87,10 @@ struct DiskSpace {
 
 DiskSpace read_disk_space(const std::string& path); // throws ParseError with strerror
 
+// The cgroup v2 path of a process from /proc/PID/cgroup: the "0::<path>" line (hybrid hosts list
+// v1 hierarchies too). Throws ParseError when there is none or it is malformed.
+std::string parse_proc_cgroup_v2(std::string_view text, const std::string& name = "/proc/PID/cgroup");
+
 struct NodeSources {
     std::string proc_root = "/proc";
     std::vector<std::string> filesystems; // the state and temp directories, typically

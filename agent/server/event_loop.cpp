@@ -15,6 +15,7 @@ EventLoop::EventLoop(sd_event* event, Service& service) : event_(event), service
 
 EventLoop::~EventLoop() {
     if (timer_) sd_event_source_disable_unref(timer_);
+    if (sampler_) sd_event_source_disable_unref(sampler_);
     for (auto* map : {&groups_, &supervisors_})
         for (auto& [_, w] : *map) drop(w);
 }
@@ -53,6 +54,27 @@ void EventLoop::schedule(std::optional<TimePoint> when) {
     }
     sd_event_source_set_time(timer_, usec);
     sd_event_source_set_enabled(timer_, SD_EVENT_ONESHOT);
+}
+
+void EventLoop::start_sampling(Millis interval) {
+    sample_interval_ = interval;
+    auto usec = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(interval).count());
+    auto on_tick = [](sd_event_source* source, uint64_t, void* self) {
+        auto* loop = static_cast<EventLoop*>(self);
+        loop->service_.on_sample();
+        std::uint64_t now = 0;
+        sd_event_now(loop->event_, CLOCK_MONOTONIC, &now);
+        auto next = std::chrono::duration_cast<std::chrono::microseconds>(loop->sample_interval_).count();
+        sd_event_source_set_time(source, now + static_cast<std::uint64_t>(next));
+        return 0;
+    };
+    // First pass at once, so `monitor` has figures right after start.
+    int r = sd_event_add_time_relative(event_, &sampler_, CLOCK_MONOTONIC, 0, usec / 100, on_tick, this);
+    if (r < 0) {
+        spdlog::error("cannot arm the sampling timer: {}", std::strerror(-r));
+        return;
+    }
+    sd_event_source_set_enabled(sampler_, SD_EVENT_ON);
 }
 
 void EventLoop::watch_group(const std::string& id, const std::string& path) {

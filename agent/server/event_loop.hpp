@@ -20,6 +20,9 @@ public:
     EventLoop& operator=(const EventLoop&) = delete;
 
     LoopHooks hooks();
+    // Calls service.on_sample() now and then every `interval` (monotonic, 1% accuracy: the
+    // kernel may batch the wakeup with others, which keeps an idle daemon cheap).
+    void start_sampling(Millis interval);
 
 private:
     struct Watch {
@@ -38,6 +41,8 @@ private:
     sd_event* event_;
     Service& service_;
     sd_event_source* timer_ = nullptr;
+    sd_event_source* sampler_ = nullptr;
+    Millis sample_interval_{0};
     std::map<std::string, Watch> groups_;
     std::map<std::string, Watch> supervisors_;
 };

@@ -4,8 +4,10 @@
 #include "server/service.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <random>
+#include <set>
 
 #include <signal.h>
 
@@ -41,6 +43,15 @@ void only_params(const json& params, std::initializer_list<const char*> known) {
     for (auto& [key, _] : params.items())
         if (std::none_of(known.begin(), known.end(), [&](const char* k) { return key == k; }))
             throw ApiError(ErrorCode::INVALID_REQUEST, "unknown parameter '" + key + "'", {}, {key});
+}
+
+// Agent names become part of a cgroup (and systemd unit) name.
+void check_agent_name(const std::string& name) {
+    bool ok = !name.empty() && name.size() <= 64 && name.front() != '.' && name.front() != '-' &&
+              std::all_of(name.begin(), name.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'; });
+    if (!ok)
+        throw ApiError(ErrorCode::INVALID_REQUEST, "invalid agent name '" + name + "'",
+                       "1-64 characters of A-Z a-z 0-9 _ - ., not starting with '.' or '-'", {"agent"});
 }
 
 ApiError backend_error(const std::string& what, const cgroup::BackendError& e) {
@@ -93,16 +104,20 @@ json Service::handle(const Request& request, const Owner& peer) {
         else if (op == "reallocate") body = reallocate(request, peer);
         else if (op == "reserve") body = reserve(request, peer);
         else if (op == "check-conflicts") body = check_conflicts(request);
-        else if (op == "status") body = status(request);
+        else if (op == "status") body = request.resource_type.empty() ? status(request) : monitoring_operation(request);
         else if (op == "doctor") body = doctor();
         else if (op == "attach") body = attach(request, peer);
+        else if (op == "detach") body = detach(request, peer);
+        else if (op == "events") body = recent_events(request);
+        else if (op == "monitor" || op == "usage" || op == "capacity")
+            body = monitoring_operation(request);
         else if (std::find(seed_operations().begin(), seed_operations().end(), op) != seed_operations().end())
             throw ApiError(ErrorCode::UNSUPPORTED, "Operation '" + op + "' is not available in this version of resmgrd",
-                           "implemented: allocate, reserve, release, reallocate, status, check-conflicts, doctor", {},
+                           "implemented: allocate, reserve, release, reallocate, status, check-conflicts, monitor, usage, capacity, doctor", {},
                            {"Upgrade resmgrd"});
         else
             throw ApiError(ErrorCode::INVALID_REQUEST, "Unknown operation '" + op + "'",
-                           "operations: allocate, release, reallocate, status, doctor, and the seed's others", {},
+                           "operations: allocate, reserve, release, reallocate, status, monitor, usage, capacity, check-conflicts, doctor, attach, detach", {},
                            {"Run `resmgr --help` for the list of operations"});
         auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
         return success_envelope(op, clock_(), body, elapsed.count());
@@ -302,9 +317,12 @@ json Service::finish(const std::string& id, AllocationStatus final_status, const
     emit(final_status == AllocationStatus::expired ? events::EventType::expired : events::EventType::released,
          id + " of workflow " + ended.workflow_id + " " + to_string(final_status) + ": " + reason, ended.workflow_id, id,
          {{"reason", reason}, {"final", counters}});
-    if (counters.value("oom_kills", 0) > 0)
-        emit(events::EventType::oom_kill, "the OOM killer killed " + std::to_string(counters["oom_kills"].get<long>()) + " process(es) in " + id,
+    // Sampling reports OOM kills as they happen; the final count reports only the rest.
+    long unreported = counters.value("oom_kills", 0L) - static_cast<long>(monitoring_ ? monitoring_->oom_kills_reported(id) : 0);
+    if (unreported > 0)
+        emit(events::EventType::oom_kill, "the OOM killer killed " + std::to_string(unreported) + " process(es) in " + id,
              ended.workflow_id, id, {{"memory_events", counters["memory_events"]}});
+    if (monitoring_) monitoring_->forget_allocation(id);
     json record{{"allocation_id", id}, {"allocation", to_json(ended)}, {"final", counters}, {"reason", reason},
                 {"ended_at", format_timestamp(clock_())}};
     ended_.emplace_back(id, record);
@@ -392,11 +410,42 @@ void Service::apply_preemption(const core::Preemption& plan, const AllocationReq
 
 void Service::emit(events::EventType type, const std::string& message, const std::string& workflow, const std::string& allocation,
                    json details) {
-    if (!events_) return;
     auto e = events::Event::make(type, message, workflow, allocation);
     e.time = clock_();
     e.details = std::move(details);
-    events_->publish(e);
+    publish(std::move(e));
+}
+
+void Service::publish(events::Event event) {
+    if (events_) events_->publish(event);
+    recent_events_.push_back(std::move(event));
+    if (recent_events_.size() > kRecentEvents) recent_events_.pop_front();
+}
+
+SuccessBody Service::recent_events(const Request& request) {
+    only_params(request.params, {"types", "limit"});
+    std::set<events::EventType> types;
+    if (auto it = request.params.find("types"); it != request.params.end()) {
+        if (!it->is_array()) throw ApiError(ErrorCode::INVALID_REQUEST, "'types' must be a list of event names", {}, {"types"});
+        for (auto& name : *it) {
+            auto type = name.is_string() ? events::parse_event_name(name.get<std::string>()) : std::nullopt;
+            if (!type) throw ApiError(ErrorCode::INVALID_REQUEST, "unknown event type " + name.dump(), {}, {"types"});
+            types.insert(*type);
+        }
+    }
+    size_t limit = kRecentEvents;
+    if (auto it = request.params.find("limit"); it != request.params.end()) {
+        if (!it->is_number_integer() || it->get<long long>() < 1)
+            throw ApiError(ErrorCode::INVALID_REQUEST, "'limit' must be a positive whole number", {}, {"limit"});
+        limit = static_cast<size_t>(std::min<long long>(it->get<long long>(), kRecentEvents));
+    }
+    json list = json::array();
+    for (const auto& e : recent_events_)
+        if (types.empty() || types.count(e.type)) list.push_back(e.to_json());
+    if (list.size() > limit) list.erase(list.begin(), list.end() - static_cast<std::ptrdiff_t>(limit));
+    SuccessBody body;
+    body.result = {{"events", list}};
+    return body;
 }
 
 void Service::watch(const Allocation& a) {
@@ -646,9 +695,16 @@ SuccessBody Service::doctor() {
 }
 
 SuccessBody Service::attach(const Request& request, const Owner& peer) {
-    only_params(request.params, {"allocation_id", "pid", "leaf"});
+    only_params(request.params, {"allocation_id", "pid", "leaf", "agent"});
     std::string id = string_param(request.params, "allocation_id", true);
     std::string leaf = string_param(request.params, "leaf", false);
+    std::string agent = string_param(request.params, "agent", false);
+    if (!agent.empty()) {
+        check_agent_name(agent);
+        if (!leaf.empty()) throw ApiError(ErrorCode::INVALID_REQUEST, "give 'leaf' or 'agent', not both", {}, {"leaf", "agent"});
+        // Each agent in its own child group, so its CPU, memory and OOM kills are its own.
+        leaf = "agent-" + agent;
+    }
     if (leaf.empty()) leaf = "main";
     auto pid_it = request.params.find("pid");
     if (pid_it == request.params.end() || !pid_it->is_number_integer())
@@ -663,6 +719,7 @@ SuccessBody Service::attach(const Request& request, const Owner& peer) {
     if (!core::Ledger::holds_capacity(target))
         throw ApiError(ErrorCode::CONFLICT, "Allocation '" + id + "' is " + to_string(target.status) + ", not running yet", {}, {},
                        {"Wait until it is active (resmgr status)"});
+    if (!agent.empty()) monitoring().check_agent_slot(target, agent);
     try {
         backend_.attach(id, leaf, static_cast<pid_t>(pid));
     } catch (const cgroup::BackendError& e) {
@@ -670,11 +727,71 @@ SuccessBody Service::attach(const Request& request, const Owner& peer) {
     }
     ledger_.mark_populated(id);
     persist();
+    if (!agent.empty()) monitoring().agent_started(target, agent, static_cast<pid_t>(pid), clock_());
     SuccessBody body;
     body.result = {{"allocation_id", id}, {"pid", pid}, {"leaf", leaf}, {"cgroup_path", backend_.group_path(id)},
                    {"enforces_limits", backend_.enforces_limits()}};
+    if (!agent.empty()) body.result["agent"] = agent;
     body.resources_affected = 1;
     return body;
+}
+
+SuccessBody Service::detach(const Request& request, const Owner& peer) {
+    only_params(request.params, {"allocation_id", "agent", "exit_status"});
+    std::string id = string_param(request.params, "allocation_id", true);
+    std::string agent = string_param(request.params, "agent", true);
+    ledger_.authorize(id, peer);
+    std::optional<int> status;
+    if (auto it = request.params.find("exit_status"); it != request.params.end()) {
+        if (!it->is_number_integer() || it->get<long long>() < 0 || it->get<long long>() > 255)
+            throw ApiError(ErrorCode::INVALID_REQUEST, "'exit_status' must be a whole number 0..255", {}, {"exit_status"});
+        status = it->get<int>();
+    }
+    if (!monitoring().agent_exited(id, agent, status, clock_()))
+        throw ApiError(ErrorCode::NOT_FOUND, "No agent '" + agent + "' in allocation '" + id + "'", {}, {"agent"});
+    SuccessBody body;
+    body.result = {{"allocation_id", id}, {"agent", agent}, {"exit_status", status ? json(*status) : json(nullptr)}};
+    body.resources_affected = 1;
+    return body;
+}
+
+Monitoring& Service::monitoring() {
+    if (!monitoring_) throw ApiError(ErrorCode::UNSUPPORTED, "Monitoring is not running in this resmgrd");
+    return *monitoring_;
+}
+
+SuccessBody Service::monitoring_operation(const Request& request) {
+    SuccessBody body;
+    const auto& op = request.operation;
+    if (op == "monitor") {
+        if (!request.resource_type.empty() && request.resource_type != "system")
+            throw ApiError(ErrorCode::INVALID_REQUEST, "Unknown monitor target '" + request.resource_type + "'", "expected: system",
+                           {"resource_type"});
+        only_params(request.params, {"include_trends", "detail_level", "export_format"});
+        body.result = monitoring().system_resources();
+    } else if (op == "usage") {
+        only_params(request.params, {"workflow_id", "breakdown_by_phase", "include_efficiency", "compare_baseline"});
+        std::string workflow = request.resource_type.empty() ? string_param(request.params, "workflow_id", true) : request.resource_type;
+        body.result = monitoring().usage(workflow);
+    } else if (op == "capacity") {
+        only_params(request.params, {});
+        body.result = monitoring().capacity();
+    } else {
+        only_params(request.params, {"include_performance", "time_range", "group_by"});
+        body.result = monitoring().status_of(request.resource_type);
+    }
+    if (!backend_.enforces_limits())
+        body.recommendations.push_back("Backend " + backend_.name() + " has no per-allocation cgroup files to sample on this host");
+    return body;
+}
+
+void Service::on_sample() {
+    if (!monitoring_) return;
+    try {
+        monitoring_->sample(clock_());
+    } catch (const std::exception& e) {
+        spdlog::error("sampling pass failed: {}", e.what());
+    }
 }
 
 json Service::reconcile() {

@@ -3,6 +3,7 @@
 // store; SocketServer carries lines between Unix-socket clients and Service on sd-event.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <optional>
@@ -13,6 +14,7 @@
 #include "cgroup/backend.hpp"
 #include "core/ledger.hpp"
 #include "events/event.hpp"
+#include "server/monitoring.hpp"
 #include "resmgr/protocol.hpp"
 #include "state/state_store.hpp"
 
@@ -49,6 +51,12 @@ public:
     void set_hooks(LoopHooks hooks) { hooks_ = std::move(hooks); }
     // Where transitions are reported (journald, alerts.jsonl); none by default.
     void set_event_sink(events::EventSink* sink) { events_ = sink; }
+    // Sampling, thresholds, agents and the monitoring operations; without it those operations
+    // answer UNSUPPORTED and agents are not tracked.
+    void set_monitoring(Monitoring* monitoring) { monitoring_ = monitoring; }
+    // One sampling pass (the loop calls it every monitoring_intervals.resource_check).
+    void on_sample();
+    void publish(events::Event event);
     // Durations: SIGTERM to expired groups, cgroup.kill once their grace period is over.
     void on_timer();
     // cgroup.events changed: a group that held processes and is now empty has completed.
@@ -57,6 +65,7 @@ public:
     void on_supervisor_exit(const std::string& id);
 
     static constexpr size_t kRecentlyEnded = 256;
+    static constexpr size_t kRecentEvents = 200;
 
 private:
     SuccessBody allocate(const Request& request, const Owner& peer);
@@ -67,6 +76,10 @@ private:
     SuccessBody status(const Request& request);
     SuccessBody doctor();
     SuccessBody attach(const Request& request, const Owner& peer);
+    SuccessBody detach(const Request& request, const Owner& peer);
+    SuccessBody recent_events(const Request& request);
+    SuccessBody monitoring_operation(const Request& request);
+    Monitoring& monitoring();
 
     nlohmann::json describe(const Allocation& allocation);
     void persist();
@@ -98,8 +111,11 @@ private:
     std::map<std::string, cgroup::Enforcement> enforcement_;
     LoopHooks hooks_;
     events::EventSink* events_ = nullptr;
+    Monitoring* monitoring_ = nullptr;
     // Final records of ended allocations, newest last, so a wrapper's late release still gets them.
     std::vector<std::pair<std::string, nlohmann::json>> ended_;
+    // The newest events, for `resmgr events` without --follow.
+    std::deque<events::Event> recent_events_;
 };
 
 } // namespace resmgr::server

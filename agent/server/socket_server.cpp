@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <optional>
 #include <filesystem>
 #include <stdexcept>
 
@@ -142,8 +144,65 @@ void SocketServer::serve(ClientConn& c) {
         c.in.erase(0, nl + 1);
         if (!line.empty() && line.back() == '\r') line.pop_back();
         if (line.find_first_not_of(" \t") == std::string::npos) continue;
+        std::optional<Request> request;
+        try {
+            request = parse_request_line(line);
+        } catch (const ApiError&) {
+            // The handler answers malformed lines with the precise error.
+        }
+        if (request && request->operation == "subscribe") {
+            c.out += subscribe(c, *request).dump() + "\n";
+            continue;
+        }
         c.out += handler_(line, c.peer).dump() + "\n";
     }
+}
+
+nlohmann::json SocketServer::subscribe(ClientConn& c, const Request& request) {
+    auto started = std::chrono::steady_clock::now();
+    try {
+        std::set<events::EventType> types;
+        for (auto& [key, value] : request.params.items()) {
+            if (key != "types") throw ApiError(ErrorCode::INVALID_REQUEST, "unknown parameter '" + key + "'", {}, {key});
+            if (!value.is_array()) throw ApiError(ErrorCode::INVALID_REQUEST, "'types' must be a list of event names", {}, {"types"});
+            for (auto& name : value) {
+                auto type = name.is_string() ? events::parse_event_name(name.get<std::string>()) : std::nullopt;
+                if (!type) {
+                    std::string known;
+                    for (auto& n : events::event_names()) known += (known.empty() ? "" : ", ") + n;
+                    throw ApiError(ErrorCode::INVALID_REQUEST, "unknown event type " + name.dump(), "known: " + known, {"types"});
+                }
+                types.insert(*type);
+            }
+        }
+        c.subscriber = true;
+        c.types = std::move(types);
+        SuccessBody body;
+        nlohmann::json names = nlohmann::json::array();
+        for (auto t : c.types) names.push_back(events::to_string(t));
+        body.result = {{"subscribed", c.types.empty() ? nlohmann::json("all") : names}};
+        auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
+        return success_envelope("subscribe", Clock::now(), body, elapsed.count());
+    } catch (const ApiError& e) {
+        return error_envelope("subscribe", e);
+    }
+}
+
+void SocketServer::broadcast(const events::Event& event) {
+    std::string line;
+    std::vector<int> failed;
+    for (auto& [fd, c] : clients_) {
+        if (!c->subscriber || (!c->types.empty() && !c->types.count(event.type))) continue;
+        if (line.empty()) line = event.to_json().dump() + "\n";
+        if (c->out.size() + line.size() > kMaxSubscriberBacklog) {
+            spdlog::warn("dropping event subscriber pid {}: {} bytes unread", c->peer.pid, c->out.size());
+            failed.push_back(fd);
+            continue;
+        }
+        c->out += line;
+        if (!flush(*c)) failed.push_back(fd);
+    }
+    for (int fd : failed) drop(fd);
 }
 
 bool SocketServer::flush(ClientConn& c) {

@@ -8,11 +8,14 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "events/event.hpp"
 #include "resmgr/model.hpp"
+#include "resmgr/protocol.hpp"
 
 namespace resmgr::server {
 
@@ -29,6 +32,12 @@ public:
 
     size_t client_count() const { return clients_.size(); }
     static constexpr size_t kMaxLine = 1 << 20;
+    // A subscriber that lets this much pile up unread is dropped rather than grow the daemon.
+    static constexpr size_t kMaxSubscriberBacklog = 4 << 20;
+
+    // Sends the event as one JSON line to every client that asked with the `subscribe`
+    // operation (params {"types": [...]}; none = all types). Never blocks.
+    void broadcast(const events::Event& event);
 
 private:
     struct ClientConn {
@@ -37,11 +46,15 @@ private:
         sd_event_source* source = nullptr;
         std::string in, out;
         bool closing = false; // close once `out` drains
+        bool subscriber = false;
+        std::set<events::EventType> types; // empty: every type
     };
 
     static int on_accept(sd_event_source*, int fd, uint32_t, void* self);
     static int on_client(sd_event_source*, int fd, uint32_t revents, void* self);
     void serve(ClientConn& c);
+    // Answers a `subscribe` request and turns the connection into an event stream.
+    nlohmann::json subscribe(ClientConn& c, const Request& request);
     bool flush(ClientConn& c); // false when the connection failed
     void drop(int fd);
 
@@ -51,6 +64,16 @@ private:
     int listen_fd_ = -1;
     sd_event_source* listen_source_ = nullptr;
     std::map<int, std::unique_ptr<ClientConn>> clients_;
+};
+
+// The EventBus sink that feeds socket subscribers (`resmgr events --follow`).
+class SubscriberSink : public events::EventSink {
+public:
+    explicit SubscriberSink(SocketServer& server) : server_(server) {}
+    void publish(const events::Event& event) override { server_.broadcast(event); }
+
+private:
+    SocketServer& server_;
 };
 
 } // namespace resmgr::server

@@ -28,6 +28,8 @@ public:
 
     // Sends one request and waits for its response envelope.
     nlohmann::json call(const Request& request);
+    // The next line resmgrd sends (after `subscribe`, one event per line).
+    nlohmann::json read_message();
     int fd() const { return fd_; }
 
 private:

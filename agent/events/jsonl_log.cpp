@@ -1,0 +1,55 @@
+// Bounded JSON-lines files.
+#include "events/jsonl_log.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+
+namespace resmgr::events {
+namespace {
+
+// Birth time (statx) where the filesystem records one, else the last change: a file whose age
+// is unknown must still rotate eventually.
+std::optional<TimePoint> file_started(const std::string& path) {
+    struct statx sx {};
+    if (::statx(AT_FDCWD, path.c_str(), 0, STATX_BTIME | STATX_MTIME, &sx) != 0) return std::nullopt;
+    const auto& t = (sx.stx_mask & STATX_BTIME) ? sx.stx_btime : sx.stx_mtime;
+    return TimePoint(std::chrono::duration_cast<Clock::duration>(std::chrono::seconds(t.tv_sec) + std::chrono::nanoseconds(t.tv_nsec)));
+}
+
+} // namespace
+
+JsonlLog::JsonlLog(std::string path, std::uint64_t max_bytes, Seconds max_age, ClockFn clock)
+    : path_(std::move(path)), max_bytes_(max_bytes), max_age_(max_age), clock_(std::move(clock)) {
+    started_ = file_started(path_);
+}
+
+void JsonlLog::rotate_if_due() {
+    struct stat st {};
+    if (::stat(path_.c_str(), &st) != 0) {
+        started_.reset();
+        return;
+    }
+    bool too_big = static_cast<std::uint64_t>(st.st_size) >= max_bytes_;
+    bool too_old = max_age_.count() > 0 && started_ && clock_() - *started_ >= max_age_;
+    if (!too_big && !too_old) return;
+    std::rename(path_.c_str(), (path_ + ".1").c_str());
+    started_.reset();
+}
+
+void JsonlLog::append(const nlohmann::json& record) {
+    rotate_if_due();
+    std::string line = record.dump() + "\n";
+    int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) throw std::runtime_error("cannot open " + path_ + ": " + std::strerror(errno));
+    ssize_t n = ::write(fd, line.data(), line.size());
+    ::close(fd);
+    if (n != static_cast<ssize_t>(line.size())) throw std::runtime_error("short write to " + path_);
+    if (!started_) started_ = clock_();
+}
+
+} // namespace resmgr::events

@@ -1,0 +1,53 @@
+// The sampler: one pass over the node (/proc, PSI, statvfs) and every watched group (cgroup
+// files), turning cumulative counters into rates against the previous pass (node CPU %, cores
+// used per group). It keeps only the previous counters; what to do with a sample (thresholds,
+// history, events) is the caller's.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "monitor/group_stats.hpp"
+#include "monitor/proc.hpp"
+
+namespace resmgr::monitor {
+
+struct GroupProbe {
+    std::string key; // allocation id, or "<allocation id>/<agent name>"
+    std::string dir; // absolute cgroup directory
+};
+
+struct GroupUsage {
+    GroupSample sample;
+    // Average CPU cores used since the previous sample of this group (cpu.stat usage_usec).
+    std::optional<double> cpu_cores;
+    nlohmann::json to_json() const;
+};
+
+struct Snapshot {
+    TimePoint time{};
+    NodeSample node;
+    std::map<std::string, GroupUsage> groups;
+    nlohmann::json to_json() const;
+};
+
+class Sampler {
+public:
+    explicit Sampler(NodeSources sources) : sources_(std::move(sources)) {}
+    Snapshot sample(const std::vector<GroupProbe>& groups, TimePoint now);
+
+private:
+    struct Previous {
+        std::uint64_t usage_usec = 0;
+        TimePoint time{};
+    };
+    NodeSources sources_;
+    std::optional<CpuTimes> previous_cpu_;
+    std::map<std::string, Previous> previous_usage_;
+};
+
+} // namespace resmgr::monitor

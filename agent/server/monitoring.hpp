@@ -1,0 +1,104 @@
+// Monitoring owns what resmgrd measures and says about the node: each sampling pass (the node
+// and every allocation's and agent's group, agent/monitor), the threshold monitor and its
+// events, the agent pool (agents observed in their own child groups, not declared),
+// monitoring/usage_history.jsonl, and the answers of monitor / status <type> / usage / capacity.
+// It reads the ledger, never changes it.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cgroup/backend.hpp"
+#include "core/ledger.hpp"
+#include "events/event.hpp"
+#include "events/jsonl_log.hpp"
+#include "monitor/sampler.hpp"
+#include "monitor/threshold.hpp"
+
+namespace resmgr::server {
+
+// One process started with `resmgr-run --agent NAME`, living in its own child group.
+struct Agent {
+    enum class State { active, idle, exited, failed };
+    std::string allocation_id, workflow_id, name;
+    pid_t pid = 0;
+    std::string cgroup_dir; // empty when the backend has no groups (accounting)
+    TimePoint started{}, last_active{};
+    State state = State::active;
+    std::optional<int> exit_status; // as the shell reports it: 128+N for signal N
+    std::string reason;             // why failed
+    double cpu_cores = 0;           // at the last sample
+    bool live() const { return state == State::active || state == State::idle; }
+    nlohmann::json to_json() const;
+};
+std::string to_string(Agent::State state);
+
+class Monitoring {
+public:
+    using EmitFn = std::function<void(events::Event)>;
+    struct Options {
+        monitor::NodeSources sources;
+        std::string history_path; // empty: no usage history
+        std::string cgroup_mount; // where /proc/PID/cgroup paths are rooted (e.g. /sys/fs/cgroup)
+    };
+    Monitoring(const core::Ledger& ledger, cgroup::CgroupBackend& backend, Options options, EmitFn emit);
+
+    // One pass: sample, thresholds, agent states, one usage_history line.
+    void sample(TimePoint now);
+    Millis interval() const { return ledger_.policy().resource_check_interval(); }
+    const std::optional<monitor::Snapshot>& latest() const { return latest_; }
+
+    // The agent pool. agent_started throws ApiError when the allocation has no free agent slot.
+    void check_agent_slot(const Allocation& allocation, const std::string& name) const;
+    void agent_started(const Allocation& allocation, const std::string& name, pid_t pid, TimePoint now);
+    // Returns false when no such live agent is known.
+    bool agent_exited(const std::string& allocation_id, const std::string& name, std::optional<int> exit_status, TimePoint now);
+    int live_agents(const std::string& allocation_id) const;
+    // The allocation ended: its live agents become exited (ended agents are kept, the newest
+    // kMaxEndedAgents of them, so failures stay visible after their allocation is gone).
+    void forget_allocation(const std::string& allocation_id);
+    // OOM kills in the allocation's group already reported by sampling (so the final count at
+    // release reports only the rest).
+    std::uint64_t oom_kills_reported(const std::string& allocation_id) const;
+    static constexpr size_t kMaxEndedAgents = 64;
+
+    // Operations, in the seed's shapes, with measured values only (null + a reason otherwise).
+    nlohmann::json system_resources() const;              // monitor system
+    nlohmann::json status_of(const std::string& type) const; // agents|workflows|cpu|memory|storage
+    nlohmann::json usage(const std::string& workflow_id) const;
+    nlohmann::json capacity() const;
+
+private:
+    nlohmann::json agent_pool() const;
+    nlohmann::json compute() const;
+    nlohmann::json storage() const;
+    nlohmann::json allocation_usage(const Allocation& a) const;
+    void observe_threshold(const std::string& metric, std::optional<double> value, TimePoint now);
+    void update_agents(const monitor::Snapshot& snap, TimePoint now);
+    void report_oom_kills(const monitor::Snapshot& snap, TimePoint now);
+    void append_history(const monitor::Snapshot& snap);
+
+    const core::Ledger& ledger_;
+    cgroup::CgroupBackend& backend_;
+    Options options_;
+    EmitFn emit_;
+    monitor::Sampler sampler_;
+    monitor::ThresholdMonitor thresholds_;
+    std::optional<events::JsonlLog> history_;
+    std::optional<monitor::Snapshot> latest_;
+    std::map<std::string, Agent> agents_; // "<allocation id>/<name>"
+    std::map<std::string, std::uint64_t> oom_reported_;
+    // Since start: for capacity's utilization analysis.
+    struct Peaks {
+        TimePoint since{};
+        double cpu_peak = 0, memory_peak = 0, cpu_sum = 0;
+        int agents_peak = 0;
+        std::uint64_t samples = 0;
+    } peaks_;
+};
+
+} // namespace resmgr::server

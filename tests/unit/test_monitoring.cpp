@@ -1,0 +1,372 @@
+// The threshold monitor, bounded JSONL files, the sampler's rates, and the monitoring
+// operations and agent pool through the Service (fake backend, fake /proc and cgroup trees).
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <memory>
+
+#include "events/jsonl_log.hpp"
+#include "fake_backend.hpp"
+#include "monitor/sampler.hpp"
+#include "monitor/threshold.hpp"
+#include "server/service.hpp"
+#include "tests_support.hpp"
+
+using namespace resmgr;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kFixtures = fs::path(RESMGR_SOURCE_DIR) / "tests/unit/fixtures/monitor";
+const TimePoint kT0 = *parse_timestamp("2025-01-15T11:30:00Z");
+
+void write(const fs::path& path, const std::string& text) {
+    fs::create_directories(path.parent_path());
+    std::ofstream(path) << text;
+}
+
+// cpu line with `busy` user ticks and `idle` idle ticks (other counters 0).
+std::string proc_stat(std::uint64_t busy, std::uint64_t idle) {
+    return "cpu  " + std::to_string(busy) + " 0 0 " + std::to_string(idle) + " 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\n";
+}
+
+size_t line_count(const fs::path& path) {
+    std::ifstream in(path);
+    size_t n = 0;
+    for (std::string line; std::getline(in, line);) ++n;
+    return n;
+}
+
+monitor::ThresholdRule cpu_rule() { return {"cpu", 80, 5, Seconds(300), "warning"}; }
+
+} // namespace
+
+TEST(Threshold, RaisesAtThresholdAndClearsOnlyBelowTheMargin) {
+    monitor::ThresholdMonitor m({cpu_rule()});
+    using Kind = monitor::ThresholdChange::Kind;
+    EXPECT_FALSE(m.observe("cpu", 79.9, kT0));
+    auto raised = m.observe("cpu", 80.0, kT0 + Seconds(1));
+    ASSERT_TRUE(raised);
+    EXPECT_EQ(raised->kind, Kind::raised);
+    EXPECT_TRUE(m.raised("cpu"));
+    // Inside the hysteresis band (75..80): neither cleared nor repeated.
+    EXPECT_FALSE(m.observe("cpu", 76, kT0 + Seconds(2)));
+    EXPECT_FALSE(m.observe("cpu", 75, kT0 + Seconds(3)));
+    auto cleared = m.observe("cpu", 74.9, kT0 + Seconds(4));
+    ASSERT_TRUE(cleared);
+    EXPECT_EQ(cleared->kind, Kind::cleared);
+    EXPECT_FALSE(m.raised("cpu"));
+    EXPECT_FALSE(m.observe("cpu", 79, kT0 + Seconds(5)));
+    EXPECT_EQ(m.observe("cpu", 95, kT0 + Seconds(6))->kind, Kind::raised);
+}
+
+TEST(Threshold, RepeatsNoMoreOftenThanTheInterval) {
+    monitor::ThresholdMonitor m({cpu_rule()});
+    ASSERT_TRUE(m.observe("cpu", 90, kT0));
+    for (int s = 1; s < 300; s += 30) EXPECT_FALSE(m.observe("cpu", 90, kT0 + Seconds(s))) << s;
+    auto again = m.observe("cpu", 91, kT0 + Seconds(300));
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->kind, monitor::ThresholdChange::Kind::repeated);
+    EXPECT_FALSE(m.observe("cpu", 91, kT0 + Seconds(301)));
+    EXPECT_FALSE(m.observe("memory", 100, kT0)) << "metrics without a rule are ignored";
+}
+
+TEST(Threshold, RulesComeFromThePolicyWithTheSeedDefaults) {
+    auto rules = monitor::threshold_rules(core::Policy::defaults());
+    std::map<std::string, monitor::ThresholdRule> by_metric;
+    for (auto& r : rules) by_metric[r.metric] = r;
+    EXPECT_EQ(by_metric.at("cpu").threshold, 80);
+    EXPECT_EQ(by_metric.at("memory").threshold, 85);
+    EXPECT_EQ(by_metric.at("agent_pool").threshold, 90);
+    EXPECT_EQ(by_metric.at("agent_pool").severity, "critical");
+}
+
+TEST(Threshold, PolicyRejectsBadThresholdsAndIntervals) {
+    auto bad = [](json policy) { return code_of([&] { core::parse_policy({{"resource_policies", policy}}); }); };
+    EXPECT_EQ(bad({{"thresholds", {{"cpu", {{"threshold", 120}}}}}}), ErrorCode::INVALID_REQUEST);
+    EXPECT_EQ(bad({{"thresholds", {{"cpu", {{"severity", "panic"}}}}}}), ErrorCode::INVALID_REQUEST);
+    EXPECT_EQ(bad({{"thresholds", {{"disk", {{"threshold", 50}}}}}}), ErrorCode::INVALID_REQUEST);
+    EXPECT_EQ(bad({{"monitoring_intervals", {{"resource_check", "500ms"}}}}), ErrorCode::INVALID_REQUEST);
+    auto p = core::parse_policy({{"resource_policies", {{"monitoring_intervals", {{"resource_check", "1s"}}},
+                                                        {"thresholds", {{"cpu", {{"threshold", 5}, {"severity", "critical"}}},
+                                                                        {"repeat_interval", "10s"}}}}}});
+    EXPECT_EQ(p.resource_check_interval(), Millis(1000));
+    EXPECT_EQ(p.thresholds.at("cpu").threshold, 5);
+    EXPECT_EQ(p.threshold_repeat_interval, Seconds(10));
+    EXPECT_EQ(core::parse_policy(p.to_json()).to_json(), p.to_json()) << "to_json round-trips";
+}
+
+TEST(JsonlLog, RotatesBySizeKeepingOneGeneration) {
+    TempDir dir;
+    auto path = dir.path() / "history.jsonl";
+    events::JsonlLog log(path.string(), 200);
+    for (int i = 0; i < 20; ++i) log.append({{"i", i}, {"pad", std::string(20, 'x')}});
+    EXPECT_TRUE(fs::exists(path.string() + ".1"));
+    EXPECT_LE(fs::file_size(path), 200u + 60);
+    EXPECT_FALSE(fs::exists(path.string() + ".2"));
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) EXPECT_TRUE(json::accept(line)) << "whole lines only: " << line;
+}
+
+TEST(JsonlLog, RotatesByAge) {
+    TempDir dir;
+    auto path = dir.path() / "history.jsonl";
+    TimePoint now = Clock::now();
+    events::JsonlLog log(path.string(), 1 << 20, Seconds(3600), [&] { return now; });
+    log.append({{"n", 1}});
+    now += Seconds(1800);
+    log.append({{"n", 2}});
+    EXPECT_FALSE(fs::exists(path.string() + ".1"));
+    now += Seconds(1801);
+    log.append({{"n", 3}});
+    EXPECT_TRUE(fs::exists(path.string() + ".1"));
+    EXPECT_EQ(line_count(path), 1u);
+    EXPECT_EQ(line_count(path.string() + ".1"), 2u);
+}
+
+TEST(Sampler, DerivesNodeCpuPercentAndGroupCoresFromCounterDeltas) {
+    TempDir dir;
+    fs::copy(kFixtures / "proc", dir.path() / "proc", fs::copy_options::recursive);
+    fs::copy(kFixtures / "group", dir.path() / "g", fs::copy_options::recursive);
+    write(dir.path() / "proc/stat", proc_stat(1000, 1000));
+    write(dir.path() / "g/cpu.stat", "usage_usec 1000000\nuser_usec 1\nsystem_usec 1\n");
+    monitor::Sampler sampler({(dir.path() / "proc").string(), {dir.path().string()}});
+    auto first = sampler.sample({{"a", (dir.path() / "g").string()}}, kT0);
+    EXPECT_FALSE(first.node.cpu_utilization_percent) << "no rate from one sample";
+    EXPECT_FALSE(first.groups.at("a").cpu_cores);
+    ASSERT_TRUE(first.node.memory);
+    ASSERT_EQ(first.node.disks.size(), 1u);
+
+    write(dir.path() / "proc/stat", proc_stat(1300, 1100)); // 300 busy of 400 ticks
+    write(dir.path() / "g/cpu.stat", "usage_usec 4000000\nuser_usec 1\nsystem_usec 1\n"); // 3 s of CPU in 2 s
+    auto second = sampler.sample({{"a", (dir.path() / "g").string()}}, kT0 + Seconds(2));
+    EXPECT_DOUBLE_EQ(*second.node.cpu_utilization_percent, 75.0);
+    EXPECT_DOUBLE_EQ(*second.groups.at("a").cpu_cores, 1.5);
+
+    // A recreated group (counter went back) gives no rate instead of a nonsense one.
+    write(dir.path() / "g/cpu.stat", "usage_usec 10\n");
+    auto third = sampler.sample({{"a", (dir.path() / "g").string()}}, kT0 + Seconds(4));
+    EXPECT_FALSE(third.groups.at("a").cpu_cores);
+}
+
+TEST(Sampler, MissingAndGarbageSourcesDegradeWithReasons) {
+    TempDir dir;
+    write(dir.path() / "proc/stat", "cpu garbage\n");
+    write(dir.path() / "g/memory.current", "12abc\n");
+    monitor::Sampler sampler({(dir.path() / "proc").string(), {(dir.path() / "nowhere").string()}});
+    auto snap = sampler.sample({{"a", (dir.path() / "g").string()}}, kT0);
+    EXPECT_FALSE(snap.node.cpu_times);
+    EXPECT_FALSE(snap.node.memory);
+    EXPECT_GE(snap.node.unavailable.size(), 5u) << json(snap.node.unavailable).dump();
+    EXPECT_FALSE(snap.groups.at("a").sample.memory_current_bytes);
+    EXPECT_NO_THROW((void)snap.to_json().dump());
+}
+
+TEST(ProcCgroup, TakesTheV2LineOnHybridHosts) {
+    EXPECT_EQ(monitor::parse_proc_cgroup_v2("12:pids:/user.slice\n1:name=systemd:/x\n0::/resmgr/alloc_1/agent-a\n"),
+              "/resmgr/alloc_1/agent-a");
+    EXPECT_THROW(monitor::parse_proc_cgroup_v2("12:pids:/user.slice\n"), monitor::ParseError);
+    EXPECT_THROW(monitor::parse_proc_cgroup_v2("0::relative\n"), monitor::ParseError);
+    EXPECT_THROW(monitor::parse_proc_cgroup_v2(""), monitor::ParseError);
+}
+
+namespace {
+
+const Owner kAlice{1000, 100};
+
+struct RecordingSink : events::EventSink {
+    std::vector<events::Event> events;
+    void publish(const events::Event& e) override { events.push_back(e); }
+    size_t count(events::EventType type) const {
+        return std::count_if(events.begin(), events.end(), [&](auto& e) { return e.type == type; });
+    }
+};
+
+// A Service with Monitoring over a fake /proc and fake group directories under a temp dir.
+struct MonitoredDaemon {
+    TempDir dir;
+    FakeBackend backend;
+    RecordingSink sink;
+    std::unique_ptr<state::StateStore> store;
+    std::unique_ptr<core::Ledger> ledger;
+    std::unique_ptr<server::Service> service;
+    std::unique_ptr<server::Monitoring> monitoring;
+    TimePoint now = kT0;
+    std::uint64_t busy = 1000, idle = 1000;
+
+    explicit MonitoredDaemon(json policy = json::object()) {
+        fs::copy(kFixtures / "proc", dir.path() / "proc", fs::copy_options::recursive);
+        write(dir.path() / "proc/stat", proc_stat(busy, idle));
+        backend.root = (dir.path() / "cg").string();
+        store = std::make_unique<state::StateStore>(dir.path() / "state");
+        ledger = std::make_unique<core::Ledger>(core::NodeCapacity{8, 16 * kGiB}, core::parse_policy({{"resource_policies", policy}}));
+        service = std::make_unique<server::Service>(*ledger, backend, *store, [this] { return now; }, json::object(), json::object());
+        service->set_event_sink(&sink);
+        server::Monitoring::Options options;
+        options.sources = {(dir.path() / "proc").string(), {dir.path().string()}};
+        options.history_path = (dir.path() / "state/monitoring/usage_history.jsonl").string();
+        monitoring = std::make_unique<server::Monitoring>(*ledger, backend, options, [this](events::Event e) { service->publish(std::move(e)); });
+        service->set_monitoring(monitoring.get());
+    }
+    json call(json request, const Owner& peer = kAlice) { return service->handle_line(request.dump(), peer); }
+    std::string allocate(json resources, const std::string& workflow = "wf") {
+        json r = call({{"operation", "allocate"}, {"params", {{"workflow_id", workflow}, {"priority", "high"}, {"resources", resources}}}});
+        EXPECT_EQ(r["status"], "success") << r.dump(2);
+        std::string id = r["result"]["allocation_id"];
+        fs::create_directories(dir.path() / "cg");
+        fs::copy(kFixtures / "group", dir.path() / "cg" / id, fs::copy_options::recursive);
+        return id;
+    }
+    // Advance the clock by `seconds` with the node `percent` busy, then sample.
+    void tick(int seconds, double percent) {
+        std::uint64_t ticks = static_cast<std::uint64_t>(seconds) * 100;
+        busy += static_cast<std::uint64_t>(ticks * percent / 100);
+        idle += ticks - static_cast<std::uint64_t>(ticks * percent / 100);
+        write(dir.path() / "proc/stat", proc_stat(busy, idle));
+        now += Seconds(seconds);
+        service->on_sample();
+    }
+};
+
+} // namespace
+
+TEST(Monitoring, CpuThresholdRaisesOnceClearsAndReachesEventsOperation) {
+    MonitoredDaemon d(json{{"thresholds", {{"cpu", {{"threshold", 50}}}, {"clear_margin", 10}}}});
+    d.service->on_sample();
+    d.tick(1, 90);
+    d.tick(1, 95);
+    EXPECT_EQ(d.sink.count(events::EventType::threshold_raised), 1u);
+    const auto& raised = d.sink.events.back();
+    EXPECT_EQ(raised.metric, "cpu");
+    EXPECT_NEAR(*raised.value, 90, 0.01);
+    EXPECT_EQ(*raised.threshold, 50);
+    EXPECT_EQ(raised.priority, LOG_WARNING);
+    d.tick(1, 45); // inside the band
+    EXPECT_EQ(d.sink.count(events::EventType::threshold_cleared), 0u);
+    d.tick(1, 10);
+    EXPECT_EQ(d.sink.count(events::EventType::threshold_cleared), 1u);
+
+    json recent = d.call({{"operation", "events"}, {"params", {{"types", {"threshold"}}}}});
+    ASSERT_EQ(recent["status"], "success") << recent.dump(2);
+    ASSERT_EQ(recent["result"]["events"].size(), 1u);
+    EXPECT_EQ(recent["result"]["events"][0]["event"], "RESOURCE_THRESHOLD");
+    EXPECT_EQ(d.call({{"operation", "events"}, {"params", {{"types", {"nonsense"}}}}})["error"]["code"], "INVALID_REQUEST");
+    EXPECT_EQ(line_count(d.dir.path() / "state/monitoring/usage_history.jsonl"), 5u);
+}
+
+TEST(Monitoring, MonitorSystemHasTheSeedShapeWithMeasuredValues) {
+    MonitoredDaemon d;
+    d.allocate({{"cpu_cores", 2}, {"memory_gb", 4}, {"agents", 2}});
+    d.service->on_sample();
+    d.tick(2, 30);
+    json r = d.call({{"operation", "monitor"}, {"resource_type", "system"}});
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    const json& compute = r["result"]["system_resources"]["compute"];
+    EXPECT_EQ(compute["cpu_cores"]["total"], 8);
+    EXPECT_EQ(compute["cpu_cores"]["allocated"], 2);
+    EXPECT_NEAR(compute["cpu_cores"]["utilization_percent"].get<double>(), 30, 0.01);
+    EXPECT_TRUE(compute["memory"]["utilization_percent"].is_number());
+    EXPECT_TRUE(compute["storage"]["total_gb"].is_number());
+    const json& pool = r["result"]["system_resources"]["workflow_resources"]["agent_pool"];
+    EXPECT_EQ(pool["max_agents"], 20);
+    EXPECT_EQ(pool["reserved_agents"], 2);
+    EXPECT_EQ(pool["active_agents"], 0);
+    EXPECT_EQ(r["result"]["system_resources"]["workflow_resources"]["concurrent_workflows"]["active_workflows"], 1);
+    EXPECT_TRUE(r["result"]["pressure"]["cpu"]["some"]["avg10"].is_number());
+    EXPECT_EQ(d.call({{"operation", "monitor"}, {"resource_type", "galaxy"}})["error"]["code"], "INVALID_REQUEST");
+}
+
+TEST(Monitoring, UsageReportsUsedVersusAllocatedThrottlingAndOomFromGroupFiles) {
+    MonitoredDaemon d;
+    std::string id = d.allocate({{"cpu_cores", 2}, {"memory_gb", 4}});
+    write(d.dir.path() / "cg" / id / "cpu.stat", "usage_usec 0\nnr_periods 10\nnr_throttled 3\nthrottled_usec 500\n");
+    d.service->on_sample();
+    write(d.dir.path() / "cg" / id / "cpu.stat", "usage_usec 1000000\nnr_periods 20\nnr_throttled 7\nthrottled_usec 900\n");
+    d.tick(1, 50);
+    json r = d.call({{"operation", "usage"}, {"resource_type", "wf"}});
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    const json& a = r["result"]["allocations"][0];
+    EXPECT_DOUBLE_EQ(a["used"]["cpu_cores"].get<double>(), 1.0);
+    EXPECT_DOUBLE_EQ(a["efficiency"]["cpu_percent"].get<double>(), 50.0);
+    EXPECT_EQ(a["throttling"]["nr_throttled"], 7);
+    EXPECT_EQ(a["memory_events"]["oom_kill"], 1); // from the fixture
+    EXPECT_TRUE(a["used"]["memory_bytes"].is_number());
+    EXPECT_EQ(d.call({{"operation", "usage"}, {"resource_type", "nobody"}})["error"]["code"], "NOT_FOUND");
+    // The fixture's oom_kill 1 was reported once by sampling, not again on later passes or at release.
+    EXPECT_EQ(d.sink.count(events::EventType::oom_kill), 1u);
+    d.tick(1, 50);
+    EXPECT_EQ(d.sink.count(events::EventType::oom_kill), 1u);
+    EXPECT_EQ(d.call({{"operation", "release"}, {"params", {{"allocation_id", id}}}})["status"], "success");
+    EXPECT_EQ(d.sink.count(events::EventType::oom_kill), 1u);
+}
+
+TEST(Monitoring, AgentsTakeSlotsAndFailuresAreCounted) {
+    MonitoredDaemon d;
+    std::string id = d.allocate({{"cpu_cores", 1}, {"agents", 1}});
+    json attach{{"operation", "attach"}, {"params", {{"allocation_id", id}, {"pid", kAlice.pid}, {"agent", "coder"}}}};
+    json r = d.call(attach);
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    EXPECT_EQ(r["result"]["leaf"], "agent-coder");
+    // One slot, in use: a second agent is refused, the same name is a conflict.
+    json second = attach;
+    second["params"]["agent"] = "reviewer";
+    EXPECT_EQ(d.call(second)["error"]["code"], "RESOURCE_EXHAUSTED");
+    EXPECT_EQ(d.call(attach)["error"]["code"], "CONFLICT");
+    json bad_name = attach;
+    bad_name["params"]["agent"] = "../etc";
+    EXPECT_EQ(d.call(bad_name)["error"]["code"], "INVALID_REQUEST");
+
+    json agents = d.call({{"operation", "status"}, {"resource_type", "agents"}});
+    EXPECT_EQ(agents["result"]["agent_pool"]["active_agents"], 1);
+    EXPECT_EQ(agents["result"]["agent_pool"]["reserved_agents"], 0);
+
+    r = d.call({{"operation", "detach"}, {"params", {{"allocation_id", id}, {"agent", "coder"}, {"exit_status", 3}}}});
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    agents = d.call({{"operation", "status"}, {"resource_type", "agents"}});
+    EXPECT_EQ(agents["result"]["agent_pool"]["failed_agents"], 1);
+    EXPECT_EQ(agents["result"]["agent_pool"]["active_agents"], 0);
+    EXPECT_EQ(agents["result"]["agents"][0]["reason"], "exited with status 3");
+    // The slot is free again.
+    EXPECT_EQ(d.call(second)["status"], "success");
+    EXPECT_EQ(d.call({{"operation", "detach"}, {"params", {{"allocation_id", id}, {"agent", "ghost"}}}})["error"]["code"], "NOT_FOUND");
+}
+
+TEST(Monitoring, AgentPoolThresholdIsCritical) {
+    MonitoredDaemon d(json{{"agent_pool", {{"max_agents", 2}}}, {"allocation_limits", {{"max_agents_per_workflow", 2}}}});
+    std::string id = d.allocate({{"cpu_cores", 1}, {"agents", 2}});
+    for (const char* name : {"a", "b"})
+        ASSERT_EQ(d.call({{"operation", "attach"}, {"params", {{"allocation_id", id}, {"pid", kAlice.pid}, {"agent", name}}}})["status"], "success");
+    d.service->on_sample();
+    ASSERT_EQ(d.sink.count(events::EventType::threshold_raised), 1u);
+    EXPECT_EQ(d.sink.events.back().metric, "agent_pool");
+    EXPECT_EQ(d.sink.events.back().priority, LOG_CRIT);
+}
+
+TEST(Monitoring, StatusTypesAndCapacity) {
+    MonitoredDaemon d;
+    d.allocate({{"cpu_cores", 2}, {"memory_gb", 4}});
+    d.service->on_sample();
+    d.tick(1, 60);
+    for (const char* type : {"cpu", "memory", "storage", "workflows", "agents"}) {
+        json r = d.call({{"operation", "status"}, {"resource_type", type}});
+        EXPECT_EQ(r["status"], "success") << type << r.dump(2);
+    }
+    EXPECT_EQ(d.call({{"operation", "status"}, {"resource_type", "gpu"}})["error"]["code"], "INVALID_REQUEST");
+    json c = d.call({{"operation", "capacity"}});
+    ASSERT_EQ(c["status"], "success") << c.dump(2);
+    EXPECT_EQ(c["result"]["current_capacity"]["cpu_cores"], 8);
+    EXPECT_EQ(c["result"]["allocated"]["cpu_cores"], 2);
+    EXPECT_NEAR(c["result"]["utilization_analysis"]["peak_cpu_usage"].get<double>(), 60, 0.01);
+}
+
+TEST(Monitoring, WithoutMonitoringTheOperationsSayUnsupported) {
+    TempDir dir;
+    FakeBackend backend;
+    state::StateStore store(dir.path());
+    core::Ledger ledger(core::NodeCapacity{8, 16 * kGiB}, core::Policy::defaults());
+    server::Service service(ledger, backend, store, [] { return kT0; }, json::object(), json::object());
+    json r = service.handle_line(R"({"operation":"monitor","resource_type":"system"})", kAlice);
+    EXPECT_EQ(r["error"]["code"], "UNSUPPORTED");
+}
