@@ -74,6 +74,8 @@ int follow_events(const std::string& path, resmgr::Request request, bool human) 
             resmgr::cli::print_error(std::cerr, "resmgr", answer);
             return 1;
         }
+        const json& subscribed = answer["result"]["subscribed"];
+        std::cerr << "resmgr: following " << (subscribed.is_string() ? "all events" : subscribed.dump()) << " from " << path << std::endl;
         for (;;) print_event(client.read_message(), human);
     } catch (const resmgr::ClientError& e) {
         std::cerr << "resmgr: events: " << e.what() << "\n";

@@ -1,6 +1,8 @@
 // resmgrd + resmgr + resmgr-run on this host's real cgroup2 hierarchy, through the real socket.
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include <nlohmann/json.hpp>
 
 #include "host_support.hpp"
@@ -26,8 +28,12 @@ protected:
         log = dir + "/resmgrd.log";
         root = mount + "/resmgr-hosttest-" + std::to_string(::getpid());
         // Workflow limits far above this node, so over-asking meets the node's capacity.
+        // Sampling every second; the cpu threshold high enough that only the burner test's two
+        // burners (every core busy) reach it, with a wide band so it clears when they stop.
         std::ofstream(dir + "/policy.json") << R"({"resource_policies":{"allocation_limits":)"
-                                               R"({"max_cpu_per_workflow":4096,"max_memory_per_workflow":1048576}}})";
+                                               R"({"max_cpu_per_workflow":4096,"max_memory_per_workflow":1048576},)"
+                                               R"("monitoring_intervals":{"resource_check":"1s"},)"
+                                               R"("thresholds":{"cpu":{"threshold":90},"clear_margin":30,"repeat_interval":"1h"}}})";
         start();
     }
 
@@ -281,4 +287,67 @@ TEST_F(DaemonHost, DoctorExplainsTheHost) {
     json r = cli_json({"doctor"});
     EXPECT_EQ(r["result"]["daemon"]["backend"], "cgroupfs");
     EXPECT_TRUE(r["result"]["host"].contains("cgroup_mode")) << r.dump(2);
+}
+
+TEST_F(DaemonHost, CpuBurnersRaiseTheThresholdEventAndFollowersSeeItClear) {
+    std::string follow_log = dir + "/follow.log";
+    pid_t follower = spawn({RESMGR_CLI_PATH, "--socket", socket, "--json", "events", "--follow", "--type", "threshold", "--type",
+                            "threshold_cleared"},
+                           follow_log);
+    ASSERT_TRUE(wait_until([&] { return slurp(follow_log).find("resmgr: following") != std::string::npos; }, std::chrono::seconds(5)))
+        << slurp(follow_log);
+    std::vector<pid_t> burners;
+    long cores = ::sysconf(_SC_NPROCESSORS_ONLN);
+    for (long i = 0; i < cores; ++i) burners.push_back(spawn({"/bin/sh", "-c", "while :; do :; done"}, "/dev/null"));
+    bool raised = wait_until([&] { return slurp(follow_log).find(R"("event":"RESOURCE_THRESHOLD")") != std::string::npos; }, std::chrono::seconds(20));
+    for (pid_t b : burners) ::kill(b, SIGKILL);
+    for (pid_t b : burners) ::waitpid(b, nullptr, 0);
+    ASSERT_TRUE(raised) << "no threshold event while " << cores << " burners ran; follower saw:\n" << slurp(follow_log);
+    bool cleared = wait_until([&] { return slurp(follow_log).find(R"("event":"RESOURCE_THRESHOLD_CLEARED")") != std::string::npos; }, std::chrono::seconds(20));
+    ::kill(follower, SIGTERM);
+    ::waitpid(follower, nullptr, 0);
+    ASSERT_TRUE(cleared) << slurp(follow_log);
+    // Each event line is the event as JSON with the seed's fields.
+    std::istringstream lines(slurp(follow_log));
+    int raised_events = 0;
+    for (std::string line; std::getline(lines, line);) {
+        json e = json::parse(line, nullptr, false);
+        if (e.is_discarded() || e.value("event", "") != "RESOURCE_THRESHOLD") continue;
+        ++raised_events;
+        EXPECT_EQ(e["metric"], "cpu");
+        EXPECT_GE(e["current"].get<double>(), 90.0);
+        EXPECT_EQ(e["threshold"], 90.0);
+        EXPECT_EQ(e["details"]["severity"], "warning");
+    }
+    EXPECT_EQ(raised_events, 1) << "hysteresis and repeat suppression: one raise per episode";
+    json recent = cli_json({"events", R"({"types":["threshold_cleared"]})"});
+    EXPECT_EQ(recent["result"]["events"].size(), 1u) << recent.dump(2);
+    EXPECT_TRUE(std::filesystem::file_size(dir + "/state/monitoring/usage_history.jsonl") > 0);
+}
+
+TEST_F(DaemonHost, AgentsRunInTheirOwnGroupTakeSlotsAndFailuresAreObserved) {
+    std::string id = allocate(R"({"workflow_id":"pool","resources":{"cpu_cores":1,"agents":1}})");
+    ASSERT_FALSE(id.empty());
+    std::string agent_log = dir + "/agent.log";
+    pid_t agent = spawn({RESMGR_RUN_PATH, "--socket", socket, "--allocation", id, "--agent", "coder", "--", "/bin/sh", "-c",
+                         "cat /proc/self/cgroup; sleep 3"},
+                        agent_log);
+    ASSERT_TRUE(wait_until([&] { return slurp(agent_log).find("agent-coder") != std::string::npos; }, std::chrono::seconds(5)))
+        << slurp(agent_log);
+    RunResult second = resmgr_run({"--allocation", id, "--agent", "reviewer", "--", "/bin/true"});
+    EXPECT_EQ(second.status, 125);
+    EXPECT_NE(second.err.find("RESOURCE_EXHAUSTED"), std::string::npos) << second.err;
+    json agents = cli_json({"status", "agents"});
+    EXPECT_EQ(agents["result"]["agent_pool"]["active_agents"], 1) << agents.dump(2);
+    EXPECT_NE(agents["result"]["agents"][0]["cgroup_path"].get<std::string>().find("/" + id + "/agent-coder"), std::string::npos);
+    int status = 0;
+    ::waitpid(agent, &status, 0);
+    EXPECT_EQ(host::decode_status(status), 0);
+
+    // A standalone agent that fails: its own allocation (agents: 1), counted as failed after it ends.
+    RunResult failing = resmgr_run({"--workflow", "pool", "--agent", "tester", "--", "/bin/sh", "-c", "exit 3"});
+    EXPECT_EQ(failing.status, 3) << failing.err;
+    agents = cli_json({"status", "agents"});
+    EXPECT_EQ(agents["result"]["agent_pool"]["failed_agents"], 1) << agents.dump(2);
+    EXPECT_EQ(agents["result"]["agent_pool"]["active_agents"], 0) << agents.dump(2);
 }
