@@ -14,6 +14,9 @@ field() { # first "key": "value" of a JSON document on stdin
 install -m 0755 "$share/bin/resmgrd" /usr/sbin/resmgrd
 install -m 0755 "$share/bin/resmgr" "$share/bin/resmgr-run" /usr/bin/
 install -m 0644 "$share/units/resmgrd.service" "$share/units/resmgr.slice" /etc/systemd/system/
+# Sampling every 2 s instead of the seed's 30 s, so usage shows an OOM kill within the run.
+install -d /etc/resmgr
+echo '{"resource_policies":{"monitoring_intervals":{"resource_check":"2s"}}}' > /etc/resmgr/resmgr.json
 systemctl daemon-reload
 
 # 0. resmgrd starts as a Type=notify service (READY=1 reached systemd).
@@ -146,13 +149,28 @@ else
 fi
 resmgr --json release '{"allocation_id":"res_vm"}' > /dev/null
 
+# i. an OOM kill in a live allocation: reported once by sampling (journald), visible in
+#    `resmgr usage`, and not reported again when the allocation is released.
+resmgr-run --workflow wf-oom2 --memory 64M -- sh -c "$share/bin/hog 256; sleep 8" 2> /tmp/oom2.err &
+oom2_runner=$!
+sleep 6
+usage=$(resmgr --json usage wf-oom2)
+wait $oom2_runner
+journalctl --sync 2>/dev/null
+oom2=$(journalctl -o verbose MESSAGE_ID=96a16acba5064d4c81859687760c8a4b RESMGR_WORKFLOW=wf-oom2 2>&1)
+if echo "$usage" | tr -d ' \n' | grep -q '"oom_kill":1' && [ "$(echo "$oom2" | grep -c 'RESMGR_EVENT=RESOURCE_OOM_KILL')" = 1 ]; then
+    pass oom-kill-in-usage-and-journal-once
+else
+    fail oom-kill-in-usage-and-journal-once "usage: $usage journal: $(echo "$oom2" | tail -12)"
+fi
+
 # h. events reach journald with their stable MESSAGE_ID and RESMGR_* fields (the OOM kill of b.
 #    included), and the catalog explains them.
 install -D -m 0644 "$share/units/resmgr.catalog" /usr/lib/systemd/catalog/resmgr.catalog
 journalctl --update-catalog 2>/dev/null
 journalctl --sync 2>/dev/null
 allocated=$(journalctl -o verbose MESSAGE_ID=602d9a099af149f78b66bd62f772e509 RESMGR_ALLOCATION=res_vm 2>&1)
-oom=$(journalctl -o verbose MESSAGE_ID=96a16acba5064d4c81859687760c8a4b 2>&1)
+oom=$(journalctl -o verbose MESSAGE_ID=96a16acba5064d4c81859687760c8a4b RESMGR_WORKFLOW=wf-oom 2>&1)
 if echo "$allocated" | grep -q 'RESMGR_WORKFLOW=' && echo "$oom" | grep -q 'RESMGR_EVENT=RESOURCE_OOM_KILL' &&
    echo "$oom" | grep -q 'RESMGR_WORKFLOW=wf-oom' && [ "$(echo "$oom" | grep -c 'RESMGR_EVENT=')" = 1 ]; then
     pass journald-events
