@@ -163,6 +163,8 @@ Probes::LoadResult Probes::load(const LoadOptions& options) {
     if (!state->skeleton) return {nullptr, "opening the BPF object failed: " + describe_errno(errno) + log_excerpt(log)};
     auto* skel = state->skeleton;
     skel->rodata->emit_fork_events = options.fork_events;
+    skel->rodata->wakeup_interval_ns =
+        static_cast<__u64>(std::chrono::duration_cast<std::chrono::nanoseconds>(options.wakeup_interval).count());
     if (int err = bpf_map__set_max_entries(skel->maps.events, static_cast<__u32>(options.ring_buffer_bytes)))
         return {nullptr, "ring buffer size " + std::to_string(options.ring_buffer_bytes) + ": " + describe_errno(err)};
     if (int err = bpf_map__set_max_entries(skel->maps.watched, static_cast<__u32>(options.max_watched)))
@@ -176,8 +178,8 @@ Probes::LoadResult Probes::load(const LoadOptions& options) {
     state->ring = ring_buffer__new(bpf_map__fd(skel->maps.events), &State::on_sample, state.get(), nullptr);
     if (!state->ring) return {nullptr, "opening the ring buffer failed: " + describe_errno(errno) + log_excerpt(log)};
 
-    spdlog::info("bpf: probes loaded (ring buffer {} KiB, fork events {})", options.ring_buffer_bytes >> 10,
-                 options.fork_events ? "on" : "off");
+    spdlog::info("bpf: probes loaded (ring buffer {} KiB, fork events {}, wakeup interval {} ms)",
+                 options.ring_buffer_bytes >> 10, options.fork_events ? "on" : "off", options.wakeup_interval.count());
     return {std::unique_ptr<Probes>(new Probes(std::move(state))), {}};
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -55,6 +56,11 @@ struct LoadOptions {
     // exit events) if the consumer stalls.
     std::size_t ring_buffer_bytes = 16u << 20;
     bool fork_events = false; // forks are always counted; events only on request
+    // Zero: every event wakes ring_fd() once the reader has caught up (lowest latency, most
+    // wakeups). Otherwise an event after a quiet interval still wakes it at once, but a burst
+    // wakes it at most once per interval, and the reader must also call consume() on a timer
+    // of this period to collect the tail of a burst.
+    std::chrono::milliseconds wakeup_interval{0};
     std::size_t max_watched = 4096;
 };
 

@@ -15,6 +15,10 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Set by the loader before load: fork events are frequent and rarely needed. */
 const volatile bool emit_fork_events = false;
+/* 0: the kernel's default, every event wakes a reader that has caught up. Otherwise at most
+ * one wakeup per interval during a burst (the reader also drains on a timer of that period). */
+const volatile __u64 wakeup_interval_ns = 0;
+__u64 last_wakeup_ns = 0;
 
 /* cgroup id -> stats; only cgroups present here are accounted or reported. */
 struct {
@@ -60,6 +64,17 @@ static __always_inline void count_drop(void)
 		*n += 1;
 }
 
+static __always_inline __u64 wakeup_flags(__u64 now)
+{
+	if (!wakeup_interval_ns)
+		return 0;
+	/* Racy across CPUs on purpose: an extra or a skipped wakeup is harmless. */
+	if (now - last_wakeup_ns < wakeup_interval_ns)
+		return BPF_RB_NO_WAKEUP;
+	last_wakeup_ns = now;
+	return BPF_RB_FORCE_WAKEUP;
+}
+
 static __always_inline void emit(__u32 kind, struct task_struct *task, __u64 cgroup_id, __u32 exit_status)
 {
 	struct resmgr_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -77,7 +92,7 @@ static __always_inline void emit(__u32 kind, struct task_struct *task, __u64 cgr
 	e->exit_status = exit_status;
 	e->reserved = 0;
 	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wakeup_flags(e->timestamp_ns));
 }
 
 SEC("tp_btf/sched_process_exec")
