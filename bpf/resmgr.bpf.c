@@ -75,13 +75,15 @@ static __always_inline __u64 wakeup_flags(__u64 now)
 	return BPF_RB_FORCE_WAKEUP;
 }
 
-static __always_inline void emit(__u32 kind, struct task_struct *task, __u64 cgroup_id, __u32 exit_status)
+/* A ring-buffer record for `task`, filled but for kind-specific fields; NULL (and counted as
+ * dropped) when the buffer is full. */
+static __always_inline struct resmgr_event *reserve_event(__u32 kind, struct task_struct *task, __u64 cgroup_id)
 {
 	struct resmgr_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
 	if (!e) {
 		count_drop();
-		return;
+		return NULL;
 	}
 	e->cgroup_id = cgroup_id;
 	e->timestamp_ns = bpf_ktime_get_ns();
@@ -89,10 +91,23 @@ static __always_inline void emit(__u32 kind, struct task_struct *task, __u64 cgr
 	e->pid = BPF_CORE_READ(task, pid);
 	e->tgid = BPF_CORE_READ(task, tgid);
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
-	e->exit_status = exit_status;
+	e->exit_status = 0;
 	e->reserved = 0;
 	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
+	return e;
+}
+
+static __always_inline void submit_event(struct resmgr_event *e)
+{
 	bpf_ringbuf_submit(e, wakeup_flags(e->timestamp_ns));
+}
+
+static __always_inline void emit(__u32 kind, struct task_struct *task, __u64 cgroup_id)
+{
+	struct resmgr_event *e = reserve_event(kind, task, cgroup_id);
+
+	if (e)
+		submit_event(e);
 }
 
 SEC("tp_btf/sched_process_exec")
@@ -105,7 +120,7 @@ int BPF_PROG(handle_exec, struct task_struct *task, pid_t old_pid, struct linux_
 		return 0;
 	__sync_fetch_and_add(&stats->execs, 1);
 	/* comm is already the new program's basename here. */
-	emit(RESMGR_EVENT_EXEC, task, cgroup_id, 0);
+	emit(RESMGR_EVENT_EXEC, task, cgroup_id);
 	return 0;
 }
 
@@ -123,7 +138,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	__sync_fetch_and_add(&stats->forks, 1);
 	if (emit_fork_events)
-		emit(RESMGR_EVENT_FORK, child, cgroup_id, 0);
+		emit(RESMGR_EVENT_FORK, child, cgroup_id);
 	return 0;
 }
 
@@ -143,22 +158,51 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
 	__sync_fetch_and_add(&stats->exits, 1);
-	emit(RESMGR_EVENT_EXIT, task, cgroup_id, BPF_CORE_READ(task, exit_code));
+	struct resmgr_event *e = reserve_event(RESMGR_EVENT_EXIT, task, cgroup_id);
+
+	if (e) {
+		e->exit_status = BPF_CORE_READ(task, exit_code);
+		submit_event(e);
+	}
 	return 0;
 }
 
-/* The OOM killer chose `victim`; the current task is whoever ran out of memory, so the
- * group is read from the victim itself. */
+/* Linux 6.9 gave mark_victim the victim's task (and its event these fields); before, it passed
+ * only the pid. Resolved by libbpf at load time. */
+struct trace_event_raw_mark_victim___task_arg {
+	uid_t uid;
+} __attribute__((preserve_access_index));
+
+/* The OOM killer chose a victim. The current task is whoever ran out of memory, so where the
+ * kernel passes the victim, its own group is read. Older kernels pass just its pid: then the
+ * group is the current task's (in a cgroup OOM, the group that hit its limit) and the record
+ * describes the current task except for the victim's pid. */
 SEC("tp_btf/mark_victim")
-int BPF_PROG(handle_mark_victim, struct task_struct *victim)
+int handle_mark_victim(__u64 *ctx)
 {
-	__u64 cgroup_id = task_cgroup_id(victim);
+	struct task_struct *victim = NULL;
+	__u64 cgroup_id;
+
+	if (bpf_core_field_exists(struct trace_event_raw_mark_victim___task_arg, uid)) {
+		victim = (struct task_struct *)ctx[0];
+		cgroup_id = task_cgroup_id(victim);
+	} else {
+		cgroup_id = bpf_get_current_cgroup_id();
+	}
 	struct resmgr_cgroup_stats *stats = bpf_map_lookup_elem(&watched, &cgroup_id);
 
 	if (!stats)
 		return 0;
 	__sync_fetch_and_add(&stats->oom_kills, 1);
-	emit(RESMGR_EVENT_OOM_KILL, victim, cgroup_id, 0);
+	struct resmgr_event *e = reserve_event(RESMGR_EVENT_OOM_KILL, victim ? victim : bpf_get_current_task_btf(), cgroup_id);
+
+	if (!e)
+		return 0;
+	if (!victim) {
+		e->pid = (__u32)ctx[0];
+		e->tgid = (__u32)ctx[0];
+	}
+	submit_event(e);
 	return 0;
 }
 

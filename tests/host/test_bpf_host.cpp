@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <sched.h>
+#include <sys/utsname.h>
 
 #include <algorithm>
 #include <map>
@@ -83,9 +84,13 @@ protected:
         children.push_back(pid);
         return pid;
     }
-    int wait_for(pid_t pid) {
+    // The child's exit status, or -1 when it is still running after `limit` (it is then killed).
+    int wait_for(pid_t pid, std::chrono::milliseconds limit = std::chrono::seconds(20)) {
         int status = 0;
-        ::waitpid(pid, &status, 0);
+        if (!wait_until([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, limit)) {
+            ADD_FAILURE() << "child " << pid << " still running after " << limit.count() << " ms";
+            return -1; // TearDown kills it
+        }
         std::erase(children, pid);
         return decode_status(status);
     }
@@ -224,27 +229,51 @@ TEST_F(BpfHost, TwoBusyProcessesOnOneCpuFillTheRunQueueHistogram) {
     EXPECT_GE(latency->p99_us(), latency->p50_us());
 }
 
-// This host's cgroup2 hierarchy has no memory controller, but a process can also sit in a v1
-// memory group: the OOM kill there still names the victim's cgroup2 group, which is what
-// mark_victim must read (the victim's, not the allocating task's).
+// This host's cgroup2 hierarchy has no memory controller, but processes can also share a v1
+// memory group. Two do here, each in its own cgroup2 group: the big idle one (watched) is
+// killed when the small one (not watched) hits the limit, so the event must carry the victim's
+// group, not the allocating task's.
 TEST_F(BpfHost, AnOomKillIsReportedInTheVictimsGroup) {
+    struct utsname host{};
+    ::uname(&host);
+    int major = 0, minor = 0;
+    std::sscanf(host.release, "%d.%d", &major, &minor);
+    if (major < 6 || (major == 6 && minor < 9))
+        GTEST_SKIP() << "kernel " << host.release << " passes mark_victim only the pid (6.9 added the task)";
     const std::string memcg = "/sys/fs/cgroup/memory/resmgr-bpftest-oom-" + std::to_string(::getpid());
+    const std::string other = group + "-other";
     if (::mkdir(memcg.c_str(), 0755) != 0) GTEST_SKIP() << "no cgroup v1 memory controller to OOM in: " << memcg;
-    struct RemoveMemcg {
-        std::string dir;
-        ~RemoveMemcg() {
-            wait_until([&] { return ::rmdir(dir.c_str()) == 0 || errno == ENOENT; }, std::chrono::seconds(5));
+    ASSERT_EQ(::mkdir(other.c_str(), 0755), 0);
+    struct RemoveGroups {
+        std::vector<std::string> dirs;
+        ~RemoveGroups() {
+            for (auto& dir : dirs)
+                wait_until([&] { return ::rmdir(dir.c_str()) == 0 || errno == ENOENT; }, std::chrono::seconds(5));
         }
-    } remove_memcg{memcg};
+    } remove_groups{{memcg, other}};
     std::ofstream(memcg + "/memory.limit_in_bytes") << (32 << 20);
 
-    pid_t hog = start_in_group({}, [&] {
+    auto allocate = [&](std::size_t mib) {
         std::ofstream(memcg + "/cgroup.procs") << ::getpid();
-        constexpr std::size_t size = 256u << 20;
-        auto* memory = static_cast<volatile char*>(std::malloc(size));
-        for (std::size_t i = 0; memory && i < size; i += 4096) memory[i] = 1;
+        auto* memory = static_cast<volatile char*>(std::malloc(mib << 20));
+        for (std::size_t i = 0; memory && i < (mib << 20); i += 4096) memory[i] = 1;
+    };
+    pid_t victim = start_in_group({}, [&] {
+        allocate(24);
+        ::pause();
     });
-    EXPECT_EQ(wait_for(hog), 128 + SIGKILL);
+    // Its charge, not its RSS: that includes pages shared with this process since the fork.
+    ASSERT_TRUE(wait_until([&] { return std::stoll("0" + slurp(memcg + "/memory.usage_in_bytes")) >= (24 << 20); },
+                           std::chrono::seconds(5)));
+    pid_t allocator = ::fork();
+    if (allocator == 0) {
+        std::ofstream(other + "/cgroup.procs") << ::getpid();
+        allocate(16);
+        ::_exit(0);
+    }
+    children.push_back(allocator);
+    EXPECT_EQ(wait_for(allocator), 0);
+    EXPECT_EQ(wait_for(victim), 128 + SIGKILL);
 
     EXPECT_EQ(probes->counters(group_id)->oom_kills, 1u);
     std::vector<ProcessEvent> ooms, exits;
@@ -253,8 +282,9 @@ TEST_F(BpfHost, AnOomKillIsReportedInTheVictimsGroup) {
         if (e.kind == EventKind::exit) exits.push_back(e);
     }
     ASSERT_EQ(ooms.size(), 1u);
-    EXPECT_EQ(ooms[0].tgid, static_cast<std::uint32_t>(hog));
+    EXPECT_EQ(ooms[0].tgid, static_cast<std::uint32_t>(victim));
     EXPECT_EQ(ooms[0].cgroup_id, group_id);
     ASSERT_EQ(exits.size(), 1u);
+    EXPECT_EQ(exits[0].tgid, static_cast<std::uint32_t>(victim));
     EXPECT_EQ(exits[0].exit_signal, SIGKILL);
 }
