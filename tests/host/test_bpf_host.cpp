@@ -288,3 +288,26 @@ TEST_F(BpfHost, AnOomKillIsReportedInTheVictimsGroup) {
     EXPECT_EQ(exits[0].tgid, static_cast<std::uint32_t>(victim));
     EXPECT_EQ(exits[0].exit_signal, SIGKILL);
 }
+
+// Where the cgroup2 hierarchy has the memory controller (the VM tier, not this host's hybrid
+// layout), the group's own memory.max: the hog is both the allocating task and the victim, so
+// this holds on kernels whose mark_victim passes only the pid too.
+TEST_F(BpfHost, AnOomKillUnderTheGroupsMemoryMaxIsReported) {
+    if (::access((group + "/memory.max").c_str(), W_OK) != 0)
+        GTEST_SKIP() << "no memory controller in " << mount << " (memory.max missing)";
+    std::ofstream(group + "/memory.max") << (32 << 20);
+    pid_t hog = start_in_group({}, [] {
+        constexpr std::size_t size = 256u << 20;
+        auto* memory = static_cast<volatile char*>(std::malloc(size));
+        for (std::size_t i = 0; memory && i < size; i += 4096) memory[i] = 1;
+    });
+    EXPECT_EQ(wait_for(hog), 128 + SIGKILL);
+
+    EXPECT_EQ(probes->counters(group_id)->oom_kills, 1u);
+    std::vector<ProcessEvent> ooms;
+    for (auto& e : drain())
+        if (e.kind == EventKind::oom_kill) ooms.push_back(e);
+    ASSERT_EQ(ooms.size(), 1u);
+    EXPECT_EQ(ooms[0].tgid, static_cast<std::uint32_t>(hog));
+    EXPECT_EQ(ooms[0].cgroup_id, group_id);
+}
