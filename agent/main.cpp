@@ -12,6 +12,8 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "bpf/probes.hpp"
+#include "bpf/tool_classes.hpp"
 #include "cgroup/factory.hpp"
 #include "cgroup/probe.hpp"
 #include "core/ledger.hpp"
@@ -119,6 +121,21 @@ int main(int argc, char** argv) {
                                               [&](resmgr::events::Event e) { service.publish(std::move(e)); });
         service.set_monitoring(&monitoring);
 
+        // eBPF probes: optional. Without them the daemon samples /proc and cgroup files alone.
+        resmgr::bpf::ToolClasses tool_classes = resmgr::bpf::ToolClasses::defaults();
+        if (!policy.tool_classes.is_null()) {
+            try {
+                tool_classes = resmgr::bpf::ToolClasses::from_json(policy.tool_classes);
+            } catch (const resmgr::bpf::ToolClassesError& e) {
+                throw std::runtime_error("config file " + config + ": resource_policies.tool_classes: " + e.what());
+            }
+        }
+        auto loaded = resmgr::bpf::Probes::load();
+        std::string ebpf_status = loaded.probes ? "loaded" : "not loaded: " + loaded.error;
+        if (loaded.probes) spdlog::info("eBPF probes loaded (exec/fork/exit, OOM kills, run-queue latency)");
+        else spdlog::warn("eBPF probes {}; monitoring from /proc and cgroup files only", ebpf_status);
+        monitoring.set_probes(loaded.probes.get(), ebpf_status, tool_classes);
+
         sd_event* event = nullptr;
         if (int r = sd_event_default(&event); r < 0) throw std::runtime_error(std::string("sd_event_default: ") + strerror(-r));
         resmgr::server::EventLoop loop(event, service);
@@ -140,6 +157,7 @@ int main(int argc, char** argv) {
         });
         events.add(std::make_unique<resmgr::server::SubscriberSink>(server));
         loop.start_sampling(monitoring.interval());
+        if (loaded.probes) loop.watch_fd(loaded.probes->ring_fd(), [&] { monitoring.consume_process_events(); });
         spdlog::info("serving {} (state {}, capacity {} CPUs, {} memory, sampling every {})", socket_path, state_dir,
                      capacity.cpu_cores, resmgr::format_size(capacity.memory_bytes),
                      resmgr::format_duration(monitoring.interval()));

@@ -72,7 +72,7 @@ Policy parse_policy(const json& j) {
     const std::string base = "resource_policies.";
     only_keys(root, base, {"allocation_limits", "priority_weights", "optimization_targets", "monitoring_intervals",
                            "system_reserve", "agent_pool", "memory_high_ratio", "preemption", "thresholds",
-                           "usage_history"});
+                           "usage_history", "tool_classes"});
     Policy p = Policy::defaults();
 
     const json& limits = section(root, "allocation_limits", base);
@@ -124,6 +124,11 @@ Policy parse_policy(const json& j) {
     }
     read_number(thresholds, "clear_margin", tp, p.threshold_clear_margin, 0, 50);
     p.threshold_repeat_interval = read_seconds(thresholds, "repeat_interval", tp, p.threshold_repeat_interval, Seconds(1));
+
+    if (auto it = root.find("tool_classes"); it != root.end() && !it->is_null()) {
+        if (!it->is_object()) bad(base + "tool_classes", "expected an object of command lists, e.g. {\"bash_shells\": [\"bash\"]}");
+        p.tool_classes = *it;
+    }
 
     const json& history = section(root, "usage_history", base);
     only_keys(history, base + "usage_history.", {"max_size_mb", "max_age"});
@@ -184,6 +189,7 @@ json Policy::to_json() const {
               {"usage_history", {{"max_size_mb", static_cast<double>(history_max_bytes) / (1 << 20)},
                                  {"max_age", format_duration(std::chrono::duration_cast<Millis>(history_max_age))}}},
               {"memory_high_ratio", memory_high_ratio},
+              {"tool_classes", tool_classes},
               {"preemption", {{"mode", preemption_mode}, {"min_priority", preemption_min_priority}, {"degrade_ratio", degrade_ratio}}}}}};
 }
 

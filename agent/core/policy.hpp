@@ -59,6 +59,10 @@ struct Policy {
     std::uint64_t history_max_bytes = 16u << 20;
     Seconds history_max_age = std::chrono::hours(24 * 7);
 
+    // resmgr: {"category": ["command", ...]} classifying executed programs into the seed's
+    // tool_instances; null keeps the built-in classes (checked by agent/bpf's ToolClasses).
+    nlohmann::json tool_classes = nullptr;
+
     // monitoring_intervals.resource_check: how often the node and every group are sampled.
     Millis resource_check_interval() const;
 

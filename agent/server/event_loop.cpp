@@ -16,6 +16,7 @@ EventLoop::EventLoop(sd_event* event, Service& service) : event_(event), service
 EventLoop::~EventLoop() {
     if (timer_) sd_event_source_disable_unref(timer_);
     if (sampler_) sd_event_source_disable_unref(sampler_);
+    for (auto& w : fd_watches_) sd_event_source_disable_unref(w->source);
     for (auto* map : {&groups_, &supervisors_})
         for (auto& [_, w] : *map) drop(w);
 }
@@ -75,6 +76,20 @@ void EventLoop::start_sampling(Millis interval) {
         return;
     }
     sd_event_source_set_enabled(sampler_, SD_EVENT_ON);
+}
+
+void EventLoop::watch_fd(int fd, std::function<void()> on_readable) {
+    auto w = std::make_unique<FdWatch>();
+    w->on_readable = std::move(on_readable);
+    auto on_io = [](sd_event_source*, int, uint32_t, void* data) {
+        static_cast<FdWatch*>(data)->on_readable();
+        return 0;
+    };
+    if (int r = sd_event_add_io(event_, &w->source, fd, EPOLLIN, on_io, w.get()); r < 0) {
+        spdlog::error("cannot watch fd {}: {}", fd, std::strerror(-r));
+        return;
+    }
+    fd_watches_.push_back(std::move(w));
 }
 
 void EventLoop::watch_group(const std::string& id, const std::string& path) {

@@ -5,7 +5,10 @@
 
 #include <systemd/sd-event.h>
 
+#include <functional>
 #include <map>
+#include <memory>
+#include <vector>
 #include <string>
 
 #include "server/service.hpp"
@@ -23,6 +26,8 @@ public:
     // Calls service.on_sample() now and then every `interval` (monotonic, 1% accuracy: the
     // kernel may batch the wakeup with others, which keeps an idle daemon cheap).
     void start_sampling(Millis interval);
+    // Calls on_readable() whenever `fd` is readable (the eBPF ring buffer's epoll fd).
+    void watch_fd(int fd, std::function<void()> on_readable);
 
 private:
     struct Watch {
@@ -43,6 +48,11 @@ private:
     sd_event_source* timer_ = nullptr;
     sd_event_source* sampler_ = nullptr;
     Millis sample_interval_{0};
+    struct FdWatch {
+        sd_event_source* source = nullptr;
+        std::function<void()> on_readable;
+    };
+    std::vector<std::unique_ptr<FdWatch>> fd_watches_;
     std::map<std::string, Watch> groups_;
     std::map<std::string, Watch> supervisors_;
 };

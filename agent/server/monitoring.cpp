@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <set>
 
 #include <spdlog/spdlog.h>
@@ -60,12 +61,107 @@ Monitoring::Monitoring(const core::Ledger& ledger, cgroup::CgroupBackend& backen
     if (!options_.history_path.empty()) history_.emplace(options_.history_path, p.history_max_bytes, p.history_max_age);
 }
 
-void Monitoring::sample(TimePoint now) {
-    std::vector<monitor::GroupProbe> probes;
+void Monitoring::set_probes(bpf::Probes* probes, std::string status, bpf::ToolClasses classes) {
+    probes_ = probes;
+    probes_status_ = std::move(status);
+    tally_ = bpf::ToolTally(std::move(classes));
+}
+
+void Monitoring::consume_process_events() {
+    if (!probes_) return;
+    probes_->consume([this](const bpf::ProcessEvent& e) {
+        if (e.kind == bpf::EventKind::exec) {
+            tally_.record_exec(e.cgroup_id, e.comm);
+            running_tools_[e.tgid] = {e.cgroup_id, tally_.classes().classify(e.comm).value_or("")};
+        } else if (e.kind == bpf::EventKind::exit) {
+            running_tools_.erase(e.tgid);
+        }
+    });
+}
+
+void Monitoring::sync_probe_watches(const std::vector<monitor::GroupProbe>& allocation_groups) {
+    if (!probes_) return;
+    std::map<std::uint64_t, std::string> wanted;
+    for (const auto& group : allocation_groups) {
+        // Processes live in the leaves (main, agent-*), and the probes key on a task's own group.
+        std::vector<std::string> dirs{group.dir};
+        std::error_code ec;
+        for (const auto& entry : std::filesystem::directory_iterator(group.dir, ec))
+            if (entry.is_directory(ec)) dirs.push_back(entry.path().string());
+        for (const auto& dir : dirs)
+            if (auto id = bpf::cgroup_id_of(dir)) wanted[*id] = group.key;
+    }
+    for (auto it = watched_.begin(); it != watched_.end();) {
+        if (wanted.count(it->first)) {
+            ++it;
+            continue;
+        }
+        probes_->unwatch(it->first);
+        tally_.forget(it->first);
+        std::erase_if(running_tools_, [&](const auto& entry) { return entry.second.cgroup_id == it->first; });
+        it = watched_.erase(it);
+    }
+    for (const auto& [id, key] : wanted)
+        if (!watched_.count(id) && probes_->watch(id)) watched_[id] = key;
+}
+
+json Monitoring::tool_instances() const {
+    if (!probes_) return nullptr;
+    json running = json::object(), started = json::object();
+    for (const auto& category : tally_.classes().categories()) running[category] = 0, started[category] = 0;
+    for (const auto& [_, tool] : running_tools_)
+        if (!tool.category.empty()) running[tool.category] = running[tool.category].get<int>() + 1;
+    for (const auto& [id, _] : watched_)
+        for (const auto& [category, n] : tally_.counts(id).by_category) started[category] = started[category].get<std::uint64_t>() + n;
+    json out = running;
+    out["started"] = started; // execs since each allocation began, by category
+    out["source"] = "ebpf exec/exit events in allocation groups";
+    return out;
+}
+
+json Monitoring::probe_figures(const std::string& allocation_id) const {
+    if (!probes_) return {{"unavailable", probes_status_}};
+    bpf::Counters total;
+    bpf::RunqLatency runq;
+    bpf::ToolCounts tools;
+    for (const auto& [id, key] : watched_) {
+        if (key != allocation_id) continue;
+        if (auto c = probes_->counters(id)) {
+            total.execs += c->execs;
+            total.forks += c->forks;
+            total.exits += c->exits;
+            total.oom_kills += c->oom_kills;
+        }
+        if (auto h = probes_->runq_latency(id)) {
+            for (size_t i = 0; i < h->buckets.size(); ++i) runq.buckets[i] += h->buckets[i];
+            runq.count += h->count;
+            runq.total_us += h->total_us;
+        }
+        auto t = tally_.counts(id);
+        for (const auto& [category, n] : t.by_category) tools.by_category[category] += n;
+        tools.unclassified += t.unclassified;
+    }
+    json latency = nullptr;
+    if (runq.count > 0)
+        latency = {{"samples", runq.count}, {"mean_us", round3(static_cast<double>(runq.total_us) / static_cast<double>(runq.count))},
+                   {"p50_us", round3(runq.p50_us())}, {"p99_us", round3(runq.p99_us())}};
+    return {{"processes", {{"execs", total.execs}, {"forks", total.forks}, {"exits", total.exits}}},
+            {"tool_instances_started", tools.to_json()},
+            {"runq_latency", latency}};
+}
+
+std::vector<monitor::GroupProbe> Monitoring::allocation_groups() const {
+    std::vector<monitor::GroupProbe> groups;
     for (const auto& [id, a] : ledger_.allocations()) {
         if (!core::Ledger::holds_capacity(a)) continue;
-        if (auto dir = backend_.group_path(id); !dir.empty()) probes.push_back({id, dir});
+        if (auto dir = backend_.group_path(id); !dir.empty()) groups.push_back({id, dir});
     }
+    return groups;
+}
+
+void Monitoring::sample(TimePoint now) {
+    auto probes = allocation_groups();
+    sync_probe_watches(probes);
     for (const auto& [key, agent] : agents_)
         if (agent.live() && !agent.cgroup_dir.empty()) probes.push_back({key, agent.cgroup_dir});
     auto snap = sampler_.sample(probes, now);
@@ -321,8 +417,9 @@ json Monitoring::system_resources() const {
                 {{"agent_pool", agent_pool()},
                  {"concurrent_workflows", {{"active_workflows", active.size()}, {"queued_workflows", queued.size()},
                                            {"paused_workflows", paused.size()}}},
-                 // Counted from exec events by the eBPF probes; null until they run.
-                 {"tool_instances", nullptr}}}}},
+                 // Running now, by class, from the eBPF probes' exec/exit events; null without them.
+                 {"tool_instances", tool_instances()}}}}},
+             {"ebpf", probes_status_},
              {"thresholds", thresholds_.to_json()},
              {"sampled_at", latest_ ? json(format_timestamp(latest_->time)) : json(nullptr)},
              {"sample_interval", format_duration(interval())}};
@@ -372,7 +469,7 @@ json Monitoring::allocation_usage(const Allocation& a) const {
     return {{"allocation_id", a.allocation_id}, {"status", to_string(a.status)},
             {"allocated", {{"cpu_cores", a.resources.cpu_cores}, {"memory_bytes", a.resources.memory_bytes}, {"agents", a.resources.agents}}},
             {"used", used}, {"throttling", throttling}, {"memory_events", oom}, {"io", io}, {"efficiency", eff},
-            {"agents", agents}, {"unavailable", unavailable}};
+            {"agents", agents}, {"kernel_probes", probe_figures(a.allocation_id)}, {"unavailable", unavailable}};
 }
 
 json Monitoring::usage(const std::string& workflow_id) const {

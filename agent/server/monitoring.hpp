@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bpf/probes.hpp"
+#include "bpf/tool_classes.hpp"
 #include "cgroup/backend.hpp"
 #include "core/ledger.hpp"
 #include "events/event.hpp"
@@ -47,6 +49,15 @@ public:
     };
     Monitoring(const core::Ledger& ledger, cgroup::CgroupBackend& backend, Options options, EmitFn emit);
 
+    // The eBPF probes, when they loaded (`status` says why not otherwise): each allocation's
+    // groups are watched, exec events counted into tool classes, run-queue latency reported.
+    void set_probes(bpf::Probes* probes, std::string status, bpf::ToolClasses classes);
+    // Drains the probes' ring buffer (the loop calls it when ring_fd() is readable).
+    void consume_process_events();
+    const std::string& probes_status() const { return probes_status_; }
+    // A process just entered an allocation's group: watch its leaf before the process execs.
+    void refresh_probe_watches() { sync_probe_watches(allocation_groups()); }
+
     // One pass: sample, thresholds, agent states, one usage_history line.
     void sample(TimePoint now);
     Millis interval() const { return ledger_.policy().resource_check_interval(); }
@@ -81,6 +92,11 @@ private:
     void update_agents(const monitor::Snapshot& snap, TimePoint now);
     void report_oom_kills(const monitor::Snapshot& snap, TimePoint now);
     void append_history(const monitor::Snapshot& snap);
+    // Watches every group and leaf of the live allocations, and stops watching the rest.
+    std::vector<monitor::GroupProbe> allocation_groups() const;
+    void sync_probe_watches(const std::vector<monitor::GroupProbe>& allocation_groups);
+    nlohmann::json tool_instances() const;
+    nlohmann::json probe_figures(const std::string& allocation_id) const;
 
     const core::Ledger& ledger_;
     cgroup::CgroupBackend& backend_;
@@ -92,6 +108,15 @@ private:
     std::optional<monitor::Snapshot> latest_;
     std::map<std::string, Agent> agents_; // "<allocation id>/<name>"
     std::map<std::string, std::uint64_t> oom_reported_;
+    bpf::Probes* probes_ = nullptr;
+    std::string probes_status_ = "not loaded";
+    bpf::ToolTally tally_;
+    std::map<std::uint64_t, std::string> watched_;         // cgroup id -> allocation id
+    struct RunningTool {
+        std::uint64_t cgroup_id = 0;
+        std::string category; // empty: unclassified
+    };
+    std::map<std::uint32_t, RunningTool> running_tools_;    // by tgid, from exec until exit
     // Since start: for capacity's utilization analysis.
     struct Peaks {
         TimePoint since{};

@@ -690,6 +690,10 @@ SuccessBody Service::doctor() {
     daemon["enforces_limits"] = backend_.enforces_limits();
     daemon["backend_details"] = backend_.describe();
     daemon["capacity"] = ledger_.availability().to_json();
+    if (monitoring_) {
+        daemon["ebpf"] = monitoring_->probes_status();
+        daemon["sample_interval"] = format_duration(monitoring_->interval());
+    }
     body.result = {{"host", host_report_}, {"daemon", daemon}};
     return body;
 }
@@ -727,6 +731,7 @@ SuccessBody Service::attach(const Request& request, const Owner& peer) {
     }
     ledger_.mark_populated(id);
     persist();
+    if (monitoring_) monitoring_->refresh_probe_watches();
     if (!agent.empty()) monitoring().agent_started(target, agent, static_cast<pid_t>(pid), clock_());
     SuccessBody body;
     body.result = {{"allocation_id", id}, {"pid", pid}, {"leaf", leaf}, {"cgroup_path", backend_.group_path(id)},

@@ -351,3 +351,33 @@ TEST_F(DaemonHost, AgentsRunInTheirOwnGroupTakeSlotsAndFailuresAreObserved) {
     EXPECT_EQ(agents["result"]["agent_pool"]["failed_agents"], 1) << agents.dump(2);
     EXPECT_EQ(agents["result"]["agent_pool"]["active_agents"], 0) << agents.dump(2);
 }
+
+TEST_F(DaemonHost, KernelProbesCountToolsThatRanInAnAllocation) {
+    json doctor = cli_json({"doctor"});
+    std::string ebpf = doctor["result"]["daemon"].value("ebpf", "");
+    if (ebpf != "loaded") GTEST_SKIP() << "eBPF probes did not load here: " << ebpf;
+    std::string log_path = dir + "/tools.log";
+    pid_t runner = spawn({RESMGR_RUN_PATH, "--socket", socket, "--workflow", "tools", "--", "/bin/sh", "-c",
+                          "for i in 1 2 3 4 5; do bash -c true; done; grep -q x /dev/null; grep -q y /dev/null; "
+                          "grep -q z /dev/null; echo done-running; sleep 5"},
+                         log_path);
+    ASSERT_TRUE(wait_until([&] { return slurp(log_path).find("done-running") != std::string::npos; }, std::chrono::seconds(10)))
+        << slurp(log_path);
+    json usage;
+    bool counted = wait_until([&] {
+        usage = cli_json({"usage", "tools"});
+        const json& started = usage["result"]["allocations"][0]["kernel_probes"]["tool_instances_started"];
+        return started.value("bash_shells", 0) >= 5 && started.value("search_operations", 0) >= 3;
+    }, std::chrono::seconds(5));
+    EXPECT_TRUE(counted) << usage.dump(2);
+    const json& started = usage["result"]["allocations"][0]["kernel_probes"]["tool_instances_started"];
+    // sh itself (the command) is a bash_shells exec too: 1 + 5.
+    EXPECT_EQ(started.value("bash_shells", 0), 6) << started.dump();
+    EXPECT_EQ(started.value("search_operations", 0), 3) << started.dump();
+    json system = cli_json({"monitor", "system"});
+    const json& tools = system["result"]["system_resources"]["workflow_resources"]["tool_instances"];
+    EXPECT_EQ(tools["bash_shells"], 1) << "only the sh still running: " << tools.dump();
+    EXPECT_EQ(tools["search_operations"], 0) << tools.dump();
+    ::kill(runner, SIGTERM);
+    ::waitpid(runner, nullptr, 0);
+}
