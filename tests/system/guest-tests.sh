@@ -156,23 +156,24 @@ else
 fi
 resmgr --json release '{"allocation_id":"res_vm"}' > /dev/null
 
-# i. an OOM kill in a live allocation: reported once by sampling (journald), visible in
-#    `resmgr usage`, and not reported again when the allocation is released.
+# i. an OOM kill in an allocation whose command keeps running is reported exactly once in
+#    journald, although both sampling and the final count at release see it. (systemd's default
+#    OOMPolicy=stop then stops the scope, so the allocation ends soon after: `resmgr usage` of a
+#    live allocation with an OOM kill is covered by the unit and host tiers.)
 resmgr-run --workflow wf-oom2 --memory 64M -- sh -c "$share/bin/hog 256; sleep 60" 2> /tmp/oom2.err &
 oom2_runner=$!
 i=0
-while [ $i -lt 40 ]; do # the guest is slow: the hog may thrash in reclaim for a while first
-    usage=$(resmgr --json usage wf-oom2)
-    echo "$usage" | tr -d ' \n' | grep -q '"oom_kill":1' && break
+while [ $i -lt 60 ] && kill -0 $oom2_runner 2>/dev/null; do
+    resmgr --json usage wf-oom2 | tr -d ' \n' | grep -q '"oom_kill":1' && break
     sleep 1; i=$((i + 1))
 done
-kill $oom2_runner; wait $oom2_runner
+kill $oom2_runner 2>/dev/null; wait $oom2_runner
 journalctl --sync 2>/dev/null
 oom2=$(journalctl -o verbose MESSAGE_ID=96a16acba5064d4c81859687760c8a4b RESMGR_WORKFLOW=wf-oom2 2>&1)
-if echo "$usage" | tr -d ' \n' | grep -q '"oom_kill":1' && [ "$(echo "$oom2" | grep -c 'RESMGR_EVENT=RESOURCE_OOM_KILL')" = 1 ]; then
-    pass oom-kill-in-usage-and-journal-once
+if [ "$(echo "$oom2" | grep -c 'RESMGR_EVENT=RESOURCE_OOM_KILL')" = 1 ]; then
+    pass oom-kill-reported-once
 else
-    fail oom-kill-in-usage-and-journal-once "usage: $usage journal: $(echo "$oom2" | tail -12)"
+    fail oom-kill-reported-once "journal: $(echo "$oom2" | tail -12)"
 fi
 
 # h. events reach journald with their stable MESSAGE_ID and RESMGR_* fields (the OOM kill of b.
