@@ -1,11 +1,12 @@
 // /proc and flat-keyed cgroup file parsers.
 #include "monitor/node.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 namespace resmgr::monitor {
 namespace detail {
@@ -69,12 +70,29 @@ void fail(const std::string& name, int line_number, const std::string& reason, s
 using detail::parse_u64;
 using detail::split_lines;
 
+// Plain read(2): every sampling pass reads seven small files per group, and ifstream with a
+// stringstream costs several times more CPU for them.
 std::string read_text_file(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw ParseError("cannot read " + path + ": " + std::strerror(errno));
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw ParseError("cannot read " + path + ": " + std::strerror(errno));
+    std::string text;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n > 0) {
+            text.append(buf, static_cast<size_t>(n));
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            int err = errno;
+            ::close(fd);
+            throw ParseError("cannot read " + path + ": " + std::strerror(err));
+        }
+        break;
+    }
+    ::close(fd);
+    return text;
 }
 
 int parse_proc_stat_cpu_count(std::string_view proc_stat) {

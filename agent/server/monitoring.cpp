@@ -79,8 +79,12 @@ void Monitoring::consume_process_events() {
     });
 }
 
-void Monitoring::sync_probe_watches(const std::vector<monitor::GroupProbe>& allocation_groups) {
+void Monitoring::sync_probe_watches(const std::vector<monitor::GroupProbe>& allocation_groups, bool force) {
     if (!probes_) return;
+    std::vector<std::string> dirs_now;
+    for (const auto& group : allocation_groups) dirs_now.push_back(group.dir);
+    if (!force && dirs_now == watched_groups_) return;
+    watched_groups_ = std::move(dirs_now);
     std::map<std::uint64_t, std::string> wanted;
     for (const auto& group : allocation_groups) {
         // Processes live in the leaves (main, agent-*), and the probes key on a task's own group.

@@ -56,7 +56,7 @@ public:
     void consume_process_events();
     const std::string& probes_status() const { return probes_status_; }
     // A process just entered an allocation's group: watch its leaf before the process execs.
-    void refresh_probe_watches() { sync_probe_watches(allocation_groups()); }
+    void refresh_probe_watches() { sync_probe_watches(allocation_groups(), true); }
 
     // One pass: sample, thresholds, agent states, one usage_history line.
     void sample(TimePoint now);
@@ -94,7 +94,9 @@ private:
     void append_history(const monitor::Snapshot& snap);
     // Watches every group and leaf of the live allocations, and stops watching the rest.
     std::vector<monitor::GroupProbe> allocation_groups() const;
-    void sync_probe_watches(const std::vector<monitor::GroupProbe>& allocation_groups);
+    // Listing every group's leaves is the costly part, so a pass does it only when the set of
+    // groups changed; attach forces it (a new leaf).
+    void sync_probe_watches(const std::vector<monitor::GroupProbe>& allocation_groups, bool force = false);
     nlohmann::json tool_instances() const;
     nlohmann::json probe_figures(const std::string& allocation_id) const;
 
@@ -112,6 +114,7 @@ private:
     std::string probes_status_ = "not loaded";
     bpf::ToolTally tally_;
     std::map<std::uint64_t, std::string> watched_;         // cgroup id -> allocation id
+    std::vector<std::string> watched_groups_;               // the group dirs of the last sync
     struct RunningTool {
         std::uint64_t cgroup_id = 0;
         std::string category; // empty: unclassified
