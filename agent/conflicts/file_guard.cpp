@@ -1,0 +1,588 @@
+#include "conflicts/file_guard.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/fanotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "conflicts/open_mode.hpp"
+#include "monitor/proc.hpp"
+
+namespace resmgr::conflicts {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+void signal_eventfd(int fd) {
+    std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof one);
+}
+
+void drain_eventfd(int fd) {
+    std::uint64_t count = 0;
+    [[maybe_unused]] ssize_t n = ::read(fd, &count, sizeof count);
+}
+
+// The path fanotify_mark resolves to exactly the inode behind an O_PATH fd, even after a rename.
+std::string fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+std::string read_proc_line(const std::string& path) {
+    char buffer[4096];
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return {};
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    ::close(fd);
+    return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : std::string();
+}
+
+bool own_thread(pid_t tid) {
+    if (tid == ::getpid()) return true;
+    char path[48];
+    std::snprintf(path, sizeof path, "/proc/self/task/%d", static_cast<int>(tid));
+    return ::access(path, F_OK) == 0;
+}
+
+// The name in a FAN_EVENT_INFO_TYPE_DFID_NAME record (the entry in the watched directory).
+std::string event_name(const fanotify_event_metadata* event) {
+    const char* p = reinterpret_cast<const char*>(event) + event->metadata_len;
+    const char* end = reinterpret_cast<const char*>(event) + event->event_len;
+    while (p + sizeof(fanotify_event_info_header) <= end) {
+        const auto* header = reinterpret_cast<const fanotify_event_info_header*>(p);
+        if (header->len == 0 || p + header->len > end) break;
+        if (header->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
+            const auto* fid = reinterpret_cast<const fanotify_event_info_fid*>(p);
+            const auto* handle = reinterpret_cast<const file_handle*>(fid->handle);
+            const char* name = reinterpret_cast<const char*>(handle->f_handle) + handle->handle_bytes;
+            if (name < p + header->len) return std::string(name, strnlen(name, static_cast<size_t>(p + header->len - name)));
+        }
+        p += header->len;
+    }
+    return {};
+}
+
+} // namespace
+
+std::string_view to_string(GuardReport::Kind kind) {
+    switch (kind) {
+    case GuardReport::Kind::denied: return "denied";
+    case GuardReport::Kind::queued: return "queued";
+    case GuardReport::Kind::granted: return "granted";
+    case GuardReport::Kind::timed_out: return "timed_out";
+    case GuardReport::Kind::advisory: return "advisory";
+    case GuardReport::Kind::stalled: return "stalled";
+    case GuardReport::Kind::replaced: return "replaced";
+    case GuardReport::Kind::removed: return "removed";
+    case GuardReport::Kind::modified: return "modified";
+    case GuardReport::Kind::overflow: break;
+    }
+    return "overflow";
+}
+
+Opener FileGuard::describe_from_proc(pid_t tid) {
+    Opener opener;
+    opener.pid = tid;
+    const std::string dir = "/proc/" + std::to_string(tid);
+    opener.comm = read_proc_line(dir + "/comm");
+    if (!opener.comm.empty() && opener.comm.back() == '\n') opener.comm.pop_back();
+    try {
+        opener.cgroup = monitor::parse_proc_cgroup_v2(read_proc_line(dir + "/cgroup"));
+    } catch (const std::exception&) {
+        opener.cgroup.clear(); // gone, or no v2 hierarchy: an outsider as far as the guard can tell
+    }
+    opener.mode = read_open_mode(tid);
+    return opener;
+}
+
+FileGuard::FileGuard(GuardPolicy policy, Options options) : options_(std::move(options)), policy_(std::move(policy)) {
+    if (!options_.describe_opener) options_.describe_opener = &FileGuard::describe_from_proc;
+    // FAN_REPORT_TID: the event names the opening thread, whose /proc/<tid>/syscall shows the open.
+    // The queue is unlimited so no permission event is lost; a held opener costs one event.
+    perm_fd_ = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID | FAN_UNLIMITED_QUEUE,
+                             O_RDONLY | O_LARGEFILE | O_CLOEXEC);
+    if (perm_fd_ < 0)
+        throw GuardError(errno_text("fanotify_init(FAN_CLASS_CONTENT) for open permission events") +
+                         (errno == EPERM ? " (needs root: CAP_SYS_ADMIN)" : errno == EINVAL ? " (kernel without FANOTIFY_ACCESS_PERMISSIONS)" : ""));
+    // File-handle events carry no fd; names tell which held path changed.
+    notify_fd_ = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_DFID_NAME, O_RDONLY | O_CLOEXEC);
+    if (notify_fd_ < 0) {
+        std::string why = errno_text("fanotify_init(FAN_REPORT_DFID_NAME) for rename and unlink detection");
+        ::close(perm_fd_);
+        throw GuardError(why);
+    }
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    report_event_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd_ < 0 || report_event_fd_ < 0) {
+        std::string why = errno_text("eventfd");
+        for (int fd : {perm_fd_, notify_fd_, wake_fd_, report_event_fd_})
+            if (fd >= 0) ::close(fd);
+        throw GuardError(why);
+    }
+    decision_thread_ = std::thread([this] { decision_loop(); });
+    watchdog_thread_ = std::thread([this] { watchdog_loop(); });
+}
+
+FileGuard::~FileGuard() {
+    {
+        std::lock_guard lock(stop_mutex_);
+        stopping_ = true;
+    }
+    stop_cv_.notify_all();
+    signal_eventfd(wake_fd_);
+    if (decision_thread_.joinable()) decision_thread_.join();
+    if (watchdog_thread_.joinable()) watchdog_thread_.join();
+    std::vector<Pending> pending;
+    {
+        std::lock_guard lock(mutex_);
+        for (auto& [path, entry] : entries_) {
+            for (auto& p : entry.queue) pending.push_back(std::move(p));
+            entry.queue.clear();
+            if (entry.path_fd >= 0) ::close(entry.path_fd);
+        }
+    }
+    for (auto& p : pending) {
+        answer(p.fd, true);
+        ::close(p.fd);
+    }
+    // Closing the group allows whatever the kernel still had queued for it.
+    for (int fd : {perm_fd_, notify_fd_, wake_fd_, report_event_fd_}) ::close(fd);
+}
+
+void FileGuard::answer(int fd, bool allow) {
+    fanotify_response response{fd, static_cast<__u32>(allow ? FAN_ALLOW : FAN_DENY)};
+    [[maybe_unused]] ssize_t n = ::write(perm_fd_, &response, sizeof response);
+    (allow ? allowed_ : denied_)++;
+}
+
+void FileGuard::report(GuardReport r) {
+    r.at = std::chrono::system_clock::now();
+    {
+        std::lock_guard lock(report_mutex_);
+        reports_.push_back(std::move(r));
+    }
+    signal_eventfd(report_event_fd_);
+}
+
+std::vector<GuardReport> FileGuard::take_reports() {
+    drain_eventfd(report_event_fd_);
+    std::lock_guard lock(report_mutex_);
+    return std::exchange(reports_, {});
+}
+
+void FileGuard::decision_loop() {
+    // fanotify_event_metadata needs its natural alignment.
+    alignas(fanotify_event_metadata) char buffer[8192];
+    pollfd fds[2] = {{perm_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    while (!stopping_) {
+        auto next_deadline = expire_queued();
+        int timeout = -1;
+        if (next_deadline) {
+            auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(*next_deadline - SteadyClock::now()).count();
+            timeout = static_cast<int>(std::clamp<long long>(wait + 1, 0, 60'000));
+        }
+        if (::poll(fds, 2, timeout) < 0 && errno != EINTR) break;
+        if (fds[1].revents & POLLIN) drain_eventfd(wake_fd_);
+        if (!(fds[0].revents & POLLIN)) continue;
+        for (;;) {
+            ssize_t n = ::read(perm_fd_, buffer, sizeof buffer);
+            if (n <= 0) break;
+            for (auto* event = reinterpret_cast<fanotify_event_metadata*>(buffer); FAN_EVENT_OK(event, n); event = FAN_EVENT_NEXT(event, n)) {
+                if (event->vers != FANOTIFY_METADATA_VERSION) continue;
+                if (event->mask & FAN_Q_OVERFLOW) {
+                    overflows_++;
+                    report({GuardReport::Kind::overflow, {}, {}, {}, {}, "the permission event queue overflowed", {}});
+                    continue;
+                }
+                if (event->fd >= 0) handle_permission_event(event->fd, event->pid);
+            }
+        }
+    }
+}
+
+void FileGuard::handle_permission_event(int fd, pid_t tid) {
+    events_++;
+    {
+        std::lock_guard lock(inflight_mutex_);
+        inflight_fd_ = fd;
+        inflight_answered_ = false;
+        inflight_since_ = SteadyClock::now();
+    }
+    // Answers the in-flight event unless the watchdog already did; the fd is closed either way.
+    auto finish = [&](bool allow) {
+        {
+            std::lock_guard lock(inflight_mutex_);
+            if (!inflight_answered_) answer(fd, allow);
+            inflight_fd_ = -1;
+        }
+        ::close(fd);
+    };
+    if (own_thread(tid)) {
+        own_opens_++;
+        finish(true);
+        return;
+    }
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+        finish(true);
+        return;
+    }
+    const FileKey key{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
+    Hold hold;
+    GuardPolicy policy;
+    bool held = false;
+    {
+        std::lock_guard lock(mutex_);
+        if (auto it = by_key_.find(key); it != by_key_.end()) {
+            hold = entries_.at(it->second).hold;
+            policy = policy_;
+            held = true;
+        }
+    }
+    if (!held) {
+        finish(true); // released meanwhile, or an inode we stopped holding
+        return;
+    }
+    Opener opener = options_.describe_opener(tid);
+    Decision decision = decide(hold, opener, policy);
+    GuardReport r{GuardReport::Kind::denied, hold.path, hold.allocation_id, hold.workflow_id, opener, decision.reason, {}};
+    if (decision.verdict == Verdict::queue) {
+        bool answered_by_watchdog = false;
+        {
+            std::lock_guard lock(inflight_mutex_);
+            answered_by_watchdog = inflight_answered_;
+            inflight_fd_ = -1;
+        }
+        if (answered_by_watchdog) {
+            ::close(fd);
+            return;
+        }
+        bool queued = false;
+        {
+            std::lock_guard lock(mutex_);
+            auto it = by_key_.find(key);
+            if (it != by_key_.end()) {
+                entries_.at(it->second).queue.push_back({fd, opener, SteadyClock::now() + policy.queue_timeout});
+                queued = true;
+            }
+        }
+        if (!queued) { // the holder let go while we looked
+            answer(fd, true);
+            ::close(fd);
+            return;
+        }
+        queued_++;
+        r.kind = GuardReport::Kind::queued;
+        report(std::move(r));
+        return;
+    }
+    finish(decision.verdict == Verdict::allow);
+    if (decision.verdict == Verdict::deny) {
+        report(std::move(r));
+    } else if (decision.conflict) {
+        r.kind = GuardReport::Kind::advisory;
+        report(std::move(r));
+    }
+}
+
+void FileGuard::watchdog_loop() {
+    const auto tick = std::max(options_.decision_deadline / 4, std::chrono::milliseconds(10));
+    for (;;) {
+        {
+            std::unique_lock lock(stop_mutex_);
+            if (stop_cv_.wait_for(lock, tick, [this] { return stopping_.load(); })) return;
+        }
+        bool stalled = false;
+        {
+            std::lock_guard lock(inflight_mutex_);
+            if (inflight_fd_ >= 0 && !inflight_answered_ && SteadyClock::now() - inflight_since_ > options_.decision_deadline) {
+                answer(inflight_fd_, options_.fallback_allow);
+                inflight_answered_ = true;
+                stalled = true;
+            }
+        }
+        if (stalled) {
+            stalled_++;
+            report({GuardReport::Kind::stalled, {}, {}, {}, {},
+                    std::string("the decision took longer than its deadline; answered ") + (options_.fallback_allow ? "allow" : "deny"), {}});
+        }
+    }
+}
+
+std::optional<SteadyClock::time_point> FileGuard::expire_queued() {
+    std::vector<std::pair<Pending, Hold>> expired;
+    std::optional<SteadyClock::time_point> next;
+    const auto now = SteadyClock::now();
+    {
+        std::lock_guard lock(mutex_);
+        for (auto& [path, entry] : entries_) {
+            for (auto it = entry.queue.begin(); it != entry.queue.end();) {
+                if (it->deadline <= now) {
+                    expired.emplace_back(std::move(*it), entry.hold);
+                    it = entry.queue.erase(it);
+                } else {
+                    if (!next || it->deadline < *next) next = it->deadline;
+                    ++it;
+                }
+            }
+        }
+    }
+    for (auto& [pending, hold] : expired) {
+        answer(pending.fd, false);
+        ::close(pending.fd);
+        timed_out_++;
+        report({GuardReport::Kind::timed_out, hold.path, hold.allocation_id, hold.workflow_id, pending.opener,
+                "waited the whole queue timeout for " + hold.allocation_id + "; denied", {}});
+    }
+    return next;
+}
+
+void FileGuard::answer_all(std::vector<Pending> pending, bool allow, GuardReport::Kind kind, const Hold& hold) {
+    for (auto& p : pending) {
+        answer(p.fd, allow);
+        ::close(p.fd);
+        if (kind == GuardReport::Kind::granted) granted_++;
+        report({kind, hold.path, hold.allocation_id, hold.workflow_id, p.opener, hold.allocation_id + " let go of the file", {}});
+    }
+}
+
+bool FileGuard::mark_locked(Entry& entry) {
+    int path_fd = ::open(entry.hold.path.c_str(), O_PATH | O_CLOEXEC);
+    if (path_fd < 0) return false;
+    struct stat st {};
+    if (::fstat(path_fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        bool is_dir = S_ISDIR(st.st_mode);
+        ::close(path_fd);
+        if (is_dir) throw GuardError("'" + entry.hold.path + "' is a directory; exclusive access is held on files");
+        return false;
+    }
+    const FileKey key{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
+    if (auto other = by_key_.find(key); other != by_key_.end() && other->second != entry.hold.path) {
+        ::close(path_fd);
+        throw GuardError("'" + entry.hold.path + "' is the same file as '" + other->second + "', already held");
+    }
+    const std::string proc = fd_path(path_fd);
+    if (fanotify_mark(perm_fd_, FAN_MARK_ADD, FAN_OPEN_PERM, AT_FDCWD, proc.c_str()) != 0) {
+        std::string why = errno_text("fanotify_mark(FAN_OPEN_PERM) on " + entry.hold.path);
+        ::close(path_fd);
+        throw GuardError(why);
+    }
+    // Best effort: writes through fds opened before the hold, and truncate(2), show up as FAN_MODIFY.
+    fanotify_mark(notify_fd_, FAN_MARK_ADD, FAN_MODIFY, AT_FDCWD, proc.c_str());
+    entry.key = key;
+    entry.path_fd = path_fd;
+    by_key_[key] = entry.hold.path;
+    return true;
+}
+
+void FileGuard::unmark_locked(Entry& entry) {
+    if (entry.path_fd < 0) return;
+    const std::string proc = fd_path(entry.path_fd);
+    fanotify_mark(perm_fd_, FAN_MARK_REMOVE, FAN_OPEN_PERM, AT_FDCWD, proc.c_str());
+    fanotify_mark(notify_fd_, FAN_MARK_REMOVE, FAN_MODIFY, AT_FDCWD, proc.c_str());
+    ::close(entry.path_fd);
+    entry.path_fd = -1;
+    if (entry.key) by_key_.erase(*entry.key);
+    entry.key.reset();
+}
+
+constexpr std::uint64_t kDirEvents = FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO;
+
+void FileGuard::watch_dir_locked(const std::string& dir) {
+    if (watched_dirs_[dir]++ > 0) return;
+    if (fanotify_mark(notify_fd_, FAN_MARK_ADD, kDirEvents, AT_FDCWD, dir.c_str()) != 0) {
+        std::string why = errno_text("fanotify_mark on directory " + dir);
+        watched_dirs_.erase(dir);
+        throw GuardError(why);
+    }
+}
+
+void FileGuard::unwatch_dir_locked(const std::string& dir) {
+    auto it = watched_dirs_.find(dir);
+    if (it == watched_dirs_.end() || --it->second > 0) return;
+    fanotify_mark(notify_fd_, FAN_MARK_REMOVE, kDirEvents, AT_FDCWD, dir.c_str());
+    watched_dirs_.erase(it);
+}
+
+void FileGuard::hold(const Hold& hold) {
+    if (hold.path.empty() || hold.path.front() != '/') throw GuardError("'" + hold.path + "' is not an absolute path");
+    std::lock_guard lock(mutex_);
+    if (auto it = entries_.find(hold.path); it != entries_.end()) {
+        if (it->second.hold.allocation_id != hold.allocation_id)
+            throw GuardError("'" + hold.path + "' is already held by " + it->second.hold.allocation_id);
+        it->second.hold = hold;
+        return;
+    }
+    Entry entry;
+    entry.hold = hold;
+    entry.dir = std::filesystem::path(hold.path).parent_path().string();
+    watch_dir_locked(entry.dir);
+    try {
+        mark_locked(entry);
+    } catch (...) {
+        unwatch_dir_locked(entry.dir);
+        throw;
+    }
+    entries_.emplace(hold.path, std::move(entry));
+}
+
+void FileGuard::release(const std::string& allocation_id, const std::optional<std::string>& path) {
+    std::vector<std::pair<std::vector<Pending>, Hold>> waiting;
+    {
+        std::lock_guard lock(mutex_);
+        for (auto it = entries_.begin(); it != entries_.end();) {
+            Entry& entry = it->second;
+            if (entry.hold.allocation_id != allocation_id || (path && *path != it->first)) {
+                ++it;
+                continue;
+            }
+            unmark_locked(entry);
+            unwatch_dir_locked(entry.dir);
+            waiting.emplace_back(std::vector<Pending>(std::make_move_iterator(entry.queue.begin()), std::make_move_iterator(entry.queue.end())),
+                                 entry.hold);
+            it = entries_.erase(it);
+        }
+    }
+    for (auto& [pending, hold] : waiting) answer_all(std::move(pending), true, GuardReport::Kind::granted, hold);
+}
+
+bool FileGuard::set_strategy(const std::string& path, Strategy strategy) {
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(path);
+    if (it == entries_.end()) return false;
+    it->second.hold.strategy = strategy;
+    return true;
+}
+
+void FileGuard::set_policy(GuardPolicy policy) {
+    std::lock_guard lock(mutex_);
+    policy_ = std::move(policy);
+}
+
+GuardPolicy FileGuard::policy() const {
+    std::lock_guard lock(mutex_);
+    return policy_;
+}
+
+std::vector<Hold> FileGuard::holds() const {
+    std::lock_guard lock(mutex_);
+    std::vector<Hold> out;
+    for (const auto& [path, entry] : entries_) out.push_back(entry.hold);
+    return out;
+}
+
+size_t FileGuard::open_fds() const {
+    std::lock_guard lock(mutex_);
+    size_t count = 0;
+    for (const auto& [path, entry] : entries_) count += entry.queue.size() + (entry.path_fd >= 0 ? 1 : 0);
+    return count;
+}
+
+void FileGuard::recheck_path(Entry& entry, const Opener& actor, std::vector<GuardReport>& out) {
+    struct stat st {};
+    const bool exists = ::stat(entry.hold.path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+    const FileKey now{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
+    if (exists && entry.key && *entry.key == now) return; // an unrelated name in the directory
+    if (!exists && !entry.key) return;
+    const bool had_file = entry.key.has_value();
+    unmark_locked(entry);
+    std::string failure;
+    if (exists) {
+        try {
+            mark_locked(entry);
+        } catch (const GuardError& e) {
+            failure = std::string("; could not mark the new file: ") + e.what();
+        }
+    }
+    std::string why;
+    if (exempt(entry.hold, actor, policy_, &why)) return; // the holder replaced its own file: marked again, nothing to report
+    GuardReport r{exists ? GuardReport::Kind::replaced : GuardReport::Kind::removed, entry.hold.path, entry.hold.allocation_id,
+                  entry.hold.workflow_id, actor, {}, {}};
+    if (!exists) r.reason = "the held file was unlinked or renamed away by a process outside the holder";
+    else if (had_file) r.reason = "another file was renamed over the held path by a process outside the holder; the new file is marked";
+    else r.reason = "the held path was created by a process outside the holder; it is marked now";
+    if (actor.cgroup.empty()) r.reason += " (the process had exited before it could be identified)";
+    r.reason += failure;
+    out.push_back(std::move(r));
+}
+
+void FileGuard::on_watch_ready() {
+    alignas(fanotify_event_metadata) char buffer[8192];
+    std::vector<GuardReport> found;
+    for (;;) {
+        ssize_t n = ::read(notify_fd_, buffer, sizeof buffer);
+        if (n <= 0) break;
+        for (auto* event = reinterpret_cast<fanotify_event_metadata*>(buffer); FAN_EVENT_OK(event, n); event = FAN_EVENT_NEXT(event, n)) {
+            if (event->vers != FANOTIFY_METADATA_VERSION) continue;
+            if (event->mask & FAN_Q_OVERFLOW) {
+                overflows_++;
+                found.push_back({GuardReport::Kind::overflow, {}, {}, {}, {},
+                                 "the notification queue overflowed: renames and writes may have gone unseen; every held path was re-checked", {}});
+                std::lock_guard lock(mutex_);
+                for (auto& [path, entry] : entries_) recheck_path(entry, Opener{}, found);
+                continue;
+            }
+            const std::string name = event_name(event);
+            if (name.empty()) continue;
+            Opener actor;
+            if (event->pid > 0 && !own_thread(event->pid)) {
+                actor = describe_from_proc(event->pid);
+                actor.mode = OpenMode::unknown;
+            } else if (event->pid > 0) {
+                continue; // the daemon's own change
+            }
+            std::lock_guard lock(mutex_);
+            for (auto& [path, entry] : entries_) {
+                if (std::filesystem::path(path).filename() != name) continue;
+                if (event->mask & FAN_MODIFY) {
+                    if (!exempt(entry.hold, actor, policy_))
+                        found.push_back({GuardReport::Kind::modified, path, entry.hold.allocation_id, entry.hold.workflow_id, actor,
+                                         "the held file was written by a process outside the holder (truncate(2), or an fd opened before the hold)",
+                                         {}});
+                } else {
+                    recheck_path(entry, actor, found);
+                }
+            }
+        }
+    }
+    for (auto& r : found) report(std::move(r));
+}
+
+nlohmann::json FileGuard::status() const {
+    nlohmann::json holds = nlohmann::json::array();
+    GuardPolicy policy;
+    {
+        std::lock_guard lock(mutex_);
+        policy = policy_;
+        for (const auto& [path, entry] : entries_)
+            holds.push_back({{"path", path},
+                             {"allocation_id", entry.hold.allocation_id},
+                             {"workflow_id", entry.hold.workflow_id},
+                             {"owner_cgroup", entry.hold.owner_cgroup},
+                             {"strategy", to_string(entry.hold.strategy.value_or(policy.strategy))},
+                             {"marked", entry.key.has_value()},
+                             {"queued_openers", entry.queue.size()}});
+    }
+    return {{"holds", holds},
+            {"counters",
+             {{"permission_events", events_.load()},
+              {"allowed", allowed_.load()},
+              {"denied", denied_.load()},
+              {"queued", queued_.load()},
+              {"granted_after_queue", granted_.load()},
+              {"timed_out", timed_out_.load()},
+              {"stalled", stalled_.load()},
+              {"own_opens", own_opens_.load()},
+              {"overflows", overflows_.load()}}},
+            {"decision_deadline_ms", options_.decision_deadline.count()},
+            {"fallback", options_.fallback_allow ? "allow" : "deny"}};
+}
+
+} // namespace resmgr::conflicts

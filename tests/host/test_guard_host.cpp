@@ -1,0 +1,330 @@
+// The fanotify guard on this host's kernel, driven directly (the daemon-level tests are in
+// test_conflicts_host.cpp): the holder's cgroup writes, outsiders are denied writes and allowed
+// reads, the open mode is read from the opener's syscall, queued openers wait for the holder and
+// go ahead (or time out), a stalled decision falls back, rename-over and unlink are seen after the
+// fact and the new file is marked, and 200 processes hammering held files while holds come and
+// go all get answers with no fd left behind.
+#include <gtest/gtest.h>
+
+#include <linux/openat2.h>
+#include <poll.h>
+#include <sys/syscall.h>
+
+#include <atomic>
+
+#include "conflicts/file_guard.hpp"
+#include "host_support.hpp"
+
+using namespace resmgr;
+using namespace resmgr::conflicts;
+using namespace resmgr::host;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int kOpened = 0, kDenied = 1, kOtherError = 2;
+
+size_t count_fds() {
+    size_t n = 0;
+    for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+}
+
+// Moves the calling (forked) process into `cgroup_dir`; async-signal-safe.
+void join_cgroup(const std::string& cgroup_dir) {
+    if (cgroup_dir.empty()) return;
+    int fd = ::open((cgroup_dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(3);
+    ::close(fd);
+}
+
+// A child that joins `cgroup_dir` (empty: stays outside) and opens `path` with `flags`.
+// Exit 0 opened, 1 EPERM, 2 another error.
+pid_t try_open(const std::string& path, int flags, const std::string& cgroup_dir = {}, bool use_openat2 = false) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        join_cgroup(cgroup_dir);
+        int fd = -1;
+        if (use_openat2) {
+            open_how how{};
+            how.flags = static_cast<std::uint64_t>(flags);
+            fd = static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof how));
+        } else {
+            fd = ::open(path.c_str(), flags, 0644);
+        }
+        if (fd >= 0) ::_exit(kOpened);
+        ::_exit(errno == EPERM ? kDenied : kOtherError);
+    }
+    return pid;
+}
+
+// The child's exit code, or -1 if it has not exited within `limit` (then it is killed).
+int exit_within(pid_t pid, std::chrono::milliseconds limit) {
+    int status = 0;
+    bool done = wait_until([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, limit);
+    if (!done) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+        return -1;
+    }
+    return decode_status(status);
+}
+
+bool still_running(pid_t pid) { return ::waitpid(pid, nullptr, WNOHANG) == 0; }
+
+class GuardHost : public ::testing::Test {
+protected:
+    std::string mount = cgroup2_mount();
+    std::string owner_dir;    // the holder's group, absolute
+    std::string owner_cgroup; // as /proc/PID/cgroup shows it
+    std::string dir;          // the files
+    std::string file;
+    std::unique_ptr<FileGuard> guard;
+
+    void SetUp() override {
+        if (auto why = cgroup2_unavailable(mount)) GTEST_SKIP() << "guard host test skipped: " << *why;
+        owner_cgroup = "/resmgr-guardtest-" + std::to_string(::getpid());
+        owner_dir = mount + owner_cgroup;
+        ASSERT_EQ(::mkdir(owner_dir.c_str(), 0755), 0) << owner_dir << ": " << std::strerror(errno);
+        dir = "/var/tmp/resmgr-guardtest-" + std::to_string(::getpid());
+        std::filesystem::create_directories(dir);
+        file = dir + "/critical_file.nix";
+        write_file(file, "x");
+    }
+    void TearDown() override {
+        guard.reset();
+        if (!owner_dir.empty()) ::rmdir(owner_dir.c_str());
+        if (!dir.empty()) std::filesystem::remove_all(dir);
+    }
+    static void write_file(const std::string& path, const std::string& content) {
+        std::ofstream(path, std::ios::trunc) << content;
+    }
+    void start(GuardPolicy policy, FileGuard::Options options = {}) {
+        try {
+            guard = std::make_unique<FileGuard>(std::move(policy), std::move(options));
+        } catch (const GuardError& e) {
+            FAIL() << "the guard did not start on a root host with fanotify: " << e.what();
+        }
+    }
+    Hold hold_for(const std::string& path, const std::string& allocation = "alloc_test") {
+        return Hold{path, allocation, "wf-guard", 50, owner_cgroup, std::nullopt};
+    }
+    static GuardPolicy locking() {
+        GuardPolicy p;
+        p.strategy = Strategy::file_locking;
+        return p;
+    }
+    // Waits for a report of `kind`, handling directory notifications as the daemon's loop does.
+    std::optional<GuardReport> wait_report(GuardReport::Kind kind, std::chrono::milliseconds limit = 3s) {
+        std::optional<GuardReport> found;
+        wait_until(
+            [&] {
+                pollfd p{guard->watch_fd(), POLLIN, 0};
+                if (::poll(&p, 1, 0) > 0) guard->on_watch_ready();
+                for (auto& r : guard->take_reports())
+                    if (r.kind == kind && !found) found = r;
+                return found.has_value();
+            },
+            limit);
+        return found;
+    }
+};
+
+TEST_F(GuardHost, TheHoldersGroupWritesAndOutsidersAreDeniedWritesButMayRead) {
+    start(locking());
+    guard->hold(hold_for(file));
+    EXPECT_EQ(exit_within(try_open(file, O_WRONLY, owner_dir), 5s), kOpened) << "a process in the holder's group writes";
+    EXPECT_EQ(exit_within(try_open(file, O_RDONLY), 5s), kOpened) << "read_only_operations: outsiders may read";
+    pid_t outsider = try_open(file, O_WRONLY);
+    EXPECT_EQ(exit_within(outsider, 5s), kDenied) << "an outsider may not open it for writing";
+    auto report = wait_report(GuardReport::Kind::denied);
+    ASSERT_TRUE(report);
+    EXPECT_EQ(report->path, file);
+    EXPECT_EQ(report->allocation_id, "alloc_test");
+    EXPECT_EQ(report->opener.pid, outsider);
+    EXPECT_FALSE(report->opener.comm.empty());
+    EXPECT_FALSE(report->opener.cgroup.empty());
+    EXPECT_EQ(report->opener.mode, OpenMode::write);
+    EXPECT_EQ(guard->status()["counters"]["denied"], 1);
+    // Strict: reads from outside are refused too.
+    GuardPolicy strict = locking();
+    strict.allow_reads = false;
+    guard->set_policy(strict);
+    EXPECT_EQ(exit_within(try_open(file, O_RDONLY), 5s), kDenied);
+    // Released: anyone writes.
+    guard->release("alloc_test");
+    EXPECT_EQ(exit_within(try_open(file, O_WRONLY), 5s), kOpened);
+}
+
+TEST_F(GuardHost, TheOpenModeIsReadFromTheOpenersSyscall) {
+    start(locking());
+    guard->hold(hold_for(file));
+    struct Case {
+        const char* name;
+        int flags;
+        bool openat2;
+        int expected;
+    };
+    for (const Case& c : {Case{"O_RDONLY", O_RDONLY, false, kOpened}, Case{"O_RDONLY|O_CLOEXEC", O_RDONLY | O_CLOEXEC, false, kOpened},
+                          Case{"O_WRONLY", O_WRONLY, false, kDenied}, Case{"O_RDWR", O_RDWR, false, kDenied},
+                          Case{"O_WRONLY|O_APPEND", O_WRONLY | O_APPEND, false, kDenied},
+                          Case{"O_RDONLY|O_TRUNC", O_RDONLY | O_TRUNC, false, kDenied},
+                          Case{"openat2 O_RDONLY", O_RDONLY, true, kOpened}, Case{"openat2 O_RDWR", O_RDWR, true, kDenied}})
+        EXPECT_EQ(exit_within(try_open(file, c.flags, {}, c.openat2), 5s), c.expected) << c.name;
+}
+
+TEST_F(GuardHost, AQueuedOpenerWaitsForTheHolderAndGoesAheadWhenItLetsGo) {
+    start(GuardPolicy{}); // the seed's default: queue_and_serialize, 10m
+    guard->hold(hold_for(file));
+    pid_t waiting = try_open(file, O_WRONLY);
+    ASSERT_TRUE(wait_report(GuardReport::Kind::queued));
+    std::this_thread::sleep_for(300ms);
+    EXPECT_TRUE(still_running(waiting)) << "the opener is held while the allocation holds the file";
+    EXPECT_EQ(guard->open_fds(), 2u) << "one O_PATH fd for the mark, one queued event";
+    guard->release("alloc_test");
+    EXPECT_EQ(exit_within(waiting, 3s), kOpened);
+    EXPECT_TRUE(wait_report(GuardReport::Kind::granted));
+    EXPECT_EQ(guard->open_fds(), 0u);
+}
+
+TEST_F(GuardHost, AQueuedOpenerIsDeniedWhenTheQueueTimeoutPasses) {
+    GuardPolicy policy;
+    policy.queue_timeout = 300ms;
+    start(policy);
+    guard->hold(hold_for(file));
+    auto started = std::chrono::steady_clock::now();
+    EXPECT_EQ(exit_within(try_open(file, O_WRONLY), 5s), kDenied);
+    EXPECT_GE(std::chrono::steady_clock::now() - started, 300ms);
+    EXPECT_TRUE(wait_report(GuardReport::Kind::timed_out));
+}
+
+TEST_F(GuardHost, TheGuardsOwnProcessOpensHeldFilesWithoutDeadlock) {
+    start(locking());
+    guard->hold(hold_for(file));
+    // This process runs the guard's decision thread: its own opens must not wait on it.
+    int fd = ::open(file.c_str(), O_WRONLY);
+    EXPECT_GE(fd, 0) << std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    EXPECT_GE(guard->status()["counters"]["own_opens"].get<int>(), 1);
+}
+
+TEST_F(GuardHost, AStalledDecisionFallsBackToTheDefaultAnswer) {
+    FileGuard::Options options;
+    options.decision_deadline = 200ms;
+    options.describe_opener = [](pid_t tid) {
+        std::this_thread::sleep_for(1500ms); // a /proc read that hangs
+        return FileGuard::describe_from_proc(tid);
+    };
+    start(locking(), options);
+    guard->hold(hold_for(file));
+    auto started = std::chrono::steady_clock::now();
+    EXPECT_EQ(exit_within(try_open(file, O_WRONLY), 5s), kOpened) << "the watchdog answered allow";
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 1200ms);
+    EXPECT_TRUE(wait_report(GuardReport::Kind::stalled));
+}
+
+TEST_F(GuardHost, ShuttingDownAnswersQueuedOpeners) {
+    start(GuardPolicy{});
+    guard->hold(hold_for(file));
+    pid_t waiting = try_open(file, O_WRONLY);
+    ASSERT_TRUE(wait_report(GuardReport::Kind::queued));
+    guard.reset();
+    EXPECT_EQ(exit_within(waiting, 3s), kOpened);
+}
+
+TEST_F(GuardHost, RenameOverByAnOutsiderIsReportedAndTheNewFileIsMarked) {
+    start(locking());
+    guard->hold(hold_for(file));
+    const std::string replacement = dir + "/replacement";
+    write_file(replacement, "y");
+    pid_t mover = ::fork();
+    if (mover == 0) ::_exit(::rename(replacement.c_str(), file.c_str()) == 0 ? 0 : 1);
+    ASSERT_EQ(exit_within(mover, 5s), 0);
+    auto report = wait_report(GuardReport::Kind::replaced);
+    ASSERT_TRUE(report) << "rename-over raises no permission event; it is seen on the directory";
+    EXPECT_EQ(report->path, file);
+    EXPECT_EQ(report->opener.pid, mover);
+    EXPECT_EQ(exit_within(try_open(file, O_WRONLY), 5s), kDenied) << "the file now at the path is held";
+    EXPECT_EQ(guard->status()["holds"][0]["marked"], true);
+}
+
+TEST_F(GuardHost, UnlinkIsReportedAndAFileCreatedAtThePathIsMarkedAgain) {
+    start(locking());
+    guard->hold(hold_for(file));
+    pid_t remover = ::fork();
+    if (remover == 0) ::_exit(::unlink(file.c_str()) == 0 ? 0 : 1);
+    ASSERT_EQ(exit_within(remover, 5s), 0);
+    ASSERT_TRUE(wait_report(GuardReport::Kind::removed));
+    EXPECT_EQ(guard->status()["holds"][0]["marked"], false);
+    // The holder writes the file back: no conflict, and it is held again.
+    pid_t writer = ::fork();
+    if (writer == 0) {
+        join_cgroup(owner_dir);
+        int fd = ::open(file.c_str(), O_WRONLY | O_CREAT, 0644);
+        ::_exit(fd >= 0 ? 0 : 1);
+    }
+    ASSERT_EQ(exit_within(writer, 5s), 0);
+    ASSERT_TRUE(wait_until(
+        [&] {
+            pollfd p{guard->watch_fd(), POLLIN, 0};
+            if (::poll(&p, 1, 0) > 0) guard->on_watch_ready();
+            return guard->status()["holds"][0]["marked"] == true;
+        },
+        3s));
+    EXPECT_EQ(exit_within(try_open(file, O_WRONLY), 5s), kDenied);
+}
+
+TEST_F(GuardHost, TwoHundredOpenersWhileHoldsComeAndGoAllGetAnAnswer) {
+    const size_t fds_before = count_fds();
+    GuardPolicy policy;
+    policy.queue_timeout = 50ms; // queue some, time some out, grant some at release
+    start(policy);
+    std::vector<std::string> files;
+    for (int i = 0; i < 4; ++i) {
+        files.push_back(dir + "/file" + std::to_string(i));
+        write_file(files.back(), "x");
+    }
+    constexpr int kProcesses = 200;
+    const auto run_for = 10s;
+    std::vector<pid_t> openers;
+    for (int i = 0; i < kProcesses; ++i) {
+        pid_t pid = ::fork();
+        if (pid == 0) {
+            auto until = std::chrono::steady_clock::now() + run_for;
+            const std::string& target = files[static_cast<size_t>(i) % files.size()];
+            int flags = i % 3 == 0 ? O_RDONLY : O_WRONLY;
+            while (std::chrono::steady_clock::now() < until) {
+                int fd = ::open(target.c_str(), flags);
+                if (fd >= 0) ::close(fd);
+                else if (errno != EPERM) ::_exit(kOtherError);
+            }
+            ::_exit(kOpened);
+        }
+        openers.push_back(pid);
+    }
+    auto until = std::chrono::steady_clock::now() + run_for;
+    for (int round = 0; std::chrono::steady_clock::now() < until; ++round) {
+        for (size_t f = 0; f < files.size(); ++f)
+            if ((round + f) % 2 == 0) guard->hold(hold_for(files[f], "alloc_" + std::to_string(f)));
+        std::this_thread::sleep_for(40ms);
+        for (size_t f = 0; f < files.size(); ++f) guard->release("alloc_" + std::to_string(f));
+        guard->take_reports();
+    }
+    int stuck = 0, failed = 0;
+    for (pid_t pid : openers) {
+        int code = exit_within(pid, 5s);
+        stuck += code == -1;
+        failed += code != kOpened && code != -1;
+    }
+    EXPECT_EQ(stuck, 0) << "every opener was answered";
+    EXPECT_EQ(failed, 0) << "opens only ever succeeded or failed with EPERM";
+    auto counters = guard->status()["counters"];
+    std::cout << "[          ] " << counters.dump() << "\n";
+    EXPECT_GT(counters["denied"].get<long>(), 0);
+    EXPECT_GT(counters["granted_after_queue"].get<long>() + counters["timed_out"].get<long>(), 0);
+    EXPECT_EQ(guard->open_fds(), 0u);
+    guard.reset();
+    EXPECT_EQ(count_fds(), fds_before) << "no fd left behind";
+}
+
+} // namespace
