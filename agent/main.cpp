@@ -16,6 +16,7 @@
 #include "bpf/tool_classes.hpp"
 #include "cgroup/factory.hpp"
 #include "cgroup/probe.hpp"
+#include "conflicts/file_guard.hpp"
 #include "core/ledger.hpp"
 #include "monitor/node.hpp"
 #include "resmgr/client.hpp"
@@ -67,6 +68,7 @@ int main(int argc, char** argv) {
                  "resmgrd"};
     std::string config = kDefaultConfig, state_dir = "/var/lib/resmgr", socket_path = resmgr::kDefaultSocket;
     std::string cgroup_root, backend = "auto", log_level = "info";
+    bool no_file_guard = false;
     app.add_option("--config", config, "Policy file ({\"resource_policies\":{...}}, the seed's format); "
                                         "missing default file means the seed's default policies")
         ->capture_default_str();
@@ -78,6 +80,8 @@ int main(int argc, char** argv) {
                                          "cgroup v2), else cgroupfs (a writable cgroup2 hierarchy), else accounting")
         ->check(CLI::IsMember({"auto", "systemd", "cgroupfs", "accounting"}))
         ->capture_default_str();
+    app.add_flag("--no-file-guard", no_file_guard, "Do not guard exclusive files on open (fanotify); they stay exclusive at "
+                                                   "admission only: a second allocation wanting one is refused or queued");
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
         ->capture_default_str();
@@ -136,6 +140,21 @@ int main(int argc, char** argv) {
         else spdlog::warn("eBPF probes {}; monitoring from /proc and cgroup files only", ebpf_status);
         monitoring.set_probes(loaded.probes.get(), ebpf_status, tool_classes);
 
+        // Exclusive files: a fanotify guard when the kernel allows it; admission-only otherwise.
+        std::unique_ptr<resmgr::conflicts::FileGuard> guard;
+        std::string guard_unavailable = "disabled with --no-file-guard";
+        if (!no_file_guard) {
+            try {
+                guard = std::make_unique<resmgr::conflicts::FileGuard>(resmgr::conflicts::guard_policy(policy.file_conflicts),
+                                                                       resmgr::conflicts::FileGuard::Options{});
+                spdlog::info("file guard running (fanotify open permission events on exclusive files)");
+            } catch (const resmgr::conflicts::GuardError& e) {
+                guard_unavailable = e.what();
+                spdlog::warn("file guard not running: {}; exclusive files are enforced at admission only", guard_unavailable);
+            }
+        }
+        service.set_guard(guard.get(), guard_unavailable);
+
         sd_event* event = nullptr;
         if (int r = sd_event_default(&event); r < 0) throw std::runtime_error(std::string("sd_event_default: ") + strerror(-r));
         resmgr::server::EventLoop loop(event, service);
@@ -158,6 +177,10 @@ int main(int argc, char** argv) {
         events.add(std::make_unique<resmgr::server::SubscriberSink>(server));
         loop.start_sampling(monitoring.interval());
         if (loaded.probes) loop.watch_fd(loaded.probes->ring_fd(), [&] { monitoring.consume_process_events(); });
+        if (guard) {
+            loop.watch_fd(guard->report_fd(), [&] { service.on_guard_reports(guard->take_reports()); });
+            loop.watch_fd(guard->watch_fd(), [&] { guard->on_watch_ready(); });
+        }
         spdlog::info("serving {} (state {}, capacity {} CPUs, {} memory, sampling every {})", socket_path, state_dir,
                      capacity.cpu_cores, resmgr::format_size(capacity.memory_bytes),
                      resmgr::format_duration(monitoring.interval()));

@@ -32,6 +32,17 @@ std::string_view to_string(Verdict verdict) {
     return "queue";
 }
 
+GuardPolicy guard_policy(const core::Policy::FileConflicts& policy) {
+    GuardPolicy g;
+    g.strategy = parse_strategy(policy.strategy).value_or(Strategy::queue_and_serialize);
+    g.queue_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(policy.timeout);
+    g.advisory = policy.enforcement == "advisory";
+    g.allow_reads = policy.enforcement != "strict";
+    g.exempt_cgroups = policy.exempt_cgroups;
+    g.exempt_comms = policy.exempt_commands;
+    return g;
+}
+
 bool in_subtree(std::string_view cgroup, std::string_view owner) {
     if (owner.empty() || cgroup.size() < owner.size() || cgroup.substr(0, owner.size()) != owner) return false;
     return cgroup.size() == owner.size() || owner == "/" || cgroup[owner.size()] == '/';

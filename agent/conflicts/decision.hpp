@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/policy.hpp"
+
 namespace resmgr::conflicts {
 
 // An inode, the thing a fanotify inode mark is on (a path can be renamed over, an inode cannot).
@@ -44,6 +46,9 @@ struct GuardPolicy {
     std::vector<std::string> exempt_cgroups;
     std::vector<std::string> exempt_comms;
 };
+
+// The policy's file_conflicts block (validated by core::parse_file_conflicts) as the guard uses it.
+GuardPolicy guard_policy(const core::Policy::FileConflicts& policy);
 
 // One allocation's claim on one file.
 struct Hold {

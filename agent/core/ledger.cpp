@@ -61,6 +61,10 @@ void Ledger::account(const Allocation& a, int sign) {
     };
     count(holding_per_workflow_, a.workflow_id);
     for (auto& avoided : a.constraints.conflict_avoidance) count(avoided_by_holders_, avoided);
+    for (auto& file : a.constraints.exclusive_access) {
+        if (sign > 0) file_holders_.emplace(file, a.allocation_id);
+        else if (auto it = file_holders_.find(file); it != file_holders_.end() && it->second == a.allocation_id) file_holders_.erase(it);
+    }
     node_.add_held(a, sign);
     Totals& w = workflows_[a.workflow_id];
     w.add_held(a, sign);
@@ -231,6 +235,33 @@ void Ledger::check_workflow_conflicts(const AllocationRequest& request) const {
     }
 }
 
+void Ledger::check_file_conflicts(const AllocationRequest& request) const {
+    for (auto& file : request.constraints.exclusive_access) {
+        auto it = file_holders_.find(file);
+        if (it == file_holders_.end()) continue;
+        const Allocation& holder = allocations_.at(it->second);
+        throw ApiError(ErrorCode::CONFLICT, "'" + file + "' is held exclusively by allocation " + holder.allocation_id,
+                       "workflow '" + holder.workflow_id + "' (priority " + std::to_string(holder.priority.value) + ") holds it until it is released",
+                       {"file:" + file},
+                       {"Allocate with \"wait\": true (resmgr-run --wait) to queue until the file is free",
+                        "resolve-conflicts with strategy priority_based or release"},
+                       {"Work on a copy of the file, or serialize the two workflows"});
+    }
+}
+
+void Ledger::set_exclusive_files(const std::string& id, std::vector<std::string> files) {
+    Allocation& a = allocations_.at(id);
+    account(a, -1);
+    a.constraints.exclusive_access = std::move(files);
+    account(a, +1);
+}
+
+std::optional<std::string> Ledger::file_holder(const std::string& path) const {
+    auto it = file_holders_.find(path);
+    if (it == file_holders_.end()) return std::nullopt;
+    return it->second;
+}
+
 namespace {
 
 void check_duration(const AllocationRequest& request, const Policy& policy) {
@@ -270,6 +301,7 @@ const Allocation& Ledger::allocate(const AllocationRequest& request, const Owner
     bool queued = false;
     try {
         check_workflow_conflicts(request);
+        check_file_conflicts(request);
         check_capacity(request.resources, {}, now, now + duration, now);
     } catch (const ApiError& e) {
         if (!wait || !fits_node(request.resources)) throw;
@@ -333,6 +365,7 @@ std::vector<std::string> Ledger::admit_queued(TimePoint now) {
                             a->auto_release};
         try {
             check_workflow_conflicts(r);
+            check_file_conflicts(r);
             check_policy(a->workflow_id, a->resources, nullptr);
         } catch (const ApiError&) {
             continue; // blocked by a workflow conflict or the workflow's own allowance, not by the node
@@ -462,8 +495,11 @@ std::vector<ConflictFinding> Ledger::find_conflicts(const AllocationRequest& pro
         for (auto& file : proposed.constraints.exclusive_access)
             if (std::find(a.constraints.exclusive_access.begin(), a.constraints.exclusive_access.end(), file) != a.constraints.exclusive_access.end())
                 out.push_back({"file", "high", {proposed.workflow_id, a.workflow_id},
-                               {{"file", file}, {"holder", id}, {"message", "'" + file + "' is held exclusively by " + id}},
-                               {"release"}});
+                               {{"file", file}, {"holder", id}, {"holder_priority", a.priority.value}, {"holder_status", to_string(a.status)},
+                                {"message", "'" + file + "' is held exclusively by " + id}},
+                               proposed.priority.value > a.priority.value
+                                   ? std::vector<std::string>{"queue_and_serialize", "priority_based", "release"}
+                                   : std::vector<std::string>{"queue_and_serialize", "release"}});
     return out;
 }
 

@@ -102,6 +102,10 @@ public:
     void mark_populated(const std::string& id);
     // The resmgr-run process that reports the command's exit (0: none).
     void set_supervisor(const std::string& id, std::int32_t pid);
+    // Replaces the files an allocation holds exclusively (resolve-conflicts: release, priority_based).
+    void set_exclusive_files(const std::string& id, std::vector<std::string> files);
+    // The running allocation holding `path` exclusively, if any.
+    std::optional<std::string> file_holder(const std::string& path) const;
 
     const Allocation* find(const std::string& id) const;
     const std::map<std::string, Allocation>& allocations() const { return allocations_; }
@@ -132,6 +136,8 @@ private:
     bool fits_node(const Resources& wanted) const;
     bool fits_now(const Resources& wanted) const;
     void check_workflow_conflicts(const AllocationRequest& request) const;
+    // CONFLICT when a file the request wants exclusively is held by a running allocation.
+    void check_file_conflicts(const AllocationRequest& request) const;
     // `id` empty: a fresh one from the generator.
     Allocation make_allocation(const AllocationRequest& request, const Owner& owner, TimePoint now, const std::string& id);
 
@@ -146,6 +152,8 @@ private:
     // of them list each workflow to avoid.
     std::map<std::string, int> holding_per_workflow_;
     std::map<std::string, int> avoided_by_holders_;
+    // constraints.exclusive_access of allocations holding capacity: path -> holder.
+    std::map<std::string, std::string> file_holders_;
     std::uint64_t next_queue_seq_ = 1;
 };
 

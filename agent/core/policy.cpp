@@ -72,7 +72,7 @@ Policy parse_policy(const json& j) {
     const std::string base = "resource_policies.";
     only_keys(root, base, {"allocation_limits", "priority_weights", "optimization_targets", "monitoring_intervals",
                            "system_reserve", "agent_pool", "memory_high_ratio", "preemption", "thresholds",
-                           "usage_history", "tool_classes"});
+                           "usage_history", "tool_classes", "file_conflicts"});
     Policy p = Policy::defaults();
 
     const json& limits = section(root, "allocation_limits", base);
@@ -130,6 +130,9 @@ Policy parse_policy(const json& j) {
         p.tool_classes = *it;
     }
 
+    if (auto it = root.find("file_conflicts"); it != root.end())
+        p.file_conflicts = parse_file_conflicts(*it, base + "file_conflicts", p.file_conflicts);
+
     const json& history = section(root, "usage_history", base);
     only_keys(history, base + "usage_history.", {"max_size_mb", "max_age"});
     double history_mb = static_cast<double>(p.history_max_bytes) / (1 << 20);
@@ -163,6 +166,58 @@ Policy parse_policy(const json& j) {
     return p;
 }
 
+Policy::FileConflicts parse_file_conflicts(const json& j, const std::string& path, Policy::FileConflicts f) {
+    if (!j.is_object()) bad(path, "expected an object");
+    const std::string fp = path + ".";
+    only_keys(j, fp, {"strategy", "methods", "timeout", "enforcement", "exceptions"});
+    if (auto it = j.find("strategy"); it != j.end()) {
+        static const std::set<std::string> enforced{"file_locking", "queue_and_serialize"};
+        static const std::set<std::string> not_enforceable{"copy_on_write", "merge_changes", "priority_override"};
+        if (it->is_string() && not_enforceable.count(it->get<std::string>()))
+            throw ApiError(ErrorCode::UNSUPPORTED, "File conflict strategy '" + it->get<std::string>() + "' cannot be enforced by resmgrd",
+                           "the kernel guard can refuse an open (file_locking) or hold it until the holder lets go (queue_and_serialize)",
+                           {fp + "strategy"}, {"Use file_locking or queue_and_serialize"});
+        if (!it->is_string() || !enforced.count(it->get<std::string>()))
+            bad(fp + "strategy", "expected file_locking or queue_and_serialize, got " + it->dump());
+        f.strategy = it->get<std::string>();
+    }
+    if (auto it = j.find("methods"); it != j.end() && !it->is_array()) bad(fp + "methods", "expected a list");
+    f.timeout = read_seconds(j, "timeout", fp, f.timeout, Seconds(1));
+    if (auto it = j.find("enforcement"); it != j.end()) {
+        static const std::set<std::string> levels{"strict", "exclusive_writes", "advisory"};
+        if (!it->is_string() || !levels.count(it->get<std::string>()))
+            bad(fp + "enforcement", "expected strict, exclusive_writes or advisory, got " + it->dump());
+        f.enforcement = it->get<std::string>();
+    }
+    if (auto it = j.find("exceptions"); it != j.end()) {
+        if (!it->is_object()) bad(fp + "exceptions", "expected {\"cgroups\": [...], \"commands\": [...]}");
+        only_keys(*it, fp + "exceptions.", {"cgroups", "commands"});
+        auto list = [&](const char* key, std::vector<std::string>& out, bool absolute) {
+            auto e = it->find(key);
+            if (e == it->end()) return;
+            if (!e->is_array()) bad(fp + "exceptions." + key, "expected a list of strings");
+            out.clear();
+            for (auto& item : *e) {
+                if (!item.is_string() || item.get<std::string>().empty() || (absolute && item.get<std::string>()[0] != '/'))
+                    bad(fp + "exceptions." + key, absolute ? "expected cgroup paths such as \"/system.slice/backup.service\", got " + item.dump()
+                                                           : "expected command names, got " + item.dump());
+                out.push_back(item.get<std::string>());
+            }
+        };
+        list("cgroups", f.exempt_cgroups, true);
+        list("commands", f.exempt_commands, false);
+    }
+    return f;
+}
+
+json Policy::FileConflicts::to_json() const {
+    return {{"strategy", strategy},
+            {"methods", {"file_locking", "queue_and_serialize"}},
+            {"timeout", format_duration(std::chrono::duration_cast<Millis>(timeout))},
+            {"enforcement", enforcement},
+            {"exceptions", {{"cgroups", exempt_cgroups}, {"commands", exempt_commands}}}};
+}
+
 Millis Policy::resource_check_interval() const {
     // Validated by parse_policy; the defaults hold "30s".
     return parse_duration(monitoring_intervals.value("resource_check", "30s")).value_or(Millis(30000));
@@ -190,6 +245,7 @@ json Policy::to_json() const {
                                  {"max_age", format_duration(std::chrono::duration_cast<Millis>(history_max_age))}}},
               {"memory_high_ratio", memory_high_ratio},
               {"tool_classes", tool_classes},
+              {"file_conflicts", file_conflicts.to_json()},
               {"preemption", {{"mode", preemption_mode}, {"min_priority", preemption_min_priority}, {"degrade_ratio", degrade_ratio}}}}}};
 }
 

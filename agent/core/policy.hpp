@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -59,6 +60,21 @@ struct Policy {
     std::uint64_t history_max_bytes = 16u << 20;
     Seconds history_max_age = std::chrono::hours(24 * 7);
 
+    // The seed's conflict_resolution.file_conflicts, as the fanotify guard enforces it: strategy
+    // file_locking (outside writers get EPERM) or queue_and_serialize (they wait for the holder, up
+    // to timeout); resmgr adds enforcement (strict: outside readers refused too; exclusive_writes:
+    // reads allowed, the seed's read_only_operations exception; advisory: nothing refused, every
+    // conflicting open reported) and exceptions (cgroup subtrees and command names let through).
+    struct FileConflicts {
+        std::string strategy = "queue_and_serialize";
+        Seconds timeout = std::chrono::minutes(10);
+        std::string enforcement = "exclusive_writes";
+        std::vector<std::string> exempt_cgroups;
+        std::vector<std::string> exempt_commands;
+        nlohmann::json to_json() const;
+    };
+    FileConflicts file_conflicts;
+
     // resmgr: {"category": ["command", ...]} classifying executed programs into the seed's
     // tool_instances; null keeps the built-in classes (checked by agent/bpf's ToolClasses).
     nlohmann::json tool_classes = nullptr;
@@ -74,5 +90,7 @@ struct Policy {
 // ApiError(INVALID_REQUEST) naming the first bad field: unknown keys, wrong types, negative or
 // inconsistent values (e.g. weights not ordered critical >= high >= medium >= low).
 Policy parse_policy(const nlohmann::json& j);
+// Overlays a file_conflicts object (every key optional) on `current`; `path` names it in errors.
+Policy::FileConflicts parse_file_conflicts(const nlohmann::json& j, const std::string& path, Policy::FileConflicts current);
 
 } // namespace resmgr::core

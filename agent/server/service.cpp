@@ -2,6 +2,7 @@
 // backend, then persist; a backend failure rolls the ledger back so state never claims a group
 // that does not exist.
 #include "server/service.hpp"
+#include "server/params.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -20,30 +21,6 @@ namespace resmgr::server {
 namespace {
 
 using nlohmann::json;
-
-std::string string_param(const json& params, const char* key, bool required) {
-    auto it = params.find(key);
-    if (it == params.end() || it->is_null()) {
-        if (required) throw ApiError(ErrorCode::INVALID_REQUEST, std::string("missing required field '") + key + "'", {}, {key});
-        return {};
-    }
-    if (!it->is_string() || it->get_ref<const std::string&>().empty())
-        throw ApiError(ErrorCode::INVALID_REQUEST, std::string("'") + key + "' must be a non-empty string", "got " + it->dump(), {key});
-    return it->get<std::string>();
-}
-
-bool bool_param(const json& params, const char* key) {
-    auto it = params.find(key);
-    if (it == params.end() || it->is_null()) return false;
-    if (!it->is_boolean()) throw ApiError(ErrorCode::INVALID_REQUEST, std::string("'") + key + "' must be true or false", "got " + it->dump(), {key});
-    return it->get<bool>();
-}
-
-void only_params(const json& params, std::initializer_list<const char*> known) {
-    for (auto& [key, _] : params.items())
-        if (std::none_of(known.begin(), known.end(), [&](const char* k) { return key == k; }))
-            throw ApiError(ErrorCode::INVALID_REQUEST, "unknown parameter '" + key + "'", {}, {key});
-}
 
 // Agent names become part of a cgroup (and systemd unit) name.
 void check_agent_name(const std::string& name) {
@@ -69,20 +46,12 @@ json limits_json(const cgroup::Limits& l) {
             {"pids_max", opt(l.pids_max)}};
 }
 
-// "resp_1a2b…", "conf_…": the seed's id style.
-std::string random_id(const char* prefix) {
-    static thread_local std::mt19937_64 rng{std::random_device{}()};
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%s_%016llx", prefix, static_cast<unsigned long long>(rng()));
-    return buf;
-}
-
 } // namespace
 
 Service::Service(core::Ledger& ledger, cgroup::CgroupBackend& backend, state::StateStore& store, ClockFn clock,
                  json host_report, json daemon_info)
     : ledger_(ledger), backend_(backend), store_(store), clock_(std::move(clock)),
-      host_report_(std::move(host_report)), daemon_info_(std::move(daemon_info)) {}
+      host_report_(std::move(host_report)), daemon_info_(std::move(daemon_info)), file_policy_(ledger.policy().file_conflicts) {}
 
 json Service::handle_line(std::string_view line, const Owner& peer) {
     Request request;
@@ -103,7 +72,10 @@ json Service::handle(const Request& request, const Owner& peer) {
         else if (op == "release") body = release(request, peer);
         else if (op == "reallocate") body = reallocate(request, peer);
         else if (op == "reserve") body = reserve(request, peer);
-        else if (op == "check-conflicts") body = check_conflicts(request);
+        else if (op == "check-conflicts") body = check_conflicts(request, peer);
+        else if (op == "resolve-conflicts") body = resolve_conflicts(request, peer);
+        else if (op == "prevent-conflicts") body = prevent_conflicts(request, peer);
+        else if (op == "status" && request.resource_type == "conflicts") body = list_conflicts(request);
         else if (op == "status") body = request.resource_type.empty() ? status(request) : monitoring_operation(request);
         else if (op == "doctor") body = doctor();
         else if (op == "attach") body = attach(request, peer);
@@ -113,11 +85,11 @@ json Service::handle(const Request& request, const Owner& peer) {
             body = monitoring_operation(request);
         else if (std::find(seed_operations().begin(), seed_operations().end(), op) != seed_operations().end())
             throw ApiError(ErrorCode::UNSUPPORTED, "Operation '" + op + "' is not available in this version of resmgrd",
-                           "implemented: allocate, reserve, release, reallocate, status, check-conflicts, monitor, usage, capacity, doctor", {},
+                           "implemented: allocate, reserve, release, reallocate, status, check-conflicts, resolve-conflicts, prevent-conflicts, monitor, usage, capacity, doctor", {},
                            {"Upgrade resmgrd"});
         else
             throw ApiError(ErrorCode::INVALID_REQUEST, "Unknown operation '" + op + "'",
-                           "operations: allocate, reserve, release, reallocate, status, monitor, usage, capacity, check-conflicts, doctor, attach, detach", {},
+                           "operations: allocate, reserve, release, reallocate, status, monitor, usage, capacity, check-conflicts, resolve-conflicts, prevent-conflicts, doctor, attach, detach, events", {},
                            {"Run `resmgr --help` for the list of operations"});
         auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
         return success_envelope(op, clock_(), body, elapsed.count());
@@ -154,6 +126,7 @@ json Service::describe(const Allocation& a) {
 
 SuccessBody Service::allocate(const Request& request, const Owner& peer) {
     AllocationRequest req = parse_allocation_request(request.params);
+    normalize_exclusive_files(req, peer);
     if (req.requester.empty()) req.requester = "uid:" + std::to_string(peer.uid) + " pid:" + std::to_string(peer.pid);
     const bool supervised = bool_param(request.params, "supervised");
     const bool wait = bool_param(request.params, "wait");
@@ -170,8 +143,13 @@ SuccessBody Service::allocate(const Request& request, const Owner& peer) {
     const Allocation* admitted_ptr = nullptr;
     try {
         admitted_ptr = &ledger_.allocate(req, peer, clock_(), wait);
-    } catch (const ApiError&) {
+    } catch (const ApiError& e) {
         if (preempted) refill(); // the room was not enough after all (e.g. a reservation): give it back
+        if (e.code == ErrorCode::CONFLICT && !e.affected_resources.empty() && e.affected_resources[0].rfind("file:", 0) == 0) {
+            ApiError recorded = e;
+            recorded.details += "; recorded as conflict " + record_admission_conflict(req, e, peer);
+            throw recorded;
+        }
         throw;
     }
     const Allocation& admitted = *admitted_ptr;
@@ -198,6 +176,7 @@ SuccessBody Service::allocate(const Request& request, const Owner& peer) {
         ledger_.release(id, Owner{0, 0});
         throw backend_error("Could not create the cgroup for the allocation", e);
     }
+    hold_files(*ledger_.find(id));
     try {
         persist();
     } catch (const state::StateError& e) {
@@ -295,6 +274,7 @@ SuccessBody Service::release(const Request& request, const Owner& peer) {
         if (!force) throw backend_error("Could not remove the allocation's cgroup; the allocation is kept", e);
         body.recommendations.push_back("Forced release: the cgroup could not be removed (" + std::string(e.what()) +
                                        "); resmgrd removes it at its next start");
+        release_files(id, std::nullopt, "holder released (forced)");
         Allocation gone = ledger_.release(id, Owner{0, 0});
         persist();
         body.result = {{"allocation_id", id}, {"allocation", to_json(gone)}, {"reason", reason}};
@@ -308,6 +288,7 @@ json Service::finish(const std::string& id, AllocationStatus final_status, const
     json counters = final_counters(id);
     backend_.destroy(id); // throws BackendError: the allocation stays
     if (hooks_.unwatch_group) hooks_.unwatch_group(id);
+    release_files(id, std::nullopt, "holder " + to_string(final_status) + ": " + reason);
     Allocation ended = ledger_.release(id, Owner{0, 0});
     ended.status = final_status;
     enforcement_.erase(id);
@@ -342,6 +323,7 @@ void Service::start_group(const std::string& id, const std::string& why) {
         return;
     }
     spdlog::info("{}: {}", id, why);
+    hold_files(a);
     emit(events::EventType::allocated, id + " allocated to workflow " + a.workflow_id + ": " + why, a.workflow_id, id,
          {{"resources", to_json(a.resources)}, {"cgroup_path", backend_.group_path(id)}, {"priority", a.priority.value}, {"reason", why}});
     watch(a);
@@ -603,6 +585,7 @@ SuccessBody Service::reserve(const Request& request, const Owner& peer) {
     params.erase("start_time");
     if (!params.contains("workflow_id")) params["workflow_id"] = id.empty() ? "reservation" : id;
     AllocationRequest req = parse_allocation_request(params);
+    normalize_exclusive_files(req, peer);
     if (req.requester.empty()) req.requester = "uid:" + std::to_string(peer.uid) + " pid:" + std::to_string(peer.pid);
     const Allocation& a = ledger_.reserve(req, id, *start, peer, clock_());
     persist();
@@ -617,7 +600,7 @@ SuccessBody Service::reserve(const Request& request, const Owner& peer) {
     return body;
 }
 
-SuccessBody Service::check_conflicts(const Request& request) {
+SuccessBody Service::check_conflicts(const Request& request, const Owner& peer) {
     only_params(request.params, {"proposed_allocation", "check_future", "time_horizon"});
     auto it = request.params.find("proposed_allocation");
     if (it == request.params.end() || !it->is_object())
@@ -631,6 +614,7 @@ SuccessBody Service::check_conflicts(const Request& request) {
     if (!proposed.contains("workflow_id")) proposed["workflow_id"] = "proposed";
     if (!proposed.contains("resources")) proposed["resources"] = json::object();
     AllocationRequest req = parse_allocation_request(proposed);
+    normalize_exclusive_files(req, peer);
     Seconds horizon = std::chrono::hours(4);
     if (auto h = request.params.find("time_horizon"); h != request.params.end()) {
         auto d = h->is_string() ? parse_duration(h->get<std::string>()) : std::nullopt;
@@ -690,6 +674,8 @@ SuccessBody Service::doctor() {
     daemon["enforces_limits"] = backend_.enforces_limits();
     daemon["backend_details"] = backend_.describe();
     daemon["capacity"] = ledger_.availability().to_json();
+    daemon["file_guard"] = guard_ ? json{{"available", true}, {"status", guard_->status()}, {"file_conflicts", file_policy_.to_json()}}
+                                  : json{{"available", false}, {"reason", guard_unavailable_}};
     if (monitoring_) {
         daemon["ebpf"] = monitoring_->probes_status();
         daemon["sample_interval"] = format_duration(monitoring_->interval());
@@ -791,6 +777,7 @@ SuccessBody Service::monitoring_operation(const Request& request) {
 }
 
 void Service::on_sample() {
+    if (conflicts_dirty_) save_conflicts();
     if (!monitoring_) return;
     try {
         monitoring_->sample(clock_());
@@ -800,6 +787,7 @@ void Service::on_sample() {
 }
 
 json Service::reconcile() {
+    load_conflicts();
     json adopted = json::array(), removed = json::array(), failed = json::array();
     // Watches may fire at once and end an allocation: iterate over ids, not the ledger's map.
     std::vector<std::string> ids;
@@ -813,6 +801,7 @@ json Service::reconcile() {
         }
         try {
             enforcement_[id] = backend_.create(id, core::limits_for(*a, ledger_.policy()));
+            hold_files(*a); // the marks come back from state
             adopted.push_back(id);
             sync_freezer(*a);
             watch(*a);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <optional>
@@ -12,6 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cgroup/backend.hpp"
+#include "conflicts/file_guard.hpp"
+#include "conflicts/registry.hpp"
 #include "core/ledger.hpp"
 #include "events/event.hpp"
 #include "server/monitoring.hpp"
@@ -54,6 +57,11 @@ public:
     // Sampling, thresholds, agents and the monitoring operations; without it those operations
     // answer UNSUPPORTED and agents are not tracked.
     void set_monitoring(Monitoring* monitoring) { monitoring_ = monitoring; }
+    // The fanotify guard for exclusive files. Without one (`unavailable` says why) a file is still
+    // exclusive at admission (a second allocation wanting it is refused or queued), not on open.
+    void set_guard(conflicts::Guard* guard, std::string unavailable);
+    // The guard answered opens or saw a held path change: conflict records and RESOURCE_CONFLICT.
+    void on_guard_reports(std::vector<conflicts::GuardReport> reports);
     // One sampling pass (the loop calls it every monitoring_intervals.resource_check).
     void on_sample();
     void publish(events::Event event);
@@ -72,7 +80,10 @@ private:
     SuccessBody release(const Request& request, const Owner& peer);
     SuccessBody reallocate(const Request& request, const Owner& peer);
     SuccessBody reserve(const Request& request, const Owner& peer);
-    SuccessBody check_conflicts(const Request& request);
+    SuccessBody check_conflicts(const Request& request, const Owner& peer);
+    SuccessBody resolve_conflicts(const Request& request, const Owner& peer);
+    SuccessBody prevent_conflicts(const Request& request, const Owner& peer);
+    SuccessBody list_conflicts(const Request& request); // status conflicts
     SuccessBody status(const Request& request);
     SuccessBody doctor();
     SuccessBody attach(const Request& request, const Owner& peer);
@@ -102,6 +113,23 @@ private:
     // Reads the group's memory.events before it goes, so a wrapper can tell an OOM kill.
     nlohmann::json final_counters(const std::string& id);
 
+    // Exclusive files (service_conflicts.cpp).
+    // Relative paths against the requester's working directory, then canonical; directories and
+    // paths whose directory is missing are refused.
+    void normalize_exclusive_files(AllocationRequest& request, const Owner& peer) const;
+    void hold_files(const Allocation& allocation);
+    // Drops the allocation's holds (or one file) and resolves the conflicts over them.
+    void release_files(const std::string& id, const std::optional<std::string>& file, const std::string& resolution);
+    // The allocation's group as /proc/PID/cgroup shows it (empty: processes are not grouped).
+    std::string owner_cgroup(const std::string& id);
+    std::optional<std::string> allocation_of_cgroup(const std::string& cgroup);
+    // An allocate refused because a file is held: recorded like the guard's conflicts.
+    std::string record_admission_conflict(const AllocationRequest& request, const ApiError& error, const Owner& peer);
+    void load_conflicts();
+    void save_conflicts();
+    std::filesystem::path conflicts_path() const;
+    std::filesystem::path file_policy_path() const;
+
     core::Ledger& ledger_;
     cgroup::CgroupBackend& backend_;
     state::StateStore& store_;
@@ -112,6 +140,11 @@ private:
     LoopHooks hooks_;
     events::EventSink* events_ = nullptr;
     Monitoring* monitoring_ = nullptr;
+    conflicts::Guard* guard_ = nullptr;
+    std::string guard_unavailable_ = "no file guard is running";
+    conflicts::ConflictRegistry conflicts_;
+    bool conflicts_dirty_ = false;
+    core::Policy::FileConflicts file_policy_; // the policy's, or what prevent-conflicts set since
     // Final records of ended allocations, newest last, so a wrapper's late release still gets them.
     std::vector<std::pair<std::string, nlohmann::json>> ended_;
     // The newest events, for `resmgr events` without --follow.

@@ -191,7 +191,9 @@ TEST(CheckConflicts, ReportsResourceTimeWorkflowAndFileConflicts) {
         EXPECT_EQ(r["status"], "success") << r.dump(2);
         return r;
     };
-    call(R"({"operation":"allocate","params":{"workflow_id":"wf_456","resources":{"cpu_cores":1},"exclusive_files":["flake.nix"],
+    // Exclusive files are canonical absolute paths (relative ones resolve against the requester's directory).
+    const std::string flake = (dir.path() / "flake.nix").string(), home = (dir.path() / "home.nix").string();
+    call(R"({"operation":"allocate","params":{"workflow_id":"wf_456","resources":{"cpu_cores":1},"exclusive_files":[")" + flake + R"("],
              "constraints":{"conflict_avoidance":["workflow_789"]}}})");
     call(R"({"operation":"reserve","params":{"reservation_id":"res_1","start_time":"2025-01-15T13:00:00Z","duration":"2h",
              "resources":{"cpu_cores":2}}})");
@@ -199,7 +201,7 @@ TEST(CheckConflicts, ReportsResourceTimeWorkflowAndFileConflicts) {
     EXPECT_TRUE(clean["result"]["conflict_free"].get<bool>()) << clean.dump(2);
 
     json r = call(R"({"operation":"check-conflicts","params":{"proposed_allocation":{"workflow_id":"workflow_789",
-        "resources":{"cpu_cores":2},"files":["home.nix","flake.nix"]},"check_future":true,"time_horizon":"4h"}})");
+        "resources":{"cpu_cores":2},"files":[")" + home + R"(",")" + flake + R"("]},"check_future":true,"time_horizon":"4h"}})");
     std::map<std::string, json> by_type;
     for (auto& c : r["result"]["conflicts"]) by_type[c["conflict_type"]] = c;
     ASSERT_TRUE(by_type.count("time")) << r.dump(2);   // 1 + 2 reserved + 2 > 3.5 at 13:00
@@ -208,7 +210,7 @@ TEST(CheckConflicts, ReportsResourceTimeWorkflowAndFileConflicts) {
     ASSERT_TRUE(by_type.count("workflow"));
     EXPECT_EQ(by_type["workflow"]["affected_workflows"], json({"workflow_789", "wf_456"}));
     ASSERT_TRUE(by_type.count("file"));
-    EXPECT_EQ(by_type["file"]["conflict_details"]["file"], "flake.nix");
+    EXPECT_EQ(by_type["file"]["conflict_details"]["file"], flake);
     EXPECT_FALSE(by_type.count("resource")); // 2 cores fit now
     for (auto& c : r["result"]["conflicts"]) EXPECT_EQ(c["conflict_id"].get<std::string>().rfind("conf_", 0), 0u);
     // Without check_future the reservation is not looked at.

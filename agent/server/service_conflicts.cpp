@@ -1,0 +1,373 @@
+// The Service's exclusive-file side: paths made canonical at admission, holds handed to the
+// fanotify guard while an allocation runs, the guard's reports turned into conflict records
+// (current_state/conflicts.json) and RESOURCE_CONFLICT events, and the operations
+// resolve-conflicts and prevent-conflicts.
+#include <filesystem>
+#include <fstream>
+
+#include <spdlog/spdlog.h>
+
+#include "resmgr/json.hpp"
+#include "server/params.hpp"
+#include "server/service.hpp"
+
+namespace resmgr::server {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+json claimant_json(const conflicts::Opener& opener) {
+    return {{"pid", opener.pid},
+            {"comm", opener.comm},
+            {"cgroup", opener.cgroup.empty() ? json(nullptr) : json(opener.cgroup)},
+            {"open_mode", conflicts::to_string(opener.mode)}};
+}
+
+std::string describe_claimant(const json& claimant) {
+    return claimant.value("comm", std::string("?")) + "[" + std::to_string(claimant.value("pid", 0)) + "]";
+}
+
+} // namespace
+
+void Service::set_guard(conflicts::Guard* guard, std::string unavailable) {
+    guard_ = guard;
+    guard_unavailable_ = std::move(unavailable);
+    if (guard_) guard_->set_policy(conflicts::guard_policy(file_policy_));
+}
+
+fs::path Service::conflicts_path() const { return store_.dir() / "current_state" / "conflicts.json"; }
+fs::path Service::file_policy_path() const { return store_.dir() / "policies" / "file_conflicts.json"; }
+
+void Service::load_conflicts() {
+    // A record of what happened, not a promise: a damaged file is set aside, never fatal.
+    auto set_aside = [](const fs::path& path, const std::string& why) {
+        fs::path aside = path;
+        aside += ".damaged";
+        std::error_code ec;
+        fs::rename(path, aside, ec);
+        spdlog::error("{}: {}; moved to {}", path.string(), why, aside.string());
+    };
+    if (fs::exists(conflicts_path())) {
+        try {
+            std::ifstream in(conflicts_path());
+            conflicts_.load(json::parse(in));
+        } catch (const std::exception& e) {
+            set_aside(conflicts_path(), e.what());
+        }
+    }
+    if (fs::exists(file_policy_path())) {
+        try {
+            std::ifstream in(file_policy_path());
+            file_policy_ = core::parse_file_conflicts(json::parse(in), "policies/file_conflicts.json", ledger_.policy().file_conflicts);
+        } catch (const std::exception& e) {
+            set_aside(file_policy_path(), e.what());
+        }
+    }
+    if (guard_) guard_->set_policy(conflicts::guard_policy(file_policy_));
+}
+
+void Service::save_conflicts() {
+    try {
+        state::write_file_atomic(conflicts_path(), conflicts_.to_json().dump(2) + "\n");
+        conflicts_dirty_ = false;
+    } catch (const state::StateError& e) {
+        spdlog::error("could not record conflicts: {}", e.what());
+        conflicts_dirty_ = true;
+    }
+}
+
+void Service::normalize_exclusive_files(AllocationRequest& request, const Owner& peer) const {
+    std::vector<std::string> files;
+    for (const auto& file : request.constraints.exclusive_access) {
+        fs::path path(file);
+        if (file.empty()) throw ApiError(ErrorCode::INVALID_REQUEST, "an exclusive file path is empty", {}, {"exclusive_files"});
+        if (path.is_relative()) {
+            // The kernel-verified peer's working directory: what the user meant by a relative path.
+            std::error_code ec;
+            fs::path cwd = peer.pid > 0 ? fs::read_symlink("/proc/" + std::to_string(peer.pid) + "/cwd", ec) : fs::path();
+            if (peer.pid <= 0 || ec || cwd.is_relative())
+                throw ApiError(ErrorCode::INVALID_REQUEST, "exclusive file '" + file + "' is relative and the requester's directory is unknown",
+                               {}, {"exclusive_files"}, {"Give an absolute path"});
+            path = cwd / path;
+        }
+        path = path.lexically_normal();
+        std::error_code ec;
+        if (fs::path canonical = fs::weakly_canonical(path, ec); !ec) path = canonical;
+        if (fs::is_directory(path))
+            throw ApiError(ErrorCode::INVALID_REQUEST, "exclusive file '" + path.string() + "' is a directory",
+                           "exclusive access is held on files; list the files inside it", {"exclusive_files"});
+        if (!fs::is_directory(path.parent_path()))
+            throw ApiError(ErrorCode::INVALID_REQUEST, "exclusive file '" + path.string() + "': its directory does not exist", {},
+                           {"exclusive_files"}, {"Create the directory first; the file itself may be created later"});
+        if (std::find(files.begin(), files.end(), path.string()) == files.end()) files.push_back(path.string());
+    }
+    request.constraints.exclusive_access = std::move(files);
+}
+
+std::string Service::owner_cgroup(const std::string& id) {
+    std::string path = backend_.group_path(id);
+    const std::string mount = host_report_.value("cgroup2_mount", std::string());
+    if (path.empty() || mount.empty() || path.compare(0, mount.size(), mount) != 0) return {};
+    std::string relative = path.substr(mount.size());
+    return relative.empty() ? "/" : relative;
+}
+
+std::optional<std::string> Service::allocation_of_cgroup(const std::string& cgroup) {
+    if (cgroup.empty()) return std::nullopt;
+    for (const auto& [id, a] : ledger_.allocations()) {
+        if (!core::Ledger::holds_capacity(a)) continue;
+        std::string owner = owner_cgroup(id);
+        if (!owner.empty() && conflicts::in_subtree(cgroup, owner)) return id;
+    }
+    return std::nullopt;
+}
+
+void Service::hold_files(const Allocation& a) {
+    if (a.constraints.exclusive_access.empty()) return;
+    auto& unenforced = enforcement_[a.allocation_id].unenforced;
+    if (!guard_) {
+        unenforced.push_back("exclusive_files: held at admission only, not on open: " + guard_unavailable_);
+        return;
+    }
+    const std::string owner = owner_cgroup(a.allocation_id);
+    if (owner.empty()) {
+        unenforced.push_back("exclusive_files: held at admission only: the " + backend_.name() +
+                             " backend does not put the allocation's processes in a cgroup the guard can tell apart");
+        return;
+    }
+    for (const auto& file : a.constraints.exclusive_access) {
+        try {
+            guard_->hold({file, a.allocation_id, a.workflow_id, a.priority.value, owner, std::nullopt});
+        } catch (const conflicts::GuardError& e) {
+            spdlog::error("{}: cannot guard {}: {}", a.allocation_id, file, e.what());
+            unenforced.push_back("exclusive_files: " + file + ": " + e.what());
+        }
+    }
+}
+
+void Service::release_files(const std::string& id, const std::optional<std::string>& file, const std::string& resolution) {
+    if (guard_) guard_->release(id, file);
+    if (!conflicts_.resolve_for_holder(id, file, resolution, clock_()).empty()) save_conflicts();
+}
+
+void Service::on_guard_reports(std::vector<conflicts::GuardReport> reports) {
+    using Kind = conflicts::GuardReport::Kind;
+    bool created = false;
+    for (auto& r : reports) {
+        if (r.kind == Kind::stalled || r.kind == Kind::overflow) {
+            spdlog::warn("file guard: {}: {}", conflicts::to_string(r.kind), r.reason);
+            continue;
+        }
+        if (r.kind == Kind::granted) continue; // the holder's release already resolved the conflict
+        const Allocation* holder = ledger_.find(r.allocation_id);
+        conflicts::ConflictRecord record;
+        record.file = r.path;
+        record.event = std::string(conflicts::to_string(r.kind));
+        record.holder = {{"allocation_id", r.allocation_id},
+                         {"workflow_id", r.workflow_id},
+                         {"priority", holder ? json(holder->priority.value) : json(nullptr)}};
+        record.claimant = claimant_json(r.opener);
+        if (auto claimant = allocation_of_cgroup(r.opener.cgroup)) {
+            record.claimant["allocation_id"] = *claimant;
+            record.claimant["workflow_id"] = ledger_.find(*claimant)->workflow_id;
+        }
+        record.reason = r.reason;
+        record.detected_at = record.last_seen = std::chrono::time_point_cast<TimePoint::duration>(r.at);
+        auto [stored, is_new] = conflicts_.record(std::move(record), random_id("conf"));
+        created = created || is_new;
+        conflicts_dirty_ = true;
+        const bool refused = r.kind == Kind::denied || r.kind == Kind::timed_out;
+        std::string message = describe_claimant(stored->claimant) + " " +
+                              (refused ? "was refused" : r.kind == Kind::queued ? "waits for" : std::string(conflicts::to_string(r.kind))) + " " +
+                              r.path + " (held by " + r.allocation_id + " of workflow " + r.workflow_id + "): " + r.reason;
+        emit(events::EventType::conflict, message, r.workflow_id, r.allocation_id,
+             {{"conflict_id", stored->conflict_id},
+              {"conflict_type", "file"},
+              {"file", r.path},
+              {"event", stored->event},
+              {"holder", stored->holder},
+              {"denied_process", stored->claimant},
+              {"occurrences", stored->occurrences},
+              {"resolution_strategies", json::array({"queue_and_serialize", "priority_based", "release"})}});
+    }
+    // A new conflict is on disk at once; repeats of known ones are saved with the next sample.
+    if (created) save_conflicts();
+}
+
+std::string Service::record_admission_conflict(const AllocationRequest& request, const ApiError& error, const Owner& peer) {
+    const std::string file = error.affected_resources[0].substr(std::string("file:").size());
+    const auto holder_id = ledger_.file_holder(file);
+    const Allocation* holder = holder_id ? ledger_.find(*holder_id) : nullptr;
+    conflicts::ConflictRecord record;
+    record.file = file;
+    record.event = "allocation_refused";
+    record.holder = {{"allocation_id", holder ? holder->allocation_id : ""},
+                     {"workflow_id", holder ? holder->workflow_id : ""},
+                     {"priority", holder ? json(holder->priority.value) : json(nullptr)}};
+    record.claimant = {{"pid", peer.pid}, {"comm", "allocate " + request.workflow_id}, {"cgroup", nullptr}, {"workflow_id", request.workflow_id},
+                       {"priority", request.priority.value}};
+    record.reason = error.what();
+    record.detected_at = record.last_seen = clock_();
+    auto [stored, is_new] = conflicts_.record(std::move(record), random_id("conf"));
+    if (is_new) save_conflicts();
+    else conflicts_dirty_ = true;
+    return stored->conflict_id;
+}
+
+SuccessBody Service::resolve_conflicts(const Request& request, const Owner& peer) {
+    only_params(request.params, {"conflict_id", "strategy"});
+    const std::string id = string_param(request.params, "conflict_id", true);
+    std::string strategy = string_param(request.params, "strategy", true);
+    if (strategy == "priority_override") strategy = "priority_based"; // the seed's name for the same method
+    if (strategy == "copy_on_write" || strategy == "merge_changes")
+        throw ApiError(ErrorCode::UNSUPPORTED, "Strategy '" + strategy + "' cannot be carried out by resmgrd",
+                       "resmgrd enforces exclusive files in the kernel; it does not copy or merge file contents", {"strategy"},
+                       {"Use priority_based, queue_and_serialize or release"});
+    if (strategy != "priority_based" && strategy != "queue_and_serialize" && strategy != "release")
+        throw ApiError(ErrorCode::INVALID_REQUEST, "Unknown strategy '" + strategy + "'", "expected priority_based, queue_and_serialize or release",
+                       {"strategy"});
+    const conflicts::ConflictRecord* record = conflicts_.find(id);
+    if (!record) throw ApiError(ErrorCode::NOT_FOUND, "No conflict with id '" + id + "'", {}, {"conflict_id"}, {"List them with `resmgr status conflicts`"});
+    if (record->status != "active")
+        throw ApiError(ErrorCode::CONFLICT, "Conflict '" + id + "' is already resolved", record->resolution.value_or(""), {"conflict_id"});
+    const std::string file = record->file;
+    const std::string holder_id = record->holder.value("allocation_id", "");
+    const TimePoint now = clock_();
+    SuccessBody body;
+    body.result = {{"conflict_id", id}, {"strategy", strategy}, {"file", file}, {"holder", holder_id}};
+
+    if (ledger_.file_holder(file) != holder_id) {
+        conflicts_.resolve(id, "the holder no longer holds the file", now);
+        save_conflicts();
+        body.result["outcome"] = "holder_gone";
+        return body;
+    }
+    const Allocation& holder = *ledger_.find(holder_id);
+    auto files_without = [&](const Allocation& a) {
+        std::vector<std::string> files = a.constraints.exclusive_access;
+        files.erase(std::remove(files.begin(), files.end(), file), files.end());
+        return files;
+    };
+
+    if (strategy == "release") {
+        ledger_.authorize(holder_id, peer);
+        ledger_.set_exclusive_files(holder_id, files_without(holder));
+        persist();
+        release_files(holder_id, file, "release: " + holder_id + " let go of the file");
+        body.result["outcome"] = "released";
+        body.resources_affected = 1;
+        refill(); // an allocation queued for the file may start now
+        return body;
+    }
+    if (strategy == "queue_and_serialize") {
+        ledger_.authorize(holder_id, peer);
+        const bool guarded = guard_ && guard_->set_strategy(file, conflicts::Strategy::queue_and_serialize);
+        conflicts_.resolve(id, "queue_and_serialize: outside writers now wait for " + holder_id + " to let go", now);
+        save_conflicts();
+        body.result["outcome"] = guarded ? "queued" : "queued_at_admission_only";
+        body.recommendations.push_back("Allocations that want the file: allocate with \"wait\": true to queue for it");
+        return body;
+    }
+    // priority_based: the higher-priority claimant takes the file.
+    const std::string claimant_id = record->claimant.value("allocation_id", "");
+    const Allocation* claimant = claimant_id.empty() ? nullptr : ledger_.find(claimant_id);
+    if (!claimant || !core::Ledger::holds_capacity(*claimant)) {
+        body.result["outcome"] = "holder_keeps";
+        body.result["reason"] = "the claimant " + describe_claimant(record->claimant) + " is not in a running allocation, so it has no priority";
+        conflicts_.resolve(id, "priority_based: " + holder_id + " keeps the file (" + body.result["reason"].get<std::string>() + ")", now);
+        save_conflicts();
+        return body;
+    }
+    ledger_.authorize(claimant_id, peer);
+    if (claimant->priority.value <= holder.priority.value) {
+        body.result["outcome"] = "holder_keeps";
+        body.result["reason"] = "priority " + std::to_string(claimant->priority.value) + " of " + claimant_id + " does not exceed " +
+                                std::to_string(holder.priority.value) + " of " + holder_id;
+        conflicts_.resolve(id, "priority_based: " + holder_id + " keeps the file", now);
+        save_conflicts();
+        return body;
+    }
+    std::vector<std::string> taken = claimant->constraints.exclusive_access;
+    taken.push_back(file);
+    ledger_.set_exclusive_files(holder_id, files_without(holder));
+    ledger_.set_exclusive_files(claimant_id, taken);
+    persist();
+    release_files(holder_id, file, "priority_based: " + claimant_id + " (priority " + std::to_string(claimant->priority.value) + ") took the file");
+    if (guard_) {
+        try {
+            guard_->hold({file, claimant_id, claimant->workflow_id, claimant->priority.value, owner_cgroup(claimant_id), std::nullopt});
+        } catch (const conflicts::GuardError& e) {
+            body.recommendations.push_back(std::string("The file could not be guarded for the new holder: ") + e.what());
+        }
+    }
+    body.result["outcome"] = "transferred";
+    body.result["new_holder"] = claimant_id;
+    body.resources_affected = 2;
+    emit(events::EventType::conflict, file + " moved from " + holder_id + " to higher-priority " + claimant_id, claimant->workflow_id, claimant_id,
+         {{"conflict_id", id}, {"conflict_type", "file"}, {"file", file}, {"resolution", "priority_based"}, {"previous_holder", holder_id}});
+    return body;
+}
+
+SuccessBody Service::prevent_conflicts(const Request& request, const Owner& peer) {
+    only_params(request.params, {"file_conflicts", "pending_requests", "prediction_horizon"});
+    SuccessBody body;
+    if (auto it = request.params.find("file_conflicts"); it != request.params.end()) {
+        if (peer.uid != 0)
+            throw ApiError(ErrorCode::PERMISSION_DENIED, "Only root may change the file conflict policy", {}, {"file_conflicts"});
+        core::Policy::FileConflicts updated = core::parse_file_conflicts(*it, "file_conflicts", file_policy_);
+        try {
+            state::write_file_atomic(file_policy_path(), json(updated.to_json()).dump(2) + "\n");
+        } catch (const state::StateError& e) {
+            throw ApiError(ErrorCode::INTERNAL_ERROR, "Could not record the file conflict policy", e.what());
+        }
+        file_policy_ = updated;
+        if (guard_) guard_->set_policy(conflicts::guard_policy(file_policy_));
+        body.resources_affected = 1;
+        spdlog::info("file conflict policy: {}", file_policy_.to_json().dump());
+    }
+    Seconds horizon = std::chrono::hours(1);
+    if (auto h = request.params.find("prediction_horizon"); h != request.params.end()) {
+        auto d = h->is_string() ? parse_duration(h->get<std::string>()) : std::nullopt;
+        if (!d) throw ApiError(ErrorCode::INVALID_REQUEST, "'prediction_horizon' must be a duration such as \"1h\"", "got " + h->dump(), {"prediction_horizon"});
+        horizon = std::chrono::duration_cast<Seconds>(*d);
+    }
+    json analysis = json::array();
+    if (auto it = request.params.find("pending_requests"); it != request.params.end()) {
+        if (!it->is_array()) throw ApiError(ErrorCode::INVALID_REQUEST, "'pending_requests' must be a list of allocation requests", {}, {"pending_requests"});
+        size_t index = 0;
+        for (const auto& pending : *it) {
+            AllocationRequest req = parse_allocation_request(pending);
+            normalize_exclusive_files(req, peer);
+            json found = json::array();
+            for (auto& f : ledger_.find_conflicts(req, clock_(), true, horizon))
+                found.push_back({{"conflict_type", f.type}, {"severity", f.severity}, {"affected_workflows", f.affected_workflows},
+                                 {"conflict_details", f.details}, {"resolution_strategies", f.strategies}});
+            analysis.push_back({{"index", index++}, {"workflow_id", req.workflow_id}, {"conflicts", found}, {"conflict_free", found.empty()}});
+        }
+    }
+    json active = json::array();
+    for (const auto* c : conflicts_.active()) active.push_back(c->to_json());
+    body.result = {{"file_conflicts", file_policy_.to_json()},
+                   {"guard", guard_ ? guard_->status() : json{{"available", false}, {"reason", guard_unavailable_}}},
+                   {"conflict_analysis", analysis},
+                   {"prediction_horizon", format_duration(std::chrono::duration_cast<Millis>(horizon))},
+                   {"active_conflicts", active}};
+    if (!guard_) body.recommendations.push_back("Exclusive files are enforced at admission only: " + guard_unavailable_);
+    return body;
+}
+
+SuccessBody Service::list_conflicts(const Request& request) {
+    only_params(request.params, {"all"});
+    const bool all = bool_param(request.params, "all");
+    json list = json::array();
+    const json recorded = conflicts_.to_json();
+    for (const auto& c : recorded["conflicts"])
+        if (all || c["status"] == "active") list.push_back(c);
+    SuccessBody body;
+    body.result = {{"conflicts", list}, {"guard", guard_ ? guard_->status() : json{{"available", false}, {"reason", guard_unavailable_}}}};
+    return body;
+}
+
+} // namespace resmgr::server

@@ -1,0 +1,277 @@
+// The Service's exclusive-file side with a fake guard: canonical paths, holds handed to the guard
+// while an allocation runs and taken back when it ends, a second claimant refused (or queued) at
+// admission, guard reports turned into conf_ records and RESOURCE_CONFLICT events, the
+// resolve-conflicts and prevent-conflicts operations, and everything back after a restart.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <fstream>
+
+#include "core/ledger.hpp"
+#include "fake_backend.hpp"
+#include "server/service.hpp"
+#include "tests_support.hpp"
+
+using namespace resmgr;
+using namespace resmgr::core;
+using nlohmann::json;
+
+namespace {
+
+const TimePoint kNow = TimePoint(std::chrono::seconds(1'736'935'200)); // 2025-01-15T10:00:00Z
+const Owner kRoot{0, 1};
+
+struct FakeGuard : conflicts::Guard {
+    std::map<std::string, conflicts::Hold> holds; // by path
+    std::vector<std::pair<std::string, std::optional<std::string>>> releases;
+    conflicts::GuardPolicy current;
+    void hold(const conflicts::Hold& h) override { holds[h.path] = h; }
+    void release(const std::string& id, const std::optional<std::string>& path) override {
+        releases.emplace_back(id, path);
+        for (auto it = holds.begin(); it != holds.end();)
+            it = it->second.allocation_id == id && (!path || *path == it->first) ? holds.erase(it) : std::next(it);
+    }
+    bool set_strategy(const std::string& path, conflicts::Strategy s) override {
+        if (!holds.count(path)) return false;
+        holds[path].strategy = s;
+        return true;
+    }
+    void set_policy(conflicts::GuardPolicy p) override { current = std::move(p); }
+    conflicts::GuardPolicy policy() const override { return current; }
+    json status() const override { return {{"holds", holds.size()}}; }
+};
+
+struct RecordingSink : events::EventSink {
+    std::vector<events::Event> seen;
+    void publish(const events::Event& e) override { seen.push_back(e); }
+};
+
+class ServiceConflicts : public ::testing::Test {
+protected:
+    TempDir dir;
+    FakeBackend backend;
+    FakeGuard guard;
+    RecordingSink sink;
+    std::unique_ptr<state::StateStore> store;
+    std::unique_ptr<Ledger> ledger;
+    std::unique_ptr<server::Service> service;
+    std::string file; // an existing file every test holds
+
+    void SetUp() override {
+        std::filesystem::create_directories(dir.path() / "src");
+        file = (dir.path() / "src" / "flake.nix").string();
+        std::ofstream(file) << "{}";
+        restart();
+    }
+    // A fresh daemon over the same state directory.
+    void restart() {
+        service.reset();
+        store = std::make_unique<state::StateStore>(dir.path() / "state");
+        ledger = std::make_unique<Ledger>(NodeCapacity{8, 16ull << 30}, Policy::defaults());
+        for (auto& a : store->load_allocations()) ledger->restore(a);
+        service = std::make_unique<server::Service>(*ledger, backend, *store, [] { return kNow; }, json{{"cgroup2_mount", "/fake"}},
+                                                    json::object());
+        service->set_event_sink(&sink);
+        service->set_guard(&guard, {});
+        service->reconcile();
+    }
+    json call(const std::string& op, json params, const Owner& peer = kRoot, const std::string& resource = {}) {
+        Request r;
+        r.operation = op;
+        r.resource_type = resource;
+        r.params = std::move(params);
+        return service->handle(r, peer);
+    }
+    std::string allocate(const std::string& workflow, int priority, json files, bool wait = false) {
+        json r = call("allocate", {{"workflow_id", workflow}, {"priority", priority}, {"resources", {{"cpu_cores", 1}}},
+                                   {"exclusive_files", files}, {"wait", wait}});
+        EXPECT_EQ(r["status"], "success") << r.dump(2);
+        return r["result"].value("allocation_id", "");
+    }
+    conflicts::GuardReport denial(const std::string& holder, const std::string& claimant_cgroup, pid_t pid = 4242) {
+        conflicts::GuardReport r;
+        r.kind = conflicts::GuardReport::Kind::denied;
+        r.path = file;
+        r.allocation_id = holder;
+        r.workflow_id = ledger->find(holder)->workflow_id;
+        r.opener = {pid, "sed", claimant_cgroup, conflicts::OpenMode::write};
+        r.reason = "write from outside the holder";
+        r.at = kNow;
+        return r;
+    }
+    json conflicts_file() {
+        std::ifstream in(dir.path() / "state" / "current_state" / "conflicts.json");
+        return json::parse(in);
+    }
+};
+
+TEST_F(ServiceConflicts, ARunningAllocationsFilesAreGuardedForItsGroupAndLetGoWhenItEnds) {
+    std::string id = allocate("wf-build", 50, {file});
+    ASSERT_TRUE(guard.holds.count(file));
+    EXPECT_EQ(guard.holds[file].allocation_id, id);
+    EXPECT_EQ(guard.holds[file].owner_cgroup, "/" + id) << "as /proc/PID/cgroup shows the group";
+    EXPECT_EQ(guard.holds[file].priority, 50);
+    json r = call("release", {{"allocation_id", id}});
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    EXPECT_FALSE(guard.holds.count(file));
+}
+
+TEST_F(ServiceConflicts, PathsAreMadeCanonicalAndRelativeOnesFollowTheRequestersDirectory) {
+    std::filesystem::create_directories(dir.path() / "src" / "sub");
+    std::string id = allocate("wf-a", 50, {(dir.path() / "src" / "sub" / ".." / "flake.nix").string()});
+    EXPECT_TRUE(guard.holds.count(file)) << "../ is resolved";
+    call("release", {{"allocation_id", id}});
+
+    char cwd[4096];
+    ASSERT_NE(::getcwd(cwd, sizeof cwd), nullptr);
+    ASSERT_EQ(::chdir((dir.path() / "src").c_str()), 0);
+    json r = call("allocate", {{"workflow_id", "wf-b"}, {"resources", {{"cpu_cores", 1}}}, {"exclusive_files", {"flake.nix"}}},
+                  Owner{0, ::getpid()});
+    ASSERT_EQ(::chdir(cwd), 0);
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    EXPECT_EQ(r["result"]["allocation"]["constraints"]["exclusive_access"], json({file}));
+
+    json no_cwd = call("allocate", {{"workflow_id", "wf-c"}, {"resources", {{"cpu_cores", 1}}}, {"exclusive_files", {"flake.nix"}}},
+                       Owner{0, 0});
+    EXPECT_EQ(no_cwd["error"]["code"], "INVALID_REQUEST") << no_cwd.dump(2);
+    json directory = call("allocate", {{"workflow_id", "wf-d"}, {"resources", {{"cpu_cores", 1}}}, {"exclusive_files", {dir.path().string()}}});
+    EXPECT_EQ(directory["error"]["code"], "INVALID_REQUEST");
+    EXPECT_NE(directory["error"]["message"].get<std::string>().find("is a directory"), std::string::npos);
+    json missing_dir = call("allocate", {{"workflow_id", "wf-e"}, {"resources", {{"cpu_cores", 1}}}, {"exclusive_files", {"/no/such/dir/f"}}});
+    EXPECT_EQ(missing_dir["error"]["code"], "INVALID_REQUEST");
+}
+
+TEST_F(ServiceConflicts, ASecondClaimantIsRefusedWithARecordedConflictOrQueuedUntilTheFileIsFree) {
+    std::string holder = allocate("wf-build", 50, {file});
+    json refused = call("allocate", {{"workflow_id", "wf-test"}, {"resources", {{"cpu_cores", 1}}}, {"exclusive_files", {file}}});
+    ASSERT_EQ(refused["error"]["code"], "CONFLICT") << refused.dump(2);
+    EXPECT_NE(refused["error"]["details"].get<std::string>().find("conf_"), std::string::npos) << refused.dump(2);
+    json listed = call("status", json::object(), kRoot, "conflicts");
+    ASSERT_EQ(listed["result"]["conflicts"].size(), 1u) << listed.dump(2);
+    EXPECT_EQ(listed["result"]["conflicts"][0]["event"], "allocation_refused");
+    EXPECT_EQ(listed["result"]["conflicts"][0]["holder"]["allocation_id"], holder);
+
+    std::string waiting = allocate("wf-test", 50, {file}, true);
+    EXPECT_EQ(ledger->find(waiting)->status, AllocationStatus::queued);
+    EXPECT_EQ(guard.holds[file].allocation_id, holder);
+    call("release", {{"allocation_id", holder}});
+    EXPECT_EQ(ledger->find(waiting)->status, AllocationStatus::active) << "admitted once the file is free";
+    EXPECT_EQ(guard.holds[file].allocation_id, waiting);
+    json after = call("status", json::object(), kRoot, "conflicts");
+    EXPECT_TRUE(after["result"]["conflicts"].empty()) << "the holder's release resolved it";
+}
+
+TEST_F(ServiceConflicts, GuardDenialsBecomeConflictRecordsAndEventsNamingTheDeniedProcess) {
+    std::string holder = allocate("wf-build", 50, {file});
+    sink.seen.clear();
+    service->on_guard_reports({denial(holder, "/user.slice/session-1.scope")});
+    ASSERT_EQ(sink.seen.size(), 1u);
+    const events::Event& e = sink.seen[0];
+    EXPECT_EQ(e.type, events::EventType::conflict);
+    EXPECT_EQ(e.allocation, holder);
+    EXPECT_EQ(e.details["file"], file);
+    EXPECT_EQ(e.details["denied_process"]["pid"], 4242);
+    EXPECT_EQ(e.details["denied_process"]["comm"], "sed");
+    EXPECT_EQ(e.details["denied_process"]["cgroup"], "/user.slice/session-1.scope");
+    const std::string id = e.details["conflict_id"];
+    EXPECT_EQ(id.rfind("conf_", 0), 0u);
+    json saved = conflicts_file();
+    ASSERT_EQ(saved["conflicts"].size(), 1u) << "a new conflict is on disk at once";
+    EXPECT_EQ(saved["conflicts"][0]["conflict_id"], id);
+
+    service->on_guard_reports({denial(holder, "/user.slice/session-1.scope", 4243)});
+    ASSERT_EQ(sink.seen.size(), 2u) << "each denial is an event";
+    EXPECT_EQ(sink.seen[1].details["conflict_id"], id) << "the same claimant again is the same conflict";
+    EXPECT_EQ(sink.seen[1].details["occurrences"], 2);
+}
+
+TEST_F(ServiceConflicts, ResolveByReleaseFreesTheFileAndUnsupportedStrategiesSaySo) {
+    std::string holder = allocate("wf-build", 50, {file});
+    service->on_guard_reports({denial(holder, "/user.slice")});
+    const std::string id = sink.seen.back().details["conflict_id"];
+    json cow = call("resolve-conflicts", {{"conflict_id", id}, {"strategy", "copy_on_write"}});
+    EXPECT_EQ(cow["error"]["code"], "UNSUPPORTED");
+    EXPECT_EQ(call("resolve-conflicts", {{"conflict_id", "conf_nope"}, {"strategy", "release"}})["error"]["code"], "NOT_FOUND");
+    json someone_else = call("resolve-conflicts", {{"conflict_id", id}, {"strategy", "release"}}, Owner{1234, 99});
+    EXPECT_EQ(someone_else["error"]["code"], "PERMISSION_DENIED") << "only the holder's owner or root lets go";
+
+    json r = call("resolve-conflicts", {{"conflict_id", id}, {"strategy", "release"}});
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    EXPECT_EQ(r["result"]["outcome"], "released");
+    EXPECT_FALSE(guard.holds.count(file));
+    EXPECT_TRUE(ledger->find(holder)->constraints.exclusive_access.empty());
+    EXPECT_EQ(ledger->find(holder)->status, AllocationStatus::active) << "the allocation itself runs on";
+    EXPECT_EQ(conflicts_file()["conflicts"][0]["status"], "resolved");
+    EXPECT_EQ(call("resolve-conflicts", {{"conflict_id", id}, {"strategy", "release"}})["error"]["code"], "CONFLICT");
+}
+
+TEST_F(ServiceConflicts, PriorityBasedGivesTheFileToAHigherPriorityClaimantOnly) {
+    std::string holder = allocate("wf-low", 30, {file});
+    std::string urgent = allocate("wf-urgent", 90, json::array());
+    service->on_guard_reports({denial(holder, "/" + urgent + "/agent-fixer")});
+    const std::string id = sink.seen.back().details["conflict_id"];
+    EXPECT_EQ(sink.seen.back().details["denied_process"]["allocation_id"], urgent);
+    json r = call("resolve-conflicts", {{"conflict_id", id}, {"strategy", "priority_based"}});
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    EXPECT_EQ(r["result"]["outcome"], "transferred");
+    EXPECT_EQ(guard.holds[file].allocation_id, urgent);
+    EXPECT_EQ(guard.holds[file].owner_cgroup, "/" + urgent);
+    EXPECT_EQ(ledger->find(urgent)->constraints.exclusive_access, std::vector<std::string>{file});
+
+    // The old holder, lower in priority, asks back: it does not get it.
+    service->on_guard_reports({denial(urgent, "/" + holder)});
+    json back = call("resolve-conflicts", {{"conflict_id", sink.seen.back().details["conflict_id"]}, {"strategy", "priority_based"}});
+    ASSERT_EQ(back["status"], "success") << back.dump(2);
+    EXPECT_EQ(back["result"]["outcome"], "holder_keeps");
+    EXPECT_EQ(guard.holds[file].allocation_id, urgent);
+}
+
+TEST_F(ServiceConflicts, QueueAndSerializeSwitchesTheHoldsStrategy) {
+    std::string holder = allocate("wf-build", 50, {file});
+    service->on_guard_reports({denial(holder, "/user.slice")});
+    json r = call("resolve-conflicts", {{"conflict_id", sink.seen.back().details["conflict_id"]}, {"strategy", "queue_and_serialize"}});
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    EXPECT_EQ(guard.holds[file].strategy, conflicts::Strategy::queue_and_serialize);
+}
+
+TEST_F(ServiceConflicts, PreventConflictsSetsThePolicyForRootAndAnalysesPendingRequests) {
+    std::string holder = allocate("wf-build", 50, {file});
+    json denied = call("prevent-conflicts", {{"file_conflicts", {{"strategy", "file_locking"}}}}, Owner{1000, 5});
+    EXPECT_EQ(denied["error"]["code"], "PERMISSION_DENIED");
+    json cow = call("prevent-conflicts", {{"file_conflicts", {{"strategy", "copy_on_write"}}}});
+    EXPECT_EQ(cow["error"]["code"], "UNSUPPORTED");
+    json bad = call("prevent-conflicts", {{"file_conflicts", {{"enforcement", "sometimes"}}}});
+    EXPECT_EQ(bad["error"]["code"], "INVALID_REQUEST");
+
+    json r = call("prevent-conflicts", {{"file_conflicts", {{"strategy", "file_locking"}, {"enforcement", "strict"},
+                                                            {"exceptions", {{"commands", {"rsync"}}}}}},
+                                        {"pending_requests", {{{"workflow_id", "wf-next"}, {"resources", {{"cpu_cores", 1}}}, {"exclusive_files", {file}}}}}});
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    EXPECT_EQ(guard.current.strategy, conflicts::Strategy::file_locking);
+    EXPECT_FALSE(guard.current.allow_reads);
+    EXPECT_EQ(guard.current.exempt_comms, std::vector<std::string>{"rsync"});
+    ASSERT_EQ(r["result"]["conflict_analysis"].size(), 1u);
+    EXPECT_FALSE(r["result"]["conflict_analysis"][0]["conflict_free"].get<bool>());
+    EXPECT_EQ(r["result"]["conflict_analysis"][0]["conflicts"][0]["conflict_details"]["holder"], holder);
+
+    restart();
+    EXPECT_EQ(guard.current.strategy, conflicts::Strategy::file_locking) << "the policy survives a restart";
+    EXPECT_EQ(guard.holds[file].allocation_id, holder) << "the marks come back from state";
+}
+
+TEST_F(ServiceConflicts, ConflictsSurviveARestartAndADamagedFileIsSetAside) {
+    std::string holder = allocate("wf-build", 50, {file});
+    service->on_guard_reports({denial(holder, "/user.slice")});
+    restart();
+    json listed = call("status", json::object(), kRoot, "conflicts");
+    ASSERT_EQ(listed["result"]["conflicts"].size(), 1u) << listed.dump(2);
+
+    std::ofstream(dir.path() / "state" / "current_state" / "conflicts.json", std::ios::trunc) << "{\"conflicts\": [{\"conflict_id\": 3";
+    restart();
+    EXPECT_TRUE(std::filesystem::exists(dir.path() / "state" / "current_state" / "conflicts.json.damaged"));
+    EXPECT_TRUE(call("status", json::object(), kRoot, "conflicts")["result"]["conflicts"].empty());
+    EXPECT_EQ(ledger->find(holder)->status, AllocationStatus::active) << "a damaged conflict record costs no allocation";
+}
+
+} // namespace
