@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
     double cpu = 0;
     long long pids = 0;
     bool quiet = false, wait = false;
-    std::vector<std::string> command;
+    std::vector<std::string> command, exclusive;
     app.add_option("--socket", socket, "resmgrd's socket (default: $RESMGR_SOCKET, else /run/resmgr/resmgr.sock)");
     app.add_option("--workflow", workflow, "Workflow id (default: $RESMGR_WORKFLOW, else run-<pid>)");
     app.add_option("--priority", priority, "critical, high, medium, low, or 0-100")->capture_default_str();
@@ -94,12 +94,18 @@ int main(int argc, char** argv) {
                                            "then COMMAND gets SIGTERM, and SIGKILL after --grace");
     app.add_option("--grace", grace, "Time between SIGTERM and SIGKILL when --duration runs out (default 5m)");
     auto* join = app.add_option("--allocation", allocation, "Join this existing allocation instead of allocating; it is not released on exit");
-    for (auto* opt : {"--cpu", "--memory", "--pids", "--duration", "--grace", "--workflow"}) app.get_option(opt)->excludes(join);
+    app.add_option("--exclusive", exclusive, "Hold FILE exclusively while COMMAND runs (repeatable): processes outside the "
+                                             "allocation cannot open it for writing (the kernel refuses them, or holds them until "
+                                             "release, per the policy's file_conflicts). A file another allocation holds makes the "
+                                             "allocation fail, or wait with --wait")
+        ->type_name("FILE")
+        ->allow_extra_args(false); // one FILE per --exclusive, so COMMAND is never taken for a file
+    for (auto* opt : {"--cpu", "--memory", "--pids", "--duration", "--grace", "--workflow", "--exclusive"}) app.get_option(opt)->excludes(join);
     app.add_option("--agent", agent, "Run COMMAND as agent NAME of the workflow, in its own child group of the allocation; "
                                      "the agent pool (active/idle/failed) is observed from that group. With --allocation it "
                                      "takes one of the allocation's agent slots, else it allocates one (agents: 1)");
     app.add_flag("-q,--quiet", quiet, "Do not warn about limits this host cannot enforce");
-    app.add_flag("--wait", wait, "When the node is full (or a conflicting workflow runs), queue and wait instead of failing; "
+    app.add_flag("--wait", wait, "When the node is full (or a conflicting workflow runs, or an --exclusive file is held), queue and wait instead of failing; "
                                  "queued requests start in priority order, then arrival order");
     app.add_option("command", command, "The command to run and its arguments")->required();
     app.prefix_command(); // everything from COMMAND on belongs to the command, options included
@@ -138,6 +144,7 @@ int main(int argc, char** argv) {
             if (!duration.empty()) params["duration"] = duration;
             if (!grace.empty()) params["auto_release"] = {{"grace_period", grace}};
             if (wait) params["wait"] = true;
+            if (!exclusive.empty()) params["exclusive_files"] = exclusive;
             resmgr::Client client(path);
             json reply = client.call({"allocate", "", params});
             if (reply.value("status", "") != "success") {
@@ -147,7 +154,8 @@ int main(int argc, char** argv) {
             allocation = reply["result"]["allocation_id"];
             if (reply["result"]["allocation"].value("status", "") == "queued") {
                 // Waiting: a status query every 200 ms is cheap for resmgrd and survives its restarts.
-                std::cerr << "resmgr-run: waiting for capacity: position " << reply["result"].value("queue_position", 0)
+                std::cerr << "resmgr-run: waiting for " << (exclusive.empty() ? "capacity" : "capacity and the exclusive files")
+                          << ": position " << reply["result"].value("queue_position", 0)
                           << " in the queue (allocation " << allocation << ")\n";
                 struct sigaction on_stop{};
                 on_stop.sa_handler = stop_waiting;

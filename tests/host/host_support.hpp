@@ -21,6 +21,8 @@
 #include <vector>
 
 #include <linux/magic.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 
 namespace resmgr::host {
 
@@ -120,5 +122,50 @@ inline std::string cgroup2_mount() {
     if (::statfs("/sys/fs/cgroup", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC) return "/sys/fs/cgroup";
     return "/sys/fs/cgroup/unified";
 }
+
+// Exit codes of try_open's child.
+constexpr int kOpened = 0, kDenied = 1, kOtherError = 2;
+
+// Moves the calling (forked) process into `cgroup_dir`; async-signal-safe.
+inline void join_cgroup(const std::string& cgroup_dir) {
+    if (cgroup_dir.empty()) return;
+    int fd = ::open((cgroup_dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(3);
+    ::close(fd);
+}
+
+// A child that joins `cgroup_dir` (empty: stays outside) and opens `path` with `flags`.
+// Exit 0 opened, 1 EPERM, 2 another error.
+inline pid_t try_open(const std::string& path, int flags, const std::string& cgroup_dir = {}, bool use_openat2 = false) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        join_cgroup(cgroup_dir);
+        int fd = -1;
+        if (use_openat2) {
+            open_how how{};
+            how.flags = static_cast<std::uint64_t>(flags);
+            fd = static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof how));
+        } else {
+            fd = ::open(path.c_str(), flags, 0644);
+        }
+        if (fd >= 0) ::_exit(kOpened);
+        ::_exit(errno == EPERM ? kDenied : kOtherError);
+    }
+    return pid;
+}
+
+// The child's exit code, or -1 if it has not exited within `limit` (then it is killed).
+inline int exit_within(pid_t pid, std::chrono::milliseconds limit) {
+    int status = 0;
+    bool done = wait_until([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, limit);
+    if (!done) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+        return -1;
+    }
+    return decode_status(status);
+}
+
+inline bool still_running(pid_t pid) { return ::waitpid(pid, nullptr, WNOHANG) == 0; }
 
 } // namespace resmgr::host

@@ -5,115 +5,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "host_support.hpp"
-#include "resmgr/client.hpp"
+#include "daemon_fixture.hpp"
 
 using namespace resmgr;
 using namespace resmgr::host;
 using nlohmann::json;
-
-namespace {
-
-class DaemonHost : public ::testing::Test {
-protected:
-    std::string mount = cgroup2_mount();
-    std::string dir, socket, root, log;
-    pid_t daemon = -1;
-
-    void SetUp() override {
-        if (auto why = cgroup2_unavailable(mount)) GTEST_SKIP() << "cgroup2 host test skipped: " << *why;
-        char tmpl[] = "/tmp/resmgr-daemon-XXXXXX";
-        dir = ::mkdtemp(tmpl);
-        socket = dir + "/resmgr.sock";
-        log = dir + "/resmgrd.log";
-        root = mount + "/resmgr-hosttest-" + std::to_string(::getpid());
-        // Workflow limits far above this node, so over-asking meets the node's capacity.
-        // Sampling every second; the cpu threshold high enough that only the burner test's two
-        // burners (every core busy) reach it, with a wide band so it clears when they stop.
-        std::ofstream(dir + "/policy.json") << R"({"resource_policies":{"allocation_limits":)"
-                                               R"({"max_cpu_per_workflow":4096,"max_memory_per_workflow":1048576},)"
-                                               R"("monitoring_intervals":{"resource_check":"1s"},)"
-                                               R"("thresholds":{"cpu":{"threshold":90},"clear_margin":30,"repeat_interval":"1h"}}})";
-        start();
-    }
-
-    void TearDown() override {
-        if (daemon > 0) {
-            // Release through the daemon so it removes its groups, then stop it.
-            try {
-                Client c(socket);
-                json st = c.call({"status", "", json::object()});
-                for (auto& a : st["result"]["allocations"]) c.call({"release", "", {{"allocation_id", a["allocation_id"]}, {"force", true}}});
-            } catch (const std::exception&) {
-            }
-            stop(SIGTERM);
-        }
-        if (!root.empty()) {
-            std::error_code ec;
-            if (std::filesystem::exists(root, ec))
-                for (auto& entry : std::filesystem::directory_iterator(root, ec))
-                    if (entry.is_directory()) {
-                        for (auto& leaf : std::filesystem::directory_iterator(entry.path(), ec))
-                            if (leaf.is_directory()) ::rmdir(leaf.path().c_str());
-                        ::rmdir(entry.path().c_str());
-                    }
-            ::rmdir(root.c_str());
-        }
-        if (!dir.empty()) std::filesystem::remove_all(dir);
-    }
-
-    void start() {
-        daemon = spawn({RESMGRD_PATH, "--config", dir + "/policy.json", "--state-dir", dir + "/state", "--socket", socket, "--cgroup-root", root, "--backend",
-                        "cgroupfs", "--log-level", "debug"},
-                       log);
-        bool up = wait_until([&] {
-            try {
-                Client c(socket);
-                return true;
-            } catch (const ClientError&) {
-                return false;
-            }
-        }, std::chrono::seconds(10));
-        ASSERT_TRUE(up) << "resmgrd did not start; log:\n" << slurp(log);
-    }
-
-    void stop(int sig) {
-        ::kill(daemon, sig);
-        int status = 0;
-        ::waitpid(daemon, &status, 0);
-        daemon = -1;
-    }
-
-    RunResult cli(const std::vector<std::string>& args) {
-        std::vector<std::string> argv{RESMGR_CLI_PATH, "--socket", socket, "--json"};
-        argv.insert(argv.end(), args.begin(), args.end());
-        return run(argv);
-    }
-
-    json cli_json(const std::vector<std::string>& args, int expected_status = 0) {
-        RunResult r = cli(args);
-        EXPECT_EQ(r.status, expected_status) << r.out << r.err;
-        try {
-            return json::parse(r.out);
-        } catch (const json::parse_error&) {
-            ADD_FAILURE() << "not JSON: " << r.out << r.err;
-            return {};
-        }
-    }
-
-    std::string allocate(const std::string& params) {
-        json r = cli_json({"allocate", params});
-        return r["result"].value("allocation_id", "");
-    }
-
-    RunResult resmgr_run(const std::vector<std::string>& args) {
-        std::vector<std::string> argv{RESMGR_RUN_PATH, "--socket", socket};
-        argv.insert(argv.end(), args.begin(), args.end());
-        return run(argv);
-    }
-};
-
-} // namespace
 
 TEST_F(DaemonHost, AllocateCreatesTheGroup) {
     std::string id = allocate(R"({"workflow_id":"wf-host","priority":"high","resources":{"cpu_cores":0.5,"memory_gb":"64M"}})");

@@ -6,9 +6,7 @@
 // go all get answers with no fd left behind.
 #include <gtest/gtest.h>
 
-#include <linux/openat2.h>
 #include <poll.h>
-#include <sys/syscall.h>
 
 #include <atomic>
 
@@ -22,55 +20,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr int kOpened = 0, kDenied = 1, kOtherError = 2;
-
 size_t count_fds() {
     size_t n = 0;
     for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
     return n;
 }
-
-// Moves the calling (forked) process into `cgroup_dir`; async-signal-safe.
-void join_cgroup(const std::string& cgroup_dir) {
-    if (cgroup_dir.empty()) return;
-    int fd = ::open((cgroup_dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(3);
-    ::close(fd);
-}
-
-// A child that joins `cgroup_dir` (empty: stays outside) and opens `path` with `flags`.
-// Exit 0 opened, 1 EPERM, 2 another error.
-pid_t try_open(const std::string& path, int flags, const std::string& cgroup_dir = {}, bool use_openat2 = false) {
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        join_cgroup(cgroup_dir);
-        int fd = -1;
-        if (use_openat2) {
-            open_how how{};
-            how.flags = static_cast<std::uint64_t>(flags);
-            fd = static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof how));
-        } else {
-            fd = ::open(path.c_str(), flags, 0644);
-        }
-        if (fd >= 0) ::_exit(kOpened);
-        ::_exit(errno == EPERM ? kDenied : kOtherError);
-    }
-    return pid;
-}
-
-// The child's exit code, or -1 if it has not exited within `limit` (then it is killed).
-int exit_within(pid_t pid, std::chrono::milliseconds limit) {
-    int status = 0;
-    bool done = wait_until([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, limit);
-    if (!done) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
-        return -1;
-    }
-    return decode_status(status);
-}
-
-bool still_running(pid_t pid) { return ::waitpid(pid, nullptr, WNOHANG) == 0; }
 
 class GuardHost : public ::testing::Test {
 protected:
@@ -285,7 +239,7 @@ TEST_F(GuardHost, TwoHundredOpenersWhileHoldsComeAndGoAllGetAnAnswer) {
         write_file(files.back(), "x");
     }
     constexpr int kProcesses = 200;
-    const auto run_for = 10s;
+    const auto run_for = 5s; // the daemon-level test runs the full 10 s
     std::vector<pid_t> openers;
     for (int i = 0; i < kProcesses; ++i) {
         pid_t pid = ::fork();
@@ -320,8 +274,9 @@ TEST_F(GuardHost, TwoHundredOpenersWhileHoldsComeAndGoAllGetAnAnswer) {
     EXPECT_EQ(failed, 0) << "opens only ever succeeded or failed with EPERM";
     auto counters = guard->status()["counters"];
     std::cout << "[          ] " << counters.dump() << "\n";
-    EXPECT_GT(counters["denied"].get<long>(), 0);
-    EXPECT_GT(counters["granted_after_queue"].get<long>() + counters["timed_out"].get<long>(), 0);
+    EXPECT_GT(counters["queued"].get<long>(), 0);
+    EXPECT_EQ(counters["granted_after_queue"].get<long>() + counters["timed_out"].get<long>(), counters["queued"].get<long>())
+        << "every queued open was answered: granted at a release or denied at its timeout";
     EXPECT_EQ(guard->open_fds(), 0u);
     guard.reset();
     EXPECT_EQ(count_fds(), fds_before) << "no fd left behind";
