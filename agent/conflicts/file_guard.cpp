@@ -103,7 +103,6 @@ Opener FileGuard::describe_from_proc(pid_t tid) {
 }
 
 FileGuard::FileGuard(GuardPolicy policy, Options options) : options_(std::move(options)), policy_(std::move(policy)) {
-    if (!options_.describe_opener) options_.describe_opener = &FileGuard::describe_from_proc;
     // FAN_REPORT_TID: the event names the opening thread, whose /proc/<tid>/syscall shows the open.
     // The queue is unlimited so no permission event is lost; a held opener costs one event.
     perm_fd_ = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID | FAN_UNLIMITED_QUEUE,
@@ -188,7 +187,11 @@ void FileGuard::decision_loop() {
             auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(*next_deadline - SteadyClock::now()).count();
             timeout = static_cast<int>(std::clamp<long long>(wait + 1, 0, 60'000));
         }
-        if (::poll(fds, 2, timeout) < 0 && errno != EINTR) break;
+        // Idle for a second: let go of the cached /proc fds of openers that may be gone.
+        if (proc_.cached() > 0 && (timeout < 0 || timeout > 1000)) timeout = 1000;
+        int ready = ::poll(fds, 2, timeout);
+        if (ready < 0 && errno != EINTR) break;
+        if (ready == 0) proc_.clear();
         if (fds[1].revents & POLLIN) drain_eventfd(wake_fd_);
         if (!(fds[0].revents & POLLIN)) continue;
         for (;;) {
@@ -224,34 +227,55 @@ void FileGuard::handle_permission_event(int fd, pid_t tid) {
         }
         ::close(fd);
     };
-    if (own_thread(tid)) {
-        own_opens_++;
-        finish(true);
-        return;
-    }
     struct stat st {};
     if (::fstat(fd, &st) != 0) {
         finish(true);
         return;
     }
     const FileKey key{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
-    Hold hold;
-    GuardPolicy policy;
-    bool held = false;
+    bool held = false, allow_reads = false;
     {
         std::lock_guard lock(mutex_);
-        if (auto it = by_key_.find(key); it != by_key_.end()) {
+        held = by_key_.count(key) > 0;
+        allow_reads = policy_.allow_reads;
+    }
+    // Not held (released meanwhile, or an inode we stopped holding), or a read the policy allows:
+    // no attribution needed, so no report.
+    const OpenMode mode = options_.describe_opener ? OpenMode::unknown : proc_.open_mode(tid);
+    if (!held || (allow_reads && mode == OpenMode::read)) {
+        finish(true);
+        return;
+    }
+    // The daemon's own opens never wait on the daemon.
+    if (own_thread(tid)) {
+        own_opens_++;
+        finish(true);
+        return;
+    }
+    Hold hold;
+    GuardPolicy policy;
+    {
+        std::lock_guard lock(mutex_);
+        auto it = by_key_.find(key);
+        held = it != by_key_.end();
+        if (held) {
             hold = entries_.at(it->second).hold;
             policy = policy_;
-            held = true;
         }
     }
     if (!held) {
-        finish(true); // released meanwhile, or an inode we stopped holding
+        finish(true);
         return;
     }
-    Opener opener = options_.describe_opener(tid);
+    Opener opener;
+    if (options_.describe_opener) {
+        opener = options_.describe_opener(tid);
+    } else {
+        opener = {tid, {}, proc_.cgroup(tid), mode};
+        if (!policy.exempt_comms.empty()) opener.comm = proc_.comm(tid);
+    }
     Decision decision = decide(hold, opener, policy);
+    if ((decision.verdict != Verdict::allow || decision.conflict) && opener.comm.empty()) opener.comm = proc_.comm(tid);
     GuardReport r{GuardReport::Kind::denied, hold.path, hold.allocation_id, hold.workflow_id, opener, decision.reason, {}};
     if (decision.verdict == Verdict::queue) {
         bool answered_by_watchdog = false;

@@ -33,6 +33,7 @@
 #include <nlohmann/json.hpp>
 
 #include "conflicts/decision.hpp"
+#include "conflicts/open_mode.hpp"
 
 namespace resmgr::conflicts {
 
@@ -81,7 +82,8 @@ public:
     struct Options {
         std::chrono::milliseconds decision_deadline{2000};
         bool fallback_allow = true; // the watchdog's answer
-        // Who is opening (comm, cgroup, mode), read from /proc by default; tests inject a slow one.
+        // Who is opening (comm, cgroup, mode). Unset: read from /proc through cached fds, the
+        // command name only when a report or a command exception needs it. Tests inject a slow one.
         std::function<Opener(pid_t tid)> describe_opener;
     };
 
@@ -151,6 +153,7 @@ private:
     void recheck_path(Entry& entry, const Opener& actor, std::vector<GuardReport>& out);
 
     Options options_;
+    TaskProcReader proc_; // the decision thread's alone
     int perm_fd_ = -1;
     int notify_fd_ = -1;
     int wake_fd_ = -1;          // eventfd: wakes the decision thread

@@ -3,10 +3,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <charconv>
 #include <string>
+
+#include "monitor/proc.hpp"
 
 namespace resmgr::conflicts {
 namespace {
@@ -78,16 +81,12 @@ ssize_t read_proc(const char* path, char* buffer, size_t size, off_t offset = -1
     return n;
 }
 
-} // namespace
-
-OpenMode read_open_mode(pid_t tid) {
-    char path[64];
-    std::snprintf(path, sizeof path, "/proc/%d/syscall", static_cast<int>(tid));
-    char buffer[256];
-    ssize_t n = read_proc(path, buffer, sizeof buffer - 1);
+// The mode from one /proc/<tid>/syscall text; openat2 reads its open_how from the task's memory.
+OpenMode mode_from_syscall_text(pid_t tid, const char* buffer, ssize_t n) {
     if (n <= 0) return OpenMode::unknown;
     SyscallOpen call = parse_syscall_open(std::string_view(buffer, static_cast<size_t>(n)));
     if (!call.open_how_address) return call.mode;
+    char path[64];
     // struct open_how starts with the u64 flags.
     std::snprintf(path, sizeof path, "/proc/%d/mem", static_cast<int>(tid));
     std::uint64_t flags = 0;
@@ -95,6 +94,76 @@ OpenMode read_open_mode(pid_t tid) {
         static_cast<ssize_t>(sizeof flags))
         return OpenMode::unknown;
     return mode_of_open_flags(flags);
+}
+
+} // namespace
+
+OpenMode read_open_mode(pid_t tid) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/syscall", static_cast<int>(tid));
+    char buffer[256];
+    return mode_from_syscall_text(tid, buffer, read_proc(path, buffer, sizeof buffer - 1));
+}
+
+ssize_t TaskProcReader::read(pid_t tid, File file, char* buffer, size_t size) {
+    static constexpr const char* kNames[file_count] = {"syscall", "cgroup", "comm"};
+    auto task = std::find_if(tasks_.begin(), tasks_.end(), [&](const Task& t) { return t.tid == tid; });
+    if (task != tasks_.end() && task->fds[file] >= 0) {
+        ssize_t n = ::pread(task->fds[file], buffer, size, 0);
+        if (n > 0) return n;
+        // The task is gone: this tid may be someone else's by now.
+        for (int fd : task->fds)
+            if (fd >= 0) ::close(fd);
+        tasks_.erase(task);
+        task = tasks_.end();
+    }
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/%s", static_cast<int>(tid), kNames[file]);
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    if (task == tasks_.end()) {
+        if (tasks_.size() >= capacity_) {
+            for (int old : tasks_.front().fds)
+                if (old >= 0) ::close(old);
+            tasks_.erase(tasks_.begin());
+        }
+        tasks_.push_back({tid, {-1, -1, -1}});
+        task = tasks_.end() - 1;
+    }
+    task->fds[file] = fd;
+    return ::pread(fd, buffer, size, 0);
+}
+
+OpenMode TaskProcReader::open_mode(pid_t tid) {
+    char buffer[256];
+    return mode_from_syscall_text(tid, buffer, read(tid, syscall_file, buffer, sizeof buffer - 1));
+}
+
+std::string TaskProcReader::cgroup(pid_t tid) {
+    char buffer[4096];
+    ssize_t n = read(tid, cgroup_file, buffer, sizeof buffer);
+    if (n <= 0) return {};
+    try {
+        return monitor::parse_proc_cgroup_v2(std::string_view(buffer, static_cast<size_t>(n)));
+    } catch (const std::exception&) {
+        return {}; // no v2 line: an outsider as far as the guard can tell
+    }
+}
+
+std::string TaskProcReader::comm(pid_t tid) {
+    char buffer[64];
+    ssize_t n = read(tid, comm_file, buffer, sizeof buffer);
+    if (n <= 0) return {};
+    std::string comm(buffer, static_cast<size_t>(n));
+    if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+    return comm;
+}
+
+void TaskProcReader::clear() {
+    for (auto& task : tasks_)
+        for (int fd : task.fds)
+            if (fd >= 0) ::close(fd);
+    tasks_.clear();
 }
 
 } // namespace resmgr::conflicts

@@ -6,9 +6,13 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
+#include <string>
 #include <optional>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "conflicts/decision.hpp"
 
@@ -30,5 +34,34 @@ SyscallOpen parse_syscall_open(std::string_view text);
 // Reads /proc/<tid>/syscall (and, for openat2, the open_how flags from /proc/<tid>/mem).
 // Never blocks on disk: both are served by the kernel from the stopped task.
 OpenMode read_open_mode(pid_t tid);
+
+// What the guard's decision thread reads about an opener, through cached /proc/<tid>/ fds: a
+// process opening many files costs one pread per file read instead of open+read+close. A /proc
+// fd stays bound to its task (reads fail once it exits, never see a new task with the same id),
+// so a cached fd cannot answer for the wrong process. Not thread-safe: one thread owns it.
+class TaskProcReader {
+public:
+    explicit TaskProcReader(size_t capacity = 64) : capacity_(capacity) {}
+    ~TaskProcReader() { clear(); }
+    TaskProcReader(const TaskProcReader&) = delete;
+    TaskProcReader& operator=(const TaskProcReader&) = delete;
+
+    OpenMode open_mode(pid_t tid);
+    std::string cgroup(pid_t tid); // as /proc/<tid>/cgroup's "0::" line says; empty when unknown
+    std::string comm(pid_t tid);   // empty when unknown
+    void clear();                  // closes every cached fd (the guard does so when idle)
+    size_t cached() const { return tasks_.size(); }
+
+private:
+    enum File { syscall_file, cgroup_file, comm_file, file_count };
+    struct Task {
+        pid_t tid;
+        std::array<int, file_count> fds;
+    };
+    ssize_t read(pid_t tid, File file, char* buffer, size_t size);
+
+    size_t capacity_;
+    std::vector<Task> tasks_; // newest last
+};
 
 } // namespace resmgr::conflicts

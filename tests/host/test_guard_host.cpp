@@ -283,3 +283,26 @@ TEST_F(GuardHost, TwoHundredOpenersWhileHoldsComeAndGoAllGetAnAnswer) {
 }
 
 } // namespace
+
+namespace {
+
+TEST(TaskProcReaderHost, ACachedFdAnswersForItsTaskOnlyAndNeverForAnExitedOne) {
+    pid_t child = ::fork();
+    if (child == 0) {
+        ::pause();
+        ::_exit(0);
+    }
+    TaskProcReader reader;
+    const std::string own_comm = slurp("/proc/self/comm").substr(0, slurp("/proc/self/comm").find('\n'));
+    EXPECT_EQ(reader.comm(child), own_comm);
+    EXPECT_FALSE(reader.cgroup(child).empty());
+    EXPECT_EQ(reader.cached(), 1u);
+    EXPECT_EQ(reader.comm(child), own_comm) << "read again through the cached fd";
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+    EXPECT_EQ(reader.comm(child), "") << "the task is gone: no answer, not a stale one";
+    EXPECT_EQ(reader.open_mode(child), OpenMode::unknown);
+    EXPECT_EQ(reader.cached(), 0u);
+}
+
+} // namespace
