@@ -145,9 +145,12 @@ int main(int argc, char** argv) {
         std::string guard_unavailable = "disabled with --no-file-guard";
         if (!no_file_guard) {
             try {
+                resmgr::conflicts::FileGuard::Options guard_options;
+                guard_options.cgroup_mount = host.cgroup2_mount;
                 guard = std::make_unique<resmgr::conflicts::FileGuard>(resmgr::conflicts::guard_policy(policy.file_conflicts),
-                                                                       resmgr::conflicts::FileGuard::Options{});
-                spdlog::info("file guard running (fanotify open permission events on exclusive files)");
+                                                                       guard_options);
+                spdlog::info("file guard running (fanotify open permission events on exclusive files; BPF LSM {})",
+                             guard->status().value("bpf_lsm", ""));
             } catch (const resmgr::conflicts::GuardError& e) {
                 guard_unavailable = e.what();
                 spdlog::warn("file guard not running: {}; exclusive files are enforced at admission only", guard_unavailable);
@@ -180,6 +183,7 @@ int main(int argc, char** argv) {
         if (guard) {
             loop.watch_fd(guard->report_fd(), [&] { service.on_guard_reports(guard->take_reports()); });
             loop.watch_fd(guard->watch_fd(), [&] { guard->on_watch_ready(); });
+            if (guard->lsm_fd() >= 0) loop.watch_fd(guard->lsm_fd(), [&] { guard->on_lsm_ready(); });
         }
         spdlog::info("serving {} (state {}, capacity {} CPUs, {} memory, sampling every {})", socket_path, state_dir,
                      capacity.cpu_cores, resmgr::format_size(capacity.memory_bytes),

@@ -63,6 +63,7 @@ double RunqLatency::percentile_us(double p) const {
 #include <mutex>
 #include <vector>
 
+#include "bpf/libbpf_log.hpp"
 #include "resmgr.skel.h"
 
 namespace resmgr::bpf {
@@ -70,36 +71,6 @@ namespace resmgr::bpf {
 namespace {
 
 constexpr const char* kernel_btf = "/sys/kernel/btf/vmlinux";
-
-// libbpf reports through one process-wide print hook: while a load runs, its warnings (which
-// carry the verifier log) are kept for the error message; everything goes to spdlog at debug.
-std::mutex libbpf_log_mutex;
-std::string* libbpf_log_capture = nullptr;
-
-int libbpf_print(enum libbpf_print_level level, const char* format, va_list args) {
-    char line[1024];
-    int n = std::vsnprintf(line, sizeof line, format, args);
-    if (n <= 0) return n;
-    std::string_view text(line, std::min<std::size_t>(static_cast<std::size_t>(n), sizeof line - 1));
-    while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
-    spdlog::debug("libbpf: {}", text);
-    if (libbpf_log_capture && level == LIBBPF_WARN) libbpf_log_capture->append(text).append("\n");
-    return n;
-}
-
-// The end of the verifier log says what was rejected; keep the message bounded.
-std::string log_excerpt(const std::string& log) {
-    constexpr std::size_t keep = 1500;
-    if (log.empty()) return {};
-    return "; libbpf: " + (log.size() <= keep ? log : "..." + log.substr(log.size() - keep));
-}
-
-std::string describe_errno(int err) {
-    err = std::abs(err);
-    std::string text = std::strerror(err);
-    if (err == EPERM || err == EACCES) text += " (the probes need root, or CAP_BPF with CAP_PERFMON)";
-    return text;
-}
 
 ProcessEvent decode(const resmgr_event& raw) {
     ProcessEvent e;
@@ -150,17 +121,11 @@ Probes::~Probes() = default;
 Probes::LoadResult Probes::load(const LoadOptions& options) {
     if (::access(kernel_btf, R_OK) != 0) return {nullptr, std::string("no kernel BTF (") + kernel_btf + " is missing)"};
 
-    std::lock_guard lock(libbpf_log_mutex);
-    std::string log;
-    libbpf_log_capture = &log;
-    libbpf_set_print(libbpf_print);
-    struct StopCapture {
-        ~StopCapture() { libbpf_log_capture = nullptr; }
-    } stop_capture;
+    LibbpfLogCapture capture;
 
     auto state = std::make_unique<State>();
     state->skeleton = resmgr_bpf__open();
-    if (!state->skeleton) return {nullptr, "opening the BPF object failed: " + describe_errno(errno) + log_excerpt(log)};
+    if (!state->skeleton) return {nullptr, "opening the BPF object failed: " + describe_errno(errno) + capture.excerpt()};
     auto* skel = state->skeleton;
     skel->rodata->emit_fork_events = options.fork_events;
     skel->rodata->wakeup_interval_ns =
@@ -171,12 +136,12 @@ Probes::LoadResult Probes::load(const LoadOptions& options) {
         return {nullptr, "max_watched " + std::to_string(options.max_watched) + ": " + describe_errno(err)};
 
     if (int err = resmgr_bpf__load(skel))
-        return {nullptr, "loading the BPF programs failed: " + describe_errno(err) + log_excerpt(log)};
+        return {nullptr, "loading the BPF programs failed: " + describe_errno(err) + capture.excerpt()};
     if (int err = resmgr_bpf__attach(skel))
-        return {nullptr, "attaching the BPF programs failed: " + describe_errno(err) + log_excerpt(log)};
+        return {nullptr, "attaching the BPF programs failed: " + describe_errno(err) + capture.excerpt()};
 
     state->ring = ring_buffer__new(bpf_map__fd(skel->maps.events), &State::on_sample, state.get(), nullptr);
-    if (!state->ring) return {nullptr, "opening the ring buffer failed: " + describe_errno(errno) + log_excerpt(log)};
+    if (!state->ring) return {nullptr, "opening the ring buffer failed: " + describe_errno(errno) + capture.excerpt()};
 
     spdlog::info("bpf: probes loaded (ring buffer {} KiB, fork events {}, wakeup interval {} ms)",
                  options.ring_buffer_bytes >> 10, options.fork_events ? "on" : "off", options.wakeup_interval.count());

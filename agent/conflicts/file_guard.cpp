@@ -15,6 +15,8 @@
 #include "conflicts/open_mode.hpp"
 #include "monitor/proc.hpp"
 
+#include <spdlog/spdlog.h>
+
 namespace resmgr::conflicts {
 namespace {
 
@@ -82,6 +84,9 @@ std::string_view to_string(GuardReport::Kind kind) {
     case GuardReport::Kind::replaced: return "replaced";
     case GuardReport::Kind::removed: return "removed";
     case GuardReport::Kind::modified: return "modified";
+    case GuardReport::Kind::rename_refused: return "rename_refused";
+    case GuardReport::Kind::unlink_refused: return "unlink_refused";
+    case GuardReport::Kind::truncate_refused: return "truncate_refused";
     case GuardReport::Kind::overflow: break;
     }
     return "overflow";
@@ -124,6 +129,13 @@ FileGuard::FileGuard(GuardPolicy policy, Options options) : options_(std::move(o
         for (int fd : {perm_fd_, notify_fd_, wake_fd_, report_event_fd_})
             if (fd >= 0) ::close(fd);
         throw GuardError(why);
+    }
+    if (options_.bpf_lsm) {
+        auto loaded = bpf::GuardLsm::load(::getpid());
+        lsm_ = std::move(loaded.lsm);
+        lsm_status_ = lsm_ ? "enforcing (file_open, rename, unlink, truncate)" : "not loaded: " + loaded.error;
+    } else {
+        lsm_status_ = "disabled";
     }
     decision_thread_ = std::thread([this] { decision_loop(); });
     watchdog_thread_ = std::thread([this] { watchdog_loop(); });
@@ -403,7 +415,27 @@ bool FileGuard::mark_locked(Entry& entry) {
     entry.key = key;
     entry.path_fd = path_fd;
     by_key_[key] = entry.hold.path;
+    lsm_sync_locked(entry);
     return true;
+}
+
+void FileGuard::lsm_sync_locked(const Entry& entry) {
+    if (!lsm_ || !entry.key) return;
+    struct stat group {};
+    const std::string group_dir = options_.cgroup_mount + (entry.hold.owner_cgroup == "/" ? "" : entry.hold.owner_cgroup);
+    if (::stat(group_dir.c_str(), &group) != 0) {
+        spdlog::warn("file guard: {} not held by BPF LSM: holder cgroup {}: {}", entry.hold.path, group_dir, std::strerror(errno));
+        lsm_->release(entry.key->dev, entry.key->ino);
+        return;
+    }
+    unsigned level = 0;
+    for (auto part : std::filesystem::path(entry.hold.owner_cgroup)) level += !part.empty() && part != "/";
+    const bool enforce = !policy_.advisory;
+    const bool locking = entry.hold.strategy.value_or(policy_.strategy) == Strategy::file_locking;
+    bpf::LsmHoldFlags flags{enforce && locking, enforce && locking && !policy_.allow_reads, enforce};
+    std::string error;
+    if (!lsm_->hold(entry.key->dev, entry.key->ino, static_cast<std::uint64_t>(group.st_ino), level, flags, &error))
+        spdlog::warn("file guard: {} not held by BPF LSM: {}", entry.hold.path, error);
 }
 
 void FileGuard::unmark_locked(Entry& entry) {
@@ -411,6 +443,7 @@ void FileGuard::unmark_locked(Entry& entry) {
     const std::string proc = fd_path(entry.path_fd);
     fanotify_mark(perm_fd_, FAN_MARK_REMOVE, FAN_OPEN_PERM, AT_FDCWD, proc.c_str());
     fanotify_mark(notify_fd_, FAN_MARK_REMOVE, FAN_MODIFY, AT_FDCWD, proc.c_str());
+    if (lsm_ && entry.key) lsm_->release(entry.key->dev, entry.key->ino);
     ::close(entry.path_fd);
     entry.path_fd = -1;
     if (entry.key) by_key_.erase(*entry.key);
@@ -482,12 +515,43 @@ bool FileGuard::set_strategy(const std::string& path, Strategy strategy) {
     auto it = entries_.find(path);
     if (it == entries_.end()) return false;
     it->second.hold.strategy = strategy;
+    lsm_sync_locked(it->second);
     return true;
 }
 
 void FileGuard::set_policy(GuardPolicy policy) {
     std::lock_guard lock(mutex_);
     policy_ = std::move(policy);
+    for (const auto& [path, entry] : entries_) lsm_sync_locked(entry);
+}
+
+int FileGuard::lsm_fd() const { return lsm_ ? lsm_->ring_fd() : -1; }
+
+void FileGuard::on_lsm_ready() {
+    if (!lsm_) return;
+    std::vector<GuardReport> found;
+    for (const auto& denial : lsm_->consume()) {
+        Opener opener = describe_from_proc(denial.tid);
+        opener.comm = denial.comm;
+        opener.mode = denial.op == "open_read" ? OpenMode::read : OpenMode::write;
+        if (opener.cgroup.empty()) opener.cgroup = "cgroup id " + std::to_string(denial.cgroup_id);
+        GuardReport r{GuardReport::Kind::denied, {}, {}, {}, opener, "refused by the BPF LSM program (" + denial.op + ")", {}};
+        if (denial.op == "rename") r.kind = GuardReport::Kind::rename_refused;
+        else if (denial.op == "unlink") r.kind = GuardReport::Kind::unlink_refused;
+        else if (denial.op == "truncate") r.kind = GuardReport::Kind::truncate_refused;
+        {
+            std::lock_guard lock(mutex_);
+            auto it = by_key_.find(FileKey{denial.st_dev, denial.ino});
+            if (it == by_key_.end()) continue; // released since
+            const Hold& hold = entries_.at(it->second).hold;
+            r.path = hold.path;
+            r.allocation_id = hold.allocation_id;
+            r.workflow_id = hold.workflow_id;
+        }
+        denied_++;
+        found.push_back(std::move(r));
+    }
+    for (auto& r : found) report(std::move(r));
 }
 
 GuardPolicy FileGuard::policy() const {
@@ -606,6 +670,7 @@ nlohmann::json FileGuard::status() const {
               {"own_opens", own_opens_.load()},
               {"overflows", overflows_.load()}}},
             {"decision_deadline_ms", options_.decision_deadline.count()},
+            {"bpf_lsm", lsm_status_},
             {"fallback", options_.fallback_allow ? "allow" : "deny"}};
 }
 

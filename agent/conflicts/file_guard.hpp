@@ -32,6 +32,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bpf/guard_lsm.hpp"
 #include "conflicts/decision.hpp"
 #include "conflicts/open_mode.hpp"
 
@@ -53,6 +54,9 @@ struct GuardReport {
         replaced,        // the held path now names another inode (rename-over); re-marked
         removed,         // the held path was unlinked or renamed away
         modified,        // the held file was written by a process outside the holder (truncate(2), an old fd)
+        rename_refused,  // BPF LSM: a rename of or over the held file from outside was refused
+        unlink_refused,  // BPF LSM: an unlink of the held file from outside was refused
+        truncate_refused, // BPF LSM: a truncate(2) of the held file from outside was refused
         overflow,        // the kernel's event queue overflowed: some notifications were lost
     };
     Kind kind = Kind::denied;
@@ -85,6 +89,10 @@ public:
         // Who is opening (comm, cgroup, mode). Unset: read from /proc through cached fds, the
         // command name only when a report or a command exception needs it. Tests inject a slow one.
         std::function<Opener(pid_t tid)> describe_opener;
+        // Where cgroup v2 is mounted, to find a holder's cgroup id for the BPF LSM programs.
+        std::string cgroup_mount = "/sys/fs/cgroup";
+        // Also enforce through BPF LSM programs where the kernel runs them (status() says).
+        bool bpf_lsm = true;
     };
 
     // Opens both fanotify groups and starts the decision and watchdog threads. Throws GuardError
@@ -114,6 +122,9 @@ public:
     // paths, so it runs on the daemon's loop, never on the decision thread).
     int watch_fd() const { return notify_fd_; }
     void on_watch_ready();
+    // Readable when the BPF LSM programs refused something (-1 without them); on_lsm_ready() reports it.
+    int lsm_fd() const;
+    void on_lsm_ready();
 
     nlohmann::json status() const override; // holds, counters, options
     std::vector<Hold> holds() const;
@@ -151,8 +162,12 @@ private:
     void answer_all(std::vector<Pending> pending, bool allow, GuardReport::Kind kind, const Hold& hold);
     std::optional<std::chrono::steady_clock::time_point> expire_queued();
     void recheck_path(Entry& entry, const Opener& actor, std::vector<GuardReport>& out);
+    // Under mutex_: the entry's inode in the BPF LSM map, with what the policy refuses.
+    void lsm_sync_locked(const Entry& entry);
 
     Options options_;
+    std::unique_ptr<bpf::GuardLsm> lsm_;
+    std::string lsm_status_;
     TaskProcReader proc_; // the decision thread's alone
     int perm_fd_ = -1;
     int notify_fd_ = -1;

@@ -127,7 +127,7 @@ CgroupEvents parse_cgroup_events(std::string_view text, const std::string& name)
     return CgroupEvents{flag("populated"), flag("frozen")};
 }
 
-GroupSample read_group(const std::string& dir) {
+GroupSample read_group(const std::string& dir, GroupFiles files) {
     GroupSample sample;
     sample.dir = dir;
     // Reading and parsing fail apart: a read error gets the file's name in front, a parse
@@ -146,13 +146,15 @@ GroupSample read_group(const std::string& dir) {
             sample.unavailable.push_back(printable(e.what(), 240));
         }
     };
-    degrade("cpu.stat", parse_cpu_stat, sample.cpu_stat);
-    degrade("memory.current", parse_single_value, sample.memory_current_bytes);
-    degrade("memory.stat", parse_memory_stat, sample.memory_stat);
-    degrade("memory.events", parse_memory_events, sample.memory_events);
-    degrade("pids.current", parse_single_value, sample.pids_current);
-    degrade("io.stat", parse_io_stat, sample.io_stat);
-    degrade("cgroup.events", parse_cgroup_events, sample.cgroup_events);
+    // memory.stat and io.stat are the detail files; the rest are periodic. Kept in one order.
+    const bool periodic = files != GroupFiles::detail, detail = files != GroupFiles::periodic;
+    if (periodic) degrade("cpu.stat", parse_cpu_stat, sample.cpu_stat);
+    if (periodic) degrade("memory.current", parse_single_value, sample.memory_current_bytes);
+    if (detail) degrade("memory.stat", parse_memory_stat, sample.memory_stat);
+    if (periodic) degrade("memory.events", parse_memory_events, sample.memory_events);
+    if (periodic) degrade("pids.current", parse_single_value, sample.pids_current);
+    if (detail) degrade("io.stat", parse_io_stat, sample.io_stat);
+    if (periodic) degrade("cgroup.events", parse_cgroup_events, sample.cgroup_events);
     return sample;
 }
 

@@ -87,7 +87,12 @@ struct GroupSample {
     nlohmann::json to_json() const;
 };
 
+// Which files a read covers. The sampling pass reads `periodic` (what rates, thresholds, OOM
+// detection, agent states and the history need); memory.stat and io.stat, the costliest for the
+// kernel to generate and shown only by `usage`, are read on demand as `detail`.
+enum class GroupFiles { all, periodic, detail };
+
 // Never throws: every file that cannot be read or parsed is reported in `unavailable`.
-GroupSample read_group(const std::string& dir);
+GroupSample read_group(const std::string& dir, GroupFiles files = GroupFiles::all);
 
 } // namespace resmgr::monitor

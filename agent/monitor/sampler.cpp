@@ -12,7 +12,7 @@ Snapshot Sampler::sample(const std::vector<GroupProbe>& groups, TimePoint now) {
     std::map<std::string, Previous> seen;
     for (const auto& probe : groups) {
         GroupUsage usage;
-        usage.sample = read_group(probe.dir);
+        usage.sample = read_group(probe.dir, GroupFiles::periodic);
         const auto& cpu = usage.sample.cpu_stat;
         if (cpu && cpu->usage_usec) {
             if (auto prev = previous_usage_.find(probe.key); prev != previous_usage_.end()) {

@@ -450,11 +450,13 @@ json Monitoring::allocation_usage(const Allocation& a) const {
         unavailable.push_back(backend_.group_path(a.allocation_id).empty() ? "no cgroup on this backend" : "not sampled yet");
     } else {
         const auto& s = usage->sample;
+        // memory.stat and io.stat are read now, not at every sampling pass.
+        const monitor::GroupSample detail = monitor::read_group(usage->sample.dir, monitor::GroupFiles::detail);
         std::optional<double> memory;
         if (s.memory_current_bytes) memory = static_cast<double>(*s.memory_current_bytes);
         used = {{"cpu_cores", or_null(usage->cpu_cores)},
                 {"memory_bytes", s.memory_current_bytes ? json(*s.memory_current_bytes) : json(nullptr)},
-                {"memory", s.memory_stat ? s.memory_stat->to_json() : json(nullptr)},
+                {"memory", detail.memory_stat ? detail.memory_stat->to_json() : json(nullptr)},
                 {"pids", s.pids_current ? json(*s.pids_current) : json(nullptr)},
                 {"cpu_usage_usec", s.cpu_stat && s.cpu_stat->usage_usec ? json(*s.cpu_stat->usage_usec) : json(nullptr)}};
         if (s.cpu_stat && s.cpu_stat->nr_throttled)
@@ -462,10 +464,11 @@ json Monitoring::allocation_usage(const Allocation& a) const {
                           {"nr_throttled", *s.cpu_stat->nr_throttled},
                           {"throttled_usec", monitor::detail::json_or_null(s.cpu_stat->throttled_usec)}};
         if (s.memory_events) oom = s.memory_events->to_json();
-        if (s.io_stat) io = s.io_stat->to_json();
+        if (detail.io_stat) io = detail.io_stat->to_json();
         eff = {{"cpu_percent", efficiency(usage->cpu_cores, a.resources.cpu_cores)},
                {"memory_percent", efficiency(memory, static_cast<double>(a.resources.memory_bytes))}};
         unavailable = s.unavailable;
+        unavailable.insert(unavailable.end(), detail.unavailable.begin(), detail.unavailable.end());
     }
     json agents = json::array();
     for (const auto& [_, agent] : agents_)
@@ -476,7 +479,7 @@ json Monitoring::allocation_usage(const Allocation& a) const {
             {"agents", agents}, {"kernel_probes", probe_figures(a.allocation_id)}, {"unavailable", unavailable}};
 }
 
-json Monitoring::usage(const std::string& workflow_id) const {
+json Monitoring::usage(const std::string& workflow_id, const json& ended) const {
     json allocations = json::array();
     double cpu_used = 0, cpu_allocated = 0;
     double memory_used = 0, memory_allocated = 0;
@@ -493,13 +496,14 @@ json Monitoring::usage(const std::string& workflow_id) const {
         memory_allocated += static_cast<double>(a.resources.memory_bytes);
         allocations.push_back(std::move(u));
     }
-    if (allocations.empty())
-        throw ApiError(ErrorCode::NOT_FOUND, "Workflow '" + workflow_id + "' holds no allocation", {}, {"workflow_id"},
-                       {"List live allocations with `resmgr status`"});
+    if (allocations.empty() && ended.empty())
+        throw ApiError(ErrorCode::NOT_FOUND, "Workflow '" + workflow_id + "' holds no allocation and none ended recently", {},
+                       {"workflow_id"}, {"List live allocations with `resmgr status`"});
     std::optional<double> cpu = measured ? std::optional(cpu_used) : std::nullopt;
     std::optional<double> memory = measured ? std::optional(memory_used) : std::nullopt;
     return {{"workflow_id", workflow_id},
             {"allocations", allocations},
+            {"ended_allocations", ended},
             {"totals", {{"cpu_cores_allocated", cpu_allocated}, {"cpu_cores_used", or_null(cpu)},
                         {"memory_bytes_allocated", memory_allocated}, {"memory_bytes_used", or_null(memory)}}},
             {"efficiency", {{"cpu_percent", efficiency(cpu, cpu_allocated)}, {"memory_percent", efficiency(memory, memory_allocated)}}},

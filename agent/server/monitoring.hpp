@@ -80,7 +80,9 @@ public:
     // Operations, in the seed's shapes, with measured values only (null + a reason otherwise).
     nlohmann::json system_resources() const;              // monitor system
     nlohmann::json status_of(const std::string& type) const; // agents|workflows|cpu|memory|storage
-    nlohmann::json usage(const std::string& workflow_id) const;
+    // `ended`: the workflow's recently ended allocations (their final counters, e.g. an OOM kill
+    // that ended the command), shown alongside the live ones.
+    nlohmann::json usage(const std::string& workflow_id, const nlohmann::json& ended = nlohmann::json::array()) const;
     nlohmann::json capacity() const;
 
 private:

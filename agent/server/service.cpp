@@ -763,7 +763,12 @@ SuccessBody Service::monitoring_operation(const Request& request) {
     } else if (op == "usage") {
         only_params(request.params, {"workflow_id", "breakdown_by_phase", "include_efficiency", "compare_baseline"});
         std::string workflow = request.resource_type.empty() ? string_param(request.params, "workflow_id", true) : request.resource_type;
-        body.result = monitoring().usage(workflow);
+        json ended = json::array();
+        for (const auto& [id, record] : ended_)
+            if (record["allocation"].value("workflow_id", "") == workflow)
+                ended.push_back({{"allocation_id", id}, {"ended_at", record.value("ended_at", json(nullptr))},
+                                 {"reason", record.value("reason", "")}, {"final", record.value("final", json::object())}});
+        body.result = monitoring().usage(workflow, ended);
     } else if (op == "capacity") {
         only_params(request.params, {});
         body.result = monitoring().capacity();

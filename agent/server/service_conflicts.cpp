@@ -178,7 +178,8 @@ void Service::on_guard_reports(std::vector<conflicts::GuardReport> reports) {
         auto [stored, is_new] = conflicts_.record(std::move(record), random_id("conf"));
         created = created || is_new;
         conflicts_dirty_ = true;
-        const bool refused = r.kind == Kind::denied || r.kind == Kind::timed_out;
+        const bool refused = r.kind == Kind::denied || r.kind == Kind::timed_out || r.kind == Kind::rename_refused ||
+                             r.kind == Kind::unlink_refused || r.kind == Kind::truncate_refused;
         std::string message = describe_claimant(stored->claimant) + " " +
                               (refused ? "was refused" : r.kind == Kind::queued ? "waits for" : std::string(conflicts::to_string(r.kind))) + " " +
                               r.path + " (held by " + r.allocation_id + " of workflow " + r.workflow_id + "): " + r.reason;

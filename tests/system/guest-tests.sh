@@ -157,24 +157,51 @@ fi
 resmgr --json release '{"allocation_id":"res_vm"}' > /dev/null
 
 # i. an OOM kill in an allocation whose command keeps running is reported exactly once in
-#    journald, although both sampling and the final count at release see it. (systemd's default
-#    OOMPolicy=stop then stops the scope, so the allocation ends soon after: `resmgr usage` of a
-#    live allocation with an OOM kill is covered by the unit and host tiers.)
+#    journald, although both sampling and the final count at release see it, and `resmgr usage`
+#    shows it (systemd's default OOMPolicy=stop may end the scope, and with it the allocation,
+#    before a sample: usage then shows the ended allocation's final counters).
 resmgr-run --workflow wf-oom2 --memory 64M -- sh -c "$share/bin/hog 256; sleep 60" 2> /tmp/oom2.err &
 oom2_runner=$!
 i=0
-while [ $i -lt 60 ] && kill -0 $oom2_runner 2>/dev/null; do
-    resmgr --json usage wf-oom2 | tr -d ' \n' | grep -q '"oom_kill":1' && break
+usage_seen=no
+while [ $i -lt 60 ]; do
+    if resmgr --json usage wf-oom2 | tr -d ' \n' | grep -q '"oom_kill":1'; then usage_seen=yes; break; fi
     sleep 1; i=$((i + 1))
 done
 kill $oom2_runner 2>/dev/null; wait $oom2_runner
 journalctl --sync 2>/dev/null
 oom2=$(journalctl -o verbose MESSAGE_ID=96a16acba5064d4c81859687760c8a4b RESMGR_WORKFLOW=wf-oom2 2>&1)
-if [ "$(echo "$oom2" | grep -c 'RESMGR_EVENT=RESOURCE_OOM_KILL')" = 1 ]; then
-    pass oom-kill-reported-once
+if [ "$(echo "$oom2" | grep -c 'RESMGR_EVENT=RESOURCE_OOM_KILL')" = 1 ] && [ $usage_seen = yes ]; then
+    pass oom-kill-reported-once-and-in-usage
 else
-    fail oom-kill-reported-once "journal: $(echo "$oom2" | tail -12)"
+    fail oom-kill-reported-once-and-in-usage "usage saw it: $usage_seen; $(resmgr --json usage wf-oom2 2>&1 | tail -30); journal: $(echo "$oom2" | tail -12)"
 fi
+
+# j. exclusive files under BPF LSM (the guest kernel runs it): the holder's command writes the file;
+#    an outsider's write open, rename over it and unlink of it are refused before they happen; the
+#    refusals reach journald as RESOURCE_CONFLICT events.
+mkdir -p /tmp/excl && echo data > /tmp/excl/f && echo other > /tmp/excl/g
+resmgr --json prevent-conflicts '{"file_conflicts":{"strategy":"file_locking"}}' > /tmp/excl.policy
+resmgr-run --workflow wf-excl --exclusive /tmp/excl/f -- sh -c 'echo holder >> /tmp/excl/f; sleep 60' 2> /tmp/excl.err &
+excl_runner=$!
+i=0
+while [ $i -lt 30 ] && ! grep -q holder /tmp/excl/f; do sleep 1; i=$((i + 1)); done
+lsm=$(resmgr --json doctor | grep -o '"bpf_lsm": "[^"]*"')
+sh -c 'echo outsider >> /tmp/excl/f' 2>/dev/null; wrote=$?
+mv -f /tmp/excl/g /tmp/excl/f 2>/dev/null; renamed=$?
+rm -f /tmp/excl/f 2>/dev/null; unlinked=$?
+content=$(cat /tmp/excl/f 2>&1 | tr '\n' ' ')
+sleep 2
+journalctl --sync 2>/dev/null
+conflicts=$(journalctl -o verbose MESSAGE_ID=35b6de9a7e8147a6914f2251038df5d1 RESMGR_WORKFLOW=wf-excl 2>&1)
+refusals=$(echo "$conflicts" | grep -c 'refused by the BPF LSM program')
+if echo "$lsm" | grep -q enforcing && [ $wrote != 0 ] && [ $renamed != 0 ] && [ $unlinked != 0 ] &&
+   [ "$content" = "data holder " ] && [ "$refusals" -ge 3 ]; then
+    pass "bpf-lsm-exclusive-file ($refusals refusals in journald)"
+else
+    fail bpf-lsm-exclusive-file "lsm: $lsm; write $wrote rename $renamed unlink $unlinked; content '$content'; $(cat /tmp/excl.err); journal: $(echo "$conflicts" | grep -E 'MESSAGE=|RESMGR_EVENT' | tail -8)"
+fi
+kill $excl_runner 2>/dev/null; wait $excl_runner
 
 # h. events reach journald with their stable MESSAGE_ID and RESMGR_* fields (the OOM kill of b.
 #    included), and the catalog explains them.

@@ -224,6 +224,18 @@ TEST(MonitorGroupRead, ReadsEveryFileOfAFullGroup) {
     EXPECT_EQ(json["unavailable"], nlohmann::json::array());
 }
 
+TEST(MonitorGroupRead, ThePeriodicPassLeavesMemoryStatAndIoStatToUsage) {
+    auto periodic = read_group(kFixtures + "/group", GroupFiles::periodic);
+    EXPECT_TRUE(periodic.unavailable.empty());
+    EXPECT_TRUE(periodic.cpu_stat && periodic.memory_current_bytes && periodic.memory_events && periodic.pids_current &&
+                periodic.cgroup_events);
+    EXPECT_FALSE(periodic.memory_stat || periodic.io_stat);
+    auto detail = read_group(kFixtures + "/group", GroupFiles::detail);
+    EXPECT_TRUE(detail.memory_stat && detail.io_stat);
+    EXPECT_FALSE(detail.cpu_stat || detail.memory_events || detail.cgroup_events);
+    EXPECT_EQ(detail.memory_stat->anon_bytes, 524288000u);
+}
+
 TEST(MonitorGroupRead, HybridRootHasOnlyCpuStat) {
     // This host's v2 root: cpu.stat and nothing else we read (no memory, pids or io controller).
     auto group = read_group(kFixtures + "/unified_root");

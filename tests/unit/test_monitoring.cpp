@@ -300,6 +300,13 @@ TEST(Monitoring, UsageReportsUsedVersusAllocatedThrottlingAndOomFromGroupFiles) 
     EXPECT_EQ(d.sink.count(events::EventType::oom_kill), 1u);
     EXPECT_EQ(d.call({{"operation", "release"}, {"params", {{"allocation_id", id}}}})["status"], "success");
     EXPECT_EQ(d.sink.count(events::EventType::oom_kill), 1u);
+    // Ended (as systemd's OOMPolicy=stop ends a scope after an OOM kill): its final counters stay visible.
+    json after = d.call({{"operation", "usage"}, {"resource_type", "wf"}});
+    ASSERT_EQ(after["status"], "success") << after.dump(2);
+    EXPECT_TRUE(after["result"]["allocations"].empty());
+    ASSERT_EQ(after["result"]["ended_allocations"].size(), 1u);
+    EXPECT_EQ(after["result"]["ended_allocations"][0]["allocation_id"], id);
+    EXPECT_EQ(after["result"]["ended_allocations"][0]["final"]["memory_events"]["oom_kill"], 1);
 }
 
 TEST(Monitoring, AgentsTakeSlotsAndFailuresAreCounted) {
