@@ -1,5 +1,6 @@
 // resmgrd: the node agent. Wires the parts together and runs the sd-event loop.
 #include <signal.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 #include <unistd.h>
@@ -50,6 +51,16 @@ resmgr::core::Policy load_policy(const std::string& path, bool explicit_path) {
     }
 }
 
+// Each sampled group keeps its files open (GroupReader) and each held file an O_PATH fd, so the
+// daemon needs more than the default soft limit of 1024: it takes the hard limit, as systemd
+// advises for programs that never use select().
+void raise_fd_limit() {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+    limit.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) spdlog::warn("cannot raise the open file limit: {}", strerror(errno));
+}
+
 int on_signal(sd_event_source* source, const signalfd_siginfo* info, void*) {
     spdlog::info("received {}, shutting down (allocations and their groups are kept for the next start)",
                  strsignal(static_cast<int>(info->ssi_signo)));
@@ -93,6 +104,7 @@ int main(int argc, char** argv) {
     if (std::getenv("JOURNAL_STREAM")) spdlog::set_pattern("%l: %v");
 
     try {
+        raise_fd_limit();
         bool explicit_config = app.count("--config") > 0;
         resmgr::core::Policy policy = load_policy(config, explicit_config);
         resmgr::core::NodeCapacity capacity = resmgr::monitor::read_node_capacity();
@@ -191,6 +203,7 @@ int main(int argc, char** argv) {
         sd_notify(0, "READY=1\nSTATUS=serving");
         int r = sd_event_loop(event);
         sd_event_unref(event);
+        if (r < 0) spdlog::critical("the event loop failed: {}", std::strerror(-r));
         return r < 0 ? 1 : 0;
     } catch (const std::exception& e) {
         spdlog::critical("cannot start: {}", e.what());

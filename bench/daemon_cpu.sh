@@ -4,6 +4,7 @@
 # attached where they load. Measured from /proc/PID/stat (utime+stime) over WINDOW seconds.
 # Baseline, side by side: the same daemon with no allocations.
 # Usage: bench/daemon_cpu.sh BUILD_DIR [N] [WINDOW]   (root; prints figures, changes nothing lasting)
+# With RESMGR_PERF=FILE, the N-allocation window is also recorded with `perf record -g` into FILE.
 set -euo pipefail
 build=${1:?usage: daemon_cpu.sh BUILD_DIR [N] [WINDOW]}
 n=${2:-100}
@@ -36,7 +37,13 @@ start_daemon() {
 measure() { # label
     local t0 t1
     sleep 2
-    t0=$(ticks "$daemon"); sleep "$window"; t1=$(ticks "$daemon")
+    t0=$(ticks "$daemon")
+    if [ -n "${RESMGR_PERF:-}" ] && [ "$1" != "idle (0 allocations)" ]; then
+        perf record -q -g -o "$RESMGR_PERF" -p "$daemon" -- sleep "$window" 2>/dev/null
+    else
+        sleep "$window"
+    fi
+    t1=$(ticks "$daemon")
     awk -v l="$1" -v d=$((t1 - t0)) -v hz="$hz" -v w="$window" \
         'BEGIN {printf "%-28s %6.3f %% of one core (%d ticks in %d s)\n", l, 100 * d / hz / w, d, w}'
 }

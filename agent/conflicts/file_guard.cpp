@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <filesystem>
 
@@ -54,19 +55,24 @@ bool own_thread(pid_t tid) {
 }
 
 // The name in a FAN_EVENT_INFO_TYPE_DFID_NAME record (the entry in the watched directory).
-std::string event_name(const fanotify_event_metadata* event) {
-    const char* p = reinterpret_cast<const char*>(event) + event->metadata_len;
-    const char* end = reinterpret_cast<const char*>(event) + event->event_len;
+// Records with names are padded to 4 bytes only (the kernel's FANOTIFY_EVENT_ALIGN), so every
+// header is copied out rather than read in place: the structs need 8-byte alignment.
+std::string event_name(const char* event, const fanotify_event_metadata& meta) {
+    const char* p = event + meta.metadata_len;
+    const char* end = event + meta.event_len;
     while (p + sizeof(fanotify_event_info_header) <= end) {
-        const auto* header = reinterpret_cast<const fanotify_event_info_header*>(p);
-        if (header->len == 0 || p + header->len > end) break;
-        if (header->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
-            const auto* fid = reinterpret_cast<const fanotify_event_info_fid*>(p);
-            const auto* handle = reinterpret_cast<const file_handle*>(fid->handle);
-            const char* name = reinterpret_cast<const char*>(handle->f_handle) + handle->handle_bytes;
-            if (name < p + header->len) return std::string(name, strnlen(name, static_cast<size_t>(p + header->len - name)));
+        fanotify_event_info_header header{};
+        std::memcpy(&header, p, sizeof header);
+        if (header.len == 0 || p + header.len > end) break;
+        const char* record_end = p + header.len;
+        const char* handle = p + offsetof(fanotify_event_info_fid, handle);
+        if (header.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME && handle + sizeof(file_handle) <= record_end) {
+            file_handle fh{};
+            std::memcpy(&fh, handle, sizeof fh);
+            const char* name = handle + sizeof(file_handle) + fh.handle_bytes;
+            if (name < record_end) return std::string(name, strnlen(name, static_cast<size_t>(record_end - name)));
         }
-        p += header->len;
+        p = record_end;
     }
     return {};
 }
@@ -602,14 +608,18 @@ void FileGuard::recheck_path(Entry& entry, const Opener& actor, std::vector<Guar
 }
 
 void FileGuard::on_watch_ready() {
-    alignas(fanotify_event_metadata) char buffer[8192];
+    char buffer[8192];
     std::vector<GuardReport> found;
     for (;;) {
         ssize_t n = ::read(notify_fd_, buffer, sizeof buffer);
         if (n <= 0) break;
-        for (auto* event = reinterpret_cast<fanotify_event_metadata*>(buffer); FAN_EVENT_OK(event, n); event = FAN_EVENT_NEXT(event, n)) {
-            if (event->vers != FANOTIFY_METADATA_VERSION) continue;
-            if (event->mask & FAN_Q_OVERFLOW) {
+        // FAN_EVENT_OK/NEXT would read the metadata in place; events here are only 4-byte aligned.
+        fanotify_event_metadata meta{};
+        for (size_t offset = 0; offset + sizeof meta <= static_cast<size_t>(n); offset += meta.event_len) {
+            std::memcpy(&meta, buffer + offset, sizeof meta);
+            if (meta.event_len < sizeof meta || offset + meta.event_len > static_cast<size_t>(n)) break;
+            if (meta.vers != FANOTIFY_METADATA_VERSION) continue;
+            if (meta.mask & FAN_Q_OVERFLOW) {
                 overflows_++;
                 found.push_back({GuardReport::Kind::overflow, {}, {}, {}, {},
                                  "the notification queue overflowed: renames and writes may have gone unseen; every held path was re-checked", {}});
@@ -617,19 +627,19 @@ void FileGuard::on_watch_ready() {
                 for (auto& [path, entry] : entries_) recheck_path(entry, Opener{}, found);
                 continue;
             }
-            const std::string name = event_name(event);
+            const std::string name = event_name(buffer + offset, meta);
             if (name.empty()) continue;
             Opener actor;
-            if (event->pid > 0 && !own_thread(event->pid)) {
-                actor = describe_from_proc(event->pid);
+            if (meta.pid > 0 && !own_thread(meta.pid)) {
+                actor = describe_from_proc(meta.pid);
                 actor.mode = OpenMode::unknown;
-            } else if (event->pid > 0) {
+            } else if (meta.pid > 0) {
                 continue; // the daemon's own change
             }
             std::lock_guard lock(mutex_);
             for (auto& [path, entry] : entries_) {
                 if (std::filesystem::path(path).filename() != name) continue;
-                if (event->mask & FAN_MODIFY) {
+                if (meta.mask & FAN_MODIFY) {
                     if (!exempt(entry.hold, actor, policy_))
                         found.push_back({GuardReport::Kind::modified, path, entry.hold.allocation_id, entry.hold.workflow_id, actor,
                                          "the held file was written by a process outside the holder (truncate(2), or an fd opened before the hold)",

@@ -10,9 +10,13 @@ Snapshot Sampler::sample(const std::vector<GroupProbe>& groups, TimePoint now) {
     if (snap.node.cpu_times) previous_cpu_ = snap.node.cpu_times;
 
     std::map<std::string, Previous> seen;
+    std::map<std::string, std::unique_ptr<GroupReader>> readers;
     for (const auto& probe : groups) {
+        auto& reader = readers[probe.key];
+        if (auto kept = readers_.find(probe.key); kept != readers_.end() && kept->second->dir() == probe.dir) reader = std::move(kept->second);
+        else reader = std::make_unique<GroupReader>(probe.dir);
         GroupUsage usage;
-        usage.sample = read_group(probe.dir, GroupFiles::periodic);
+        usage.sample = reader->read(GroupFiles::periodic);
         const auto& cpu = usage.sample.cpu_stat;
         if (cpu && cpu->usage_usec) {
             if (auto prev = previous_usage_.find(probe.key); prev != previous_usage_.end()) {
@@ -25,9 +29,19 @@ Snapshot Sampler::sample(const std::vector<GroupProbe>& groups, TimePoint now) {
         }
         snap.groups.emplace(probe.key, std::move(usage));
     }
-    // Groups that are gone are forgotten with their counters.
+    // Groups that are gone are forgotten with their counters and files.
     previous_usage_ = std::move(seen);
+    readers_ = std::move(readers);
     return snap;
+}
+
+void Sampler::forget(const std::string& allocation_id) {
+    for (auto it = readers_.begin(); it != readers_.end();) {
+        const std::string& key = it->first;
+        bool ours = key == allocation_id || (key.size() > allocation_id.size() && key.compare(0, allocation_id.size(), allocation_id) == 0 &&
+                                             key[allocation_id.size()] == '/');
+        it = ours ? readers_.erase(it) : std::next(it);
+    }
 }
 
 nlohmann::json GroupUsage::to_json() const {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,7 +39,10 @@ struct Snapshot {
 class Sampler {
 public:
     explicit Sampler(NodeSources sources) : sources_(std::move(sources)) {}
+    // Groups not listed since the previous pass are forgotten (their files closed).
     Snapshot sample(const std::vector<GroupProbe>& groups, TimePoint now);
+    // Closes an allocation's group files now (its group and leaves are about to go).
+    void forget(const std::string& allocation_id);
 
 private:
     struct Previous {
@@ -48,6 +52,7 @@ private:
     NodeSources sources_;
     std::optional<CpuTimes> previous_cpu_;
     std::map<std::string, Previous> previous_usage_;
+    std::map<std::string, std::unique_ptr<GroupReader>> readers_; // by probe key
 };
 
 } // namespace resmgr::monitor

@@ -346,6 +346,7 @@ int Monitoring::live_agents(const std::string& allocation_id) const {
 
 void Monitoring::forget_allocation(const std::string& allocation_id) {
     oom_reported_.erase(allocation_id);
+    sampler_.forget(allocation_id);
     for (auto& [_, agent] : agents_) {
         if (agent.allocation_id != allocation_id || !agent.live()) continue;
         agent.state = Agent::State::exited;

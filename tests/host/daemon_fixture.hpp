@@ -37,6 +37,7 @@ protected:
     }
 
     void TearDown() override {
+        if (daemon > 0) expect_daemon_alive();
         if (daemon > 0) {
             // Release through the daemon so it removes its groups, then stop it.
             try {
@@ -74,6 +75,19 @@ protected:
             }
         }, std::chrono::seconds(10));
         ASSERT_TRUE(up) << "resmgrd did not start; log:\n" << slurp(log);
+    }
+
+    // A daemon that died under a test is a failure of its own, with the end of its log (where
+    // a sanitizer or an uncaught exception says why), whatever the test asserted.
+    void expect_daemon_alive() {
+        int status = 0;
+        if (::waitpid(daemon, &status, WNOHANG) != daemon) return;
+        daemon = -1;
+        const std::string text = slurp(log);
+        ADD_FAILURE() << "resmgrd died during the test ("
+                      << (WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status)) : "exit " + std::to_string(WEXITSTATUS(status)))
+                      << "); end of its log:\n"
+                      << text.substr(text.size() > 6000 ? text.size() - 6000 : 0);
     }
 
     void stop(int sig) {

@@ -288,6 +288,25 @@ TEST(MonitorGroupRead, MissingDirectoryNeverThrows) {
         << group.unavailable[0];
 }
 
+TEST(MonitorGroupRead, AKeptReaderSeesNewContentAndRetriesAMissingFileLater) {
+    resmgr::TempDir dir;
+    write_file(dir.path() / "cpu.stat", "usage_usec 100\nuser_usec 60\nsystem_usec 40\n");
+    GroupReader reader(dir.path().string());
+    EXPECT_EQ(reader.read(GroupFiles::periodic).cpu_stat->usage_usec, 100u);
+    // Rewritten in place (as the kernel regenerates a cgroup file): the kept fd reads the new text.
+    write_file(dir.path() / "cpu.stat", "usage_usec 250\nuser_usec 150\nsystem_usec 100\n");
+    auto second = reader.read(GroupFiles::periodic);
+    EXPECT_EQ(second.cpu_stat->usage_usec, 250u);
+    EXPECT_FALSE(second.pids_current);
+    // A file that appears later (a controller enabled) is picked up within kRetryMissing reads.
+    write_file(dir.path() / "pids.current", "7\n");
+    unsigned reads = 0;
+    while (!reader.read(GroupFiles::periodic).pids_current && reads <= GroupReader::kRetryMissing) ++reads;
+    EXPECT_GE(reads, 1u) << "missing files are not tried at every read";
+    EXPECT_LE(reads, GroupReader::kRetryMissing);
+    EXPECT_EQ(reader.read(GroupFiles::periodic).pids_current, 7u);
+}
+
 TEST(MonitorGroupRead, ThisHostsCgroup2Root) {
     for (std::string root : {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"}) {
         if (!std::filesystem::exists(root + "/cgroup.controllers")) continue;
