@@ -65,7 +65,8 @@ struct GuardReport {
     std::string workflow_id;
     Opener opener;
     std::string reason;
-    std::chrono::system_clock::time_point at;
+    std::chrono::system_clock::time_point at; // the first time
+    long count = 1; // the same opener met the same answer on the same file this many times in one batch
 };
 std::string_view to_string(GuardReport::Kind kind);
 
@@ -152,7 +153,15 @@ private:
     void watchdog_loop();
     void handle_permission_event(int fd, pid_t tid);
     void answer(int fd, bool allow);
-    void report(GuardReport report);
+    // Queues a report for the loop. `batched` (the decision thread's own answers): the loop is
+    // told at most once per kReportBatch, and a repeat of a waiting report only counts up, so a
+    // retry loop hammering a held file costs neither the opener nor the loop an event per open.
+    void report(GuardReport report, bool batched = false);
+    // A report like `r` (same kind, file, holder, opener) still waits for the loop: count it there.
+    bool count_if_waiting(const GuardReport& r);
+    bool count_if_waiting_locked(const GuardReport& r);
+    // Tells the loop about batched reports whose time has come; otherwise when to look again.
+    std::optional<std::chrono::steady_clock::time_point> flush_reports();
     // Under mutex_: (re)mark what stands at entry.hold.path now; false when nothing does.
     bool mark_locked(Entry& entry);
     void unmark_locked(Entry& entry);
@@ -182,6 +191,8 @@ private:
 
     std::mutex report_mutex_;
     std::vector<GuardReport> reports_;
+    std::chrono::steady_clock::time_point last_report_signal_{};
+    bool report_signal_due_ = false; // batched reports wait for the loop to be told
 
     // The event the decision thread is working on, for the watchdog.
     std::mutex inflight_mutex_;

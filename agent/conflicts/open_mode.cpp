@@ -127,7 +127,7 @@ ssize_t TaskProcReader::read(pid_t tid, File file, char* buffer, size_t size) {
                 if (old >= 0) ::close(old);
             tasks_.erase(tasks_.begin());
         }
-        tasks_.push_back({tid, {-1, -1, -1}});
+        tasks_.push_back({tid, {-1, -1, -1}, {}});
         task = tasks_.end() - 1;
     }
     task->fds[file] = fd;
@@ -143,11 +143,20 @@ std::string TaskProcReader::cgroup(pid_t tid) {
     char buffer[4096];
     ssize_t n = read(tid, cgroup_file, buffer, sizeof buffer);
     if (n <= 0) return {};
+    std::string cgroup;
     try {
-        return monitor::parse_proc_cgroup_v2(std::string_view(buffer, static_cast<size_t>(n)));
+        cgroup = monitor::parse_proc_cgroup_v2(std::string_view(buffer, static_cast<size_t>(n)));
     } catch (const std::exception&) {
-        return {}; // no v2 line: an outsider as far as the guard can tell
+        // no v2 line: an outsider as far as the guard can tell
     }
+    auto task = std::find_if(tasks_.begin(), tasks_.end(), [&](const Task& t) { return t.tid == tid; });
+    if (task != tasks_.end()) task->cgroup = cgroup;
+    return cgroup;
+}
+
+std::string TaskProcReader::last_cgroup(pid_t tid) const {
+    auto task = std::find_if(tasks_.begin(), tasks_.end(), [&](const Task& t) { return t.tid == tid; });
+    return task != tasks_.end() ? task->cgroup : std::string();
 }
 
 std::string TaskProcReader::comm(pid_t tid) {

@@ -48,6 +48,9 @@ public:
 
     OpenMode open_mode(pid_t tid);
     std::string cgroup(pid_t tid); // as /proc/<tid>/cgroup's "0::" line says; empty when unknown
+    // What cgroup() last read for this thread, while its cached fds still read (the same
+    // thread, not a reused tid); empty when never read. May be stale if the thread moved.
+    std::string last_cgroup(pid_t tid) const;
     std::string comm(pid_t tid);   // empty when unknown
     void clear();                  // closes every cached fd (the guard does so when idle)
     size_t cached() const { return tasks_.size(); }
@@ -57,6 +60,7 @@ private:
     struct Task {
         pid_t tid;
         std::array<int, file_count> fds;
+        std::string cgroup; // the last cgroup() answer
     };
     ssize_t read(pid_t tid, File file, char* buffer, size_t size);
 

@@ -57,7 +57,7 @@ std::pair<const ConflictRecord*, bool> ConflictRegistry::record(ConflictRecord i
     for (auto& r : records_) {
         if (r.status == "active" && r.file == incoming.file && r.event == incoming.event &&
             r.holder.value("allocation_id", "") == incoming.holder.value("allocation_id", "") && same_claimant(r.claimant, incoming.claimant)) {
-            r.occurrences++;
+            r.occurrences += incoming.occurrences;
             r.last_seen = incoming.last_seen;
             r.claimant = std::move(incoming.claimant); // the newest pid
             return {&r, false};

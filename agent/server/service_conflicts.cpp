@@ -174,6 +174,7 @@ void Service::on_guard_reports(std::vector<conflicts::GuardReport> reports) {
             record.claimant["workflow_id"] = ledger_.find(*claimant)->workflow_id;
         }
         record.reason = r.reason;
+        record.occurrences = r.count;
         record.detected_at = record.last_seen = std::chrono::time_point_cast<TimePoint::duration>(r.at);
         auto [stored, is_new] = conflicts_.record(std::move(record), random_id("conf"));
         created = created || is_new;
@@ -182,7 +183,8 @@ void Service::on_guard_reports(std::vector<conflicts::GuardReport> reports) {
                              r.kind == Kind::unlink_refused || r.kind == Kind::truncate_refused;
         std::string message = describe_claimant(stored->claimant) + " " +
                               (refused ? "was refused" : r.kind == Kind::queued ? "waits for" : std::string(conflicts::to_string(r.kind))) + " " +
-                              r.path + " (held by " + r.allocation_id + " of workflow " + r.workflow_id + "): " + r.reason;
+                              r.path + (r.count > 1 ? " " + std::to_string(r.count) + " times" : std::string()) + " (held by " + r.allocation_id +
+                              " of workflow " + r.workflow_id + "): " + r.reason;
         emit(events::EventType::conflict, message, r.workflow_id, r.allocation_id,
              {{"conflict_id", stored->conflict_id},
               {"conflict_type", "file"},

@@ -110,6 +110,68 @@ TEST_F(GuardHost, TheHoldersGroupWritesAndOutsidersAreDeniedWritesButMayRead) {
     EXPECT_EQ(exit_within(try_open(file, O_WRONLY), 5s), kOpened);
 }
 
+// One thread, three opens: refused outside, let in as soon as it joins the holder's group (an
+// outsider's cgroup is never taken from memory), and still let in once it has moved out again
+// (the guard remembers an insider while the thread lives; it could have kept an fd anyway).
+TEST_F(GuardHost, AThreadThatJoinsTheHoldersGroupIsLetInAtOnce) {
+    start(locking());
+    guard->hold(hold_for(file));
+    pid_t child = ::fork();
+    if (child == 0) {
+        auto attempt = [&] {
+            int fd = ::open(file.c_str(), O_WRONLY);
+            if (fd >= 0) ::close(fd);
+            return fd >= 0 ? 'o' : errno == EPERM ? 'd' : 'e';
+        };
+        char answers[3];
+        answers[0] = attempt();
+        join_cgroup(owner_dir);
+        answers[1] = attempt();
+        join_cgroup(mount);
+        answers[2] = attempt();
+        ::_exit((answers[0] == 'd' ? 1 : 0) | (answers[1] == 'o' ? 2 : 0) | (answers[2] == 'o' ? 4 : 0));
+    }
+    const int code = exit_within(child, 5s);
+    EXPECT_TRUE(code >= 0 && (code & 1)) << "refused while outside (exit " << code << ")";
+    EXPECT_TRUE(code >= 0 && (code & 2)) << "let in once inside (exit " << code << ")";
+    EXPECT_TRUE(code >= 0 && (code & 4)) << "still let in after moving out (exit " << code << ")";
+}
+
+// A retry loop hammering a held file: every open is refused, and the loop gets a few counted
+// reports, not one per open.
+TEST_F(GuardHost, RepeatedRefusalsOfOneOpenerAreCountedInFewReports) {
+    start(locking());
+    guard->hold(hold_for(file));
+    constexpr int kAttempts = 50;
+    pid_t child = ::fork();
+    if (child == 0) {
+        int refused = 0;
+        for (int i = 0; i < kAttempts; ++i) {
+            int fd = ::open(file.c_str(), O_WRONLY);
+            if (fd >= 0) ::close(fd);
+            else if (errno == EPERM) ++refused;
+        }
+        ::_exit(refused == kAttempts ? 0 : 1);
+    }
+    ASSERT_EQ(exit_within(child, 5s), 0) << "every attempt refused";
+    long counted = 0;
+    size_t reports = 0;
+    wait_until(
+        [&] {
+            for (auto& r : guard->take_reports()) {
+                EXPECT_EQ(r.kind, GuardReport::Kind::denied);
+                EXPECT_EQ(r.opener.pid, child);
+                counted += r.count;
+                ++reports;
+            }
+            return counted >= kAttempts;
+        },
+        3s);
+    EXPECT_EQ(counted, kAttempts) << "every refusal counted";
+    EXPECT_LT(reports, static_cast<size_t>(kAttempts) / 5) << "repeats folded into few reports";
+    EXPECT_EQ(guard->status()["counters"]["denied"], kAttempts);
+}
+
 TEST_F(GuardHost, TheOpenModeIsReadFromTheOpenersSyscall) {
     start(locking());
     guard->hold(hold_for(file));
@@ -295,7 +357,10 @@ TEST(TaskProcReaderHost, ACachedFdAnswersForItsTaskOnlyAndNeverForAnExitedOne) {
     TaskProcReader reader;
     const std::string own_comm = slurp("/proc/self/comm").substr(0, slurp("/proc/self/comm").find('\n'));
     EXPECT_EQ(reader.comm(child), own_comm);
-    EXPECT_FALSE(reader.cgroup(child).empty());
+    EXPECT_EQ(reader.last_cgroup(child), "") << "nothing read yet";
+    const std::string cgroup = reader.cgroup(child);
+    EXPECT_FALSE(cgroup.empty());
+    EXPECT_EQ(reader.last_cgroup(child), cgroup);
     EXPECT_EQ(reader.cached(), 1u);
     EXPECT_EQ(reader.comm(child), own_comm) << "read again through the cached fd";
     ::kill(child, SIGKILL);
@@ -303,6 +368,7 @@ TEST(TaskProcReaderHost, ACachedFdAnswersForItsTaskOnlyAndNeverForAnExitedOne) {
     EXPECT_EQ(reader.comm(child), "") << "the task is gone: no answer, not a stale one";
     EXPECT_EQ(reader.open_mode(child), OpenMode::unknown);
     EXPECT_EQ(reader.cached(), 0u);
+    EXPECT_EQ(reader.last_cgroup(child), "") << "a reused tid must not inherit the remembered cgroup";
 }
 
 } // namespace

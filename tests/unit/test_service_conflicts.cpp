@@ -184,6 +184,14 @@ TEST_F(ServiceConflicts, GuardDenialsBecomeConflictRecordsAndEventsNamingTheDeni
     ASSERT_EQ(sink.seen.size(), 2u) << "each denial is an event";
     EXPECT_EQ(sink.seen[1].details["conflict_id"], id) << "the same claimant again is the same conflict";
     EXPECT_EQ(sink.seen[1].details["occurrences"], 2);
+
+    // A batch in which the guard counted 5 refusals of one opener: one event, 5 occurrences.
+    auto burst = denial(holder, "/user.slice/session-1.scope", 4244);
+    burst.count = 5;
+    service->on_guard_reports({burst});
+    ASSERT_EQ(sink.seen.size(), 3u);
+    EXPECT_EQ(sink.seen[2].details["occurrences"], 7);
+    EXPECT_NE(sink.seen[2].message.find("5 times"), std::string::npos) << sink.seen[2].message;
 }
 
 TEST_F(ServiceConflicts, ResolveByReleaseFreesTheFileAndUnsupportedStrategiesSaySo) {
