@@ -1,9 +1,10 @@
 // Exec storm through the eBPF probes: FORKERS processes in a watched child of the cgroup2
 // hierarchy fork+exec /bin/true as fast as they can while a consumer thread drains the ring
 // buffer. Prints execs/s, events delivered vs dropped and the consumer's CPU time (waking on
-// every event, and batched), and the exec rate of the same storm with no probes loaded and
-// with probes loaded but the group not watched, for the overhead. Conditions alternate in
-// 1 s runs, ROUNDS of each. Needs root and a cgroup2 mount.
+// every event, batched, and not at all until the storm ends), the ring's capacity, and the exec
+// rate of the same storm with no probes loaded and with probes loaded but the group not
+// watched, for the overhead. Conditions alternate in 1 s runs, ROUNDS of each. Needs root and a
+// cgroup2 mount.
 //   build/bench/bench_bpf_exec [ROUNDS=10] [FORKERS=2] [RING_MIB=16]
 #include <poll.h>
 #include <sys/mman.h>
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "bpf/probes.hpp"
+#include "bpf/resmgr_events.h"
 
 #include <spdlog/spdlog.h>
 
@@ -134,7 +136,8 @@ struct Delivery {
 };
 
 // One storm with the probes watching the group and a thread draining the ring buffer: on
-// every wakeup of ring_fd(), and with a wakeup interval also on a timer of that period.
+// every wakeup of ring_fd(), with a wakeup interval also on a timer of that period, and with
+// timer_ms < 0 only once the storm is over (a consumer stalled for the whole storm).
 void watched_storm(Delivery& d, bpf::Probes& probes, std::uint64_t group_id, const std::string& group, int forkers,
                    double seconds, int timer_ms) {
     probes.watch(group_id);
@@ -147,6 +150,10 @@ void watched_storm(Delivery& d, bpf::Probes& probes, std::uint64_t group_id, con
             if (e.kind == bpf::EventKind::exit) ++d.exit_events;
         };
         while (!stop.load()) {
+            if (timer_ms < 0) { // a stalled consumer: everything waits in the ring until the end
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                continue;
+            }
             if (::poll(&pfd, 1, timer_ms > 0 ? timer_ms : 100) > 0 || timer_ms > 0) probes.consume(count);
         }
         probes.consume(count);
@@ -181,13 +188,13 @@ int main(int argc, char** argv) {
                 forkers, ring_mib, rounds);
 
     StormResult bare, unwatched;
-    Delivery each_event, batched;
-    constexpr int batch_ms = 10;
+    Delivery each_event, batched, stalled;
+    constexpr int batch_ms = 10, stalled_consumer = -1;
     for (int round = 0; round < rounds; ++round) {
         bare.add(storm(group, forkers, 1));
-        for (int interval_ms : {0, batch_ms}) {
+        for (int interval_ms : {0, batch_ms, stalled_consumer}) {
             auto loaded = bpf::Probes::load(
-                {.ring_buffer_bytes = ring_mib << 20, .wakeup_interval = std::chrono::milliseconds(interval_ms)});
+                {.ring_buffer_bytes = ring_mib << 20, .wakeup_interval = std::chrono::milliseconds(std::max(interval_ms, 0))});
             if (!loaded.probes) {
                 std::printf("probes did not load: %s\n", loaded.error.c_str());
                 ::rmdir(group.c_str());
@@ -196,7 +203,7 @@ int main(int argc, char** argv) {
             // The programs run on every exec and context switch of the machine: first their
             // cost when they find nothing to account, then accounting and delivery.
             if (interval_ms == 0) unwatched.add(storm(group, forkers, 1));
-            auto& d = interval_ms == 0 ? each_event : batched;
+            auto& d = interval_ms == 0 ? each_event : interval_ms == batch_ms ? batched : stalled;
             watched_storm(d, *loaded.probes, group_id, group, forkers, 1, interval_ms);
             d.dropped += loaded.probes->dropped();
         }
@@ -206,6 +213,11 @@ int main(int argc, char** argv) {
     std::printf("%-34s %8.0f execs/s\n", "probes, group not watched", unwatched.execs_per_second());
     each_event.print("probes, watched, wake per event");
     batched.print("probes, watched, wake <= 1/10 ms");
+    stalled.print("probes, watched, consumer stalled");
+    // A ring record is the event rounded up to 8 bytes plus an 8-byte header.
+    const std::size_t record = (sizeof(resmgr_event) + 7) / 8 * 8 + 8, capacity = (ring_mib << 20) / record;
+    std::printf("ring capacity: %zu events of %zu bytes = %.1f s of a 10,000 execs/s storm (exec + exit each) with no consumer\n",
+                capacity, record, static_cast<double>(capacity) / 20000);
     std::printf("exec throughput vs no probes: not watched %.3f, watched %.3f (wake per event), %.3f (batched)\n",
                 unwatched.execs_per_second() / bare.execs_per_second(),
                 each_event.storm.execs_per_second() / bare.execs_per_second(),

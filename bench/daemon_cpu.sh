@@ -17,8 +17,12 @@ hz=$(getconf CLK_TCK)
 daemon=
 cleanup() {
     [ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null
-    for d in "$root"/*/*/ "$root"/*/; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
-    rmdir "$root" 2>/dev/null || true
+    # Killed processes leave their groups a moment after they die: retry for up to 10 s.
+    for _ in $(seq 100); do
+        [ -d "$root" ] || break
+        find "$root" -depth -type d -exec rmdir {} + 2>/dev/null && break
+        sleep 0.1
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT

@@ -16,7 +16,10 @@ EventLoop::EventLoop(sd_event* event, Service& service) : event_(event), service
 EventLoop::~EventLoop() {
     if (timer_) sd_event_source_disable_unref(timer_);
     if (sampler_) sd_event_source_disable_unref(sampler_);
-    for (auto& w : fd_watches_) sd_event_source_disable_unref(w->source);
+    for (auto& w : fd_watches_) {
+        sd_event_source_disable_unref(w->source);
+        if (w->follow_up_timer) sd_event_source_disable_unref(w->follow_up_timer);
+    }
     for (auto* map : {&groups_, &supervisors_})
         for (auto& [_, w] : *map) drop(w);
 }
@@ -78,15 +81,35 @@ void EventLoop::start_sampling(Millis interval) {
     sd_event_source_set_enabled(sampler_, SD_EVENT_ON);
 }
 
-void EventLoop::watch_fd(int fd, std::function<void()> on_readable) {
+void EventLoop::watch_fd(int fd, std::function<void()> on_readable, Millis follow_up) {
     auto w = std::make_unique<FdWatch>();
     w->on_readable = std::move(on_readable);
-    auto on_io = [](sd_event_source*, int, uint32_t, void* data) {
+    w->follow_up_usec = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(follow_up).count());
+    auto on_timer = [](sd_event_source*, uint64_t, void* data) {
         static_cast<FdWatch*>(data)->on_readable();
+        return 0;
+    };
+    if (w->follow_up_usec > 0) {
+        // Armed (and pushed back) on every readable; fires once, then sleeps: an idle daemon pays nothing.
+        int r = sd_event_add_time_relative(event_, &w->follow_up_timer, CLOCK_MONOTONIC, w->follow_up_usec, 1000, on_timer, w.get());
+        if (r < 0) {
+            spdlog::error("cannot arm the follow-up timer for fd {}: {}", fd, std::strerror(-r));
+            return;
+        }
+        sd_event_source_set_enabled(w->follow_up_timer, SD_EVENT_OFF);
+    }
+    auto on_io = [](sd_event_source*, int, uint32_t, void* data) {
+        auto* watch = static_cast<FdWatch*>(data);
+        watch->on_readable();
+        if (watch->follow_up_timer) {
+            sd_event_source_set_time_relative(watch->follow_up_timer, watch->follow_up_usec);
+            sd_event_source_set_enabled(watch->follow_up_timer, SD_EVENT_ONESHOT);
+        }
         return 0;
     };
     if (int r = sd_event_add_io(event_, &w->source, fd, EPOLLIN, on_io, w.get()); r < 0) {
         spdlog::error("cannot watch fd {}: {}", fd, std::strerror(-r));
+        if (w->follow_up_timer) sd_event_source_disable_unref(w->follow_up_timer);
         return;
     }
     fd_watches_.push_back(std::move(w));

@@ -26,8 +26,10 @@ public:
     // Calls service.on_sample() now and then every `interval` (monotonic, 1% accuracy: the
     // kernel may batch the wakeup with others, which keeps an idle daemon cheap).
     void start_sampling(Millis interval);
-    // Calls on_readable() whenever `fd` is readable (the eBPF ring buffer's epoll fd).
-    void watch_fd(int fd, std::function<void()> on_readable);
+    // Calls on_readable() whenever `fd` is readable (the eBPF ring buffer's epoll fd). With a
+    // `follow_up`, also once more that long after the last time it was readable: for a source
+    // that signals a burst at most once per interval, so its tail is read too.
+    void watch_fd(int fd, std::function<void()> on_readable, Millis follow_up = Millis{0});
 
 private:
     struct Watch {
@@ -50,6 +52,8 @@ private:
     Millis sample_interval_{0};
     struct FdWatch {
         sd_event_source* source = nullptr;
+        sd_event_source* follow_up_timer = nullptr;
+        std::uint64_t follow_up_usec = 0;
         std::function<void()> on_readable;
     };
     std::vector<std::unique_ptr<FdWatch>> fd_watches_;
