@@ -147,6 +147,13 @@ FileGuard::FileGuard(GuardPolicy policy, Options options) : options_(std::move(o
     } else {
         lsm_status_ = "disabled";
     }
+    if (options_.bpf_migrations && !options_.describe_opener) {
+        auto loaded = bpf::CgroupMigrations::load();
+        migrations_ = std::move(loaded.counter);
+        migrations_status_ = migrations_ ? "counted (an outsider's cgroup is read again only after a migration)" : "not loaded: " + loaded.error;
+    } else {
+        migrations_status_ = "disabled";
+    }
     decision_thread_ = std::thread([this] { decision_loop(); });
     watchdog_thread_ = std::thread([this] { watchdog_loop(); });
 }
@@ -329,14 +336,17 @@ void FileGuard::handle_permission_event(int fd, pid_t tid) {
     if (options_.describe_opener) {
         opener = options_.describe_opener(tid);
     } else {
-        // A thread already seen inside the holder's group (and still the same thread: the mode
-        // was just read through its cached fds) is not read again: /proc/<tid>/cgroup costs
-        // ~3 us per open on a hybrid host. Trusting it if it has moved out since grants nothing
-        // new: while inside it could have opened the file and kept the fd. Anyone else is read
-        // afresh, so a process that joins the group is let in at once.
-        std::string cgroup = proc_.last_cgroup(tid);
-        if (cgroup.empty() || !in_subtree(cgroup, hold.owner_cgroup)) cgroup = proc_.cgroup(tid);
-        opener = {tid, {}, std::move(cgroup), mode};
+        // /proc/<tid>/cgroup costs ~3 us per open on a hybrid host, so what was read for this
+        // thread (still the same thread: the mode was just read through its cached fds) is
+        // trusted when (a) it was inside the holder's group: if it has moved out since, that
+        // grants nothing new, as while inside it could have opened the file and kept the fd; or
+        // (b) no task anywhere has moved between cgroups since (the eBPF migration count). Else
+        // it is read afresh, so a process that joins the group is let in at once. The count is
+        // taken before the read: a move during the read shows as a newer count next time.
+        const std::optional<std::uint64_t> moved = migrations_ ? std::optional(migrations_->count()) : std::nullopt;
+        const TaskProcReader::CgroupSeen* seen = proc_.last_cgroup(tid);
+        const bool trusted = seen && !seen->cgroup.empty() && (in_subtree(seen->cgroup, hold.owner_cgroup) || (moved && seen->migrations == *moved));
+        opener = {tid, {}, trusted ? seen->cgroup : proc_.cgroup(tid, moved.value_or(0)), mode};
         if (!policy.exempt_comms.empty()) opener.comm = proc_.comm(tid);
     }
     Decision decision = decide(hold, opener, policy);
@@ -729,6 +739,7 @@ nlohmann::json FileGuard::status() const {
               {"overflows", overflows_.load()}}},
             {"decision_deadline_ms", options_.decision_deadline.count()},
             {"bpf_lsm", lsm_status_},
+            {"cgroup_migrations", migrations_status_},
             {"fallback", options_.fallback_allow ? "allow" : "deny"}};
 }
 

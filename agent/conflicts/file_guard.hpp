@@ -32,6 +32,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bpf/cgroup_migrations.hpp"
 #include "bpf/guard_lsm.hpp"
 #include "conflicts/decision.hpp"
 #include "conflicts/open_mode.hpp"
@@ -94,6 +95,9 @@ public:
         std::string cgroup_mount = "/sys/fs/cgroup";
         // Also enforce through BPF LSM programs where the kernel runs them (status() says).
         bool bpf_lsm = true;
+        // Count cgroup migrations with eBPF, so a refused outsider's cgroup is read again only
+        // after some task has moved (status() says whether it loaded).
+        bool bpf_migrations = true;
     };
 
     // Opens both fanotify groups and starts the decision and watchdog threads. Throws GuardError
@@ -177,6 +181,8 @@ private:
     Options options_;
     std::unique_ptr<bpf::GuardLsm> lsm_;
     std::string lsm_status_;
+    std::unique_ptr<bpf::CgroupMigrations> migrations_;
+    std::string migrations_status_;
     TaskProcReader proc_; // the decision thread's alone
     int perm_fd_ = -1;
     int notify_fd_ = -1;

@@ -1,9 +1,11 @@
 #include "conflicts/open_mode.hpp"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <array>
 #include <cstdio>
 #include <charconv>
@@ -98,11 +100,27 @@ OpenMode mode_from_syscall_text(pid_t tid, const char* buffer, ssize_t n) {
 
 } // namespace
 
+ssize_t read_syscall_text(const std::function<ssize_t(char* buffer, size_t size)>& read, char* buffer, size_t size) {
+    constexpr std::string_view kRunning = "running";
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(5);
+    for (int attempt = 0;; ++attempt) {
+        ssize_t n = read(buffer, size);
+        if (n < static_cast<ssize_t>(kRunning.size()) || std::string_view(buffer, kRunning.size()) != kRunning ||
+            std::chrono::steady_clock::now() >= give_up)
+            return n;
+        // Yield first (the opener is about to sleep); then short sleeps, so a task that stays
+        // on a CPU does not make this thread spin.
+        if (attempt < 16) ::sched_yield();
+        else ::usleep(50);
+    }
+}
+
 OpenMode read_open_mode(pid_t tid) {
     char path[64];
     std::snprintf(path, sizeof path, "/proc/%d/syscall", static_cast<int>(tid));
     char buffer[256];
-    return mode_from_syscall_text(tid, buffer, read_proc(path, buffer, sizeof buffer - 1));
+    const ssize_t n = read_syscall_text([&](char* b, size_t size) { return read_proc(path, b, size); }, buffer, sizeof buffer - 1);
+    return mode_from_syscall_text(tid, buffer, n);
 }
 
 ssize_t TaskProcReader::read(pid_t tid, File file, char* buffer, size_t size) {
@@ -136,10 +154,11 @@ ssize_t TaskProcReader::read(pid_t tid, File file, char* buffer, size_t size) {
 
 OpenMode TaskProcReader::open_mode(pid_t tid) {
     char buffer[256];
-    return mode_from_syscall_text(tid, buffer, read(tid, syscall_file, buffer, sizeof buffer - 1));
+    const ssize_t n = read_syscall_text([&](char* b, size_t size) { return read(tid, syscall_file, b, size); }, buffer, sizeof buffer - 1);
+    return mode_from_syscall_text(tid, buffer, n);
 }
 
-std::string TaskProcReader::cgroup(pid_t tid) {
+std::string TaskProcReader::cgroup(pid_t tid, std::uint64_t migrations) {
     char buffer[4096];
     ssize_t n = read(tid, cgroup_file, buffer, sizeof buffer);
     if (n <= 0) return {};
@@ -150,13 +169,13 @@ std::string TaskProcReader::cgroup(pid_t tid) {
         // no v2 line: an outsider as far as the guard can tell
     }
     auto task = std::find_if(tasks_.begin(), tasks_.end(), [&](const Task& t) { return t.tid == tid; });
-    if (task != tasks_.end()) task->cgroup = cgroup;
+    if (task != tasks_.end()) task->cgroup = CgroupSeen{cgroup, migrations};
     return cgroup;
 }
 
-std::string TaskProcReader::last_cgroup(pid_t tid) const {
+const TaskProcReader::CgroupSeen* TaskProcReader::last_cgroup(pid_t tid) const {
     auto task = std::find_if(tasks_.begin(), tasks_.end(), [&](const Task& t) { return t.tid == tid; });
-    return task != tasks_.end() ? task->cgroup : std::string();
+    return task != tasks_.end() && task->cgroup ? &*task->cgroup : nullptr;
 }
 
 std::string TaskProcReader::comm(pid_t tid) {

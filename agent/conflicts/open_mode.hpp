@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <optional>
 #include <string_view>
@@ -31,6 +32,12 @@ struct SyscallOpen {
 // architecture. "running", "-1 ...", other syscalls and garbage give OpenMode::unknown.
 SyscallOpen parse_syscall_open(std::string_view text);
 
+// The text of /proc/<tid>/syscall through `read` (into the buffer, returning the length),
+// asked again while it says "running": the opener has queued its permission event but is not
+// yet asleep waiting for the answer, and the kernel shows the call only of a task off the CPU.
+// That lasts microseconds; after ~5 ms it gives up (the caller then sees "running": unknown).
+ssize_t read_syscall_text(const std::function<ssize_t(char* buffer, size_t size)>& read, char* buffer, size_t size);
+
 // Reads /proc/<tid>/syscall (and, for openat2, the open_how flags from /proc/<tid>/mem).
 // Never blocks on disk: both are served by the kernel from the stopped task.
 OpenMode read_open_mode(pid_t tid);
@@ -47,10 +54,16 @@ public:
     TaskProcReader& operator=(const TaskProcReader&) = delete;
 
     OpenMode open_mode(pid_t tid);
-    std::string cgroup(pid_t tid); // as /proc/<tid>/cgroup's "0::" line says; empty when unknown
+    // As /proc/<tid>/cgroup's "0::" line says; empty when unknown. `migrations`: the caller's
+    // count of cgroup moves, taken before this read, remembered with the answer.
+    std::string cgroup(pid_t tid, std::uint64_t migrations = 0);
     // What cgroup() last read for this thread, while its cached fds still read (the same
-    // thread, not a reused tid); empty when never read. May be stale if the thread moved.
-    std::string last_cgroup(pid_t tid) const;
+    // thread, not a reused tid); null when never read. Stale if the thread has moved since.
+    struct CgroupSeen {
+        std::string cgroup;
+        std::uint64_t migrations = 0;
+    };
+    const CgroupSeen* last_cgroup(pid_t tid) const;
     std::string comm(pid_t tid);   // empty when unknown
     void clear();                  // closes every cached fd (the guard does so when idle)
     size_t cached() const { return tasks_.size(); }
@@ -60,7 +73,7 @@ private:
     struct Task {
         pid_t tid;
         std::array<int, file_count> fds;
-        std::string cgroup; // the last cgroup() answer
+        std::optional<CgroupSeen> cgroup; // the last cgroup() answer
     };
     ssize_t read(pid_t tid, File file, char* buffer, size_t size);
 

@@ -235,17 +235,35 @@ void Ledger::check_workflow_conflicts(const AllocationRequest& request) const {
     }
 }
 
-void Ledger::check_file_conflicts(const AllocationRequest& request) const {
+void Ledger::check_file_conflicts(const AllocationRequest& request, TimePoint start, TimePoint end, TimePoint now) const {
     for (auto& file : request.constraints.exclusive_access) {
-        auto it = file_holders_.find(file);
-        if (it == file_holders_.end()) continue;
-        const Allocation& holder = allocations_.at(it->second);
-        throw ApiError(ErrorCode::CONFLICT, "'" + file + "' is held exclusively by allocation " + holder.allocation_id,
-                       "workflow '" + holder.workflow_id + "' (priority " + std::to_string(holder.priority.value) + ") holds it until it is released",
-                       {"file:" + file},
-                       {"Allocate with \"wait\": true (resmgr-run --wait) to queue until the file is free",
-                        "resolve-conflicts with strategy priority_based or release"},
-                       {"Work on a copy of the file, or serialize the two workflows"});
+        if (auto it = file_holders_.find(file); it != file_holders_.end()) {
+            const Allocation& holder = allocations_.at(it->second);
+            // A later window may count on the holder's end, as capacity does: it is let go then.
+            const bool gone_by_start = start > now && holder.expires_at && *holder.expires_at <= start && holder.auto_release.on_timeout;
+            if (!gone_by_start)
+                throw ApiError(ErrorCode::CONFLICT, "'" + file + "' is held exclusively by allocation " + holder.allocation_id,
+                               "workflow '" + holder.workflow_id + "' (priority " + std::to_string(holder.priority.value) +
+                                   ") holds it until it is released",
+                               {"file:" + file, "allocation:" + holder.allocation_id},
+                               {"Allocate with \"wait\": true (resmgr-run --wait) to queue until the file is free",
+                                "resolve-conflicts with strategy priority_based or release"},
+                               {"Work on a copy of the file, or serialize the two workflows"});
+        }
+        // A reservation books its files for its window, as it books capacity.
+        for (auto& [id, booked] : allocations_) {
+            if (booked.status != AllocationStatus::reserved || !booked.start_at || !booked.expires_at) continue;
+            const auto& files = booked.constraints.exclusive_access;
+            if (std::find(files.begin(), files.end(), file) == files.end()) continue;
+            if (*booked.start_at < end && start < *booked.expires_at)
+                throw ApiError(ErrorCode::CONFLICT, "'" + file + "' is booked exclusively by reservation " + id,
+                               "from " + format_timestamp(*booked.start_at) + " to " + format_timestamp(*booked.expires_at) + "; this one would hold it " +
+                                   (end == TimePoint::max() ? "for as long as it runs (auto_release.on_timeout is false)"
+                                                            : "from " + format_timestamp(start) + " to " + format_timestamp(end)),
+                               {"file:" + file, "allocation:" + id},
+                               {"Choose a duration that ends before the reservation starts", "Cancel or move the reservation"},
+                               {"Work on a copy of the file"});
+        }
     }
 }
 
@@ -301,7 +319,8 @@ const Allocation& Ledger::allocate(const AllocationRequest& request, const Owner
     bool queued = false;
     try {
         check_workflow_conflicts(request);
-        check_file_conflicts(request);
+        // One that keeps running past its duration holds its files with no end in sight.
+        check_file_conflicts(request, now, request.auto_release.on_timeout ? now + duration : TimePoint::max(), now);
         check_capacity(request.resources, {}, now, now + duration, now);
     } catch (const ApiError& e) {
         if (!wait || !fits_node(request.resources)) throw;
@@ -329,6 +348,7 @@ const Allocation& Ledger::reserve(const AllocationRequest& request, const std::s
     check_duration(request, policy_);
     check_policy(request.workflow_id, request.resources, nullptr);
     check_capacity(request.resources, {}, start, start + *request.constraints.max_duration, now);
+    check_file_conflicts(request, start, start + *request.constraints.max_duration, now);
     Allocation a = make_allocation(request, owner, now, id);
     a.status = AllocationStatus::reserved;
     a.start_at = start;
@@ -337,16 +357,33 @@ const Allocation& Ledger::reserve(const AllocationRequest& request, const std::s
     return allocations_.emplace(a.allocation_id, std::move(a)).first->second;
 }
 
+std::optional<std::string> Ledger::blocking_holder(const Allocation& a) const {
+    for (auto& file : a.constraints.exclusive_access)
+        if (auto it = file_holders_.find(file); it != file_holders_.end() && it->second != a.allocation_id) return it->second;
+    return std::nullopt;
+}
+
 std::vector<std::string> Ledger::due_to_start(TimePoint now) const {
     std::vector<std::string> out;
     for (auto& [id, a] : allocations_)
-        if (a.status == AllocationStatus::reserved && a.start_at && *a.start_at <= now) out.push_back(id);
+        if (a.status == AllocationStatus::reserved && a.start_at && *a.start_at <= now && !blocking_holder(a))
+            out.push_back(id);
+    return out;
+}
+
+std::vector<std::string> Ledger::lapsed_reservations(TimePoint now) const {
+    std::vector<std::string> out;
+    for (auto& [id, a] : allocations_)
+        if (a.status == AllocationStatus::reserved && a.expires_at && *a.expires_at <= now && blocking_holder(a)) out.push_back(id);
     return out;
 }
 
 void Ledger::activate(const std::string& id) {
     Allocation& a = allocations_.at(id);
     if (a.status != AllocationStatus::reserved) return;
+    // due_to_start() offers only reservations whose files are free: never two holders.
+    if (auto holder = blocking_holder(a))
+        throw ApiError(ErrorCode::CONFLICT, "reservation " + id + " cannot start: allocation " + *holder + " still holds one of its files");
     --reserved_count_;
     a.status = AllocationStatus::active;
     account(a, +1);
@@ -365,7 +402,7 @@ std::vector<std::string> Ledger::admit_queued(TimePoint now) {
                             a->auto_release};
         try {
             check_workflow_conflicts(r);
-            check_file_conflicts(r);
+            check_file_conflicts(r, now, r.auto_release.on_timeout ? now + *a->constraints.max_duration : TimePoint::max(), now);
             check_policy(a->workflow_id, a->resources, nullptr);
         } catch (const ApiError&) {
             continue; // blocked by a workflow conflict or the workflow's own allowance, not by the node
@@ -619,7 +656,9 @@ std::optional<TimePoint> Ledger::next_deadline() const {
     for (auto& [id, a] : allocations_) {
         if (a.terminating_since) consider(*a.terminating_since + a.auto_release.grace_period);
         else if ((a.status == AllocationStatus::active || a.status == AllocationStatus::paused) && a.expires_at) consider(*a.expires_at);
-        else if (a.status == AllocationStatus::reserved && a.start_at) consider(*a.start_at);
+        // A reservation waiting for a file wakes nobody before its window closes: the holder's
+        // release starts it (refill), or the window lapses.
+        else if (a.status == AllocationStatus::reserved && a.start_at) consider(blocking_holder(a) && a.expires_at ? *a.expires_at : *a.start_at);
     }
     return next;
 }

@@ -73,8 +73,11 @@ public:
     std::vector<std::string> due_to_kill(TimePoint now) const;
     // the earliest moment one of the above becomes true, if any.
     std::optional<TimePoint> next_deadline() const;
-    // reservations whose window has opened;
+    // reservations whose window has opened and whose files are free (a predecessor still
+    // holding one, e.g. in its grace period, makes it wait);
     std::vector<std::string> due_to_start(TimePoint now) const;
+    // reservations whose whole window passed while another allocation still held one of their files;
+    std::vector<std::string> lapsed_reservations(TimePoint now) const;
     // reserved -> active (it now holds its capacity).
     void activate(const std::string& id);
     // Queued requests that fit now, admitted in priority order, then arrival order. A request
@@ -106,6 +109,8 @@ public:
     void set_exclusive_files(const std::string& id, std::vector<std::string> files);
     // The running allocation holding `path` exclusively, if any.
     std::optional<std::string> file_holder(const std::string& path) const;
+    // The allocation other than `a` that holds one of a's exclusive files now.
+    std::optional<std::string> blocking_holder(const Allocation& a) const;
 
     const Allocation* find(const std::string& id) const;
     const std::map<std::string, Allocation>& allocations() const { return allocations_; }
@@ -137,7 +142,8 @@ private:
     bool fits_now(const Resources& wanted) const;
     void check_workflow_conflicts(const AllocationRequest& request) const;
     // CONFLICT when a file the request wants exclusively is held by a running allocation.
-    void check_file_conflicts(const AllocationRequest& request) const;
+    // Another allocation holds one of the request's files over [start, end), or a reservation books it.
+    void check_file_conflicts(const AllocationRequest& request, TimePoint start, TimePoint end, TimePoint now) const;
     // `id` empty: a fresh one from the generator.
     Allocation make_allocation(const AllocationRequest& request, const Owner& owner, TimePoint now, const std::string& id);
 

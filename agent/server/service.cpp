@@ -338,6 +338,25 @@ void Service::sync_freezer(const Allocation& a) {
     }
 }
 
+bool Service::start_due_reservations() {
+    const TimePoint now = clock_();
+    const auto lapsed = ledger_.lapsed_reservations(now);
+    for (auto& id : lapsed) {
+        const std::string holder = ledger_.blocking_holder(*ledger_.find(id)).value_or("");
+        const Allocation gone = ledger_.release(id, Owner{0, 0});
+        const std::string why = "its window passed while allocation " + holder + " still held one of its exclusive files";
+        spdlog::warn("reservation {} never started: {}", id, why);
+        ended_.emplace_back(id, json{{"allocation_id", id}, {"allocation", to_json(gone)}, {"reason", why}});
+        emit(events::EventType::denied, "reservation " + id + " never started: " + why, gone.workflow_id, id, {{"reason", why}, {"holder", holder}});
+    }
+    const auto due = ledger_.due_to_start(now);
+    for (auto& id : due) {
+        ledger_.activate(id);
+        start_group(id, "reservation window opened");
+    }
+    return !lapsed.empty() || !due.empty();
+}
+
 void Service::refill() {
     auto restored = ledger_.restore_preempted();
     for (auto& id : restored) {
@@ -353,7 +372,8 @@ void Service::refill() {
     }
     auto admitted = ledger_.admit_queued(clock_());
     for (auto& id : admitted) start_group(id, "admitted from the queue");
-    if (restored.empty() && admitted.empty()) return;
+    const bool reservations_changed = start_due_reservations();
+    if (restored.empty() && admitted.empty() && !reservations_changed) return;
     persist();
     reschedule();
 }
@@ -457,10 +477,6 @@ bool Service::group_populated(const std::string& id) {
 
 void Service::on_timer() {
     const TimePoint now = clock_();
-    for (auto& id : ledger_.due_to_start(now)) {
-        ledger_.activate(id);
-        start_group(id, "reservation window opened");
-    }
     for (auto& id : ledger_.due_to_expire(now)) {
         const Allocation& a = *ledger_.find(id);
         if (!a.auto_release.on_timeout) {

@@ -102,7 +102,11 @@ private:
     // Makes the group of an allocation that just started to hold capacity (reservation opened,
     // queued request admitted); an allocation whose group cannot be made is ended.
     void start_group(const std::string& id, const std::string& why);
-    // Capacity came back: first restore preempted allocations, then admit from the queue.
+    // Starts the reservations whose window is open and whose files are free; ends those whose
+    // window passed while a file stayed held. True when any changed.
+    bool start_due_reservations();
+    // Capacity came back: first restore preempted allocations, then admit from the queue, then
+    // start due reservations.
     void refill();
     // After a restart: frozen exactly when the ledger says paused (a crash may have split them).
     void sync_freezer(const Allocation& allocation);

@@ -201,8 +201,11 @@ void Service::on_guard_reports(std::vector<conflicts::GuardReport> reports) {
 
 std::string Service::record_admission_conflict(const AllocationRequest& request, const ApiError& error, const Owner& peer) {
     const std::string file = error.affected_resources[0].substr(std::string("file:").size());
-    const auto holder_id = ledger_.file_holder(file);
-    const Allocation* holder = holder_id ? ledger_.find(*holder_id) : nullptr;
+    // The ledger names the holder (or the reservation booking the file) second.
+    const std::string prefix = "allocation:";
+    const Allocation* holder = error.affected_resources.size() > 1 && error.affected_resources[1].rfind(prefix, 0) == 0
+                                   ? ledger_.find(error.affected_resources[1].substr(prefix.size()))
+                                   : nullptr;
     conflicts::ConflictRecord record;
     record.file = file;
     record.event = "allocation_refused";

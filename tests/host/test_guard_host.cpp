@@ -110,11 +110,18 @@ TEST_F(GuardHost, TheHoldersGroupWritesAndOutsidersAreDeniedWritesButMayRead) {
     EXPECT_EQ(exit_within(try_open(file, O_WRONLY), 5s), kOpened);
 }
 
-// One thread, three opens: refused outside, let in as soon as it joins the holder's group (an
-// outsider's cgroup is never taken from memory), and still let in once it has moved out again
-// (the guard remembers an insider while the thread lives; it could have kept an fd anyway).
-TEST_F(GuardHost, AThreadThatJoinsTheHoldersGroupIsLetInAtOnce) {
-    start(locking());
+// One thread, three opens: refused outside, let in as soon as it joins the holder's group (a
+// remembered outsider's cgroup is trusted only while no task has moved), and still let in once
+// it has moved out again (the guard remembers an insider while the thread lives; it could have
+// kept an fd anyway). With the eBPF migration count and without it.
+class GuardMigrationHost : public GuardHost, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(GuardMigrationHost, AThreadThatJoinsTheHoldersGroupIsLetInAtOnce) {
+    FileGuard::Options options;
+    options.bpf_migrations = GetParam();
+    start(locking(), options);
+    if (GetParam() && guard->status()["cgroup_migrations"].get<std::string>().rfind("counted", 0) != 0)
+        GTEST_SKIP() << "the eBPF migration count did not load here: " << guard->status()["cgroup_migrations"];
     guard->hold(hold_for(file));
     pid_t child = ::fork();
     if (child == 0) {
@@ -135,6 +142,29 @@ TEST_F(GuardHost, AThreadThatJoinsTheHoldersGroupIsLetInAtOnce) {
     EXPECT_TRUE(code >= 0 && (code & 1)) << "refused while outside (exit " << code << ")";
     EXPECT_TRUE(code >= 0 && (code & 2)) << "let in once inside (exit " << code << ")";
     EXPECT_TRUE(code >= 0 && (code & 4)) << "still let in after moving out (exit " << code << ")";
+}
+
+INSTANTIATE_TEST_SUITE_P(MigrationCount, GuardMigrationHost, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "counted" : "not_counted"; });
+
+// The count moves when a task is moved between cgroups, and not when nothing moves.
+TEST_F(GuardHost, TheMigrationCountMovesWhenATaskChangesCgroup) {
+    auto loaded = bpf::CgroupMigrations::load();
+    ASSERT_TRUE(loaded.counter) << "tp_btf loads on this host: " << loaded.error;
+    const std::uint64_t before = loaded.counter->count();
+    std::this_thread::sleep_for(20ms);
+    pid_t child = ::fork();
+    if (child == 0) {
+        ::pause();
+        ::_exit(0);
+    }
+    const std::uint64_t after_fork = loaded.counter->count();
+    std::ofstream(owner_dir + "/cgroup.procs") << child;
+    const std::uint64_t after_move = loaded.counter->count();
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+    EXPECT_GT(after_move, after_fork) << "moving the child counted";
+    EXPECT_GE(after_fork, before);
 }
 
 // A retry loop hammering a held file: every open is refused, and the loop gets a few counted
@@ -357,10 +387,12 @@ TEST(TaskProcReaderHost, ACachedFdAnswersForItsTaskOnlyAndNeverForAnExitedOne) {
     TaskProcReader reader;
     const std::string own_comm = slurp("/proc/self/comm").substr(0, slurp("/proc/self/comm").find('\n'));
     EXPECT_EQ(reader.comm(child), own_comm);
-    EXPECT_EQ(reader.last_cgroup(child), "") << "nothing read yet";
-    const std::string cgroup = reader.cgroup(child);
+    EXPECT_EQ(reader.last_cgroup(child), nullptr) << "nothing read yet";
+    const std::string cgroup = reader.cgroup(child, 7);
     EXPECT_FALSE(cgroup.empty());
-    EXPECT_EQ(reader.last_cgroup(child), cgroup);
+    ASSERT_NE(reader.last_cgroup(child), nullptr);
+    EXPECT_EQ(reader.last_cgroup(child)->cgroup, cgroup);
+    EXPECT_EQ(reader.last_cgroup(child)->migrations, 7u) << "remembered with the count it was read at";
     EXPECT_EQ(reader.cached(), 1u);
     EXPECT_EQ(reader.comm(child), own_comm) << "read again through the cached fd";
     ::kill(child, SIGKILL);
@@ -368,7 +400,7 @@ TEST(TaskProcReaderHost, ACachedFdAnswersForItsTaskOnlyAndNeverForAnExitedOne) {
     EXPECT_EQ(reader.comm(child), "") << "the task is gone: no answer, not a stale one";
     EXPECT_EQ(reader.open_mode(child), OpenMode::unknown);
     EXPECT_EQ(reader.cached(), 0u);
-    EXPECT_EQ(reader.last_cgroup(child), "") << "a reused tid must not inherit the remembered cgroup";
+    EXPECT_EQ(reader.last_cgroup(child), nullptr) << "a reused tid must not inherit the remembered cgroup";
 }
 
 } // namespace

@@ -33,6 +33,16 @@ AllocationRequest cpu(double cores, std::optional<Seconds> duration = std::nullo
     return r;
 }
 
+// A Service over a fake backend and a 4-core ledger, on a clock the test moves.
+struct Node {
+    TempDir dir;
+    FakeBackend backend;
+    TimePoint now = kNow;
+    state::StateStore store{dir.path()};
+    Ledger ledger{{4, 16 * kGiB}, Policy::defaults()}; // 3.5 cores allocatable
+    server::Service service{ledger, backend, store, [this] { return now; }, json::object(), json::object()};
+};
+
 } // namespace
 
 TEST(Calendar, ReservationHoldsItsWindowOnly) {
@@ -157,12 +167,8 @@ TEST(Queue, QueuedRequestsSurviveARestartAndStartOnRelease) {
 }
 
 TEST(Queue, ReservationActivatesOnTimerAndGetsItsGroup) {
-    TempDir dir;
-    FakeBackend backend;
-    TimePoint now = kNow;
-    state::StateStore store(dir.path());
-    Ledger ledger({4, 16 * kGiB}, Policy::defaults());
-    server::Service service(ledger, backend, store, [&] { return now; }, json::object(), json::object());
+    Node node;
+    auto& [dir, backend, now, store, ledger, service] = node;
     json r = service.handle_line(R"({"operation":"reserve","params":{"reservation_id":"res_789","start_time":"2025-01-15T15:00:00Z",
         "duration":"2h","resources":{"cpu_cores":2},"priority":"medium"}})", kAlice);
     ASSERT_EQ(r["status"], "success") << r.dump(2);
@@ -179,13 +185,98 @@ TEST(Queue, ReservationActivatesOnTimerAndGetsItsGroup) {
     EXPECT_EQ(bad["error"]["code"], "INVALID_REQUEST");
 }
 
+AllocationRequest with_file(AllocationRequest r, const std::string& file) {
+    r.constraints.exclusive_access = {file};
+    return r;
+}
+
+// An exclusive file is promised to one allocation at a time, over time as well as now.
+TEST(Calendar, AReservationBooksItsFilesForItsWindow) {
+    auto l = ledger4();
+    const std::string file = "/work/flake.nix";
+    l.reserve(with_file(cpu(0.5, hours(1), 50, "res"), file), "r1", kNow + hours(2), kAlice, kNow);
+    // Another reservation overlapping the window: refused; one after it: booked.
+    EXPECT_EQ(code_of([&] { l.reserve(with_file(cpu(0.5, hours(1), 50, "b"), file), "r2", kNow + hours(2) + minutes(30), kAlice, kNow); }),
+              ErrorCode::CONFLICT);
+    EXPECT_NO_THROW(l.reserve(with_file(cpu(0.5, hours(1), 50, "c"), file), "r3", kNow + hours(3), kAlice, kNow));
+    // Allocating now: ending before the window is fine, running into it is not.
+    std::string early = l.allocate(with_file(cpu(0.5, hours(2)), file), kAlice, kNow).allocation_id;
+    l.release(early, kAlice);
+    try {
+        l.allocate(with_file(cpu(0.5, hours(3)), file), kAlice, kNow);
+        FAIL() << "ran into the reservation's window";
+    } catch (const ApiError& e) {
+        EXPECT_EQ(e.code, ErrorCode::CONFLICT);
+        EXPECT_NE(std::string(e.what()).find("booked exclusively by reservation r1"), std::string::npos) << e.what();
+        ASSERT_EQ(e.affected_resources.size(), 2u);
+        EXPECT_EQ(e.affected_resources[1], "allocation:r1");
+    }
+}
+
+TEST(Calendar, AReservationCountsOnAHoldersEndOnlyIfItIsReleasedThen) {
+    auto l = ledger4();
+    const std::string file = "/work/flake.nix";
+    AllocationRequest keeps_running = with_file(cpu(0.5, hours(1)), file);
+    keeps_running.auto_release.on_timeout = false;
+    std::string holder = l.allocate(keeps_running, kAlice, kNow).allocation_id;
+    EXPECT_EQ(code_of([&] { l.reserve(with_file(cpu(0.5, hours(1), 50, "res"), file), "r1", kNow + hours(2), kAlice, kNow); }),
+              ErrorCode::CONFLICT)
+        << "the holder keeps running past its duration";
+    l.release(holder, kAlice);
+    holder = l.allocate(with_file(cpu(0.5, hours(1)), file), kAlice, kNow).allocation_id;
+    EXPECT_NO_THROW(l.reserve(with_file(cpu(0.5, hours(1), 50, "res"), file), "r1", kNow + hours(2), kAlice, kNow))
+        << "the holder is let go when its hour is over";
+}
+
+// A reservation whose file's previous holder is still in its grace period when the window
+// opens waits for it, then starts: the file never has two holders. One whose whole window
+// passes that way never starts.
+TEST(Calendar, AReservationWaitsForItsFilesPreviousHolder) {
+    auto l = ledger4();
+    const std::string file = "/work/flake.nix";
+    l.reserve(with_file(cpu(0.5, hours(1), 50, "res"), file), "r1", kNow + hours(1), kAlice, kNow);
+    std::string holder = l.allocate(with_file(cpu(0.5, hours(1)), file), kAlice, kNow).allocation_id;
+    EXPECT_TRUE(l.due_to_start(kNow + hours(1)).empty()) << "the holder is still there";
+    EXPECT_EQ(l.next_deadline(), kNow + hours(1)) << "the holder's end, not a busy wait on the reservation";
+    EXPECT_TRUE(l.lapsed_reservations(kNow + hours(1) + minutes(30)).empty());
+    EXPECT_EQ(l.lapsed_reservations(kNow + hours(2)), std::vector<std::string>{"r1"});
+    l.release(holder, kAlice);
+    EXPECT_EQ(l.due_to_start(kNow + hours(1) + minutes(1)), std::vector<std::string>{"r1"});
+    l.activate("r1");
+    EXPECT_EQ(l.file_holder(file), "r1");
+}
+
+TEST(Queue, AReservationStartsWhenItsFilesPreviousHolderIsGone) {
+    Node node;
+    auto& [dir, backend, now, store, ledger, service] = node;
+    const std::string file = (dir.path() / "flake.nix").string();
+    json r = service.handle_line(R"({"operation":"reserve","params":{"reservation_id":"res_1","start_time":"2025-01-15T12:00:00Z",
+        "duration":"1h","resources":{"cpu_cores":1},"exclusive_files":[")" + file + R"("]}})", kAlice);
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    // Ends when the window opens; it may still be in its grace period then.
+    json a = service.handle_line(R"({"operation":"allocate","params":{"workflow_id":"wf-early","duration":"1h","resources":{"cpu_cores":1},
+        "exclusive_files":[")" + file + R"("]}})", kAlice);
+    ASSERT_EQ(a["status"], "success") << a.dump(2);
+    const std::string holder = a["result"]["allocation_id"];
+    json forever = service.handle_line(R"({"operation":"allocate","params":{"workflow_id":"wf-late","duration":"1h","resources":{"cpu_cores":1},
+        "auto_release":{"on_timeout":false},"exclusive_files":[")" + file + R"("]}})", kAlice);
+    EXPECT_EQ(forever["error"]["code"], "CONFLICT") << "one that may outlive its hour would run into the reservation";
+    now = *parse_timestamp("2025-01-15T12:00:00Z");
+    service.on_timer(); // the holder gets SIGTERM and its grace period
+    EXPECT_EQ(ledger.find("res_1")->status, AllocationStatus::reserved) << "waits for the holder";
+    EXPECT_EQ(ledger.file_holder(file), holder);
+    now += minutes(30); // far past the grace period
+    service.on_timer(); // the holder is killed and removed; the reservation starts
+    EXPECT_EQ(ledger.find(holder), nullptr);
+    ASSERT_NE(ledger.find("res_1"), nullptr);
+    EXPECT_EQ(ledger.find("res_1")->status, AllocationStatus::active);
+    EXPECT_EQ(ledger.file_holder(file), "res_1");
+    EXPECT_TRUE(backend.groups.count("res_1"));
+}
+
 TEST(CheckConflicts, ReportsResourceTimeWorkflowAndFileConflicts) {
-    TempDir dir;
-    FakeBackend backend;
-    TimePoint now = kNow;
-    state::StateStore store(dir.path());
-    Ledger ledger({4, 16 * kGiB}, Policy::defaults()); // 3.5 cores allocatable
-    server::Service s(ledger, backend, store, [&] { return now; }, json::object(), json::object());
+    Node node;
+    auto& [dir, backend, now, store, ledger, s] = node;
     auto call = [&](const std::string& line) {
         json r = s.handle_line(line, kAlice);
         EXPECT_EQ(r["status"], "success") << r.dump(2);
