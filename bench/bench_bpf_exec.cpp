@@ -1,12 +1,15 @@
 // Exec storm through the eBPF probes: FORKERS processes in a watched child of the cgroup2
-// hierarchy fork+exec /bin/true as fast as they can while a consumer thread drains the ring
-// buffer. Prints execs/s, events delivered vs dropped and the consumer's CPU time (waking on
-// every event, batched, and not at all until the storm ends), the ring's capacity, and the exec
-// rate of the same storm with no probes loaded and with probes loaded but the group not
-// watched, for the overhead. Conditions alternate in 1 s runs, ROUNDS of each. Needs root and a
-// cgroup2 mount.
-//   build/bench/bench_bpf_exec [ROUNDS=10] [FORKERS=2] [RING_MIB=16]
+// hierarchy spawn (posix_spawn: vfork+exec) and wait for PROGRAM as fast as they can while a
+// consumer thread drains the ring buffer. Prints execs/s, events delivered vs dropped and the
+// consumer's CPU time (waking on every event, batched, and not at all until the storm ends), the
+// ring's capacity, and the exec rate of the same storm with no probes loaded and with probes
+// loaded but the group not watched, for the overhead. Conditions alternate in 1 s runs, ROUNDS
+// of each. PROGRAM defaults to bench_exit0 (static, no libc: one exit system call), the fastest
+// exec there is, so the storm is as dense as the machine can make it; /bin/true is the
+// realistic one. Needs root and a cgroup2 mount.
+//   build/bench/bench_bpf_exec [ROUNDS=10] [FORKERS=2] [RING_MIB=16] [PROGRAM=bench_exit0]
 #include <poll.h>
+#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -54,18 +57,16 @@ double thread_cpu_seconds() {
     return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
-void forker(Shared* shared, const std::string& group) {
+void forker(Shared* shared, const std::string& group, const char* program) {
     std::string me = std::to_string(::getpid());
     FILE* procs = std::fopen((group + "/cgroup.procs").c_str(), "w");
     if (!procs || std::fputs(me.c_str(), procs) < 0 || std::fclose(procs) != 0) ::_exit(1);
+    char* const child_argv[] = {const_cast<char*>(program), nullptr};
+    char* const child_env[] = {nullptr};
     while (!shared->go.load()) ::usleep(100);
     while (!shared->stop.load(std::memory_order_relaxed)) {
-        pid_t pid = ::fork();
-        if (pid == 0) {
-            ::execl("/bin/true", "true", nullptr);
-            ::_exit(127);
-        }
-        if (pid < 0) continue;
+        pid_t pid = 0;
+        if (::posix_spawn(&pid, program, nullptr, nullptr, child_argv, child_env) != 0) ::_exit(127);
         int status = 0;
         ::waitpid(pid, &status, 0);
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0) shared->execs.fetch_add(1, std::memory_order_relaxed);
@@ -91,7 +92,7 @@ Shared* map_shared(int fd) {
 // The forkers re-execute this program: a fork of the bench itself would copy the page tables
 // of its ring-buffer mapping on every fork+exec of the storm, a cost real workloads, which are
 // not children of the daemon, do not pay.
-StormResult storm(const std::string& group, int forkers, double seconds) {
+StormResult storm(const std::string& group, const std::string& program, int forkers, double seconds) {
     int fd = ::memfd_create("bench-bpf-exec", 0);
     if (fd < 0 || ::ftruncate(fd, sizeof(Shared)) != 0) return {};
     auto* shared = new (map_shared(fd)) Shared;
@@ -100,7 +101,7 @@ StormResult storm(const std::string& group, int forkers, double seconds) {
     for (int i = 0; i < forkers; ++i) {
         pid_t pid = ::fork();
         if (pid == 0) {
-            ::execl("/proc/self/exe", "bench_bpf_exec", "--forker", group.c_str(), fd_arg.c_str(), nullptr);
+            ::execl("/proc/self/exe", "bench_bpf_exec", "--forker", group.c_str(), fd_arg.c_str(), program.c_str(), nullptr);
             ::_exit(127);
         }
         pids.push_back(pid);
@@ -138,8 +139,8 @@ struct Delivery {
 // One storm with the probes watching the group and a thread draining the ring buffer: on
 // every wakeup of ring_fd(), with a wakeup interval also on a timer of that period, and with
 // timer_ms < 0 only once the storm is over (a consumer stalled for the whole storm).
-void watched_storm(Delivery& d, bpf::Probes& probes, std::uint64_t group_id, const std::string& group, int forkers,
-                   double seconds, int timer_ms) {
+void watched_storm(Delivery& d, bpf::Probes& probes, std::uint64_t group_id, const std::string& group, const std::string& program,
+                   int forkers, double seconds, int timer_ms) {
     probes.watch(group_id);
     std::atomic<bool> stop{false};
     std::thread consumer([&] {
@@ -159,7 +160,7 @@ void watched_storm(Delivery& d, bpf::Probes& probes, std::uint64_t group_id, con
         probes.consume(count);
         d.consumer_cpu += thread_cpu_seconds() - cpu_before;
     });
-    d.storm.add(storm(group, forkers, seconds));
+    d.storm.add(storm(group, program, forkers, seconds));
     stop = true;
     consumer.join();
     auto counters = probes.counters(group_id).value_or(bpf::Counters{});
@@ -168,13 +169,22 @@ void watched_storm(Delivery& d, bpf::Probes& probes, std::uint64_t group_id, con
 }
 
 int main(int argc, char** argv) {
-    if (argc == 4 && std::string(argv[1]) == "--forker") {
-        if (Shared* shared = map_shared(std::atoi(argv[3]))) forker(shared, argv[2]);
+    if (argc == 5 && std::string(argv[1]) == "--forker") {
+        if (Shared* shared = map_shared(std::atoi(argv[3]))) forker(shared, argv[2], argv[4]);
         return 1;
     }
     int rounds = std::max(1, argc > 1 ? std::atoi(argv[1]) : 10);
     int forkers = argc > 2 ? std::atoi(argv[2]) : 2;
     std::size_t ring_mib = argc > 3 ? std::strtoul(argv[3], nullptr, 10) : 16;
+#if defined(__x86_64__)
+    const std::string program = argc > 4 ? argv[4] : BENCH_EXIT0;
+#else
+    const std::string program = argc > 4 ? argv[4] : "/bin/true";
+#endif
+    if (::access(program.c_str(), X_OK) != 0) {
+        std::perror(program.c_str());
+        return 1;
+    }
     spdlog::set_level(spdlog::level::warn);
 
     const std::string group = cgroup2_mount() + "/resmgr-bench-exec-" + std::to_string(::getpid());
@@ -183,15 +193,15 @@ int main(int argc, char** argv) {
         return 1;
     }
     auto group_id = bpf::cgroup_id_of(group).value_or(0);
-    std::printf("exec storm: %d forkers, fork+exec+wait of /bin/true, ring buffer %zu MiB; %d rounds of 1 s per\n"
+    std::printf("exec storm: %d forkers, posix_spawn+wait of %s, ring buffer %zu MiB; %d rounds of 1 s per\n"
                 "condition, interleaved (the host is shared: its load drifts between runs)\n",
-                forkers, ring_mib, rounds);
+                forkers, program.c_str(), ring_mib, rounds);
 
     StormResult bare, unwatched;
     Delivery each_event, batched, stalled;
     constexpr int batch_ms = 10, stalled_consumer = -1;
     for (int round = 0; round < rounds; ++round) {
-        bare.add(storm(group, forkers, 1));
+        bare.add(storm(group, program, forkers, 1));
         for (int interval_ms : {0, batch_ms, stalled_consumer}) {
             auto loaded = bpf::Probes::load(
                 {.ring_buffer_bytes = ring_mib << 20, .wakeup_interval = std::chrono::milliseconds(std::max(interval_ms, 0))});
@@ -202,9 +212,9 @@ int main(int argc, char** argv) {
             }
             // The programs run on every exec and context switch of the machine: first their
             // cost when they find nothing to account, then accounting and delivery.
-            if (interval_ms == 0) unwatched.add(storm(group, forkers, 1));
+            if (interval_ms == 0) unwatched.add(storm(group, program, forkers, 1));
             auto& d = interval_ms == 0 ? each_event : interval_ms == batch_ms ? batched : stalled;
-            watched_storm(d, *loaded.probes, group_id, group, forkers, 1, interval_ms);
+            watched_storm(d, *loaded.probes, group_id, group, program, forkers, 1, interval_ms);
             d.dropped += loaded.probes->dropped();
         }
     }

@@ -292,25 +292,24 @@ void FileGuard::handle_permission_event(int fd, pid_t tid) {
         }
         ::close(fd);
     };
+    // A read the policy allows needs neither the file nor the opener's name: answered first,
+    // since every held file is one the reads exception covers alike.
+    const OpenMode mode = options_.describe_opener ? OpenMode::unknown : proc_.open_mode(tid);
+    bool allow_reads = false;
+    {
+        std::lock_guard lock(mutex_);
+        allow_reads = policy_.allow_reads;
+    }
+    if (allow_reads && mode == OpenMode::read) {
+        finish(true);
+        return;
+    }
     struct stat st {};
     if (::fstat(fd, &st) != 0) {
         finish(true);
         return;
     }
     const FileKey key{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
-    bool held = false, allow_reads = false;
-    {
-        std::lock_guard lock(mutex_);
-        held = by_key_.count(key) > 0;
-        allow_reads = policy_.allow_reads;
-    }
-    // Not held (released meanwhile, or an inode we stopped holding), or a read the policy allows:
-    // no attribution needed, so no report.
-    const OpenMode mode = options_.describe_opener ? OpenMode::unknown : proc_.open_mode(tid);
-    if (!held || (allow_reads && mode == OpenMode::read)) {
-        finish(true);
-        return;
-    }
     // The daemon's own opens never wait on the daemon.
     if (own_thread(tid)) {
         own_opens_++;
@@ -319,6 +318,7 @@ void FileGuard::handle_permission_event(int fd, pid_t tid) {
     }
     Hold hold;
     GuardPolicy policy;
+    bool held = false; // not: released meanwhile, or an inode we stopped holding
     {
         std::lock_guard lock(mutex_);
         auto it = by_key_.find(key);

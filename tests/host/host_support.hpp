@@ -166,6 +166,22 @@ inline int exit_within(pid_t pid, std::chrono::milliseconds limit) {
     return decode_status(status);
 }
 
+// How a crowd of opener children ended: not answered within `limit` (killed), or exited with
+// anything but kOpened.
+struct OpenerOutcome {
+    int stuck = 0;
+    int failed = 0;
+};
+inline OpenerOutcome wait_openers(const std::vector<pid_t>& openers, std::chrono::milliseconds limit) {
+    OpenerOutcome outcome;
+    for (pid_t pid : openers) {
+        int code = exit_within(pid, limit);
+        outcome.stuck += code == -1;
+        outcome.failed += code != kOpened && code != -1;
+    }
+    return outcome;
+}
+
 inline bool still_running(pid_t pid) { return ::waitpid(pid, nullptr, WNOHANG) == 0; }
 
 } // namespace resmgr::host

@@ -356,14 +356,9 @@ TEST_F(GuardHost, TwoHundredOpenersWhileHoldsComeAndGoAllGetAnAnswer) {
         for (size_t f = 0; f < files.size(); ++f) guard->release("alloc_" + std::to_string(f));
         guard->take_reports();
     }
-    int stuck = 0, failed = 0;
-    for (pid_t pid : openers) {
-        int code = exit_within(pid, 5s);
-        stuck += code == -1;
-        failed += code != kOpened && code != -1;
-    }
-    EXPECT_EQ(stuck, 0) << "every opener was answered";
-    EXPECT_EQ(failed, 0) << "opens only ever succeeded or failed with EPERM";
+    const OpenerOutcome outcome = wait_openers(openers, 5s);
+    EXPECT_EQ(outcome.stuck, 0) << "every opener was answered";
+    EXPECT_EQ(outcome.failed, 0) << "opens only ever succeeded or failed with EPERM";
     auto counters = guard->status()["counters"];
     std::cout << "[          ] " << counters.dump() << "\n";
     EXPECT_GT(counters["queued"].get<long>(), 0);
