@@ -166,6 +166,31 @@ inline int exit_within(pid_t pid, std::chrono::milliseconds limit) {
     return decode_status(status);
 }
 
+// A crowd of `count` children, each opening files[i % files.size()] in a loop for `run_for`
+// (every third one for reading, the rest for writing), `pause` between opens. Each exits kOpened
+// if every open succeeded or failed with EPERM, kOtherError at the first other failure.
+inline std::vector<pid_t> spawn_openers(const std::vector<std::string>& files, int count, std::chrono::milliseconds run_for,
+                                        std::chrono::microseconds pause) {
+    std::vector<pid_t> openers;
+    for (int i = 0; i < count; ++i) {
+        pid_t pid = ::fork();
+        if (pid == 0) {
+            auto until = std::chrono::steady_clock::now() + run_for;
+            const std::string& target = files[static_cast<size_t>(i) % files.size()];
+            const int flags = i % 3 == 0 ? O_RDONLY : O_WRONLY;
+            while (std::chrono::steady_clock::now() < until) {
+                int fd = ::open(target.c_str(), flags);
+                if (fd >= 0) ::close(fd);
+                else if (errno != EPERM) ::_exit(kOtherError);
+                if (pause.count() > 0) ::usleep(static_cast<useconds_t>(pause.count()));
+            }
+            ::_exit(kOpened);
+        }
+        openers.push_back(pid);
+    }
+    return openers;
+}
+
 // How a crowd of opener children ended: not answered within `limit` (killed), or exited with
 // anything but kOpened.
 struct OpenerOutcome {

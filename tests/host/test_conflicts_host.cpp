@@ -211,23 +211,7 @@ TEST_F(ConflictsHost, TwoHundredOpenersWhileHoldersComeAndGoAllGetAnswersAndNoFd
     const std::string fds_before = settled_fds(daemon);
     constexpr int kProcesses = 200;
     const auto run_for = 10s;
-    std::vector<pid_t> openers;
-    for (int i = 0; i < kProcesses; ++i) {
-        pid_t pid = ::fork();
-        if (pid == 0) {
-            auto until = std::chrono::steady_clock::now() + run_for;
-            const std::string& target = files[static_cast<size_t>(i) % files.size()];
-            const int flags = i % 3 == 0 ? O_RDONLY : O_WRONLY;
-            while (std::chrono::steady_clock::now() < until) {
-                int fd = ::open(target.c_str(), flags);
-                if (fd >= 0) ::close(fd);
-                else if (errno != EPERM) ::_exit(kOtherError);
-                ::usleep(1000);
-            }
-            ::_exit(kOpened);
-        }
-        openers.push_back(pid);
-    }
+    const std::vector<pid_t> openers = spawn_openers(files, kProcesses, run_for, 1ms);
     int rounds = 0;
     for (auto until = std::chrono::steady_clock::now() + run_for; std::chrono::steady_clock::now() < until; ++rounds) {
         Client client(socket); // one connection per round, closed before the fds are counted

@@ -332,22 +332,7 @@ TEST_F(GuardHost, TwoHundredOpenersWhileHoldsComeAndGoAllGetAnAnswer) {
     }
     constexpr int kProcesses = 200;
     const auto run_for = 5s; // the daemon-level test runs the full 10 s
-    std::vector<pid_t> openers;
-    for (int i = 0; i < kProcesses; ++i) {
-        pid_t pid = ::fork();
-        if (pid == 0) {
-            auto until = std::chrono::steady_clock::now() + run_for;
-            const std::string& target = files[static_cast<size_t>(i) % files.size()];
-            int flags = i % 3 == 0 ? O_RDONLY : O_WRONLY;
-            while (std::chrono::steady_clock::now() < until) {
-                int fd = ::open(target.c_str(), flags);
-                if (fd >= 0) ::close(fd);
-                else if (errno != EPERM) ::_exit(kOtherError);
-            }
-            ::_exit(kOpened);
-        }
-        openers.push_back(pid);
-    }
+    const std::vector<pid_t> openers = spawn_openers(files, kProcesses, run_for, 0us);
     auto until = std::chrono::steady_clock::now() + run_for;
     for (int round = 0; std::chrono::steady_clock::now() < until; ++round) {
         for (size_t f = 0; f < files.size(); ++f)
