@@ -56,6 +56,10 @@ public:
     // Creates the group for allocation `id` with `limits`. Idempotent: an existing group is
     // adopted and its limits rewritten. Throws BackendError when the group cannot exist at all.
     virtual Enforcement create(const std::string& id, const Limits& limits) = 0;
+    // create() and then attach() of its first process, as one step: a backend that can overlap
+    // the two does (systemd queues both jobs at once). When the attach fails the new group is
+    // removed again and the attach's error is thrown.
+    virtual Enforcement create_attached(const std::string& id, const Limits& limits, const std::string& leaf, pid_t pid);
     // Changes the limits of a live group.
     virtual Enforcement update(const std::string& id, const Limits& limits) = 0;
     // Moves `pid` into leaf `leaf` of group `id` (created on demand).

@@ -1,6 +1,7 @@
 // systemd backend (see systemd_backend.hpp).
 #include "cgroup/systemd_backend.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstring>
@@ -8,6 +9,7 @@
 #include <fstream>
 #include <limits>
 #include <memory>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 
@@ -102,7 +104,7 @@ sd_bus_message* SystemdBackend::new_manager_call(const char* method) {
     return m;
 }
 
-void SystemdBackend::call_and_wait(const std::string& unit, sd_bus_message* raw) {
+std::string SystemdBackend::start_job(const std::string& unit, sd_bus_message* raw) {
     Message call(raw);
     BusError error;
     sd_bus_message* reply_raw = nullptr;
@@ -111,22 +113,28 @@ void SystemdBackend::call_and_wait(const std::string& unit, sd_bus_message* raw)
     Message reply(reply_raw);
     const char* job = nullptr;
     check(sd_bus_message_read(reply.get(), "o", &job), unit + ": reading job path");
-    wait_job(unit, job);
+    return job;
 }
 
-void SystemdBackend::wait_job(const std::string& unit, const std::string& job) {
+void SystemdBackend::call_and_wait(const std::string& unit, sd_bus_message* call) { wait_jobs({{unit, start_job(unit, call)}}); }
+
+void SystemdBackend::wait_jobs(const std::vector<std::pair<std::string, std::string>>& jobs) {
     auto deadline = std::chrono::steady_clock::now() + kJobTimeout;
-    while (!finished_jobs_.count(job)) {
+    auto all_finished = [&] {
+        return std::all_of(jobs.begin(), jobs.end(), [&](const auto& job) { return finished_jobs_.count(job.second) > 0; });
+    };
+    while (!all_finished()) {
+        const std::string& unit = jobs.front().first;
         int r = sd_bus_process(bus_, nullptr);
         check(r, unit + ": D-Bus");
         if (r > 0) continue;
         auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - std::chrono::steady_clock::now());
-        if (left.count() <= 0) throw BackendError(unit + ": systemd job " + job + " did not finish within 15s");
+        if (left.count() <= 0) throw BackendError(unit + ": systemd job " + jobs.front().second + " did not finish within 15s");
         check(sd_bus_wait(bus_, static_cast<std::uint64_t>(left.count())), unit + ": D-Bus wait");
     }
-    std::string result = finished_jobs_[job];
-    finished_jobs_.clear(); // jobs are waited for one at a time; others' results are not needed
-    if (result != "done") throw BackendError(unit + ": systemd job finished with result '" + result + "'");
+    std::map<std::string, std::string> results = std::exchange(finished_jobs_, {}); // only the jobs waited for matter
+    for (const auto& [unit, job] : jobs)
+        if (results[job] != "done") throw BackendError(unit + ": systemd job finished with result '" + results[job] + "'");
 }
 
 Enforcement SystemdBackend::applied(const Limits& limits) const {
@@ -135,10 +143,8 @@ Enforcement SystemdBackend::applied(const Limits& limits) const {
     return e;
 }
 
-Enforcement SystemdBackend::create(const std::string& id, const Limits& limits) {
-    check_name("group", id);
+sd_bus_message* SystemdBackend::slice_start_call(const std::string& id, const Limits& limits) {
     const std::string unit = slice_name(id);
-    if (unit_loaded(unit)) return update(id, limits); // adopting after a restart
     sd_bus_message* m = new_manager_call("StartTransientUnit");
     Message guard(m);
     check(sd_bus_message_append(m, "ss", unit.c_str(), "fail"), unit);
@@ -147,7 +153,57 @@ Enforcement SystemdBackend::create(const std::string& id, const Limits& limits) 
     for (auto& p : slice_properties(limits)) check(sd_bus_message_append(m, "(sv)", p.name.c_str(), "t", p.value), unit);
     check(sd_bus_message_close_container(m), unit);
     check(sd_bus_message_append(m, "a(sa(sv))", 0), unit);
-    call_and_wait(unit, guard.release());
+    return guard.release();
+}
+
+sd_bus_message* SystemdBackend::scope_start_call(const std::string& id, const std::string& leaf, pid_t pid) {
+    const std::string unit = scope_name(id, leaf, pid);
+    sd_bus_message* m = new_manager_call("StartTransientUnit");
+    Message guard(m);
+    check(sd_bus_message_append(m, "ss", unit.c_str(), "fail"), unit);
+    check(sd_bus_message_open_container(m, 'a', "(sv)"), unit);
+    check(sd_bus_message_append(m, "(sv)", "PIDs", "au", 1, static_cast<std::uint32_t>(pid)), unit);
+    check(sd_bus_message_append(m, "(sv)", "Slice", "s", slice_name(id).c_str()), unit);
+    check(sd_bus_message_append(m, "(sv)", "CollectMode", "s", "inactive-or-failed"), unit);
+    check(sd_bus_message_append(m, "(sv)", "Description", "s", ("resmgr allocation " + id + " " + leaf).c_str()), unit);
+    check(sd_bus_message_close_container(m), unit);
+    check(sd_bus_message_append(m, "a(sa(sv))", 0), unit);
+    return guard.release();
+}
+
+Enforcement SystemdBackend::create(const std::string& id, const Limits& limits) {
+    check_name("group", id);
+    const std::string unit = slice_name(id);
+    if (unit_loaded(unit)) return update(id, limits); // adopting after a restart
+    call_and_wait(unit, slice_start_call(id, limits));
+    return applied(limits);
+}
+
+Enforcement SystemdBackend::create_attached(const std::string& id, const Limits& limits, const std::string& leaf, pid_t pid) {
+    check_name("group", id);
+    check_name("leaf", leaf);
+    const std::string slice = slice_name(id), scope = scope_name(id, leaf, pid);
+    if (unit_loaded(slice)) return CgroupBackend::create_attached(id, limits, leaf, pid);
+    // Both jobs queued before waiting: the scope's job runs right after the slice's (the scope
+    // requires its slice), so the two cost about one job's wait, as `systemd-run --scope` pays.
+    const std::string slice_job = start_job(slice, slice_start_call(id, limits));
+    std::string scope_job;
+    try {
+        scope_job = start_job(scope, scope_start_call(id, leaf, pid));
+        wait_jobs({{slice, slice_job}, {scope, scope_job}});
+    } catch (const BackendError&) {
+        try {
+            if (scope_job.empty()) wait_jobs({{slice, slice_job}}); // so the stop below is not queued before the start
+        } catch (const BackendError& e) {
+            spdlog::debug("{}: {}", slice, e.what());
+        }
+        try {
+            destroy(id);
+        } catch (const BackendError& e) {
+            spdlog::warn("{}: removing the slice after a failed attach: {}", slice, e.what()); // an orphan, removed at the next start
+        }
+        throw;
+    }
     return applied(limits);
 }
 
@@ -169,18 +225,7 @@ Enforcement SystemdBackend::update(const std::string& id, const Limits& limits) 
 void SystemdBackend::attach(const std::string& id, const std::string& leaf, pid_t pid) {
     check_name("group", id);
     check_name("leaf", leaf);
-    const std::string unit = scope_name(id, leaf, pid);
-    sd_bus_message* m = new_manager_call("StartTransientUnit");
-    Message guard(m);
-    check(sd_bus_message_append(m, "ss", unit.c_str(), "fail"), unit);
-    check(sd_bus_message_open_container(m, 'a', "(sv)"), unit);
-    check(sd_bus_message_append(m, "(sv)", "PIDs", "au", 1, static_cast<std::uint32_t>(pid)), unit);
-    check(sd_bus_message_append(m, "(sv)", "Slice", "s", slice_name(id).c_str()), unit);
-    check(sd_bus_message_append(m, "(sv)", "CollectMode", "s", "inactive-or-failed"), unit);
-    check(sd_bus_message_append(m, "(sv)", "Description", "s", ("resmgr allocation " + id + " " + leaf).c_str()), unit);
-    check(sd_bus_message_close_container(m), unit);
-    check(sd_bus_message_append(m, "a(sa(sv))", 0), unit);
-    call_and_wait(unit, guard.release());
+    call_and_wait(scope_name(id, leaf, pid), scope_start_call(id, leaf, pid));
 }
 
 void SystemdBackend::freeze(const std::string& id, bool frozen) {

@@ -38,6 +38,7 @@ public:
     std::string name() const override { return "systemd"; }
     bool enforces_limits() const override { return true; }
     Enforcement create(const std::string& id, const Limits& limits) override;
+    Enforcement create_attached(const std::string& id, const Limits& limits, const std::string& leaf, pid_t pid) override;
     Enforcement update(const std::string& id, const Limits& limits) override;
     void attach(const std::string& id, const std::string& leaf, pid_t pid) override;
     void freeze(const std::string& id, bool frozen) override;
@@ -50,9 +51,15 @@ public:
 
 private:
     static int on_job_removed(sd_bus_message* m, void* self, sd_bus_error* error);
-    // Calls a Manager method that returns a job object path, and waits for the job to finish.
+    // Calls a Manager method that returns a job object path (taking `call`), returns the path.
+    std::string start_job(const std::string& unit, sd_bus_message* call);
+    // start_job, then waits for the job to finish.
     void call_and_wait(const std::string& unit, sd_bus_message* call);
-    void wait_job(const std::string& unit, const std::string& job);
+    // Waits until every (unit, job path) has finished; throws unless each finished "done".
+    void wait_jobs(const std::vector<std::pair<std::string, std::string>>& jobs);
+    // StartTransientUnit calls for the allocation's slice and for a scope of `pid` in it.
+    sd_bus_message* slice_start_call(const std::string& id, const Limits& limits);
+    sd_bus_message* scope_start_call(const std::string& id, const std::string& leaf, pid_t pid);
     sd_bus_message* new_manager_call(const char* method);
     Enforcement applied(const Limits& limits) const;
     bool unit_loaded(const std::string& unit);

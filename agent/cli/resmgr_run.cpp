@@ -1,7 +1,7 @@
-// resmgr-run: run one command inside an allocation. Allocates (or joins one), forks; the child
-// asks resmgrd to move it into the allocation's group (resmgrd checks via SO_PEERCRED that the
-// asker is the pid being moved) and execs the command; the parent waits, releases, and exits
-// with the command's status.
+// resmgr-run: run one command inside an allocation. Forks the command's process first, which
+// waits; allocates with that process to be placed in the new group in the same step (or joins
+// an allocation and has it attached; resmgrd checks via SO_PEERCRED that the pid is the asker's
+// own child), then lets it exec the command; waits, releases, and exits with its status.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -47,20 +47,12 @@ std::string error_text(const json& envelope) {
     ::_exit(code);
 }
 
-// In the child: join the group, then become the command.
-[[noreturn]] void run_child(const std::string& socket, const std::string& allocation, const std::string& agent,
-                            const std::vector<std::string>& command, int err_fd) {
-    auto fail = [&](int code, const std::string& message) { child_fail(err_fd, code, message); };
-    try {
-        resmgr::Client client(socket);
-        json params{{"allocation_id", allocation}, {"pid", ::getpid()}};
-        if (agent.empty()) params["leaf"] = "main";
-        else params["agent"] = agent;
-        json reply = client.call({"attach", "", params});
-        if (reply.value("status", "") != "success") fail(kOwnError, "cannot enter allocation " + allocation + ": " + error_text(reply));
-    } catch (const std::exception& e) {
-        fail(kOwnError, e.what());
-    }
+// In the child: wait until resmgr-run has had us placed in the group, then become the command.
+[[noreturn]] void run_child(const std::vector<std::string>& command, int go_fd, int err_fd) {
+    char go = 0;
+    ssize_t n = 0;
+    while ((n = ::read(go_fd, &go, 1)) < 0 && errno == EINTR) {}
+    if (n != 1) ::_exit(kOwnError); // resmgr-run gave up before placing us, and says why
     std::vector<char*> argv;
     for (auto& arg : command) argv.push_back(const_cast<char*>(arg.c_str()));
     argv.push_back(nullptr);
@@ -128,64 +120,6 @@ int main(int argc, char** argv) {
     const std::string path = resmgr::resolve_socket_path(socket);
     const bool own_allocation = allocation.empty();
     std::string memory_limit = memory;
-    try {
-        if (own_allocation) {
-            if (workflow.empty()) {
-                const char* env = std::getenv("RESMGR_WORKFLOW");
-                workflow = env && *env ? env : "run-" + std::to_string(::getpid());
-            }
-            json resources{{"cpu_cores", cpu}};
-            if (!agent.empty()) resources["agents"] = 1;
-            if (!memory.empty()) resources["memory"] = memory;
-            if (pids > 0) resources["pids"] = pids;
-            // supervised: resmgrd leaves release to us while we live, and takes over if we die.
-            json params{{"workflow_id", workflow}, {"priority", priority}, {"resources", resources},
-                        {"requester", "resmgr-run " + command.front()}, {"supervised", true}};
-            if (!duration.empty()) params["duration"] = duration;
-            if (!grace.empty()) params["auto_release"] = {{"grace_period", grace}};
-            if (wait) params["wait"] = true;
-            if (!exclusive.empty()) params["exclusive_files"] = exclusive;
-            resmgr::Client client(path);
-            json reply = client.call({"allocate", "", params});
-            if (reply.value("status", "") != "success") {
-                std::cerr << "resmgr-run: allocation refused: " << error_text(reply) << "\n";
-                return kOwnError;
-            }
-            allocation = reply["result"]["allocation_id"];
-            if (reply["result"]["allocation"].value("status", "") == "queued") {
-                // Waiting: a status query every 200 ms is cheap for resmgrd and survives its restarts.
-                std::cerr << "resmgr-run: waiting for " << (exclusive.empty() ? "capacity" : "capacity and the exclusive files")
-                          << ": position " << reply["result"].value("queue_position", 0)
-                          << " in the queue (allocation " << allocation << ")\n";
-                struct sigaction on_stop{};
-                on_stop.sa_handler = stop_waiting;
-                for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &on_stop, nullptr);
-                for (;;) {
-                    if (g_stop_waiting) {
-                        resmgr::Client(path).call({"release", "", {{"allocation_id", allocation}}});
-                        std::cerr << "resmgr-run: gave up waiting; queued request " << allocation << " cancelled\n";
-                        return 128 + g_stop_waiting;
-                    }
-                    ::usleep(200'000);
-                    json st = resmgr::Client(path).call({"status", "", {{"allocation_id", allocation}}});
-                    if (st.value("status", "") != "success") {
-                        std::cerr << "resmgr-run: queued request " << allocation << " is gone: " << error_text(st) << "\n";
-                        return kOwnError;
-                    }
-                    reply["result"] = {{"enforcement", st["result"]["allocations"][0].value("enforcement", json::object())}};
-                    if (st["result"]["allocations"][0].value("status", "") == "active") break;
-                }
-                for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::signal(sig, SIG_DFL);
-                if (!quiet) std::cerr << "resmgr-run: capacity is free, starting\n";
-            }
-            if (!quiet)
-                for (auto& u : reply["result"]["enforcement"].value("unenforced", json::array()))
-                    std::cerr << "resmgr-run: warning: not enforced on this host: " << u.get<std::string>() << "\n";
-        }
-    } catch (const std::exception& e) {
-        std::cerr << "resmgr-run: " << e.what() << "\n";
-        return kOwnError;
-    }
 
     // Reports how the command ended; resmgrd applies auto_release.on_completion / on_failure.
     auto release = [&](int exit_status) -> json {
@@ -210,23 +144,115 @@ int main(int argc, char** argv) {
         }
     };
 
-    int err_pipe[2];
-    if (::pipe2(err_pipe, O_CLOEXEC) < 0) {
+    // The command's process is made first and waits for `go`: resmgrd moves it into the group
+    // (for a new allocation in the same step that makes the group), then it execs COMMAND.
+    int err_pipe[2], go_pipe[2];
+    if (::pipe2(err_pipe, O_CLOEXEC) < 0 || ::pipe2(go_pipe, O_CLOEXEC) < 0) {
         std::cerr << "resmgr-run: pipe: " << std::strerror(errno) << "\n";
-        release(kOwnError);
         return kOwnError;
     }
     pid_t child = ::fork();
     if (child < 0) {
         std::cerr << "resmgr-run: fork: " << std::strerror(errno) << "\n";
-        release(kOwnError);
         return kOwnError;
     }
     if (child == 0) {
         ::close(err_pipe[0]);
-        run_child(path, allocation, agent, command, err_pipe[1]);
+        ::close(go_pipe[1]);
+        run_child(command, go_pipe[0], err_pipe[1]);
     }
     ::close(err_pipe[1]);
+    ::close(go_pipe[0]);
+    // Before `go` the child has not started COMMAND: giving up ends it.
+    auto abandon = [&](int code) {
+        ::close(go_pipe[1]);
+        while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR) {}
+        return code;
+    };
+    json place{{"pid", child}};
+    if (agent.empty()) place["leaf"] = "main";
+    else place["agent"] = agent;
+    auto attach = [&] {
+        json params = place;
+        params["allocation_id"] = allocation;
+        json reply = resmgr::Client(path).call({"attach", "", params});
+        if (reply.value("status", "") == "success") return true;
+        std::cerr << "resmgr-run: cannot enter allocation " << allocation << ": " << error_text(reply) << "\n";
+        return false;
+    };
+    try {
+        if (own_allocation) {
+            if (workflow.empty()) {
+                const char* env = std::getenv("RESMGR_WORKFLOW");
+                workflow = env && *env ? env : "run-" + std::to_string(::getpid());
+            }
+            json resources{{"cpu_cores", cpu}};
+            if (!agent.empty()) resources["agents"] = 1;
+            if (!memory.empty()) resources["memory"] = memory;
+            if (pids > 0) resources["pids"] = pids;
+            // supervised: resmgrd leaves release to us while we live, and takes over if we die.
+            json params{{"workflow_id", workflow}, {"priority", priority}, {"resources", resources},
+                        {"requester", "resmgr-run " + command.front()}, {"supervised", true}, {"attach", place}};
+            if (!duration.empty()) params["duration"] = duration;
+            if (!grace.empty()) params["auto_release"] = {{"grace_period", grace}};
+            if (wait) params["wait"] = true;
+            if (!exclusive.empty()) params["exclusive_files"] = exclusive;
+            resmgr::Client client(path);
+            json reply = client.call({"allocate", "", params});
+            if (reply.value("status", "") != "success") {
+                std::cerr << "resmgr-run: allocation refused: " << error_text(reply) << "\n";
+                return abandon(kOwnError);
+            }
+            allocation = reply["result"]["allocation_id"];
+            const bool placed = reply["result"].contains("attached");
+            if (reply["result"]["allocation"].value("status", "") == "queued") {
+                // Waiting: a status query every 200 ms is cheap for resmgrd and survives its restarts.
+                std::cerr << "resmgr-run: waiting for " << (exclusive.empty() ? "capacity" : "capacity and the exclusive files")
+                          << ": position " << reply["result"].value("queue_position", 0)
+                          << " in the queue (allocation " << allocation << ")\n";
+                struct sigaction on_stop{};
+                on_stop.sa_handler = stop_waiting;
+                for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &on_stop, nullptr);
+                for (;;) {
+                    if (g_stop_waiting) {
+                        resmgr::Client(path).call({"release", "", {{"allocation_id", allocation}}});
+                        std::cerr << "resmgr-run: gave up waiting; queued request " << allocation << " cancelled\n";
+                        return abandon(128 + g_stop_waiting);
+                    }
+                    ::usleep(200'000);
+                    json st = resmgr::Client(path).call({"status", "", {{"allocation_id", allocation}}});
+                    if (st.value("status", "") != "success") {
+                        std::cerr << "resmgr-run: queued request " << allocation << " is gone: " << error_text(st) << "\n";
+                        return abandon(kOwnError);
+                    }
+                    reply["result"] = {{"enforcement", st["result"]["allocations"][0].value("enforcement", json::object())}};
+                    if (st["result"]["allocations"][0].value("status", "") == "active") break;
+                }
+                for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::signal(sig, SIG_DFL);
+                if (!quiet) std::cerr << "resmgr-run: capacity is free, starting\n";
+            }
+            if (!placed && !attach()) {
+                release(kOwnError);
+                return abandon(kOwnError);
+            }
+            if (!quiet)
+                for (auto& u : reply["result"]["enforcement"].value("unenforced", json::array()))
+                    std::cerr << "resmgr-run: warning: not enforced on this host: " << u.get<std::string>() << "\n";
+        } else if (!attach()) {
+            return abandon(kOwnError);
+        }
+    } catch (const std::exception& e) {
+        std::cerr << "resmgr-run: " << e.what() << "\n";
+        if (own_allocation && !allocation.empty()) release(kOwnError);
+        return abandon(kOwnError);
+    }
+    const char go = 1;
+    if (::write(go_pipe[1], &go, 1) != 1) {
+        std::cerr << "resmgr-run: cannot start the command: " << std::strerror(errno) << "\n";
+        release(kOwnError);
+        return abandon(kOwnError);
+    }
+    ::close(go_pipe[1]);
     g_child = child;
     // The terminal delivers ^C/^\ to the whole foreground group, child included; forward only
     // what is sent to us by pid (systemctl stop, kill).

@@ -128,7 +128,7 @@ Resources parse_resources(const json& j, const std::string& where) {
 AllocationRequest parse_allocation_request(const json& params) {
     require_object(params, "params");
     reject_unknown(params, "", {"workflow_id", "requester", "priority", "resources", "duration", "exclusive_files",
-                                "constraints", "performance_requirements", "auto_release", "wait", "supervised"});
+                                "constraints", "performance_requirements", "auto_release", "wait", "supervised", "attach"});
     AllocationRequest r;
     r.workflow_id = get_string(params, "workflow_id", "", true);
     r.requester = get_string(params, "requester", "", false);

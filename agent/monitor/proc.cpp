@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <span>
 
 namespace resmgr::monitor {
@@ -80,6 +81,41 @@ std::string parse_proc_cgroup_v2(std::string_view text, const std::string& name)
         return std::string(path);
     }
     throw ParseError(name + ": no cgroup v2 ('0::') line");
+}
+
+ProcessIdentity parse_proc_status_identity(std::string_view text, const std::string& name) {
+    std::optional<long> ppid;
+    std::optional<ProcessIdentity> uids;
+    int number = 0;
+    for (auto line : split_lines(text)) {
+        ++number;
+        auto fields = split_fields(line);
+        if (fields.empty()) continue;
+        if (fields[0] == "PPid:") {
+            auto value = fields.size() == 2 ? parse_u64(fields[1]) : std::nullopt;
+            if (!value || *value > static_cast<std::uint64_t>(std::numeric_limits<int>::max())) fail(name, number, "bad PPid", line);
+            ppid = static_cast<long>(*value);
+        } else if (fields[0] == "Uid:") {
+            // real, effective, saved set, filesystem
+            if (fields.size() != 5) fail(name, number, "expected four uids", line);
+            auto real = parse_u64(fields[1]), effective = parse_u64(fields[2]);
+            if (!real || !effective) fail(name, number, "non-numeric uid", line);
+            uids = ProcessIdentity{0, *real, *effective};
+        }
+    }
+    if (!ppid) throw ParseError(name + ": no PPid line");
+    if (!uids) throw ParseError(name + ": no Uid line");
+    uids->ppid = *ppid;
+    return *uids;
+}
+
+std::optional<ProcessIdentity> read_process_identity(long pid, const std::string& proc_root) {
+    const std::string path = proc_root + "/" + std::to_string(pid) + "/status";
+    try {
+        return parse_proc_status_identity(read_text_file(path), path);
+    } catch (const std::exception&) {
+        return std::nullopt; // gone, or not a process we can read
+    }
 }
 
 CpuTimes read_proc_stat_cpu(const std::string& path) { return parse_proc_stat_cpu(read_text_file(path), path); }

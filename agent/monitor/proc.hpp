@@ -91,6 +91,19 @@ DiskSpace read_disk_space(const std::string& path); // throws ParseError with st
 // v1 hierarchies too). Throws ParseError when there is none or it is malformed.
 std::string parse_proc_cgroup_v2(std::string_view text, const std::string& name = "/proc/PID/cgroup");
 
+// Who a process is, from /proc/PID/status: its parent and its real and effective uid.
+struct ProcessIdentity {
+    long ppid = 0;
+    std::uint64_t real_uid = 0;
+    std::uint64_t effective_uid = 0;
+    bool operator==(const ProcessIdentity&) const = default;
+};
+
+// Throws ParseError when PPid: or Uid: is missing or malformed.
+ProcessIdentity parse_proc_status_identity(std::string_view text, const std::string& name = "/proc/PID/status");
+// nullopt when the process is gone or its status cannot be read or parsed.
+std::optional<ProcessIdentity> read_process_identity(long pid, const std::string& proc_root = "/proc");
+
 struct NodeSources {
     std::string proc_root = "/proc";
     std::vector<std::string> filesystems; // the state and temp directories, typically

@@ -51,7 +51,8 @@ json limits_json(const cgroup::Limits& l) {
 Service::Service(core::Ledger& ledger, cgroup::CgroupBackend& backend, state::StateStore& store, ClockFn clock,
                  json host_report, json daemon_info)
     : ledger_(ledger), backend_(backend), store_(store), clock_(std::move(clock)),
-      host_report_(std::move(host_report)), daemon_info_(std::move(daemon_info)), file_policy_(ledger.policy().file_conflicts) {}
+      host_report_(std::move(host_report)), daemon_info_(std::move(daemon_info)),
+      identify_([](long pid) { return monitor::read_process_identity(pid); }), file_policy_(ledger.policy().file_conflicts) {}
 
 json Service::handle_line(std::string_view line, const Owner& peer) {
     Request request;
@@ -130,6 +131,14 @@ SuccessBody Service::allocate(const Request& request, const Owner& peer) {
     if (req.requester.empty()) req.requester = "uid:" + std::to_string(peer.uid) + " pid:" + std::to_string(peer.pid);
     const bool supervised = bool_param(request.params, "supervised");
     const bool wait = bool_param(request.params, "wait");
+    // "attach": {"pid": N, "leaf"|"agent": ...}: put that process in the group as it is made
+    // (once the allocation runs: a queued one is attached later with `attach`).
+    std::optional<AttachTarget> first;
+    if (auto it = request.params.find("attach"); it != request.params.end()) {
+        if (!it->is_object()) throw ApiError(ErrorCode::INVALID_REQUEST, "'attach' must be an object {\"pid\": N}", {}, {"attach"});
+        only_params(*it, {"pid", "leaf", "agent"});
+        first = attach_target(*it, peer);
+    }
     bool preempted = false;
     if (auto plan = ledger_.plan_preemption(req)) {
         try {
@@ -171,11 +180,18 @@ SuccessBody Service::allocate(const Request& request, const Owner& peer) {
     }
     cgroup::Limits limits = core::limits_for(admitted, ledger_.policy());
     try {
-        enforcement_[id] = backend_.create(id, limits);
+        if (first && !first->agent.empty()) monitoring().check_agent_slot(admitted, first->agent);
+        enforcement_[id] = first ? backend_.create_attached(id, limits, first->leaf, static_cast<pid_t>(first->pid)) : backend_.create(id, limits);
     } catch (const cgroup::BackendError& e) {
         ledger_.release(id, Owner{0, 0});
-        throw backend_error("Could not create the cgroup for the allocation", e);
+        throw backend_error(first ? "Could not create the cgroup for the allocation and move the process into it"
+                                  : "Could not create the cgroup for the allocation",
+                            e);
+    } catch (const ApiError&) {
+        ledger_.release(id, Owner{0, 0});
+        throw;
     }
+    if (first) ledger_.mark_populated(id);
     hold_files(*ledger_.find(id));
     try {
         persist();
@@ -189,6 +205,7 @@ SuccessBody Service::allocate(const Request& request, const Owner& peer) {
     const Allocation& a = *ledger_.find(id);
     spdlog::info("allocated {} workflow={} priority={} cpu={} memory={} uid={}", id, a.workflow_id, a.priority.value,
                  a.resources.cpu_cores, format_size(a.resources.memory_bytes), peer.uid);
+    if (first) attached(a, *first);
     watch(a);
     reschedule();
     emit(events::EventType::allocated, id + " allocated to workflow " + a.workflow_id, a.workflow_id, id,
@@ -210,6 +227,7 @@ SuccessBody Service::allocate(const Request& request, const Owner& peer) {
                                  {"alternatives", json::array()}}},
         {"capacity", ledger_.availability().to_json()},
     };
+    if (first) body.result["attached"] = {{"pid", first->pid}, {"leaf", first->leaf}};
     body.resources_affected = 1;
     if (!enf.unenforced.empty())
         body.recommendations.push_back("Some limits are not enforced on this host (" + std::to_string(enf.unenforced.size()) +
@@ -700,45 +718,61 @@ SuccessBody Service::doctor() {
     return body;
 }
 
+Service::AttachTarget Service::attach_target(const json& params, const Owner& peer) const {
+    AttachTarget target;
+    target.leaf = string_param(params, "leaf", false);
+    target.agent = string_param(params, "agent", false);
+    if (!target.agent.empty()) {
+        check_agent_name(target.agent);
+        if (!target.leaf.empty()) throw ApiError(ErrorCode::INVALID_REQUEST, "give 'leaf' or 'agent', not both", {}, {"leaf", "agent"});
+        // Each agent in its own child group, so its CPU, memory and OOM kills are its own.
+        target.leaf = "agent-" + target.agent;
+    }
+    if (target.leaf.empty()) target.leaf = "main";
+    auto pid_it = params.find("pid");
+    if (pid_it == params.end() || !pid_it->is_number_integer() || pid_it->get<long long>() <= 0)
+        throw ApiError(ErrorCode::INVALID_REQUEST, "missing positive integer 'pid'", {}, {"pid"});
+    target.pid = pid_it->get<long long>();
+    if (target.pid == peer.pid) return target;
+    // Its own child, not yet anyone else: while the peer waits for this answer it cannot reap
+    // the child, so the pid cannot have been reused; same user, so no set-uid program is caught.
+    const auto child = identify_ ? identify_(static_cast<long>(target.pid)) : std::nullopt;
+    const bool own_child = child && child->ppid == peer.pid &&
+                           (peer.uid == 0 || (child->real_uid == peer.uid && child->effective_uid == peer.uid));
+    if (!own_child)
+        throw ApiError(ErrorCode::PERMISSION_DENIED, "A process may only attach itself or its own child",
+                       "pid " + std::to_string(target.pid) + " is not peer pid " + std::to_string(peer.pid) +
+                           " nor a child of it running as uid " + std::to_string(peer.uid),
+                       {}, {"Connect from the process to be attached, or from its parent (resmgr-run does this)"});
+    return target;
+}
+
+void Service::attached(const Allocation& allocation, const AttachTarget& target) {
+    if (monitoring_) monitoring_->refresh_probe_watches();
+    if (!target.agent.empty()) monitoring().agent_started(allocation, target.agent, static_cast<pid_t>(target.pid), clock_());
+}
+
 SuccessBody Service::attach(const Request& request, const Owner& peer) {
     only_params(request.params, {"allocation_id", "pid", "leaf", "agent"});
     std::string id = string_param(request.params, "allocation_id", true);
-    std::string leaf = string_param(request.params, "leaf", false);
-    std::string agent = string_param(request.params, "agent", false);
-    if (!agent.empty()) {
-        check_agent_name(agent);
-        if (!leaf.empty()) throw ApiError(ErrorCode::INVALID_REQUEST, "give 'leaf' or 'agent', not both", {}, {"leaf", "agent"});
-        // Each agent in its own child group, so its CPU, memory and OOM kills are its own.
-        leaf = "agent-" + agent;
-    }
-    if (leaf.empty()) leaf = "main";
-    auto pid_it = request.params.find("pid");
-    if (pid_it == request.params.end() || !pid_it->is_number_integer())
-        throw ApiError(ErrorCode::INVALID_REQUEST, "missing integer 'pid'", {}, {"pid"});
-    long long pid = pid_it->get<long long>();
-    // Only a process can put itself in a group: the kernel-verified peer must be that pid.
-    if (pid != peer.pid)
-        throw ApiError(ErrorCode::PERMISSION_DENIED, "A process may only attach itself",
-                       "pid " + std::to_string(pid) + " requested by peer pid " + std::to_string(peer.pid), {},
-                       {"Connect from the process to be attached (resmgr-run does this)"});
-    const Allocation& target = ledger_.authorize(id, peer);
-    if (!core::Ledger::holds_capacity(target))
-        throw ApiError(ErrorCode::CONFLICT, "Allocation '" + id + "' is " + to_string(target.status) + ", not running yet", {}, {},
+    const AttachTarget target = attach_target(request.params, peer);
+    const Allocation& allocation = ledger_.authorize(id, peer);
+    if (!core::Ledger::holds_capacity(allocation))
+        throw ApiError(ErrorCode::CONFLICT, "Allocation '" + id + "' is " + to_string(allocation.status) + ", not running yet", {}, {},
                        {"Wait until it is active (resmgr status)"});
-    if (!agent.empty()) monitoring().check_agent_slot(target, agent);
+    if (!target.agent.empty()) monitoring().check_agent_slot(allocation, target.agent);
     try {
-        backend_.attach(id, leaf, static_cast<pid_t>(pid));
+        backend_.attach(id, target.leaf, static_cast<pid_t>(target.pid));
     } catch (const cgroup::BackendError& e) {
         throw backend_error("Could not move the process into the allocation's cgroup", e);
     }
     ledger_.mark_populated(id);
     persist();
-    if (monitoring_) monitoring_->refresh_probe_watches();
-    if (!agent.empty()) monitoring().agent_started(target, agent, static_cast<pid_t>(pid), clock_());
+    attached(allocation, target);
     SuccessBody body;
-    body.result = {{"allocation_id", id}, {"pid", pid}, {"leaf", leaf}, {"cgroup_path", backend_.group_path(id)},
+    body.result = {{"allocation_id", id}, {"pid", target.pid}, {"leaf", target.leaf}, {"cgroup_path", backend_.group_path(id)},
                    {"enforces_limits", backend_.enforces_limits()}};
-    if (!agent.empty()) body.result["agent"] = agent;
+    if (!target.agent.empty()) body.result["agent"] = target.agent;
     body.resources_affected = 1;
     return body;
 }

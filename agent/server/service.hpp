@@ -17,6 +17,7 @@
 #include "conflicts/registry.hpp"
 #include "core/ledger.hpp"
 #include "events/event.hpp"
+#include "monitor/proc.hpp"
 #include "server/monitoring.hpp"
 #include "resmgr/protocol.hpp"
 #include "state/state_store.hpp"
@@ -52,6 +53,9 @@ public:
     nlohmann::json reconcile();
 
     void set_hooks(LoopHooks hooks) { hooks_ = std::move(hooks); }
+    // Who a process is (parent, uids), for attach permissions; /proc by default.
+    using IdentifyFn = std::function<std::optional<monitor::ProcessIdentity>(long pid)>;
+    void set_process_identity(IdentifyFn identify) { identify_ = std::move(identify); }
     // Where transitions are reported (journald, alerts.jsonl); none by default.
     void set_event_sink(events::EventSink* sink) { events_ = sink; }
     // Sampling, thresholds, agents and the monitoring operations; without it those operations
@@ -88,6 +92,17 @@ private:
     SuccessBody doctor();
     SuccessBody attach(const Request& request, const Owner& peer);
     SuccessBody detach(const Request& request, const Owner& peer);
+    // A process to put into an allocation: `attach` params, or allocate's "attach" object.
+    struct AttachTarget {
+        long long pid = 0;
+        std::string leaf;  // "main", or "agent-<name>"
+        std::string agent; // empty unless an agent
+    };
+    // Parses and authorizes: the pid is the peer itself, or a child of the peer running as the
+    // peer's user (resmgr-run has its forked child placed before the child execs the command).
+    AttachTarget attach_target(const nlohmann::json& params, const Owner& peer) const;
+    // What follows a process's arrival in the allocation's group, once it is recorded.
+    void attached(const Allocation& allocation, const AttachTarget& target);
     SuccessBody recent_events(const Request& request);
     SuccessBody monitoring_operation(const Request& request);
     Monitoring& monitoring();
@@ -142,6 +157,7 @@ private:
     nlohmann::json daemon_info_;
     std::map<std::string, cgroup::Enforcement> enforcement_;
     LoopHooks hooks_;
+    IdentifyFn identify_;
     events::EventSink* events_ = nullptr;
     Monitoring* monitoring_ = nullptr;
     conflicts::Guard* guard_ = nullptr;

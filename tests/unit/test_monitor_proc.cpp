@@ -3,6 +3,8 @@
 // variants.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <fstream>
 #include <random>
 
@@ -103,6 +105,28 @@ TEST(MonitorCpuUtilization, BusyShareOfElapsedTicks) {
     iowait_back.iowait -= 20;
     EXPECT_DOUBLE_EQ(cpu_utilization_percent(before, iowait_back), 0.0);
     EXPECT_DOUBLE_EQ(cpu_utilization_percent(after, before), 0.0); // swapped samples
+}
+
+TEST(MonitorProcessIdentity, ParentAndUidsFromStatus) {
+    EXPECT_EQ(parse_proc_status_identity(fixture("proc/status")), (ProcessIdentity{25304, 0, 0}));
+    // Real uid first, then effective (a set-uid program: real 1000, effective 0).
+    EXPECT_EQ(parse_proc_status_identity("Name:\tpasswd\nPPid:\t42\nUid:\t1000\t0\t0\t0\n"), (ProcessIdentity{42, 1000, 0}));
+}
+
+TEST(MonitorProcessIdentity, RejectsTruncatedAndGarbage) {
+    auto text = fixture("proc/status");
+    EXPECT_NE(parse_error_of([&] { parse_proc_status_identity(text.substr(0, text.find("PPid:"))); }).find("no PPid line"),
+              std::string::npos);
+    EXPECT_NE(parse_error_of([&] { parse_proc_status_identity(text.substr(0, text.find("Uid:"))); }).find("no Uid line"),
+              std::string::npos);
+    EXPECT_NE(parse_error_of([] { parse_proc_status_identity("PPid:\tx\nUid:\t1 1 1 1\n"); }).find("/proc/PID/status:1: bad PPid"),
+              std::string::npos);
+    parse_error_of([] { parse_proc_status_identity("PPid:\t99999999999\nUid:\t1 1 1 1\n"); }); // beyond any pid
+    parse_error_of([] { parse_proc_status_identity("PPid:\t1\nUid:\t1 1\n"); });                // truncated uid line
+    parse_error_of([] { parse_proc_status_identity("PPid:\t1\nUid:\t1 -1 1 1\n"); });
+    parse_error_of([] { parse_proc_status_identity(""); });
+    EXPECT_FALSE(read_process_identity(1, "/nonexistent"));
+    EXPECT_EQ(read_process_identity(::getpid())->ppid, ::getppid()) << "this very process, through /proc";
 }
 
 TEST(MonitorMeminfo, ParsesThisHostsFile) {

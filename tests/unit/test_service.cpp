@@ -160,6 +160,7 @@ TEST(Service, ReallocateMergesAndAppliesLive) {
 
 TEST(Service, AttachOnlyTheCallerItself) {
     Daemon d;
+    d.service->set_process_identity([](long) { return std::nullopt; }); // no process is anyone's child here
     std::string id = d.allocate(1, "1G");
     json other = d.call(json{{"operation", "attach"}, {"params", {{"allocation_id", id}, {"pid", 4242}}}}.dump(), kAlice);
     EXPECT_EQ(code(other), "PERMISSION_DENIED");
@@ -168,6 +169,63 @@ TEST(Service, AttachOnlyTheCallerItself) {
     json self = d.call(json{{"operation", "attach"}, {"params", {{"allocation_id", id}, {"pid", kAlice.pid}}}}.dump(), kAlice);
     ASSERT_EQ(self["status"], "success") << self.dump(2);
     EXPECT_EQ(d.backend.attached[id], std::vector<pid_t>{kAlice.pid});
+}
+
+TEST(Service, AttachTakesTheCallersOwnChildOfTheSameUser) {
+    Daemon d;
+    std::string id = d.allocate(1, "1G");
+    std::map<long, monitor::ProcessIdentity> processes{{4242, {kAlice.pid, 1000, 1000}},  // Alice's child
+                                                       {4343, {kAlice.pid, 1000, 0}},     // Alice's child, set-uid root
+                                                       {4444, {kBob.pid, 1000, 1000}}};   // someone else's
+    d.service->set_process_identity([&](long pid) -> std::optional<monitor::ProcessIdentity> {
+        auto it = processes.find(pid);
+        return it == processes.end() ? std::nullopt : std::optional(it->second);
+    });
+    auto attach = [&](long pid, const Owner& peer) {
+        return d.call(json{{"operation", "attach"}, {"params", {{"allocation_id", id}, {"pid", pid}}}}.dump(), peer);
+    };
+    EXPECT_EQ(attach(4242, kAlice)["status"], "success");
+    EXPECT_EQ(code(attach(4343, kAlice)), "PERMISSION_DENIED") << "a child that runs as another user";
+    EXPECT_EQ(code(attach(4444, kAlice)), "PERMISSION_DENIED") << "not the caller's child";
+    EXPECT_EQ(code(attach(5555, kAlice)), "PERMISSION_DENIED") << "no such process";
+    EXPECT_EQ(d.backend.attached[id], std::vector<pid_t>{4242});
+    const Owner root{0, kAlice.pid};
+    EXPECT_EQ(attach(4343, root)["status"], "success") << "root places its children whatever they run as";
+}
+
+TEST(Service, AllocateWithAttachPlacesTheChildInTheNewGroupInOneStep) {
+    Daemon d;
+    d.service->set_process_identity([](long pid) -> std::optional<monitor::ProcessIdentity> {
+        if (pid == 4242) return monitor::ProcessIdentity{kAlice.pid, 1000, 1000};
+        return std::nullopt;
+    });
+    auto allocate = [&](long pid) {
+        return d.call(json{{"operation", "allocate"},
+                           {"params", {{"workflow_id", "wf"}, {"resources", {{"cpu_cores", 1}}}, {"attach", {{"pid", pid}, {"leaf", "main"}}}}}}
+                          .dump());
+    };
+    json r = allocate(4242);
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    std::string id = r["result"]["allocation_id"];
+    EXPECT_EQ(r["result"]["attached"], json({{"pid", 4242}, {"leaf", "main"}}));
+    EXPECT_EQ(d.backend.attached[id], std::vector<pid_t>{4242});
+    EXPECT_TRUE(d.ledger->find(id)->populated_once) << "so its group emptying later means completed";
+    ASSERT_EQ(d.store->load_allocations().size(), 1u);
+    EXPECT_TRUE(d.store->load_allocations()[0].populated_once);
+
+    // Not the caller's child: refused before anything is admitted.
+    json stranger = allocate(9999);
+    EXPECT_EQ(code(stranger), "PERMISSION_DENIED");
+    EXPECT_EQ(d.ledger->allocations().size(), 1u);
+    EXPECT_EQ(code(d.call(R"({"operation":"allocate","params":{"workflow_id":"wf","attach":[4242]}})")), "INVALID_REQUEST");
+
+    // The move fails: the new group is removed and nothing stays admitted.
+    d.backend.fail.insert("attach");
+    json failed = allocate(4242);
+    EXPECT_EQ(code(failed), "BACKEND_ERROR") << failed.dump(2);
+    EXPECT_EQ(d.ledger->allocations().size(), 1u);
+    EXPECT_EQ(d.backend.groups.size(), 1u);
+    EXPECT_EQ(d.store->load_allocations().size(), 1u);
 }
 
 TEST(Service, StatusFiltersAndShowsCapacity) {
