@@ -104,19 +104,25 @@ sd_bus_message* SystemdBackend::new_manager_call(const char* method) {
     return m;
 }
 
-std::string SystemdBackend::start_job(const std::string& unit, sd_bus_message* raw) {
+std::optional<std::string> SystemdBackend::start_job(const std::string& unit, sd_bus_message* raw, const char* tolerated_error) {
     Message call(raw);
     BusError error;
     sd_bus_message* reply_raw = nullptr;
-    if (sd_bus_call(bus_, call.get(), 0, &error.e, &reply_raw) < 0)
+    if (sd_bus_call(bus_, call.get(), 0, &error.e, &reply_raw) < 0) {
+        if (tolerated_error && sd_bus_error_has_name(&error.e, tolerated_error)) return std::nullopt;
         throw BackendError(unit + ": " + (error.e.name ? error.e.name : "D-Bus error") + ": " + (error.e.message ? error.e.message : ""));
+    }
     Message reply(reply_raw);
     const char* job = nullptr;
     check(sd_bus_message_read(reply.get(), "o", &job), unit + ": reading job path");
     return job;
 }
 
-void SystemdBackend::call_and_wait(const std::string& unit, sd_bus_message* call) { wait_jobs({{unit, start_job(unit, call)}}); }
+bool SystemdBackend::call_and_wait(const std::string& unit, sd_bus_message* call, const char* tolerated_error) {
+    auto job = start_job(unit, call, tolerated_error);
+    if (job) wait_jobs({{unit, *job}});
+    return job.has_value();
+}
 
 void SystemdBackend::wait_jobs(const std::vector<std::pair<std::string, std::string>>& jobs) {
     auto deadline = std::chrono::steady_clock::now() + kJobTimeout;
@@ -171,11 +177,14 @@ sd_bus_message* SystemdBackend::scope_start_call(const std::string& id, const st
     return guard.release();
 }
 
+// systemd's answer to StartTransientUnit of a unit that is loaded already, and to a job for a
+// unit it does not know. Asking and handling these costs one D-Bus round trip less than GetUnit first.
+constexpr const char* kUnitExists = "org.freedesktop.systemd1.UnitExists";
+constexpr const char* kNoSuchUnit = "org.freedesktop.systemd1.NoSuchUnit";
+
 Enforcement SystemdBackend::create(const std::string& id, const Limits& limits) {
     check_name("group", id);
-    const std::string unit = slice_name(id);
-    if (unit_loaded(unit)) return update(id, limits); // adopting after a restart
-    call_and_wait(unit, slice_start_call(id, limits));
+    if (!call_and_wait(slice_name(id), slice_start_call(id, limits), kUnitExists)) return update(id, limits); // adopting after a restart
     return applied(limits);
 }
 
@@ -183,13 +192,14 @@ Enforcement SystemdBackend::create_attached(const std::string& id, const Limits&
     check_name("group", id);
     check_name("leaf", leaf);
     const std::string slice = slice_name(id), scope = scope_name(id, leaf, pid);
-    if (unit_loaded(slice)) return CgroupBackend::create_attached(id, limits, leaf, pid);
     // Both jobs queued before waiting: the scope's job runs right after the slice's (the scope
     // requires its slice), so the two cost about one job's wait, as `systemd-run --scope` pays.
-    const std::string slice_job = start_job(slice, slice_start_call(id, limits));
+    const std::optional<std::string> started = start_job(slice, slice_start_call(id, limits), kUnitExists);
+    if (!started) return CgroupBackend::create_attached(id, limits, leaf, pid); // adopting: update, then attach
+    const std::string slice_job = *started;
     std::string scope_job;
     try {
-        scope_job = start_job(scope, scope_start_call(id, leaf, pid));
+        scope_job = *start_job(scope, scope_start_call(id, leaf, pid));
         wait_jobs({{slice, slice_job}, {scope, scope_job}});
     } catch (const BackendError&) {
         try {
@@ -244,29 +254,30 @@ void SystemdBackend::signal(const std::string& id, int sig) {
         throw BackendError(unit + ": KillUnit: " + error.e.name + ": " + error.e.message);
 }
 
-bool SystemdBackend::unit_loaded(const std::string& unit) {
-    BusError error;
-    sd_bus_message* reply = nullptr;
-    int r = sd_bus_call_method(bus_, kDest, kPath, kManager, "GetUnit", &error.e, &reply, "s", unit.c_str());
-    sd_bus_message_unref(reply);
-    return r >= 0;
-}
-
 void SystemdBackend::destroy(const std::string& id) {
     check_name("group", id);
     const std::string unit = slice_name(id);
-    if (!unit_loaded(unit)) return;
     // StopUnit alone would SIGTERM the scopes again and wait their stop timeout (90 s by
     // default) before SIGKILL; destroy means now, as cgroup.kill does in the cgroupfs backend.
-    try {
-        signal(id, SIGKILL);
-    } catch (const BackendError& e) {
-        spdlog::debug("{}: KillUnit before stop: {}", unit, e.what()); // e.g. nothing left to kill
+    // An empty slice (the usual release: the command has exited) needs no kill.
+    if (populated(id)) {
+        try {
+            signal(id, SIGKILL);
+        } catch (const BackendError& e) {
+            spdlog::debug("{}: KillUnit before stop: {}", unit, e.what()); // e.g. nothing left to kill
+        }
     }
     sd_bus_message* m = new_manager_call("StopUnit");
     Message guard(m);
     check(sd_bus_message_append(m, "ss", unit.c_str(), "replace"), unit);
-    call_and_wait(unit, guard.release());
+    call_and_wait(unit, guard.release(), kNoSuchUnit); // a missing slice is gone already
+}
+
+bool SystemdBackend::populated(const std::string& id) {
+    std::ifstream events(group_path(id) + "/cgroup.events");
+    for (std::string key, value; events >> key >> value;)
+        if (key == "populated") return value != "0";
+    return true; // unreadable: assume something may still run there
 }
 
 std::vector<std::string> SystemdBackend::list_groups() {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,10 +52,11 @@ public:
 
 private:
     static int on_job_removed(sd_bus_message* m, void* self, sd_bus_error* error);
-    // Calls a Manager method that returns a job object path (taking `call`), returns the path.
-    std::string start_job(const std::string& unit, sd_bus_message* call);
-    // start_job, then waits for the job to finish.
-    void call_and_wait(const std::string& unit, sd_bus_message* call);
+    // Calls a Manager method that returns a job object path (taking `call`), returns the path;
+    // nullopt when systemd answered the D-Bus error `tolerated_error`, which is then no failure.
+    std::optional<std::string> start_job(const std::string& unit, sd_bus_message* call, const char* tolerated_error = nullptr);
+    // start_job, then waits for the job to finish. False when `tolerated_error` came instead.
+    bool call_and_wait(const std::string& unit, sd_bus_message* call, const char* tolerated_error = nullptr);
     // Waits until every (unit, job path) has finished; throws unless each finished "done".
     void wait_jobs(const std::vector<std::pair<std::string, std::string>>& jobs);
     // StartTransientUnit calls for the allocation's slice and for a scope of `pid` in it.
@@ -62,7 +64,7 @@ private:
     sd_bus_message* scope_start_call(const std::string& id, const std::string& leaf, pid_t pid);
     sd_bus_message* new_manager_call(const char* method);
     Enforcement applied(const Limits& limits) const;
-    bool unit_loaded(const std::string& unit);
+    bool populated(const std::string& id); // cgroup.events says so, or it cannot be read
 
     std::string mount_;
     sd_bus* bus_ = nullptr;
