@@ -86,6 +86,7 @@ private:
     SuccessBody reserve(const Request& request, const Owner& peer);
     SuccessBody check_conflicts(const Request& request, const Owner& peer);
     SuccessBody resolve_conflicts(const Request& request, const Owner& peer);
+    SuccessBody resolve_conflict(const std::string& id, std::string strategy, const Owner& peer); // without notifying
     SuccessBody prevent_conflicts(const Request& request, const Owner& peer);
     SuccessBody list_conflicts(const Request& request); // status conflicts
     SuccessBody status(const Request& request);

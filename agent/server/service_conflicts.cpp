@@ -223,9 +223,33 @@ std::string Service::record_admission_conflict(const AllocationRequest& request,
 }
 
 SuccessBody Service::resolve_conflicts(const Request& request, const Owner& peer) {
-    only_params(request.params, {"conflict_id", "strategy"});
+    only_params(request.params, {"conflict_id", "strategy", "notify_affected"});
     const std::string id = string_param(request.params, "conflict_id", true);
-    std::string strategy = string_param(request.params, "strategy", true);
+    // The seed's notify_affected: the outcome is published (journald, subscribers) once for
+    // each workflow the conflict involved. On unless turned off.
+    const bool notify = !request.params.contains("notify_affected") || bool_param(request.params, "notify_affected");
+    std::vector<std::string> affected;
+    if (const conflicts::ConflictRecord* record = conflicts_.find(id)) {
+        for (const json* side : {&record->holder, &record->claimant})
+            if (side->is_object() && side->value("workflow_id", json()).is_string()) affected.push_back((*side)["workflow_id"]);
+        affected.erase(std::unique(affected.begin(), affected.end()), affected.end());
+    }
+    SuccessBody body = resolve_conflict(id, string_param(request.params, "strategy", true), peer);
+    if (notify) {
+        const std::string outcome = body.result.value("outcome", "");
+        const std::string allocation = body.result.value("new_holder", body.result.value("holder", ""));
+        for (const auto& workflow : affected)
+            emit(events::EventType::conflict, "conflict " + id + " over " + body.result.value("file", "") + " resolved by " +
+                     body.result.value("strategy", "") + ": " + outcome,
+                 workflow, allocation, {{"conflict_id", id}, {"conflict_type", "file"}, {"file", body.result["file"]},
+                                        {"resolution", body.result["strategy"]}, {"outcome", outcome}, {"holder", body.result["holder"]},
+                                        {"new_holder", body.result.value("new_holder", json())}});
+    }
+    body.result["notified_workflows"] = notify ? json(affected) : json::array();
+    return body;
+}
+
+SuccessBody Service::resolve_conflict(const std::string& id, std::string strategy, const Owner& peer) {
     if (strategy == "priority_override") strategy = "priority_based"; // the seed's name for the same method
     if (strategy == "copy_on_write" || strategy == "merge_changes")
         throw ApiError(ErrorCode::UNSUPPORTED, "Strategy '" + strategy + "' cannot be carried out by resmgrd",
@@ -311,18 +335,75 @@ SuccessBody Service::resolve_conflicts(const Request& request, const Owner& peer
     body.result["outcome"] = "transferred";
     body.result["new_holder"] = claimant_id;
     body.resources_affected = 2;
-    emit(events::EventType::conflict, file + " moved from " + holder_id + " to higher-priority " + claimant_id, claimant->workflow_id, claimant_id,
-         {{"conflict_id", id}, {"conflict_type", "file"}, {"file", file}, {"resolution", "priority_based"}, {"previous_holder", holder_id}});
     return body;
 }
 
+namespace {
+
+// The seed's policy form, {"policy_type": "file_locking", "scope": "global", "enforcement":
+// "strict", "exceptions": ["read_only_operations"]}, as a file_conflicts update; null when the
+// request does not use it.
+json seed_policy_as_file_conflicts(const json& params) {
+    const bool used = params.contains("policy_type") || params.contains("scope") || params.contains("enforcement") ||
+                      params.contains("exceptions");
+    if (!used) return nullptr;
+    if (params.contains("file_conflicts"))
+        throw ApiError(ErrorCode::INVALID_REQUEST, "give 'file_conflicts' or the seed's policy_type/scope/enforcement/exceptions, not both",
+                       {}, {"file_conflicts", "policy_type"});
+    auto text = [&](const char* key, const char* fallback) {
+        auto it = params.find(key);
+        if (it == params.end()) return std::string(fallback);
+        if (!it->is_string()) throw ApiError(ErrorCode::INVALID_REQUEST, std::string("'") + key + "' must be a string", "got " + it->dump(), {key});
+        return it->get<std::string>();
+    };
+    const std::string type = text("policy_type", "file_locking"), scope = text("scope", "global");
+    if (type != "file_locking")
+        throw ApiError(ErrorCode::UNSUPPORTED, "Policy type '" + type + "' is not one resmgrd can enforce",
+                       "exclusive files are what the kernel guards per open (file_locking); resources and workflows are enforced at admission",
+                       {"policy_type"}, {"Use \"policy_type\": \"file_locking\""});
+    if (scope != "global")
+        throw ApiError(ErrorCode::UNSUPPORTED, "Scope '" + scope + "' is not available", "the file conflict policy applies to the whole node",
+                       {"scope"}, {"Use \"scope\": \"global\""});
+    json update = json::object();
+    std::string enforcement = text("enforcement", "");
+    bool reads_excepted = false;
+    if (auto it = params.find("exceptions"); it != params.end()) {
+        if (it->is_object()) {
+            update["exceptions"] = *it; // resmgrd's own form: {"cgroups": [...], "commands": [...]}
+        } else if (it->is_array()) {
+            for (const auto& e : *it) {
+                if (e != "read_only_operations")
+                    throw ApiError(ErrorCode::INVALID_REQUEST, "unknown exception " + e.dump(),
+                                   "the seed's list form knows \"read_only_operations\"; exempt cgroups and commands with "
+                                   "{\"cgroups\": [...], \"commands\": [...]}",
+                                   {"exceptions"});
+                reads_excepted = true;
+            }
+        } else {
+            throw ApiError(ErrorCode::INVALID_REQUEST, "'exceptions' must be a list such as [\"read_only_operations\"]", "got " + it->dump(),
+                           {"exceptions"});
+        }
+    }
+    // strict with reads excepted is what resmgrd calls exclusive_writes.
+    if (enforcement == "strict" && reads_excepted) enforcement = "exclusive_writes";
+    if (!enforcement.empty()) update["enforcement"] = enforcement;
+    return update;
+}
+
+int severity_rank(const std::string& severity) { return severity == "high" ? 2 : severity == "medium" ? 1 : 0; }
+
+} // namespace
+
 SuccessBody Service::prevent_conflicts(const Request& request, const Owner& peer) {
-    only_params(request.params, {"file_conflicts", "pending_requests", "prediction_horizon"});
+    only_params(request.params, {"file_conflicts", "pending_requests", "prediction_horizon", "policy_type", "scope", "enforcement",
+                                 "exceptions", "risk_threshold", "auto_mitigation", "notification_enabled"});
     SuccessBody body;
-    if (auto it = request.params.find("file_conflicts"); it != request.params.end()) {
+    json file_update = seed_policy_as_file_conflicts(request.params);
+    if (auto it = request.params.find("file_conflicts"); it != request.params.end()) file_update = *it;
+    if (!file_update.is_null()) {
         if (peer.uid != 0)
             throw ApiError(ErrorCode::PERMISSION_DENIED, "Only root may change the file conflict policy", {}, {"file_conflicts"});
-        core::Policy::FileConflicts updated = core::parse_file_conflicts(*it, "file_conflicts", file_policy_);
+        core::Policy::FileConflicts updated = core::parse_file_conflicts(file_update, "file_conflicts", file_policy_);
         try {
             state::write_file_atomic(file_policy_path(), json(updated.to_json()).dump(2) + "\n");
         } catch (const state::StateError& e) {
@@ -333,6 +414,19 @@ SuccessBody Service::prevent_conflicts(const Request& request, const Owner& peer
         body.resources_affected = 1;
         spdlog::info("file conflict policy: {}", file_policy_.to_json().dump());
     }
+    // The seed's risk_threshold: only conflicts of this severity or above are reported.
+    std::string threshold = "low";
+    if (auto it = request.params.find("risk_threshold"); it != request.params.end()) {
+        if (!it->is_string() || (*it != "low" && *it != "medium" && *it != "high"))
+            throw ApiError(ErrorCode::INVALID_REQUEST, "'risk_threshold' must be low, medium or high", "got " + it->dump(), {"risk_threshold"});
+        threshold = it->get<std::string>();
+    }
+    // auto_mitigation: what resmgrd does by itself, always; it cannot be turned off per request.
+    if (request.params.contains("auto_mitigation") && !bool_param(request.params, "auto_mitigation"))
+        throw ApiError(ErrorCode::UNSUPPORTED, "resmgrd always mitigates conflicts it can enforce",
+                       "it refuses or queues conflicting allocations and guards held files in the kernel", {"auto_mitigation"},
+                       {"For file conflicts that are only reported, set \"enforcement\": \"advisory\""});
+    const bool notify = bool_param(request.params, "notification_enabled");
     Seconds horizon = std::chrono::hours(1);
     if (auto h = request.params.find("prediction_horizon"); h != request.params.end()) {
         auto d = h->is_string() ? parse_duration(h->get<std::string>()) : std::nullopt;
@@ -347,9 +441,16 @@ SuccessBody Service::prevent_conflicts(const Request& request, const Owner& peer
             AllocationRequest req = parse_allocation_request(pending);
             normalize_exclusive_files(req, peer);
             json found = json::array();
-            for (auto& f : ledger_.find_conflicts(req, clock_(), true, horizon))
+            for (auto& f : ledger_.find_conflicts(req, clock_(), true, horizon)) {
+                if (severity_rank(f.severity) < severity_rank(threshold)) continue;
                 found.push_back({{"conflict_type", f.type}, {"severity", f.severity}, {"affected_workflows", f.affected_workflows},
                                  {"conflict_details", f.details}, {"resolution_strategies", f.strategies}});
+                // notification_enabled: a predicted conflict is published like one that happened.
+                if (notify)
+                    emit(events::EventType::conflict, "predicted " + f.type + " conflict for workflow " + req.workflow_id, req.workflow_id, {},
+                         {{"predicted", true}, {"conflict_type", f.type}, {"severity", f.severity}, {"affected_workflows", f.affected_workflows},
+                          {"conflict_details", f.details}});
+            }
             analysis.push_back({{"index", index++}, {"workflow_id", req.workflow_id}, {"conflicts", found}, {"conflict_free", found.empty()}});
         }
     }
@@ -359,6 +460,13 @@ SuccessBody Service::prevent_conflicts(const Request& request, const Owner& peer
                    {"guard", guard_ ? guard_->status() : json{{"available", false}, {"reason", guard_unavailable_}}},
                    {"conflict_analysis", analysis},
                    {"prediction_horizon", format_duration(std::chrono::duration_cast<Millis>(horizon))},
+                   {"risk_threshold", threshold},
+                   {"mitigations",
+                    {"admission: allocations that would overcommit the node, break a policy limit, meet a conflict_avoidance "
+                     "workflow or want a held file are refused, or queued with \"wait\": true",
+                     guard_ ? "files: the kernel guard " + std::string(file_policy_.enforcement == "advisory" ? "reports" : "enforces") +
+                                  " exclusive files (" + file_policy_.strategy + ", enforcement " + file_policy_.enforcement + ")"
+                            : "files: exclusive at admission only (" + guard_unavailable_ + ")"}},
                    {"active_conflicts", active}};
     if (!guard_) body.recommendations.push_back("Exclusive files are enforced at admission only: " + guard_unavailable_);
     return body;

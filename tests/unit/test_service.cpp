@@ -1,7 +1,12 @@
 // Service: operations end to end against a fake backend and a real state directory.
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <iostream>
+#include <iterator>
 #include <memory>
+#include <random>
+#include <set>
 
 #include "fake_backend.hpp"
 #include "server/service.hpp"
@@ -263,4 +268,93 @@ TEST(Service, DoctorReportsHostAndBackend) {
     EXPECT_EQ(r["result"]["host"]["probe"], "fake");
     EXPECT_EQ(r["result"]["daemon"]["backend"], "fake");
     EXPECT_TRUE(r["result"]["daemon"]["enforces_limits"].get<bool>());
+}
+
+// Every request comes from outside and may be malformed. Valid requests of every operation,
+// mutated at random (values swapped for odd ones, keys dropped or added, lines cut short), each
+// get the seed's envelope with a code that names the caller's mistake (never INTERNAL_ERROR),
+// and what was admitted stays the same in the ledger, the backend and the state directory.
+TEST(Service, MutatedRequestsGetAnEnvelopeAndLeaveTheStateConsistent) {
+    Daemon d;
+    d.service->set_process_identity([](long) { return std::nullopt; });
+    std::string live = d.allocate(0.5, "512M");
+    const std::vector<json> seeds = {
+        {{"operation", "allocate"},
+         {"params",
+          {{"workflow_id", "wf-fuzz"}, {"priority", "high"}, {"duration", "2h"},
+           {"resources", {{"cpu_cores", 0.5}, {"memory_gb", "256M"}, {"agents", 1}, {"pids", 10}, {"tool_instances", {{"bash", 1}}}}},
+           {"constraints", {{"conflict_avoidance", {"wf-x"}}}},
+           {"auto_release", {{"on_completion", true}, {"on_timeout", true}, {"on_failure", true}, {"grace_period", "5m"}}},
+           {"wait", true}}}},
+        {{"operation", "reserve"},
+         {"params", {{"reservation_id", "res_f"}, {"start_time", "2025-01-15T15:00:00Z"}, {"duration", "2h"}, {"resources", {{"cpu_cores", 1}}}, {"priority", "medium"}}}},
+        {{"operation", "release"}, {"params", {{"allocation_id", live}, {"force", false}, {"exit_status", 0}}}},
+        {{"operation", "reallocate"}, {"params", {{"allocation_id", live}, {"resources", {{"cpu_cores", 1}, {"memory_gb", 1}}}}}},
+        {{"operation", "status"}, {"params", {{"workflow_id", "wf"}}}},
+        {{"operation", "check-conflicts"},
+         {"params", {{"proposed_allocation", {{"workflow_id", "w"}, {"resources", {{"cpu_cores", 4}}}, {"files", json::array()}}}, {"check_future", true}, {"time_horizon", "4h"}}}},
+        {{"operation", "resolve-conflicts"}, {"params", {{"conflict_id", "conf_1"}, {"strategy", "priority_based"}, {"notify_affected", true}}}},
+        {{"operation", "prevent-conflicts"},
+         {"params", {{"prediction_horizon", "30m"}, {"risk_threshold", "medium"}, {"auto_mitigation", true}, {"notification_enabled", true},
+                     {"pending_requests", {{{"workflow_id", "wf-p"}, {"resources", {{"cpu_cores", 1}}}}}}}}},
+        {{"operation", "prevent-conflicts"},
+         {"params", {{"policy_type", "file_locking"}, {"scope", "global"}, {"enforcement", "strict"}, {"exceptions", {"read_only_operations"}}}}},
+        {{"operation", "attach"}, {"params", {{"allocation_id", live}, {"pid", kAlice.pid}, {"leaf", "main"}}}},
+        {{"operation", "detach"}, {"params", {{"allocation_id", live}, {"agent", "a1"}, {"exit_status", 1}}}},
+        {{"operation", "events"}, {"params", json::object()}},
+        {{"operation", "doctor"}, {"params", json::object()}},
+        {{"operation", "forecast"}, {"params", {{"metric", "cpu_usage"}}}},
+    };
+    const std::vector<json> odd = {nullptr, true, -1, 0, 1e308, -1e308, 9223372036854775807LL, -9223372036854775807LL, "", "x",
+                                   "99999999999999999h", "-5m", "1e400", "0s", "2025-13-45T99:99:99Z", json::array(), json::object(),
+                                   json::array({1, "two", nullptr}), std::string(5000, 'a'), "../../etc/passwd", std::string("a\0b", 3),
+                                   "critical", 101, 0.0000001};
+    std::mt19937 rng(20261201);
+    auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
+    // A random value somewhere inside `doc` (objects and arrays are descended into at random).
+    std::function<void(json&)> mutate = [&](json& doc) {
+        if (doc.is_object() && !doc.empty() && pick(3) > 0) {
+            auto it = std::next(doc.begin(), static_cast<long>(pick(doc.size())));
+            switch (pick(4)) {
+            case 0: doc.erase(it.key()); return;
+            case 1: doc["unexpected_" + std::to_string(pick(3))] = odd[pick(odd.size())]; return;
+            default: mutate(it.value()); return;
+            }
+        }
+        if (doc.is_array() && !doc.empty() && pick(2)) return mutate(doc[pick(doc.size())]);
+        doc = odd[pick(odd.size())];
+    };
+    int successes = 0;
+    std::map<std::string, int> codes;
+    for (int round = 0; round < 4000; ++round) {
+        json request = seeds[pick(seeds.size())];
+        for (size_t n = 1 + pick(3); n > 0; --n) mutate(request["params"]);
+        if (pick(20) == 0) request["operation"] = odd[pick(odd.size())];
+        std::string line = request.dump();
+        if (pick(10) == 0) line.resize(pick(line.size() + 1)); // cut short
+        json r = d.call(line, pick(4) == 0 ? kBob : kAlice);
+        ASSERT_TRUE(r.is_object()) << line;
+        ASSERT_TRUE(r["status"] == "success" || r["status"] == "error") << line << "\n" << r.dump(2);
+        if (r["status"] == "success") {
+            ++successes;
+            continue;
+        }
+        ASSERT_TRUE(r["error"]["code"].is_string() && r["error"]["message"].is_string()) << r.dump(2);
+        ++codes[r["error"]["code"]];
+        EXPECT_NE(r["error"]["code"], "INTERNAL_ERROR") << line << "\n" << r.dump(2);
+    }
+    std::cout << "[          ] " << successes << " successes; errors " << json(codes).dump() << "\n";
+    EXPECT_GT(successes, 100) << "the mutations leave many requests valid, so state changes are exercised too";
+    // What the ledger holds is what the backend has groups for and what a restart would load.
+    std::set<std::string> in_ledger, with_groups, on_disk;
+    for (const auto& [id, a] : d.ledger->allocations()) {
+        in_ledger.insert(id);
+        if (core::Ledger::holds_capacity(a)) {
+            EXPECT_TRUE(d.backend.groups.count(id)) << id << " runs without a group";
+        }
+    }
+    for (const auto& [id, limits] : d.backend.groups) with_groups.insert(id);
+    for (const auto& a : d.store->load_allocations()) on_disk.insert(a.allocation_id);
+    EXPECT_EQ(in_ledger, on_disk);
+    for (const auto& id : with_groups) EXPECT_TRUE(in_ledger.count(id)) << "group " << id << " belongs to no allocation";
 }

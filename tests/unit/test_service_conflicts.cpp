@@ -283,3 +283,65 @@ TEST_F(ServiceConflicts, ConflictsSurviveARestartAndADamagedFileIsSetAside) {
 }
 
 } // namespace
+
+// The seed's own examples of the conflict operations are accepted as written.
+TEST_F(ServiceConflicts, TheSeedsExamplesAreAcceptedAsWritten) {
+    // prevent-conflicts '{"policy_type": "file_locking", "scope": "global", "enforcement": "strict",
+    //                     "exceptions": ["read_only_operations"]}'
+    json policy = call("prevent-conflicts", json::parse(R"({"policy_type": "file_locking", "scope": "global", "enforcement": "strict",
+                                                            "exceptions": ["read_only_operations"]})"));
+    ASSERT_EQ(policy["status"], "success") << policy.dump(2);
+    EXPECT_EQ(policy["result"]["file_conflicts"]["enforcement"], "exclusive_writes") << "strict, reads excepted";
+    EXPECT_TRUE(guard.current.allow_reads);
+    EXPECT_FALSE(guard.current.advisory);
+    json strict = call("prevent-conflicts", {{"policy_type", "file_locking"}, {"enforcement", "strict"}});
+    ASSERT_EQ(strict["status"], "success") << strict.dump(2);
+    EXPECT_FALSE(guard.current.allow_reads) << "strict without the exception refuses outside reads too";
+    EXPECT_EQ(call("prevent-conflicts", {{"policy_type", "network_locking"}})["error"]["code"], "UNSUPPORTED");
+    EXPECT_EQ(call("prevent-conflicts", {{"scope", "workflow"}})["error"]["code"], "UNSUPPORTED");
+    EXPECT_EQ(call("prevent-conflicts", {{"exceptions", {"everything"}}})["error"]["code"], "INVALID_REQUEST");
+    EXPECT_EQ(call("prevent-conflicts", {{"enforcement", "strict"}}, Owner{1000, 5})["error"]["code"], "PERMISSION_DENIED");
+
+    // prevent-conflicts '{"prediction_horizon": "30m", "risk_threshold": "medium", "auto_mitigation": true,
+    //                     "notification_enabled": true}', here with a pending request that wants the held file.
+    std::string holder = allocate("wf-build", 50, {file});
+    const size_t events_before = sink.seen.size();
+    json predicted = call("prevent-conflicts", {{"prediction_horizon", "30m"}, {"risk_threshold", "medium"}, {"auto_mitigation", true},
+                                                {"notification_enabled", true},
+                                                {"pending_requests", {{{"workflow_id", "wf-next"}, {"resources", {{"cpu_cores", 1}}}, {"exclusive_files", {file}}}}}});
+    ASSERT_EQ(predicted["status"], "success") << predicted.dump(2);
+    EXPECT_EQ(predicted["result"]["risk_threshold"], "medium");
+    EXPECT_FALSE(predicted["result"]["mitigations"].empty());
+    const json& found = predicted["result"]["conflict_analysis"][0]["conflicts"];
+    ASSERT_FALSE(found.empty());
+    ASSERT_EQ(sink.seen.size(), events_before + found.size()) << "each predicted conflict is published";
+    EXPECT_TRUE(sink.seen.back().details["predicted"].get<bool>());
+    json high_only = call("prevent-conflicts", {{"risk_threshold", "high"}, {"pending_requests", {{{"workflow_id", "wf-next"}, {"resources", {{"cpu_cores", 1}}}, {"exclusive_files", {file}}}}}});
+    for (const auto& c : high_only["result"]["conflict_analysis"][0]["conflicts"]) EXPECT_EQ(c["severity"], "high");
+    EXPECT_EQ(call("prevent-conflicts", {{"risk_threshold", "extreme"}})["error"]["code"], "INVALID_REQUEST");
+    EXPECT_EQ(call("prevent-conflicts", {{"auto_mitigation", false}})["error"]["code"], "UNSUPPORTED");
+
+    // resolve-conflicts '{"conflict_id": "conf_123", "strategy": "priority_based", "notify_affected": true}'
+    std::string urgent = allocate("wf-urgent", 90, json::array());
+    service->on_guard_reports({denial(holder, "/" + urgent)});
+    const std::string id = sink.seen.back().details["conflict_id"];
+    json resolved = call("resolve-conflicts", {{"conflict_id", id}, {"strategy", "priority_based"}, {"notify_affected", true}});
+    ASSERT_EQ(resolved["status"], "success") << resolved.dump(2);
+    EXPECT_EQ(resolved["result"]["notified_workflows"], json({"wf-build", "wf-urgent"}));
+    std::set<std::string> told;
+    for (auto it = sink.seen.end() - 2; it != sink.seen.end(); ++it) {
+        EXPECT_EQ(it->details["conflict_id"], id);
+        EXPECT_EQ(it->details["outcome"], "transferred");
+        told.insert(it->workflow);
+    }
+    EXPECT_EQ(told, (std::set<std::string>{"wf-build", "wf-urgent"}));
+    EXPECT_EQ(call("resolve-conflicts", {{"conflict_id", "conf_123"}, {"strategy", "priority_based"}, {"notify_affected", true}})["error"]["code"],
+              "NOT_FOUND");
+    // Quietly: nobody is told.
+    service->on_guard_reports({denial(urgent, "/" + holder)});
+    const std::string second = sink.seen.back().details["conflict_id"];
+    const size_t before_quiet = sink.seen.size();
+    json quiet = call("resolve-conflicts", {{"conflict_id", second}, {"strategy", "release"}, {"notify_affected", false}});
+    ASSERT_EQ(quiet["status"], "success") << quiet.dump(2);
+    EXPECT_EQ(sink.seen.size(), before_quiet);
+}
