@@ -219,10 +219,17 @@ json to_json(const Allocation& a) {
 
 Allocation allocation_from_json(const json& j) {
     require_object(j, "allocation");
+    // What allocation_to_json writes, nothing else: a damaged key (or a newer resmgrd's field)
+    // must stop the load, not quietly leave an allocation without its resources or constraints.
+    reject_unknown(j, "allocation",
+                   {"allocation_id", "workflow_id", "requester", "timestamp", "expires_at", "terminating_since", "start_time",
+                    "degraded_from_cpu_cores", "queue_seq", "populated_once", "supervisor_pid", "priority", "priority_value", "status",
+                    "resources", "constraints", "performance_requirements", "auto_release", "owner"});
+    if (!j.contains("resources")) throw ApiError(ErrorCode::INVALID_REQUEST, "missing required field 'allocation.resources'");
     Allocation a;
     a.allocation_id = get_string(j, "allocation_id", "allocation", true);
     a.workflow_id = get_string(j, "workflow_id", "allocation", true);
-    if (auto* v = find(j, "requester"); v && v->is_string()) a.requester = v->get<std::string>();
+    a.requester = get_string(j, "requester", "allocation", false);
     auto stamp = [&](const char* key) -> std::optional<TimePoint> {
         const json* v = find(j, key);
         if (!v) return std::nullopt;

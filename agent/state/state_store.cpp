@@ -91,9 +91,10 @@ std::vector<Allocation> StateStore::load_allocations() const {
     }
     if (!doc.is_object() || !doc.contains("allocations") || !doc["allocations"].is_array())
         throw StateError("state file " + path.string() + " has no \"allocations\" array" + hint);
-    if (doc.value("version", 0) != kStateVersion)
-        throw StateError("state file " + path.string() + " has version " + doc.value("version", nlohmann::json(nullptr)).dump() +
-                         ", this resmgrd reads version " + std::to_string(kStateVersion) + hint);
+    const nlohmann::json version = doc.value("version", nlohmann::json(nullptr));
+    if (!version.is_number_integer() || version.get<long long>() != kStateVersion)
+        throw StateError("state file " + path.string() + " has version " + version.dump() + ", this resmgrd reads version " +
+                         std::to_string(kStateVersion) + hint);
     std::vector<Allocation> out;
     size_t index = 0;
     for (auto& item : doc["allocations"]) {
@@ -102,6 +103,8 @@ std::vector<Allocation> StateStore::load_allocations() const {
         } catch (const ApiError& e) {
             throw StateError("state file " + path.string() + ": allocation #" + std::to_string(index) + " is invalid: " +
                              e.what() + (e.details.empty() ? "" : " (" + e.details + ")") + hint);
+        } catch (const nlohmann::json::exception& e) {
+            throw StateError("state file " + path.string() + ": allocation #" + std::to_string(index) + " is invalid: " + e.what() + hint);
         }
         ++index;
     }
