@@ -15,6 +15,19 @@ bool same_claimant(const nlohmann::json& a, const nlohmann::json& b) {
     return a.value("comm", "") == b.value("comm", "") && a.value("cgroup", "") == b.value("cgroup", "");
 }
 
+// The holder and claimant objects are read with value(): a field of the wrong type would throw
+// there, long after loading, so the load checks them.
+nlohmann::json party_field(const nlohmann::json& j, const char* key) {
+    const nlohmann::json& party = j.at(key);
+    if (!party.is_object()) throw std::runtime_error(std::string("'") + key + "' is not an object");
+    for (const char* text : {"allocation_id", "workflow_id", "comm", "cgroup"})
+        if (party.contains(text) && !party[text].is_string()) throw std::runtime_error(std::string("'") + key + "." + text + "' is not a string");
+    for (const char* number : {"pid", "priority"})
+        if (party.contains(number) && !party[number].is_number_integer())
+            throw std::runtime_error(std::string("'") + key + "." + number + "' is not a whole number");
+    return party;
+}
+
 } // namespace
 
 nlohmann::json ConflictRecord::to_json() const {
@@ -42,8 +55,8 @@ ConflictRecord ConflictRecord::from_json(const nlohmann::json& j) {
     if (r.status != "active" && r.status != "resolved") throw std::runtime_error("status '" + r.status + "' is neither active nor resolved");
     r.file = j.at("file").get<std::string>();
     r.event = j.at("event").get<std::string>();
-    r.holder = j.at("holder");
-    r.claimant = j.at("claimant");
+    r.holder = party_field(j, "holder");
+    r.claimant = party_field(j, "claimant");
     r.reason = j.value("reason", "");
     r.detected_at = timestamp_field(j, "detected_at");
     r.last_seen = timestamp_field(j, "last_seen");

@@ -6,7 +6,13 @@
 
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iostream>
+#include <iterator>
+#include <random>
+#include <set>
 
 #include "core/ledger.hpp"
 #include "fake_backend.hpp"
@@ -16,6 +22,7 @@
 using namespace resmgr;
 using namespace resmgr::core;
 using nlohmann::json;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -344,4 +351,55 @@ TEST_F(ServiceConflicts, TheSeedsExamplesAreAcceptedAsWritten) {
     json quiet = call("resolve-conflicts", {{"conflict_id", second}, {"strategy", "release"}, {"notify_affected", false}});
     ASSERT_EQ(quiet["status"], "success") << quiet.dump(2);
     EXPECT_EQ(sink.seen.size(), before_quiet);
+}
+
+// conflicts.json is outside input at the next start. Damaged versions of a real one are loaded
+// or set aside, and whatever loads can then be reported against, listed and resolved without an
+// error escaping (which in resmgrd would end the event loop).
+TEST_F(ServiceConflicts, DamagedConflictRecordsAreSetAsideOrServeWithoutEscapingErrors) {
+    std::string holder = allocate("wf-build", 50, {file});
+    std::string urgent = allocate("wf-urgent", 90, json::array());
+    service->on_guard_reports({denial(holder, "/" + urgent)});
+    service->on_guard_reports({denial(holder, "/elsewhere", 77)});
+    const fs::path path = dir.path() / "state" / "current_state" / "conflicts.json";
+    const json original = conflicts_file();
+    ASSERT_EQ(original["conflicts"].size(), 2u);
+    const std::vector<json> odd = {nullptr, true, -1, 1e308, "", "x", "2025-99-99T00:00:00Z", json::array(), json::object(), json::array({1})};
+    std::mt19937 rng(7);
+    auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
+    std::function<void(json&)> mutate = [&](json& doc) {
+        if (doc.is_object() && !doc.empty() && pick(4) > 0) {
+            auto it = std::next(doc.begin(), static_cast<long>(pick(doc.size())));
+            if (pick(6) == 0) doc.erase(it.key());
+            else mutate(it.value());
+            return;
+        }
+        if (doc.is_array() && !doc.empty() && pick(4) > 0) return mutate(doc[pick(doc.size())]);
+        doc = odd[pick(odd.size())];
+    };
+    int served = 0, set_aside = 0;
+    for (int round = 0; round < 300; ++round) {
+        json doc = original;
+        mutate(doc);
+        std::error_code ec;
+        fs::remove(fs::path(path).concat(".damaged"), ec);
+        { std::ofstream(path, std::ios::trunc) << doc.dump(); }
+        ASSERT_NO_THROW(restart()) << doc.dump();
+        if (fs::exists(fs::path(path).concat(".damaged"))) {
+            ++set_aside;
+            continue;
+        }
+        ++served;
+        ASSERT_NO_THROW(service->on_guard_reports({denial(holder, "/" + urgent)})) << doc.dump();
+        json listed = call("status", {{"all", true}}, kRoot, "conflicts");
+        ASSERT_EQ(listed["status"], "success") << listed.dump(2);
+        for (const auto& c : listed["result"]["conflicts"]) {
+            if (!c["conflict_id"].is_string()) continue;
+            json r = call("resolve-conflicts", {{"conflict_id", c["conflict_id"]}, {"strategy", pick(2) ? "priority_based" : "release"}});
+            EXPECT_NE(r.value("error", json::object()).value("code", ""), "INTERNAL_ERROR") << doc.dump() << "\n" << r.dump(2);
+        }
+    }
+    std::cout << "[          ] " << served << " served, " << set_aside << " set aside\n";
+    EXPECT_GT(served, 0);
+    EXPECT_GT(set_aside, 0);
 }
