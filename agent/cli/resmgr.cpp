@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cgroup/probe.hpp"
+#include "resmgr/json.hpp"
 #include "cli/output.hpp"
 #include "resmgr/client.hpp"
 
@@ -168,7 +169,7 @@ int main(int argc, char** argv) {
     }
     const bool ok = envelope.value("status", "") == "success";
     if (!human) {
-        std::cout << envelope.dump(2) << "\n";
+        std::cout << resmgr::dump_text(envelope, 2) << "\n";
     } else if (ok) {
         resmgr::cli::print_human(std::cout, request.operation, envelope);
     } else {

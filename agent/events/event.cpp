@@ -1,5 +1,6 @@
 // Events, their journald fields, and the sinks (see event.hpp).
 #include "events/event.hpp"
+#include "resmgr/json.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -99,7 +100,7 @@ std::vector<std::string> journal_fields(const Event& e) {
     if (e.metric) f.push_back("RESMGR_METRIC=" + *e.metric);
     if (e.value) f.push_back("RESMGR_VALUE=" + number(*e.value));
     if (e.threshold) f.push_back("RESMGR_THRESHOLD=" + number(*e.threshold));
-    if (!e.details.empty()) f.push_back("RESMGR_DETAILS=" + e.details.dump());
+    if (!e.details.empty()) f.push_back("RESMGR_DETAILS=" + dump_text(e.details));
     return f;
 }
 

@@ -1,5 +1,6 @@
 // Bounded JSON-lines files.
 #include "events/jsonl_log.hpp"
+#include "resmgr/json.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -43,7 +44,7 @@ void JsonlLog::rotate_if_due() {
 
 void JsonlLog::append(const nlohmann::json& record) {
     rotate_if_due();
-    std::string line = record.dump() + "\n";
+    std::string line = dump_text(record) + "\n";
     int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (fd < 0) throw std::runtime_error("cannot open " + path_ + ": " + std::strerror(errno));
     ssize_t n = ::write(fd, line.data(), line.size());

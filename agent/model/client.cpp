@@ -1,5 +1,6 @@
 // The blocking line client used by resmgr and resmgr-run.
 #include "resmgr/client.hpp"
+#include "resmgr/json.hpp"
 
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -38,7 +39,7 @@ Client::~Client() {
 }
 
 nlohmann::json Client::call(const Request& request) {
-    std::string line = to_json(request).dump() + "\n";
+    std::string line = dump_text(to_json(request)) + "\n";
     for (size_t off = 0; off < line.size();) {
         ssize_t n = ::send(fd_, line.data() + off, line.size() - off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;

@@ -11,6 +11,16 @@
 
 namespace resmgr::server {
 
+void run_handler(const char* what, const std::function<void()>& handler) noexcept {
+    try {
+        handler();
+    } catch (const std::exception& e) {
+        spdlog::error("{}: {} (the event loop goes on)", what, e.what());
+    } catch (...) {
+        spdlog::error("{}: unknown exception (the event loop goes on)", what);
+    }
+}
+
 EventLoop::EventLoop(sd_event* event, Service& service) : event_(event), service_(service) {}
 
 EventLoop::~EventLoop() {
@@ -49,7 +59,7 @@ void EventLoop::schedule(std::optional<TimePoint> when) {
     if (!timer_) {
         int r = sd_event_add_time(event_, &timer_, CLOCK_REALTIME, usec, 10'000,
                                   [](sd_event_source*, uint64_t, void* self) {
-                                      static_cast<EventLoop*>(self)->service_.on_timer();
+                                      run_handler("duration timer", [self] { static_cast<EventLoop*>(self)->service_.on_timer(); });
                                       return 0;
                                   },
                                   this);
@@ -65,7 +75,7 @@ void EventLoop::start_sampling(Millis interval) {
     auto usec = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(interval).count());
     auto on_tick = [](sd_event_source* source, uint64_t, void* self) {
         auto* loop = static_cast<EventLoop*>(self);
-        loop->service_.on_sample();
+        run_handler("sampling pass", [loop] { loop->service_.on_sample(); });
         std::uint64_t now = 0;
         sd_event_now(loop->event_, CLOCK_MONOTONIC, &now);
         auto next = std::chrono::duration_cast<std::chrono::microseconds>(loop->sample_interval_).count();
@@ -86,7 +96,7 @@ void EventLoop::watch_fd(int fd, std::function<void()> on_readable, Millis follo
     w->on_readable = std::move(on_readable);
     w->follow_up_usec = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(follow_up).count());
     auto on_timer = [](sd_event_source*, uint64_t, void* data) {
-        static_cast<FdWatch*>(data)->on_readable();
+        run_handler("fd follow-up", [data] { static_cast<FdWatch*>(data)->on_readable(); });
         return 0;
     };
     if (w->follow_up_usec > 0) {
@@ -100,7 +110,7 @@ void EventLoop::watch_fd(int fd, std::function<void()> on_readable, Millis follo
     }
     auto on_io = [](sd_event_source*, int, uint32_t, void* data) {
         auto* watch = static_cast<FdWatch*>(data);
-        watch->on_readable();
+        run_handler("fd reader", [watch] { watch->on_readable(); });
         if (watch->follow_up_timer) {
             sd_event_source_set_time_relative(watch->follow_up_timer, watch->follow_up_usec);
             sd_event_source_set_enabled(watch->follow_up_timer, SD_EVENT_ONESHOT);
@@ -125,7 +135,8 @@ void EventLoop::watch_group(const std::string& id, const std::string& path) {
                                      auto* watch = static_cast<Watch*>(userdata);
                                      // Copy: the handler may end the allocation and erase this watch.
                                      std::string id = watch->id;
-                                     watch->loop->service_.on_group_event(id);
+                                     EventLoop* loop = watch->loop;
+                                     run_handler("cgroup.events watch", [loop, &id] { loop->service_.on_group_event(id); });
                                      return 0;
                                  },
                                  &w);
@@ -168,7 +179,7 @@ void EventLoop::watch_supervisor(const std::string& id, pid_t pid) {
                                 EventLoop* loop = watch->loop;
                                 drop(*watch);
                                 loop->supervisors_.erase(id);
-                                loop->service_.on_supervisor_exit(id);
+                                run_handler("supervisor exit", [loop, &id] { loop->service_.on_supervisor_exit(id); });
                                 return 0;
                             },
                             &w);

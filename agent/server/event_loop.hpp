@@ -15,6 +15,12 @@
 
 namespace resmgr::server {
 
+// Runs one sd-event handler. sd-event is C, and an exception unwinding through it ends the
+// process; so a handler that throws is logged (naming `what`) and the loop goes on. Each change
+// to the ledger and its state file is made as one step, so what a failed handler leaves is a
+// state resmgrd can serve from.
+void run_handler(const char* what, const std::function<void()>& handler) noexcept;
+
 class EventLoop {
 public:
     EventLoop(sd_event* event, Service& service);

@@ -70,7 +70,7 @@ void Service::load_conflicts() {
 
 void Service::save_conflicts() {
     try {
-        state::write_file_atomic(conflicts_path(), conflicts_.to_json().dump(2) + "\n");
+        state::write_file_atomic(conflicts_path(), dump_text(conflicts_.to_json(), 2) + "\n");
         conflicts_dirty_ = false;
     } catch (const state::StateError& e) {
         spdlog::error("could not record conflicts: {}", e.what());
@@ -405,7 +405,7 @@ SuccessBody Service::prevent_conflicts(const Request& request, const Owner& peer
             throw ApiError(ErrorCode::PERMISSION_DENIED, "Only root may change the file conflict policy", {}, {"file_conflicts"});
         core::Policy::FileConflicts updated = core::parse_file_conflicts(file_update, "file_conflicts", file_policy_);
         try {
-            state::write_file_atomic(file_policy_path(), json(updated.to_json()).dump(2) + "\n");
+            state::write_file_atomic(file_policy_path(), dump_text(updated.to_json(), 2) + "\n");
         } catch (const state::StateError& e) {
             throw ApiError(ErrorCode::INTERNAL_ERROR, "Could not record the file conflict policy", e.what());
         }

@@ -1,5 +1,8 @@
 // Line protocol over a Unix stream socket on sd-event.
 #include "server/socket_server.hpp"
+#include "resmgr/json.hpp"
+
+#include "server/event_loop.hpp"
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -119,7 +122,7 @@ int SocketServer::on_client(sd_event_source*, int fd, uint32_t revents, void* us
             if (errno != EAGAIN) c.closing = true, c.in.clear();
             break;
         }
-        self->serve(c);
+        run_handler("client request", [self, &c] { self->serve(c); });
     } else if (revents & (EPOLLHUP | EPOLLERR)) {
         c.closing = true;
     }
@@ -134,7 +137,7 @@ void SocketServer::serve(ClientConn& c) {
             if (c.in.size() > kMaxLine) {
                 auto err = error_envelope("unknown", ApiError(ErrorCode::INVALID_REQUEST, "request line too long",
                                                               "limit is " + std::to_string(kMaxLine) + " bytes"));
-                c.out += err.dump() + "\n";
+                c.out += dump_text(err) + "\n";
                 c.in.clear();
                 c.closing = true;
             }
@@ -151,10 +154,10 @@ void SocketServer::serve(ClientConn& c) {
             // The handler answers malformed lines with the precise error.
         }
         if (request && request->operation == "subscribe") {
-            c.out += subscribe(c, *request).dump() + "\n";
+            c.out += dump_text(subscribe(c, *request)) + "\n";
             continue;
         }
-        c.out += handler_(line, c.peer).dump() + "\n";
+        c.out += dump_text(handler_(line, c.peer)) + "\n";
     }
 }
 
@@ -193,7 +196,7 @@ void SocketServer::broadcast(const events::Event& event) {
     std::vector<int> failed;
     for (auto& [fd, c] : clients_) {
         if (!c->subscriber || (!c->types.empty() && !c->types.count(event.type))) continue;
-        if (line.empty()) line = event.to_json().dump() + "\n";
+        if (line.empty()) line = dump_text(event.to_json()) + "\n";
         if (c->out.size() + line.size() > kMaxSubscriberBacklog) {
             spdlog::warn("dropping event subscriber pid {}: {} bytes unread", c->peer.pid, c->out.size());
             failed.push_back(fd);

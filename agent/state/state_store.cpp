@@ -71,7 +71,7 @@ void StateStore::save_allocations(const std::vector<Allocation>& allocations, Ti
     nlohmann::json list = nlohmann::json::array();
     for (auto& a : allocations) list.push_back(to_json(a));
     nlohmann::json doc{{"version", kStateVersion}, {"updated", format_timestamp(now)}, {"allocations", list}};
-    write_file_atomic(allocations_path(), doc.dump(2) + "\n");
+    write_file_atomic(allocations_path(), dump_text(doc, 2) + "\n");
 }
 
 std::vector<Allocation> StateStore::load_allocations() const {

@@ -2,6 +2,8 @@
 // ApiError(INVALID_REQUEST) naming the offending field.
 #pragma once
 
+#include <string>
+
 #include <nlohmann/json.hpp>
 
 #include "resmgr/model.hpp"
@@ -14,6 +16,13 @@ namespace resmgr {
 // performance_requirements, auto_release, requester.
 AllocationRequest parse_allocation_request(const nlohmann::json& params);
 Resources parse_resources(const nlohmann::json& j, const std::string& where);
+
+// JSON text of `j` for the wire, a file or the journal. Strings from outside (a process's
+// command name, a parser's quote of a bad request line) may not be UTF-8, and nlohmann's dump()
+// throws on those; here each bad byte becomes U+FFFD instead.
+inline std::string dump_text(const nlohmann::json& j, int indent = -1) {
+    return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 nlohmann::json to_json(const Resources& r);
 nlohmann::json to_json(const Allocation& a); // the seed's "resource_allocation" body

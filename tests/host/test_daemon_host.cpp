@@ -168,6 +168,21 @@ TEST_F(DaemonHost, MalformedLineAnswersInvalidRequestAndDaemonKeepsServing) {
     EXPECT_EQ(cli_json({"status"})["status"], "success");
 }
 
+// Bytes that are not UTF-8: the parser's error quotes them, and the answer must still be a
+// well-formed envelope (they become U+FFFD) rather than a daemon that stops serving.
+TEST_F(DaemonHost, ALineThatIsNotUtf8GetsAnEnvelopeAndTheDaemonKeepsServing) {
+    Client raw(socket);
+    const std::string garbage = "\xff\xfe{\"operation\":\"status\"}\n{\"operation\":\"st\xc3\"}\n";
+    ASSERT_EQ(::write(raw.fd(), garbage.data(), garbage.size()), static_cast<ssize_t>(garbage.size()));
+    json first = raw.call({"status", "", json::object()});
+    EXPECT_EQ(first["error"]["code"], "INVALID_REQUEST") << first.dump(2);
+    json second = raw.call({"status", "", json::object()});
+    EXPECT_EQ(second["error"]["code"], "INVALID_REQUEST") << second.dump(2);
+    json third = raw.call({"status", "", json::object()});
+    EXPECT_EQ(third["status"], "success");
+    EXPECT_EQ(cli_json({"status"})["status"], "success");
+}
+
 TEST_F(DaemonHost, KillNineAndRestartKeepsEveryAllocation) {
     std::vector<std::string> ids;
     for (int i = 0; i < 3; ++i)

@@ -2,10 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <stdexcept>
 #include <set>
 
 #include "events/event.hpp"
 #include "fake_backend.hpp"
+#include "server/event_loop.hpp"
 #include "server/service.hpp"
 #include "tests_support.hpp"
 
@@ -117,4 +119,30 @@ TEST(Events, ServiceReportsTransitions) {
     EXPECT_EQ(sink.seen[1].workflow, "big");
     EXPECT_EQ(sink.seen[1].details["code"], "RESOURCE_EXHAUSTED");
     EXPECT_EQ(sink.seen[2].details["mode"], "pause");
+}
+
+TEST(Events, AnEventLoopHandlerThatThrowsIsLoggedAndTheLoopGoesOn) {
+    sd_event* event = nullptr;
+    ASSERT_GE(sd_event_new(&event), 0);
+    int calls = 0;
+    struct Ctx {
+        int* calls;
+    } ctx{&calls};
+    // First a handler that throws, then one that ends the loop: the second still runs.
+    auto throwing = [](sd_event_source*, uint64_t, void* data) {
+        server::run_handler("test handler", [data] {
+            ++*static_cast<Ctx*>(data)->calls;
+            throw std::runtime_error("boom");
+        });
+        return 0;
+    };
+    auto ending = [](sd_event_source* s, uint64_t, void* data) {
+        ++*static_cast<Ctx*>(data)->calls;
+        return sd_event_exit(sd_event_source_get_event(s), 0);
+    };
+    ASSERT_GE(sd_event_add_time_relative(event, nullptr, CLOCK_MONOTONIC, 1000, 1, throwing, &ctx), 0);
+    ASSERT_GE(sd_event_add_time_relative(event, nullptr, CLOCK_MONOTONIC, 20000, 1, ending, &ctx), 0);
+    EXPECT_EQ(sd_event_loop(event), 0);
+    EXPECT_EQ(calls, 2);
+    sd_event_unref(event);
 }

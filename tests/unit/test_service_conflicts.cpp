@@ -16,6 +16,7 @@
 
 #include "core/ledger.hpp"
 #include "fake_backend.hpp"
+#include "resmgr/json.hpp"
 #include "server/service.hpp"
 #include "tests_support.hpp"
 
@@ -402,4 +403,21 @@ TEST_F(ServiceConflicts, DamagedConflictRecordsAreSetAsideOrServeWithoutEscaping
     std::cout << "[          ] " << served << " served, " << set_aside << " set aside\n";
     EXPECT_GT(served, 0);
     EXPECT_GT(set_aside, 0);
+}
+
+// A command name is whatever bytes a process gave itself (prctl PR_SET_NAME): not UTF-8 here.
+// Its refusal is still recorded in conflicts.json and published.
+TEST_F(ServiceConflicts, ACommandNameThatIsNotUtf8IsRecordedAndPublished) {
+    std::string holder = allocate("wf-build", 50, {file});
+    conflicts::GuardReport r = denial(holder, "/elsewhere");
+    r.opener.comm = "\xff\xfe-odd";
+    const size_t before = sink.seen.size();
+    service->on_guard_reports({r});
+    ASSERT_EQ(sink.seen.size(), before + 1);
+    json recorded = conflicts_file(); // parses: the bytes were replaced, not written raw
+    ASSERT_EQ(recorded["conflicts"].size(), 1u);
+    EXPECT_EQ(recorded["conflicts"][0]["claimant"]["comm"], "\xef\xbf\xbd\xef\xbf\xbd-odd");
+    json listed = call("status", {{"all", true}}, kRoot, "conflicts");
+    EXPECT_EQ(listed["status"], "success");
+    EXPECT_NO_THROW((void)dump_text(listed));
 }
