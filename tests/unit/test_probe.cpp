@@ -30,6 +30,9 @@ TEST(Mountinfo, ParsesAndSkipsGarbage) {
     EXPECT_EQ(m[2].fs_type, "cgroup2");
     EXPECT_EQ(m[4].super_options, "rw,cpu,cpuacct");
     EXPECT_EQ(parse_mountinfo("40 1 0:1 / /mnt/with\\040space rw - ext4 /dev/x rw\n")[0].mount_point, "/mnt/with space");
+    // A backslash not followed by three octal digits is taken as it is (it threw before).
+    EXPECT_EQ(parse_mountinfo("40 1 0:1 / /mnt/a\\89b rw - ext4 /dev/x rw\n")[0].mount_point, "/mnt/a\\89b");
+    EXPECT_EQ(parse_mountinfo("40 1 0:1 / /mnt/end\\04 rw - ext4 /dev/x rw\n")[0].mount_point, "/mnt/end\\04");
 }
 
 TEST(Probe, Modes) {
