@@ -80,6 +80,7 @@ int main(int argc, char** argv) {
     std::string config = kDefaultConfig, state_dir = "/var/lib/resmgr", socket_path = resmgr::kDefaultSocket;
     std::string cgroup_root, backend = "auto", log_level = "info";
     bool no_file_guard = false;
+    size_t max_clients = resmgr::server::SocketServer::kDefaultMaxClients;
     app.add_option("--config", config, "Policy file ({\"resource_policies\":{...}}, the seed's format); "
                                         "missing default file means the seed's default policies")
         ->capture_default_str();
@@ -93,6 +94,10 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_flag("--no-file-guard", no_file_guard, "Do not guard exclusive files on open (fanotify); they stay exclusive at "
                                                    "admission only: a second allocation wanting one is refused or queued");
+    app.add_option("--max-clients", max_clients, "Connections served at once, `resmgr events --follow` included; one more is "
+                                                 "refused with RESOURCE_EXHAUSTED")
+        ->check(CLI::Range(static_cast<size_t>(1), static_cast<size_t>(100000)))
+        ->capture_default_str();
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
         ->capture_default_str();
@@ -192,7 +197,7 @@ int main(int argc, char** argv) {
 
         resmgr::server::SocketServer server(event, socket_path, [&](std::string_view line, const resmgr::Owner& peer) {
             return service.handle_line(line, peer);
-        });
+        }, max_clients);
         events.add(std::make_unique<resmgr::server::SubscriberSink>(server));
         loop.start_sampling(monitoring.interval());
         if (loaded.probes) loop.watch_fd(loaded.probes->ring_fd(), [&] { monitoring.consume_process_events(); }, kProbeWakeup);

@@ -27,8 +27,8 @@ std::runtime_error sys_error(const std::string& what) { return std::runtime_erro
 
 } // namespace
 
-SocketServer::SocketServer(sd_event* event, std::string path, Handler handler)
-    : event_(event), path_(std::move(path)), handler_(std::move(handler)) {
+SocketServer::SocketServer(sd_event* event, std::string path, Handler handler, size_t max_clients)
+    : event_(event), path_(std::move(path)), handler_(std::move(handler)), max_clients_(max_clients) {
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     if (path_.size() >= sizeof addr.sun_path) throw std::runtime_error("socket path too long: " + path_);
@@ -79,6 +79,18 @@ int SocketServer::on_accept(sd_event_source*, int fd, uint32_t, void* userdata) 
         if (cfd < 0) {
             if (errno != EAGAIN && errno != EINTR) spdlog::warn("accept on {}: {}", self->path_, std::strerror(errno));
             return 0;
+        }
+        if (self->clients_.size() >= self->max_clients_) {
+            // Told, not left hanging; the write is best effort (a fresh socket's buffer takes it).
+            const std::string refusal =
+                dump_text(error_envelope("unknown", ApiError(ErrorCode::RESOURCE_EXHAUSTED, "resmgrd is serving too many connections",
+                                                             "at most " + std::to_string(self->max_clients_) + " at once (--max-clients)", {},
+                                                             {"Try again when other clients have disconnected"}))) +
+                "\n";
+            [[maybe_unused]] ssize_t n = ::write(cfd, refusal.data(), refusal.size());
+            ::close(cfd);
+            spdlog::warn("refused a connection: {} clients connected (--max-clients)", self->clients_.size());
+            continue;
         }
         ucred cred{};
         socklen_t len = sizeof cred;

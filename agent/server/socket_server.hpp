@@ -25,13 +25,17 @@ public:
 
     // Creates the socket's directory if needed, replaces a stale socket file, binds and listens.
     // Mode 0666: any local user may ask; what they may do is decided per request from SO_PEERCRED.
-    SocketServer(sd_event* event, std::string path, Handler handler);
+    // At most `max_clients` connections at once (subscribers included): one more is answered
+    // with a RESOURCE_EXHAUSTED envelope and closed, so idle connections cannot use up the
+    // daemon's fds (which the file guard needs for every held open).
+    SocketServer(sd_event* event, std::string path, Handler handler, size_t max_clients = kDefaultMaxClients);
     ~SocketServer();
     SocketServer(const SocketServer&) = delete;
     SocketServer& operator=(const SocketServer&) = delete;
 
     size_t client_count() const { return clients_.size(); }
     static constexpr size_t kMaxLine = 1 << 20;
+    static constexpr size_t kDefaultMaxClients = 512;
     // A subscriber that lets this much pile up unread is dropped rather than grow the daemon.
     static constexpr size_t kMaxSubscriberBacklog = 4 << 20;
 
@@ -61,6 +65,7 @@ private:
     sd_event* event_;
     std::string path_;
     Handler handler_;
+    size_t max_clients_;
     int listen_fd_ = -1;
     sd_event_source* listen_source_ = nullptr;
     std::map<int, std::unique_ptr<ClientConn>> clients_;

@@ -62,10 +62,11 @@ protected:
         if (!dir.empty()) std::filesystem::remove_all(dir);
     }
 
-    void start() {
-        daemon = spawn({RESMGRD_PATH, "--config", dir + "/policy.json", "--state-dir", dir + "/state", "--socket", socket, "--cgroup-root", root, "--backend",
-                        "cgroupfs", "--log-level", "debug"},
-                       log);
+    void start(const std::vector<std::string>& extra_args = {}) {
+        std::vector<std::string> argv{RESMGRD_PATH, "--config", dir + "/policy.json", "--state-dir", dir + "/state", "--socket", socket,
+                                      "--cgroup-root", root, "--backend", "cgroupfs", "--log-level", "debug"};
+        argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+        daemon = spawn(argv, log);
         bool up = wait_until([&] {
             try {
                 Client c(socket);

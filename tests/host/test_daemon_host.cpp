@@ -168,6 +168,25 @@ TEST_F(DaemonHost, MalformedLineAnswersInvalidRequestAndDaemonKeepsServing) {
     EXPECT_EQ(cli_json({"status"})["status"], "success");
 }
 
+// Idle connections cannot use up the daemon: past --max-clients one more is told why and
+// closed, and the daemon serves again as soon as connections go away.
+TEST_F(DaemonHost, ConnectionsPastTheLimitAreRefusedWithAnEnvelope) {
+    stop(SIGTERM);
+    start({"--max-clients", "4"});
+    std::vector<std::unique_ptr<Client>> idle;
+    for (int i = 0; i < 4; ++i) idle.push_back(std::make_unique<Client>(socket));
+    ASSERT_TRUE(wait_until([&] {
+        Client extra(socket);
+        char buffer[4096];
+        ssize_t n = ::read(extra.fd(), buffer, sizeof buffer); // the refusal, then EOF
+        if (n <= 0) return false;
+        json refusal = json::parse(std::string(buffer, static_cast<size_t>(n)));
+        return refusal["error"]["code"] == "RESOURCE_EXHAUSTED";
+    }, std::chrono::seconds(5))) << "a fifth connection was not refused";
+    idle.pop_back();
+    EXPECT_TRUE(wait_until([&] { return cli({"status"}).status == 0; }, std::chrono::seconds(5))) << "a freed slot serves again";
+}
+
 // Bytes that are not UTF-8: the parser's error quotes them, and the answer must still be a
 // well-formed envelope (they become U+FFFD) rather than a daemon that stops serving.
 TEST_F(DaemonHost, ALineThatIsNotUtf8GetsAnEnvelopeAndTheDaemonKeepsServing) {
