@@ -14,14 +14,18 @@ Enforcement CgroupBackend::create_attached(const std::string& id, const Limits& 
     try {
         attach(id, leaf, pid);
     } catch (const BackendError&) {
-        try {
-            destroy(id);
-        } catch (const BackendError& e) {
-            spdlog::warn("{}: removing the group after a failed attach: {}", id, e.what()); // an orphan, removed at the next start
-        }
+        destroy_after_failed_attach(id);
         throw;
     }
     return enforcement;
+}
+
+void CgroupBackend::destroy_after_failed_attach(const std::string& id) noexcept {
+    try {
+        destroy(id);
+    } catch (const std::exception& e) {
+        spdlog::warn("{}: removing the group after a failed attach: {}", id, e.what());
+    }
 }
 
 } // namespace resmgr::cgroup

@@ -79,6 +79,11 @@ public:
     virtual std::vector<pid_t> pids(const std::string& id) = 0;
     // What this backend reports about itself for status/doctor.
     virtual nlohmann::json describe() = 0;
+
+protected:
+    // create_attached's undo: destroy(id), logging (not throwing) when even that fails; the
+    // group is then an orphan, removed at the next start.
+    void destroy_after_failed_attach(const std::string& id) noexcept;
 };
 
 } // namespace resmgr::cgroup

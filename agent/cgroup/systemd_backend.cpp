@@ -207,11 +207,7 @@ Enforcement SystemdBackend::create_attached(const std::string& id, const Limits&
         } catch (const BackendError& e) {
             spdlog::debug("{}: {}", slice, e.what());
         }
-        try {
-            destroy(id);
-        } catch (const BackendError& e) {
-            spdlog::warn("{}: removing the slice after a failed attach: {}", slice, e.what()); // an orphan, removed at the next start
-        }
+        destroy_after_failed_attach(id);
         throw;
     }
     return applied(limits);

@@ -230,8 +230,8 @@ SuccessBody Service::resolve_conflicts(const Request& request, const Owner& peer
     const bool notify = !request.params.contains("notify_affected") || bool_param(request.params, "notify_affected");
     std::vector<std::string> affected;
     if (const conflicts::ConflictRecord* record = conflicts_.find(id)) {
-        for (const json* side : {&record->holder, &record->claimant})
-            if (side->is_object() && side->value("workflow_id", json()).is_string()) affected.push_back((*side)["workflow_id"]);
+        for (const json* side : {&record->holder, &record->claimant}) // objects with string fields, checked at load
+            if (side->contains("workflow_id")) affected.push_back((*side)["workflow_id"]);
         affected.erase(std::unique(affected.begin(), affected.end()), affected.end());
     }
     SuccessBody body = resolve_conflict(id, string_param(request.params, "strategy", true), peer);
@@ -351,10 +351,8 @@ json seed_policy_as_file_conflicts(const json& params) {
         throw ApiError(ErrorCode::INVALID_REQUEST, "give 'file_conflicts' or the seed's policy_type/scope/enforcement/exceptions, not both",
                        {}, {"file_conflicts", "policy_type"});
     auto text = [&](const char* key, const char* fallback) {
-        auto it = params.find(key);
-        if (it == params.end()) return std::string(fallback);
-        if (!it->is_string()) throw ApiError(ErrorCode::INVALID_REQUEST, std::string("'") + key + "' must be a string", "got " + it->dump(), {key});
-        return it->get<std::string>();
+        std::string value = string_param(params, key, false);
+        return value.empty() ? std::string(fallback) : value;
     };
     const std::string type = text("policy_type", "file_locking"), scope = text("scope", "global");
     if (type != "file_locking")
@@ -365,7 +363,7 @@ json seed_policy_as_file_conflicts(const json& params) {
         throw ApiError(ErrorCode::UNSUPPORTED, "Scope '" + scope + "' is not available", "the file conflict policy applies to the whole node",
                        {"scope"}, {"Use \"scope\": \"global\""});
     json update = json::object();
-    std::string enforcement = text("enforcement", "");
+    std::string enforcement = string_param(params, "enforcement", false);
     bool reads_excepted = false;
     if (auto it = params.find("exceptions"); it != params.end()) {
         if (it->is_object()) {
@@ -415,12 +413,10 @@ SuccessBody Service::prevent_conflicts(const Request& request, const Owner& peer
         spdlog::info("file conflict policy: {}", file_policy_.to_json().dump());
     }
     // The seed's risk_threshold: only conflicts of this severity or above are reported.
-    std::string threshold = "low";
-    if (auto it = request.params.find("risk_threshold"); it != request.params.end()) {
-        if (!it->is_string() || (*it != "low" && *it != "medium" && *it != "high"))
-            throw ApiError(ErrorCode::INVALID_REQUEST, "'risk_threshold' must be low, medium or high", "got " + it->dump(), {"risk_threshold"});
-        threshold = it->get<std::string>();
-    }
+    std::string threshold = string_param(request.params, "risk_threshold", false);
+    if (threshold.empty()) threshold = "low";
+    if (threshold != "low" && threshold != "medium" && threshold != "high")
+        throw ApiError(ErrorCode::INVALID_REQUEST, "'risk_threshold' must be low, medium or high", "got \"" + threshold + "\"", {"risk_threshold"});
     // auto_mitigation: what resmgrd does by itself, always; it cannot be turned off per request.
     if (request.params.contains("auto_mitigation") && !bool_param(request.params, "auto_mitigation"))
         throw ApiError(ErrorCode::UNSUPPORTED, "resmgrd always mitigates conflicts it can enforce",

@@ -1,6 +1,8 @@
 // resmgrd + resmgr + resmgr-run on this host's real cgroup2 hierarchy, through the real socket.
 #include <gtest/gtest.h>
 
+#include <poll.h>
+
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -177,6 +179,8 @@ TEST_F(DaemonHost, ConnectionsPastTheLimitAreRefusedWithAnEnvelope) {
     for (int i = 0; i < 4; ++i) idle.push_back(std::make_unique<Client>(socket));
     ASSERT_TRUE(wait_until([&] {
         Client extra(socket);
+        pollfd answer{extra.fd(), POLLIN, 0};
+        if (::poll(&answer, 1, 500) != 1) return false; // accepted and left waiting: not refused
         char buffer[4096];
         ssize_t n = ::read(extra.fd(), buffer, sizeof buffer); // the refusal, then EOF
         if (n <= 0) return false;

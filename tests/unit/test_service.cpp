@@ -1,11 +1,8 @@
 // Service: operations end to end against a fake backend and a real state directory.
 #include <gtest/gtest.h>
 
-#include <functional>
 #include <iostream>
-#include <iterator>
 #include <memory>
-#include <random>
 #include <set>
 
 #include "fake_backend.hpp"
@@ -309,27 +306,14 @@ TEST(Service, MutatedRequestsGetAnEnvelopeAndLeaveTheStateConsistent) {
                                    "99999999999999999h", "-5m", "1e400", "0s", "2025-13-45T99:99:99Z", json::array(), json::object(),
                                    json::array({1, "two", nullptr}), std::string(5000, 'a'), "../../etc/passwd", std::string("a\0b", 3),
                                    "critical", 101, 0.0000001};
-    std::mt19937 rng(20261201);
-    auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
-    // A random value somewhere inside `doc` (objects and arrays are descended into at random).
-    std::function<void(json&)> mutate = [&](json& doc) {
-        if (doc.is_object() && !doc.empty() && pick(3) > 0) {
-            auto it = std::next(doc.begin(), static_cast<long>(pick(doc.size())));
-            switch (pick(4)) {
-            case 0: doc.erase(it.key()); return;
-            case 1: doc["unexpected_" + std::to_string(pick(3))] = odd[pick(odd.size())]; return;
-            default: mutate(it.value()); return;
-            }
-        }
-        if (doc.is_array() && !doc.empty() && pick(2)) return mutate(doc[pick(doc.size())]);
-        doc = odd[pick(odd.size())];
-    };
+    JsonMutator fuzz(20261201, odd, /*add_unknown_keys=*/true);
+    auto pick = [&](size_t n) { return fuzz.pick(n); };
     int successes = 0;
     std::map<std::string, int> codes;
     for (int round = 0; round < 4000; ++round) {
         json request = seeds[pick(seeds.size())];
-        for (size_t n = 1 + pick(3); n > 0; --n) mutate(request["params"]);
-        if (pick(20) == 0) request["operation"] = odd[pick(odd.size())];
+        for (size_t n = 1 + pick(3); n > 0; --n) fuzz.mutate(request["params"]);
+        if (pick(20) == 0) request["operation"] = fuzz.odd_value();
         std::string line = request.dump();
         if (pick(10) == 0) line.resize(pick(line.size() + 1)); // cut short
         json r = d.call(line, pick(4) == 0 ? kBob : kAlice);

@@ -8,10 +8,8 @@
 
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <iostream>
 #include <iterator>
-#include <random>
 #include <set>
 
 #include "core/ledger.hpp"
@@ -366,22 +364,11 @@ TEST_F(ServiceConflicts, DamagedConflictRecordsAreSetAsideOrServeWithoutEscaping
     const json original = conflicts_file();
     ASSERT_EQ(original["conflicts"].size(), 2u);
     const std::vector<json> odd = {nullptr, true, -1, 1e308, "", "x", "2025-99-99T00:00:00Z", json::array(), json::object(), json::array({1})};
-    std::mt19937 rng(7);
-    auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
-    std::function<void(json&)> mutate = [&](json& doc) {
-        if (doc.is_object() && !doc.empty() && pick(4) > 0) {
-            auto it = std::next(doc.begin(), static_cast<long>(pick(doc.size())));
-            if (pick(6) == 0) doc.erase(it.key());
-            else mutate(it.value());
-            return;
-        }
-        if (doc.is_array() && !doc.empty() && pick(4) > 0) return mutate(doc[pick(doc.size())]);
-        doc = odd[pick(odd.size())];
-    };
+    JsonMutator fuzz(7, odd, /*add_unknown_keys=*/false);
     int served = 0, set_aside = 0;
     for (int round = 0; round < 300; ++round) {
         json doc = original;
-        mutate(doc);
+        fuzz.mutate(doc);
         std::error_code ec;
         fs::remove(fs::path(path).concat(".damaged"), ec);
         { std::ofstream(path, std::ios::trunc) << doc.dump(); }
@@ -396,7 +383,7 @@ TEST_F(ServiceConflicts, DamagedConflictRecordsAreSetAsideOrServeWithoutEscaping
         ASSERT_EQ(listed["status"], "success") << listed.dump(2);
         for (const auto& c : listed["result"]["conflicts"]) {
             if (!c["conflict_id"].is_string()) continue;
-            json r = call("resolve-conflicts", {{"conflict_id", c["conflict_id"]}, {"strategy", pick(2) ? "priority_based" : "release"}});
+            json r = call("resolve-conflicts", {{"conflict_id", c["conflict_id"]}, {"strategy", fuzz.pick(2) ? "priority_based" : "release"}});
             EXPECT_NE(r.value("error", json::object()).value("code", ""), "INTERNAL_ERROR") << doc.dump() << "\n" << r.dump(2);
         }
     }

@@ -3,10 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <iostream>
-#include <iterator>
-#include <random>
 
 #include "state/state_store.hpp"
 #include "tests_support.hpp"
@@ -116,22 +113,12 @@ TEST(StateStore, RandomlyDamagedFilesLoadOrAreRefusedByName) {
     const nlohmann::json original = nlohmann::json::parse(slurp(store.allocations_path()));
     const std::vector<nlohmann::json> odd = {nullptr, true, -1, 0, 1e308, -1.5, 18446744073709551615ULL, "", "x", "2025-99-99T00:00:00Z",
                                              "-3h", nlohmann::json::array(), nlohmann::json::object(), std::string(3000, 'z')};
-    std::mt19937 rng(4242);
-    auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
-    std::function<void(nlohmann::json&)> mutate = [&](nlohmann::json& doc) {
-        if (doc.is_object() && !doc.empty() && pick(4) > 0) {
-            auto it = std::next(doc.begin(), static_cast<long>(pick(doc.size())));
-            if (pick(5) == 0) doc.erase(it.key());
-            else mutate(it.value());
-            return;
-        }
-        if (doc.is_array() && !doc.empty() && pick(4) > 0) return mutate(doc[pick(doc.size())]);
-        doc = odd[pick(odd.size())];
-    };
+    JsonMutator fuzz(4242, odd, /*add_unknown_keys=*/false);
+    auto pick = [&](size_t n) { return fuzz.pick(n); };
     int loaded = 0, refused = 0;
     for (int round = 0; round < 1500; ++round) {
         nlohmann::json doc = original;
-        mutate(doc);
+        fuzz.mutate(doc);
         std::string text = doc.dump(1);
         if (pick(8) == 0) text[pick(text.size())] = static_cast<char>(pick(256)); // a flipped byte
         { std::ofstream(store.allocations_path(), std::ios::trunc) << text; }

@@ -4,7 +4,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <iterator>
+#include <random>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "resmgr/protocol.hpp"
 
@@ -39,5 +43,39 @@ inline ErrorCode code_of(const std::function<void()>& f) {
     }
     return ErrorCode::INTERNAL_ERROR;
 }
+
+// Random damage to JSON documents, for robustness tests. mutate() changes one place somewhere
+// inside the document (objects and arrays are descended into at random): a value is replaced by
+// one of `odd`, a key is dropped, or, with `add_unknown_keys`, an unknown key is added.
+class JsonMutator {
+public:
+    JsonMutator(unsigned seed, std::vector<nlohmann::json> odd, bool add_unknown_keys)
+        : rng_(seed), odd_(std::move(odd)), add_unknown_keys_(add_unknown_keys) {}
+    // 0 .. n-1, from the same stream, for the test's own random choices.
+    size_t pick(size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng_); }
+    const nlohmann::json& odd_value() { return odd_[pick(odd_.size())]; }
+    void mutate(nlohmann::json& doc) {
+        if (doc.is_object() && !doc.empty() && pick(4) > 0) {
+            auto it = std::next(doc.begin(), static_cast<long>(pick(doc.size())));
+            switch (pick(5)) {
+            case 0: doc.erase(it.key()); return;
+            case 1:
+                if (add_unknown_keys_) {
+                    doc["unexpected_" + std::to_string(pick(3))] = odd_value();
+                    return;
+                }
+                [[fallthrough]];
+            default: mutate(it.value()); return;
+            }
+        }
+        if (doc.is_array() && !doc.empty() && pick(4) > 0) return mutate(doc[pick(doc.size())]);
+        doc = odd_value();
+    }
+
+private:
+    std::mt19937 rng_;
+    std::vector<nlohmann::json> odd_;
+    bool add_unknown_keys_;
+};
 
 } // namespace resmgr
