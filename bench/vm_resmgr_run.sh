@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# resmgr-run's start/stop cost under systemd, in the system-test VM (tests/system/vm.sh):
+# resmgrd's own time per request (metrics.execution_time) for allocate, attach, allocate with
+# "attach" and release, then wall times of `systemd-run --scope true` and `resmgr-run -- true`,
+# interleaved. With OLD_RESMGR_RUN=PATH (a resmgr-run built from another commit) that binary runs
+# in the same interleaving, against the same resmgrd.
+# Usage: bench/vm_resmgr_run.sh BUILD_DIR [RUNS=25]   (root; prints ET and W lines, then p50/p90)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "${1:?usage: vm_resmgr_run.sh BUILD_DIR [RUNS]}" && pwd)
+runs=${2:-25}
+share=$(mktemp -d /tmp/resmgr-vm-bench-XXXXXX)
+trap 'rm -rf "$share"' EXIT
+mkdir -p "$share/bin" "$share/units"
+cp "$build/agent/resmgrd" "$build/agent/cli/resmgr" "$build/agent/cli/resmgr-run" "$share/bin/"
+cp "${OLD_RESMGR_RUN:-$build/agent/cli/resmgr-run}" "$share/bin/resmgr-run-old"
+cp "$here/../units/resmgrd.service" "$here/../units/resmgr.slice" "$share/units/"
+cat > "$share/bench.sh" <<GUEST
+#!/bin/sh
+share=\$(cd "\$(dirname "\$0")" && pwd)
+install -m 0755 "\$share/bin/resmgrd" /usr/sbin/resmgrd
+install -m 0755 "\$share/bin/resmgr" "\$share/bin/resmgr-run" "\$share/bin/resmgr-run-old" /usr/bin/
+install -m 0644 "\$share/units/resmgrd.service" "\$share/units/resmgr.slice" /etc/systemd/system/
+systemctl daemon-reload; systemctl start resmgrd
+et() { grep -o '"execution_time": "[^"]*"' | sed 's/.*: "\(.*\)"/\1/'; }
+idof() { grep -o '"allocation_id": "[^"]*"' | head -1 | sed 's/.*: "\(.*\)"/\1/'; }
+for i in 1 2 3; do resmgr-run -q -- true; resmgr-run-old -q -- true; systemd-run --scope --quiet true; done
+for i in \$(seq 1 6); do
+  a=\$(resmgr --json allocate '{"workflow_id":"wf-x","resources":{"cpu_cores":0.5},"auto_release":{"on_completion":false}}')
+  id=\$(echo "\$a" | idof)
+  t=\$(sh -c "exec resmgr --json attach '{\"allocation_id\":\"\$id\",\"pid\":'\\\$\\\$'}'")
+  r=\$(resmgr --json release "{\"allocation_id\":\"\$id\"}")
+  b=\$(sh -c 'exec resmgr --json allocate "{\"workflow_id\":\"wf-y\",\"resources\":{\"cpu_cores\":0.5},\"auto_release\":{\"on_completion\":false},\"attach\":{\"pid\":\$\$}}"')
+  resmgr --json release "{\"allocation_id\":\"\$(echo "\$b" | idof)\"}" > /dev/null
+  echo "ET allocate \$(echo "\$a" | et) attach \$(echo "\$t" | et) release-empty \$(echo "\$r" | et) allocate+attach \$(echo "\$b" | et)"
+done
+ms() { echo \$(( \$(date +%s%N) / 1000000 )); }
+for i in \$(seq 1 $runs); do
+  t0=\$(ms); systemd-run --scope --quiet true; t1=\$(ms); resmgr-run-old -q -- true; t2=\$(ms); resmgr-run -q -- true; t3=\$(ms)
+  echo "W sdrun \$((t1-t0)) old \$((t2-t1)) new \$((t3-t2))"
+done
+GUEST
+out=$("$here/../tests/system/vm.sh" run "$share" bench.sh | tr -d '\r')
+grep -E '^(ET|W) ' <<<"$out"
+pct() { # column, percent: that percentile of the W lines' column
+    grep '^W ' <<<"$out" | awk -v c="$1" '{print $c}' | sort -n | awk -v p="$2" '{v[NR]=$1} END {i=int(NR*p/100+0.5); if (i<1) i=1; print v[i]}'
+}
+[ -n "$(grep '^W ' <<<"$out")" ] || { echo "vm_resmgr_run.sh: no runs came back" >&2; exit 1; }
+echo "p50/p90 ms: systemd-run $(pct 3 50)/$(pct 3 90), resmgr-run (old) $(pct 5 50)/$(pct 5 90), resmgr-run $(pct 7 50)/$(pct 7 90)," \
+     "ratio p50 $(awk -v n="$(pct 7 50)" -v s="$(pct 3 50)" 'BEGIN {printf "%.2f", n / s}')"
