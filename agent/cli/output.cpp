@@ -85,6 +85,24 @@ void print_human(std::ostream& out, const std::string& operation, const json& en
             << list.size() << " allocation(s)\n";
         for (auto& a : list) print_allocation(out, a);
         if (result.contains("capacity")) print_capacity(out, result["capacity"]);
+    } else if (operation == "doctor" && result.contains("verdict")) {
+        out << str(result, "verdict") << "\n";
+        for (auto& e : result.value("enforced", json::array())) out << "  enforced: " << e.get<std::string>() << "\n";
+        for (auto& e : result.value("not_enforced", json::array())) out << "  NOT enforced: " << e.get<std::string>() << "\n";
+        for (auto& r : envelope.value("recommendations", json::array())) out << "fix: " << r.get<std::string>() << "\n";
+        out << "(the host and daemon details: resmgr --json doctor)\n";
+        return;
+    } else if (operation == "why") {
+        out << str(result, "explanation") << "\n";
+        if (result.value("held", false)) out << "  reads from outside: " << str(result.value("outside_processes", json::object()), "reads") << "\n";
+        for (auto& w : result.value("waiting_openers", json::array()))
+            out << "  waiting: " << str(w, "comm", "?") << "[" << str(w, "pid", "?") << "] since " << str(w, "waiting_since", "?")
+                << ", refused in " << str(w, "refused_in_seconds", "?") << " s unless the holder lets go\n";
+        for (auto& c : result.value("conflicts", json::array()))
+            out << "  conflict " << str(c, "conflict_id") << ": " << str(c, "event") << ", " << str(c, "occurrences") << " time(s), last "
+                << str(c, "last_seen") << "\n";
+        for (auto& b : result.value("reservations", json::array()))
+            out << "  booked by reservation " << str(b, "reservation_id") << " from " << str(b, "start_time") << "\n";
     } else {
         print_json_tree(out, result, 0);
     }

@@ -2,6 +2,7 @@
 // seed's operations word for word.
 #include <unistd.h>
 
+#include <filesystem>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -55,7 +56,11 @@ constexpr const char* kDescription =
     "  events [--follow] [--type T ...]   Recent events (allocated, released, expired, denied, queued,\n"
     "              preempted, resumed, conflict, threshold, threshold_cleared, oom_kill); --follow streams\n"
     "              them live until interrupted.\n"
-    "  doctor      What this host can enforce (cgroup mode, controllers, systemd, backend) and why.\n"
+    "  why PATH    Who holds PATH exclusively and since when, what a process outside the holder meets\n"
+    "              when it opens it (EPERM, or a wait of at most the queue timeout), who waits for it now,\n"
+    "              and its conflict records. PATH is resolved here, with your own permissions.\n"
+    "  doctor      What this host enforces, what it does not and how to get it (cgroup mode, controllers,\n"
+    "              systemd, backend, file guard, BPF LSM, eBPF).\n"
     "Only the owner of an allocation (the uid that made it) or root may release or reallocate it.\n";
 
 constexpr const char* kFooter =
@@ -140,6 +145,15 @@ int main(int argc, char** argv) {
             std::cerr << "resmgr: unexpected argument '" << w << "' (expected JSON parameters in '{...}')\n";
             return 2;
         }
+    }
+
+    // `why PATH`: resolved here, with the asker's permissions; resmgrd only looks the path up.
+    if (request.operation == "why" && !request.resource_type.empty()) {
+        std::error_code ec;
+        auto path = std::filesystem::absolute(request.resource_type, ec);
+        if (auto canonical = std::filesystem::weakly_canonical(path, ec); !ec) path = canonical;
+        request.params["path"] = path.lexically_normal().string();
+        request.resource_type.clear();
     }
 
     const bool human = !as_json && ::isatty(STDOUT_FILENO);

@@ -15,6 +15,7 @@
 
 #include "conflicts/open_mode.hpp"
 #include "monitor/proc.hpp"
+#include "resmgr/model.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -369,7 +370,7 @@ void FileGuard::handle_permission_event(int fd, pid_t tid) {
             std::lock_guard lock(mutex_);
             auto it = by_key_.find(key);
             if (it != by_key_.end()) {
-                entries_.at(it->second).queue.push_back({fd, opener, SteadyClock::now() + policy.queue_timeout});
+                entries_.at(it->second).queue.push_back({fd, opener, SteadyClock::now() + policy.queue_timeout, std::chrono::system_clock::now()});
                 queued = true;
             }
         }
@@ -717,14 +718,24 @@ nlohmann::json FileGuard::status() const {
     {
         std::lock_guard lock(mutex_);
         policy = policy_;
-        for (const auto& [path, entry] : entries_)
+        const auto now = SteadyClock::now();
+        for (const auto& [path, entry] : entries_) {
+            nlohmann::json waiting = nlohmann::json::array();
+            for (const auto& p : entry.queue)
+                waiting.push_back({{"pid", p.opener.pid},
+                                   {"comm", p.opener.comm},
+                                   {"cgroup", p.opener.cgroup},
+                                   {"waiting_since", format_timestamp(std::chrono::time_point_cast<TimePoint::duration>(p.since))},
+                                   {"refused_in_seconds", std::chrono::duration_cast<std::chrono::seconds>(p.deadline - now).count()}});
             holds.push_back({{"path", path},
                              {"allocation_id", entry.hold.allocation_id},
                              {"workflow_id", entry.hold.workflow_id},
                              {"owner_cgroup", entry.hold.owner_cgroup},
                              {"strategy", to_string(entry.hold.strategy.value_or(policy.strategy))},
                              {"marked", entry.key.has_value()},
-                             {"queued_openers", entry.queue.size()}});
+                             {"queued_openers", entry.queue.size()},
+                             {"waiting_openers", waiting}});
+        }
     }
     return {{"holds", holds},
             {"counters",

@@ -131,7 +131,7 @@ public:
     int lsm_fd() const;
     void on_lsm_ready();
 
-    nlohmann::json status() const override; // holds, counters, options
+    nlohmann::json status() const override; // holds (with their waiting openers), counters, options
     std::vector<Hold> holds() const;
     // Open file descriptors the guard owns besides its fixed ones (event fds of queued opens,
     // O_PATH fds of held inodes): for the leak checks of the tests.
@@ -144,6 +144,7 @@ private:
         int fd;
         Opener opener;
         std::chrono::steady_clock::time_point deadline;
+        std::chrono::system_clock::time_point since; // for `resmgr why` and `status conflicts`
     };
     struct Entry {
         Hold hold;

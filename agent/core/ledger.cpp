@@ -650,10 +650,18 @@ std::vector<std::string> Ledger::due_to_kill(TimePoint now) const {
     return out;
 }
 
+std::vector<std::string> Ledger::due_to_complete(TimePoint now) const {
+    std::vector<std::string> out;
+    for (auto& [id, a] : allocations_)
+        if (a.idle_since && *a.idle_since + a.auto_release.grace_period <= now) out.push_back(id);
+    return out;
+}
+
 std::optional<TimePoint> Ledger::next_deadline() const {
     std::optional<TimePoint> next;
     auto consider = [&](TimePoint t) { if (!next || t < *next) next = t; };
     for (auto& [id, a] : allocations_) {
+        if (a.idle_since) consider(*a.idle_since + a.auto_release.grace_period);
         if (a.terminating_since) consider(*a.terminating_since + a.auto_release.grace_period);
         else if ((a.status == AllocationStatus::active || a.status == AllocationStatus::paused) && a.expires_at) consider(*a.expires_at);
         // A reservation waiting for a file wakes nobody before its window closes: the holder's
@@ -665,8 +673,17 @@ std::optional<TimePoint> Ledger::next_deadline() const {
 
 void Ledger::mark_terminating(const std::string& id, TimePoint now) { allocations_.at(id).terminating_since = now; }
 void Ledger::mark_expired(const std::string& id) { allocations_.at(id).status = AllocationStatus::expired; }
-void Ledger::mark_populated(const std::string& id) { allocations_.at(id).populated_once = true; }
-void Ledger::set_supervisor(const std::string& id, std::int32_t pid) { allocations_.at(id).supervisor_pid = pid; }
+void Ledger::mark_populated(const std::string& id) {
+    auto& a = allocations_.at(id);
+    a.populated_once = true;
+    a.idle_since.reset();
+}
+void Ledger::mark_idle(const std::string& id, TimePoint since) { allocations_.at(id).idle_since = since; }
+void Ledger::set_supervisor(const std::string& id, std::int32_t pid) {
+    auto& a = allocations_.at(id);
+    a.supervisor_pid = pid;
+    if (pid > 0) a.supervised = true;
+}
 
 const Allocation* Ledger::find(const std::string& id) const {
     auto it = allocations_.find(id);

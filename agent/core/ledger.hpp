@@ -71,6 +71,8 @@ public:
     std::vector<std::string> due_to_expire(TimePoint now) const;
     // terminating allocations whose grace period ran out by `now` (time for cgroup.kill);
     std::vector<std::string> due_to_kill(TimePoint now) const;
+    // allocations whose group has stayed empty for their grace period by `now` (complete);
+    std::vector<std::string> due_to_complete(TimePoint now) const;
     // the earliest moment one of the above becomes true, if any.
     std::optional<TimePoint> next_deadline() const;
     // reservations whose window has opened and whose files are free (a predecessor still
@@ -102,8 +104,12 @@ public:
     void mark_terminating(const std::string& id, TimePoint now);
     // Duration over but on_timeout is false: recorded as expired, left running.
     void mark_expired(const std::string& id);
+    // A process is in the group (again): it is no longer idle.
     void mark_populated(const std::string& id);
-    // The resmgr-run process that reports the command's exit (0: none).
+    // Its group emptied at `since`: it completes at since + grace_period unless a process joins.
+    void mark_idle(const std::string& id, TimePoint since);
+    // The resmgr-run process that reports the command's exit (0: none, or no longer). A wrapper
+    // named here makes the allocation its own (`supervised`): complete as soon as it is empty.
     void set_supervisor(const std::string& id, std::int32_t pid);
     // Replaces the files an allocation holds exclusively (resolve-conflicts: release, priority_based).
     void set_exclusive_files(const std::string& id, std::vector<std::string> files);

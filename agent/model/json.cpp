@@ -214,6 +214,8 @@ json to_json(const Allocation& a) {
     if (a.degraded_from_cpu) j["degraded_from_cpu_cores"] = *a.degraded_from_cpu;
     j["populated_once"] = a.populated_once;
     if (a.supervisor_pid) j["supervisor_pid"] = a.supervisor_pid;
+    if (a.supervised) j["supervised"] = true;
+    if (a.idle_since) j["idle_since"] = format_timestamp(*a.idle_since);
     return j;
 }
 
@@ -223,7 +225,7 @@ Allocation allocation_from_json(const json& j) {
     // must stop the load, not quietly leave an allocation without its resources or constraints.
     reject_unknown(j, "allocation",
                    {"allocation_id", "workflow_id", "requester", "timestamp", "expires_at", "terminating_since", "start_time",
-                    "degraded_from_cpu_cores", "queue_seq", "populated_once", "supervisor_pid", "priority", "priority_value", "status",
+                    "degraded_from_cpu_cores", "queue_seq", "populated_once", "supervisor_pid", "supervised", "idle_since", "priority", "priority_value", "status",
                     "resources", "constraints", "performance_requirements", "auto_release", "owner"});
     if (!j.contains("resources")) throw ApiError(ErrorCode::INVALID_REQUEST, "missing required field 'allocation.resources'");
     Allocation a;
@@ -244,10 +246,14 @@ Allocation allocation_from_json(const json& j) {
     a.expires_at = stamp("expires_at");
     a.terminating_since = stamp("terminating_since");
     a.start_at = stamp("start_time");
+    a.idle_since = stamp("idle_since");
     if (auto* v = find(j, "degraded_from_cpu_cores")) a.degraded_from_cpu = get_number(*v, "allocation.degraded_from_cpu_cores", 4096);
     if (auto* v = find(j, "queue_seq")) a.queue_seq = get_count(*v, "allocation.queue_seq", 1ULL << 62);
     if (auto* v = find(j, "populated_once")) a.populated_once = get_bool(*v, "allocation.populated_once");
     if (auto* v = find(j, "supervisor_pid")) a.supervisor_pid = static_cast<std::int32_t>(get_count(*v, "allocation.supervisor_pid", 0x7fffffffULL));
+    // State written before "supervised" existed names the wrapper only by its pid.
+    a.supervised = a.supervisor_pid > 0;
+    if (auto* v = find(j, "supervised")) a.supervised = get_bool(*v, "allocation.supervised");
     if (auto* v = find(j, "priority_value")) a.priority = get_priority(*v);
     else if (auto* v = find(j, "priority")) a.priority = get_priority(*v);
     std::string status = get_string(j, "status", "allocation", true);

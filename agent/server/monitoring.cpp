@@ -344,7 +344,58 @@ int Monitoring::live_agents(const std::string& allocation_id) const {
     return n;
 }
 
+void Monitoring::allocation_started(const std::string& allocation_id, TimePoint now) {
+    if (started_.count(allocation_id)) return;
+    GroupStart start{now, std::nullopt, ""};
+    const std::string dir = backend_.group_path(allocation_id);
+    if (dir.empty()) {
+        start.unavailable = "no cgroup on this backend";
+    } else {
+        const auto sample = monitor::read_group(dir, monitor::GroupFiles::periodic);
+        if (sample.cpu_stat && sample.cpu_stat->usage_usec) start.cpu_usage_usec = *sample.cpu_stat->usage_usec;
+        else start.unavailable = "cpu.stat unreadable at the start: " + (sample.unavailable.empty() ? std::string("no usage_usec") : sample.unavailable.front());
+    }
+    started_[allocation_id] = std::move(start);
+}
+
+json Monitoring::final_usage(const std::string& allocation_id, TimePoint now) const {
+    json out{{"cpu_usage_usec", nullptr}, {"cpu_cores_mean", nullptr}, {"wall_seconds", nullptr}, {"memory_peak_bytes", nullptr}};
+    json unavailable = json::array();
+    const std::string dir = backend_.group_path(allocation_id);
+    if (dir.empty()) {
+        out["unavailable"] = json::array({"no cgroup on this backend"});
+        return out;
+    }
+    const auto sample = monitor::read_group(dir, monitor::GroupFiles::periodic);
+    const auto start = started_.find(allocation_id);
+    std::optional<std::uint64_t> used_now;
+    if (sample.cpu_stat && sample.cpu_stat->usage_usec) used_now = *sample.cpu_stat->usage_usec;
+    if (used_now) out["cpu_usage_usec"] = *used_now;
+    if (start == started_.end()) {
+        unavailable.push_back("cpu_cores_mean: the group's start was not observed");
+    } else if (!start->second.cpu_usage_usec || !used_now) {
+        unavailable.push_back("cpu_cores_mean: " + (start->second.unavailable.empty() ? std::string("cpu.stat unreadable at the end")
+                                                                                      : start->second.unavailable));
+    } else {
+        const double wall = std::chrono::duration<double>(now - start->second.time).count();
+        out["wall_seconds"] = round3(wall);
+        // A counter that went back (a group re-made under the same name) gives no figure.
+        if (wall > 0 && *used_now >= *start->second.cpu_usage_usec)
+            out["cpu_cores_mean"] = round3(static_cast<double>(*used_now - *start->second.cpu_usage_usec) / 1e6 / wall);
+    }
+    // memory.peak (Linux 5.19+, with the memory controller): the high-water mark over the group's life.
+    try {
+        out["memory_peak_bytes"] = monitor::parse_single_value(monitor::read_text_file(dir + "/memory.peak"), "memory.peak");
+    } catch (const monitor::ParseError& e) {
+        unavailable.push_back(std::string("memory_peak_bytes: ") + e.what());
+    }
+    for (const auto& why : sample.unavailable) unavailable.push_back(why);
+    out["unavailable"] = unavailable;
+    return out;
+}
+
 void Monitoring::forget_allocation(const std::string& allocation_id) {
+    started_.erase(allocation_id);
     oom_reported_.erase(allocation_id);
     sampler_.forget(allocation_id);
     for (auto& [_, agent] : agents_) {
@@ -482,17 +533,21 @@ json Monitoring::allocation_usage(const Allocation& a) const {
 
 json Monitoring::usage(const std::string& workflow_id, const json& ended) const {
     json allocations = json::array();
-    double cpu_used = 0, cpu_allocated = 0;
-    double memory_used = 0, memory_allocated = 0;
-    bool measured = false;
+    // A total is known only when every part of it is: one unsampled allocation makes it null.
+    std::optional<double> cpu_used = 0.0, memory_used = 0.0;
+    double cpu_allocated = 0, memory_allocated = 0;
+    std::set<std::string> not_measured;
+    auto add = [](std::optional<double>& total, const json& part) {
+        if (total && part.is_number()) *total += part.get<double>();
+        else total.reset();
+    };
     for (const auto& [_, a] : ledger_.allocations()) {
         if (a.workflow_id != workflow_id) continue;
         json u = allocation_usage(a);
-        if (u["used"].is_object()) {
-            measured = true;
-            cpu_used += u["used"]["cpu_cores"].is_number() ? u["used"]["cpu_cores"].get<double>() : 0;
-            memory_used += u["used"]["memory_bytes"].is_number() ? u["used"]["memory_bytes"].get<double>() : 0;
-        }
+        const json& used = u["used"];
+        add(cpu_used, used.is_object() ? used["cpu_cores"] : json());
+        add(memory_used, used.is_object() ? used["memory_bytes"] : json());
+        for (const auto& why : u["unavailable"]) not_measured.insert(why.get<std::string>());
         cpu_allocated += a.resources.cpu_cores;
         memory_allocated += static_cast<double>(a.resources.memory_bytes);
         allocations.push_back(std::move(u));
@@ -500,14 +555,14 @@ json Monitoring::usage(const std::string& workflow_id, const json& ended) const 
     if (allocations.empty() && ended.empty())
         throw ApiError(ErrorCode::NOT_FOUND, "Workflow '" + workflow_id + "' holds no allocation and none ended recently", {},
                        {"workflow_id"}, {"List live allocations with `resmgr status`"});
-    std::optional<double> cpu = measured ? std::optional(cpu_used) : std::nullopt;
-    std::optional<double> memory = measured ? std::optional(memory_used) : std::nullopt;
+    if (allocations.empty()) cpu_used.reset(), memory_used.reset(); // nothing live to add up
     return {{"workflow_id", workflow_id},
             {"allocations", allocations},
             {"ended_allocations", ended},
-            {"totals", {{"cpu_cores_allocated", cpu_allocated}, {"cpu_cores_used", or_null(cpu)},
-                        {"memory_bytes_allocated", memory_allocated}, {"memory_bytes_used", or_null(memory)}}},
-            {"efficiency", {{"cpu_percent", efficiency(cpu, cpu_allocated)}, {"memory_percent", efficiency(memory, memory_allocated)}}},
+            {"totals", {{"cpu_cores_allocated", cpu_allocated}, {"cpu_cores_used", or_null(cpu_used)},
+                        {"memory_bytes_allocated", memory_allocated}, {"memory_bytes_used", or_null(memory_used)}}},
+            {"efficiency", {{"cpu_percent", efficiency(cpu_used, cpu_allocated)}, {"memory_percent", efficiency(memory_used, memory_allocated)}}},
+            {"not_measured", not_measured},
             {"sampled_at", latest_ ? json(format_timestamp(latest_->time)) : json(nullptr)}};
 }
 

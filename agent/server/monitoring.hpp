@@ -72,6 +72,12 @@ public:
     // The allocation ended: its live agents become exited (ended agents are kept, the newest
     // kMaxEndedAgents of them, so failures stay visible after their allocation is gone).
     void forget_allocation(const std::string& allocation_id);
+    // The allocation's group was made (or adopted at restart): its CPU counter is read now, so
+    // that final_usage measures the whole life of a job shorter than the sampling interval.
+    void allocation_started(const std::string& allocation_id, TimePoint now);
+    // Read just before the group goes: CPU used since allocation_started (mean cores over the
+    // wall time), the kernel's memory peak; each figure null with its reason when unreadable.
+    nlohmann::json final_usage(const std::string& allocation_id, TimePoint now) const;
     // OOM kills in the allocation's group already reported by sampling (so the final count at
     // release reports only the rest).
     std::uint64_t oom_kills_reported(const std::string& allocation_id) const;
@@ -112,6 +118,12 @@ private:
     std::optional<monitor::Snapshot> latest_;
     std::map<std::string, Agent> agents_; // "<allocation id>/<name>"
     std::map<std::string, std::uint64_t> oom_reported_;
+    struct GroupStart {
+        TimePoint time{};
+        std::optional<std::uint64_t> cpu_usage_usec; // nullopt: cpu.stat unreadable then
+        std::string unavailable;                     // why, if so
+    };
+    std::map<std::string, GroupStart> started_; // by allocation id, while it lives
     bpf::Probes* probes_ = nullptr;
     std::string probes_status_ = "not loaded";
     bpf::ToolTally tally_;

@@ -2,6 +2,7 @@
 // backend, then persist; a backend failure rolls the ledger back so state never claims a group
 // that does not exist.
 #include "server/service.hpp"
+#include "server/doctor.hpp"
 #include "server/params.hpp"
 
 #include <algorithm>
@@ -46,6 +47,17 @@ json limits_json(const cgroup::Limits& l) {
             {"pids_max", opt(l.pids_max)}};
 }
 
+// The kernel's active LSMs, for the doctor's BPF LSM advice; empty without securityfs.
+std::string read_lsm_list() {
+    try {
+        std::string list = monitor::read_text_file("/sys/kernel/security/lsm");
+        while (!list.empty() && (list.back() == '\n' || list.back() == ' ')) list.pop_back();
+        return list;
+    } catch (const monitor::ParseError&) {
+        return {};
+    }
+}
+
 } // namespace
 
 Service::Service(core::Ledger& ledger, cgroup::CgroupBackend& backend, state::StateStore& store, ClockFn clock,
@@ -82,6 +94,7 @@ json Service::handle(const Request& request, const Owner& peer) {
         else if (op == "attach") body = attach(request, peer);
         else if (op == "detach") body = detach(request, peer);
         else if (op == "events") body = recent_events(request);
+        else if (op == "why") body = why(request);
         else if (op == "monitor" || op == "usage" || op == "capacity")
             body = monitoring_operation(request);
         else if (std::find(seed_operations().begin(), seed_operations().end(), op) != seed_operations().end())
@@ -120,6 +133,7 @@ json Service::describe(const Allocation& a) {
     json j = to_json(a);
     j["cgroup_path"] = core::Ledger::holds_capacity(a) ? backend_.group_path(a.allocation_id) : "";
     if (a.status == AllocationStatus::queued) j["queue_position"] = ledger_.queue_position(a.allocation_id);
+    if (a.idle_since) j["completes_at"] = format_timestamp(*a.idle_since + a.auto_release.grace_period);
     j["limits"] = limits_json(core::limits_for(a, ledger_.policy()));
     if (auto it = enforcement_.find(a.allocation_id); it != enforcement_.end()) j["enforcement"] = it->second.to_json();
     return j;
@@ -238,12 +252,15 @@ SuccessBody Service::allocate(const Request& request, const Owner& peer) {
 json Service::final_counters(const std::string& id) {
     std::string path = backend_.group_path(id);
     if (path.empty()) return json::object();
+    json counters;
     try {
         auto events = monitor::read_flat_keyed(path + "/memory.events");
-        return {{"oom_kills", events.count("oom_kill") ? events["oom_kill"] : 0}, {"memory_events", events}};
+        counters = {{"oom_kills", events.count("oom_kill") ? events["oom_kill"] : 0}, {"memory_events", events}};
     } catch (const monitor::ParseError& e) {
-        return {{"unavailable", e.what()}};
+        counters = {{"unavailable", e.what()}};
     }
+    if (monitoring_) counters["usage"] = monitoring_->final_usage(id, clock_());
+    return counters;
 }
 
 SuccessBody Service::release(const Request& request, const Owner& peer) {
@@ -473,6 +490,7 @@ void Service::watch(const Allocation& a) {
     const std::string id = a.allocation_id;
     const pid_t supervisor = a.supervisor_pid;
     std::string path = backend_.group_path(id);
+    if (monitoring_) monitoring_->allocation_started(id, clock_());
     if (supervisor > 0 && hooks_.watch_supervisor) hooks_.watch_supervisor(id, supervisor);
     if (!path.empty() && hooks_.watch_group && ledger_.find(id)) hooks_.watch_group(id, path + "/cgroup.events");
 }
@@ -514,6 +532,11 @@ void Service::on_timer() {
         bool grace_long_over = *a.expires_at + a.auto_release.grace_period <= now || a.status == AllocationStatus::paused;
         ledger_.mark_terminating(id, grace_long_over ? now - a.auto_release.grace_period : now);
     }
+    for (auto& id : ledger_.due_to_complete(now)) {
+        if (group_populated(id)) ledger_.mark_populated(id); // joined, and its event is still on the way
+        else complete(id, "completed: its group stayed empty for " +
+                              format_duration(std::chrono::duration_cast<Millis>(ledger_.find(id)->auto_release.grace_period)));
+    }
     persist();
     for (auto& id : ledger_.due_to_kill(now)) {
         try {
@@ -541,8 +564,22 @@ void Service::completed_if_empty(const std::string& id) {
         return;
     }
     if (!a->auto_release.on_completion) return;
+    if (!a->supervised) {
+        // Between two steps of a workflow: idle, not done, until its grace period passes empty.
+        if (a->idle_since) return;
+        ledger_.mark_idle(id, clock_());
+        persist();
+        reschedule();
+        spdlog::info("{}: its group is empty; it completes in {} unless a process joins", id,
+                     format_duration(std::chrono::duration_cast<Millis>(a->auto_release.grace_period)));
+        return;
+    }
+    complete(id, "completed: its group is empty");
+}
+
+void Service::complete(const std::string& id, const std::string& reason) {
     try {
-        finish(id, AllocationStatus::released, "completed: its group is empty");
+        finish(id, AllocationStatus::released, reason);
     } catch (const cgroup::BackendError& e) {
         spdlog::error("{}: cannot release the completed allocation: {}", id, e.what());
     }
@@ -551,7 +588,7 @@ void Service::completed_if_empty(const std::string& id) {
 void Service::on_group_event(const std::string& id) {
     const Allocation* a = ledger_.find(id);
     if (!a) return;
-    if (!a->populated_once && group_populated(id)) {
+    if ((!a->populated_once || a->idle_since) && group_populated(id)) {
         ledger_.mark_populated(id);
         persist();
         return;
@@ -658,7 +695,9 @@ SuccessBody Service::check_conflicts(const Request& request, const Owner& peer) 
     const TimePoint now = clock_();
     json reports = json::array();
     for (auto& f : ledger_.find_conflicts(req, now, bool_param(request.params, "check_future"), horizon)) {
-        reports.push_back({{"conflict_id", random_id("conf")},
+        // "pred_": a prediction, not a record; resolve-conflicts acts on recorded "conf_" ones.
+        reports.push_back({{"conflict_id", random_id("pred")},
+                           {"recorded", false},
                            {"timestamp", format_timestamp(now)},
                            {"conflict_type", f.type},
                            {"severity", f.severity},
@@ -714,7 +753,13 @@ SuccessBody Service::doctor() {
         daemon["ebpf"] = monitoring_->probes_status();
         daemon["sample_interval"] = format_duration(monitoring_->interval());
     }
-    body.result = {{"host", host_report_}, {"daemon", daemon}};
+    DoctorFacts facts{host_report_, backend_.name(), backend_.enforces_limits(), daemon["backend_details"], guard_ != nullptr,
+                      guard_unavailable_, guard_ ? guard_->status().value("bpf_lsm", std::string()) : std::string(),
+                      monitoring_ ? monitoring_->probes_status() : std::string(), read_lsm_list()};
+    const DoctorVerdict verdict = doctor_verdict(facts);
+    body.result = {{"verdict", verdict.verdict}, {"enforced", verdict.enforced}, {"not_enforced", verdict.not_enforced},
+                   {"host", host_report_}, {"daemon", daemon}};
+    body.recommendations = verdict.recommendations;
     return body;
 }
 
@@ -819,6 +864,8 @@ SuccessBody Service::monitoring_operation(const Request& request) {
                 ended.push_back({{"allocation_id", id}, {"ended_at", record.value("ended_at", json(nullptr))},
                                  {"reason", record.value("reason", "")}, {"final", record.value("final", json::object())}});
         body.result = monitoring().usage(workflow, ended);
+        if (auto& missing = body.result["not_measured"]; !missing.empty())
+            body.recommendations.push_back("Not measured: " + missing.dump() + " (see `resmgr doctor`)");
     } else if (op == "capacity") {
         only_params(request.params, {});
         body.result = monitoring().capacity();
@@ -826,8 +873,6 @@ SuccessBody Service::monitoring_operation(const Request& request) {
         only_params(request.params, {"include_performance", "time_range", "group_by"});
         body.result = monitoring().status_of(request.resource_type);
     }
-    if (!backend_.enforces_limits())
-        body.recommendations.push_back("Backend " + backend_.name() + " has no per-allocation cgroup files to sample on this host");
     return body;
 }
 

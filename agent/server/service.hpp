@@ -36,6 +36,9 @@ struct LoopHooks {
     std::function<void(const std::string& id, pid_t pid)> watch_supervisor;
 };
 
+// check-conflicts' ids: predictions, never recorded, so resolve-conflicts can tell them apart.
+inline const std::string kPredictedPrefix = "pred_";
+
 class Service {
 public:
     using ClockFn = std::function<TimePoint()>;
@@ -89,6 +92,7 @@ private:
     SuccessBody resolve_conflict(const std::string& id, std::string strategy, const Owner& peer); // without notifying
     SuccessBody prevent_conflicts(const Request& request, const Owner& peer);
     SuccessBody list_conflicts(const Request& request); // status conflicts
+    SuccessBody why(const Request& request);            // who holds a file, and what an opener meets
     SuccessBody status(const Request& request);
     SuccessBody doctor();
     SuccessBody attach(const Request& request, const Owner& peer);
@@ -129,7 +133,9 @@ private:
     void apply_preemption(const core::Preemption& plan, const AllocationRequest& for_request);
     void reschedule();
     bool group_populated(const std::string& id);
+    // An empty group: the wrapper's own allocation completes now, any other goes idle first.
     void completed_if_empty(const std::string& id);
+    void complete(const std::string& id, const std::string& reason);
     // Reads the group's memory.events before it goes, so a wrapper can tell an OOM kill.
     nlohmann::json final_counters(const std::string& id);
 

@@ -25,6 +25,22 @@ json claimant_json(const conflicts::Opener& opener) {
             {"open_mode", conflicts::to_string(opener.mode)}};
 }
 
+std::string join_first(const std::vector<std::string>& items, size_t most) {
+    std::string out;
+    for (size_t i = 0; i < items.size() && i < most; ++i) out += (i ? ", " : "") + items[i];
+    if (items.size() > most) out += " and " + std::to_string(items.size() - most) + " more";
+    return out;
+}
+
+// The holds in a guard's status() that are objects (a guard's status is read, never trusted).
+std::vector<json> guard_holds(const json& status) {
+    std::vector<json> out;
+    if (const auto it = status.find("holds"); it != status.end() && it->is_array())
+        for (const auto& h : *it)
+            if (h.is_object()) out.push_back(h);
+    return out;
+}
+
 std::string describe_claimant(const json& claimant) {
     return claimant.value("comm", std::string("?")) + "[" + std::to_string(claimant.value("pid", 0)) + "]";
 }
@@ -184,7 +200,7 @@ void Service::on_guard_reports(std::vector<conflicts::GuardReport> reports) {
         std::string message = describe_claimant(stored->claimant) + " " +
                               (refused ? "was refused" : r.kind == Kind::queued ? "waits for" : std::string(conflicts::to_string(r.kind))) + " " +
                               r.path + (r.count > 1 ? " " + std::to_string(r.count) + " times" : std::string()) + " (held by " + r.allocation_id +
-                              " of workflow " + r.workflow_id + "): " + r.reason;
+                              " of workflow " + r.workflow_id + "): " + r.reason + "; `resmgr why " + r.path + "` explains";
         emit(events::EventType::conflict, message, r.workflow_id, r.allocation_id,
              {{"conflict_id", stored->conflict_id},
               {"conflict_type", "file"},
@@ -259,7 +275,15 @@ SuccessBody Service::resolve_conflict(const std::string& id, std::string strateg
         throw ApiError(ErrorCode::INVALID_REQUEST, "Unknown strategy '" + strategy + "'", "expected priority_based, queue_and_serialize or release",
                        {"strategy"});
     const conflicts::ConflictRecord* record = conflicts_.find(id);
-    if (!record) throw ApiError(ErrorCode::NOT_FOUND, "No conflict with id '" + id + "'", {}, {"conflict_id"}, {"List them with `resmgr status conflicts`"});
+    if (!record) {
+        std::vector<std::string> active;
+        for (const auto* c : conflicts_.active()) active.push_back(c->conflict_id);
+        std::string can = active.empty() ? "there is no active conflict to resolve" : "active conflicts: " + join_first(active, 10);
+        if (id.rfind(kPredictedPrefix, 0) == 0)
+            throw ApiError(ErrorCode::NOT_FOUND, "'" + id + "' is a conflict check-conflicts predicted; predictions are not recorded, so there is nothing to resolve",
+                           can, {"conflict_id"}, {"Allocate with \"wait\": true to queue behind the holder, or resolve a recorded conflict"});
+        throw ApiError(ErrorCode::NOT_FOUND, "No conflict with id '" + id + "'", can, {"conflict_id"}, {"List them with `resmgr status conflicts`"});
+    }
     if (record->status != "active")
         throw ApiError(ErrorCode::CONFLICT, "Conflict '" + id + "' is already resolved", record->resolution.value_or(""), {"conflict_id"});
     const std::string file = record->file;
@@ -468,6 +492,73 @@ SuccessBody Service::prevent_conflicts(const Request& request, const Owner& peer
     return body;
 }
 
+SuccessBody Service::why(const Request& request) {
+    only_params(request.params, {"path"});
+    const std::string given = string_param(request.params, "path", true);
+    // resmgr resolves the path with the asker's own permissions and sends it absolute; resmgrd
+    // only normalises it, so asking reveals nothing about directories the asker cannot search.
+    if (given.front() != '/')
+        throw ApiError(ErrorCode::INVALID_REQUEST, "'path' must be absolute", "got " + given, {"path"},
+                       {"Use `resmgr why PATH`, which resolves PATH for you"});
+    const std::string path = fs::path(given).lexically_normal().string();
+    json result{{"path", path}};
+    json conflicts = json::array();
+    for (const auto* c : conflicts_.active())
+        if (c->file == path) conflicts.push_back(c->to_json());
+    json bookings = json::array();
+    for (const auto& [id, a] : ledger_.allocations())
+        if (a.status == AllocationStatus::reserved && a.start_at &&
+            std::find(a.constraints.exclusive_access.begin(), a.constraints.exclusive_access.end(), path) != a.constraints.exclusive_access.end())
+            bookings.push_back({{"reservation_id", id}, {"workflow_id", a.workflow_id}, {"start_time", format_timestamp(*a.start_at)},
+                                {"end_time", a.expires_at ? json(format_timestamp(*a.expires_at)) : json(nullptr)}});
+    result["conflicts"] = conflicts;
+    result["reservations"] = bookings;
+    SuccessBody body;
+    const auto holder_id = ledger_.file_holder(path);
+    if (!holder_id) {
+        result["held"] = false;
+        result["explanation"] = "No allocation holds " + path + " now: every process may open it" +
+                                (bookings.empty() ? std::string() : "; a reservation books it (see reservations)");
+        body.result = result;
+        return body;
+    }
+    const Allocation& holder = *ledger_.find(*holder_id);
+    json hold = nullptr;
+    if (guard_)
+        for (const auto& h : guard_holds(guard_->status()))
+            if (h.value("path", "") == path) hold = h;
+    const std::string strategy = hold.is_object() ? hold.value("strategy", file_policy_.strategy) : file_policy_.strategy;
+    const bool queues = strategy == "queue_and_serialize";
+    const std::string wait = format_duration(std::chrono::duration_cast<Millis>(file_policy_.timeout));
+    std::string writers;
+    if (!hold.is_object()) writers = "not stopped on open (" + (guard_ ? std::string("the file is not marked") : guard_unavailable_) +
+                                     "): only other allocations asking for it are refused";
+    else if (file_policy_.enforcement == "advisory") writers = "allowed and reported (enforcement is advisory)";
+    else if (queues) writers = "wait until the holder lets go, at most " + wait + ", then get EPERM";
+    else writers = "get EPERM at once (file_locking)";
+    const std::string readers = file_policy_.enforcement == "strict" ? writers + " (reads too: enforcement is strict)"
+                                                                     : "allowed (enforcement " + file_policy_.enforcement + " lets reads through)";
+    result["held"] = true;
+    result["holder"] = {{"allocation_id", holder.allocation_id},
+                        {"workflow_id", holder.workflow_id},
+                        {"owner_uid", holder.owner.uid},
+                        {"priority", holder.priority.value},
+                        {"since", format_timestamp(holder.start_at.value_or(holder.timestamp))},
+                        {"expires_at", holder.expires_at ? json(format_timestamp(*holder.expires_at)) : json(nullptr)}};
+    result["strategy"] = strategy;
+    result["enforcement"] = file_policy_.enforcement;
+    result["queue_timeout"] = queues ? json(wait) : json(nullptr);
+    result["outside_processes"] = {{"writes", writers}, {"reads", readers}};
+    result["waiting_openers"] = hold.is_object() ? hold["waiting_openers"] : json::array();
+    result["explanation"] = path + " is held by allocation " + holder.allocation_id + " (workflow " + holder.workflow_id + ", uid " +
+                            std::to_string(holder.owner.uid) + ") since " + result["holder"]["since"].get<std::string>() +
+                            "; processes outside it that open it for writing " + writers;
+    body.result = result;
+    body.recommendations.push_back("The holder lets go when it is released (resmgr release '{\"allocation_id\":\"" + holder.allocation_id +
+                                   "\"}' as its owner or root), or with resolve-conflicts on one of the conflicts listed");
+    return body;
+}
+
 SuccessBody Service::list_conflicts(const Request& request) {
     only_params(request.params, {"all"});
     const bool all = bool_param(request.params, "all");
@@ -475,8 +566,14 @@ SuccessBody Service::list_conflicts(const Request& request) {
     const json recorded = conflicts_.to_json();
     for (const auto& c : recorded["conflicts"])
         if (all || c["status"] == "active") list.push_back(c);
+    const json guard = guard_ ? guard_->status() : json{{"available", false}, {"reason", guard_unavailable_}};
+    // Who is stuck right now, first: the openers waiting for a held file.
+    json waiting = json::array();
+    for (const auto& h : guard_holds(guard))
+        for (const auto& opener : h.value("waiting_openers", json::array()))
+            waiting.push_back({{"file", h.value("path", "")}, {"holder", h.value("allocation_id", "")}, {"opener", opener}});
     SuccessBody body;
-    body.result = {{"conflicts", list}, {"guard", guard_ ? guard_->status() : json{{"available", false}, {"reason", guard_unavailable_}}}};
+    body.result = {{"conflicts", list}, {"waiting_openers", waiting}, {"guard", guard}};
     return body;
 }
 

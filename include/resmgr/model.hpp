@@ -103,6 +103,11 @@ struct Allocation {
     std::optional<TimePoint> terminating_since;
     bool populated_once = false; // a process has been in the group: emptiness now means "done"
     std::int32_t supervisor_pid = 0; // resmgr-run that waits on the command and reports its exit
+    // Made by a wrapper (resmgr-run) for its own command: done as soon as its group is empty.
+    // Otherwise (`allocate`, then steps joining it) an empty group is only idle: the allocation
+    // completes once it has stayed empty for auto_release.grace_period.
+    bool supervised = false;
+    std::optional<TimePoint> idle_since; // the group became empty at; a process joining clears it
 };
 
 // "4G", "512M", "1.5GiB", "2048K", "1073741824" (bytes). Binary units, as systemd's MemoryMax=.

@@ -147,6 +147,35 @@ TEST_F(ConflictsHost, AQueuedOpenerGoesAheadWhenTheHolderEnds) {
     EXPECT_EQ(exit_within(waiting, 5s), kOpened);
 }
 
+TEST_F(ConflictsHost, WhyNamesTheHolderTheWaitAndTheWaitingOpener) {
+    set_file_policy({{"strategy", "queue_and_serialize"}, {"timeout", "1m"}});
+    std::string holder = allocate(R"({"workflow_id":"wf-holder","resources":{"cpu_cores":0.1},"exclusive_files":[")" + file + R"("]})");
+    ASSERT_FALSE(holder.empty());
+    pid_t waiting = try_open(file, O_WRONLY);
+    ASSERT_TRUE(wait_conflict_event([&](const json& e) { return e["details"]["event"] == "queued"; }));
+    // A relative path, resolved by resmgr in its own directory.
+    RunResult r = run({"/bin/sh", "-c", "cd \"$1\" && exec \"$2\" --socket \"$3\" --json why flake.nix", "sh", work, RESMGR_CLI_PATH, socket});
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
+    json why = json::parse(r.out);
+    ASSERT_EQ(why["status"], "success") << why.dump(2);
+    EXPECT_EQ(why["result"]["path"], file);
+    EXPECT_EQ(why["result"]["holder"]["allocation_id"], holder);
+    EXPECT_EQ(why["result"]["strategy"], "queue_and_serialize");
+    EXPECT_EQ(why["result"]["queue_timeout"], "1m");
+    ASSERT_EQ(why["result"]["waiting_openers"].size(), 1u) << why.dump(2);
+    EXPECT_EQ(why["result"]["waiting_openers"][0]["pid"], waiting);
+    EXPECT_LE(why["result"]["waiting_openers"][0]["refused_in_seconds"].get<int>(), 60);
+    ASSERT_EQ(why["result"]["conflicts"].size(), 1u);
+    json listed = cli_json({"status", "conflicts"});
+    ASSERT_EQ(listed["result"]["waiting_openers"].size(), 1u) << listed.dump(2);
+    EXPECT_EQ(listed["result"]["waiting_openers"][0]["opener"]["pid"], waiting);
+    auto event = wait_conflict_event([&](const json& e) { return e["details"]["event"] == "queued"; });
+    EXPECT_NE((*event)["message"].get<std::string>().find("resmgr why " + file), std::string::npos) << event->dump(2);
+    cli_json({"release", json{{"allocation_id", holder}}.dump()});
+    EXPECT_EQ(exit_within(waiting, 5s), kOpened);
+    EXPECT_FALSE(cli_json({"why", file})["result"]["held"].get<bool>());
+}
+
 TEST_F(ConflictsHost, TheDaemonsOwnOpensOfAHeldFileDoNotDeadlock) {
     set_file_policy({{"strategy", "queue_and_serialize"}});
     const std::string alerts = dir + "/state/monitoring/alerts.jsonl";

@@ -56,14 +56,25 @@ TEST_F(DaemonHost, ResmgrRunJoinsAnExistingAllocationWithoutReleasingIt) {
     EXPECT_EQ(cli_json({"status"})["result"]["allocations"].size(), 1u);
 }
 
-TEST_F(DaemonHost, AllocationIsReleasedWhenItsCommandExits) {
-    std::string id = allocate(R"({"workflow_id":"wf-done","resources":{"cpu_cores":0.5}})");
+TEST_F(DaemonHost, AnAllocationServesStepAfterStepAndCompletesAfterItsGraceEmpty) {
+    std::string id = allocate(R"({"workflow_id":"wf-steps","resources":{"cpu_cores":0.5},"auto_release":{"grace_period":"2s"}})");
     // Nothing has run in it yet: an empty group is not a finished one.
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     ASSERT_EQ(cli_json({"status"})["result"]["allocations"].size(), 1u);
     ASSERT_EQ(resmgr_run({"--allocation", id, "--", "/bin/true"}).status, 0);
-    bool released = wait_until([&] { return cli_json({"status"})["result"]["allocations"].empty(); }, std::chrono::seconds(5));
-    EXPECT_TRUE(released) << "the emptied group was not released; log:\n" << slurp(log);
+    // Between steps the allocation is idle, not done, and says when it will go.
+    json idle;
+    bool shown = wait_until([&] {
+        idle = cli_json({"status", json{{"allocation_id", id}}.dump()});
+        return idle["result"]["allocations"][0].contains("idle_since");
+    }, std::chrono::seconds(5));
+    ASSERT_TRUE(shown) << idle.dump(2) << slurp(log);
+    EXPECT_TRUE(idle["result"]["allocations"][0]["completes_at"].is_string());
+    RunResult step2 = resmgr_run({"--allocation", id, "--", "/bin/sh", "-c", "sleep 0.5; cat /proc/self/cgroup"});
+    ASSERT_EQ(step2.status, 0) << step2.err; // NOT_FOUND before: step 1's exit had released it
+    EXPECT_NE(step2.out.find("/" + id + "/main"), std::string::npos) << step2.out;
+    bool released = wait_until([&] { return cli_json({"status"})["result"]["allocations"].empty(); }, std::chrono::seconds(8));
+    EXPECT_TRUE(released) << "the idle group was not completed after its grace period; log:\n" << slurp(log);
     EXPECT_FALSE(std::filesystem::exists(root + "/" + id));
 }
 

@@ -1,6 +1,7 @@
 // An in-memory CgroupBackend that records what it was asked, and fails on command.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -18,12 +19,15 @@ public:
     std::vector<std::pair<std::string, int>> signals;
     std::string root = "/fake"; // a test pointing this at a temp dir can write cgroup.events there
     std::set<std::string> fail; // operation names that throw: "create", "update", "destroy", "attach"
+    // Called with the group's directory as it is made (a test writes the fresh group's files).
+    std::function<void(const std::string& dir)> on_create;
 
     std::string name() const override { return "fake"; }
     bool enforces_limits() const override { return true; }
     cgroup::Enforcement create(const std::string& id, const cgroup::Limits& limits) override {
         maybe_fail("create");
         groups[id] = limits;
+        if (on_create) on_create(root + "/" + id);
         return {{"cpu.max"}, {}};
     }
     cgroup::Enforcement update(const std::string& id, const cgroup::Limits& limits) override {

@@ -303,7 +303,7 @@ TEST(CheckConflicts, ReportsResourceTimeWorkflowAndFileConflicts) {
     ASSERT_TRUE(by_type.count("file"));
     EXPECT_EQ(by_type["file"]["conflict_details"]["file"], flake);
     EXPECT_FALSE(by_type.count("resource")); // 2 cores fit now
-    for (auto& c : r["result"]["conflicts"]) EXPECT_EQ(c["conflict_id"].get<std::string>().rfind("conf_", 0), 0u);
+    for (auto& c : r["result"]["conflicts"]) EXPECT_EQ(c["conflict_id"].get<std::string>().rfind("pred_", 0), 0u);
     // Without check_future the reservation is not looked at.
     json now_only = call(R"({"operation":"check-conflicts","params":{"proposed_allocation":{"workflow_id":"x","resources":{"cpu_cores":2}}}})");
     EXPECT_TRUE(now_only["result"]["conflict_free"].get<bool>());

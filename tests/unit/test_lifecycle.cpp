@@ -145,13 +145,59 @@ TEST(Lifecycle, ExpiredWhileDownIsActedOnAtStart) {
 
 TEST(Lifecycle, EmptyGroupCompletesOnlyAfterItHeldProcesses) {
     Node n;
-    std::string id = n.allocate();
+    std::string id = n.allocate({{"supervised", true}});
     n.set_populated(id, 0); // never used yet: not "done"
     EXPECT_TRUE(n.live(id));
     n.set_populated(id, 1);
     EXPECT_TRUE(n.ledger->find(id)->populated_once);
-    n.set_populated(id, 0);
+    n.service->on_supervisor_exit(id);
+    n.set_populated(id, 0); // the wrapper's own allocation: done when empty
     EXPECT_FALSE(n.live(id));
+}
+
+TEST(Lifecycle, AnAllocationOutlivesItsStepsAndCompletesAfterItsGraceEmpty) {
+    Node n;
+    std::string id = n.allocate({{"auto_release", {{"grace_period", "5m"}}}});
+    n.set_populated(id, 1); // step 1 runs
+    n.set_populated(id, 0); // and ends
+    ASSERT_TRUE(n.live(id));
+    ASSERT_TRUE(n.ledger->find(id)->idle_since);
+    EXPECT_EQ(*n.ledger->find(id)->idle_since, n.now);
+    EXPECT_EQ(n.scheduled.back(), n.now + std::chrono::minutes(5)); // the loop wakes to complete it
+    json st = n.call({{"operation", "status"}, {"params", {{"allocation_id", id}}}});
+    EXPECT_EQ(st["result"]["allocations"][0]["idle_since"], format_timestamp(n.now)) << st.dump(2);
+    EXPECT_EQ(st["result"]["allocations"][0]["completes_at"], format_timestamp(n.now + std::chrono::minutes(5)));
+    EXPECT_TRUE(n.store->load_allocations()[0].idle_since); // a restart keeps the clock running
+
+    n.now += std::chrono::minutes(4);
+    n.service->on_timer();
+    n.set_populated(id, 1); // step 2 joins within the grace period: no longer idle
+    EXPECT_FALSE(n.ledger->find(id)->idle_since);
+    n.now += std::chrono::minutes(2);
+    n.service->on_timer();
+    ASSERT_TRUE(n.live(id)); // 6 minutes after step 1, but busy
+
+    n.set_populated(id, 0); // step 2 ends
+    n.now += std::chrono::minutes(5) - seconds(1);
+    n.service->on_timer();
+    EXPECT_TRUE(n.live(id));
+    n.now += seconds(1);
+    n.service->on_timer();
+    EXPECT_FALSE(n.live(id));
+    EXPECT_EQ(n.backend.destroyed, std::vector<std::string>{id});
+    EXPECT_TRUE(n.store->load_allocations().empty());
+}
+
+TEST(Lifecycle, AProcessThatJoinedBeforeItsEventArrivedCancelsTheCompletion) {
+    Node n;
+    std::string id = n.allocate({{"auto_release", {{"grace_period", "1m"}}}});
+    n.set_populated(id, 1);
+    n.set_populated(id, 0);
+    std::ofstream(n.groups.path() / id / "cgroup.events") << "populated 1\nfrozen 0\n"; // no event yet
+    n.now += std::chrono::minutes(1);
+    n.service->on_timer();
+    EXPECT_TRUE(n.live(id));
+    EXPECT_FALSE(n.ledger->find(id)->idle_since);
 }
 
 TEST(Lifecycle, OnCompletionFalseKeepsAnEmptiedGroup) {
@@ -234,7 +280,10 @@ TEST(Lifecycle, CrashBetweenRemovingTheGroupAndRecordingTheReleaseEndsReleased) 
     server::LoopHooks hooks;
     hooks.watch_group = [&](const std::string& gid, const std::string&) { n.service->on_group_event(gid); };
     n.service->set_hooks(hooks);
-    n.service->reconcile(); // re-adopts an empty group of an allocation that had processes: completed
+    n.service->reconcile(); // re-adopts an empty group of an allocation that had processes: idle
+    ASSERT_TRUE(n.live(id));
+    n.now += n.ledger->find(id)->auto_release.grace_period;
+    n.service->on_timer(); // and completed once its grace period passed empty
     EXPECT_FALSE(n.live(id));
     EXPECT_TRUE(n.store->load_allocations().empty());
 }

@@ -309,6 +309,49 @@ TEST(Monitoring, UsageReportsUsedVersusAllocatedThrottlingAndOomFromGroupFiles) 
     EXPECT_EQ(after["result"]["ended_allocations"][0]["final"]["memory_events"]["oom_kill"], 1);
 }
 
+TEST(Monitoring, UsageBeforeAnySampleSaysUnknownNotZero) {
+    MonitoredDaemon d;
+    d.allocate({{"cpu_cores", 2}});
+    json r = d.call({{"operation", "usage"}, {"resource_type", "wf"}});
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    EXPECT_TRUE(r["result"]["allocations"][0]["used"].is_null());
+    EXPECT_TRUE(r["result"]["totals"]["cpu_cores_used"].is_null()) << r["result"]["totals"].dump(); // was 0.0
+    EXPECT_TRUE(r["result"]["totals"]["memory_bytes_used"].is_null());
+    EXPECT_TRUE(r["result"]["efficiency"]["cpu_percent"].is_null());
+    EXPECT_EQ(r["result"]["not_measured"], json({"not sampled yet"}));
+    // The note names what is missing; nothing about a backend that has no files.
+    ASSERT_EQ(r["recommendations"].size(), 1u) << r.dump(2);
+    EXPECT_NE(r["recommendations"][0].get<std::string>().find("not sampled yet"), std::string::npos);
+    // One sample: the first pass has no CPU rate yet, so the total still is unknown.
+    d.service->on_sample();
+    json one = d.call({{"operation", "usage"}, {"resource_type", "wf"}});
+    EXPECT_TRUE(one["result"]["allocations"][0]["used"]["cpu_cores"].is_null());
+    EXPECT_TRUE(one["result"]["totals"]["cpu_cores_used"].is_null());
+    EXPECT_TRUE(one["result"]["totals"]["memory_bytes_used"].is_number()); // memory.current was read
+}
+
+TEST(Monitoring, AJobShorterThanTheSamplingIntervalHasMeasuredFinalFigures) {
+    MonitoredDaemon d;
+    // The kernel starts a new group's counters at zero.
+    d.backend.on_create = [](const std::string& dir) { write(fs::path(dir) / "cpu.stat", "usage_usec 0\n"); };
+    json r = d.call({{"operation", "allocate"}, {"params", {{"workflow_id", "short"}, {"resources", {{"cpu_cores", 2}}}}}});
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    const std::string id = r["result"]["allocation_id"];
+    // 1.5 s of CPU in 3 s, and no sampling pass in between.
+    write(d.dir.path() / "cg" / id / "cpu.stat", "usage_usec 1500000\n");
+    write(d.dir.path() / "cg" / id / "memory.peak", "123456\n");
+    d.now += Seconds(3);
+    json rel = d.call({{"operation", "release"}, {"params", {{"allocation_id", id}}}});
+    ASSERT_EQ(rel["status"], "success") << rel.dump(2);
+    const json& usage = rel["result"]["final"]["usage"];
+    EXPECT_DOUBLE_EQ(usage["cpu_cores_mean"].get<double>(), 0.5) << usage.dump(2);
+    EXPECT_DOUBLE_EQ(usage["wall_seconds"].get<double>(), 3.0);
+    EXPECT_EQ(usage["cpu_usage_usec"], 1500000);
+    EXPECT_EQ(usage["memory_peak_bytes"], 123456);
+    json after = d.call({{"operation", "usage"}, {"resource_type", "short"}});
+    EXPECT_DOUBLE_EQ(after["result"]["ended_allocations"][0]["final"]["usage"]["cpu_cores_mean"].get<double>(), 0.5);
+}
+
 TEST(Monitoring, AgentsTakeSlotsAndFailuresAreCounted) {
     MonitoredDaemon d;
     std::string id = d.allocate({{"cpu_cores", 1}, {"agents", 1}});

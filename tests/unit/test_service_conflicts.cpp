@@ -45,7 +45,15 @@ struct FakeGuard : conflicts::Guard {
     }
     void set_policy(conflicts::GuardPolicy p) override { current = std::move(p); }
     conflicts::GuardPolicy policy() const override { return current; }
-    json status() const override { return {{"holds", holds.size()}}; }
+    std::map<std::string, json> waiting; // by path: the openers a test says are queued
+    json status() const override {
+        json list = json::array();
+        for (const auto& [path, h] : holds)
+            list.push_back({{"path", path}, {"allocation_id", h.allocation_id}, {"workflow_id", h.workflow_id},
+                            {"strategy", h.strategy ? std::string(conflicts::to_string(*h.strategy)) : std::string(conflicts::to_string(current.strategy))},
+                            {"marked", true}, {"waiting_openers", waiting.count(path) ? waiting.at(path) : json::array()}});
+        return {{"holds", list}};
+    }
 };
 
 struct RecordingSink : events::EventSink {
@@ -407,4 +415,56 @@ TEST_F(ServiceConflicts, ACommandNameThatIsNotUtf8IsRecordedAndPublished) {
     json listed = call("status", {{"all", true}}, kRoot, "conflicts");
     EXPECT_EQ(listed["status"], "success");
     EXPECT_NO_THROW((void)dump_text(listed));
+}
+
+TEST_F(ServiceConflicts, PredictedConflictsCarryNoResolvableIdAndResolveSaysWhatItCanActOn) {
+    const std::string holder = allocate("wf-holder", 50, {file});
+    json check = call("check-conflicts", {{"proposed_allocation", {{"workflow_id", "wf-new"}, {"files", {file}}}}});
+    ASSERT_EQ(check["status"], "success") << check.dump(2);
+    ASSERT_FALSE(check["result"]["conflicts"].empty()) << check.dump(2);
+    const std::string predicted = check["result"]["conflicts"][0]["conflict_id"];
+    EXPECT_EQ(predicted.rfind("pred_", 0), 0u) << predicted; // was conf_, which resolve-conflicts did not know
+    EXPECT_FALSE(check["result"]["conflicts"][0]["recorded"].get<bool>());
+    json r = call("resolve-conflicts", {{"conflict_id", predicted}, {"strategy", "release"}});
+    EXPECT_EQ(r["error"]["code"], "NOT_FOUND");
+    EXPECT_NE(r["error"]["message"].get<std::string>().find("predicted"), std::string::npos) << r.dump(2);
+    EXPECT_NE(r["error"]["details"].get<std::string>().find("no active conflict"), std::string::npos) << r.dump(2);
+    // With a recorded conflict, the refusal names it.
+    service->on_guard_reports({denial(holder, "/elsewhere")});
+    const std::string recorded = sink.seen.back().details["conflict_id"];
+    json again = call("resolve-conflicts", {{"conflict_id", "conf_nope"}, {"strategy", "release"}});
+    EXPECT_EQ(again["error"]["code"], "NOT_FOUND");
+    EXPECT_NE(again["error"]["details"].get<std::string>().find(recorded), std::string::npos) << again.dump(2);
+}
+
+TEST_F(ServiceConflicts, WhySaysWhoHoldsAFileWhatAnOpenerMeetsAndWhoWaits) {
+    json free = call("why", {{"path", file}});
+    ASSERT_EQ(free["status"], "success") << free.dump(2);
+    EXPECT_FALSE(free["result"]["held"].get<bool>());
+    const std::string holder = allocate("wf-holder", 50, {file});
+    guard.waiting[file] = json::array({{{"pid", 77}, {"comm", "sh"}, {"waiting_since", "2025-01-15T10:00:00Z"}, {"refused_in_seconds", 600}}});
+    service->on_guard_reports({denial(holder, "/elsewhere")});
+    json r = call("why", {{"path", (dir.path() / "src" / "." / "flake.nix").string()}});
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    const json& w = r["result"];
+    EXPECT_EQ(w["path"], file);
+    EXPECT_TRUE(w["held"].get<bool>());
+    EXPECT_EQ(w["holder"]["allocation_id"], holder);
+    EXPECT_EQ(w["holder"]["workflow_id"], "wf-holder");
+    EXPECT_EQ(w["holder"]["since"], "2025-01-15T10:00:00Z");
+    EXPECT_EQ(w["strategy"], "queue_and_serialize");
+    EXPECT_EQ(w["queue_timeout"], "10m");
+    EXPECT_NE(w["outside_processes"]["writes"].get<std::string>().find("at most 10m"), std::string::npos) << w.dump(2);
+    EXPECT_EQ(w["waiting_openers"][0]["pid"], 77);
+    ASSERT_EQ(w["conflicts"].size(), 1u) << conflicts_file().dump(2) << sink.seen.back().message;
+    EXPECT_EQ(w["conflicts"][0]["conflict_id"], sink.seen.back().details["conflict_id"]);
+    // The RESOURCE_CONFLICT event points at it.
+    EXPECT_NE(sink.seen.back().message.find("resmgr why " + file), std::string::npos) << sink.seen.back().message;
+    // status conflicts lists the waiting openers by default.
+    json listed = call("status", json::object(), kRoot, "conflicts");
+    ASSERT_EQ(listed["result"]["waiting_openers"].size(), 1u) << listed.dump(2);
+    EXPECT_EQ(listed["result"]["waiting_openers"][0]["file"], file);
+    EXPECT_EQ(listed["result"]["waiting_openers"][0]["opener"]["comm"], "sh");
+    EXPECT_EQ(call("why", {{"path", "relative/path"}})["error"]["code"], "INVALID_REQUEST");
+    EXPECT_EQ(call("why", json::object())["error"]["code"], "INVALID_REQUEST");
 }
