@@ -1,6 +1,7 @@
 #include "conflicts/registry.hpp"
 
 #include <stdexcept>
+#include <string_view>
 
 namespace resmgr::conflicts {
 namespace {
@@ -11,8 +12,14 @@ TimePoint timestamp_field(const nlohmann::json& j, const char* key) {
     return *t;
 }
 
+// A party's text field; null (resmgrd writes an unknown cgroup as null) and absent read as "".
+std::string text_of(const nlohmann::json& party, const char* key) {
+    const auto it = party.find(key);
+    return it != party.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 bool same_claimant(const nlohmann::json& a, const nlohmann::json& b) {
-    return a.value("comm", "") == b.value("comm", "") && a.value("cgroup", "") == b.value("cgroup", "");
+    return text_of(a, "comm") == text_of(b, "comm") && text_of(a, "cgroup") == text_of(b, "cgroup");
 }
 
 // The holder and claimant objects are read with value(): a field of the wrong type would throw
@@ -20,10 +27,13 @@ bool same_claimant(const nlohmann::json& a, const nlohmann::json& b) {
 nlohmann::json party_field(const nlohmann::json& j, const char* key) {
     const nlohmann::json& party = j.at(key);
     if (!party.is_object()) throw std::runtime_error(std::string("'") + key + "' is not an object");
-    for (const char* text : {"allocation_id", "workflow_id", "comm", "cgroup"})
-        if (party.contains(text) && !party[text].is_string()) throw std::runtime_error(std::string("'") + key + "." + text + "' is not a string");
+    // null is what resmgrd writes for what it could not learn: an opener's cgroup, a holder's priority.
+    auto may_be_null = [](const char* field) { return std::string_view(field) == "cgroup" || std::string_view(field) == "priority"; };
+    for (const char* text : {"allocation_id", "workflow_id", "comm", "cgroup", "open_mode"})
+        if (party.contains(text) && !party[text].is_string() && !(party[text].is_null() && may_be_null(text)))
+            throw std::runtime_error(std::string("'") + key + "." + text + "' is not a string");
     for (const char* number : {"pid", "priority"})
-        if (party.contains(number) && !party[number].is_number_integer())
+        if (party.contains(number) && !party[number].is_number_integer() && !(party[number].is_null() && may_be_null(number)))
             throw std::runtime_error(std::string("'") + key + "." + number + "' is not a whole number");
     return party;
 }

@@ -66,9 +66,10 @@ void Ledger::account(const Allocation& a, int sign) {
         else if (auto it = file_holders_.find(file); it != file_holders_.end() && it->second == a.allocation_id) file_holders_.erase(it);
     }
     node_.add_held(a, sign);
-    Totals& w = workflows_[a.workflow_id];
+    const std::string key = workflow_key(a.owner.uid, a.workflow_id);
+    Totals& w = workflows_[key];
     w.add_held(a, sign);
-    if (w.cpu_micro == 0 && w.memory == 0 && w.agents == 0) workflows_.erase(a.workflow_id);
+    if (w.cpu_micro == 0 && w.memory == 0 && w.agents == 0) workflows_.erase(key);
 }
 
 Ledger::Totals Ledger::workflow_totals(const std::string& workflow) const {
@@ -104,8 +105,10 @@ nlohmann::json Availability::to_json() const {
     };
 }
 
-void Ledger::check_policy(const std::string& workflow, const Resources& wanted, const Resources* current) const {
-    Totals have = workflow_totals(workflow);
+std::string Ledger::workflow_key(std::uint32_t uid, const std::string& workflow) { return std::to_string(uid) + "/" + workflow; }
+
+void Ledger::check_policy(std::uint32_t uid, const std::string& workflow, const Resources& wanted, const Resources* current) const {
+    Totals have = workflow_totals(workflow_key(uid, workflow));
     if (current) have.add(*current, -1);
     std::vector<std::string> affected, details;
     auto max_mem = static_cast<std::uint64_t>(std::llround(policy_.max_memory_gb_per_workflow * kGiB));
@@ -216,7 +219,7 @@ void Ledger::check_fits(const Resources& wanted, const Totals& promised, const s
     throw ApiError(ErrorCode::RESOURCE_EXHAUSTED, message, joined, affected, recovery, alternatives);
 }
 
-void Ledger::check_workflow_conflicts(const AllocationRequest& request) const {
+void Ledger::check_workflow_conflicts(const AllocationRequest& request, std::uint32_t uid) const {
     const auto& avoid = request.constraints.conflict_avoidance;
     bool any = avoided_by_holders_.count(request.workflow_id) > 0;
     for (auto& w : avoid) any = any || holding_per_workflow_.count(w) > 0;
@@ -224,8 +227,10 @@ void Ledger::check_workflow_conflicts(const AllocationRequest& request) const {
     for (auto& [id, a] : allocations_) {
         if (!holds_capacity(a)) continue;
         const auto& theirs = a.constraints.conflict_avoidance;
-        bool we_avoid_them = std::find(avoid.begin(), avoid.end(), a.workflow_id) != avoid.end();
-        bool they_avoid_us = std::find(theirs.begin(), theirs.end(), request.workflow_id) != theirs.end();
+        // A name in conflict_avoidance means the owner's own workflow of that name; root's means anyone's.
+        bool we_avoid_them = std::find(avoid.begin(), avoid.end(), a.workflow_id) != avoid.end() && (uid == 0 || a.owner.uid == uid);
+        bool they_avoid_us = std::find(theirs.begin(), theirs.end(), request.workflow_id) != theirs.end() &&
+                             (a.owner.uid == 0 || a.owner.uid == uid);
         if (!we_avoid_them && !they_avoid_us) continue;
         throw ApiError(ErrorCode::CONFLICT, "Workflow '" + request.workflow_id + "' must not run alongside workflow '" + a.workflow_id + "'",
                        (we_avoid_them ? "the request lists '" + a.workflow_id + "'" : "allocation " + id + " lists '" + request.workflow_id + "'") +
@@ -314,11 +319,11 @@ Allocation Ledger::make_allocation(const AllocationRequest& request, const Owner
 
 const Allocation& Ledger::allocate(const AllocationRequest& request, const Owner& owner, TimePoint now, bool wait) {
     check_duration(request, policy_);
-    check_policy(request.workflow_id, request.resources, nullptr); // waiting never fixes a policy violation
+    check_policy(owner.uid, request.workflow_id, request.resources, nullptr); // waiting never fixes a policy violation
     const Seconds duration = request.constraints.max_duration.value_or(policy_.max_duration);
     bool queued = false;
     try {
-        check_workflow_conflicts(request);
+        check_workflow_conflicts(request, owner.uid);
         // One that keeps running past its duration holds its files with no end in sight.
         check_file_conflicts(request, now, request.auto_release.on_timeout ? now + duration : TimePoint::max(), now);
         check_capacity(request.resources, {}, now, now + duration, now);
@@ -346,7 +351,7 @@ const Allocation& Ledger::reserve(const AllocationRequest& request, const std::s
     if (!id.empty() && allocations_.count(id))
         throw ApiError(ErrorCode::CONFLICT, "Reservation id '" + id + "' is already in use", {}, {"reservation_id"});
     check_duration(request, policy_);
-    check_policy(request.workflow_id, request.resources, nullptr);
+    check_policy(owner.uid, request.workflow_id, request.resources, nullptr);
     check_capacity(request.resources, {}, start, start + *request.constraints.max_duration, now);
     check_file_conflicts(request, start, start + *request.constraints.max_duration, now);
     Allocation a = make_allocation(request, owner, now, id);
@@ -401,9 +406,9 @@ std::vector<std::string> Ledger::admit_queued(TimePoint now) {
         AllocationRequest r{a->workflow_id, a->requester, a->priority, a->resources, a->constraints, a->performance_requirements,
                             a->auto_release};
         try {
-            check_workflow_conflicts(r);
+            check_workflow_conflicts(r, a->owner.uid);
             check_file_conflicts(r, now, r.auto_release.on_timeout ? now + *a->constraints.max_duration : TimePoint::max(), now);
-            check_policy(a->workflow_id, a->resources, nullptr);
+            check_policy(a->owner.uid, a->workflow_id, a->resources, nullptr);
         } catch (const ApiError&) {
             continue; // blocked by a workflow conflict or the workflow's own allowance, not by the node
         }
@@ -483,7 +488,7 @@ std::optional<Preemption> Ledger::plan_preemption(const AllocationRequest& reque
     return std::nullopt;
 }
 
-std::vector<ConflictFinding> Ledger::find_conflicts(const AllocationRequest& proposed, TimePoint now, bool check_future,
+std::vector<ConflictFinding> Ledger::find_conflicts(const AllocationRequest& proposed, std::uint32_t uid, TimePoint now, bool check_future,
                                                     Seconds horizon) const {
     std::vector<ConflictFinding> out;
     const Seconds duration = proposed.constraints.max_duration.value_or(policy_.max_duration);
@@ -522,7 +527,7 @@ std::vector<ConflictFinding> Ledger::find_conflicts(const AllocationRequest& pro
         }
     }
     try {
-        check_workflow_conflicts(proposed);
+        check_workflow_conflicts(proposed, uid);
     } catch (const ApiError& e) {
         std::string other = e.affected_resources.empty() ? "" : e.affected_resources[0].substr(std::string("workflow:").size());
         out.push_back({"workflow", "high", {proposed.workflow_id, other}, {{"message", e.what()}, {"details", e.details}},
@@ -614,7 +619,7 @@ const Allocation& Ledger::reallocate(const std::string& id, const Resources& res
     if (!holds_capacity(current))
         throw ApiError(ErrorCode::CONFLICT, "Allocation '" + id + "' is " + to_string(current.status) + "; only a running allocation can be reallocated",
                        {}, {}, {"Release it and request again"});
-    check_policy(current.workflow_id, resources, &current.resources);
+    check_policy(current.owner.uid, current.workflow_id, resources, &current.resources);
     check_capacity(resources, id, now, current.expires_at.value_or(now), now);
     Allocation& a = allocations_.at(id);
     account(a, -1);

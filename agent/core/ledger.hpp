@@ -92,7 +92,7 @@ public:
     std::optional<Preemption> plan_preemption(const AllocationRequest& request) const;
     // Conflicts `proposed` would meet now and, with `check_future`, from reservations starting
     // within `horizon`. `files` are paths it wants exclusively.
-    std::vector<ConflictFinding> find_conflicts(const AllocationRequest& proposed, TimePoint now, bool check_future,
+    std::vector<ConflictFinding> find_conflicts(const AllocationRequest& proposed, std::uint32_t uid, TimePoint now, bool check_future,
                                                 Seconds horizon) const;
     void pause(const std::string& id);   // frozen: its CPU is free, its memory is not
     void degrade(const std::string& id); // its CPU shrunk to Policy::degrade_ratio
@@ -138,15 +138,17 @@ private:
         void add_held(const Allocation& a, int sign);
     };
     void account(const Allocation& a, int sign);
-    Totals workflow_totals(const std::string& workflow) const;
-    void check_policy(const std::string& workflow, const Resources& wanted, const Resources* current) const;
+    // Workflow names belong to their owner: uid 1000's "ci" and root's "ci" are two workflows.
+    static std::string workflow_key(std::uint32_t uid, const std::string& workflow);
+    Totals workflow_totals(const std::string& key) const;
+    void check_policy(std::uint32_t uid, const std::string& workflow, const Resources& wanted, const Resources* current) const;
     // Capacity over [start, end): at start and at every reservation start inside the window.
     void check_capacity(const Resources& wanted, const std::string& except_id, TimePoint start, TimePoint end, TimePoint now) const;
     void check_fits(const Resources& wanted, const Totals& promised, const std::string& when) const;
     Totals promised_at(TimePoint t, TimePoint now, const std::string& except_id) const;
     bool fits_node(const Resources& wanted) const;
     bool fits_now(const Resources& wanted) const;
-    void check_workflow_conflicts(const AllocationRequest& request) const;
+    void check_workflow_conflicts(const AllocationRequest& request, std::uint32_t uid) const;
     // CONFLICT when a file the request wants exclusively is held by a running allocation.
     // Another allocation holds one of the request's files over [start, end), or a reservation books it.
     void check_file_conflicts(const AllocationRequest& request, TimePoint start, TimePoint end, TimePoint now) const;

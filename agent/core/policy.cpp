@@ -1,7 +1,9 @@
 // Policy file parsing and validation.
 #include "core/policy.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "resmgr/protocol.hpp"
@@ -72,7 +74,7 @@ Policy parse_policy(const json& j) {
     const std::string base = "resource_policies.";
     only_keys(root, base, {"allocation_limits", "priority_weights", "optimization_targets", "monitoring_intervals",
                            "system_reserve", "agent_pool", "memory_high_ratio", "preemption", "thresholds",
-                           "usage_history", "tool_classes", "file_conflicts"});
+                           "usage_history", "tool_classes", "file_conflicts", "priority_privileges"});
     Policy p = Policy::defaults();
 
     const json& limits = section(root, "allocation_limits", base);
@@ -132,6 +134,28 @@ Policy parse_policy(const json& j) {
 
     if (auto it = root.find("file_conflicts"); it != root.end())
         p.file_conflicts = parse_file_conflicts(*it, base + "file_conflicts", p.file_conflicts);
+
+    const json& privileges = section(root, "priority_privileges", base);
+    const std::string pvp = base + "priority_privileges.";
+    only_keys(privileges, pvp, {"max_priority", "users", "groups"});
+    if (auto it = privileges.find("max_priority"); it != privileges.end()) {
+        // A band name caps at the top of that band ("high": 89); a number at itself.
+        static const std::map<std::string, int> band_top{{"low", 39}, {"medium", 69}, {"high", 89}, {"critical", 100}};
+        if (it->is_string() && band_top.count(it->get<std::string>())) p.priority_privileges.max_priority = band_top.at(it->get<std::string>());
+        else if (it->is_number_integer() && it->get<long long>() >= 0 && it->get<long long>() <= 100) p.priority_privileges.max_priority = it->get<int>();
+        else bad(pvp + "max_priority", "expected low, medium, high, critical or 0-100, got " + it->dump());
+    }
+    for (auto [key, out] : {std::pair{"users", &p.priority_privileges.users}, std::pair{"groups", &p.priority_privileges.groups}}) {
+        auto it = privileges.find(key);
+        if (it == privileges.end()) continue;
+        if (!it->is_array()) bad(pvp + key, "expected a list of names or ids");
+        out->clear();
+        for (const auto& item : *it) {
+            if (item.is_number_unsigned()) out->push_back(std::to_string(item.get<std::uint32_t>()));
+            else if (item.is_string() && !item.get<std::string>().empty()) out->push_back(item.get<std::string>());
+            else bad(pvp + key, "expected names or ids, got " + item.dump());
+        }
+    }
 
     const json& history = section(root, "usage_history", base);
     only_keys(history, base + "usage_history.", {"max_size_mb", "max_age"});
@@ -218,6 +242,21 @@ json Policy::FileConflicts::to_json() const {
             {"exceptions", {{"cgroups", exempt_cgroups}, {"commands", exempt_commands}}}};
 }
 
+json Policy::PriorityPrivileges::to_json() const { return {{"max_priority", max_priority}, {"users", users}, {"groups", groups}}; }
+
+bool may_use_any_priority(const Policy::PriorityPrivileges& privileges, const UserIdentity& who) {
+    if (who.uid == 0) return true;
+    auto listed = [](const std::vector<std::string>& list, const std::string& name, std::uint32_t id) {
+        return std::find_if(list.begin(), list.end(), [&](const std::string& entry) {
+                   return (!name.empty() && entry == name) || entry == std::to_string(id);
+               }) != list.end();
+    };
+    if (listed(privileges.users, who.name, who.uid)) return true;
+    for (size_t i = 0; i < who.gids.size(); ++i)
+        if (listed(privileges.groups, i < who.groups.size() ? who.groups[i] : std::string(), who.gids[i])) return true;
+    return false;
+}
+
 Millis Policy::resource_check_interval() const {
     // Validated by parse_policy; the defaults hold "30s".
     return parse_duration(monitoring_intervals.value("resource_check", "30s")).value_or(Millis(30000));
@@ -246,6 +285,7 @@ json Policy::to_json() const {
               {"memory_high_ratio", memory_high_ratio},
               {"tool_classes", tool_classes},
               {"file_conflicts", file_conflicts.to_json()},
+              {"priority_privileges", priority_privileges.to_json()},
               {"preemption", {{"mode", preemption_mode}, {"min_priority", preemption_min_priority}, {"degrade_ratio", degrade_ratio}}}}}};
 }
 

@@ -44,6 +44,17 @@ struct Policy {
     int preemption_min_priority = 90;
     double degrade_ratio = 0.25;
 
+    // resmgr: a priority is a claim on other users' work (critical preempts), so it is a privilege.
+    // Root and the users and groups listed may ask for any priority and take files with
+    // resolve-conflicts priority_based; everyone else is capped at max_priority.
+    struct PriorityPrivileges {
+        int max_priority = 89; // the top of "high", below preemption.min_priority
+        std::vector<std::string> users;  // user names or uids
+        std::vector<std::string> groups; // group names or gids
+        nlohmann::json to_json() const;
+    };
+    PriorityPrivileges priority_privileges;
+
     // resmgr: the seed's threshold monitor. Raised when a metric reaches `threshold` percent,
     // cleared once it falls below threshold - clear_margin, repeated at most every repeat_interval.
     struct Threshold {
@@ -85,6 +96,16 @@ struct Policy {
     static Policy defaults() { return {}; }
     nlohmann::json to_json() const; // {"resource_policies": {...}}
 };
+
+// Who asks, as the user database knows them (for priority_privileges).
+struct UserIdentity {
+    std::uint32_t uid = 0;
+    std::string name;                 // empty when the uid has no passwd entry
+    std::vector<std::string> groups;  // group names, the primary group included
+    std::vector<std::uint32_t> gids;
+};
+// True when `who` may use priorities above privileges.max_priority.
+bool may_use_any_priority(const Policy::PriorityPrivileges& privileges, const UserIdentity& who);
 
 // Overlays `j` ({"resource_policies": {...}}, every key optional) on the defaults. Throws
 // ApiError(INVALID_REQUEST) naming the first bad field: unknown keys, wrong types, negative or

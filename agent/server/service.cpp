@@ -4,6 +4,7 @@
 #include "server/service.hpp"
 #include "server/doctor.hpp"
 #include "server/params.hpp"
+#include "server/users.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -64,7 +65,7 @@ Service::Service(core::Ledger& ledger, cgroup::CgroupBackend& backend, state::St
                  json host_report, json daemon_info)
     : ledger_(ledger), backend_(backend), store_(store), clock_(std::move(clock)),
       host_report_(std::move(host_report)), daemon_info_(std::move(daemon_info)),
-      identify_([](long pid) { return monitor::read_process_identity(pid); }), file_policy_(ledger.policy().file_conflicts) {}
+      identify_([](long pid) { return monitor::read_process_identity(pid); }), lookup_user_(lookup_user), file_policy_(ledger.policy().file_conflicts) {}
 
 json Service::handle_line(std::string_view line, const Owner& peer) {
     Request request;
@@ -141,6 +142,7 @@ json Service::describe(const Allocation& a) {
 
 SuccessBody Service::allocate(const Request& request, const Owner& peer) {
     AllocationRequest req = parse_allocation_request(request.params);
+    check_priority_privilege(req.priority, peer);
     normalize_exclusive_files(req, peer);
     if (req.requester.empty()) req.requester = "uid:" + std::to_string(peer.uid) + " pid:" + std::to_string(peer.pid);
     const bool supervised = bool_param(request.params, "supervised");
@@ -656,6 +658,7 @@ SuccessBody Service::reserve(const Request& request, const Owner& peer) {
     params.erase("start_time");
     if (!params.contains("workflow_id")) params["workflow_id"] = id.empty() ? "reservation" : id;
     AllocationRequest req = parse_allocation_request(params);
+    check_priority_privilege(req.priority, peer);
     normalize_exclusive_files(req, peer);
     if (req.requester.empty()) req.requester = "uid:" + std::to_string(peer.uid) + " pid:" + std::to_string(peer.pid);
     const Allocation& a = ledger_.reserve(req, id, *start, peer, clock_());
@@ -694,7 +697,7 @@ SuccessBody Service::check_conflicts(const Request& request, const Owner& peer) 
     }
     const TimePoint now = clock_();
     json reports = json::array();
-    for (auto& f : ledger_.find_conflicts(req, now, bool_param(request.params, "check_future"), horizon)) {
+    for (auto& f : ledger_.find_conflicts(req, peer.uid, now, bool_param(request.params, "check_future"), horizon)) {
         // "pred_": a prediction, not a record; resolve-conflicts acts on recorded "conf_" ones.
         reports.push_back({{"conflict_id", random_id("pred")},
                            {"recorded", false},
@@ -761,6 +764,20 @@ SuccessBody Service::doctor() {
                    {"host", host_report_}, {"daemon", daemon}};
     body.recommendations = verdict.recommendations;
     return body;
+}
+
+bool Service::may_use_any_priority(const Owner& peer) const {
+    return peer.uid == 0 || (lookup_user_ && core::may_use_any_priority(ledger_.policy().priority_privileges, lookup_user_(peer.uid)));
+}
+
+void Service::check_priority_privilege(const Priority& priority, const Owner& peer) const {
+    const int cap = ledger_.policy().priority_privileges.max_priority;
+    if (priority.value <= cap || may_use_any_priority(peer)) return;
+    const Priority allowed{cap};
+    throw ApiError(ErrorCode::PERMISSION_DENIED,
+                   "Priority " + std::to_string(priority.value) + " (" + priority.band_name() + ") is for root and the users and groups in priority_privileges",
+                   "uid " + std::to_string(peer.uid) + " may ask for at most " + std::to_string(cap) + " (" + allowed.band_name() + ")",
+                   {"priority"}, {"Ask with \"priority\": \"" + allowed.band_name() + "\" or lower"});
 }
 
 Service::AttachTarget Service::attach_target(const json& params, const Owner& peer) const {

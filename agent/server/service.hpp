@@ -59,6 +59,9 @@ public:
     // Who a process is (parent, uids), for attach permissions; /proc by default.
     using IdentifyFn = std::function<std::optional<monitor::ProcessIdentity>(long pid)>;
     void set_process_identity(IdentifyFn identify) { identify_ = std::move(identify); }
+    // Who a uid is (name, groups), for priority_privileges; the user database by default.
+    using LookupUserFn = std::function<core::UserIdentity(std::uint32_t uid)>;
+    void set_user_lookup(LookupUserFn lookup) { lookup_user_ = std::move(lookup); }
     // Where transitions are reported (journald, alerts.jsonl); none by default.
     void set_event_sink(events::EventSink* sink) { events_ = sink; }
     // Sampling, thresholds, agents and the monitoring operations; without it those operations
@@ -95,6 +98,9 @@ private:
     SuccessBody why(const Request& request);            // who holds a file, and what an opener meets
     SuccessBody status(const Request& request);
     SuccessBody doctor();
+    // PERMISSION_DENIED when `priority` is above what priority_privileges lets the peer ask for.
+    void check_priority_privilege(const Priority& priority, const Owner& peer) const;
+    bool may_use_any_priority(const Owner& peer) const;
     SuccessBody attach(const Request& request, const Owner& peer);
     SuccessBody detach(const Request& request, const Owner& peer);
     // A process to put into an allocation: `attach` params, or allocate's "attach" object.
@@ -165,6 +171,7 @@ private:
     std::map<std::string, cgroup::Enforcement> enforcement_;
     LoopHooks hooks_;
     IdentifyFn identify_;
+    LookupUserFn lookup_user_;
     events::EventSink* events_ = nullptr;
     Monitoring* monitoring_ = nullptr;
     conflicts::Guard* guard_ = nullptr;

@@ -288,6 +288,21 @@ SuccessBody Service::resolve_conflict(const std::string& id, std::string strateg
         throw ApiError(ErrorCode::CONFLICT, "Conflict '" + id + "' is already resolved", record->resolution.value_or(""), {"conflict_id"});
     const std::string file = record->file;
     const std::string holder_id = record->holder.value("allocation_id", "");
+    const std::string claimant_id = record->claimant.value("allocation_id", "");
+    // Only those the conflict involves may settle it: root, or the owner of the holder's or the
+    // claimant's allocation (a conflict with no live allocation left is root's to settle).
+    auto owned_by_peer = [&](const std::string& allocation) {
+        const Allocation* a = allocation.empty() ? nullptr : ledger_.find(allocation);
+        return a && a->owner.uid == peer.uid;
+    };
+    if (peer.uid != 0 && !owned_by_peer(holder_id) && !owned_by_peer(claimant_id))
+        throw ApiError(ErrorCode::PERMISSION_DENIED, "Conflict '" + id + "' is not yours to resolve",
+                       "only root and the owners of its holder and claimant allocations may resolve it", {"conflict_id"});
+    // Taking a file from its holder is a priority's privilege (priority_privileges).
+    if (strategy == "priority_based" && !may_use_any_priority(peer))
+        throw ApiError(ErrorCode::PERMISSION_DENIED, "priority_based takes a file from its holder: it is for root and the users and groups in priority_privileges",
+                       "uid " + std::to_string(peer.uid) + " is not among them", {"strategy"},
+                       {"Ask the holder to release it, or use queue_and_serialize as the holder's owner"});
     const TimePoint now = clock_();
     SuccessBody body;
     body.result = {{"conflict_id", id}, {"strategy", strategy}, {"file", file}, {"holder", holder_id}};
@@ -325,7 +340,6 @@ SuccessBody Service::resolve_conflict(const std::string& id, std::string strateg
         return body;
     }
     // priority_based: the higher-priority claimant takes the file.
-    const std::string claimant_id = record->claimant.value("allocation_id", "");
     const Allocation* claimant = claimant_id.empty() ? nullptr : ledger_.find(claimant_id);
     if (!claimant || !core::Ledger::holds_capacity(*claimant)) {
         body.result["outcome"] = "holder_keeps";
@@ -461,7 +475,7 @@ SuccessBody Service::prevent_conflicts(const Request& request, const Owner& peer
             AllocationRequest req = parse_allocation_request(pending);
             normalize_exclusive_files(req, peer);
             json found = json::array();
-            for (auto& f : ledger_.find_conflicts(req, clock_(), true, horizon)) {
+            for (auto& f : ledger_.find_conflicts(req, peer.uid, clock_(), true, horizon)) {
                 if (severity_rank(f.severity) < severity_rank(threshold)) continue;
                 found.push_back({{"conflict_type", f.type}, {"severity", f.severity}, {"affected_workflows", f.affected_workflows},
                                  {"conflict_details", f.details}, {"resolution_strategies", f.strategies}});

@@ -107,8 +107,9 @@ TEST(Events, ServiceReportsTransitions) {
     std::string low = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"bg","priority":"low","duration":"10s",
         "auto_release":{"grace_period":"1s"},"resources":{"cpu_cores":1.5}}})", alice)["result"]["allocation_id"];
     s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"big","resources":{"cpu_cores":1}}})", alice); // denied
-    json crit = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"fix","priority":"critical","resources":{"cpu_cores":1}}})", alice);
-    s.handle_line(json{{"operation", "release"}, {"params", {{"allocation_id", crit["result"]["allocation_id"]}}}}.dump(), alice);
+    const Owner ops{0, 2}; // critical preempts, so it is root's (priority_privileges)
+    json crit = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"fix","priority":"critical","resources":{"cpu_cores":1}}})", ops);
+    s.handle_line(json{{"operation", "release"}, {"params", {{"allocation_id", crit["result"]["allocation_id"]}}}}.dump(), ops);
     now += std::chrono::seconds(11);
     s.on_timer();
     std::vector<std::string> types;

@@ -16,6 +16,7 @@ namespace {
 
 const TimePoint kNow = *parse_timestamp("2025-01-15T11:00:00Z");
 const Owner kAlice{1000, 10};
+const Owner kOps{0, 11}; // critical preempts, so it is root's (or priority_privileges')
 
 AllocationRequest req(const std::string& wf, double cores, int priority, double mem_gb = 0) {
     AllocationRequest r;
@@ -126,7 +127,7 @@ TEST(Preemption, ServiceFreezesVictimsAndThawsThemOnRelease) {
     server::Service s(ledger, backend, store, [&] { return now; }, json::object(), json::object());
     std::string low = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"bg","priority":"low","resources":{"cpu_cores":1.5}}})",
                                     kAlice)["result"]["allocation_id"];
-    json crit = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"fix","priority":"critical","resources":{"cpu_cores":1}}})", kAlice);
+    json crit = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"fix","priority":"critical","resources":{"cpu_cores":1}}})", kOps);
     ASSERT_EQ(crit["status"], "success") << crit.dump(2);
     EXPECT_EQ(ledger.find(low)->status, AllocationStatus::paused);
     EXPECT_EQ(store.load_allocations().size(), 2u);
@@ -135,7 +136,7 @@ TEST(Preemption, ServiceFreezesVictimsAndThawsThemOnRelease) {
     for (auto& a : store.load_allocations())
         if (a.allocation_id == low) stored_low = a;
     EXPECT_EQ(stored_low.status, AllocationStatus::paused);
-    s.handle_line(json{{"operation", "release"}, {"params", {{"allocation_id", crit["result"]["allocation_id"]}}}}.dump(), kAlice);
+    s.handle_line(json{{"operation", "release"}, {"params", {{"allocation_id", crit["result"]["allocation_id"]}}}}.dump(), kOps);
     EXPECT_EQ(ledger.find(low)->status, AllocationStatus::active);
     // High priority below critical cannot preempt.
     json high = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"h","priority":"high","resources":{"cpu_cores":1}}})", kAlice);
@@ -154,7 +155,7 @@ TEST(Preemption, RestartMakesTheFreezerMatchTheLedger) {
         low = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"bg","priority":"low","resources":{"cpu_cores":1.5}}})",
                             kAlice)["result"]["allocation_id"];
         backend.fail.insert("freeze"); // the daemon "dies" between recording the pause and freezing
-        json r = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"fix","priority":"critical","resources":{"cpu_cores":1}}})", kAlice);
+        json r = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"fix","priority":"critical","resources":{"cpu_cores":1}}})", kOps);
         EXPECT_EQ(r["error"]["code"], "BACKEND_ERROR");
         EXPECT_EQ(ledger.find(low)->status, AllocationStatus::active); // given back at once
     }
@@ -180,4 +181,36 @@ TEST(Preemption, RestartMakesTheFreezerMatchTheLedger) {
         EXPECT_FALSE(backend.frozen["alloc_critical"]);
         EXPECT_EQ(ledger.find(low)->status, AllocationStatus::paused); // still no room to come back
     }
+}
+
+TEST(Preemption, PrioritiesThatPreemptAreAPrivilege) {
+    TempDir dir;
+    FakeBackend backend;
+    state::StateStore store(dir.path());
+    Policy policy = parse_policy({{"resource_policies", {{"priority_privileges", {{"users", {"oncall"}}, {"groups", {"release-eng"}}}}}}});
+    Ledger ledger({2, 16 * kGiB}, policy);
+    server::Service s(ledger, backend, store, [] { return kNow; }, json::object(), json::object());
+    s.set_user_lookup([](std::uint32_t uid) {
+        core::UserIdentity who{uid, "user" + std::to_string(uid), {"users"}, {100}};
+        if (uid == 1001) who.name = "oncall";
+        if (uid == 1002) who.groups = {"users", "release-eng"}, who.gids = {100, 500};
+        return who;
+    });
+    std::string low = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"bg","priority":"low","resources":{"cpu_cores":1.5}}})",
+                                    kAlice)["result"]["allocation_id"];
+    const std::string critical = R"({"operation":"allocate","params":{"workflow_id":"fix","priority":"critical","resources":{"cpu_cores":1}}})";
+    json refused = s.handle_line(critical, Owner{1003, 20});
+    ASSERT_EQ(refused["error"]["code"], "PERMISSION_DENIED") << refused.dump(2);
+    EXPECT_NE(refused["error"]["details"].get<std::string>().find("at most 89 (high)"), std::string::npos) << refused.dump(2);
+    EXPECT_EQ(ledger.find(low)->status, AllocationStatus::active) << "nothing was frozen for it";
+    json reserve = s.handle_line(R"({"operation":"reserve","params":{"start_time":"2025-01-15T12:00:00Z","duration":"1h","priority":95,"resources":{"cpu_cores":0.1}}})",
+                                 Owner{1003, 20});
+    EXPECT_EQ(reserve["error"]["code"], "PERMISSION_DENIED") << reserve.dump(2);
+    EXPECT_EQ(s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"ok","priority":"high","resources":{"agents":1}}})",
+                            Owner{1003, 20})["status"], "success");
+    json by_user = s.handle_line(critical, Owner{1001, 21}); // listed by name
+    ASSERT_EQ(by_user["status"], "success") << by_user.dump(2);
+    EXPECT_EQ(ledger.find(low)->status, AllocationStatus::paused);
+    s.handle_line(json{{"operation", "release"}, {"params", {{"allocation_id", by_user["result"]["allocation_id"]}}}}.dump(), Owner{1001, 21});
+    EXPECT_EQ(s.handle_line(critical, Owner{1002, 22})["status"], "success") << "listed by group";
 }

@@ -468,3 +468,33 @@ TEST_F(ServiceConflicts, WhySaysWhoHoldsAFileWhatAnOpenerMeetsAndWhoWaits) {
     EXPECT_EQ(call("why", {{"path", "relative/path"}})["error"]["code"], "INVALID_REQUEST");
     EXPECT_EQ(call("why", json::object())["error"]["code"], "INVALID_REQUEST");
 }
+
+TEST_F(ServiceConflicts, EveryConflictRecordShapeResmgrdWritesLoadsBackAfterARestart) {
+    const std::string holder = allocate("wf-holder", 50, {file});
+    // A guard report whose opener's cgroup could not be read (written as "cgroup": null) ...
+    service->on_guard_reports({denial(holder, "")});
+    // ... the same opener again (compared while its cgroup is null) ...
+    service->on_guard_reports({denial(holder, "")});
+    // ... one from another group, one queued, an allocation refused the file at admission ...
+    service->on_guard_reports({denial(holder, "/user.slice")});
+    auto queued = denial(holder, "/user.slice/b.scope", 99);
+    queued.kind = conflicts::GuardReport::Kind::queued;
+    service->on_guard_reports({queued});
+    const std::string resolved = sink.seen.back().details["conflict_id"];
+    json refused = call("allocate", {{"workflow_id", "wf-second"}, {"resources", {{"cpu_cores", 1}}}, {"exclusive_files", {file}}});
+    ASSERT_EQ(refused["error"]["code"], "CONFLICT");
+    // ... and a resolved one.
+    ASSERT_EQ(call("resolve-conflicts", {{"conflict_id", resolved}, {"strategy", "queue_and_serialize"}})["status"], "success");
+    const json before = conflicts_file();
+    ASSERT_EQ(before["conflicts"].size(), 4u) << before.dump(2);
+    bool null_cgroup = false;
+    for (const auto& c : before["conflicts"]) null_cgroup = null_cgroup || c["claimant"]["cgroup"].is_null();
+    ASSERT_TRUE(null_cgroup) << "the shape the issue found set aside: " << before.dump(2);
+    EXPECT_EQ(before["conflicts"][0]["occurrences"], 2) << "the same opener is one conflict";
+
+    restart();
+    EXPECT_FALSE(fs::exists(dir.path() / "state" / "current_state" / "conflicts.json.damaged")) << "set aside at load";
+    EXPECT_EQ(conflicts_file(), before);
+    json all = call("status", {{"all", true}}, kRoot, "conflicts");
+    EXPECT_EQ(all["result"]["conflicts"].size(), 4u) << all.dump(2);
+}
