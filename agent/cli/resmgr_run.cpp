@@ -13,6 +13,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/command_line.hpp"
 #include "resmgr/client.hpp"
 
 namespace {
@@ -99,19 +100,19 @@ int main(int argc, char** argv) {
     app.add_flag("-q,--quiet", quiet, "Do not warn about limits this host cannot enforce");
     app.add_flag("--wait", wait, "When the node is full (or a conflicting workflow runs, or an --exclusive file is held), queue and wait instead of failing; "
                                  "queued requests start in priority order, then arrival order");
-    app.add_option("command", command, "The command to run and its arguments")->required();
-    app.prefix_command(); // everything from COMMAND on belongs to the command, options included
     app.footer("Exit status: COMMAND's own, 128+N when it was killed by signal N (137 for SIGKILL,\n"
                "e.g. by the OOM killer, which resmgr-run then names), 125 when resmgr-run itself failed\n"
                "(allocation refused, resmgrd unreachable), 126 when COMMAND cannot run, 127 when not found.");
+    auto split = resmgr::cli::split_command_line(app, argc, argv);
+    command = std::move(split.command);
     try {
-        app.parse(argc, argv);
-        for (auto& extra : app.remaining()) command.push_back(extra);
+        std::vector<const char*> options;
+        for (auto& word : split.options) options.push_back(word.c_str());
+        app.parse(static_cast<int>(options.size()), options.data());
     } catch (const CLI::ParseError& e) {
         int rc = app.exit(e);
         return e.get_exit_code() == 0 ? 0 : (rc == 0 ? 0 : 2);
     }
-    if (!command.empty() && command.front() == "--") command.erase(command.begin());
     if (command.empty()) {
         std::cerr << "resmgr-run: no command given (see --help)\n";
         return 2;

@@ -1,0 +1,39 @@
+// The client programs as a user runs them: what they hand to the command, and what they say
+// when they are used wrongly.
+#include <gtest/gtest.h>
+
+#include "daemon_fixture.hpp"
+
+using namespace resmgr::host;
+
+namespace {
+
+// A command that prints each of its arguments in brackets, so every byte of each one shows.
+const std::vector<std::string> kShowArgs{"/bin/sh", "-c", R"(for a; do printf '[%s]' "$a"; done)", "zero"};
+
+// Arguments that look like resmgr-run's own options, empty, with spaces, a "--", bytes that are not UTF-8.
+const std::vector<std::string> kAwkwardArgs{"-x", "--cpu", "2", "", "two words", "--", "\xff\xfe", "-q", "--priority=low", "--"};
+const std::string kAwkwardShown = "[-x][--cpu][2][][two words][--][\xff\xfe][-q][--priority=low][--]";
+
+std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+}
+
+} // namespace
+
+TEST_F(DaemonHost, ResmgrRunGivesTheCommandExactlyItsWords) {
+    const std::vector<std::vector<std::string>> options{
+        {"--workflow", "wf-argv", "--cpu", "0.5"}, {"--workflow=wf-argv", "--cpu=0.5", "-q"}, {}};
+    for (auto& own : options)
+        for (bool marker : {true, false}) {
+            std::vector<std::string> args = own;
+            if (marker) args.push_back("--");
+            RunResult r = resmgr_run(concat(concat(args, kShowArgs), kAwkwardArgs));
+            EXPECT_EQ(r.status, 0) << r.err;
+            EXPECT_EQ(r.out, kAwkwardShown) << (marker ? "with" : "without") << " --, options " << testing::PrintToString(own);
+        }
+    // The command's own first word may look like an option once "--" says it is the command.
+    RunResult dashed = resmgr_run({"--", "--", "/bin/true"});
+    EXPECT_EQ(dashed.status, 127) << dashed.err; // a command named "--", not found
+}
