@@ -111,6 +111,7 @@ int main(int argc, char** argv) {
     app.add_flag("--follow,-f", follow, "events: keep the connection open and print each event as it happens");
     app.add_option("--type", event_types, "events: only these types (e.g. threshold, oom_kill, RESOURCE_CONFLICT); repeatable");
     app.add_option("operation", words, "<operation> [resource-type] ['json-params']")->required()->expected(1, 3);
+    app.set_version_flag("--version", std::string("resmgr ") + RESMGR_VERSION);
     app.footer(kFooter);
     try {
         app.parse(argc, argv);

@@ -100,6 +100,7 @@ int main(int argc, char** argv) {
     app.add_flag("-q,--quiet", quiet, "Do not warn about limits this host cannot enforce");
     app.add_flag("--wait", wait, "When the node is full (or a conflicting workflow runs, or an --exclusive file is held), queue and wait instead of failing; "
                                  "queued requests start in priority order, then arrival order");
+    app.set_version_flag("--version", std::string("resmgr-run ") + RESMGR_VERSION);
     app.footer("Exit status: COMMAND's own, 128+N when it was killed by signal N (137 for SIGKILL,\n"
                "e.g. by the OOM killer, which resmgr-run then names), 125 when resmgr-run itself failed\n"
                "(allocation refused, resmgrd unreachable), 126 when COMMAND cannot run, 127 when not found.");

@@ -37,3 +37,11 @@ TEST_F(DaemonHost, ResmgrRunGivesTheCommandExactlyItsWords) {
     RunResult dashed = resmgr_run({"--", "--", "/bin/true"});
     EXPECT_EQ(dashed.status, 127) << dashed.err; // a command named "--", not found
 }
+
+TEST(ClientPrograms, EachSaysItsVersion) {
+    for (auto [path, name] : {std::pair{RESMGRD_PATH, "resmgrd"}, {RESMGR_CLI_PATH, "resmgr"}, {RESMGR_RUN_PATH, "resmgr-run"}}) {
+        RunResult r = run({path, "--version"});
+        EXPECT_EQ(r.status, 0) << name << ": " << r.err;
+        EXPECT_EQ(r.out, std::string(name) + " " + RESMGR_VERSION + "\n");
+    }
+}
