@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
+#include <cmath>
 #include <cstring>
 #include <iostream>
 
@@ -39,6 +41,20 @@ std::string error_text(const json& envelope) {
     if (auto d = e.value("details", ""); !d.empty()) text += " (" + d + ")";
     for (auto& s : envelope.value("alternative_options", json::array())) text += "\n  or: " + s.get<std::string>();
     return text;
+}
+
+// CLI11's NonNegativeNumber and PositiveNumber answer a bad value with a range of ~300 digits;
+// this says in words what is wanted: a finite number >= `min` (a whole one if `whole`).
+CLI::Validator at_least(double min, bool whole, const std::string& message) {
+    return CLI::Validator(
+        [=](std::string& text) {
+            double v = 0;
+            auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+            bool ok = ec == std::errc() && end == text.data() + text.size() && std::isfinite(v) && v >= min &&
+                      (!whole || v == std::floor(v));
+            return ok ? std::string() : message;
+        },
+        "");
 }
 
 // In the child: "<exit code> <message>" to the parent through `err_fd`, then exit.
@@ -80,9 +96,11 @@ int main(int argc, char** argv) {
     app.add_option("--socket", socket, "resmgrd's socket (default: $RESMGR_SOCKET, else /run/resmgr/resmgr.sock)");
     app.add_option("--workflow", workflow, "Workflow id (default: $RESMGR_WORKFLOW, else run-<pid>)");
     app.add_option("--priority", priority, "critical, high, medium, low, or 0-100")->capture_default_str();
-    app.add_option("--cpu", cpu, "CPU cores, fractional (0.5 = half a core); default uncapped")->check(CLI::NonNegativeNumber);
+    app.add_option("--cpu", cpu, "CPU cores, fractional (0.5 = half a core); default uncapped")
+        ->check(at_least(0, false, "must be a number of cores >= 0, e.g. 0.5 or 2"));
     app.add_option("--memory", memory, "Memory cap such as 4G or 512M (binary units); default uncapped");
-    app.add_option("--pids", pids, "Maximum number of tasks (pids.max / TasksMax)")->check(CLI::PositiveNumber);
+    app.add_option("--pids", pids, "Maximum number of tasks (pids.max / TasksMax)")
+        ->check(at_least(1, true, "must be a whole number of tasks >= 1, e.g. 512"));
     app.add_option("--duration", duration, "How long the allocation may live, e.g. 2h, 30m (default: the policy's max_duration); "
                                            "then COMMAND gets SIGTERM, and SIGKILL after --grace");
     app.add_option("--grace", grace, "Time between SIGTERM and SIGKILL when --duration runs out (default 5m)");

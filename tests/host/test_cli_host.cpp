@@ -45,3 +45,22 @@ TEST(ClientPrograms, EachSaysItsVersion) {
         EXPECT_EQ(r.out, std::string(name) + " " + RESMGR_VERSION + "\n");
     }
 }
+
+// Usage errors are caught before resmgrd is asked (the socket here does not exist), in a line a person can act on.
+TEST(ClientPrograms, SayPlainlyWhatIsWrongWithTheirArguments) {
+    const std::string nowhere = "/nonexistent/resmgr.sock";
+    struct Case {
+        std::vector<std::string> argv;
+        std::string said;
+    };
+    for (auto& c : std::vector<Case>{
+             {{RESMGR_RUN_PATH, "--socket", nowhere, "--cpu", "-1", "--", "/bin/true"}, "--cpu: must be a number of cores >= 0, e.g. 0.5 or 2"},
+             {{RESMGR_RUN_PATH, "--socket", nowhere, "--cpu", "lots", "/bin/true"}, "--cpu: must be a number of cores >= 0, e.g. 0.5 or 2"},
+             {{RESMGR_RUN_PATH, "--socket", nowhere, "--pids=0", "/bin/true"}, "--pids: must be a whole number of tasks >= 1, e.g. 512"}}) {
+        RunResult r = run(c.argv);
+        EXPECT_EQ(r.status, 2) << testing::PrintToString(c.argv) << r.err;
+        EXPECT_NE(r.err.find(c.said), std::string::npos) << r.err;
+        EXPECT_EQ(r.err.find("json.exception"), std::string::npos) << r.err;
+        EXPECT_LT(r.err.size(), 300u) << r.err;
+    }
+}
