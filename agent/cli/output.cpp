@@ -97,6 +97,12 @@ void print_event_line(std::ostream& out, const json& e) {
     out << ": " << str(e, "message", "") << "\n";
 }
 
+std::string parse_error_text(const json::parse_error& e) {
+    const std::string what = e.what();
+    const auto colon = what.find(": ");
+    return (colon == std::string::npos ? what : what.substr(colon + 2)) + ", at byte " + std::to_string(e.byte);
+}
+
 void print_error(std::ostream& err, const std::string& program, const json& envelope) {
     const json& e = envelope.value("error", json::object());
     err << program << ": " << str(envelope, "operation", "request") << " failed: " << str(e, "code", "ERROR") << ": "

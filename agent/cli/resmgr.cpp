@@ -132,7 +132,7 @@ int main(int argc, char** argv) {
             try {
                 request.params = json::parse(w);
             } catch (const json::parse_error& e) {
-                std::cerr << "resmgr: parameters are not valid JSON: " << e.what() << "\n";
+                std::cerr << "resmgr: the JSON parameters are not valid JSON: " << resmgr::cli::parse_error_text(e) << "\n";
                 return 2;
             }
         } else if (request.resource_type.empty() && i == 1) {

@@ -56,7 +56,10 @@ TEST(ClientPrograms, SayPlainlyWhatIsWrongWithTheirArguments) {
     for (auto& c : std::vector<Case>{
              {{RESMGR_RUN_PATH, "--socket", nowhere, "--cpu", "-1", "--", "/bin/true"}, "--cpu: must be a number of cores >= 0, e.g. 0.5 or 2"},
              {{RESMGR_RUN_PATH, "--socket", nowhere, "--cpu", "lots", "/bin/true"}, "--cpu: must be a number of cores >= 0, e.g. 0.5 or 2"},
-             {{RESMGR_RUN_PATH, "--socket", nowhere, "--pids=0", "/bin/true"}, "--pids: must be a whole number of tasks >= 1, e.g. 512"}}) {
+             {{RESMGR_RUN_PATH, "--socket", nowhere, "--pids=0", "/bin/true"}, "--pids: must be a whole number of tasks >= 1, e.g. 512"},
+             {{RESMGR_CLI_PATH, "--socket", nowhere, "allocate", R"({"workflow_id":)"},
+              "resmgr: the JSON parameters are not valid JSON: syntax error while parsing value - unexpected end of input; "
+              "expected '[', '{', or a literal, at byte 16"}}) {
         RunResult r = run(c.argv);
         EXPECT_EQ(r.status, 2) << testing::PrintToString(c.argv) << r.err;
         EXPECT_NE(r.err.find(c.said), std::string::npos) << r.err;
