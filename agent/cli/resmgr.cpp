@@ -2,12 +2,14 @@
 // seed's operations word for word.
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
 
 #include "cgroup/probe.hpp"
 #include "resmgr/json.hpp"
+#include "cli/command_line.hpp"
 #include "cli/output.hpp"
 #include "resmgr/client.hpp"
 
@@ -97,6 +99,15 @@ int follow_events(const std::string& path, resmgr::Request request, bool human) 
     }
 }
 
+// The operation `word` mistypes, or "" when it is one, or not near one: resmgrd has the last word
+// on what exists, the client only catches typos. The operations are the seed's and these.
+std::string misspelt_operation(const std::string& word) {
+    std::vector<std::string> known = resmgr::seed_operations();
+    known.insert(known.end(), {"doctor", "events", "attach", "detach"});
+    if (std::find(known.begin(), known.end(), word) != known.end()) return "";
+    return resmgr::cli::closest_word(word, known);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -122,6 +133,10 @@ int main(int argc, char** argv) {
 
     resmgr::Request request;
     request.operation = words[0];
+    if (std::string meant = misspelt_operation(request.operation); !meant.empty()) {
+        std::cerr << "resmgr: unknown operation '" << request.operation << "'; did you mean '" << meant << "'? (see resmgr --help)\n";
+        return 2;
+    }
     for (size_t i = 1; i < words.size(); ++i) {
         const std::string& w = words[i];
         if (!w.empty() && w.find_first_not_of(" \t\n") != std::string::npos && w[w.find_first_not_of(" \t\n")] == '{') {

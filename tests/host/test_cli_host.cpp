@@ -59,11 +59,17 @@ TEST(ClientPrograms, SayPlainlyWhatIsWrongWithTheirArguments) {
              {{RESMGR_RUN_PATH, "--socket", nowhere, "--pids=0", "/bin/true"}, "--pids: must be a whole number of tasks >= 1, e.g. 512"},
              {{RESMGR_CLI_PATH, "--socket", nowhere, "allocate", R"({"workflow_id":)"},
               "resmgr: the JSON parameters are not valid JSON: syntax error while parsing value - unexpected end of input; "
-              "expected '[', '{', or a literal, at byte 16"}}) {
+              "expected '[', '{', or a literal, at byte 16"},
+             {{RESMGR_CLI_PATH, "--socket", nowhere, "alocate", "{}"}, "resmgr: unknown operation 'alocate'; did you mean 'allocate'?"},
+             {{RESMGR_CLI_PATH, "--socket", nowhere, "stats"}, "did you mean 'status'?"}}) {
         RunResult r = run(c.argv);
         EXPECT_EQ(r.status, 2) << testing::PrintToString(c.argv) << r.err;
         EXPECT_NE(r.err.find(c.said), std::string::npos) << r.err;
         EXPECT_EQ(r.err.find("json.exception"), std::string::npos) << r.err;
         EXPECT_LT(r.err.size(), 300u) << r.err;
     }
+    // A word near no operation is resmgrd's to judge (it may know operations this client does not).
+    RunResult far = run({RESMGR_CLI_PATH, "--socket", nowhere, "frobnicate"});
+    EXPECT_EQ(far.status, 1) << far.err;
+    EXPECT_NE((far.out + far.err).find("resmgrd is not reachable"), std::string::npos) << far.out << far.err;
 }

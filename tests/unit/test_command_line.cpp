@@ -1,4 +1,4 @@
-// resmgr-run's split of argv into its own options and the command.
+// resmgr-run's split of argv into its own options and the command; resmgr's spelling help.
 #include <gtest/gtest.h>
 
 #include <CLI/CLI.hpp>
@@ -59,4 +59,15 @@ TEST(SplitCommandLine, UnknownOptionsAndAMissingValueAreLeftForCLI11) {
     EXPECT_EQ(s.options, (Words{"resmgr-run", "--bogus", "-z"}));
     EXPECT_EQ(s.command, Words{"cmd"});
     EXPECT_EQ(w.split({"--cpu"}).options, (Words{"resmgr-run", "--cpu"}));
+}
+
+TEST(ClosestWord, SuggestsTheNearestOperationOnlyWhenItIsNear) {
+    const std::vector<std::string> ops{"allocate", "release", "reallocate", "status", "capacity", "tune"};
+    EXPECT_EQ(resmgr::cli::closest_word("alocate", ops), "allocate");
+    EXPECT_EQ(resmgr::cli::closest_word("realocate", ops), "reallocate");
+    EXPECT_EQ(resmgr::cli::closest_word("stauts", ops), "status");
+    EXPECT_EQ(resmgr::cli::closest_word("tuen", ops), ""); // two edits is too many for a short word
+    EXPECT_EQ(resmgr::cli::closest_word("tne", ops), "tune");
+    EXPECT_EQ(resmgr::cli::closest_word("frobnicate", ops), "");
+    EXPECT_EQ(resmgr::cli::closest_word("why", ops), "");
 }
