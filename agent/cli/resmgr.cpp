@@ -28,7 +28,7 @@ constexpr const char* kDescription =
     "              exclusive_files, constraints{max_duration,exclusive_access,conflict_avoidance},\n"
     "              performance_requirements, auto_release{on_completion,on_timeout,on_failure,grace_period}.\n"
     "              \"wait\": true queues it when the node is full (status queued, started in priority order).\n"
-    "  reserve     '{\"reservation_id\":\"res_1\",\"start_time\":\"2025-01-15T15:00:00Z\",\"duration\":\"2h\",\"resources\":{...}}'\n"
+    "  reserve     '{\"reservation_id\":\"res_1\",\"start_time\":\"2027-01-15T15:00:00Z\",\"duration\":\"2h\",\"resources\":{...}}'\n"
     "              Book capacity for a future window; at start_time it becomes an active allocation.\n"
     "  release     '{\"allocation_id\":\"alloc_...\",\"force\":false}'   Kill what runs in it, remove its cgroup.\n"
     "  reallocate  '{\"allocation_id\":\"alloc_...\",\"resources\":{\"cpu_cores\":4}}'  Change limits live.\n"
