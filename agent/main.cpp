@@ -101,6 +101,7 @@ int main(int argc, char** argv) {
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
         ->capture_default_str();
+    app.set_version_flag("--version", std::string("resmgrd ") + RESMGR_VERSION);
     app.footer("Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when it cannot start.\n"
                "Check what this host can enforce with `resmgr doctor`.");
     CLI11_PARSE(app, argc, argv);

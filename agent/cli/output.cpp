@@ -1,6 +1,7 @@
 // Terminal rendering of envelopes.
 #include "cli/output.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <iomanip>
 
@@ -32,8 +33,23 @@ void print_allocation(std::ostream& out, const json& a) {
     out << "\n  expires " << str(a, "expires_at") << "  owner uid " << a.value("owner", json::object()).value("uid", 0) << "\n";
     if (a.contains("cgroup_path") && !a["cgroup_path"].get<std::string>().empty()) out << "  cgroup " << str(a, "cgroup_path") << "\n";
     if (a.contains("pids") && a["pids"].is_number()) out << "  processes " << a["pids"].get<long>() << "\n";
-    if (auto e = a.find("enforcement"); e != a.end())
-        for (auto& u : e->value("unenforced", json::array())) out << "  NOT ENFORCED: " << u.get<std::string>() << "\n";
+}
+
+// What this host cannot enforce is a property of the host, so it is said once, by name
+// ("cpu.max" of "cpu.max=200000 100000: controller 'cpu' is not available ..."); the reasons
+// are in the envelope and in `resmgr doctor`.
+void print_unenforced(std::ostream& out, const json& allocations) {
+    std::vector<std::string> names;
+    for (auto& a : allocations)
+        for (auto& u : a.value("enforcement", json::object()).value("unenforced", json::array())) {
+            const std::string text = u.get<std::string>();
+            std::string name = text.substr(0, text.find_first_of("=:"));
+            if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(std::move(name));
+        }
+    if (names.empty()) return;
+    out << "NOT ENFORCED on this host:";
+    for (size_t i = 0; i < names.size(); ++i) out << (i ? ", " : " ") << names[i];
+    out << " (see resmgr doctor)\n";
 }
 
 void print_capacity(std::ostream& out, const json& c) {
@@ -65,17 +81,16 @@ void print_json_tree(std::ostream& out, const json& j, int indent) {
 
 void print_human(std::ostream& out, const std::string& operation, const json& envelope) {
     const json& result = envelope.value("result", json::object());
-    if (operation == "allocate") {
-        out << "Allocated ";
-        print_allocation(out, result.value("allocation", json::object()));
+    if (operation == "allocate" || operation == "reallocate") {
+        const json& allocation = result.value("allocation", json::object());
+        out << (operation == "allocate" ? "Allocated " : "Reallocated ");
+        print_allocation(out, allocation);
+        print_unenforced(out, json::array({allocation}));
         if (result.contains("capacity")) print_capacity(out, result["capacity"]);
     } else if (operation == "release") {
         out << "Released " << str(result, "allocation_id") << "\n";
         if (auto f = result.find("final"); f != result.end() && f->value("oom_kills", 0) > 0)
             out << "  the OOM killer killed " << (*f)["oom_kills"] << " process(es) in it\n";
-    } else if (operation == "reallocate") {
-        out << "Reallocated ";
-        print_allocation(out, result.value("allocation", json::object()));
     } else if (operation == "events") {
         for (auto& e : result.value("events", json::array())) print_event_line(out, e);
     } else if (operation == "status" && result.contains("allocations")) {
@@ -84,6 +99,7 @@ void print_human(std::ostream& out, const std::string& operation, const json& en
         out << "backend " << str(backend, "name") << (backend.value("enforces_limits", false) ? "" : " (limits NOT enforced)") << ", "
             << list.size() << " allocation(s)\n";
         for (auto& a : list) print_allocation(out, a);
+        print_unenforced(out, list);
         if (result.contains("capacity")) print_capacity(out, result["capacity"]);
     } else if (operation == "doctor" && result.contains("verdict")) {
         out << str(result, "verdict") << "\n";
@@ -113,6 +129,12 @@ void print_event_line(std::ostream& out, const json& e) {
     out << str(e, "timestamp", "?") << " " << str(e, "event", "?") << " " << str(e, "workflow_id", "global");
     if (e.contains("allocation_id")) out << " " << str(e, "allocation_id");
     out << ": " << str(e, "message", "") << "\n";
+}
+
+std::string parse_error_text(const json::parse_error& e) {
+    const std::string what = e.what();
+    const auto colon = what.find(": ");
+    return (colon == std::string::npos ? what : what.substr(colon + 2)) + ", at byte " + std::to_string(e.byte);
 }
 
 void print_error(std::ostream& err, const std::string& program, const json& envelope) {

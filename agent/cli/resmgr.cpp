@@ -2,6 +2,7 @@
 // seed's operations word for word.
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -9,6 +10,7 @@
 
 #include "cgroup/probe.hpp"
 #include "resmgr/json.hpp"
+#include "cli/command_line.hpp"
 #include "cli/output.hpp"
 #include "resmgr/client.hpp"
 
@@ -27,7 +29,7 @@ constexpr const char* kDescription =
     "              exclusive_files, constraints{max_duration,exclusive_access,conflict_avoidance},\n"
     "              performance_requirements, auto_release{on_completion,on_timeout,on_failure,grace_period}.\n"
     "              \"wait\": true queues it when the node is full (status queued, started in priority order).\n"
-    "  reserve     '{\"reservation_id\":\"res_1\",\"start_time\":\"2025-01-15T15:00:00Z\",\"duration\":\"2h\",\"resources\":{...}}'\n"
+    "  reserve     '{\"reservation_id\":\"res_1\",\"start_time\":\"2027-01-15T15:00:00Z\",\"duration\":\"2h\",\"resources\":{...}}'\n"
     "              Book capacity for a future window; at start_time it becomes an active allocation.\n"
     "  release     '{\"allocation_id\":\"alloc_...\",\"force\":false}'   Kill what runs in it, remove its cgroup.\n"
     "  reallocate  '{\"allocation_id\":\"alloc_...\",\"resources\":{\"cpu_cores\":4}}'  Change limits live.\n"
@@ -102,6 +104,15 @@ int follow_events(const std::string& path, resmgr::Request request, bool human) 
     }
 }
 
+// The operation `word` mistypes, or "" when it is one, or not near one: resmgrd has the last word
+// on what exists, the client only catches typos. The operations are the seed's and these.
+std::string misspelt_operation(const std::string& word) {
+    std::vector<std::string> known = resmgr::seed_operations();
+    known.insert(known.end(), {"doctor", "events", "attach", "detach", "why"});
+    if (std::find(known.begin(), known.end(), word) != known.end()) return "";
+    return resmgr::cli::closest_word(word, known);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -116,6 +127,7 @@ int main(int argc, char** argv) {
     app.add_flag("--follow,-f", follow, "events: keep the connection open and print each event as it happens");
     app.add_option("--type", event_types, "events: only these types (e.g. threshold, oom_kill, RESOURCE_CONFLICT); repeatable");
     app.add_option("operation", words, "<operation> [resource-type] ['json-params']")->required()->expected(1, 3);
+    app.set_version_flag("--version", std::string("resmgr ") + RESMGR_VERSION);
     app.footer(kFooter);
     try {
         app.parse(argc, argv);
@@ -126,6 +138,10 @@ int main(int argc, char** argv) {
 
     resmgr::Request request;
     request.operation = words[0];
+    if (std::string meant = misspelt_operation(request.operation); !meant.empty()) {
+        std::cerr << "resmgr: unknown operation '" << request.operation << "'; did you mean '" << meant << "'? (see resmgr --help)\n";
+        return 2;
+    }
     for (size_t i = 1; i < words.size(); ++i) {
         const std::string& w = words[i];
         if (!w.empty() && w.find_first_not_of(" \t\n") != std::string::npos && w[w.find_first_not_of(" \t\n")] == '{') {
@@ -136,7 +152,7 @@ int main(int argc, char** argv) {
             try {
                 request.params = json::parse(w);
             } catch (const json::parse_error& e) {
-                std::cerr << "resmgr: parameters are not valid JSON: " << e.what() << "\n";
+                std::cerr << "resmgr: the JSON parameters are not valid JSON: " << resmgr::cli::parse_error_text(e) << "\n";
                 return 2;
             }
         } else if (request.resource_type.empty() && i == 1) {

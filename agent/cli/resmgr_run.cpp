@@ -8,11 +8,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
+#include <cmath>
 #include <cstring>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
 
+#include "cli/command_line.hpp"
 #include "resmgr/client.hpp"
 
 namespace {
@@ -38,6 +41,20 @@ std::string error_text(const json& envelope) {
     if (auto d = e.value("details", ""); !d.empty()) text += " (" + d + ")";
     for (auto& s : envelope.value("alternative_options", json::array())) text += "\n  or: " + s.get<std::string>();
     return text;
+}
+
+// CLI11's NonNegativeNumber and PositiveNumber answer a bad value with a range of ~300 digits;
+// this says in words what is wanted: a finite number >= `min` (a whole one if `whole`).
+CLI::Validator at_least(double min, bool whole, const std::string& message) {
+    return CLI::Validator(
+        [=](std::string& text) {
+            double v = 0;
+            auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+            bool ok = ec == std::errc() && end == text.data() + text.size() && std::isfinite(v) && v >= min &&
+                      (!whole || v == std::floor(v));
+            return ok ? std::string() : message;
+        },
+        "");
 }
 
 // In the child: "<exit code> <message>" to the parent through `err_fd`, then exit.
@@ -79,9 +96,11 @@ int main(int argc, char** argv) {
     app.add_option("--socket", socket, "resmgrd's socket (default: $RESMGR_SOCKET, else /run/resmgr/resmgr.sock)");
     app.add_option("--workflow", workflow, "Workflow id (default: $RESMGR_WORKFLOW, else run-<pid>)");
     app.add_option("--priority", priority, "critical, high, medium, low, or 0-100")->capture_default_str();
-    app.add_option("--cpu", cpu, "CPU cores, fractional (0.5 = half a core); default uncapped")->check(CLI::NonNegativeNumber);
+    app.add_option("--cpu", cpu, "CPU cores, fractional (0.5 = half a core); default uncapped")
+        ->check(at_least(0, false, "must be a number of cores >= 0, e.g. 0.5 or 2"));
     app.add_option("--memory", memory, "Memory cap such as 4G or 512M (binary units); default uncapped");
-    app.add_option("--pids", pids, "Maximum number of tasks (pids.max / TasksMax)")->check(CLI::PositiveNumber);
+    app.add_option("--pids", pids, "Maximum number of tasks (pids.max / TasksMax)")
+        ->check(at_least(1, true, "must be a whole number of tasks >= 1, e.g. 512"));
     app.add_option("--duration", duration, "How long the allocation may live, e.g. 2h, 30m (default: the policy's max_duration); "
                                            "then COMMAND gets SIGTERM, and SIGKILL after --grace");
     app.add_option("--grace", grace, "Time between SIGTERM and SIGKILL when --duration runs out (default 5m)");
@@ -99,19 +118,20 @@ int main(int argc, char** argv) {
     app.add_flag("-q,--quiet", quiet, "Do not warn about limits this host cannot enforce");
     app.add_flag("--wait", wait, "When the node is full (or a conflicting workflow runs, or an --exclusive file is held), queue and wait instead of failing; "
                                  "queued requests start in priority order, then arrival order");
-    app.add_option("command", command, "The command to run and its arguments")->required();
-    app.prefix_command(); // everything from COMMAND on belongs to the command, options included
+    app.set_version_flag("--version", std::string("resmgr-run ") + RESMGR_VERSION);
     app.footer("Exit status: COMMAND's own, 128+N when it was killed by signal N (137 for SIGKILL,\n"
                "e.g. by the OOM killer, which resmgr-run then names), 125 when resmgr-run itself failed\n"
                "(allocation refused, resmgrd unreachable), 126 when COMMAND cannot run, 127 when not found.");
+    auto split = resmgr::cli::split_command_line(app, argc, argv);
+    command = std::move(split.command);
     try {
-        app.parse(argc, argv);
-        for (auto& extra : app.remaining()) command.push_back(extra);
+        std::vector<const char*> options;
+        for (auto& word : split.options) options.push_back(word.c_str());
+        app.parse(static_cast<int>(options.size()), options.data());
     } catch (const CLI::ParseError& e) {
         int rc = app.exit(e);
         return e.get_exit_code() == 0 ? 0 : (rc == 0 ? 0 : 2);
     }
-    if (!command.empty() && command.front() == "--") command.erase(command.begin());
     if (command.empty()) {
         std::cerr << "resmgr-run: no command given (see --help)\n";
         return 2;

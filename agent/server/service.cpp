@@ -99,9 +99,9 @@ json Service::handle(const Request& request, const Owner& peer) {
         else if (op == "monitor" || op == "usage" || op == "capacity")
             body = monitoring_operation(request);
         else if (std::find(seed_operations().begin(), seed_operations().end(), op) != seed_operations().end())
-            throw ApiError(ErrorCode::UNSUPPORTED, "Operation '" + op + "' is not available in this version of resmgrd",
+            throw ApiError(ErrorCode::UNSUPPORTED, "Operation '" + op + "' is a seed operation that resmgrd does not implement yet",
                            "implemented: allocate, reserve, release, reallocate, status, check-conflicts, resolve-conflicts, prevent-conflicts, monitor, usage, capacity, doctor", {},
-                           {"Upgrade resmgrd"});
+                           {"No version of resmgrd implements it yet; use one of the implemented operations"});
         else
             throw ApiError(ErrorCode::INVALID_REQUEST, "Unknown operation '" + op + "'",
                            "operations: allocate, reserve, release, reallocate, status, monitor, usage, capacity, check-conflicts, resolve-conflicts, prevent-conflicts, doctor, attach, detach, events", {},
