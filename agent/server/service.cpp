@@ -100,11 +100,11 @@ json Service::handle(const Request& request, const Owner& peer) {
             body = monitoring_operation(request);
         else if (std::find(seed_operations().begin(), seed_operations().end(), op) != seed_operations().end())
             throw ApiError(ErrorCode::UNSUPPORTED, "Operation '" + op + "' is a seed operation that resmgrd does not implement yet",
-                           "implemented: allocate, reserve, release, reallocate, status, check-conflicts, resolve-conflicts, prevent-conflicts, monitor, usage, capacity, doctor", {},
+                           "implemented: allocate, reserve, release, reallocate, status, check-conflicts, resolve-conflicts, prevent-conflicts, monitor, usage, capacity, doctor, why, events, attach, detach", {},
                            {"No version of resmgrd implements it yet; use one of the implemented operations"});
         else
             throw ApiError(ErrorCode::INVALID_REQUEST, "Unknown operation '" + op + "'",
-                           "operations: allocate, reserve, release, reallocate, status, monitor, usage, capacity, check-conflicts, resolve-conflicts, prevent-conflicts, doctor, attach, detach, events", {},
+                           "operations: allocate, reserve, release, reallocate, status, monitor, usage, capacity, check-conflicts, resolve-conflicts, prevent-conflicts, doctor, attach, detach, events, why", {},
                            {"Run `resmgr --help` for the list of operations"});
         auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
         return success_envelope(op, clock_(), body, elapsed.count());
