@@ -190,3 +190,26 @@ TEST(Limits, UncappedAndTinyQuota) {
     a.resources.cpu_cores = 0.001; // the kernel's floor is 1 ms per period
     EXPECT_EQ(limits_for(a, Policy::defaults()).cpu_quota_us, 1000u);
 }
+
+TEST(Ledger, WorkflowNamesBelongToTheirOwner) {
+    Ledger ledger({32, 64 * kGiB}, Policy::defaults());
+    ledger.allocate(request("ci", 4, 10), kAlice, kNow);
+    // Root's "ci" is another workflow: Alice's 10 GiB do not count against its 12 GiB.
+    EXPECT_NO_THROW(ledger.allocate(request("ci", 4, 10), kRoot, kNow));
+    try {
+        ledger.allocate(request("ci", 1, 4), kAlice, kNow);
+        FAIL() << "Alice's own ci went past max_memory_per_workflow";
+    } catch (const ApiError& e) {
+        EXPECT_EQ(e.code, ErrorCode::POLICY_VIOLATION);
+    }
+    // conflict_avoidance names the asker's own workflows; root's names anyone's.
+    AllocationRequest avoid = request("mine", 0, 0);
+    avoid.constraints.conflict_avoidance = {"deploy"};
+    ledger.allocate(avoid, kBob, kNow);
+    EXPECT_NO_THROW(ledger.allocate(request("deploy", 0, 0), kRoot, kNow)) << "Bob's avoidance stopped root's deploy";
+    EXPECT_THROW(ledger.allocate(request("deploy", 0, 0), kBob, kNow), ApiError) << "but it stops Bob's own";
+    AllocationRequest root_avoids = request("release", 0, 0);
+    root_avoids.constraints.conflict_avoidance = {"tests"};
+    ledger.allocate(root_avoids, kRoot, kNow);
+    EXPECT_THROW(ledger.allocate(request("tests", 0, 0), kAlice, kNow), ApiError);
+}
