@@ -293,6 +293,13 @@ void check_duration(const AllocationRequest& request, const Policy& policy) {
                        "Requested " + format_duration(std::chrono::duration_cast<Millis>(*request.constraints.max_duration)) +
                            ", max_duration is " + format_duration(std::chrono::duration_cast<Millis>(policy.max_duration)),
                        {"duration"}, {"Request a shorter duration and renew it when needed"});
+    // The grace period is time a process that ignores SIGTERM keeps running past its duration.
+    if (request.auto_release.grace_period > policy.max_grace_period)
+        throw ApiError(ErrorCode::POLICY_VIOLATION, "Requested grace_period exceeds the policy's max_grace_period",
+                       "Requested " + format_duration(std::chrono::duration_cast<Millis>(request.auto_release.grace_period)) +
+                           ", max_grace_period is " + format_duration(std::chrono::duration_cast<Millis>(policy.max_grace_period)),
+                       {"auto_release.grace_period"}, {"Ask for a grace period of at most " +
+                                                       format_duration(std::chrono::duration_cast<Millis>(policy.max_grace_period))});
 }
 
 } // namespace

@@ -79,7 +79,8 @@ Policy parse_policy(const json& j) {
 
     const json& limits = section(root, "allocation_limits", base);
     const std::string lp = base + "allocation_limits.";
-    only_keys(limits, lp, {"max_cpu_per_workflow", "max_memory_per_workflow", "max_agents_per_workflow", "max_duration"});
+    only_keys(limits, lp, {"max_cpu_per_workflow", "max_memory_per_workflow", "max_agents_per_workflow", "max_duration", "max_grace_period"});
+    p.max_grace_period = read_seconds(limits, "max_grace_period", lp, p.max_grace_period, Seconds(0));
     read_number(limits, "max_cpu_per_workflow", lp, p.max_cpu_per_workflow, 0.01, 4096);
     read_number(limits, "max_memory_per_workflow", lp, p.max_memory_gb_per_workflow, 0.001, 1 << 20);
     read_int(limits, "max_agents_per_workflow", lp, p.max_agents_per_workflow, 0, 100000);
@@ -272,7 +273,8 @@ json Policy::to_json() const {
              {{"allocation_limits", {{"max_cpu_per_workflow", max_cpu_per_workflow},
                                      {"max_memory_per_workflow", max_memory_gb_per_workflow},
                                      {"max_agents_per_workflow", max_agents_per_workflow},
-                                     {"max_duration", format_duration(std::chrono::duration_cast<Millis>(max_duration))}}},
+                                     {"max_duration", format_duration(std::chrono::duration_cast<Millis>(max_duration))},
+                                     {"max_grace_period", format_duration(std::chrono::duration_cast<Millis>(max_grace_period))}}},
               {"priority_weights", weights},
               {"optimization_targets", optimization_targets},
               {"monitoring_intervals", monitoring_intervals},

@@ -21,6 +21,8 @@ struct Policy {
     double max_memory_gb_per_workflow = 12;
     int max_agents_per_workflow = 15;
     Seconds max_duration = std::chrono::hours(6);
+    // resmgr: auto_release.grace_period (SIGTERM to SIGKILL) at most this.
+    Seconds max_grace_period = std::chrono::hours(1);
     // priority_weights: scale cpu.weight/io.weight between bands
     std::map<PriorityBand, double> priority_weights{
         {PriorityBand::critical, 1.0}, {PriorityBand::high, 0.8}, {PriorityBand::medium, 0.6}, {PriorityBand::low, 0.4}};

@@ -2,8 +2,11 @@
 // the agent only ever sees valid values; errors name the field and what was expected.
 #include "resmgr/json.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <set>
+#include <string_view>
 
 #include "resmgr/protocol.hpp"
 
@@ -106,6 +109,27 @@ Priority get_priority(const json& v) {
 
 } // namespace
 
+namespace {
+
+// Names reach logs, the journal and events: a newline or an escape sequence there would forge
+// or hide lines. Workflow names are short words; free text (requester) is printable.
+void check_name(const std::string& value, const std::string& field) {
+    const bool ok = !value.empty() && value.size() <= 128 && std::all_of(value.begin(), value.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("._-:@/+=").find(c) != std::string_view::npos;
+    });
+    if (!ok)
+        throw ApiError(ErrorCode::INVALID_REQUEST, "'" + field + "' must be 1-128 characters of A-Z a-z 0-9 . _ - : @ / + =", {}, {field});
+}
+
+void check_text(const std::string& value, const std::string& field) {
+    const bool ok = value.size() <= 256 && std::none_of(value.begin(), value.end(), [](char c) {
+        return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+    });
+    if (!ok) throw ApiError(ErrorCode::INVALID_REQUEST, "'" + field + "' must be at most 256 characters with no control characters", {}, {field});
+}
+
+} // namespace
+
 Resources parse_resources(const json& j, const std::string& where) {
     require_object(j, where);
     reject_unknown(j, where, {"cpu_cores", "memory_gb", "memory", "agents", "pids", "tool_instances"});
@@ -119,8 +143,10 @@ Resources parse_resources(const json& j, const std::string& where) {
     if (auto* v = find(j, "pids")) r.pids = get_count(*v, where + ".pids", 1u << 30);
     if (auto* v = find(j, "tool_instances")) {
         require_object(*v, where + ".tool_instances");
-        for (auto& [name, count] : v->items())
+        for (auto& [name, count] : v->items()) {
+            check_name(name, where + ".tool_instances");
             r.tool_instances[name] = static_cast<int>(get_count(count, where + ".tool_instances." + name, 100000));
+        }
     }
     return r;
 }
@@ -131,7 +157,9 @@ AllocationRequest parse_allocation_request(const json& params) {
                                 "constraints", "performance_requirements", "auto_release", "wait", "supervised", "attach"});
     AllocationRequest r;
     r.workflow_id = get_string(params, "workflow_id", "", true);
+    check_name(r.workflow_id, "workflow_id");
     r.requester = get_string(params, "requester", "", false);
+    check_text(r.requester, "requester");
     if (auto* v = find(params, "priority")) r.priority = get_priority(*v);
     if (auto* v = find(params, "resources")) r.resources = parse_resources(*v, "resources");
     else throw ApiError(ErrorCode::INVALID_REQUEST, "missing required field 'resources'", {}, {"resources"});
@@ -143,6 +171,7 @@ AllocationRequest parse_allocation_request(const json& params) {
             r.constraints.max_duration = std::chrono::duration_cast<Seconds>(get_duration(*v, "constraints.max_duration"));
         if (auto* v = find(*c, "exclusive_access")) r.constraints.exclusive_access = get_string_list(*v, "constraints.exclusive_access");
         if (auto* v = find(*c, "conflict_avoidance")) r.constraints.conflict_avoidance = get_string_list(*v, "constraints.conflict_avoidance");
+        for (const auto& name : r.constraints.conflict_avoidance) check_name(name, "constraints.conflict_avoidance");
     }
     // The seed's allocate example writes `duration` and `exclusive_files` at top level.
     if (auto* v = find(params, "duration")) {

@@ -118,6 +118,8 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
     return std::nullopt;
 }
 
+constexpr double kMaxDurationMs = 100.0 * 365.25 * 86'400'000;
+
 std::optional<Millis> parse_duration(std::string_view text) {
     auto s = trim(text);
     if (s.empty()) return std::nullopt;
@@ -147,7 +149,8 @@ std::optional<Millis> parse_duration(std::string_view text) {
         total_ms += *number * factor;
         any = true;
     }
-    if (!any || total_ms > 1e15) return std::nullopt;
+    // Past a century a duration added to a time point would leave the clock's range (2262).
+    if (!any || total_ms > kMaxDurationMs) return std::nullopt;
     return Millis(static_cast<Millis::rep>(std::llround(total_ms)));
 }
 
@@ -201,15 +204,24 @@ std::optional<TimePoint> parse_timestamp(std::string_view text) {
     if (rest == "Z" || rest == "z") {
     } else if (rest.size() == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':') {
         int hh = 0, mm = 0;
-        if (std::from_chars(rest.data() + 1, rest.data() + 3, hh).ec != std::errc() ||
-            std::from_chars(rest.data() + 4, rest.data() + 6, mm).ec != std::errc())
-            return std::nullopt;
+        auto two_digits = [](std::string_view d) { return std::isdigit(static_cast<unsigned char>(d[0])) && std::isdigit(static_cast<unsigned char>(d[1])); };
+        if (!two_digits(rest.substr(1, 2)) || !two_digits(rest.substr(4, 2))) return std::nullopt;
+        std::from_chars(rest.data() + 1, rest.data() + 3, hh);
+        std::from_chars(rest.data() + 4, rest.data() + 6, mm);
+        if (hh > 23 || mm > 59) return std::nullopt;
         offset = (hh * 3600L + mm * 60L) * (rest[0] == '+' ? 1 : -1);
     } else {
         return std::nullopt;
     }
+    // Within what the clock can hold (to 2262), and a real date: strptime takes Feb 30, which
+    // timegm would quietly turn into Mar 2.
+    if (tm.tm_year + 1900 < 1970 || tm.tm_year + 1900 > 2200) return std::nullopt;
+    const std::tm asked = tm;
     std::time_t secs = timegm(&tm);
-    if (secs == -1) return std::nullopt;
+    std::tm back{};
+    if (secs == -1 || !gmtime_r(&secs, &back) || back.tm_year != asked.tm_year || back.tm_mon != asked.tm_mon ||
+        back.tm_mday != asked.tm_mday || back.tm_hour != asked.tm_hour || back.tm_min != asked.tm_min || back.tm_sec != asked.tm_sec)
+        return std::nullopt;
     return Clock::from_time_t(secs - offset);
 }
 

@@ -307,6 +307,9 @@ SuccessBody Service::release(const Request& request, const Owner& peer) {
     if (a.terminating_since) reason = "expired", final_status = AllocationStatus::expired; // it died of its duration
     try {
         body.result = finish(id, final_status, reason);
+    } catch (const state::StateError& e) {
+        throw ApiError(ErrorCode::INTERNAL_ERROR, "Could not record the release in the state directory; the allocation and its processes are kept",
+                       e.what(), {}, {"Free space on the state directory's filesystem, then release again"});
     } catch (const cgroup::BackendError& e) {
         if (!force) throw backend_error("Could not remove the allocation's cgroup; the allocation is kept", e);
         body.recommendations.push_back("Forced release: the cgroup could not be removed (" + std::string(e.what()) +
@@ -323,13 +326,32 @@ SuccessBody Service::release(const Request& request, const Owner& peer) {
 
 json Service::finish(const std::string& id, AllocationStatus final_status, const std::string& reason, bool refill_after) {
     json counters = final_counters(id);
-    backend_.destroy(id); // throws BackendError: the allocation stays
+    // The end is recorded before the group goes. A full disk leaves everything as it was (the
+    // StateError says so); a crash in between leaves an unrecorded group that the next start
+    // removes as an orphan, never a recorded allocation whose processes were killed.
+    const Allocation before = *ledger_.find(id);
+    Allocation ended = ledger_.release(id, Owner{0, 0});
+    try {
+        persist();
+    } catch (const state::StateError&) {
+        ledger_.restore(before);
+        throw;
+    }
+    try {
+        backend_.destroy(id);
+    } catch (const cgroup::BackendError&) {
+        ledger_.restore(before); // the allocation stays, with its group
+        try {
+            persist();
+        } catch (const state::StateError& e) {
+            spdlog::error("{}: kept (its group could not be removed) but not recorded again: {}", id, e.what());
+        }
+        throw;
+    }
     if (hooks_.unwatch_group) hooks_.unwatch_group(id);
     release_files(id, std::nullopt, "holder " + to_string(final_status) + ": " + reason);
-    Allocation ended = ledger_.release(id, Owner{0, 0});
     ended.status = final_status;
     enforcement_.erase(id);
-    persist();
     reschedule();
     spdlog::info("{} {} workflow={} ({})", to_string(final_status), id, ended.workflow_id, reason);
     emit(final_status == AllocationStatus::expired ? events::EventType::expired : events::EventType::released,
@@ -543,8 +565,8 @@ void Service::on_timer() {
     for (auto& id : ledger_.due_to_kill(now)) {
         try {
             finish(id, AllocationStatus::expired, "expired");
-        } catch (const cgroup::BackendError& e) {
-            spdlog::error("{}: cannot remove the expired group, retrying after the grace period: {}", id, e.what());
+        } catch (const std::exception& e) { // the group or the record: both are kept as they were
+            spdlog::error("{}: cannot end the expired allocation, retrying after the grace period: {}", id, e.what());
             ledger_.mark_terminating(id, now);
             persist();
         }
@@ -560,7 +582,7 @@ void Service::completed_if_empty(const std::string& id) {
     if (a->terminating_since) {
         try {
             finish(id, AllocationStatus::expired, "expired");
-        } catch (const cgroup::BackendError& e) {
+        } catch (const std::exception& e) { // kept as it was; the grace period's end tries again
             spdlog::error("{}: {}", id, e.what());
         }
         return;
@@ -582,7 +604,7 @@ void Service::completed_if_empty(const std::string& id) {
 void Service::complete(const std::string& id, const std::string& reason) {
     try {
         finish(id, AllocationStatus::released, reason);
-    } catch (const cgroup::BackendError& e) {
+    } catch (const std::exception& e) { // the group or the record: kept as they were
         spdlog::error("{}: cannot release the completed allocation: {}", id, e.what());
     }
 }

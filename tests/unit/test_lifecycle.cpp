@@ -287,3 +287,41 @@ TEST(Lifecycle, CrashBetweenRemovingTheGroupAndRecordingTheReleaseEndsReleased) 
     EXPECT_FALSE(n.live(id));
     EXPECT_TRUE(n.store->load_allocations().empty());
 }
+
+TEST(Lifecycle, AGracePeriodPastThePolicysBoundIsRefused) {
+    Node n;
+    json r = n.call({{"operation", "allocate"},
+                     {"params", {{"workflow_id", "wf"}, {"resources", json::object()}, {"auto_release", {{"grace_period", "1000000h"}}}}}});
+    EXPECT_EQ(r["error"]["code"], "INVALID_REQUEST") << "past a century is no duration at all: " << r.dump(2);
+    json over = n.call({{"operation", "allocate"},
+                        {"params", {{"workflow_id", "wf"}, {"resources", json::object()}, {"auto_release", {{"grace_period", "2h"}}}}}});
+    ASSERT_EQ(over["error"]["code"], "POLICY_VIOLATION") << over.dump(2);
+    EXPECT_NE(over["error"]["details"].get<std::string>().find("max_grace_period is 1h"), std::string::npos) << over.dump(2);
+    n.allocate({{"auto_release", {{"grace_period", "1h"}}}});
+}
+
+TEST(Lifecycle, AReleaseThatCannotBeRecordedChangesNothing) {
+    Node n;
+    std::string id = n.allocate();
+    n.set_populated(id, 1);
+    // The state directory stops taking writes, as a full filesystem does.
+    const auto current = n.dir.path() / "state" / "current_state";
+    std::filesystem::rename(current, n.dir.path() / "aside");
+    std::ofstream(current) << "";
+    json r = n.call({{"operation", "release"}, {"params", {{"allocation_id", id}}}});
+    ASSERT_EQ(r["error"]["code"], "INTERNAL_ERROR") << r.dump(2);
+    EXPECT_NE(r["error"]["message"].get<std::string>().find("kept"), std::string::npos) << r.dump(2);
+    EXPECT_TRUE(n.live(id));
+    EXPECT_TRUE(n.backend.destroyed.empty()) << "the group (and its processes) went although the release was not recorded";
+    // The disk comes back; a restart finds the allocation as it was, with its group.
+    std::filesystem::remove(current);
+    std::filesystem::rename(n.dir.path() / "aside", current);
+    n.start();
+    n.service->reconcile();
+    ASSERT_TRUE(n.live(id));
+    EXPECT_EQ(n.ledger->find(id)->status, AllocationStatus::active);
+    EXPECT_TRUE(n.backend.destroyed.empty());
+    EXPECT_EQ(n.call({{"operation", "release"}, {"params", {{"allocation_id", id}}}})["status"], "success");
+    EXPECT_FALSE(n.live(id));
+    EXPECT_TRUE(n.store->load_allocations().empty());
+}

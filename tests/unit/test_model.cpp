@@ -168,3 +168,45 @@ TEST(Allocation, JsonRoundTrip) {
     EXPECT_EQ(b.expires_at, a.expires_at);
     EXPECT_EQ(b.timestamp, a.timestamp);
 }
+
+TEST(Timestamps, OnlyRealDatesTheClockCanHoldAreAccepted) {
+    EXPECT_FALSE(parse_timestamp("9999-01-01T00:00:00Z")) << "wrapped to 1816";
+    EXPECT_FALSE(parse_timestamp("2846-01-01T00:00:00Z")) << "became 2261";
+    EXPECT_FALSE(parse_timestamp("1969-12-31T23:59:59Z"));
+    EXPECT_FALSE(parse_timestamp("2025-02-30T00:00:00Z")) << "Feb 30 became Mar 2";
+    EXPECT_FALSE(parse_timestamp("2025-04-31T00:00:00Z"));
+    EXPECT_FALSE(parse_timestamp("2025-01-15T24:00:00Z"));
+    EXPECT_FALSE(parse_timestamp("2025-01-15T11:30:00+99:99"));
+    EXPECT_FALSE(parse_timestamp("2025-01-15T11:30:00+01:60"));
+    EXPECT_FALSE(parse_timestamp("2025-01-15T11:30:00+0a:00"));
+    EXPECT_TRUE(parse_timestamp("2024-02-29T00:00:00Z")) << "a leap day";
+    EXPECT_FALSE(parse_timestamp("2025-02-29T00:00:00Z"));
+    EXPECT_TRUE(parse_timestamp("2200-12-31T23:59:59-23:59"));
+}
+
+TEST(Durations, NoLongerThanACentury) {
+    EXPECT_FALSE(parse_duration("1000000h")) << "114 years";
+    EXPECT_FALSE(parse_duration("99999999999999w"));
+    EXPECT_TRUE(parse_duration("87600h")); // ten years
+}
+
+TEST(Names, WorkflowNamesAndFreeTextCannotCarryControlCharacters) {
+    auto with = [](json params) {
+        json base{{"workflow_id", "wf"}, {"resources", json::object()}};
+        base.update(params);
+        return base;
+    };
+    for (const std::string& bad : std::vector<std::string>{"", "wf\nFAKE LOG LINE", "wf\x1b[31mred", "with space", std::string(129, 'a'), "wf;rm"}) {
+        try {
+            parse_allocation_request(with({{"workflow_id", bad}}));
+            ADD_FAILURE() << "accepted workflow_id " << json(bad).dump();
+        } catch (const ApiError& e) {
+            EXPECT_EQ(e.code, ErrorCode::INVALID_REQUEST);
+        }
+    }
+    EXPECT_THROW(parse_allocation_request(with({{"constraints", {{"conflict_avoidance", {"ok", "bad\n"}}}}})), ApiError);
+    EXPECT_THROW(parse_allocation_request(with({{"requester", "me\r\nFAKE"}})), ApiError);
+    EXPECT_THROW(parse_allocation_request(with({{"requester", std::string(257, 'x')}})), ApiError);
+    EXPECT_THROW(parse_allocation_request(with({{"resources", {{"tool_instances", {{"bad\n", 1}}}}}})), ApiError);
+    EXPECT_NO_THROW(parse_allocation_request(with({{"workflow_id", "team/ci:build-42@main+x=1"}, {"requester", "resmgr-run make -j8 (pid 12)"}})));
+}
