@@ -86,6 +86,16 @@ std::pair<const ConflictRecord*, bool> ConflictRegistry::record(ConflictRecord i
             return {&r, false};
         }
     }
+    if (active().size() >= max_active_) {
+        ConflictRecord* fold = nullptr;
+        for (auto& r : records_)
+            if (r.status == "active" && (!fold || (r.file == incoming.file && fold->file != incoming.file))) fold = &r;
+        if (fold) {
+            fold->occurrences += incoming.occurrences;
+            fold->last_seen = incoming.last_seen;
+            return {fold, false};
+        }
+    }
     incoming.conflict_id = id_if_new;
     incoming.status = "active";
     records_.push_back(std::move(incoming));

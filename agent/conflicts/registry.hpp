@@ -34,12 +34,15 @@ struct ConflictRecord {
 
 class ConflictRegistry {
 public:
-    // Keeps every active conflict and the newest `keep_resolved` resolved ones.
-    explicit ConflictRegistry(size_t keep_resolved = 500) : keep_resolved_(keep_resolved) {}
+    // Keeps the newest `keep_resolved` resolved conflicts and at most `max_active` active ones.
+    explicit ConflictRegistry(size_t keep_resolved = 500, size_t max_active = 1000) : keep_resolved_(keep_resolved), max_active_(max_active) {}
+    void set_max_active(size_t max_active) { max_active_ = max_active; }
 
     // Records a conflict. The same claimant (comm + cgroup) meeting the same holder on the same
     // file the same way while the record is active is one conflict seen again: occurrences grows.
-    // Returns the record and whether it is new.
+    // With max_active records active, a new one is folded into the oldest active record over the
+    // same file (else the oldest of all): counted there, so openers varying their names cannot
+    // grow the record without bound. Returns the record and whether it is new.
     std::pair<const ConflictRecord*, bool> record(ConflictRecord incoming, const std::string& id_if_new);
 
     const ConflictRecord* find(const std::string& conflict_id) const;
@@ -59,6 +62,7 @@ private:
     void trim();
 
     size_t keep_resolved_;
+    size_t max_active_;
     std::vector<ConflictRecord> records_; // oldest first
 };
 

@@ -74,7 +74,7 @@ Policy parse_policy(const json& j) {
     const std::string base = "resource_policies.";
     only_keys(root, base, {"allocation_limits", "priority_weights", "optimization_targets", "monitoring_intervals",
                            "system_reserve", "agent_pool", "memory_high_ratio", "preemption", "thresholds",
-                           "usage_history", "tool_classes", "file_conflicts", "priority_privileges"});
+                           "usage_history", "tool_classes", "file_conflicts", "priority_privileges", "limits"});
     Policy p = Policy::defaults();
 
     const json& limits = section(root, "allocation_limits", base);
@@ -135,6 +135,22 @@ Policy parse_policy(const json& j) {
 
     if (auto it = root.find("file_conflicts"); it != root.end())
         p.file_conflicts = parse_file_conflicts(*it, base + "file_conflicts", p.file_conflicts);
+
+    const json& limits_section = section(root, "limits", base);
+    const std::string limp = base + "limits.";
+    only_keys(limits_section, limp, {"allocations_per_user", "queued_per_user", "reservations_per_user", "files_per_allocation",
+                                     "active_conflicts", "connections_per_user", "idle_connection_timeout", "include_root"});
+    read_int(limits_section, "allocations_per_user", limp, p.limits.allocations_per_user, 1, 1000000);
+    read_int(limits_section, "queued_per_user", limp, p.limits.queued_per_user, 0, 1000000);
+    read_int(limits_section, "reservations_per_user", limp, p.limits.reservations_per_user, 0, 1000000);
+    read_int(limits_section, "files_per_allocation", limp, p.limits.files_per_allocation, 0, 100000);
+    read_int(limits_section, "active_conflicts", limp, p.limits.active_conflicts, 1, 1000000);
+    read_int(limits_section, "connections_per_user", limp, p.limits.connections_per_user, 1, 100000);
+    p.limits.idle_connection_timeout = read_seconds(limits_section, "idle_connection_timeout", limp, p.limits.idle_connection_timeout, Seconds(1));
+    if (auto it = limits_section.find("include_root"); it != limits_section.end()) {
+        if (!it->is_boolean()) bad(limp + "include_root", "expected true or false, got " + it->dump());
+        p.limits.include_root = it->get<bool>();
+    }
 
     const json& privileges = section(root, "priority_privileges", base);
     const std::string pvp = base + "priority_privileges.";
@@ -243,6 +259,14 @@ json Policy::FileConflicts::to_json() const {
             {"exceptions", {{"cgroups", exempt_cgroups}, {"commands", exempt_commands}}}};
 }
 
+json Policy::Limits::to_json() const {
+    return {{"allocations_per_user", allocations_per_user}, {"queued_per_user", queued_per_user},
+            {"reservations_per_user", reservations_per_user}, {"files_per_allocation", files_per_allocation},
+            {"active_conflicts", active_conflicts}, {"connections_per_user", connections_per_user},
+            {"idle_connection_timeout", format_duration(std::chrono::duration_cast<Millis>(idle_connection_timeout))},
+            {"include_root", include_root}};
+}
+
 json Policy::PriorityPrivileges::to_json() const { return {{"max_priority", max_priority}, {"users", users}, {"groups", groups}}; }
 
 bool may_use_any_priority(const Policy::PriorityPrivileges& privileges, const UserIdentity& who) {
@@ -288,6 +312,7 @@ json Policy::to_json() const {
               {"tool_classes", tool_classes},
               {"file_conflicts", file_conflicts.to_json()},
               {"priority_privileges", priority_privileges.to_json()},
+              {"limits", limits.to_json()},
               {"preemption", {{"mode", preemption_mode}, {"min_priority", preemption_min_priority}, {"degrade_ratio", degrade_ratio}}}}}};
 }
 

@@ -57,6 +57,21 @@ struct Policy {
     };
     PriorityPrivileges priority_privileges;
 
+    // resmgr: what one local user may hold, so no user can use up the node's bookkeeping for the
+    // others (root is exempt unless include_root). A request past one is refused naming it.
+    struct Limits {
+        int allocations_per_user = 1000; // live: active, paused, expired-but-running
+        int queued_per_user = 100;
+        int reservations_per_user = 100;
+        int files_per_allocation = 64;
+        int active_conflicts = 1000;     // node-wide: past it, new conflicts fold into existing records
+        int connections_per_user = 64;
+        Seconds idle_connection_timeout = std::chrono::minutes(10);
+        bool include_root = false;
+        nlohmann::json to_json() const;
+    };
+    Limits limits;
+
     // resmgr: the seed's threshold monitor. Raised when a metric reaches `threshold` percent,
     // cleared once it falls below threshold - clear_margin, repeated at most every repeat_interval.
     struct Threshold {

@@ -65,7 +65,9 @@ Service::Service(core::Ledger& ledger, cgroup::CgroupBackend& backend, state::St
                  json host_report, json daemon_info)
     : ledger_(ledger), backend_(backend), store_(store), clock_(std::move(clock)),
       host_report_(std::move(host_report)), daemon_info_(std::move(daemon_info)),
-      identify_([](long pid) { return monitor::read_process_identity(pid); }), lookup_user_(lookup_user), file_policy_(ledger.policy().file_conflicts) {}
+      identify_([](long pid) { return monitor::read_process_identity(pid); }), lookup_user_(lookup_user), file_policy_(ledger.policy().file_conflicts) {
+    conflicts_.set_max_active(static_cast<size_t>(ledger.policy().limits.active_conflicts));
+}
 
 json Service::handle_line(std::string_view line, const Owner& peer) {
     Request request;
@@ -143,6 +145,8 @@ json Service::describe(const Allocation& a) {
 SuccessBody Service::allocate(const Request& request, const Owner& peer) {
     AllocationRequest req = parse_allocation_request(request.params);
     check_priority_privilege(req.priority, peer);
+    check_files_limit(req);
+    check_user_limit(peer, AllocationStatus::active);
     normalize_exclusive_files(req, peer);
     if (req.requester.empty()) req.requester = "uid:" + std::to_string(peer.uid) + " pid:" + std::to_string(peer.pid);
     const bool supervised = bool_param(request.params, "supervised");
@@ -179,6 +183,14 @@ SuccessBody Service::allocate(const Request& request, const Owner& peer) {
     }
     const Allocation& admitted = *admitted_ptr;
     const std::string id = admitted.allocation_id;
+    if (admitted.status == AllocationStatus::queued) {
+        try {
+            check_user_limit(peer, AllocationStatus::queued, 1); // the ledger counts this one already
+        } catch (const ApiError&) {
+            ledger_.release(id, Owner{0, 0});
+            throw;
+        }
+    }
     // The kernel-verified peer is the wrapper that will report the command's exit.
     if (supervised) ledger_.set_supervisor(id, peer.pid);
     if (admitted.status == AllocationStatus::queued) {
@@ -681,6 +693,8 @@ SuccessBody Service::reserve(const Request& request, const Owner& peer) {
     if (!params.contains("workflow_id")) params["workflow_id"] = id.empty() ? "reservation" : id;
     AllocationRequest req = parse_allocation_request(params);
     check_priority_privilege(req.priority, peer);
+    check_files_limit(req);
+    check_user_limit(peer, AllocationStatus::reserved);
     normalize_exclusive_files(req, peer);
     if (req.requester.empty()) req.requester = "uid:" + std::to_string(peer.uid) + " pid:" + std::to_string(peer.pid);
     const Allocation& a = ledger_.reserve(req, id, *start, peer, clock_());
@@ -786,6 +800,35 @@ SuccessBody Service::doctor() {
                    {"host", host_report_}, {"daemon", daemon}};
     body.recommendations = verdict.recommendations;
     return body;
+}
+
+void Service::check_user_limit(const Owner& peer, AllocationStatus status, int counted_already) const {
+    const auto& limits = ledger_.policy().limits;
+    if (peer.uid == 0 && !limits.include_root) return;
+    const bool queued = status == AllocationStatus::queued, reserved = status == AllocationStatus::reserved;
+    const int most = queued ? limits.queued_per_user : reserved ? limits.reservations_per_user : limits.allocations_per_user;
+    const char* what = queued ? "queued_per_user" : reserved ? "reservations_per_user" : "allocations_per_user";
+    // A scan, not a counter: at the 10,000 allocations a node holds it costs microseconds.
+    int held = 0;
+    for (const auto& [_, a] : ledger_.allocations()) {
+        const bool same_kind = queued ? a.status == AllocationStatus::queued
+                             : reserved ? a.status == AllocationStatus::reserved
+                                        : core::Ledger::holds_capacity(a) || a.status == AllocationStatus::expired;
+        held += a.owner.uid == peer.uid && same_kind;
+    }
+    held -= counted_already;
+    if (held < most) return;
+    throw ApiError(ErrorCode::RESOURCE_EXHAUSTED, "uid " + std::to_string(peer.uid) + " already holds " + std::to_string(held) + " " +
+                                                      (queued ? "queued requests" : reserved ? "reservations" : "allocations"),
+                   std::string("the policy's limits.") + what + " is " + std::to_string(most), {std::string("limits.") + what},
+                   {"Release some first (resmgr status lists them)"});
+}
+
+void Service::check_files_limit(const AllocationRequest& request) const {
+    const int most = ledger_.policy().limits.files_per_allocation;
+    if (static_cast<int>(request.constraints.exclusive_access.size()) <= most) return;
+    throw ApiError(ErrorCode::POLICY_VIOLATION, "Too many exclusive files: " + std::to_string(request.constraints.exclusive_access.size()),
+                   "the policy's limits.files_per_allocation is " + std::to_string(most), {"exclusive_files"});
 }
 
 bool Service::may_use_any_priority(const Owner& peer) const {

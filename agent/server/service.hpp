@@ -101,6 +101,10 @@ private:
     // PERMISSION_DENIED when `priority` is above what priority_privileges lets the peer ask for.
     void check_priority_privilege(const Priority& priority, const Owner& peer) const;
     bool may_use_any_priority(const Owner& peer) const;
+    // Policy `limits`: RESOURCE_EXHAUSTED when the peer already holds as many of `status` as one
+    // user may (live allocations, queued requests or reservations); files per allocation.
+    void check_user_limit(const Owner& peer, AllocationStatus status, int counted_already = 0) const;
+    void check_files_limit(const AllocationRequest& request) const;
     SuccessBody attach(const Request& request, const Owner& peer);
     SuccessBody detach(const Request& request, const Owner& peer);
     // A process to put into an allocation: `attach` params, or allocate's "attach" object.

@@ -156,6 +156,20 @@ TEST(Registry, RepeatedDenialsOfOneClaimantMergeAndOthersAreNewConflicts) {
     EXPECT_EQ(registry.active().size(), 2u);
 }
 
+TEST(Registry, OpenersVaryingTheirNamesCannotGrowTheActiveRecordsPastTheCap) {
+    ConflictRegistry registry(500, 3);
+    for (int i = 0; i < 3000; ++i) registry.record(denial("comm" + std::to_string(i)), "conf_" + std::to_string(i));
+    EXPECT_EQ(registry.active().size(), 3u);
+    long occurrences = 0;
+    for (const auto* r : registry.active()) occurrences += r->occurrences;
+    EXPECT_EQ(occurrences, 3000) << "every denial is still counted";
+    auto other = denial("new");
+    other.file = "/src/other";
+    auto [folded, is_new] = registry.record(other, "conf_x");
+    EXPECT_FALSE(is_new);
+    EXPECT_EQ(folded->conflict_id, "conf_0") << "with no record over its file, the oldest takes it";
+}
+
 TEST(Registry, ResolvingByHolderAndByIdAndKeepingOnlyTheNewestResolved) {
     ConflictRegistry registry(1);
     registry.record(denial("vim"), "conf_1");

@@ -325,3 +325,35 @@ TEST(Lifecycle, AReleaseThatCannotBeRecordedChangesNothing) {
     EXPECT_FALSE(n.live(id));
     EXPECT_TRUE(n.store->load_allocations().empty());
 }
+
+TEST(Lifecycle, OneUserCannotHoldMoreThanThePolicysLimits) {
+    Node n;
+    n.ledger = std::make_unique<core::Ledger>(core::NodeCapacity{8, 16 * kGiB},
+                                              core::parse_policy({{"resource_policies", {{"limits", {{"allocations_per_user", 2}, {"queued_per_user", 1},
+                                                                                                       {"reservations_per_user", 1}, {"files_per_allocation", 1}}}}}}));
+    n.service = std::make_unique<server::Service>(*n.ledger, n.backend, *n.store, [&n] { return n.now; }, json::object(), json::object());
+    auto allocate = [&](json params, const Owner& who) {
+        json base{{"workflow_id", "wf"}, {"resources", json::object()}};
+        if (params.is_object()) base.update(params); // {} arrives as null
+        return n.call({{"operation", "allocate"}, {"params", base}}, who);
+    };
+    ASSERT_EQ(allocate({}, kAlice)["status"], "success");
+    ASSERT_EQ(allocate({}, kAlice)["status"], "success");
+    json third = allocate({}, kAlice);
+    ASSERT_EQ(third["error"]["code"], "RESOURCE_EXHAUSTED") << third.dump(2);
+    EXPECT_NE(third["error"]["details"].get<std::string>().find("limits.allocations_per_user is 2"), std::string::npos);
+    EXPECT_EQ(allocate({}, Owner{1001, 7})["status"], "success") << "another user is not affected";
+    EXPECT_EQ(allocate({}, Owner{0, 1})["status"], "success") << "root is exempt by default";
+    // Queued requests and reservations have limits of their own.
+    const Owner bob{1002, 8};
+    ASSERT_EQ(allocate({{"resources", {{"cpu_cores", 6}}}}, bob)["status"], "success");
+    json queued = allocate({{"workflow_id", "wf2"}, {"resources", {{"cpu_cores", 2}}}, {"wait", true}}, bob);
+    EXPECT_EQ(queued["result"]["allocation"]["status"], "queued") << queued.dump(2);
+    json second_queued = allocate({{"workflow_id", "wf3"}, {"resources", {{"cpu_cores", 2}}}, {"wait", true}}, bob);
+    EXPECT_EQ(second_queued["error"]["code"], "RESOURCE_EXHAUSTED") << second_queued.dump(2);
+    json reserve{{"operation", "reserve"}, {"params", {{"start_time", "2025-01-15T12:00:00Z"}, {"duration", "1h"}, {"resources", json::object()}}}};
+    EXPECT_EQ(n.call(reserve, Owner{1003, 9})["status"], "success");
+    EXPECT_EQ(n.call(reserve, Owner{1003, 9})["error"]["code"], "RESOURCE_EXHAUSTED");
+    json files = allocate({{"exclusive_files", {"/tmp/a", "/tmp/b"}}}, Owner{1004, 10});
+    EXPECT_EQ(files["error"]["code"], "POLICY_VIOLATION") << files.dump(2);
+}
