@@ -98,6 +98,14 @@ void files(const DoctorFacts& f, DoctorVerdict& v) {
         return;
     }
     v.enforced.push_back("exclusive files on open (fanotify)");
+    // Held opens wait for resmgrd's answer: stopped (SIGSTOP, a debugger), it answers nothing.
+    if (f.watchdog_usec == 0)
+        v.recommendations.push_back("Run resmgrd as resmgrd.service: while resmgrd is stopped (SIGSTOP, a debugger) processes opening held "
+                                    "files wait; under the service's WatchdogSec a stopped resmgrd is restarted and the kernel lets "
+                                    "those opens through");
+    else
+        v.enforced.push_back("a stopped resmgrd is restarted by systemd's watchdog within " + std::to_string(f.watchdog_usec / 1000000) +
+                             " s, and the kernel then lets held opens through");
     if (f.bpf_lsm.rfind("enforcing", 0) == 0) {
         v.enforced.push_back("renames, unlinks and truncates of exclusive files (BPF LSM)");
         return;

@@ -3,6 +3,7 @@
 // concrete change that would bring it. Pure: facts in, words out; tested on JSON literals.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@ struct DoctorFacts {
     std::string bpf_lsm;      // the guard's BPF LSM status ("enforcing ...", "not loaded: ...")
     std::string ebpf;         // the monitor probes' status ("loaded ...", "not loaded: ...")
     std::string lsm_list;     // /sys/kernel/security/lsm, empty when securityfs is not mounted
+    std::uint64_t watchdog_usec = 0; // systemd's WatchdogSec= for this process (0: none)
 };
 
 struct DoctorVerdict {

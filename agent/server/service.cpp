@@ -15,6 +15,7 @@
 #include <signal.h>
 
 #include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
 
 #include "monitor/node.hpp"
 #include "resmgr/json.hpp"
@@ -57,6 +58,12 @@ std::string read_lsm_list() {
     } catch (const monitor::ParseError&) {
         return {};
     }
+}
+
+// systemd's WatchdogSec= for this process, 0 outside it.
+std::uint64_t watchdog_usec() {
+    std::uint64_t usec = 0;
+    return sd_watchdog_enabled(0, &usec) > 0 ? usec : 0;
 }
 
 } // namespace
@@ -794,7 +801,7 @@ SuccessBody Service::doctor() {
     }
     DoctorFacts facts{host_report_, backend_.name(), backend_.enforces_limits(), daemon["backend_details"], guard_ != nullptr,
                       guard_unavailable_, guard_ ? guard_->status().value("bpf_lsm", std::string()) : std::string(),
-                      monitoring_ ? monitoring_->probes_status() : std::string(), read_lsm_list()};
+                      monitoring_ ? monitoring_->probes_status() : std::string(), read_lsm_list(), watchdog_usec()};
     const DoctorVerdict verdict = doctor_verdict(facts);
     body.result = {{"verdict", verdict.verdict}, {"enforced", verdict.enforced}, {"not_enforced", verdict.not_enforced},
                    {"host", host_report_}, {"daemon", daemon}};

@@ -26,6 +26,7 @@ DoctorFacts complete_host() {
     f.bpf_lsm = "enforcing (file_open, rename, unlink, truncate)";
     f.ebpf = "loaded";
     f.lsm_list = "lockdown,capability,landlock,yama,apparmor,bpf";
+    f.watchdog_usec = 30'000'000;
     return f;
 }
 
@@ -92,4 +93,12 @@ TEST(Doctor, ACompleteHostSaysNothingIsMissing) {
     EXPECT_TRUE(v.recommendations.empty());
     EXPECT_NE(v.verdict.find("nothing is missing"), std::string::npos) << v.verdict;
     EXPECT_TRUE(any_has(v.enforced, "memory limits"));
+}
+
+TEST(Doctor, WithoutSystemdsWatchdogAStoppedDaemonHoldsOpenersAndDoctorSaysSo) {
+    DoctorFacts f = complete_host();
+    EXPECT_TRUE(any_has(doctor_verdict(f).enforced, "restarted by systemd's watchdog within 30 s"));
+    f.watchdog_usec = 0;
+    const auto v = doctor_verdict(f);
+    EXPECT_TRUE(any_has(v.recommendations, "while resmgrd is stopped (SIGSTOP, a debugger) processes opening held files wait"));
 }
