@@ -77,3 +77,50 @@ TEST_F(SecurityHost, ConflictsAreSettledOnlyByThoseTheyInvolve) {
     json mine = cli_json_as(*alice, {"resolve-conflicts", json{{"conflict_id", conflict}, {"strategy", "queue_and_serialize"}}.dump()});
     EXPECT_EQ(mine["status"], "success") << mine.dump(2);
 }
+
+TEST_F(SecurityHost, HostileValuesAreRefusedBeforeTheyReachALogOrAClock) {
+    const std::vector<std::pair<std::string, std::string>> cases{
+        {"allocate", R"({"workflow_id":"wf\nresmgrd[1]: FORGED","resources":{}})"},
+        {"allocate", R"({"workflow_id":"wf\u001b[2J","resources":{}})"},
+        {"allocate", R"({"workflow_id":"wf","requester":"x\r\nFORGED","resources":{}})"},
+        {"allocate", R"({"workflow_id":"wf","resources":{},"auto_release":{"grace_period":"1000000h"}})"},
+        {"allocate", R"({"workflow_id":"wf","resources":{},"auto_release":{"grace_period":"5h"}})"},
+        {"reserve", R"({"start_time":"9999-01-01T00:00:00Z","duration":"1h","resources":{}})"},
+        {"reserve", R"({"start_time":"2027-02-30T00:00:00Z","duration":"1h","resources":{}})"},
+        {"reserve", R"({"start_time":"2027-01-15T00:00:00+99:99","duration":"1h","resources":{}})"},
+    };
+    for (const auto& [op, params] : cases) {
+        json r = cli_json_as(*mallory, {op, params});
+        EXPECT_EQ(r["status"], "error") << params << ": " << r.dump(2);
+        const std::string code = r["error"].value("code", "");
+        EXPECT_TRUE(code == "INVALID_REQUEST" || code == "POLICY_VIOLATION") << params << ": " << code;
+    }
+    EXPECT_EQ(slurp(log).find("FORGED"), std::string::npos) << "a refused name reached the log";
+    EXPECT_TRUE(cli_json({"status"})["result"]["allocations"].empty());
+}
+
+TEST_F(SecurityHost, AReleaseTheStateDirectoryCannotRecordKillsNothingAndSurvivesARestart) {
+    std::string id = allocate_as(*alice, R"({"workflow_id":"wf-a","resources":{}})");
+    ASSERT_FALSE(id.empty());
+    RunResult joined = run(alice->as({RESMGR_RUN_PATH, "--socket", socket, "--allocation", id, "--", "/bin/sh", "-c", "sleep 60 & echo $!"}));
+    ASSERT_EQ(joined.status, 0) << joined.err;
+    const pid_t sleeper = std::stoi(joined.out);
+    // The state directory stops taking writes, as a full filesystem does.
+    const std::string current = dir + "/state/current_state";
+    std::filesystem::rename(current, dir + "/aside");
+    std::ofstream(current) << "";
+    json r = cli_json_as(*alice, {"release", json{{"allocation_id", id}}.dump()});
+    EXPECT_EQ(r["error"]["code"], "INTERNAL_ERROR") << r.dump(2);
+    EXPECT_EQ(::kill(sleeper, 0), 0) << "the release killed the allocation's processes without recording it";
+    // A crash now and a restart with the disk back: the allocation is there, with its processes.
+    stop(SIGKILL);
+    std::filesystem::remove(current);
+    std::filesystem::rename(dir + "/aside", current);
+    start();
+    json st = cli_json({"status", json{{"allocation_id", id}}.dump()});
+    ASSERT_EQ(st["status"], "success") << st.dump(2);
+    EXPECT_EQ(st["result"]["allocations"][0]["pids"], 1) << st.dump(2);
+    EXPECT_EQ(::kill(sleeper, 0), 0);
+    EXPECT_EQ(cli_json_as(*alice, {"release", json{{"allocation_id", id}}.dump()})["status"], "success");
+    EXPECT_TRUE(wait_until([&] { return ::kill(sleeper, 0) != 0; }, 5s)) << "released: its processes are gone";
+}
