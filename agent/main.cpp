@@ -61,6 +61,18 @@ void raise_fd_limit() {
     if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) spdlog::warn("cannot raise the open file limit: {}", strerror(errno));
 }
 
+// The signals the loop handles are blocked before any thread starts (the file guard's two): a
+// process signal goes to any thread that does not block it, and one that reached a guard thread
+// took the default action, ending resmgrd with 143 and no shutdown. sd_event_add_signal then
+// reads them from a signalfd.
+void prepare_signals() {
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, nullptr);
+}
+
 int on_signal(sd_event_source* source, const signalfd_siginfo* info, void*) {
     spdlog::info("received {}, shutting down (allocations and their groups are kept for the next start)",
                  strsignal(static_cast<int>(info->ssi_signo)));
@@ -104,6 +116,7 @@ int main(int argc, char** argv) {
     app.footer("Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when it cannot start.\n"
                "Check what this host can enforce with `resmgr doctor`.");
     CLI11_PARSE(app, argc, argv);
+    prepare_signals();
     spdlog::set_level(spdlog::level::from_str(log_level));
     // Under systemd, stderr goes to the journal, which adds its own timestamps.
     if (std::getenv("JOURNAL_STREAM")) spdlog::set_pattern("%l: %v");
@@ -185,11 +198,6 @@ int main(int argc, char** argv) {
         service.set_hooks(loop.hooks());
         auto reconciled = service.reconcile();
         spdlog::info("restored {} allocation(s): {}", ledger.allocations().size(), reconciled.dump());
-        sigset_t mask;
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        sigprocmask(SIG_BLOCK, &mask, nullptr);
         sd_event_add_signal(event, nullptr, SIGTERM, on_signal, nullptr);
         sd_event_add_signal(event, nullptr, SIGINT, on_signal, nullptr);
         // Sends WATCHDOG=1 at half of WatchdogSec= while the loop turns; no-op outside systemd.
