@@ -64,13 +64,15 @@ void raise_fd_limit() {
 // The signals the loop handles are blocked before any thread starts (the file guard's two): a
 // process signal goes to any thread that does not block it, and one that reached a guard thread
 // took the default action, ending resmgrd with 143 and no shutdown. sd_event_add_signal then
-// reads them from a signalfd.
+// reads them from a signalfd. SIGPIPE is ignored: a client that has gone must not end the
+// daemon (141, every file hold lapsing); socket writes also pass MSG_NOSIGNAL.
 void prepare_signals() {
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
     sigprocmask(SIG_BLOCK, &mask, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
 }
 
 int on_signal(sd_event_source* source, const signalfd_siginfo* info, void*) {

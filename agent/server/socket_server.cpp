@@ -81,13 +81,14 @@ int SocketServer::on_accept(sd_event_source*, int fd, uint32_t, void* userdata) 
             return 0;
         }
         if (self->clients_.size() >= self->max_clients_) {
-            // Told, not left hanging; the write is best effort (a fresh socket's buffer takes it).
+            // Told, not left hanging; the write is best effort (a fresh socket's buffer takes it),
+            // and the client may have gone already: no SIGPIPE.
             const std::string refusal =
                 dump_text(error_envelope("unknown", ApiError(ErrorCode::RESOURCE_EXHAUSTED, "resmgrd is serving too many connections",
                                                              "at most " + std::to_string(self->max_clients_) + " at once (--max-clients)", {},
                                                              {"Try again when other clients have disconnected"}))) +
                 "\n";
-            [[maybe_unused]] ssize_t n = ::write(cfd, refusal.data(), refusal.size());
+            [[maybe_unused]] ssize_t n = ::send(cfd, refusal.data(), refusal.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
             ::close(cfd);
             spdlog::warn("refused a connection: {} clients connected (--max-clients)", self->clients_.size());
             continue;
