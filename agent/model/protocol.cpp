@@ -37,7 +37,35 @@ const std::vector<std::string>& seed_operations() {
     return ops;
 }
 
+namespace {
+
+// True when [ and { outside strings nest deeper than `limit` somewhere in `text`. Not a
+// validator: the parser judges the rest.
+bool nested_deeper_than(std::string_view text, size_t limit) {
+    size_t depth = 0;
+    bool in_string = false, escaped = false;
+    for (char ch : text) {
+        if (in_string) {
+            if (escaped) escaped = false;
+            else if (ch == '\\') escaped = true;
+            else if (ch == '"') in_string = false;
+        } else if (ch == '"') {
+            in_string = true;
+        } else if (ch == '[' || ch == '{') {
+            if (++depth > limit) return true;
+        } else if ((ch == ']' || ch == '}') && depth > 0) {
+            --depth;
+        }
+    }
+    return false;
+}
+
+} // namespace
+
 Request parse_request_line(std::string_view line) {
+    if (nested_deeper_than(line, kMaxRequestDepth))
+        throw ApiError(ErrorCode::INVALID_REQUEST, "request is nested too deeply",
+                       "at most " + std::to_string(kMaxRequestDepth) + " levels of [ and {");
     nlohmann::json j;
     try {
         j = nlohmann::json::parse(line);

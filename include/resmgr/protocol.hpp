@@ -50,7 +50,12 @@ struct Request {
     nlohmann::json params = nlohmann::json::object();
 };
 
-// Throws ApiError(INVALID_REQUEST) with a precise reason for anything malformed.
+// How deep [ and { may nest in a request line, the request object being level 1. Parsing is
+// iterative, but copying and dumping a json recurse: 100,000 levels overflowed the stack.
+constexpr size_t kMaxRequestDepth = 64;
+
+// Throws ApiError(INVALID_REQUEST) with a precise reason for anything malformed, nesting past
+// kMaxRequestDepth included (refused before it is parsed).
 Request parse_request_line(std::string_view line);
 nlohmann::json to_json(const Request& request);
 
