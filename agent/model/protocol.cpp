@@ -26,6 +26,13 @@ ApiError::ApiError(ErrorCode code, std::string message, std::string details, std
       affected_resources(std::move(affected)), recovery_suggestions(std::move(recovery)),
       alternative_options(std::move(alternatives)) {}
 
+ApiError invalid_json(std::string message, const nlohmann::json::exception& e, std::vector<std::string> recovery) {
+    std::string text = e.what();
+    if (text.rfind("[json.exception.", 0) == 0)
+        if (auto end = text.find("] "); end != std::string::npos) text.erase(0, end + 2);
+    return ApiError(ErrorCode::INVALID_REQUEST, std::move(message), std::move(text), {}, std::move(recovery));
+}
+
 const std::vector<std::string>& seed_operations() {
     static const std::vector<std::string> ops{
         "monitor", "status", "usage", "capacity",
@@ -70,8 +77,10 @@ Request parse_request_line(std::string_view line) {
     try {
         j = nlohmann::json::parse(line);
     } catch (const nlohmann::json::parse_error& e) {
-        throw ApiError(ErrorCode::INVALID_REQUEST, "request is not valid JSON", e.what(), {},
-                       {"Send one JSON object per line: {\"operation\":\"status\",\"params\":{}}"});
+        throw invalid_json("request is not valid JSON", e, {"Send one JSON object per line: {\"operation\":\"status\",\"params\":{}}"});
+    } catch (const nlohmann::json::exception& e) {
+        // out_of_range.406: a number no double holds, such as 1e400.
+        throw invalid_json("request holds a value resmgrd cannot represent", e);
     }
     if (!j.is_object()) throw ApiError(ErrorCode::INVALID_REQUEST, "request must be a JSON object", "got " + std::string(j.type_name()));
     Request r;

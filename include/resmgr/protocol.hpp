@@ -44,6 +44,10 @@ struct ApiError : std::runtime_error {
              std::vector<std::string> alternatives = {});
 };
 
+// INVALID_REQUEST for an exception nlohmann raised on the client's input, its text in plain
+// words (without the "[json.exception.type_error.302] " prefix) as the details.
+ApiError invalid_json(std::string message, const nlohmann::json::exception& e, std::vector<std::string> recovery = {});
+
 struct Request {
     std::string operation;
     std::string resource_type; // empty when absent

@@ -83,4 +83,16 @@ TEST_F(SocketHardeningHost, ALineNested100000LevelsDeepIsInvalidRequest) {
     expect_serving();
 }
 
+// Item 3: every nlohmann exception from client input is INVALID_REQUEST, never silence.
+TEST_F(SocketHardeningHost, NumbersNlohmannCannotHoldAreInvalidRequest) {
+    Client client(socket);
+    for (const std::string number : {"1e400", "-1e400", "1e309", "123456789012345678901234567890e300"}) {
+        auto answer = ask_raw(client, R"({"operation":"allocate","params":{"workflow_id":"wf","resources":{"memory_gb":)" + number + "}}}");
+        ASSERT_TRUE(answer) << number << ": no answer";
+        EXPECT_EQ((*answer)["error"]["code"], "INVALID_REQUEST") << number << answer->dump(2);
+        EXPECT_EQ((*answer)["error"]["message"].get<std::string>().find("[json.exception"), std::string::npos) << answer->dump(2);
+    }
+    expect_serving();
+}
+
 } // namespace

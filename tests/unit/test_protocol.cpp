@@ -49,6 +49,22 @@ TEST(RequestLine, NestingIsLimitedBeforeParsing) {
     EXPECT_THROW(parse_request_line(nested_request(kMaxRequestDepth + 1, "\"" + brackets + "\"")), ApiError);
 }
 
+// Every nlohmann exception from the client's text is INVALID_REQUEST in plain words.
+TEST(RequestLine, NumbersNlohmannCannotHoldAreInvalidRequest) {
+    for (const std::string number : {"1e400", "-1e400", "1e309", "123456789012345678901234567890e300"}) {
+        try {
+            parse_request_line(R"({"operation":"status","params":{"x":)" + number + "}}");
+            ADD_FAILURE() << "accepted " << number;
+        } catch (const ApiError& e) {
+            EXPECT_EQ(e.code, ErrorCode::INVALID_REQUEST) << number;
+            EXPECT_EQ(std::string(e.what()).find("[json.exception"), std::string::npos) << e.what();
+            EXPECT_EQ(e.details.find("[json.exception"), std::string::npos) << e.details;
+        }
+    }
+    // Integers past 64 bits are parsed as doubles: not an error of the parser.
+    EXPECT_NO_THROW(parse_request_line(R"({"operation":"status","params":{"x":123456789012345678901234567890}})"));
+}
+
 TEST(Envelope, SuccessHasSeedShape) {
     SuccessBody body;
     body.result = {{"allocation_id", "alloc_1"}};
