@@ -51,9 +51,9 @@ resmgr::core::Policy load_policy(const std::string& path, bool explicit_path) {
     }
 }
 
-// Each sampled group keeps its files open (GroupReader) and each held file an O_PATH fd, so the
-// daemon needs more than the default soft limit of 1024: it takes the hard limit, as systemd
-// advises for programs that never use select().
+// Each client is a socket, each held file an O_PATH fd (and each queued opener its event fd), and
+// the sampler keeps up to 256 group files open, so the daemon needs more than the default soft
+// limit of 1024: it takes the hard limit, as systemd advises for programs that never use select().
 void raise_fd_limit() {
     rlimit limit{};
     if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;

@@ -25,6 +25,8 @@ namespace {
 
 std::runtime_error sys_error(const std::string& what) { return std::runtime_error(what + ": " + std::strerror(errno)); }
 
+constexpr auto kPauseLogInterval = std::chrono::seconds(10);
+
 } // namespace
 
 SocketServer::SocketServer(sd_event* event, std::string path, Handler handler, size_t max_clients)
@@ -65,6 +67,7 @@ SocketServer::SocketServer(sd_event* event, std::string path, Handler handler, s
 
 SocketServer::~SocketServer() {
     while (!clients_.empty()) drop(clients_.begin()->first);
+    if (accept_retry_) sd_event_source_disable_unref(accept_retry_);
     if (listen_source_) sd_event_source_unref(listen_source_);
     if (listen_fd_ >= 0) {
         ::close(listen_fd_);
@@ -77,7 +80,9 @@ int SocketServer::on_accept(sd_event_source*, int fd, uint32_t, void* userdata) 
     for (;;) {
         int cfd = ::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
-            if (errno != EAGAIN && errno != EINTR) spdlog::warn("accept on {}: {}", self->path_, std::strerror(errno));
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) self->pause_accepting(errno);
+            else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                spdlog::warn("accept on {}: {}", self->path_, std::strerror(errno));
             return 0;
         }
         if (self->clients_.size() >= self->max_clients_) {
@@ -111,6 +116,33 @@ int SocketServer::on_accept(sd_event_source*, int fd, uint32_t, void* userdata) 
         }
         self->clients_.emplace(cfd, std::move(conn));
     }
+}
+
+void SocketServer::pause_accepting(int error) {
+    sd_event_source_set_enabled(listen_source_, SD_EVENT_OFF);
+    const auto pause_usec = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(kAcceptPause).count());
+    int r = accept_retry_ ? sd_event_source_set_time_relative(accept_retry_, pause_usec)
+                          : sd_event_add_time_relative(event_, &accept_retry_, CLOCK_MONOTONIC, pause_usec, 10'000, on_accept_retry, this);
+    if (r >= 0) r = sd_event_source_set_enabled(accept_retry_, SD_EVENT_ONESHOT);
+    if (r < 0) {
+        // Without the timer the listener would stay off: better to retry at the next turn.
+        spdlog::error("cannot arm the accept retry timer: {}", std::strerror(-r));
+        sd_event_source_set_enabled(listen_source_, SD_EVENT_ON);
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_pause_log_ < kPauseLogInterval) {
+        ++pauses_unlogged_;
+        return;
+    }
+    spdlog::warn("accept on {}: {}; not accepting for {} ms at a time ({} more pauses since the last message); {} clients connected",
+                 path_, std::strerror(error), kAcceptPause.count(), std::exchange(pauses_unlogged_, 0), clients_.size());
+    last_pause_log_ = now;
+}
+
+int SocketServer::on_accept_retry(sd_event_source*, uint64_t, void* userdata) {
+    auto* self = static_cast<SocketServer*>(userdata);
+    sd_event_source_set_enabled(self->listen_source_, SD_EVENT_ON);
+    return 0;
 }
 
 int SocketServer::on_client(sd_event_source*, int fd, uint32_t revents, void* userdata) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include "daemon_fixture.hpp"
@@ -15,6 +16,13 @@ using namespace std::chrono_literals;
 using nlohmann::json;
 
 namespace {
+
+size_t fd_count(pid_t pid) {
+    size_t n = 0;
+    std::error_code ec;
+    for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) ++n;
+    return n;
+}
 
 void send_all(int fd, const std::string& bytes) {
     for (size_t off = 0; off < bytes.size();) {
@@ -92,6 +100,52 @@ TEST_F(SocketHardeningHost, NumbersNlohmannCannotHoldAreInvalidRequest) {
         EXPECT_EQ((*answer)["error"]["code"], "INVALID_REQUEST") << number << answer->dump(2);
         EXPECT_EQ((*answer)["error"]["message"].get<std::string>().find("[json.exception"), std::string::npos) << answer->dump(2);
     }
+    expect_serving();
+}
+
+// Item 4: allocations do not each keep group files open (at most a bounded cache of them), and
+// a daemon out of fds pauses accepting instead of spinning on EMFILE, then serves again when
+// fds come back.
+TEST_F(SocketHardeningHost, OutOfFdsTheDaemonPausesAcceptingAndServesAgainWhenFdsComeBack) {
+    stop(SIGTERM);
+    start({"--max-clients", "1000"});
+    const size_t fds_before = fd_count(daemon);
+    constexpr int kAllocations = 300;
+    {
+        Client client(socket);
+        for (int i = 0; i < kAllocations; ++i) {
+            json r = client.call({"allocate", "", {{"workflow_id", "wf-fd-" + std::to_string(i)}, {"resources", {{"cpu_cores", 0.001}}}}});
+            ASSERT_EQ(r["status"], "success") << r.dump(2);
+        }
+    }
+    std::this_thread::sleep_for(2500ms); // two sampling passes over every group
+    const size_t fds_sampled = fd_count(daemon);
+    std::cout << "[          ] daemon fds: " << fds_before << " before, " << fds_sampled << " with " << kAllocations
+              << " allocations sampled\n";
+    EXPECT_LE(fds_sampled, fds_before + 256 + 16) << "group files are kept open for a bounded number only";
+
+    // Leave 16 free fds, then connect more clients than that. The soft limit only: raising a
+    // hard limit back needs CAP_SYS_RESOURCE, which this host's root may lack.
+    rlimit saved{};
+    ASSERT_EQ(::prlimit(daemon, RLIMIT_NOFILE, nullptr, &saved), 0) << std::strerror(errno);
+    rlimit low{fd_count(daemon) + 16, saved.rlim_max};
+    ASSERT_EQ(::prlimit(daemon, RLIMIT_NOFILE, &low, nullptr), 0) << std::strerror(errno);
+    std::vector<std::unique_ptr<Client>> idle;
+    for (int i = 0; i < 64; ++i) idle.push_back(std::make_unique<Client>(socket)); // queued by the kernel
+    std::this_thread::sleep_for(500ms);
+    const long ticks_before = cpu_ticks(daemon);
+    const auto log_before = std::filesystem::file_size(log);
+    std::this_thread::sleep_for(3s);
+    const long ticks = cpu_ticks(daemon) - ticks_before;
+    const auto logged = std::filesystem::file_size(log) - log_before;
+    std::cout << "[          ] out of fds for 3 s: " << ticks << " ticks of CPU (" << ::sysconf(_SC_CLK_TCK) << "/s), " << logged
+              << " bytes of log\n";
+    EXPECT_LT(ticks, 30) << "no busy loop on EMFILE";
+    EXPECT_LT(logged, 16u * 1024) << "the EMFILE line is rate-limited";
+
+    idle.clear(); // fds come back
+    EXPECT_TRUE(wait_until([&] { return cli({"status"}).status == 0; }, 5s)) << "serves again once fds are free";
+    ASSERT_EQ(::prlimit(daemon, RLIMIT_NOFILE, &saved, nullptr), 0) << std::strerror(errno);
     expect_serving();
 }
 
