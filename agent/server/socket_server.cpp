@@ -27,6 +27,8 @@ std::runtime_error sys_error(const std::string& what) { return std::runtime_erro
 
 constexpr auto kPauseLogInterval = std::chrono::seconds(10);
 
+bool has_line(const std::string& in) { return in.find('\n') != std::string::npos; }
+
 } // namespace
 
 SocketServer::SocketServer(sd_event* event, std::string path, Handler handler, size_t max_clients)
@@ -150,7 +152,7 @@ int SocketServer::on_client(sd_event_source*, int fd, uint32_t revents, void* us
     auto it = self->clients_.find(fd);
     if (it == self->clients_.end()) return 0;
     ClientConn& c = *it->second;
-    if (revents & EPOLLIN) {
+    if ((revents & EPOLLIN) && c.out.size() < kMaxPendingOutput) {
         char buf[65536];
         for (;;) {
             ssize_t n = ::read(fd, buf, sizeof buf);
@@ -167,16 +169,23 @@ int SocketServer::on_client(sd_event_source*, int fd, uint32_t revents, void* us
             if (errno != EAGAIN) c.closing = true, c.in.clear();
             break;
         }
-        run_handler("client request", [self, &c] { self->serve(c); });
     } else if (revents & (EPOLLHUP | EPOLLERR)) {
         c.closing = true;
     }
-    if (!self->flush(c) || (c.closing && c.out.empty())) self->drop(fd);
+    // Lines left waiting while the answers were backed up are served as the socket takes them.
+    do {
+        run_handler("client request", [self, &c] { self->serve(c); });
+        if (!self->flush(c)) {
+            self->drop(fd);
+            return 0;
+        }
+    } while (c.out.size() < kMaxPendingOutput && has_line(c.in));
+    if (c.closing && c.out.empty()) self->drop(fd);
     return 0;
 }
 
 void SocketServer::serve(ClientConn& c) {
-    for (;;) {
+    while (c.out.size() < kMaxPendingOutput) {
         auto nl = c.in.find('\n');
         if (nl == std::string::npos) {
             if (c.in.size() > kMaxLine) {
@@ -264,7 +273,10 @@ bool SocketServer::flush(ClientConn& c) {
         if (n < 0 && errno == EAGAIN) break;
         return false;
     }
-    sd_event_source_set_io_events(c.source, c.out.empty() ? EPOLLIN : EPOLLIN | EPOLLOUT);
+    // Backed up: wait until the client reads, without reading more from it.
+    uint32_t events = c.out.size() < kMaxPendingOutput ? EPOLLIN : 0u;
+    if (!c.out.empty()) events |= EPOLLOUT;
+    sd_event_source_set_io_events(c.source, events);
     return true;
 }
 

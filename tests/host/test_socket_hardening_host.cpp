@@ -24,6 +24,14 @@ size_t fd_count(pid_t pid) {
     return n;
 }
 
+// VmRSS of `pid` in bytes.
+long rss_bytes(pid_t pid) {
+    std::istringstream status(slurp("/proc/" + std::to_string(pid) + "/status"));
+    for (std::string line; std::getline(status, line);)
+        if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6)) * 1024;
+    return -1;
+}
+
 void send_all(int fd, const std::string& bytes) {
     for (size_t off = 0; off < bytes.size();) {
         ssize_t n = ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
@@ -146,6 +154,40 @@ TEST_F(SocketHardeningHost, OutOfFdsTheDaemonPausesAcceptingAndServesAgainWhenFd
     idle.clear(); // fds come back
     EXPECT_TRUE(wait_until([&] { return cli({"status"}).status == 0; }, 5s)) << "serves again once fds are free";
     ASSERT_EQ(::prlimit(daemon, RLIMIT_NOFILE, &saved, nullptr), 0) << std::strerror(errno);
+    expect_serving();
+}
+
+// Item 12: a client that pipelines requests and never reads is not read further once its
+// unsent answers pass a bound, so the daemon's memory stays bounded; others are still served.
+TEST_F(SocketHardeningHost, AClientThatDoesNotReadItsAnswersCannotGrowTheDaemon) {
+    for (int i = 0; i < 20; ++i) allocate(json{{"workflow_id", "wf-big-" + std::to_string(i)}, {"resources", {{"cpu_cores", 0.01}}}}.dump());
+    const size_t answer_size = cli({"status"}).out.size();
+    const long rss_before = rss_bytes(daemon);
+    // Enough requests that their answers, all kept, would take ~256 MiB.
+    const size_t requests = std::clamp<size_t>((256u << 20) / answer_size, 1000, 200000);
+    Client greedy(socket);
+    ASSERT_EQ(::fcntl(greedy.fd(), F_SETFL, O_NONBLOCK), 0);
+    const std::string line = R"({"operation":"status"})" "\n";
+    std::string batch;
+    for (int i = 0; i < 100; ++i) batch += line;
+    size_t sent = 0;
+    for (auto last_progress = std::chrono::steady_clock::now();
+         sent < requests * line.size() && std::chrono::steady_clock::now() - last_progress < 1s;) {
+        ssize_t n = ::send(greedy.fd(), batch.data() + sent % batch.size(), batch.size() - sent % batch.size(), MSG_NOSIGNAL);
+        if (n > 0) {
+            sent += static_cast<size_t>(n);
+            last_progress = std::chrono::steady_clock::now();
+        } else {
+            std::this_thread::sleep_for(1ms);
+        }
+    }
+    auto started = std::chrono::steady_clock::now();
+    EXPECT_EQ(cli_json({"status"})["status"], "success") << "another client is served meanwhile";
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);
+    const long grown = rss_bytes(daemon) - rss_before;
+    std::cout << "[          ] sent " << sent / line.size() << " of " << requests << " requests (answers ~" << answer_size << " bytes each) unread; RSS "
+              << rss_before / 1024 << " KiB -> " << (rss_before + grown) / 1024 << " KiB\n";
+    EXPECT_LT(grown, 64L << 20) << "unsent answers are bounded per connection";
     expect_serving();
 }
 
