@@ -132,6 +132,11 @@ TEST_F(SocketHardeningHost, OutOfFdsTheDaemonPausesAcceptingAndServesAgainWhenFd
               << " allocations sampled\n";
     EXPECT_LE(fds_sampled, fds_before + 256 + 16) << "group files are kept open for a bounded number only";
 
+#if defined(__SANITIZE_ADDRESS__)
+    // UBSan checks a virtual call's vtable by writing it to a pipe; out of fds that fails and it
+    // reports a false error (which ends the process: -fno-sanitize-recover).
+    GTEST_SKIP() << "the out-of-fds half runs in builds without sanitizers only";
+#endif
     // Leave 16 free fds, then connect more clients than that. The soft limit only: raising a
     // hard limit back needs CAP_SYS_RESOURCE, which this host's root may lack.
     rlimit saved{};
@@ -160,6 +165,15 @@ TEST_F(SocketHardeningHost, OutOfFdsTheDaemonPausesAcceptingAndServesAgainWhenFd
 // Item 12: a client that pipelines requests and never reads is not read further once its
 // unsent answers pass a bound, so the daemon's memory stays bounded; others are still served.
 TEST_F(SocketHardeningHost, AClientThatDoesNotReadItsAnswersCannotGrowTheDaemon) {
+    // ASan keeps freed memory in a quarantine (256 MB) that RSS counts as held: this daemon runs
+    // without it. Without ASan the variable does nothing.
+    stop(SIGTERM);
+    const char* asan = std::getenv("ASAN_OPTIONS");
+    const std::string saved = asan ? asan : "";
+    ::setenv("ASAN_OPTIONS", (saved + (saved.empty() ? "" : ":") + "quarantine_size_mb=0").c_str(), 1);
+    start();
+    if (saved.empty()) ::unsetenv("ASAN_OPTIONS");
+    else ::setenv("ASAN_OPTIONS", saved.c_str(), 1);
     for (int i = 0; i < 20; ++i) allocate(json{{"workflow_id", "wf-big-" + std::to_string(i)}, {"resources", {{"cpu_cores", 0.01}}}}.dump());
     const size_t answer_size = cli({"status"}).out.size();
     const long rss_before = rss_bytes(daemon);
