@@ -51,14 +51,28 @@ resmgr::core::Policy load_policy(const std::string& path, bool explicit_path) {
     }
 }
 
-// Each sampled group keeps its files open (GroupReader) and each held file an O_PATH fd, so the
-// daemon needs more than the default soft limit of 1024: it takes the hard limit, as systemd
-// advises for programs that never use select().
+// Each client is a socket, each held file an O_PATH fd (and each queued opener its event fd), and
+// the sampler keeps up to 256 group files open, so the daemon needs more than the default soft
+// limit of 1024: it takes the hard limit, as systemd advises for programs that never use select().
 void raise_fd_limit() {
     rlimit limit{};
     if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
     limit.rlim_cur = limit.rlim_max;
     if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) spdlog::warn("cannot raise the open file limit: {}", strerror(errno));
+}
+
+// The signals the loop handles are blocked before any thread starts (the file guard's two): a
+// process signal goes to any thread that does not block it, and one that reached a guard thread
+// took the default action, ending resmgrd with 143 and no shutdown. sd_event_add_signal then
+// reads them from a signalfd. SIGPIPE is ignored: a client that has gone must not end the
+// daemon (141, every file hold lapsing); socket writes also pass MSG_NOSIGNAL.
+void prepare_signals() {
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
 }
 
 int on_signal(sd_event_source* source, const signalfd_siginfo* info, void*) {
@@ -105,6 +119,7 @@ int main(int argc, char** argv) {
     app.footer("Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when it cannot start.\n"
                "Check what this host can enforce with `resmgr doctor`.");
     CLI11_PARSE(app, argc, argv);
+    prepare_signals();
     spdlog::set_level(spdlog::level::from_str(log_level));
     // Under systemd, stderr goes to the journal, which adds its own timestamps.
     if (std::getenv("JOURNAL_STREAM")) spdlog::set_pattern("%l: %v");
@@ -186,11 +201,6 @@ int main(int argc, char** argv) {
         service.set_hooks(loop.hooks());
         auto reconciled = service.reconcile();
         spdlog::info("restored {} allocation(s): {}", ledger.allocations().size(), reconciled.dump());
-        sigset_t mask;
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        sigprocmask(SIG_BLOCK, &mask, nullptr);
         sd_event_add_signal(event, nullptr, SIGTERM, on_signal, nullptr);
         sd_event_add_signal(event, nullptr, SIGINT, on_signal, nullptr);
         // Sends WATCHDOG=1 at half of WatchdogSec= while the loop turns; no-op outside systemd.

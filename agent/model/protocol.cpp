@@ -26,6 +26,13 @@ ApiError::ApiError(ErrorCode code, std::string message, std::string details, std
       affected_resources(std::move(affected)), recovery_suggestions(std::move(recovery)),
       alternative_options(std::move(alternatives)) {}
 
+ApiError invalid_json(std::string message, const nlohmann::json::exception& e, std::vector<std::string> recovery) {
+    std::string text = e.what();
+    if (text.rfind("[json.exception.", 0) == 0)
+        if (auto end = text.find("] "); end != std::string::npos) text.erase(0, end + 2);
+    return ApiError(ErrorCode::INVALID_REQUEST, std::move(message), std::move(text), {}, std::move(recovery));
+}
+
 const std::vector<std::string>& seed_operations() {
     static const std::vector<std::string> ops{
         "monitor", "status", "usage", "capacity",
@@ -37,13 +44,43 @@ const std::vector<std::string>& seed_operations() {
     return ops;
 }
 
+namespace {
+
+// True when [ and { outside strings nest deeper than `limit` somewhere in `text`. Not a
+// validator: the parser judges the rest.
+bool nested_deeper_than(std::string_view text, size_t limit) {
+    size_t depth = 0;
+    bool in_string = false, escaped = false;
+    for (char ch : text) {
+        if (in_string) {
+            if (escaped) escaped = false;
+            else if (ch == '\\') escaped = true;
+            else if (ch == '"') in_string = false;
+        } else if (ch == '"') {
+            in_string = true;
+        } else if (ch == '[' || ch == '{') {
+            if (++depth > limit) return true;
+        } else if ((ch == ']' || ch == '}') && depth > 0) {
+            --depth;
+        }
+    }
+    return false;
+}
+
+} // namespace
+
 Request parse_request_line(std::string_view line) {
+    if (nested_deeper_than(line, kMaxRequestDepth))
+        throw ApiError(ErrorCode::INVALID_REQUEST, "request is nested too deeply",
+                       "at most " + std::to_string(kMaxRequestDepth) + " levels of [ and {");
     nlohmann::json j;
     try {
         j = nlohmann::json::parse(line);
     } catch (const nlohmann::json::parse_error& e) {
-        throw ApiError(ErrorCode::INVALID_REQUEST, "request is not valid JSON", e.what(), {},
-                       {"Send one JSON object per line: {\"operation\":\"status\",\"params\":{}}"});
+        throw invalid_json("request is not valid JSON", e, {"Send one JSON object per line: {\"operation\":\"status\",\"params\":{}}"});
+    } catch (const nlohmann::json::exception& e) {
+        // out_of_range.406: a number no double holds, such as 1e400.
+        throw invalid_json("request holds a value resmgrd cannot represent", e);
     }
     if (!j.is_object()) throw ApiError(ErrorCode::INVALID_REQUEST, "request must be a JSON object", "got " + std::string(j.type_name()));
     Request r;

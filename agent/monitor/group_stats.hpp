@@ -93,15 +93,32 @@ struct GroupSample {
 // kernel to generate and shown only by `usage`, are read on demand as `detail`.
 enum class GroupFiles { all, periodic, detail };
 
-// Reads one group's files, keeping them open between reads: a later read is one pread per file
-// and no path walk, which is most of what a sampling pass costs with 100 groups. A file that is
-// missing (its controller is not enabled) is tried again only every kRetryMissing reads.
-// Never throws: every file that cannot be read or parsed is reported in `unavailable`.
+// How many group files the readers sharing it may keep open, all together. Every kept file is
+// one of the daemon's fds, which its clients and the file guard need too: one kept per file and
+// group let allocations use up the fds (issue 18). A file past the budget is opened for the read
+// and closed again: a path walk more, as for any file while the budget is spent.
+class FdBudget {
+public:
+    explicit FdBudget(size_t fds) : left_(fds) {}
+    bool take() { return left_ > 0 ? (--left_, true) : false; }
+    void give_back() { ++left_; }
+    size_t left() const { return left_; }
+
+private:
+    size_t left_;
+};
+
+// Reads one group's files, keeping them open between reads while `budget` allows: a later read
+// is then one pread per file and no path walk, which is most of what a sampling pass costs with
+// 100 groups. Without a budget nothing is kept. A file that is missing (its controller is not
+// enabled) is tried again only every kRetryMissing reads; one that could not be opened for want
+// of fds, at the next read. Never throws: every file that cannot be read or parsed is reported
+// in `unavailable`.
 class GroupReader {
 public:
     static constexpr unsigned kRetryMissing = 30;
 
-    explicit GroupReader(std::string dir);
+    explicit GroupReader(std::string dir, FdBudget* budget = nullptr);
     ~GroupReader();
     GroupReader(const GroupReader&) = delete;
     GroupReader& operator=(const GroupReader&) = delete;
@@ -113,9 +130,11 @@ private:
     enum File { cpu_stat, memory_current, memory_stat, memory_events, pids_current, io_stat, cgroup_events, file_count };
     static const char* name(File file);
     std::string text(File file); // throws ParseError naming the file
+    void close_kept(File file);
 
     std::string dir_;
-    std::array<int, file_count> fds_;
+    FdBudget* budget_;
+    std::array<int, file_count> fds_; // kept open, each taken from budget_
     std::array<unsigned, file_count> skip_{}; // reads left before a missing file is tried again
     std::array<std::string, file_count> missing_; // why it is missing
 };

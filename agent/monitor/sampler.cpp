@@ -14,7 +14,7 @@ Snapshot Sampler::sample(const std::vector<GroupProbe>& groups, TimePoint now) {
     for (const auto& probe : groups) {
         auto& reader = readers[probe.key];
         if (auto kept = readers_.find(probe.key); kept != readers_.end() && kept->second->dir() == probe.dir) reader = std::move(kept->second);
-        else reader = std::make_unique<GroupReader>(probe.dir);
+        else reader = std::make_unique<GroupReader>(probe.dir, &budget_);
         GroupUsage usage;
         usage.sample = reader->read(GroupFiles::periodic);
         const auto& cpu = usage.sample.cpu_stat;

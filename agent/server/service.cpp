@@ -127,6 +127,9 @@ json Service::handle(const Request& request, const Owner& peer) {
                  workflow, {}, {{"code", to_string(e.code)}, {"conflict_reason", e.details}, {"affected_resources", e.affected_resources}});
         }
         return error_envelope(request.operation, e);
+    } catch (const nlohmann::json::exception& e) {
+        // A parameter an operation read without checking its type: the client's mistake.
+        return error_envelope(request.operation, invalid_json("invalid request parameters", e));
     } catch (const std::exception& e) {
         spdlog::error("{}: internal error: {}", request.operation, e.what());
         return error_envelope(request.operation, ApiError(ErrorCode::INTERNAL_ERROR, "Internal error in resmgrd", e.what()));

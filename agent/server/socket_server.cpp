@@ -25,6 +25,10 @@ namespace {
 
 std::runtime_error sys_error(const std::string& what) { return std::runtime_error(what + ": " + std::strerror(errno)); }
 
+constexpr auto kPauseLogInterval = std::chrono::seconds(10);
+
+bool has_line(const std::string& in) { return in.find('\n') != std::string::npos; }
+
 } // namespace
 
 SocketServer::SocketServer(sd_event* event, std::string path, Handler handler, size_t max_clients)
@@ -65,6 +69,7 @@ SocketServer::SocketServer(sd_event* event, std::string path, Handler handler, s
 
 SocketServer::~SocketServer() {
     while (!clients_.empty()) drop(clients_.begin()->first);
+    if (accept_retry_) sd_event_source_disable_unref(accept_retry_);
     if (listen_source_) sd_event_source_unref(listen_source_);
     if (listen_fd_ >= 0) {
         ::close(listen_fd_);
@@ -77,17 +82,20 @@ int SocketServer::on_accept(sd_event_source*, int fd, uint32_t, void* userdata) 
     for (;;) {
         int cfd = ::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
-            if (errno != EAGAIN && errno != EINTR) spdlog::warn("accept on {}: {}", self->path_, std::strerror(errno));
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) self->pause_accepting(errno);
+            else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                spdlog::warn("accept on {}: {}", self->path_, std::strerror(errno));
             return 0;
         }
         if (self->clients_.size() >= self->max_clients_) {
-            // Told, not left hanging; the write is best effort (a fresh socket's buffer takes it).
+            // Told, not left hanging; the write is best effort (a fresh socket's buffer takes it),
+            // and the client may have gone already: no SIGPIPE.
             const std::string refusal =
                 dump_text(error_envelope("unknown", ApiError(ErrorCode::RESOURCE_EXHAUSTED, "resmgrd is serving too many connections",
                                                              "at most " + std::to_string(self->max_clients_) + " at once (--max-clients)", {},
                                                              {"Try again when other clients have disconnected"}))) +
                 "\n";
-            [[maybe_unused]] ssize_t n = ::write(cfd, refusal.data(), refusal.size());
+            [[maybe_unused]] ssize_t n = ::send(cfd, refusal.data(), refusal.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
             ::close(cfd);
             spdlog::warn("refused a connection: {} clients connected (--max-clients)", self->clients_.size());
             continue;
@@ -112,12 +120,39 @@ int SocketServer::on_accept(sd_event_source*, int fd, uint32_t, void* userdata) 
     }
 }
 
+void SocketServer::pause_accepting(int error) {
+    sd_event_source_set_enabled(listen_source_, SD_EVENT_OFF);
+    const auto pause_usec = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(kAcceptPause).count());
+    int r = accept_retry_ ? sd_event_source_set_time_relative(accept_retry_, pause_usec)
+                          : sd_event_add_time_relative(event_, &accept_retry_, CLOCK_MONOTONIC, pause_usec, 10'000, on_accept_retry, this);
+    if (r >= 0) r = sd_event_source_set_enabled(accept_retry_, SD_EVENT_ONESHOT);
+    if (r < 0) {
+        // Without the timer the listener would stay off: better to retry at the next turn.
+        spdlog::error("cannot arm the accept retry timer: {}", std::strerror(-r));
+        sd_event_source_set_enabled(listen_source_, SD_EVENT_ON);
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_pause_log_ < kPauseLogInterval) {
+        ++pauses_unlogged_;
+        return;
+    }
+    spdlog::warn("accept on {}: {}; not accepting for {} ms at a time ({} more pauses since the last message); {} clients connected",
+                 path_, std::strerror(error), kAcceptPause.count(), std::exchange(pauses_unlogged_, 0), clients_.size());
+    last_pause_log_ = now;
+}
+
+int SocketServer::on_accept_retry(sd_event_source*, uint64_t, void* userdata) {
+    auto* self = static_cast<SocketServer*>(userdata);
+    sd_event_source_set_enabled(self->listen_source_, SD_EVENT_ON);
+    return 0;
+}
+
 int SocketServer::on_client(sd_event_source*, int fd, uint32_t revents, void* userdata) {
     auto* self = static_cast<SocketServer*>(userdata);
     auto it = self->clients_.find(fd);
     if (it == self->clients_.end()) return 0;
     ClientConn& c = *it->second;
-    if (revents & EPOLLIN) {
+    if ((revents & EPOLLIN) && c.out.size() < kMaxPendingOutput) {
         char buf[65536];
         for (;;) {
             ssize_t n = ::read(fd, buf, sizeof buf);
@@ -134,16 +169,23 @@ int SocketServer::on_client(sd_event_source*, int fd, uint32_t revents, void* us
             if (errno != EAGAIN) c.closing = true, c.in.clear();
             break;
         }
-        run_handler("client request", [self, &c] { self->serve(c); });
     } else if (revents & (EPOLLHUP | EPOLLERR)) {
         c.closing = true;
     }
-    if (!self->flush(c) || (c.closing && c.out.empty())) self->drop(fd);
+    // Lines left waiting while the answers were backed up are served as the socket takes them.
+    do {
+        run_handler("client request", [self, &c] { self->serve(c); });
+        if (!self->flush(c)) {
+            self->drop(fd);
+            return 0;
+        }
+    } while (c.out.size() < kMaxPendingOutput && has_line(c.in));
+    if (c.closing && c.out.empty()) self->drop(fd);
     return 0;
 }
 
 void SocketServer::serve(ClientConn& c) {
-    for (;;) {
+    while (c.out.size() < kMaxPendingOutput) {
         auto nl = c.in.find('\n');
         if (nl == std::string::npos) {
             if (c.in.size() > kMaxLine) {
@@ -231,7 +273,10 @@ bool SocketServer::flush(ClientConn& c) {
         if (n < 0 && errno == EAGAIN) break;
         return false;
     }
-    sd_event_source_set_io_events(c.source, c.out.empty() ? EPOLLIN : EPOLLIN | EPOLLOUT);
+    // Backed up: wait until the client reads, without reading more from it.
+    uint32_t events = c.out.size() < kMaxPendingOutput ? EPOLLIN : 0u;
+    if (!c.out.empty()) events |= EPOLLOUT;
+    sd_event_source_set_io_events(c.source, events);
     return true;
 }
 

@@ -44,13 +44,22 @@ struct ApiError : std::runtime_error {
              std::vector<std::string> alternatives = {});
 };
 
+// INVALID_REQUEST for an exception nlohmann raised on the client's input, its text in plain
+// words (without the "[json.exception.type_error.302] " prefix) as the details.
+ApiError invalid_json(std::string message, const nlohmann::json::exception& e, std::vector<std::string> recovery = {});
+
 struct Request {
     std::string operation;
     std::string resource_type; // empty when absent
     nlohmann::json params = nlohmann::json::object();
 };
 
-// Throws ApiError(INVALID_REQUEST) with a precise reason for anything malformed.
+// How deep [ and { may nest in a request line, the request object being level 1. Parsing is
+// iterative, but copying and dumping a json recurse: 100,000 levels overflowed the stack.
+constexpr size_t kMaxRequestDepth = 64;
+
+// Throws ApiError(INVALID_REQUEST) with a precise reason for anything malformed, nesting past
+// kMaxRequestDepth included (refused before it is parsed).
 Request parse_request_line(std::string_view line);
 nlohmann::json to_json(const Request& request);
 

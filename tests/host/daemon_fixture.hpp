@@ -46,7 +46,7 @@ protected:
                 for (auto& a : st["result"]["allocations"]) c.call({"release", "", {{"allocation_id", a["allocation_id"]}, {"force", true}}});
             } catch (const std::exception&) {
             }
-            stop(SIGTERM);
+            EXPECT_EQ(stop(SIGTERM), 0) << "resmgrd did not shut down cleanly; log:\n" << slurp(log);
         }
         if (!root.empty()) {
             std::error_code ec;
@@ -91,11 +91,13 @@ protected:
                       << text.substr(text.size() > 6000 ? text.size() - 6000 : 0);
     }
 
-    void stop(int sig) {
+    // The daemon's exit status (decode_status: 128+N after signal N).
+    int stop(int sig) {
         ::kill(daemon, sig);
         int status = 0;
         ::waitpid(daemon, &status, 0);
         daemon = -1;
+        return decode_status(status);
     }
 
     RunResult cli(const std::vector<std::string>& args) {

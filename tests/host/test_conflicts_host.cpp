@@ -2,8 +2,9 @@
 // --exclusive writes the file while outsiders are refused (and reported with pid, comm and
 // cgroup), a second claimant is refused or waits with --wait, a queued opener goes ahead when the
 // holder ends, the daemon's own opens of a held file never deadlock, kill -9 of the daemon frees
-// a held opener and the marks come back at restart, rename-over is reported, and 200 processes
-// opening held files while holders come and go all get answers with no fd left in the daemon.
+// a held opener and the marks come back at restart, SIGTERM and SIGINT stop it cleanly while an
+// opener waits, rename-over is reported, and 200 processes opening held files while holders come
+// and go all get answers with no fd left in the daemon.
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
@@ -211,6 +212,34 @@ TEST_F(ConflictsHost, KillingTheDaemonFreesAHeldOpenerAndTheMarksComeBackAtResta
     set_file_policy({{"strategy", "file_locking"}});
     EXPECT_EQ(exit_within(try_open(file, O_WRONLY), 5s), kDenied) << "the hold came back from state";
 }
+
+// SIGTERM and SIGINT under the guard (issue 10): the guard's threads must not take the signal
+// (it would end the daemon with 128+N and no shutdown). Exit 0, the log says so, the queued opener
+// is answered, the allocation is in the state file and its group is kept, and the next start
+// adopts the group and holds the file again.
+class ConflictsShutdownHost : public ConflictsHost, public ::testing::WithParamInterface<int> {};
+
+TEST_P(ConflictsShutdownHost, ASignalStopsTheDaemonCleanlyWhileAHeldOpenerWaits) {
+    std::string holder = allocate(R"({"workflow_id":"wf-holder","resources":{"cpu_cores":0.1},"exclusive_files":[")" + file + R"("]})");
+    ASSERT_FALSE(holder.empty());
+    pid_t waiting = try_open(file, O_WRONLY); // the default strategy: queue_and_serialize
+    std::this_thread::sleep_for(500ms);
+    ASSERT_TRUE(still_running(waiting)) << "queued behind the holder";
+    EXPECT_EQ(stop(GetParam()), 0) << slurp(log);
+    EXPECT_NE(slurp(log).find("shutting down"), std::string::npos) << slurp(log);
+    EXPECT_EQ(exit_within(waiting, 3s), kOpened) << "the queued opener was answered on the way out";
+    EXPECT_NE(slurp(dir + "/state/current_state/allocations.json").find(holder), std::string::npos);
+    EXPECT_TRUE(std::filesystem::is_directory(root + "/" + holder)) << "the group is left for the next start";
+
+    const size_t restart_at = slurp(log).size();
+    start();
+    EXPECT_NE(slurp(log).find("\"adopted\":[\"" + holder + "\"]", restart_at), std::string::npos) << slurp(log).substr(restart_at);
+    set_file_policy({{"strategy", "file_locking"}});
+    EXPECT_EQ(exit_within(try_open(file, O_WRONLY), 5s), kDenied) << "the hold came back from state";
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, ConflictsShutdownHost, ::testing::Values(SIGTERM, SIGINT),
+                         [](const auto& info) { return info.param == SIGTERM ? "sigterm" : "sigint"; });
 
 TEST_F(ConflictsHost, RenameOverByAnOutsiderIsReportedAndTheNewFileIsHeld) {
     set_file_policy({{"strategy", "file_locking"}});

@@ -307,6 +307,31 @@ TEST(MonitorGroupRead, AKeptReaderSeesNewContentAndRetriesAMissingFileLater) {
     EXPECT_EQ(reader.read(GroupFiles::periodic).pids_current, 7u);
 }
 
+// The fds kept open are the budget's, however many readers share it; past it a reader opens
+// and closes each file per read, and reads the same.
+TEST(MonitorGroupRead, ReadersSharingABudgetKeepNoMoreFilesOpenThanIt) {
+    resmgr::TempDir dir;
+    write_file(dir.path() / "cpu.stat", "usage_usec 100\nuser_usec 60\nsystem_usec 40\n");
+    write_file(dir.path() / "cgroup.events", "populated 1\nfrozen 0\n");
+    auto open_fds = [] { return std::distance(std::filesystem::directory_iterator("/proc/self/fd"), {}); };
+    const auto fds_before = open_fds();
+    FdBudget budget(3);
+    {
+        std::vector<std::unique_ptr<GroupReader>> readers;
+        for (int i = 0; i < 5; ++i) readers.push_back(std::make_unique<GroupReader>(dir.path().string(), &budget));
+        for (int pass = 0; pass < 2; ++pass)
+            for (auto& reader : readers) {
+                auto sample = reader->read(GroupFiles::periodic);
+                ASSERT_TRUE(sample.cpu_stat && sample.cgroup_events) << testing::PrintToString(sample.unavailable);
+                EXPECT_EQ(sample.cpu_stat->usage_usec, 100u);
+            }
+        EXPECT_EQ(budget.left(), 0u);
+        EXPECT_EQ(open_fds() - fds_before, 3);
+    }
+    EXPECT_EQ(budget.left(), 3u) << "readers give their fds back";
+    EXPECT_EQ(open_fds(), fds_before);
+}
+
 TEST(MonitorGroupRead, ThisHostsCgroup2Root) {
     for (std::string root : {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"}) {
         if (!std::filesystem::exists(root + "/cgroup.controllers")) continue;

@@ -27,6 +27,44 @@ TEST(RequestLine, MalformedIsInvalidRequest) {
     }
 }
 
+// A request `depth` levels deep in all (the request object is level 1), `filler` inside.
+std::string nested_request(size_t depth, const std::string& filler = "") {
+    return R"({"operation":"status","params":{"x":)" + std::string(depth - 2, '[') + filler + std::string(depth - 2, ']') + "}}";
+}
+
+TEST(RequestLine, NestingIsLimitedBeforeParsing) {
+    EXPECT_NO_THROW(parse_request_line(nested_request(kMaxRequestDepth)));
+    for (size_t depth : {kMaxRequestDepth + 1, size_t{100000}}) {
+        try {
+            parse_request_line(nested_request(depth));
+            ADD_FAILURE() << "accepted " << depth << " levels";
+        } catch (const ApiError& e) {
+            EXPECT_EQ(e.code, ErrorCode::INVALID_REQUEST);
+            EXPECT_NE(std::string(e.what()).find("nested"), std::string::npos) << e.what();
+        }
+    }
+    // Brackets in strings (escaped quotes included) are not nesting.
+    const std::string brackets = std::string(1000, '[') + "\\\"{{{" + std::string(1000, '{');
+    EXPECT_NO_THROW(parse_request_line(nested_request(kMaxRequestDepth, "\"" + brackets + "\"")));
+    EXPECT_THROW(parse_request_line(nested_request(kMaxRequestDepth + 1, "\"" + brackets + "\"")), ApiError);
+}
+
+// Every nlohmann exception from the client's text is INVALID_REQUEST in plain words.
+TEST(RequestLine, NumbersNlohmannCannotHoldAreInvalidRequest) {
+    for (const std::string number : {"1e400", "-1e400", "1e309", "123456789012345678901234567890e300"}) {
+        try {
+            parse_request_line(R"({"operation":"status","params":{"x":)" + number + "}}");
+            ADD_FAILURE() << "accepted " << number;
+        } catch (const ApiError& e) {
+            EXPECT_EQ(e.code, ErrorCode::INVALID_REQUEST) << number;
+            EXPECT_EQ(std::string(e.what()).find("[json.exception"), std::string::npos) << e.what();
+            EXPECT_EQ(e.details.find("[json.exception"), std::string::npos) << e.details;
+        }
+    }
+    // Integers past 64 bits are parsed as doubles: not an error of the parser.
+    EXPECT_NO_THROW(parse_request_line(R"({"operation":"status","params":{"x":123456789012345678901234567890}})"));
+}
+
 TEST(Envelope, SuccessHasSeedShape) {
     SuccessBody body;
     body.result = {{"allocation_id", "alloc_1"}};
