@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -82,6 +83,35 @@ int on_signal(sd_event_source* source, const signalfd_siginfo* info, void*) {
     return sd_event_exit(sd_event_source_get_event(source), 0);
 }
 
+// Who may connect to the socket: the install's group (sysusers) with 0660, else root alone.
+struct SocketAccess {
+    std::optional<gid_t> group;
+    mode_t mode = 0600;
+    std::string description;
+};
+
+SocketAccess socket_access(const std::string& group_name, const std::string& mode_text) {
+    SocketAccess access;
+    if (const group* gr = group_name.empty() ? nullptr : ::getgrnam(group_name.c_str())) {
+        access.group = gr->gr_gid;
+        access.mode = 0660;
+    }
+    if (!mode_text.empty()) {
+        char* end = nullptr;
+        const unsigned long mode = std::strtoul(mode_text.c_str(), &end, 8);
+        if (mode_text.empty() || *end != '\0' || mode > 0777) throw std::runtime_error("--socket-mode: expected an octal mode such as 0660, got " + mode_text);
+        access.mode = static_cast<mode_t>(mode);
+    }
+    char mode_octal[8];
+    std::snprintf(mode_octal, sizeof mode_octal, "%04o", static_cast<unsigned>(access.mode));
+    access.description = std::string("root:") + (access.group ? group_name : "root") + " " + mode_octal;
+    if (!access.group && (access.mode & 0007) == 0)
+        access.description += " (no group '" + group_name + "': only root may use resmgr; create it, e.g. with the package's "
+                                                              "sysusers file, or pass --socket-group)";
+    spdlog::info("socket access {}", access.description);
+    return access;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -95,6 +125,7 @@ int main(int argc, char** argv) {
     std::string cgroup_root, backend = "auto", log_level = "info";
     bool no_file_guard = false;
     size_t max_clients = resmgr::server::SocketServer::kDefaultMaxClients;
+    std::string socket_group = "resmgr", socket_mode;
     app.add_option("--config", config, "Policy file ({\"resource_policies\":{...}}, the seed's format); "
                                         "missing default file means the seed's default policies")
         ->capture_default_str();
@@ -112,6 +143,11 @@ int main(int argc, char** argv) {
                                                  "refused with RESOURCE_EXHAUSTED")
         ->check(CLI::Range(static_cast<size_t>(1), static_cast<size_t>(100000)))
         ->capture_default_str();
+    app.add_option("--socket-group", socket_group, "Group allowed to use the socket (root:GROUP, mode 0660); without such a "
+                                                   "group the socket is root's alone (0600)")
+        ->capture_default_str();
+    app.add_option("--socket-mode", socket_mode, "The socket file's mode in octal (default 0660 with --socket-group, else 0600); "
+                                                 "0666 lets every local user ask, within the policy's limits");
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
         ->capture_default_str();
@@ -139,8 +175,9 @@ int main(int argc, char** argv) {
         resmgr::core::Ledger ledger(capacity, policy);
         for (auto& a : store.load_allocations()) ledger.restore(a);
 
+        const SocketAccess access = socket_access(socket_group, socket_mode);
         nlohmann::json daemon_info{{"pid", ::getpid()}, {"version", RESMGR_VERSION}, {"socket", socket_path},
-                                   {"state_dir", state_dir}, {"config", config}};
+                                   {"socket_access", access.description}, {"state_dir", state_dir}, {"config", config}};
         resmgr::server::Service service(ledger, *group_backend, store, [] { return resmgr::Clock::now(); },
                                         host.to_json(), daemon_info);
 
@@ -208,7 +245,9 @@ int main(int argc, char** argv) {
 
         resmgr::server::SocketServer server(event, socket_path, [&](std::string_view line, const resmgr::Owner& peer) {
             return service.handle_line(line, peer);
-        }, max_clients);
+        }, resmgr::server::SocketOptions{access.group, access.mode, max_clients,
+                                         static_cast<size_t>(policy.limits.connections_per_user), policy.limits.include_root,
+                                         policy.limits.idle_connection_timeout});
         events.add(std::make_unique<resmgr::server::SubscriberSink>(server));
         loop.start_sampling(monitoring.interval());
         if (loaded.probes) loop.watch_fd(loaded.probes->ring_fd(), [&] { monitoring.consume_process_events(); }, kProbeWakeup);

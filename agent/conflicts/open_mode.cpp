@@ -105,8 +105,11 @@ ssize_t read_syscall_text(const std::function<ssize_t(char* buffer, size_t size)
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(5);
     for (int attempt = 0;; ++attempt) {
         ssize_t n = read(buffer, size);
+        // At least a few looks whatever the clock says: on a loaded machine one yield can take
+        // longer than the whole 5 ms.
+        constexpr int kMinAttempts = 8;
         if (n < static_cast<ssize_t>(kRunning.size()) || std::string_view(buffer, kRunning.size()) != kRunning ||
-            std::chrono::steady_clock::now() >= give_up)
+            (attempt >= kMinAttempts && std::chrono::steady_clock::now() >= give_up))
             return n;
         // Yield first (the opener is about to sleep); then short sleeps, so a task that stays
         // on a CPU does not make this thread spin.

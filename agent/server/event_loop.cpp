@@ -5,6 +5,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 
 #include <spdlog/spdlog.h>
@@ -163,8 +164,14 @@ void EventLoop::unwatch_group(const std::string& id) {
 void EventLoop::watch_supervisor(const std::string& id, pid_t pid) {
     // A pidfd becomes readable when the process exits; no SIGCHLD, no polling, no pid reuse race.
     int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-    if (fd < 0) {
+    if (fd < 0 && errno == ESRCH) {
         service_.on_supervisor_exit(id); // already gone (e.g. while resmgrd was down)
+        return;
+    }
+    if (fd < 0) {
+        // Out of fds, say: the wrapper may well be alive, so its allocation stays; the group
+        // watch still sees the command end, and the wrapper's own release still comes.
+        spdlog::error("{}: cannot watch its resmgr-run (pid {}): {}", id, pid, std::strerror(errno));
         return;
     }
     Watch& w = supervisors_[id];

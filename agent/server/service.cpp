@@ -870,13 +870,18 @@ Service::AttachTarget Service::attach_target(const json& params, const Owner& pe
     if (pid_it == params.end() || !pid_it->is_number_integer() || pid_it->get<long long>() <= 0)
         throw ApiError(ErrorCode::INVALID_REQUEST, "missing positive integer 'pid'", {}, {"pid"});
     target.pid = pid_it->get<long long>();
-    if (target.pid == peer.pid) return target;
-    // Its own child, not yet anyone else: while the peer waits for this answer it cannot reap
-    // the child, so the pid cannot have been reused; same user, so no set-uid program is caught.
-    const auto child = identify_ ? identify_(static_cast<long>(target.pid)) : std::nullopt;
-    const bool own_child = child && child->ppid == peer.pid &&
-                           (peer.uid == 0 || (child->real_uid == peer.uid && child->effective_uid == peer.uid));
-    if (!own_child)
+    // pid 0: the process that connected is gone, so its pid may be anyone's by now.
+    if (peer.pid <= 0)
+        throw ApiError(ErrorCode::PERMISSION_DENIED, "The process that opened this connection has exited; it can attach nothing",
+                       "a connection handed to another process does not carry its first owner's pid", {"pid"},
+                       {"Connect from the process to be attached, or from its parent"});
+    // Itself, or its own child, not yet anyone else: while the peer waits for this answer it
+    // cannot reap the child, so the pid cannot have been reused. Same user either way, so no
+    // set-uid program is caught.
+    const auto process = identify_ ? identify_(static_cast<long>(target.pid)) : std::nullopt;
+    const bool same_user = process && (peer.uid == 0 || (process->real_uid == peer.uid && process->effective_uid == peer.uid));
+    const bool own = target.pid == peer.pid || (process && process->ppid == peer.pid);
+    if (!own || !same_user)
         throw ApiError(ErrorCode::PERMISSION_DENIED, "A process may only attach itself or its own child",
                        "pid " + std::to_string(target.pid) + " is not peer pid " + std::to_string(peer.pid) +
                            " nor a child of it running as uid " + std::to_string(peer.uid),

@@ -5,16 +5,19 @@
 #include "server/event_loop.hpp"
 
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <optional>
 #include <filesystem>
 #include <stdexcept>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -29,10 +32,36 @@ constexpr auto kPauseLogInterval = std::chrono::seconds(10);
 
 bool has_line(const std::string& in) { return in.find('\n') != std::string::npos; }
 
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 // Linux 6.5; Debian 12's headers predate it
+#endif
+
+// The connecting process as a pidfd: from the kernel with the connection where it can (exact),
+// else opened now (the connecting pid, if it is still that process).
+int peer_pidfd(int cfd, pid_t pid) {
+    int pidfd = -1;
+    socklen_t len = sizeof pidfd;
+    if (::getsockopt(cfd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0 && pidfd >= 0) return pidfd;
+    return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+
+// How often idle connections are looked for: a tenth of the timeout, at least every second.
+std::uint64_t idle_check_usec(std::chrono::seconds timeout) {
+    const auto tenth = std::chrono::duration_cast<std::chrono::microseconds>(timeout) / 10;
+    return static_cast<std::uint64_t>(std::max<std::chrono::microseconds>(tenth, std::chrono::seconds(1)).count());
+}
+
 } // namespace
 
-SocketServer::SocketServer(sd_event* event, std::string path, Handler handler, size_t max_clients)
-    : event_(event), path_(std::move(path)), handler_(std::move(handler)), max_clients_(max_clients) {
+Owner SocketServer::current_peer(const Owner& at_connect, int pidfd) {
+    Owner peer = at_connect;
+    // Signal 0 through the pidfd: ESRCH once the process has exited, whoever has its pid now.
+    if (pidfd < 0 || ::syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) != 0) peer.pid = 0;
+    return peer;
+}
+
+SocketServer::SocketServer(sd_event* event, std::string path, Handler handler, SocketOptions options)
+    : event_(event), path_(std::move(path)), handler_(std::move(handler)), options_(options) {
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     if (path_.size() >= sizeof addr.sun_path) throw std::runtime_error("socket path too long: " + path_);
@@ -61,14 +90,21 @@ SocketServer::SocketServer(sd_event* event, std::string path, Handler handler, s
         ::close(listen_fd_);
         throw err;
     }
-    ::chmod(path_.c_str(), 0666);
+    if ((options_.group && ::chown(path_.c_str(), 0, *options_.group) < 0) || ::chmod(path_.c_str(), options_.mode) < 0) {
+        auto err = sys_error("setting the owner and mode of " + path_);
+        ::close(listen_fd_);
+        throw err;
+    }
     if (::listen(listen_fd_, 128) < 0) throw sys_error("listen " + path_);
     int r = sd_event_add_io(event_, &listen_source_, listen_fd_, EPOLLIN, on_accept, this);
     if (r < 0) throw std::runtime_error(std::string("sd_event_add_io: ") + std::strerror(-r));
+    r = sd_event_add_time_relative(event_, &idle_timer_, CLOCK_MONOTONIC, idle_check_usec(options_.idle_timeout), 0, on_idle_check, this);
+    if (r < 0) throw std::runtime_error(std::string("sd_event_add_time_relative: ") + std::strerror(-r));
 }
 
 SocketServer::~SocketServer() {
     while (!clients_.empty()) drop(clients_.begin()->first);
+    if (idle_timer_) sd_event_source_disable_unref(idle_timer_);
     if (accept_retry_) sd_event_source_disable_unref(accept_retry_);
     if (listen_source_) sd_event_source_unref(listen_source_);
     if (listen_fd_ >= 0) {
@@ -87,17 +123,9 @@ int SocketServer::on_accept(sd_event_source*, int fd, uint32_t, void* userdata) 
                 spdlog::warn("accept on {}: {}", self->path_, std::strerror(errno));
             return 0;
         }
-        if (self->clients_.size() >= self->max_clients_) {
-            // Told, not left hanging; the write is best effort (a fresh socket's buffer takes it),
-            // and the client may have gone already: no SIGPIPE.
-            const std::string refusal =
-                dump_text(error_envelope("unknown", ApiError(ErrorCode::RESOURCE_EXHAUSTED, "resmgrd is serving too many connections",
-                                                             "at most " + std::to_string(self->max_clients_) + " at once (--max-clients)", {},
-                                                             {"Try again when other clients have disconnected"}))) +
-                "\n";
-            [[maybe_unused]] ssize_t n = ::send(cfd, refusal.data(), refusal.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-            ::close(cfd);
-            spdlog::warn("refused a connection: {} clients connected (--max-clients)", self->clients_.size());
+        if (self->clients_.size() >= self->options_.max_clients) {
+            self->refuse(cfd, "resmgrd is serving too many connections",
+                         "at most " + std::to_string(self->options_.max_clients) + " at once (--max-clients)");
             continue;
         }
         ucred cred{};
@@ -107,9 +135,16 @@ int SocketServer::on_accept(sd_event_source*, int fd, uint32_t, void* userdata) 
             ::close(cfd);
             continue;
         }
+        if ((cred.uid != 0 || self->options_.limit_root) && self->connections_of(cred.uid) >= self->options_.max_per_user) {
+            self->refuse(cfd, "uid " + std::to_string(cred.uid) + " has too many connections open",
+                         "at most " + std::to_string(self->options_.max_per_user) + " per user (the policy's limits.connections_per_user)");
+            continue;
+        }
         auto conn = std::make_unique<ClientConn>();
         conn->fd = cfd;
         conn->peer = Owner{cred.uid, cred.pid};
+        conn->pidfd = peer_pidfd(cfd, cred.pid);
+        conn->last_input = std::chrono::steady_clock::now();
         int r = sd_event_add_io(self->event_, &conn->source, cfd, EPOLLIN, on_client, self);
         if (r < 0) {
             spdlog::warn("sd_event_add_io for client: {}", std::strerror(-r));
@@ -118,6 +153,37 @@ int SocketServer::on_accept(sd_event_source*, int fd, uint32_t, void* userdata) 
         }
         self->clients_.emplace(cfd, std::move(conn));
     }
+}
+
+void SocketServer::refuse(int cfd, const std::string& message, const std::string& limit) {
+    // Told, not left hanging; the write is best effort (a fresh socket's buffer takes it), and
+    // the client may have gone already: no SIGPIPE.
+    const std::string refusal =
+        dump_text(error_envelope("unknown", ApiError(ErrorCode::RESOURCE_EXHAUSTED, message, limit, {},
+                                                     {"Try again when other clients have disconnected"}))) +
+        "\n";
+    [[maybe_unused]] ssize_t n = ::send(cfd, refusal.data(), refusal.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ::close(cfd);
+    spdlog::warn("refused a connection: {} ({})", message, limit);
+}
+
+size_t SocketServer::connections_of(std::uint32_t uid) const {
+    size_t n = 0;
+    for (const auto& [_, c] : clients_) n += c->peer.uid == uid;
+    return n;
+}
+
+int SocketServer::on_idle_check(sd_event_source* source, uint64_t, void* userdata) {
+    auto* self = static_cast<SocketServer*>(userdata);
+    const auto cutoff = std::chrono::steady_clock::now() - self->options_.idle_timeout;
+    std::vector<int> idle;
+    for (const auto& [fd, c] : self->clients_)
+        if (!c->subscriber && c->last_input < cutoff) idle.push_back(fd);
+    for (int fd : idle) self->drop(fd);
+    if (!idle.empty()) spdlog::info("closed {} connection(s) idle for {} s", idle.size(), self->options_.idle_timeout.count());
+    sd_event_source_set_time_relative(source, idle_check_usec(self->options_.idle_timeout));
+    sd_event_source_set_enabled(source, SD_EVENT_ON);
+    return 0;
 }
 
 void SocketServer::pause_accepting(int error) {
@@ -157,6 +223,7 @@ int SocketServer::on_client(sd_event_source*, int fd, uint32_t revents, void* us
         for (;;) {
             ssize_t n = ::read(fd, buf, sizeof buf);
             if (n > 0) {
+                c.last_input = std::chrono::steady_clock::now();
                 c.in.append(buf, static_cast<size_t>(n));
                 if (c.in.size() > kMaxLine * 2) break; // serve() answers the oversize line, then we close
                 continue;
@@ -211,7 +278,7 @@ void SocketServer::serve(ClientConn& c) {
             c.out += dump_text(subscribe(c, *request)) + "\n";
             continue;
         }
-        c.out += dump_text(handler_(line, c.peer)) + "\n";
+        c.out += dump_text(handler_(line, current_peer(c.peer, c.pidfd))) + "\n";
     }
 }
 
@@ -284,6 +351,7 @@ void SocketServer::drop(int fd) {
     auto it = clients_.find(fd);
     if (it == clients_.end()) return;
     sd_event_source_disable_unref(it->second->source);
+    if (it->second->pidfd >= 0) ::close(it->second->pidfd);
     ::close(fd);
     clients_.erase(it);
 }

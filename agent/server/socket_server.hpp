@@ -5,11 +5,13 @@
 // while rather than spin on EMFILE.
 #pragma once
 
+#include <sys/types.h>
 #include <systemd/sd-event.h>
 
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <string>
@@ -22,16 +24,30 @@
 
 namespace resmgr::server {
 
+struct SocketOptions {
+    // Who may connect: the socket file's group and mode (root:group 0660 with the install's
+    // `resmgr` group; 0600, root only, without one). What each may do is decided per request.
+    std::optional<gid_t> group;
+    mode_t mode = 0600;
+    // At most this many connections at once (subscribers included), and per uid; one more is
+    // answered with a RESOURCE_EXHAUSTED envelope and closed, so idle connections cannot use up
+    // the daemon's fds (which the file guard needs for every held open) nor shut others out.
+    size_t max_clients = 512;
+    size_t max_per_user = 64;
+    bool limit_root = false; // root's connections count against max_per_user too
+    // A connection that sends nothing for this long is closed (subscribers are exempt).
+    std::chrono::seconds idle_timeout{600};
+};
+
 class SocketServer {
 public:
     using Handler = std::function<nlohmann::json(std::string_view line, const Owner& peer)>;
 
     // Creates the socket's directory if needed, replaces a stale socket file, binds and listens.
-    // Mode 0666: any local user may ask; what they may do is decided per request from SO_PEERCRED.
-    // At most `max_clients` connections at once (subscribers included): one more is answered
-    // with a RESOURCE_EXHAUSTED envelope and closed, so idle connections cannot use up the
-    // daemon's fds (which the file guard needs for every held open).
-    SocketServer(sd_event* event, std::string path, Handler handler, size_t max_clients = kDefaultMaxClients);
+    // Each client is identified by the kernel at connect time (SO_PEERCRED, and a pidfd of the
+    // connecting process): a request arriving after that process is gone carries pid 0, so a
+    // recycled pid can never be taken for the asker.
+    SocketServer(sd_event* event, std::string path, Handler handler, SocketOptions options = {});
     ~SocketServer();
     SocketServer(const SocketServer&) = delete;
     SocketServer& operator=(const SocketServer&) = delete;
@@ -39,6 +55,8 @@ public:
     size_t client_count() const { return clients_.size(); }
     static constexpr size_t kMaxLine = 1 << 20;
     static constexpr size_t kDefaultMaxClients = 512;
+    // The pid the kernel gave at connect time while that process lives, else 0 (exported for tests).
+    static Owner current_peer(const Owner& at_connect, int pidfd);
     // A subscriber that lets this much pile up unread is dropped rather than grow the daemon.
     static constexpr size_t kMaxSubscriberBacklog = 4 << 20;
     // Past this much unsent output a client's requests wait (unread, unserved) until it reads:
@@ -55,6 +73,8 @@ private:
     struct ClientConn {
         int fd = -1;
         Owner peer;
+        int pidfd = -1; // the connecting process, from the kernel (SO_PEERPIDFD, else pidfd_open)
+        std::chrono::steady_clock::time_point last_input;
         sd_event_source* source = nullptr;
         std::string in, out;
         bool closing = false; // close once `out` drains
@@ -74,11 +94,16 @@ private:
     nlohmann::json subscribe(ClientConn& c, const Request& request);
     bool flush(ClientConn& c); // false when the connection failed; sets what to wait for
     void drop(int fd);
+    // Refuses a fresh connection with a RESOURCE_EXHAUSTED envelope naming `limit`.
+    void refuse(int cfd, const std::string& message, const std::string& limit);
+    size_t connections_of(std::uint32_t uid) const;
+    static int on_idle_check(sd_event_source*, uint64_t, void* self);
 
     sd_event* event_;
     std::string path_;
     Handler handler_;
-    size_t max_clients_;
+    SocketOptions options_;
+    sd_event_source* idle_timer_ = nullptr;
     int listen_fd_ = -1;
     sd_event_source* listen_source_ = nullptr;
     sd_event_source* accept_retry_ = nullptr;

@@ -58,8 +58,11 @@ protected:
         } catch (const std::exception& e) {
             GTEST_SKIP() << "security host test skipped: cannot create test users: " << e.what();
         }
-        // The daemon's private directory (mkdtemp: 0700) must let the users reach the socket.
+        // The daemon's private directory (mkdtemp: 0700) and its socket (root's alone without
+        // a resmgr group) must let the users reach it.
         ::chmod(dir.c_str(), 0755);
+        stop(SIGTERM);
+        start({"--socket-mode", "0666"});
     }
     void TearDown() override {
         alice.reset();

@@ -4,6 +4,9 @@
 // belong to their owner.
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include "security_fixture.hpp"
 
 using namespace resmgr;
@@ -123,4 +126,97 @@ TEST_F(SecurityHost, AReleaseTheStateDirectoryCannotRecordKillsNothingAndSurvive
     EXPECT_EQ(::kill(sleeper, 0), 0);
     EXPECT_EQ(cli_json_as(*alice, {"release", json{{"allocation_id", id}}.dump()})["status"], "success");
     EXPECT_TRUE(wait_until([&] { return ::kill(sleeper, 0) != 0; }, 5s)) << "released: its processes are gone";
+}
+
+namespace {
+
+// As `user`: connects to `socket`, hands the connection to a child and exits; the child, once
+// its parent's pid is free to be reused, asks `line` with the parent's pid put in for PID and
+// writes the answer to `answer_file`. Returns when the answer is written.
+void ask_through_an_inherited_connection(const ScopedUser& user, const std::string& socket, const std::string& line_template,
+                                         const std::string& answer_file) {
+    pid_t middle = ::fork();
+    if (middle == 0) {
+        if (::setgid(user.gid()) != 0 || ::setuid(user.uid()) != 0) ::_exit(90);
+        int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket.c_str());
+        if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) ::_exit(91);
+        const pid_t connector = ::getpid();
+        if (::fork() == 0) {
+            while (::getppid() == connector) ::usleep(1000); // until the connector is gone
+            std::string line = line_template;
+            line.replace(line.find("PID"), 3, std::to_string(connector));
+            line += "\n";
+            if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) ::_exit(92);
+            std::string answer;
+            char buf[4096];
+            for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0 && answer.find('\n') == std::string::npos;) answer.append(buf, static_cast<size_t>(n));
+            std::ofstream(answer_file + ".tmp") << answer;
+            std::filesystem::rename(answer_file + ".tmp", answer_file);
+            ::_exit(0);
+        }
+        ::_exit(0);
+    }
+    ::waitpid(middle, nullptr, 0);
+    wait_until([&] { return std::filesystem::exists(answer_file); }, 10s);
+}
+
+} // namespace
+
+TEST_F(SecurityHost, AConnectionOutlivingItsConnectorCarriesNoPidToAttach) {
+    std::string id = allocate_as(*mallory, R"({"workflow_id":"wf-m","resources":{},"auto_release":{"on_completion":false}})");
+    ASSERT_FALSE(id.empty());
+    const std::string answer = dir + "/answer.json";
+    ask_through_an_inherited_connection(*mallory, socket, R"({"operation":"attach","params":{"allocation_id":")" + id + R"(","pid":PID}})", answer);
+    ASSERT_TRUE(std::filesystem::exists(answer));
+    json r = json::parse(slurp(answer));
+    ASSERT_EQ(r["error"]["code"], "PERMISSION_DENIED") << r.dump(2);
+    EXPECT_NE(r["error"]["message"].get<std::string>().find("has exited"), std::string::npos) << r.dump(2);
+}
+
+TEST_F(SecurityHost, TheSocketIsRootsAloneWithoutAResmgrGroupAndTheGroupsWithOne) {
+    // This fixture's daemon was started with --socket-mode 0666; a default one is not.
+    stop(SIGTERM);
+    start({"--socket-group", "rmt-no-such-group"});
+    struct stat st {};
+    ASSERT_EQ(::stat(socket.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    EXPECT_NE(cli_as(*mallory, {"status"}).status, 0) << "an unprivileged user reached a root-only socket";
+    EXPECT_NE(cli_json({"doctor"})["result"]["daemon"]["socket_access"].get<std::string>().find("only root may use resmgr"), std::string::npos);
+    stop(SIGTERM);
+    start({"--socket-group", alice->name()}); // alice's own group stands in for the install's resmgr group
+    ASSERT_EQ(::stat(socket.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0660u);
+    EXPECT_EQ(st.st_gid, alice->gid());
+    EXPECT_EQ(cli_json_as(*alice, {"status"})["status"], "success");
+    EXPECT_NE(cli_as(*mallory, {"status"}).status, 0) << "not in the group";
+}
+
+TEST_F(SecurityHost, OneUsersConnectionsCannotShutOthersOut) {
+    stop(SIGTERM);
+    std::ofstream(dir + "/policy.json") << R"({"resource_policies":{"limits":{"connections_per_user":4,"idle_connection_timeout":"2s"}}})";
+    start({"--socket-mode", "0666"});
+    std::vector<pid_t> holders;
+    for (int i = 0; i < 6; ++i) // each keeps a connection open without a word
+        holders.push_back(spawn(mallory->as({"/usr/bin/python3", "-c",
+                                             "import socket,sys,time; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
+                                             "d=s.recv(4096); print(d.decode() or 'closed', flush=True); time.sleep(30)",
+                                             socket}),
+                                dir + "/holder" + std::to_string(i) + ".log"));
+    std::this_thread::sleep_for(500ms);
+    int refused = 0;
+    for (int i = 0; i < 6; ++i) refused += slurp(dir + "/holder" + std::to_string(i) + ".log").find("too many connections") != std::string::npos;
+    EXPECT_EQ(refused, 2) << "4 per user";
+    EXPECT_EQ(cli_json_as(*alice, {"status"})["status"], "success") << "another user still gets in";
+    EXPECT_EQ(cli_json({"status"})["status"], "success") << "and root";
+    // Idle connections are closed after the timeout: the holders see their connection end.
+    bool closed = wait_until([&] {
+        int ended = 0;
+        for (int i = 0; i < 6; ++i) ended += slurp(dir + "/holder" + std::to_string(i) + ".log").find_first_not_of(" \n") != std::string::npos;
+        return ended == 6;
+    }, 8s);
+    EXPECT_TRUE(closed) << "idle connections were not closed";
+    for (pid_t p : holders) ::kill(p, SIGKILL), ::waitpid(p, nullptr, 0);
 }

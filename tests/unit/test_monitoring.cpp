@@ -209,6 +209,11 @@ struct MonitoredDaemon {
         options.history_path = (dir.path() / "state/monitoring/usage_history.jsonl").string();
         monitoring = std::make_unique<server::Monitoring>(*ledger, backend, options, [this](events::Event e) { service->publish(std::move(e)); });
         service->set_monitoring(monitoring.get());
+        // Alice's process, which attaches itself, runs as Alice.
+        service->set_process_identity([](long pid) -> std::optional<monitor::ProcessIdentity> {
+            if (pid == kAlice.pid) return monitor::ProcessIdentity{1, kAlice.uid, kAlice.uid};
+            return std::nullopt;
+        });
     }
     json call(json request, const Owner& peer = kAlice) { return service->handle_line(request.dump(), peer); }
     std::string allocate(json resources, const std::string& workflow = "wf") {

@@ -165,7 +165,9 @@ TEST(Service, ReallocateMergesAndAppliesLive) {
 
 TEST(Service, AttachOnlyTheCallerItself) {
     Daemon d;
-    d.service->set_process_identity([](long) { return std::nullopt; }); // no process is anyone's child here
+    // Alice's own process runs as Alice; no process is anyone's child here.
+    std::optional<monitor::ProcessIdentity> alice_process = monitor::ProcessIdentity{1, 1000, 1000};
+    d.service->set_process_identity([&](long pid) { return pid == kAlice.pid ? alice_process : std::nullopt; });
     std::string id = d.allocate(1, "1G");
     json other = d.call(json{{"operation", "attach"}, {"params", {{"allocation_id", id}, {"pid", 4242}}}}.dump(), kAlice);
     EXPECT_EQ(code(other), "PERMISSION_DENIED");
@@ -174,6 +176,14 @@ TEST(Service, AttachOnlyTheCallerItself) {
     json self = d.call(json{{"operation", "attach"}, {"params", {{"allocation_id", id}, {"pid", kAlice.pid}}}}.dump(), kAlice);
     ASSERT_EQ(self["status"], "success") << self.dump(2);
     EXPECT_EQ(d.backend.attached[id], std::vector<pid_t>{kAlice.pid});
+    // The caller itself must run as the caller's user too (a set-uid program's connection).
+    alice_process = monitor::ProcessIdentity{1, 1000, 0};
+    EXPECT_EQ(code(d.call(json{{"operation", "attach"}, {"params", {{"allocation_id", id}, {"pid", kAlice.pid}}}}.dump(), kAlice)),
+              "PERMISSION_DENIED");
+    // A connection whose connecting process is gone carries pid 0 (SocketServer::current_peer).
+    EXPECT_EQ(code(d.call(json{{"operation", "attach"}, {"params", {{"allocation_id", id}, {"pid", 1}}}}.dump(), Owner{0, 0})),
+              "PERMISSION_DENIED")
+        << "root's stale connection must not reach pid 1, whose parent is 'pid 0'";
 }
 
 TEST(Service, AttachTakesTheCallersOwnChildOfTheSameUser) {
