@@ -61,7 +61,11 @@ protected:
         // The daemon's private directory (mkdtemp: 0700) and its socket (root's alone without
         // a resmgr group) must let the users reach it.
         ::chmod(dir.c_str(), 0755);
-        stop(SIGTERM);
+        restart();
+    }
+    // A fresh resmgrd over the same state whose socket every user reaches.
+    void restart(int sig = SIGTERM) {
+        stop(sig);
         start({"--socket-mode", "0666"});
     }
     void TearDown() override {

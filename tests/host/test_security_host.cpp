@@ -119,7 +119,7 @@ TEST_F(SecurityHost, AReleaseTheStateDirectoryCannotRecordKillsNothingAndSurvive
     stop(SIGKILL);
     std::filesystem::remove(current);
     std::filesystem::rename(dir + "/aside", current);
-    start();
+    start({"--socket-mode", "0666"});
     json st = cli_json({"status", json{{"allocation_id", id}}.dump()});
     ASSERT_EQ(st["status"], "success") << st.dump(2);
     EXPECT_EQ(st["result"]["allocations"][0]["pids"], 1) << st.dump(2);
@@ -152,9 +152,9 @@ void ask_through_an_inherited_connection(const ScopedUser& user, const std::stri
             if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) ::_exit(92);
             std::string answer;
             char buf[4096];
-            for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0 && answer.find('\n') == std::string::npos;) answer.append(buf, static_cast<size_t>(n));
+            for (ssize_t n; answer.find('\n') == std::string::npos && (n = ::read(fd, buf, sizeof buf)) > 0;) answer.append(buf, static_cast<size_t>(n));
             std::ofstream(answer_file + ".tmp") << answer;
-            std::filesystem::rename(answer_file + ".tmp", answer_file);
+            ::rename((answer_file + ".tmp").c_str(), answer_file.c_str()); // a forked test process must not throw
             ::_exit(0);
         }
         ::_exit(0);
@@ -168,7 +168,10 @@ void ask_through_an_inherited_connection(const ScopedUser& user, const std::stri
 TEST_F(SecurityHost, AConnectionOutlivingItsConnectorCarriesNoPidToAttach) {
     std::string id = allocate_as(*mallory, R"({"workflow_id":"wf-m","resources":{},"auto_release":{"on_completion":false}})");
     ASSERT_FALSE(id.empty());
-    const std::string answer = dir + "/answer.json";
+    const std::string answers = dir + "/answers"; // mallory's to write in
+    std::filesystem::create_directories(answers);
+    ::chown(answers.c_str(), mallory->uid(), mallory->gid());
+    const std::string answer = answers + "/answer.json";
     ask_through_an_inherited_connection(*mallory, socket, R"({"operation":"attach","params":{"allocation_id":")" + id + R"(","pid":PID}})", answer);
     ASSERT_TRUE(std::filesystem::exists(answer));
     json r = json::parse(slurp(answer));
