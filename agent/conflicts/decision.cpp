@@ -40,6 +40,8 @@ GuardPolicy guard_policy(const core::Policy::FileConflicts& policy) {
     g.allow_reads = policy.enforcement != "strict";
     g.exempt_cgroups = policy.exempt_cgroups;
     g.exempt_comms = policy.exempt_commands;
+    g.max_queued_per_user = static_cast<size_t>(policy.max_queued_per_user);
+    g.max_queued_total = static_cast<size_t>(policy.max_queued_total);
     return g;
 }
 

@@ -45,6 +45,10 @@ struct GuardPolicy {
     // Processes always let through: cgroup paths (with their subtrees) and command names.
     std::vector<std::string> exempt_cgroups;
     std::vector<std::string> exempt_comms;
+    // Queued openers allowed to wait per uid and in all (each costs the daemon fds); past either,
+    // an opener is denied at once.
+    size_t max_queued_per_user = 64;
+    size_t max_queued_total = 1024;
 };
 
 // The policy's file_conflicts block (validated by core::parse_file_conflicts) as the guard uses it.

@@ -2,9 +2,12 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/fanotify.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <linux/openat2.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -40,6 +43,16 @@ void drain_eventfd(int fd) {
     [[maybe_unused]] ssize_t n = ::read(fd, &count, sizeof count);
 }
 
+// An O_PATH fd of what stands at `path`, refusing symbolic links anywhere in it: held paths are
+// canonical at admission, so a link there now was put in by someone, and following it would mark
+// a file the holder was never allowed to hold.
+int open_held_path(const std::string& path) {
+    open_how how{};
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_SYMLINKS;
+    return static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof how));
+}
+
 // The path fanotify_mark resolves to exactly the inode behind an O_PATH fd, even after a rename.
 std::string fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
@@ -50,6 +63,23 @@ std::string read_proc_line(const std::string& path) {
     ssize_t n = ::read(fd, buffer, sizeof buffer);
     ::close(fd);
     return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : std::string();
+}
+
+// A pidfd for the opening thread (PIDFD_THREAD, Linux 6.9), else for its process when the thread
+// leads it; -1 with errno ESRCH when it is gone.
+int open_pidfd(pid_t tid) {
+    constexpr unsigned kPidfdThread = O_EXCL; // PIDFD_THREAD, absent from older headers
+    int fd = static_cast<int>(::syscall(SYS_pidfd_open, tid, kPidfdThread));
+    if (fd < 0 && errno == EINVAL) fd = static_cast<int>(::syscall(SYS_pidfd_open, tid, 0));
+    return fd;
+}
+
+// The real uid on the "Uid:" line of /proc/<tid>/status; UINT32_MAX when it cannot be read.
+std::uint32_t proc_uid(pid_t tid) {
+    const std::string status = read_proc_line("/proc/" + std::to_string(tid) + "/status");
+    const auto at = status.find("\nUid:");
+    if (at == std::string::npos) return UINT32_MAX;
+    return static_cast<std::uint32_t>(std::strtoul(status.c_str() + at + 5, nullptr, 10));
 }
 
 bool own_thread(pid_t tid) {
@@ -135,9 +165,10 @@ FileGuard::FileGuard(GuardPolicy policy, Options options) : options_(std::move(o
     }
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     report_event_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (wake_fd_ < 0 || report_event_fd_ < 0) {
-        std::string why = errno_text("eventfd");
-        for (int fd : {perm_fd_, notify_fd_, wake_fd_, report_event_fd_})
+    pidfd_epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (wake_fd_ < 0 || report_event_fd_ < 0 || pidfd_epoll_ < 0) {
+        std::string why = errno_text("eventfd or epoll_create1");
+        for (int fd : {perm_fd_, notify_fd_, wake_fd_, report_event_fd_, pidfd_epoll_})
             if (fd >= 0) ::close(fd);
         throw GuardError(why);
     }
@@ -177,18 +208,34 @@ FileGuard::~FileGuard() {
             if (entry.path_fd >= 0) ::close(entry.path_fd);
         }
     }
-    for (auto& p : pending) {
-        answer(p.fd, true);
-        ::close(p.fd);
-    }
+    for (auto& p : pending) close_pending(p, true);
     // Closing the group allows whatever the kernel still had queued for it.
-    for (int fd : {perm_fd_, notify_fd_, wake_fd_, report_event_fd_}) ::close(fd);
+    for (int fd : {perm_fd_, notify_fd_, wake_fd_, report_event_fd_, pidfd_epoll_}) ::close(fd);
+}
+
+void FileGuard::respond(int fd, bool allow) {
+    fanotify_response response{fd, static_cast<__u32>(allow ? FAN_ALLOW : FAN_DENY)};
+    [[maybe_unused]] ssize_t n = ::write(perm_fd_, &response, sizeof response);
 }
 
 void FileGuard::answer(int fd, bool allow) {
-    fanotify_response response{fd, static_cast<__u32>(allow ? FAN_ALLOW : FAN_DENY)};
-    [[maybe_unused]] ssize_t n = ::write(perm_fd_, &response, sizeof response);
+    respond(fd, allow);
     (allow ? allowed_ : denied_)++;
+}
+
+void FileGuard::close_pending(const Pending& pending, bool allow) {
+    answer(pending.fd, allow);
+    ::close(pending.fd);
+    if (pending.pidfd >= 0) ::close(pending.pidfd); // and out of the epoll set with it
+}
+
+void FileGuard::dequeued_locked(const Pending& pending) {
+    queued_now_--;
+    if (--queued_by_uid_[pending.uid] == 0) {
+        queued_by_uid_.erase(pending.uid);
+        cap_reported_uids_.erase(pending.uid);
+    }
+    if (queued_now_ == 0) total_cap_reported_ = false;
 }
 
 bool FileGuard::count_if_waiting_locked(const GuardReport& r) {
@@ -241,7 +288,7 @@ std::vector<GuardReport> FileGuard::take_reports() {
 void FileGuard::decision_loop() {
     // fanotify_event_metadata needs its natural alignment.
     alignas(fanotify_event_metadata) char buffer[8192];
-    pollfd fds[2] = {{perm_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    pollfd fds[3] = {{perm_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}, {pidfd_epoll_, POLLIN, 0}};
     auto last_event = SteadyClock::now();
     while (!stopping_) {
         auto next_deadline = expire_queued();
@@ -253,10 +300,11 @@ void FileGuard::decision_loop() {
         }
         // Idle for a second: let go of the cached /proc fds of openers that may be gone.
         if (proc_.cached() > 0 && (timeout < 0 || timeout > 1000)) timeout = 1000;
-        int ready = ::poll(fds, 2, timeout);
+        int ready = ::poll(fds, 3, timeout);
         if (ready < 0 && errno != EINTR) break;
         if (ready == 0 && SteadyClock::now() - last_event >= std::chrono::seconds(1)) proc_.clear();
         if (fds[1].revents & POLLIN) drain_eventfd(wake_fd_);
+        if (fds[2].revents & POLLIN) reap_dead_openers();
         if (!(fds[0].revents & POLLIN)) continue;
         last_event = SteadyClock::now();
         // One read per wakeup, not a loop until EAGAIN: the opener waits on this thread, and an
@@ -361,27 +409,8 @@ void FileGuard::handle_permission_event(int fd, pid_t tid) {
             answered_by_watchdog = inflight_answered_;
             inflight_fd_ = -1;
         }
-        if (answered_by_watchdog) {
-            ::close(fd);
-            return;
-        }
-        bool queued = false;
-        {
-            std::lock_guard lock(mutex_);
-            auto it = by_key_.find(key);
-            if (it != by_key_.end()) {
-                entries_.at(it->second).queue.push_back({fd, opener, SteadyClock::now() + policy.queue_timeout, std::chrono::system_clock::now()});
-                queued = true;
-            }
-        }
-        if (!queued) { // the holder let go while we looked
-            answer(fd, true);
-            ::close(fd);
-            return;
-        }
-        queued_++;
-        r.kind = GuardReport::Kind::queued;
-        report(std::move(r), true);
+        if (answered_by_watchdog) ::close(fd);
+        else enqueue(fd, tid, key, policy, std::move(r));
         return;
     }
     const bool reportable = decision.verdict == Verdict::deny || decision.conflict;
@@ -391,6 +420,89 @@ void FileGuard::handle_permission_event(int fd, pid_t tid) {
     if (new_report && r.opener.comm.empty()) r.opener.comm = proc_.comm(tid);
     finish(decision.verdict == Verdict::allow);
     if (new_report) report(std::move(r), true);
+}
+
+void FileGuard::enqueue(int fd, pid_t tid, const FileKey& key, const GuardPolicy& policy, GuardReport r) {
+    // The pidfd first: it pins the opener, so the uid read next is its own.
+    const int pidfd = open_pidfd(tid);
+    if (pidfd < 0 && errno == ESRCH) { // died while we looked
+        respond(fd, false);
+        ::close(fd);
+        openers_gone_++;
+        return;
+    }
+    const std::uint32_t uid = proc_uid(tid);
+    enum { queued, released, over_user, over_total } outcome = queued;
+    bool first_refusal = false;
+    {
+        std::lock_guard lock(mutex_);
+        auto it = by_key_.find(key);
+        const auto of_uid = queued_by_uid_.find(uid);
+        if (it == by_key_.end()) outcome = released; // the holder let go while we looked
+        else if (queued_now_ >= policy.max_queued_total) outcome = over_total;
+        else if (of_uid != queued_by_uid_.end() && of_uid->second >= policy.max_queued_per_user) outcome = over_user;
+        if (outcome == over_total) first_refusal = !std::exchange(total_cap_reported_, true);
+        if (outcome == over_user) first_refusal = cap_reported_uids_.insert(uid).second;
+        if (outcome == queued) {
+            Pending p{fd, pidfd, uid, next_pending_id_++, r.opener, SteadyClock::now() + policy.queue_timeout, std::chrono::system_clock::now()};
+            epoll_event watch{};
+            watch.events = EPOLLIN;
+            watch.data.u64 = p.id;
+            if (pidfd >= 0 && ::epoll_ctl(pidfd_epoll_, EPOLL_CTL_ADD, pidfd, &watch) != 0) {
+                ::close(pidfd); // unwatched: the queue timeout still answers it
+                p.pidfd = -1;
+            }
+            entries_.at(it->second).queue.push_back(std::move(p));
+            queued_now_++;
+            queued_by_uid_[uid]++;
+        }
+    }
+    if (outcome == queued) {
+        queued_++;
+        r.kind = GuardReport::Kind::queued;
+        report(std::move(r), true);
+        return;
+    }
+    answer(fd, outcome == released);
+    ::close(fd);
+    if (pidfd >= 0) ::close(pidfd);
+    if (outcome == released) return;
+    queue_full_++;
+    if (!first_refusal) return;
+    r.kind = GuardReport::Kind::denied;
+    r.reason = outcome == over_total ? "denied at once: " + std::to_string(policy.max_queued_total) +
+                                           " openers already wait for held files (file_conflicts.queue_limits.total)"
+                                     : "denied at once: " + std::to_string(policy.max_queued_per_user) + " openers of uid " +
+                                           std::to_string(uid) + " already wait for held files (file_conflicts.queue_limits.per_user)";
+    report(std::move(r), true);
+}
+
+void FileGuard::reap_dead_openers() {
+    epoll_event ready[64];
+    const int n = ::epoll_wait(pidfd_epoll_, ready, 64, 0);
+    if (n <= 0) return;
+    std::set<std::uint64_t> dead;
+    for (int i = 0; i < n; ++i) dead.insert(ready[i].data.u64);
+    std::vector<Pending> gone;
+    {
+        std::lock_guard lock(mutex_);
+        for (auto& [path, entry] : entries_)
+            for (auto it = entry.queue.begin(); it != entry.queue.end();) {
+                if (!dead.count(it->id)) {
+                    ++it;
+                    continue;
+                }
+                dequeued_locked(*it);
+                gone.push_back(std::move(*it));
+                it = entry.queue.erase(it);
+            }
+    }
+    for (const auto& p : gone) {
+        respond(p.fd, false);
+        ::close(p.fd);
+        ::close(p.pidfd);
+        openers_gone_++;
+    }
 }
 
 void FileGuard::watchdog_loop() {
@@ -426,6 +538,7 @@ std::optional<SteadyClock::time_point> FileGuard::expire_queued() {
         for (auto& [path, entry] : entries_) {
             for (auto it = entry.queue.begin(); it != entry.queue.end();) {
                 if (it->deadline <= now) {
+                    dequeued_locked(*it);
                     expired.emplace_back(std::move(*it), entry.hold);
                     it = entry.queue.erase(it);
                 } else {
@@ -436,8 +549,7 @@ std::optional<SteadyClock::time_point> FileGuard::expire_queued() {
         }
     }
     for (auto& [pending, hold] : expired) {
-        answer(pending.fd, false);
-        ::close(pending.fd);
+        close_pending(pending, false);
         timed_out_++;
         report({GuardReport::Kind::timed_out, hold.path, hold.allocation_id, hold.workflow_id, pending.opener,
                 "waited the whole queue timeout for " + hold.allocation_id + "; denied", {}});
@@ -447,15 +559,14 @@ std::optional<SteadyClock::time_point> FileGuard::expire_queued() {
 
 void FileGuard::answer_all(std::vector<Pending> pending, bool allow, GuardReport::Kind kind, const Hold& hold) {
     for (auto& p : pending) {
-        answer(p.fd, allow);
-        ::close(p.fd);
+        close_pending(p, allow);
         if (kind == GuardReport::Kind::granted) granted_++;
         report({kind, hold.path, hold.allocation_id, hold.workflow_id, p.opener, hold.allocation_id + " let go of the file", {}});
     }
 }
 
 bool FileGuard::mark_locked(Entry& entry) {
-    int path_fd = ::open(entry.hold.path.c_str(), O_PATH | O_CLOEXEC);
+    int path_fd = open_held_path(entry.hold.path);
     if (path_fd < 0) return false;
     struct stat st {};
     if (::fstat(path_fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -567,6 +678,7 @@ void FileGuard::release(const std::string& allocation_id, const std::optional<st
             }
             unmark_locked(entry);
             unwatch_dir_locked(entry.dir);
+            for (const auto& p : entry.queue) dequeued_locked(p);
             waiting.emplace_back(std::vector<Pending>(std::make_move_iterator(entry.queue.begin()), std::make_move_iterator(entry.queue.end())),
                                  entry.hold);
             it = entries_.erase(it);
@@ -634,13 +746,18 @@ std::vector<Hold> FileGuard::holds() const {
 size_t FileGuard::open_fds() const {
     std::lock_guard lock(mutex_);
     size_t count = 0;
-    for (const auto& [path, entry] : entries_) count += entry.queue.size() + (entry.path_fd >= 0 ? 1 : 0);
+    for (const auto& [path, entry] : entries_) {
+        count += entry.path_fd >= 0 ? 1 : 0;
+        for (const auto& p : entry.queue) count += p.pidfd >= 0 ? 2 : 1;
+    }
     return count;
 }
 
 void FileGuard::recheck_path(Entry& entry, const Opener& actor, std::vector<GuardReport>& out) {
     struct stat st {};
-    const bool exists = ::stat(entry.hold.path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+    const int fd = open_held_path(entry.hold.path);
+    const bool exists = fd >= 0 && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    if (fd >= 0) ::close(fd);
     const FileKey now{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
     if (exists && entry.key && *entry.key == now) return; // an unrelated name in the directory
     if (!exists && !entry.key) return;
@@ -715,14 +832,17 @@ void FileGuard::on_watch_ready() {
 nlohmann::json FileGuard::status() const {
     nlohmann::json holds = nlohmann::json::array();
     GuardPolicy policy;
+    size_t waiting_now = 0;
     {
         std::lock_guard lock(mutex_);
         policy = policy_;
+        waiting_now = queued_now_;
         const auto now = SteadyClock::now();
         for (const auto& [path, entry] : entries_) {
             nlohmann::json waiting = nlohmann::json::array();
             for (const auto& p : entry.queue)
                 waiting.push_back({{"pid", p.opener.pid},
+                                   {"uid", p.uid},
                                    {"comm", p.opener.comm},
                                    {"cgroup", p.opener.cgroup},
                                    {"waiting_since", format_timestamp(std::chrono::time_point_cast<TimePoint::duration>(p.since))},
@@ -747,7 +867,10 @@ nlohmann::json FileGuard::status() const {
               {"timed_out", timed_out_.load()},
               {"stalled", stalled_.load()},
               {"own_opens", own_opens_.load()},
-              {"overflows", overflows_.load()}}},
+              {"overflows", overflows_.load()},
+              {"openers_gone", openers_gone_.load()},
+              {"refused_queue_full", queue_full_.load()}}},
+            {"queue_limits", {{"per_user", policy.max_queued_per_user}, {"total", policy.max_queued_total}, {"waiting", waiting_now}}},
             {"decision_deadline_ms", options_.decision_deadline.count()},
             {"bpf_lsm", lsm_status_},
             {"cgroup_migrations", migrations_status_},

@@ -11,9 +11,12 @@
 // - the daemon's own opens are allowed without a look-up;
 // - a watchdog answers an event the decision thread has held past `decision_deadline` with the
 //   fallback answer (allow by default);
-// - every event fd is answered and closed: queued opens when their holder lets go or their
-//   timeout passes, everything at shutdown; if the daemon dies, the kernel allows what was
-//   pending, and the marks come back from state at the next start.
+// - every event fd is answered and closed: queued opens when their holder lets go, their
+//   timeout passes or their opener dies (a pidfd per queued opener, polled by the decision
+//   thread), everything at shutdown; if the daemon dies, the kernel allows what was pending, and
+//   the marks come back from state at the next start;
+// - queued openers are capped per uid and in all (GuardPolicy::max_queued_*): past a cap an
+//   opener is denied at once, so no user can make the daemon run out of fds.
 #pragma once
 
 #include <atomic>
@@ -25,6 +28,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -108,7 +112,8 @@ public:
     FileGuard(const FileGuard&) = delete;
     FileGuard& operator=(const FileGuard&) = delete;
 
-    // Marks the file at hold.path (an absolute path). A path that does not exist yet is held by
+    // Marks the file at hold.path (an absolute, canonical path; never through a symbolic link,
+    // so one put there later marks nothing). A path that does not exist yet is held by
     // name: its directory is watched and the file is marked when it appears. Throws GuardError
     // when neither the file nor its directory can be watched.
     void hold(const Hold& hold) override;
@@ -142,6 +147,9 @@ public:
 private:
     struct Pending {
         int fd;
+        int pidfd; // readable once the opener has died; -1 when the kernel gave none
+        std::uint32_t uid; // the opener's real uid, for the per-user cap
+        std::uint64_t id;  // names it in the pidfd epoll set (fd numbers are reused)
         Opener opener;
         std::chrono::steady_clock::time_point deadline;
         std::chrono::system_clock::time_point since; // for `resmgr why` and `status conflicts`
@@ -158,6 +166,17 @@ private:
     void watchdog_loop();
     void handle_permission_event(int fd, pid_t tid);
     void answer(int fd, bool allow);
+    // Answers without counting (the opener is gone: the kernel frees the event once answered).
+    void respond(int fd, bool allow);
+    // Queues a permission event whose decision was `queue`, or denies it at once when its opener
+    // is gone or over a cap.
+    void enqueue(int fd, pid_t tid, const FileKey& key, const GuardPolicy& policy, GuardReport r);
+    // Under mutex_: a Pending leaves a queue (caps counted down).
+    void dequeued_locked(const Pending& pending);
+    // Answers a Pending that left its queue and closes its fds.
+    void close_pending(const Pending& pending, bool allow);
+    // The openers whose pidfds became readable: answered and forgotten.
+    void reap_dead_openers();
     // Queues a report for the loop. `batched` (the decision thread's own answers): the loop is
     // told at most once per kReportBatch, and a repeat of a waiting report only counts up, so a
     // retry loop hammering a held file costs neither the opener nor the loop an event per open.
@@ -189,12 +208,19 @@ private:
     int notify_fd_ = -1;
     int wake_fd_ = -1;          // eventfd: wakes the decision thread
     int report_event_fd_ = -1;  // eventfd: tells the loop reports are waiting
+    int pidfd_epoll_ = -1;      // the queued openers' pidfds
 
     mutable std::mutex mutex_; // holds, policy, queues; never held across I/O that can block
     GuardPolicy policy_;
     std::map<std::string, Entry> entries_; // by path
     std::map<FileKey, std::string> by_key_;
     std::map<std::string, int> watched_dirs_; // directory -> holds in it
+    std::map<std::uint32_t, size_t> queued_by_uid_;
+    size_t queued_now_ = 0;
+    std::uint64_t next_pending_id_ = 0;
+    // A cap is reported once, then again only after its queue has emptied.
+    std::set<std::uint32_t> cap_reported_uids_;
+    bool total_cap_reported_ = false;
 
     std::mutex report_mutex_;
     std::vector<GuardReport> reports_;
@@ -211,7 +237,7 @@ private:
     std::mutex stop_mutex_;
     std::condition_variable stop_cv_;
     std::atomic<std::uint64_t> events_{0}, allowed_{0}, denied_{0}, queued_{0}, granted_{0}, timed_out_{0}, stalled_{0},
-        own_opens_{0}, overflows_{0};
+        own_opens_{0}, overflows_{0}, openers_gone_{0}, queue_full_{0};
     std::thread decision_thread_;
     std::thread watchdog_thread_;
 };

@@ -49,6 +49,21 @@ void read_int(const json& obj, const char* key, const std::string& path, int& ou
     out = it->get<int>();
 }
 
+// "users" and "groups" of `obj`: lists of names or ids, each kept as text.
+void read_users_and_groups(const json& obj, const std::string& path, std::vector<std::string>& users, std::vector<std::string>& groups) {
+    for (auto [key, out] : {std::pair{"users", &users}, std::pair{"groups", &groups}}) {
+        auto it = obj.find(key);
+        if (it == obj.end()) continue;
+        if (!it->is_array()) bad(path + key, "expected a list of names or ids");
+        out->clear();
+        for (const auto& item : *it) {
+            if (item.is_number_unsigned()) out->push_back(std::to_string(item.get<std::uint32_t>()));
+            else if (item.is_string() && !item.get<std::string>().empty()) out->push_back(item.get<std::string>());
+            else bad(path + key, "expected names or ids, got " + item.dump());
+        }
+    }
+}
+
 Seconds read_seconds(const json& obj, const char* key, const std::string& path, Seconds current, Seconds min) {
     auto it = obj.find(key);
     if (it == obj.end()) return current;
@@ -162,17 +177,7 @@ Policy parse_policy(const json& j) {
         else if (it->is_number_integer() && it->get<long long>() >= 0 && it->get<long long>() <= 100) p.priority_privileges.max_priority = it->get<int>();
         else bad(pvp + "max_priority", "expected low, medium, high, critical or 0-100, got " + it->dump());
     }
-    for (auto [key, out] : {std::pair{"users", &p.priority_privileges.users}, std::pair{"groups", &p.priority_privileges.groups}}) {
-        auto it = privileges.find(key);
-        if (it == privileges.end()) continue;
-        if (!it->is_array()) bad(pvp + key, "expected a list of names or ids");
-        out->clear();
-        for (const auto& item : *it) {
-            if (item.is_number_unsigned()) out->push_back(std::to_string(item.get<std::uint32_t>()));
-            else if (item.is_string() && !item.get<std::string>().empty()) out->push_back(item.get<std::string>());
-            else bad(pvp + key, "expected names or ids, got " + item.dump());
-        }
-    }
+    read_users_and_groups(privileges, pvp, p.priority_privileges.users, p.priority_privileges.groups);
 
     const json& history = section(root, "usage_history", base);
     only_keys(history, base + "usage_history.", {"max_size_mb", "max_age"});
@@ -210,7 +215,7 @@ Policy parse_policy(const json& j) {
 Policy::FileConflicts parse_file_conflicts(const json& j, const std::string& path, Policy::FileConflicts f) {
     if (!j.is_object()) bad(path, "expected an object");
     const std::string fp = path + ".";
-    only_keys(j, fp, {"strategy", "methods", "timeout", "enforcement", "exceptions"});
+    only_keys(j, fp, {"strategy", "methods", "timeout", "enforcement", "exceptions", "hold_any_file", "queue_limits"});
     if (auto it = j.find("strategy"); it != j.end()) {
         static const std::set<std::string> enforced{"file_locking", "queue_and_serialize"};
         static const std::set<std::string> not_enforceable{"copy_on_write", "merge_changes", "priority_override"};
@@ -248,6 +253,17 @@ Policy::FileConflicts parse_file_conflicts(const json& j, const std::string& pat
         list("cgroups", f.exempt_cgroups, true);
         list("commands", f.exempt_commands, false);
     }
+    if (auto it = j.find("hold_any_file"); it != j.end()) {
+        if (!it->is_object()) bad(fp + "hold_any_file", "expected {\"users\": [...], \"groups\": [...]}");
+        only_keys(*it, fp + "hold_any_file.", {"users", "groups"});
+        read_users_and_groups(*it, fp + "hold_any_file.", f.hold_any_users, f.hold_any_groups);
+    }
+    if (auto it = j.find("queue_limits"); it != j.end()) {
+        if (!it->is_object()) bad(fp + "queue_limits", "expected {\"per_user\": N, \"total\": N}");
+        only_keys(*it, fp + "queue_limits.", {"per_user", "total"});
+        read_int(*it, "per_user", fp + "queue_limits.", f.max_queued_per_user, 1, 1 << 20);
+        read_int(*it, "total", fp + "queue_limits.", f.max_queued_total, 1, 1 << 20);
+    }
     return f;
 }
 
@@ -256,7 +272,9 @@ json Policy::FileConflicts::to_json() const {
             {"methods", {"file_locking", "queue_and_serialize"}},
             {"timeout", format_duration(std::chrono::duration_cast<Millis>(timeout))},
             {"enforcement", enforcement},
-            {"exceptions", {{"cgroups", exempt_cgroups}, {"commands", exempt_commands}}}};
+            {"exceptions", {{"cgroups", exempt_cgroups}, {"commands", exempt_commands}}},
+            {"hold_any_file", {{"users", hold_any_users}, {"groups", hold_any_groups}}},
+            {"queue_limits", {{"per_user", max_queued_per_user}, {"total", max_queued_total}}}};
 }
 
 json Policy::Limits::to_json() const {
@@ -269,17 +287,24 @@ json Policy::Limits::to_json() const {
 
 json Policy::PriorityPrivileges::to_json() const { return {{"max_priority", max_priority}, {"users", users}, {"groups", groups}}; }
 
-bool may_use_any_priority(const Policy::PriorityPrivileges& privileges, const UserIdentity& who) {
-    if (who.uid == 0) return true;
+bool is_listed(const std::vector<std::string>& users, const std::vector<std::string>& groups, const UserIdentity& who) {
     auto listed = [](const std::vector<std::string>& list, const std::string& name, std::uint32_t id) {
         return std::find_if(list.begin(), list.end(), [&](const std::string& entry) {
                    return (!name.empty() && entry == name) || entry == std::to_string(id);
                }) != list.end();
     };
-    if (listed(privileges.users, who.name, who.uid)) return true;
+    if (listed(users, who.name, who.uid)) return true;
     for (size_t i = 0; i < who.gids.size(); ++i)
-        if (listed(privileges.groups, i < who.groups.size() ? who.groups[i] : std::string(), who.gids[i])) return true;
+        if (listed(groups, i < who.groups.size() ? who.groups[i] : std::string(), who.gids[i])) return true;
     return false;
+}
+
+bool may_use_any_priority(const Policy::PriorityPrivileges& privileges, const UserIdentity& who) {
+    return who.uid == 0 || is_listed(privileges.users, privileges.groups, who);
+}
+
+bool may_hold_any_file(const Policy::FileConflicts& policy, const UserIdentity& who) {
+    return who.uid == 0 || is_listed(policy.hold_any_users, policy.hold_any_groups, who);
 }
 
 Millis Policy::resource_check_interval() const {

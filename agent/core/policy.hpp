@@ -99,6 +99,13 @@ struct Policy {
         std::string enforcement = "exclusive_writes";
         std::vector<std::string> exempt_cgroups;
         std::vector<std::string> exempt_commands;
+        // hold_any_file: users and groups (names or ids) who, like root, may hold any regular file,
+        // not only those they could open for writing themselves.
+        std::vector<std::string> hold_any_users, hold_any_groups;
+        // queue_limits: at most this many openers wait for held files per uid, and in all; the
+        // next one is refused (EPERM) at once. Each waiting opener costs resmgrd an fd.
+        int max_queued_per_user = 64;
+        int max_queued_total = 1024;
         nlohmann::json to_json() const;
     };
     FileConflicts file_conflicts;
@@ -123,6 +130,10 @@ struct UserIdentity {
 };
 // True when `who` may use priorities above privileges.max_priority.
 bool may_use_any_priority(const Policy::PriorityPrivileges& privileges, const UserIdentity& who);
+// True when `who` is in `users` or one of its groups in `groups` (names or ids).
+bool is_listed(const std::vector<std::string>& users, const std::vector<std::string>& groups, const UserIdentity& who);
+// True when `who` may hold any regular file (root, file_conflicts.hold_any_file).
+bool may_hold_any_file(const Policy::FileConflicts& policy, const UserIdentity& who);
 
 // Overlays `j` ({"resource_policies": {...}}, every key optional) on the defaults. Throws
 // ApiError(INVALID_REQUEST) naming the first bad field: unknown keys, wrong types, negative or

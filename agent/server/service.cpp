@@ -72,7 +72,8 @@ Service::Service(core::Ledger& ledger, cgroup::CgroupBackend& backend, state::St
                  json host_report, json daemon_info)
     : ledger_(ledger), backend_(backend), store_(store), clock_(std::move(clock)),
       host_report_(std::move(host_report)), daemon_info_(std::move(daemon_info)),
-      identify_([](long pid) { return monitor::read_process_identity(pid); }), lookup_user_(lookup_user), file_policy_(ledger.policy().file_conflicts) {
+      identify_([](long pid) { return monitor::read_process_identity(pid); }), lookup_user_(lookup_user), probe_path_(conflicts::probe_path),
+      file_policy_(ledger.policy().file_conflicts) {
     conflicts_.set_max_active(static_cast<size_t>(ledger.policy().limits.active_conflicts));
 }
 

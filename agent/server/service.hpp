@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cgroup/backend.hpp"
+#include "conflicts/file_access.hpp"
 #include "conflicts/file_guard.hpp"
 #include "conflicts/registry.hpp"
 #include "core/ledger.hpp"
@@ -62,6 +63,8 @@ public:
     // Who a uid is (name, groups), for priority_privileges; the user database by default.
     using LookupUserFn = std::function<core::UserIdentity(std::uint32_t uid)>;
     void set_user_lookup(LookupUserFn lookup) { lookup_user_ = std::move(lookup); }
+    // How an exclusive file looks to its requester (conflicts::probe_path by default).
+    void set_path_probe(conflicts::PathProbe probe) { probe_path_ = std::move(probe); }
     // Where transitions are reported (journald, alerts.jsonl); none by default.
     void set_event_sink(events::EventSink* sink) { events_ = sink; }
     // Sampling, thresholds, agents and the monitoring operations; without it those operations
@@ -150,8 +153,8 @@ private:
     nlohmann::json final_counters(const std::string& id);
 
     // Exclusive files (service_conflicts.cpp).
-    // Relative paths against the requester's working directory, then canonical; directories and
-    // paths whose directory is missing are refused.
+    // Relative paths against the requester's working directory, then canonical as the requester
+    // resolves them; only regular files the requester may hold (conflicts::holdable) pass.
     void normalize_exclusive_files(AllocationRequest& request, const Owner& peer) const;
     void hold_files(const Allocation& allocation);
     // Drops the allocation's holds (or one file) and resolves the conflicts over them.
@@ -176,6 +179,7 @@ private:
     LoopHooks hooks_;
     IdentifyFn identify_;
     LookupUserFn lookup_user_;
+    conflicts::PathProbe probe_path_;
     events::EventSink* events_ = nullptr;
     Monitoring* monitoring_ = nullptr;
     conflicts::Guard* guard_ = nullptr;

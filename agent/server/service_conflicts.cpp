@@ -95,6 +95,14 @@ void Service::save_conflicts() {
 }
 
 void Service::normalize_exclusive_files(AllocationRequest& request, const Owner& peer) const {
+    if (request.constraints.exclusive_access.empty()) return;
+    // Looked at as the requester, so holding grants nothing over a file it could not write anyway
+    // and resolving reveals nothing of directories it cannot search.
+    const core::UserIdentity who = lookup_user_ ? lookup_user_(peer.uid) : core::UserIdentity{peer.uid, {}, {}, {}};
+    const bool privileged = core::may_hold_any_file(file_policy_, who);
+    std::optional<conflicts::Credentials> as;
+    if (!privileged)
+        as = conflicts::Credentials{peer.uid, who.gids.empty() ? 65534u : who.gids.front(), who.gids}; // no passwd entry: nogroup, no groups
     std::vector<std::string> files;
     for (const auto& file : request.constraints.exclusive_access) {
         fs::path path(file);
@@ -108,16 +116,14 @@ void Service::normalize_exclusive_files(AllocationRequest& request, const Owner&
                                {}, {"exclusive_files"}, {"Give an absolute path"});
             path = cwd / path;
         }
-        path = path.lexically_normal();
-        std::error_code ec;
-        if (fs::path canonical = fs::weakly_canonical(path, ec); !ec) path = canonical;
-        if (fs::is_directory(path))
-            throw ApiError(ErrorCode::INVALID_REQUEST, "exclusive file '" + path.string() + "' is a directory",
-                           "exclusive access is held on files; list the files inside it", {"exclusive_files"});
-        if (!fs::is_directory(path.parent_path()))
-            throw ApiError(ErrorCode::INVALID_REQUEST, "exclusive file '" + path.string() + "': its directory does not exist", {},
-                           {"exclusive_files"}, {"Create the directory first; the file itself may be created later"});
-        if (std::find(files.begin(), files.end(), path.string()) == files.end()) files.push_back(path.string());
+        const std::string asked = path.lexically_normal().string();
+        const conflicts::Holdability verdict = conflicts::holdable(asked, probe_path_(asked, as), privileged);
+        if (verdict.verdict == conflicts::Holdability::Verdict::denied)
+            throw ApiError(ErrorCode::PERMISSION_DENIED, "You may not hold exclusive file '" + asked + "'", verdict.reason, {"exclusive_files"},
+                           {verdict.hint});
+        if (verdict.verdict == conflicts::Holdability::Verdict::invalid)
+            throw ApiError(ErrorCode::INVALID_REQUEST, "exclusive file " + verdict.reason, {}, {"exclusive_files"}, {verdict.hint});
+        if (std::find(files.begin(), files.end(), verdict.path) == files.end()) files.push_back(verdict.path);
     }
     request.constraints.exclusive_access = std::move(files);
 }

@@ -3,12 +3,14 @@
 #pragma once
 
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -18,6 +20,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <linux/magic.h>
@@ -134,12 +137,20 @@ inline void join_cgroup(const std::string& cgroup_dir) {
     ::close(fd);
 }
 
-// A child that joins `cgroup_dir` (empty: stays outside) and opens `path` with `flags`.
-// Exit 0 opened, 1 EPERM, 2 another error.
-inline pid_t try_open(const std::string& path, int flags, const std::string& cgroup_dir = {}, bool use_openat2 = false) {
+// A user and group id to become (the child of try_open drops to them).
+struct RunAs {
+    uid_t uid;
+    gid_t gid;
+};
+
+// A child that joins `cgroup_dir` (empty: stays outside), becomes `as` if given, and opens `path`
+// with `flags`. Exit 0 opened, 1 EPERM, 2 another error.
+inline pid_t try_open(const std::string& path, int flags, const std::string& cgroup_dir = {}, bool use_openat2 = false,
+                      std::optional<RunAs> as = std::nullopt) {
     pid_t pid = ::fork();
     if (pid == 0) {
         join_cgroup(cgroup_dir);
+        if (as && (::setgroups(1, &as->gid) != 0 || ::setgid(as->gid) != 0 || ::setuid(as->uid) != 0)) ::_exit(3);
         int fd = -1;
         if (use_openat2) {
             open_how how{};
@@ -208,5 +219,31 @@ inline OpenerOutcome wait_openers(const std::vector<pid_t>& openers, std::chrono
 }
 
 inline bool still_running(pid_t pid) { return ::waitpid(pid, nullptr, WNOHANG) == 0; }
+
+// What the process's fds point at, one per line.
+inline std::string open_fds(pid_t pid) {
+    std::vector<std::string> targets;
+    std::error_code ec;
+    for (auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec))
+        targets.push_back(std::filesystem::read_symlink(e.path(), ec).string());
+    std::sort(targets.begin(), targets.end());
+    std::string out;
+    for (auto& t : targets) out += t + "\n";
+    return out;
+}
+
+// The daemon's fds once they stop changing: a client that just exited may still have its
+// connection open in the daemon until the loop sees the hangup.
+inline std::string settled_fds(pid_t pid) {
+    std::string fds = open_fds(pid);
+    wait_until(
+        [&] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            std::string now = open_fds(pid);
+            return std::exchange(fds, now) == now;
+        },
+        std::chrono::seconds(3));
+    return fds;
+}
 
 } // namespace resmgr::host

@@ -18,32 +18,6 @@ using nlohmann::json;
 
 namespace {
 
-// What the process's fds point at, one per line.
-std::string open_fds(pid_t pid) {
-    std::vector<std::string> targets;
-    std::error_code ec;
-    for (auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec))
-        targets.push_back(std::filesystem::read_symlink(e.path(), ec).string());
-    std::sort(targets.begin(), targets.end());
-    std::string out;
-    for (auto& t : targets) out += t + "\n";
-    return out;
-}
-
-// The daemon's fds once they stop changing: a client that just exited may still have its
-// connection open in the daemon until the loop sees the hangup.
-std::string settled_fds(pid_t pid) {
-    std::string fds = open_fds(pid);
-    wait_until(
-        [&] {
-            std::this_thread::sleep_for(100ms);
-            std::string now = open_fds(pid);
-            return std::exchange(fds, now) == now;
-        },
-        3s);
-    return fds;
-}
-
 class ConflictsHost : public DaemonHost {
 protected:
     std::string work, file;

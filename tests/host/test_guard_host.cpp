@@ -226,7 +226,7 @@ TEST_F(GuardHost, AQueuedOpenerWaitsForTheHolderAndGoesAheadWhenItLetsGo) {
     ASSERT_TRUE(wait_report(GuardReport::Kind::queued));
     std::this_thread::sleep_for(300ms);
     EXPECT_TRUE(still_running(waiting)) << "the opener is held while the allocation holds the file";
-    EXPECT_EQ(guard->open_fds(), 2u) << "one O_PATH fd for the mark, one queued event";
+    EXPECT_EQ(guard->open_fds(), 3u) << "one O_PATH fd for the mark, one queued event and its opener's pidfd";
     guard->release("alloc_test");
     EXPECT_EQ(exit_within(waiting, 3s), kOpened);
     EXPECT_TRUE(wait_report(GuardReport::Kind::granted));

@@ -41,6 +41,10 @@ struct Node {
     state::StateStore store{dir.path()};
     Ledger ledger{{4, 16 * kGiB}, Policy::defaults()}; // 3.5 cores allocatable
     server::Service service{ledger, backend, store, [this] { return now; }, json::object(), json::object()};
+    // Its files are the test's own, which kAlice's uid could not write: looked at as the test.
+    Node() {
+        service.set_path_probe([](const std::string& path, const auto&) { return conflicts::probe_path(path, std::nullopt); });
+    }
 };
 
 } // namespace

@@ -62,3 +62,18 @@ TEST(Policy, ErrorsNameTheField) {
         }
     }
 }
+
+TEST(Policy, FileConflictsNameWhoMayHoldAnyFileAndCapTheQueue) {
+    Policy::FileConflicts f = parse_file_conflicts(
+        json::parse(R"({"hold_any_file":{"users":["ops",1234],"groups":["wheel"]},"queue_limits":{"per_user":8}})"), "file_conflicts", {});
+    EXPECT_EQ(f.hold_any_users, (std::vector<std::string>{"ops", "1234"}));
+    EXPECT_EQ(f.max_queued_per_user, 8);
+    EXPECT_EQ(f.max_queued_total, 1024) << "the default stays";
+    EXPECT_EQ(parse_file_conflicts(f.to_json(), "file_conflicts", {}).to_json(), f.to_json());
+    EXPECT_TRUE(may_hold_any_file(f, UserIdentity{0, "root", {}, {}}));
+    EXPECT_TRUE(may_hold_any_file(f, UserIdentity{1234, "", {}, {}}));
+    EXPECT_TRUE(may_hold_any_file(f, UserIdentity{1000, "bob", {"bob", "wheel"}, {1000, 10}}));
+    EXPECT_FALSE(may_hold_any_file(f, UserIdentity{1000, "bob", {"bob"}, {1000}}));
+    for (const char* bad : {R"({"queue_limits":{"per_user":0}})", R"({"queue_limits":{"each":1}})", R"({"hold_any_file":["ops"]})"})
+        EXPECT_THROW(parse_file_conflicts(json::parse(bad), "file_conflicts", {}), ApiError) << bad;
+}

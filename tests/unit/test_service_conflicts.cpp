@@ -4,6 +4,7 @@
 // resolve-conflicts and prevent-conflicts operations, and everything back after a restart.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -154,6 +155,40 @@ TEST_F(ServiceConflicts, PathsAreMadeCanonicalAndRelativeOnesFollowTheRequesters
     EXPECT_NE(directory["error"]["message"].get<std::string>().find("is a directory"), std::string::npos);
     json missing_dir = call("allocate", {{"workflow_id", "wf-e"}, {"resources", {{"cpu_cores", 1}}}, {"exclusive_files", {"/no/such/dir/f"}}});
     EXPECT_EQ(missing_dir["error"]["code"], "INVALID_REQUEST");
+}
+
+TEST_F(ServiceConflicts, FilesAreLookedAtAsTheRequesterAndHeldOnlyIfItCouldWriteThem) {
+    std::vector<std::optional<conflicts::Credentials>> asked_as;
+    bool writable = false;
+    service->set_user_lookup([](std::uint32_t uid) { return UserIdentity{uid, uid == 1000 ? "bob" : "", {"bob", "cdrom"}, {1000, 24}}; });
+    service->set_path_probe([&](const std::string& path, const std::optional<conflicts::Credentials>& as) {
+        asked_as.push_back(as);
+        conflicts::PathFacts f;
+        f.resolved = path + ".target";
+        f.exists = true;
+        f.type = S_IFREG;
+        f.writable = writable;
+        return f;
+    });
+    const Owner bob{1000, 0};
+    json refused = call("allocate", {{"workflow_id", "wf-b"}, {"resources", {{"cpu_cores", 1}}}, {"exclusive_files", {"/etc/hosts"}}}, bob);
+    EXPECT_EQ(refused["error"]["code"], "PERMISSION_DENIED") << refused.dump(2);
+    ASSERT_EQ(asked_as.size(), 1u);
+    ASSERT_TRUE(asked_as[0]);
+    EXPECT_EQ(asked_as[0]->uid, 1000u);
+    EXPECT_EQ(asked_as[0]->gid, 1000u);
+    EXPECT_EQ(asked_as[0]->groups, (std::vector<std::uint32_t>{1000, 24}));
+    EXPECT_TRUE(guard.holds.empty());
+    writable = true;
+    json mine = call("allocate", {{"workflow_id", "wf-b"}, {"resources", {{"cpu_cores", 1}}}, {"exclusive_files", {"/home/bob/f"}}}, bob);
+    ASSERT_EQ(mine["status"], "success") << mine.dump(2);
+    EXPECT_TRUE(guard.holds.count("/home/bob/f.target")) << "held by what the requester resolved";
+    // Root, and the users file_conflicts.hold_any_file names, look with the daemon's eyes.
+    writable = false;
+    ASSERT_EQ(call("prevent-conflicts", {{"file_conflicts", {{"hold_any_file", {{"users", {"bob"}}}}}}})["status"], "success");
+    json listed = call("allocate", {{"workflow_id", "wf-c"}, {"resources", {{"cpu_cores", 1}}}, {"exclusive_files", {"/etc/hosts"}}}, bob);
+    EXPECT_EQ(listed["status"], "success") << listed.dump(2);
+    EXPECT_FALSE(asked_as.back()) << "looked at as the daemon";
 }
 
 TEST_F(ServiceConflicts, ASecondClaimantIsRefusedWithARecordedConflictOrQueuedUntilTheFileIsFree) {
