@@ -182,6 +182,9 @@ AllocationRequest parse_allocation_request(const json& params) {
         for (auto& f : get_string_list(*v, "exclusive_files"))
             if (std::find(r.constraints.exclusive_access.begin(), r.constraints.exclusive_access.end(), f) == r.constraints.exclusive_access.end())
                 r.constraints.exclusive_access.push_back(f);
+    for (const auto& file : r.constraints.exclusive_access)
+        if (file.empty() || file.size() > 4096 || std::any_of(file.begin(), file.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
+            throw ApiError(ErrorCode::INVALID_REQUEST, "exclusive file paths must be 1-4096 bytes with no control characters", {}, {"exclusive_files"});
     if (r.constraints.max_duration && r.constraints.max_duration->count() == 0)
         throw ApiError(ErrorCode::INVALID_REQUEST, "duration must be longer than 0s", {}, {"duration"});
 

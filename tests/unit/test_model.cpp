@@ -208,5 +208,6 @@ TEST(Names, WorkflowNamesAndFreeTextCannotCarryControlCharacters) {
     EXPECT_THROW(parse_allocation_request(with({{"requester", "me\r\nFAKE"}})), ApiError);
     EXPECT_THROW(parse_allocation_request(with({{"requester", std::string(257, 'x')}})), ApiError);
     EXPECT_THROW(parse_allocation_request(with({{"resources", {{"tool_instances", {{"bad\n", 1}}}}}})), ApiError);
+    EXPECT_THROW(parse_allocation_request(with({{"exclusive_files", {"/tmp/a\nFAKE"}}})), ApiError);
     EXPECT_NO_THROW(parse_allocation_request(with({{"workflow_id", "team/ci:build-42@main+x=1"}, {"requester", "resmgr-run make -j8 (pid 12)"}})));
 }
