@@ -22,6 +22,7 @@
 #include "core/ledger.hpp"
 #include "monitor/node.hpp"
 #include "resmgr/client.hpp"
+#include "monitor/monitoring.hpp"
 #include "server/event_loop.hpp"
 #include "server/service.hpp"
 #include "server/socket_server.hpp"
@@ -185,14 +186,13 @@ int main(int argc, char** argv) {
         resmgr::events::EventBus events;
         events.add(std::make_unique<resmgr::events::JournalSink>());
         events.add(std::make_unique<resmgr::events::JsonlSink>((store.dir() / "monitoring" / "alerts.jsonl").string(), 16u << 20));
-        service.set_event_sink(&events);
+        service.events().set_sink(&events);
 
-        resmgr::server::Monitoring::Options monitor_options;
+        resmgr::monitor::Monitoring::Options monitor_options;
         monitor_options.sources.filesystems = {store.dir().string(), std::filesystem::temp_directory_path().string()};
         monitor_options.history_path = (store.dir() / "monitoring" / "usage_history.jsonl").string();
         monitor_options.cgroup_mount = host.cgroup2_mount;
-        resmgr::server::Monitoring monitoring(ledger, *group_backend, monitor_options,
-                                              [&](resmgr::events::Event e) { service.publish(std::move(e)); });
+        resmgr::monitor::Monitoring monitoring(ledger, *group_backend, monitor_options, service.events());
         service.set_monitoring(&monitoring);
 
         // eBPF probes: optional. Without them the daemon samples /proc and cgroup files alone.
@@ -212,7 +212,7 @@ int main(int argc, char** argv) {
         std::string ebpf_status = loaded.probes ? "loaded" : "not loaded: " + loaded.error;
         if (loaded.probes) spdlog::info("eBPF probes loaded (exec/fork/exit, OOM kills, run-queue latency)");
         else spdlog::warn("eBPF probes {}; monitoring from /proc and cgroup files only", ebpf_status);
-        monitoring.set_probes(loaded.probes.get(), ebpf_status, tool_classes);
+        monitoring.probes().set_probes(loaded.probes.get(), ebpf_status, tool_classes);
 
         // Exclusive files: a fanotify guard when the kernel allows it; admission-only otherwise.
         std::unique_ptr<resmgr::conflicts::FileGuard> guard;
@@ -230,29 +230,29 @@ int main(int argc, char** argv) {
                 spdlog::warn("file guard not running: {}; exclusive files are enforced at admission only", guard_unavailable);
             }
         }
-        service.set_guard(guard.get(), guard_unavailable);
+        service.files().set_guard(guard.get(), guard_unavailable);
 
         sd_event* event = nullptr;
         if (int r = sd_event_default(&event); r < 0) throw std::runtime_error(std::string("sd_event_default: ") + strerror(-r));
-        resmgr::server::EventLoop loop(event, service);
-        service.set_hooks(loop.hooks());
-        auto reconciled = service.reconcile();
+        resmgr::server::EventLoop loop(event, service.completion(), [&] { service.on_sample(); });
+        service.lifecycle().set_hooks(loop.hooks());
+        auto reconciled = service.completion().reconcile();
         spdlog::info("restored {} allocation(s): {}", ledger.allocations().size(), reconciled.dump());
         sd_event_add_signal(event, nullptr, SIGTERM, on_signal, nullptr);
         sd_event_add_signal(event, nullptr, SIGINT, on_signal, nullptr);
         // Sends WATCHDOG=1 at half of WatchdogSec= while the loop turns; no-op outside systemd.
         sd_event_set_watchdog(event, true);
 
-        resmgr::server::SocketServer server(event, socket_path, [&](std::string_view line, const resmgr::Owner& peer) {
-            return service.handle_line(line, peer);
+        resmgr::server::SocketServer server(event, socket_path, [&](const resmgr::Request& request, const resmgr::Owner& peer) {
+            return service.router().handle(request, peer);
         }, resmgr::server::SocketOptions{access.group, access.mode, max_clients,
                                          static_cast<size_t>(policy.limits.connections_per_user), policy.limits.include_root,
                                          policy.limits.idle_connection_timeout});
         events.add(std::make_unique<resmgr::server::SubscriberSink>(server));
         loop.start_sampling(monitoring.interval());
-        if (loaded.probes) loop.watch_fd(loaded.probes->ring_fd(), [&] { monitoring.consume_process_events(); }, kProbeWakeup);
+        if (loaded.probes) loop.watch_fd(loaded.probes->ring_fd(), [&] { monitoring.probes().consume(); }, kProbeWakeup);
         if (guard) {
-            loop.watch_fd(guard->report_fd(), [&] { service.on_guard_reports(guard->take_reports()); });
+            loop.watch_fd(guard->report_fd(), [&] { service.files().on_guard_reports(guard->take_reports()); });
             loop.watch_fd(guard->watch_fd(), [&] { guard->on_watch_ready(); });
             if (guard->lsm_fd() >= 0) loop.watch_fd(guard->lsm_fd(), [&] { guard->on_lsm_ready(); });
         }

@@ -86,8 +86,8 @@ int main(int argc, char** argv) {
         const std::string request =
             R"({"operation":"allocate","params":{"workflow_id":"wf-bench","priority":"high","resources":{"cpu_cores":0.5,"memory_gb":"64M","pids":64}}})";
         std::string last_id;
-        Stats allocate = measure(n, [&] { last_id = service.handle_line(request, root_peer)["result"]["allocation_id"]; },
-                                 [&] { service.handle_line(R"({"operation":"release","params":{"allocation_id":")" + last_id + "\"}}", root_peer); });
+        Stats allocate = measure(n, [&] { last_id = service.router().handle_line(request, root_peer)["result"]["allocation_id"]; },
+                                 [&] { service.router().handle_line(R"({"operation":"release","params":{"allocation_id":")" + last_id + "\"}}", root_peer); });
 
         std::printf("\nbaseline: mkdir of a cgroup (what a script would do)\n");
         row("mkdir <cgroup>", mkdir_only, mkdir_only);

@@ -44,6 +44,9 @@ struct Enforcement {
 
 struct BackendError : std::runtime_error {
     using std::runtime_error::runtime_error;
+    // What resmgrd was doing, in the user's words ("Could not create the cgroup ..."): set by the
+    // lifecycle as the error passes, read by the router, which alone turns it into BACKEND_ERROR.
+    std::string action;
 };
 
 class CgroupBackend {

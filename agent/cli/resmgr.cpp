@@ -13,57 +13,38 @@
 #include "cli/command_line.hpp"
 #include "cli/output.hpp"
 #include "resmgr/client.hpp"
+#include "resmgr/operations.hpp"
 
 namespace {
 
 using nlohmann::json;
 
-constexpr const char* kDescription =
+constexpr const char* kIntro =
     "resmgr - ask resmgrd for resources, and see what it has promised.\n\n"
     "Usage: resmgr [--socket PATH] [--json] <operation> [resource-type] ['json-params']\n\n"
-    "Operations:\n"
-    "  allocate    '{\"workflow_id\":\"wf\",\"priority\":\"high\",\"resources\":{\"cpu_cores\":2,\"memory_gb\":4}}'\n"
-    "              Admit an allocation and create its cgroup. priority: critical|high|medium|low or 0-100.\n"
-    "              resources: cpu_cores (fractional), memory_gb (GiB, or a size such as \"512M\"), agents,\n"
-    "              pids, tool_instances. Also: duration (\"2h\"; default the policy's max_duration),\n"
-    "              exclusive_files, constraints{max_duration,exclusive_access,conflict_avoidance},\n"
-    "              performance_requirements, auto_release{on_completion,on_timeout,on_failure,grace_period}.\n"
-    "              \"wait\": true queues it when the node is full (status queued, started in priority order).\n"
-    "  reserve     '{\"reservation_id\":\"res_1\",\"start_time\":\"2027-01-15T15:00:00Z\",\"duration\":\"2h\",\"resources\":{...}}'\n"
-    "              Book capacity for a future window; at start_time it becomes an active allocation.\n"
-    "  release     '{\"allocation_id\":\"alloc_...\",\"force\":false}'   Kill what runs in it, remove its cgroup.\n"
-    "  reallocate  '{\"allocation_id\":\"alloc_...\",\"resources\":{\"cpu_cores\":4}}'  Change limits live.\n"
-    "  status      ['{\"allocation_id\":\"...\"}' | '{\"workflow_id\":\"...\"}']   Allocations, limits, capacity.\n"
-    "  check-conflicts '{\"proposed_allocation\":{\"workflow_id\":\"w\",\"resources\":{...},\"files\":[...]},\n"
-    "              \"check_future\":true,\"time_horizon\":\"4h\"}'   Resource, time, workflow and file conflicts.\n"
-    "  status conflicts ['{\"all\":true}']   Conflicts recorded (conf_... ids): opens the file guard refused\n"
-    "              or held, held files renamed over or unlinked, allocations refused a held file.\n"
-    "  resolve-conflicts '{\"conflict_id\":\"conf_...\",\"strategy\":\"priority_based|queue_and_serialize|release\"}'\n"
-    "              priority_based: a higher-priority claimant allocation takes the file; queue_and_serialize:\n"
-    "              outside writers wait for the holder; release: the holder lets go of the file.\n"
-    "              \"notify_affected\": false resolves without publishing an event to each affected workflow.\n"
-    "  prevent-conflicts ['{\"file_conflicts\":{\"strategy\":\"file_locking\",\"timeout\":\"10m\",\n"
-    "              \"enforcement\":\"strict|exclusive_writes|advisory\",\"exceptions\":{\"cgroups\":[],\"commands\":[]}},\n"
-    "              \"pending_requests\":[{...}],\"prediction_horizon\":\"1h\",\"risk_threshold\":\"low|medium|high\",\n"
-    "              \"notification_enabled\":true}']   Set how held files are enforced (root), and check pending\n"
-    "              requests for conflicts before they are made (published as events with notification_enabled).\n"
-    "              The seed's form works too: '{\"policy_type\":\"file_locking\",\"scope\":\"global\",\n"
-    "              \"enforcement\":\"strict\",\"exceptions\":[\"read_only_operations\"]}' (= exclusive_writes).\n"
-    "  status agents|workflows|cpu|memory|storage   The agent pool, workflows, or one resource, measured.\n"
-    "  monitor system   The node as measured: CPU/memory/storage use, PSI pressure, agent pool, workflows,\n"
-    "              tool instances, threshold states (sampled every monitoring_intervals.resource_check).\n"
-    "  usage <workflow_id>   Per allocation: allocated vs used CPU and memory, throttling, OOM events,\n"
-    "              IO, per-agent breakdown, efficiency = used / allocated.\n"
-    "  capacity    Node capacity, what is allocatable, allocated and free, and peaks since resmgrd started.\n"
-    "  events [--follow] [--type T ...]   Recent events (allocated, released, expired, denied, queued,\n"
-    "              preempted, resumed, conflict, threshold, threshold_cleared, oom_kill); --follow streams\n"
-    "              them live until interrupted.\n"
-    "  why PATH    Who holds PATH exclusively and since when, what a process outside the holder meets\n"
-    "              when it opens it (EPERM, or a wait of at most the queue timeout), who waits for it now,\n"
-    "              and its conflict records. PATH is resolved here, with your own permissions.\n"
-    "  doctor      What this host enforces, what it does not and how to get it (cgroup mode, controllers,\n"
-    "              systemd, backend, file guard, BPF LSM, eBPF).\n"
-    "Only the owner of an allocation (the uid that made it) or root may release or reallocate it.\n";
+    "Operations:\n";
+
+// The operations' help comes from the catalog resmgrd routes by, so the two cannot drift.
+std::string describe_operations() {
+    std::string out = kIntro;
+    for (const auto& op : resmgr::operation_catalog()) {
+        if (op.by_socket) continue;
+        std::string head = "  " + op.name;
+        if (!op.resource_type.empty() && op.resource_type != "*") head += " " + op.resource_type;
+        if (!op.usage.empty()) head += " " + op.usage;
+        if (!op.built) head += "   (not built yet)";
+        out += head + "\n";
+        std::string summary = op.summary;
+        for (size_t start = 0; start < summary.size();) {
+            size_t end = summary.find('\n', start);
+            if (end == std::string::npos) end = summary.size();
+            out += "              " + summary.substr(start, end - start) + "\n";
+            start = end + 1;
+        }
+    }
+    out += "Only the owner of an allocation (the uid that made it) or root may release or reallocate it.\n";
+    return out;
+}
 
 constexpr const char* kFooter =
     "Output: the seed's JSON envelope when stdout is not a terminal or with --json; a readable\n"
@@ -107,8 +88,7 @@ int follow_events(const std::string& path, resmgr::Request request, bool human) 
 // The operation `word` mistypes, or "" when it is one, or not near one: resmgrd has the last word
 // on what exists, the client only catches typos. The operations are the seed's and these.
 std::string misspelt_operation(const std::string& word) {
-    std::vector<std::string> known = resmgr::seed_operations();
-    known.insert(known.end(), {"doctor", "events", "attach", "detach", "why"});
+    const std::vector<std::string> known = resmgr::operation_names();
     if (std::find(known.begin(), known.end(), word) != known.end()) return "";
     return resmgr::cli::closest_word(word, known);
 }
@@ -116,7 +96,7 @@ std::string misspelt_operation(const std::string& word) {
 } // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{kDescription, "resmgr"};
+    CLI::App app{describe_operations(), "resmgr"};
     std::string socket;
     bool as_json = false;
     std::vector<std::string> words;

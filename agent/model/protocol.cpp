@@ -2,6 +2,7 @@
 #include "resmgr/protocol.hpp"
 
 #include <cstdio>
+#include <random>
 
 namespace resmgr {
 
@@ -33,15 +34,11 @@ ApiError invalid_json(std::string message, const nlohmann::json::exception& e, s
     return ApiError(ErrorCode::INVALID_REQUEST, std::move(message), std::move(text), {}, std::move(recovery));
 }
 
-const std::vector<std::string>& seed_operations() {
-    static const std::vector<std::string> ops{
-        "monitor", "status", "usage", "capacity",
-        "allocate", "reserve", "release", "reallocate",
-        "check-conflicts", "resolve-conflicts", "prevent-conflicts",
-        "optimize", "tune", "balance", "scale", "predict", "analyze-utilization",
-        "plan-capacity", "forecast", "analyze-trends",
-    };
-    return ops;
+std::string random_id(const char* prefix) {
+    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%s_%016llx", prefix, static_cast<unsigned long long>(rng()));
+    return buf;
 }
 
 namespace {

@@ -1,4 +1,4 @@
-// sd-event bindings for the Service (see event_loop.hpp).
+// sd-event bindings for the lifecycle (see event_loop.hpp).
 #include "server/event_loop.hpp"
 
 #include <sys/inotify.h>
@@ -22,7 +22,8 @@ void run_handler(const char* what, const std::function<void()>& handler) noexcep
     }
 }
 
-EventLoop::EventLoop(sd_event* event, Service& service) : event_(event), service_(service) {}
+EventLoop::EventLoop(sd_event* event, lifecycle::Completion& completion, std::function<void()> sample)
+    : event_(event), completion_(completion), sample_(std::move(sample)) {}
 
 EventLoop::~EventLoop() {
     if (timer_) sd_event_source_disable_unref(timer_);
@@ -42,7 +43,7 @@ void EventLoop::drop(Watch& w) {
     w.fd = -1;
 }
 
-LoopHooks EventLoop::hooks() {
+lifecycle::LoopHooks EventLoop::hooks() {
     return {[this](std::optional<TimePoint> when) { schedule(when); },
             [this](const std::string& id, const std::string& path) { watch_group(id, path); },
             [this](const std::string& id) { unwatch_group(id); },
@@ -60,7 +61,7 @@ void EventLoop::schedule(std::optional<TimePoint> when) {
     if (!timer_) {
         int r = sd_event_add_time(event_, &timer_, CLOCK_REALTIME, usec, 10'000,
                                   [](sd_event_source*, uint64_t, void* self) {
-                                      run_handler("duration timer", [self] { static_cast<EventLoop*>(self)->service_.on_timer(); });
+                                      run_handler("duration timer", [self] { static_cast<EventLoop*>(self)->completion_.on_timer(); });
                                       return 0;
                                   },
                                   this);
@@ -76,7 +77,7 @@ void EventLoop::start_sampling(Millis interval) {
     auto usec = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(interval).count());
     auto on_tick = [](sd_event_source* source, uint64_t, void* self) {
         auto* loop = static_cast<EventLoop*>(self);
-        run_handler("sampling pass", [loop] { loop->service_.on_sample(); });
+        run_handler("sampling pass", [loop] { loop->sample_(); });
         std::uint64_t now = 0;
         sd_event_now(loop->event_, CLOCK_MONOTONIC, &now);
         auto next = std::chrono::duration_cast<std::chrono::microseconds>(loop->sample_interval_).count();
@@ -137,7 +138,7 @@ void EventLoop::watch_group(const std::string& id, const std::string& path) {
                                      // Copy: the handler may end the allocation and erase this watch.
                                      std::string id = watch->id;
                                      EventLoop* loop = watch->loop;
-                                     run_handler("cgroup.events watch", [loop, &id] { loop->service_.on_group_event(id); });
+                                     run_handler("cgroup.events watch", [loop, &id] { loop->completion_.on_group_event(id); });
                                      return 0;
                                  },
                                  &w);
@@ -147,7 +148,7 @@ void EventLoop::watch_group(const std::string& id, const std::string& path) {
         return;
     }
     // The group may have changed before the watch existed.
-    service_.on_group_event(id);
+    completion_.on_group_event(id);
 }
 
 void EventLoop::unwatch_group(const std::string& id) {
@@ -165,7 +166,7 @@ void EventLoop::watch_supervisor(const std::string& id, pid_t pid) {
     // A pidfd becomes readable when the process exits; no SIGCHLD, no polling, no pid reuse race.
     int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
     if (fd < 0 && errno == ESRCH) {
-        service_.on_supervisor_exit(id); // already gone (e.g. while resmgrd was down)
+        completion_.on_supervisor_exit(id); // already gone (e.g. while resmgrd was down)
         return;
     }
     if (fd < 0) {
@@ -186,7 +187,7 @@ void EventLoop::watch_supervisor(const std::string& id, pid_t pid) {
                                 EventLoop* loop = watch->loop;
                                 drop(*watch);
                                 loop->supervisors_.erase(id);
-                                run_handler("supervisor exit", [loop, &id] { loop->service_.on_supervisor_exit(id); });
+                                run_handler("supervisor exit", [loop, &id] { loop->completion_.on_supervisor_exit(id); });
                                 return 0;
                             },
                             &w);

@@ -1,4 +1,4 @@
-// Binds the Service's LoopHooks to sd-event: one realtime timer for durations, an inotify watch
+// Binds the lifecycle's LoopHooks to sd-event: one realtime timer for durations, an inotify watch
 // on each group's cgroup.events (the kernel signals every populated/frozen change there, so no
 // polling), and a pidfd for each supervising resmgr-run.
 #pragma once
@@ -11,7 +11,8 @@
 #include <vector>
 #include <string>
 
-#include "server/service.hpp"
+#include "lifecycle/completion.hpp"
+#include "lifecycle/lifecycle.hpp"
 
 namespace resmgr::server {
 
@@ -23,13 +24,14 @@ void run_handler(const char* what, const std::function<void()>& handler) noexcep
 
 class EventLoop {
 public:
-    EventLoop(sd_event* event, Service& service);
+    // Durations, group changes and supervisor exits go to `completion`; each sampling tick calls `sample`.
+    EventLoop(sd_event* event, lifecycle::Completion& completion, std::function<void()> sample);
     ~EventLoop();
     EventLoop(const EventLoop&) = delete;
     EventLoop& operator=(const EventLoop&) = delete;
 
-    LoopHooks hooks();
-    // Calls service.on_sample() now and then every `interval` (monotonic, 1% accuracy: the
+    lifecycle::LoopHooks hooks();
+    // Calls sample() now and then every `interval` (monotonic, 1% accuracy: the
     // kernel may batch the wakeup with others, which keeps an idle daemon cheap).
     void start_sampling(Millis interval);
     // Calls on_readable() whenever `fd` is readable (the eBPF ring buffer's epoll fd). With a
@@ -52,7 +54,8 @@ private:
     static void drop(Watch& w);
 
     sd_event* event_;
-    Service& service_;
+    lifecycle::Completion& completion_;
+    std::function<void()> sample_;
     sd_event_source* timer_ = nullptr;
     sd_event_source* sampler_ = nullptr;
     Millis sample_interval_{0};

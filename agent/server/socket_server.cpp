@@ -268,17 +268,18 @@ void SocketServer::serve(ClientConn& c) {
         c.in.erase(0, nl + 1);
         if (!line.empty() && line.back() == '\r') line.pop_back();
         if (line.find_first_not_of(" \t") == std::string::npos) continue;
-        std::optional<Request> request;
+        Request request;
         try {
-            request = parse_request_line(line);
-        } catch (const ApiError&) {
-            // The handler answers malformed lines with the precise error.
-        }
-        if (request && request->operation == "subscribe") {
-            c.out += dump_text(subscribe(c, *request)) + "\n";
+            request = parse_request_line(line); // parsed once, here
+        } catch (const ApiError& e) {
+            c.out += dump_text(error_envelope("unknown", e)) + "\n";
             continue;
         }
-        c.out += dump_text(handler_(line, current_peer(c.peer, c.pidfd))) + "\n";
+        if (request.operation == "subscribe") {
+            c.out += dump_text(subscribe(c, request)) + "\n";
+            continue;
+        }
+        c.out += dump_text(handler_(request, current_peer(c.peer, c.pidfd))) + "\n";
     }
 }
 

@@ -41,7 +41,8 @@ struct SocketOptions {
 
 class SocketServer {
 public:
-    using Handler = std::function<nlohmann::json(std::string_view line, const Owner& peer)>;
+    // One parsed request of a peer; malformed lines are answered by the server itself.
+    using Handler = std::function<nlohmann::json(const Request& request, const Owner& peer)>;
 
     // Creates the socket's directory if needed, replaces a stale socket file, binds and listens.
     // Each client is identified by the kernel at connect time (SO_PEERCRED, and a pidfd of the

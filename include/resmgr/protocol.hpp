@@ -76,7 +76,7 @@ nlohmann::json error_envelope(const std::string& operation, const ApiError& erro
 // "0.8s", "12.3ms", "45us": the seed writes execution_time as a string with a unit.
 std::string format_execution_time(long long microseconds);
 
-// Every operation the seed names; the daemon answers UNSUPPORTED for those not built yet.
-const std::vector<std::string>& seed_operations();
+// "resp_1a2b…", "conf_…": the seed's id style.
+std::string random_id(const char* prefix);
 
 } // namespace resmgr

@@ -43,7 +43,7 @@ struct Node {
     server::Service service{ledger, backend, store, [this] { return now; }, json::object(), json::object()};
     // Its files are the test's own, which kAlice's uid could not write: looked at as the test.
     Node() {
-        service.set_path_probe([](const std::string& path, const auto&) { return conflicts::probe_path(path, std::nullopt); });
+        service.files().set_path_probe([](const std::string& path, const auto&) { return conflicts::probe_path(path, std::nullopt); });
     }
 };
 
@@ -147,13 +147,13 @@ TEST(Queue, QueuedRequestsSurviveARestartAndStartOnRelease) {
         Ledger ledger({4, 16 * kGiB}, Policy::defaults());
         for (auto& a : store.load_allocations()) ledger.restore(a);
         server::Service service(ledger, backend, store, [&] { return now; }, json::object(), json::object());
-        service.reconcile();
+        service.completion().reconcile();
         body(service, ledger);
     };
     std::string big, waiting;
     run([&](server::Service& s, Ledger&) {
-        big = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"a","resources":{"cpu_cores":3}}})", kAlice)["result"]["allocation_id"];
-        json q = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"b","wait":true,"resources":{"cpu_cores":2}}})", kAlice);
+        big = s.router().handle_line(R"({"operation":"allocate","params":{"workflow_id":"a","resources":{"cpu_cores":3}}})", kAlice)["result"]["allocation_id"];
+        json q = s.router().handle_line(R"({"operation":"allocate","params":{"workflow_id":"b","wait":true,"resources":{"cpu_cores":2}}})", kAlice);
         ASSERT_EQ(q["status"], "success") << q.dump(2);
         EXPECT_EQ(q["result"]["allocation"]["status"], "queued");
         EXPECT_EQ(q["result"]["queue_position"], 1);
@@ -164,7 +164,7 @@ TEST(Queue, QueuedRequestsSurviveARestartAndStartOnRelease) {
         ASSERT_NE(l.find(waiting), nullptr);
         EXPECT_EQ(l.find(waiting)->status, AllocationStatus::queued);
         EXPECT_FALSE(backend.groups.count(waiting));
-        s.handle_line(json{{"operation", "release"}, {"params", {{"allocation_id", big}}}}.dump(), kAlice);
+        s.router().handle_line(json{{"operation", "release"}, {"params", {{"allocation_id", big}}}}.dump(), kAlice);
         EXPECT_EQ(l.find(waiting)->status, AllocationStatus::active);
         EXPECT_EQ(backend.groups[waiting].cpu_quota_us, 200000u); // its group exists now
     });
@@ -173,19 +173,19 @@ TEST(Queue, QueuedRequestsSurviveARestartAndStartOnRelease) {
 TEST(Queue, ReservationActivatesOnTimerAndGetsItsGroup) {
     Node node;
     auto& [dir, backend, now, store, ledger, service] = node;
-    json r = service.handle_line(R"({"operation":"reserve","params":{"reservation_id":"res_789","start_time":"2025-01-15T15:00:00Z",
+    json r = service.router().handle_line(R"({"operation":"reserve","params":{"reservation_id":"res_789","start_time":"2025-01-15T15:00:00Z",
         "duration":"2h","resources":{"cpu_cores":2},"priority":"medium"}})", kAlice);
     ASSERT_EQ(r["status"], "success") << r.dump(2);
     EXPECT_EQ(r["result"]["allocation"]["status"], "reserved");
     EXPECT_FALSE(backend.groups.count("res_789"));
     now = *parse_timestamp("2025-01-15T15:00:00Z");
-    service.on_timer();
+    service.completion().on_timer();
     EXPECT_EQ(ledger.find("res_789")->status, AllocationStatus::active);
     EXPECT_TRUE(backend.groups.count("res_789"));
     now += hours(2);
-    service.on_timer(); // its window closes: SIGTERM, then the kill after grace
+    service.completion().on_timer(); // its window closes: SIGTERM, then the kill after grace
     EXPECT_EQ(backend.signals.size(), 1u);
-    json bad = service.handle_line(R"({"operation":"reserve","params":{"start_time":"soon","duration":"1h","resources":{}}})", kAlice);
+    json bad = service.router().handle_line(R"({"operation":"reserve","params":{"start_time":"soon","duration":"1h","resources":{}}})", kAlice);
     EXPECT_EQ(bad["error"]["code"], "INVALID_REQUEST");
 }
 
@@ -254,23 +254,23 @@ TEST(Queue, AReservationStartsWhenItsFilesPreviousHolderIsGone) {
     Node node;
     auto& [dir, backend, now, store, ledger, service] = node;
     const std::string file = (dir.path() / "flake.nix").string();
-    json r = service.handle_line(R"({"operation":"reserve","params":{"reservation_id":"res_1","start_time":"2025-01-15T12:00:00Z",
+    json r = service.router().handle_line(R"({"operation":"reserve","params":{"reservation_id":"res_1","start_time":"2025-01-15T12:00:00Z",
         "duration":"1h","resources":{"cpu_cores":1},"exclusive_files":[")" + file + R"("]}})", kAlice);
     ASSERT_EQ(r["status"], "success") << r.dump(2);
     // Ends when the window opens; it may still be in its grace period then.
-    json a = service.handle_line(R"({"operation":"allocate","params":{"workflow_id":"wf-early","duration":"1h","resources":{"cpu_cores":1},
+    json a = service.router().handle_line(R"({"operation":"allocate","params":{"workflow_id":"wf-early","duration":"1h","resources":{"cpu_cores":1},
         "exclusive_files":[")" + file + R"("]}})", kAlice);
     ASSERT_EQ(a["status"], "success") << a.dump(2);
     const std::string holder = a["result"]["allocation_id"];
-    json forever = service.handle_line(R"({"operation":"allocate","params":{"workflow_id":"wf-late","duration":"1h","resources":{"cpu_cores":1},
+    json forever = service.router().handle_line(R"({"operation":"allocate","params":{"workflow_id":"wf-late","duration":"1h","resources":{"cpu_cores":1},
         "auto_release":{"on_timeout":false},"exclusive_files":[")" + file + R"("]}})", kAlice);
     EXPECT_EQ(forever["error"]["code"], "CONFLICT") << "one that may outlive its hour would run into the reservation";
     now = *parse_timestamp("2025-01-15T12:00:00Z");
-    service.on_timer(); // the holder gets SIGTERM and its grace period
+    service.completion().on_timer(); // the holder gets SIGTERM and its grace period
     EXPECT_EQ(ledger.find("res_1")->status, AllocationStatus::reserved) << "waits for the holder";
     EXPECT_EQ(ledger.file_holder(file), holder);
     now += minutes(30); // far past the grace period
-    service.on_timer(); // the holder is killed and removed; the reservation starts
+    service.completion().on_timer(); // the holder is killed and removed; the reservation starts
     EXPECT_EQ(ledger.find(holder), nullptr);
     ASSERT_NE(ledger.find("res_1"), nullptr);
     EXPECT_EQ(ledger.find("res_1")->status, AllocationStatus::active);
@@ -282,7 +282,7 @@ TEST(CheckConflicts, ReportsResourceTimeWorkflowAndFileConflicts) {
     Node node;
     auto& [dir, backend, now, store, ledger, s] = node;
     auto call = [&](const std::string& line) {
-        json r = s.handle_line(line, kAlice);
+        json r = s.router().handle_line(line, kAlice);
         EXPECT_EQ(r["status"], "success") << r.dump(2);
         return r;
     };

@@ -2,7 +2,7 @@
 // that does not delegate, one without securityfs or BPF in its LSM list, and a complete one.
 #include <gtest/gtest.h>
 
-#include "server/doctor.hpp"
+#include "server/ops/doctor.hpp"
 
 using namespace resmgr::server;
 using nlohmann::json;

@@ -102,16 +102,16 @@ TEST(Events, ServiceReportsTransitions) {
     TimePoint now = *parse_timestamp("2025-01-15T11:00:00Z");
     server::Service s(ledger, backend, store, [&] { return now; }, json::object(), json::object());
     RecordingSink sink;
-    s.set_event_sink(&sink);
+    s.events().set_sink(&sink);
     const Owner alice{1000, 1};
-    std::string low = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"bg","priority":"low","duration":"10s",
+    std::string low = s.router().handle_line(R"({"operation":"allocate","params":{"workflow_id":"bg","priority":"low","duration":"10s",
         "auto_release":{"grace_period":"1s"},"resources":{"cpu_cores":1.5}}})", alice)["result"]["allocation_id"];
-    s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"big","resources":{"cpu_cores":1}}})", alice); // denied
+    s.router().handle_line(R"({"operation":"allocate","params":{"workflow_id":"big","resources":{"cpu_cores":1}}})", alice); // denied
     const Owner ops{0, 2}; // critical preempts, so it is root's (priority_privileges)
-    json crit = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"fix","priority":"critical","resources":{"cpu_cores":1}}})", ops);
-    s.handle_line(json{{"operation", "release"}, {"params", {{"allocation_id", crit["result"]["allocation_id"]}}}}.dump(), ops);
+    json crit = s.router().handle_line(R"({"operation":"allocate","params":{"workflow_id":"fix","priority":"critical","resources":{"cpu_cores":1}}})", ops);
+    s.router().handle_line(json{{"operation", "release"}, {"params", {{"allocation_id", crit["result"]["allocation_id"]}}}}.dump(), ops);
     now += std::chrono::seconds(11);
-    s.on_timer();
+    s.completion().on_timer();
     std::vector<std::string> types;
     for (auto& e : sink.seen) types.push_back(to_string(e.type));
     EXPECT_EQ(types, (std::vector<std::string>{"RESOURCE_ALLOCATED", "RESOURCE_DENIED", "RESOURCE_PREEMPTED", "RESOURCE_ALLOCATED",

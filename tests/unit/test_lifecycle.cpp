@@ -37,11 +37,11 @@ struct Node {
         ledger = std::make_unique<core::Ledger>(core::NodeCapacity{8, 16 * kGiB}, core::Policy::defaults());
         for (auto& a : store->load_allocations()) ledger->restore(a);
         service = std::make_unique<server::Service>(*ledger, backend, *store, [this] { return now; }, json::object(), json::object());
-        server::LoopHooks hooks;
+        lifecycle::LoopHooks hooks;
         hooks.schedule = [this](std::optional<TimePoint> t) { scheduled.push_back(t); };
-        service->set_hooks(hooks);
+        service->lifecycle().set_hooks(hooks);
     }
-    json call(const json& request, const Owner& peer = kAlice) { return service->handle_line(request.dump(), peer); }
+    json call(const json& request, const Owner& peer = kAlice) { return service->router().handle_line(request.dump(), peer); }
     std::string allocate(const json& extra = json::object(), const Owner& peer = kAlice) {
         json params{{"workflow_id", "wf"}, {"resources", {{"cpu_cores", 1}}}};
         params.update(extra);
@@ -52,7 +52,7 @@ struct Node {
     void set_populated(const std::string& id, int populated) {
         std::filesystem::create_directories(groups.path() / id);
         std::ofstream(groups.path() / id / "cgroup.events") << "populated " << populated << "\nfrozen 0\n";
-        service->on_group_event(id);
+        service->completion().on_group_event(id);
     }
     bool live(const std::string& id) { return ledger->find(id) != nullptr; }
     int sigterms(const std::string& id) {
@@ -70,18 +70,18 @@ TEST(Lifecycle, DurationEndsWithSigtermThenKillAfterGrace) {
     ASSERT_FALSE(n.scheduled.empty());
     EXPECT_EQ(n.scheduled.back(), n.now + seconds(10)); // the loop is asked to wake at expiry
     n.now += seconds(9);
-    n.service->on_timer();
+    n.service->completion().on_timer();
     EXPECT_EQ(n.sigterms(id), 0);
     n.now += seconds(1);
-    n.service->on_timer();
+    n.service->completion().on_timer();
     EXPECT_EQ(n.sigterms(id), 1);
     EXPECT_TRUE(n.live(id));
     EXPECT_EQ(n.scheduled.back(), n.now + seconds(5)); // next wake: end of grace
     n.now += seconds(4);
-    n.service->on_timer();
+    n.service->completion().on_timer();
     EXPECT_TRUE(n.live(id));
     n.now += seconds(1);
-    n.service->on_timer();
+    n.service->completion().on_timer();
     EXPECT_FALSE(n.live(id));
     EXPECT_EQ(n.backend.destroyed, std::vector<std::string>{id}); // cgroup.kill + rmdir
     EXPECT_TRUE(n.store->load_allocations().empty());
@@ -97,7 +97,7 @@ TEST(Lifecycle, GroupEmptiedBySigtermEndsTheExpiryAtOnce) {
     std::string id = n.allocate({{"duration", "10s"}});
     n.set_populated(id, 1);
     n.now += seconds(10);
-    n.service->on_timer();
+    n.service->completion().on_timer();
     ASSERT_EQ(n.sigterms(id), 1);
     n.set_populated(id, 0); // the processes honoured SIGTERM
     EXPECT_FALSE(n.live(id));
@@ -107,7 +107,7 @@ TEST(Lifecycle, OnTimeoutFalseRecordsExpiryAndLeavesItRunning) {
     Node n;
     std::string id = n.allocate({{"duration", "10s"}, {"auto_release", {{"on_timeout", false}}}});
     n.now += seconds(11);
-    n.service->on_timer();
+    n.service->completion().on_timer();
     EXPECT_EQ(n.sigterms(id), 0);
     ASSERT_TRUE(n.live(id));
     EXPECT_EQ(n.ledger->find(id)->status, AllocationStatus::expired);
@@ -118,15 +118,15 @@ TEST(Lifecycle, RestartDuringGraceKeepsTheDeadline) {
     Node n;
     std::string id = n.allocate({{"duration", "10s"}, {"auto_release", {{"grace_period", "30s"}}}});
     n.now += seconds(10);
-    n.service->on_timer();
+    n.service->completion().on_timer();
     ASSERT_EQ(n.sigterms(id), 1);
     n.start(); // kill -9 and restart: state says "terminating since T"
     n.now += seconds(20);
-    n.service->reconcile();
+    n.service->completion().reconcile();
     EXPECT_TRUE(n.live(id));
     EXPECT_EQ(n.sigterms(id), 1); // not signalled again
     n.now += seconds(10);
-    n.service->on_timer();
+    n.service->completion().on_timer();
     EXPECT_FALSE(n.live(id));
 }
 
@@ -136,7 +136,7 @@ TEST(Lifecycle, ExpiredWhileDownIsActedOnAtStart) {
     std::string b = n.allocate({{"duration", "1h"}, {"auto_release", {{"grace_period", "5m"}}}});
     n.start();
     n.now += seconds(3600 + 60); // down for an hour and a minute
-    n.service->reconcile();
+    n.service->completion().reconcile();
     EXPECT_FALSE(n.live(a)); // long past expiry and grace: killed at once
     ASSERT_TRUE(n.live(b));  // just expired: SIGTERM now, the full grace from now
     EXPECT_EQ(n.sigterms(b), 1);
@@ -150,7 +150,7 @@ TEST(Lifecycle, EmptyGroupCompletesOnlyAfterItHeldProcesses) {
     EXPECT_TRUE(n.live(id));
     n.set_populated(id, 1);
     EXPECT_TRUE(n.ledger->find(id)->populated_once);
-    n.service->on_supervisor_exit(id);
+    n.service->completion().on_supervisor_exit(id);
     n.set_populated(id, 0); // the wrapper's own allocation: done when empty
     EXPECT_FALSE(n.live(id));
 }
@@ -170,19 +170,19 @@ TEST(Lifecycle, AnAllocationOutlivesItsStepsAndCompletesAfterItsGraceEmpty) {
     EXPECT_TRUE(n.store->load_allocations()[0].idle_since); // a restart keeps the clock running
 
     n.now += std::chrono::minutes(4);
-    n.service->on_timer();
+    n.service->completion().on_timer();
     n.set_populated(id, 1); // step 2 joins within the grace period: no longer idle
     EXPECT_FALSE(n.ledger->find(id)->idle_since);
     n.now += std::chrono::minutes(2);
-    n.service->on_timer();
+    n.service->completion().on_timer();
     ASSERT_TRUE(n.live(id)); // 6 minutes after step 1, but busy
 
     n.set_populated(id, 0); // step 2 ends
     n.now += std::chrono::minutes(5) - seconds(1);
-    n.service->on_timer();
+    n.service->completion().on_timer();
     EXPECT_TRUE(n.live(id));
     n.now += seconds(1);
-    n.service->on_timer();
+    n.service->completion().on_timer();
     EXPECT_FALSE(n.live(id));
     EXPECT_EQ(n.backend.destroyed, std::vector<std::string>{id});
     EXPECT_TRUE(n.store->load_allocations().empty());
@@ -195,7 +195,7 @@ TEST(Lifecycle, AProcessThatJoinedBeforeItsEventArrivedCancelsTheCompletion) {
     n.set_populated(id, 0);
     std::ofstream(n.groups.path() / id / "cgroup.events") << "populated 1\nfrozen 0\n"; // no event yet
     n.now += std::chrono::minutes(1);
-    n.service->on_timer();
+    n.service->completion().on_timer();
     EXPECT_TRUE(n.live(id));
     EXPECT_FALSE(n.ledger->find(id)->idle_since);
 }
@@ -236,7 +236,7 @@ TEST(Lifecycle, DeadSupervisorHandsOverToTheGroupWatch) {
     n.set_populated(id, 1);
     n.set_populated(id, 0);
     EXPECT_TRUE(n.live(id));
-    n.service->on_supervisor_exit(id); // resmgr-run was killed before reporting
+    n.service->completion().on_supervisor_exit(id); // resmgr-run was killed before reporting
     EXPECT_FALSE(n.live(id));
 }
 
@@ -261,7 +261,7 @@ TEST(Lifecycle, ReservationWhoseStartPassedWhileDownActivatesAtStart) {
     ASSERT_EQ(r["status"], "success") << r.dump(2);
     n.start();
     n.now = *parse_timestamp("2025-01-15T12:30:00Z"); // down across the start time
-    n.service->reconcile();
+    n.service->completion().reconcile();
     ASSERT_TRUE(n.live("res_down"));
     EXPECT_EQ(n.ledger->find("res_down")->status, AllocationStatus::active);
     EXPECT_TRUE(n.backend.groups.count("res_down"));
@@ -277,13 +277,13 @@ TEST(Lifecycle, CrashBetweenRemovingTheGroupAndRecordingTheReleaseEndsReleased) 
     n.backend.groups.erase(id);
     std::ofstream(n.groups.path() / id / "cgroup.events") << "populated 0\nfrozen 0\n";
     n.start();
-    server::LoopHooks hooks;
-    hooks.watch_group = [&](const std::string& gid, const std::string&) { n.service->on_group_event(gid); };
-    n.service->set_hooks(hooks);
-    n.service->reconcile(); // re-adopts an empty group of an allocation that had processes: idle
+    lifecycle::LoopHooks hooks;
+    hooks.watch_group = [&](const std::string& gid, const std::string&) { n.service->completion().on_group_event(gid); };
+    n.service->lifecycle().set_hooks(hooks);
+    n.service->completion().reconcile(); // re-adopts an empty group of an allocation that had processes: idle
     ASSERT_TRUE(n.live(id));
     n.now += n.ledger->find(id)->auto_release.grace_period;
-    n.service->on_timer(); // and completed once its grace period passed empty
+    n.service->completion().on_timer(); // and completed once its grace period passed empty
     EXPECT_FALSE(n.live(id));
     EXPECT_TRUE(n.store->load_allocations().empty());
 }
@@ -317,7 +317,7 @@ TEST(Lifecycle, AReleaseThatCannotBeRecordedChangesNothing) {
     std::filesystem::remove(current);
     std::filesystem::rename(n.dir.path() / "aside", current);
     n.start();
-    n.service->reconcile();
+    n.service->completion().reconcile();
     ASSERT_TRUE(n.live(id));
     EXPECT_EQ(n.ledger->find(id)->status, AllocationStatus::active);
     EXPECT_TRUE(n.backend.destroyed.empty());

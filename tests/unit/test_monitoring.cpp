@@ -192,7 +192,7 @@ struct MonitoredDaemon {
     std::unique_ptr<state::StateStore> store;
     std::unique_ptr<core::Ledger> ledger;
     std::unique_ptr<server::Service> service;
-    std::unique_ptr<server::Monitoring> monitoring;
+    std::unique_ptr<monitor::Monitoring> monitoring;
     TimePoint now = kT0;
     std::uint64_t busy = 1000, idle = 1000;
 
@@ -203,11 +203,11 @@ struct MonitoredDaemon {
         store = std::make_unique<state::StateStore>(dir.path() / "state");
         ledger = std::make_unique<core::Ledger>(core::NodeCapacity{8, 16 * kGiB}, core::parse_policy({{"resource_policies", policy}}));
         service = std::make_unique<server::Service>(*ledger, backend, *store, [this] { return now; }, json::object(), json::object());
-        service->set_event_sink(&sink);
-        server::Monitoring::Options options;
+        service->events().set_sink(&sink);
+        monitor::Monitoring::Options options;
         options.sources = {(dir.path() / "proc").string(), {dir.path().string()}};
         options.history_path = (dir.path() / "state/monitoring/usage_history.jsonl").string();
-        monitoring = std::make_unique<server::Monitoring>(*ledger, backend, options, [this](events::Event e) { service->publish(std::move(e)); });
+        monitoring = std::make_unique<monitor::Monitoring>(*ledger, backend, options, service->events());
         service->set_monitoring(monitoring.get());
         // Alice's process, which attaches itself, runs as Alice.
         service->set_process_identity([](long pid) -> std::optional<monitor::ProcessIdentity> {
@@ -215,7 +215,7 @@ struct MonitoredDaemon {
             return std::nullopt;
         });
     }
-    json call(json request, const Owner& peer = kAlice) { return service->handle_line(request.dump(), peer); }
+    json call(json request, const Owner& peer = kAlice) { return service->router().handle_line(request.dump(), peer); }
     std::string allocate(json resources, const std::string& workflow = "wf") {
         json r = call({{"operation", "allocate"}, {"params", {{"workflow_id", workflow}, {"priority", "high"}, {"resources", resources}}}});
         EXPECT_EQ(r["status"], "success") << r.dump(2);
@@ -422,6 +422,6 @@ TEST(Monitoring, WithoutMonitoringTheOperationsSayUnsupported) {
     state::StateStore store(dir.path());
     core::Ledger ledger(core::NodeCapacity{8, 16 * kGiB}, core::Policy::defaults());
     server::Service service(ledger, backend, store, [] { return kT0; }, json::object(), json::object());
-    json r = service.handle_line(R"({"operation":"monitor","resource_type":"system"})", kAlice);
+    json r = service.router().handle_line(R"({"operation":"monitor","resource_type":"system"})", kAlice);
     EXPECT_EQ(r["error"]["code"], "UNSUPPORTED");
 }

@@ -125,9 +125,9 @@ TEST(Preemption, ServiceFreezesVictimsAndThawsThemOnRelease) {
     Ledger ledger({2, 16 * kGiB}, Policy::defaults()); // 1.5 allocatable
     TimePoint now = kNow;
     server::Service s(ledger, backend, store, [&] { return now; }, json::object(), json::object());
-    std::string low = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"bg","priority":"low","resources":{"cpu_cores":1.5}}})",
+    std::string low = s.router().handle_line(R"({"operation":"allocate","params":{"workflow_id":"bg","priority":"low","resources":{"cpu_cores":1.5}}})",
                                     kAlice)["result"]["allocation_id"];
-    json crit = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"fix","priority":"critical","resources":{"cpu_cores":1}}})", kOps);
+    json crit = s.router().handle_line(R"({"operation":"allocate","params":{"workflow_id":"fix","priority":"critical","resources":{"cpu_cores":1}}})", kOps);
     ASSERT_EQ(crit["status"], "success") << crit.dump(2);
     EXPECT_EQ(ledger.find(low)->status, AllocationStatus::paused);
     EXPECT_EQ(store.load_allocations().size(), 2u);
@@ -136,10 +136,10 @@ TEST(Preemption, ServiceFreezesVictimsAndThawsThemOnRelease) {
     for (auto& a : store.load_allocations())
         if (a.allocation_id == low) stored_low = a;
     EXPECT_EQ(stored_low.status, AllocationStatus::paused);
-    s.handle_line(json{{"operation", "release"}, {"params", {{"allocation_id", crit["result"]["allocation_id"]}}}}.dump(), kOps);
+    s.router().handle_line(json{{"operation", "release"}, {"params", {{"allocation_id", crit["result"]["allocation_id"]}}}}.dump(), kOps);
     EXPECT_EQ(ledger.find(low)->status, AllocationStatus::active);
     // High priority below critical cannot preempt.
-    json high = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"h","priority":"high","resources":{"cpu_cores":1}}})", kAlice);
+    json high = s.router().handle_line(R"({"operation":"allocate","params":{"workflow_id":"h","priority":"high","resources":{"cpu_cores":1}}})", kAlice);
     EXPECT_EQ(high["error"]["code"], "RESOURCE_EXHAUSTED");
 }
 
@@ -152,10 +152,10 @@ TEST(Preemption, RestartMakesTheFreezerMatchTheLedger) {
         state::StateStore store(dir.path());
         Ledger ledger({2, 16 * kGiB}, Policy::defaults());
         server::Service s(ledger, backend, store, [&] { return now; }, json::object(), json::object());
-        low = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"bg","priority":"low","resources":{"cpu_cores":1.5}}})",
+        low = s.router().handle_line(R"({"operation":"allocate","params":{"workflow_id":"bg","priority":"low","resources":{"cpu_cores":1.5}}})",
                             kAlice)["result"]["allocation_id"];
         backend.fail.insert("freeze"); // the daemon "dies" between recording the pause and freezing
-        json r = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"fix","priority":"critical","resources":{"cpu_cores":1}}})", kOps);
+        json r = s.router().handle_line(R"({"operation":"allocate","params":{"workflow_id":"fix","priority":"critical","resources":{"cpu_cores":1}}})", kOps);
         EXPECT_EQ(r["error"]["code"], "BACKEND_ERROR");
         EXPECT_EQ(ledger.find(low)->status, AllocationStatus::active); // given back at once
     }
@@ -176,7 +176,7 @@ TEST(Preemption, RestartMakesTheFreezerMatchTheLedger) {
         stored.push_back(critical);
         for (auto& a : stored) ledger.restore(a);
         server::Service s(ledger, backend, store, [&] { return now; }, json::object(), json::object());
-        s.reconcile();
+        s.completion().reconcile();
         EXPECT_TRUE(backend.frozen[low]); // the kernel now matches the state
         EXPECT_FALSE(backend.frozen["alloc_critical"]);
         EXPECT_EQ(ledger.find(low)->status, AllocationStatus::paused); // still no room to come back
@@ -196,21 +196,21 @@ TEST(Preemption, PrioritiesThatPreemptAreAPrivilege) {
         if (uid == 1002) who.groups = {"users", "release-eng"}, who.gids = {100, 500};
         return who;
     });
-    std::string low = s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"bg","priority":"low","resources":{"cpu_cores":1.5}}})",
+    std::string low = s.router().handle_line(R"({"operation":"allocate","params":{"workflow_id":"bg","priority":"low","resources":{"cpu_cores":1.5}}})",
                                     kAlice)["result"]["allocation_id"];
     const std::string critical = R"({"operation":"allocate","params":{"workflow_id":"fix","priority":"critical","resources":{"cpu_cores":1}}})";
-    json refused = s.handle_line(critical, Owner{1003, 20});
+    json refused = s.router().handle_line(critical, Owner{1003, 20});
     ASSERT_EQ(refused["error"]["code"], "PERMISSION_DENIED") << refused.dump(2);
     EXPECT_NE(refused["error"]["details"].get<std::string>().find("at most 89 (high)"), std::string::npos) << refused.dump(2);
     EXPECT_EQ(ledger.find(low)->status, AllocationStatus::active) << "nothing was frozen for it";
-    json reserve = s.handle_line(R"({"operation":"reserve","params":{"start_time":"2025-01-15T12:00:00Z","duration":"1h","priority":95,"resources":{"cpu_cores":0.1}}})",
+    json reserve = s.router().handle_line(R"({"operation":"reserve","params":{"start_time":"2025-01-15T12:00:00Z","duration":"1h","priority":95,"resources":{"cpu_cores":0.1}}})",
                                  Owner{1003, 20});
     EXPECT_EQ(reserve["error"]["code"], "PERMISSION_DENIED") << reserve.dump(2);
-    EXPECT_EQ(s.handle_line(R"({"operation":"allocate","params":{"workflow_id":"ok","priority":"high","resources":{"agents":1}}})",
+    EXPECT_EQ(s.router().handle_line(R"({"operation":"allocate","params":{"workflow_id":"ok","priority":"high","resources":{"agents":1}}})",
                             Owner{1003, 20})["status"], "success");
-    json by_user = s.handle_line(critical, Owner{1001, 21}); // listed by name
+    json by_user = s.router().handle_line(critical, Owner{1001, 21}); // listed by name
     ASSERT_EQ(by_user["status"], "success") << by_user.dump(2);
     EXPECT_EQ(ledger.find(low)->status, AllocationStatus::paused);
-    s.handle_line(json{{"operation", "release"}, {"params", {{"allocation_id", by_user["result"]["allocation_id"]}}}}.dump(), Owner{1001, 21});
-    EXPECT_EQ(s.handle_line(critical, Owner{1002, 22})["status"], "success") << "listed by group";
+    s.router().handle_line(json{{"operation", "release"}, {"params", {{"allocation_id", by_user["result"]["allocation_id"]}}}}.dump(), Owner{1001, 21});
+    EXPECT_EQ(s.router().handle_line(critical, Owner{1002, 22})["status"], "success") << "listed by group";
 }

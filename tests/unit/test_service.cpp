@@ -34,7 +34,7 @@ struct Daemon {
         service = std::make_unique<server::Service>(*ledger, backend, *store, [this] { return now; }, json{{"probe", "fake"}},
                                                     json{{"pid", 1}});
     }
-    json call(const std::string& line, const Owner& peer = kAlice) { return service->handle_line(line, peer); }
+    json call(const std::string& line, const Owner& peer = kAlice) { return service->router().handle_line(line, peer); }
     std::string allocate(double cpu, const std::string& mem, const Owner& peer = kAlice) {
         json r = call(json{{"operation", "allocate"},
                            {"params", {{"workflow_id", "wf"}, {"priority", "high"}, {"resources", {{"cpu_cores", cpu}, {"memory_gb", mem}}}}}}
@@ -263,7 +263,7 @@ TEST(Service, RestartKeepsAllocationsAdoptsGroupsAndRemovesOrphans) {
     d.backend.groups.erase(b);                 // its group vanished while we were down
     d.backend.groups["alloc_orphan"] = {};     // a group no allocation claims
     d.start();
-    json report = d.service->reconcile();
+    json report = d.service->completion().reconcile();
     EXPECT_EQ(report["adopted"].size(), 2u);
     EXPECT_EQ(report["removed_orphans"], json({"alloc_orphan"}));
     EXPECT_TRUE(d.backend.groups.count(a));

@@ -87,16 +87,16 @@ protected:
         for (auto& a : store->load_allocations()) ledger->restore(a);
         service = std::make_unique<server::Service>(*ledger, backend, *store, [] { return kNow; }, json{{"cgroup2_mount", "/fake"}},
                                                     json::object());
-        service->set_event_sink(&sink);
-        service->set_guard(&guard, {});
-        service->reconcile();
+        service->events().set_sink(&sink);
+        service->files().set_guard(&guard, {});
+        service->completion().reconcile();
     }
     json call(const std::string& op, json params, const Owner& peer = kRoot, const std::string& resource = {}) {
         Request r;
         r.operation = op;
         r.resource_type = resource;
         r.params = std::move(params);
-        return service->handle(r, peer);
+        return service->router().handle(r, peer);
     }
     std::string allocate(const std::string& workflow, int priority, json files, bool wait = false) {
         json r = call("allocate", {{"workflow_id", workflow}, {"priority", priority}, {"resources", {{"cpu_cores", 1}}},
@@ -161,7 +161,7 @@ TEST_F(ServiceConflicts, FilesAreLookedAtAsTheRequesterAndHeldOnlyIfItCouldWrite
     std::vector<std::optional<conflicts::Credentials>> asked_as;
     bool writable = false;
     service->set_user_lookup([](std::uint32_t uid) { return UserIdentity{uid, uid == 1000 ? "bob" : "", {"bob", "cdrom"}, {1000, 24}}; });
-    service->set_path_probe([&](const std::string& path, const std::optional<conflicts::Credentials>& as) {
+    service->files().set_path_probe([&](const std::string& path, const std::optional<conflicts::Credentials>& as) {
         asked_as.push_back(as);
         conflicts::PathFacts f;
         f.resolved = path + ".target";
@@ -214,7 +214,7 @@ TEST_F(ServiceConflicts, ASecondClaimantIsRefusedWithARecordedConflictOrQueuedUn
 TEST_F(ServiceConflicts, GuardDenialsBecomeConflictRecordsAndEventsNamingTheDeniedProcess) {
     std::string holder = allocate("wf-build", 50, {file});
     sink.seen.clear();
-    service->on_guard_reports({denial(holder, "/user.slice/session-1.scope")});
+    service->files().on_guard_reports({denial(holder, "/user.slice/session-1.scope")});
     ASSERT_EQ(sink.seen.size(), 1u);
     const events::Event& e = sink.seen[0];
     EXPECT_EQ(e.type, events::EventType::conflict);
@@ -229,7 +229,7 @@ TEST_F(ServiceConflicts, GuardDenialsBecomeConflictRecordsAndEventsNamingTheDeni
     ASSERT_EQ(saved["conflicts"].size(), 1u) << "a new conflict is on disk at once";
     EXPECT_EQ(saved["conflicts"][0]["conflict_id"], id);
 
-    service->on_guard_reports({denial(holder, "/user.slice/session-1.scope", 4243)});
+    service->files().on_guard_reports({denial(holder, "/user.slice/session-1.scope", 4243)});
     ASSERT_EQ(sink.seen.size(), 2u) << "each denial is an event";
     EXPECT_EQ(sink.seen[1].details["conflict_id"], id) << "the same claimant again is the same conflict";
     EXPECT_EQ(sink.seen[1].details["occurrences"], 2);
@@ -237,7 +237,7 @@ TEST_F(ServiceConflicts, GuardDenialsBecomeConflictRecordsAndEventsNamingTheDeni
     // A batch in which the guard counted 5 refusals of one opener: one event, 5 occurrences.
     auto burst = denial(holder, "/user.slice/session-1.scope", 4244);
     burst.count = 5;
-    service->on_guard_reports({burst});
+    service->files().on_guard_reports({burst});
     ASSERT_EQ(sink.seen.size(), 3u);
     EXPECT_EQ(sink.seen[2].details["occurrences"], 7);
     EXPECT_NE(sink.seen[2].message.find("5 times"), std::string::npos) << sink.seen[2].message;
@@ -245,7 +245,7 @@ TEST_F(ServiceConflicts, GuardDenialsBecomeConflictRecordsAndEventsNamingTheDeni
 
 TEST_F(ServiceConflicts, ResolveByReleaseFreesTheFileAndUnsupportedStrategiesSaySo) {
     std::string holder = allocate("wf-build", 50, {file});
-    service->on_guard_reports({denial(holder, "/user.slice")});
+    service->files().on_guard_reports({denial(holder, "/user.slice")});
     const std::string id = sink.seen.back().details["conflict_id"];
     json cow = call("resolve-conflicts", {{"conflict_id", id}, {"strategy", "copy_on_write"}});
     EXPECT_EQ(cow["error"]["code"], "UNSUPPORTED");
@@ -266,7 +266,7 @@ TEST_F(ServiceConflicts, ResolveByReleaseFreesTheFileAndUnsupportedStrategiesSay
 TEST_F(ServiceConflicts, PriorityBasedGivesTheFileToAHigherPriorityClaimantOnly) {
     std::string holder = allocate("wf-low", 30, {file});
     std::string urgent = allocate("wf-urgent", 90, json::array());
-    service->on_guard_reports({denial(holder, "/" + urgent + "/agent-fixer")});
+    service->files().on_guard_reports({denial(holder, "/" + urgent + "/agent-fixer")});
     const std::string id = sink.seen.back().details["conflict_id"];
     EXPECT_EQ(sink.seen.back().details["denied_process"]["allocation_id"], urgent);
     json r = call("resolve-conflicts", {{"conflict_id", id}, {"strategy", "priority_based"}});
@@ -277,7 +277,7 @@ TEST_F(ServiceConflicts, PriorityBasedGivesTheFileToAHigherPriorityClaimantOnly)
     EXPECT_EQ(ledger->find(urgent)->constraints.exclusive_access, std::vector<std::string>{file});
 
     // The old holder, lower in priority, asks back: it does not get it.
-    service->on_guard_reports({denial(urgent, "/" + holder)});
+    service->files().on_guard_reports({denial(urgent, "/" + holder)});
     json back = call("resolve-conflicts", {{"conflict_id", sink.seen.back().details["conflict_id"]}, {"strategy", "priority_based"}});
     ASSERT_EQ(back["status"], "success") << back.dump(2);
     EXPECT_EQ(back["result"]["outcome"], "holder_keeps");
@@ -286,7 +286,7 @@ TEST_F(ServiceConflicts, PriorityBasedGivesTheFileToAHigherPriorityClaimantOnly)
 
 TEST_F(ServiceConflicts, QueueAndSerializeSwitchesTheHoldsStrategy) {
     std::string holder = allocate("wf-build", 50, {file});
-    service->on_guard_reports({denial(holder, "/user.slice")});
+    service->files().on_guard_reports({denial(holder, "/user.slice")});
     json r = call("resolve-conflicts", {{"conflict_id", sink.seen.back().details["conflict_id"]}, {"strategy", "queue_and_serialize"}});
     ASSERT_EQ(r["status"], "success") << r.dump(2);
     EXPECT_EQ(guard.holds[file].strategy, conflicts::Strategy::queue_and_serialize);
@@ -319,7 +319,7 @@ TEST_F(ServiceConflicts, PreventConflictsSetsThePolicyForRootAndAnalysesPendingR
 
 TEST_F(ServiceConflicts, ConflictsSurviveARestartAndADamagedFileIsSetAside) {
     std::string holder = allocate("wf-build", 50, {file});
-    service->on_guard_reports({denial(holder, "/user.slice")});
+    service->files().on_guard_reports({denial(holder, "/user.slice")});
     restart();
     json listed = call("status", json::object(), kRoot, "conflicts");
     ASSERT_EQ(listed["result"]["conflicts"].size(), 1u) << listed.dump(2);
@@ -372,7 +372,7 @@ TEST_F(ServiceConflicts, TheSeedsExamplesAreAcceptedAsWritten) {
 
     // resolve-conflicts '{"conflict_id": "conf_123", "strategy": "priority_based", "notify_affected": true}'
     std::string urgent = allocate("wf-urgent", 90, json::array());
-    service->on_guard_reports({denial(holder, "/" + urgent)});
+    service->files().on_guard_reports({denial(holder, "/" + urgent)});
     const std::string id = sink.seen.back().details["conflict_id"];
     json resolved = call("resolve-conflicts", {{"conflict_id", id}, {"strategy", "priority_based"}, {"notify_affected", true}});
     ASSERT_EQ(resolved["status"], "success") << resolved.dump(2);
@@ -387,7 +387,7 @@ TEST_F(ServiceConflicts, TheSeedsExamplesAreAcceptedAsWritten) {
     EXPECT_EQ(call("resolve-conflicts", {{"conflict_id", "conf_123"}, {"strategy", "priority_based"}, {"notify_affected", true}})["error"]["code"],
               "NOT_FOUND");
     // Quietly: nobody is told.
-    service->on_guard_reports({denial(urgent, "/" + holder)});
+    service->files().on_guard_reports({denial(urgent, "/" + holder)});
     const std::string second = sink.seen.back().details["conflict_id"];
     const size_t before_quiet = sink.seen.size();
     json quiet = call("resolve-conflicts", {{"conflict_id", second}, {"strategy", "release"}, {"notify_affected", false}});
@@ -401,8 +401,8 @@ TEST_F(ServiceConflicts, TheSeedsExamplesAreAcceptedAsWritten) {
 TEST_F(ServiceConflicts, DamagedConflictRecordsAreSetAsideOrServeWithoutEscapingErrors) {
     std::string holder = allocate("wf-build", 50, {file});
     std::string urgent = allocate("wf-urgent", 90, json::array());
-    service->on_guard_reports({denial(holder, "/" + urgent)});
-    service->on_guard_reports({denial(holder, "/elsewhere", 77)});
+    service->files().on_guard_reports({denial(holder, "/" + urgent)});
+    service->files().on_guard_reports({denial(holder, "/elsewhere", 77)});
     const fs::path path = dir.path() / "state" / "current_state" / "conflicts.json";
     const json original = conflicts_file();
     ASSERT_EQ(original["conflicts"].size(), 2u);
@@ -421,7 +421,7 @@ TEST_F(ServiceConflicts, DamagedConflictRecordsAreSetAsideOrServeWithoutEscaping
             continue;
         }
         ++served;
-        ASSERT_NO_THROW(service->on_guard_reports({denial(holder, "/" + urgent)})) << doc.dump();
+        ASSERT_NO_THROW(service->files().on_guard_reports({denial(holder, "/" + urgent)})) << doc.dump();
         json listed = call("status", {{"all", true}}, kRoot, "conflicts");
         ASSERT_EQ(listed["status"], "success") << listed.dump(2);
         for (const auto& c : listed["result"]["conflicts"]) {
@@ -442,7 +442,7 @@ TEST_F(ServiceConflicts, ACommandNameThatIsNotUtf8IsRecordedAndPublished) {
     conflicts::GuardReport r = denial(holder, "/elsewhere");
     r.opener.comm = "\xff\xfe-odd";
     const size_t before = sink.seen.size();
-    service->on_guard_reports({r});
+    service->files().on_guard_reports({r});
     ASSERT_EQ(sink.seen.size(), before + 1);
     json recorded = conflicts_file(); // parses: the bytes were replaced, not written raw
     ASSERT_EQ(recorded["conflicts"].size(), 1u);
@@ -465,7 +465,7 @@ TEST_F(ServiceConflicts, PredictedConflictsCarryNoResolvableIdAndResolveSaysWhat
     EXPECT_NE(r["error"]["message"].get<std::string>().find("predicted"), std::string::npos) << r.dump(2);
     EXPECT_NE(r["error"]["details"].get<std::string>().find("no active conflict"), std::string::npos) << r.dump(2);
     // With a recorded conflict, the refusal names it.
-    service->on_guard_reports({denial(holder, "/elsewhere")});
+    service->files().on_guard_reports({denial(holder, "/elsewhere")});
     const std::string recorded = sink.seen.back().details["conflict_id"];
     json again = call("resolve-conflicts", {{"conflict_id", "conf_nope"}, {"strategy", "release"}});
     EXPECT_EQ(again["error"]["code"], "NOT_FOUND");
@@ -478,7 +478,7 @@ TEST_F(ServiceConflicts, WhySaysWhoHoldsAFileWhatAnOpenerMeetsAndWhoWaits) {
     EXPECT_FALSE(free["result"]["held"].get<bool>());
     const std::string holder = allocate("wf-holder", 50, {file});
     guard.waiting[file] = json::array({{{"pid", 77}, {"comm", "sh"}, {"waiting_since", "2025-01-15T10:00:00Z"}, {"refused_in_seconds", 600}}});
-    service->on_guard_reports({denial(holder, "/elsewhere")});
+    service->files().on_guard_reports({denial(holder, "/elsewhere")});
     json r = call("why", {{"path", (dir.path() / "src" / "." / "flake.nix").string()}});
     ASSERT_EQ(r["status"], "success") << r.dump(2);
     const json& w = r["result"];
@@ -507,14 +507,14 @@ TEST_F(ServiceConflicts, WhySaysWhoHoldsAFileWhatAnOpenerMeetsAndWhoWaits) {
 TEST_F(ServiceConflicts, EveryConflictRecordShapeResmgrdWritesLoadsBackAfterARestart) {
     const std::string holder = allocate("wf-holder", 50, {file});
     // A guard report whose opener's cgroup could not be read (written as "cgroup": null) ...
-    service->on_guard_reports({denial(holder, "")});
+    service->files().on_guard_reports({denial(holder, "")});
     // ... the same opener again (compared while its cgroup is null) ...
-    service->on_guard_reports({denial(holder, "")});
+    service->files().on_guard_reports({denial(holder, "")});
     // ... one from another group, one queued, an allocation refused the file at admission ...
-    service->on_guard_reports({denial(holder, "/user.slice")});
+    service->files().on_guard_reports({denial(holder, "/user.slice")});
     auto queued = denial(holder, "/user.slice/b.scope", 99);
     queued.kind = conflicts::GuardReport::Kind::queued;
-    service->on_guard_reports({queued});
+    service->files().on_guard_reports({queued});
     const std::string resolved = sink.seen.back().details["conflict_id"];
     json refused = call("allocate", {{"workflow_id", "wf-second"}, {"resources", {{"cpu_cores", 1}}}, {"exclusive_files", {file}}});
     ASSERT_EQ(refused["error"]["code"], "CONFLICT");

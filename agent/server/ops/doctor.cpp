@@ -1,4 +1,4 @@
-#include "server/doctor.hpp"
+#include "server/ops/doctor.hpp"
 
 #include <algorithm>
 

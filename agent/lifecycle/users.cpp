@@ -1,4 +1,4 @@
-#include "server/users.hpp"
+#include "lifecycle/users.hpp"
 
 #include <grp.h>
 #include <pwd.h>
@@ -6,7 +6,7 @@
 
 #include <vector>
 
-namespace resmgr::server {
+namespace resmgr::lifecycle {
 
 core::UserIdentity lookup_user(std::uint32_t uid) {
     core::UserIdentity who;
@@ -33,4 +33,4 @@ core::UserIdentity lookup_user(std::uint32_t uid) {
     return who;
 }
 
-} // namespace resmgr::server
+} // namespace resmgr::lifecycle

@@ -6,9 +6,9 @@
 
 #include "core/policy.hpp"
 
-namespace resmgr::server {
+namespace resmgr::lifecycle {
 
 // getpwuid_r and getgrouplist; a uid without a passwd entry has no name and no groups.
 core::UserIdentity lookup_user(std::uint32_t uid);
 
-} // namespace resmgr::server
+} // namespace resmgr::lifecycle

@@ -1,0 +1,440 @@
+// Changes asked for by requests, and the shared steps (persist, finish, refill, preemption).
+// See lifecycle.hpp for the order of effects.
+#include "lifecycle/lifecycle.hpp"
+#include "lifecycle/completion.hpp"
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+#include "monitor/proc.hpp"
+#include "resmgr/json.hpp"
+
+namespace resmgr::lifecycle {
+
+using nlohmann::json;
+
+namespace {
+
+json limits_json(const cgroup::Limits& l) {
+    auto opt = [](const std::optional<std::uint64_t>& v) { return v ? json(*v) : json("max"); };
+    return {{"cpu_max", l.cpu_quota_us ? std::to_string(*l.cpu_quota_us) + " " + std::to_string(l.cpu_period_us)
+                                       : "max " + std::to_string(l.cpu_period_us)},
+            {"cpu_weight", l.cpu_weight},
+            {"memory_max", opt(l.memory_max)},
+            {"memory_high", opt(l.memory_high)},
+            {"pids_max", opt(l.pids_max)}};
+}
+
+// Tags a backend failure with what was being done, for the router's BACKEND_ERROR.
+[[noreturn]] void rethrow_with_action(cgroup::BackendError& e, std::string action) {
+    if (e.action.empty()) e.action = std::move(action);
+    throw;
+}
+
+// Reads the group's memory.events (and, with monitoring, what it used) before it goes, so a
+// wrapper can tell an OOM kill.
+json final_counters(cgroup::CgroupBackend& backend, const monitor::Monitoring* monitoring, const std::string& id, TimePoint now) {
+    std::string path = backend.group_path(id);
+    if (path.empty()) return json::object();
+    json counters;
+    try {
+        auto events = monitor::read_flat_keyed(path + "/memory.events");
+        counters = {{"oom_kills", events.count("oom_kill") ? events["oom_kill"] : 0}, {"memory_events", events}};
+    } catch (const monitor::ParseError& e) {
+        counters = {{"unavailable", e.what()}};
+    }
+    if (monitoring) counters["usage"] = monitoring->final_usage(id, now);
+    return counters;
+}
+
+} // namespace
+
+Lifecycle::Lifecycle(core::Ledger& ledger, cgroup::CgroupBackend& backend, state::StateStore& store, ClockFn clock,
+                     events::Notifier& events, ExclusiveFiles& files)
+    : ledger_(ledger), backend_(backend), store_(store), clock_(std::move(clock)), events_(events), files_(files),
+      completion_(std::make_unique<Completion>(*this)) {}
+
+Lifecycle::~Lifecycle() = default;
+
+void Lifecycle::persist() {
+    std::vector<Allocation> all;
+    for (auto& [_, a] : ledger_.allocations()) all.push_back(a);
+    store_.save_allocations(all, clock_());
+}
+
+json Lifecycle::describe(const Allocation& a) const {
+    json j = to_json(a);
+    j["cgroup_path"] = core::Ledger::holds_capacity(a) ? backend_.group_path(a.allocation_id) : "";
+    if (a.status == AllocationStatus::queued) j["queue_position"] = ledger_.queue_position(a.allocation_id);
+    if (a.idle_since) j["completes_at"] = format_timestamp(*a.idle_since + a.auto_release.grace_period);
+    j["limits"] = limits_json(core::limits_for(a, ledger_.policy()));
+    if (auto it = enforcement_.find(a.allocation_id); it != enforcement_.end()) j["enforcement"] = it->second.to_json();
+    return j;
+}
+
+const cgroup::Enforcement* Lifecycle::enforcement(const std::string& id) const {
+    auto it = enforcement_.find(id);
+    return it == enforcement_.end() ? nullptr : &it->second;
+}
+
+const Allocation& Lifecycle::allocate(const AllocationRequest& req, const Owner& peer, bool supervised, bool wait,
+                                      const std::optional<AttachTarget>& first, const std::function<void()>& vet_queued) {
+    bool preempted = false;
+    if (auto plan = ledger_.plan_preemption(req)) {
+        try {
+            apply_preemption(*plan, req);
+        } catch (cgroup::BackendError& e) {
+            refill();
+            rethrow_with_action(e, "Could not preempt lower-priority allocations");
+        }
+        preempted = true;
+    }
+    const Allocation* admitted_ptr = nullptr;
+    try {
+        admitted_ptr = &ledger_.allocate(req, peer, clock_(), wait);
+    } catch (const ApiError& e) {
+        if (preempted) refill(); // the room was not enough after all (e.g. a reservation): give it back
+        if (e.code == ErrorCode::CONFLICT && !e.affected_resources.empty() && e.affected_resources[0].rfind("file:", 0) == 0) {
+            ApiError recorded = e;
+            recorded.details += "; recorded as conflict " + files_.record_admission_conflict(req, e, peer);
+            throw recorded;
+        }
+        throw;
+    }
+    const std::string id = admitted_ptr->allocation_id;
+    if (admitted_ptr->status == AllocationStatus::queued && vet_queued) {
+        try {
+            vet_queued();
+        } catch (const ApiError&) {
+            ledger_.release(id, Owner{0, 0});
+            throw;
+        }
+    }
+    // The kernel-verified peer is the wrapper that will report the command's exit.
+    if (supervised) ledger_.set_supervisor(id, peer.pid);
+    if (admitted_ptr->status == AllocationStatus::queued) {
+        persist();
+        if (supervised && hooks_.watch_supervisor) hooks_.watch_supervisor(id, peer.pid);
+        spdlog::info("queued {} workflow={} priority={} position={}", id, admitted_ptr->workflow_id, admitted_ptr->priority.value,
+                     ledger_.queue_position(id));
+        events_.emit(events::EventType::queued, id + " queued for workflow " + admitted_ptr->workflow_id, admitted_ptr->workflow_id, id,
+                     {{"queue_position", ledger_.queue_position(id)}});
+        return *ledger_.find(id);
+    }
+    cgroup::Limits limits = core::limits_for(*admitted_ptr, ledger_.policy());
+    try {
+        if (first && !first->agent.empty()) {
+            if (!monitoring_) throw ApiError(ErrorCode::UNSUPPORTED, "Monitoring is not running in this resmgrd");
+            monitoring_->agents().check_slot(*admitted_ptr, first->agent);
+        }
+        enforcement_[id] = first ? backend_.create_attached(id, limits, first->leaf, static_cast<pid_t>(first->pid)) : backend_.create(id, limits);
+    } catch (cgroup::BackendError& e) {
+        ledger_.release(id, Owner{0, 0});
+        rethrow_with_action(e, first ? "Could not create the cgroup for the allocation and move the process into it"
+                                     : "Could not create the cgroup for the allocation");
+    } catch (const ApiError&) {
+        ledger_.release(id, Owner{0, 0});
+        throw;
+    }
+    if (first) ledger_.mark_populated(id);
+    files_.hold(*ledger_.find(id), enforcement_[id].unenforced);
+    try {
+        persist();
+    } catch (const state::StateError& e) {
+        // An allocation that is not on disk would be lost by a crash: undo it.
+        backend_.destroy(id);
+        ledger_.release(id, Owner{0, 0});
+        enforcement_.erase(id);
+        throw ApiError(ErrorCode::INTERNAL_ERROR, "Could not record the allocation in the state directory", e.what());
+    }
+    const Allocation& a = *ledger_.find(id);
+    spdlog::info("allocated {} workflow={} priority={} cpu={} memory={} uid={}", id, a.workflow_id, a.priority.value,
+                 a.resources.cpu_cores, format_size(a.resources.memory_bytes), peer.uid);
+    if (first) attached(a, *first);
+    watch(a);
+    reschedule();
+    events_.emit(events::EventType::allocated, id + " allocated to workflow " + a.workflow_id, a.workflow_id, id,
+                 {{"resources", to_json(a.resources)}, {"cgroup_path", backend_.group_path(id)}, {"priority", a.priority.value}});
+    return a;
+}
+
+const Allocation& Lifecycle::reserve(const AllocationRequest& req, const std::string& id, TimePoint start, const Owner& peer) {
+    const Allocation& a = ledger_.reserve(req, id, start, peer, clock_());
+    persist();
+    reschedule();
+    spdlog::info("reserved {} from {} to {}", a.allocation_id, format_timestamp(*a.start_at), format_timestamp(*a.expires_at));
+    return a;
+}
+
+Allocation Lifecycle::reallocate(const std::string& id, const Resources& wanted, const Owner& peer) {
+    const Allocation before = ledger_.authorize(id, peer);
+    const Allocation& after = ledger_.reallocate(id, wanted, peer, clock_());
+    try {
+        enforcement_[id] = backend_.update(id, core::limits_for(after, ledger_.policy()));
+    } catch (cgroup::BackendError& e) {
+        ledger_.restore(before);
+        rethrow_with_action(e, "Could not change the allocation's limits; the old limits stay");
+    }
+    persist();
+    spdlog::info("reallocated {} cpu={} memory={}", id, after.resources.cpu_cores, format_size(after.resources.memory_bytes));
+    refill(); // a shrink may have made room
+    return before;
+}
+
+void Lifecycle::attach(const std::string& id, const AttachTarget& target) {
+    const Allocation& allocation = *ledger_.find(id);
+    if (!core::Ledger::holds_capacity(allocation))
+        throw ApiError(ErrorCode::CONFLICT, "Allocation '" + id + "' is " + to_string(allocation.status) + ", not running yet", {}, {},
+                       {"Wait until it is active (resmgr status)"});
+    if (!target.agent.empty()) {
+        if (!monitoring_) throw ApiError(ErrorCode::UNSUPPORTED, "Monitoring is not running in this resmgrd");
+        monitoring_->agents().check_slot(allocation, target.agent);
+    }
+    try {
+        backend_.attach(id, target.leaf, static_cast<pid_t>(target.pid));
+    } catch (cgroup::BackendError& e) {
+        rethrow_with_action(e, "Could not move the process into the allocation's cgroup");
+    }
+    ledger_.mark_populated(id);
+    persist();
+    attached(allocation, target);
+}
+
+void Lifecycle::attached(const Allocation& allocation, const AttachTarget& target) {
+    if (!monitoring_) return;
+    monitoring_->refresh_probe_watches();
+    if (!target.agent.empty()) monitoring_->agent_started(allocation, target.agent, static_cast<pid_t>(target.pid), clock_());
+}
+
+SuccessBody Lifecycle::release(const std::string& id, const Owner& peer, std::optional<int> exit_status, bool force) {
+    SuccessBody body;
+    body.resources_affected = 1;
+    if (!ledger_.find(id)) {
+        // Ended already (its group emptied, or it expired): the wrapper still gets the record.
+        auto ended = std::find_if(ended_.begin(), ended_.end(), [&](auto& e) { return e.allocation_id == id; });
+        if (ended == ended_.end()) ledger_.authorize(id, peer); // throws NOT_FOUND
+        json& record = ended->record;
+        if (peer.uid != 0 && record["allocation"]["owner"]["uid"] != peer.uid)
+            throw ApiError(ErrorCode::PERMISSION_DENIED, "Allocation '" + id + "' belongs to another user");
+        if (exit_status) record["exit_status"] = *exit_status;
+        body.result = record;
+        body.result["already_ended"] = true;
+        return body;
+    }
+    const Allocation& a = ledger_.authorize(id, peer);
+    // A wrapper's report: the auto_release flag for its outcome decides whether to release.
+    if (exit_status) {
+        bool failed = *exit_status != 0;
+        bool release_it = failed ? a.auto_release.on_failure : a.auto_release.on_completion;
+        if (!release_it && !force) {
+            ledger_.set_supervisor(id, 0);
+            persist();
+            spdlog::info("{}: command {} (exit {}), kept: auto_release.{} is false", id, failed ? "failed" : "completed", *exit_status,
+                         failed ? "on_failure" : "on_completion");
+            body.result = {{"allocation_id", id}, {"kept", true}, {"exit_status", *exit_status}, {"allocation", describe(a)}};
+            return body;
+        }
+    }
+    std::string reason = exit_status ? (*exit_status == 0 ? "completed" : "failed") : "released";
+    AllocationStatus final_status = AllocationStatus::released;
+    if (a.terminating_since) reason = "expired", final_status = AllocationStatus::expired; // it died of its duration
+    try {
+        body.result = finish(id, final_status, reason);
+    } catch (const state::StateError& e) {
+        throw ApiError(ErrorCode::INTERNAL_ERROR, "Could not record the release in the state directory; the allocation and its processes are kept",
+                       e.what(), {}, {"Free space on the state directory's filesystem, then release again"});
+    } catch (cgroup::BackendError& e) {
+        if (!force) rethrow_with_action(e, "Could not remove the allocation's cgroup; the allocation is kept");
+        body.recommendations.push_back("Forced release: the cgroup could not be removed (" + std::string(e.what()) +
+                                       "); resmgrd removes it at its next start");
+        files_.release(id, std::nullopt, "holder released (forced)");
+        Allocation gone = ledger_.release(id, Owner{0, 0});
+        persist();
+        body.result = {{"allocation_id", id}, {"allocation", to_json(gone)}, {"reason", reason}};
+    }
+    if (exit_status) body.result["exit_status"] = *exit_status;
+    body.result["capacity"] = ledger_.availability().to_json();
+    return body;
+}
+
+std::optional<std::string> Lifecycle::move_file(const std::string& file, const std::string& holder, const std::optional<std::string>& to) {
+    auto without = [&](const Allocation& a) {
+        std::vector<std::string> files = a.constraints.exclusive_access;
+        files.erase(std::remove(files.begin(), files.end(), file), files.end());
+        return files;
+    };
+    ledger_.set_exclusive_files(holder, without(*ledger_.find(holder)));
+    if (to) {
+        std::vector<std::string> taken = ledger_.find(*to)->constraints.exclusive_access;
+        taken.push_back(file);
+        ledger_.set_exclusive_files(*to, taken);
+    }
+    persist();
+    if (!to) {
+        files_.release(holder, file, "release: " + holder + " let go of the file");
+        refill(); // an allocation queued for the file may start now
+        return std::nullopt;
+    }
+    const Allocation& claimant = *ledger_.find(*to);
+    files_.release(holder, file, "priority_based: " + *to + " (priority " + std::to_string(claimant.priority.value) + ") took the file");
+    return files_.hold_file(file, claimant);
+}
+
+json Lifecycle::finish(const std::string& id, AllocationStatus final_status, const std::string& reason, bool refill_after) {
+    json counters = final_counters(backend_, monitoring_, id, clock_());
+    // The end is recorded before the group goes. A full disk leaves everything as it was (the
+    // StateError says so); a crash in between leaves an unrecorded group that the next start
+    // removes as an orphan, never a recorded allocation whose processes were killed.
+    const Allocation before = *ledger_.find(id);
+    Allocation ended = ledger_.release(id, Owner{0, 0});
+    try {
+        persist();
+    } catch (const state::StateError&) {
+        ledger_.restore(before);
+        throw;
+    }
+    try {
+        backend_.destroy(id);
+    } catch (const cgroup::BackendError&) {
+        ledger_.restore(before); // the allocation stays, with its group
+        try {
+            persist();
+        } catch (const state::StateError& e) {
+            spdlog::error("{}: kept (its group could not be removed) but not recorded again: {}", id, e.what());
+        }
+        throw;
+    }
+    if (hooks_.unwatch_group) hooks_.unwatch_group(id);
+    files_.release(id, std::nullopt, "holder " + to_string(final_status) + ": " + reason);
+    ended.status = final_status;
+    enforcement_.erase(id);
+    reschedule();
+    spdlog::info("{} {} workflow={} ({})", to_string(final_status), id, ended.workflow_id, reason);
+    events_.emit(final_status == AllocationStatus::expired ? events::EventType::expired : events::EventType::released,
+                 id + " of workflow " + ended.workflow_id + " " + to_string(final_status) + ": " + reason, ended.workflow_id, id,
+                 {{"reason", reason}, {"final", counters}});
+    // Sampling reports OOM kills as they happen; the final count reports only the rest.
+    long unreported = counters.value("oom_kills", 0L) - static_cast<long>(monitoring_ ? monitoring_->oom_kills_reported(id) : 0);
+    if (unreported > 0)
+        events_.emit(events::EventType::oom_kill, "the OOM killer killed " + std::to_string(unreported) + " process(es) in " + id,
+                     ended.workflow_id, id, {{"memory_events", counters["memory_events"]}});
+    if (monitoring_) monitoring_->forget_allocation(id);
+    json record{{"allocation_id", id}, {"allocation", to_json(ended)}, {"final", counters}, {"reason", reason},
+                {"ended_at", format_timestamp(clock_())}};
+    remember_ended(id, record);
+    if (refill_after) refill();
+    return record;
+}
+
+void Lifecycle::remember_ended(const std::string& id, json record) {
+    ended_.push_back({id, std::move(record)});
+    if (ended_.size() > kRecentlyEnded) ended_.erase(ended_.begin());
+}
+
+void Lifecycle::start_group(const std::string& id, const std::string& why) {
+    const Allocation& a = *ledger_.find(id);
+    try {
+        enforcement_[id] = backend_.create(id, core::limits_for(a, ledger_.policy()));
+    } catch (const cgroup::BackendError& e) {
+        spdlog::error("{}: {} but its cgroup cannot be created, so it ends: {}", id, why, e.what());
+        Allocation gone = ledger_.release(id, Owner{0, 0});
+        remember_ended(id, json{{"allocation_id", id}, {"allocation", to_json(gone)}, {"reason", std::string("backend error: ") + e.what()}});
+        return;
+    }
+    spdlog::info("{}: {}", id, why);
+    files_.hold(a, enforcement_[id].unenforced);
+    events_.emit(events::EventType::allocated, id + " allocated to workflow " + a.workflow_id + ": " + why, a.workflow_id, id,
+                 {{"resources", to_json(a.resources)}, {"cgroup_path", backend_.group_path(id)}, {"priority", a.priority.value}, {"reason", why}});
+    watch(a);
+}
+
+bool Lifecycle::start_due_reservations() {
+    const TimePoint now = clock_();
+    const auto lapsed = ledger_.lapsed_reservations(now);
+    for (auto& id : lapsed) {
+        const std::string holder = ledger_.blocking_holder(*ledger_.find(id)).value_or("");
+        const Allocation gone = ledger_.release(id, Owner{0, 0});
+        const std::string why = "its window passed while allocation " + holder + " still held one of its exclusive files";
+        spdlog::warn("reservation {} never started: {}", id, why);
+        remember_ended(id, json{{"allocation_id", id}, {"allocation", to_json(gone)}, {"reason", why}});
+        events_.emit(events::EventType::denied, "reservation " + id + " never started: " + why, gone.workflow_id, id,
+                     {{"reason", why}, {"holder", holder}});
+    }
+    const auto due = ledger_.due_to_start(now);
+    for (auto& id : due) {
+        ledger_.activate(id);
+        start_group(id, "reservation window opened");
+    }
+    return !lapsed.empty() || !due.empty();
+}
+
+void Lifecycle::refill() {
+    auto restored = ledger_.restore_preempted();
+    for (auto& id : restored) {
+        const Allocation& a = *ledger_.find(id);
+        try {
+            backend_.freeze(id, false);
+            enforcement_[id] = backend_.update(id, core::limits_for(a, ledger_.policy()));
+            spdlog::info("{}: resumed at full size, capacity is back", id);
+            events_.emit(events::EventType::resumed, id + " resumed at full size", a.workflow_id, id);
+        } catch (const cgroup::BackendError& e) {
+            spdlog::error("{}: cannot resume: {}", id, e.what());
+        }
+    }
+    auto admitted = ledger_.admit_queued(clock_());
+    for (auto& id : admitted) start_group(id, "admitted from the queue");
+    const bool reservations_changed = start_due_reservations();
+    if (restored.empty() && admitted.empty() && !reservations_changed) return;
+    persist();
+    reschedule();
+}
+
+void Lifecycle::apply_preemption(const core::Preemption& plan, const AllocationRequest& req) {
+    for (auto& victim : plan.victims) {
+        spdlog::info("{}: preempted ({}) for a priority {} request of workflow {}", victim, plan.mode, req.priority.value, req.workflow_id);
+        events_.emit(events::EventType::preempted, victim + " preempted (" + plan.mode + ") for workflow " + req.workflow_id,
+                     ledger_.find(victim)->workflow_id, victim,
+                     {{"mode", plan.mode}, {"for_workflow", req.workflow_id}, {"for_priority", req.priority.value}});
+        if (plan.mode == "kill") {
+            finish(victim, AllocationStatus::released, "preempted by workflow " + req.workflow_id, false);
+            continue;
+        }
+        if (plan.mode == "pause") {
+            // Recorded before it is done: after a crash here, reconcile() freezes what the state says.
+            ledger_.pause(victim);
+            persist();
+            try {
+                backend_.freeze(victim, true);
+            } catch (const cgroup::BackendError&) {
+                refill(); // its CPU is free again in the ledger, so it comes straight back
+                throw;
+            }
+        } else {
+            ledger_.degrade(victim);
+            try {
+                enforcement_[victim] = backend_.update(victim, core::limits_for(*ledger_.find(victim), ledger_.policy()));
+            } catch (const cgroup::BackendError&) {
+                ledger_.restore_preempted();
+                throw;
+            }
+        }
+    }
+    persist();
+}
+
+void Lifecycle::watch(const Allocation& a) {
+    // Copies: a watch may fire at once and end the allocation `a` refers to.
+    const std::string id = a.allocation_id;
+    const pid_t supervisor = a.supervisor_pid;
+    std::string path = backend_.group_path(id);
+    if (monitoring_) monitoring_->allocation_started(id, clock_());
+    if (supervisor > 0 && hooks_.watch_supervisor) hooks_.watch_supervisor(id, supervisor);
+    if (!path.empty() && hooks_.watch_group && ledger_.find(id)) hooks_.watch_group(id, path + "/cgroup.events");
+}
+
+void Lifecycle::reschedule() {
+    if (hooks_.schedule) hooks_.schedule(ledger_.next_deadline());
+}
+
+} // namespace resmgr::lifecycle

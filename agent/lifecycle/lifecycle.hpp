@@ -1,0 +1,138 @@
+// agent/lifecycle is the one writer of the ledger, the cgroup backend and the state store: every
+// change to an allocation goes through Lifecycle (asked for by a request) or Completion (the
+// clock and the kernel: durations, emptied groups, wrappers gone, restart), which shares its
+// private steps. The order of effects is the same everywhere:
+//   1. decide in the ledger (admission, preemption plan, transition),
+//   2. act on the kernel through the backend (create, update, freeze, signal, destroy),
+//   3. persist the allocations (write, fsync, rename) before the answer goes out;
+// a backend failure rolls the ledger back so the state never claims a group that does not
+// exist, and an end is recorded before the group goes, so a crash never leaves a recorded
+// allocation whose processes were killed. Exclusive-file holds (ExclusiveFiles) follow the
+// allocation: taken when its group exists, dropped when it ends.
+// May call: core, cgroup, state, monitor, conflicts, events. Never the server.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cgroup/backend.hpp"
+#include "core/ledger.hpp"
+#include "events/notifier.hpp"
+#include "lifecycle/exclusive_files.hpp"
+#include "monitor/monitoring.hpp"
+#include "resmgr/protocol.hpp"
+#include "state/state_store.hpp"
+
+namespace resmgr::lifecycle {
+
+// What the lifecycle asks of the event loop. Every hook may be left empty (unit tests drive
+// on_timer / on_group_event / on_supervisor_exit by hand).
+struct LoopHooks {
+    // Call Completion::on_timer() at this time (nullopt: nothing is due).
+    std::function<void(std::optional<TimePoint>)> schedule;
+    // Call Completion::on_group_event(id) when `cgroup_events_path` changes; unwatch stops it.
+    std::function<void(const std::string& id, const std::string& cgroup_events_path)> watch_group;
+    std::function<void(const std::string& id)> unwatch_group;
+    // Call Completion::on_supervisor_exit(id) when process `pid` exits (at once if it is gone).
+    std::function<void(const std::string& id, pid_t pid)> watch_supervisor;
+};
+
+// A process to put into an allocation's group, already authorized by the caller.
+struct AttachTarget {
+    long long pid = 0;
+    std::string leaf;  // "main", or "agent-<name>"
+    std::string agent; // empty unless an agent
+};
+
+// An ended allocation's final record (what it used, why it ended), kept for a wrapper's late
+// release and for `usage` of an ended workflow.
+struct EndedRecord {
+    std::string allocation_id;
+    nlohmann::json record;
+};
+
+class Completion;
+
+class Lifecycle {
+public:
+    using ClockFn = std::function<TimePoint()>;
+    static constexpr size_t kRecentlyEnded = 256;
+
+    Lifecycle(core::Ledger& ledger, cgroup::CgroupBackend& backend, state::StateStore& store, ClockFn clock,
+              events::Notifier& events, ExclusiveFiles& files);
+    ~Lifecycle();
+
+    void set_hooks(LoopHooks hooks) { hooks_ = std::move(hooks); }
+    // Sampling, agents and final usage; without it agents are not tracked.
+    void set_monitoring(monitor::Monitoring* monitoring) { monitoring_ = monitoring; }
+    monitor::Monitoring* monitoring() const { return monitoring_; }
+    const core::Ledger& ledger() const { return ledger_; }
+    // For reading (group_path, pids, describe); changes go through the lifecycle.
+    cgroup::CgroupBackend& backend() const { return backend_; }
+    Completion& completion() { return *completion_; }
+
+    // Changes a request asks for. Each throws ApiError (or BackendError with its action set)
+    // and leaves everything as it was when it cannot be done.
+    // Admits (or queues) the request; the group is made with `first` inside it when given.
+    // `vet_queued` runs when the request was queued (e.g. the per-user queue limit) and undoes
+    // the admission by throwing.
+    const Allocation& allocate(const AllocationRequest& request, const Owner& peer, bool supervised, bool wait,
+                               const std::optional<AttachTarget>& first, const std::function<void()>& vet_queued);
+    const Allocation& reserve(const AllocationRequest& request, const std::string& id, TimePoint start, const Owner& peer);
+    // Returns the allocation as it was before.
+    Allocation reallocate(const std::string& id, const Resources& wanted, const Owner& peer);
+    // The allocation must hold capacity; an agent needs a free slot.
+    void attach(const std::string& id, const AttachTarget& target);
+    // Releases (or, for a wrapper's exit report whose auto_release flag says so, keeps) it.
+    SuccessBody release(const std::string& id, const Owner& peer, std::optional<int> exit_status, bool force);
+    // resolve-conflicts: `file` leaves `holder`'s exclusive files (and joins `to`'s when given);
+    // returns why the file could not be guarded for its new holder, if so.
+    std::optional<std::string> move_file(const std::string& file, const std::string& holder, const std::optional<std::string>& to);
+
+    // The allocation as status shows it: record, group, limits, enforcement, queue position.
+    nlohmann::json describe(const Allocation& allocation) const;
+    const cgroup::Enforcement* enforcement(const std::string& id) const;
+    const std::vector<EndedRecord>& ended() const { return ended_; }
+
+private:
+    friend class Completion; // the clock-and-kernel half of the same writer
+
+    void persist();
+    // Ends an allocation: final counters, recorded, group removed, holds dropped, remembered.
+    nlohmann::json finish(const std::string& id, AllocationStatus final_status, const std::string& reason, bool refill_after = true);
+    // Makes the group of an allocation that just started to hold capacity (reservation opened,
+    // queued request admitted); an allocation whose group cannot be made is ended.
+    void start_group(const std::string& id, const std::string& why);
+    // Starts the reservations whose window is open and whose files are free; ends those whose
+    // window passed while a file stayed held. True when any changed.
+    bool start_due_reservations();
+    // Capacity came back: first restore preempted allocations, then admit from the queue, then
+    // start due reservations.
+    void refill();
+    void apply_preemption(const core::Preemption& plan, const AllocationRequest& for_request);
+    void reschedule();
+    void watch(const Allocation& allocation);
+    // What follows a process's arrival in the group, once it is recorded.
+    void attached(const Allocation& allocation, const AttachTarget& target);
+    void remember_ended(const std::string& id, nlohmann::json record);
+
+    core::Ledger& ledger_;
+    cgroup::CgroupBackend& backend_;
+    state::StateStore& store_;
+    ClockFn clock_;
+    events::Notifier& events_;
+    ExclusiveFiles& files_;
+    monitor::Monitoring* monitoring_ = nullptr;
+    LoopHooks hooks_;
+    std::map<std::string, cgroup::Enforcement> enforcement_;
+    std::vector<EndedRecord> ended_; // newest last
+    std::unique_ptr<Completion> completion_;
+};
+
+} // namespace resmgr::lifecycle

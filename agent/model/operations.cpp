@@ -1,0 +1,270 @@
+#include "resmgr/operations.hpp"
+
+#include <algorithm>
+#include <climits>
+
+#include "resmgr/protocol.hpp"
+
+namespace resmgr {
+
+using nlohmann::json;
+
+namespace {
+
+using T = ParamType;
+
+// allocate's fields, also taken by reserve (the model's parse_allocation_request reads them).
+std::vector<ParamSpec> allocation_fields(bool workflow_required) {
+    return {{"workflow_id", T::string, workflow_required, {}, {}, "the workflow the allocation belongs to"},
+            {"requester", T::string, false, {}, {}, "who asks, for the record"},
+            {"priority", T::any, false, {}, {}, "critical|high|medium|low or 0-100"},
+            {"resources", T::object, true, {}, {}, "cpu_cores, memory_gb or memory, agents, pids, tool_instances"},
+            {"duration", T::any, false, {}, {}, "how long, e.g. \"2h\"; default the policy's max_duration"},
+            {"exclusive_files", T::array, false, {}, {}, "files no other workflow may open for writing meanwhile"},
+            {"constraints", T::object, false, {}, {}, "max_duration, exclusive_access, conflict_avoidance"},
+            {"performance_requirements", T::object, false, {}, {}, "min_response_time, max_memory_per_agent, storage_iops"},
+            {"auto_release", T::object, false, {}, {}, "on_completion, on_timeout, on_failure, grace_period"},
+            {"wait", T::boolean, false, {}, {}, "queue when the node is full instead of refusing"},
+            {"supervised", T::boolean, false, {}, {}, "made by resmgr-run for its own command"},
+            {"attach", T::object, false, {}, {}, "{\"pid\": N, \"leaf\"|\"agent\": ...}: put that process in the group as it is made"}};
+}
+
+std::vector<ParamSpec> with(std::vector<ParamSpec> base, std::initializer_list<ParamSpec> more) {
+    base.insert(base.end(), more.begin(), more.end());
+    return base;
+}
+
+OperationSpec unbuilt(const char* name, const char* summary) {
+    OperationSpec op;
+    op.name = name;
+    op.seed = true;
+    op.built = false;
+    op.open = true;
+    op.summary = summary;
+    return op;
+}
+
+std::vector<OperationSpec> make_catalog() {
+    std::vector<OperationSpec> ops;
+    auto add = [&](OperationSpec op) { ops.push_back(std::move(op)); };
+    add({"allocate", "", true, true, false, Caller::anyone, allocation_fields(true), false,
+         "'{\"workflow_id\":\"wf\",\"priority\":\"high\",\"resources\":{\"cpu_cores\":2,\"memory_gb\":4}}'",
+         "Admit an allocation and create its cgroup. \"wait\": true queues it when the node is full\n"
+         "(status queued, started in priority order, then arrival order)."});
+    add({"reserve", "", true, true, false, Caller::anyone,
+         with(allocation_fields(false), {{"reservation_id", T::string, false, {}, {}, "letters, digits and _ (at most 64)"},
+                                         {"start_time", T::string, true, {}, {}, "RFC 3339, e.g. 2027-01-15T15:00:00Z"}}),
+         false, "'{\"reservation_id\":\"res_1\",\"start_time\":\"2027-01-15T15:00:00Z\",\"duration\":\"2h\",\"resources\":{...}}'",
+         "Book capacity for a future window; at start_time it becomes an active allocation."});
+    add({"release", "", true, true, false, Caller::anyone,
+         {{"allocation_id", T::string, true},
+          {"force", T::boolean, false, {}, {}, "release even when the cgroup cannot be removed"},
+          {"cleanup", T::any, false, {}, {}, "accepted for the seed's shape"},
+          {"exit_status", T::integer, false, {}, {}, "the wrapped command's exit status (resmgr-run reports it)"}},
+         false, "'{\"allocation_id\":\"alloc_...\",\"force\":false}'", "Kill what runs in it, remove its cgroup."});
+    add({"reallocate", "", true, true, false, Caller::anyone,
+         {{"allocation_id", T::string, true}, {"resources", T::object, true, {}, {}, "the fields to change; the rest keep their value"}},
+         false, "'{\"allocation_id\":\"alloc_...\",\"resources\":{\"cpu_cores\":4}}'", "Change limits live."});
+    add({"status", "", true, true, false, Caller::anyone, {{"allocation_id", T::string}, {"workflow_id", T::string}}, false,
+         "['{\"allocation_id\":\"...\"}' | '{\"workflow_id\":\"...\"}']", "Allocations, limits, capacity."});
+    add({"status", "conflicts", false, true, false, Caller::anyone, {{"all", T::boolean, false, {}, {}, "resolved ones too"}}, false,
+         "['{\"all\":true}']",
+         "Conflicts recorded (conf_... ids): opens the file guard refused or held, held files renamed\n"
+         "over or unlinked, allocations refused a held file; and the openers waiting now."});
+    add({"status", "*", false, true, false, Caller::anyone,
+         {{"include_performance", T::any}, {"time_range", T::any}, {"group_by", T::any}}, false, "agents|workflows|cpu|memory|storage",
+         "The agent pool, workflows, or one resource, measured."});
+    add({"check-conflicts", "", true, true, false, Caller::anyone,
+         {{"proposed_allocation", T::object, true, {}, {}, "an allocate request; \"files\" names the exclusive files"},
+          {"check_future", T::boolean, false, {}, {}, "also reservations within time_horizon"},
+          {"time_horizon", T::duration, false, {}, {}, "default 4h"}},
+         false, "'{\"proposed_allocation\":{\"workflow_id\":\"w\",\"resources\":{...},\"files\":[...]},\"check_future\":true}'",
+         "Resource, time, workflow and file conflicts a request would meet (pred_... ids, not recorded)."});
+    add({"resolve-conflicts", "", true, true, false, Caller::anyone,
+         {{"conflict_id", T::string, true},
+          {"strategy", T::string, true, {}, {}, "priority_based|queue_and_serialize|release"},
+          {"notify_affected", T::boolean, false, {}, {}, "publish the outcome to each affected workflow (default true)"}},
+         false, "'{\"conflict_id\":\"conf_...\",\"strategy\":\"priority_based|queue_and_serialize|release\"}'",
+         "priority_based: a higher-priority claimant allocation takes the file; queue_and_serialize:\n"
+         "outside writers wait for the holder; release: the holder lets go of the file."});
+    add({"prevent-conflicts", "", true, true, false, Caller::anyone,
+         {{"file_conflicts", T::object, false, {}, {}, "strategy, timeout, enforcement, exceptions (root)"},
+          {"pending_requests", T::array, false, {}, {}, "allocation requests to check before they are made"},
+          {"prediction_horizon", T::duration, false, {}, {}, "default 1h"},
+          {"policy_type", T::string}, {"scope", T::string}, {"enforcement", T::string}, {"exceptions", T::any},
+          {"risk_threshold", T::string, false, {}, {}, "low|medium|high"},
+          {"auto_mitigation", T::boolean}, {"notification_enabled", T::boolean}},
+         false, "['{\"file_conflicts\":{\"enforcement\":\"strict|exclusive_writes|advisory\"},\"pending_requests\":[{...}]}']",
+         "Set how held files are enforced (root), and check pending requests for conflicts before they\n"
+         "are made. The seed's form works too: {\"policy_type\":\"file_locking\",\"scope\":\"global\",...}."});
+    add({"monitor", "", true, true, false, Caller::anyone, {{"include_trends", T::any}, {"detail_level", T::any}, {"export_format", T::any}},
+         false, "system", "The node as measured: CPU/memory/storage use, PSI pressure, agent pool, workflows, tool\n"
+                          "instances, threshold states."});
+    add({"usage", "", true, true, false, Caller::anyone,
+         {{"workflow_id", T::string}, {"breakdown_by_phase", T::any}, {"include_efficiency", T::any}, {"compare_baseline", T::any}}, false,
+         "<workflow_id>", "Per allocation: allocated vs used CPU and memory, throttling, OOM events, IO, per-agent\n"
+                          "breakdown, efficiency = used / allocated; and the workflow's recently ended allocations."});
+    add({"capacity", "", true, true, false, Caller::anyone, {}, false, "",
+         "Node capacity, what is allocatable, allocated and free, and peaks since resmgrd started."});
+    add({"why", "", false, true, false, Caller::anyone, {{"path", T::string, true, {}, {}, "absolute; resmgr resolves it for you"}}, false,
+         "PATH", "Who holds PATH exclusively and since when, what a process outside the holder meets when it\n"
+                 "opens it, who waits for it now, and its conflict records."});
+    add({"doctor", "", false, true, false, Caller::anyone, {}, false, "",
+         "What this host enforces, what it does not and how to get it."});
+    add({"events", "", false, true, false, Caller::anyone,
+         {{"types", T::array, false, {}, {}, "event names"}, {"limit", T::integer, false, 1, {}, "the newest N"}}, false,
+         "[--follow] [--type T ...]", "Recent events (allocated, released, expired, denied, queued, preempted, resumed, conflict,\nthreshold, threshold_cleared, oom_kill); --follow streams them live until interrupted."});
+    add({"subscribe", "", false, true, true, Caller::anyone, {{"types", T::array, false, {}, {}, "event names"}}, false, "",
+         "Turn this connection into an event stream (what `resmgr events --follow` uses)."});
+    add({"attach", "", false, true, false, Caller::anyone,
+         {{"allocation_id", T::string, true}, {"pid", T::integer, true, 1}, {"leaf", T::string}, {"agent", T::string}}, false,
+         "'{\"allocation_id\":\"...\",\"pid\":N}'", "Put a process (the caller or its own child) into a running allocation."});
+    add({"detach", "", false, true, false, Caller::anyone,
+         {{"allocation_id", T::string, true}, {"agent", T::string, true}, {"exit_status", T::integer, false, 0, 255}}, false,
+         "'{\"allocation_id\":\"...\",\"agent\":\"NAME\",\"exit_status\":0}'", "Report that an agent of an allocation exited."});
+    add(unbuilt("optimize", "Right-size allocations from measured usage."));
+    add(unbuilt("tune", "A feedback loop on a measured metric."));
+    add(unbuilt("balance", "Lend idle CPU to busy allocations."));
+    add(unbuilt("scale", "Grow or shrink one allocation."));
+    add(unbuilt("analyze-utilization", "Efficiency and bottlenecks over a period."));
+    add(unbuilt("predict", "The next run of a workflow type."));
+    add(unbuilt("forecast", "A metric's future, with intervals and measured accuracy."));
+    add(unbuilt("analyze-trends", "Trends, seasonality and anomalies."));
+    add(unbuilt("plan-capacity", "Capacity needed over a horizon."));
+    return ops;
+}
+
+std::string describe_type(const ParamSpec& p) {
+    switch (p.type) {
+    case T::string: return "a non-empty string";
+    case T::boolean: return "true or false";
+    case T::integer:
+        if (p.min && p.max) return "a whole number " + std::to_string(*p.min) + ".." + std::to_string(*p.max);
+        if (p.min) return "a whole number >= " + std::to_string(*p.min);
+        return "a whole number";
+    case T::number: return "a number";
+    case T::object: return "an object";
+    case T::array: return "a list";
+    case T::duration: return "a duration such as \"4h\"";
+    case T::any: return "any value";
+    }
+    return "?";
+}
+
+bool fits(const ParamSpec& p, const json& v) {
+    switch (p.type) {
+    case T::string: return v.is_string() && !v.get_ref<const std::string&>().empty();
+    case T::boolean: return v.is_boolean();
+    case T::integer: {
+        if (!v.is_number_integer()) return false;
+        // Unsigned values above LLONG_MAX are out of every range we declare.
+        if (v.is_number_unsigned() && v.get<unsigned long long>() > static_cast<unsigned long long>(LLONG_MAX)) return false;
+        const long long n = v.get<long long>();
+        return (!p.min || n >= *p.min) && (!p.max || n <= *p.max);
+    }
+    case T::number: return v.is_number();
+    case T::object: return v.is_object();
+    case T::array: return v.is_array();
+    case T::duration: return v.is_string() && parse_duration(v.get<std::string>()).has_value();
+    case T::any: return true;
+    }
+    return false;
+}
+
+} // namespace
+
+const std::vector<OperationSpec>& operation_catalog() {
+    static const std::vector<OperationSpec> catalog = make_catalog();
+    return catalog;
+}
+
+const OperationSpec* find_operation(const std::string& name, const std::string& resource_type) {
+    const OperationSpec *exact = nullptr, *any = nullptr, *plain = nullptr;
+    for (const auto& op : operation_catalog()) {
+        if (op.name != name) continue;
+        if (op.resource_type == resource_type) exact = &op;
+        else if (op.resource_type == "*") any = &op;
+        else if (op.resource_type.empty()) plain = &op;
+    }
+    // An operation without typed rows (monitor system, usage WF) takes its resource type as an argument.
+    return exact ? exact : any ? any : plain;
+}
+
+std::vector<std::string> operation_names() {
+    std::vector<std::string> names;
+    for (const auto& op : operation_catalog())
+        if (std::find(names.begin(), names.end(), op.name) == names.end()) names.push_back(op.name);
+    return names;
+}
+
+std::vector<std::string> seed_operations() {
+    std::vector<std::string> names;
+    for (const auto& op : operation_catalog())
+        if (op.seed && std::find(names.begin(), names.end(), op.name) == names.end()) names.push_back(op.name);
+    return names;
+}
+
+std::vector<std::string> built_operation_names() {
+    std::vector<std::string> names;
+    for (const auto& op : operation_catalog())
+        if (op.built && !op.by_socket && std::find(names.begin(), names.end(), op.name) == names.end()) names.push_back(op.name);
+    return names;
+}
+
+void check_params(const json& params, std::span<const ParamSpec> spec) {
+    if (!params.is_object()) throw ApiError(ErrorCode::INVALID_REQUEST, "'params' must be an object", "got " + params.dump(), {"params"});
+    for (const auto& [key, value] : params.items()) {
+        auto p = std::find_if(spec.begin(), spec.end(), [&](const ParamSpec& s) { return key == s.name; });
+        if (p == spec.end()) {
+            std::string known;
+            for (const auto& s : spec) known += (known.empty() ? "" : ", ") + std::string(s.name);
+            throw ApiError(ErrorCode::INVALID_REQUEST, "unknown parameter '" + key + "'",
+                           known.empty() ? "this operation takes no parameters" : "known parameters: " + known, {key});
+        }
+        if (!value.is_null() && !fits(*p, value))
+            throw ApiError(ErrorCode::INVALID_REQUEST, "'" + key + "' must be " + describe_type(*p), "got " + value.dump(), {key});
+    }
+    for (const auto& p : spec) {
+        auto it = params.find(p.name);
+        if (p.required && (it == params.end() || it->is_null()))
+            throw ApiError(ErrorCode::INVALID_REQUEST, std::string("missing required field '") + p.name + "'", {}, {p.name});
+    }
+}
+
+std::string param_string(const json& params, const char* key) {
+    auto it = params.find(key);
+    return it != params.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+bool param_flag(const json& params, const char* key, bool absent) {
+    auto it = params.find(key);
+    return it != params.end() && it->is_boolean() ? it->get<bool>() : absent;
+}
+
+std::optional<long long> param_integer(const json& params, const char* key) {
+    auto it = params.find(key);
+    if (it == params.end() || !it->is_number_integer()) return std::nullopt;
+    return it->get<long long>();
+}
+
+std::optional<Millis> param_duration(const json& params, const char* key) {
+    auto it = params.find(key);
+    if (it == params.end() || !it->is_string()) return std::nullopt;
+    return parse_duration(it->get<std::string>());
+}
+
+const char* to_string(ParamType type) {
+    switch (type) {
+    case T::string: return "string";
+    case T::boolean: return "boolean";
+    case T::integer: return "integer";
+    case T::number: return "number";
+    case T::object: return "object";
+    case T::array: return "list";
+    case T::duration: return "duration";
+    case T::any: return "any";
+    }
+    return "?";
+}
+
+} // namespace resmgr

@@ -1,0 +1,211 @@
+// Sampling passes, thresholds, the agent pool's inputs and each allocation's start-to-end usage.
+#include "monitor/monitoring.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include <spdlog/spdlog.h>
+
+#include "monitor/proc.hpp"
+#include "resmgr/protocol.hpp"
+
+namespace resmgr::monitor {
+namespace {
+
+using nlohmann::json;
+
+double round3(double v) { return std::round(v * 1000) / 1000; }
+json or_null(const std::optional<double>& v) { return v ? json(round3(*v)) : json(nullptr); }
+
+int syslog_priority(const std::string& severity) {
+    if (severity == "critical") return LOG_CRIT;
+    if (severity == "warning") return LOG_WARNING;
+    return LOG_NOTICE;
+}
+
+} // namespace
+
+Monitoring::Monitoring(const core::Ledger& ledger, cgroup::CgroupBackend& backend, Options options, events::EventSink& reports)
+    : ledger_(ledger), backend_(backend), options_(std::move(options)), reports_(reports), sampler_(options_.sources),
+      thresholds_(threshold_rules(ledger.policy())) {
+    const auto& p = ledger.policy();
+    if (!options_.history_path.empty()) history_.emplace(options_.history_path, p.history_max_bytes, p.history_max_age);
+}
+
+std::vector<GroupProbe> Monitoring::allocation_groups() const {
+    std::vector<GroupProbe> groups;
+    for (const auto& [id, a] : ledger_.allocations()) {
+        if (!core::Ledger::holds_capacity(a)) continue;
+        if (auto dir = backend_.group_path(id); !dir.empty()) groups.push_back({id, dir});
+    }
+    return groups;
+}
+
+void Monitoring::sample(TimePoint now) {
+    auto probes = allocation_groups();
+    probes_.sync(probes);
+    agents_.add_groups(probes);
+    auto snap = sampler_.sample(probes, now);
+    if (peaks_.samples == 0) peaks_.since = now;
+
+    agents_.update(snap, now, ledger_.policy().agent_idle_after);
+    report_oom_kills(snap, now);
+    const auto& node = snap.node;
+    std::optional<double> memory_percent;
+    if (node.memory) memory_percent = node.memory->used_percent();
+    int max_agents = ledger_.policy().max_agents;
+    const int live = agents_.live();
+    std::optional<double> agent_percent;
+    if (max_agents > 0) agent_percent = 100.0 * live / max_agents;
+    observe_threshold("cpu", node.cpu_utilization_percent, now);
+    observe_threshold("memory", memory_percent, now);
+    observe_threshold("agent_pool", agent_percent, now);
+
+    if (node.cpu_utilization_percent) {
+        peaks_.cpu_peak = std::max(peaks_.cpu_peak, *node.cpu_utilization_percent);
+        peaks_.cpu_sum += *node.cpu_utilization_percent;
+        ++peaks_.samples;
+    }
+    if (memory_percent) peaks_.memory_peak = std::max(peaks_.memory_peak, *memory_percent);
+    peaks_.agents_peak = std::max(peaks_.agents_peak, live);
+    if (peaks_.samples == 0) peaks_.samples = 1; // the first pass has no CPU rate yet, but it started the clock
+    append_history(snap);
+    latest_ = std::move(snap);
+}
+
+void Monitoring::observe_threshold(const std::string& metric, std::optional<double> value, TimePoint now) {
+    if (!value) return;
+    auto change = thresholds_.observe(metric, *value, now);
+    if (!change) return;
+    using Kind = ThresholdChange::Kind;
+    bool cleared = change->kind == Kind::cleared;
+    char text[160];
+    std::snprintf(text, sizeof text, cleared ? "%s utilization %.1f%% is back below %.1f%%" : "%s utilization %.1f%% is at or above %.1f%%",
+                  metric.c_str(), *value, cleared ? change->rule.threshold - change->rule.clear_margin : change->rule.threshold);
+    auto e = events::Event::make(cleared ? events::EventType::threshold_cleared : events::EventType::threshold_raised, text);
+    e.time = now;
+    e.priority = cleared ? LOG_INFO : syslog_priority(change->rule.severity);
+    e.metric = metric;
+    e.value = round3(*value);
+    e.threshold = change->rule.threshold;
+    e.details = {{"severity", change->rule.severity}, {"repeat", change->kind == Kind::repeated}};
+    reports_.publish(e);
+}
+
+void Monitoring::report_oom_kills(const Snapshot& snap, TimePoint now) {
+    for (const auto& [id, a] : ledger_.allocations()) {
+        auto it = snap.groups.find(id);
+        if (it == snap.groups.end() || !it->second.sample.memory_events) continue;
+        std::uint64_t kills = it->second.sample.memory_events->oom_kill;
+        std::uint64_t& reported = oom_reported_[id];
+        if (kills <= reported) continue;
+        auto e = events::Event::make(events::EventType::oom_kill,
+                                     "the OOM killer killed " + std::to_string(kills - reported) + " process(es) in " + id,
+                                     a.workflow_id, id);
+        e.time = now;
+        e.details = {{"memory_events", it->second.sample.memory_events->to_json()}};
+        reported = kills;
+        reports_.publish(e);
+    }
+}
+
+std::uint64_t Monitoring::oom_kills_reported(const std::string& allocation_id) const {
+    auto it = oom_reported_.find(allocation_id);
+    return it == oom_reported_.end() ? 0 : it->second;
+}
+
+void Monitoring::append_history(const Snapshot& snap) {
+    if (!history_) return;
+    json allocations = json::object();
+    for (const auto& [key, usage] : snap.groups) {
+        const auto& s = usage.sample;
+        allocations[key] = {{"cpu_cores_used", or_null(usage.cpu_cores)},
+                            {"memory_bytes", s.memory_current_bytes ? json(*s.memory_current_bytes) : json(nullptr)},
+                            {"pids", s.pids_current ? json(*s.pids_current) : json(nullptr)}};
+    }
+    const auto& node = snap.node;
+    json record{{"time", format_timestamp(snap.time)},
+                {"cpu_percent", or_null(node.cpu_utilization_percent)},
+                {"memory_percent", node.memory ? json(round3(node.memory->used_percent())) : json(nullptr)},
+                {"cpu_pressure_avg10", node.cpu_pressure ? json(node.cpu_pressure->some.avg10) : json(nullptr)},
+                {"memory_pressure_avg10", node.memory_pressure ? json(node.memory_pressure->some.avg10) : json(nullptr)},
+                {"io_pressure_avg10", node.io_pressure ? json(node.io_pressure->some.avg10) : json(nullptr)},
+                {"live_agents", agents_.live()},
+                {"groups", allocations}};
+    try {
+        history_->append(record);
+    } catch (const std::exception& e) {
+        spdlog::warn("usage history not recorded: {}", e.what());
+    }
+}
+
+void Monitoring::agent_started(const Allocation& a, const std::string& name, pid_t pid, TimePoint now) {
+    std::string dir;
+    if (!options_.cgroup_mount.empty() && !backend_.group_path(a.allocation_id).empty()) {
+        try {
+            dir = options_.cgroup_mount + parse_proc_cgroup_v2(read_text_file("/proc/" + std::to_string(pid) + "/cgroup"));
+        } catch (const std::exception& e) {
+            spdlog::warn("agent {} of {}: its group cannot be watched: {}", name, a.allocation_id, e.what());
+        }
+    }
+    agents_.started(a, name, pid, std::move(dir), now);
+}
+
+void Monitoring::allocation_started(const std::string& allocation_id, TimePoint now) {
+    if (started_.count(allocation_id)) return;
+    GroupStart start{now, std::nullopt, ""};
+    const std::string dir = backend_.group_path(allocation_id);
+    if (dir.empty()) {
+        start.unavailable = "no cgroup on this backend";
+    } else {
+        const auto sample = read_group(dir, GroupFiles::periodic);
+        if (sample.cpu_stat && sample.cpu_stat->usage_usec) start.cpu_usage_usec = *sample.cpu_stat->usage_usec;
+        else start.unavailable = "cpu.stat unreadable at the start: " + (sample.unavailable.empty() ? std::string("no usage_usec") : sample.unavailable.front());
+    }
+    started_[allocation_id] = std::move(start);
+}
+
+json Monitoring::final_usage(const std::string& allocation_id, TimePoint now) const {
+    json out{{"cpu_usage_usec", nullptr}, {"cpu_cores_mean", nullptr}, {"wall_seconds", nullptr}, {"memory_peak_bytes", nullptr}};
+    json unavailable = json::array();
+    const std::string dir = backend_.group_path(allocation_id);
+    if (dir.empty()) {
+        out["unavailable"] = json::array({"no cgroup on this backend"});
+        return out;
+    }
+    const auto sample = read_group(dir, GroupFiles::periodic);
+    const auto start = started_.find(allocation_id);
+    std::optional<std::uint64_t> used_now;
+    if (sample.cpu_stat && sample.cpu_stat->usage_usec) used_now = *sample.cpu_stat->usage_usec;
+    if (used_now) out["cpu_usage_usec"] = *used_now;
+    if (start == started_.end()) {
+        unavailable.push_back("cpu_cores_mean: the group's start was not observed");
+    } else if (!start->second.cpu_usage_usec || !used_now) {
+        unavailable.push_back("cpu_cores_mean: " + (start->second.unavailable.empty() ? std::string("cpu.stat unreadable at the end")
+                                                                                      : start->second.unavailable));
+    } else {
+        const double wall = std::chrono::duration<double>(now - start->second.time).count();
+        out["wall_seconds"] = round3(wall);
+        // A counter that went back (a group re-made under the same name) gives no figure.
+        if (wall > 0 && *used_now >= *start->second.cpu_usage_usec)
+            out["cpu_cores_mean"] = round3(static_cast<double>(*used_now - *start->second.cpu_usage_usec) / 1e6 / wall);
+    }
+    // memory.peak (Linux 5.19+, with the memory controller): the high-water mark over the group's life.
+    try {
+        out["memory_peak_bytes"] = parse_single_value(read_text_file(dir + "/memory.peak"), "memory.peak");
+    } catch (const ParseError& e) {
+        unavailable.push_back(std::string("memory_peak_bytes: ") + e.what());
+    }
+    for (const auto& why : sample.unavailable) unavailable.push_back(why);
+    out["unavailable"] = unavailable;
+    return out;
+}
+
+void Monitoring::forget_allocation(const std::string& allocation_id) {
+    started_.erase(allocation_id);
+    oom_reported_.erase(allocation_id);
+    sampler_.forget(allocation_id);
+    agents_.forget_allocation(allocation_id);
+}
+
+} // namespace resmgr::monitor

@@ -1,0 +1,100 @@
+// Monitoring owns what resmgrd measures about the node: each sampling pass (the node and every
+// allocation's and agent's group), the threshold monitor and its events, the agent pool, the
+// eBPF process probes, OOM kills seen in groups, each allocation's CPU from its start to its
+// end, and monitoring/usage_history.jsonl. It reads the ledger, never changes it, and reports
+// through an events::EventSink it is given. The operations' reply shapes are the server's
+// (server/ops/monitoring.cpp); this class gives them facts.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cgroup/backend.hpp"
+#include "core/ledger.hpp"
+#include "events/event.hpp"
+#include "events/jsonl_log.hpp"
+#include "monitor/agent_pool.hpp"
+#include "monitor/process_probes.hpp"
+#include "monitor/sampler.hpp"
+#include "monitor/threshold.hpp"
+
+namespace resmgr::monitor {
+
+class Monitoring {
+public:
+    struct Options {
+        NodeSources sources;
+        std::string history_path; // empty: no usage history
+        std::string cgroup_mount; // where /proc/PID/cgroup paths are rooted (e.g. /sys/fs/cgroup)
+    };
+    // Since start: for capacity's utilization analysis.
+    struct Peaks {
+        TimePoint since{};
+        double cpu_peak = 0, memory_peak = 0, cpu_sum = 0;
+        int agents_peak = 0;
+        std::uint64_t samples = 0;
+    };
+    Monitoring(const core::Ledger& ledger, cgroup::CgroupBackend& backend, Options options, events::EventSink& reports);
+
+    // One pass: sample, thresholds, agent states, OOM kills, one usage_history line.
+    void sample(TimePoint now);
+    Millis interval() const { return ledger_.policy().resource_check_interval(); }
+    const std::optional<Snapshot>& latest() const { return latest_; }
+    const Peaks& peaks() const { return peaks_; }
+    const ThresholdMonitor& thresholds() const { return thresholds_; }
+
+    AgentPool& agents() { return agents_; }
+    const AgentPool& agents() const { return agents_; }
+    // An agent's process entered its own leaf: its group is found from /proc/PID/cgroup.
+    void agent_started(const Allocation& allocation, const std::string& name, pid_t pid, TimePoint now);
+    ProcessProbes& probes() { return probes_; }
+    const ProcessProbes& probes() const { return probes_; }
+    // A process just entered an allocation's group: watch its leaf before the process execs.
+    void refresh_probe_watches() { probes_.sync(allocation_groups(), true); }
+
+    // The allocation's group was made (or adopted at restart): its CPU counter is read now, so
+    // that final_usage measures the whole life of a job shorter than the sampling interval.
+    void allocation_started(const std::string& allocation_id, TimePoint now);
+    // Read just before the group goes: CPU used since allocation_started (mean cores over the
+    // wall time), the kernel's memory peak; each figure null with its reason when unreadable.
+    nlohmann::json final_usage(const std::string& allocation_id, TimePoint now) const;
+    // OOM kills in the allocation's group already reported by sampling (so the final count at
+    // release reports only the rest).
+    std::uint64_t oom_kills_reported(const std::string& allocation_id) const;
+    // The allocation ended: its counters and files go, its live agents become exited.
+    void forget_allocation(const std::string& allocation_id);
+
+    const core::Ledger& ledger() const { return ledger_; }
+    // For reading (group_path, describe); the lifecycle changes groups.
+    cgroup::CgroupBackend& backend() const { return backend_; }
+
+private:
+    void observe_threshold(const std::string& metric, std::optional<double> value, TimePoint now);
+    void report_oom_kills(const Snapshot& snap, TimePoint now);
+    void append_history(const Snapshot& snap);
+    std::vector<GroupProbe> allocation_groups() const;
+
+    const core::Ledger& ledger_;
+    cgroup::CgroupBackend& backend_;
+    Options options_;
+    events::EventSink& reports_;
+    Sampler sampler_;
+    ThresholdMonitor thresholds_;
+    std::optional<events::JsonlLog> history_;
+    std::optional<Snapshot> latest_;
+    AgentPool agents_;
+    ProcessProbes probes_;
+    std::map<std::string, std::uint64_t> oom_reported_;
+    struct GroupStart {
+        TimePoint time{};
+        std::optional<std::uint64_t> cpu_usage_usec; // nullopt: cpu.stat unreadable then
+        std::string unavailable;                     // why, if so
+    };
+    std::map<std::string, GroupStart> started_; // by allocation id, while it lives
+    Peaks peaks_;
+};
+
+} // namespace resmgr::monitor

@@ -1,0 +1,107 @@
+#include "monitor/process_probes.hpp"
+
+#include <cmath>
+#include <filesystem>
+
+namespace resmgr::monitor {
+
+using nlohmann::json;
+
+namespace {
+double round3(double v) { return std::round(v * 1000) / 1000; }
+} // namespace
+
+void ProcessProbes::set_probes(bpf::Probes* probes, std::string status, bpf::ToolClasses classes) {
+    probes_ = probes;
+    status_ = std::move(status);
+    tally_ = bpf::ToolTally(std::move(classes));
+}
+
+void ProcessProbes::consume() {
+    if (!probes_) return;
+    probes_->consume([this](const bpf::ProcessEvent& e) {
+        if (e.kind == bpf::EventKind::exec) {
+            tally_.record_exec(e.cgroup_id, e.comm);
+            running_tools_[e.tgid] = {e.cgroup_id, tally_.classes().classify(e.comm).value_or("")};
+        } else if (e.kind == bpf::EventKind::exit) {
+            running_tools_.erase(e.tgid);
+        }
+    });
+}
+
+void ProcessProbes::sync(const std::vector<GroupProbe>& allocation_groups, bool force) {
+    if (!probes_) return;
+    std::vector<std::string> dirs_now;
+    for (const auto& group : allocation_groups) dirs_now.push_back(group.dir);
+    if (!force && dirs_now == watched_groups_) return;
+    watched_groups_ = std::move(dirs_now);
+    std::map<std::uint64_t, std::string> wanted;
+    for (const auto& group : allocation_groups) {
+        // Processes live in the leaves (main, agent-*), and the probes key on a task's own group.
+        std::vector<std::string> dirs{group.dir};
+        std::error_code ec;
+        for (const auto& entry : std::filesystem::directory_iterator(group.dir, ec))
+            if (entry.is_directory(ec)) dirs.push_back(entry.path().string());
+        for (const auto& dir : dirs)
+            if (auto id = bpf::cgroup_id_of(dir)) wanted[*id] = group.key;
+    }
+    for (auto it = watched_.begin(); it != watched_.end();) {
+        if (wanted.count(it->first)) {
+            ++it;
+            continue;
+        }
+        probes_->unwatch(it->first);
+        tally_.forget(it->first);
+        std::erase_if(running_tools_, [&](const auto& entry) { return entry.second.cgroup_id == it->first; });
+        it = watched_.erase(it);
+    }
+    for (const auto& [id, key] : wanted)
+        if (!watched_.count(id) && probes_->watch(id)) watched_[id] = key;
+}
+
+json ProcessProbes::tool_instances() const {
+    if (!probes_) return nullptr;
+    json running = json::object(), started = json::object();
+    for (const auto& category : tally_.classes().categories()) running[category] = 0, started[category] = 0;
+    for (const auto& [_, tool] : running_tools_)
+        if (!tool.category.empty()) running[tool.category] = running[tool.category].get<int>() + 1;
+    for (const auto& [id, _] : watched_)
+        for (const auto& [category, n] : tally_.counts(id).by_category) started[category] = started[category].get<std::uint64_t>() + n;
+    json out = running;
+    out["started"] = started; // execs since each allocation began, by category
+    out["source"] = "ebpf exec/exit events in allocation groups";
+    return out;
+}
+
+json ProcessProbes::figures(const std::string& allocation_id) const {
+    if (!probes_) return {{"unavailable", status_}};
+    bpf::Counters total;
+    bpf::RunqLatency runq;
+    bpf::ToolCounts tools;
+    for (const auto& [id, key] : watched_) {
+        if (key != allocation_id) continue;
+        if (auto c = probes_->counters(id)) {
+            total.execs += c->execs;
+            total.forks += c->forks;
+            total.exits += c->exits;
+            total.oom_kills += c->oom_kills;
+        }
+        if (auto h = probes_->runq_latency(id)) {
+            for (size_t i = 0; i < h->buckets.size(); ++i) runq.buckets[i] += h->buckets[i];
+            runq.count += h->count;
+            runq.total_us += h->total_us;
+        }
+        auto t = tally_.counts(id);
+        for (const auto& [category, n] : t.by_category) tools.by_category[category] += n;
+        tools.unclassified += t.unclassified;
+    }
+    json latency = nullptr;
+    if (runq.count > 0)
+        latency = {{"samples", runq.count}, {"mean_us", round3(static_cast<double>(runq.total_us) / static_cast<double>(runq.count))},
+                   {"p50_us", round3(runq.p50_us())}, {"p99_us", round3(runq.p99_us())}};
+    return {{"processes", {{"execs", total.execs}, {"forks", total.forks}, {"exits", total.exits}}},
+            {"tool_instances_started", tools.to_json()},
+            {"runq_latency", latency}};
+}
+
+} // namespace resmgr::monitor

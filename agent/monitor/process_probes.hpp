@@ -1,0 +1,48 @@
+// The eBPF side of monitoring: which cgroups the probes watch (every group and leaf of the live
+// allocations), exec events counted into tool classes, processes running by class, and each
+// allocation's kernel figures (execs, forks, exits, run-queue latency). Works without probes
+// (status() says why) and then reports nothing rather than zeros.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "bpf/probes.hpp"
+#include "bpf/tool_classes.hpp"
+#include "monitor/sampler.hpp"
+
+namespace resmgr::monitor {
+
+class ProcessProbes {
+public:
+    void set_probes(bpf::Probes* probes, std::string status, bpf::ToolClasses classes);
+    bool loaded() const { return probes_ != nullptr; }
+    const std::string& status() const { return status_; }
+    // Drains the ring buffer (the loop calls it when ring_fd() is readable).
+    void consume();
+    // Watches every group of `groups` and its leaves, and stops watching the rest. Listing the
+    // leaves is the costly part, so it is done only when the set of groups changed, or `force`d
+    // (a new leaf: a process just attached).
+    void sync(const std::vector<GroupProbe>& groups, bool force = false);
+    // Running now and started since each allocation began, by class; null without probes.
+    nlohmann::json tool_instances() const;
+    // One allocation's execs/forks/exits, tool starts and run-queue latency.
+    nlohmann::json figures(const std::string& allocation_id) const;
+
+private:
+    bpf::Probes* probes_ = nullptr;
+    std::string status_ = "not loaded";
+    bpf::ToolTally tally_;
+    std::map<std::uint64_t, std::string> watched_; // cgroup id -> allocation id
+    std::vector<std::string> watched_groups_;       // the group dirs of the last sync
+    struct RunningTool {
+        std::uint64_t cgroup_id = 0;
+        std::string category; // empty: unclassified
+    };
+    std::map<std::uint32_t, RunningTool> running_tools_; // by tgid, from exec until exit
+};
+
+} // namespace resmgr::monitor

@@ -1,0 +1,190 @@
+// The allocation operations: allocate, reserve, release, reallocate, status, attach, detach.
+// Each parses and authorizes its request, asks the lifecycle for the change, and shapes the
+// seed's reply; none of them changes the ledger, a cgroup or the state itself.
+#include <spdlog/spdlog.h>
+
+#include "server/ops/authorize.hpp"
+
+namespace resmgr::server {
+
+using nlohmann::json;
+
+namespace {
+
+// allocate's "attach": the first process of the group.
+const ParamSpec kFirstProcess[] = {{"pid", ParamType::integer, true, 1}, {"leaf", ParamType::string}, {"agent", ParamType::string}};
+
+json limits_of(const Context& ctx, const Allocation& a) { return ctx.lifecycle.describe(a)["limits"]; }
+
+SuccessBody queued_reply(const Context& ctx, const Allocation& a) {
+    SuccessBody body;
+    const auto position = ctx.ledger().queue_position(a.allocation_id);
+    body.result = {{"allocation_id", a.allocation_id}, {"allocation", ctx.lifecycle.describe(a)}, {"queue_position", position},
+                   {"capacity", ctx.ledger().availability().to_json()}};
+    body.recommendations.push_back("Queued: it starts when capacity frees, in priority order, then arrival order");
+    return body;
+}
+
+SuccessBody allocate(const Call& call) {
+    Context& ctx = call.ctx;
+    AllocationRequest req = parse_allocation_request(call.params());
+    vet_allocation_request(ctx, req, call.peer, AllocationStatus::active);
+    std::optional<lifecycle::AttachTarget> first;
+    if (auto it = call.params().find("attach"); it != call.params().end() && !it->is_null()) {
+        check_params(*it, kFirstProcess);
+        first = attach_target(ctx, *it, call.peer);
+    }
+    const Allocation& a = ctx.lifecycle.allocate(req, call.peer, param_flag(call.params(), "supervised"), param_flag(call.params(), "wait"),
+                                                 first, [&] { check_user_limit(ctx.ledger(), call.peer, AllocationStatus::queued, 1); });
+    if (a.status == AllocationStatus::queued) return queued_reply(ctx, a);
+    const std::string& id = a.allocation_id;
+    const std::string group = ctx.lifecycle.backend().group_path(id);
+    const cgroup::Enforcement* enf = ctx.lifecycle.enforcement(id);
+    SuccessBody body;
+    body.result = {
+        {"allocation_id", id},
+        {"allocation", ctx.lifecycle.describe(a)},
+        {"cgroup_path", group},
+        {"enforcement", enf ? enf->to_json() : json(nullptr)},
+        {"allocation_response", {{"response_id", random_id("resp")},
+                                 {"status", "approved"},
+                                 {"timestamp", format_timestamp(a.timestamp)},
+                                 {"allocated_resources", to_json(a.resources)},
+                                 {"restrictions", {{"limits", limits_of(ctx, a)},
+                                                   {"expires_at", a.expires_at ? json(format_timestamp(*a.expires_at)) : json(nullptr)}}},
+                                 {"alternatives", json::array()}}},
+        {"capacity", ctx.ledger().availability().to_json()},
+    };
+    if (first) body.result["attached"] = {{"pid", first->pid}, {"leaf", first->leaf}};
+    body.resources_affected = 1;
+    if (enf && !enf->unenforced.empty())
+        body.recommendations.push_back("Some limits are not enforced on this host (" + std::to_string(enf->unenforced.size()) +
+                                       "); see result.enforcement and `resmgr doctor`");
+    return body;
+}
+
+SuccessBody reserve(const Call& call) {
+    Context& ctx = call.ctx;
+    json params = call.params();
+    const std::string id = param_string(params, "reservation_id");
+    if (!id.empty() && (id.size() > 64 || id.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != std::string::npos))
+        throw ApiError(ErrorCode::INVALID_REQUEST, "'reservation_id' may hold only letters, digits and _ (at most 64)", {}, {"reservation_id"});
+    const std::string start_text = param_string(params, "start_time");
+    auto start = parse_timestamp(start_text);
+    if (!start) throw ApiError(ErrorCode::INVALID_REQUEST, "'start_time' must be an RFC 3339 timestamp such as 2025-01-15T15:00:00Z",
+                               "got " + start_text, {"start_time"});
+    params.erase("reservation_id");
+    params.erase("start_time");
+    if (!params.contains("workflow_id") || params["workflow_id"].is_null()) params["workflow_id"] = id.empty() ? "reservation" : id;
+    AllocationRequest req = parse_allocation_request(params);
+    vet_allocation_request(ctx, req, call.peer, AllocationStatus::reserved);
+    const Allocation& a = ctx.lifecycle.reserve(req, id, *start, call.peer);
+    SuccessBody body;
+    body.result = {{"reservation_id", a.allocation_id}, {"allocation_id", a.allocation_id}, {"allocation", ctx.lifecycle.describe(a)},
+                   {"capacity", ctx.ledger().availability().to_json()}};
+    body.resources_affected = 1;
+    body.recommendations.push_back("At start_time the reservation becomes an active allocation with its own cgroup; join it with "
+                                   "resmgr-run --allocation " + a.allocation_id);
+    return body;
+}
+
+SuccessBody release(const Call& call) {
+    std::optional<int> exit_status;
+    if (auto status = param_integer(call.params(), "exit_status")) exit_status = static_cast<int>(*status);
+    return call.ctx.lifecycle.release(param_string(call.params(), "allocation_id"), call.peer, exit_status, param_flag(call.params(), "force"));
+}
+
+SuccessBody reallocate(const Call& call) {
+    Context& ctx = call.ctx;
+    const std::string id = param_string(call.params(), "allocation_id");
+    const Allocation& current = ctx.ledger().authorize(id, call.peer);
+    // Fields not named keep their current value.
+    const json& changes = call.params()["resources"];
+    json merged = to_json(current.resources);
+    merged.erase("memory_gb");
+    merged["memory"] = std::to_string(current.resources.memory_bytes);
+    merged.erase("memory_bytes");
+    if (changes.contains("memory_gb")) merged.erase("memory");
+    merged.update(changes);
+    if (merged.contains("pids") && merged["pids"].is_null()) merged.erase("pids");
+    const Resources wanted = parse_resources(merged, "resources");
+    const Allocation before = ctx.lifecycle.reallocate(id, wanted, call.peer);
+    const cgroup::Enforcement* enf = ctx.lifecycle.enforcement(id);
+    SuccessBody body;
+    body.result = {{"allocation_id", id}, {"previous_resources", to_json(before.resources)},
+                   {"allocation", ctx.lifecycle.describe(*ctx.ledger().find(id))}, {"enforcement", enf ? enf->to_json() : json(nullptr)},
+                   {"capacity", ctx.ledger().availability().to_json()}};
+    body.resources_affected = 1;
+    return body;
+}
+
+SuccessBody status(const Call& call) {
+    Context& ctx = call.ctx;
+    const std::string id = param_string(call.params(), "allocation_id");
+    const std::string workflow = param_string(call.params(), "workflow_id");
+    if (!id.empty() && !ctx.ledger().find(id)) throw ApiError(ErrorCode::NOT_FOUND, "No allocation with id '" + id + "'");
+    auto& backend = ctx.lifecycle.backend();
+    json list = json::array();
+    for (auto& [aid, a] : ctx.ledger().allocations()) {
+        if (!id.empty() && aid != id) continue;
+        if (!workflow.empty() && a.workflow_id != workflow) continue;
+        json d = ctx.lifecycle.describe(a);
+        try {
+            d["pids"] = backend.pids(aid).size();
+        } catch (const cgroup::BackendError& e) {
+            d["pids"] = nullptr;
+            d["pids_error"] = e.what();
+        }
+        list.push_back(d);
+    }
+    SuccessBody body;
+    body.result = {{"allocations", list}, {"capacity", ctx.ledger().availability().to_json()},
+                   {"backend", {{"name", backend.name()}, {"enforces_limits", backend.enforces_limits()}}}};
+    if (!backend.enforces_limits())
+        body.recommendations.push_back("Backend " + backend.name() +
+                                       " enforces no limits on this host: they are recorded, not applied (see `resmgr doctor`)");
+    return body;
+}
+
+SuccessBody attach(const Call& call) {
+    Context& ctx = call.ctx;
+    const std::string id = param_string(call.params(), "allocation_id");
+    const lifecycle::AttachTarget target = attach_target(ctx, call.params(), call.peer);
+    ctx.ledger().authorize(id, call.peer);
+    ctx.lifecycle.attach(id, target);
+    auto& backend = ctx.lifecycle.backend();
+    SuccessBody body;
+    body.result = {{"allocation_id", id}, {"pid", target.pid}, {"leaf", target.leaf}, {"cgroup_path", backend.group_path(id)},
+                   {"enforces_limits", backend.enforces_limits()}};
+    if (!target.agent.empty()) body.result["agent"] = target.agent;
+    body.resources_affected = 1;
+    return body;
+}
+
+SuccessBody detach(const Call& call) {
+    const std::string id = param_string(call.params(), "allocation_id");
+    const std::string agent = param_string(call.params(), "agent");
+    call.ctx.ledger().authorize(id, call.peer);
+    std::optional<int> status;
+    if (auto given = param_integer(call.params(), "exit_status")) status = static_cast<int>(*given);
+    if (!call.ctx.require_monitoring().agents().exited(id, agent, status))
+        throw ApiError(ErrorCode::NOT_FOUND, "No agent '" + agent + "' in allocation '" + id + "'", {}, {"agent"});
+    SuccessBody body;
+    body.result = {{"allocation_id", id}, {"agent", agent}, {"exit_status", status ? json(*status) : json(nullptr)}};
+    body.resources_affected = 1;
+    return body;
+}
+
+} // namespace
+
+void register_allocation_operations(Router& router) {
+    router.add("allocate", "", allocate);
+    router.add("reserve", "", reserve);
+    router.add("release", "", release);
+    router.add("reallocate", "", reallocate);
+    router.add("status", "", status);
+    router.add("attach", "", attach);
+    router.add("detach", "", detach);
+}
+
+} // namespace resmgr::server

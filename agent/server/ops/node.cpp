@@ -1,0 +1,91 @@
+// The node operations: doctor (what this host enforces and how to get the rest) and events (the
+// newest ones; `--follow` is the socket server's subscribe).
+#include <algorithm>
+#include <set>
+
+#include <systemd/sd-daemon.h>
+
+#include "monitor/monitoring.hpp"
+#include "monitor/proc.hpp"
+#include "server/ops/doctor.hpp"
+#include "server/router.hpp"
+
+namespace resmgr::server {
+namespace {
+
+using nlohmann::json;
+
+// The kernel's active LSMs, for the doctor's BPF LSM advice; empty without securityfs.
+std::string read_lsm_list() {
+    try {
+        std::string list = monitor::read_text_file("/sys/kernel/security/lsm");
+        while (!list.empty() && (list.back() == '\n' || list.back() == ' ')) list.pop_back();
+        return list;
+    } catch (const monitor::ParseError&) {
+        return {};
+    }
+}
+
+// systemd's WatchdogSec= for this process, 0 outside it.
+std::uint64_t watchdog_usec() {
+    std::uint64_t usec = 0;
+    return sd_watchdog_enabled(0, &usec) > 0 ? usec : 0;
+}
+
+SuccessBody doctor(const Call& call) {
+    Context& ctx = call.ctx;
+    auto& backend = ctx.lifecycle.backend();
+    conflicts::Guard* guard = ctx.files.guard();
+    const monitor::Monitoring* monitoring = ctx.monitoring();
+    SuccessBody body;
+    json daemon = ctx.daemon_info;
+    daemon["backend"] = backend.name();
+    daemon["enforces_limits"] = backend.enforces_limits();
+    daemon["backend_details"] = backend.describe();
+    daemon["capacity"] = ctx.ledger().availability().to_json();
+    daemon["file_guard"] = guard ? json{{"available", true}, {"status", guard->status()}, {"file_conflicts", ctx.files.policy().to_json()}}
+                                  : json{{"available", false}, {"reason", ctx.files.guard_unavailable()}};
+    if (monitoring) {
+        daemon["ebpf"] = monitoring->probes().status();
+        daemon["sample_interval"] = format_duration(monitoring->interval());
+    }
+    DoctorFacts facts{ctx.host_report, backend.name(), backend.enforces_limits(), daemon["backend_details"], guard != nullptr,
+                      ctx.files.guard_unavailable(), guard ? guard->status().value("bpf_lsm", std::string()) : std::string(),
+                      monitoring ? monitoring->probes().status() : std::string(), read_lsm_list(), watchdog_usec()};
+    const DoctorVerdict verdict = doctor_verdict(facts);
+    body.result = {{"verdict", verdict.verdict}, {"enforced", verdict.enforced}, {"not_enforced", verdict.not_enforced},
+                   {"host", ctx.host_report}, {"daemon", daemon}};
+    body.recommendations = verdict.recommendations;
+    return body;
+}
+
+SuccessBody recent_events(const Call& call) {
+    std::set<events::EventType> types;
+    if (auto it = call.params().find("types"); it != call.params().end()) {
+        if (!it->is_array()) throw ApiError(ErrorCode::INVALID_REQUEST, "'types' must be a list of event names", {}, {"types"});
+        for (auto& name : *it) {
+            auto type = name.is_string() ? events::parse_event_name(name.get<std::string>()) : std::nullopt;
+            if (!type) throw ApiError(ErrorCode::INVALID_REQUEST, "unknown event type " + name.dump(), {}, {"types"});
+            types.insert(*type);
+        }
+    }
+    size_t limit = events::Notifier::kRecentEvents;
+    if (auto most = param_integer(call.params(), "limit"))
+        limit = static_cast<size_t>(std::min<long long>(*most, static_cast<long long>(events::Notifier::kRecentEvents)));
+    json list = json::array();
+    for (const auto& e : call.ctx.events.recent())
+        if (types.empty() || types.count(e.type)) list.push_back(e.to_json());
+    if (list.size() > limit) list.erase(list.begin(), list.end() - static_cast<std::ptrdiff_t>(limit));
+    SuccessBody body;
+    body.result = {{"events", list}};
+    return body;
+}
+
+} // namespace
+
+void register_node_operations(Router& router) {
+    router.add("doctor", "", doctor);
+    router.add("events", "", recent_events);
+}
+
+} // namespace resmgr::server

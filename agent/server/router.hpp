@@ -1,0 +1,90 @@
+// agent/server holds the protocol: the router (this), its table of operations, the operation
+// groups (ops/), the socket server and the event loop. The router turns one request, already
+// attributed to a kernel-verified peer, into one envelope: it finds the operation's row (the
+// names and parameter specs are resmgr/operations.hpp's catalog), checks who may call it and its
+// parameters, runs the handler, measures execution_time, and turns every failure into the
+// seed's error envelope: BackendError into BACKEND_ERROR here and nowhere else. Allocations
+// refused for capacity, policy or a conflict are reported as events here too.
+// May call: lifecycle, monitor, events, model; the handlers below it never call back up.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lifecycle/lifecycle.hpp"
+#include "monitor/proc.hpp"
+#include "resmgr/operations.hpp"
+#include "resmgr/protocol.hpp"
+
+namespace resmgr::server {
+
+// What every handler may use: the lifecycle (the one writer), the exclusive files, events,
+// monitoring (when running) and the host's facts.
+struct Context {
+    using IdentifyFn = std::function<std::optional<monitor::ProcessIdentity>(long pid)>;
+    using LookupUserFn = std::function<core::UserIdentity(std::uint32_t uid)>;
+
+    lifecycle::Lifecycle& lifecycle;
+    lifecycle::ExclusiveFiles& files;
+    events::Notifier& events;
+    std::function<TimePoint()> clock;
+    nlohmann::json host_report; // the probe's JSON (agent/cgroup/probe), shown by doctor
+    nlohmann::json daemon_info;
+    // Who a process is (parent, uids), for attach permissions; /proc by default.
+    IdentifyFn identify;
+    // Who a uid is (name, groups), for priority_privileges; the user database by default.
+    LookupUserFn lookup_user;
+
+    const core::Ledger& ledger() const { return lifecycle.ledger(); }
+    monitor::Monitoring* monitoring() const { return lifecycle.monitoring(); }
+    // UNSUPPORTED when monitoring is not running.
+    monitor::Monitoring& require_monitoring() const;
+};
+
+// One call of a handler: the request, who asked, and the context.
+struct Call {
+    const Request& request;
+    const Owner& peer;
+    Context& ctx;
+    const nlohmann::json& params() const { return request.params; }
+};
+
+using Handler = SuccessBody (*)(const Call& call);
+
+struct Operation {
+    const OperationSpec* spec; // from the catalog: name, resource type, params, caller
+    Handler handler;
+};
+
+class Router {
+public:
+    explicit Router(Context& context);
+
+    // Binds `handler` to the catalog's row (name, resource_type); a row the catalog lacks is a
+    // programming error (std::logic_error at start, caught by the unit tests).
+    void add(const std::string& name, const std::string& resource_type, Handler handler);
+    const std::vector<Operation>& operations() const { return table_; }
+
+    // Never throw: every failure becomes the seed's error envelope.
+    nlohmann::json handle_line(std::string_view line, const Owner& peer);
+    nlohmann::json handle(const Request& request, const Owner& peer);
+
+private:
+    SuccessBody dispatch(const Request& request, const Owner& peer);
+    void report_denied_allocation(const Request& request, const ApiError& error);
+
+    Context& ctx_;
+    std::vector<Operation> table_;
+};
+
+// One register function per operation group (ops/*.cpp).
+void register_allocation_operations(Router& router);
+void register_conflict_operations(Router& router);
+void register_monitoring_operations(Router& router);
+void register_node_operations(Router& router);
+
+} // namespace resmgr::server
