@@ -375,21 +375,6 @@ std::optional<std::string> Ledger::blocking_holder(const Allocation& a) const {
     return std::nullopt;
 }
 
-std::vector<std::string> Ledger::due_to_start(TimePoint now) const {
-    std::vector<std::string> out;
-    for (auto& [id, a] : allocations_)
-        if (a.status == AllocationStatus::reserved && a.start_at && *a.start_at <= now && !blocking_holder(a))
-            out.push_back(id);
-    return out;
-}
-
-std::vector<std::string> Ledger::lapsed_reservations(TimePoint now) const {
-    std::vector<std::string> out;
-    for (auto& [id, a] : allocations_)
-        if (a.status == AllocationStatus::reserved && a.expires_at && *a.expires_at <= now && blocking_holder(a)) out.push_back(id);
-    return out;
-}
-
 void Ledger::activate(const std::string& id) {
     Allocation& a = allocations_.at(id);
     if (a.status != AllocationStatus::reserved) return;
@@ -589,17 +574,6 @@ std::vector<std::string> Ledger::restore_preempted() {
     return restored;
 }
 
-size_t Ledger::queue_position(const std::string& id) const {
-    const Allocation* me = find(id);
-    if (!me || me->status != AllocationStatus::queued) return 0;
-    size_t ahead = 0;
-    for (auto& [other_id, a] : allocations_)
-        if (a.status == AllocationStatus::queued &&
-            (a.priority.value > me->priority.value || (a.priority.value == me->priority.value && a.queue_seq < me->queue_seq)))
-            ++ahead;
-    return ahead + 1;
-}
-
 const Allocation& Ledger::authorize(const std::string& id, const Owner& caller) const {
     auto it = allocations_.find(id);
     if (it == allocations_.end())
@@ -644,43 +618,6 @@ void Ledger::restore(const Allocation& allocation) {
     if (allocation.status == AllocationStatus::reserved) ++reserved_count_;
     next_queue_seq_ = std::max(next_queue_seq_, allocation.queue_seq + 1);
     allocations_[allocation.allocation_id] = allocation;
-}
-
-std::vector<std::string> Ledger::due_to_expire(TimePoint now) const {
-    std::vector<std::string> out;
-    for (auto& [id, a] : allocations_)
-        if ((a.status == AllocationStatus::active || a.status == AllocationStatus::paused) && !a.terminating_since && a.expires_at &&
-            *a.expires_at <= now)
-            out.push_back(id);
-    return out;
-}
-
-std::vector<std::string> Ledger::due_to_kill(TimePoint now) const {
-    std::vector<std::string> out;
-    for (auto& [id, a] : allocations_)
-        if (a.terminating_since && *a.terminating_since + a.auto_release.grace_period <= now) out.push_back(id);
-    return out;
-}
-
-std::vector<std::string> Ledger::due_to_complete(TimePoint now) const {
-    std::vector<std::string> out;
-    for (auto& [id, a] : allocations_)
-        if (a.idle_since && *a.idle_since + a.auto_release.grace_period <= now) out.push_back(id);
-    return out;
-}
-
-std::optional<TimePoint> Ledger::next_deadline() const {
-    std::optional<TimePoint> next;
-    auto consider = [&](TimePoint t) { if (!next || t < *next) next = t; };
-    for (auto& [id, a] : allocations_) {
-        if (a.idle_since) consider(*a.idle_since + a.auto_release.grace_period);
-        if (a.terminating_since) consider(*a.terminating_since + a.auto_release.grace_period);
-        else if ((a.status == AllocationStatus::active || a.status == AllocationStatus::paused) && a.expires_at) consider(*a.expires_at);
-        // A reservation waiting for a file wakes nobody before its window closes: the holder's
-        // release starts it (refill), or the window lapses.
-        else if (a.status == AllocationStatus::reserved && a.start_at) consider(blocking_holder(a) && a.expires_at ? *a.expires_at : *a.start_at);
-    }
-    return next;
 }
 
 void Ledger::mark_terminating(const std::string& id, TimePoint now) { allocations_.at(id).terminating_since = now; }

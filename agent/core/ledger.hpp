@@ -66,26 +66,11 @@ public:
     // Throws NOT_FOUND / PERMISSION_DENIED unless `caller` may act on `id`.
     const Allocation& authorize(const std::string& id, const Owner& caller) const;
 
-    // Lifecycle decisions, all from the clock given (see the Service for the actions):
-    // active allocations whose duration ran out by `now`;
-    std::vector<std::string> due_to_expire(TimePoint now) const;
-    // terminating allocations whose grace period ran out by `now` (time for cgroup.kill);
-    std::vector<std::string> due_to_kill(TimePoint now) const;
-    // allocations whose group has stayed empty for their grace period by `now` (complete);
-    std::vector<std::string> due_to_complete(TimePoint now) const;
-    // the earliest moment one of the above becomes true, if any.
-    std::optional<TimePoint> next_deadline() const;
-    // reservations whose window has opened and whose files are free (a predecessor still
-    // holding one, e.g. in its grace period, makes it wait);
-    std::vector<std::string> due_to_start(TimePoint now) const;
-    // reservations whose whole window passed while another allocation still held one of their files;
-    std::vector<std::string> lapsed_reservations(TimePoint now) const;
     // reserved -> active (it now holds its capacity).
     void activate(const std::string& id);
     // Queued requests that fit now, admitted in priority order, then arrival order. A request
     // that does not fit stops the line, so later smaller ones cannot starve it.
     std::vector<std::string> admit_queued(TimePoint now);
-    size_t queue_position(const std::string& id) const; // 1-based; 0 when not queued
     // For a request that does not fit now: the victims whose pausing, degrading or killing
     // makes room, or nullopt (it fits, the requester may not preempt, or no victims suffice).
     // Victims are of a lower band; fewest first, then lowest priority, then youngest.

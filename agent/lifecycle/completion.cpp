@@ -1,5 +1,7 @@
 #include "lifecycle/completion.hpp"
 
+#include "core/deadlines.hpp"
+
 #include <signal.h>
 
 #include <spdlog/spdlog.h>
@@ -42,7 +44,7 @@ std::string grace_text(const Allocation& a) { return format_duration(std::chrono
 void Completion::on_timer() {
     auto& ledger = life_.ledger_;
     const TimePoint now = life_.clock_();
-    for (auto& id : ledger.due_to_expire(now)) {
+    for (auto& id : core::due_to_expire(ledger, now)) {
         const Allocation& a = *ledger.find(id);
         if (!a.auto_release.on_timeout) {
             ledger.mark_expired(id);
@@ -60,12 +62,12 @@ void Completion::on_timer() {
         bool grace_long_over = *a.expires_at + a.auto_release.grace_period <= now || a.status == AllocationStatus::paused;
         ledger.mark_terminating(id, grace_long_over ? now - a.auto_release.grace_period : now);
     }
-    for (auto& id : ledger.due_to_complete(now)) {
+    for (auto& id : core::due_to_complete(ledger, now)) {
         if (group_populated(life_.backend_, id)) ledger.mark_populated(id); // joined, and its event is still on the way
         else complete(id, "completed: its group stayed empty for " + grace_text(*ledger.find(id)));
     }
     life_.persist();
-    for (auto& id : ledger.due_to_kill(now)) {
+    for (auto& id : core::due_to_kill(ledger, now)) {
         try {
             life_.finish(id, AllocationStatus::expired, "expired");
         } catch (const std::exception& e) { // the group or the record: both are kept as they were

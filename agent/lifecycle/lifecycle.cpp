@@ -1,7 +1,7 @@
 // Changes asked for by requests, and the shared steps (persist, finish, refill, preemption).
 // See lifecycle.hpp for the order of effects.
+#include "core/deadlines.hpp"
 #include "lifecycle/lifecycle.hpp"
-#include "lifecycle/completion.hpp"
 
 #include <algorithm>
 
@@ -52,10 +52,7 @@ json final_counters(cgroup::CgroupBackend& backend, const monitor::Monitoring* m
 
 Lifecycle::Lifecycle(core::Ledger& ledger, cgroup::CgroupBackend& backend, state::StateStore& store, ClockFn clock,
                      events::Notifier& events, ExclusiveFiles& files)
-    : ledger_(ledger), backend_(backend), store_(store), clock_(std::move(clock)), events_(events), files_(files),
-      completion_(std::make_unique<Completion>(*this)) {}
-
-Lifecycle::~Lifecycle() = default;
+    : ledger_(ledger), backend_(backend), store_(store), clock_(std::move(clock)), events_(events), files_(files) {}
 
 void Lifecycle::persist() {
     std::vector<Allocation> all;
@@ -66,7 +63,7 @@ void Lifecycle::persist() {
 json Lifecycle::describe(const Allocation& a) const {
     json j = to_json(a);
     j["cgroup_path"] = core::Ledger::holds_capacity(a) ? backend_.group_path(a.allocation_id) : "";
-    if (a.status == AllocationStatus::queued) j["queue_position"] = ledger_.queue_position(a.allocation_id);
+    if (a.status == AllocationStatus::queued) j["queue_position"] = core::queue_position(ledger_, a.allocation_id);
     if (a.idle_since) j["completes_at"] = format_timestamp(*a.idle_since + a.auto_release.grace_period);
     j["limits"] = limits_json(core::limits_for(a, ledger_.policy()));
     if (auto it = enforcement_.find(a.allocation_id); it != enforcement_.end()) j["enforcement"] = it->second.to_json();
@@ -117,9 +114,9 @@ const Allocation& Lifecycle::allocate(const AllocationRequest& req, const Owner&
         persist();
         if (supervised && hooks_.watch_supervisor) hooks_.watch_supervisor(id, peer.pid);
         spdlog::info("queued {} workflow={} priority={} position={}", id, admitted_ptr->workflow_id, admitted_ptr->priority.value,
-                     ledger_.queue_position(id));
+                     core::queue_position(ledger_, id));
         events_.emit(events::EventType::queued, id + " queued for workflow " + admitted_ptr->workflow_id, admitted_ptr->workflow_id, id,
-                     {{"queue_position", ledger_.queue_position(id)}});
+                     {{"queue_position", core::queue_position(ledger_, id)}});
         return *ledger_.find(id);
     }
     cgroup::Limits limits = core::limits_for(*admitted_ptr, ledger_.policy());
@@ -351,7 +348,7 @@ void Lifecycle::start_group(const std::string& id, const std::string& why) {
 
 bool Lifecycle::start_due_reservations() {
     const TimePoint now = clock_();
-    const auto lapsed = ledger_.lapsed_reservations(now);
+    const auto lapsed = core::lapsed_reservations(ledger_, now);
     for (auto& id : lapsed) {
         const std::string holder = ledger_.blocking_holder(*ledger_.find(id)).value_or("");
         const Allocation gone = ledger_.release(id, Owner{0, 0});
@@ -361,7 +358,7 @@ bool Lifecycle::start_due_reservations() {
         events_.emit(events::EventType::denied, "reservation " + id + " never started: " + why, gone.workflow_id, id,
                      {{"reason", why}, {"holder", holder}});
     }
-    const auto due = ledger_.due_to_start(now);
+    const auto due = core::due_to_start(ledger_, now);
     for (auto& id : due) {
         ledger_.activate(id);
         start_group(id, "reservation window opened");
@@ -434,7 +431,7 @@ void Lifecycle::watch(const Allocation& a) {
 }
 
 void Lifecycle::reschedule() {
-    if (hooks_.schedule) hooks_.schedule(ledger_.next_deadline());
+    if (hooks_.schedule) hooks_.schedule(core::next_deadline(ledger_));
 }
 
 } // namespace resmgr::lifecycle

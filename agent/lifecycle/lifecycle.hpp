@@ -24,6 +24,7 @@
 #include "cgroup/backend.hpp"
 #include "core/ledger.hpp"
 #include "events/notifier.hpp"
+#include "lifecycle/completion.hpp"
 #include "lifecycle/exclusive_files.hpp"
 #include "monitor/monitoring.hpp"
 #include "resmgr/protocol.hpp"
@@ -57,8 +58,6 @@ struct EndedRecord {
     nlohmann::json record;
 };
 
-class Completion;
-
 class Lifecycle {
 public:
     using ClockFn = std::function<TimePoint()>;
@@ -66,16 +65,14 @@ public:
 
     Lifecycle(core::Ledger& ledger, cgroup::CgroupBackend& backend, state::StateStore& store, ClockFn clock,
               events::Notifier& events, ExclusiveFiles& files);
-    ~Lifecycle();
 
     void set_hooks(LoopHooks hooks) { hooks_ = std::move(hooks); }
     // Sampling, agents and final usage; without it agents are not tracked.
     void set_monitoring(monitor::Monitoring* monitoring) { monitoring_ = monitoring; }
-    monitor::Monitoring* monitoring() const { return monitoring_; }
     const core::Ledger& ledger() const { return ledger_; }
     // For reading (group_path, pids, describe); changes go through the lifecycle.
     cgroup::CgroupBackend& backend() const { return backend_; }
-    Completion& completion() { return *completion_; }
+    Completion& completion() { return completion_; }
 
     // Changes a request asks for. Each throws ApiError (or BackendError with its action set)
     // and leaves everything as it was when it cannot be done.
@@ -132,7 +129,7 @@ private:
     LoopHooks hooks_;
     std::map<std::string, cgroup::Enforcement> enforcement_;
     std::vector<EndedRecord> ended_; // newest last
-    std::unique_ptr<Completion> completion_;
+    Completion completion_{*this};
 };
 
 } // namespace resmgr::lifecycle

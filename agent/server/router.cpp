@@ -26,8 +26,8 @@ SuccessBody not_built(const Call& call) {
 } // namespace
 
 monitor::Monitoring& Context::require_monitoring() const {
-    if (!monitoring()) throw ApiError(ErrorCode::UNSUPPORTED, "Monitoring is not running in this resmgrd");
-    return *monitoring();
+    if (!monitoring) throw ApiError(ErrorCode::UNSUPPORTED, "Monitoring is not running in this resmgrd");
+    return *monitoring;
 }
 
 Router::Router(Context& context) : ctx_(context) {

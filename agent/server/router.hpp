@@ -38,9 +38,9 @@ struct Context {
     IdentifyFn identify;
     // Who a uid is (name, groups), for priority_privileges; the user database by default.
     LookupUserFn lookup_user;
+    monitor::Monitoring* monitoring = nullptr; // none: the monitoring operations are UNSUPPORTED
 
     const core::Ledger& ledger() const { return lifecycle.ledger(); }
-    monitor::Monitoring* monitoring() const { return lifecycle.monitoring(); }
     // UNSUPPORTED when monitoring is not running.
     monitor::Monitoring& require_monitoring() const;
 };

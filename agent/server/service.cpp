@@ -14,7 +14,7 @@ Service::Service(core::Ledger& ledger, cgroup::CgroupBackend& backend, state::St
       files_(ledger, backend, store.dir(), host_report.value("cgroup2_mount", std::string()), clock, events_),
       lifecycle_(ledger, backend, store, clock, events_, files_),
       context_{lifecycle_, files_, events_, clock, std::move(host_report), std::move(daemon_info),
-               [](long pid) { return monitor::read_process_identity(pid); }, lifecycle::lookup_user},
+               [](long pid) { return monitor::read_process_identity(pid); }, lifecycle::lookup_user, nullptr},
       router_(context_) {
     files_.set_user_lookup(lifecycle::lookup_user);
     register_allocation_operations(router_);
@@ -30,7 +30,7 @@ void Service::set_user_lookup(Context::LookupUserFn lookup) {
 
 void Service::on_sample() {
     files_.save_if_changed();
-    auto* monitoring = lifecycle_.monitoring();
+    auto* monitoring = context_.monitoring;
     if (!monitoring) return;
     try {
         monitoring->sample(context_.clock());

@@ -33,7 +33,10 @@ public:
 
     // Sampling, thresholds, agents and the monitoring operations; without it those operations
     // answer UNSUPPORTED and agents are not tracked.
-    void set_monitoring(monitor::Monitoring* monitoring) { lifecycle_.set_monitoring(monitoring); }
+    void set_monitoring(monitor::Monitoring* monitoring) {
+        lifecycle_.set_monitoring(monitoring);
+        context_.monitoring = monitoring;
+    }
     // Who a process is / who a uid is (tests give fakes; /proc and the user database otherwise).
     void set_process_identity(Context::IdentifyFn identify) { context_.identify = std::move(identify); }
     void set_user_lookup(Context::LookupUserFn lookup);

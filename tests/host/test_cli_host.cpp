@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "daemon_fixture.hpp"
+#include "resmgr/operations.hpp"
 
 using namespace resmgr::host;
 
@@ -44,6 +45,17 @@ TEST(ClientPrograms, EachSaysItsVersion) {
         EXPECT_EQ(r.status, 0) << name << ": " << r.err;
         EXPECT_EQ(r.out, std::string(name) + " " + RESMGR_VERSION + "\n");
     }
+}
+
+// The help lists every operation of the catalog resmgrd routes by, the seed's included.
+TEST(ClientPrograms, HelpNamesEveryOperation) {
+    RunResult r = run({RESMGR_CLI_PATH, "--help"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    for (const auto& op : resmgr::operation_catalog()) {
+        if (op.by_socket) continue;
+        EXPECT_NE(r.out.find("\n  " + op.name + " "), std::string::npos) << op.name << " is missing from resmgr --help";
+    }
+    for (const auto& name : resmgr::seed_operations()) EXPECT_NE(r.out.find("  " + name), std::string::npos) << name;
 }
 
 // Usage errors are caught before resmgrd is asked (the socket here does not exist), in a line a person can act on.

@@ -1,6 +1,7 @@
 // Reservations over a time calendar, and the queue: window edges, order, restart.
 #include <gtest/gtest.h>
 
+#include "core/deadlines.hpp"
 #include "core/ledger.hpp"
 #include "fake_backend.hpp"
 #include "resmgr/protocol.hpp"
@@ -86,9 +87,9 @@ TEST(Calendar, ReservationRules) {
     l.reserve(cpu(1, hours(1)), "r", kNow + hours(1), kAlice, kNow);
     EXPECT_EQ(code_of([&] { l.reserve(cpu(1, hours(1)), "r", kNow + hours(3), kAlice, kNow); }), ErrorCode::CONFLICT);
     EXPECT_DOUBLE_EQ(l.availability().cpu_available, 3.5); // nothing held now
-    EXPECT_TRUE(l.due_to_start(kNow + minutes(59)).empty());
-    EXPECT_EQ(l.due_to_start(kNow + hours(1)), std::vector<std::string>{"r"});
-    EXPECT_EQ(l.next_deadline(), kNow + hours(1));
+    EXPECT_TRUE(core::due_to_start(l, kNow + minutes(59)).empty());
+    EXPECT_EQ(core::due_to_start(l, kNow + hours(1)), std::vector<std::string>{"r"});
+    EXPECT_EQ(core::next_deadline(l), kNow + hours(1));
     l.activate("r");
     EXPECT_DOUBLE_EQ(l.availability().cpu_available, 2.5);
     EXPECT_EQ(l.find("r")->expires_at, kNow + hours(2));
@@ -112,14 +113,14 @@ TEST(Queue, AdmitsInPriorityThenArrivalOrderAndTheHeadIsNotStarved) {
     std::string low = l.allocate(cpu(1, {}, 20, "w2"), kAlice, kNow, true).allocation_id;
     std::string high_big = l.allocate(cpu(3, {}, 80, "w3"), kAlice, kNow, true).allocation_id;
     std::string high_small = l.allocate(cpu(1, {}, 80, "w4"), kAlice, kNow, true).allocation_id;
-    EXPECT_EQ(l.queue_position(high_big), 1u);
-    EXPECT_EQ(l.queue_position(high_small), 2u);
-    EXPECT_EQ(l.queue_position(low), 3u);
+    EXPECT_EQ(core::queue_position(l, high_big), 1u);
+    EXPECT_EQ(core::queue_position(l, high_small), 2u);
+    EXPECT_EQ(core::queue_position(l, low), 3u);
     l.release("a1", kAlice);
     EXPECT_EQ(l.admit_queued(kNow + minutes(1)), std::vector<std::string>{high_big}); // 3 of 3.5: the rest wait
     EXPECT_EQ(l.find(high_big)->status, AllocationStatus::active);
     EXPECT_EQ(l.find(high_big)->expires_at, kNow + minutes(1) + hours(6));
-    EXPECT_EQ(l.queue_position(high_small), 1u);
+    EXPECT_EQ(core::queue_position(l, high_small), 1u);
     l.release(high_big, kAlice);
     EXPECT_EQ(l.admit_queued(kNow), (std::vector<std::string>{high_small, low}));
 }
@@ -240,12 +241,12 @@ TEST(Calendar, AReservationWaitsForItsFilesPreviousHolder) {
     const std::string file = "/work/flake.nix";
     l.reserve(with_file(cpu(0.5, hours(1), 50, "res"), file), "r1", kNow + hours(1), kAlice, kNow);
     std::string holder = l.allocate(with_file(cpu(0.5, hours(1)), file), kAlice, kNow).allocation_id;
-    EXPECT_TRUE(l.due_to_start(kNow + hours(1)).empty()) << "the holder is still there";
-    EXPECT_EQ(l.next_deadline(), kNow + hours(1)) << "the holder's end, not a busy wait on the reservation";
-    EXPECT_TRUE(l.lapsed_reservations(kNow + hours(1) + minutes(30)).empty());
-    EXPECT_EQ(l.lapsed_reservations(kNow + hours(2)), std::vector<std::string>{"r1"});
+    EXPECT_TRUE(core::due_to_start(l, kNow + hours(1)).empty()) << "the holder is still there";
+    EXPECT_EQ(core::next_deadline(l), kNow + hours(1)) << "the holder's end, not a busy wait on the reservation";
+    EXPECT_TRUE(core::lapsed_reservations(l, kNow + hours(1) + minutes(30)).empty());
+    EXPECT_EQ(core::lapsed_reservations(l, kNow + hours(2)), std::vector<std::string>{"r1"});
     l.release(holder, kAlice);
-    EXPECT_EQ(l.due_to_start(kNow + hours(1) + minutes(1)), std::vector<std::string>{"r1"});
+    EXPECT_EQ(core::due_to_start(l, kNow + hours(1) + minutes(1)), std::vector<std::string>{"r1"});
     l.activate("r1");
     EXPECT_EQ(l.file_holder(file), "r1");
 }

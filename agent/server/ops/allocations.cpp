@@ -3,6 +3,7 @@
 // seed's reply; none of them changes the ledger, a cgroup or the state itself.
 #include <spdlog/spdlog.h>
 
+#include "core/deadlines.hpp"
 #include "server/ops/authorize.hpp"
 
 namespace resmgr::server {
@@ -18,7 +19,7 @@ json limits_of(const Context& ctx, const Allocation& a) { return ctx.lifecycle.d
 
 SuccessBody queued_reply(const Context& ctx, const Allocation& a) {
     SuccessBody body;
-    const auto position = ctx.ledger().queue_position(a.allocation_id);
+    const auto position = core::queue_position(ctx.ledger(), a.allocation_id);
     body.result = {{"allocation_id", a.allocation_id}, {"allocation", ctx.lifecycle.describe(a)}, {"queue_position", position},
                    {"capacity", ctx.ledger().availability().to_json()}};
     body.recommendations.push_back("Queued: it starts when capacity frees, in priority order, then arrival order");

@@ -36,7 +36,7 @@ SuccessBody doctor(const Call& call) {
     Context& ctx = call.ctx;
     auto& backend = ctx.lifecycle.backend();
     conflicts::Guard* guard = ctx.files.guard();
-    const monitor::Monitoring* monitoring = ctx.monitoring();
+    const monitor::Monitoring* monitoring = ctx.monitoring;
     SuccessBody body;
     json daemon = ctx.daemon_info;
     daemon["backend"] = backend.name();
