@@ -49,8 +49,9 @@ std::vector<OperationSpec> make_catalog() {
     auto add = [&](OperationSpec op) { ops.push_back(std::move(op)); };
     add({"allocate", "", true, true, false, Caller::anyone, allocation_fields(true), false,
          "'{\"workflow_id\":\"wf\",\"priority\":\"high\",\"resources\":{\"cpu_cores\":2,\"memory_gb\":4}}'",
-         "Admit an allocation and create its cgroup. \"wait\": true queues it when the node is full\n"
-         "(status queued, started in priority order, then arrival order)."});
+         "Admit an allocation and create its cgroup. resources: cpu_cores (fractional), memory_gb (GiB, or a\n"
+         "size such as \"512M\"), agents, pids, tool_instances; also duration, exclusive_files, constraints,\n"
+         "auto_release. \"wait\": true queues it when the node is full (started in priority, then arrival order)."});
     add({"reserve", "", true, true, false, Caller::anyone,
          with(allocation_fields(false), {{"reservation_id", T::string, false, {}, {}, "letters, digits and _ (at most 64)"},
                                          {"start_time", T::string, true, {}, {}, "RFC 3339, e.g. 2027-01-15T15:00:00Z"}}),
