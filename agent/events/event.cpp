@@ -1,5 +1,7 @@
 // Events, their journald fields, and the sinks (see event.hpp).
 #include "events/event.hpp"
+
+#include "resmgr/protocol.hpp"
 #include "resmgr/json.hpp"
 
 #include <fcntl.h>
@@ -119,6 +121,21 @@ void EventBus::publish(const Event& event) {
             spdlog::warn("event {} not recorded: {}", to_string(event.type), e.what());
         }
     }
+}
+
+std::set<EventType> parse_event_types(const nlohmann::json& names) {
+    if (!names.is_array()) throw ApiError(ErrorCode::INVALID_REQUEST, "'types' must be a list of event names", "got " + names.dump(), {"types"});
+    std::set<EventType> types;
+    for (const auto& name : names) {
+        auto type = name.is_string() ? parse_event_name(name.get<std::string>()) : std::nullopt;
+        if (!type) {
+            std::string known;
+            for (const auto& n : event_names()) known += (known.empty() ? "" : ", ") + n;
+            throw ApiError(ErrorCode::INVALID_REQUEST, "unknown event type " + name.dump(), "known: " + known, {"types"});
+        }
+        types.insert(*type);
+    }
+    return types;
 }
 
 } // namespace resmgr::events

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +27,9 @@ int default_priority(EventType type);          // syslog level
 // "RESOURCE_THRESHOLD", "resource_threshold", "threshold", "oom_kill": the type, or nullopt.
 std::optional<EventType> parse_event_name(std::string_view name);
 std::vector<std::string> event_names();
+// A request's "types" list (["allocated", "RESOURCE_CONFLICT", ...]); INVALID_REQUEST naming
+// the first unknown one. An empty set means every type.
+std::set<EventType> parse_event_types(const nlohmann::json& names);
 
 struct Event {
     EventType type = EventType::allocated;

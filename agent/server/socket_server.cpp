@@ -1,5 +1,7 @@
 // Line protocol over a Unix stream socket on sd-event.
 #include "server/socket_server.hpp"
+
+#include "resmgr/operations.hpp"
 #include "resmgr/json.hpp"
 
 #include "server/event_loop.hpp"
@@ -286,20 +288,9 @@ void SocketServer::serve(ClientConn& c) {
 nlohmann::json SocketServer::subscribe(ClientConn& c, const Request& request) {
     auto started = std::chrono::steady_clock::now();
     try {
+        check_params(request.params, find_operation("subscribe", "")->params);
         std::set<events::EventType> types;
-        for (auto& [key, value] : request.params.items()) {
-            if (key != "types") throw ApiError(ErrorCode::INVALID_REQUEST, "unknown parameter '" + key + "'", {}, {key});
-            if (!value.is_array()) throw ApiError(ErrorCode::INVALID_REQUEST, "'types' must be a list of event names", {}, {"types"});
-            for (auto& name : value) {
-                auto type = name.is_string() ? events::parse_event_name(name.get<std::string>()) : std::nullopt;
-                if (!type) {
-                    std::string known;
-                    for (auto& n : events::event_names()) known += (known.empty() ? "" : ", ") + n;
-                    throw ApiError(ErrorCode::INVALID_REQUEST, "unknown event type " + name.dump(), "known: " + known, {"types"});
-                }
-                types.insert(*type);
-            }
-        }
+        if (auto it = request.params.find("types"); it != request.params.end() && !it->is_null()) types = events::parse_event_types(*it);
         c.subscriber = true;
         c.types = std::move(types);
         SuccessBody body;

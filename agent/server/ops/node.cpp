@@ -61,14 +61,7 @@ SuccessBody doctor(const Call& call) {
 
 SuccessBody recent_events(const Call& call) {
     std::set<events::EventType> types;
-    if (auto it = call.params().find("types"); it != call.params().end()) {
-        if (!it->is_array()) throw ApiError(ErrorCode::INVALID_REQUEST, "'types' must be a list of event names", {}, {"types"});
-        for (auto& name : *it) {
-            auto type = name.is_string() ? events::parse_event_name(name.get<std::string>()) : std::nullopt;
-            if (!type) throw ApiError(ErrorCode::INVALID_REQUEST, "unknown event type " + name.dump(), {}, {"types"});
-            types.insert(*type);
-        }
-    }
+    if (auto it = call.params().find("types"); it != call.params().end() && !it->is_null()) types = events::parse_event_types(*it);
     size_t limit = events::Notifier::kRecentEvents;
     if (auto most = param_integer(call.params(), "limit"))
         limit = static_cast<size_t>(std::min<long long>(*most, static_cast<long long>(events::Notifier::kRecentEvents)));
