@@ -5,7 +5,7 @@ namespace resmgr::core {
 std::vector<std::string> due_to_start(const Ledger& ledger, TimePoint now) {
     std::vector<std::string> out;
     for (auto& [id, a] : ledger.allocations())
-        if (a.status == AllocationStatus::reserved && a.start_at && *a.start_at <= now && !ledger.blocking_holder(a))
+        if (a.status == AllocationStatus::reserved && a.start_at && *a.start_at <= now && !ledger.holdings().blocking_holder(a))
             out.push_back(id);
     return out;
 }
@@ -13,7 +13,7 @@ std::vector<std::string> due_to_start(const Ledger& ledger, TimePoint now) {
 std::vector<std::string> lapsed_reservations(const Ledger& ledger, TimePoint now) {
     std::vector<std::string> out;
     for (auto& [id, a] : ledger.allocations())
-        if (a.status == AllocationStatus::reserved && a.expires_at && *a.expires_at <= now && ledger.blocking_holder(a)) out.push_back(id);
+        if (a.status == AllocationStatus::reserved && a.expires_at && *a.expires_at <= now && ledger.holdings().blocking_holder(a)) out.push_back(id);
     return out;
 }
 
@@ -60,7 +60,7 @@ std::optional<TimePoint> next_deadline(const Ledger& ledger) {
         else if ((a.status == AllocationStatus::active || a.status == AllocationStatus::paused) && a.expires_at) consider(*a.expires_at);
         // A reservation waiting for a file wakes nobody before its window closes: the holder's
         // release starts it (refill), or the window lapses.
-        else if (a.status == AllocationStatus::reserved && a.start_at) consider(ledger.blocking_holder(a) && a.expires_at ? *a.expires_at : *a.start_at);
+        else if (a.status == AllocationStatus::reserved && a.start_at) consider(ledger.holdings().blocking_holder(a) && a.expires_at ? *a.expires_at : *a.start_at);
     }
     return next;
 }

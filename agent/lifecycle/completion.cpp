@@ -148,7 +148,7 @@ json Completion::reconcile() {
     for (auto& id : ids) {
         const Allocation* a = ledger.find(id);
         if (!a) continue;
-        if (!core::Ledger::holds_capacity(*a)) {
+        if (!core::holds_capacity(*a)) {
             if (a->supervisor_pid > 0 && life_.hooks_.watch_supervisor) life_.hooks_.watch_supervisor(id, a->supervisor_pid);
             continue; // queued and reserved allocations have no group yet
         }

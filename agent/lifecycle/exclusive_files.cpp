@@ -154,7 +154,7 @@ std::string ExclusiveFiles::owner_cgroup(const std::string& id) const {
 std::optional<std::string> ExclusiveFiles::allocation_of_cgroup(const std::string& cgroup) const {
     if (cgroup.empty()) return std::nullopt;
     for (const auto& [id, a] : ledger_.allocations()) {
-        if (!core::Ledger::holds_capacity(a)) continue;
+        if (!core::holds_capacity(a)) continue;
         std::string owner = owner_cgroup(id);
         if (!owner.empty() && conflicts::in_subtree(cgroup, owner)) return id;
     }

@@ -62,7 +62,7 @@ void Lifecycle::persist() {
 
 json Lifecycle::describe(const Allocation& a) const {
     json j = to_json(a);
-    j["cgroup_path"] = core::Ledger::holds_capacity(a) ? backend_.group_path(a.allocation_id) : "";
+    j["cgroup_path"] = core::holds_capacity(a) ? backend_.group_path(a.allocation_id) : "";
     if (a.status == AllocationStatus::queued) j["queue_position"] = core::queue_position(ledger_, a.allocation_id);
     if (a.idle_since) j["completes_at"] = format_timestamp(*a.idle_since + a.auto_release.grace_period);
     j["limits"] = limits_json(core::limits_for(a, ledger_.policy()));
@@ -78,7 +78,7 @@ const cgroup::Enforcement* Lifecycle::enforcement(const std::string& id) const {
 const Allocation& Lifecycle::allocate(const AllocationRequest& req, const Owner& peer, bool supervised, bool wait,
                                       const std::optional<AttachTarget>& first, const std::function<void()>& vet_queued) {
     bool preempted = false;
-    if (auto plan = ledger_.plan_preemption(req)) {
+    if (auto plan = ledger_.admission().plan_preemption(req)) {
         try {
             apply_preemption(*plan, req);
         } catch (cgroup::BackendError& e) {
@@ -181,7 +181,7 @@ Allocation Lifecycle::reallocate(const std::string& id, const Resources& wanted,
 
 void Lifecycle::attach(const std::string& id, const AttachTarget& target) {
     const Allocation& allocation = *ledger_.find(id);
-    if (!core::Ledger::holds_capacity(allocation))
+    if (!core::holds_capacity(allocation))
         throw ApiError(ErrorCode::CONFLICT, "Allocation '" + id + "' is " + to_string(allocation.status) + ", not running yet", {}, {},
                        {"Wait until it is active (resmgr status)"});
     if (!target.agent.empty()) {
@@ -251,7 +251,7 @@ SuccessBody Lifecycle::release(const std::string& id, const Owner& peer, std::op
         body.result = {{"allocation_id", id}, {"allocation", to_json(gone)}, {"reason", reason}};
     }
     if (exit_status) body.result["exit_status"] = *exit_status;
-    body.result["capacity"] = ledger_.availability().to_json();
+    body.result["capacity"] = ledger_.admission().availability().to_json();
     return body;
 }
 
@@ -350,7 +350,7 @@ bool Lifecycle::start_due_reservations() {
     const TimePoint now = clock_();
     const auto lapsed = core::lapsed_reservations(ledger_, now);
     for (auto& id : lapsed) {
-        const std::string holder = ledger_.blocking_holder(*ledger_.find(id)).value_or("");
+        const std::string holder = ledger_.holdings().blocking_holder(*ledger_.find(id)).value_or("");
         const Allocation gone = ledger_.release(id, Owner{0, 0});
         const std::string why = "its window passed while allocation " + holder + " still held one of its exclusive files";
         spdlog::warn("reservation {} never started: {}", id, why);

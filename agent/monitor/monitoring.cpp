@@ -35,7 +35,7 @@ Monitoring::Monitoring(const core::Ledger& ledger, cgroup::CgroupBackend& backen
 std::vector<GroupProbe> Monitoring::allocation_groups() const {
     std::vector<GroupProbe> groups;
     for (const auto& [id, a] : ledger_.allocations()) {
-        if (!core::Ledger::holds_capacity(a)) continue;
+        if (!core::holds_capacity(a)) continue;
         if (auto dir = backend_.group_path(id); !dir.empty()) groups.push_back({id, dir});
     }
     return groups;

@@ -86,12 +86,12 @@ TEST(Calendar, ReservationRules) {
     EXPECT_EQ(code_of([&] { l.reserve(cpu(1, hours(1)), "r", kNow - hours(1), kAlice, kNow); }), ErrorCode::INVALID_REQUEST);
     l.reserve(cpu(1, hours(1)), "r", kNow + hours(1), kAlice, kNow);
     EXPECT_EQ(code_of([&] { l.reserve(cpu(1, hours(1)), "r", kNow + hours(3), kAlice, kNow); }), ErrorCode::CONFLICT);
-    EXPECT_DOUBLE_EQ(l.availability().cpu_available, 3.5); // nothing held now
+    EXPECT_DOUBLE_EQ(l.admission().availability().cpu_available, 3.5); // nothing held now
     EXPECT_TRUE(core::due_to_start(l, kNow + minutes(59)).empty());
     EXPECT_EQ(core::due_to_start(l, kNow + hours(1)), std::vector<std::string>{"r"});
     EXPECT_EQ(core::next_deadline(l), kNow + hours(1));
     l.activate("r");
-    EXPECT_DOUBLE_EQ(l.availability().cpu_available, 2.5);
+    EXPECT_DOUBLE_EQ(l.admission().availability().cpu_available, 2.5);
     EXPECT_EQ(l.find("r")->expires_at, kNow + hours(2));
 }
 
@@ -102,7 +102,7 @@ TEST(Queue, WaitQueuesWhatDoesNotFitButNeverTheImpossible) {
     const Allocation& q = l.allocate(cpu(1), kAlice, kNow, true);
     EXPECT_EQ(q.status, AllocationStatus::queued);
     EXPECT_FALSE(q.expires_at); // its clock starts when admitted
-    EXPECT_DOUBLE_EQ(l.availability().cpu_available, 0.5); // queued holds nothing
+    EXPECT_DOUBLE_EQ(l.admission().availability().cpu_available, 0.5); // queued holds nothing
     EXPECT_EQ(code_of([&] { l.allocate(cpu(4, {}, 50, "other"), kAlice, kNow, true); }), ErrorCode::RESOURCE_EXHAUSTED); // > node
     EXPECT_EQ(code_of([&] { l.allocate(cpu(7, {}, 50, "other"), kAlice, kNow, true); }), ErrorCode::POLICY_VIOLATION); // waiting cannot fix
 }
@@ -248,7 +248,7 @@ TEST(Calendar, AReservationWaitsForItsFilesPreviousHolder) {
     l.release(holder, kAlice);
     EXPECT_EQ(core::due_to_start(l, kNow + hours(1) + minutes(1)), std::vector<std::string>{"r1"});
     l.activate("r1");
-    EXPECT_EQ(l.file_holder(file), "r1");
+    EXPECT_EQ(l.holdings().file_holder(file), "r1");
 }
 
 TEST(Queue, AReservationStartsWhenItsFilesPreviousHolderIsGone) {
@@ -269,13 +269,13 @@ TEST(Queue, AReservationStartsWhenItsFilesPreviousHolderIsGone) {
     now = *parse_timestamp("2025-01-15T12:00:00Z");
     service.completion().on_timer(); // the holder gets SIGTERM and its grace period
     EXPECT_EQ(ledger.find("res_1")->status, AllocationStatus::reserved) << "waits for the holder";
-    EXPECT_EQ(ledger.file_holder(file), holder);
+    EXPECT_EQ(ledger.holdings().file_holder(file), holder);
     now += minutes(30); // far past the grace period
     service.completion().on_timer(); // the holder is killed and removed; the reservation starts
     EXPECT_EQ(ledger.find(holder), nullptr);
     ASSERT_NE(ledger.find("res_1"), nullptr);
     EXPECT_EQ(ledger.find("res_1")->status, AllocationStatus::active);
-    EXPECT_EQ(ledger.file_holder(file), "res_1");
+    EXPECT_EQ(ledger.holdings().file_holder(file), "res_1");
     EXPECT_TRUE(backend.groups.count("res_1"));
 }
 

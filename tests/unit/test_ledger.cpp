@@ -41,7 +41,7 @@ TEST(Ledger, AdmitsWithinCapacityAndRecordsOwner) {
     EXPECT_EQ(a.timestamp, kNow);
     // No duration asked: it ends at the policy's max_duration (6h).
     EXPECT_EQ(a.expires_at, kNow + std::chrono::hours(6));
-    auto v = ledger.availability();
+    auto v = ledger.admission().availability();
     EXPECT_DOUBLE_EQ(v.cpu_available, 5.5);
     EXPECT_EQ(v.memory_available, 11 * kGiB);
 }
@@ -67,7 +67,7 @@ TEST(Ledger, ExactFitIsAdmittedOneMoreIsNot) {
     auto ledger = make_ledger();
     ledger.allocate(request("a", 5.5, 10), kAlice, kNow);
     ledger.allocate(request("b", 2, 5), kAlice, kNow); // exactly 7.5 cores / 15 GiB
-    EXPECT_DOUBLE_EQ(ledger.availability().cpu_available, 0);
+    EXPECT_DOUBLE_EQ(ledger.admission().availability().cpu_available, 0);
     EXPECT_EQ(code_of([&] { ledger.allocate(request("c", 0.01, 0), kAlice, kNow); }), ErrorCode::RESOURCE_EXHAUSTED);
 }
 
@@ -120,7 +120,7 @@ TEST(Ledger, AgentPoolIsNodeWide) {
     ledger.allocate(request("a", 0, 0, 15), kAlice, kNow);
     EXPECT_EQ(code_of([&] { ledger.allocate(request("b", 0, 0, 6), kAlice, kNow); }), ErrorCode::RESOURCE_EXHAUSTED);
     ledger.allocate(request("b", 0, 0, 5), kAlice, kNow);
-    EXPECT_EQ(ledger.availability().agents_available, 0);
+    EXPECT_EQ(ledger.admission().availability().agents_available, 0);
 }
 
 TEST(Ledger, ReleaseOnlyByOwnerOrRoot) {
@@ -129,7 +129,7 @@ TEST(Ledger, ReleaseOnlyByOwnerOrRoot) {
     EXPECT_EQ(code_of([&] { ledger.release(id, kBob); }), ErrorCode::PERMISSION_DENIED);
     EXPECT_EQ(code_of([&] { ledger.release("alloc_nope", kAlice); }), ErrorCode::NOT_FOUND);
     EXPECT_EQ(ledger.release(id, kRoot).status, AllocationStatus::released);
-    EXPECT_EQ(ledger.availability().cpu_available, 7.5);
+    EXPECT_EQ(ledger.admission().availability().cpu_available, 7.5);
     EXPECT_EQ(code_of([&] { ledger.release(id, kAlice); }), ErrorCode::NOT_FOUND);
 }
 
@@ -158,7 +158,7 @@ TEST(Ledger, RestoreSkipsAdmission) {
     a.resources.cpu_cores = 100; // more than the node: it was admitted on a bigger one
     ledger.restore(a);
     EXPECT_NE(ledger.find("alloc_big"), nullptr);
-    EXPECT_DOUBLE_EQ(ledger.availability().cpu_available, 0);
+    EXPECT_DOUBLE_EQ(ledger.admission().availability().cpu_available, 0);
 }
 
 TEST(Limits, FromAllocation) {

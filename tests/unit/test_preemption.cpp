@@ -47,15 +47,15 @@ TEST(Preemption, FewestVictimsThenLowestPriorityThenYoungest) {
     std::string young_low = l.allocate(req("b", 2, 10), kAlice, kNow + minutes(1)).allocation_id;
     std::string medium_big = l.allocate(req("c", 4, 50), kAlice, kNow).allocation_id;
     // Needs 3 cores: one victim suffices only if it has >= 3: the medium one, despite its priority.
-    auto plan = l.plan_preemption(req("crit", 3, 95));
+    auto plan = l.admission().plan_preemption(req("crit", 3, 95));
     ASSERT_TRUE(plan);
     EXPECT_EQ(plan->victims, std::vector<std::string>{medium_big});
     // Needs 2: the lowest priority, youngest first.
-    plan = l.plan_preemption(req("crit", 2, 95));
+    plan = l.admission().plan_preemption(req("crit", 2, 95));
     ASSERT_TRUE(plan);
     EXPECT_EQ(plan->victims, std::vector<std::string>{young_low});
     // Needs 5: two victims; the lowest-priority pair that covers it comes first in candidate order.
-    plan = l.plan_preemption(req("crit", 5, 95));
+    plan = l.admission().plan_preemption(req("crit", 5, 95));
     ASSERT_TRUE(plan);
     EXPECT_EQ(plan->victims, (std::vector<std::string>{young_low, medium_big}));
     (void)old_low;
@@ -64,25 +64,25 @@ TEST(Preemption, FewestVictimsThenLowestPriorityThenYoungest) {
 TEST(Preemption, OnlyHighEnoughPriorityAndOnlyLowerBands) {
     auto l = node();
     l.allocate(req("a", 8, 80), kAlice, kNow); // high band fills the node
-    EXPECT_FALSE(l.plan_preemption(req("low", 1, 10)));   // low never preempts
-    EXPECT_FALSE(l.plan_preemption(req("high", 1, 85)));  // below min_priority 90
-    EXPECT_TRUE(l.plan_preemption(req("crit", 1, 95)));   // critical over high
+    EXPECT_FALSE(l.admission().plan_preemption(req("low", 1, 10)));   // low never preempts
+    EXPECT_FALSE(l.admission().plan_preemption(req("high", 1, 85)));  // below min_priority 90
+    EXPECT_TRUE(l.admission().plan_preemption(req("crit", 1, 95)));   // critical over high
     auto l2 = node();
     l2.allocate(req("a", 8, 92), kAlice, kNow); // critical victims are never taken by critical
-    EXPECT_FALSE(l2.plan_preemption(req("crit", 1, 99)));
+    EXPECT_FALSE(l2.admission().plan_preemption(req("crit", 1, 99)));
     auto none = node("none");
     none.allocate(req("a", 8, 10), kAlice, kNow);
-    EXPECT_FALSE(none.plan_preemption(req("crit", 1, 99)));
+    EXPECT_FALSE(none.admission().plan_preemption(req("crit", 1, 99)));
 }
 
 TEST(Preemption, PausingFreesCpuButNotMemory) {
     auto l = node();
     l.allocate(req("a", 4, 10, 60), kAlice, kNow); // most of the memory
-    EXPECT_TRUE(l.plan_preemption(req("crit", 6, 95)));       // CPU short: pause helps
-    EXPECT_FALSE(l.plan_preemption(req("crit", 1, 95, 10)));  // memory short: pause cannot help
+    EXPECT_TRUE(l.admission().plan_preemption(req("crit", 6, 95)));       // CPU short: pause helps
+    EXPECT_FALSE(l.admission().plan_preemption(req("crit", 1, 95, 10)));  // memory short: pause cannot help
     auto k = node("kill");
     k.allocate(req("a", 4, 10, 60), kAlice, kNow);
-    EXPECT_TRUE(k.plan_preemption(req("crit", 1, 95, 10)));   // kill frees memory too
+    EXPECT_TRUE(k.admission().plan_preemption(req("crit", 1, 95, 10)));   // kill frees memory too
 }
 
 TEST(Preemption, PauseThenThawInPriorityOrder) {
@@ -91,7 +91,7 @@ TEST(Preemption, PauseThenThawInPriorityOrder) {
     std::string p30 = l.allocate(req("b", 4, 30), kAlice, kNow).allocation_id;
     l.pause(p10);
     l.pause(p30);
-    EXPECT_DOUBLE_EQ(l.availability().cpu_available, 8);
+    EXPECT_DOUBLE_EQ(l.admission().availability().cpu_available, 8);
     std::string crit = l.allocate(req("crit", 6, 95), kAlice, kNow).allocation_id;
     EXPECT_TRUE(l.restore_preempted().empty()); // 2 cores free: neither fits back
     Resources small;
@@ -106,7 +106,7 @@ TEST(Preemption, PauseThenThawInPriorityOrder) {
 TEST(Preemption, DegradeShrinksAndRestores) {
     auto l = node("degrade");
     std::string v = l.allocate(req("a", 8, 10), kAlice, kNow).allocation_id;
-    auto plan = l.plan_preemption(req("crit", 4, 95));
+    auto plan = l.admission().plan_preemption(req("crit", 4, 95));
     ASSERT_TRUE(plan);
     EXPECT_EQ(plan->mode, "degrade");
     l.degrade(v);

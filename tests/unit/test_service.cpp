@@ -369,7 +369,7 @@ TEST(Service, MutatedRequestsGetAnEnvelopeAndLeaveTheStateConsistent) {
     std::set<std::string> in_ledger, with_groups, on_disk;
     for (const auto& [id, a] : d.ledger->allocations()) {
         in_ledger.insert(id);
-        if (core::Ledger::holds_capacity(a)) {
+        if (core::holds_capacity(a)) {
             EXPECT_TRUE(d.backend.groups.count(id)) << id << " runs without a group";
         }
     }

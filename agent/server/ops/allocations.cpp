@@ -21,7 +21,7 @@ SuccessBody queued_reply(const Context& ctx, const Allocation& a) {
     SuccessBody body;
     const auto position = core::queue_position(ctx.ledger(), a.allocation_id);
     body.result = {{"allocation_id", a.allocation_id}, {"allocation", ctx.lifecycle.describe(a)}, {"queue_position", position},
-                   {"capacity", ctx.ledger().availability().to_json()}};
+                   {"capacity", ctx.ledger().admission().availability().to_json()}};
     body.recommendations.push_back("Queued: it starts when capacity frees, in priority order, then arrival order");
     return body;
 }
@@ -54,7 +54,7 @@ SuccessBody allocate(const Call& call) {
                                  {"restrictions", {{"limits", limits_of(ctx, a)},
                                                    {"expires_at", a.expires_at ? json(format_timestamp(*a.expires_at)) : json(nullptr)}}},
                                  {"alternatives", json::array()}}},
-        {"capacity", ctx.ledger().availability().to_json()},
+        {"capacity", ctx.ledger().admission().availability().to_json()},
     };
     if (first) body.result["attached"] = {{"pid", first->pid}, {"leaf", first->leaf}};
     body.resources_affected = 1;
@@ -82,7 +82,7 @@ SuccessBody reserve(const Call& call) {
     const Allocation& a = ctx.lifecycle.reserve(req, id, *start, call.peer);
     SuccessBody body;
     body.result = {{"reservation_id", a.allocation_id}, {"allocation_id", a.allocation_id}, {"allocation", ctx.lifecycle.describe(a)},
-                   {"capacity", ctx.ledger().availability().to_json()}};
+                   {"capacity", ctx.ledger().admission().availability().to_json()}};
     body.resources_affected = 1;
     body.recommendations.push_back("At start_time the reservation becomes an active allocation with its own cgroup; join it with "
                                    "resmgr-run --allocation " + a.allocation_id);
@@ -114,7 +114,7 @@ SuccessBody reallocate(const Call& call) {
     SuccessBody body;
     body.result = {{"allocation_id", id}, {"previous_resources", to_json(before.resources)},
                    {"allocation", ctx.lifecycle.describe(*ctx.ledger().find(id))}, {"enforcement", enf ? enf->to_json() : json(nullptr)},
-                   {"capacity", ctx.ledger().availability().to_json()}};
+                   {"capacity", ctx.ledger().admission().availability().to_json()}};
     body.resources_affected = 1;
     return body;
 }
@@ -139,7 +139,7 @@ SuccessBody status(const Call& call) {
         list.push_back(d);
     }
     SuccessBody body;
-    body.result = {{"allocations", list}, {"capacity", ctx.ledger().availability().to_json()},
+    body.result = {{"allocations", list}, {"capacity", ctx.ledger().admission().availability().to_json()},
                    {"backend", {{"name", backend.name()}, {"enforces_limits", backend.enforces_limits()}}}};
     if (!backend.enforces_limits())
         body.recommendations.push_back("Backend " + backend.name() +

@@ -51,7 +51,7 @@ void check_user_limit(const core::Ledger& ledger, const Owner& peer, AllocationS
     for (const auto& [_, a] : ledger.allocations()) {
         const bool same_kind = queued ? a.status == AllocationStatus::queued
                              : reserved ? a.status == AllocationStatus::reserved
-                                        : core::Ledger::holds_capacity(a) || a.status == AllocationStatus::expired;
+                                        : core::holds_capacity(a) || a.status == AllocationStatus::expired;
         held += a.owner.uid == peer.uid && same_kind;
     }
     held -= counted_already;

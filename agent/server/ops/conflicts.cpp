@@ -104,7 +104,7 @@ SuccessBody check_conflicts(const Call& call) {
     const Seconds horizon = std::chrono::duration_cast<Seconds>(param_duration(call.params(), "time_horizon").value_or(std::chrono::hours(4)));
     const TimePoint now = ctx.clock();
     json reports = json::array();
-    for (auto& f : ctx.ledger().find_conflicts(req, call.peer.uid, now, param_flag(call.params(), "check_future"), horizon)) {
+    for (auto& f : ctx.ledger().admission().find_conflicts(req, call.peer.uid, now, param_flag(call.params(), "check_future"), horizon)) {
         // "pred_": a prediction, not a record; resolve-conflicts acts on recorded "conf_" ones.
         reports.push_back({{"conflict_id", random_id("pred")},
                            {"recorded", false},
@@ -165,7 +165,7 @@ SuccessBody resolve_conflict(Context& ctx, const std::string& id, std::string st
     SuccessBody body;
     body.result = {{"conflict_id", id}, {"strategy", strategy}, {"file", file}, {"holder", holder_id}};
 
-    if (ctx.ledger().file_holder(file) != holder_id) {
+    if (ctx.ledger().holdings().file_holder(file) != holder_id) {
         ctx.files.registry().resolve(id, "the holder no longer holds the file", now);
         ctx.files.save();
         body.result["outcome"] = "holder_gone";
@@ -190,7 +190,7 @@ SuccessBody resolve_conflict(Context& ctx, const std::string& id, std::string st
     }
     // priority_based: the higher-priority claimant takes the file.
     const Allocation* claimant = claimant_id.empty() ? nullptr : ctx.ledger().find(claimant_id);
-    if (!claimant || !core::Ledger::holds_capacity(*claimant)) {
+    if (!claimant || !core::holds_capacity(*claimant)) {
         body.result["outcome"] = "holder_keeps";
         body.result["reason"] = "the claimant " + lifecycle::describe_claimant(record->claimant) + " is not in a running allocation, so it has no priority";
         ctx.files.registry().resolve(id, "priority_based: " + holder_id + " keeps the file (" + body.result["reason"].get<std::string>() + ")", now);
@@ -279,7 +279,7 @@ SuccessBody prevent_conflicts(const Call& call) {
             AllocationRequest req = parse_allocation_request(pending);
             ctx.files.normalize(req, call.peer);
             json found = json::array();
-            for (auto& f : ctx.ledger().find_conflicts(req, call.peer.uid, ctx.clock(), true, horizon)) {
+            for (auto& f : ctx.ledger().admission().find_conflicts(req, call.peer.uid, ctx.clock(), true, horizon)) {
                 if (severity_rank(f.severity) < severity_rank(threshold)) continue;
                 found.push_back({{"conflict_type", f.type}, {"severity", f.severity}, {"affected_workflows", f.affected_workflows},
                                  {"conflict_details", f.details}, {"resolution_strategies", f.strategies}});
@@ -332,7 +332,7 @@ SuccessBody why(const Call& call) {
     result["conflicts"] = conflicts;
     result["reservations"] = bookings;
     SuccessBody body;
-    const auto holder_id = ctx.ledger().file_holder(path);
+    const auto holder_id = ctx.ledger().holdings().file_holder(path);
     if (!holder_id) {
         result["held"] = false;
         result["explanation"] = "No allocation holds " + path + " now: every process may open it" +

@@ -32,7 +32,7 @@ json agent_pool(const monitor::Monitoring& m) {
         failed += agent.state == monitor::Agent::State::failed;
     }
     for (const auto& [_, a] : m.ledger().allocations())
-        if (core::Ledger::holds_capacity(a)) slots += a.resources.agents;
+        if (core::holds_capacity(a)) slots += a.resources.agents;
     // Reserved: slots allocations hold that no live agent fills yet.
     int reserved = std::max(0, slots - active - idle);
     return {{"max_agents", m.ledger().policy().max_agents}, {"active_agents", active}, {"idle_agents", idle},
@@ -40,7 +40,7 @@ json agent_pool(const monitor::Monitoring& m) {
 }
 
 json compute(const monitor::Monitoring& m) {
-    auto avail = m.ledger().availability();
+    auto avail = m.ledger().admission().availability();
     const monitor::NodeSample* node = m.latest() ? &m.latest()->node : nullptr;
     json memory_used = nullptr, memory_available = nullptr;
     if (node && node->memory) {
@@ -187,7 +187,7 @@ json usage(const monitor::Monitoring& m, const std::string& workflow_id, const j
 }
 
 json capacity(const monitor::Monitoring& m) {
-    auto avail = m.ledger().availability();
+    auto avail = m.ledger().admission().availability();
     json st = storage(m);
     json analysis = nullptr;
     if (m.latest())
@@ -235,7 +235,7 @@ json status_of(const monitor::Monitoring& m, const std::string& type) {
             if (w.is_null()) w = {{"workflow_id", a.workflow_id}, {"allocations", json::array()}, {"cpu_cores", 0.0},
                                   {"memory_gb", 0.0}, {"agents", 0}, {"live_agents", 0}};
             w["allocations"].push_back({{"allocation_id", id}, {"status", to_string(a.status)}});
-            if (core::Ledger::holds_capacity(a)) {
+            if (core::holds_capacity(a)) {
                 w["cpu_cores"] = w["cpu_cores"].get<double>() + a.resources.cpu_cores;
                 w["memory_gb"] = round3(w["memory_gb"].get<double>() + a.resources.memory_gb());
                 w["agents"] = w["agents"].get<int>() + a.resources.agents;

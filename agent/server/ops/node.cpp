@@ -42,7 +42,7 @@ SuccessBody doctor(const Call& call) {
     daemon["backend"] = backend.name();
     daemon["enforces_limits"] = backend.enforces_limits();
     daemon["backend_details"] = backend.describe();
-    daemon["capacity"] = ctx.ledger().availability().to_json();
+    daemon["capacity"] = ctx.ledger().admission().availability().to_json();
     daemon["file_guard"] = guard ? json{{"available", true}, {"status", guard->status()}, {"file_conflicts", ctx.files.policy().to_json()}}
                                   : json{{"available", false}, {"reason", ctx.files.guard_unavailable()}};
     if (monitoring) {
