@@ -1,0 +1,114 @@
+// agent/history owns the node's memory of what ran: monitoring/history.db under the state
+// directory, a SQLite database (WAL mode, one writer: resmgrd's loop). It keeps
+//   - samples: one value per series per sampling pass ("node/cpu_percent",
+//     "alloc/<id>/memory_bytes", ...), kept raw for 48 h, rolled up into 5-minute buckets
+//     (count, min, mean, max, p95) kept 90 days and 1-hour buckets kept 2 years;
+//   - runs: one analytics::RunRecord per ended allocation (what it asked for, what it used, how
+//     it ended), which `usage` shows and the recommender learns from.
+// SQLite rather than more JSONL: the rollups, retention and "the runs of type T since t" are
+// indexed queries, and a crash mid-write loses at most the last transaction, never the file.
+// Every failure is a HistoryError naming the file; callers keep enforcing without history.
+// May call: analytics (the run record), model. Never the lifecycle or the server.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <iosfwd>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "analytics/run_record.hpp"
+
+struct sqlite3;
+
+namespace resmgr::history {
+
+struct HistoryError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct Point {
+    std::string series;
+    double value = 0;
+};
+
+// One bucket of a series; at raw resolution count is 1 and min = mean = max = p95 = the value.
+struct Bucket {
+    std::int64_t ts = 0; // seconds since the epoch, the bucket's start
+    std::int64_t count = 0;
+    double min = 0, mean = 0, max = 0, p95 = 0;
+};
+
+enum class Resolution : std::int64_t { raw = 0, five_minutes = 300, one_hour = 3600 };
+
+struct Retention {
+    std::chrono::seconds raw{48 * 3600};
+    std::chrono::seconds five_minutes{90 * 86400};
+    std::chrono::seconds one_hour{730 * 86400};
+};
+
+struct RunQuery {
+    std::optional<std::uint32_t> owner_uid; // nullopt: any owner
+    std::string workflow_id;                // empty: any
+    std::string workflow_type;              // empty: any
+    std::int64_t since = 0;                 // ended at or after
+    std::size_t limit = 1000;               // newest first
+};
+
+struct Footprint {
+    std::int64_t raw_rows = 0, rollup_rows = 0, runs = 0, series = 0;
+    std::int64_t file_bytes = 0; // the database and its WAL
+};
+
+class HistoryStore {
+public:
+    // Opens (creating) the database at `path`. HistoryError when it cannot be opened, is not a
+    // history database, or fails SQLite's quick integrity check.
+    explicit HistoryStore(const std::string& path, Retention retention = {});
+    ~HistoryStore();
+    HistoryStore(const HistoryStore&) = delete;
+    HistoryStore& operator=(const HistoryStore&) = delete;
+
+    const std::string& path() const { return path_; }
+
+    // One sampling pass, in one transaction.
+    void add_samples(std::int64_t ts, const std::vector<Point>& points);
+    // Rolls the completed 5-minute and 1-hour buckets up from the raw samples and drops what
+    // retention says is old. Cheap when no bucket has completed since the last call.
+    void maintain(std::int64_t now);
+    // A series at one resolution over [since, until), oldest first.
+    std::vector<Bucket> series(const std::string& name, Resolution resolution, std::int64_t since, std::int64_t until) const;
+    // Names of the series that start with `prefix`.
+    std::vector<std::string> series_names(const std::string& prefix) const;
+
+    // Records an ended run (replacing one of the same allocation id).
+    void add_run(const analytics::RunRecord& run);
+    // A wrapper's exit status arrived after the run was recorded (its group emptied first).
+    void set_run_exit(const std::string& allocation_id, int exit_code);
+    std::vector<analytics::RunRecord> runs(const RunQuery& query) const;
+
+    // CSV: "timestamp,value" rows (a header line is allowed); timestamps in ISO 8601 / RFC 3339
+    // or seconds since the epoch. All rows or none: a bad row is a HistoryError naming its line.
+    std::size_t import_csv(std::istream& in, const std::string& series);
+    // "series,timestamp,value" rows of the raw samples since `since`, oldest first.
+    void export_csv(std::ostream& out, std::int64_t since) const;
+
+    Footprint footprint() const;
+
+private:
+    std::int64_t series_id(const std::string& name);
+    void roll_up(Resolution resolution, std::int64_t from, std::int64_t to);
+    void exec(const char* sql) const;
+    [[noreturn]] void fail(const std::string& what) const;
+
+    std::string path_;
+    Retention retention_;
+    sqlite3* db_ = nullptr;
+    std::map<std::string, std::int64_t> series_ids_;
+    std::int64_t rolled_until_5m_ = 0, rolled_until_1h_ = 0;
+};
+
+} // namespace resmgr::history

@@ -1,0 +1,191 @@
+// The history database: samples, rollups and retention, run records, CSV import/export, and a
+// damaged or foreign file named in the error.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "history/history_store.hpp"
+#include "tests_support.hpp"
+
+namespace resmgr::history {
+namespace {
+
+constexpr std::int64_t kDay = 86400;
+constexpr std::int64_t kT0 = 1'800'000'000; // a multiple of 3600: buckets start here
+
+analytics::RunRecord run(const std::string& id, const std::string& type, std::int64_t ended) {
+    analytics::RunRecord r;
+    r.allocation_id = id;
+    r.workflow_id = "wf-" + id;
+    r.workflow_type = type;
+    r.owner_uid = 1000;
+    r.priority = 50;
+    r.requested_cpu_cores = 2;
+    r.requested_memory_bytes = 4 * kGiB;
+    r.started_at = ended - 60;
+    r.ended_at = ended;
+    r.cpu_seconds = 42.5;
+    r.memory_peak_bytes = 700u << 20;
+    r.oom_kills = 0;
+    r.tool_counts_json = R"({"bash":3})";
+    return r;
+}
+
+TEST(HistoryStore, RollsSamplesUpIntoFiveMinuteAndHourBuckets) {
+    TempDir dir;
+    HistoryStore store((dir.path() / "history.db").string());
+    // 20 values 1..20 in the first 5 minutes, 15 s apart.
+    for (int i = 0; i < 20; ++i) store.add_samples(kT0 + i * 15, {{"node/cpu_percent", double(i + 1)}});
+    store.add_samples(kT0 + 300, {{"node/cpu_percent", 100.0}});
+    store.maintain(kT0 + 3600 + 1);
+    auto five = store.series("node/cpu_percent", Resolution::five_minutes, kT0, kT0 + 3600);
+    ASSERT_EQ(five.size(), 2u);
+    EXPECT_EQ(five[0].ts, kT0);
+    EXPECT_EQ(five[0].count, 20);
+    EXPECT_DOUBLE_EQ(five[0].min, 1);
+    EXPECT_DOUBLE_EQ(five[0].max, 20);
+    EXPECT_DOUBLE_EQ(five[0].mean, 10.5);
+    EXPECT_DOUBLE_EQ(five[0].p95, 19); // nearest rank: ceil(0.95 * 20) = 19th
+    EXPECT_EQ(five[1].count, 1);
+    auto hour = store.series("node/cpu_percent", Resolution::one_hour, kT0, kT0 + 7200);
+    ASSERT_EQ(hour.size(), 1u);
+    EXPECT_EQ(hour[0].count, 21);
+    EXPECT_DOUBLE_EQ(hour[0].max, 100);
+    EXPECT_EQ(store.series("node/cpu_percent", Resolution::raw, kT0, kT0 + 7200).size(), 21u);
+}
+
+TEST(HistoryStore, RetentionDropsRawAfter48HoursAndKeepsRollups) {
+    TempDir dir;
+    HistoryStore store((dir.path() / "history.db").string());
+    store.add_samples(kT0, {{"alloc/a/cpu_cores", 1.5}, {"node/memory_percent", 40}});
+    store.maintain(kT0 + 600);
+    EXPECT_EQ(store.footprint().raw_rows, 2);
+    store.maintain(kT0 + 2 * kDay + 601);
+    EXPECT_EQ(store.footprint().raw_rows, 0);
+    EXPECT_EQ(store.series("alloc/a/cpu_cores", Resolution::five_minutes, 0, kT0 + kDay).size(), 1u);
+    store.maintain(kT0 + 91 * kDay);
+    EXPECT_TRUE(store.series("alloc/a/cpu_cores", Resolution::five_minutes, 0, kT0 + kDay).empty());
+    EXPECT_EQ(store.series("alloc/a/cpu_cores", Resolution::one_hour, 0, kT0 + kDay).size(), 1u);
+    store.maintain(kT0 + 731 * kDay);
+    EXPECT_EQ(store.footprint().rollup_rows, 0);
+    EXPECT_EQ(store.footprint().series, 0); // nothing left: the series rows go too
+}
+
+TEST(HistoryStore, RollupProgressSurvivesReopening) {
+    TempDir dir;
+    const auto path = (dir.path() / "history.db").string();
+    {
+        HistoryStore store(path);
+        store.add_samples(kT0, {{"node/cpu_percent", 10}});
+        store.maintain(kT0 + 300);
+    }
+    HistoryStore store(path);
+    store.add_samples(kT0 + 301, {{"node/cpu_percent", 30}});
+    store.maintain(kT0 + 600);
+    auto five = store.series("node/cpu_percent", Resolution::five_minutes, kT0, kT0 + 600);
+    ASSERT_EQ(five.size(), 2u);
+    EXPECT_EQ(five[0].count, 1); // not rolled twice
+}
+
+TEST(HistoryStore, RunsAreKeptAndQueriedByTypeAndWorkflow) {
+    TempDir dir;
+    const auto path = (dir.path() / "history.db").string();
+    {
+        HistoryStore store(path);
+        store.add_run(run("a1", "build", kT0));
+        store.add_run(run("a2", "build", kT0 + 10));
+        auto test_run = run("a3", "test", kT0 + 20);
+        test_run.cpu_seconds.reset(); // not measured: stays null, never zero
+        test_run.outcome = analytics::RunOutcome::oom_killed;
+        store.add_run(test_run);
+        store.set_run_exit("a2", 2);
+    }
+    HistoryStore store(path); // survives a restart
+    auto builds = store.runs({std::nullopt, "", "build", 0, 10});
+    ASSERT_EQ(builds.size(), 2u);
+    EXPECT_EQ(builds[0].allocation_id, "a2"); // newest first
+    EXPECT_EQ(builds[0].outcome, analytics::RunOutcome::failed);
+    EXPECT_EQ(builds[0].exit_code, 2);
+    EXPECT_DOUBLE_EQ(*builds[1].cpu_seconds, 42.5);
+    EXPECT_EQ(*builds[1].memory_peak_bytes, 700u << 20);
+    EXPECT_EQ(builds[1].tool_counts_json, R"({"bash":3})");
+    auto tests = store.runs({1000u, "wf-a3", "", 0, 10});
+    ASSERT_EQ(tests.size(), 1u);
+    EXPECT_FALSE(tests[0].cpu_seconds.has_value());
+    EXPECT_EQ(tests[0].outcome, analytics::RunOutcome::oom_killed);
+    EXPECT_TRUE(store.runs({0u, "", "", 0, 10}).empty()); // another owner's
+}
+
+TEST(HistoryStore, ImportsCsvWithHeaderIsoAndEpochTimes) {
+    TempDir dir;
+    HistoryStore store((dir.path() / "history.db").string());
+    std::istringstream csv("timestamp,value\n2027-01-15T11:30:00Z,12.5\n1800000000,7\n\n1800000060.5, 9 \n");
+    EXPECT_EQ(store.import_csv(csv, "node/cpu_percent"), 3u);
+    EXPECT_EQ(store.series("node/cpu_percent", Resolution::raw, 0, kT0 + kDay).size(), 3u);
+    // Old imported data is rolled up at once, whatever the raw retention does later.
+    EXPECT_EQ(store.series("node/cpu_percent", Resolution::five_minutes, kT0, kT0 + 300).at(0).count, 2);
+    std::ostringstream out;
+    store.export_csv(out, 0);
+    EXPECT_NE(out.str().find("node/cpu_percent,1800000000,7\n"), std::string::npos);
+}
+
+TEST(HistoryStore, MalformedCsvNamesTheLineAndImportsNothing) {
+    TempDir dir;
+    HistoryStore store((dir.path() / "history.db").string());
+    for (const char* bad : {"1800000000,1\n1800000060,abc\n", "1800000000,1\nnot-a-time,3\n", "1800000000,1,2\n",
+                            "1800000000,1\n1800000060,nan\n", "1800000000,1\n99999999999,1\n", "1800000000,1\n1800000060,1e999\n"}) {
+        std::istringstream csv(bad);
+        try {
+            store.import_csv(csv, "node/cpu_percent");
+            ADD_FAILURE() << "imported " << bad;
+        } catch (const HistoryError& e) {
+            EXPECT_NE(std::string(e.what()).find("line "), std::string::npos) << e.what();
+            EXPECT_NE(std::string(e.what()).find("nothing was imported"), std::string::npos) << e.what();
+        }
+        EXPECT_EQ(store.footprint().raw_rows, 0) << bad;
+    }
+}
+
+TEST(HistoryStore, AForeignOrDamagedFileIsNamed) {
+    TempDir dir;
+    const auto path = (dir.path() / "history.db").string();
+    std::ofstream(path) << "this is not a database, it is a text file that someone put here by mistake\n";
+    try {
+        HistoryStore store(path);
+        FAIL() << "opened a text file";
+    } catch (const HistoryError& e) {
+        EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
+    try {
+        HistoryStore store((dir.path() / "missing-dir" / "history.db").string());
+        FAIL() << "opened a file in a missing directory";
+    } catch (const HistoryError& e) {
+        EXPECT_NE(std::string(e.what()).find("missing-dir"), std::string::npos) << e.what();
+    }
+}
+
+TEST(HistoryStore, CorruptPagesFailTheCheckByName) {
+    TempDir dir;
+    const auto path = (dir.path() / "history.db").string();
+    {
+        HistoryStore store(path);
+        for (int i = 0; i < 2000; ++i) store.add_samples(kT0 + i, {{"node/cpu_percent", double(i)}});
+    }
+    { // scribble over the middle of the file, past the header page
+        std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(8192);
+        const std::string junk(8192, '\x5a');
+        f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+    }
+    try {
+        HistoryStore store(path);
+        store.series("node/cpu_percent", Resolution::raw, 0, kT0 + 10000);
+        FAIL() << "read a damaged database";
+    } catch (const HistoryError& e) {
+        EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
+}
+
+} // namespace
+} // namespace resmgr::history
