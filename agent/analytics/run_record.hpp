@@ -23,6 +23,9 @@ struct RunRecord {
     // Wall-clock span, seconds since the epoch.
     int64_t started_at = 0;
     int64_t ended_at = 0;
+    // The group's life measured to the microsecond (a job of 1.4 s is not 1 s or 2 s); nullopt:
+    // only the whole seconds above are known.
+    std::optional<double> wall_seconds;
     RunOutcome outcome = RunOutcome::completed;
     std::optional<int> exit_code;
     // What was measured; nullopt = not measured on this host (never a made-up zero).
@@ -35,7 +38,7 @@ struct RunRecord {
     std::optional<double> runq_latency_p99_us;
     std::string tool_counts_json;                 // {"bash": 3, ...} from eBPF, "" if none
 
-    double duration_seconds() const { return static_cast<double>(ended_at - started_at); }
+    double duration_seconds() const { return wall_seconds ? *wall_seconds : static_cast<double>(ended_at - started_at); }
 };
 
 const char* to_string(RunOutcome outcome);

@@ -88,13 +88,15 @@ int main(int argc, char** argv) {
                  "allocation when COMMAND exits. Example:\n"
                  "  resmgr-run --workflow wf-42 --priority high --cpu 2 --memory 4G -- make -j8 test",
                  "resmgr-run"};
-    std::string socket, workflow, priority = "medium", memory, duration, grace, allocation, agent;
+    std::string socket, workflow, workflow_type, priority = "medium", memory, duration, grace, allocation, agent;
     double cpu = 0;
     long long pids = 0;
     bool quiet = false, wait = false;
     std::vector<std::string> command, exclusive;
     app.add_option("--socket", socket, "resmgrd's socket (default: $RESMGR_SOCKET, else /run/resmgr/resmgr.sock)");
     app.add_option("--workflow", workflow, "Workflow id (default: $RESMGR_WORKFLOW, else run-<pid>)");
+    app.add_option("--type", workflow_type, "The kind of work (build, test, lint, ...): resmgrd records each run under it, "
+                                            "and sizes later runs of the type from what earlier ones used");
     app.add_option("--priority", priority, "critical, high, medium, low, or 0-100")->capture_default_str();
     app.add_option("--cpu", cpu, "CPU cores, fractional (0.5 = half a core); default uncapped")
         ->check(at_least(0, false, "must be a number of cores >= 0, e.g. 0.5 or 2"));
@@ -111,7 +113,7 @@ int main(int argc, char** argv) {
                                              "allocation fail, or wait with --wait")
         ->type_name("FILE")
         ->allow_extra_args(false); // one FILE per --exclusive, so COMMAND is never taken for a file
-    for (auto* opt : {"--cpu", "--memory", "--pids", "--duration", "--grace", "--workflow", "--exclusive"}) app.get_option(opt)->excludes(join);
+    for (auto* opt : {"--cpu", "--memory", "--pids", "--duration", "--grace", "--workflow", "--type", "--exclusive"}) app.get_option(opt)->excludes(join);
     app.add_option("--agent", agent, "Run COMMAND as agent NAME of the workflow, in its own child group of the allocation; "
                                      "the agent pool (active/idle/failed) is observed from that group. With --allocation it "
                                      "takes one of the allocation's agent slots, else it allocates one (agents: 1)");
@@ -214,6 +216,7 @@ int main(int argc, char** argv) {
             json params{{"workflow_id", workflow}, {"priority", priority}, {"resources", resources},
                         {"requester", "resmgr-run " + command.front()}, {"supervised", true}, {"attach", place}};
             if (!duration.empty()) params["duration"] = duration;
+            if (!workflow_type.empty()) params["workflow_type"] = workflow_type;
             if (!grace.empty()) params["auto_release"] = {{"grace_period", grace}};
             if (wait) params["wait"] = true;
             if (!exclusive.empty()) params["exclusive_files"] = exclusive;

@@ -31,6 +31,7 @@ Allocation Ledger::make_allocation(const AllocationRequest& request, const Owner
     a.allocation_id = id;
     while (a.allocation_id.empty() || allocations_.count(a.allocation_id)) a.allocation_id = ids_();
     a.workflow_id = request.workflow_id;
+    a.workflow_type = request.workflow_type;
     a.requester = request.requester;
     a.timestamp = now;
     a.priority = request.priority;
@@ -111,7 +112,7 @@ std::vector<std::string> Ledger::admit_queued(TimePoint now) {
     });
     std::vector<std::string> admitted;
     for (Allocation* a : line) {
-        AllocationRequest r{a->workflow_id, a->requester, a->priority, a->resources, a->constraints, a->performance_requirements,
+        AllocationRequest r{a->workflow_id, a->workflow_type, a->requester, a->priority, a->resources, a->constraints, a->performance_requirements,
                             a->auto_release};
         try {
             admission().check_workflow_conflicts(r, a->owner.uid);

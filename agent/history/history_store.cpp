@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS runs(allocation_id TEXT PRIMARY KEY, workflow_id TEXT
                                 requested_memory INTEGER NOT NULL, started_at INTEGER NOT NULL, ended_at INTEGER NOT NULL,
                                 outcome TEXT NOT NULL, exit_code INTEGER, cpu_seconds REAL, memory_peak INTEGER,
                                 throttled_seconds REAL, oom_kills INTEGER, execs INTEGER, runq_p50_us REAL, runq_p99_us REAL,
-                                tool_counts TEXT NOT NULL);
+                                tool_counts TEXT NOT NULL, wall_seconds REAL);
 CREATE INDEX IF NOT EXISTS runs_by_type ON runs(workflow_type, ended_at);
 CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs(workflow_id, ended_at);
 )sql";
@@ -279,13 +279,13 @@ std::vector<std::string> HistoryStore::series_names(const std::string& prefix) c
 
 void HistoryStore::add_run(const analytics::RunRecord& run) {
     try {
-        Statement q(db_, "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        Statement q(db_, "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
         q.bind(1, run.allocation_id).bind(2, run.workflow_id).bind(3, run.workflow_type).bind(4, static_cast<std::int64_t>(run.owner_uid))
             .bind(5, static_cast<std::int64_t>(run.priority)).bind(6, run.requested_cpu_cores)
             .bind(7, static_cast<std::int64_t>(run.requested_memory_bytes)).bind(8, run.started_at).bind(9, run.ended_at)
             .bind(10, std::string(analytics::to_string(run.outcome))).bind(11, run.exit_code).bind(12, run.cpu_seconds)
             .bind(13, run.memory_peak_bytes).bind(14, run.throttled_seconds).bind(15, run.oom_kills).bind(16, run.execs)
-            .bind(17, run.runq_latency_p50_us).bind(18, run.runq_latency_p99_us).bind(19, run.tool_counts_json);
+            .bind(17, run.runq_latency_p50_us).bind(18, run.runq_latency_p99_us).bind(19, run.tool_counts_json).bind(20, run.wall_seconds);
         q.step();
     } catch (const HistoryError& e) {
         fail("recording run " + run.allocation_id + ": " + e.what());
@@ -334,6 +334,7 @@ std::vector<analytics::RunRecord> HistoryStore::runs(const RunQuery& query) cons
         r.runq_latency_p50_us = opt_real(16);
         r.runq_latency_p99_us = opt_real(17);
         r.tool_counts_json = q.text(18);
+        r.wall_seconds = opt_real(19);
         out.push_back(std::move(r));
     }
     return out;

@@ -2,6 +2,7 @@
 // See lifecycle.hpp for the order of effects.
 #include "core/deadlines.hpp"
 #include "lifecycle/lifecycle.hpp"
+#include "lifecycle/run_records.hpp"
 
 #include <algorithm>
 
@@ -44,7 +45,10 @@ json final_counters(cgroup::CgroupBackend& backend, const monitor::Monitoring* m
     } catch (const monitor::ParseError& e) {
         counters = {{"unavailable", e.what()}};
     }
-    if (monitoring) counters["usage"] = monitoring->final_usage(id, now);
+    if (monitoring) {
+        counters["usage"] = monitoring->final_usage(id, now);
+        if (monitoring->probes().loaded()) counters["kernel"] = monitoring->probes().figures(id);
+    }
     return counters;
 }
 
@@ -214,7 +218,10 @@ SuccessBody Lifecycle::release(const std::string& id, const Owner& peer, std::op
         json& record = ended->record;
         if (peer.uid != 0 && record["allocation"]["owner"]["uid"] != peer.uid)
             throw ApiError(ErrorCode::PERMISSION_DENIED, "Allocation '" + id + "' belongs to another user");
-        if (exit_status) record["exit_status"] = *exit_status;
+        if (exit_status) {
+            record["exit_status"] = *exit_status;
+            if (history_) history_->record_exit(id, *exit_status);
+        }
         body.result = record;
         body.result["already_ended"] = true;
         return body;
@@ -250,7 +257,10 @@ SuccessBody Lifecycle::release(const std::string& id, const Owner& peer, std::op
         persist();
         body.result = {{"allocation_id", id}, {"allocation", to_json(gone)}, {"reason", reason}};
     }
-    if (exit_status) body.result["exit_status"] = *exit_status;
+    if (exit_status) {
+        body.result["exit_status"] = *exit_status;
+        if (history_) history_->record_exit(id, *exit_status);
+    }
     body.result["capacity"] = ledger_.admission().availability().to_json();
     return body;
 }
@@ -320,6 +330,7 @@ json Lifecycle::finish(const std::string& id, AllocationStatus final_status, con
     json record{{"allocation_id", id}, {"allocation", to_json(ended)}, {"final", counters}, {"reason", reason},
                 {"ended_at", format_timestamp(clock_())}};
     remember_ended(id, record);
+    if (history_) history_->record_run(run_record_of(ended, reason, counters, clock_()));
     if (refill_after) refill();
     return record;
 }

@@ -9,7 +9,8 @@
 // exist, and an end is recorded before the group goes, so a crash never leaves a recorded
 // allocation whose processes were killed. Exclusive-file holds (ExclusiveFiles) follow the
 // allocation: taken when its group exists, dropped when it ends.
-// May call: core, cgroup, state, monitor, conflicts, events. Never the server.
+// Each ended allocation leaves a run record in the history (run_records.hpp).
+// May call: core, cgroup, state, monitor, history, conflicts, events. Never the server.
 #pragma once
 
 #include <functional>
@@ -24,6 +25,7 @@
 #include "cgroup/backend.hpp"
 #include "core/ledger.hpp"
 #include "events/notifier.hpp"
+#include "history/history.hpp"
 #include "lifecycle/completion.hpp"
 #include "lifecycle/exclusive_files.hpp"
 #include "monitor/monitoring.hpp"
@@ -69,6 +71,8 @@ public:
     void set_hooks(LoopHooks hooks) { hooks_ = std::move(hooks); }
     // Sampling, agents and final usage; without it agents are not tracked.
     void set_monitoring(monitor::Monitoring* monitoring) { monitoring_ = monitoring; }
+    // Where each ended allocation's run record goes; without it none is kept.
+    void set_history(history::History* history) { history_ = history; }
     const core::Ledger& ledger() const { return ledger_; }
     // For reading (group_path, pids, describe); changes go through the lifecycle.
     cgroup::CgroupBackend& backend() const { return backend_; }
@@ -126,6 +130,7 @@ private:
     events::Notifier& events_;
     ExclusiveFiles& files_;
     monitor::Monitoring* monitoring_ = nullptr;
+    history::History* history_ = nullptr;
     LoopHooks hooks_;
     std::map<std::string, cgroup::Enforcement> enforcement_;
     std::vector<EndedRecord> ended_; // newest last

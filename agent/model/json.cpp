@@ -153,11 +153,13 @@ Resources parse_resources(const json& j, const std::string& where) {
 
 AllocationRequest parse_allocation_request(const json& params) {
     require_object(params, "params");
-    reject_unknown(params, "", {"workflow_id", "requester", "priority", "resources", "duration", "exclusive_files",
+    reject_unknown(params, "", {"workflow_id", "workflow_type", "requester", "priority", "resources", "duration", "exclusive_files",
                                 "constraints", "performance_requirements", "auto_release", "wait", "supervised", "attach"});
     AllocationRequest r;
     r.workflow_id = get_string(params, "workflow_id", "", true);
     check_name(r.workflow_id, "workflow_id");
+    r.workflow_type = get_string(params, "workflow_type", "", false);
+    if (find(params, "workflow_type")) check_name(r.workflow_type, "workflow_type");
     r.requester = get_string(params, "requester", "", false);
     check_text(r.requester, "requester");
     if (auto* v = find(params, "priority")) r.priority = get_priority(*v);
@@ -239,6 +241,7 @@ json to_json(const Allocation& a) {
                           {"grace_period", format_duration(std::chrono::duration_cast<Millis>(a.auto_release.grace_period))}}},
         {"owner", {{"uid", a.owner.uid}, {"pid", a.owner.pid}}},
     };
+    if (!a.workflow_type.empty()) j["workflow_type"] = a.workflow_type;
     j["expires_at"] = a.expires_at ? json(format_timestamp(*a.expires_at)) : json(nullptr);
     if (a.terminating_since) j["terminating_since"] = format_timestamp(*a.terminating_since);
     if (a.start_at) j["start_time"] = format_timestamp(*a.start_at);
@@ -256,7 +259,7 @@ Allocation allocation_from_json(const json& j) {
     // What allocation_to_json writes, nothing else: a damaged key (or a newer resmgrd's field)
     // must stop the load, not quietly leave an allocation without its resources or constraints.
     reject_unknown(j, "allocation",
-                   {"allocation_id", "workflow_id", "requester", "timestamp", "expires_at", "terminating_since", "start_time",
+                   {"allocation_id", "workflow_id", "workflow_type", "requester", "timestamp", "expires_at", "terminating_since", "start_time",
                     "degraded_from_cpu_cores", "queue_seq", "populated_once", "supervisor_pid", "supervised", "idle_since", "priority", "priority_value", "status",
                     "resources", "constraints", "performance_requirements", "auto_release", "owner"});
     if (!j.contains("resources")) throw ApiError(ErrorCode::INVALID_REQUEST, "missing required field 'allocation.resources'");
@@ -264,6 +267,8 @@ Allocation allocation_from_json(const json& j) {
     a.allocation_id = get_string(j, "allocation_id", "allocation", true);
     a.workflow_id = get_string(j, "workflow_id", "allocation", true);
     a.requester = get_string(j, "requester", "allocation", false);
+    a.workflow_type = get_string(j, "workflow_type", "allocation", false);
+    if (!a.workflow_type.empty()) check_name(a.workflow_type, "allocation.workflow_type");
     auto stamp = [&](const char* key) -> std::optional<TimePoint> {
         const json* v = find(j, key);
         if (!v) return std::nullopt;

@@ -16,6 +16,7 @@ using T = ParamType;
 // allocate's fields, also taken by reserve (the model's parse_allocation_request reads them).
 std::vector<ParamSpec> allocation_fields(bool workflow_required) {
     return {{"workflow_id", T::string, workflow_required, {}, {}, "the workflow the allocation belongs to"},
+            {"workflow_type", T::string, false, {}, {}, "the kind of work (build, test, ...): its runs size each other"},
             {"requester", T::string, false, {}, {}, "who asks, for the record"},
             {"priority", T::any, false, {}, {}, "critical|high|medium|low or 0-100"},
             {"resources", T::object, true, {}, {}, "cpu_cores, memory_gb or memory, agents, pids, tool_instances"},

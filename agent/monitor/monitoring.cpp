@@ -70,7 +70,45 @@ void Monitoring::sample(TimePoint now) {
     peaks_.agents_peak = std::max(peaks_.agents_peak, live);
     if (peaks_.samples == 0) peaks_.samples = 1; // the first pass has no CPU rate yet, but it started the clock
     append_history(snap);
+    record_history(snap);
     latest_ = std::move(snap);
+}
+
+void Monitoring::record_history(const Snapshot& snap) {
+    for (const auto& [key, usage] : snap.groups)
+        if (auto it = started_.find(key); it != started_.end() && usage.sample.memory_current_bytes)
+            it->second.memory_peak_sampled = std::max(it->second.memory_peak_sampled.value_or(0), *usage.sample.memory_current_bytes);
+    if (!history_db_) return;
+    std::vector<history::Point> points;
+    auto add = [&](std::string series, auto value) {
+        if (value) points.push_back({std::move(series), static_cast<double>(*value)});
+    };
+    const auto& node = snap.node;
+    add("node/cpu_percent", node.cpu_utilization_percent);
+    if (node.memory) {
+        add("node/memory_percent", std::optional<double>(node.memory->used_percent()));
+        add("node/memory_available_bytes", std::optional<double>(static_cast<double>(node.memory->available_bytes)));
+    }
+    auto pressure = [&](const char* name, const std::optional<Pressure>& p) {
+        if (p) add(std::string("node/") + name + "_pressure_some_avg10", std::optional<double>(p->some.avg10));
+    };
+    pressure("cpu", node.cpu_pressure);
+    pressure("memory", node.memory_pressure);
+    pressure("io", node.io_pressure);
+    add("node/live_agents", std::optional<double>(agents_.live()));
+    add("node/allocations", std::optional<double>(static_cast<double>(ledger_.allocations().size())));
+    for (const auto& [key, usage] : snap.groups) {
+        if (key.find('/') != std::string::npos) continue; // an agent's leaf: its allocation's group counts it
+        const auto& s = usage.sample;
+        const std::string prefix = "alloc/" + key + "/";
+        add(prefix + "cpu_cores", usage.cpu_cores);
+        add(prefix + "memory_bytes", s.memory_current_bytes);
+        add(prefix + "pids", s.pids_current);
+        if (s.cpu_stat) add(prefix + "throttled_usec", s.cpu_stat->throttled_usec);
+    }
+    const auto ts = std::chrono::duration_cast<std::chrono::seconds>(snap.time.time_since_epoch()).count();
+    history_db_->record_samples(ts, points);
+    history_db_->maintain(ts);
 }
 
 void Monitoring::observe_threshold(const std::string& metric, std::optional<double> value, TimePoint now) {
@@ -153,7 +191,7 @@ void Monitoring::agent_started(const Allocation& a, const std::string& name, pid
 
 void Monitoring::allocation_started(const std::string& allocation_id, TimePoint now) {
     if (started_.count(allocation_id)) return;
-    GroupStart start{now, std::nullopt, ""};
+    GroupStart start{now, std::nullopt, "", std::nullopt};
     const std::string dir = backend_.group_path(allocation_id);
     if (dir.empty()) {
         start.unavailable = "no cgroup on this backend";
@@ -178,6 +216,7 @@ json Monitoring::final_usage(const std::string& allocation_id, TimePoint now) co
     std::optional<std::uint64_t> used_now;
     if (sample.cpu_stat && sample.cpu_stat->usage_usec) used_now = *sample.cpu_stat->usage_usec;
     if (used_now) out["cpu_usage_usec"] = *used_now;
+    if (sample.cpu_stat && sample.cpu_stat->throttled_usec) out["throttled_usec"] = *sample.cpu_stat->throttled_usec;
     if (start == started_.end()) {
         unavailable.push_back("cpu_cores_mean: the group's start was not observed");
     } else if (!start->second.cpu_usage_usec || !used_now) {
@@ -187,9 +226,13 @@ json Monitoring::final_usage(const std::string& allocation_id, TimePoint now) co
         const double wall = std::chrono::duration<double>(now - start->second.time).count();
         out["wall_seconds"] = round3(wall);
         // A counter that went back (a group re-made under the same name) gives no figure.
-        if (wall > 0 && *used_now >= *start->second.cpu_usage_usec)
-            out["cpu_cores_mean"] = round3(static_cast<double>(*used_now - *start->second.cpu_usage_usec) / 1e6 / wall);
+        if (*used_now >= *start->second.cpu_usage_usec) {
+            const double seconds = static_cast<double>(*used_now - *start->second.cpu_usage_usec) / 1e6;
+            out["cpu_seconds"] = seconds;
+            if (wall > 0) out["cpu_cores_mean"] = round3(seconds / wall);
+        }
     }
+    if (start != started_.end() && start->second.memory_peak_sampled) out["memory_peak_sampled_bytes"] = *start->second.memory_peak_sampled;
     // memory.peak (Linux 5.19+, with the memory controller): the high-water mark over the group's life.
     try {
         out["memory_peak_bytes"] = parse_single_value(read_text_file(dir + "/memory.peak"), "memory.peak");

@@ -16,6 +16,7 @@
 #include "core/ledger.hpp"
 #include "events/event.hpp"
 #include "events/jsonl_log.hpp"
+#include "history/history.hpp"
 #include "monitor/agent_pool.hpp"
 #include "monitor/process_probes.hpp"
 #include "monitor/sampler.hpp"
@@ -38,6 +39,8 @@ public:
         std::uint64_t samples = 0;
     };
     Monitoring(const core::Ledger& ledger, cgroup::CgroupBackend& backend, Options options, events::EventSink& reports);
+    // Each pass's node and group figures go to the history database too (null: not kept).
+    void set_history(history::History* history) { history_db_ = history; }
 
     // One pass: sample, thresholds, agent states, OOM kills, one usage_history line.
     void sample(TimePoint now);
@@ -58,8 +61,9 @@ public:
     // The allocation's group was made (or adopted at restart): its CPU counter is read now, so
     // that final_usage measures the whole life of a job shorter than the sampling interval.
     void allocation_started(const std::string& allocation_id, TimePoint now);
-    // Read just before the group goes: CPU used since allocation_started (mean cores over the
-    // wall time), the kernel's memory peak; each figure null with its reason when unreadable.
+    // Read just before the group goes: CPU used since allocation_started (seconds, and mean cores
+    // over the wall time), the kernel's memory peak (and the highest sampled memory.current, for
+    // kernels without memory.peak); each figure null with its reason when unreadable.
     nlohmann::json final_usage(const std::string& allocation_id, TimePoint now) const;
     // OOM kills in the allocation's group already reported by sampling (so the final count at
     // release reports only the rest).
@@ -75,6 +79,7 @@ private:
     void observe_threshold(const std::string& metric, std::optional<double> value, TimePoint now);
     void report_oom_kills(const Snapshot& snap, TimePoint now);
     void append_history(const Snapshot& snap);
+    void record_history(const Snapshot& snap);
     std::vector<GroupProbe> allocation_groups() const;
 
     const core::Ledger& ledger_;
@@ -84,6 +89,7 @@ private:
     Sampler sampler_;
     ThresholdMonitor thresholds_;
     std::optional<events::JsonlLog> history_;
+    history::History* history_db_ = nullptr;
     std::optional<Snapshot> latest_;
     AgentPool agents_;
     ProcessProbes probes_;
@@ -92,6 +98,7 @@ private:
         TimePoint time{};
         std::optional<std::uint64_t> cpu_usage_usec; // nullopt: cpu.stat unreadable then
         std::string unavailable;                     // why, if so
+        std::optional<std::uint64_t> memory_peak_sampled; // the highest memory.current a pass saw
     };
     std::map<std::string, GroupStart> started_; // by allocation id, while it lives
     Peaks peaks_;

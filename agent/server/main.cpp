@@ -194,6 +194,10 @@ int main(int argc, char** argv) {
         monitor_options.cgroup_mount = host.cgroup2_mount;
         resmgr::monitor::Monitoring monitoring(ledger, *group_backend, monitor_options, service.events());
         service.set_monitoring(&monitoring);
+        // The node's memory of every run; a database that cannot be opened turns history off,
+        // never enforcement (doctor says why).
+        resmgr::history::History history((store.dir() / "monitoring" / "history.db").string());
+        service.set_history(&history);
 
         // eBPF probes: optional. Without them the daemon samples /proc and cgroup files alone.
         resmgr::bpf::ToolClasses tool_classes = resmgr::bpf::ToolClasses::defaults();

@@ -30,6 +30,14 @@ monitor::Monitoring& Context::require_monitoring() const {
     return *monitoring;
 }
 
+history::HistoryStore& Context::require_history() const {
+    if (!history || !history->store())
+        throw ApiError(ErrorCode::UNSUPPORTED, "The history database is off in this resmgrd",
+                       history ? history->problem() : "resmgrd runs without one", {},
+                       {"See `resmgr doctor` (history) for why; move a damaged monitoring/history.db away and restart resmgrd"});
+    return *history->store();
+}
+
 Router::Router(Context& context) : ctx_(context) {
     for (const auto& spec : operation_catalog())
         if (!spec.built) table_.push_back({&spec, not_built});

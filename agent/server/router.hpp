@@ -39,10 +39,13 @@ struct Context {
     // Who a uid is (name, groups), for priority_privileges; the user database by default.
     LookupUserFn lookup_user;
     monitor::Monitoring* monitoring = nullptr; // none: the monitoring operations are UNSUPPORTED
+    history::History* history = nullptr;       // none: no runs to show, the history operations are UNSUPPORTED
 
     const core::Ledger& ledger() const { return lifecycle.ledger(); }
     // UNSUPPORTED when monitoring is not running.
     monitor::Monitoring& require_monitoring() const;
+    // UNSUPPORTED when the history database is off, saying why.
+    history::HistoryStore& require_history() const;
 };
 
 // One call of a handler: the request, who asked, and the context.

@@ -14,13 +14,19 @@ Service::Service(core::Ledger& ledger, cgroup::CgroupBackend& backend, state::St
       files_(ledger, backend, store.dir(), host_report.value("cgroup2_mount", std::string()), clock, events_),
       lifecycle_(ledger, backend, store, clock, events_, files_),
       context_{lifecycle_, files_, events_, clock, std::move(host_report), std::move(daemon_info),
-               [](long pid) { return monitor::read_process_identity(pid); }, lifecycle::lookup_user, nullptr},
+               [](long pid) { return monitor::read_process_identity(pid); }, lifecycle::lookup_user, nullptr, nullptr},
       router_(context_) {
     files_.set_user_lookup(lifecycle::lookup_user);
     register_allocation_operations(router_);
     register_conflict_operations(router_);
     register_monitoring_operations(router_);
     register_node_operations(router_);
+}
+
+void Service::set_history(history::History* history) {
+    lifecycle_.set_history(history);
+    context_.history = history;
+    if (context_.monitoring) context_.monitoring->set_history(history);
 }
 
 void Service::set_user_lookup(Context::LookupUserFn lookup) {

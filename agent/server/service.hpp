@@ -36,7 +36,11 @@ public:
     void set_monitoring(monitor::Monitoring* monitoring) {
         lifecycle_.set_monitoring(monitoring);
         context_.monitoring = monitoring;
+        if (monitoring) monitoring->set_history(context_.history);
     }
+    // Run records, samples and their rollups; without it no history is kept and the history
+    // operations answer UNSUPPORTED.
+    void set_history(history::History* history);
     // Who a process is / who a uid is (tests give fakes; /proc and the user database otherwise).
     void set_process_identity(Context::IdentifyFn identify) { context_.identify = std::move(identify); }
     void set_user_lookup(Context::LookupUserFn lookup);

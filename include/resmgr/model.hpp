@@ -74,6 +74,9 @@ struct Owner {
 
 struct AllocationRequest {
     std::string workflow_id;
+    // What kind of work (e.g. "build", "test"): runs of one type are sized from each other's
+    // history. Empty: none given (the workflow's own runs are used).
+    std::string workflow_type;
     std::string requester;
     Priority priority;
     Resources resources;
@@ -85,6 +88,7 @@ struct AllocationRequest {
 struct Allocation {
     std::string allocation_id;
     std::string workflow_id;
+    std::string workflow_type;
     std::string requester;
     TimePoint timestamp;
     Priority priority;

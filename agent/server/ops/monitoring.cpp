@@ -144,7 +144,7 @@ json allocation_usage(const monitor::Monitoring& m, const Allocation& a) {
             {"agents", agents}, {"kernel_probes", m.probes().figures(a.allocation_id)}, {"unavailable", unavailable}};
 }
 
-json usage(const monitor::Monitoring& m, const std::string& workflow_id, const json& ended) {
+json usage(const monitor::Monitoring& m, const std::string& workflow_id, const json& ended, const json& runs) {
     json allocations = json::array();
     // A total is known only when every part of it is: one unsampled allocation makes it null.
     // A running sum that stays known only while every part is (plain fields: GCC 12 warns on
@@ -171,14 +171,15 @@ json usage(const monitor::Monitoring& m, const std::string& workflow_id, const j
         memory_allocated += static_cast<double>(a.resources.memory_bytes);
         allocations.push_back(std::move(u));
     }
-    if (allocations.empty() && ended.empty())
-        throw ApiError(ErrorCode::NOT_FOUND, "Workflow '" + workflow_id + "' holds no allocation and none ended recently", {},
+    if (allocations.empty() && ended.empty() && runs.empty())
+        throw ApiError(ErrorCode::NOT_FOUND, "Workflow '" + workflow_id + "' holds no allocation and has no recorded run", {},
                        {"workflow_id"}, {"List live allocations with `resmgr status`"});
     if (allocations.empty()) cpu_total.known = memory_total.known = false; // nothing live to add up
     const std::optional<double> cpu_used = cpu_total.value(), memory_used = memory_total.value();
     return {{"workflow_id", workflow_id},
             {"allocations", allocations},
             {"ended_allocations", ended},
+            {"runs", runs},
             {"totals", {{"cpu_cores_allocated", cpu_allocated}, {"cpu_cores_used", or_null(cpu_used)},
                         {"memory_bytes_allocated", memory_allocated}, {"memory_bytes_used", or_null(memory_used)}}},
             {"efficiency", {{"cpu_percent", efficiency(cpu_used, cpu_allocated)}, {"memory_percent", efficiency(memory_used, memory_allocated)}}},
@@ -259,6 +260,8 @@ SuccessBody monitor_system(const Call& call) {
     return body;
 }
 
+constexpr std::size_t kRunsShown = 100;
+
 SuccessBody workflow_usage(const Call& call) {
     const std::string workflow = call.request.resource_type.empty() ? param_string(call.params(), "workflow_id") : call.request.resource_type;
     if (workflow.empty()) throw ApiError(ErrorCode::INVALID_REQUEST, "missing required field 'workflow_id'", {}, {"workflow_id"});
@@ -267,8 +270,26 @@ SuccessBody workflow_usage(const Call& call) {
         if (record["allocation"].value("workflow_id", "") == workflow)
             ended.push_back({{"allocation_id", id}, {"ended_at", record.value("ended_at", json(nullptr))},
                              {"reason", record.value("reason", "")}, {"final", record.value("final", json::object())}});
+    // Every recorded run of the workflow (the caller's own, or anyone's for root), newest first;
+    // kept in the history database, so also after a restart.
+    json runs = json::array();
+    std::optional<std::string> history_off;
+    if (call.ctx.history && call.ctx.history->store()) {
+        history::RunQuery query;
+        if (call.peer.uid != 0) query.owner_uid = call.peer.uid;
+        query.workflow_id = workflow;
+        query.limit = kRunsShown;
+        try {
+            for (const auto& run : call.ctx.history->store()->runs(query)) runs.push_back(history::to_json(run));
+        } catch (const history::HistoryError& e) {
+            history_off = e.what();
+        }
+    } else if (call.ctx.history) {
+        history_off = call.ctx.history->problem(); // configured, but its database is off
+    }
     SuccessBody body;
-    body.result = usage(call.ctx.require_monitoring(), workflow, ended);
+    body.result = usage(call.ctx.require_monitoring(), workflow, ended, runs);
+    if (history_off) body.recommendations.push_back("Runs not shown: " + *history_off);
     if (auto& missing = body.result["not_measured"]; !missing.empty())
         body.recommendations.push_back("Not measured: " + missing.dump() + " (see `resmgr doctor`)");
     return body;

@@ -49,6 +49,7 @@ SuccessBody doctor(const Call& call) {
         daemon["ebpf"] = monitoring->probes().status();
         daemon["sample_interval"] = format_duration(monitoring->interval());
     }
+    daemon["history"] = ctx.history ? ctx.history->status() : json{{"available", false}, {"problem", "no history database"}};
     DoctorFacts facts{ctx.host_report, backend.name(), backend.enforces_limits(), daemon["backend_details"], guard != nullptr,
                       ctx.files.guard_unavailable(), guard ? guard->status().value("bpf_lsm", std::string()) : std::string(),
                       monitoring ? monitoring->probes().status() : std::string(), read_lsm_list(), watchdog_usec()};
@@ -56,6 +57,9 @@ SuccessBody doctor(const Call& call) {
     body.result = {{"verdict", verdict.verdict}, {"enforced", verdict.enforced}, {"not_enforced", verdict.not_enforced},
                    {"host", ctx.host_report}, {"daemon", daemon}};
     body.recommendations = verdict.recommendations;
+    if (ctx.history && !ctx.history->available())
+        body.recommendations.push_back("History is off (" + ctx.history->problem() +
+                                       "): allocations are still enforced, but no run is recorded; move the file away and restart resmgrd");
     return body;
 }
 

@@ -1,0 +1,104 @@
+// The history as resmgrd runs it (see history.hpp).
+#include "history/history.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+
+#include "resmgr/model.hpp"
+
+namespace resmgr::history {
+
+namespace {
+
+template <class T> nlohmann::json or_null(const std::optional<T>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); }
+
+std::string utc(std::int64_t epoch) { return format_timestamp(TimePoint(std::chrono::seconds(epoch))); }
+
+} // namespace
+
+nlohmann::json to_json(const analytics::RunRecord& run) {
+    nlohmann::json tools = nullptr;
+    if (!run.tool_counts_json.empty()) tools = nlohmann::json::parse(run.tool_counts_json, nullptr, false);
+    if (tools.is_discarded()) tools = nullptr;
+    const double duration = run.duration_seconds();
+    nlohmann::json cores_mean = nullptr;
+    if (run.cpu_seconds && duration > 0) cores_mean = std::round(*run.cpu_seconds / duration * 1000) / 1000;
+    return {{"allocation_id", run.allocation_id},
+            {"workflow_id", run.workflow_id},
+            {"workflow_type", run.workflow_type.empty() ? nlohmann::json(nullptr) : nlohmann::json(run.workflow_type)},
+            {"owner_uid", run.owner_uid},
+            {"priority", run.priority},
+            {"requested", {{"cpu_cores", run.requested_cpu_cores}, {"memory_bytes", run.requested_memory_bytes}}},
+            {"started_at", utc(run.started_at)},
+            {"ended_at", utc(run.ended_at)},
+            {"duration_seconds", std::round(duration * 1000) / 1000},
+            {"outcome", analytics::to_string(run.outcome)},
+            {"exit_code", or_null(run.exit_code)},
+            {"used", {{"cpu_seconds", or_null(run.cpu_seconds)}, {"cpu_cores_mean", cores_mean},
+                      {"memory_peak_bytes", or_null(run.memory_peak_bytes)}, {"throttled_seconds", or_null(run.throttled_seconds)},
+                      {"oom_kills", or_null(run.oom_kills)}, {"execs", or_null(run.execs)},
+                      {"runq_latency_p50_us", or_null(run.runq_latency_p50_us)}, {"runq_latency_p99_us", or_null(run.runq_latency_p99_us)},
+                      {"tool_instances_started", tools}}}};
+}
+
+History::History(const std::string& path) : path_(path) {
+    try {
+        store_ = std::make_unique<HistoryStore>(path);
+    } catch (const HistoryError& e) {
+        problem_ = e.what();
+        spdlog::error("history is off, allocations are still enforced: {} (move the file away to start a new one)", problem_);
+    }
+}
+
+template <class Write> void History::guarded(const char* what, Write write) {
+    if (!store_) return;
+    try {
+        write(*store_);
+    } catch (const std::exception& e) {
+        ++failures_, ++unreported_;
+        problem_ = e.what();
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_report_ >= std::chrono::minutes(1)) {
+            spdlog::warn("history: {} not recorded ({} failure(s) since the last report): {}", what, unreported_, problem_);
+            last_report_ = now;
+            unreported_ = 0;
+        }
+    }
+}
+
+void History::record_samples(std::int64_t ts, const std::vector<Point>& points) {
+    guarded("samples", [&](HistoryStore& s) { s.add_samples(ts, points); });
+}
+
+void History::maintain(std::int64_t now) {
+    guarded("rollups", [&](HistoryStore& s) { s.maintain(now); });
+}
+
+void History::record_run(const analytics::RunRecord& run) {
+    guarded("a run record", [&](HistoryStore& s) { s.add_run(run); });
+}
+
+void History::record_exit(const std::string& allocation_id, int exit_code) {
+    guarded("an exit status", [&](HistoryStore& s) { s.set_run_exit(allocation_id, exit_code); });
+}
+
+nlohmann::json History::status() const {
+    nlohmann::json j{{"path", path_}, {"available", available()}, {"write_failures", failures_}};
+    j["problem"] = problem_.empty() ? nlohmann::json(nullptr) : nlohmann::json(problem_);
+    if (store_) {
+        try {
+            auto f = store_->footprint();
+            j["samples"] = f.raw_rows;
+            j["rollups"] = f.rollup_rows;
+            j["runs"] = f.runs;
+            j["series"] = f.series;
+            j["bytes"] = f.file_bytes;
+        } catch (const std::exception& e) {
+            j["problem"] = e.what();
+        }
+    }
+    return j;
+}
+
+} // namespace resmgr::history

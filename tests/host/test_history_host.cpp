@@ -1,0 +1,73 @@
+// The history on this host: each resmgr-run of a workflow type leaves a run record with what it
+// used, read from the kernel (cpu.stat, eBPF), and the records outlive a kill -9 of resmgrd.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "daemon_fixture.hpp"
+
+using namespace resmgr;
+using namespace resmgr::host;
+using nlohmann::json;
+
+namespace {
+
+// A known load: busy CPU for a while and a few execs of classified tools.
+const std::vector<std::string> kLoad{"--", "sh", "-c", "i=0; while [ $i -lt 150000 ]; do i=$((i+1)); done; ls / >/dev/null; cat /dev/null; true"};
+
+} // namespace
+
+TEST_F(DaemonHost, EachTypedRunLeavesARecordThatSurvivesKillNine) {
+    const bool probes = cli_json({"doctor"})["result"]["daemon"].value("ebpf", std::string()).rfind("loaded", 0) == 0;
+    for (int i = 0; i < 3; ++i) {
+        std::vector<std::string> args{"--workflow", "wf-history", "--type", "unit-build", "--cpu", "1"};
+        args.insert(args.end(), kLoad.begin(), kLoad.end());
+        RunResult r = resmgr_run(args);
+        ASSERT_EQ(r.status, 0) << r.err;
+    }
+    auto check = [&](const json& usage) {
+        const json& runs = usage["result"]["runs"];
+        ASSERT_EQ(runs.size(), 3u) << usage.dump(2);
+        for (const auto& run : runs) {
+            EXPECT_EQ(run["workflow_type"], "unit-build");
+            EXPECT_EQ(run["outcome"], "completed") << run.dump(2);
+            EXPECT_EQ(run["exit_code"], 0) << run.dump(2);
+            ASSERT_TRUE(run["used"]["cpu_seconds"].is_number()) << run.dump(2);
+            EXPECT_GT(run["used"]["cpu_seconds"].get<double>(), 0.05) << run.dump(2); // the shell loop's CPU
+            EXPECT_GT(run["duration_seconds"].get<double>(), 0) << run.dump(2);
+            if (probes) {
+                // sh, ls, cat: at least the three execs of the load.
+                EXPECT_GE(run["used"]["execs"].get<int>(), 3) << run.dump(2);
+                EXPECT_TRUE(run["used"]["tool_instances_started"].is_object()) << run.dump(2);
+            }
+        }
+    };
+    check(cli_json({"usage", "wf-history"}));
+    if (!probes) std::cout << "[ INFO     ] exec counts not checked: eBPF probes not loaded on this host\n";
+    stop(SIGKILL);
+    start();
+    check(cli_json({"usage", "wf-history"}));
+    json doctor = cli_json({"doctor"});
+    EXPECT_EQ(doctor["result"]["daemon"]["history"]["available"], true) << doctor.dump(2);
+    EXPECT_GE(doctor["result"]["daemon"]["history"]["runs"].get<int>(), 3) << doctor.dump(2);
+}
+
+TEST_F(DaemonHost, ADamagedHistoryDatabaseIsNamedAndAllocationsGoOn) {
+    stop(SIGTERM);
+    const std::string db = dir + "/state/monitoring/history.db";
+    std::filesystem::remove(db + "-wal");
+    std::filesystem::remove(db + "-shm");
+    std::ofstream(db, std::ios::trunc) << std::string(64 << 10, 'x'); // not a database any more
+    start();
+    json doctor = cli_json({"doctor"});
+    EXPECT_EQ(doctor["result"]["daemon"]["history"]["available"], false) << doctor.dump(2);
+    EXPECT_NE(doctor["result"]["daemon"]["history"]["problem"].get<std::string>().find(db), std::string::npos) << doctor.dump(2);
+    RunResult r = resmgr_run({"--workflow", "wf-no-history", "--type", "t", "--", "true"});
+    EXPECT_EQ(r.status, 0) << r.err; // still admitted and run
+    json usage = cli_json({"usage", "wf-no-history"}); // the run ended recently: its record in memory only
+    EXPECT_TRUE(usage["result"]["runs"].empty()) << usage.dump(2);
+    EXPECT_EQ(usage["result"]["ended_allocations"].size(), 1u) << usage.dump(2);
+    EXPECT_NE(usage["recommendations"].dump().find("Runs not shown"), std::string::npos) << usage.dump(2);
+}
