@@ -106,6 +106,12 @@ int main(int argc, char** argv) {
     std::vector<std::string> event_types;
     app.add_flag("--follow,-f", follow, "events: keep the connection open and print each event as it happens");
     app.add_option("--type", event_types, "events: only these types (e.g. threshold, oom_kill, RESOURCE_CONFLICT); repeatable");
+    std::string history_since, history_csv_file, history_metric;
+    bool history_csv = false;
+    app.add_option("--since", history_since, "history export: from this RFC 3339 time, or this long ago (24h); default 48h");
+    auto* csv_option = app.add_option("--csv", history_csv_file, "history export: print CSV; history import: the CSV FILE to import")
+                           ->expected(0, 1);
+    app.add_option("--metric", history_metric, "history import: the series the CSV becomes (e.g. node/cpu_percent)");
     app.add_option("operation", words, "<operation> [resource-type] ['json-params']")->required()->expected(1, 3);
     app.set_version_flag("--version", std::string("resmgr ") + RESMGR_VERSION);
     app.footer(kFooter);
@@ -162,6 +168,21 @@ int main(int argc, char** argv) {
         if (!event_types.empty()) request.params["types"] = event_types;
         if (follow) return follow_events(path, request, human);
     }
+    const bool history_options = !history_since.empty() || csv_option->count() > 0 || !history_metric.empty();
+    if (history_options && request.operation != "history") {
+        std::cerr << "resmgr: --since, --csv and --metric are options of `resmgr history export|import`\n";
+        return 2;
+    }
+    if (request.operation == "history") {
+        history_csv = csv_option->count() > 0 && history_csv_file.empty();
+        if (!history_since.empty()) request.params["since"] = history_since;
+        if (history_csv) request.params["format"] = "csv";
+        if (!history_csv_file.empty()) {
+            std::error_code ec;
+            request.params["csv_file"] = std::filesystem::absolute(history_csv_file, ec).lexically_normal().string();
+        }
+        if (!history_metric.empty()) request.params["metric"] = history_metric;
+    }
     json envelope;
     try {
         resmgr::Client client(path);
@@ -178,6 +199,10 @@ int main(int argc, char** argv) {
         }
     }
     const bool ok = envelope.value("status", "") == "success";
+    if (ok && history_csv) { // the CSV itself, for a file or a pipe
+        std::cout << envelope["result"].value("csv", "");
+        return 0;
+    }
     if (!human) {
         std::cout << resmgr::dump_text(envelope, 2) << "\n";
     } else if (ok) {

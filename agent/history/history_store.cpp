@@ -97,7 +97,10 @@ std::optional<std::int64_t> parse_csv_time(const std::string& field) {
         if (*end != '\0' || !std::isfinite(seconds) || seconds < 0 || seconds > 7258118400.0) return std::nullopt;
         return static_cast<std::int64_t>(seconds);
     }
-    auto t = parse_timestamp(field);
+    // "2014-04-01 00:05:00" (what many monitors export): ISO 8601 with a space and no zone, read as UTC.
+    std::string iso = field;
+    if (iso.size() == 19 && (iso[10] == ' ' || iso[10] == 'T')) iso[10] = 'T', iso += 'Z';
+    auto t = parse_timestamp(iso);
     if (!t) return std::nullopt;
     return std::chrono::duration_cast<std::chrono::seconds>(t->time_since_epoch()).count();
 }

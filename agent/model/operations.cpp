@@ -124,6 +124,18 @@ std::vector<OperationSpec> make_catalog() {
     add({"detach", "", false, true, false, Caller::anyone,
          {{"allocation_id", T::string, true}, {"agent", T::string, true}, {"exit_status", T::integer, false, 0, 255}}, false,
          "'{\"allocation_id\":\"...\",\"agent\":\"NAME\",\"exit_status\":0}'", "Report that an agent of an allocation exited."});
+    add({"history", "export", false, true, false, Caller::anyone,
+         {{"since", T::string, false, {}, {}, "RFC 3339 time or a duration back from now (\"24h\"); default 48h"},
+          {"format", T::string, false, {}, {}, "json (default) or csv"}},
+         false, "[--since T] [--csv]",
+         "The raw samples of the node and its allocations kept in monitoring/history.db (48 h), oldest\n"
+         "first: series,timestamp,value with --csv."});
+    add({"history", "import", false, true, false, Caller::root,
+         {{"csv_file", T::string, true, {}, {}, "absolute path of a timestamp,value CSV, read by resmgrd"},
+          {"metric", T::string, true, {}, {}, "the series it becomes, e.g. node/cpu_percent"}},
+         false, "--csv FILE --metric NAME",
+         "Seed this node's history from another monitor's export (root). Timestamps in ISO 8601 or\n"
+         "seconds since the epoch; one bad row refuses the file, naming its line, and imports nothing."});
     add(unbuilt("optimize", "Right-size allocations from measured usage."));
     add(unbuilt("tune", "A feedback loop on a measured metric."));
     add(unbuilt("balance", "Lend idle CPU to busy allocations."));

@@ -89,5 +89,6 @@ void register_allocation_operations(Router& router);
 void register_conflict_operations(Router& router);
 void register_monitoring_operations(Router& router);
 void register_node_operations(Router& router);
+void register_history_operations(Router& router);
 
 } // namespace resmgr::server

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_fixture.hpp"
+#include "security_fixture.hpp"
 
 using namespace resmgr;
 using namespace resmgr::host;
@@ -70,4 +71,46 @@ TEST_F(DaemonHost, ADamagedHistoryDatabaseIsNamedAndAllocationsGoOn) {
     EXPECT_TRUE(usage["result"]["runs"].empty()) << usage.dump(2);
     EXPECT_EQ(usage["result"]["ended_allocations"].size(), 1u) << usage.dump(2);
     EXPECT_NE(usage["recommendations"].dump().find("Runs not shown"), std::string::npos) << usage.dump(2);
+}
+
+TEST_F(DaemonHost, HistoryImportOfARealTraceIsAllOrNothingAndExportsAgain) {
+    const std::string trace = "/work/shared/data/nab/realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv";
+    const std::string nab = std::string(RESMGR_SOURCE_DIR) + "/../shared/data/nab/realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv";
+    const std::string file = std::filesystem::exists(nab) ? nab : trace;
+    if (!std::filesystem::exists(file)) GTEST_SKIP() << "NAB trace not found at " << nab << " (../shared/data/nab is absent)";
+    json imported = cli_json({"history", "import", "--csv", file, "--metric", "node/cpu_percent"});
+    ASSERT_EQ(imported["status"], "success") << imported.dump(2);
+    EXPECT_GT(imported["result"]["imported"].get<int>(), 3000); // NAB's 5-minute EC2 CPU trace: ~4000 rows
+
+    // One bad row anywhere: refused with its line, nothing of the file imported.
+    const std::string bad = dir + "/bad.csv";
+    std::ofstream(bad) << "timestamp,value\n2030-01-01 00:00:00,1\n2030-01-01 00:05:00,oops\n";
+    json refused = cli_json({"history", "import", "--csv", bad, "--metric", "node/bad_metric"}, 1);
+    EXPECT_EQ(refused["error"]["code"], "INVALID_REQUEST") << refused.dump(2);
+    EXPECT_NE(refused["error"]["message"].get<std::string>().find("line 3"), std::string::npos) << refused.dump(2);
+    RunResult csv = cli({"history", "export", "--since", "2030-01-01T00:00:00Z", "--csv"});
+    EXPECT_EQ(csv.status, 0) << csv.err;
+    EXPECT_EQ(csv.out.find("node/bad_metric"), std::string::npos) << csv.out;
+
+    // Export gives the raw samples: the imported trace is there until the raw retention (48 h)
+    // drops it at a rollup; its 5-minute and 1-hour buckets stay.
+    RunResult all = cli({"history", "export", "--since", "2000-01-01T00:00:00Z", "--csv"});
+    EXPECT_EQ(all.out.rfind("series,timestamp,value\n", 0), 0u) << all.out.substr(0, 200);
+    EXPECT_NE(all.out.find("node/cpu_percent,"), std::string::npos);
+}
+
+TEST_F(SecurityHost, HistoryImportIsRootsAndRunsAreTheirOwners) {
+    const std::string csv = dir + "/mine.csv";
+    std::ofstream(csv) << "1800000000,1\n";
+    ::chmod(csv.c_str(), 0644);
+    json refused = cli_json_as(*alice, {"history", "import", "--csv", csv, "--metric", "node/x"});
+    EXPECT_EQ(refused["error"]["code"], "PERMISSION_DENIED") << refused.dump(2);
+    // root's run and alice's run of a workflow both named "shared": each sees only their own.
+    ASSERT_EQ(resmgr_run({"--workflow", "shared", "--type", "t", "--", "true"}).status, 0);
+    RunResult hers = run(alice->as({RESMGR_RUN_PATH, "--socket", socket, "--workflow", "shared", "--type", "t", "--", "true"}));
+    ASSERT_EQ(hers.status, 0) << hers.err;
+    json alice_usage = cli_json_as(*alice, {"usage", "shared"});
+    ASSERT_EQ(alice_usage["result"]["runs"].size(), 1u) << alice_usage.dump(2);
+    EXPECT_EQ(alice_usage["result"]["runs"][0]["owner_uid"], alice->uid());
+    EXPECT_EQ(cli_json({"usage", "shared"})["result"]["runs"].size(), 2u); // root sees both
 }

@@ -120,9 +120,11 @@ TEST(HistoryStore, RunsAreKeptAndQueriedByTypeAndWorkflow) {
 TEST(HistoryStore, ImportsCsvWithHeaderIsoAndEpochTimes) {
     TempDir dir;
     HistoryStore store((dir.path() / "history.db").string());
-    std::istringstream csv("timestamp,value\n2027-01-15T11:30:00Z,12.5\n1800000000,7\n\n1800000060.5, 9 \n");
-    EXPECT_EQ(store.import_csv(csv, "node/cpu_percent"), 3u);
-    EXPECT_EQ(store.series("node/cpu_percent", Resolution::raw, 0, kT0 + kDay).size(), 3u);
+    std::istringstream csv("timestamp,value\n2027-01-15T11:30:00Z,12.5\n1800000000,7\n\n1800000060.5, 9 \n2027-01-15 12:00:00,3\n");
+    EXPECT_EQ(store.import_csv(csv, "node/cpu_percent"), 4u);
+    auto raw = store.series("node/cpu_percent", Resolution::raw, 0, kT0 + kDay);
+    ASSERT_EQ(raw.size(), 4u);
+    EXPECT_EQ(raw.back().ts, kT0 + 4 * 3600); // a time without a zone is UTC
     // Old imported data is rolled up at once, whatever the raw retention does later.
     EXPECT_EQ(store.series("node/cpu_percent", Resolution::five_minutes, kT0, kT0 + 300).at(0).count, 2);
     std::ostringstream out;

@@ -1,0 +1,88 @@
+// The history operations: export the samples resmgrd keeps, import another monitor's series.
+// Thin: parse, ask the history store, shape the reply. May call: history, model.
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <regex>
+
+#include "history/history.hpp"
+#include "server/router.hpp"
+
+namespace resmgr::server {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::int64_t kDefaultExportSeconds = 48 * 3600;
+
+std::int64_t epoch_seconds(TimePoint t) { return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count(); }
+
+// "24h" back from now, or an RFC 3339 time.
+std::int64_t since_of(const json& params, TimePoint now) {
+    const std::string text = param_string(params, "since");
+    if (text.empty()) return epoch_seconds(now) - kDefaultExportSeconds;
+    if (auto t = parse_timestamp(text)) return epoch_seconds(*t);
+    if (auto back = parse_duration(text)) return epoch_seconds(now - *back);
+    throw ApiError(ErrorCode::INVALID_REQUEST, "'since' must be an RFC 3339 time or a duration such as 24h", "got '" + text + "'", {"since"});
+}
+
+SuccessBody export_history(const Call& call) {
+    auto& store = call.ctx.require_history();
+    const std::string format = param_string(call.params(), "format");
+    if (!format.empty() && format != "json" && format != "csv")
+        throw ApiError(ErrorCode::INVALID_REQUEST, "'format' must be json or csv", "got '" + format + "'", {"format"});
+    const std::int64_t since = since_of(call.params(), call.ctx.clock());
+    std::ostringstream csv;
+    store.export_csv(csv, since);
+    SuccessBody body;
+    body.result = {{"since", format_timestamp(TimePoint(std::chrono::seconds(since)))}};
+    if (format == "csv") {
+        body.result["csv"] = csv.str();
+        return body;
+    }
+    json samples = json::array();
+    std::istringstream rows(csv.str());
+    std::string line;
+    std::getline(rows, line); // the header
+    while (std::getline(rows, line)) {
+        const auto a = line.find(','), b = line.rfind(',');
+        samples.push_back({line.substr(0, a), std::stoll(line.substr(a + 1, b - a - 1)), std::stod(line.substr(b + 1))});
+    }
+    body.result["columns"] = {"series", "timestamp", "value"};
+    body.result["samples"] = samples;
+    body.resources_affected = static_cast<int>(samples.size());
+    return body;
+}
+
+SuccessBody import_history(const Call& call) {
+    auto& store = call.ctx.require_history();
+    const std::string file = param_string(call.params(), "csv_file"), metric = param_string(call.params(), "metric");
+    // Series names reach logs and exports: the same safe set as workflow names.
+    static const std::regex kSeries("[A-Za-z0-9._:@/+=-]{1,128}");
+    if (!std::regex_match(metric, kSeries))
+        throw ApiError(ErrorCode::INVALID_REQUEST, "'metric' must be 1-128 characters of A-Z a-z 0-9 . _ - : @ / + =", {}, {"metric"});
+    if (file.empty() || file.front() != '/')
+        throw ApiError(ErrorCode::INVALID_REQUEST, "'csv_file' must be an absolute path", {}, {"csv_file"});
+    std::ifstream in(file);
+    if (!in) throw ApiError(ErrorCode::NOT_FOUND, "Cannot read " + file, std::strerror(errno), {"csv_file"});
+    std::size_t imported = 0;
+    try {
+        imported = store.import_csv(in, metric);
+    } catch (const history::HistoryError& e) {
+        throw ApiError(ErrorCode::INVALID_REQUEST, file + ": " + e.what(), {}, {"csv_file"}, {"Fix the line named and import the file again"});
+    }
+    SuccessBody body;
+    body.resources_affected = static_cast<int>(imported);
+    body.result = {{"imported", imported}, {"metric", metric}, {"csv_file", file}};
+    return body;
+}
+
+} // namespace
+
+void register_history_operations(Router& router) {
+    router.add("history", "export", export_history);
+    router.add("history", "import", import_history);
+}
+
+} // namespace resmgr::server
