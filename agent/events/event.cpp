@@ -39,6 +39,7 @@ constexpr TypeInfo kTypes[] = {
     {EventType::threshold_raised, "RESOURCE_THRESHOLD", "ff97be640d2c481e940fc2e5bf56efd9", LOG_WARNING},
     {EventType::threshold_cleared, "RESOURCE_THRESHOLD_CLEARED", "a28bc168085e404d9f09840809f655cc", LOG_INFO},
     {EventType::oom_kill, "RESOURCE_OOM_KILL", "96a16acba5064d4c81859687760c8a4b", LOG_ERR},
+    {EventType::resized, "RESOURCE_RESIZED", "4859868ea91945b2a0633fc12297b36e", LOG_NOTICE},
 };
 
 const TypeInfo& info(EventType type) {

@@ -136,11 +136,31 @@ std::vector<OperationSpec> make_catalog() {
          false, "--csv FILE --metric NAME",
          "Seed this node's history from another monitor's export (root). Timestamps in ISO 8601 or\n"
          "seconds since the epoch; one bad row refuses the file, naming its line, and imports nothing."});
-    add(unbuilt("optimize", "Right-size allocations from measured usage."));
+    add({"optimize", "", true, true, false, Caller::anyone,
+         {{"target", T::string, false, {}, {}, "efficiency (default) or performance"},
+          {"constraints", T::any, false, {}, {}, "accepted for the seed's shape"},
+          {"dry_run", T::boolean, false, {}, {}, "default true: only say what would change"},
+          {"apply_immediately", T::boolean, false, {}, {}, "with dry_run false: reallocate live"},
+          {"optimization_horizon", T::duration, false, {}, {}, "accepted for the seed's shape"},
+          {"use_predictive_algorithms", T::any, false, {}, {}, "accepted for the seed's shape"},
+          {"allocation_id", T::string, false, {}, {}, "only this allocation"}},
+         false, "'{\"target\":\"efficiency\",\"dry_run\":true}'",
+         "Per running allocation (yours; root: all): its size against what the recorded runs of its\n"
+         "workflow type (else its workflow) used, the recommended size, slack before and after and the\n"
+         "OOM risk, each measured by a back-test over the runs. dry_run false + apply_immediately true\n"
+         "resizes the allocations live (cgroup limits change in place)."});
     add(unbuilt("tune", "A feedback loop on a measured metric."));
     add(unbuilt("balance", "Lend idle CPU to busy allocations."));
     add(unbuilt("scale", "Grow or shrink one allocation."));
-    add(unbuilt("analyze-utilization", "Efficiency and bottlenecks over a period."));
+    add({"analyze-utilization", "", true, true, false, Caller::anyone,
+         {{"time_period", T::duration, false, {}, {}, "default 24h"},
+          {"analysis_type", T::string, false, {}, {}, "accepted for the seed's shape (comprehensive)"},
+          {"include_optimization_suggestions", T::boolean, false, {}, {}, "default true"},
+          {"generate_efficiency_report", T::any, false, {}, {}, "accepted for the seed's shape"}},
+         false, "'{\"time_period\":\"24h\"}'",
+         "Over the period, from the history: the node's CPU, memory and pressure (mean, p95, max), each\n"
+         "workflow type's efficiency (used / allocated) from its runs, the period's bottleneck, and\n"
+         "right-sizing opportunities."});
     add(unbuilt("predict", "The next run of a workflow type."));
     add(unbuilt("forecast", "A metric's future, with intervals and measured accuracy."));
     add(unbuilt("analyze-trends", "Trends, seasonality and anomalies."));

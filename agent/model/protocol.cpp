@@ -17,6 +17,7 @@ std::string to_string(ErrorCode code) {
     case ErrorCode::UNSUPPORTED: return "UNSUPPORTED";
     case ErrorCode::BACKEND_ERROR: return "BACKEND_ERROR";
     case ErrorCode::INTERNAL_ERROR: return "INTERNAL_ERROR";
+    case ErrorCode::INSUFFICIENT_HISTORY: return "INSUFFICIENT_HISTORY";
     }
     return "INTERNAL_ERROR";
 }

@@ -90,5 +90,6 @@ void register_conflict_operations(Router& router);
 void register_monitoring_operations(Router& router);
 void register_node_operations(Router& router);
 void register_history_operations(Router& router);
+void register_analytics_operations(Router& router);
 
 } // namespace resmgr::server

@@ -28,6 +28,9 @@ enum class ErrorCode {
     UNSUPPORTED,
     BACKEND_ERROR,
     INTERNAL_ERROR,
+    // An analytics answer needs more recorded history than there is; the details say how much
+    // there is and how much is needed (never answered with a made-up figure).
+    INSUFFICIENT_HISTORY,
 };
 std::string to_string(ErrorCode code);
 

@@ -114,3 +114,45 @@ TEST_F(SecurityHost, HistoryImportIsRootsAndRunsAreTheirOwners) {
     EXPECT_EQ(alice_usage["result"]["runs"][0]["owner_uid"], alice->uid());
     EXPECT_EQ(cli_json({"usage", "shared"})["result"]["runs"].size(), 2u); // root sees both
 }
+
+TEST_F(DaemonHost, OptimizeShrinksAnOversizedAllocationFromItsTypesRunsAndAppliesItLive) {
+    // Steps that mostly wait: a small fraction of a core each.
+    for (int i = 0; i < 3; ++i)
+        ASSERT_EQ(resmgr_run({"--workflow", "wf-steps", "--type", "sizing-test", "--cpu", "1", "--", "sh", "-c", "sleep 0.4; ls / >/dev/null"}).status, 0);
+    const std::string id = allocate(R"({"workflow_id":"wf-big","workflow_type":"sizing-test","resources":{"cpu_cores":1.5}})");
+    json dry = cli_json({"optimize", R"({"target":"efficiency"})"});
+    ASSERT_EQ(dry["status"], "success") << dry.dump(2);
+    ASSERT_EQ(dry["result"]["allocations"].size(), 1u) << dry.dump(2);
+    const json& entry = dry["result"]["allocations"][0];
+    EXPECT_EQ(entry["allocation_id"], id);
+    EXPECT_EQ(entry["sized_from"], "workflow_type sizing-test");
+    ASSERT_TRUE(entry["recommended"]["cpu_cores"].is_number()) << entry.dump(2);
+    const double recommended = entry["recommended"]["cpu_cores"].get<double>();
+    EXPECT_LT(recommended, 0.5) << entry.dump(2); // the runs used a fraction of a core each
+    EXPECT_EQ(entry["confidence"]["runs"]["cpu"], 3);
+    EXPECT_GT(entry["expected_slack"]["cpu"]["before"].get<double>(), entry["expected_slack"]["cpu"]["after"].get<double>()) << entry.dump(2);
+    EXPECT_EQ(entry["applied"], false);
+    EXPECT_EQ(dry["result"]["dry_run"], true);
+    EXPECT_DOUBLE_EQ(cli_json({"status", json{{"allocation_id", id}}.dump()})["result"]["allocations"][0]["resources"]["cpu_cores"].get<double>(), 1.5);
+
+    json applied = cli_json({"optimize", R"({"dry_run":false,"apply_immediately":true})"});
+    ASSERT_EQ(applied["result"]["resized"], 1) << applied.dump(2);
+    EXPECT_EQ(applied["result"]["allocations"][0]["applied"], true);
+    json st = cli_json({"status", json{{"allocation_id", id}}.dump()});
+    EXPECT_DOUBLE_EQ(st["result"]["allocations"][0]["resources"]["cpu_cores"].get<double>(), recommended) << st.dump(2);
+    json events = cli_json({"events", "--type", "resized"});
+    ASSERT_EQ(events["result"]["events"].size(), 1u) << events.dump(2);
+    EXPECT_EQ(events["result"]["events"][0]["allocation_id"], id);
+
+    json report = cli_json({"analyze-utilization", R"({"time_period":"1h"})"});
+    EXPECT_EQ(report["result"]["workflows"]["sizing-test"]["runs"], 3) << report.dump(2);
+    EXPECT_TRUE(report["result"]["workflows"]["sizing-test"]["cpu_efficiency"].is_number()) << report.dump(2);
+    EXPECT_FALSE(report["result"]["opportunities"].empty()) << report.dump(2);
+}
+
+TEST_F(DaemonHost, OptimizeWithoutEnoughRunsSaysHowManyThereAreAndAreNeeded) {
+    allocate(R"({"workflow_id":"wf-new","workflow_type":"never-run","resources":{"cpu_cores":1}})");
+    json r = cli_json({"optimize"}, 1);
+    EXPECT_EQ(r["error"]["code"], "INSUFFICIENT_HISTORY") << r.dump(2);
+    EXPECT_NE(r["error"]["details"].get<std::string>().find("3 needed"), std::string::npos) << r.dump(2);
+}

@@ -49,20 +49,22 @@ TEST(Events, JournalFieldsCarryTheStableIdAndResmgrFields) {
 TEST(Events, MessageIdsAreDistinctAndWellFormed) {
     std::set<std::string> ids;
     for (auto t : {EventType::allocated, EventType::released, EventType::expired, EventType::denied, EventType::queued, EventType::preempted,
-                   EventType::resumed, EventType::conflict, EventType::threshold_raised, EventType::threshold_cleared, EventType::oom_kill}) {
+                   EventType::resumed, EventType::conflict, EventType::threshold_raised, EventType::threshold_cleared, EventType::oom_kill,
+                   EventType::resized}) {
         auto id = message_id(t);
         EXPECT_EQ(id.size(), 32u);
         EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos);
         ids.insert(id);
     }
-    EXPECT_EQ(ids.size(), 11u);
+    EXPECT_EQ(ids.size(), 12u);
 }
 
 TEST(Events, CatalogExplainsEveryMessageId) {
     std::ifstream in(std::string(RESMGR_SOURCE_DIR) + "/units/resmgr.catalog");
     std::string catalog((std::istreambuf_iterator<char>(in)), {});
     for (auto t : {EventType::allocated, EventType::released, EventType::expired, EventType::denied, EventType::queued, EventType::preempted,
-                   EventType::resumed, EventType::conflict, EventType::threshold_raised, EventType::threshold_cleared, EventType::oom_kill})
+                   EventType::resumed, EventType::conflict, EventType::threshold_raised, EventType::threshold_cleared, EventType::oom_kill,
+                   EventType::resized})
         EXPECT_NE(catalog.find("-- " + message_id(t)), std::string::npos) << to_string(t);
 }
 

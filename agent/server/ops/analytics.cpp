@@ -1,0 +1,256 @@
+// The analytics operations: optimize (right-size running allocations from the runs of their
+// workflow type) and analyze-utilization (efficiency and bottlenecks of a period). Thin: read the
+// history, ask the pure models of agent/analytics, shape the reply; resizing goes through the
+// lifecycle's reallocate like any request. May call: history, analytics, lifecycle, model.
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "analytics/sizing.hpp"
+#include "core/holdings.hpp"
+#include "history/history.hpp"
+#include "resmgr/json.hpp"
+#include "server/router.hpp"
+
+namespace resmgr::server {
+namespace {
+
+using nlohmann::json;
+
+constexpr double kApplyAbove = 0.05; // a change smaller than 5 % of the current size is not worth a resize
+constexpr std::int64_t kRawKept = 48 * 3600;
+
+std::int64_t epoch_seconds(TimePoint t) { return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count(); }
+
+double round3(double v) { return std::round(v * 1000) / 1000; }
+
+template <class T> json or_null(const std::optional<T>& v) { return v ? json(*v) : json(nullptr); }
+
+json share_or_null(const std::optional<double>& v) { return v ? json(round3(*v)) : json(nullptr); }
+
+analytics::SizingOptions sizing_for(const std::string& target) {
+    analytics::SizingOptions o;
+    if (target == "performance") { // room first: CPU at P98 and a wider margin
+        o.cpu_percentile = 0.98;
+        o.margin = 0.25;
+    } else if (!target.empty() && target != "efficiency") {
+        throw ApiError(ErrorCode::INVALID_REQUEST, "'target' must be efficiency or performance", "got '" + target + "'", {"target"});
+    }
+    return o;
+}
+
+// The runs an allocation is sized from: its owner's runs of its workflow type, else of its workflow.
+// Owner-scoped, so no user can shape another's sizes by recording runs under the same type.
+std::vector<analytics::RunRecord> runs_for(const history::HistoryStore& store, const Allocation& a, std::string& basis) {
+    history::RunQuery q;
+    q.owner_uid = a.owner.uid;
+    q.limit = 200;
+    if (!a.workflow_type.empty()) {
+        q.workflow_type = a.workflow_type;
+        basis = "workflow_type " + a.workflow_type;
+    } else {
+        q.workflow_id = a.workflow_id;
+        basis = "workflow " + a.workflow_id;
+    }
+    return store.runs(q);
+}
+
+json sizing_json(const analytics::Sizing& s) {
+    return {{"method", analytics::kSizingMethod},
+            {"runs", {{"cpu", s.cpu_runs}, {"memory", s.memory_runs}, {"needed", s.runs_needed}}},
+            {"backtest", {{"runs_replayed", s.backtested}, {"coverage", share_or_null(s.coverage)}, {"oom_risk", share_or_null(s.oom_risk)}}}};
+}
+
+bool worth_changing(double current, double recommended) {
+    return current > 0 && std::abs(recommended - current) > kApplyAbove * current;
+}
+
+SuccessBody optimize(const Call& call) {
+    Context& ctx = call.ctx;
+    const auto& store = ctx.require_history();
+    const analytics::SizingOptions options = sizing_for(param_string(call.params(), "target"));
+    const bool dry_run = param_flag(call.params(), "dry_run", true);
+    const bool apply = !dry_run && param_flag(call.params(), "apply_immediately");
+    const std::string only = param_string(call.params(), "allocation_id");
+    if (!only.empty()) ctx.ledger().authorize(only, call.peer);
+    const TimePoint now = ctx.clock();
+
+    std::vector<Allocation> targets;
+    for (const auto& [id, a] : ctx.ledger().allocations())
+        if (core::holds_capacity(a) && (call.peer.uid == 0 || a.owner.uid == call.peer.uid) && (only.empty() || id == only))
+            targets.push_back(a);
+
+    json entries = json::array();
+    int changed = 0, sized = 0;
+    SuccessBody body;
+    for (const Allocation& a : targets) {
+        std::string basis;
+        const auto runs = runs_for(store, a, basis);
+        const analytics::Sizing s = analytics::recommend_size(runs, epoch_seconds(now), options);
+        const double cpu_now = a.resources.cpu_cores;
+        const std::uint64_t memory_now = a.resources.memory_bytes;
+        json entry{{"allocation_id", a.allocation_id}, {"workflow_id", a.workflow_id}, {"sized_from", basis},
+                   {"current", {{"cpu_cores", cpu_now}, {"memory_bytes", memory_now}}},
+                   {"recommended", {{"cpu_cores", or_null(s.cpu_cores)}, {"memory_bytes", or_null(s.memory_bytes)}}},
+                   {"confidence", sizing_json(s)}};
+        // Slack over the recorded runs: what the current size and the recommended one would have left unused.
+        json slack = json::object();
+        if (cpu_now > 0 && s.cpu_cores)
+            slack["cpu"] = {{"before", share_or_null(analytics::cpu_slack(runs, cpu_now))}, {"after", share_or_null(analytics::cpu_slack(runs, *s.cpu_cores))}};
+        if (memory_now > 0 && s.memory_bytes)
+            slack["memory"] = {{"before", share_or_null(analytics::memory_slack(runs, memory_now))},
+                               {"after", share_or_null(analytics::memory_slack(runs, *s.memory_bytes))}};
+        entry["expected_slack"] = slack;
+        entry["risk"] = {{"oom_probability", share_or_null(s.oom_risk)}, {"method", "share of replayed runs whose memory peak exceeded the size recommended before them"}};
+        if (!s.reason.empty()) entry["reason"] = s.reason;
+        if (s.cpu_cores || s.memory_bytes) ++sized;
+
+        // What would change: only limits the allocation has (an uncapped one is not capped here).
+        Resources wanted = a.resources;
+        json changes = json::array();
+        if (s.cpu_cores && worth_changing(cpu_now, *s.cpu_cores)) {
+            wanted.cpu_cores = *s.cpu_cores;
+            changes.push_back("cpu_cores " + std::to_string(cpu_now) + " -> " + std::to_string(*s.cpu_cores));
+        }
+        if (s.memory_bytes && worth_changing(static_cast<double>(memory_now), static_cast<double>(*s.memory_bytes))) {
+            wanted.memory_bytes = *s.memory_bytes;
+            changes.push_back("memory " + format_size(memory_now) + " -> " + format_size(*s.memory_bytes));
+        }
+        if (memory_now == 0 && s.memory_bytes) entry["note"] = "memory is uncapped; optimize does not add a cap";
+        entry["changes"] = changes;
+        entry["applied"] = false;
+        if (apply && !changes.empty()) {
+            try {
+                const Allocation before = ctx.lifecycle.reallocate(a.allocation_id, wanted, call.peer);
+                entry["applied"] = true;
+                ++changed;
+                ctx.events.emit(events::EventType::resized,
+                                a.allocation_id + " of workflow " + a.workflow_id + " resized from its runs: " + changes.dump(), a.workflow_id,
+                                a.allocation_id, {{"before", resmgr::to_json(before.resources)}, {"after", resmgr::to_json(wanted)}, {"sizing", sizing_json(s)}});
+            } catch (const ApiError& e) {
+                entry["not_applied"] = {{"code", to_string(e.code)}, {"message", e.what()}};
+            }
+        }
+        entries.push_back(std::move(entry));
+    }
+    if (!targets.empty() && sized == 0)
+        throw ApiError(ErrorCode::INSUFFICIENT_HISTORY, "No running allocation has enough recorded runs to be sized",
+                       entries.empty() ? "" : entries[0].value("reason", ""), {},
+                       {"Run the work under resmgr-run --type NAME a few times; each run is recorded"});
+    body.result = {{"dry_run", !apply}, {"target", param_string(call.params(), "target").empty() ? "efficiency" : param_string(call.params(), "target")},
+                   {"allocations", entries}, {"resized", changed}};
+    body.resources_affected = changed;
+    if (targets.empty()) body.recommendations.push_back("No running allocation of yours to optimize");
+    if (!apply && !entries.empty())
+        body.recommendations.push_back("Apply with {\"dry_run\": false, \"apply_immediately\": true}: limits change in place, nothing restarts");
+    return body;
+}
+
+// A node series over [since, now): raw samples within the 48 h they are kept, else 5-minute buckets.
+json series_summary(const history::HistoryStore& store, const std::string& name, std::int64_t since, std::int64_t now) {
+    const bool raw = now - since <= kRawKept;
+    auto buckets = store.series(name, raw ? history::Resolution::raw : history::Resolution::five_minutes, since, now + 1);
+    if (buckets.empty()) return {{"samples", 0}, {"mean", nullptr}, {"p95", nullptr}, {"max", nullptr}};
+    std::int64_t n = 0;
+    double sum = 0, max = buckets.front().max;
+    std::vector<double> p95s;
+    for (const auto& b : buckets) {
+        n += b.count;
+        sum += b.mean * static_cast<double>(b.count);
+        max = std::max(max, b.max);
+        p95s.push_back(b.p95);
+    }
+    std::sort(p95s.begin(), p95s.end());
+    const double p95 = p95s[std::min(p95s.size() - 1, static_cast<std::size_t>(std::ceil(0.95 * static_cast<double>(p95s.size()))) - 1)];
+    return {{"samples", n}, {"mean", round3(sum / static_cast<double>(n))}, {"p95", round3(p95)}, {"max", round3(max)},
+            {"resolution", raw ? "raw samples" : "5-minute buckets (p95 of the buckets' p95)"}};
+}
+
+SuccessBody analyze_utilization(const Call& call) {
+    Context& ctx = call.ctx;
+    const auto& store = ctx.require_history();
+    Millis period = std::chrono::hours(24);
+    if (auto it = call.params().find("time_period"); it != call.params().end() && !it->is_null())
+        period = parse_duration(it->get<std::string>()).value_or(period);
+    const std::int64_t now = epoch_seconds(ctx.clock());
+    const std::int64_t since = now - std::chrono::duration_cast<std::chrono::seconds>(period).count();
+
+    json node = json::object();
+    for (const char* series : {"cpu_percent", "memory_percent", "cpu_pressure_some_avg10", "memory_pressure_some_avg10", "io_pressure_some_avg10"})
+        node[series] = series_summary(store, std::string("node/") + series, since, now);
+
+    history::RunQuery q;
+    if (call.peer.uid != 0) q.owner_uid = call.peer.uid;
+    q.since = since;
+    q.limit = 100000;
+    std::map<std::string, std::vector<analytics::RunRecord>> by_type;
+    for (auto& r : store.runs(q)) by_type[r.workflow_type.empty() ? "workflow:" + r.workflow_id : r.workflow_type].push_back(std::move(r));
+
+    json workflows = json::object(), opportunities = json::array();
+    std::size_t oom_runs = 0;
+    double throttled = 0, wall = 0;
+    const bool suggest = param_flag(call.params(), "include_optimization_suggestions", true);
+    for (const auto& [type, runs] : by_type) {
+        double cpu_used = 0, cpu_given = 0, mem_peak = 0, mem_given = 0;
+        std::size_t ooms = 0, failed = 0;
+        for (const auto& r : runs) {
+            if (r.cpu_seconds && r.requested_cpu_cores > 0) {
+                cpu_used += *r.cpu_seconds;
+                cpu_given += r.requested_cpu_cores * r.duration_seconds();
+            }
+            if (r.memory_peak_bytes && r.requested_memory_bytes > 0) {
+                mem_peak += static_cast<double>(*r.memory_peak_bytes);
+                mem_given += static_cast<double>(r.requested_memory_bytes);
+            }
+            ooms += r.outcome == analytics::RunOutcome::oom_killed;
+            failed += r.outcome == analytics::RunOutcome::failed;
+            throttled += r.throttled_seconds.value_or(0);
+            wall += r.duration_seconds();
+        }
+        oom_runs += ooms;
+        workflows[type] = {{"runs", runs.size()}, {"oom_killed", ooms}, {"failed", failed},
+                           {"cpu_efficiency", cpu_given > 0 ? json(round3(cpu_used / cpu_given)) : json(nullptr)},
+                           {"memory_efficiency", mem_given > 0 ? json(round3(mem_peak / mem_given)) : json(nullptr)}};
+        if (!suggest) continue;
+        const auto s = analytics::recommend_size(runs, now);
+        if (!s.memory_bytes && !s.cpu_cores) continue;
+        json o{{"workflow_type", type}, {"recommended", {{"cpu_cores", or_null(s.cpu_cores)}, {"memory_bytes", or_null(s.memory_bytes)}}},
+               {"confidence", sizing_json(s)}};
+        if (ooms > 0) o["message"] = std::to_string(ooms) + " run(s) OOM-killed: raise memory to the recommendation";
+        else if (mem_given > 0 && s.memory_bytes && mem_peak / mem_given < 0.6) o["message"] = "memory asked for is mostly unused: size to the recommendation";
+        else o["message"] = "size new runs with \"resources\": \"auto\" or resmgr optimize";
+        opportunities.push_back(std::move(o));
+    }
+
+    // The period's bottleneck, by the first rule that holds (most harmful first).
+    auto p95 = [&](const char* s) { return node[s]["p95"].is_number() ? node[s]["p95"].get<double>() : 0.0; };
+    json signals = json::array();
+    if (oom_runs > 0) signals.push_back({{"bottleneck", "oom_kills"}, {"value", oom_runs}, {"rule", "any run OOM-killed"}});
+    if (p95("memory_pressure_some_avg10") >= 10) signals.push_back({{"bottleneck", "memory_pressure"}, {"value", p95("memory_pressure_some_avg10")}, {"rule", "memory PSI some avg10 p95 >= 10 %"}});
+    if (p95("cpu_percent") >= 90) signals.push_back({{"bottleneck", "cpu_saturation"}, {"value", p95("cpu_percent")}, {"rule", "node CPU p95 >= 90 %"}});
+    if (p95("cpu_pressure_some_avg10") >= 20) signals.push_back({{"bottleneck", "cpu_pressure"}, {"value", p95("cpu_pressure_some_avg10")}, {"rule", "CPU PSI some avg10 p95 >= 20 %"}});
+    if (p95("io_pressure_some_avg10") >= 10) signals.push_back({{"bottleneck", "io_pressure"}, {"value", p95("io_pressure_some_avg10")}, {"rule", "IO PSI some avg10 p95 >= 10 %"}});
+    if (wall > 0 && throttled / wall >= 0.1) signals.push_back({{"bottleneck", "throttling"}, {"value", round3(throttled / wall)}, {"rule", "throttled time >= 10 % of run time"}});
+
+    SuccessBody body;
+    body.result = {{"time_period", format_duration(period)},
+                   {"since", format_timestamp(TimePoint(std::chrono::seconds(since)))},
+                   {"node", node},
+                   {"workflows", workflows},
+                   {"efficiency_method", "used / allocated: cpu seconds / (cpu cores asked x wall time); memory peak / memory asked; over the runs that measured both"},
+                   {"bottleneck", signals.empty() ? json("none") : signals[0]["bottleneck"]},
+                   {"signals", signals},
+                   {"opportunities", opportunities}};
+    if (node["cpu_percent"]["samples"] == 0) body.recommendations.push_back("No node samples in the period: the history starts when resmgrd first sampled");
+    if (by_type.empty()) body.recommendations.push_back("No run ended in the period: run work under resmgr-run --type NAME to record runs");
+    return body;
+}
+
+} // namespace
+
+void register_analytics_operations(Router& router) {
+    router.add("optimize", "", optimize);
+    router.add("analyze-utilization", "", analyze_utilization);
+}
+
+} // namespace resmgr::server
