@@ -91,12 +91,14 @@ int main(int argc, char** argv) {
     std::string socket, workflow, workflow_type, priority = "medium", memory, duration, grace, allocation, agent;
     double cpu = 0;
     long long pids = 0;
-    bool quiet = false, wait = false;
+    bool quiet = false, wait = false, auto_size = false;
     std::vector<std::string> command, exclusive;
     app.add_option("--socket", socket, "resmgrd's socket (default: $RESMGR_SOCKET, else /run/resmgr/resmgr.sock)");
     app.add_option("--workflow", workflow, "Workflow id (default: $RESMGR_WORKFLOW, else run-<pid>)");
     app.add_option("--type", workflow_type, "The kind of work (build, test, lint, ...): resmgrd records each run under it, "
                                             "and sizes later runs of the type from what earlier ones used");
+    app.add_flag("--auto", auto_size, "Size the allocation (CPU, memory) from what earlier runs of --type used; with too few runs "
+                                      "recorded it runs uncapped and says so. Not with --cpu or --memory");
     app.add_option("--priority", priority, "critical, high, medium, low, or 0-100")->capture_default_str();
     app.add_option("--cpu", cpu, "CPU cores, fractional (0.5 = half a core); default uncapped")
         ->check(at_least(0, false, "must be a number of cores >= 0, e.g. 0.5 or 2"));
@@ -113,10 +115,11 @@ int main(int argc, char** argv) {
                                              "allocation fail, or wait with --wait")
         ->type_name("FILE")
         ->allow_extra_args(false); // one FILE per --exclusive, so COMMAND is never taken for a file
-    for (auto* opt : {"--cpu", "--memory", "--pids", "--duration", "--grace", "--workflow", "--type", "--exclusive"}) app.get_option(opt)->excludes(join);
+    for (auto* opt : {"--cpu", "--memory", "--pids", "--duration", "--grace", "--workflow", "--type", "--exclusive", "--auto"}) app.get_option(opt)->excludes(join);
     app.add_option("--agent", agent, "Run COMMAND as agent NAME of the workflow, in its own child group of the allocation; "
                                      "the agent pool (active/idle/failed) is observed from that group. With --allocation it "
                                      "takes one of the allocation's agent slots, else it allocates one (agents: 1)");
+    app.get_option("--auto")->excludes("--cpu")->excludes("--memory")->excludes("--pids")->excludes("--agent")->needs("--type");
     app.add_flag("-q,--quiet", quiet, "Do not warn about limits this host cannot enforce");
     app.add_flag("--wait", wait, "When the node is full (or a conflicting workflow runs, or an --exclusive file is held), queue and wait instead of failing; "
                                  "queued requests start in priority order, then arrival order");
@@ -213,7 +216,7 @@ int main(int argc, char** argv) {
             if (!memory.empty()) resources["memory"] = memory;
             if (pids > 0) resources["pids"] = pids;
             // supervised: resmgrd leaves release to us while we live, and takes over if we die.
-            json params{{"workflow_id", workflow}, {"priority", priority}, {"resources", resources},
+            json params{{"workflow_id", workflow}, {"priority", priority}, {"resources", auto_size ? json("auto") : resources},
                         {"requester", "resmgr-run " + command.front()}, {"supervised", true}, {"attach", place}};
             if (!duration.empty()) params["duration"] = duration;
             if (!workflow_type.empty()) params["workflow_type"] = workflow_type;

@@ -111,16 +111,6 @@ Priority get_priority(const json& v) {
 
 namespace {
 
-// Names reach logs, the journal and events: a newline or an escape sequence there would forge
-// or hide lines. Workflow names are short words; free text (requester) is printable.
-void check_name(const std::string& value, const std::string& field) {
-    const bool ok = !value.empty() && value.size() <= 128 && std::all_of(value.begin(), value.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("._-:@/+=").find(c) != std::string_view::npos;
-    });
-    if (!ok)
-        throw ApiError(ErrorCode::INVALID_REQUEST, "'" + field + "' must be 1-128 characters of A-Z a-z 0-9 . _ - : @ / + =", {}, {field});
-}
-
 void check_text(const std::string& value, const std::string& field) {
     const bool ok = value.size() <= 256 && std::none_of(value.begin(), value.end(), [](char c) {
         return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
@@ -149,6 +139,16 @@ Resources parse_resources(const json& j, const std::string& where) {
         }
     }
     return r;
+}
+
+// Names reach logs, the journal and events: a newline or an escape sequence there would forge
+// or hide lines. Workflow names are short words; free text (requester) is printable.
+void check_name(const std::string& value, const std::string& field) {
+    const bool ok = !value.empty() && value.size() <= 128 && std::all_of(value.begin(), value.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("._-:@/+=").find(c) != std::string_view::npos;
+    });
+    if (!ok)
+        throw ApiError(ErrorCode::INVALID_REQUEST, "'" + field + "' must be 1-128 characters of A-Z a-z 0-9 . _ - : @ / + =", {}, {field});
 }
 
 AllocationRequest parse_allocation_request(const json& params) {

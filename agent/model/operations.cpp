@@ -14,12 +14,14 @@ namespace {
 using T = ParamType;
 
 // allocate's fields, also taken by reserve (the model's parse_allocation_request reads them).
-std::vector<ParamSpec> allocation_fields(bool workflow_required) {
+std::vector<ParamSpec> allocation_fields(bool workflow_required, bool auto_resources = false) {
     return {{"workflow_id", T::string, workflow_required, {}, {}, "the workflow the allocation belongs to"},
             {"workflow_type", T::string, false, {}, {}, "the kind of work (build, test, ...): its runs size each other"},
             {"requester", T::string, false, {}, {}, "who asks, for the record"},
             {"priority", T::any, false, {}, {}, "critical|high|medium|low or 0-100"},
-            {"resources", T::object, true, {}, {}, "cpu_cores, memory_gb or memory, agents, pids, tool_instances"},
+            {"resources", auto_resources ? T::any : T::object, true, {}, {},
+             auto_resources ? "cpu_cores, memory_gb or memory, agents, pids, tool_instances; or \"auto\": sized from the runs of its workflow_type"
+                            : "cpu_cores, memory_gb or memory, agents, pids, tool_instances"},
             {"duration", T::any, false, {}, {}, "how long, e.g. \"2h\"; default the policy's max_duration"},
             {"exclusive_files", T::array, false, {}, {}, "files no other workflow may open for writing meanwhile"},
             {"constraints", T::object, false, {}, {}, "max_duration, exclusive_access, conflict_avoidance"},
@@ -48,11 +50,12 @@ OperationSpec unbuilt(const char* name, const char* summary) {
 std::vector<OperationSpec> make_catalog() {
     std::vector<OperationSpec> ops;
     auto add = [&](OperationSpec op) { ops.push_back(std::move(op)); };
-    add({"allocate", "", true, true, false, Caller::anyone, allocation_fields(true), false,
+    add({"allocate", "", true, true, false, Caller::anyone, allocation_fields(true, true), false,
          "'{\"workflow_id\":\"wf\",\"priority\":\"high\",\"resources\":{\"cpu_cores\":2,\"memory_gb\":4}}'",
          "Admit an allocation and create its cgroup. resources: cpu_cores (fractional), memory_gb (GiB, or a\n"
          "size such as \"512M\"), agents, pids, tool_instances; also duration, exclusive_files, constraints,\n"
-         "auto_release. \"wait\": true queues it when the node is full (started in priority, then arrival order)."});
+         "auto_release. \"wait\": true queues it when the node is full (started in priority, then arrival order).\n"
+         "\"resources\": \"auto\" sizes it from the recorded runs of its workflow_type (resmgr optimize's method)."});
     add({"reserve", "", true, true, false, Caller::anyone,
          with(allocation_fields(false), {{"reservation_id", T::string, false, {}, {}, "letters, digits and _ (at most 64)"},
                                          {"start_time", T::string, true, {}, {}, "RFC 3339, e.g. 2027-01-15T15:00:00Z"}}),

@@ -16,6 +16,9 @@ namespace resmgr {
 // performance_requirements, auto_release, requester.
 AllocationRequest parse_allocation_request(const nlohmann::json& params);
 Resources parse_resources(const nlohmann::json& j, const std::string& where);
+// A name that reaches logs, the journal and events (workflow, type, series): 1-128 characters of
+// A-Z a-z 0-9 . _ - : @ / + =, else INVALID_REQUEST naming `field`.
+void check_name(const std::string& value, const std::string& field);
 
 // JSON text of `j` for the wire, a file or the journal. Strings from outside (a process's
 // command name, a parser's quote of a bad request line) may not be UTF-8, and nlohmann's dump()

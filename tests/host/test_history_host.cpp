@@ -144,14 +144,26 @@ TEST_F(DaemonHost, OptimizeShrinksAnOversizedAllocationFromItsTypesRunsAndApplie
     ASSERT_EQ(events["result"]["events"].size(), 1u) << events.dump(2);
     EXPECT_EQ(events["result"]["events"][0]["allocation_id"], id);
 
+    // "resources": "auto" sizes a new allocation of the type the same way.
+    json sized = cli_json({"allocate", R"({"workflow_id":"wf-auto","workflow_type":"sizing-test","resources":"auto"})"});
+    ASSERT_EQ(sized["status"], "success") << sized.dump(2);
+    EXPECT_DOUBLE_EQ(sized["result"]["sizing"]["resources"]["cpu_cores"].get<double>(), recommended) << sized.dump(2);
+    EXPECT_DOUBLE_EQ(sized["result"]["allocation"]["resources"]["cpu_cores"].get<double>(), recommended) << sized.dump(2);
+    RunResult wrapped = resmgr_run({"--workflow", "wf-auto-run", "--type", "sizing-test", "--auto", "--", "true"});
+    EXPECT_EQ(wrapped.status, 0) << wrapped.err;
+
     json report = cli_json({"analyze-utilization", R"({"time_period":"1h"})"});
-    EXPECT_EQ(report["result"]["workflows"]["sizing-test"]["runs"], 3) << report.dump(2);
+    EXPECT_EQ(report["result"]["workflows"]["sizing-test"]["runs"], 4) << report.dump(2); // with the --auto run
     EXPECT_TRUE(report["result"]["workflows"]["sizing-test"]["cpu_efficiency"].is_number()) << report.dump(2);
     EXPECT_FALSE(report["result"]["opportunities"].empty()) << report.dump(2);
 }
 
 TEST_F(DaemonHost, OptimizeWithoutEnoughRunsSaysHowManyThereAreAndAreNeeded) {
     allocate(R"({"workflow_id":"wf-new","workflow_type":"never-run","resources":{"cpu_cores":1}})");
+    json unsized = cli_json({"allocate", R"({"workflow_id":"wf-new2","workflow_type":"never-run","resources":"auto"})"});
+    ASSERT_EQ(unsized["status"], "success") << unsized.dump(2);
+    EXPECT_NE(unsized["recommendations"].dump().find("0 run(s) with measured CPU"), std::string::npos) << unsized.dump(2);
+    EXPECT_EQ(unsized["result"]["allocation"]["resources"]["cpu_cores"], 0.0); // uncapped: the policy's default
     json r = cli_json({"optimize"}, 1);
     EXPECT_EQ(r["error"]["code"], "INSUFFICIENT_HISTORY") << r.dump(2);
     EXPECT_NE(r["error"]["details"].get<std::string>().find("3 needed"), std::string::npos) << r.dump(2);

@@ -5,6 +5,8 @@
 
 #include "core/deadlines.hpp"
 #include "server/ops/authorize.hpp"
+#include "server/ops/sizing.hpp"
+#include "history/history.hpp"
 
 namespace resmgr::server {
 
@@ -26,9 +28,39 @@ SuccessBody queued_reply(const Context& ctx, const Allocation& a) {
     return body;
 }
 
+// "resources": "auto": the sizing of the caller's runs of its workflow_type (else workflow), or,
+// with too few runs, no caps (the policy's default), saying how many runs there are.
+json auto_resources(const Call& call, json& params, std::vector<std::string>& notes) {
+    const std::string type = param_string(params, "workflow_type"), workflow = param_string(params, "workflow_id");
+    json resources = json::object();
+    if (!call.ctx.history || !call.ctx.history->store()) {
+        notes.push_back("resources \"auto\": no history database, so no caps (see resmgr doctor)");
+        params["resources"] = resources;
+        return {{"sized_from", nullptr}, {"reason", "no history database"}};
+    }
+    const SizedFromHistory sized = size_from_history(*call.ctx.history->store(), call.peer.uid, type, workflow, call.ctx.clock());
+    const analytics::Sizing& s = sized.sizing;
+    if (s.cpu_cores) resources["cpu_cores"] = *s.cpu_cores;
+    if (s.memory_bytes) resources["memory"] = std::to_string(*s.memory_bytes);
+    params["resources"] = resources;
+    if (!s.reason.empty()) notes.push_back("resources \"auto\" from " + sized.basis + ": " + s.reason + "; left uncapped where no figure");
+    json out = sizing_json(s);
+    out["sized_from"] = sized.basis;
+    out["resources"] = resources;
+    return out;
+}
+
 SuccessBody allocate(const Call& call) {
     Context& ctx = call.ctx;
-    AllocationRequest req = parse_allocation_request(call.params());
+    json params = call.params();
+    std::vector<std::string> notes;
+    json sizing = nullptr;
+    if (auto it = params.find("resources"); it != params.end() && it->is_string()) {
+        if (*it != "auto")
+            throw ApiError(ErrorCode::INVALID_REQUEST, "'resources' must be an object or \"auto\"", "got " + it->dump(), {"resources"});
+        sizing = auto_resources(call, params, notes);
+    }
+    AllocationRequest req = parse_allocation_request(params);
     vet_allocation_request(ctx, req, call.peer, AllocationStatus::active);
     std::optional<lifecycle::AttachTarget> first;
     if (auto it = call.params().find("attach"); it != call.params().end() && !it->is_null()) {
@@ -57,6 +89,8 @@ SuccessBody allocate(const Call& call) {
         {"capacity", ctx.ledger().admission().availability().to_json()},
     };
     if (first) body.result["attached"] = {{"pid", first->pid}, {"leaf", first->leaf}};
+    if (!sizing.is_null()) body.result["sizing"] = sizing;
+    for (auto& note : notes) body.recommendations.push_back(note);
     body.resources_affected = 1;
     if (enf && !enf->unenforced.empty())
         body.recommendations.push_back("Some limits are not enforced on this host (" + std::to_string(enf->unenforced.size()) +

@@ -10,6 +10,7 @@
 #include "core/holdings.hpp"
 #include "history/history.hpp"
 #include "resmgr/json.hpp"
+#include "server/ops/sizing.hpp"
 #include "server/router.hpp"
 
 namespace resmgr::server {
@@ -39,28 +40,6 @@ analytics::SizingOptions sizing_for(const std::string& target) {
     return o;
 }
 
-// The runs an allocation is sized from: its owner's runs of its workflow type, else of its workflow.
-// Owner-scoped, so no user can shape another's sizes by recording runs under the same type.
-std::vector<analytics::RunRecord> runs_for(const history::HistoryStore& store, const Allocation& a, std::string& basis) {
-    history::RunQuery q;
-    q.owner_uid = a.owner.uid;
-    q.limit = 200;
-    if (!a.workflow_type.empty()) {
-        q.workflow_type = a.workflow_type;
-        basis = "workflow_type " + a.workflow_type;
-    } else {
-        q.workflow_id = a.workflow_id;
-        basis = "workflow " + a.workflow_id;
-    }
-    return store.runs(q);
-}
-
-json sizing_json(const analytics::Sizing& s) {
-    return {{"method", analytics::kSizingMethod},
-            {"runs", {{"cpu", s.cpu_runs}, {"memory", s.memory_runs}, {"needed", s.runs_needed}}},
-            {"backtest", {{"runs_replayed", s.backtested}, {"coverage", share_or_null(s.coverage)}, {"oom_risk", share_or_null(s.oom_risk)}}}};
-}
-
 bool worth_changing(double current, double recommended) {
     return current > 0 && std::abs(recommended - current) > kApplyAbove * current;
 }
@@ -81,12 +60,13 @@ SuccessBody optimize(const Call& call) {
             targets.push_back(a);
 
     json entries = json::array();
-    int changed = 0, sized = 0;
+    int changed = 0, with_figures = 0;
     SuccessBody body;
     for (const Allocation& a : targets) {
-        std::string basis;
-        const auto runs = runs_for(store, a, basis);
-        const analytics::Sizing s = analytics::recommend_size(runs, epoch_seconds(now), options);
+        const SizedFromHistory sized = size_from_history(store, a.owner.uid, a.workflow_type, a.workflow_id, now, options);
+        const analytics::Sizing& s = sized.sizing;
+        const auto& runs = sized.runs;
+        const std::string& basis = sized.basis;
         const double cpu_now = a.resources.cpu_cores;
         const std::uint64_t memory_now = a.resources.memory_bytes;
         json entry{{"allocation_id", a.allocation_id}, {"workflow_id", a.workflow_id}, {"sized_from", basis},
@@ -103,7 +83,7 @@ SuccessBody optimize(const Call& call) {
         entry["expected_slack"] = slack;
         entry["risk"] = {{"oom_probability", share_or_null(s.oom_risk)}, {"method", "share of replayed runs whose memory peak exceeded the size recommended before them"}};
         if (!s.reason.empty()) entry["reason"] = s.reason;
-        if (s.cpu_cores || s.memory_bytes) ++sized;
+        if (s.cpu_cores || s.memory_bytes) ++with_figures;
 
         // What would change: only limits the allocation has (an uncapped one is not capped here).
         Resources wanted = a.resources;
@@ -133,7 +113,7 @@ SuccessBody optimize(const Call& call) {
         }
         entries.push_back(std::move(entry));
     }
-    if (!targets.empty() && sized == 0)
+    if (!targets.empty() && with_figures == 0)
         throw ApiError(ErrorCode::INSUFFICIENT_HISTORY, "No running allocation has enough recorded runs to be sized",
                        entries.empty() ? "" : entries[0].value("reason", ""), {},
                        {"Run the work under resmgr-run --type NAME a few times; each run is recorded"});
@@ -247,6 +227,31 @@ SuccessBody analyze_utilization(const Call& call) {
 }
 
 } // namespace
+
+SizedFromHistory size_from_history(const history::HistoryStore& store, std::uint32_t owner, const std::string& workflow_type,
+                                   const std::string& workflow_id, TimePoint now, const analytics::SizingOptions& options) {
+    // Owner-scoped, so no user can shape another's sizes by recording runs under the same type.
+    history::RunQuery q;
+    q.owner_uid = owner;
+    q.limit = options.max_runs;
+    SizedFromHistory out;
+    if (!workflow_type.empty()) {
+        q.workflow_type = workflow_type;
+        out.basis = "workflow_type " + workflow_type;
+    } else {
+        q.workflow_id = workflow_id;
+        out.basis = "workflow " + workflow_id;
+    }
+    out.runs = store.runs(q);
+    out.sizing = analytics::recommend_size(out.runs, epoch_seconds(now), options);
+    return out;
+}
+
+json sizing_json(const analytics::Sizing& s) {
+    return {{"method", analytics::kSizingMethod},
+            {"runs", {{"cpu", s.cpu_runs}, {"memory", s.memory_runs}, {"needed", s.runs_needed}}},
+            {"backtest", {{"runs_replayed", s.backtested}, {"coverage", share_or_null(s.coverage)}, {"oom_risk", share_or_null(s.oom_risk)}}}};
+}
 
 void register_analytics_operations(Router& router) {
     router.add("optimize", "", optimize);

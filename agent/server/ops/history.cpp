@@ -4,7 +4,6 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
-#include <regex>
 
 #include "history/history.hpp"
 #include "server/router.hpp"
@@ -58,10 +57,7 @@ SuccessBody export_history(const Call& call) {
 SuccessBody import_history(const Call& call) {
     auto& store = call.ctx.require_history();
     const std::string file = param_string(call.params(), "csv_file"), metric = param_string(call.params(), "metric");
-    // Series names reach logs and exports: the same safe set as workflow names.
-    static const std::regex kSeries("[A-Za-z0-9._:@/+=-]{1,128}");
-    if (!std::regex_match(metric, kSeries))
-        throw ApiError(ErrorCode::INVALID_REQUEST, "'metric' must be 1-128 characters of A-Z a-z 0-9 . _ - : @ / + =", {}, {"metric"});
+    check_name(metric, "metric"); // series names reach logs and exports
     if (file.empty() || file.front() != '/')
         throw ApiError(ErrorCode::INVALID_REQUEST, "'csv_file' must be an absolute path", {}, {"csv_file"});
     std::ifstream in(file);
