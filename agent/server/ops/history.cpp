@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "history/history.hpp"
+#include "resmgr/json.hpp"
 #include "server/router.hpp"
 
 namespace resmgr::server {
