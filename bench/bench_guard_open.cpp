@@ -111,9 +111,9 @@ void guard_holding(const std::string& path, const std::string& owner, int ready_
     guard.hold({path, "alloc_bench", "wf-bench", 50, owner, std::nullopt});
     signal_ready(ready_fd);
     // Reports are drained as the daemon's loop would, until SIGTERM.
-    pollfd report{guard.report_fd(), POLLIN, 0};
+    pollfd report{guard.reports().fd(), POLLIN, 0};
     for (;;)
-        if (::poll(&report, 1, -1) > 0) guard.take_reports();
+        if (::poll(&report, 1, -1) > 0) guard.reports().take();
 }
 
 double mean_ns_per_open(const std::string& path, int flags, int opens) {

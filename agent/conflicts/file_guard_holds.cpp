@@ -26,14 +26,6 @@ namespace resmgr::conflicts {
 using namespace detail;
 
 
-void FileGuard::answer_all(std::vector<Pending> pending, bool allow, GuardReport::Kind kind, const Hold& hold) {
-    for (auto& p : pending) {
-        close_pending(p, allow);
-        if (kind == GuardReport::Kind::granted) granted_++;
-        report({kind, hold.path, hold.allocation_id, hold.workflow_id, p.opener, hold.allocation_id + " let go of the file", {}});
-    }
-}
-
 bool FileGuard::mark_locked(Entry& entry) {
     int path_fd = open_held_path(entry.hold.path);
     if (path_fd < 0) return false;
@@ -97,20 +89,20 @@ void FileGuard::unmark_locked(Entry& entry) {
 
 constexpr std::uint64_t kDirEvents = FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO;
 
-void FileGuard::watch_dir_locked(const std::string& dir) {
-    if (watched_dirs_[dir]++ > 0) return;
+void DirectoryWatches::add(const std::string& dir) {
+    if (count_[dir]++ > 0) return;
     if (fanotify_mark(notify_fd_, FAN_MARK_ADD, kDirEvents, AT_FDCWD, dir.c_str()) != 0) {
         std::string why = errno_text("fanotify_mark on directory " + dir);
-        watched_dirs_.erase(dir);
+        count_.erase(dir);
         throw GuardError(why);
     }
 }
 
-void FileGuard::unwatch_dir_locked(const std::string& dir) {
-    auto it = watched_dirs_.find(dir);
-    if (it == watched_dirs_.end() || --it->second > 0) return;
+void DirectoryWatches::remove(const std::string& dir) {
+    auto it = count_.find(dir);
+    if (it == count_.end() || --it->second > 0) return;
     fanotify_mark(notify_fd_, FAN_MARK_REMOVE, kDirEvents, AT_FDCWD, dir.c_str());
-    watched_dirs_.erase(it);
+    count_.erase(it);
 }
 
 void FileGuard::hold(const Hold& hold) {
@@ -125,35 +117,32 @@ void FileGuard::hold(const Hold& hold) {
     Entry entry;
     entry.hold = hold;
     entry.dir = std::filesystem::path(hold.path).parent_path().string();
-    watch_dir_locked(entry.dir);
+    watched_dirs_->add(entry.dir);
     try {
         mark_locked(entry);
     } catch (...) {
-        unwatch_dir_locked(entry.dir);
+        watched_dirs_->remove(entry.dir);
         throw;
     }
+    waiting_->open(hold);
     entries_.emplace(hold.path, std::move(entry));
 }
 
 void FileGuard::release(const std::string& allocation_id, const std::optional<std::string>& path) {
-    std::vector<std::pair<std::vector<Pending>, Hold>> waiting;
-    {
-        std::lock_guard lock(mutex_);
-        for (auto it = entries_.begin(); it != entries_.end();) {
-            Entry& entry = it->second;
-            if (entry.hold.allocation_id != allocation_id || (path && *path != it->first)) {
-                ++it;
-                continue;
-            }
-            unmark_locked(entry);
-            unwatch_dir_locked(entry.dir);
-            for (const auto& p : entry.queue) dequeued_locked(p);
-            waiting.emplace_back(std::vector<Pending>(std::make_move_iterator(entry.queue.begin()), std::make_move_iterator(entry.queue.end())),
-                                 entry.hold);
-            it = entries_.erase(it);
+    std::lock_guard lock(mutex_);
+    for (auto it = entries_.begin(); it != entries_.end();) {
+        Entry& entry = it->second;
+        if (entry.hold.allocation_id != allocation_id || (path && *path != it->first)) {
+            ++it;
+            continue;
         }
+        unmark_locked(entry);
+        watched_dirs_->remove(entry.dir);
+        // Under the lock, so a new hold of the path never inherits these waiters; answering is
+        // a non-blocking write to the fanotify fd.
+        waiting_->close(it->first);
+        it = entries_.erase(it);
     }
-    for (auto& [pending, hold] : waiting) answer_all(std::move(pending), true, GuardReport::Kind::granted, hold);
 }
 
 bool FileGuard::set_strategy(const std::string& path, Strategy strategy) {
@@ -197,7 +186,7 @@ void FileGuard::on_lsm_ready() {
         denied_++;
         found.push_back(std::move(r));
     }
-    for (auto& r : found) report(std::move(r));
+    for (auto& r : found) reports_.push(std::move(r));
 }
 
 GuardPolicy FileGuard::policy() const {
@@ -215,11 +204,8 @@ std::vector<Hold> FileGuard::holds() const {
 size_t FileGuard::open_fds() const {
     std::lock_guard lock(mutex_);
     size_t count = 0;
-    for (const auto& [path, entry] : entries_) {
-        count += entry.path_fd >= 0 ? 1 : 0;
-        for (const auto& p : entry.queue) count += p.pidfd >= 0 ? 2 : 1;
-    }
-    return count;
+    for (const auto& [path, entry] : entries_) count += entry.path_fd >= 0 ? 1 : 0;
+    return count + waiting_->open_fds();
 }
 
 void FileGuard::recheck_path(Entry& entry, const Opener& actor, std::vector<GuardReport>& out) {
@@ -295,7 +281,7 @@ void FileGuard::on_watch_ready() {
             }
         }
     }
-    for (auto& r : found) report(std::move(r));
+    for (auto& r : found) reports_.push(std::move(r));
 }
 
 nlohmann::json FileGuard::status() const {
@@ -305,40 +291,28 @@ nlohmann::json FileGuard::status() const {
     {
         std::lock_guard lock(mutex_);
         policy = policy_;
-        waiting_now = queued_now_;
-        const auto now = SteadyClock::now();
+        waiting_now = waiting_->waiting();
         for (const auto& [path, entry] : entries_) {
-            nlohmann::json waiting = nlohmann::json::array();
-            for (const auto& p : entry.queue)
-                waiting.push_back({{"pid", p.opener.pid},
-                                   {"uid", p.uid},
-                                   {"comm", p.opener.comm},
-                                   {"cgroup", p.opener.cgroup},
-                                   {"waiting_since", format_timestamp(std::chrono::time_point_cast<TimePoint::duration>(p.since))},
-                                   {"refused_in_seconds", std::chrono::duration_cast<std::chrono::seconds>(p.deadline - now).count()}});
+            const nlohmann::json waiting = waiting_->describe(path);
             holds.push_back({{"path", path},
                              {"allocation_id", entry.hold.allocation_id},
                              {"workflow_id", entry.hold.workflow_id},
                              {"owner_cgroup", entry.hold.owner_cgroup},
                              {"strategy", to_string(entry.hold.strategy.value_or(policy.strategy))},
                              {"marked", entry.key.has_value()},
-                             {"queued_openers", entry.queue.size()},
+                             {"queued_openers", waiting.size()},
                              {"waiting_openers", waiting}});
         }
     }
+    nlohmann::json counters = waiting_->counters();
+    counters.update({{"permission_events", events_.load()},
+                     {"allowed", allowed_.load()},
+                     {"denied", denied_.load()},
+                     {"stalled", stalled_.load()},
+                     {"own_opens", own_opens_.load()},
+                     {"overflows", overflows_.load()}});
     return {{"holds", holds},
-            {"counters",
-             {{"permission_events", events_.load()},
-              {"allowed", allowed_.load()},
-              {"denied", denied_.load()},
-              {"queued", queued_.load()},
-              {"granted_after_queue", granted_.load()},
-              {"timed_out", timed_out_.load()},
-              {"stalled", stalled_.load()},
-              {"own_opens", own_opens_.load()},
-              {"overflows", overflows_.load()},
-              {"openers_gone", openers_gone_.load()},
-              {"refused_queue_full", queue_full_.load()}}},
+            {"counters", counters},
             {"queue_limits", {{"per_user", policy.max_queued_per_user}, {"total", policy.max_queued_total}, {"waiting", waiting_now}}},
             {"decision_deadline_ms", options_.decision_deadline.count()},
             {"bpf_lsm", lsm_status_},

@@ -197,4 +197,22 @@ void TaskProcReader::clear() {
     tasks_.clear();
 }
 
+Opener describe_from_proc(pid_t tid) {
+    Opener opener;
+    opener.pid = tid;
+    const std::string dir = "/proc/" + std::to_string(tid);
+    char buffer[4096];
+    ssize_t n = read_proc((dir + "/comm").c_str(), buffer, sizeof buffer);
+    if (n > 0) opener.comm.assign(buffer, static_cast<size_t>(n));
+    if (!opener.comm.empty() && opener.comm.back() == '\n') opener.comm.pop_back();
+    n = read_proc((dir + "/cgroup").c_str(), buffer, sizeof buffer);
+    try {
+        opener.cgroup = monitor::parse_proc_cgroup_v2(n > 0 ? std::string(buffer, static_cast<size_t>(n)) : std::string());
+    } catch (const std::exception&) {
+        opener.cgroup.clear(); // gone, or no v2 hierarchy: an outsider as far as the guard can tell
+    }
+    opener.mode = read_open_mode(tid);
+    return opener;
+}
+
 } // namespace resmgr::conflicts

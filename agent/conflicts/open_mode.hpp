@@ -42,6 +42,10 @@ ssize_t read_syscall_text(const std::function<ssize_t(char* buffer, size_t size)
 // Never blocks on disk: both are served by the kernel from the stopped task.
 OpenMode read_open_mode(pid_t tid);
 
+// Who is opening: command name, cgroup and mode, read from /proc afresh (no cache). A gone
+// process gives an empty cgroup: an outsider as far as the guard can tell.
+Opener describe_from_proc(pid_t tid);
+
 // What the guard's decision thread reads about an opener, through cached /proc/<tid>/ fds: a
 // process opening many files costs one pread per file read instead of open+read+close. A /proc
 // fd stays bound to its task (reads fail once it exits, never see a new task with the same id),

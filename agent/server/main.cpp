@@ -256,7 +256,7 @@ int main(int argc, char** argv) {
         loop.start_sampling(monitoring.interval());
         if (loaded.probes) loop.watch_fd(loaded.probes->ring_fd(), [&] { monitoring.probes().consume(); }, kProbeWakeup);
         if (guard) {
-            loop.watch_fd(guard->report_fd(), [&] { service.files().on_guard_reports(guard->take_reports()); });
+            loop.watch_fd(guard->reports().fd(), [&] { service.files().on_guard_reports(guard->reports().take()); });
             loop.watch_fd(guard->watch_fd(), [&] { guard->on_watch_ready(); });
             if (guard->lsm_fd() >= 0) loop.watch_fd(guard->lsm_fd(), [&] { guard->on_lsm_ready(); });
         }

@@ -75,7 +75,7 @@ protected:
             [&] {
                 pollfd p{guard->watch_fd(), POLLIN, 0};
                 if (::poll(&p, 1, 0) > 0) guard->on_watch_ready();
-                for (auto& r : guard->take_reports())
+                for (auto& r : guard->reports().take())
                     if (r.kind == kind && !found) found = r;
                 return found.has_value();
             },
@@ -188,7 +188,7 @@ TEST_F(GuardHost, RepeatedRefusalsOfOneOpenerAreCountedInFewReports) {
     size_t reports = 0;
     wait_until(
         [&] {
-            for (auto& r : guard->take_reports()) {
+            for (auto& r : guard->reports().take()) {
                 EXPECT_EQ(r.kind, GuardReport::Kind::denied);
                 EXPECT_EQ(r.opener.pid, child);
                 counted += r.count;
@@ -259,7 +259,7 @@ TEST_F(GuardHost, AStalledDecisionFallsBackToTheDefaultAnswer) {
     options.decision_deadline = 200ms;
     options.describe_opener = [](pid_t tid) {
         std::this_thread::sleep_for(1500ms); // a /proc read that hangs
-        return FileGuard::describe_from_proc(tid);
+        return describe_from_proc(tid);
     };
     start(locking(), options);
     guard->hold(hold_for(file));
@@ -339,7 +339,7 @@ TEST_F(GuardHost, TwoHundredOpenersWhileHoldsComeAndGoAllGetAnAnswer) {
             if ((round + f) % 2 == 0) guard->hold(hold_for(files[f], "alloc_" + std::to_string(f)));
         std::this_thread::sleep_for(40ms);
         for (size_t f = 0; f < files.size(); ++f) guard->release("alloc_" + std::to_string(f));
-        guard->take_reports();
+        guard->reports().take();
     }
     const OpenerOutcome outcome = wait_openers(openers, 5s);
     EXPECT_EQ(outcome.stuck, 0) << "every opener was answered";
