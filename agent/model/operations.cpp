@@ -154,7 +154,17 @@ std::vector<OperationSpec> make_catalog() {
          "resizes the allocations live (cgroup limits change in place)."});
     add(unbuilt("tune", "A feedback loop on a measured metric."));
     add(unbuilt("balance", "Lend idle CPU to busy allocations."));
-    add(unbuilt("scale", "Grow or shrink one allocation."));
+    add({"scale", "", true, true, false, Caller::anyone,
+         {{"allocation_id", T::string, false, {}, {}, "the allocation (or workflow_id: all of yours in it)"},
+          {"workflow_id", T::string, false, {}, {}, "every running allocation of yours in this workflow"},
+          {"direction", T::string, true, {}, {}, "up, down or auto"},
+          {"resource", T::string, false, {}, {}, "cpu, memory or all (default)"},
+          {"factor", T::number, false, {}, {}, "up multiplies, down divides by it; default 1.5, above 1 up to 16"},
+          {"dry_run", T::boolean, false, {}, {}, "only say what would change"}},
+         false, "'{\"allocation_id\":\"...\",\"direction\":\"up\"}'",
+         "Grow or shrink a running allocation (or all of yours in a workflow) in place: up by a factor up to\n"
+         "what the node has free, down never below what the group uses now, auto to the size its recorded\n"
+         "runs call for. The cgroup limits change live; nothing restarts."});
     add({"analyze-utilization", "", true, true, false, Caller::anyone,
          {{"time_period", T::duration, false, {}, {}, "default 24h"},
           {"analysis_type", T::string, false, {}, {}, "accepted for the seed's shape (comprehensive)"},

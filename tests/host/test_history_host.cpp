@@ -168,3 +168,40 @@ TEST_F(DaemonHost, OptimizeWithoutEnoughRunsSaysHowManyThereAreAndAreNeeded) {
     EXPECT_EQ(r["error"]["code"], "INSUFFICIENT_HISTORY") << r.dump(2);
     EXPECT_NE(r["error"]["details"].get<std::string>().find("3 needed"), std::string::npos) << r.dump(2);
 }
+
+TEST_F(DaemonHost, ScaleGrowsAndShrinksARunningAllocationInPlace) {
+    const std::string id = allocate(R"({"workflow_id":"wf-scale","resources":{"cpu_cores":0.5,"memory":"256M"}})");
+    auto size_of = [&] { return cli_json({"status", json{{"allocation_id", id}}.dump()})["result"]["allocations"][0]["resources"]; };
+
+    json up = cli_json({"scale", json{{"allocation_id", id}, {"direction", "up"}, {"factor", 2}}.dump()});
+    ASSERT_EQ(up["status"], "success") << up.dump(2);
+    EXPECT_EQ(up["result"]["resized"], 1) << up.dump(2);
+    EXPECT_DOUBLE_EQ(size_of()["cpu_cores"].get<double>(), 1);
+    EXPECT_EQ(size_of()["memory_bytes"].get<std::uint64_t>(), 512ULL << 20);
+    // Up again is capped at what the node has free, never beyond its capacity.
+    const double free_cpu = cli_json({"scale", json{{"allocation_id", id}, {"direction", "up"}, {"dry_run", true}}.dump()})["result"]["allocations"][0]["planned"]["cpu_cores"].get<double>() - 1;
+    ASSERT_GT(free_cpu, 0);
+    json capped = cli_json({"scale", json{{"allocation_id", id}, {"direction", "up"}, {"resource", "cpu"}, {"factor", 16}}.dump()});
+    EXPECT_NEAR(size_of()["cpu_cores"].get<double>(), 1 + free_cpu, 0.001) << capped.dump(2);
+    const double grown = size_of()["cpu_cores"].get<double>();
+    const double quarter = std::round(grown / 4 * 1000) / 1000;
+
+    // Down by the workflow's name, CPU only; a dry run first changes nothing.
+    json dry = cli_json({"scale", R"({"workflow_id":"wf-scale","direction":"down","resource":"cpu","factor":4,"dry_run":true})"});
+    ASSERT_EQ(dry["status"], "success") << dry.dump(2);
+    EXPECT_DOUBLE_EQ(dry["result"]["allocations"][0]["planned"]["cpu_cores"].get<double>(), quarter) << dry.dump(2);
+    EXPECT_DOUBLE_EQ(size_of()["cpu_cores"].get<double>(), grown);
+    json down = cli_json({"scale", R"({"workflow_id":"wf-scale","direction":"down","resource":"cpu","factor":4})"});
+    EXPECT_EQ(down["result"]["resized"], 1) << down.dump(2);
+    EXPECT_DOUBLE_EQ(size_of()["cpu_cores"].get<double>(), quarter);
+    EXPECT_EQ(size_of()["memory_bytes"].get<std::uint64_t>(), 512ULL << 20);
+    EXPECT_EQ(cli_json({"events", "--type", "resized"})["result"]["events"].size(), 3u);
+
+    // auto without recorded runs: said, not guessed.
+    json unsized = cli_json({"scale", json{{"allocation_id", id}, {"direction", "auto"}}.dump()}, 1);
+    EXPECT_EQ(unsized["error"]["code"], "INSUFFICIENT_HISTORY") << unsized.dump(2);
+    json bad = cli_json({"scale", json{{"allocation_id", id}, {"direction", "sideways"}}.dump()}, 1);
+    EXPECT_EQ(bad["error"]["code"], "INVALID_REQUEST") << bad.dump(2);
+    json both = cli_json({"scale", json{{"allocation_id", id}, {"workflow_id", "wf-scale"}, {"direction", "up"}}.dump()}, 1);
+    EXPECT_EQ(both["error"]["code"], "INVALID_REQUEST") << both.dump(2);
+}

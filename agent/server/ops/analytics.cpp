@@ -1,11 +1,12 @@
 // The analytics operations: optimize (right-size running allocations from the runs of their
-// workflow type) and analyze-utilization (efficiency and bottlenecks of a period). Thin: read the
+// workflow type), scale (grow or shrink one allocation or workflow live) and analyze-utilization (efficiency and bottlenecks of a period). Thin: read the
 // history, ask the pure models of agent/analytics, shape the reply; resizing goes through the
 // lifecycle's reallocate like any request. May call: history, analytics, lifecycle, model.
 #include <algorithm>
 #include <cmath>
 #include <map>
 
+#include "analytics/scaling.hpp"
 #include "analytics/sizing.hpp"
 #include "core/holdings.hpp"
 #include "history/history.hpp"
@@ -123,6 +124,93 @@ SuccessBody optimize(const Call& call) {
     if (targets.empty()) body.recommendations.push_back("No running allocation of yours to optimize");
     if (!apply && !entries.empty())
         body.recommendations.push_back("Apply with {\"dry_run\": false, \"apply_immediately\": true}: limits change in place, nothing restarts");
+    return body;
+}
+
+// What the group uses now, from the latest sampling pass (nothing when monitoring is off or the
+// group has not been sampled yet: then only the floors bound a shrink).
+void live_usage(const Context& ctx, const std::string& id, analytics::ScaleInput& in) {
+    if (!ctx.monitoring || !ctx.monitoring->latest()) return;
+    const auto& groups = ctx.monitoring->latest()->groups;
+    if (auto it = groups.find(id); it != groups.end()) {
+        in.cpu_used = it->second.cpu_cores;
+        in.memory_used = it->second.sample.memory_current_bytes;
+    }
+}
+
+SuccessBody scale(const Call& call) {
+    Context& ctx = call.ctx;
+    const auto direction = analytics::scale_direction_from_string(param_string(call.params(), "direction"));
+    if (!direction) throw ApiError(ErrorCode::INVALID_REQUEST, "'direction' must be up, down or auto", "", {"direction"});
+    const auto resource = analytics::scale_resource_from_string(param_string(call.params(), "resource"));
+    if (!resource) throw ApiError(ErrorCode::INVALID_REQUEST, "'resource' must be cpu, memory or all", "", {"resource"});
+    analytics::ScaleOptions options;
+    if (auto it = call.params().find("factor"); it != call.params().end() && !it->is_null()) {
+        options.factor = it->get<double>();
+        if (!(options.factor > 1.0 && options.factor <= 16.0))
+            throw ApiError(ErrorCode::INVALID_REQUEST, "'factor' must be above 1 and at most 16", "got " + it->dump(), {"factor"});
+    }
+    const bool dry_run = param_flag(call.params(), "dry_run");
+    const std::string id = param_string(call.params(), "allocation_id");
+    const std::string workflow = param_string(call.params(), "workflow_id");
+    if (id.empty() == workflow.empty())
+        throw ApiError(ErrorCode::INVALID_REQUEST, "Name exactly one of 'allocation_id' and 'workflow_id'", "", {"allocation_id", "workflow_id"});
+
+    std::vector<std::string> ids;
+    if (!id.empty()) {
+        ctx.ledger().authorize(id, call.peer);
+        ids.push_back(id);
+    } else {
+        for (const auto& [aid, a] : ctx.ledger().allocations())
+            if (a.workflow_id == workflow && core::holds_capacity(a) && (call.peer.uid == 0 || a.owner.uid == call.peer.uid)) ids.push_back(aid);
+        if (ids.empty()) throw ApiError(ErrorCode::NOT_FOUND, "No running allocation of yours in workflow '" + workflow + "'");
+    }
+
+    json entries = json::array();
+    int changed = 0;
+    for (const std::string& aid : ids) {
+        const Allocation a = *ctx.ledger().find(aid);
+        if (!core::holds_capacity(a))
+            throw ApiError(ErrorCode::INVALID_REQUEST, "Allocation '" + aid + "' is " + to_string(a.status) + "; only a running one can be scaled");
+        const auto avail = ctx.ledger().admission().availability();
+        analytics::ScaleInput in{a.resources.cpu_cores, a.resources.memory_bytes, {}, {}, avail.cpu_available, avail.memory_available, {}, {}};
+        live_usage(ctx, aid, in);
+        json entry{{"allocation_id", aid}, {"workflow_id", a.workflow_id}};
+        if (*direction == analytics::ScaleDirection::automatic) {
+            const SizedFromHistory sized = size_from_history(ctx.require_history(), a.owner.uid, a.workflow_type, a.workflow_id, ctx.clock());
+            in.recommended_cpu = sized.sizing.cpu_cores;
+            in.recommended_memory = sized.sizing.memory_bytes;
+            if (!sized.sizing.cpu_cores && !sized.sizing.memory_bytes)
+                throw ApiError(ErrorCode::INSUFFICIENT_HISTORY, "Allocation '" + aid + "' cannot be sized from its runs yet", sized.sizing.reason, {},
+                               {"Scale it up or down by a factor instead, or run the work under resmgr-run --type NAME a few times"});
+            entry["sized_from"] = sized.basis;
+            entry["confidence"] = sizing_json(sized.sizing);
+        }
+        const analytics::ScalePlan plan = analytics::plan_scale(in, *direction, *resource, options);
+        entry["current"] = {{"cpu_cores", a.resources.cpu_cores}, {"memory_bytes", a.resources.memory_bytes}};
+        entry["used_now"] = {{"cpu_cores", or_null(in.cpu_used)}, {"memory_bytes", or_null(in.memory_used)}};
+        entry["planned"] = {{"cpu_cores", plan.cpu_cores}, {"memory_bytes", plan.memory_bytes}};
+        entry["changes"] = plan.changes;
+        entry["kept"] = plan.kept;
+        entry["applied"] = false;
+        if (!dry_run && plan.changed()) {
+            Resources wanted = a.resources;
+            wanted.cpu_cores = plan.cpu_cores;
+            wanted.memory_bytes = plan.memory_bytes;
+            const Allocation before = ctx.lifecycle.reallocate(aid, wanted, call.peer);
+            entry["applied"] = true;
+            ++changed;
+            ctx.events.emit(events::EventType::resized, aid + " of workflow " + a.workflow_id + " scaled: " + json(plan.changes).dump(), a.workflow_id, aid,
+                            {{"before", resmgr::to_json(before.resources)}, {"after", resmgr::to_json(wanted)}});
+        }
+        entries.push_back(std::move(entry));
+    }
+    SuccessBody body;
+    body.result = {{"direction", param_string(call.params(), "direction")}, {"dry_run", dry_run}, {"factor", options.factor},
+                   {"allocations", entries}, {"resized", changed},
+                   {"method", "up: x factor, capped at the node's free capacity; down: / factor, never below the group's use now +15 % nor "
+                              "0.01 cores / 16 MiB; auto: the recommender's size (optimize's method) with the same floor"}};
+    body.resources_affected = changed;
     return body;
 }
 
@@ -256,6 +344,7 @@ json sizing_json(const analytics::Sizing& s) {
 void register_analytics_operations(Router& router) {
     router.add("optimize", "", optimize);
     router.add("analyze-utilization", "", analyze_utilization);
+    router.add("scale", "", scale);
 }
 
 } // namespace resmgr::server
