@@ -5,6 +5,7 @@
 #include "lifecycle/run_records.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include <spdlog/spdlog.h>
 
@@ -69,8 +70,9 @@ json Lifecycle::describe(const Allocation& a) const {
     j["cgroup_path"] = core::holds_capacity(a) ? backend_.group_path(a.allocation_id) : "";
     if (a.status == AllocationStatus::queued) j["queue_position"] = core::queue_position(ledger_, a.allocation_id);
     if (a.idle_since) j["completes_at"] = format_timestamp(*a.idle_since + a.auto_release.grace_period);
-    j["limits"] = limits_json(core::limits_for(a, ledger_.policy()));
+    j["limits"] = limits_json(lent_limits(a, ledger_.policy(), cpu_loans_));
     if (auto it = enforcement_.find(a.allocation_id); it != enforcement_.end()) j["enforcement"] = it->second.to_json();
+    if (auto it = cpu_loans_.find(a.allocation_id); it != cpu_loans_.end()) j["cpu_loan_cores"] = std::round(it->second * 1000) / 1000;
     return j;
 }
 
@@ -123,7 +125,7 @@ const Allocation& Lifecycle::allocate(const AllocationRequest& req, const Owner&
                      {{"queue_position", core::queue_position(ledger_, id)}});
         return *ledger_.find(id);
     }
-    cgroup::Limits limits = core::limits_for(*admitted_ptr, ledger_.policy());
+    cgroup::Limits limits = lent_limits(*admitted_ptr, ledger_.policy(), cpu_loans_);
     try {
         if (first && !first->agent.empty()) {
             if (!monitoring_) throw ApiError(ErrorCode::UNSUPPORTED, "Monitoring is not running in this resmgrd");
@@ -172,7 +174,7 @@ Allocation Lifecycle::reallocate(const std::string& id, const Resources& wanted,
     const Allocation before = ledger_.authorize(id, peer);
     const Allocation& after = ledger_.reallocate(id, wanted, peer, clock_());
     try {
-        enforcement_[id] = backend_.update(id, core::limits_for(after, ledger_.policy()));
+        enforcement_[id] = backend_.update(id, lent_limits(after, ledger_.policy(), cpu_loans_));
     } catch (cgroup::BackendError& e) {
         ledger_.restore(before);
         rethrow_with_action(e, "Could not change the allocation's limits; the old limits stay");
@@ -316,6 +318,7 @@ json Lifecycle::finish(const std::string& id, AllocationStatus final_status, con
     files_.release(id, std::nullopt, "holder " + to_string(final_status) + ": " + reason);
     ended.status = final_status;
     enforcement_.erase(id);
+    cpu_loans_.erase(id);
     reschedule();
     spdlog::info("{} {} workflow={} ({})", to_string(final_status), id, ended.workflow_id, reason);
     events_.emit(final_status == AllocationStatus::expired ? events::EventType::expired : events::EventType::released,
@@ -343,7 +346,7 @@ void Lifecycle::remember_ended(const std::string& id, json record) {
 void Lifecycle::start_group(const std::string& id, const std::string& why) {
     const Allocation& a = *ledger_.find(id);
     try {
-        enforcement_[id] = backend_.create(id, core::limits_for(a, ledger_.policy()));
+        enforcement_[id] = backend_.create(id, lent_limits(a, ledger_.policy(), cpu_loans_));
     } catch (const cgroup::BackendError& e) {
         spdlog::error("{}: {} but its cgroup cannot be created, so it ends: {}", id, why, e.what());
         Allocation gone = ledger_.release(id, Owner{0, 0});
@@ -383,7 +386,7 @@ void Lifecycle::refill() {
         const Allocation& a = *ledger_.find(id);
         try {
             backend_.freeze(id, false);
-            enforcement_[id] = backend_.update(id, core::limits_for(a, ledger_.policy()));
+            enforcement_[id] = backend_.update(id, lent_limits(a, ledger_.policy(), cpu_loans_));
             spdlog::info("{}: resumed at full size, capacity is back", id);
             events_.emit(events::EventType::resumed, id + " resumed at full size", a.workflow_id, id);
         } catch (const cgroup::BackendError& e) {
@@ -421,7 +424,7 @@ void Lifecycle::apply_preemption(const core::Preemption& plan, const AllocationR
         } else {
             ledger_.degrade(victim);
             try {
-                enforcement_[victim] = backend_.update(victim, core::limits_for(*ledger_.find(victim), ledger_.policy()));
+                enforcement_[victim] = backend_.update(victim, lent_limits(*ledger_.find(victim), ledger_.policy(), cpu_loans_));
             } catch (const cgroup::BackendError&) {
                 ledger_.restore_preempted();
                 throw;

@@ -27,6 +27,7 @@
 #include "events/notifier.hpp"
 #include "history/history.hpp"
 #include "lifecycle/completion.hpp"
+#include "lifecycle/cpu_lending.hpp"
 #include "lifecycle/exclusive_files.hpp"
 #include "monitor/monitoring.hpp"
 #include "resmgr/protocol.hpp"
@@ -103,6 +104,7 @@ public:
 
 private:
     friend class Completion; // the clock-and-kernel half of the same writer
+    friend class CpuLending; // balance: loans of CPU on top of the ledger's sizes
 
     void persist();
     // Ends an allocation: final counters, recorded, group removed, holds dropped, remembered.
@@ -133,6 +135,7 @@ private:
     history::History* history_ = nullptr;
     LoopHooks hooks_;
     std::map<std::string, cgroup::Enforcement> enforcement_;
+    CpuLoans cpu_loans_; // what balance lends now; every group write goes through lent_limits
     std::vector<EndedRecord> ended_; // newest last
     Completion completion_{*this};
 };

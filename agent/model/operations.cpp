@@ -153,7 +153,18 @@ std::vector<OperationSpec> make_catalog() {
          "OOM risk, each measured by a back-test over the runs. dry_run false + apply_immediately true\n"
          "resizes the allocations live (cgroup limits change in place)."});
     add(unbuilt("tune", "A feedback loop on a measured metric."));
-    add(unbuilt("balance", "Lend idle CPU to busy allocations."));
+    add({"balance", "", true, true, false, Caller::anyone,
+         {{"scope", T::string, false, {}, {}, "active_workflows (the only one)"},
+          {"strategy", T::string, false, {}, {}, "priority_weighted (default) or even"},
+          {"dry_run", T::boolean, false, {}, {}, "default true: only show the plan"},
+          {"enabled", T::boolean, false, {}, {}, "false: stop balancing and give every loan back"},
+          {"consider_specialization", T::any, false, {}, {}, "accepted for the seed's shape"},
+          {"use_pooling_optimization", T::any, false, {}, {}, "accepted for the seed's shape"},
+          {"conflict_prevention", T::any, false, {}, {}, "accepted for the seed's shape"}},
+         false, "'{\"scope\":\"active_workflows\",\"dry_run\":false}'",
+         "Lend the CPU that running allocations leave idle to those held back by their cpu.max, by priority\n"
+         "(root; a dry run shows anyone the plan). Re-planned every sampling pass: a lender that needs its CPU\n"
+         "gets it back within one pass; {\"enabled\": false} gives every loan back. Sizes in the ledger never change."});
     add({"scale", "", true, true, false, Caller::anyone,
          {{"allocation_id", T::string, false, {}, {}, "the allocation (or workflow_id: all of yours in it)"},
           {"workflow_id", T::string, false, {}, {}, "every running allocation of yours in this workflow"},

@@ -30,6 +30,7 @@ struct Context {
 
     lifecycle::Lifecycle& lifecycle;
     lifecycle::ExclusiveFiles& files;
+    lifecycle::CpuLending& lending; // balance
     events::Notifier& events;
     std::function<TimePoint()> clock;
     nlohmann::json host_report; // the probe's JSON (agent/cgroup/probe), shown by doctor

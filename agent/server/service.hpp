@@ -45,13 +45,14 @@ public:
     void set_process_identity(Context::IdentifyFn identify) { context_.identify = std::move(identify); }
     void set_user_lookup(Context::LookupUserFn lookup);
     // One sampling pass (the loop calls it every monitoring_intervals.resource_check): conflict
-    // repeats are saved, then monitoring samples.
+    // repeats are saved, monitoring samples, then balance re-plans its CPU loans from the sample.
     void on_sample();
 
 private:
     events::Notifier events_;
     lifecycle::ExclusiveFiles files_;
     lifecycle::Lifecycle lifecycle_;
+    lifecycle::CpuLending lending_{lifecycle_};
     Context context_;
     Router router_;
 };

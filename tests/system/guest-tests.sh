@@ -222,6 +222,55 @@ else
     fail journal-catalog "$(journalctl -x MESSAGE_ID=96a16acba5064d4c81859687760c8a4b 2>&1 | tail -5)"
 fi
 
+# i. run records (issue 13): memory.peak of each run is recorded, and a run OOM-killed at its
+#    recommended size raises the next recommendation at once.
+flat() { tr -d ' \n'; }
+for i in 0 1 2; do resmgr-run -q --workflow wf-size-$i --type vm-sizing --memory 256M -- "$share/bin/hog" 100 0 > /dev/null 2>&1; done
+peaks=$(for i in 0 1 2; do resmgr --json usage wf-size-$i | flat | grep -o '"memory_peak_bytes":[0-9]*' | head -1 | cut -d: -f2; done | tr '\n' ' ')
+recommended() { # the memory "resources": "auto" gives a new allocation of vm-sizing now
+    out=$(resmgr --json allocate "{\"workflow_id\":\"wf-size-auto-$1\",\"workflow_type\":\"vm-sizing\",\"resources\":\"auto\"}")
+    resmgr release "$(echo "$out" | field allocation_id)" > /dev/null 2>&1
+    echo "$out" | flat | grep -o '"memory":"[0-9]*"' | head -1 | tr -dc 0-9
+}
+rec1=$(recommended 1)
+resmgr-run -q --workflow wf-size-oom --type vm-sizing --auto -- "$share/bin/hog" 400 0 > /dev/null 2> /tmp/size-oom.err
+oom_rc=$?
+rec2=$(recommended 2)
+oom_outcome=$(resmgr --json usage wf-size-oom | flat | grep -o '"outcome":"[a-z_]*"' | head -1)
+ok=1
+for p in $peaks; do [ "$p" -gt $((100 * 1048576)) ] && [ "$p" -lt $((256 * 1048576)) ] || ok=0; done
+[ "$(echo $peaks | wc -w)" = 3 ] || ok=0
+if [ "$ok" = 1 ] && [ -n "$rec1" ] && [ "$oom_rc" = 137 ] && [ "$oom_outcome" = '"outcome":"oom_killed"' ] && [ "${rec2:-0}" -gt "$rec1" ]; then
+    pass "run-records-memory-peak (peaks $peaks; auto $((rec1 / 1048576)) MiB, OOM-killed at it, then $((rec2 / 1048576)) MiB)"
+else
+    fail run-records-memory-peak "peaks '$peaks' rec1 '$rec1' oom exit $oom_rc $oom_outcome rec2 '$rec2' $(cat /tmp/size-oom.err)"
+fi
+
+# j. balance (issue 13): a spinner held at 0.5 cores borrows what an idle allocation leaves, its
+#    cpu.max and its measured use rise, and stopping balance gives the loan back.
+lender=$(resmgr --json allocate '{"workflow_id":"wf-lender","resources":{"cpu_cores":1}}' | field allocation_id)
+resmgr-run --workflow wf-borrower --cpu 0.5 -- "$share/bin/spin" 30 &
+spinner=$!
+sleep 5 # two sampling passes: the spinner's use is known
+bslice=$(resmgr --json status '{"workflow_id":"wf-borrower"}' | field cgroup_path)
+resmgr --json balance '{"scope":"active_workflows","dry_run":false}' > /tmp/balance.out 2>&1
+sleep 5
+lent_max=$(cat "$bslice/cpu.max" 2>/dev/null)
+u0=$(awk '$1 == "usage_usec" {print $2}' "$bslice/cpu.stat"); t0=$(date +%s%N)
+sleep 3
+u1=$(awk '$1 == "usage_usec" {print $2}' "$bslice/cpu.stat"); t1=$(date +%s%N)
+lent_pct=$(( (u1 - u0) * 100000 / ((t1 - t0) / 1000) / 1000 ))
+resmgr --json balance '{"enabled":false}' > /dev/null 2>&1
+back_max=$(cat "$bslice/cpu.max" 2>/dev/null)
+kill $spinner 2>/dev/null; wait $spinner 2>/dev/null
+resmgr release "$lender" > /dev/null 2>&1
+lent_quota=${lent_max%% *}
+if [ "${lent_quota:-0}" != max ] && [ "${lent_quota:-0}" -gt 50000 ] && [ "$lent_pct" -gt 70 ] && [ "$back_max" = "50000 100000" ]; then
+    pass "balance-lends-idle-cpu (cpu.max $lent_max, ${lent_pct}% of a CPU while lent; back to $back_max)"
+else
+    fail balance-lends-idle-cpu "cpu.max while lent '$lent_max', ${lent_pct}% used, after '$back_max'; $(cat /tmp/balance.out | flat | head -c 1500)"
+fi
+
 # e. benchmark: resmgr-run vs systemd-run --scope, side by side, 40 runs each.
 bench() { # label command...
     label=$1; shift

@@ -1,4 +1,4 @@
-/* Allocates and touches N MiB (default 256), then sleeps: the OOM killer's target. */
+/* Allocates and touches N MiB (default 256), then sleeps S seconds (default 30): the OOM killer's target. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,6 +10,6 @@ int main(int argc, char **argv) {
         if (!p) return 1;
         memset(p, 0x5a, 1 << 20);
     }
-    sleep(30);
+    sleep(argc > 2 ? (unsigned)atoi(argv[2]) : 30);
     return 0;
 }

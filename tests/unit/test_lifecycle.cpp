@@ -357,3 +357,38 @@ TEST(Lifecycle, OneUserCannotHoldMoreThanThePolicysLimits) {
     json files = allocate({{"exclusive_files", {"/tmp/a", "/tmp/b"}}}, Owner{1004, 10});
     EXPECT_EQ(files["error"]["code"], "POLICY_VIOLATION") << files.dump(2);
 }
+
+TEST(Lifecycle, BalanceLendsCpuMaxToABusyGroupAndGivesItBack) {
+    Node node;
+    const std::string idle = node.allocate({{"workflow_id", "wf-idle"}, {"resources", {{"cpu_cores", 2}}}});
+    const std::string busy = node.allocate({{"workflow_id", "wf-busy"}, {"resources", {{"cpu_cores", 1}}}});
+    monitor::Snapshot snap;
+    snap.groups[idle].cpu_cores = 0.2;
+    snap.groups[busy].cpu_cores = 1.0;
+    auto& lending = node.service->context().lending;
+    lending.on_sample(&snap); // off: nothing is lent
+    EXPECT_EQ(node.backend.groups.at(busy).cpu_quota_us, 100000u);
+
+    lending.enable({});
+    lending.on_sample(&snap);
+    EXPECT_EQ(node.backend.groups.at(busy).cpu_quota_us, 275000u); // 1 core + the 1.75 A leaves idle
+    EXPECT_EQ(node.backend.groups.at(idle).cpu_quota_us, 200000u); // the lender keeps its own size
+    EXPECT_EQ(node.ledger->find(busy)->resources.cpu_cores, 1);    // the ledger never counts a loan
+    json st = node.call({{"operation", "status"}, {"params", {{"allocation_id", busy}}}});
+    EXPECT_EQ(st["result"]["allocations"][0]["cpu_loan_cores"], 1.75) << st.dump(2);
+    // A reallocate of the borrower keeps its loan on top of the new size.
+    node.call({{"operation", "reallocate"}, {"params", {{"allocation_id", busy}, {"resources", {{"cpu_cores", 1.5}}}}}});
+    EXPECT_EQ(node.backend.groups.at(busy).cpu_quota_us, 325000u);
+
+    // The lender needs its CPU: the next pass takes the loan back.
+    snap.groups[idle].cpu_cores = 1.9;
+    snap.groups[busy].cpu_cores = 3.2;
+    lending.on_sample(&snap);
+    EXPECT_EQ(node.backend.groups.at(busy).cpu_quota_us, 150000u);
+
+    snap.groups[idle].cpu_cores = 0.0;
+    lending.on_sample(&snap);
+    EXPECT_GT(*node.backend.groups.at(busy).cpu_quota_us, 150000u);
+    EXPECT_EQ(lending.disable(), 1);
+    EXPECT_EQ(node.backend.groups.at(busy).cpu_quota_us, 150000u);
+}

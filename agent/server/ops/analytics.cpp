@@ -1,5 +1,6 @@
 // The analytics operations: optimize (right-size running allocations from the runs of their
-// workflow type), scale (grow or shrink one allocation or workflow live) and analyze-utilization (efficiency and bottlenecks of a period). Thin: read the
+// workflow type), scale (grow or shrink one allocation or workflow live), balance (lend idle CPU to busy
+// allocations) and analyze-utilization (efficiency and bottlenecks of a period). Thin: read the
 // history, ask the pure models of agent/analytics, shape the reply; resizing goes through the
 // lifecycle's reallocate like any request. May call: history, analytics, lifecycle, model.
 #include <algorithm>
@@ -214,6 +215,52 @@ SuccessBody scale(const Call& call) {
     return body;
 }
 
+SuccessBody balance(const Call& call) {
+    Context& ctx = call.ctx;
+    const monitor::Monitoring& monitoring = ctx.require_monitoring();
+    const std::string scope = param_string(call.params(), "scope");
+    if (!scope.empty() && scope != "active_workflows")
+        throw ApiError(ErrorCode::UNSUPPORTED, "Scope '" + scope + "' is not one balance can act on", "balance lends CPU between running allocations",
+                       {"scope"}, {"Use \"scope\": \"active_workflows\""});
+    const std::string strategy_name = param_string(call.params(), "strategy").empty() ? "priority_weighted" : param_string(call.params(), "strategy");
+    const auto strategy = analytics::balance_strategy_from_string(strategy_name);
+    if (!strategy)
+        throw ApiError(ErrorCode::UNSUPPORTED, "Strategy '" + strategy_name + "' cannot be carried out by resmgrd", "it can: priority_weighted, even",
+                       {"strategy"});
+    const bool stop = call.params().contains("enabled") && !param_flag(call.params(), "enabled", true);
+    const bool dry_run = !stop && param_flag(call.params(), "dry_run", true);
+    // Lending raises other users' cpu.max and lets them use capacity others were promised.
+    if (!dry_run && call.peer.uid != 0)
+        throw ApiError(ErrorCode::PERMISSION_DENIED, "Only root may turn balancing on or off", "it changes every user's CPU limits", {},
+                       {"A dry run ({\"dry_run\": true}) shows the plan to anyone"});
+
+    SuccessBody body;
+    auto& lending = ctx.lending;
+    if (stop) {
+        const int written = lending.disable();
+        body.result = {{"balancing", false}, {"loans_returned", written}};
+        body.resources_affected = written;
+        return body;
+    }
+    const monitor::Snapshot* latest = monitoring.latest() ? &*monitoring.latest() : nullptr;
+    const analytics::BalancePlan plan = lending.plan(latest, *strategy);
+    body.result = lending.plan_json(plan);
+    body.result["strategy"] = strategy_name;
+    body.result["dry_run"] = dry_run;
+    body.result["sampled_at"] = latest ? json(format_timestamp(latest->time)) : json(nullptr);
+    if (!latest) body.recommendations.push_back("No sampling pass yet: nobody's use is known, so nothing is lent");
+    if (!dry_run) {
+        lending.enable({*strategy, strategy_name, ctx.clock(), call.peer.uid});
+        body.resources_affected = lending.apply(plan);
+        body.result["balancing"] = true;
+        body.recommendations.push_back("Loans are re-planned every sampling pass and taken back when their lenders need them; stop with {\"enabled\": false}");
+    } else {
+        const auto& on = lending.settings();
+        body.result["balancing"] = on ? json{{"since", format_timestamp(on->since)}, {"strategy", on->strategy_name}, {"by_uid", on->by_uid}} : json(false);
+    }
+    return body;
+}
+
 // A node series over [since, now): raw samples within the 48 h they are kept, else 5-minute buckets.
 json series_summary(const history::HistoryStore& store, const std::string& name, std::int64_t since, std::int64_t now) {
     const bool raw = now - since <= kRawKept;
@@ -345,6 +392,7 @@ void register_analytics_operations(Router& router) {
     router.add("optimize", "", optimize);
     router.add("analyze-utilization", "", analyze_utilization);
     router.add("scale", "", scale);
+    router.add("balance", "", balance);
 }
 
 } // namespace resmgr::server
