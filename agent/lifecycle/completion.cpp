@@ -153,7 +153,7 @@ json Completion::reconcile() {
             continue; // queued and reserved allocations have no group yet
         }
         try {
-            life_.enforcement_[id] = backend.create(id, lent_limits(*a, ledger.policy(), life_.cpu_loans_));
+            life_.enforcement_[id] = backend.create(id, adjusted_limits(*a, ledger.policy(), life_.adjustments_));
             life_.files_.hold(*a, life_.enforcement_[id].unenforced); // the marks come back from state
             adopted.push_back(id);
             sync_freezer(backend, *a);

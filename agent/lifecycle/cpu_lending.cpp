@@ -12,13 +12,6 @@ namespace resmgr::lifecycle {
 
 using nlohmann::json;
 
-cgroup::Limits lent_limits(const Allocation& a, const core::Policy& policy, const CpuLoans& loans) {
-    cgroup::Limits limits = core::limits_for(a, policy);
-    if (auto it = loans.find(a.allocation_id); it != loans.end() && limits.cpu_quota_us)
-        limits.cpu_quota_us = static_cast<std::uint64_t>(std::llround((a.resources.cpu_cores + it->second) * static_cast<double>(limits.cpu_period_us)));
-    return limits;
-}
-
 analytics::BalancePlan CpuLending::plan(const monitor::Snapshot* latest, analytics::BalanceStrategy strategy) const {
     analytics::BalanceOptions options;
     options.strategy = strategy;
@@ -29,7 +22,7 @@ analytics::BalancePlan CpuLending::plan(const monitor::Snapshot* latest, analyti
         // nothing (its CPU already went to whoever preempted it), an uncapped one has no cpu.max.
         if (!core::holds_capacity(a) || a.status != AllocationStatus::active || a.resources.cpu_cores <= 0) continue;
         analytics::BalanceMember m{id, a.priority.value, a.resources.cpu_cores, 0, std::nullopt};
-        if (auto it = life_.cpu_loans_.find(id); it != life_.cpu_loans_.end()) m.loan = it->second;
+        if (auto it = life_.adjustments_.find(id); it != life_.adjustments_.end()) m.loan = it->second.cpu_loan;
         if (latest)
             if (auto g = latest->groups.find(id); g != latest->groups.end()) m.used = g->second.cpu_cores;
         members.push_back(m);
@@ -40,31 +33,22 @@ analytics::BalancePlan CpuLending::plan(const monitor::Snapshot* latest, analyti
 bool CpuLending::lend(const std::string& id, double loan) {
     const Allocation* a = life_.ledger_.find(id);
     if (!a) return false;
-    if (loan > 0) life_.cpu_loans_[id] = loan;
-    else life_.cpu_loans_.erase(id);
-    try {
-        life_.enforcement_[id] = life_.backend_.update(id, lent_limits(*a, life_.ledger_.policy(), life_.cpu_loans_));
-        return true;
-    } catch (const cgroup::BackendError& e) {
-        spdlog::warn("balance: {} could not take cpu.max for a loan of {:.3f} cores: {}", id, loan, e.what());
-        life_.cpu_loans_.erase(id);
-        return false;
-    }
+    life_.adjustments_[id].cpu_loan = loan;
+    if (life_.adjust(id)) return true;
+    spdlog::warn("balance: {} could not take cpu.max for a loan of {:.3f} cores", id, loan);
+    return false;
 }
 
 int CpuLending::apply(const analytics::BalancePlan& plan) {
     int written = 0;
     // Loans of allocations that left the plan (ended, paused) go back first.
     std::vector<std::string> gone;
-    for (const auto& [id, _] : life_.cpu_loans_)
-        if (std::none_of(plan.entries.begin(), plan.entries.end(), [&](const auto& e) { return e.id == id; })) gone.push_back(id);
-    for (const auto& id : gone) {
-        life_.cpu_loans_.erase(id);
-        if (const Allocation* a = life_.ledger_.find(id); a && core::holds_capacity(*a)) written += lend(id, 0);
-    }
+    for (const auto& [id, adj] : life_.adjustments_)
+        if (adj.cpu_loan > 0 && std::none_of(plan.entries.begin(), plan.entries.end(), [&](const auto& e) { return e.id == id; })) gone.push_back(id);
+    for (const auto& id : gone) written += lend(id, 0);
     for (const auto& e : plan.entries) {
-        auto it = life_.cpu_loans_.find(e.id);
-        const double now = it == life_.cpu_loans_.end() ? 0 : it->second;
+        auto it = life_.adjustments_.find(e.id);
+        const double now = it == life_.adjustments_.end() ? 0 : it->second.cpu_loan;
         // A change under a millicore is not a cgroup write (cpu.max is set in microseconds per 100 ms).
         if (std::abs(now - e.loan) < 0.001) continue;
         written += lend(e.id, e.loan);
@@ -78,10 +62,7 @@ int CpuLending::disable() {
 }
 
 void CpuLending::on_sample(const monitor::Snapshot* latest) {
-    if (!settings_) {
-        if (!life_.cpu_loans_.empty()) disable(); // e.g. loans left by a failed pass
-        return;
-    }
+    if (!settings_) return;
     apply(plan(latest, settings_->strategy));
 }
 

@@ -2,8 +2,8 @@
 // (analytics/balance); this applies it through the lifecycle's backend every sampling pass while
 // balancing is on: a borrower's cpu.max becomes its size + its loan, nothing else changes (the
 // ledger keeps every allocation's own size, so admission never counts a loan). Loans are not
-// persisted: a restart re-creates every group at its own size, and turning balancing off (or a
-// reallocate, preemption or restore, which apply lent_limits) gives them back at once.
+// persisted (adjustments.hpp): a restart re-creates every group at its own size, and turning
+// balancing off gives them back at once.
 // May call: lifecycle (as its friend: the loans and the backend), analytics, monitor, core.
 #pragma once
 
@@ -14,18 +14,12 @@
 #include <nlohmann/json.hpp>
 
 #include "analytics/balance.hpp"
-#include "cgroup/backend.hpp"
-#include "core/ledger.hpp"
+#include "lifecycle/adjustments.hpp"
 #include "monitor/sampler.hpp"
 
 namespace resmgr::lifecycle {
 
 class Lifecycle;
-
-using CpuLoans = std::map<std::string, double>; // allocation id -> cores lent above its size
-
-// The limits of `a` with its loan, if it has one: what every group write of the lifecycle uses.
-cgroup::Limits lent_limits(const Allocation& a, const core::Policy& policy, const CpuLoans& loans);
 
 class CpuLending {
 public:

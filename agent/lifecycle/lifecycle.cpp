@@ -70,9 +70,13 @@ json Lifecycle::describe(const Allocation& a) const {
     j["cgroup_path"] = core::holds_capacity(a) ? backend_.group_path(a.allocation_id) : "";
     if (a.status == AllocationStatus::queued) j["queue_position"] = core::queue_position(ledger_, a.allocation_id);
     if (a.idle_since) j["completes_at"] = format_timestamp(*a.idle_since + a.auto_release.grace_period);
-    j["limits"] = limits_json(lent_limits(a, ledger_.policy(), cpu_loans_));
+    j["limits"] = limits_json(adjusted_limits(a, ledger_.policy(), adjustments_));
     if (auto it = enforcement_.find(a.allocation_id); it != enforcement_.end()) j["enforcement"] = it->second.to_json();
-    if (auto it = cpu_loans_.find(a.allocation_id); it != cpu_loans_.end()) j["cpu_loan_cores"] = std::round(it->second * 1000) / 1000;
+    if (auto it = adjustments_.find(a.allocation_id); it != adjustments_.end()) {
+        if (it->second.cpu_loan > 0) j["cpu_loan_cores"] = std::round(it->second.cpu_loan * 1000) / 1000;
+        if (it->second.memory_high_ratio) j["tuned_memory_high_ratio"] = std::round(*it->second.memory_high_ratio * 1000) / 1000;
+        if (it->second.cpu_weight_factor != 1) j["tuned_cpu_weight_factor"] = std::round(it->second.cpu_weight_factor * 1000) / 1000;
+    }
     return j;
 }
 
@@ -125,7 +129,7 @@ const Allocation& Lifecycle::allocate(const AllocationRequest& req, const Owner&
                      {{"queue_position", core::queue_position(ledger_, id)}});
         return *ledger_.find(id);
     }
-    cgroup::Limits limits = lent_limits(*admitted_ptr, ledger_.policy(), cpu_loans_);
+    cgroup::Limits limits = adjusted_limits(*admitted_ptr, ledger_.policy(), adjustments_);
     try {
         if (first && !first->agent.empty()) {
             if (!monitoring_) throw ApiError(ErrorCode::UNSUPPORTED, "Monitoring is not running in this resmgrd");
@@ -174,7 +178,7 @@ Allocation Lifecycle::reallocate(const std::string& id, const Resources& wanted,
     const Allocation before = ledger_.authorize(id, peer);
     const Allocation& after = ledger_.reallocate(id, wanted, peer, clock_());
     try {
-        enforcement_[id] = backend_.update(id, lent_limits(after, ledger_.policy(), cpu_loans_));
+        enforcement_[id] = backend_.update(id, adjusted_limits(after, ledger_.policy(), adjustments_));
     } catch (cgroup::BackendError& e) {
         ledger_.restore(before);
         rethrow_with_action(e, "Could not change the allocation's limits; the old limits stay");
@@ -318,7 +322,7 @@ json Lifecycle::finish(const std::string& id, AllocationStatus final_status, con
     files_.release(id, std::nullopt, "holder " + to_string(final_status) + ": " + reason);
     ended.status = final_status;
     enforcement_.erase(id);
-    cpu_loans_.erase(id);
+    adjustments_.erase(id);
     reschedule();
     spdlog::info("{} {} workflow={} ({})", to_string(final_status), id, ended.workflow_id, reason);
     events_.emit(final_status == AllocationStatus::expired ? events::EventType::expired : events::EventType::released,
@@ -338,6 +342,20 @@ json Lifecycle::finish(const std::string& id, AllocationStatus final_status, con
     return record;
 }
 
+bool Lifecycle::adjust(const std::string& id) {
+    const Allocation* a = ledger_.find(id);
+    if (!a) return false;
+    if (auto it = adjustments_.find(id); it != adjustments_.end() && it->second.empty()) adjustments_.erase(it);
+    try {
+        enforcement_[id] = backend_.update(id, adjusted_limits(*a, ledger_.policy(), adjustments_));
+        return true;
+    } catch (const cgroup::BackendError& e) {
+        spdlog::warn("{}: live adjustment refused, back to its size: {}", id, e.what());
+        adjustments_.erase(id);
+        return false;
+    }
+}
+
 void Lifecycle::remember_ended(const std::string& id, json record) {
     ended_.push_back({id, std::move(record)});
     if (ended_.size() > kRecentlyEnded) ended_.erase(ended_.begin());
@@ -346,7 +364,7 @@ void Lifecycle::remember_ended(const std::string& id, json record) {
 void Lifecycle::start_group(const std::string& id, const std::string& why) {
     const Allocation& a = *ledger_.find(id);
     try {
-        enforcement_[id] = backend_.create(id, lent_limits(a, ledger_.policy(), cpu_loans_));
+        enforcement_[id] = backend_.create(id, adjusted_limits(a, ledger_.policy(), adjustments_));
     } catch (const cgroup::BackendError& e) {
         spdlog::error("{}: {} but its cgroup cannot be created, so it ends: {}", id, why, e.what());
         Allocation gone = ledger_.release(id, Owner{0, 0});
@@ -386,7 +404,7 @@ void Lifecycle::refill() {
         const Allocation& a = *ledger_.find(id);
         try {
             backend_.freeze(id, false);
-            enforcement_[id] = backend_.update(id, lent_limits(a, ledger_.policy(), cpu_loans_));
+            enforcement_[id] = backend_.update(id, adjusted_limits(a, ledger_.policy(), adjustments_));
             spdlog::info("{}: resumed at full size, capacity is back", id);
             events_.emit(events::EventType::resumed, id + " resumed at full size", a.workflow_id, id);
         } catch (const cgroup::BackendError& e) {
@@ -424,7 +442,7 @@ void Lifecycle::apply_preemption(const core::Preemption& plan, const AllocationR
         } else {
             ledger_.degrade(victim);
             try {
-                enforcement_[victim] = backend_.update(victim, lent_limits(*ledger_.find(victim), ledger_.policy(), cpu_loans_));
+                enforcement_[victim] = backend_.update(victim, adjusted_limits(*ledger_.find(victim), ledger_.policy(), adjustments_));
             } catch (const cgroup::BackendError&) {
                 ledger_.restore_preempted();
                 throw;

@@ -105,6 +105,7 @@ public:
 private:
     friend class Completion; // the clock-and-kernel half of the same writer
     friend class CpuLending; // balance: loans of CPU on top of the ledger's sizes
+    friend class Tuner;      // tune: memory.high and cpu.weight moved by a feedback loop
 
     void persist();
     // Ends an allocation: final counters, recorded, group removed, holds dropped, remembered.
@@ -124,6 +125,9 @@ private:
     // What follows a process's arrival in the group, once it is recorded.
     void attached(const Allocation& allocation, const AttachTarget& target);
     void remember_ended(const std::string& id, nlohmann::json record);
+    // Writes the group's limits with its live adjustments; false (and the adjustment dropped)
+    // when the backend refuses them.
+    bool adjust(const std::string& id);
 
     core::Ledger& ledger_;
     cgroup::CgroupBackend& backend_;
@@ -135,7 +139,7 @@ private:
     history::History* history_ = nullptr;
     LoopHooks hooks_;
     std::map<std::string, cgroup::Enforcement> enforcement_;
-    CpuLoans cpu_loans_; // what balance lends now; every group write goes through lent_limits
+    LiveAdjustments adjustments_; // balance's loans, tune's knobs; every group write goes through adjusted_limits
     std::vector<EndedRecord> ended_; // newest last
     Completion completion_{*this};
 };

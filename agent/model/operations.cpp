@@ -152,7 +152,18 @@ std::vector<OperationSpec> make_catalog() {
          "workflow type (else its workflow) used, the recommended size, slack before and after and the\n"
          "OOM risk, each measured by a back-test over the runs. dry_run false + apply_immediately true\n"
          "resizes the allocations live (cgroup limits change in place)."});
-    add(unbuilt("tune", "A feedback loop on a measured metric."));
+    add({"tune", "", true, true, false, Caller::anyone,
+         {{"component", T::string, false, {}, {}, "cpu or memory (none: list the loops running now)"},
+          {"metric", T::string, false, {}, {}, "runq_latency_p99_us (cpu) or memory_pressure (memory)"},
+          {"allocation_id", T::string, false, {}, {}, "the allocation whose knob the loop moves (yours; root: any)"},
+          {"target_value", T::any, false, {}, {}, "keep the metric at or below this: microseconds (or \"5ms\") or percent"},
+          {"auto_adjust", T::boolean, false, {}, {}, "false: stop the loop and put the knob back"},
+          {"use_adaptive_algorithms", T::any, false, {}, {}, "accepted for the seed's shape"},
+          {"feedback_learning", T::any, false, {}, {}, "accepted for the seed's shape"}},
+         false, "'{\"component\":\"memory\",\"metric\":\"memory_pressure\",\"allocation_id\":\"...\",\"target_value\":5}'",
+         "A feedback loop on a metric resmgrd measures: each sampling pass it moves one knob of the allocation\n"
+         "(cpu.weight for its run-queue wait p99, memory.high for its memory pressure) one step until the metric\n"
+         "holds at or below the target or the knob's bound is reached. Without arguments: the loops running now."});
     add({"balance", "", true, true, false, Caller::anyone,
          {{"scope", T::string, false, {}, {}, "active_workflows (the only one)"},
           {"strategy", T::string, false, {}, {}, "priority_weighted (default) or even"},

@@ -73,10 +73,24 @@ json ProcessProbes::tool_instances() const {
     return out;
 }
 
+std::optional<bpf::RunqLatency> ProcessProbes::runq_latency(const std::string& allocation_id) const {
+    if (!probes_) return std::nullopt;
+    bpf::RunqLatency runq;
+    for (const auto& [id, key] : watched_) {
+        if (key != allocation_id) continue;
+        if (auto h = probes_->runq_latency(id)) {
+            for (size_t i = 0; i < h->buckets.size(); ++i) runq.buckets[i] += h->buckets[i];
+            runq.count += h->count;
+            runq.total_us += h->total_us;
+        }
+    }
+    return runq;
+}
+
 json ProcessProbes::figures(const std::string& allocation_id) const {
     if (!probes_) return {{"unavailable", status_}};
     bpf::Counters total;
-    bpf::RunqLatency runq;
+    const bpf::RunqLatency runq = *runq_latency(allocation_id);
     bpf::ToolCounts tools;
     for (const auto& [id, key] : watched_) {
         if (key != allocation_id) continue;
@@ -85,11 +99,6 @@ json ProcessProbes::figures(const std::string& allocation_id) const {
             total.forks += c->forks;
             total.exits += c->exits;
             total.oom_kills += c->oom_kills;
-        }
-        if (auto h = probes_->runq_latency(id)) {
-            for (size_t i = 0; i < h->buckets.size(); ++i) runq.buckets[i] += h->buckets[i];
-            runq.count += h->count;
-            runq.total_us += h->total_us;
         }
         auto t = tally_.counts(id);
         for (const auto& [category, n] : t.by_category) tools.by_category[category] += n;

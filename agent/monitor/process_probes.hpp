@@ -31,6 +31,9 @@ public:
     nlohmann::json tool_instances() const;
     // One allocation's execs/forks/exits, tool starts and run-queue latency.
     nlohmann::json figures(const std::string& allocation_id) const;
+    // The run-queue latency histogram of an allocation's groups since they were watched
+    // (cumulative); nullopt without probes.
+    std::optional<bpf::RunqLatency> runq_latency(const std::string& allocation_id) const;
 
 private:
     bpf::Probes* probes_ = nullptr;

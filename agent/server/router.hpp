@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lifecycle/lifecycle.hpp"
+#include "lifecycle/tuner.hpp"
 #include "monitor/proc.hpp"
 #include "resmgr/operations.hpp"
 #include "resmgr/protocol.hpp"
@@ -31,6 +32,7 @@ struct Context {
     lifecycle::Lifecycle& lifecycle;
     lifecycle::ExclusiveFiles& files;
     lifecycle::CpuLending& lending; // balance
+    lifecycle::Tuner& tuner;        // tune
     events::Notifier& events;
     std::function<TimePoint()> clock;
     nlohmann::json host_report; // the probe's JSON (agent/cgroup/probe), shown by doctor

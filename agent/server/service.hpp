@@ -45,7 +45,8 @@ public:
     void set_process_identity(Context::IdentifyFn identify) { context_.identify = std::move(identify); }
     void set_user_lookup(Context::LookupUserFn lookup);
     // One sampling pass (the loop calls it every monitoring_intervals.resource_check): conflict
-    // repeats are saved, monitoring samples, then balance re-plans its CPU loans from the sample.
+    // repeats are saved, monitoring samples, then balance re-plans its CPU loans and tune steps its
+    // loops from the sample.
     void on_sample();
 
 private:
@@ -53,6 +54,7 @@ private:
     lifecycle::ExclusiveFiles files_;
     lifecycle::Lifecycle lifecycle_;
     lifecycle::CpuLending lending_{lifecycle_};
+    lifecycle::Tuner tuner_{lifecycle_};
     Context context_;
     Router router_;
 };

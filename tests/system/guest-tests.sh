@@ -225,11 +225,16 @@ fi
 # i. run records (issue 13): memory.peak of each run is recorded, and a run OOM-killed at its
 #    recommended size raises the next recommendation at once.
 flat() { tr -d ' \n'; }
+# From an empty node: the earlier checks' allocations (a reservation, held files) would leave too
+# little CPU for the sizes these runs call for.
+for held in $(resmgr --json status | grep -o '"allocation_id": "[^"]*"' | cut -d'"' -f4 | sort -u); do
+    resmgr release "{\"allocation_id\":\"$held\"}" > /dev/null 2>&1
+done
 for i in 0 1 2; do resmgr-run -q --workflow wf-size-$i --type vm-sizing --memory 256M -- "$share/bin/hog" 100 0 > /dev/null 2>&1; done
 peaks=$(for i in 0 1 2; do resmgr --json usage wf-size-$i | flat | grep -o '"memory_peak_bytes":[0-9]*' | head -1 | cut -d: -f2; done | tr '\n' ' ')
 recommended() { # the memory "resources": "auto" gives a new allocation of vm-sizing now
     out=$(resmgr --json allocate "{\"workflow_id\":\"wf-size-auto-$1\",\"workflow_type\":\"vm-sizing\",\"resources\":\"auto\"}")
-    resmgr release "$(echo "$out" | field allocation_id)" > /dev/null 2>&1
+    resmgr release "{\"allocation_id\":\"$(echo "$out" | field allocation_id)\"}" > /dev/null 2>&1
     echo "$out" | flat | grep -o '"memory":"[0-9]*"' | head -1 | tr -dc 0-9
 }
 rec1=$(recommended 1)
@@ -263,7 +268,7 @@ lent_pct=$(( (u1 - u0) * 100000 / ((t1 - t0) / 1000) / 1000 ))
 resmgr --json balance '{"enabled":false}' > /dev/null 2>&1
 back_max=$(cat "$bslice/cpu.max" 2>/dev/null)
 kill $spinner 2>/dev/null; wait $spinner 2>/dev/null
-resmgr release "$lender" > /dev/null 2>&1
+resmgr release "{\"allocation_id\":\"$lender\"}" > /dev/null 2>&1
 lent_quota=${lent_max%% *}
 if [ "${lent_quota:-0}" != max ] && [ "${lent_quota:-0}" -gt 50000 ] && [ "$lent_pct" -gt 70 ] && [ "$back_max" = "50000 100000" ]; then
     pass "balance-lends-idle-cpu (cpu.max $lent_max, ${lent_pct}% of a CPU while lent; back to $back_max)"

@@ -1,8 +1,9 @@
-// balance's planner on struct literals: who lends, who borrows, by priority, capped at the node,
-// and loans taken back as soon as a lender uses its CPU again.
+// balance's planner and tune's step on struct literals: who lends, who borrows, by priority,
+// capped at the node, loans taken back when a lender needs its CPU; the step's dead band and bounds.
 #include <gtest/gtest.h>
 
 #include "analytics/balance.hpp"
+#include "analytics/tuning.hpp"
 
 namespace resmgr::analytics {
 namespace {
@@ -68,6 +69,38 @@ TEST(Balance, UnsampledAndUncappedAllocationsNeitherLendNorBorrow) {
     EXPECT_EQ(p.entries[1].role, BalanceRole::neither);
     EXPECT_EQ(p.entries[2].role, BalanceRole::borrower);
     EXPECT_EQ(p.lent, 0); // nobody lends
+}
+
+} // namespace
+} // namespace resmgr::analytics
+
+namespace resmgr::analytics {
+namespace {
+
+TEST(Tuning, AboveTheTargetTheKnobStepsUpToItsCeiling) {
+    const TuneKnob knob{1, 1, 2};
+    TuneStep s = tune_step(30.0, 10, knob);
+    EXPECT_EQ(s.progress, TuneProgress::adjusting);
+    EXPECT_DOUBLE_EQ(s.value, 1.5);
+    s = tune_step(30.0, 10, {1.5, 1, 2});
+    EXPECT_DOUBLE_EQ(s.value, 2);
+    s = tune_step(30.0, 10, {2, 1, 2});
+    EXPECT_EQ(s.progress, TuneProgress::bound_reached);
+    EXPECT_DOUBLE_EQ(s.value, 2);
+}
+
+TEST(Tuning, ADeadBandHoldsAndWellBelowTheTargetTheRoomIsGivenBack) {
+    EXPECT_EQ(tune_step(8.0, 10, {2, 1, 4}).progress, TuneProgress::holding); // between half and the target
+    const TuneStep back = tune_step(2.0, 10, {2, 1, 4});
+    EXPECT_EQ(back.progress, TuneProgress::adjusting);
+    EXPECT_NEAR(back.value, 2 / 1.5, 1e-12);
+    EXPECT_EQ(tune_step(2.0, 10, {1, 1, 4}).progress, TuneProgress::holding); // at its floor already
+}
+
+TEST(Tuning, NoMeasurementMovesNothing) {
+    const TuneStep s = tune_step(std::nullopt, 10, {1.5, 1, 4});
+    EXPECT_EQ(s.progress, TuneProgress::no_data);
+    EXPECT_DOUBLE_EQ(s.value, 1.5);
 }
 
 } // namespace

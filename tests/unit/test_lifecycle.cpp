@@ -392,3 +392,37 @@ TEST(Lifecycle, BalanceLendsCpuMaxToABusyGroupAndGivesItBack) {
     EXPECT_EQ(lending.disable(), 1);
     EXPECT_EQ(node.backend.groups.at(busy).cpu_quota_us, 150000u);
 }
+
+TEST(Lifecycle, TuneMovesMemoryHighWhilePressureIsAboveTheTargetAndPutsItBack) {
+    Node node;
+    const std::string id = node.allocate({{"resources", {{"cpu_cores", 1}, {"memory", "1000M"}}}});
+    const std::uint64_t max = 1000ULL << 20;
+    auto pressure = [&](double avg10) {
+        std::filesystem::create_directories(node.groups.path() / id);
+        std::ofstream(node.groups.path() / id / "memory.pressure")
+            << "some avg10=" << avg10 << " avg60=0.00 avg300=0.00 total=1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=1\n";
+    };
+    json started = node.call({{"operation", "tune"},
+                              {"params", {{"component", "memory"}, {"metric", "memory_pressure"}, {"allocation_id", id}, {"target_value", 5}}}});
+    ASSERT_EQ(started["status"], "success") << started.dump(2);
+    auto& tuner = node.service->context().tuner;
+    pressure(20);
+    tuner.on_sample(nullptr);
+    EXPECT_NEAR(static_cast<double>(*node.backend.groups.at(id).memory_high), 0.9 * 1.03 * static_cast<double>(max), 4096);
+    for (int i = 0; i < 5; ++i) tuner.on_sample(nullptr);
+    EXPECT_EQ(node.backend.groups.at(id).memory_high, max); // the ceiling: memory.max
+    EXPECT_EQ(tuner.to_json()[0]["progress"], "bound_reached");
+    json st = node.call({{"operation", "status"}, {"params", json::object()}});
+    EXPECT_EQ(st["result"]["tuning"][0]["metric"], "memory_pressure") << st.dump(2);
+
+    pressure(1); // well under half the target: room goes back a step
+    tuner.on_sample(nullptr);
+    EXPECT_LT(*node.backend.groups.at(id).memory_high, max);
+    json stopped = node.call({{"operation", "tune"}, {"params", {{"component", "memory"}, {"allocation_id", id}, {"auto_adjust", false}}}});
+    EXPECT_EQ(stopped["result"]["stopped"], 1) << stopped.dump(2);
+    EXPECT_NEAR(static_cast<double>(*node.backend.groups.at(id).memory_high), 0.9 * static_cast<double>(max), 1);
+
+    json unmeasured = node.call({{"operation", "tune"}, {"params", {{"component", "agent_pool"}, {"metric", "response_time"}, {"target_value", "1.0s"}}}});
+    EXPECT_EQ(unmeasured["error"]["code"], "UNSUPPORTED") << unmeasured.dump(2);
+    EXPECT_NE(unmeasured["error"]["details"].get<std::string>().find("memory/memory_pressure"), std::string::npos) << unmeasured.dump(2);
+}

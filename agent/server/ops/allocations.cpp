@@ -175,6 +175,9 @@ SuccessBody status(const Call& call) {
     SuccessBody body;
     body.result = {{"allocations", list}, {"capacity", ctx.ledger().admission().availability().to_json()},
                    {"backend", {{"name", backend.name()}, {"enforces_limits", backend.enforces_limits()}}}};
+    // Live adjustments in progress: tune's loops and whether balance is lending.
+    if (json loops = ctx.tuner.to_json(); !loops.empty()) body.result["tuning"] = loops;
+    if (const auto& on = ctx.lending.settings()) body.result["balancing"] = {{"since", format_timestamp(on->since)}, {"strategy", on->strategy_name}};
     if (!backend.enforces_limits())
         body.recommendations.push_back("Backend " + backend.name() +
                                        " enforces no limits on this host: they are recorded, not applied (see `resmgr doctor`)");

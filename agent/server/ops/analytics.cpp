@@ -1,6 +1,6 @@
 // The analytics operations: optimize (right-size running allocations from the runs of their
 // workflow type), scale (grow or shrink one allocation or workflow live), balance (lend idle CPU to busy
-// allocations) and analyze-utilization (efficiency and bottlenecks of a period). Thin: read the
+// allocations), tune (feedback loops on a measured metric) and analyze-utilization (efficiency and bottlenecks of a period). Thin: read the
 // history, ask the pure models of agent/analytics, shape the reply; resizing goes through the
 // lifecycle's reallocate like any request. May call: history, analytics, lifecycle, model.
 #include <algorithm>
@@ -261,6 +261,61 @@ SuccessBody balance(const Call& call) {
     return body;
 }
 
+// What the target means for a metric: run-queue waits in microseconds (a number, or a duration
+// such as "5ms"); pressure in percent.
+double tune_target(const json& value, const lifecycle::TunableMetric& what) {
+    if (value.is_number() && value.get<double>() >= 0) return value.get<double>();
+    if (value.is_string() && std::string(what.metric) == "runq_latency_p99_us")
+        if (auto d = parse_duration(value.get<std::string>()))
+            return static_cast<double>(std::chrono::duration_cast<std::chrono::microseconds>(*d).count());
+    throw ApiError(ErrorCode::INVALID_REQUEST, "'target_value' must be a non-negative number" + std::string(std::string(what.metric) == "runq_latency_p99_us" ? " of microseconds or a duration (\"5ms\")" : " (percent)"),
+                   "got " + value.dump(), {"target_value"});
+}
+
+json tunable_list() {
+    json list = json::array();
+    for (const auto& m : lifecycle::Tuner::metrics())
+        list.push_back({{"component", m.component}, {"metric", m.metric}, {"measured_by", m.measured_by}, {"knob", m.knob}});
+    return list;
+}
+
+SuccessBody tune(const Call& call) {
+    Context& ctx = call.ctx;
+    const std::string component = param_string(call.params(), "component");
+    const std::string metric = param_string(call.params(), "metric");
+    SuccessBody body;
+    if (component.empty()) { // the loops running now
+        body.result = {{"loops", ctx.tuner.to_json()}, {"tunable", tunable_list()}};
+        return body;
+    }
+    const lifecycle::TunableMetric* what = lifecycle::Tuner::find_metric(component, metric);
+    if (!what) {
+        std::string can;
+        for (const auto& m : lifecycle::Tuner::metrics()) can += (can.empty() ? "" : ", ") + std::string(m.component) + "/" + m.metric;
+        throw ApiError(ErrorCode::UNSUPPORTED, "resmgrd cannot measure '" + component + (metric.empty() ? "" : "/" + metric) + "' to tune it",
+                       "it can tune: " + can + (component == "agent_pool" ? "; agents are refused at once when the pool is full, so no wait for a slot exists to measure" : ""),
+                       {"component", "metric"});
+    }
+    const std::string id = param_string(call.params(), "allocation_id");
+    if (id.empty()) throw ApiError(ErrorCode::INVALID_REQUEST, "'allocation_id' is required: tune acts on one allocation's own knob", "", {"allocation_id"});
+    const Allocation& a = ctx.ledger().authorize(id, call.peer);
+    if (call.params().contains("auto_adjust") && !param_flag(call.params(), "auto_adjust", true)) {
+        const int stopped = ctx.tuner.stop(component, id);
+        body.result = {{"stopped", stopped}, {"component", component}, {"allocation_id", id}};
+        body.resources_affected = stopped;
+        return body;
+    }
+    if (!core::holds_capacity(a)) throw ApiError(ErrorCode::INVALID_REQUEST, "Allocation '" + id + "' is " + to_string(a.status) + "; only a running one can be tuned");
+    if (std::string(what->component) == "memory" && a.resources.memory_bytes == 0)
+        throw ApiError(ErrorCode::INVALID_REQUEST, "Allocation '" + id + "' has no memory limit, so there is no memory.high to move", "", {"allocation_id"});
+    if (!call.params().contains("target_value")) throw ApiError(ErrorCode::INVALID_REQUEST, "'target_value' is required", "", {"target_value"});
+    const double target = tune_target(call.params()["target_value"], *what);
+    const auto& loop = ctx.tuner.start(*what, id, target, ctx.clock(), call.peer.uid);
+    body.result = lifecycle::Tuner::loop_json(loop);
+    body.recommendations.push_back("The loop steps once per sampling pass; its progress is in `resmgr tune` and `resmgr status`; stop it with \"auto_adjust\": false");
+    return body;
+}
+
 // A node series over [since, now): raw samples within the 48 h they are kept, else 5-minute buckets.
 json series_summary(const history::HistoryStore& store, const std::string& name, std::int64_t since, std::int64_t now) {
     const bool raw = now - since <= kRawKept;
@@ -393,6 +448,7 @@ void register_analytics_operations(Router& router) {
     router.add("analyze-utilization", "", analyze_utilization);
     router.add("scale", "", scale);
     router.add("balance", "", balance);
+    router.add("tune", "", tune);
 }
 
 } // namespace resmgr::server
