@@ -20,9 +20,8 @@ constexpr int kSchemaVersion = 1;
 const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS series(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS samples(series INTEGER NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL,
-                                   PRIMARY KEY(series, ts)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS samples_by_time ON samples(ts);
+CREATE TABLE IF NOT EXISTS samples(ts INTEGER NOT NULL, series INTEGER NOT NULL, value REAL NOT NULL,
+                                   PRIMARY KEY(ts, series)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rollups(resolution INTEGER NOT NULL, series INTEGER NOT NULL, ts INTEGER NOT NULL,
                                    count INTEGER NOT NULL, min REAL NOT NULL, mean REAL NOT NULL, max REAL NOT NULL,
                                    p95 REAL NOT NULL, PRIMARY KEY(resolution, series, ts)) WITHOUT ROWID;
@@ -234,22 +233,31 @@ void HistoryStore::maintain(std::int64_t now) {
             mark.bind(1, std::string("rolled_until_300")).bind(2, std::to_string(end_5m)).step();
             mark.reset();
         }
-        if (end_1h > rolled_until_1h_) {
+        // Once an hour: the hour's rollup, rollup retention and unused series. These scan whole
+        // resolutions, so they run at the hour, not at every 5-minute bucket.
+        const bool hourly = end_1h > rolled_until_1h_;
+        if (hourly) {
             roll_up(Resolution::one_hour, std::max(rolled_until_1h_, first / 3600 * 3600), end_1h);
             mark.bind(1, std::string("rolled_until_3600")).bind(2, std::to_string(end_1h)).step();
         }
-        Statement drop_raw(db_, "DELETE FROM samples WHERE ts < ?");
+        Statement drop_raw(db_, "DELETE FROM samples WHERE ts < ?"); // a range of the (ts, series) key
         drop_raw.bind(1, now - retention_.raw.count()).step();
-        Statement drop_rollups(db_, "DELETE FROM rollups WHERE resolution = ? AND ts < ?");
-        drop_rollups.bind(1, std::int64_t{300}).bind(2, now - retention_.five_minutes.count()).step();
-        drop_rollups.reset();
-        drop_rollups.bind(1, std::int64_t{3600}).bind(2, now - retention_.one_hour.count()).step();
-        // Series with nothing left at any resolution (ended allocations, after retention).
-        exec("DELETE FROM series WHERE id NOT IN (SELECT series FROM samples) AND id NOT IN (SELECT series FROM rollups)");
+        if (hourly) {
+            Statement drop_rollups(db_, "DELETE FROM rollups WHERE resolution = ? AND ts < ?");
+            drop_rollups.bind(1, std::int64_t{300}).bind(2, now - retention_.five_minutes.count()).step();
+            drop_rollups.reset();
+            drop_rollups.bind(1, std::int64_t{3600}).bind(2, now - retention_.one_hour.count()).step();
+            // Series with nothing left (ended allocations, after retention): every sample before
+            // the hour just rolled up is in an hourly bucket, so a series without one and without
+            // a sample since is unused.
+            Statement unused(db_, "DELETE FROM series WHERE id NOT IN (SELECT series FROM rollups WHERE resolution = 3600) "
+                                  "AND id NOT IN (SELECT series FROM samples WHERE ts >= ?)");
+            unused.bind(1, end_1h).step();
+        }
         exec("COMMIT");
         rolled_until_5m_ = std::max(rolled_until_5m_, end_5m);
         rolled_until_1h_ = std::max(rolled_until_1h_, end_1h);
-        series_ids_.clear();
+        if (hourly) series_ids_.clear(); // ids of deleted series must not be reused from the cache
     } catch (const HistoryError& e) {
         sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
         series_ids_.clear();

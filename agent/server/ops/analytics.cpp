@@ -21,7 +21,6 @@ namespace {
 using nlohmann::json;
 
 constexpr double kApplyAbove = 0.05; // a change smaller than 5 % of the current size is not worth a resize
-constexpr std::int64_t kRawKept = 48 * 3600;
 
 std::int64_t epoch_seconds(TimePoint t) { return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count(); }
 
@@ -316,10 +315,13 @@ SuccessBody tune(const Call& call) {
     return body;
 }
 
-// A node series over [since, now): raw samples within the 48 h they are kept, else 5-minute buckets.
+// A node series over [since, now): its 5-minute buckets, then the raw samples after the last
+// complete bucket. Raw samples alone would be exact but are one row per pass for every series,
+// read across all of them (the table is ordered by time so that writing a pass is an append).
 json series_summary(const history::HistoryStore& store, const std::string& name, std::int64_t since, std::int64_t now) {
-    const bool raw = now - since <= kRawKept;
-    auto buckets = store.series(name, raw ? history::Resolution::raw : history::Resolution::five_minutes, since, now + 1);
+    auto buckets = store.series(name, history::Resolution::five_minutes, since, now + 1);
+    const std::int64_t raw_from = buckets.empty() ? since : std::max(since, buckets.back().ts + 300);
+    for (const auto& b : store.series(name, history::Resolution::raw, raw_from, now + 1)) buckets.push_back(b);
     if (buckets.empty()) return {{"samples", 0}, {"mean", nullptr}, {"p95", nullptr}, {"max", nullptr}};
     std::int64_t n = 0;
     double sum = 0, max = buckets.front().max;
@@ -333,7 +335,7 @@ json series_summary(const history::HistoryStore& store, const std::string& name,
     std::sort(p95s.begin(), p95s.end());
     const double p95 = p95s[std::min(p95s.size() - 1, static_cast<std::size_t>(std::ceil(0.95 * static_cast<double>(p95s.size()))) - 1)];
     return {{"samples", n}, {"mean", round3(sum / static_cast<double>(n))}, {"p95", round3(p95)}, {"max", round3(max)},
-            {"resolution", raw ? "raw samples" : "5-minute buckets (p95 of the buckets' p95)"}};
+            {"resolution", "5-minute buckets, then the raw samples since the last one (p95: of the buckets' p95 and the samples)"}};
 }
 
 SuccessBody analyze_utilization(const Call& call) {
