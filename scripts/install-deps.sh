@@ -8,7 +8,8 @@ build=(build-essential cmake pkg-config git
        libsystemd-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
        libgtest-dev libgmock-dev libbenchmark-dev
        libbpf-dev bpftool clang llvm libelf-dev zlib1g-dev
-       libsqlite3-dev ccache)
+       libsqlite3-dev ccache
+       help2man lintian)  # the man pages and the package check (scripts/package.sh)
 # The system test tier boots a throw-away Debian VM (see tests/system/); skipped when these are absent.
 vm=(qemu-system-x86 qemu-utils debootstrap e2fsprogs)
 want=("${build[@]}")

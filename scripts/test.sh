@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs dependencies, then for two builds (warnings as
-# errors; ASan+UBSan) runs the unit and host tiers with ctest, then the system tier in a VM.
+# errors; ASan+UBSan) runs the unit and host tiers with ctest, then the system tier in a VM, then
+# the package tier (the .deb built, checked by lintian, installed and purged in the VM).
 # A tier that cannot run here says why and is counted as skipped, never as passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,6 +64,28 @@ case $rc in
     0) summary+=("system: ok") ;;
     77) summary+=("system: skipped (reason printed above)") ;;
     *) summary+=("system: FAILED"); failed=1 ;;
+esac
+
+echo "=== package tier: lintian-clean .deb, installed and purged in the VM"
+set +e
+RESMGR_JOBS=$jobs ./scripts/package.sh build-pkg
+prc=$?
+if [ $prc = 0 ]; then
+    rm -f build-pkg/package-tests.log
+    ./tests/system/package-test.sh build-pkg
+    prc=$?
+    if [ -f build-pkg/package-tests.log ] && line=$(grep -E '^system: [0-9]+ passed, [0-9]+ failed' build-pkg/package-tests.log | tail -1); then
+        total_passed=$((total_passed + $(sed -E 's/system: ([0-9]+) passed.*/\1/' <<<"$line")))
+        total_failed=$((total_failed + $(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")))
+    fi
+else
+    total_failed=$((total_failed + 1)) # the package did not build or lintian found errors/warnings
+fi
+set -e
+case $prc in
+    0) summary+=("package: ok") ;;
+    77) summary+=("package: skipped (reason printed above)") ;;
+    *) summary+=("package: FAILED"); failed=1 ;;
 esac
 
 echo "=== summary"

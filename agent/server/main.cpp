@@ -153,9 +153,16 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
         ->capture_default_str();
     app.set_version_flag("--version", std::string("resmgrd ") + RESMGR_VERSION);
+    bool print_default_config = false;
+    app.add_flag("--print-default-config", print_default_config,
+                 "Print the default policies as a complete policy file (what applies when --config is absent) and exit");
     app.footer("Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when it cannot start.\n"
                "Check what this host can enforce with `resmgr doctor`.");
     CLI11_PARSE(app, argc, argv);
+    if (print_default_config) {
+        std::cout << resmgr::core::Policy::defaults().to_json().dump(2) << "\n";
+        return 0;
+    }
     prepare_signals();
     spdlog::set_level(spdlog::level::from_str(log_level));
     // Under systemd, stderr goes to the journal, which adds its own timestamps.
