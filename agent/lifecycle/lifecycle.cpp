@@ -219,8 +219,8 @@ SuccessBody Lifecycle::release(const std::string& id, const Owner& peer, std::op
     body.resources_affected = 1;
     if (!ledger_.find(id)) {
         // Ended already (its group emptied, or it expired): the wrapper still gets the record.
-        auto ended = std::find_if(ended_.begin(), ended_.end(), [&](auto& e) { return e.allocation_id == id; });
-        if (ended == ended_.end()) ledger_.authorize(id, peer); // throws NOT_FOUND
+        EndedRecord* ended = ended_.find(id);
+        if (!ended) ledger_.authorize(id, peer); // throws NOT_FOUND
         json& record = ended->record;
         if (peer.uid != 0 && record["allocation"]["owner"]["uid"] != peer.uid)
             throw ApiError(ErrorCode::PERMISSION_DENIED, "Allocation '" + id + "' belongs to another user");
@@ -336,7 +336,7 @@ json Lifecycle::finish(const std::string& id, AllocationStatus final_status, con
     if (monitoring_) monitoring_->forget_allocation(id);
     json record{{"allocation_id", id}, {"allocation", to_json(ended)}, {"final", counters}, {"reason", reason},
                 {"ended_at", format_timestamp(clock_())}};
-    remember_ended(id, record);
+    ended_.add(id, record);
     if (history_) history_->record_run(run_record_of(ended, reason, counters, clock_()));
     if (refill_after) refill();
     return record;
@@ -356,11 +356,6 @@ bool Lifecycle::adjust(const std::string& id) {
     }
 }
 
-void Lifecycle::remember_ended(const std::string& id, json record) {
-    ended_.push_back({id, std::move(record)});
-    if (ended_.size() > kRecentlyEnded) ended_.erase(ended_.begin());
-}
-
 void Lifecycle::start_group(const std::string& id, const std::string& why) {
     const Allocation& a = *ledger_.find(id);
     try {
@@ -368,7 +363,7 @@ void Lifecycle::start_group(const std::string& id, const std::string& why) {
     } catch (const cgroup::BackendError& e) {
         spdlog::error("{}: {} but its cgroup cannot be created, so it ends: {}", id, why, e.what());
         Allocation gone = ledger_.release(id, Owner{0, 0});
-        remember_ended(id, json{{"allocation_id", id}, {"allocation", to_json(gone)}, {"reason", std::string("backend error: ") + e.what()}});
+        ended_.add(id, json{{"allocation_id", id}, {"allocation", to_json(gone)}, {"reason", std::string("backend error: ") + e.what()}});
         return;
     }
     spdlog::info("{}: {}", id, why);
@@ -386,7 +381,7 @@ bool Lifecycle::start_due_reservations() {
         const Allocation gone = ledger_.release(id, Owner{0, 0});
         const std::string why = "its window passed while allocation " + holder + " still held one of its exclusive files";
         spdlog::warn("reservation {} never started: {}", id, why);
-        remember_ended(id, json{{"allocation_id", id}, {"allocation", to_json(gone)}, {"reason", why}});
+        ended_.add(id, json{{"allocation_id", id}, {"allocation", to_json(gone)}, {"reason", why}});
         events_.emit(events::EventType::denied, "reservation " + id + " never started: " + why, gone.workflow_id, id,
                      {{"reason", why}, {"holder", holder}});
     }

@@ -61,19 +61,39 @@ struct EndedRecord {
     nlohmann::json record;
 };
 
+// The newest ended allocations' records, at most kKept.
+class EndedLog {
+public:
+    static constexpr size_t kKept = 256;
+    void add(std::string id, nlohmann::json record) {
+        records_.push_back({std::move(id), std::move(record)});
+        if (records_.size() > kKept) records_.erase(records_.begin());
+    }
+    EndedRecord* find(const std::string& id) {
+        for (auto& e : records_)
+            if (e.allocation_id == id) return &e;
+        return nullptr;
+    }
+    const std::vector<EndedRecord>& records() const { return records_; }
+
+private:
+    std::vector<EndedRecord> records_; // newest last
+};
+
 class Lifecycle {
 public:
     using ClockFn = std::function<TimePoint()>;
-    static constexpr size_t kRecentlyEnded = 256;
 
     Lifecycle(core::Ledger& ledger, cgroup::CgroupBackend& backend, state::StateStore& store, ClockFn clock,
               events::Notifier& events, ExclusiveFiles& files);
 
     void set_hooks(LoopHooks hooks) { hooks_ = std::move(hooks); }
-    // Sampling, agents and final usage; without it agents are not tracked.
-    void set_monitoring(monitor::Monitoring* monitoring) { monitoring_ = monitoring; }
-    // Where each ended allocation's run record goes; without it none is kept.
-    void set_history(history::History* history) { history_ = history; }
+    // Sampling, agents and final usage (without monitoring agents are not tracked), and where
+    // each ended allocation's run record goes (without a history none is kept).
+    void set_observers(monitor::Monitoring* monitoring, history::History* history) {
+        monitoring_ = monitoring;
+        history_ = history;
+    }
     const core::Ledger& ledger() const { return ledger_; }
     // For reading (group_path, pids, describe); changes go through the lifecycle.
     cgroup::CgroupBackend& backend() const { return backend_; }
@@ -100,7 +120,7 @@ public:
     // The allocation as status shows it: record, group, limits, enforcement, queue position.
     nlohmann::json describe(const Allocation& allocation) const;
     const cgroup::Enforcement* enforcement(const std::string& id) const;
-    const std::vector<EndedRecord>& ended() const { return ended_; }
+    const std::vector<EndedRecord>& ended() const { return ended_.records(); }
 
 private:
     friend class Completion; // the clock-and-kernel half of the same writer
@@ -124,7 +144,6 @@ private:
     void watch(const Allocation& allocation);
     // What follows a process's arrival in the group, once it is recorded.
     void attached(const Allocation& allocation, const AttachTarget& target);
-    void remember_ended(const std::string& id, nlohmann::json record);
     // Writes the group's limits with its live adjustments; false (and the adjustment dropped)
     // when the backend refuses them.
     bool adjust(const std::string& id);
@@ -140,7 +159,7 @@ private:
     LoopHooks hooks_;
     std::map<std::string, cgroup::Enforcement> enforcement_;
     LiveAdjustments adjustments_; // balance's loans, tune's knobs; every group write goes through adjusted_limits
-    std::vector<EndedRecord> ended_; // newest last
+    EndedLog ended_;
     Completion completion_{*this};
 };
 

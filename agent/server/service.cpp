@@ -26,8 +26,8 @@ Service::Service(core::Ledger& ledger, cgroup::CgroupBackend& backend, state::St
 }
 
 void Service::set_history(history::History* history) {
-    lifecycle_.set_history(history);
     context_.history = history;
+    lifecycle_.set_observers(context_.monitoring, history);
     if (context_.monitoring) context_.monitoring->set_history(history);
 }
 

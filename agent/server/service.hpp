@@ -34,8 +34,8 @@ public:
     // Sampling, thresholds, agents and the monitoring operations; without it those operations
     // answer UNSUPPORTED and agents are not tracked.
     void set_monitoring(monitor::Monitoring* monitoring) {
-        lifecycle_.set_monitoring(monitoring);
         context_.monitoring = monitoring;
+        lifecycle_.set_observers(monitoring, context_.history);
         if (monitoring) monitoring->set_history(context_.history);
     }
     // Run records, samples and their rollups; without it no history is kept and the history
