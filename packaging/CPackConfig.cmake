@@ -24,7 +24,12 @@ watched through /proc, PSI and eBPF, with events in the journal.
 .
 It remembers every workflow run and sizes the next ones from what they really
 used (optimize, scale, balance, tune). resmgr and resmgr-run are its clients.")
-set(CPACK_STRIP_FILES ON)
+# Stripping: CPackDeb itself splits each binary's debug info into resmgr-dbgsym_*.ddeb
+# (/usr/lib/debug/.build-id/..., with a .gnu_debuglink) and strips the binary with
+# --strip-unneeded. CPACK_STRIP_FILES must stay OFF for that: it strips before CPackDeb looks, so
+# CPackDeb finds no unstripped file and makes no -dbgsym package. CMake 3.25 writes the .ddeb's
+# md5sums with absolute build paths and gives it no /usr/share/doc: package.sh repairs both.
+set(CPACK_STRIP_FILES OFF)
 set(CPACK_DEBIAN_DEBUGINFO_PACKAGE ON)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA

@@ -58,14 +58,30 @@ else
 fi
 kill $runner 2>/dev/null; wait $runner 2>/dev/null
 
-# 4. Purge stops the service and leaves nothing: no files of the package, no state, no unit.
-dpkg --purge resmgr > /tmp/purge.out 2>&1
+# 4. The -dbgsym package installs beside it and holds the debug info of the installed resmgrd
+#    (found by its build id).
+#    (found by its build id, which package-test.sh read on the host: the guest has no readelf).
+if [ -f "$share/resmgr-dbgsym.ddeb" ]; then
+    build_id=$(cat "$share/resmgrd.build-id")
+    debug=/usr/lib/debug/.build-id/$(echo "$build_id" | cut -c1-2)/$(echo "$build_id" | cut -c3-).debug
+    dpkg -i "$share/resmgr-dbgsym.ddeb" > /tmp/dbgsym.out 2>&1
+    if dpkg -s resmgr-dbgsym > /dev/null 2>&1 && [ -n "$build_id" ] && [ -f "$debug" ] && [ -L /usr/share/doc/resmgr-dbgsym ]; then
+        pass dbgsym-installs
+    else
+        fail dbgsym-installs "build id '$build_id', debug file '$debug'; $(tail -5 /tmp/dbgsym.out)"
+    fi
+fi
+
+# 5. apt-get purge stops the service and leaves nothing: no files of the package (nor of the
+#    -dbgsym package, removed with it), no state, no unit.
+apt-get purge -y resmgr > /tmp/purge.out 2>&1
 left=""
 for f in /usr/sbin/resmgrd /usr/bin/resmgr /etc/resmgr/resmgr.json /var/lib/resmgr /usr/lib/systemd/system/resmgrd.service \
-         /etc/systemd/system/multi-user.target.wants/resmgrd.service; do
+         /etc/systemd/system/multi-user.target.wants/resmgrd.service /usr/lib/debug/.build-id /usr/share/doc/resmgr-dbgsym; do
     [ -e "$f" ] && left="$left $f"
 done
-if [ -z "$left" ] && ! dpkg -s resmgr > /dev/null 2>&1 && [ "$(systemctl is-active resmgrd)" != active ]; then
+if [ -z "$left" ] && ! dpkg -s resmgr > /dev/null 2>&1 && ! dpkg -s resmgr-dbgsym > /dev/null 2>&1 &&
+   [ "$(systemctl is-active resmgrd)" != active ]; then
     pass purge-removes-everything
 else
     fail purge-removes-everything "left:$left; $(tail -5 /tmp/purge.out)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The package tier: boots the system-test VM with the Debian package built by scripts/package.sh
-# and runs package-guest.sh inside it: install, the service comes up and answers, purge leaves
-# nothing behind.
+# (and its -dbgsym package) and runs package-guest.sh inside it: install, the service comes up and
+# answers, a running workflow survives an upgrade, apt-get purge leaves nothing behind.
 #   package-test.sh PACKAGE_BUILD_DIR
 # Exit 0 all passed, 1 a check failed, 77 (with the reason printed) when the tier cannot run.
 set -euo pipefail
@@ -15,6 +15,14 @@ share=$build/vm-share
 rm -rf "$share"
 mkdir -p "$share"
 cp "$deb" "$share/resmgr.deb"
+# The -dbgsym package, and the build id of the packaged resmgrd (the guest has no readelf).
+ddeb=$(ls "$build"/resmgr-dbgsym_*.ddeb 2>/dev/null | head -1)
+if [ -n "$ddeb" ]; then
+    cp "$ddeb" "$share/resmgr-dbgsym.ddeb"
+    dpkg-deb --fsys-tarfile "$deb" | tar -xOf - ./usr/sbin/resmgrd > "$share/resmgrd"
+    LC_ALL=C readelf -n "$share/resmgrd" | sed -n 's/.*Build ID: //p' > "$share/resmgrd.build-id"
+    rm "$share/resmgrd"
+fi
 cp "$here/package-guest.sh" "$share/"
 set +e
 "$here/vm.sh" run "$share" package-guest.sh | tee "$build/package-tests.log"
