@@ -60,9 +60,25 @@ Lifecycle::Lifecycle(core::Ledger& ledger, cgroup::CgroupBackend& backend, state
     : ledger_(ledger), backend_(backend), store_(store), clock_(std::move(clock)), events_(events), files_(files) {}
 
 void Lifecycle::persist() {
+    // What changed since the last persist, as the ledger tracked it: one journal batch, whatever
+    // the number of live allocations. On failure the ledger keeps them as changed, so the next
+    // persist writes them (the callers' rollbacks mark what they put back).
+    std::vector<state::Change> changes;
+    changes.reserve(ledger_.changed().size());
+    for (auto& id : ledger_.changed()) changes.push_back({id, ledger_.find(id)});
+    store_.record(changes);
+    ledger_.clear_changed();
+    if (!store_.snapshot_due()) return;
+    // Compaction: the snapshot, written as often as it holds allocations, so O(1) per change.
+    // The changes are durable already: a failure here only leaves the journal longer.
     std::vector<Allocation> all;
+    all.reserve(ledger_.allocations().size());
     for (auto& [_, a] : ledger_.allocations()) all.push_back(a);
-    store_.save_allocations(all, clock_());
+    try {
+        store_.save_allocations(all, clock_());
+    } catch (const state::StateError& e) {
+        spdlog::warn("cannot write the allocations' snapshot, the journal keeps the changes: {}", e.what());
+    }
 }
 
 json Lifecycle::describe(const Allocation& a) const {
