@@ -254,8 +254,23 @@ void StateStore::open_journal() {
 
 void StateStore::record(const std::vector<Change>& changes) {
     if (changes.empty()) return;
-    if (journal_fd_ < 0) open_journal();
     const auto path = journal_path();
+    if (journal_fd_ >= 0) {
+        // The journal must still be the file at its path: appending to one moved aside or removed
+        // would acknowledge changes that no start reads. Then only a whole snapshot can take over.
+        struct stat at_path{}, open{};
+        if (::stat(path.c_str(), &at_path) < 0 || ::fstat(journal_fd_, &open) < 0 || at_path.st_dev != open.st_dev ||
+            at_path.st_ino != open.st_ino) {
+            ::close(journal_fd_);
+            journal_fd_ = -1;
+            journal_lost_ = true;
+        }
+    }
+    if (journal_lost_)
+        throw StateError("journal " + path.string() +
+                         " was moved or removed while resmgrd ran: changes are not recorded until the snapshot " +
+                         allocations_path().string() + " can be written again");
+    if (journal_fd_ < 0) open_journal();
     std::string batch;
     for (size_t i = 0; i < changes.size(); ++i) {
         const std::uint8_t flags = i + 1 == changes.size() ? kLastOfBatch : 0;
@@ -280,7 +295,7 @@ void StateStore::record(const std::vector<Change>& changes) {
     journal_records_ += changes.size();
 }
 
-bool StateStore::snapshot_due() const { return journal_records_ >= std::max(kSnapshotEvery, snapshot_size_); }
+bool StateStore::snapshot_due() const { return journal_lost_ || journal_records_ >= std::max(kSnapshotEvery, snapshot_size_); }
 
 void StateStore::save_allocations(const std::vector<Allocation>& allocations, TimePoint now) {
     nlohmann::json list = nlohmann::json::array();
@@ -291,6 +306,12 @@ void StateStore::save_allocations(const std::vector<Allocation>& allocations, Ti
     // The snapshot holds every change the journal does: empty the journal. A crash before this
     // is durable replays the journal over the new snapshot, which gives the same state (header).
     const auto path = journal_path();
+    if (journal_lost_) {
+        // The snapshot holds everything: a new journal starts at the path.
+        if (journal_fd_ >= 0) ::close(journal_fd_);
+        journal_fd_ = -1;
+        journal_lost_ = false;
+    }
     if (journal_fd_ >= 0) {
         if (::ftruncate(journal_fd_, static_cast<off_t>(kJournalMagic.size())) < 0) fail("cannot truncate", path);
         journal_end_ = kJournalMagic.size();

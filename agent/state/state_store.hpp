@@ -11,15 +11,16 @@
 //                        before record() returns. Work per change is O(size of the change), not
 //                        O(live allocations) as when every change rewrote the snapshot.
 // Start loads the snapshot, then replays the journal over it. Compaction (save_allocations:
-// after as many records as the snapshot held allocations, at least kSnapshotEvery, and at
-// shutdown) writes the snapshot, then empties the journal.
+// once the journal holds as many records as the snapshot held allocations, at least
+// kSnapshotEvery, right after a record; and at shutdown) writes the snapshot, then empties the
+// journal. The snapshot's cost is so spread to O(1) per change.
 //
 // Why a crash between the two steps is safe: every record holds an allocation's whole state (or
-// its removal), never a difference, and the journal holds every change up to the snapshot it
-// is compacted into. Replaying it over that newer snapshot leaves each id the journal touched at
-// the value of its last record, which is its value in the snapshot, and every other id as the
-// snapshot has it: the same state, so the replay is idempotent and nothing needs to know which
-// file is newer.
+// its removal), never a difference, and the snapshot is written right after a record, so it
+// holds exactly the state at the journal's end (nothing changes in between: one thread).
+// Replaying the journal over that newer snapshot leaves each id the journal touched at the value
+// of its last record, which is its value in the snapshot, and every other id as the snapshot has
+// it: the same state, so the replay is idempotent and nothing needs to know which file is newer.
 //
 // Record format (little-endian), after an 8-byte file header "RMJRNL1\n":
 //   u32 payload length | u8 kind (1 upsert, 2 remove) | u8 flags (1: last of its batch) |
@@ -87,10 +88,14 @@ public:
     // StateError (the journal is kept: replaying it over either snapshot gives the same state).
     void save_allocations(const std::vector<Allocation>& allocations, TimePoint now);
     // Appends `changes` as one batch to the journal, durable when it returns. Throws StateError
-    // and leaves the journal as it was: the changes were not recorded.
+    // and leaves the journal as it was: the changes were not recorded. A journal moved or
+    // removed under it is not appended to: StateError until save_allocations succeeds.
     void record(const std::vector<Change>& changes);
-    // Time for save_allocations: the journal holds as many records as the snapshot allocations.
+    // Time for save_allocations (after a record): the journal holds as many records as the
+    // snapshot allocations, or it was moved or removed.
     bool snapshot_due() const;
+    // The open journal was moved or removed: record() refuses, save_allocations starts a new one.
+    bool journal_lost() const { return journal_lost_; }
 
     // The snapshot with the journal replayed over it; missing files: empty. A torn tail of the
     // journal is cut off (logged). Unreadable, truncated or malformed snapshot, or a corrupt
@@ -107,6 +112,7 @@ private:
     std::size_t journal_end_ = 0;      // bytes of whole batches: where the next one goes
     std::size_t journal_records_ = 0;  // records since the snapshot
     std::size_t snapshot_size_ = 0;    // allocations in the snapshot
+    bool journal_lost_ = false;        // the open journal is no longer the file at its path
 };
 
 } // namespace resmgr::state
