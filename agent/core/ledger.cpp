@@ -24,6 +24,7 @@ void Ledger::set_exclusive_files(const std::string& id, std::vector<std::string>
     holdings_.account(a, -1);
     a.constraints.exclusive_access = std::move(files);
     holdings_.account(a, +1);
+    changed_.insert(id);
 }
 
 Allocation Ledger::make_allocation(const AllocationRequest& request, const Owner& owner, TimePoint now, const std::string& id) {
@@ -68,6 +69,7 @@ const Allocation& Ledger::allocate(const AllocationRequest& request, const Owner
         a.queue_seq = next_queue_seq_++;
     }
     holdings_.account(a, +1);
+    changed_.insert(a.allocation_id);
     return allocations_.emplace(a.allocation_id, std::move(a)).first->second;
 }
 
@@ -89,6 +91,7 @@ const Allocation& Ledger::reserve(const AllocationRequest& request, const std::s
     a.start_at = start;
     a.expires_at = start + *request.constraints.max_duration;
     ++reserved_count_;
+    changed_.insert(a.allocation_id);
     return allocations_.emplace(a.allocation_id, std::move(a)).first->second;
 }
 
@@ -101,6 +104,7 @@ void Ledger::activate(const std::string& id) {
     --reserved_count_;
     a.status = AllocationStatus::active;
     holdings_.account(a, +1);
+    changed_.insert(id);
 }
 
 std::vector<std::string> Ledger::admit_queued(TimePoint now) {
@@ -130,6 +134,7 @@ std::vector<std::string> Ledger::admit_queued(TimePoint now) {
         a->timestamp = now;
         a->expires_at = now + *a->constraints.max_duration;
         holdings_.account(*a, +1);
+        changed_.insert(a->allocation_id);
         admitted.push_back(a->allocation_id);
     }
     return admitted;
@@ -140,6 +145,7 @@ void Ledger::pause(const std::string& id) {
     holdings_.account(a, -1);
     a.status = AllocationStatus::paused;
     holdings_.account(a, +1);
+    changed_.insert(id);
 }
 
 void Ledger::degrade(const std::string& id) {
@@ -148,6 +154,7 @@ void Ledger::degrade(const std::string& id) {
     a.degraded_from_cpu = a.resources.cpu_cores;
     a.resources.cpu_cores *= policy_.degrade_ratio;
     holdings_.account(a, +1);
+    changed_.insert(id);
 }
 
 std::vector<std::string> Ledger::restore_preempted() {
@@ -167,6 +174,7 @@ std::vector<std::string> Ledger::restore_preempted() {
         a->degraded_from_cpu.reset();
         a->status = AllocationStatus::active;
         holdings_.account(*a, +1);
+        changed_.insert(a->allocation_id);
         restored.push_back(a->allocation_id);
     }
     return restored;
@@ -190,6 +198,7 @@ Allocation Ledger::release(const std::string& id, const Owner& caller) {
     holdings_.account(node.mapped(), -1);
     if (node.mapped().status == AllocationStatus::reserved) --reserved_count_;
     node.mapped().status = AllocationStatus::released;
+    changed_.insert(id);
     return std::move(node.mapped());
 }
 
@@ -204,6 +213,7 @@ const Allocation& Ledger::reallocate(const std::string& id, const Resources& res
     holdings_.account(a, -1);
     a.resources = resources;
     holdings_.account(a, +1);
+    changed_.insert(id);
     return a;
 }
 
@@ -216,20 +226,32 @@ void Ledger::restore(const Allocation& allocation) {
     if (allocation.status == AllocationStatus::reserved) ++reserved_count_;
     next_queue_seq_ = std::max(next_queue_seq_, allocation.queue_seq + 1);
     allocations_[allocation.allocation_id] = allocation;
+    changed_.insert(allocation.allocation_id);
 }
 
-void Ledger::mark_terminating(const std::string& id, TimePoint now) { allocations_.at(id).terminating_since = now; }
-void Ledger::mark_expired(const std::string& id) { allocations_.at(id).status = AllocationStatus::expired; }
+void Ledger::mark_terminating(const std::string& id, TimePoint now) {
+    allocations_.at(id).terminating_since = now;
+    changed_.insert(id);
+}
+void Ledger::mark_expired(const std::string& id) {
+    allocations_.at(id).status = AllocationStatus::expired;
+    changed_.insert(id);
+}
 void Ledger::mark_populated(const std::string& id) {
     auto& a = allocations_.at(id);
     a.populated_once = true;
     a.idle_since.reset();
+    changed_.insert(id);
 }
-void Ledger::mark_idle(const std::string& id, TimePoint since) { allocations_.at(id).idle_since = since; }
+void Ledger::mark_idle(const std::string& id, TimePoint since) {
+    allocations_.at(id).idle_since = since;
+    changed_.insert(id);
+}
 void Ledger::set_supervisor(const std::string& id, std::int32_t pid) {
     auto& a = allocations_.at(id);
     a.supervisor_pid = pid;
     if (pid > 0) a.supervised = true;
+    changed_.insert(id);
 }
 
 const Allocation* Ledger::find(const std::string& id) const {

@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,11 @@ public:
     // Replaces the files an allocation holds exclusively (resolve-conflicts: release, priority_based).
     void set_exclusive_files(const std::string& id, std::vector<std::string> files);
 
+    // The ids added, changed or removed since clear_changed(): what the state store records next
+    // (Lifecycle::persist), so each change writes what it touched, not every allocation.
+    const std::set<std::string>& changed() const { return changed_; }
+    void clear_changed() { changed_.clear(); }
+
     const Allocation* find(const std::string& id) const;
     const std::map<std::string, Allocation>& allocations() const { return allocations_; }
     const Policy& policy() const { return policy_; }
@@ -83,6 +89,7 @@ private:
     Policy policy_;
     IdGenerator ids_;
     std::map<std::string, Allocation> allocations_;
+    std::set<std::string> changed_;
     Holdings holdings_;
     int reserved_count_ = 0;
     std::uint64_t next_queue_seq_ = 1;

@@ -60,9 +60,39 @@ Lifecycle::Lifecycle(core::Ledger& ledger, cgroup::CgroupBackend& backend, state
     : ledger_(ledger), backend_(backend), store_(store), clock_(std::move(clock)), events_(events), files_(files) {}
 
 void Lifecycle::persist() {
-    std::vector<Allocation> all;
-    for (auto& [_, a] : ledger_.allocations()) all.push_back(a);
-    store_.save_allocations(all, clock_());
+    // What changed since the last persist, as the ledger tracked it: one journal batch, whatever
+    // the number of live allocations. On failure the ledger keeps them as changed, so the next
+    // persist writes them (the callers' rollbacks mark what they put back).
+    auto snapshot = [&] {
+        std::vector<Allocation> all;
+        all.reserve(ledger_.allocations().size());
+        for (auto& [_, a] : ledger_.allocations()) all.push_back(a);
+        store_.save_allocations(all, clock_());
+    };
+    std::vector<state::Change> changes;
+    changes.reserve(ledger_.changed().size());
+    for (auto& id : ledger_.changed()) changes.push_back({id, ledger_.find(id)});
+    try {
+        store_.record(changes);
+    } catch (const state::StateError& e) {
+        if (!store_.journal_lost()) throw;
+        // The journal was moved or removed: only the whole snapshot records the change now.
+        spdlog::warn("{}; writing the snapshot instead", e.what());
+        snapshot();
+        ledger_.clear_changed();
+        return;
+    }
+    ledger_.clear_changed();
+    if (!store_.snapshot_due()) return;
+    // Compaction, after the record: the snapshot then holds exactly what the journal does, which
+    // makes a replay of the journal over it harmless (state_store.hpp). Done as often as the
+    // snapshot holds allocations, so O(1) per change; the change is durable already, so a failure
+    // only leaves the journal longer.
+    try {
+        snapshot();
+    } catch (const state::StateError& e) {
+        spdlog::warn("cannot write the allocations' snapshot, the journal keeps the changes: {}", e.what());
+    }
 }
 
 json Lifecycle::describe(const Allocation& a) const {

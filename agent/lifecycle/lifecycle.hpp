@@ -4,7 +4,8 @@
 // private steps. The order of effects is the same everywhere:
 //   1. decide in the ledger (admission, preemption plan, transition),
 //   2. act on the kernel through the backend (create, update, freeze, signal, destroy),
-//   3. persist the allocations (write, fsync, rename) before the answer goes out;
+//   3. persist what changed (the ledger's changed ids: one journal batch, fdatasync'd) before
+//      the answer goes out; the state store writes the whole snapshot only every so often;
 // a backend failure rolls the ledger back so the state never claims a group that does not
 // exist, and an end is recorded before the group goes, so a crash never leaves a recorded
 // allocation whose processes were killed. Exclusive-file holds (ExclusiveFiles) follow the
@@ -127,6 +128,8 @@ private:
     friend class CpuLending; // balance: loans of CPU on top of the ledger's sizes
     friend class Tuner;      // tune: memory.high and cpu.weight moved by a feedback loop
 
+    // Records the allocations the ledger changed since the last persist (state::StateStore::record),
+    // and the snapshot when it is due. Throws StateError; the changes stay to be recorded.
     void persist();
     // Ends an allocation: final counters, recorded, group removed, holds dropped, remembered.
     nlohmann::json finish(const std::string& id, AllocationStatus final_status, const std::string& reason, bool refill_after = true);

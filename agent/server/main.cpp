@@ -182,6 +182,7 @@ int main(int argc, char** argv) {
         resmgr::state::StateStore store(state_dir);
         resmgr::core::Ledger ledger(capacity, policy);
         for (auto& a : store.load_allocations()) ledger.restore(a);
+        ledger.clear_changed(); // what was loaded is on disk already
 
         const SocketAccess access = socket_access(socket_group, socket_mode);
         nlohmann::json daemon_info{{"pid", ::getpid()}, {"version", RESMGR_VERSION}, {"socket", socket_path},
@@ -274,6 +275,14 @@ int main(int argc, char** argv) {
         int r = sd_event_loop(event);
         sd_event_unref(event);
         if (r < 0) spdlog::critical("the event loop failed: {}", std::strerror(-r));
+        // Compaction at shutdown: the next start reads one snapshot and an empty journal.
+        try {
+            std::vector<resmgr::Allocation> all;
+            for (auto& [_, a] : ledger.allocations()) all.push_back(a);
+            store.save_allocations(all, resmgr::Clock::now());
+        } catch (const resmgr::state::StateError& e) {
+            spdlog::warn("cannot write the allocations' snapshot at shutdown; the journal keeps the changes: {}", e.what());
+        }
         return r < 0 ? 1 : 0;
     } catch (const std::exception& e) {
         spdlog::critical("cannot start: {}", e.what());
