@@ -59,16 +59,18 @@ Lifecycle::Lifecycle(core::Ledger& ledger, cgroup::CgroupBackend& backend, state
                      events::Notifier& events, ExclusiveFiles& files)
     : ledger_(ledger), backend_(backend), store_(store), clock_(std::move(clock)), events_(events), files_(files) {}
 
+void write_snapshot(const core::Ledger& ledger, state::StateStore& store, TimePoint now) {
+    std::vector<Allocation> all;
+    all.reserve(ledger.allocations().size());
+    for (auto& [_, a] : ledger.allocations()) all.push_back(a);
+    store.save_allocations(all, now);
+}
+
 void Lifecycle::persist() {
     // What changed since the last persist, as the ledger tracked it: one journal batch, whatever
     // the number of live allocations. On failure the ledger keeps them as changed, so the next
     // persist writes them (the callers' rollbacks mark what they put back).
-    auto snapshot = [&] {
-        std::vector<Allocation> all;
-        all.reserve(ledger_.allocations().size());
-        for (auto& [_, a] : ledger_.allocations()) all.push_back(a);
-        store_.save_allocations(all, clock_());
-    };
+    auto snapshot = [&] { write_snapshot(ledger_, store_, clock_()); };
     std::vector<state::Change> changes;
     changes.reserve(ledger_.changed().size());
     for (auto& id : ledger_.changed()) changes.push_back({id, ledger_.find(id)});

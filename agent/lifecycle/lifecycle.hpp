@@ -81,6 +81,10 @@ private:
     std::vector<EndedRecord> records_; // newest last
 };
 
+// The whole snapshot of the ledger's allocations (state::StateStore::save_allocations): the
+// journal's compaction, the shutdown's, and the fallback when a journal sync fails.
+void write_snapshot(const core::Ledger& ledger, state::StateStore& store, TimePoint now);
+
 class Lifecycle {
 public:
     using ClockFn = std::function<TimePoint()>;

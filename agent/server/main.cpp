@@ -24,6 +24,7 @@
 #include "resmgr/client.hpp"
 #include "monitor/monitoring.hpp"
 #include "server/event_loop.hpp"
+#include "server/group_commit.hpp"
 #include "server/service.hpp"
 #include "server/socket_server.hpp"
 #include "state/state_store.hpp"
@@ -255,11 +256,16 @@ int main(int argc, char** argv) {
         // Sends WATCHDOG=1 at half of WatchdogSec= while the loop turns; no-op outside systemd.
         sd_event_set_watchdog(event, true);
 
+        // From here on changes are synced in groups (group_commit.hpp); start's reconcile above
+        // was synced change by change.
+        resmgr::server::GroupCommit commit(event, store, [&] { resmgr::lifecycle::write_snapshot(ledger, store, resmgr::Clock::now()); });
         resmgr::server::SocketServer server(event, socket_path, [&](const resmgr::Request& request, const resmgr::Owner& peer) {
             return service.router().handle(request, peer);
         }, resmgr::server::SocketOptions{access.group, access.mode, max_clients,
                                          static_cast<size_t>(policy.limits.connections_per_user), policy.limits.include_root,
                                          policy.limits.idle_connection_timeout});
+        server.hold_answers_until_durable([&] { return commit.unsynced(); });
+        commit.set_on_durable([&](std::uint64_t seq) { server.durable(seq); });
         events.add(std::make_unique<resmgr::server::SubscriberSink>(server));
         loop.start_sampling(monitoring.interval());
         if (loaded.probes) loop.watch_fd(loaded.probes->ring_fd(), [&] { monitoring.probes().consume(); }, kProbeWakeup);
@@ -277,9 +283,7 @@ int main(int argc, char** argv) {
         if (r < 0) spdlog::critical("the event loop failed: {}", std::strerror(-r));
         // Compaction at shutdown: the next start reads one snapshot and an empty journal.
         try {
-            std::vector<resmgr::Allocation> all;
-            for (auto& [_, a] : ledger.allocations()) all.push_back(a);
-            store.save_allocations(all, resmgr::Clock::now());
+            resmgr::lifecycle::write_snapshot(ledger, store, resmgr::Clock::now());
         } catch (const resmgr::state::StateError& e) {
             spdlog::warn("cannot write the allocations' snapshot at shutdown; the journal keeps the changes: {}", e.what());
         }

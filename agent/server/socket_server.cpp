@@ -220,7 +220,7 @@ int SocketServer::on_client(sd_event_source*, int fd, uint32_t revents, void* us
     auto it = self->clients_.find(fd);
     if (it == self->clients_.end()) return 0;
     ClientConn& c = *it->second;
-    if ((revents & EPOLLIN) && c.out.size() < kMaxPendingOutput) {
+    if ((revents & EPOLLIN) && backlog(c) < kMaxPendingOutput) {
         char buf[65536];
         for (;;) {
             ssize_t n = ::read(fd, buf, sizeof buf);
@@ -241,26 +241,61 @@ int SocketServer::on_client(sd_event_source*, int fd, uint32_t revents, void* us
     } else if (revents & (EPOLLHUP | EPOLLERR)) {
         c.closing = true;
     }
-    // Lines left waiting while the answers were backed up are served as the socket takes them.
-    do {
-        run_handler("client request", [self, &c] { self->serve(c); });
-        if (!self->flush(c)) {
-            self->drop(fd);
-            return 0;
-        }
-    } while (c.out.size() < kMaxPendingOutput && has_line(c.in));
-    if (c.closing && c.out.empty()) self->drop(fd);
+    self->pump(fd, c);
     return 0;
 }
 
+bool SocketServer::pump(int fd, ClientConn& c) {
+    // Lines left waiting while the answers were backed up are served as the socket takes them.
+    do {
+        run_handler("client request", [this, &c] { serve(c); });
+        if (!flush(c)) {
+            drop(fd);
+            return false;
+        }
+    } while (backlog(c) < kMaxPendingOutput && has_line(c.in));
+    if (c.closing && c.out.empty() && c.held.empty()) {
+        drop(fd);
+        return false;
+    }
+    return true;
+}
+
+void SocketServer::answer(ClientConn& c, const nlohmann::json& envelope) {
+    std::string line = dump_text(envelope) + "\n";
+    // Every answer waits while anything written before it is not durable: a change's own, and a
+    // read's that may show one; and behind this client's earlier held answers, to keep order.
+    const std::uint64_t wait_for = unsynced_ ? unsynced_() : 0;
+    if (wait_for == 0 && c.held.empty()) {
+        c.out += line;
+        return;
+    }
+    c.held += line;
+    c.held_for = std::max(c.held_for, wait_for);
+}
+
+void SocketServer::durable(std::uint64_t seq) {
+    std::vector<int> ready;
+    for (auto& [fd, c] : clients_)
+        if (!c->held.empty() && c->held_for <= seq) ready.push_back(fd);
+    for (int fd : ready) {
+        auto it = clients_.find(fd);
+        if (it == clients_.end()) continue;
+        ClientConn& c = *it->second;
+        c.out += std::exchange(c.held, {});
+        c.held_for = 0;
+        pump(fd, c);
+    }
+}
+
 void SocketServer::serve(ClientConn& c) {
-    while (c.out.size() < kMaxPendingOutput) {
+    while (backlog(c) < kMaxPendingOutput) {
         auto nl = c.in.find('\n');
         if (nl == std::string::npos) {
             if (c.in.size() > kMaxLine) {
                 auto err = error_envelope("unknown", ApiError(ErrorCode::INVALID_REQUEST, "request line too long",
                                                               "limit is " + std::to_string(kMaxLine) + " bytes"));
-                c.out += dump_text(err) + "\n";
+                answer(c, err);
                 c.in.clear();
                 c.closing = true;
             }
@@ -274,14 +309,15 @@ void SocketServer::serve(ClientConn& c) {
         try {
             request = parse_request_line(line); // parsed once, here
         } catch (const ApiError& e) {
-            c.out += dump_text(error_envelope("unknown", e)) + "\n";
+            answer(c, error_envelope("unknown", e));
             continue;
         }
         if (request.operation == "subscribe") {
+            // Shows no state, and the event lines that follow it go straight out: never held.
             c.out += dump_text(subscribe(c, request)) + "\n";
             continue;
         }
-        c.out += dump_text(handler_(request, current_peer(c.peer, c.pidfd))) + "\n";
+        answer(c, handler_(request, current_peer(c.peer, c.pidfd)));
     }
 }
 
@@ -333,7 +369,7 @@ bool SocketServer::flush(ClientConn& c) {
         return false;
     }
     // Backed up: wait until the client reads, without reading more from it.
-    uint32_t events = c.out.size() < kMaxPendingOutput ? EPOLLIN : 0u;
+    uint32_t events = backlog(c) < kMaxPendingOutput ? EPOLLIN : 0u;
     if (!c.out.empty()) events |= EPOLLOUT;
     sd_event_source_set_io_events(c.source, events);
     return true;

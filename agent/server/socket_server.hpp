@@ -66,6 +66,12 @@ public:
     // How long accepting pauses when accept(2) runs out of fds or memory.
     static constexpr std::chrono::milliseconds kAcceptPause{250};
 
+    // Group commit (group_commit.hpp): `unsynced()` names the journal batch an answer made now
+    // must wait for (0: none); such answers are held, in order per client, until durable(seq)
+    // says that batch is on disk. Without it every answer goes out at once.
+    void hold_answers_until_durable(std::function<std::uint64_t()> unsynced) { unsynced_ = std::move(unsynced); }
+    void durable(std::uint64_t seq);
+
     // Sends the event as one JSON line to every client that asked with the `subscribe`
     // operation (params {"types": [...]}; none = all types). Never blocks.
     void broadcast(const events::Event& event);
@@ -78,7 +84,9 @@ private:
         std::chrono::steady_clock::time_point last_input;
         sd_event_source* source = nullptr;
         std::string in, out;
-        bool closing = false; // close once `out` drains
+        std::string held;           // answers waiting for their changes to be durable
+        std::uint64_t held_for = 0; // the journal batch they wait for
+        bool closing = false; // close once `out` (and `held`) drains
         bool subscriber = false;
         std::set<events::EventType> types; // empty: every type
     };
@@ -89,8 +97,14 @@ private:
     // retrying at once is a busy loop); says so in the log at most every 10 s.
     void pause_accepting(int error);
     static int on_accept_retry(sd_event_source*, uint64_t, void* self);
+    // Serves and flushes until the client's lines are answered or its answers back up; drops
+    // it when it failed or finished. False when it was dropped.
+    bool pump(int fd, ClientConn& c);
     // Answers complete lines until none is left or the answers are backed up.
     void serve(ClientConn& c);
+    // Queues an answer: out at once, or held behind the change it may report (group commit).
+    void answer(ClientConn& c, const nlohmann::json& envelope);
+    static size_t backlog(const ClientConn& c) { return c.out.size() + c.held.size(); }
     // Answers a `subscribe` request and turns the connection into an event stream.
     nlohmann::json subscribe(ClientConn& c, const Request& request);
     bool flush(ClientConn& c); // false when the connection failed; sets what to wait for
@@ -104,6 +118,7 @@ private:
     std::string path_;
     Handler handler_;
     SocketOptions options_;
+    std::function<std::uint64_t()> unsynced_;
     sd_event_source* idle_timer_ = nullptr;
     int listen_fd_ = -1;
     sd_event_source* listen_source_ = nullptr;

@@ -279,7 +279,7 @@ void StateStore::record(const std::vector<Change>& changes) {
     }
     try {
         write_all(journal_fd_, batch, path);
-        if (::fdatasync(journal_fd_) < 0) fail("cannot fdatasync", path);
+        if (!defer_sync_ && ::fdatasync(journal_fd_) < 0) fail("cannot fdatasync", path);
     } catch (const StateError&) {
         // Not recorded: take back what may have reached the file. Should that fail too, the
         // next record() reopens the journal, which cuts the unfinished batch off as a torn tail.
@@ -293,6 +293,8 @@ void StateStore::record(const std::vector<Change>& changes) {
     }
     journal_end_ += batch.size();
     journal_records_ += changes.size();
+    ++written_seq_;
+    if (!defer_sync_) durable_seq_ = written_seq_;
 }
 
 bool StateStore::snapshot_due() const { return journal_lost_ || journal_records_ >= std::max(kSnapshotEvery, snapshot_size_); }
@@ -303,6 +305,7 @@ void StateStore::save_allocations(const std::vector<Allocation>& allocations, Ti
     nlohmann::json doc{{"version", kStateVersion}, {"updated", format_timestamp(now)}, {"allocations", list}};
     write_file_atomic(allocations_path(), dump_text(doc, 2) + "\n");
     snapshot_size_ = allocations.size();
+    durable_seq_ = written_seq_; // the snapshot, fsync'd, holds every batch written so far
     // The snapshot holds every change the journal does: empty the journal. A crash before this
     // is durable replays the journal over the new snapshot, which gives the same state (header).
     const auto path = journal_path();

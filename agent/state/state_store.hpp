@@ -42,7 +42,9 @@
 // every compaction.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
@@ -87,10 +89,22 @@ public:
     // The snapshot: writes `allocations` crash-safely, then empties the journal. Throws
     // StateError (the journal is kept: replaying it over either snapshot gives the same state).
     void save_allocations(const std::vector<Allocation>& allocations, TimePoint now);
-    // Appends `changes` as one batch to the journal, durable when it returns. Throws StateError
-    // and leaves the journal as it was: the changes were not recorded. A journal moved or
-    // removed under it is not appended to: StateError until save_allocations succeeds.
+    // Appends `changes` as one batch to the journal, durable when it returns (unless sync is
+    // deferred, below). Throws StateError and leaves the journal as it was: the changes were not
+    // recorded. A journal moved or removed under it is not appended to: StateError until
+    // save_allocations succeeds.
     void record(const std::vector<Change>& changes);
+
+    // Group commit (server/group_commit.hpp): with sync deferred, record() only writes the batch
+    // and the caller makes it durable later, with one fdatasync of sync_fd() for every batch
+    // written by then (mark_durable). Batches are numbered: written_seq() is the last one
+    // written, durable_seq() the last one known to be on disk (after a sync, or a snapshot).
+    void defer_sync(bool on) { defer_sync_ = on; }
+    std::uint64_t written_seq() const { return written_seq_; }
+    std::uint64_t durable_seq() const { return durable_seq_; }
+    void mark_durable(std::uint64_t seq) { durable_seq_ = std::max(durable_seq_, seq); }
+    // The open journal (-1: none); fdatasync of a dup of it makes every batch written so far durable.
+    int sync_fd() const { return journal_fd_; }
     // Time for save_allocations (after a record): the journal holds as many records as the
     // snapshot allocations, or it was moved or removed.
     bool snapshot_due() const;
@@ -113,6 +127,9 @@ private:
     std::size_t journal_records_ = 0;  // records since the snapshot
     std::size_t snapshot_size_ = 0;    // allocations in the snapshot
     bool journal_lost_ = false;        // the open journal is no longer the file at its path
+    bool defer_sync_ = false;
+    std::uint64_t written_seq_ = 0;
+    std::uint64_t durable_seq_ = 0;
 };
 
 } // namespace resmgr::state
