@@ -1,0 +1,192 @@
+// Durable state over the socket (issue 12), one or more resmgrd binaries side by side in one
+// run: for each binary a fresh daemon (cgroupfs backend under the cgroup2 mount, file guard
+// off, its own state directory), then
+//   - allocate round trip p50/p99 at LIVE live allocations (one client; each allocate is
+//     followed by an untimed release),
+//   - durable changes per second from 1, 4 and 16 concurrent clients (allocate + release pairs
+//     for SECONDS each; every answer means the change is on disk),
+//   - resmgrd's RSS (VmRSS) at each live count.
+// Needs root and a cgroup2 mount.
+//   build/bench/bench_socket_state SECONDS LIVE,LIVE,... RESMGRD [RESMGRD...]
+// e.g. bench_socket_state 5 0,100,1000,10000 build-before/agent/resmgrd build-release/agent/resmgrd
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/magic.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "resmgr/client.hpp"
+
+using namespace resmgr;
+using json = nlohmann::json;
+using Ms = std::chrono::duration<double, std::milli>;
+
+namespace {
+
+std::string mount_point() {
+    struct statfs fs{};
+    if (::statfs("/sys/fs/cgroup", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC) return "/sys/fs/cgroup";
+    if (::statfs("/sys/fs/cgroup/unified", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC) return "/sys/fs/cgroup/unified";
+    return {};
+}
+
+long rss_kib(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(in, line);)
+        if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+    return -1;
+}
+
+struct Daemon {
+    pid_t pid = -1;
+    std::string dir, socket, root;
+
+    Daemon(const std::string& binary, const std::string& mount) {
+        char tmpl[] = "/var/tmp/resmgr-bench-socket-XXXXXX";
+        dir = ::mkdtemp(tmpl);
+        socket = dir + "/resmgr.sock";
+        root = mount + "/resmgr-bench-socket-" + std::to_string(::getpid());
+        std::ofstream(dir + "/policy.json")
+            << R"({"resource_policies":{"allocation_limits":{"max_cpu_per_workflow":4096,"max_memory_per_workflow":1048576},)"
+               R"("limits":{"allocations_per_user":1000000,"connections_per_user":64}}})";
+        pid = ::fork();
+        if (pid == 0) {
+            int null = ::open("/dev/null", O_WRONLY);
+            ::dup2(null, 1);
+            ::dup2(null, 2);
+            ::execl(binary.c_str(), binary.c_str(), "--config", (dir + "/policy.json").c_str(), "--state-dir", (dir + "/state").c_str(),
+                    "--socket", socket.c_str(), "--cgroup-root", root.c_str(), "--backend", "cgroupfs", "--no-file-guard", "--log-level",
+                    "warn", static_cast<char*>(nullptr));
+            ::_exit(127);
+        }
+        for (int i = 0; i < 200; ++i) {
+            try {
+                Client c(socket);
+                return;
+            } catch (const ClientError&) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            }
+        }
+        throw std::runtime_error(binary + " did not start");
+    }
+    ~Daemon() {
+        ::kill(pid, SIGTERM);
+        ::waitpid(pid, nullptr, 0);
+        std::error_code ec;
+        if (std::filesystem::exists(root, ec))
+            for (auto& e : std::filesystem::directory_iterator(root, ec)) ::rmdir(e.path().c_str());
+        ::rmdir(root.c_str());
+        std::filesystem::remove_all(dir, ec);
+    }
+};
+
+json allocate_request(const std::string& workflow) {
+    return {{"workflow_id", workflow}, {"resources", {{"cpu_cores", 0.0001}, {"memory_gb", "1M"}, {"pids", 16}}}};
+}
+
+std::string allocate(Client& c, const std::string& workflow) {
+    json r = c.call({"allocate", "", allocate_request(workflow)});
+    if (r["status"] != "success") throw std::runtime_error("allocate: " + r.dump());
+    return r["result"]["allocation_id"];
+}
+
+void release(Client& c, const std::string& id) {
+    json r = c.call({"release", "", {{"allocation_id", id}}});
+    if (r["status"] != "success") throw std::runtime_error("release: " + r.dump());
+}
+
+// Brings the live count to `target` with 16 clients (untimed).
+void fill(const Daemon& d, int have, int target) {
+    std::vector<std::thread> ts;
+    const int per = (target - have + 15) / 16;
+    for (int i = 0; i < 16; ++i)
+        ts.emplace_back([&, i] {
+            Client c(d.socket);
+            for (int n = 0; n < per && have + i * per + n < target; ++n) allocate(c, "wf-live-" + std::to_string(i));
+        });
+    for (auto& t : ts) t.join();
+}
+
+double percentile(std::vector<double> v, double p) {
+    std::sort(v.begin(), v.end());
+    return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+double changes_per_second(const Daemon& d, int clients, double seconds) {
+    std::atomic<long> changes{0};
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> ts;
+    for (int i = 0; i < clients; ++i)
+        ts.emplace_back([&, i] {
+            Client c(d.socket);
+            while (!stop) {
+                release(c, allocate(c, "wf-rate-" + std::to_string(i)));
+                changes += 2;
+            }
+        });
+    const auto start = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+    stop = true;
+    for (auto& t : ts) t.join();
+    return static_cast<double>(changes) / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 4) {
+        std::fprintf(stderr, "usage: %s SECONDS LIVE,LIVE,... RESMGRD [RESMGRD...]\n", argv[0]);
+        return 2;
+    }
+    const std::string mount = mount_point();
+    if (::geteuid() != 0 || mount.empty()) {
+        std::printf("bench_socket_state: needs root and a cgroup2 mount\n");
+        return 77;
+    }
+    const double seconds = std::atof(argv[1]);
+    std::vector<int> lives;
+    std::stringstream list(argv[2]);
+    for (std::string item; std::getline(list, item, ',');) lives.push_back(std::atoi(item.c_str()));
+    std::sort(lives.begin(), lives.end());
+    for (int b = 3; b < argc; ++b) {
+        std::printf("== %s\n", argv[b]);
+        Daemon d(argv[b], mount);
+        int live = 0;
+        for (int target : lives) {
+            fill(d, live, target);
+            live = target;
+            std::this_thread::sleep_for(std::chrono::milliseconds(500)); // a sampling pass
+            Client c(d.socket);
+            std::vector<double> t;
+            const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+            while (std::chrono::steady_clock::now() < until || t.size() < 50) {
+                auto start = std::chrono::steady_clock::now();
+                std::string id = allocate(c, "wf-timed");
+                t.push_back(Ms(std::chrono::steady_clock::now() - start).count());
+                release(c, id);
+            }
+            std::printf("live %6d: allocate round trip p50 %7.2f ms  p99 %7.2f ms  (%zu)  RSS %6.1f MiB\n", live, percentile(t, 0.5),
+                        percentile(t, 0.99), t.size(), static_cast<double>(rss_kib(d.pid)) / 1024.0);
+            std::fflush(stdout);
+        }
+        for (int clients : {1, 4, 16})
+            std::printf("clients %2d: %8.0f durable changes/s (at %d live)\n", clients, changes_per_second(d, clients, seconds), live);
+        std::fflush(stdout);
+    }
+    return 0;
+}
