@@ -24,7 +24,7 @@ void Ledger::set_exclusive_files(const std::string& id, std::vector<std::string>
     holdings_.account(a, -1);
     a.constraints.exclusive_access = std::move(files);
     holdings_.account(a, +1);
-    changed_.insert(id);
+    touch(id);
 }
 
 Allocation Ledger::make_allocation(const AllocationRequest& request, const Owner& owner, TimePoint now, const std::string& id) {
@@ -69,8 +69,9 @@ const Allocation& Ledger::allocate(const AllocationRequest& request, const Owner
         a.queue_seq = next_queue_seq_++;
     }
     holdings_.account(a, +1);
-    changed_.insert(a.allocation_id);
-    return allocations_.emplace(a.allocation_id, std::move(a)).first->second;
+    const Allocation& stored = allocations_.emplace(a.allocation_id, std::move(a)).first->second;
+    touch(stored.allocation_id);
+    return stored;
 }
 
 const Allocation& Ledger::reserve(const AllocationRequest& request, const std::string& id, TimePoint start, const Owner& owner,
@@ -91,8 +92,9 @@ const Allocation& Ledger::reserve(const AllocationRequest& request, const std::s
     a.start_at = start;
     a.expires_at = start + *request.constraints.max_duration;
     ++reserved_count_;
-    changed_.insert(a.allocation_id);
-    return allocations_.emplace(a.allocation_id, std::move(a)).first->second;
+    const Allocation& stored = allocations_.emplace(a.allocation_id, std::move(a)).first->second;
+    touch(stored.allocation_id);
+    return stored;
 }
 
 void Ledger::activate(const std::string& id) {
@@ -104,13 +106,12 @@ void Ledger::activate(const std::string& id) {
     --reserved_count_;
     a.status = AllocationStatus::active;
     holdings_.account(a, +1);
-    changed_.insert(id);
+    touch(id);
 }
 
 std::vector<std::string> Ledger::admit_queued(TimePoint now) {
     std::vector<Allocation*> line;
-    for (auto& [id, a] : allocations_)
-        if (a.status == AllocationStatus::queued) line.push_back(&a);
+    for (auto& id : queued_ids_) line.push_back(&allocations_.at(id));
     std::sort(line.begin(), line.end(), [](const Allocation* x, const Allocation* y) {
         return x->priority.value != y->priority.value ? x->priority.value > y->priority.value : x->queue_seq < y->queue_seq;
     });
@@ -134,7 +135,7 @@ std::vector<std::string> Ledger::admit_queued(TimePoint now) {
         a->timestamp = now;
         a->expires_at = now + *a->constraints.max_duration;
         holdings_.account(*a, +1);
-        changed_.insert(a->allocation_id);
+        touch(a->allocation_id);
         admitted.push_back(a->allocation_id);
     }
     return admitted;
@@ -145,7 +146,7 @@ void Ledger::pause(const std::string& id) {
     holdings_.account(a, -1);
     a.status = AllocationStatus::paused;
     holdings_.account(a, +1);
-    changed_.insert(id);
+    touch(id);
 }
 
 void Ledger::degrade(const std::string& id) {
@@ -154,13 +155,12 @@ void Ledger::degrade(const std::string& id) {
     a.degraded_from_cpu = a.resources.cpu_cores;
     a.resources.cpu_cores *= policy_.degrade_ratio;
     holdings_.account(a, +1);
-    changed_.insert(id);
+    touch(id);
 }
 
 std::vector<std::string> Ledger::restore_preempted() {
     std::vector<Allocation*> waiting;
-    for (auto& [id, a] : allocations_)
-        if (a.status == AllocationStatus::paused || a.degraded_from_cpu) waiting.push_back(&a);
+    for (auto& id : preempted_ids_) waiting.push_back(&allocations_.at(id));
     std::sort(waiting.begin(), waiting.end(), [](const Allocation* x, const Allocation* y) {
         return x->priority.value != y->priority.value ? x->priority.value > y->priority.value : x->timestamp < y->timestamp;
     });
@@ -174,7 +174,7 @@ std::vector<std::string> Ledger::restore_preempted() {
         a->degraded_from_cpu.reset();
         a->status = AllocationStatus::active;
         holdings_.account(*a, +1);
-        changed_.insert(a->allocation_id);
+        touch(a->allocation_id);
         restored.push_back(a->allocation_id);
     }
     return restored;
@@ -198,7 +198,7 @@ Allocation Ledger::release(const std::string& id, const Owner& caller) {
     holdings_.account(node.mapped(), -1);
     if (node.mapped().status == AllocationStatus::reserved) --reserved_count_;
     node.mapped().status = AllocationStatus::released;
-    changed_.insert(id);
+    touch(id);
     return std::move(node.mapped());
 }
 
@@ -213,7 +213,7 @@ const Allocation& Ledger::reallocate(const std::string& id, const Resources& res
     holdings_.account(a, -1);
     a.resources = resources;
     holdings_.account(a, +1);
-    changed_.insert(id);
+    touch(id);
     return a;
 }
 
@@ -226,32 +226,76 @@ void Ledger::restore(const Allocation& allocation) {
     if (allocation.status == AllocationStatus::reserved) ++reserved_count_;
     next_queue_seq_ = std::max(next_queue_seq_, allocation.queue_seq + 1);
     allocations_[allocation.allocation_id] = allocation;
-    changed_.insert(allocation.allocation_id);
+    touch(allocation.allocation_id);
 }
 
 void Ledger::mark_terminating(const std::string& id, TimePoint now) {
     allocations_.at(id).terminating_since = now;
-    changed_.insert(id);
+    touch(id);
 }
 void Ledger::mark_expired(const std::string& id) {
     allocations_.at(id).status = AllocationStatus::expired;
-    changed_.insert(id);
+    touch(id);
 }
 void Ledger::mark_populated(const std::string& id) {
     auto& a = allocations_.at(id);
     a.populated_once = true;
     a.idle_since.reset();
-    changed_.insert(id);
+    touch(id);
 }
 void Ledger::mark_idle(const std::string& id, TimePoint since) {
     allocations_.at(id).idle_since = since;
-    changed_.insert(id);
+    touch(id);
 }
 void Ledger::set_supervisor(const std::string& id, std::int32_t pid) {
     auto& a = allocations_.at(id);
     a.supervisor_pid = pid;
     if (pid > 0) a.supervised = true;
+    touch(id);
+}
+
+void Ledger::touch(const std::string& id) {
     changed_.insert(id);
+    auto it = allocations_.find(id);
+    const Allocation* a = it == allocations_.end() ? nullptr : &it->second;
+    auto keep = [&](std::set<std::string>& ids, bool member) {
+        if (member) ids.insert(id);
+        else ids.erase(id);
+    };
+    keep(queued_ids_, a && a->status == AllocationStatus::queued);
+    keep(preempted_ids_, a && (a->status == AllocationStatus::paused || a->degraded_from_cpu));
+    keep(reserved_ids_, a && a->status == AllocationStatus::reserved);
+    // Its own next deadline: the grace periods, and the end of a running one's duration. A
+    // reservation's start depends on other allocations' files: deadlines.cpp asks those itself.
+    std::optional<TimePoint> due;
+    auto consider = [&](TimePoint t) { if (!due || t < *due) due = t; };
+    if (a) {
+        if (a->idle_since) consider(*a->idle_since + a->auto_release.grace_period);
+        if (a->terminating_since) consider(*a->terminating_since + a->auto_release.grace_period);
+        else if ((a->status == AllocationStatus::active || a->status == AllocationStatus::paused) && a->expires_at) consider(*a->expires_at);
+    }
+    if (auto old = deadline_of_.find(id); old != deadline_of_.end()) {
+        deadlines_.erase({old->second, id});
+        deadline_of_.erase(old);
+    }
+    if (due) {
+        deadline_of_.emplace(id, *due);
+        deadlines_.emplace(*due, id);
+    }
+}
+
+std::optional<TimePoint> Ledger::earliest_deadline() const {
+    if (deadlines_.empty()) return std::nullopt;
+    return deadlines_.begin()->first;
+}
+
+std::vector<std::string> Ledger::due_by(TimePoint now) const {
+    std::vector<std::string> out;
+    for (auto& [at, id] : deadlines_) {
+        if (at > now) break;
+        out.push_back(id);
+    }
+    return out;
 }
 
 const Allocation* Ledger::find(const std::string& id) const {

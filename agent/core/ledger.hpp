@@ -6,8 +6,10 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cgroup/backend.hpp"
@@ -74,6 +76,16 @@ public:
     const std::set<std::string>& changed() const { return changed_; }
     void clear_changed() { changed_.clear(); }
 
+    // Indexes kept in step with every change (touch), so that the questions asked on every
+    // change (refill, the next timer) cost what they find, not the number of live allocations:
+    // the queued, the preempted (paused or degraded) and the reserved ids; and each
+    // allocation's own earliest deadline (grace periods, a running one's end of duration).
+    const std::set<std::string>& queued_ids() const { return queued_ids_; }
+    const std::set<std::string>& reserved_ids() const { return reserved_ids_; }
+    std::optional<TimePoint> earliest_deadline() const;
+    // The ids whose own earliest deadline is at or before `now`, earliest first.
+    std::vector<std::string> due_by(TimePoint now) const;
+
     const Allocation* find(const std::string& id) const;
     const std::map<std::string, Allocation>& allocations() const { return allocations_; }
     const Policy& policy() const { return policy_; }
@@ -90,6 +102,11 @@ private:
     IdGenerator ids_;
     std::map<std::string, Allocation> allocations_;
     std::set<std::string> changed_;
+    // Marks `id` changed and brings the indexes up to date with it (present or gone).
+    void touch(const std::string& id);
+    std::set<std::string> queued_ids_, preempted_ids_, reserved_ids_;
+    std::map<std::string, TimePoint> deadline_of_;
+    std::set<std::pair<TimePoint, std::string>> deadlines_;
     Holdings holdings_;
     int reserved_count_ = 0;
     std::uint64_t next_queue_seq_ = 1;

@@ -70,8 +70,13 @@ std::vector<OperationSpec> make_catalog() {
     add({"reallocate", "", true, true, false, Caller::anyone,
          {{"allocation_id", T::string, true}, {"resources", T::object, true, {}, {}, "the fields to change; the rest keep their value"}},
          false, "'{\"allocation_id\":\"alloc_...\",\"resources\":{\"cpu_cores\":4}}'", "Change limits live."});
-    add({"status", "", true, true, false, Caller::anyone, {{"allocation_id", T::string}, {"workflow_id", T::string}}, false,
-         "['{\"allocation_id\":\"...\"}' | '{\"workflow_id\":\"...\"}']", "Allocations, limits, capacity."});
+    add({"status", "", true, true, false, Caller::anyone,
+         {{"allocation_id", T::string},
+          {"workflow_id", T::string},
+          {"limit", T::integer, false, 1, 100000, "at most this many allocations (a page), in id order"},
+          {"after", T::string, false, {}, {}, "the page after this allocation id (the previous page's next_after)"}},
+         false, "['{\"allocation_id\":\"...\"}' | '{\"workflow_id\":\"...\"}' | '{\"limit\":100,\"after\":\"alloc_...\"}']",
+         "Allocations, limits, capacity. With limit, one page in id order; next_after names where the next starts."});
     add({"status", "conflicts", false, true, false, Caller::anyone, {{"all", T::boolean, false, {}, {}, "resolved ones too"}}, false,
          "['{\"all\":true}']",
          "Conflicts recorded (conf_... ids): opens the file guard refused or held, held files renamed\n"

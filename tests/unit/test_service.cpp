@@ -417,3 +417,27 @@ TEST(Service, EveryFieldGivenAnyTypeOrAnUnrepresentableNumberGetsAnEnvelope) {
     }
     std::cout << "[          ] " << requests << " requests\n";
 }
+
+TEST(Service, StatusPagesInIdOrder) {
+    Daemon d;
+    std::set<std::string> made;
+    for (int i = 0; i < 5; ++i) made.insert(d.allocate(0.1, "64M"));
+    std::vector<std::string> seen;
+    json params{{"limit", 2}};
+    for (int page = 0; page < 5; ++page) {
+        json r = d.call(json{{"operation", "status"}, {"params", params}}.dump());
+        ASSERT_EQ(r["status"], "success") << r.dump();
+        auto& list = r["result"]["allocations"];
+        EXPECT_LE(list.size(), 2u);
+        for (auto& a : list) seen.push_back(a["allocation_id"]);
+        if (!r["result"].contains("next_after")) break;
+        EXPECT_EQ(r["result"]["next_after"], seen.back());
+        params["after"] = r["result"]["next_after"];
+    }
+    EXPECT_EQ(seen, std::vector<std::string>(made.begin(), made.end())) << "every allocation once, in id order";
+    json one = d.call(json{{"operation", "status"}, {"params", {{"allocation_id", *made.rbegin()}}}}.dump());
+    ASSERT_EQ(one["result"]["allocations"].size(), 1u);
+    EXPECT_EQ(one["result"]["allocations"][0]["allocation_id"], *made.rbegin());
+    EXPECT_FALSE(one["result"].contains("next_after"));
+    EXPECT_EQ(d.call(R"({"operation":"status","params":{"limit":0}})")["error"]["code"], "INVALID_REQUEST");
+}

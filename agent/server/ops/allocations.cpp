@@ -1,6 +1,9 @@
 // The allocation operations: allocate, reserve, release, reallocate, status, attach, detach.
 // Each parses and authorizes its request, asks the lifecycle for the change, and shapes the
 // seed's reply; none of them changes the ledger, a cgroup or the state itself.
+#include <iterator>
+#include <optional>
+
 #include <spdlog/spdlog.h>
 
 #include "core/deadlines.hpp"
@@ -159,10 +162,22 @@ SuccessBody status(const Call& call) {
     const std::string workflow = param_string(call.params(), "workflow_id");
     if (!id.empty() && !ctx.ledger().find(id)) throw ApiError(ErrorCode::NOT_FOUND, "No allocation with id '" + id + "'");
     auto& backend = ctx.lifecycle.backend();
+    // One allocation by id, or a page in id order: {"after": the last id seen, "limit": N}
+    // (without them, every allocation, as before). Each costs what it answers (issue 12).
+    const auto& all = ctx.ledger().allocations();
+    const std::string after = param_string(call.params(), "after");
+    const auto limit = call.params().contains("limit") ? call.params().at("limit").get<size_t>() : all.size() + 1;
+    auto it = !id.empty() ? all.find(id) : after.empty() ? all.begin() : all.upper_bound(after);
+    const auto end = !id.empty() ? std::next(it) : all.end();
     json list = json::array();
-    for (auto& [aid, a] : ctx.ledger().allocations()) {
-        if (!id.empty() && aid != id) continue;
+    std::optional<std::string> more_after;
+    for (; it != end; ++it) {
+        const auto& [aid, a] = *it;
         if (!workflow.empty() && a.workflow_id != workflow) continue;
+        if (list.size() == limit) {
+            more_after = list.back()["allocation_id"].get<std::string>();
+            break;
+        }
         json d = ctx.lifecycle.describe(a);
         try {
             d["pids"] = backend.pids(aid).size();
@@ -175,6 +190,8 @@ SuccessBody status(const Call& call) {
     SuccessBody body;
     body.result = {{"allocations", list}, {"capacity", ctx.ledger().admission().availability().to_json()},
                    {"backend", {{"name", backend.name()}, {"enforces_limits", backend.enforces_limits()}}}};
+    // The next page starts after this id; absent on the last page.
+    if (more_after) body.result["next_after"] = *more_after;
     // Live adjustments in progress: tune's loops and whether balance is lending.
     if (json loops = ctx.tuner.to_json(); !loops.empty()) body.result["tuning"] = loops;
     if (const auto& on = ctx.lending.settings()) body.result["balancing"] = {{"since", format_timestamp(on->since)}, {"strategy", on->strategy_name}};
