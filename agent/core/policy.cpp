@@ -64,14 +64,26 @@ void read_users_and_groups(const json& obj, const std::string& path, std::vector
     }
 }
 
-Seconds read_seconds(const json& obj, const char* key, const std::string& path, Seconds current, Seconds min) {
+Millis read_millis(const json& obj, const char* key, const std::string& path, Millis current, Millis min, Millis max = Millis::max()) {
     auto it = obj.find(key);
     if (it == obj.end()) return current;
     auto d = it->is_string() ? parse_duration(it->get<std::string>()) : std::nullopt;
-    if (!d || *d < min)
-        bad(path + key, "expected a duration of at least " + format_duration(std::chrono::duration_cast<Millis>(min)) +
+    if (!d || *d < min || *d > max)
+        bad(path + key, "expected a duration of at least " + format_duration(min) +
+                            (max != Millis::max() ? " and at most " + format_duration(max) : std::string()) +
                             " such as \"30s\", got " + it->dump());
-    return std::chrono::duration_cast<Seconds>(*d);
+    return *d;
+}
+
+Seconds read_seconds(const json& obj, const char* key, const std::string& path, Seconds current, Seconds min) {
+    return std::chrono::duration_cast<Seconds>(read_millis(obj, key, path, current, min));
+}
+
+void read_bool(const json& obj, const char* key, const std::string& path, bool& out) {
+    auto it = obj.find(key);
+    if (it == obj.end()) return;
+    if (!it->is_boolean()) bad(path + key, "expected true or false, got " + it->dump());
+    out = it->get<bool>();
 }
 
 void read_duration_strings(const json& obj, const std::string& path) {
@@ -89,7 +101,8 @@ Policy parse_policy(const json& j) {
     const std::string base = "resource_policies.";
     only_keys(root, base, {"allocation_limits", "priority_weights", "optimization_targets", "monitoring_intervals",
                            "system_reserve", "agent_pool", "memory_high_ratio", "preemption", "thresholds",
-                           "usage_history", "tool_classes", "file_conflicts", "priority_privileges", "limits"});
+                           "usage_history", "tool_classes", "file_conflicts", "priority_privileges", "limits",
+                           "pressure_response", "resource_leak_detection"});
     Policy p = Policy::defaults();
 
     const json& limits = section(root, "allocation_limits", base);
@@ -162,10 +175,7 @@ Policy parse_policy(const json& j) {
     read_int(limits_section, "active_conflicts", limp, p.limits.active_conflicts, 1, 1000000);
     read_int(limits_section, "connections_per_user", limp, p.limits.connections_per_user, 1, 100000);
     p.limits.idle_connection_timeout = read_seconds(limits_section, "idle_connection_timeout", limp, p.limits.idle_connection_timeout, Seconds(1));
-    if (auto it = limits_section.find("include_root"); it != limits_section.end()) {
-        if (!it->is_boolean()) bad(limp + "include_root", "expected true or false, got " + it->dump());
-        p.limits.include_root = it->get<bool>();
-    }
+    read_bool(limits_section, "include_root", limp, p.limits.include_root);
 
     const json& privileges = section(root, "priority_privileges", base);
     const std::string pvp = base + "priority_privileges.";
@@ -209,7 +219,119 @@ Policy parse_policy(const json& j) {
     // Low-priority work (0-39) never preempts anyone.
     read_int(pre, "min_priority", pp, p.preemption_min_priority, 40, 100);
     read_number(pre, "degrade_ratio", pp, p.degrade_ratio, 0.01, 0.99);
+
+    if (auto it = root.find("pressure_response"); it != root.end())
+        p.pressure_response = parse_pressure_response(*it, base + "pressure_response", p.pressure_response);
+
+    const json& leaks = section(root, "resource_leak_detection", base);
+    const std::string rp = base + "resource_leak_detection.";
+    only_keys(leaks, rp, {"monitoring_interval", "leak_threshold", "auto_cleanup", "escalation_timeout"});
+    auto& ld = p.resource_leak_detection;
+    ld.monitoring_interval = read_seconds(leaks, "monitoring_interval", rp, ld.monitoring_interval, Seconds(10));
+    read_number(leaks, "leak_threshold", rp, ld.leak_threshold, 0, 100);
+    read_bool(leaks, "auto_cleanup", rp, ld.auto_cleanup);
+    ld.escalation_timeout = read_seconds(leaks, "escalation_timeout", rp, ld.escalation_timeout, Seconds(0));
     return p;
+}
+
+Policy::PressureResponse parse_pressure_response(const json& j, const std::string& path, Policy::PressureResponse r) {
+    if (!j.is_object()) bad(path, "expected an object");
+    const std::string pp = path + ".";
+    only_keys(j, pp, {"mode", "signals", "ladder", "hard_floors", "bands", "escalate_after", "undo_interval",
+                      "memory_high_ratio", "cpu_weight_ratio", "cpu_max_ratio", "trigger_window"});
+    if (auto it = j.find("mode"); it != j.end()) {
+        static const std::set<std::string> modes{"off", "advisory", "enforce"};
+        if (!it->is_string() || !modes.count(it->get<std::string>())) bad(pp + "mode", "expected off, advisory or enforce, got " + it->dump());
+        r.mode = it->get<std::string>();
+    }
+    const json& signals = section(j, "signals", pp);
+    for (auto& [name, _] : signals.items())
+        if (!r.signals.count(name)) bad(pp + "signals." + name, "unknown signal (memory_some, memory_full, memory_available, swap_free, cpu_protected, agent_pool, storage_free)");
+    for (auto& [name, signal] : r.signals) {
+        const std::string sp = pp + "signals." + name + ".";
+        const json& s = section(signals, name.c_str(), pp + "signals.");
+        only_keys(s, sp, {"threshold", "clear", "hold", "clear_hold", "enabled"});
+        read_number(s, "threshold", sp, signal.threshold, 0, 100);
+        read_number(s, "clear", sp, signal.clear, 0, 100);
+        signal.hold = read_millis(s, "hold", sp, signal.hold, Millis(0), std::chrono::hours(1));
+        signal.clear_hold = read_millis(s, "clear_hold", sp, signal.clear_hold, Millis(0), std::chrono::hours(1));
+        read_bool(s, "enabled", sp, signal.enabled);
+        // Hysteresis: the clear level sits on the good side of the threshold.
+        if (signal.falling ? !(signal.clear > signal.threshold) : !(signal.clear < signal.threshold))
+            bad(sp + "clear", std::string("must be ") + (signal.falling ? "above" : "below") + " the threshold (" +
+                                  std::to_string(signal.threshold) + "), so the signal cannot flap at one value");
+    }
+    if (auto it = j.find("ladder"); it != j.end()) {
+        if (!it->is_object()) bad(pp + "ladder", "expected {\"memory\": [...], \"cpu\": [...]}");
+        only_keys(*it, pp + "ladder.", {"memory", "cpu"});
+        static const std::map<std::string, std::vector<std::string>> allowed{{"memory", {"memory_high", "freeze", "kill"}},
+                                                                            {"cpu", {"cpu_weight", "cpu_max", "freeze"}}};
+        for (auto& [resource, steps] : it->items()) {
+            const auto& order = allowed.at(resource);
+            if (!steps.is_array()) bad(pp + "ladder." + resource, "expected a list of actions");
+            std::vector<std::string> ladder;
+            size_t last = 0;
+            for (auto& step : steps) {
+                auto at = step.is_string() ? std::find(order.begin(), order.end(), step.get<std::string>()) : order.end();
+                if (at == order.end()) bad(pp + "ladder." + resource, "unknown action " + step.dump() + " for " + resource);
+                size_t index = static_cast<size_t>(at - order.begin()) + 1;
+                if (index <= last) bad(pp + "ladder." + resource, "actions must be listed once each, mildest first (" + order.front() + " before " + order.back() + ")");
+                last = index;
+                ladder.push_back(*at);
+            }
+            r.ladder[resource] = ladder;
+        }
+    }
+    const json& floors = section(j, "hard_floors", pp);
+    only_keys(floors, pp + "hard_floors.", {"memory_available_percent"});
+    read_number(floors, "memory_available_percent", pp + "hard_floors.", r.memory_available_floor_percent, 0, 50);
+    if (r.memory_available_floor_percent >= r.signals.at("memory_available").threshold)
+        bad(pp + "hard_floors.memory_available_percent", "the floor must lie below signals.memory_available.threshold, or nothing milder would run first");
+    if (auto it = j.find("bands"); it != j.end()) {
+        if (!it->is_array()) bad(pp + "bands", "expected a list of low, medium, high");
+        r.bands.clear();
+        for (auto& item : *it) {
+            if (item == "critical") bad(pp + "bands", "critical allocations are never touched by the pressure responder");
+            auto band = item.is_string() ? Priority::parse(item.get<std::string>()) : std::nullopt;
+            if (!band || item.get<std::string>() != band->band_name()) bad(pp + "bands", "expected low, medium or high, got " + item.dump());
+            if (std::find(r.bands.begin(), r.bands.end(), band->band()) == r.bands.end()) r.bands.push_back(band->band());
+        }
+    }
+    r.escalate_after = read_millis(j, "escalate_after", pp, r.escalate_after, Millis(100), std::chrono::hours(1));
+    r.undo_interval = read_millis(j, "undo_interval", pp, r.undo_interval, Millis(0), std::chrono::hours(1));
+    read_number(j, "memory_high_ratio", pp, r.memory_high_ratio, 0.1, 0.99);
+    read_number(j, "cpu_weight_ratio", pp, r.cpu_weight_ratio, 0.01, 0.99);
+    read_number(j, "cpu_max_ratio", pp, r.cpu_max_ratio, 0.01, 0.99);
+    // The kernel takes PSI trigger windows of 500 ms to 10 s.
+    r.trigger_window = read_millis(j, "trigger_window", pp, r.trigger_window, Millis(500), Millis(10000));
+    return r;
+}
+
+json Policy::PressureResponse::to_json() const {
+    json signal_rules = json::object();
+    for (auto& [name, s] : signals)
+        signal_rules[name] = {{"threshold", s.threshold}, {"clear", s.clear}, {"hold", format_duration(s.hold)},
+                              {"clear_hold", format_duration(s.clear_hold)}, {"enabled", s.enabled}};
+    json band_names = json::array();
+    for (auto band : bands) band_names.push_back(band_name(band));
+    return {{"mode", mode},
+            {"signals", signal_rules},
+            {"ladder", ladder},
+            {"hard_floors", {{"memory_available_percent", memory_available_floor_percent}}},
+            {"bands", band_names},
+            {"escalate_after", format_duration(escalate_after)},
+            {"undo_interval", format_duration(undo_interval)},
+            {"memory_high_ratio", memory_high_ratio},
+            {"cpu_weight_ratio", cpu_weight_ratio},
+            {"cpu_max_ratio", cpu_max_ratio},
+            {"trigger_window", format_duration(trigger_window)}};
+}
+
+json Policy::LeakDetection::to_json() const {
+    return {{"monitoring_interval", format_duration(std::chrono::duration_cast<Millis>(monitoring_interval))},
+            {"leak_threshold", leak_threshold},
+            {"auto_cleanup", auto_cleanup},
+            {"escalation_timeout", format_duration(std::chrono::duration_cast<Millis>(escalation_timeout))}};
 }
 
 Policy::FileConflicts parse_file_conflicts(const json& j, const std::string& path, Policy::FileConflicts f) {
@@ -338,7 +460,9 @@ json Policy::to_json() const {
               {"file_conflicts", file_conflicts.to_json()},
               {"priority_privileges", priority_privileges.to_json()},
               {"limits", limits.to_json()},
-              {"preemption", {{"mode", preemption_mode}, {"min_priority", preemption_min_priority}, {"degrade_ratio", degrade_ratio}}}}}};
+              {"preemption", {{"mode", preemption_mode}, {"min_priority", preemption_min_priority}, {"degrade_ratio", degrade_ratio}}},
+              {"pressure_response", pressure_response.to_json()},
+              {"resource_leak_detection", resource_leak_detection.to_json()}}}};
 }
 
 } // namespace resmgr::core

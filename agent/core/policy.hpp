@@ -110,6 +110,61 @@ struct Policy {
     };
     FileConflicts file_conflicts;
 
+    // resmgr: the pressure responder (the seed's "Resource Exhaustion Management"; the planner is
+    // core/pressure.hpp). Each signal is raised once its value has stayed past `threshold` for
+    // `hold` and cleared once it has stayed on the good side of `clear` for `clear_hold`
+    // (hysteresis). Signals whose name ends in _available / _free are raised by falling values.
+    // Values are percentages: PSI stall share (avg10, or the trigger's window), MemAvailable, free
+    // swap and free storage of their totals, agent slots in use.
+    struct PressureResponse {
+        struct Signal {
+            std::string resource; // memory, cpu, agents or storage (fixed per signal)
+            bool falling = false; // raised by values at or below the threshold
+            double threshold = 0;
+            double clear = 0;
+            Millis hold{0};
+            Millis clear_hold{0};
+            bool enabled = true;
+        };
+        std::string mode = "enforce"; // off | advisory (plans, reports, touches nothing) | enforce
+        std::map<std::string, Signal> signals{
+            {"memory_some", {"memory", false, 20, 5, Millis(1000), Millis(10000)}},
+            {"memory_full", {"memory", false, 5, 1, Millis(1000), Millis(10000)}},
+            {"memory_available", {"memory", true, 10, 15, Millis(1000), Millis(10000)}},
+            {"swap_free", {"memory", true, 10, 20, Millis(5000), Millis(10000)}},
+            // CPU PSI some of the protected groups (the bands the responder may not touch): the
+            // groups it throttles stall by design, so their pressure must not count.
+            {"cpu_protected", {"cpu", false, 20, 5, Millis(2000), Millis(10000)}},
+            {"agent_pool", {"agents", false, 90, 80, Millis(0), Millis(10000)}},
+            {"storage_free", {"storage", true, 10, 15, Millis(0), Millis(60000)}}};
+        // Actions per resource, mildest first. memory: memory_high, freeze, kill; cpu: cpu_weight,
+        // cpu_max, freeze. kill runs only under memory_available_floor_percent.
+        std::map<std::string, std::vector<std::string>> ladder{{"memory", {"memory_high", "freeze", "kill"}},
+                                                              {"cpu", {"cpu_weight", "cpu_max", "freeze"}}};
+        double memory_available_floor_percent = 3; // the hard floor (earlyoom SIGKILLs at 5 %)
+        std::vector<PriorityBand> bands{PriorityBand::low, PriorityBand::medium}; // may be touched; never critical
+        Millis escalate_after{2000}; // a resource still under pressure this long after a step gets the next one
+        Millis undo_interval{1000};  // between giving back one rung and the next
+        double memory_high_ratio = 0.8; // memory.high lowered to this share of the group's use
+        double cpu_weight_ratio = 0.25; // cpu.weight lowered to this share
+        double cpu_max_ratio = 0.5;     // cpu.max capped at this share of the cores it uses
+        Millis trigger_window{1000};    // PSI trigger window; the stall is threshold % of it
+        nlohmann::json to_json() const;
+    };
+    PressureResponse pressure_response;
+
+    // The seed's recovery_procedures.resource_leak_detection: every monitoring_interval look for
+    // groups no allocation claims, allocations whose group vanished, processes of ended
+    // allocations and orphaned temporary directories; with auto_cleanup remove them.
+    struct LeakDetection {
+        Seconds monitoring_interval = std::chrono::minutes(5);
+        double leak_threshold = 15; // percent
+        bool auto_cleanup = true;
+        Seconds escalation_timeout = std::chrono::minutes(30);
+        nlohmann::json to_json() const;
+    };
+    LeakDetection resource_leak_detection;
+
     // resmgr: {"category": ["command", ...]} classifying executed programs into the seed's
     // tool_instances; null keeps the built-in classes (checked by agent/bpf's ToolClasses).
     nlohmann::json tool_classes = nullptr;
@@ -141,5 +196,7 @@ bool may_hold_any_file(const Policy::FileConflicts& policy, const UserIdentity& 
 Policy parse_policy(const nlohmann::json& j);
 // Overlays a file_conflicts object (every key optional) on `current`; `path` names it in errors.
 Policy::FileConflicts parse_file_conflicts(const nlohmann::json& j, const std::string& path, Policy::FileConflicts current);
+// Overlays a pressure_response object on `current` (every key optional); `path` names it in errors.
+Policy::PressureResponse parse_pressure_response(const nlohmann::json& j, const std::string& path, Policy::PressureResponse current);
 
 } // namespace resmgr::core

@@ -30,6 +30,17 @@ Monitoring::Monitoring(const core::Ledger& ledger, cgroup::CgroupBackend& backen
       thresholds_(threshold_rules(ledger.policy())) {
     const auto& p = ledger.policy();
     if (!options_.history_path.empty()) history_.emplace(options_.history_path, p.history_max_bytes, p.history_max_age);
+    const auto& response = p.pressure_response;
+    auto rule = response.signals.find("memory_some");
+    if (response.mode != "off" && rule != response.signals.end() && rule->second.enabled && rule->second.threshold > 0)
+        memory_trigger_.emplace(options_.sources.proc_root + "/pressure/memory",
+                                psi_trigger_for("some", rule->second.threshold, response.trigger_window));
+}
+
+std::string Monitoring::pressure_signals() const {
+    if (!memory_trigger_) return "none: the pressure responder is off or its memory_some signal is disabled";
+    if (memory_trigger_->mode() == PsiTrigger::Mode::trigger) return memory_trigger_->describe();
+    return memory_trigger_->describe() + "; avg10 read every " + format_duration(interval());
 }
 
 std::vector<GroupProbe> Monitoring::allocation_groups() const {

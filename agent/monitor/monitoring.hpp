@@ -19,6 +19,7 @@
 #include "history/history.hpp"
 #include "monitor/agent_pool.hpp"
 #include "monitor/process_probes.hpp"
+#include "monitor/psi_trigger.hpp"
 #include "monitor/sampler.hpp"
 #include "monitor/threshold.hpp"
 
@@ -53,6 +54,12 @@ public:
     const AgentPool& agents() const { return agents_; }
     // An agent's process entered its own leaf: its group is found from /proc/PID/cgroup.
     void agent_started(const Allocation& allocation, const std::string& name, pid_t pid, TimePoint now);
+    // The node's memory pressure signal for the pressure responder (policy pressure_response,
+    // signal memory_some): a PSI trigger on /proc/pressure/memory when the kernel takes one (watch
+    // its fd for EPOLLPRI), else avg10 read each pass. None while the responder is off.
+    const std::optional<PsiTrigger>& memory_trigger() const { return memory_trigger_; }
+    // Which of the two runs, for doctor ("trigger ...", "polling ...", or why there is none).
+    std::string pressure_signals() const;
     ProcessProbes& probes() { return probes_; }
     const ProcessProbes& probes() const { return probes_; }
     // A process just entered an allocation's group: watch its leaf before the process execs.
@@ -102,6 +109,7 @@ private:
     };
     std::map<std::string, GroupStart> started_; // by allocation id, while it lives
     Peaks peaks_;
+    std::optional<PsiTrigger> memory_trigger_;
 };
 
 } // namespace resmgr::monitor

@@ -232,6 +232,9 @@ TEST_F(DaemonHost, DoctorExplainsTheHost) {
     json r = cli_json({"doctor"});
     EXPECT_EQ(r["result"]["daemon"]["backend"], "cgroupfs");
     EXPECT_TRUE(r["result"]["host"].contains("cgroup_mode")) << r.dump(2);
+    // The pressure responder's memory signal: a PSI trigger, or this kernel's refusal and avg10 polling.
+    std::string psi = r["result"]["daemon"].value("pressure_signals", "");
+    EXPECT_TRUE(psi.rfind("trigger", 0) == 0 || (psi.rfind("polling", 0) == 0 && psi.find("EINVAL") != std::string::npos)) << psi;
 }
 
 TEST_F(DaemonHost, CpuBurnersRaiseTheThresholdEventAndFollowersSeeItClear) {

@@ -102,3 +102,20 @@ TEST(Doctor, WithoutSystemdsWatchdogAStoppedDaemonHoldsOpenersAndDoctorSaysSo) {
     const auto v = doctor_verdict(f);
     EXPECT_TRUE(any_has(v.recommendations, "while resmgrd is stopped (SIGSTOP, a debugger) processes opening held files wait"));
 }
+
+TEST(Doctor, SaysWhetherPressureSignalsAreTriggersOrPolling) {
+    DoctorFacts f = complete_host();
+    f.pressure_signals = "trigger 'some 200000 1000000' on /proc/pressure/memory";
+    auto v = doctor_verdict(f);
+    EXPECT_TRUE(any_has(v.enforced, "sub-second memory pressure signals (PSI trigger 'some 200000 1000000'"));
+    EXPECT_TRUE(v.not_enforced.empty());
+    f.pressure_signals = "polling avg10 of /proc/pressure/memory: the kernel refused the trigger 'some 200000 1000000' (EINVAL: "
+                         "Invalid argument); avg10 read every 30s";
+    v = doctor_verdict(f);
+    EXPECT_TRUE(any_has(v.not_enforced, "sub-second memory pressure signals: polling avg10"));
+    EXPECT_TRUE(any_has(v.recommendations, "PSI triggers need a kernel that takes them"));
+    f.pressure_signals = "none: the pressure responder is off";
+    v = doctor_verdict(f);
+    EXPECT_FALSE(any_has(v.enforced, "pressure"));
+    EXPECT_FALSE(any_has(v.not_enforced, "pressure"));
+}

@@ -132,6 +132,14 @@ DoctorVerdict doctor_verdict(const DoctorFacts& f) {
         v.not_enforced.push_back("kernel probes (exec counts, tool classes, run-queue latency): " + f.ebpf);
         v.recommendations.push_back("The probes need root and a kernel with BTF (/sys/kernel/btf/vmlinux)");
     }
+    if (f.pressure_signals.rfind("trigger", 0) == 0) {
+        v.enforced.push_back("sub-second memory pressure signals (PSI " + f.pressure_signals + ")");
+    } else if (f.pressure_signals.rfind("polling", 0) == 0) {
+        v.not_enforced.push_back("sub-second memory pressure signals: " + f.pressure_signals);
+        v.recommendations.push_back("PSI triggers need a kernel that takes them (Linux 5.2 or later with CONFIG_PSI=y, not booted with "
+                                    "psi=0); meanwhile the pressure responder acts on avg10 once per sampling pass "
+                                    "(monitoring_intervals.resource_check)");
+    }
     v.verdict = "This host enforces " + (v.enforced.empty() ? std::string("nothing") : join(v.enforced)) +
                 (v.not_enforced.empty() ? "; nothing is missing"
                                         : "; " + std::to_string(v.not_enforced.size()) + " missing (see not_enforced and recommendations)");

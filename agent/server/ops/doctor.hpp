@@ -22,6 +22,7 @@ struct DoctorFacts {
     std::string ebpf;         // the monitor probes' status ("loaded ...", "not loaded: ...")
     std::string lsm_list;     // /sys/kernel/security/lsm, empty when securityfs is not mounted
     std::uint64_t watchdog_usec = 0; // systemd's WatchdogSec= for this process (0: none)
+    std::string pressure_signals; // Monitoring::pressure_signals(): "trigger ...", "polling ...", or empty
 };
 
 struct DoctorVerdict {

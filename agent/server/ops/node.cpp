@@ -48,11 +48,13 @@ SuccessBody doctor(const Call& call) {
     if (monitoring) {
         daemon["ebpf"] = monitoring->probes().status();
         daemon["sample_interval"] = format_duration(monitoring->interval());
+        daemon["pressure_signals"] = monitoring->pressure_signals();
     }
     daemon["history"] = ctx.history ? ctx.history->status() : json{{"available", false}, {"problem", "no history database"}};
     DoctorFacts facts{ctx.host_report, backend.name(), backend.enforces_limits(), daemon["backend_details"], guard != nullptr,
                       ctx.files.guard_unavailable(), guard ? guard->status().value("bpf_lsm", std::string()) : std::string(),
-                      monitoring ? monitoring->probes().status() : std::string(), read_lsm_list(), watchdog_usec()};
+                      monitoring ? monitoring->probes().status() : std::string(), read_lsm_list(), watchdog_usec(),
+                      monitoring ? monitoring->pressure_signals() : std::string()};
     const DoctorVerdict verdict = doctor_verdict(facts);
     body.result = {{"verdict", verdict.verdict}, {"enforced", verdict.enforced}, {"not_enforced", verdict.not_enforced},
                    {"host", ctx.host_report}, {"daemon", daemon}};

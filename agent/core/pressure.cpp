@@ -1,0 +1,417 @@
+// The pressure responder's planner: thresholds, ranking and the ladders (see pressure.hpp).
+#include "core/pressure.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace resmgr::core {
+namespace {
+
+using nlohmann::json;
+using Rules = Policy::PressureResponse;
+
+// A victim ranks by its size 10 s from now at its current growth rate, so a group that grows fast
+// goes before a slightly larger one that does not.
+constexpr double kGrowthHorizonSeconds = 10;
+// memory.high is never lowered under this: below it a group thrashes without freeing much.
+constexpr double kMinMemoryHighBytes = 16.0 * 1024 * 1024;
+// The smallest cpu.max cap (cores) and the kernel's default cpu.weight.
+constexpr double kMinCpuMaxCores = 0.01;
+constexpr double kDefaultCpuWeight = 100;
+
+bool is_mild(PressureAction a) { return a == PressureAction::memory_high || a == PressureAction::cpu_weight || a == PressureAction::cpu_max; }
+
+std::optional<PressureAction> parse_action(const std::string& name) {
+    for (auto a : {PressureAction::memory_high, PressureAction::cpu_weight, PressureAction::cpu_max, PressureAction::freeze,
+                   PressureAction::kill, PressureAction::queue_agents, PressureAction::refuse_storage})
+        if (to_string(a) == name) return a;
+    return std::nullopt;
+}
+
+json opt(const std::optional<double>& v) { return v ? json(*v) : json(nullptr); }
+json opt_time(const std::optional<TimePoint>& t) { return t ? json(format_timestamp(*t)) : json(nullptr); }
+
+// How far past its threshold a raised signal is, in percentage points (for choosing the driver).
+double excess(const Rules::Signal& rule, double value) { return rule.falling ? rule.threshold - value : value - rule.threshold; }
+
+struct Driver {
+    std::string signal;
+    std::optional<double> seen;
+    double threshold = 0;
+};
+
+class Planner {
+public:
+    Planner(const PressureSample& sample, const std::vector<PressureGroup>& groups, const Rules& policy, const PressureState& state,
+            TimePoint now)
+        : sample_(sample), groups_(groups), policy_(policy), now_(now), floor_(under_memory_floor(sample, policy)) {
+        plan_.state = state;
+    }
+
+    PressurePlan run() {
+        if (policy_.mode == "off") {
+            give_back_everything();
+            return std::move(plan_);
+        }
+        forget_vanished();
+        values_ = signal_values(sample_, groups_, policy_);
+        for (auto& [name, rule] : policy_.signals) {
+            auto previous = plan_.state.signals.find(name);
+            plan_.state.signals[name] =
+                observe_signal(rule, values_[name], previous == plan_.state.signals.end() ? SignalState{} : previous->second, now_);
+        }
+        for (const std::string resource : {"memory", "cpu"}) {
+            auto driver = driving_signal(resource);
+            if (driver) escalate(resource, *driver);
+            else give_back_one_rung(resource);
+        }
+        node_wide("agents", "agent_pool", PressureAction::queue_agents);
+        node_wide("storage", "storage_free", PressureAction::refuse_storage);
+        return std::move(plan_);
+    }
+
+private:
+    // The raised signal of `resource` furthest past its threshold; memory under the hard floor
+    // counts even before any signal has held long enough.
+    std::optional<Driver> driving_signal(const std::string& resource) {
+        std::optional<Driver> best;
+        double best_excess = -1;
+        for (auto& [name, rule] : policy_.signals) {
+            if (rule.resource != resource || !plan_.state.signals[name].raised) continue;
+            auto value = values_[name];
+            double e = value ? excess(rule, *value) : 0;
+            if (!best || e > best_excess) {
+                best = Driver{name, value, rule.threshold};
+                best_excess = e;
+            }
+        }
+        if (!best && resource == "memory" && floor_) return floor_driver();
+        return best;
+    }
+
+    Driver floor_driver() { return {"memory_available", values_["memory_available"], policy_.memory_available_floor_percent}; }
+
+    bool held(const std::string& resource) const {
+        return std::any_of(plan_.state.held.begin(), plan_.state.held.end(), [&](const PressureStep& s) { return s.resource == resource; });
+    }
+
+    // `resource` (any resource when empty) holds `action` on `g`.
+    bool has(const PressureGroup& g, PressureAction action, const std::string& resource) const {
+        return std::any_of(plan_.state.held.begin(), plan_.state.held.end(), [&](const PressureStep& s) {
+            return s.allocation_id == g.allocation_id && s.action == action && (resource.empty() || s.resource == resource);
+        });
+    }
+
+    // The step `action` would take on `g` now, or nullopt when it would change nothing.
+    std::optional<PressureStep> step_for(PressureAction action, const PressureGroup& g) const {
+        PressureStep s;
+        s.action = action;
+        s.allocation_id = g.allocation_id;
+        s.priority = g.priority;
+        switch (action) {
+        case PressureAction::memory_high: {
+            if (!g.memory_current || static_cast<double>(*g.memory_current) <= kMinMemoryHighBytes) return std::nullopt;
+            double target = std::floor(std::max(kMinMemoryHighBytes, static_cast<double>(*g.memory_current) * policy_.memory_high_ratio));
+            if (g.memory_high && static_cast<double>(*g.memory_high) <= target) return std::nullopt;
+            s.value = target;
+            if (g.memory_high) s.previous = static_cast<double>(*g.memory_high);
+            if (sample_.memory_reclaim) s.reclaim_bytes = *g.memory_current - static_cast<std::uint64_t>(target);
+            break;
+        }
+        case PressureAction::cpu_weight: {
+            double now_weight = g.cpu_weight.value_or(kDefaultCpuWeight);
+            double target = std::max(1.0, std::floor(now_weight * policy_.cpu_weight_ratio));
+            if (target >= now_weight) return std::nullopt;
+            s.value = target;
+            s.previous = g.cpu_weight;
+            break;
+        }
+        case PressureAction::cpu_max: {
+            if (!g.cpu_cores_used || *g.cpu_cores_used <= 0) return std::nullopt; // capping an idle group frees nothing
+            double target = std::max(kMinCpuMaxCores, *g.cpu_cores_used * policy_.cpu_max_ratio);
+            if (g.cpu_max_cores && *g.cpu_max_cores <= target) return std::nullopt;
+            s.value = target;
+            s.previous = g.cpu_max_cores;
+            break;
+        }
+        case PressureAction::freeze:
+        case PressureAction::kill:
+            break;
+        case PressureAction::queue_agents:
+        case PressureAction::refuse_storage:
+            return std::nullopt; // node-wide, never per group
+        }
+        return s;
+    }
+
+    void take(PressureStep step, const std::string& resource, const Driver& driver) {
+        step.resource = resource;
+        step.signal = driver.signal;
+        step.seen = driver.seen;
+        step.threshold = driver.threshold;
+        step.enforced = policy_.mode == "enforce";
+        step.at = now_;
+        plan_.steps.push_back(step);
+        plan_.state.held.push_back(step);
+        plan_.state.last_change[resource] = now_;
+    }
+
+    void escalate(const std::string& resource, const Driver& driver) {
+        auto last = plan_.state.last_change.find(resource);
+        bool waiting = held(resource) && last != plan_.state.last_change.end() && now_ - last->second < policy_.escalate_after;
+        // Under the hard floor the ladder does not wait: the kernel's OOM killer would not either.
+        if (waiting && !(resource == "memory" && floor_)) return;
+        auto victims = rank_victims(groups_, policy_, resource);
+        auto ladder = policy_.ladder.find(resource);
+        if (ladder == policy_.ladder.end()) return;
+        for (const auto& name : ladder->second) {
+            auto action = parse_action(name);
+            if (!action) continue; // parse_pressure_response admits only known actions
+            if (*action == PressureAction::kill && !floor_) {
+                plan_.notes.push_back(resource + ": every rung short of kill is taken; kill waits for MemAvailable under " +
+                                      std::to_string(policy_.memory_available_floor_percent) + " %");
+                return;
+            }
+            bool taken = false;
+            for (const PressureGroup* g : victims) {
+                if (has(*g, *action, resource)) continue;
+                auto step = step_for(*action, *g);
+                if (!step) continue;
+                // A group the other resource froze already is taken over at no cost (it is thawed
+                // with the last freeze given back); otherwise freeze and kill reach one victim a pass.
+                bool frozen_already = *action == PressureAction::freeze && has(*g, PressureAction::freeze, "");
+                take(*step, resource, *action == PressureAction::kill ? floor_driver() : driver);
+                taken = true;
+                if (!is_mild(*action) && !frozen_already) break;
+            }
+            if (taken) return;
+        }
+        plan_.notes.push_back(resource + ": under pressure (" + driver.signal + ") with nothing left to act on" +
+                              (victims.empty() ? ": no allocation in the bands the policy lets it touch" : ""));
+    }
+
+    // The undo of `held`, or nullopt when another step still needs what it holds (a freeze two
+    // resources share is given back with the last of them).
+    std::optional<PressureStep> undo_of(const PressureStep& held_step) const {
+        if (held_step.action == PressureAction::kill) return std::nullopt; // nothing to give back
+        if (held_step.action == PressureAction::freeze &&
+            std::count_if(plan_.state.held.begin(), plan_.state.held.end(), [&](const PressureStep& s) {
+                return s.action == PressureAction::freeze && s.allocation_id == held_step.allocation_id;
+            }) > 1)
+            return std::nullopt;
+        PressureStep u = held_step;
+        u.undo = true;
+        u.value = held_step.previous;
+        u.previous = held_step.value;
+        u.reclaim_bytes = 0;
+        u.at = now_;
+        auto rule = policy_.signals.find(held_step.signal);
+        auto value = values_.find(held_step.signal);
+        u.seen = value != values_.end() ? value->second : std::nullopt;
+        if (rule != policy_.signals.end()) u.threshold = rule->second.clear;
+        return u;
+    }
+
+    // Gives back the held steps of `resource` (every resource when empty) with the most severe
+    // action, highest priority first. Returns false when none were held.
+    bool give_back_top_rung(const std::string& resource) {
+        auto& held_steps = plan_.state.held;
+        std::optional<PressureAction> top;
+        for (auto& s : held_steps)
+            if ((resource.empty() || s.resource == resource) && (!top || s.action > *top)) top = s.action;
+        if (!top) return false;
+        std::vector<PressureStep> rung;
+        for (auto& s : held_steps)
+            if ((resource.empty() || s.resource == resource) && s.action == *top) rung.push_back(s);
+        std::stable_sort(rung.begin(), rung.end(), [](const PressureStep& a, const PressureStep& b) {
+            return a.priority != b.priority ? a.priority > b.priority : a.allocation_id < b.allocation_id;
+        });
+        for (auto& s : rung) {
+            auto u = undo_of(s);
+            auto at = std::find_if(held_steps.begin(), held_steps.end(), [&](const PressureStep& h) {
+                return h.action == s.action && h.allocation_id == s.allocation_id && h.resource == s.resource;
+            });
+            held_steps.erase(at);
+            if (u) plan_.steps.push_back(*u);
+        }
+        plan_.state.last_change[resource] = now_;
+        return true;
+    }
+
+    void give_back_one_rung(const std::string& resource) {
+        if (!held(resource)) return;
+        auto last = plan_.state.last_change.find(resource);
+        if (last != plan_.state.last_change.end() && now_ - last->second < policy_.undo_interval) return;
+        give_back_top_rung(resource);
+    }
+
+    void give_back_everything() {
+        values_ = signal_values(sample_, groups_, policy_);
+        while (give_back_top_rung("")) {}
+        plan_.state = PressureState{};
+    }
+
+    // Steps on allocations that are gone hold nothing any more.
+    void forget_vanished() {
+        auto& held_steps = plan_.state.held;
+        auto gone = [&](const PressureStep& s) {
+            return !s.allocation_id.empty() &&
+                   std::none_of(groups_.begin(), groups_.end(), [&](const PressureGroup& g) { return g.allocation_id == s.allocation_id; });
+        };
+        for (auto& s : held_steps)
+            if (gone(s)) plan_.notes.push_back(s.allocation_id + ": gone; its " + to_string(s.action) + " is dropped");
+        held_steps.erase(std::remove_if(held_steps.begin(), held_steps.end(), gone), held_steps.end());
+    }
+
+    // agents and storage: one node-wide step while the signal is raised, given back once cleared.
+    void node_wide(const std::string& resource, const std::string& signal, PressureAction action) {
+        auto rule = policy_.signals.find(signal);
+        if (rule == policy_.signals.end()) return;
+        bool raised = plan_.state.signals[signal].raised;
+        if (raised && !held(resource)) {
+            PressureStep s;
+            s.action = action;
+            take(s, resource, {signal, values_[signal], rule->second.threshold});
+        } else if (!raised && held(resource)) {
+            give_back_top_rung(resource);
+        }
+    }
+
+    const PressureSample& sample_;
+    const std::vector<PressureGroup>& groups_;
+    const Rules& policy_;
+    TimePoint now_;
+    bool floor_;
+    std::map<std::string, std::optional<double>> values_;
+    PressurePlan plan_;
+};
+
+} // namespace
+
+std::string to_string(PressureAction action) {
+    switch (action) {
+    case PressureAction::memory_high: return "memory_high";
+    case PressureAction::cpu_weight: return "cpu_weight";
+    case PressureAction::cpu_max: return "cpu_max";
+    case PressureAction::freeze: return "freeze";
+    case PressureAction::kill: return "kill";
+    case PressureAction::queue_agents: return "queue_agents";
+    case PressureAction::refuse_storage: return "refuse_storage";
+    }
+    return "unknown";
+}
+
+SignalState observe_signal(const Rules::Signal& rule, std::optional<double> value, const SignalState& previous, TimePoint now) {
+    SignalState s = previous;
+    s.last = value;
+    SignalState fresh;
+    fresh.last = value;
+    if (!rule.enabled) return fresh;
+    bool past = value && (rule.falling ? *value <= rule.threshold : *value >= rule.threshold);
+    bool good = !value || (rule.falling ? *value >= rule.clear : *value <= rule.clear);
+    if (past) {
+        s.clearing_since.reset();
+        if (!s.past_threshold_since) s.past_threshold_since = now;
+        if (!s.raised && now - *s.past_threshold_since >= rule.hold) {
+            s.raised = true;
+            s.raised_at = now;
+        }
+        return s;
+    }
+    s.past_threshold_since.reset();
+    if (!s.raised || !good) { // between clear and threshold: nothing changes
+        s.clearing_since.reset();
+        return s;
+    }
+    if (!s.clearing_since) s.clearing_since = now;
+    if (now - *s.clearing_since >= rule.clear_hold) s = fresh;
+    return s;
+}
+
+std::map<std::string, std::optional<double>> signal_values(const PressureSample& sample, const std::vector<PressureGroup>& groups,
+                                                           const Rules& policy) {
+    auto share = [](const std::optional<std::uint64_t>& part, const std::optional<std::uint64_t>& total) -> std::optional<double> {
+        if (!part || !total || *total == 0) return std::nullopt;
+        return 100.0 * static_cast<double>(*part) / static_cast<double>(*total);
+    };
+    std::optional<double> protected_cpu;
+    for (const auto& g : groups) {
+        bool touchable = std::find(policy.bands.begin(), policy.bands.end(), Priority{g.priority}.band()) != policy.bands.end();
+        if (touchable || g.status != AllocationStatus::active || !g.cpu_pressure_some) continue;
+        protected_cpu = std::max(protected_cpu.value_or(0), *g.cpu_pressure_some);
+    }
+    return {{"memory_some", sample.memory_some},
+            {"memory_full", sample.memory_full},
+            {"memory_available", share(sample.memory_available_bytes, sample.memory_total_bytes)},
+            {"swap_free", share(sample.swap_free_bytes, sample.swap_total_bytes)}, // no swap: no signal
+            {"cpu_protected", protected_cpu},
+            {"agent_pool", sample.agent_pool_percent},
+            {"storage_free", sample.storage_free_percent}};
+}
+
+std::vector<const PressureGroup*> rank_victims(const std::vector<PressureGroup>& groups, const Rules& policy, const std::string& resource) {
+    std::vector<const PressureGroup*> victims;
+    for (const auto& g : groups) {
+        auto band = Priority{g.priority}.band();
+        if (g.status == AllocationStatus::active && band != PriorityBand::critical &&
+            std::find(policy.bands.begin(), policy.bands.end(), band) != policy.bands.end())
+            victims.push_back(&g);
+    }
+    auto size = [&](const PressureGroup* g) {
+        if (resource == "cpu") return g->cpu_cores_used.value_or(0);
+        double now = static_cast<double>(g->memory_current.value_or(0));
+        return std::max(now, now + g->memory_growth_bytes_per_s * kGrowthHorizonSeconds);
+    };
+    std::stable_sort(victims.begin(), victims.end(), [&](const PressureGroup* a, const PressureGroup* b) {
+        if (a->priority != b->priority) return a->priority < b->priority;
+        if (size(a) != size(b)) return size(a) > size(b);
+        return a->allocation_id < b->allocation_id;
+    });
+    return victims;
+}
+
+bool under_memory_floor(const PressureSample& sample, const Rules& policy) {
+    if (!sample.memory_available_bytes || !sample.memory_total_bytes || *sample.memory_total_bytes == 0) return false;
+    return 100.0 * static_cast<double>(*sample.memory_available_bytes) / static_cast<double>(*sample.memory_total_bytes) <=
+           policy.memory_available_floor_percent;
+}
+
+PressurePlan plan_pressure(const PressureSample& sample, const std::vector<PressureGroup>& groups, const Rules& policy,
+                           const PressureState& state, TimePoint now) {
+    return Planner(sample, groups, policy, state, now).run();
+}
+
+json PressureStep::to_json() const {
+    json j{{"action", to_string(action)},
+           {"undo", undo},
+           {"resource", resource},
+           {"allocation_id", allocation_id.empty() ? json(nullptr) : json(allocation_id)},
+           {"priority", priority},
+           {"value", opt(value)},
+           {"previous", opt(previous)},
+           {"signal", signal},
+           {"seen", opt(seen)},
+           {"threshold", threshold},
+           {"enforced", enforced},
+           {"at", format_timestamp(at)}};
+    if (reclaim_bytes) j["reclaim_bytes"] = reclaim_bytes;
+    return j;
+}
+
+json SignalState::to_json() const {
+    return {{"raised", raised},
+            {"value", opt(last)},
+            {"past_threshold_since", opt_time(past_threshold_since)},
+            {"clearing_since", opt_time(clearing_since)},
+            {"raised_at", opt_time(raised_at)}};
+}
+
+json PressureState::to_json() const {
+    json sig = json::object(), steps = json::array(), changes = json::object();
+    for (auto& [name, s] : signals) sig[name] = s.to_json();
+    for (auto& s : held) steps.push_back(s.to_json());
+    for (auto& [resource, t] : last_change) changes[resource] = format_timestamp(t);
+    return {{"signals", sig}, {"held", steps}, {"last_change", changes}};
+}
+
+} // namespace resmgr::core

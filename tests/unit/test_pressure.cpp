@@ -1,0 +1,423 @@
+// The pressure responder's planner on struct-literal scenarios: thresholds and hysteresis, which
+// victim, which step, the hard floor, undo order, advisory and off modes; and its policy section.
+#include <gtest/gtest.h>
+
+#include "core/pressure.hpp"
+#include "resmgr/protocol.hpp"
+
+using namespace resmgr;
+using namespace resmgr::core;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+const TimePoint T0 = TimePoint(std::chrono::seconds(1'800'000'000));
+constexpr std::uint64_t MiB = 1024 * 1024;
+
+Policy::PressureResponse rules() { return Policy::defaults().pressure_response; }
+
+PressureGroup group(std::string id, int priority, std::uint64_t memory_mib, double cores = 0.5) {
+    PressureGroup g;
+    g.allocation_id = std::move(id);
+    g.priority = priority;
+    g.memory_current = memory_mib * MiB;
+    g.cpu_cores_used = cores;
+    return g;
+}
+
+// 16 GiB node with `available_percent` of it available and memory PSI some at `some`.
+PressureSample memory_sample(double some, double available_percent = 50) {
+    PressureSample s;
+    s.memory_some = some;
+    s.memory_full = 0;
+    s.memory_total_bytes = 16 * kGiB;
+    s.memory_available_bytes = static_cast<std::uint64_t>(16.0 * kGiB * available_percent / 100);
+    return s;
+}
+
+struct Responder {
+    Policy::PressureResponse policy = rules();
+    std::vector<PressureGroup> groups;
+    PressureState state;
+    // One pass at T0 + t; keeps the state.
+    PressurePlan at(Millis t, const PressureSample& sample) {
+        auto plan = plan_pressure(sample, groups, policy, state, T0 + t);
+        state = plan.state;
+        return plan;
+    }
+};
+
+std::vector<std::string> targets(const PressurePlan& plan, PressureAction action, bool undo = false) {
+    std::vector<std::string> out;
+    for (auto& s : plan.steps)
+        if (s.action == action && s.undo == undo) out.push_back(s.allocation_id);
+    return out;
+}
+
+} // namespace
+
+// ---- thresholds ----
+
+TEST(PressureSignal, RaisedOnlyAfterHoldingPastTheThreshold) {
+    auto rule = rules().signals.at("memory_some"); // 20 %, hold 1s
+    SignalState s = observe_signal(rule, 30.0, {}, T0);
+    EXPECT_FALSE(s.raised);
+    s = observe_signal(rule, 30.0, s, T0 + 500ms);
+    EXPECT_FALSE(s.raised);
+    s = observe_signal(rule, 12.0, s, T0 + 900ms); // dipped under: the hold starts over
+    s = observe_signal(rule, 30.0, s, T0 + 1200ms);
+    EXPECT_FALSE(s.raised);
+    s = observe_signal(rule, 30.0, s, T0 + 2200ms);
+    EXPECT_TRUE(s.raised);
+    EXPECT_EQ(*s.raised_at, T0 + 2200ms);
+}
+
+TEST(PressureSignal, HysteresisDoesNotFlap) {
+    auto rule = rules().signals.at("memory_some"); // raise 20, clear 5 held 10s
+    SignalState s = observe_signal(rule, 25.0, {}, T0);
+    s = observe_signal(rule, 25.0, s, T0 + 1s);
+    ASSERT_TRUE(s.raised);
+    // Hovering around the threshold and dipping under clear for short spells never clears it.
+    for (int i = 2; i < 40; ++i) {
+        double v = (i % 3 == 0) ? 4.0 : (i % 3 == 1 ? 15.0 : 21.0);
+        s = observe_signal(rule, v, s, T0 + Seconds(i));
+        EXPECT_TRUE(s.raised) << "second " << i << " value " << v;
+    }
+    // Under clear for clear_hold: cleared, and a single value past the threshold does not re-raise.
+    for (int i = 40; i <= 50; ++i) s = observe_signal(rule, 3.0, s, T0 + Seconds(i));
+    EXPECT_FALSE(s.raised);
+    s = observe_signal(rule, 30.0, s, T0 + 51s);
+    EXPECT_FALSE(s.raised);
+}
+
+TEST(PressureSignal, FallingSignalsAndUnknownValues) {
+    auto rule = rules().signals.at("memory_available"); // raised at <= 10 %, cleared at >= 15 %
+    SignalState s = observe_signal(rule, 8.0, {}, T0);
+    s = observe_signal(rule, 8.0, s, T0 + 1s);
+    EXPECT_TRUE(s.raised);
+    s = observe_signal(rule, 12.0, s, T0 + 30s); // between: stays
+    EXPECT_TRUE(s.raised);
+    s = observe_signal(rule, std::nullopt, s, T0 + 31s); // the source went away: counts as good
+    s = observe_signal(rule, std::nullopt, s, T0 + 41s);
+    EXPECT_FALSE(s.raised);
+    auto off = rule;
+    off.enabled = false;
+    EXPECT_FALSE(observe_signal(off, 1.0, {}, T0 + 1h).raised);
+}
+
+// ---- ranking ----
+
+TEST(PressureRanking, LowestPriorityThenLargestOrFastestGrowing) {
+    std::vector<PressureGroup> groups{group("medium-big", 50, 4000), group("low-small", 10, 100), group("low-big", 10, 3000),
+                                      group("critical", 95, 9000), group("high", 80, 9000)};
+    auto grower = group("low-growing", 10, 2500);
+    grower.memory_growth_bytes_per_s = 100.0 * MiB; // 3.5 GiB in 10 s
+    groups.push_back(grower);
+    auto ranked = rank_victims(groups, rules(), "memory");
+    std::vector<std::string> ids;
+    for (auto* g : ranked) ids.push_back(g->allocation_id);
+    EXPECT_EQ(ids, (std::vector<std::string>{"low-growing", "low-big", "low-small", "medium-big"}));
+}
+
+TEST(PressureRanking, NeverCriticalHighOnlyWhenAllowed) {
+    std::vector<PressureGroup> groups{group("critical", 90, 9000), group("high", 75, 9000)};
+    EXPECT_TRUE(rank_victims(groups, rules(), "memory").empty());
+    auto policy = rules();
+    policy.bands = {PriorityBand::low, PriorityBand::medium, PriorityBand::high, PriorityBand::critical};
+    auto ranked = rank_victims(groups, policy, "cpu");
+    ASSERT_EQ(ranked.size(), 1u); // critical is refused even if a band list names it
+    EXPECT_EQ(ranked[0]->allocation_id, "high");
+}
+
+TEST(PressureRanking, OnlyActiveGroups) {
+    auto paused = group("paused", 10, 5000);
+    paused.status = AllocationStatus::paused;
+    EXPECT_TRUE(rank_victims({paused}, rules(), "memory").empty());
+}
+
+// ---- the memory ladder ----
+
+TEST(PressurePlan, MemoryLadderPausesBeforeAnythingIsKilled) {
+    Responder r;
+    r.groups = {group("low-a", 10, 3000), group("low-b", 20, 2000), group("medium", 50, 1000), group("critical", 95, 6000)};
+    auto hot = memory_sample(40);
+    hot.memory_reclaim = true;
+    EXPECT_TRUE(r.at(0ms, hot).steps.empty()); // past the threshold, not yet held for 1 s
+    // Held: memory.high of every victim at once, lowered to 80 % of its use, with reclaim.
+    auto plan = r.at(1s, hot);
+    EXPECT_EQ(targets(plan, PressureAction::memory_high), (std::vector<std::string>{"low-a", "low-b", "medium"}));
+    ASSERT_EQ(plan.steps.size(), 3u);
+    EXPECT_DOUBLE_EQ(*plan.steps[0].value, std::floor(3000.0 * MiB * 0.8));
+    EXPECT_EQ(plan.steps[0].reclaim_bytes, 3000 * MiB - static_cast<std::uint64_t>(std::floor(3000.0 * MiB * 0.8)));
+    EXPECT_FALSE(plan.steps[0].previous.has_value());
+    EXPECT_EQ(plan.steps[0].signal, "memory_some");
+    EXPECT_EQ(*plan.steps[0].seen, 40);
+    EXPECT_EQ(plan.steps[0].threshold, 20);
+    EXPECT_TRUE(plan.steps[0].enforced);
+    // Before escalate_after (2 s) nothing more.
+    EXPECT_TRUE(r.at(2500ms, hot).steps.empty());
+    // Then one freeze a pass, lowest priority first.
+    EXPECT_EQ(targets(r.at(3s, hot), PressureAction::freeze), std::vector<std::string>{"low-a"});
+    EXPECT_EQ(targets(r.at(5s, hot), PressureAction::freeze), std::vector<std::string>{"low-b"});
+    EXPECT_EQ(targets(r.at(7s, hot), PressureAction::freeze), std::vector<std::string>{"medium"});
+    // Every rung short of kill is taken: with MemAvailable above the floor nothing is killed.
+    plan = r.at(9s, hot);
+    EXPECT_TRUE(plan.steps.empty());
+    ASSERT_FALSE(plan.notes.empty());
+    EXPECT_NE(plan.notes[0].find("kill waits"), std::string::npos);
+    for (auto& s : r.state.held) EXPECT_NE(s.allocation_id, "critical");
+}
+
+TEST(PressurePlan, KillOnlyUnderTheHardFloorAndNotWaiting) {
+    Responder r;
+    r.groups = {group("low", 10, 3000), group("medium", 50, 5000), group("critical", 95, 6000)};
+    // MemAvailable 2 % (floor 3 %): no hold, no wait between rungs, and kill is allowed.
+    auto floor = memory_sample(0, 2);
+    EXPECT_EQ(targets(r.at(0ms, floor), PressureAction::memory_high), (std::vector<std::string>{"low", "medium"}));
+    EXPECT_EQ(targets(r.at(100ms, floor), PressureAction::freeze), std::vector<std::string>{"low"});
+    EXPECT_EQ(targets(r.at(200ms, floor), PressureAction::freeze), std::vector<std::string>{"medium"});
+    auto plan = r.at(300ms, floor);
+    ASSERT_EQ(targets(plan, PressureAction::kill), std::vector<std::string>{"low"});
+    EXPECT_EQ(plan.steps[0].signal, "memory_available");
+    EXPECT_EQ(plan.steps[0].threshold, 3);
+    EXPECT_NEAR(*plan.steps[0].seen, 2, 1e-6); // bytes rounded in memory_sample
+    EXPECT_EQ(targets(r.at(400ms, floor), PressureAction::kill), std::vector<std::string>{"medium"});
+    // The critical group is never killed, even under the floor.
+    plan = r.at(500ms, floor);
+    EXPECT_TRUE(plan.steps.empty());
+}
+
+TEST(PressurePlan, OnlyCriticalGroupsMeansNothingToDo) {
+    Responder r;
+    r.groups = {group("critical", 95, 12000)};
+    auto plan = r.at(0ms, memory_sample(0, 1));
+    EXPECT_TRUE(plan.steps.empty());
+    ASSERT_FALSE(plan.notes.empty());
+    EXPECT_NE(plan.notes.back().find("no allocation in the bands"), std::string::npos);
+}
+
+TEST(PressurePlan, HighOnlyWhenThePolicyAllows) {
+    Responder r;
+    r.groups = {group("high", 80, 3000)};
+    r.at(0ms, memory_sample(40));
+    EXPECT_TRUE(r.at(1s, memory_sample(40)).steps.empty());
+    Responder allowed;
+    allowed.policy.bands = {PriorityBand::low, PriorityBand::medium, PriorityBand::high};
+    allowed.groups = r.groups;
+    allowed.at(0ms, memory_sample(40));
+    EXPECT_EQ(targets(allowed.at(1s, memory_sample(40)), PressureAction::memory_high), std::vector<std::string>{"high"});
+}
+
+TEST(PressurePlan, UndoInReverseHighestPriorityFirst) {
+    Responder r;
+    r.groups = {group("low", 10, 3000), group("medium", 50, 2000)};
+    r.groups[1].memory_high = 1900 * MiB;
+    auto hot = memory_sample(40);
+    r.at(0ms, hot);
+    r.at(1s, hot); // memory_high x2
+    r.at(3s, hot); // freeze low
+    r.at(5s, hot); // freeze medium
+    ASSERT_EQ(r.state.held.size(), 4u);
+    // Pressure falls under the clear level (5 %): held 10 s before anything is given back.
+    auto cool = memory_sample(2);
+    for (int t = 6; t < 16; ++t) EXPECT_TRUE(r.at(Seconds(t), cool).steps.empty()) << t;
+    auto plan = r.at(16s, cool); // cleared: the last rung (freeze) first, highest priority first
+    EXPECT_EQ(targets(plan, PressureAction::freeze, true), (std::vector<std::string>{"medium", "low"}));
+    EXPECT_TRUE(r.at(16500ms, cool).steps.empty()); // undo_interval 1 s
+    plan = r.at(17s, cool);
+    EXPECT_EQ(targets(plan, PressureAction::memory_high, true), (std::vector<std::string>{"medium", "low"}));
+    // Undo puts back what was there: medium's own memory.high, low's "max".
+    ASSERT_EQ(plan.steps.size(), 2u);
+    EXPECT_DOUBLE_EQ(*plan.steps[0].value, 1900.0 * MiB);
+    EXPECT_FALSE(plan.steps[1].value.has_value());
+    EXPECT_TRUE(r.state.held.empty());
+    EXPECT_TRUE(r.at(18s, cool).steps.empty());
+}
+
+TEST(PressurePlan, NoFlappingAroundTheThreshold) {
+    Responder r;
+    r.groups = {group("low", 10, 3000)};
+    int taken = 0, given_back = 0;
+    for (int t = 0; t < 60; ++t) {
+        double some = (t % 2) ? 22 : 12; // crosses 20 every other second, never under clear (5)
+        for (auto& s : r.at(Seconds(t), memory_sample(some)).steps) (s.undo ? given_back : taken)++;
+    }
+    EXPECT_EQ(given_back, 0);
+    EXPECT_EQ(taken, 0); // never held past the threshold for 1 s
+}
+
+TEST(PressurePlan, AdvisoryPlansButEnforcesNothing) {
+    Responder r;
+    r.policy.mode = "advisory";
+    r.groups = {group("low", 10, 3000)};
+    r.at(0ms, memory_sample(40));
+    auto plan = r.at(1s, memory_sample(40));
+    ASSERT_EQ(plan.steps.size(), 1u);
+    EXPECT_FALSE(plan.steps[0].enforced);
+    plan = r.at(3s, memory_sample(40)); // the ladder still climbs, to say what it would do
+    ASSERT_EQ(targets(plan, PressureAction::freeze), std::vector<std::string>{"low"});
+    EXPECT_FALSE(plan.steps[0].enforced);
+}
+
+TEST(PressurePlan, OffGivesEverythingBack) {
+    Responder r;
+    r.groups = {group("low", 10, 3000), group("medium", 50, 2000)};
+    r.at(0ms, memory_sample(40));
+    r.at(1s, memory_sample(40));
+    r.at(3s, memory_sample(40));
+    r.policy.mode = "off";
+    auto plan = r.at(4s, memory_sample(40));
+    ASSERT_EQ(plan.steps.size(), 3u);
+    EXPECT_EQ(plan.steps[0].action, PressureAction::freeze);
+    for (auto& s : plan.steps) EXPECT_TRUE(s.undo);
+    EXPECT_EQ(targets(plan, PressureAction::memory_high, true), (std::vector<std::string>{"medium", "low"}));
+    EXPECT_TRUE(r.state.held.empty());
+    EXPECT_TRUE(r.at(5s, memory_sample(40)).steps.empty());
+}
+
+TEST(PressurePlan, VanishedAllocationsAreDropped) {
+    Responder r;
+    r.groups = {group("low", 10, 3000)};
+    r.at(0ms, memory_sample(40));
+    r.at(1s, memory_sample(40));
+    ASSERT_EQ(r.state.held.size(), 1u);
+    r.groups.clear();
+    auto plan = r.at(2s, memory_sample(2));
+    EXPECT_TRUE(r.state.held.empty());
+    EXPECT_TRUE(plan.steps.empty());
+}
+
+// ---- the CPU ladder ----
+
+TEST(PressurePlan, CpuJudgedByTheProtectedGroupsOnly) {
+    Responder r;
+    auto critical = group("critical", 95, 500, 1.0);
+    auto spinner = group("spinner", 10, 100, 1.8);
+    spinner.cpu_pressure_some = 90; // throttled groups stall by design: not counted
+    critical.cpu_pressure_some = 5;
+    r.groups = {critical, spinner};
+    for (int t = 0; t < 5; ++t) EXPECT_TRUE(r.at(Seconds(t), memory_sample(0)).steps.empty());
+    r.groups[0].cpu_pressure_some = 35;
+    r.at(5s, memory_sample(0));
+    auto plan = r.at(7s, memory_sample(0)); // held 2 s
+    ASSERT_EQ(targets(plan, PressureAction::cpu_weight), std::vector<std::string>{"spinner"});
+    EXPECT_EQ(*plan.steps[0].value, 25); // 100 * 0.25
+    EXPECT_EQ(plan.steps[0].signal, "cpu_protected");
+    plan = r.at(9s, memory_sample(0));
+    ASSERT_EQ(targets(plan, PressureAction::cpu_max), std::vector<std::string>{"spinner"});
+    EXPECT_DOUBLE_EQ(*plan.steps[0].value, 0.9); // half the 1.8 cores it uses
+    EXPECT_EQ(targets(r.at(11s, memory_sample(0)), PressureAction::freeze), std::vector<std::string>{"spinner"});
+    EXPECT_TRUE(r.at(13s, memory_sample(0)).steps.empty()); // no kill on the CPU ladder
+}
+
+TEST(PressurePlan, SharedFreezeIsThawedWithTheLastResource) {
+    Responder r;
+    r.policy.ladder = {{"memory", {"freeze"}}, {"cpu", {"freeze"}}};
+    auto critical = group("critical", 95, 500, 1.0);
+    critical.cpu_pressure_some = 50;
+    r.groups = {critical, group("low", 10, 3000, 1.5)};
+    r.at(0ms, memory_sample(40));
+    auto plan = r.at(2s, memory_sample(40));
+    // Both resources freeze "low": one freeze a resource, the second taken over at no extra pass.
+    EXPECT_EQ(targets(plan, PressureAction::freeze), (std::vector<std::string>{"low", "low"}));
+    // CPU clears first: "low" stays frozen for memory.
+    r.groups[0].cpu_pressure_some = 1;
+    for (int t = 3; t <= 13; ++t) {
+        plan = r.at(Seconds(t), memory_sample(40));
+        EXPECT_TRUE(targets(plan, PressureAction::freeze, true).empty()) << t;
+    }
+    // Memory clears too: now it is thawed.
+    std::vector<std::string> thawed;
+    for (int t = 14; t <= 30; ++t)
+        for (auto& id : targets(r.at(Seconds(t), memory_sample(1)), PressureAction::freeze, true)) thawed.push_back(id);
+    EXPECT_EQ(thawed, std::vector<std::string>{"low"});
+}
+
+TEST(PressurePlan, AgentPoolAndStorageAreNodeWide) {
+    Responder r;
+    auto s = memory_sample(0);
+    s.agent_pool_percent = 95;
+    s.storage_free_percent = 5;
+    auto plan = r.at(0ms, s);
+    ASSERT_EQ(plan.steps.size(), 2u);
+    EXPECT_EQ(plan.steps[0].action, PressureAction::queue_agents);
+    EXPECT_EQ(plan.steps[1].action, PressureAction::refuse_storage);
+    EXPECT_TRUE(r.at(1s, s).steps.empty()); // once
+    s.agent_pool_percent = 50;
+    r.at(2s, s);
+    plan = r.at(12s, s);
+    ASSERT_EQ(plan.steps.size(), 1u);
+    EXPECT_TRUE(plan.steps[0].undo);
+    EXPECT_EQ(plan.steps[0].action, PressureAction::queue_agents);
+}
+
+TEST(PressurePlan, StateAndStepsSerialise) {
+    Responder r;
+    r.groups = {group("low", 10, 3000)};
+    r.at(0ms, memory_sample(40));
+    auto plan = r.at(1s, memory_sample(40));
+    auto j = plan.steps.at(0).to_json();
+    EXPECT_EQ(j["action"], "memory_high");
+    EXPECT_EQ(j["allocation_id"], "low");
+    EXPECT_EQ(j["signal"], "memory_some");
+    auto state = r.state.to_json();
+    EXPECT_EQ(state["held"].size(), 1u);
+    EXPECT_TRUE(state["signals"]["memory_some"]["raised"].get<bool>());
+}
+
+// ---- policy ----
+
+TEST(PressurePolicy, DefaultsRoundTripAndOverlay) {
+    Policy p = parse_policy(json::parse(R"({"resource_policies": {"pressure_response": {
+        "mode": "advisory", "signals": {"memory_some": {"threshold": 30, "clear": 10, "hold": "500ms"}},
+        "ladder": {"memory": ["memory_high", "freeze"]}, "bands": ["low", "medium", "high"],
+        "hard_floors": {"memory_available_percent": 2}, "escalate_after": "1s"},
+        "resource_leak_detection": {"monitoring_interval": "10m", "auto_cleanup": false}}})"));
+    auto& r = p.pressure_response;
+    EXPECT_EQ(r.mode, "advisory");
+    EXPECT_EQ(r.signals.at("memory_some").threshold, 30);
+    EXPECT_EQ(r.signals.at("memory_some").hold, 500ms);
+    EXPECT_EQ(r.signals.at("memory_some").clear_hold, 10s); // untouched keys keep defaults
+    EXPECT_EQ(r.ladder.at("memory"), (std::vector<std::string>{"memory_high", "freeze"}));
+    EXPECT_EQ(r.ladder.at("cpu").size(), 3u);
+    EXPECT_EQ(r.bands.size(), 3u);
+    EXPECT_EQ(r.escalate_after, 1s);
+    EXPECT_EQ(p.resource_leak_detection.monitoring_interval, std::chrono::minutes(10));
+    EXPECT_FALSE(p.resource_leak_detection.auto_cleanup);
+    EXPECT_EQ(parse_policy(p.to_json()).to_json(), p.to_json());
+    EXPECT_EQ(Policy::defaults().pressure_response.mode, "enforce");
+    EXPECT_EQ(Policy::defaults().resource_leak_detection.monitoring_interval, std::chrono::minutes(5));
+}
+
+TEST(PressurePolicy, ErrorsNameTheField) {
+    const std::string pr = "resource_policies.pressure_response.";
+    struct Case { const char* section; std::string field; };
+    for (const auto& [section, field] : std::initializer_list<Case>{
+             {R"({"mode": "kill"})", pr + "mode"},
+             {R"({"bands": ["low", "critical"]})", pr + "bands"},
+             {R"({"bands": ["20"]})", pr + "bands"},
+             {R"({"signals": {"memory_some": {"threshold": 20, "clear": 25}}})", pr + "signals.memory_some.clear"},
+             {R"({"signals": {"memory_available": {"threshold": 10, "clear": 5}}})", pr + "signals.memory_available.clear"},
+             {R"({"signals": {"memory_some": {"hold": "soon"}}})", pr + "signals.memory_some.hold"},
+             {R"({"signals": {"load": {}}})", pr + "signals.load"},
+             {R"({"ladder": {"memory": ["freeze", "memory_high"]}})", pr + "ladder.memory"},
+             {R"({"ladder": {"cpu": ["kill"]}})", pr + "ladder.cpu"},
+             {R"({"ladder": {"io": []}})", pr + "ladder.io"},
+             {R"({"hard_floors": {"memory_available_percent": 12}})", pr + "hard_floors.memory_available_percent"},
+             {R"({"trigger_window": "100ms"})", pr + "trigger_window"},
+             {R"({"cpu_weight_ratio": 1.5})", pr + "cpu_weight_ratio"},
+             {R"([])", "resource_policies.pressure_response"},
+         }) {
+        auto doc = json::parse(std::string(R"({"resource_policies": {"pressure_response": )") + section + "}}");
+        try {
+            parse_policy(doc);
+            ADD_FAILURE() << "accepted " << section;
+        } catch (const ApiError& e) {
+            ASSERT_FALSE(e.affected_resources.empty()) << section;
+            EXPECT_EQ(e.affected_resources[0], field) << section;
+        }
+    }
+    EXPECT_THROW(parse_policy(json::parse(R"({"resource_policies": {"resource_leak_detection": {"auto_cleanup": 1}}})")), ApiError);
+    EXPECT_THROW(parse_policy(json::parse(R"({"resource_policies": {"resource_leak_detection": {"interval": "5m"}}})")), ApiError);
+}
