@@ -78,7 +78,7 @@ struct Node {
         spdlog::set_level(spdlog::level::warn);
         service.set_monitoring(&monitoring);
         for (int i = 0; i < allocations; ++i) {
-            const auto& a = ledger.allocate(parse_allocation_request({{"workflow_id", "wf-" + std::to_string(i % 50)},
+            const auto& a = ledger.allocate(parse_allocation_request({{"workflow_id", "wf-" + std::to_string(i)},
                                                                       {"priority", i % 2 ? "high" : "medium"},
                                                                       {"resources", {{"cpu_cores", 0.5}, {"memory_gb", 1}}}}),
                                             Owner{0, 0}, Clock::now());
@@ -154,8 +154,6 @@ std::string http_get(std::uint16_t port) {
 // A whole scrape as Prometheus makes it: TCP connect, GET /metrics, the reply read to its end.
 void BM_ScrapeHttp(benchmark::State& state) {
     const int allocations = static_cast<int>(state.range(0));
-    metrics_of(allocations);
-    static std::map<int, std::shared_ptr<metrics::Metrics>> shared;
     auto m = std::make_shared<metrics::Metrics>();
     m->on_pass(metrics::figures_of(node(allocations).ledger, &*node(allocations).monitoring.latest(), 0));
     const std::uint16_t port = static_cast<std::uint16_t>(19400 + allocations % 97);

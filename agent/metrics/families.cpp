@@ -37,8 +37,9 @@ void add_usage(AllocationFigures& f, const monitor::GroupUsage& usage) {
 // Builds one family; `add` appends its series.
 class FamilyBuilder {
 public:
-    FamilyBuilder(std::vector<MetricFamily>& out, std::string name, std::string help, MetricType type) : out_(out) {
+    FamilyBuilder(std::vector<MetricFamily>& out, std::string name, std::string help, MetricType type, size_t series = 1) : out_(out) {
         out_.push_back(MetricFamily{std::move(name), std::move(help), type, {}});
+        out_.back().metric.reserve(series);
     }
     ~FamilyBuilder() {
         if (out_.back().metric.empty()) out_.pop_back(); // no series: no family (a bare HELP line says nothing)
@@ -142,7 +143,8 @@ void allocation_families(std::vector<MetricFamily>& out, const std::vector<Alloc
          [](const AllocationFigures& a) { return a.pids ? std::optional<double>(static_cast<double>(*a.pids)) : std::nullopt; }},
     };
     {
-        FamilyBuilder info(out, "resmgr_allocation_info", "1 for each allocation that holds capacity, with its status", T::Gauge);
+        FamilyBuilder info(out, "resmgr_allocation_info", "1 for each allocation that holds capacity, with its status", T::Gauge,
+                           allocations.size());
         for (const auto* a : allocations) {
             auto l = labels(*a);
             l.push_back({"status", a->status});
@@ -150,7 +152,7 @@ void allocation_families(std::vector<MetricFamily>& out, const std::vector<Alloc
         }
     }
     for (const auto& s : kSeries) {
-        FamilyBuilder family(out, s.name, s.help, s.type);
+        FamilyBuilder family(out, s.name, s.help, s.type, allocations.size());
         for (const auto* a : allocations) family.add(s.value(*a), labels(*a));
     }
 }
@@ -237,6 +239,7 @@ std::vector<double> Counts::latency_bounds() {
 
 std::vector<MetricFamily> families(const PassFigures& pass, const Counts& counts, const std::set<std::string>& ended) {
     std::vector<MetricFamily> out;
+    out.reserve(32); // every family this file builds
     node_families(out, pass.node);
     allocation_families(out, pass.allocations, ended);
     count_families(out, counts);
