@@ -196,9 +196,11 @@ int main(int argc, char** argv) {
                                                  "0666 lets every local user ask, within the policy's limits");
     std::string metrics_listen, metrics_textfile;
     app.add_option("--metrics-listen", metrics_listen, "Serve Prometheus metrics at http://ADDRESS:PORT/metrics, e.g. 127.0.0.1:9464 or "
-                                                       "[::1]:9464 (off by default). Unauthenticated: keep it on loopback or a trusted network");
+                                                       "[::1]:9464 (off by default). Unauthenticated: keep it on loopback or a trusted network")
+        ->type_name("ADDRESS:PORT");
     app.add_option("--metrics-textfile", metrics_textfile, "Write the same metrics to DIR/resmgr.prom after each sampling pass (atomically), "
-                                                           "for node_exporter's textfile collector (--collector.textfile.directory)");
+                                                           "for node_exporter's textfile collector (--collector.textfile.directory)")
+        ->type_name("DIR");
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
         ->capture_default_str();
