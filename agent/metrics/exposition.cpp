@@ -100,7 +100,10 @@ MetricsServer::MetricsServer(const ListenAddress& address, std::weak_ptr<prometh
     try {
         exposer_ = std::make_unique<prometheus::Exposer>(std::move(options));
     } catch (const std::exception& e) {
-        throw UsageError("--metrics-listen " + address.to_string() + ": the HTTP server did not start: " + e.what());
+        // The address was free a moment ago; with IPv6 the likely reason is civetweb itself.
+        throw UsageError("--metrics-listen " + address.to_string() + ": the HTTP server did not start: " + e.what() +
+                         (address.ipv6 ? " (Debian 12's civetweb, which serves /metrics, is built without IPv6: use an IPv4 address such as 127.0.0.1)"
+                                       : ""));
     }
     exposer_->RegisterCollectable(collectable, "/metrics");
 }

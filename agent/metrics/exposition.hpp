@@ -27,6 +27,7 @@ public:
 };
 
 // "127.0.0.1:9464" or "[::1]:9464": a numeric IPv4 or bracketed IPv6 address and a port 1-65535.
+// (Serving IPv6 takes a civetweb built with it; Debian 12's is not, and MetricsServer says so.)
 struct ListenAddress {
     std::string host; // without brackets
     std::uint16_t port = 0;

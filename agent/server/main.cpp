@@ -195,8 +195,9 @@ int main(int argc, char** argv) {
     app.add_option("--socket-mode", socket_mode, "The socket file's mode in octal (default 0660 with --socket-group, else 0600); "
                                                  "0666 lets every local user ask, within the policy's limits");
     std::string metrics_listen, metrics_textfile;
-    app.add_option("--metrics-listen", metrics_listen, "Serve Prometheus metrics at http://ADDRESS:PORT/metrics, e.g. 127.0.0.1:9464 or "
-                                                       "[::1]:9464 (off by default). Unauthenticated: keep it on loopback or a trusted network")
+    app.add_option("--metrics-listen", metrics_listen, "Serve Prometheus metrics at http://ADDRESS:PORT/metrics, e.g. 127.0.0.1:9464 "
+                                                       "(a numeric address; off by default). Unauthenticated: keep it on loopback or a "
+                                                       "trusted network")
         ->type_name("ADDRESS:PORT");
     app.add_option("--metrics-textfile", metrics_textfile, "Write the same metrics to DIR/resmgr.prom after each sampling pass (atomically), "
                                                            "for node_exporter's textfile collector (--collector.textfile.directory)")
