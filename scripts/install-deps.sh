@@ -9,6 +9,7 @@ build=(build-essential cmake pkg-config git
        libgtest-dev libgmock-dev libbenchmark-dev
        libbpf-dev bpftool clang llvm libelf-dev zlib1g-dev
        libsqlite3-dev ccache
+       prometheus-cpp-dev  # resmgrd --metrics-listen (/metrics) and --metrics-textfile
        help2man lintian)  # the man pages and the package check (scripts/package.sh)
 # The system test tier boots a throw-away Debian VM (see tests/system/); skipped when these are absent.
 vm=(qemu-system-x86 qemu-utils debootstrap e2fsprogs)

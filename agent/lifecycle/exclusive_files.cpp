@@ -229,6 +229,7 @@ void ExclusiveFiles::on_guard_reports(std::vector<conflicts::GuardReport> report
               {"holder", stored->holder},
               {"denied_process", stored->claimant},
               {"occurrences", stored->occurrences},
+              {"count", r.count}, // of this report (occurrences counts the record's whole life)
               {"resolution_strategies", json::array({"queue_and_serialize", "priority_based", "release"})}});
     }
     // A new conflict is on disk at once; repeats of known ones are saved with the next sample.

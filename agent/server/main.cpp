@@ -20,6 +20,8 @@
 #include "cgroup/probe.hpp"
 #include "conflicts/file_guard.hpp"
 #include "core/ledger.hpp"
+#include "metrics/exposition.hpp"
+#include "metrics/metrics.hpp"
 #include "monitor/node.hpp"
 #include "resmgr/client.hpp"
 #include "monitor/monitoring.hpp"
@@ -114,6 +116,49 @@ SocketAccess socket_access(const std::string& group_name, const std::string& mod
     return access;
 }
 
+// Prometheus metrics: off unless --metrics-listen or --metrics-textfile asks for them.
+struct MetricsOutput {
+    std::shared_ptr<resmgr::metrics::Metrics> metrics; // null: off
+    std::unique_ptr<resmgr::metrics::MetricsServer> server;
+    std::optional<resmgr::metrics::Textfile> textfile;
+    std::string last_textfile_error; // logged once until it changes
+};
+
+// Checks both flags and starts the HTTP server (its threads inherit the blocked signals).
+// Throws metrics::UsageError.
+MetricsOutput start_metrics(const std::string& listen, const std::string& textfile_dir) {
+    MetricsOutput out;
+    if (listen.empty() && textfile_dir.empty()) return out;
+    std::optional<resmgr::metrics::ListenAddress> address;
+    if (!listen.empty()) address = resmgr::metrics::parse_listen_address(listen);
+    if (!textfile_dir.empty()) out.textfile.emplace(textfile_dir);
+    out.metrics = std::make_shared<resmgr::metrics::Metrics>();
+    if (address) {
+        out.server = std::make_unique<resmgr::metrics::MetricsServer>(*address, out.metrics);
+        spdlog::info("serving Prometheus metrics at http://{}/metrics", address->to_string());
+        if (address->is_wildcard())
+            spdlog::warn("--metrics-listen {}: the metrics are served unauthenticated on every interface; anyone who can reach "
+                         "this host can read workflow names and usage (use 127.0.0.1 or a firewall)", address->to_string());
+    }
+    if (out.textfile) spdlog::info("writing Prometheus metrics to {} after each sampling pass", out.textfile->path().string());
+    return out;
+}
+
+// After a sampling pass (and once at start): the figures for the next scrape, and the textfile.
+void publish_metrics(MetricsOutput& out, resmgr::server::Service& service, const resmgr::monitor::Monitoring& monitoring) {
+    if (!out.metrics) return;
+    out.metrics->on_pass(resmgr::metrics::figures_of(service.lifecycle().ledger(), monitoring.latest() ? &*monitoring.latest() : nullptr,
+                                                     service.files().registry().active().size()));
+    if (!out.textfile) return;
+    try {
+        out.textfile->write(out.metrics->text());
+        out.last_textfile_error.clear();
+    } catch (const std::exception& e) {
+        if (e.what() != out.last_textfile_error) spdlog::warn("metrics textfile: {}", e.what());
+        out.last_textfile_error = e.what();
+    }
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -150,6 +195,14 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--socket-mode", socket_mode, "The socket file's mode in octal (default 0660 with --socket-group, else 0600); "
                                                  "0666 lets every local user ask, within the policy's limits");
+    std::string metrics_listen, metrics_textfile;
+    app.add_option("--metrics-listen", metrics_listen, "Serve Prometheus metrics at http://ADDRESS:PORT/metrics, e.g. 127.0.0.1:9464 "
+                                                       "(a numeric address; off by default). Unauthenticated: keep it on loopback or a "
+                                                       "trusted network")
+        ->type_name("ADDRESS:PORT");
+    app.add_option("--metrics-textfile", metrics_textfile, "Write the same metrics to DIR/resmgr.prom after each sampling pass (atomically), "
+                                                           "for node_exporter's textfile collector (--collector.textfile.directory)")
+        ->type_name("DIR");
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
         ->capture_default_str();
@@ -157,7 +210,8 @@ int main(int argc, char** argv) {
     bool print_default_config = false;
     app.add_flag("--print-default-config", print_default_config,
                  "Print the default policies as a complete policy file (what applies when --config is absent) and exit");
-    app.footer("Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when it cannot start.\n"
+    app.footer("Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when it cannot start, 2 for a bad\n"
+               "--metrics-listen or --metrics-textfile (or a metrics port in use).\n"
                "Check what this host can enforce with `resmgr doctor`.");
     CLI11_PARSE(app, argc, argv);
     if (print_default_config) {
@@ -168,6 +222,14 @@ int main(int argc, char** argv) {
     spdlog::set_level(spdlog::level::from_str(log_level));
     // Under systemd, stderr goes to the journal, which adds its own timestamps.
     if (std::getenv("JOURNAL_STREAM")) spdlog::set_pattern("%l: %v");
+    MetricsOutput metrics;
+    try {
+        metrics = start_metrics(metrics_listen, metrics_textfile);
+    } catch (const resmgr::metrics::UsageError& e) {
+        spdlog::critical("cannot start: {}", e.what());
+        std::cerr << "resmgrd: " << e.what() << "\n";
+        return 2;
+    }
 
     try {
         raise_fd_limit();
@@ -196,6 +258,11 @@ int main(int argc, char** argv) {
         events.add(std::make_unique<resmgr::events::JournalSink>());
         events.add(std::make_unique<resmgr::events::JsonlSink>((store.dir() / "monitoring" / "alerts.jsonl").string(), 16u << 20));
         service.events().set_sink(&events);
+        if (metrics.metrics) {
+            events.add(std::make_unique<resmgr::metrics::MetricsEventSink>(metrics.metrics));
+            service.router().set_observer([m = metrics.metrics](const resmgr::Request& request, const nlohmann::json& envelope,
+                                                                std::chrono::microseconds elapsed) { m->on_request(request, envelope, elapsed); });
+        }
 
         resmgr::monitor::Monitoring::Options monitor_options;
         monitor_options.sources.filesystems = {store.dir().string(), std::filesystem::temp_directory_path().string()};
@@ -247,10 +314,14 @@ int main(int argc, char** argv) {
 
         sd_event* event = nullptr;
         if (int r = sd_event_default(&event); r < 0) throw std::runtime_error(std::string("sd_event_default: ") + strerror(-r));
-        resmgr::server::EventLoop loop(event, service.completion(), [&] { service.on_sample(); });
+        resmgr::server::EventLoop loop(event, service.completion(), [&] {
+            service.on_sample();
+            publish_metrics(metrics, service, monitoring);
+        });
         service.lifecycle().set_hooks(loop.hooks());
         auto reconciled = service.completion().reconcile();
         spdlog::info("restored {} allocation(s): {}", ledger.allocations().size(), reconciled.dump());
+        publish_metrics(metrics, service, monitoring);
         sd_event_add_signal(event, nullptr, SIGTERM, on_signal, nullptr);
         sd_event_add_signal(event, nullptr, SIGINT, on_signal, nullptr);
         // Sends WATCHDOG=1 at half of WatchdogSec= while the loop turns; no-op outside systemd.

@@ -77,6 +77,14 @@ SuccessBody Router::dispatch(const Request& request, const Owner& peer) {
 }
 
 json Router::handle(const Request& request, const Owner& peer) {
+    if (!observer_) return answer(request, peer);
+    const auto started = std::chrono::steady_clock::now();
+    json envelope = answer(request, peer);
+    observer_(request, envelope, std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started));
+    return envelope;
+}
+
+json Router::answer(const Request& request, const Owner& peer) {
     auto started = std::chrono::steady_clock::now();
     try {
         SuccessBody body = dispatch(request, peer);

@@ -8,6 +8,7 @@
 // May call: lifecycle, monitor, events, model; the handlers below it never call back up.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -79,12 +80,19 @@ public:
     nlohmann::json handle_line(std::string_view line, const Owner& peer);
     nlohmann::json handle(const Request& request, const Owner& peer);
 
+    // Told of every answer: the request, its envelope and how long it took (resmgrd's metrics
+    // count allocate's decisions and latency through it). Called on the loop, after the answer.
+    using AnswerObserver = std::function<void(const Request&, const nlohmann::json& envelope, std::chrono::microseconds elapsed)>;
+    void set_observer(AnswerObserver observer) { observer_ = std::move(observer); }
+
 private:
+    nlohmann::json answer(const Request& request, const Owner& peer);
     SuccessBody dispatch(const Request& request, const Owner& peer);
     void report_denied_allocation(const Request& request, const ApiError& error);
 
     Context& ctx_;
     std::vector<Operation> table_;
+    AnswerObserver observer_;
 };
 
 // One register function per operation group (ops/*.cpp).

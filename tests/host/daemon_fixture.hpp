@@ -33,8 +33,11 @@ protected:
                                                R"({"max_cpu_per_workflow":4096,"max_memory_per_workflow":1048576},)"
                                                R"("monitoring_intervals":{"resource_check":"1s"},)"
                                                R"("thresholds":{"cpu":{"threshold":90},"clear_margin":30,"repeat_interval":"1h"}}})";
-        start();
+        start(daemon_args());
     }
+
+    // Arguments a suite adds to the daemon it starts (called once `dir` exists).
+    virtual std::vector<std::string> daemon_args() { return {}; }
 
     void TearDown() override {
         if (daemon > 0) expect_daemon_alive();
