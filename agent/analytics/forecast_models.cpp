@@ -142,7 +142,8 @@ std::string EtsParams::describe() const {
     if (beta > 0) n += std::snprintf(text + n, sizeof text - static_cast<std::size_t>(n), ", beta %.3g, phi %.3g", beta, phi);
     else n += std::snprintf(text + n, sizeof text - static_cast<std::size_t>(n), ", no trend");
     if (gamma1 > 0) n += std::snprintf(text + n, sizeof text - static_cast<std::size_t>(n), ", gamma %.3g", gamma1);
-    if (gamma2 > 0) std::snprintf(text + n, sizeof text - static_cast<std::size_t>(n), ", gamma2 %.3g", gamma2);
+    if (gamma2 > 0) n += std::snprintf(text + n, sizeof text - static_cast<std::size_t>(n), ", gamma2 %.3g", gamma2);
+    if (clip > 0) std::snprintf(text + n, sizeof text - static_cast<std::size_t>(n), ", errors clipped at %.3g scales", clip);
     return text;
 }
 
@@ -182,19 +183,26 @@ EtsFilter::EtsFilter(const std::vector<double>& y, std::size_t m1, std::size_t m
 }
 
 void EtsFilter::advance(std::size_t o) {
-    const double alpha = p_.alpha, beta = p_.beta, phi = p_.phi, g1 = p_.gamma1, g2 = p_.gamma2;
-    double level = level_, trend = trend_, sse = sse_;
+    const double alpha = p_.alpha, beta = p_.beta, phi = p_.phi, g1 = p_.gamma1, g2 = p_.gamma2, clip = p_.clip;
+    double level = level_, trend = trend_, sse = sse_, scale = scale_;
     for (std::size_t t = t_; t < o; ++t) {
         double& s1 = s1_[m1_ > 0 ? t % m1_ : 0];
         double& s2 = s2_[m2_ > 0 ? t % m2_ : 0];
-        const double e = y_[t] - (level + phi * trend + s1 + s2);
-        sse += e * e;
+        const double raw = y_[t] - (level + phi * trend + s1 + s2);
+        sse += raw * raw;
+        double e = raw;
+        if (clip > 0) { // Huber-style: the state moves by at most clip scales at a time
+            // Never below a thousandth of the level: a noise-free series still follows a shift.
+            const double bound = clip * std::max(scale, 1e-3 * std::abs(level));
+            if (scale > 0) e = std::clamp(raw, -bound, bound);
+            scale = scale > 0 ? 0.99 * scale + 0.01 * 1.25 * std::abs(e) : 1.25 * std::abs(raw);
+        }
         level += phi * trend + alpha * e;
         trend = phi * trend + beta * e;
         s1 += g1 * e;
         s2 += g2 * e;
     }
-    level_ = level, trend_ = trend, sse_ = sse;
+    level_ = level, trend_ = trend, sse_ = sse, scale_ = scale;
     t_ = std::max(t_, o);
 }
 

@@ -15,7 +15,8 @@
 //   - Holt-Winters / ETS(A,Ad,A): additive errors, damped additive trend, one or two additive
 //     seasons (Taylor 2003's double seasonal Holt-Winters for day and week), in the
 //     error-correction form of Hyndman et al. 2008 ("Forecasting with Exponential Smoothing").
-//     Its parameters come from a coarse grid (kEtsGrid), chosen by the back-test.
+//     Its parameters come from a coarse grid (ets_grid), chosen by the back-test; errors are
+//     clipped (Huber-style) when the state is updated (EtsParams::clip).
 // May call: nothing outside analytics.
 #pragma once
 
@@ -56,6 +57,11 @@ struct EtsParams {
     double beta = 0;             // trend (0: no trend)
     double phi = 1;              // damping of the trend
     double gamma1 = 0, gamma2 = 0; // the two seasons (0 when a season is absent)
+    // The state is updated with the error clipped at ±clip robust scales (0: not clipped), so one
+    // spike does not drag the level and the seasonal profile with it; the scale is 1.25 × an
+    // exponentially weighted (0.99) mean of the clipped absolute errors (≈ σ for Gaussian errors).
+    // 3 was chosen on the tuning series of bench_forecast (BENCHMARKS.md), not on the held-out ones.
+    double clip = 3;
     std::string describe() const;
 };
 
@@ -84,7 +90,7 @@ private:
     std::size_t m1_, m2_;
     EtsParams p_;
     std::size_t start_ = 0, t_ = 0;
-    double level_ = 0, trend_ = 0, sse_ = 0;
+    double level_ = 0, trend_ = 0, sse_ = 0, scale_ = 0; // scale_: of the clipping, 0 until the first error
     std::vector<double> s1_, s2_;
 };
 
