@@ -284,6 +284,10 @@ BacktestResult backtest(const std::vector<double>& y, const std::vector<bool>& f
         r.forecasts.push_back(std::move(f));
     }
 
+    for (std::size_t k = 0; k < folds && r.mase_note.empty(); ++k)
+        if (scale[k] <= 0)
+            r.mase_note = "MASE is undefined: the in-sample one-step seasonal naive error before the origin of fold " +
+                          std::to_string(k + 1) + " (value " + std::to_string(L.origins[k]) + ") is 0, a flat history";
     const std::vector<double>& naive_abs = tracks[0].fold_abs;
     for (Track& t : tracks) score(L, scale, naive_abs, options.confidence, t);
     score(L, scale, naive_abs, options.confidence, selection);

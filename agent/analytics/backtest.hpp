@@ -91,6 +91,7 @@ struct BacktestResult {
     ModelScore selection;
     std::vector<std::size_t> selected_folds; // per models[i]: the folds the selection gave it
     std::string chosen, chosen_detail;   // the model for forecasts from now on
+    std::string mase_note;               // why MASE is null, when it is
     std::vector<FoldForecast> forecasts; // the selection's, one per fold
 };
 

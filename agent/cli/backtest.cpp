@@ -106,6 +106,7 @@ json backtest_report(const std::string& file, const RegularSeries& series, const
               {"confidence", result.options.confidence},
               {"method", kBacktestMethods}}},
             {"chosen", chosen},
+            {"mase_note", result.mase_note.empty() ? json(nullptr) : json(result.mase_note)},
             {"selection", score_json(result.selection)},
             {"models", models},
             {"elapsed_ms", static_cast<double>(elapsed.count()) / 1000.0}};
@@ -129,8 +130,10 @@ void print_backtest(std::ostream& out, const json& r) {
         out << " " << season["name"].get<std::string>();
         if (season["period"].get<std::size_t>() > 0) out << " (" << season["period"] << " steps)";
         out << (season["found"].get<bool>() ? " found" : " not found");
-        if (season.contains("autocorrelation")) out << ", autocorrelation " << fixed(season["autocorrelation"], "%.2f");
-        if (season.contains("reason") && !season["found"].get<bool>()) out << " [" << season["reason"].get<std::string>() << "]";
+        if (season.contains("autocorrelation"))
+            out << ", autocorrelation " << fixed(season["autocorrelation"], "%.2f")
+                << (season["found"].get<bool>() ? "" : " (below " + fixed(kSeasonMinAutocorrelation, "%.2f") + ")");
+        if (season.contains("reason") && !season.contains("autocorrelation")) out << " [" << season["reason"].get<std::string>() << "]";
         out << ";";
     }
     const json& b = r["backtest"];
@@ -149,6 +152,7 @@ void print_backtest(std::ostream& out, const json& r) {
     };
     row(r["selection"], "all");
     for (const json& m : r["models"]) row(m, m.contains("folds_selected") ? m["folds_selected"].dump() : "baseline");
+    if (r["mase_note"].is_string()) out << "  " << r["mase_note"].get<std::string>() << "\n";
     out << "\nselection: each fold forecast by the model best on the folds before it (out of sample); the model rows\n"
            "are each model on every fold. Coverage counts the points that had an interval: "
         << r["selection"]["interval_points"] << " of " << r["selection"]["points"] << ".\nfit + back-test: "

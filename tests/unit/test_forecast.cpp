@@ -144,6 +144,7 @@ TEST(ForecastModels, AConstantIsForecastAsItselfWithAZeroWidthIntervalAndNoMase)
             }
         }
     EXPECT_FALSE(r.selection.mase.has_value());
+    EXPECT_NE(r.mase_note.find("flat history"), std::string::npos) << r.mase_note;
     EXPECT_FALSE(r.selection.relative_mae.has_value());
     ASSERT_TRUE(r.selection.coverage.has_value());
     EXPECT_DOUBLE_EQ(*r.selection.coverage, 1.0);
