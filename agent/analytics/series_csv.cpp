@@ -18,6 +18,8 @@ std::string_view trim(std::string_view s) {
     return s.substr(first, s.find_last_not_of(space) - first + 1);
 }
 
+std::string when(std::int64_t ts) { return format_timestamp(TimePoint(std::chrono::seconds(ts))); }
+
 } // namespace
 
 SeriesCsvError::SeriesCsvError(std::size_t line_number, const std::string& what)
@@ -76,8 +78,8 @@ RegularSeries to_regular_series(const std::vector<CsvSample>& samples) {
     for (std::size_t i = 1; i < samples.size(); ++i) {
         const std::int64_t d = samples[i].ts - samples[i - 1].ts;
         if (d < 0)
-            throw SeriesCsvError(samples[i].line, "timestamps out of order: " + std::to_string(samples[i].ts) + " is before line " +
-                                                      std::to_string(samples[i - 1].line) + "'s " + std::to_string(samples[i - 1].ts) +
+            throw SeriesCsvError(samples[i].line, "timestamps out of order: " + when(samples[i].ts) + " is before line " +
+                                                      std::to_string(samples[i - 1].line) + "'s " + when(samples[i - 1].ts) +
                                                       " (sort the file by time)");
         if (d > 0) spacing.push_back(d);
     }
