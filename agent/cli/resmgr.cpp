@@ -10,6 +10,7 @@
 
 #include "cgroup/probe.hpp"
 #include "resmgr/json.hpp"
+#include "cli/backtest.hpp"
 #include "cli/command_line.hpp"
 #include "cli/output.hpp"
 #include "resmgr/client.hpp"
@@ -42,6 +43,9 @@ std::string describe_operations() {
             start = end + 1;
         }
     }
+    out += "  backtest --csv FILE [--horizon 1d] [--step 6h] [--confidence 0.95] [--forecasts-out OUT.csv] [--anomalies]\n"
+           "              Offline, no resmgrd: back-test the forecasting models on a timestamp,value CSV and\n"
+           "              report their measured accuracy (resmgr backtest --help).\n";
     out += "Only the owner of an allocation (the uid that made it) or root may release or reallocate it.\n";
     return out;
 }
@@ -88,7 +92,8 @@ int follow_events(const std::string& path, resmgr::Request request, bool human) 
 // The operation `word` mistypes, or "" when it is one, or not near one: resmgrd has the last word
 // on what exists, the client only catches typos. The operations are the seed's and these.
 std::string misspelt_operation(const std::string& word) {
-    const std::vector<std::string> known = resmgr::operation_names();
+    std::vector<std::string> known = resmgr::operation_names();
+    known.push_back("backtest"); // local, see main()
     if (std::find(known.begin(), known.end(), word) != known.end()) return "";
     return resmgr::cli::closest_word(word, known);
 }
@@ -96,6 +101,8 @@ std::string misspelt_operation(const std::string& word) {
 } // namespace
 
 int main(int argc, char** argv) {
+    // Local subcommands run here without resmgrd, with their own options and --help.
+    if (argc >= 2 && std::string(argv[1]) == "backtest") return resmgr::cli::backtest_main(argc - 1, argv + 1);
     CLI::App app{describe_operations(), "resmgr"};
     std::string socket;
     bool as_json = false;
@@ -124,6 +131,10 @@ int main(int argc, char** argv) {
 
     resmgr::Request request;
     request.operation = words[0];
+    if (request.operation == "backtest") {
+        std::cerr << "resmgr: backtest takes its own options after it: resmgr backtest --csv FILE [--json] (see resmgr backtest --help)\n";
+        return 2;
+    }
     if (std::string meant = misspelt_operation(request.operation); !meant.empty()) {
         std::cerr << "resmgr: unknown operation '" << request.operation << "'; did you mean '" << meant << "'? (see resmgr --help)\n";
         return 2;

@@ -10,6 +10,7 @@
 #include <ostream>
 #include <sstream>
 
+#include "analytics/series_csv.hpp"
 #include "resmgr/model.hpp"
 
 namespace resmgr::history {
@@ -85,30 +86,6 @@ private:
 double percentile(const std::vector<double>& sorted, double p) {
     const auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(sorted.size())));
     return sorted[std::clamp<std::size_t>(rank, 1, sorted.size()) - 1];
-}
-
-std::optional<std::int64_t> parse_csv_time(const std::string& field) {
-    if (field.empty()) return std::nullopt;
-    if (field.find_first_not_of("0123456789.") == std::string::npos) {
-        char* end = nullptr;
-        double seconds = std::strtod(field.c_str(), &end);
-        // 1970-2200, as the protocol's timestamps.
-        if (*end != '\0' || !std::isfinite(seconds) || seconds < 0 || seconds > 7258118400.0) return std::nullopt;
-        return static_cast<std::int64_t>(seconds);
-    }
-    // "2014-04-01 00:05:00" (what many monitors export): ISO 8601 with a space and no zone, read as UTC.
-    std::string iso = field;
-    if (iso.size() == 19 && (iso[10] == ' ' || iso[10] == 'T')) iso[10] = 'T', iso += 'Z';
-    auto t = parse_timestamp(iso);
-    if (!t) return std::nullopt;
-    return std::chrono::duration_cast<std::chrono::seconds>(t->time_since_epoch()).count();
-}
-
-std::string trim(std::string s) {
-    const char* space = " \t\r";
-    s.erase(0, s.find_first_not_of(space));
-    s.erase(s.find_last_not_of(space) + 1);
-    return s;
 }
 
 } // namespace
@@ -352,35 +329,24 @@ std::vector<analytics::RunRecord> HistoryStore::runs(const RunQuery& query) cons
 }
 
 std::size_t HistoryStore::import_csv(std::istream& in, const std::string& series) {
-    std::string line;
-    std::size_t number = 0, imported = 0;
+    std::vector<analytics::CsvSample> rows;
+    try {
+        rows = analytics::read_series_csv(in);
+    } catch (const analytics::SeriesCsvError& e) {
+        throw HistoryError(std::string(e.what()) + "; nothing was imported");
+    }
     std::int64_t first = INT64_MAX, last = INT64_MIN;
     exec("BEGIN");
     try {
         const std::int64_t id = series_id(series);
         Statement insert(db_, "INSERT OR REPLACE INTO samples(series, ts, value) VALUES (?, ?, ?)");
-        while (std::getline(in, line)) {
-            ++number;
-            line = trim(line);
-            if (line.empty()) continue;
-            const auto comma = line.find(',');
-            if (comma == std::string::npos || line.find(',', comma + 1) != std::string::npos)
-                throw HistoryError("line " + std::to_string(number) + ": expected two fields, timestamp,value");
-            const std::string when = trim(line.substr(0, comma)), what = trim(line.substr(comma + 1));
-            auto ts = parse_csv_time(when);
-            if (!ts && number == 1 && imported == 0) continue; // a header line
-            if (!ts) throw HistoryError("line " + std::to_string(number) + ": '" + when.substr(0, 64) + "' is not a timestamp (ISO 8601 or seconds since the epoch)");
-            char* end = nullptr;
-            const double value = std::strtod(what.c_str(), &end);
-            if (what.empty() || *end != '\0' || !std::isfinite(value))
-                throw HistoryError("line " + std::to_string(number) + ": '" + what.substr(0, 64) + "' is not a finite number");
-            insert.bind(1, id).bind(2, *ts).bind(3, value).step();
+        for (const auto& row : rows) {
+            insert.bind(1, id).bind(2, row.ts).bind(3, row.value).step();
             insert.reset();
-            first = std::min(first, *ts), last = std::max(last, *ts);
-            ++imported;
+            first = std::min(first, row.ts), last = std::max(last, row.ts);
         }
         // Imported history is usually older than the raw retention: its rollups are made now.
-        if (imported > 0) {
+        if (!rows.empty()) {
             roll_up(Resolution::five_minutes, first / 300 * 300, last + 1);
             roll_up(Resolution::one_hour, first / 3600 * 3600, last + 1);
         }
@@ -390,7 +356,7 @@ std::size_t HistoryStore::import_csv(std::istream& in, const std::string& series
         series_ids_.clear();
         throw HistoryError(std::string(e.what()) + "; nothing was imported");
     }
-    return imported;
+    return rows.size();
 }
 
 void HistoryStore::export_csv(std::ostream& out, std::int64_t since) const {

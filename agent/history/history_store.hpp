@@ -90,8 +90,9 @@ public:
     void set_run_exit(const std::string& allocation_id, int exit_code);
     std::vector<analytics::RunRecord> runs(const RunQuery& query) const;
 
-    // CSV: "timestamp,value" rows (a header line is allowed); timestamps in ISO 8601 / RFC 3339
-    // or seconds since the epoch. All rows or none: a bad row is a HistoryError naming its line.
+    // CSV read by analytics::read_series_csv: "timestamp,value" first on each row (more columns
+    // ignored, a header line allowed); timestamps in ISO 8601 / RFC 3339 or seconds since the
+    // epoch. All rows or none: a bad row is a HistoryError naming its line.
     std::size_t import_csv(std::istream& in, const std::string& series);
     // "series,timestamp,value" rows of the raw samples since `since`, oldest first.
     void export_csv(std::ostream& out, std::int64_t since) const;

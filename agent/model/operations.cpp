@@ -142,8 +142,9 @@ std::vector<OperationSpec> make_catalog() {
          {{"csv_file", T::string, true, {}, {}, "absolute path of a timestamp,value CSV, read by resmgrd"},
           {"metric", T::string, true, {}, {}, "the series it becomes, e.g. node/cpu_percent"}},
          false, "--csv FILE --metric NAME",
-         "Seed this node's history from another monitor's export (root). Timestamps in ISO 8601 or\n"
-         "seconds since the epoch; one bad row refuses the file, naming its line, and imports nothing."});
+         "Seed this node's history from another monitor's export (root). timestamp,value first on each\n"
+         "row (more columns ignored); timestamps in ISO 8601 or seconds since the epoch; one bad row\n"
+         "refuses the file, naming its line, and imports nothing."});
     add({"optimize", "", true, true, false, Caller::anyone,
          {{"target", T::string, false, {}, {}, "efficiency (default) or performance"},
           {"constraints", T::any, false, {}, {}, "accepted for the seed's shape"},

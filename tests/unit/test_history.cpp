@@ -117,10 +117,10 @@ TEST(HistoryStore, RunsAreKeptAndQueriedByTypeAndWorkflow) {
     EXPECT_TRUE(store.runs({0u, "", "", 0, 10}).empty()); // another owner's
 }
 
-TEST(HistoryStore, ImportsCsvWithHeaderIsoAndEpochTimes) {
+TEST(HistoryStore, ImportsCsvWithHeaderIsoAndEpochTimesIgnoringExtraColumns) {
     TempDir dir;
     HistoryStore store((dir.path() / "history.db").string());
-    std::istringstream csv("timestamp,value\n2027-01-15T11:30:00Z,12.5\n1800000000,7\n\n1800000060.5, 9 \n2027-01-15 12:00:00,3\n");
+    std::istringstream csv("timestamp,value,label\n2027-01-15T11:30:00Z,12.5\n1800000000,7,x\n\n1800000060.5, 9 \n2027-01-15 12:00:00,3\n");
     EXPECT_EQ(store.import_csv(csv, "node/cpu_percent"), 4u);
     auto raw = store.series("node/cpu_percent", Resolution::raw, 0, kT0 + kDay);
     ASSERT_EQ(raw.size(), 4u);
@@ -135,7 +135,7 @@ TEST(HistoryStore, ImportsCsvWithHeaderIsoAndEpochTimes) {
 TEST(HistoryStore, MalformedCsvNamesTheLineAndImportsNothing) {
     TempDir dir;
     HistoryStore store((dir.path() / "history.db").string());
-    for (const char* bad : {"1800000000,1\n1800000060,abc\n", "1800000000,1\nnot-a-time,3\n", "1800000000,1,2\n",
+    for (const char* bad : {"1800000000,1\n1800000060,abc\n", "1800000000,1\nnot-a-time,3\n", "1800000000\n",
                             "1800000000,1\n1800000060,nan\n", "1800000000,1\n99999999999,1\n", "1800000000,1\n1800000060,1e999\n"}) {
         std::istringstream csv(bad);
         try {
