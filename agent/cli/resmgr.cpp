@@ -12,6 +12,7 @@
 #include "resmgr/json.hpp"
 #include "cli/command_line.hpp"
 #include "cli/output.hpp"
+#include "cli/top.hpp"
 #include "resmgr/client.hpp"
 #include "resmgr/operations.hpp"
 
@@ -42,6 +43,9 @@ std::string describe_operations() {
             start = end + 1;
         }
     }
+    out += "  top [--once] [--sort cpu|memory|priority] [--filter TEXT]\n"
+           "              The node and its allocations live, like top(1); --once prints one frame\n"
+           "              for scripts. Keys: c/m/p sort, / filter, space pause, q quit (resmgr top --help).\n";
     out += "Only the owner of an allocation (the uid that made it) or root may release or reallocate it.\n";
     return out;
 }
@@ -88,14 +92,33 @@ int follow_events(const std::string& path, resmgr::Request request, bool human) 
 // The operation `word` mistypes, or "" when it is one, or not near one: resmgrd has the last word
 // on what exists, the client only catches typos. The operations are the seed's and these.
 std::string misspelt_operation(const std::string& word) {
-    const std::vector<std::string> known = resmgr::operation_names();
+    std::vector<std::string> known = resmgr::operation_names();
+    known.push_back("top");
     if (std::find(known.begin(), known.end(), word) != known.end()) return "";
     return resmgr::cli::closest_word(word, known);
+}
+
+// The index of the first word that is not an option or an option's value (the operation), or
+// argc when there is none.
+int operation_index(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--socket" || a == "--type" || a == "--since" || a == "--metric") ++i; // their value follows
+        else if (a == "--") return i + 1;
+        else if (a.empty() || a[0] != '-') return i;
+    }
+    return argc;
 }
 
 } // namespace
 
 int main(int argc, char** argv) {
+    // `resmgr top` is the CLI's own view, not an operation of resmgrd: it has options of its own.
+    if (int at = operation_index(argc, argv); at < argc && std::string(argv[at]) == "top") {
+        std::vector<std::string> args(argv, argv + argc);
+        args.erase(args.begin() + at);
+        return resmgr::cli::run_top(args);
+    }
     CLI::App app{describe_operations(), "resmgr"};
     std::string socket;
     bool as_json = false;

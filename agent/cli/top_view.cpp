@@ -250,10 +250,14 @@ std::pair<std::string, bool> alerts_of(const json& monitor) {
 // from every usage answer, and the probes' status when they are not loaded.
 std::string not_measured(const TopSnapshot& s) {
     std::set<std::string> names;
-    for (const auto& [_, u] : s.usage)
+    for (const auto& [_, u] : s.usage) {
         if (const json& list = at(u, "not_measured"); list.is_array())
             for (const auto& why : list)
                 if (why.is_string()) names.insert(why.get<std::string>().substr(0, why.get<std::string>().find(':')));
+        if (const json& list = at(u, "allocations"); list.is_array())
+            for (const auto& a : list)
+                if (at(a, "used").is_object() && at(a, "throttling").is_null()) names.insert("throttling (no nr_throttled in cpu.stat)");
+    }
     std::string out;
     for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
     if (const json& ebpf = at(s.monitor, "ebpf"); ebpf.is_string() && ebpf != "loaded")

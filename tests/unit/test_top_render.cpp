@@ -362,6 +362,10 @@ TEST(TopView, AccountingOnlyOrOddAnswersShowDashesNeverCrash) {
     EXPECT_NE(text.find("backend accounting (limits NOT enforced)"), std::string::npos) << text;
     EXPECT_NE(text.find("eBPF probes (tools, run-queue latency): not loaded: no BTF"), std::string::npos) << text;
     EXPECT_NE(text.find("uncapped"), std::string::npos) << text;
+    TopSnapshot unthrottled = snapshot();
+    unthrottled.usage["wf-test"]["allocations"][0]["throttling"] = nullptr;
+    const std::string legend = render_top(unthrottled, o).back();
+    EXPECT_NE(legend.find("not measured on this host: memory.current, throttling (no nr_throttled in cpu.stat)"), std::string::npos) << legend;
     for (json odd : {json("x"), json(42), json::array({1, "a", nullptr}), json::object({{"allocations", "nope"}}),
                      json::object({{"allocations", {{{"resources", "big"}, {"pids", -3}, {"priority_value", 1e300}}}}})}) {
         TopSnapshot s;
