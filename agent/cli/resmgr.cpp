@@ -11,6 +11,7 @@
 #include "cgroup/probe.hpp"
 #include "resmgr/json.hpp"
 #include "cli/command_line.hpp"
+#include "cli/operation_help.hpp"
 #include "cli/output.hpp"
 #include "cli/top.hpp"
 #include "resmgr/client.hpp"
@@ -46,6 +47,8 @@ std::string describe_operations() {
     out += "  top [--once] [--sort cpu|memory|priority] [--filter TEXT]\n"
            "              The node and its allocations live, like top(1); --once prints one frame\n"
            "              for scripts. Keys: c/m/p sort, / filter, space pause, q quit (resmgr top --help).\n";
+    out += "  help [OPERATION]\n"
+           "              An operation's parameters: name, type, range, required or not, what it means.\n";
     out += "Only the owner of an allocation (the uid that made it) or root may release or reallocate it.\n";
     return out;
 }
@@ -94,6 +97,7 @@ int follow_events(const std::string& path, resmgr::Request request, bool human) 
 std::string misspelt_operation(const std::string& word) {
     std::vector<std::string> known = resmgr::operation_names();
     known.push_back("top");
+    known.push_back("help");
     if (std::find(known.begin(), known.end(), word) != known.end()) return "";
     return resmgr::cli::closest_word(word, known);
 }
@@ -145,6 +149,21 @@ int main(int argc, char** argv) {
         return e.get_exit_code() == 0 ? 0 : (rc == 0 ? 0 : 2);
     }
 
+    if (words[0] == "help") { // `resmgr help [OPERATION]`: from the catalog, no daemon needed
+        if (words.size() == 1) {
+            std::cout << app.help();
+            return 0;
+        }
+        if (words[1] == "top") return resmgr::cli::run_top({"resmgr top", "--help"});
+        if (auto text = resmgr::cli::operation_help(words[1])) {
+            std::cout << *text;
+            return 0;
+        }
+        std::string meant = misspelt_operation(words[1]);
+        std::cerr << "resmgr: no operation '" << words[1] << "'" << (meant.empty() ? "" : "; did you mean '" + meant + "'?")
+                  << " (see resmgr --help)\n";
+        return 2;
+    }
     resmgr::Request request;
     request.operation = words[0];
     if (std::string meant = misspelt_operation(request.operation); !meant.empty()) {

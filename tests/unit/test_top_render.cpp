@@ -1,6 +1,7 @@
 // What a person sees in `resmgr top` and the tables and pictures it is made of: text from outside
 // made safe, widths in columns, tables cut to 40 and 200 columns, sparklines and bars in UTF-8
-// and ASCII, and the frame from the daemon's answers, sorted, filtered and cut to the screen.
+// and ASCII, and the frame from the daemon's answers, sorted, filtered and cut to the screen; and the
+// help of one operation from the catalog.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "cli/sparkline.hpp"
+#include "cli/operation_help.hpp"
 #include "cli/table.hpp"
 #include "cli/text.hpp"
 #include "cli/top_view.hpp"
@@ -395,4 +397,26 @@ TEST(TopView, FrameFitsTheScreenHeightAndSaysWhatItLeavesOut) {
     EXPECT_NE(render_top(s, o).back().find("filter by workflow: wf-b_"), std::string::npos);
     o.height = 0;
     EXPECT_EQ(render_top(s, o).size(), 6u + 1 + 1 + 33 + 2) << "--once: every row";
+}
+
+TEST(OperationHelp, ParametersFromTheCatalogWithTypesAndRanges) {
+    auto events = operation_help("events");
+    ASSERT_TRUE(events.has_value());
+    EXPECT_NE(events->find("resmgr events [--follow] [--type T ...]\n"), std::string::npos) << *events;
+    EXPECT_NE(events->find("    limit  integer >= 1  optional  the newest N\n"), std::string::npos) << *events;
+    auto release = operation_help("release");
+    ASSERT_TRUE(release.has_value());
+    EXPECT_NE(release->find("allocation_id  string"), std::string::npos) << *release;
+    EXPECT_NE(release->find("required"), std::string::npos) << *release;
+    EXPECT_NE(release->find("(an operation of the seed)"), std::string::npos);
+    // Every row of an operation: status, status conflicts, status TYPE.
+    auto status = operation_help("status");
+    ASSERT_TRUE(status.has_value());
+    EXPECT_NE(status->find("resmgr status conflicts"), std::string::npos) << *status;
+    EXPECT_NE(status->find("resmgr status agents|workflows|cpu|memory|storage"), std::string::npos) << *status;
+    EXPECT_NE(operation_help("capacity")->find("No parameters."), std::string::npos);
+    EXPECT_NE(operation_help("history")->find("Root only."), std::string::npos);
+    EXPECT_NE(operation_help("predict")->find("not built yet"), std::string::npos);
+    EXPECT_FALSE(operation_help("subscribe").has_value()) << "served by the socket, not asked for by name";
+    EXPECT_FALSE(operation_help("no-such-thing").has_value());
 }
