@@ -67,4 +67,27 @@ std::optional<std::string> operation_help(const std::string& operation) {
     return out;
 }
 
+std::vector<std::string> completion_words() {
+    std::vector<std::string> words;
+    auto add = [&](std::string w) {
+        if (std::find(words.begin(), words.end(), w) == words.end()) words.push_back(std::move(w));
+    };
+    for (const auto& op : operation_catalog()) {
+        if (op.by_socket) continue;
+        add(op.name);
+        if (!op.resource_type.empty() && op.resource_type != "*") add(op.name + " " + op.resource_type);
+        // A usage made of lower-case words and '|' lists the resource types ("system", "agents|cpu").
+        const bool types = !op.usage.empty() && std::all_of(op.usage.begin(), op.usage.end(), [](char c) { return (c >= 'a' && c <= 'z') || c == '|'; });
+        for (size_t start = 0; types && start < op.usage.size();) {
+            size_t end = op.usage.find('|', start);
+            if (end == std::string::npos) end = op.usage.size();
+            if (end > start) add(op.name + " " + op.usage.substr(start, end - start));
+            start = end + 1;
+        }
+    }
+    add("top");
+    add("help");
+    return words;
+}
+
 } // namespace resmgr::cli

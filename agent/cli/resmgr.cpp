@@ -139,7 +139,9 @@ int main(int argc, char** argv) {
     auto* csv_option = app.add_option("--csv", history_csv_file, "history export: print CSV; history import: the CSV FILE to import")
                            ->expected(0, 1);
     app.add_option("--metric", history_metric, "history import: the series the CSV becomes (e.g. node/cpu_percent)");
-    app.add_option("operation", words, "<operation> [resource-type] ['json-params']")->required()->expected(1, 3);
+    auto* operation_words = app.add_option("operation", words, "<operation> [resource-type] ['json-params']")->expected(1, 3);
+    bool completion_words = false;
+    app.add_flag("--completion-words", completion_words)->group(""); // hidden: for completions/resmgr.bash
     app.set_version_flag("--version", std::string("resmgr ") + RESMGR_VERSION);
     app.footer(kFooter);
     try {
@@ -149,6 +151,14 @@ int main(int argc, char** argv) {
         return e.get_exit_code() == 0 ? 0 : (rc == 0 ? 0 : 2);
     }
 
+    if (completion_words) {
+        for (const auto& w : resmgr::cli::completion_words()) std::cout << w << "\n";
+        return 0;
+    }
+    if (operation_words->count() == 0) {
+        std::cerr << "resmgr: an operation is required (see resmgr --help)\n";
+        return 2;
+    }
     if (words[0] == "help") { // `resmgr help [OPERATION]`: from the catalog, no daemon needed
         if (words.size() == 1) {
             std::cout << app.help();

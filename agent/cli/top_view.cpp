@@ -116,7 +116,8 @@ TopRow row_of(const TopSnapshot& s, const json& a) {
     r.cpu_allocated = number(at(resources, "cpu_cores")).value_or(0);
     r.memory_allocated = number(at(resources, "memory_bytes")).value_or(0);
     r.agents_allocated = static_cast<int>(count(at(resources, "agents")).value_or(0));
-    r.pids = count(at(a, "pids")); // processes in the group (cgroup.procs), from status
+    // Processes in the group (cgroup.procs), from status; nothing to count without a group (accounting).
+    if (const json& group = at(a, "cgroup_path"); group.is_string() && !group.get<std::string>().empty()) r.pids = count(at(a, "pids"));
     const json& u = usage_of(s, r.workflow_id, r.allocation_id);
     const json& used = at(u, "used");
     r.cpu_used = number(at(used, "cpu_cores"));
@@ -128,7 +129,8 @@ TopRow row_of(const TopSnapshot& s, const json& a) {
         r.agents_live = live;
     }
     const json& probes = at(u, "kernel_probes");
-    if (const json& running = at(probes, "tool_instances_running"); running.is_object()) {
+    // Tools are counted per group: an allocation never sampled (no group) has no count, not 0.
+    if (const json& running = at(probes, "tool_instances_running"); running.is_object() && used.is_object()) {
         long long n = 0;
         for (const auto& [_, v] : running.items()) n += count(v).value_or(0);
         r.tools_running = n;

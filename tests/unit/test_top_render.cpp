@@ -4,6 +4,7 @@
 // help of one operation from the catalog.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -199,7 +200,8 @@ namespace {
 json allocation(const std::string& id, const std::string& workflow, const std::string& priority, int value, const std::string& status,
                 double cpu, double memory_bytes) {
     return {{"allocation_id", id}, {"workflow_id", workflow}, {"priority", priority}, {"priority_value", value}, {"status", status},
-            {"resources", {{"cpu_cores", cpu}, {"memory_bytes", memory_bytes}, {"agents", 2}}}, {"pids", 1}};
+            {"resources", {{"cpu_cores", cpu}, {"memory_bytes", memory_bytes}, {"agents", 2}}}, {"pids", 1},
+            {"cgroup_path", "/sys/fs/cgroup/resmgr/" + id}};
 }
 
 json usage_entry(const std::string& id, json cpu, json memory, json pids) {
@@ -364,6 +366,14 @@ TEST(TopView, AccountingOnlyOrOddAnswersShowDashesNeverCrash) {
     EXPECT_NE(text.find("backend accounting (limits NOT enforced)"), std::string::npos) << text;
     EXPECT_NE(text.find("eBPF probes (tools, run-queue latency): not loaded: no BTF"), std::string::npos) << text;
     EXPECT_NE(text.find("uncapped"), std::string::npos) << text;
+    // Accounting: no group, so no process or tool count (not zeros).
+    bare.status["allocations"][0]["pids"] = 0;
+    bare.status["allocations"][0]["cgroup_path"] = "";
+    bare.usage["wf"] = {{"allocations", {{{"allocation_id", "alloc_1"}, {"used", nullptr},
+                                         {"kernel_probes", {{"tool_instances_running", {{"bash_shells", 0}}}}}}}}};
+    const TopRow accounted = top_rows(bare, o).at(0);
+    EXPECT_FALSE(accounted.pids.has_value());
+    EXPECT_FALSE(accounted.tools_running.has_value());
     TopSnapshot unthrottled = snapshot();
     unthrottled.usage["wf-test"]["allocations"][0]["throttling"] = nullptr;
     const std::string legend = render_top(unthrottled, o).back();
@@ -419,4 +429,15 @@ TEST(OperationHelp, ParametersFromTheCatalogWithTypesAndRanges) {
     EXPECT_NE(operation_help("predict")->find("not built yet"), std::string::npos);
     EXPECT_FALSE(operation_help("subscribe").has_value()) << "served by the socket, not asked for by name";
     EXPECT_FALSE(operation_help("no-such-thing").has_value());
+}
+
+TEST(OperationHelp, CompletionWordsNameEveryOperationAndItsResourceTypes) {
+    const std::vector<std::string> words = completion_words();
+    auto has = [&](const std::string& w) { return std::find(words.begin(), words.end(), w) != words.end(); };
+    for (const char* w : {"allocate", "release", "status", "monitor", "usage", "top", "help", "status conflicts", "status agents",
+                          "status storage", "monitor system", "history export", "history import"})
+        EXPECT_TRUE(has(w)) << w;
+    EXPECT_FALSE(has("subscribe")) << "served by the socket itself";
+    EXPECT_FALSE(has("why PATH")) << "a usage in capitals is an argument, not a type";
+    EXPECT_FALSE(has("usage <workflow_id>"));
 }
