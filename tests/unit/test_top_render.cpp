@@ -11,6 +11,7 @@
 
 #include "cli/sparkline.hpp"
 #include "cli/operation_help.hpp"
+#include "cli/progress.hpp"
 #include "cli/table.hpp"
 #include "cli/text.hpp"
 #include "cli/top_view.hpp"
@@ -440,4 +441,28 @@ TEST(OperationHelp, CompletionWordsNameEveryOperationAndItsResourceTypes) {
     EXPECT_FALSE(has("subscribe")) << "served by the socket itself";
     EXPECT_FALSE(has("why PATH")) << "a usage in capitals is an argument, not a type";
     EXPECT_FALSE(has("usage <workflow_id>"));
+}
+
+TEST(QueueProgress, SaysWhatAQueuedRequestWaitsFor) {
+    json queued{{"allocation_id", "alloc_q"}, {"workflow_id", "wf-q"}, {"status", "queued"}, {"queue_position", 2},
+                {"resources", {{"cpu_cores", 1.5}, {"memory_gb", 2.0}}},
+                {"constraints", {{"conflict_avoidance", {"wf-b"}}, {"exclusive_access", {"/src/flake.nix"}}}}};
+    json holder{{"allocation_id", "alloc_h"}, {"workflow_id", "wf-c"}, {"status", "active"},
+                {"constraints", {{"exclusive_access", {"/src/flake.nix"}}}}};
+    json avoided{{"allocation_id", "alloc_b"}, {"workflow_id", "wf-b"}, {"status", "paused"}};
+    json status{{"allocations", {queued, holder, avoided}},
+                {"capacity", {{"cpu_cores", {{"available", 0.5}}}, {"memory", {{"available_gb", 8.0}}}}}};
+    EXPECT_EQ(queue_progress(status, "alloc_q"),
+              "position 2 in the queue; waiting for: 1.5 CPU cores (0.5 free), workflow wf-b to end (conflict_avoidance), "
+              "/src/flake.nix (held by alloc_h of wf-c)");
+    // Room now, nothing held: only the line ahead keeps it.
+    status["capacity"]["cpu_cores"]["available"] = 4;
+    status["allocations"] = {queued};
+    EXPECT_EQ(queue_progress(status, "alloc_q"), "position 2 in the queue; waiting for the 1 request(s) ahead of it");
+    EXPECT_EQ(queue_progress(status, "alloc_h"), "") << "not in the answer";
+    EXPECT_EQ(queue_progress(json::object({{"allocations", {holder}}}), "alloc_h"), "") << "not queued";
+    EXPECT_EQ(queue_progress(json("odd"), "alloc_q"), "");
+    json odd = status;
+    odd["allocations"] = {queued, {{"status", "active"}, {"allocation_id", 7}, {"constraints", {{"exclusive_access", {"/src/flake.nix"}}}}}};
+    EXPECT_NE(queue_progress(odd, "alloc_q").find("/src/flake.nix (held by ? of ?)"), std::string::npos);
 }
