@@ -5,17 +5,12 @@
 #include <cstdio>
 #include <vector>
 
+#include "cli/json_read.hpp"
+
 namespace resmgr::cli {
 namespace {
 
 using nlohmann::json;
-
-const json& at(const json& j, const char* key) {
-    static const json null_value;
-    if (!j.is_object()) return null_value;
-    auto it = j.find(key);
-    return it == j.end() ? null_value : *it;
-}
 
 std::string text(const json& j) { return j.is_string() ? j.get<std::string>() : "?"; }
 

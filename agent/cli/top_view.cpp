@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <set>
 
+#include "cli/json_read.hpp"
 #include "cli/sparkline.hpp"
 #include "cli/table.hpp"
 
@@ -13,14 +14,6 @@ namespace resmgr::cli {
 namespace {
 
 using nlohmann::json;
-
-// j[key] when j is an object holding it, else null: the daemon's answers are read defensively.
-const json& at(const json& j, const char* key) {
-    static const json null_value;
-    if (!j.is_object()) return null_value;
-    auto it = j.find(key);
-    return it == j.end() ? null_value : *it;
-}
 
 std::optional<double> number(const json& j) {
     if (!j.is_number()) return std::nullopt;
