@@ -12,7 +12,9 @@
 #include "resmgr/json.hpp"
 #include "cli/backtest.hpp"
 #include "cli/command_line.hpp"
+#include "cli/operation_help.hpp"
 #include "cli/output.hpp"
+#include "cli/top.hpp"
 #include "resmgr/client.hpp"
 #include "resmgr/operations.hpp"
 
@@ -46,6 +48,11 @@ std::string describe_operations() {
     out += "  backtest --csv FILE [--horizon 1d] [--step 6h] [--confidence 0.95] [--forecasts-out OUT.csv] [--anomalies]\n"
            "              Offline, no resmgrd: back-test the forecasting models on a timestamp,value CSV and\n"
            "              report their measured accuracy (resmgr backtest --help).\n";
+    out += "  top [--once] [--sort cpu|memory|priority] [--filter TEXT]\n"
+           "              The node and its allocations live, like top(1); --once prints one frame\n"
+           "              for scripts. Keys: c/m/p sort, / filter, space pause, q quit (resmgr top --help).\n";
+    out += "  help [OPERATION]\n"
+           "              An operation's parameters: name, type, range, required or not, what it means.\n";
     out += "Only the owner of an allocation (the uid that made it) or root may release or reallocate it.\n";
     return out;
 }
@@ -94,8 +101,22 @@ int follow_events(const std::string& path, resmgr::Request request, bool human) 
 std::string misspelt_operation(const std::string& word) {
     std::vector<std::string> known = resmgr::operation_names();
     known.push_back("backtest"); // local, see main()
+    known.push_back("top");
+    known.push_back("help");
     if (std::find(known.begin(), known.end(), word) != known.end()) return "";
     return resmgr::cli::closest_word(word, known);
+}
+
+// The index of the first word that is not an option or an option's value (the operation), or
+// argc when there is none.
+int operation_index(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--socket" || a == "--type" || a == "--since" || a == "--metric") ++i; // their value follows
+        else if (a == "--") return i + 1;
+        else if (a.empty() || a[0] != '-') return i;
+    }
+    return argc;
 }
 
 } // namespace
@@ -103,6 +124,12 @@ std::string misspelt_operation(const std::string& word) {
 int main(int argc, char** argv) {
     // Local subcommands run here without resmgrd, with their own options and --help.
     if (argc >= 2 && std::string(argv[1]) == "backtest") return resmgr::cli::backtest_main(argc - 1, argv + 1);
+    // `resmgr top` is the CLI's own view, not an operation of resmgrd: it has options of its own.
+    if (int at = operation_index(argc, argv); at < argc && std::string(argv[at]) == "top") {
+        std::vector<std::string> args(argv, argv + argc);
+        args.erase(args.begin() + at);
+        return resmgr::cli::run_top(args);
+    }
     CLI::App app{describe_operations(), "resmgr"};
     std::string socket;
     bool as_json = false;
@@ -119,7 +146,9 @@ int main(int argc, char** argv) {
     auto* csv_option = app.add_option("--csv", history_csv_file, "history export: print CSV; history import: the CSV FILE to import")
                            ->expected(0, 1);
     app.add_option("--metric", history_metric, "history import: the series the CSV becomes (e.g. node/cpu_percent)");
-    app.add_option("operation", words, "<operation> [resource-type] ['json-params']")->required()->expected(1, 3);
+    auto* operation_words = app.add_option("operation", words, "<operation> [resource-type] ['json-params']")->expected(1, 3);
+    bool completion_words = false;
+    app.add_flag("--completion-words", completion_words)->group(""); // hidden: for completions/resmgr.bash
     app.set_version_flag("--version", std::string("resmgr ") + RESMGR_VERSION);
     app.footer(kFooter);
     try {
@@ -129,6 +158,29 @@ int main(int argc, char** argv) {
         return e.get_exit_code() == 0 ? 0 : (rc == 0 ? 0 : 2);
     }
 
+    if (completion_words) {
+        for (const auto& w : resmgr::cli::completion_words()) std::cout << w << "\n";
+        return 0;
+    }
+    if (operation_words->count() == 0) {
+        std::cerr << "resmgr: an operation is required (see resmgr --help)\n";
+        return 2;
+    }
+    if (words[0] == "help") { // `resmgr help [OPERATION]`: from the catalog, no daemon needed
+        if (words.size() == 1) {
+            std::cout << app.help();
+            return 0;
+        }
+        if (words[1] == "top") return resmgr::cli::run_top({"resmgr top", "--help"});
+        if (auto text = resmgr::cli::operation_help(words[1])) {
+            std::cout << *text;
+            return 0;
+        }
+        std::string meant = misspelt_operation(words[1]);
+        std::cerr << "resmgr: no operation '" << words[1] << "'" << (meant.empty() ? "" : "; did you mean '" + meant + "'?")
+                  << " (see resmgr --help)\n";
+        return 2;
+    }
     resmgr::Request request;
     request.operation = words[0];
     if (request.operation == "backtest") {

@@ -16,6 +16,8 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/command_line.hpp"
+#include "cli/progress.hpp"
+#include "cli/text.hpp"
 #include "resmgr/client.hpp"
 
 namespace {
@@ -233,27 +235,51 @@ int main(int argc, char** argv) {
             const bool placed = reply["result"].contains("attached");
             if (reply["result"]["allocation"].value("status", "") == "queued") {
                 // Waiting: a status query every 200 ms is cheap for resmgrd and survives its restarts.
-                std::cerr << "resmgr-run: waiting for " << (exclusive.empty() ? "capacity" : "capacity and the exclusive files")
-                          << ": position " << reply["result"].value("queue_position", 0)
-                          << " in the queue (allocation " << allocation << ")\n";
+                std::cerr << "resmgr-run: queued as " << allocation << " (Ctrl-C cancels)\n";
+                // What it waits for, on a terminal rewritten in place, else one line per change.
+                const bool in_place = ::isatty(STDERR_FILENO) == 1;
+                const resmgr::cli::Charset charset = resmgr::cli::locale_charset();
+                std::string shown;
+                auto show = [&](const json& status_result) {
+                    const std::string line = resmgr::cli::queue_progress(status_result, allocation);
+                    if (line.empty() || line == shown) return;
+                    shown = line;
+                    const std::string text = resmgr::cli::sanitize("resmgr-run: " + line, charset);
+                    if (in_place) std::cerr << "\r\x1b[K" << text << std::flush;
+                    else std::cerr << text << std::endl;
+                };
+                auto end_line = [&] {
+                    if (in_place && !shown.empty()) std::cerr << "\n";
+                };
                 struct sigaction on_stop{};
                 on_stop.sa_handler = stop_waiting;
                 for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &on_stop, nullptr);
                 for (;;) {
                     if (g_stop_waiting) {
+                        end_line();
                         resmgr::Client(path).call({"release", "", {{"allocation_id", allocation}}});
                         std::cerr << "resmgr-run: gave up waiting; queued request " << allocation << " cancelled\n";
                         return abandon(128 + g_stop_waiting);
                     }
                     ::usleep(200'000);
-                    json st = resmgr::Client(path).call({"status", "", {{"allocation_id", allocation}}});
+                    // The whole status: capacity, and the others holding what this one waits for.
+                    json st = resmgr::Client(path).call({"status", "", json::object()});
+                    json mine = json::array();
+                    if (st.value("status", "") == "success")
+                        for (const auto& a : st["result"].value("allocations", json::array()))
+                            if (a.value("allocation_id", "") == allocation) mine.push_back(a);
+                    if (st.value("status", "") == "success" && mine.empty())
+                        st = resmgr::Client(path).call({"status", "", {{"allocation_id", allocation}}}); // its NOT_FOUND error
                     if (st.value("status", "") != "success") {
+                        end_line();
                         std::cerr << "resmgr-run: queued request " << allocation << " is gone: " << error_text(st) << "\n";
                         return abandon(kOwnError);
                     }
-                    reply["result"] = {{"enforcement", st["result"]["allocations"][0].value("enforcement", json::object())}};
-                    if (st["result"]["allocations"][0].value("status", "") == "active") break;
+                    reply["result"] = {{"enforcement", mine[0].value("enforcement", json::object())}};
+                    if (mine[0].value("status", "") == "active") break;
+                    show(st["result"]);
                 }
+                end_line();
                 for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::signal(sig, SIG_DFL);
                 if (!quiet) std::cerr << "resmgr-run: capacity is free, starting\n";
             }

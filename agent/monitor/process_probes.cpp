@@ -104,12 +104,18 @@ json ProcessProbes::figures(const std::string& allocation_id) const {
         for (const auto& [category, n] : t.by_category) tools.by_category[category] += n;
         tools.unclassified += t.unclassified;
     }
+    json running = json::object(); // by class, from exec until exit
+    for (const auto& category : tally_.classes().categories()) running[category] = 0;
+    for (const auto& [_, tool] : running_tools_)
+        if (auto w = watched_.find(tool.cgroup_id); !tool.category.empty() && w != watched_.end() && w->second == allocation_id)
+            running[tool.category] = running[tool.category].get<int>() + 1;
     json latency = nullptr;
     if (runq.count > 0)
         latency = {{"samples", runq.count}, {"mean_us", round3(static_cast<double>(runq.total_us) / static_cast<double>(runq.count))},
                    {"p50_us", round3(runq.p50_us())}, {"p99_us", round3(runq.p99_us())}};
     return {{"processes", {{"execs", total.execs}, {"forks", total.forks}, {"exits", total.exits}}},
             {"tool_instances_started", tools.to_json()},
+            {"tool_instances_running", running},
             {"runq_latency", latency}};
 }
 

@@ -29,7 +29,7 @@ public:
     void sync(const std::vector<GroupProbe>& groups, bool force = false);
     // Running now and started since each allocation began, by class; null without probes.
     nlohmann::json tool_instances() const;
-    // One allocation's execs/forks/exits, tool starts and run-queue latency.
+    // One allocation's execs/forks/exits, tools started and running now (by class), run-queue latency.
     nlohmann::json figures(const std::string& allocation_id) const;
     // The run-queue latency histogram of an allocation's groups since they were watched
     // (cumulative); nullopt without probes.

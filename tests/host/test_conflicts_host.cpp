@@ -103,7 +103,8 @@ TEST_F(ConflictsHost, ASecondClaimantWithWaitRunsWhenTheFirstEnds) {
                          dir + "/second.log");
     std::this_thread::sleep_for(1s);
     EXPECT_TRUE(still_running(second)) << slurp(dir + "/second.log");
-    EXPECT_NE(slurp(dir + "/second.log").find("waiting for capacity and the exclusive files"), std::string::npos) << slurp(dir + "/second.log");
+    EXPECT_NE(slurp(dir + "/second.log").find("position 1 in the queue; waiting for: " + file + " (held by alloc_"), std::string::npos)
+        << slurp(dir + "/second.log");
     std::ofstream(stop_flag) << "";
     EXPECT_EQ(exit_within(holder, 10s), 0);
     EXPECT_EQ(exit_within(second, 10s), 0) << slurp(dir + "/second.log");

@@ -118,7 +118,7 @@ TEST_F(DaemonHost, QueuedResmgrRunStartsWhenCapacityIsReleased) {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     int status = 0;
     EXPECT_EQ(::waitpid(waiter, &status, WNOHANG), 0) << "resmgr-run did not wait: " << slurp(out);
-    EXPECT_NE(slurp(out).find("waiting for capacity: position 1"), std::string::npos) << slurp(out);
+    EXPECT_NE(slurp(out).find("position 1 in the queue; waiting for: 0.5 CPU cores (0 free)\n"), std::string::npos) << slurp(out);
     cli_json({"release", json{{"allocation_id", holder}}.dump()});
     bool done = wait_until([&] { return ::waitpid(waiter, &status, WNOHANG) == waiter; }, std::chrono::seconds(5));
     ASSERT_TRUE(done) << "resmgr-run still waiting after the release: " << slurp(out);
