@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "cgroup2_mount.hpp"
 #include "cgroup/cgroupfs_backend.hpp"
 #include "resmgr/client.hpp"
 #include "server/service.hpp"
@@ -52,19 +53,12 @@ void row(const char* name, Stats s, Stats base) {
     std::printf("%-52s p50 %8.1f us  p99 %8.1f us  ratio(p50) %6.2fx\n", name, s.p50, s.p99, s.p50 / base.p50);
 }
 
-std::string mount_point() {
-    struct statfs fs{};
-    if (::statfs("/sys/fs/cgroup", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC) return "/sys/fs/cgroup";
-    if (::statfs("/sys/fs/cgroup/unified", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC) return "/sys/fs/cgroup/unified";
-    return {};
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
     int n = argc > 1 ? std::atoi(argv[1]) : 1000;
     spdlog::set_level(spdlog::level::warn); // per-allocation info lines would be measured too
-    std::string mount = mount_point();
+    std::string mount = cgroup2_mount();
     if (::geteuid() != 0 || mount.empty()) {
         std::printf("bench_enforce: needs root and a cgroup2 mount\n");
         return 77;

@@ -30,6 +30,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cgroup2_mount.hpp"
 #include "resmgr/client.hpp"
 
 using namespace resmgr;
@@ -37,13 +38,6 @@ using json = nlohmann::json;
 using Ms = std::chrono::duration<double, std::milli>;
 
 namespace {
-
-std::string mount_point() {
-    struct statfs fs{};
-    if (::statfs("/sys/fs/cgroup", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC) return "/sys/fs/cgroup";
-    if (::statfs("/sys/fs/cgroup/unified", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC) return "/sys/fs/cgroup/unified";
-    return {};
-}
 
 long rss_kib(pid_t pid) {
     std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -153,7 +147,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "usage: %s SECONDS LIVE,LIVE,... RESMGRD [RESMGRD...]\n", argv[0]);
         return 2;
     }
-    const std::string mount = mount_point();
+    const std::string mount = cgroup2_mount();
     if (::geteuid() != 0 || mount.empty()) {
         std::printf("bench_socket_state: needs root and a cgroup2 mount\n");
         return 77;

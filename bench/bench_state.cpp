@@ -19,22 +19,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cgroup2_mount.hpp"
 #include "cgroup/cgroupfs_backend.hpp"
 #include "server/service.hpp"
 
 using namespace resmgr;
 using Us = std::chrono::duration<double, std::micro>;
-
-namespace {
-
-std::string mount_point() {
-    struct statfs fs{};
-    if (::statfs("/sys/fs/cgroup", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC) return "/sys/fs/cgroup";
-    if (::statfs("/sys/fs/cgroup/unified", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC) return "/sys/fs/cgroup/unified";
-    return {};
-}
-
-} // namespace
 
 int main(int argc, char** argv) {
     const int n = argc > 1 ? std::atoi(argv[1]) : 1000;
@@ -44,7 +34,7 @@ int main(int argc, char** argv) {
         for (std::string item; std::getline(list, item, ',');) lives.push_back(std::atoi(item.c_str()));
     }
     spdlog::set_level(spdlog::level::warn);
-    const std::string mount = mount_point();
+    const std::string mount = cgroup2_mount();
     if (::geteuid() != 0 || mount.empty()) {
         std::printf("bench_state: needs root and a cgroup2 mount\n");
         return 77;

@@ -23,20 +23,8 @@ using namespace resmgr;
 
 namespace {
 
-Allocation sample(const std::string& id) {
-    Allocation a;
-    a.allocation_id = id;
-    a.workflow_id = "wf";
-    a.requester = "test";
-    a.timestamp = Clock::now();
-    a.resources.cpu_cores = 1;
-    a.resources.memory_bytes = 64ULL << 20;
-    a.expires_at = a.timestamp + std::chrono::hours(1);
-    return a;
-}
-
 void record_one(state::StateStore& store, const std::string& id) {
-    Allocation a = sample(id);
+    Allocation a = sample_allocation(id);
     store.record({{id, &a}});
 }
 

@@ -13,19 +13,6 @@ using namespace resmgr::state;
 
 namespace {
 
-Allocation sample(const std::string& id) {
-    Allocation a;
-    a.allocation_id = id;
-    a.workflow_id = "wf";
-    a.requester = "test";
-    a.timestamp = *parse_timestamp("2025-01-15T11:30:00Z");
-    a.resources.cpu_cores = 1.5;
-    a.resources.memory_bytes = 512ULL << 20;
-    a.owner = {1000, 99};
-    a.expires_at = a.timestamp + std::chrono::hours(1);
-    return a;
-}
-
 std::string slurp(const std::filesystem::path& p) {
     std::ifstream in(p);
     return {std::istreambuf_iterator<char>(in), {}};
@@ -44,7 +31,7 @@ TEST(StateStore, CreatesSeedLayout) {
 TEST(StateStore, RoundTrip) {
     TempDir dir;
     StateStore store(dir.path());
-    store.save_allocations({sample("alloc_a"), sample("alloc_b")}, Clock::now());
+    store.save_allocations({sample_allocation("alloc_a"), sample_allocation("alloc_b")}, Clock::now());
     auto loaded = StateStore(dir.path()).load_allocations();
     ASSERT_EQ(loaded.size(), 2u);
     EXPECT_EQ(loaded[0].allocation_id, "alloc_a");
@@ -58,7 +45,7 @@ TEST(StateStore, RoundTrip) {
 TEST(StateStore, TruncatedFileIsRefusedAndKept) {
     TempDir dir;
     StateStore store(dir.path());
-    store.save_allocations({sample("alloc_a")}, Clock::now());
+    store.save_allocations({sample_allocation("alloc_a")}, Clock::now());
     std::string full = slurp(store.allocations_path());
     std::string half = full.substr(0, full.size() / 2);
     { std::ofstream(store.allocations_path()) << half; }
@@ -102,14 +89,14 @@ TEST(StateStore, AtomicWriteReplacesWholeFile) {
 TEST(StateStore, RandomlyDamagedFilesLoadOrAreRefusedByName) {
     TempDir dir;
     StateStore store(dir.path());
-    Allocation full = sample("alloc_full");
+    Allocation full = sample_allocation("alloc_full");
     full.constraints.exclusive_access = {"/src/flake.nix"};
     full.constraints.conflict_avoidance = {"wf-other"};
     full.supervisor_pid = 77;
     full.populated_once = true;
-    Allocation queued = sample("alloc_queued");
+    Allocation queued = sample_allocation("alloc_queued");
     queued.status = AllocationStatus::queued;
-    store.save_allocations({full, queued, sample("alloc_plain")}, Clock::now());
+    store.save_allocations({full, queued, sample_allocation("alloc_plain")}, Clock::now());
     const nlohmann::json original = nlohmann::json::parse(slurp(store.allocations_path()));
     const std::vector<nlohmann::json> odd = {nullptr, true, -1, 0, 1e308, -1.5, 18446744073709551615ULL, "", "x", "2025-99-99T00:00:00Z",
                                              "-3h", nlohmann::json::array(), nlohmann::json::object(), std::string(3000, 'z')};

@@ -20,19 +20,6 @@ using namespace resmgr::state;
 
 namespace {
 
-Allocation sample(const std::string& id, double cpu = 1.5) {
-    Allocation a;
-    a.allocation_id = id;
-    a.workflow_id = "wf";
-    a.requester = "test";
-    a.timestamp = *parse_timestamp("2025-01-15T11:30:00Z");
-    a.resources.cpu_cores = cpu;
-    a.resources.memory_bytes = 512ULL << 20;
-    a.owner = {1000, 99};
-    a.expires_at = a.timestamp + std::chrono::hours(1);
-    return a;
-}
-
 std::string slurp(const std::filesystem::path& p) {
     std::ifstream in(p, std::ios::binary);
     return {std::istreambuf_iterator<char>(in), {}};
@@ -62,8 +49,8 @@ TEST(StateJournal, ReplaysTheJournalOverTheSnapshot) {
     TempDir dir;
     {
         StateStore store(dir.path());
-        store.save_allocations({sample("alloc_a"), sample("alloc_b")}, Clock::now());
-        const Allocation a2 = sample("alloc_a", 3), c = sample("alloc_c", 2);
+        store.save_allocations({sample_allocation("alloc_a"), sample_allocation("alloc_b")}, Clock::now());
+        const Allocation a2 = sample_allocation("alloc_a", 3), c = sample_allocation("alloc_c", 2);
         store.record({upsert(a2)});
         store.record({removal("alloc_b"), upsert(c)});
         store.record({removal("alloc_never_recorded")}); // a removal of what is not there: nothing
@@ -83,7 +70,7 @@ TEST(StateJournal, JournalWithoutSnapshot) {
     TempDir dir;
     {
         StateStore store(dir.path());
-        const Allocation a = sample("alloc_a");
+        const Allocation a = sample_allocation("alloc_a");
         store.record({upsert(a)});
     }
     EXPECT_FALSE(std::filesystem::exists(StateStore(dir.path()).allocations_path()));
@@ -95,7 +82,7 @@ TEST(StateJournal, TornLastRecordIsCutOffAndStartGoesOn) {
     // Every length the last batch's write could have been cut at, from its first byte to one short
     // of its end: the batch is dropped, everything before it is kept, the file is cut back.
     StateStore sizing(probe.path());
-    const Allocation a = sample("alloc_a"), b = sample("alloc_b", 2), c = sample("alloc_c", 4);
+    const Allocation a = sample_allocation("alloc_a"), b = sample_allocation("alloc_b", 2), c = sample_allocation("alloc_c", 4);
     sizing.record({upsert(a)});
     const size_t one = journal_size(sizing);
     sizing.record({upsert(b), upsert(c)});
@@ -108,7 +95,7 @@ TEST(StateJournal, TornLastRecordIsCutOffAndStartGoesOn) {
         EXPECT_EQ(loaded(dir.path()), (std::map<std::string, double>{{"alloc_a", 1.5}})) << "cut at " << cut;
         EXPECT_EQ(journal_size(store), one) << "cut at " << cut;
         // It goes on: the next change lands after the last whole batch.
-        const Allocation d = sample("alloc_d", 8);
+        const Allocation d = sample_allocation("alloc_d", 8);
         store.record({upsert(d)});
         EXPECT_EQ(loaded(dir.path()), (std::map<std::string, double>{{"alloc_a", 1.5}, {"alloc_d", 8}})) << "cut at " << cut;
     }
@@ -123,7 +110,7 @@ TEST(StateJournal, TornLastRecordIsCutOffAndStartGoesOn) {
 TEST(StateJournal, BadChecksumOfTheLastRecordIsCutOff) {
     TempDir dir;
     StateStore store(dir.path());
-    const Allocation a = sample("alloc_a"), b = sample("alloc_b", 2);
+    const Allocation a = sample_allocation("alloc_a"), b = sample_allocation("alloc_b", 2);
     store.record({upsert(a)});
     const size_t one = journal_size(store);
     store.record({upsert(b)});
@@ -141,8 +128,8 @@ TEST(StateJournal, BadChecksumOfTheLastRecordIsCutOff) {
 TEST(StateJournal, ChecksumMismatchInTheMiddleIsNamedWithItsOffsetAndTouchesNothing) {
     TempDir dir;
     StateStore store(dir.path());
-    store.save_allocations({sample("alloc_s")}, Clock::now());
-    const Allocation a = sample("alloc_a"), b = sample("alloc_b", 2), c = sample("alloc_c", 4);
+    store.save_allocations({sample_allocation("alloc_s")}, Clock::now());
+    const Allocation a = sample_allocation("alloc_a"), b = sample_allocation("alloc_b", 2), c = sample_allocation("alloc_c", 4);
     store.record({upsert(a)});
     const size_t second = journal_size(store); // where the second record starts
     store.record({upsert(b)});
@@ -187,7 +174,7 @@ TEST(StateJournal, ChecksumMismatchInTheMiddleIsNamedWithItsOffsetAndTouchesNoth
 TEST(StateJournal, ValidRecordWithAnInvalidAllocationIsNamed) {
     TempDir dir;
     StateStore store(dir.path());
-    Allocation a = sample("alloc_a");
+    Allocation a = sample_allocation("alloc_a");
     a.resources.cpu_cores = 1e9; // checksummed, but not an allocation this resmgrd loads (at most 4096)
     store.record({upsert(a)});
     try {
@@ -206,7 +193,7 @@ TEST(StateJournal, CompactionThenMoreChangesThenRestart) {
         std::vector<Allocation> live;
         for (int i = 0; i < 10 && !store.snapshot_due(); ++i) {
             std::vector<Allocation> batch;
-            for (int j = 0; j < 100; ++j) batch.push_back(sample("alloc_" + std::to_string(i * 100 + j), 1 + j % 3));
+            for (int j = 0; j < 100; ++j) batch.push_back(sample_allocation("alloc_" + std::to_string(i * 100 + j), 1 + j % 3));
             std::vector<Change> changes;
             for (auto& a : batch) changes.push_back(upsert(a));
             store.record(changes);
@@ -218,7 +205,7 @@ TEST(StateJournal, CompactionThenMoreChangesThenRestart) {
         EXPECT_EQ(journal_size(store), kHeader); // emptied
         for (auto& a : live) expected[a.allocation_id] = a.resources.cpu_cores;
         // More changes after the compaction.
-        const Allocation grown = sample("alloc_7", 9), fresh = sample("alloc_new", 5);
+        const Allocation grown = sample_allocation("alloc_7", 9), fresh = sample_allocation("alloc_new", 5);
         store.record({upsert(grown), removal("alloc_8")});
         store.record({upsert(fresh)});
         expected["alloc_7"] = 9;
@@ -238,8 +225,8 @@ TEST(StateJournal, SnapshotNewerThanTheJournal) {
     // are replayed over a snapshot that already holds them, and the result is the same.
     TempDir dir;
     StateStore store(dir.path());
-    store.save_allocations({sample("alloc_a"), sample("alloc_b"), sample("alloc_c")}, Clock::now());
-    const Allocation a2 = sample("alloc_a", 2), a3 = sample("alloc_a", 3), d = sample("alloc_d", 4), c2 = sample("alloc_c", 6);
+    store.save_allocations({sample_allocation("alloc_a"), sample_allocation("alloc_b"), sample_allocation("alloc_c")}, Clock::now());
+    const Allocation a2 = sample_allocation("alloc_a", 2), a3 = sample_allocation("alloc_a", 3), d = sample_allocation("alloc_d", 4), c2 = sample_allocation("alloc_c", 6);
     store.record({upsert(a2)});
     store.record({removal("alloc_b"), upsert(d)});
     store.record({upsert(a3), removal("alloc_d")});
@@ -256,7 +243,7 @@ TEST(StateJournal, SnapshotNewerThanTheJournal) {
     {
         StateStore after(dir.path());
         after.load_allocations();
-        const Allocation e = sample("alloc_e", 7);
+        const Allocation e = sample_allocation("alloc_e", 7);
         after.record({upsert(e), removal("alloc_a")});
     }
     EXPECT_EQ(loaded(dir.path()), (std::map<std::string, double>{{"alloc_c", 6}, {"alloc_e", 7}}));

@@ -1,6 +1,7 @@
 // Small helpers shared by the unit tests.
 #pragma once
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -10,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "resmgr/model.hpp"
 #include "resmgr/protocol.hpp"
 
 namespace resmgr {
@@ -33,6 +35,21 @@ public:
 private:
     std::filesystem::path path_;
 };
+
+// A plain running allocation for the state tests: 1.5 CPUs (or `cpu`), 512 MiB, uid 1000,
+// admitted 2025-01-15T11:30:00Z for an hour.
+inline Allocation sample_allocation(const std::string& id, double cpu = 1.5) {
+    Allocation a;
+    a.allocation_id = id;
+    a.workflow_id = "wf";
+    a.requester = "test";
+    a.timestamp = *parse_timestamp("2025-01-15T11:30:00Z");
+    a.resources.cpu_cores = cpu;
+    a.resources.memory_bytes = 512ULL << 20;
+    a.owner = {1000, 99};
+    a.expires_at = a.timestamp + std::chrono::hours(1);
+    return a;
+}
 
 // The error code `f` throws as ApiError; INTERNAL_ERROR when it throws none.
 inline ErrorCode code_of(const std::function<void()>& f) {
