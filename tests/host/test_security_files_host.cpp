@@ -161,7 +161,15 @@ TEST_F(SecurityQueueHost, AKilledHeldOpenerGivesBackItsFdsAtOnce) {
         for (std::string line; std::getline(fds, line);) n += line == file || line == "anon_inode:[pidfd]";
         return n;
     };
-    const int before = guard_fds();
+    // The baseline once the daemon has seen the earlier clients go (their pidfds close when it
+    // reads their EOF, a moment after they got their answers).
+    int before = guard_fds();
+    wait_until([&] {
+        const int now = guard_fds();
+        std::this_thread::sleep_for(300ms);
+        before = guard_fds();
+        return now == before;
+    }, 5s);
     int most = 0;
     const auto started = std::chrono::steady_clock::now();
     for (int b = 0; b < kBatches; ++b) {
