@@ -33,13 +33,13 @@ count_ctest() { # ctest's "NN% tests passed, F tests failed out of T" line from 
     total_passed=$((total_passed + t - f))
     total_failed=$((total_failed + f))
 }
-build_and_test() { # name, extra cmake args...
-    local name=$1; shift
+build_and_test() { # name, ctest exclude regex ("" for none), extra cmake args...
+    local name=$1 exclude=$2; shift 2
     echo "=== build $name"
     cmake -S . -B "build-$name" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRESMGR_WERROR=ON "${launcher[@]}" "$@" >/dev/null
     cmake --build "build-$name" -j"$jobs"
-    echo "=== test $name (unit + host)"
-    if (cd "build-$name" && ctest --output-on-failure --timeout 300) | tee "build-$name/ctest.log"; [ "${PIPESTATUS[0]}" = 0 ]; then
+    echo "=== test $name (unit + host)${exclude:+, leaving out tests matching '$exclude' (see below)}"
+    if (cd "build-$name" && ctest --output-on-failure --timeout 300 ${exclude:+-E "$exclude"}) | tee "build-$name/ctest.log"; [ "${PIPESTATUS[0]}" = 0 ]; then
         summary+=("$name: ok")
     else
         summary+=("$name: FAILED"); failed=1
@@ -47,8 +47,10 @@ build_and_test() { # name, extra cmake args...
     count_ctest "build-$name/ctest.log"
 }
 
-build_and_test release
-ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build_and_test asan -DRESMGR_SANITIZE=ON -DRESMGR_BUILD_BENCH=OFF
+build_and_test release ""
+# Scale tests (suites named *AtScale) run in the release build only: under the sanitizers each
+# change costs ~10x, so they outrun the timeout; their code paths run under ASan at small scale.
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build_and_test asan 'AtScale\.' -DRESMGR_SANITIZE=ON -DRESMGR_BUILD_BENCH=OFF
 
 echo "=== system tier (VM)"
 rm -f build-release/system-tests.log # never count a previous run's results
