@@ -52,9 +52,12 @@ struct RunqLatency {
 };
 
 struct LoadOptions {
-    // Power of two. 16 MiB holds 262,144 events (64 bytes each with the header): 13 s of a
-    // 10,000 execs/s storm (an exec and an exit event each) while the consumer stalls.
-    std::size_t ring_buffer_bytes = 16u << 20;
+    // Power of two. 4 MiB holds 65,536 events (64 bytes each with the header): 3.3 s of a
+    // 10,000 execs/s storm in allocations (an exec and an exit event each) while the consumer
+    // stalls; what does not fit is counted by dropped(). The ring is mapped twice (so a record
+    // can be read across its end) and so counts twice in resmgrd's RSS: 16 MiB were 32 of the
+    // 44 MiB resmgrd took idle (issue 12, /proc/PID/smaps).
+    std::size_t ring_buffer_bytes = 4u << 20;
     bool fork_events = false; // forks are always counted; events only on request
     // Zero: every event wakes ring_fd() once the reader has caught up (lowest latency, most
     // wakeups). Otherwise an event after a quiet interval still wakes it at once, but a burst

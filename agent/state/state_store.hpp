@@ -46,6 +46,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -62,6 +63,10 @@ struct StateError : std::runtime_error {
 // Writes `content` to `path` via a temp file in the same directory: write, fsync, rename,
 // fsync the directory. Throws StateError with the path and errno text.
 void write_file_atomic(const std::filesystem::path& path, std::string_view content);
+// The same, with the content handed piece by piece to `put` by `produce`, so that a large file
+// never has to be in memory whole.
+using PutText = std::function<void(std::string_view)>;
+void write_file_atomic(const std::filesystem::path& path, const std::function<void(const PutText& put)>& produce);
 
 // One change to the recorded allocations: `allocation` is its new state, or null when the
 // allocation `id` is gone. The pointer is read during record() only.

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "resmgr/json.hpp"
 #include "state/state_store.hpp"
 #include "tests_support.hpp"
 
@@ -80,6 +81,39 @@ TEST(StateStore, AtomicWriteReplacesWholeFile) {
     write_file_atomic(path, "short");
     EXPECT_EQ(slurp(path), "short");
     EXPECT_THROW(write_file_atomic(dir.path() / "missing-dir" / "f", "x"), StateError);
+}
+
+// The snapshot is streamed an allocation at a time; the text is the one the whole document
+// dumped with an indent of 2 would give, with none and with several allocations.
+TEST(StateStore, StreamedSnapshotIsTheWholeDocumentsText) {
+    TempDir dir;
+    StateStore store(dir.path());
+    const auto now = Clock::now();
+    for (const std::vector<Allocation>& allocations :
+         {std::vector<Allocation>{}, {sample_allocation("alloc_a")}, {sample_allocation("alloc_a"), sample_allocation("alloc_b", 0.25)}}) {
+        store.save_allocations(allocations, now);
+        nlohmann::json list = nlohmann::json::array();
+        for (auto& a : allocations) list.push_back(to_json(a));
+        const nlohmann::json doc{{"version", 1}, {"updated", format_timestamp(now)}, {"allocations", list}};
+        EXPECT_EQ(slurp(dir.path() / "current_state" / "allocations.json"), doc.dump(2) + "\n");
+    }
+}
+
+// A producer that throws leaves the old file as it was and no temp file behind.
+TEST(StateStore, AtomicWriteOfAFailedProducerKeepsTheOldFile) {
+    TempDir dir;
+    auto path = dir.path() / "f.json";
+    write_file_atomic(path, "old");
+    EXPECT_THROW(write_file_atomic(path,
+                                   [](const PutText& put) {
+                                       put(std::string(200000, 'x')); // past one chunk: some of it is on disk
+                                       throw std::runtime_error("producer failed");
+                                   }),
+                 std::runtime_error);
+    EXPECT_EQ(slurp(path), "old");
+    size_t files = 0;
+    for ([[maybe_unused]] auto& entry : std::filesystem::directory_iterator(dir.path())) ++files;
+    EXPECT_EQ(files, 1u);
 }
 
 // A state file is outside input too (a disk error, an editor, another version). Randomly
