@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <iterator>
 #include <map>
 
 #include "analytics/anomalies.hpp"
@@ -353,16 +354,22 @@ struct Resource {
     const char* action;   // what the recommendation does
 };
 
-// Daily peaks (the highest hourly p95 of each UTC day) over the span up to the newest bucket.
+// Daily peaks (the highest hourly p95 of each UTC day) over the span up to the newest bucket;
+// a first or last day without all its 24 hourly buckets is left out.
 RegularSeries daily_peaks(const history::HistoryStore& store, const std::string& name, std::int64_t span) {
     const RegularSeries hourly = history::read_regular(store, name, history::Resolution::one_hour, span, history::Take::p95);
     std::map<std::int64_t, double> days;
+    std::map<std::int64_t, int> hours;
     for (std::size_t i = 0; i < hourly.values.size(); ++i) {
         if (hourly.filled[i]) continue;
         const std::int64_t day = hourly.ts(i) / kDay * kDay;
         auto [it, fresh] = days.emplace(day, hourly.values[i]);
         if (!fresh) it->second = std::max(it->second, hourly.values[i]);
+        ++hours[day];
     }
+    // A partial first or last day (today, or where an import starts or ends) would understate its peak.
+    if (!days.empty() && hours[days.rbegin()->first] < 24) days.erase(std::prev(days.end()));
+    if (!days.empty() && hours[days.begin()->first] < 24) days.erase(days.begin());
     RegularSeries s;
     if (days.size() < 2) return s;
     // One value a day; a day without buckets is interpolated between its neighbours and marked.
