@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <iostream>
 
 #include <nlohmann/json.hpp>
 
@@ -42,6 +43,12 @@ TEST_F(DaemonHost, ForecastAndTrendsOfAnImportedTraceCarryTheirMeasuredAccuracy)
     EXPECT_GT(acc["out_of_sample"]["interval_coverage"].get<double>(), 0.6);
     EXPECT_FALSE(acc["method"].get<std::string>().empty());
     EXPECT_EQ(r["peaks"].size(), 3u);
+    std::cout << "[ INFO     ] forecast of " << r["history"]["points"] << " 5-minute values: model " << r["model"]["name"] << ", "
+              << acc["folds"] << " folds, MASE " << acc["out_of_sample"]["mase"] << ", relative MAE " << acc["out_of_sample"]["relative_mae"]
+              << ", 95 % coverage " << acc["out_of_sample"]["interval_coverage"] << ", answered in " << f["metrics"]["execution_time"] << "\n";
+    for (const json& model : acc["models"])
+        std::cout << "[ INFO     ]   " << model["model"] << ": MASE " << model["mase"] << ", relative MAE " << model["relative_mae"] << ", coverage "
+                  << model["interval_coverage"] << "\n";
 
     json t = cli_json({"analyze-trends", R"({"timeframe":"30_days","metrics":["imported/ec2_cpu"],"detect_anomalies":true})"});
     ASSERT_EQ(t["status"], "success") << t.dump(2).substr(0, 2000);
@@ -52,6 +59,8 @@ TEST_F(DaemonHost, ForecastAndTrendsOfAnImportedTraceCarryTheirMeasuredAccuracy)
     EXPECT_TRUE(m["seasonality"]["seasons"].is_array());
     EXPECT_TRUE(m["anomalies"]["count"].is_number()) << m["anomalies"];
     EXPECT_LE(m["peaks"]["daily"]["hour_utc"].get<int>(), 23);
+    std::cout << "[ INFO     ] analyze-trends: slope " << m["trend"]["slope_per_day"] << "/day, " << m["anomalies"]["count"]
+              << " anomalies, answered in " << t["metrics"]["execution_time"] << "\n";
 
     // Too little history for the node's own series: said with the counts, not a made-up forecast.
     json none = cli_json({"forecast", R"({"metric":"memory_usage","period":"next_week"})"}, 1);
