@@ -64,7 +64,10 @@ std::string series_of(const history::HistoryStore& store, const std::string& met
     const auto names = store.series_names(metric);
     if (std::find(names.begin(), names.end(), metric) != names.end()) return metric;
     std::string known = "cpu, cpu_usage, memory, memory_usage, agents, allocations";
-    for (const auto& n : store.series_names("")) known += ", " + n;
+    std::size_t listed = 0;
+    for (const auto& n : store.series_names(""))
+        if (n.rfind("alloc/", 0) != 0 && listed++ < 20) known += ", " + n; // each allocation's series would drown the list
+    if (listed > 20) known += " and " + std::to_string(listed - 20) + " more";
     throw ApiError(ErrorCode::INVALID_REQUEST, "'" + field + "': no metric or series '" + metric + "' in the history", "known: " + known, {field});
 }
 
