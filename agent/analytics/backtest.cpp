@@ -40,40 +40,52 @@ std::vector<double> fold_abs_errors(const Layout& L, const std::vector<double>& 
     return out;
 }
 
-// Intervals from the empirical quantiles of earlier folds' residuals (see backtest.hpp).
-void add_intervals(const Layout& L, double confidence, Track& track) {
-    const std::size_t folds = L.origins.size(), h = L.h, buckets = std::min(h, kIntervalBuckets);
-    const double alpha = 1 - confidence;
+// The interval offsets (lowest, highest residual kept) at the requested level from the
+// residuals of folds [begin, end) at horizon steps [j0, j1), or false when too few are there.
+bool residual_quantiles(const Layout& L, const Track& track, std::size_t begin, std::size_t end, std::size_t j0, std::size_t j1,
+                        double alpha, std::vector<double>& residuals, double& lo, double& hi) {
     const auto needed = static_cast<std::size_t>(std::ceil(2 / alpha - 1 - 1e-9));
-    track.lower.assign(folds * h, kNaN);
-    track.upper.assign(folds * h, kNaN);
+    residuals.clear();
+    for (std::size_t i = begin; i < end; ++i)
+        for (std::size_t j = j0; j < j1; ++j) {
+            const std::size_t t = L.origins[i] + j;
+            if (L.scored(t)) residuals.push_back(L.y[t] - track.forecast[i * L.h + j]);
+        }
+    const std::size_t n = residuals.size();
+    if (n < needed || n == 0) return false;
+    const double np1 = static_cast<double>(n + 1);
+    const auto lo_rank = std::clamp<std::size_t>(static_cast<std::size_t>(std::floor(np1 * alpha / 2)), 1, n);
+    const auto hi_rank = std::clamp<std::size_t>(static_cast<std::size_t>(std::ceil(np1 * (1 - alpha / 2))), 1, n);
+    std::nth_element(residuals.begin(), residuals.begin() + static_cast<std::ptrdiff_t>(lo_rank - 1), residuals.end());
+    lo = residuals[lo_rank - 1];
+    std::nth_element(residuals.begin(), residuals.begin() + static_cast<std::ptrdiff_t>(hi_rank - 1), residuals.end());
+    hi = residuals[hi_rank - 1];
+    return true;
+}
+
+// Bounds around `forecast` (h values) from the residuals of folds ended before fold k (k = the
+// number of folds: after the last one), written to lower/upper; NaN where too few are there.
+void bounds_at(const Layout& L, const Track& track, std::size_t ended, double confidence, const double* forecast, double* lower, double* upper) {
+    const std::size_t h = L.h, buckets = std::min(h, kIntervalBuckets), begin = ended > kIntervalFolds ? ended - kIntervalFolds : 0;
     std::vector<double> residuals;
-    for (std::size_t k = 0; k < folds; ++k) {
-        const std::size_t end = L.ended(k), begin = end > kIntervalFolds ? end - kIntervalFolds : 0;
-        if (end == 0) continue;
-        for (std::size_t b = 0; b < buckets; ++b) {
-            const std::size_t j0 = b * h / buckets, j1 = (b + 1) * h / buckets;
-            residuals.clear();
-            for (std::size_t i = begin; i < end; ++i)
-                for (std::size_t j = j0; j < j1; ++j) {
-                    const std::size_t t = L.origins[i] + j;
-                    if (L.scored(t)) residuals.push_back(L.y[t] - track.forecast[i * h + j]);
-                }
-            const std::size_t n = residuals.size();
-            if (n < needed) continue;
-            const double np1 = static_cast<double>(n + 1);
-            const auto lo_rank = std::clamp<std::size_t>(static_cast<std::size_t>(std::floor(np1 * alpha / 2)), 1, n);
-            const auto hi_rank = std::clamp<std::size_t>(static_cast<std::size_t>(std::ceil(np1 * (1 - alpha / 2))), 1, n);
-            std::nth_element(residuals.begin(), residuals.begin() + static_cast<std::ptrdiff_t>(lo_rank - 1), residuals.end());
-            const double lo = residuals[lo_rank - 1];
-            std::nth_element(residuals.begin(), residuals.begin() + static_cast<std::ptrdiff_t>(hi_rank - 1), residuals.end());
-            const double hi = residuals[hi_rank - 1];
-            for (std::size_t j = j0; j < j1; ++j) {
-                track.lower[k * h + j] = track.forecast[k * h + j] + lo;
-                track.upper[k * h + j] = track.forecast[k * h + j] + hi;
-            }
+    for (std::size_t b = 0; b < buckets; ++b) {
+        const std::size_t j0 = b * h / buckets, j1 = (b + 1) * h / buckets;
+        double lo = kNaN, hi = kNaN;
+        if (ended > 0 && !residual_quantiles(L, track, begin, ended, j0, j1, 1 - confidence, residuals, lo, hi)) lo = hi = kNaN;
+        for (std::size_t j = j0; j < j1; ++j) {
+            lower[j] = forecast[j] + lo;
+            upper[j] = forecast[j] + hi;
         }
     }
+}
+
+// Intervals from the empirical quantiles of earlier folds' residuals (see backtest.hpp).
+void add_intervals(const Layout& L, double confidence, Track& track) {
+    const std::size_t folds = L.origins.size(), h = L.h;
+    track.lower.assign(folds * h, kNaN);
+    track.upper.assign(folds * h, kNaN);
+    for (std::size_t k = 0; k < folds; ++k)
+        bounds_at(L, track, L.ended(k), confidence, track.forecast.data() + k * h, track.lower.data() + k * h, track.upper.data() + k * h);
 }
 
 // MAE, MASE, relative MAE, coverage and Winkler of a track against the seasonal naive's errors.
@@ -294,9 +306,48 @@ BacktestResult backtest(const std::vector<double>& y, const std::vector<bool>& f
     const std::size_t chosen = best_at(folds);
     r.chosen = names[chosen];
     r.chosen_detail = tracks[chosen].score.detail;
+
+    // From the end of the series: the chosen model, bounded by its residuals on the last folds.
+    FoldForecast& ahead = r.ahead;
+    ahead.origin = y.size();
+    ahead.model = names[chosen];
+    ahead.forecast.resize(h);
+    ahead.lower.resize(h);
+    ahead.upper.resize(h);
+    const std::size_t o = y.size();
+    switch (chosen) {
+    case 0: seasonal_naive_forecast(y, o, m, h, ahead.forecast.data()); break;
+    case 1: drift_forecast(y, o, h, ahead.forecast.data()); break;
+    case 2: theil_sen_forecast(y, o, m, ts_window, h, ahead.forecast.data()); break;
+    default: {
+        EtsFilter filter(y, m1, m2, ets_chosen);
+        filter.forecast_from(o, h, ahead.forecast.data());
+    }
+    }
+    bounds_at(L, tracks[chosen], folds, options.confidence, ahead.forecast.data(), ahead.lower.data(), ahead.upper.data());
     for (Track& t : tracks) r.models.push_back(std::move(t.score));
     r.selection = std::move(selection.score);
     return r;
+}
+
+Crossing predicted_crossing(const std::vector<double>& y, const std::vector<bool>& filled, const BacktestResult& result, double threshold) {
+    Crossing c;
+    const auto& ahead = result.ahead.forecast;
+    for (std::size_t j = 0; j < ahead.size() && !c.at; ++j)
+        if (ahead[j] >= threshold) c.at = j;
+    for (const FoldForecast& f : result.forecasts) {
+        if (std::none_of(f.forecast.begin(), f.forecast.end(), [&](double v) { return v >= threshold; })) continue;
+        ++c.folds_called;
+        for (std::size_t j = 0; j < f.forecast.size() && f.origin + j < y.size(); ++j) {
+            const std::size_t t = f.origin + j;
+            if (y[t] >= threshold && (filled.empty() || !filled[t])) {
+                ++c.folds_confirmed;
+                break;
+            }
+        }
+    }
+    if (c.folds_called > 0) c.precision = static_cast<double>(c.folds_confirmed) / static_cast<double>(c.folds_called);
+    return c;
 }
 
 } // namespace resmgr::analytics

@@ -93,11 +93,31 @@ struct BacktestResult {
     std::string chosen, chosen_detail;   // the model for forecasts from now on
     std::string mase_note;               // why MASE is null, when it is
     std::vector<FoldForecast> forecasts; // the selection's, one per fold
+    // The next `horizon` values after the series, by the model chosen from now on, bounded by
+    // the empirical quantiles of its residuals on the last kIntervalFolds folds (NaN bounds where
+    // fewer than 2/α − 1 residuals were there).
+    FoldForecast ahead;
 };
 
 // `filled` may be empty (nothing filled). NotEnoughData when no fold fits; std::invalid_argument
 // for options out of range (horizon or step 0, confidence outside (0, 1)).
 BacktestResult backtest(const std::vector<double>& y, const std::vector<bool>& filled, std::int64_t step_seconds,
                         const BacktestOptions& options);
+
+// Predictive alerts: where the forecast from the end first reaches `threshold`, and how often
+// such a call held in the back-test (kCrossingMethod): of the folds whose forecast reached the
+// threshold, the share whose actual values reached it within the same window (the precision of
+// the call). Filled values never count as reaching it.
+inline constexpr const char* kCrossingMethod =
+    "first forecast point at or above the threshold; confidence = share of the back-test folds whose forecast reached it "
+    "in which the actual values reached it too, within the same horizon";
+
+struct Crossing {
+    std::optional<std::size_t> at;   // index into ahead.forecast of the first value at or above the threshold
+    std::size_t folds_called = 0, folds_confirmed = 0;
+    std::optional<double> precision; // folds_confirmed / folds_called; nullopt when no fold called it
+};
+
+Crossing predicted_crossing(const std::vector<double>& y, const std::vector<bool>& filled, const BacktestResult& result, double threshold);
 
 } // namespace resmgr::analytics

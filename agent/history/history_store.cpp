@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS runs(allocation_id TEXT PRIMARY KEY, workflow_id TEXT
                                 tool_counts TEXT NOT NULL, wall_seconds REAL);
 CREATE INDEX IF NOT EXISTS runs_by_type ON runs(workflow_type, ended_at);
 CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs(workflow_id, ended_at);
+CREATE TABLE IF NOT EXISTS imported(series INTEGER PRIMARY KEY);
 )sql";
 
 // A prepared statement, finalized on scope exit; bind(...) then step().
@@ -220,16 +221,22 @@ void HistoryStore::maintain(std::int64_t now) {
         Statement drop_raw(db_, "DELETE FROM samples WHERE ts < ?"); // a range of the (ts, series) key
         drop_raw.bind(1, now - retention_.raw.count()).step();
         if (hourly) {
-            Statement drop_rollups(db_, "DELETE FROM rollups WHERE resolution = ? AND ts < ?");
-            drop_rollups.bind(1, std::int64_t{300}).bind(2, now - retention_.five_minutes.count()).step();
+            // Rollup retention counts back from now, except for an imported series: from its own
+            // newest bucket, so a trace of 2014 imported today is not dropped at the next hour.
+            // Once live samples join it, its newest bucket is now and the two agree.
+            Statement drop_rollups(db_, "DELETE FROM rollups WHERE resolution = ?1 AND ts < CASE WHEN series IN (SELECT series FROM imported) "
+                                        "THEN (SELECT MAX(r.ts) FROM rollups r WHERE r.resolution = ?1 AND r.series = rollups.series) - ?2 "
+                                        "ELSE ?3 - ?2 END");
+            drop_rollups.bind(1, std::int64_t{300}).bind(2, retention_.five_minutes.count()).bind(3, now).step();
             drop_rollups.reset();
-            drop_rollups.bind(1, std::int64_t{3600}).bind(2, now - retention_.one_hour.count()).step();
+            drop_rollups.bind(1, std::int64_t{3600}).bind(2, retention_.one_hour.count()).bind(3, now).step();
             // Series with nothing left (ended allocations, after retention): every sample before
             // the hour just rolled up is in an hourly bucket, so a series without one and without
             // a sample since is unused.
             Statement unused(db_, "DELETE FROM series WHERE id NOT IN (SELECT series FROM rollups WHERE resolution = 3600) "
                                   "AND id NOT IN (SELECT series FROM samples WHERE ts >= ?)");
             unused.bind(1, end_1h).step();
+            exec("DELETE FROM imported WHERE series NOT IN (SELECT id FROM series)");
         }
         exec("COMMIT");
         rolled_until_5m_ = std::max(rolled_until_5m_, end_5m);
@@ -339,6 +346,8 @@ std::size_t HistoryStore::import_csv(std::istream& in, const std::string& series
     exec("BEGIN");
     try {
         const std::int64_t id = series_id(series);
+        Statement mark(db_, "INSERT OR IGNORE INTO imported(series) VALUES (?)");
+        mark.bind(1, id).step();
         Statement insert(db_, "INSERT OR REPLACE INTO samples(series, ts, value) VALUES (?, ?, ?)");
         for (const auto& row : rows) {
             insert.bind(1, id).bind(2, row.ts).bind(3, row.value).step();

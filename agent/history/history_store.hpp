@@ -2,7 +2,8 @@
 // directory, a SQLite database (WAL mode, one writer: resmgrd's loop). It keeps
 //   - samples: one value per series per sampling pass ("node/cpu_percent",
 //     "alloc/<id>/memory_bytes", ...), kept raw for 48 h, rolled up into 5-minute buckets
-//     (count, min, mean, max, p95) kept 90 days and 1-hour buckets kept 2 years;
+//     (count, min, mean, max, p95) kept 90 days and 1-hour buckets kept 2 years (for a series
+//     imported from a CSV: counted back from its newest bucket, not from now);
 //   - runs: one analytics::RunRecord per ended allocation (what it asked for, what it used, how
 //     it ended), which `usage` shows and the recommender learns from.
 // SQLite rather than more JSONL: the rollups, retention and "the runs of type T since t" are

@@ -37,16 +37,6 @@ std::vector<ParamSpec> with(std::vector<ParamSpec> base, std::initializer_list<P
     return base;
 }
 
-OperationSpec unbuilt(const char* name, const char* summary) {
-    OperationSpec op;
-    op.name = name;
-    op.seed = true;
-    op.built = false;
-    op.open = true;
-    op.summary = summary;
-    return op;
-}
-
 std::vector<OperationSpec> make_catalog() {
     std::vector<OperationSpec> ops;
     auto add = [&](OperationSpec op) { ops.push_back(std::move(op)); };
@@ -202,10 +192,43 @@ std::vector<OperationSpec> make_catalog() {
          "Over the period, from the history: the node's CPU, memory and pressure (mean, p95, max), each\n"
          "workflow type's efficiency (used / allocated) from its runs, the period's bottleneck, and\n"
          "right-sizing opportunities."});
-    add(unbuilt("predict", "The next run of a workflow type."));
-    add(unbuilt("forecast", "A metric's future, with intervals and measured accuracy."));
-    add(unbuilt("analyze-trends", "Trends, seasonality and anomalies."));
-    add(unbuilt("plan-capacity", "Capacity needed over a horizon."));
+    add({"predict", "", true, true, false, Caller::anyone,
+         {{"workflow_type", T::string, true, {}, {}, "the kind of work whose next run is predicted (your runs; root: everyone's)"},
+          {"time_horizon", T::duration, false, {}, {}, "default 1h: how many runs of the type are expected within it"},
+          {"confidence_level", T::number, false, {}, {}, "level of the intervals, 0.5-0.99 (default 0.95)"},
+          {"include_risk_analysis", T::boolean, false, {}, {}, "OOM history, failures, growing usage, queueing (default true)"}},
+         false, "'{\"workflow_type\":\"build\",\"time_horizon\":\"1h\",\"confidence_level\":0.9}'",
+         "The next run of a workflow type from its recorded runs: CPU cores, memory peak and duration with\n"
+         "distribution-free intervals (the level stated is the one the number of runs can give), a back-test on\n"
+         "its own earlier runs against \"same as the last run\", and risk factors."});
+    add({"forecast", "", true, true, false, Caller::anyone,
+         {{"metric", T::string, false, {}, {}, "cpu_usage (default), memory_usage, agents, allocations, or a series the history holds"},
+          {"period", T::string, false, {}, {}, "next_hour, next_day (default), next_week or a duration up to 7d"},
+          {"confidence_interval", T::number, false, {}, {}, "level of the intervals, 0.5-0.99 (default 0.95)"},
+          {"include_peaks", T::boolean, false, {}, {}, "the highest forecast points with their times (default true)"},
+          {"threshold", T::number, false, {}, {}, "when the forecast first reaches it, and how often such a call held in the back-test"}},
+         false, "'{\"metric\":\"cpu_usage\",\"period\":\"next_week\",\"confidence_interval\":0.95}'",
+         "The metric's next hours or week from its 5-minute history: points with lower/upper bounds, the peaks, the\n"
+         "model chosen by a rolling-origin back-test on this node's own history, and that back-test's accuracy\n"
+         "(MASE, interval coverage, folds). With too little history it says how much there is and how much is needed."});
+    add({"analyze-trends", "", true, true, false, Caller::anyone,
+         {{"timeframe", T::string, false, {}, {}, "N_hours, N_days (default 30_days), N_weeks, N_months or a duration"},
+          {"metrics", T::array, false, {}, {}, "cpu, memory, agents (default all three), or series names"},
+          {"detect_anomalies", T::boolean, false, {}, {}, "default true"},
+          {"export_charts", T::any, false, {}, {}, "accepted for the seed's shape"}},
+         false, "'{\"timeframe\":\"30_days\",\"metrics\":[\"cpu\",\"memory\"],\"detect_anomalies\":true}'",
+         "Per metric over the timeframe: the Theil-Sen trend (per day and week, its interval, growth %), the\n"
+         "strength of the daily and weekly seasons, the busiest hour and weekday, the highest hours, and the\n"
+         "anomalies found causally with their times and scores."});
+    add({"plan-capacity", "", true, true, false, Caller::anyone,
+         {{"time_horizon", T::string, false, {}, {}, "N_days, N_weeks, N_months (default 3_months) or a duration"},
+          {"growth_assumptions", T::object, false, {}, {}, "{\"workflow_increase\": percent more work over the horizon}"},
+          {"include_recommendations", T::boolean, false, {}, {}, "default true"},
+          {"cost_analysis", T::any, false, {}, {}, "accepted for the seed's shape"}},
+         false, "'{\"time_horizon\":\"3_months\",\"growth_assumptions\":{\"workflow_increase\":25}}'",
+         "The seed's capacity_plan from the trend of the daily peaks of CPU, memory and live agents: peaks and\n"
+         "averages, projected needs next month and quarter, days to the alert threshold and to exhaustion with\n"
+         "their interval, and dated recommendations for what crosses its threshold within the horizon."});
     return ops;
 }
 

@@ -1,6 +1,6 @@
 // Monitoring owns what resmgrd measures about the node: each sampling pass (the node and every
 // allocation's and agent's group), the threshold monitor and its events, the agent pool, the
-// eBPF process probes, OOM kills seen in groups, each allocation's CPU from its start to its
+// eBPF process probes, OOM kills seen in groups, predictive threshold alerts from the history, each allocation's CPU from its start to its
 // end, and monitoring/usage_history.jsonl. It reads the ledger, never changes it, and reports
 // through an events::EventSink it is given. The operations' reply shapes are the server's
 // (server/ops/monitoring.cpp); this class gives them facts.
@@ -87,6 +87,9 @@ private:
     void report_oom_kills(const Snapshot& snap, TimePoint now);
     void append_history(const Snapshot& snap);
     void record_history(const Snapshot& snap);
+    // Once an hour: forecast CPU and memory kPredictionHorizon ahead from the history and raise a
+    // RESOURCE_THRESHOLD with predicted: true when the forecast reaches a threshold not raised now.
+    void predict_thresholds(std::int64_t now);
     std::vector<GroupProbe> allocation_groups() const;
 
     const core::Ledger& ledger_;
@@ -97,6 +100,7 @@ private:
     ThresholdMonitor thresholds_;
     std::optional<events::JsonlLog> history_;
     history::History* history_db_ = nullptr;
+    std::int64_t next_prediction_ = 0; // seconds since the epoch
     std::optional<Snapshot> latest_;
     AgentPool agents_;
     ProcessProbes probes_;

@@ -102,5 +102,6 @@ void register_monitoring_operations(Router& router);
 void register_node_operations(Router& router);
 void register_history_operations(Router& router);
 void register_analytics_operations(Router& router);
+void register_planning_operations(Router& router);
 
 } // namespace resmgr::server

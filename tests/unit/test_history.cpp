@@ -72,6 +72,34 @@ TEST(HistoryStore, RetentionDropsRawAfter48HoursAndKeepsRollups) {
     EXPECT_EQ(store.footprint().series, 0); // nothing left: the series rows go too
 }
 
+TEST(HistoryStore, ImportedSeriesOlderThanRetentionSurviveMaintenance) {
+    TempDir dir;
+    const auto path = (dir.path() / "history.db").string();
+    const std::int64_t old = kT0 - 4 * 365 * kDay; // a trace from years before "now"
+    std::ostringstream rows;
+    rows << "timestamp,value\n";
+    for (int i = 0; i < 24 * 12; ++i) rows << old + i * 300 << ',' << i % 12 << '\n';
+    {
+        HistoryStore store(path);
+        std::istringstream csv(rows.str());
+        ASSERT_EQ(store.import_csv(csv, "imported/trace"), 288u);
+        store.add_samples(old, {{"node/cpu_percent", 5}}); // a live series as old: retention applies
+        store.maintain(kT0);
+    }
+    HistoryStore store(path); // the mark survives reopening
+    store.maintain(kT0 + 2 * 3600 + 1);
+    EXPECT_EQ(store.series("imported/trace", Resolution::five_minutes, old, old + kDay).size(), 288u);
+    EXPECT_EQ(store.series("imported/trace", Resolution::one_hour, old, old + kDay).size(), 24u);
+    EXPECT_TRUE(store.series("node/cpu_percent", Resolution::one_hour, 0, kT0).empty());
+    EXPECT_EQ(store.series_names("imported/"), std::vector<std::string>{"imported/trace"});
+    // Retention still holds inside the imported series, counted from its newest bucket.
+    std::istringstream later("timestamp,value\n" + std::to_string(old + 100 * kDay) + ",1\n");
+    store.import_csv(later, "imported/trace");
+    store.maintain(kT0 + 3 * 3600 + 1);
+    EXPECT_TRUE(store.series("imported/trace", Resolution::five_minutes, old, old + kDay).empty());
+    EXPECT_EQ(store.series("imported/trace", Resolution::one_hour, old, old + kDay).size(), 24u);
+}
+
 TEST(HistoryStore, RollupProgressSurvivesReopening) {
     TempDir dir;
     const auto path = (dir.path() / "history.db").string();

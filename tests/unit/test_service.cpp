@@ -105,15 +105,9 @@ TEST(Service, MalformedLinesAnswerInvalidRequestAndServingContinues) {
     d.allocate(1, "1G");
 }
 
-TEST(Service, UnknownAndNotYetBuiltOperations) {
+TEST(Service, UnknownOperations) {
     Daemon d;
     EXPECT_EQ(code(d.call(R"({"operation":"frobnicate"})")), "INVALID_REQUEST");
-    json r = d.call(R"({"operation":"forecast","params":{}})");
-    EXPECT_EQ(code(r), "UNSUPPORTED");
-    EXPECT_EQ(r["operation"], "forecast");
-    // There is no newer resmgrd to upgrade to: the answer must not send the user looking for one.
-    EXPECT_EQ(r.dump().find("Upgrade"), std::string::npos) << r.dump(2);
-    EXPECT_NE(r["error"]["message"].get<std::string>().find("does not implement yet"), std::string::npos) << r.dump(2);
 }
 
 TEST(Service, ReleaseOnlyByOwnerAndRemovesGroup) {

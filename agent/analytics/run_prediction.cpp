@@ -1,0 +1,104 @@
+// The next run of a workflow type (see run_prediction.hpp).
+#include "analytics/run_prediction.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "analytics/trends.hpp"
+
+namespace resmgr::analytics {
+namespace {
+
+struct Interval {
+    double point = 0, lower = 0, upper = 0, level = 0;
+};
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// Median and order-statistic interval of `v` (at least two values), see run_prediction.hpp.
+Interval interval_of(std::vector<double> v, double confidence) {
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    const double alpha = 1 - confidence, np1 = static_cast<double>(n + 1);
+    Interval out;
+    out.point = median(v);
+    const auto lo = static_cast<std::size_t>(std::floor(np1 * alpha / 2));
+    const auto hi = static_cast<std::size_t>(std::ceil(np1 * (1 - alpha / 2)));
+    if (lo >= 1 && hi <= n) {
+        out.lower = v[lo - 1];
+        out.upper = v[hi - 1];
+        out.level = static_cast<double>(hi - lo) / np1;
+    } else {
+        out.lower = v.front();
+        out.upper = v.back();
+        out.level = (np1 - 2) / np1;
+    }
+    return out;
+}
+
+std::optional<double> median_of(std::vector<double> v) { return v.empty() ? std::nullopt : std::optional<double>(median(std::move(v))); }
+
+QuantityPrediction predict_quantity(const std::string& name, const std::vector<double>& all, double confidence, std::size_t window) {
+    QuantityPrediction q;
+    q.name = name;
+    const std::size_t from = all.size() > window ? all.size() - window : 0;
+    const std::vector<double> recent(all.begin() + static_cast<std::ptrdiff_t>(from), all.end());
+    q.runs = recent.size();
+    if (recent.size() < kMinPriorRuns) {
+        q.reason = std::to_string(recent.size()) + " run(s) measured " + name + ", " + std::to_string(kMinPriorRuns) + " needed";
+        return q;
+    }
+    const Interval now = interval_of(recent, confidence);
+    q.point = now.point, q.lower = now.lower, q.upper = now.upper, q.level = now.level;
+    std::vector<double> ape, last_ape;
+    std::size_t inside = 0;
+    double claimed = 0;
+    for (std::size_t k = kMinPriorRuns; k < all.size(); ++k) {
+        const std::size_t begin = k > window ? k - window : 0;
+        const Interval before = interval_of({all.begin() + static_cast<std::ptrdiff_t>(begin), all.begin() + static_cast<std::ptrdiff_t>(k)}, confidence);
+        const double actual = all[k];
+        ++q.replayed;
+        inside += actual >= before.lower && actual <= before.upper;
+        claimed += before.level;
+        if (std::abs(actual) > 0) {
+            ape.push_back(std::abs(before.point - actual) / std::abs(actual));
+            last_ape.push_back(std::abs(all[k - 1] - actual) / std::abs(actual));
+        }
+    }
+    if (q.replayed > 0) {
+        q.coverage = static_cast<double>(inside) / static_cast<double>(q.replayed);
+        q.claimed_level = claimed / static_cast<double>(q.replayed);
+    }
+    q.median_ape = median_of(ape);
+    q.last_run_median_ape = median_of(last_ape);
+    if (auto t = theil_sen_trend(recent, {}, confidence)) q.slope_per_run = t->slope, q.slope_lower = t->slope_lower, q.slope_upper = t->slope_upper;
+    return q;
+}
+
+} // namespace
+
+RunPrediction predict_next_run(std::vector<RunRecord> runs, double confidence, std::size_t window) {
+    std::stable_sort(runs.begin(), runs.end(), [](const RunRecord& a, const RunRecord& b) { return a.ended_at < b.ended_at; });
+    RunPrediction p;
+    p.runs = runs.size();
+    std::vector<double> cpu, memory, duration;
+    for (const auto& r : runs) {
+        p.oom_killed += r.outcome == RunOutcome::oom_killed;
+        p.failed += r.outcome == RunOutcome::failed;
+        const double seconds = r.duration_seconds();
+        if (r.cpu_seconds && seconds > 0) cpu.push_back(*r.cpu_seconds / seconds);
+        if (r.memory_peak_bytes) memory.push_back(static_cast<double>(*r.memory_peak_bytes) / (1024.0 * 1024 * 1024));
+        if (seconds > 0) duration.push_back(seconds);
+    }
+    window = std::max(window, kMinPriorRuns);
+    p.quantities.push_back(predict_quantity("cpu_cores", cpu, confidence, window));
+    p.quantities.push_back(predict_quantity("memory_gb", memory, confidence, window));
+    p.quantities.push_back(predict_quantity("duration_seconds", duration, confidence, window));
+    return p;
+}
+
+} // namespace resmgr::analytics

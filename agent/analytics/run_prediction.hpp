@@ -1,0 +1,56 @@
+// The next run of a workflow type, predicted from its recorded runs: CPU cores, memory peak and
+// duration, each with an interval, and how well such predictions held on its own earlier runs.
+// Pure: runs in, prediction out.
+//
+// Method (kRunPredictionMethod says the same in every answer):
+//   - point: the median of the last `window` runs that measured the quantity;
+//   - interval: order statistics of those runs: lower the ⌊(n+1)·α/2⌋-th smallest, upper the
+//     ⌈(n+1)·(1−α/2)⌉-th, which hold the next exchangeable run with probability ≥ 1 − α
+//     (distribution-free). Fewer than 2/α − 1 runs cannot give that level: the interval is then
+//     [min, max], whose level is (n−1)/(n+1), and that level is what the answer states;
+//   - back-test: every run after the first kMinPriorRuns predicted from the runs before it, as it
+//     would have been live; the share inside its interval (coverage, against the mean level the
+//     intervals claimed), the median absolute percentage error of the point, and the same error
+//     of "same as the last run" on the same runs;
+//   - growth: Theil-Sen slope of the quantity over the run index, "growing" when its interval
+//     lies above 0.
+// May call: run_record, trends.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "analytics/run_record.hpp"
+
+namespace resmgr::analytics {
+
+inline constexpr const char* kRunPredictionMethod =
+    "median of the last runs; interval from their order statistics (distribution-free, level stated); "
+    "back-tested on each earlier run from the runs before it, against 'same as the last run'";
+inline constexpr std::size_t kMinPriorRuns = 3;
+
+struct QuantityPrediction {
+    std::string name;       // cpu_cores, memory_gb, duration_seconds
+    std::size_t runs = 0;   // runs that measured it (at most the window)
+    std::optional<double> point, lower, upper;
+    double level = 0;       // the interval's level: the one asked, or (n−1)/(n+1) with too few runs
+    // Back-test on its own runs.
+    std::size_t replayed = 0;
+    std::optional<double> coverage, claimed_level; // share inside; mean level the intervals claimed
+    std::optional<double> median_ape, last_run_median_ape; // median absolute percentage error, as a fraction
+    // Trend over the runs.
+    std::optional<double> slope_per_run, slope_lower, slope_upper;
+    std::string reason; // why a figure is missing
+};
+
+struct RunPrediction {
+    std::vector<QuantityPrediction> quantities; // cpu_cores, memory_gb, duration_seconds
+    std::size_t runs = 0, oom_killed = 0, failed = 0;
+};
+
+// `runs` in any order (sorted by end time inside); `confidence` in (0, 1); window ≥ kMinPriorRuns.
+RunPrediction predict_next_run(std::vector<RunRecord> runs, double confidence, std::size_t window = 50);
+
+} // namespace resmgr::analytics

@@ -1,0 +1,209 @@
+// The planning computations on generated series with known answers: the Theil-Sen trend and its
+// interval, profiles by hour and weekday, peaks, time to a limit with and without growth, and the
+// forecast from the end of a series (backtest's `ahead`) with its bounds, and the next run of a
+// workflow type predicted from its runs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "analytics/backtest.hpp"
+#include "analytics/run_prediction.hpp"
+#include "analytics/trends.hpp"
+
+namespace resmgr::analytics {
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+std::vector<double> noisy_line(std::size_t n, double a, double b, double sigma, std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> gauss(0, sigma);
+    std::vector<double> y(n);
+    for (std::size_t t = 0; t < n; ++t) y[t] = a + b * static_cast<double>(t) + gauss(rng);
+    return y;
+}
+
+TEST(Trends, NormalQuantileMatchesTheTable) {
+    EXPECT_NEAR(normal_quantile(0.975), 1.959964, 1e-5);
+    EXPECT_NEAR(normal_quantile(0.5), 0.0, 1e-9);
+    EXPECT_NEAR(normal_quantile(0.05), -1.644854, 1e-5);
+}
+
+TEST(Trends, TheilSenRecoversAnExactLineAndIgnoresOutliers) {
+    std::vector<double> y(50);
+    for (std::size_t t = 0; t < y.size(); ++t) y[t] = 3 + 0.5 * static_cast<double>(t);
+    y[10] = 1000, y[30] = -1000; // two wild values move neither slope nor intercept
+    auto tr = theil_sen_trend(y, {});
+    ASSERT_TRUE(tr);
+    EXPECT_DOUBLE_EQ(tr->slope, 0.5);
+    EXPECT_NEAR(tr->intercept, 3, 1e-9);
+    EXPECT_EQ(tr->points, 50u);
+    EXPECT_LE(tr->slope_lower, 0.5);
+    EXPECT_GE(tr->slope_upper, 0.5);
+}
+
+TEST(Trends, TheSlopeIntervalCoversTheTrueSlopeAtItsLevel) {
+    int covered = 0;
+    const int trials = 200;
+    for (int s = 0; s < trials; ++s) {
+        auto tr = theil_sen_trend(noisy_line(60, 10, 0.2, 2, 100 + s), {}, 0.9);
+        ASSERT_TRUE(tr);
+        covered += tr->slope_lower <= 0.2 && 0.2 <= tr->slope_upper;
+    }
+    // Sen's interval is distribution-free; on 200 trials a 90 % interval covers 180 ± 3σ (≈ 13).
+    EXPECT_NEAR(covered, 180, 13);
+}
+
+TEST(Trends, TooFewValuesGiveNoTrendAndFilledOnesAreSkipped) {
+    EXPECT_FALSE(theil_sen_trend({1, 2}, {}));
+    EXPECT_FALSE(theil_sen_trend({1, 2, 3, 4}, {false, true, true, false}));
+    auto tr = theil_sen_trend({0, 99, 2, 3}, {false, true, false, false});
+    ASSERT_TRUE(tr);
+    EXPECT_DOUBLE_EQ(tr->slope, 1);
+}
+
+TEST(Trends, LongSeriesAreThinnedAndKeepTheirSlope) {
+    auto tr = theil_sen_trend(noisy_line(10000, 5, 0.01, 0.5, 3), {});
+    ASSERT_TRUE(tr);
+    EXPECT_EQ(tr->points, kTrendMaxPoints);
+    EXPECT_NEAR(tr->slope, 0.01, 0.0005);
+}
+
+TEST(Trends, ProfilesFindTheBusiestHourAndWeekday) {
+    // Hourly values for four weeks from Monday 2027-01-04 00:00 UTC: busy at 14:00, and on Wednesdays.
+    const std::int64_t monday = 1799020800;
+    std::vector<double> y(28 * 24);
+    for (std::size_t i = 0; i < y.size(); ++i) y[i] = (i % 24 == 14 ? 50 : 10) + (i / 24 % 7 == 2 ? 20 : 0);
+    auto hours = profile(monday, 3600, y, {}, 3600, 24);
+    EXPECT_EQ(std::max_element(hours.begin(), hours.end()) - hours.begin(), 14);
+    auto days = profile(monday, 3600, y, {}, 86400, 7, 3 * 86400);
+    EXPECT_EQ(std::max_element(days.begin(), days.end()) - days.begin(), 2); // Wednesday
+    EXPECT_NEAR(days[0], (23 * 10 + 50) / 24.0, 1e-9);
+}
+
+TEST(Trends, PeaksAreTheHighestValuesApart) {
+    std::vector<double> y(100, 0);
+    y[10] = 9, y[11] = 10, y[50] = 7, y[90] = 8;
+    EXPECT_EQ(top_peaks(y, 3, 5), (std::vector<std::size_t>{11, 90, 50}));
+    EXPECT_EQ(top_peaks(y, 2, 1), (std::vector<std::size_t>{11, 10}));
+}
+
+TEST(Trends, TimeToALimitFollowsTheTrendAndTheGrowthAssumption) {
+    // Daily peaks 40, 41, 42, ... : from 69 on day 29, 80 is 11 days off at one a day.
+    std::vector<double> y(30);
+    for (std::size_t t = 0; t < y.size(); ++t) y[t] = 40 + static_cast<double>(t);
+    auto tr = theil_sen_trend(y, {});
+    ASSERT_TRUE(tr);
+    auto e = time_to_limit(*tr, 29, 80, 0, 90);
+    EXPECT_DOUBLE_EQ(e.level, 69);
+    ASSERT_TRUE(e.days);
+    EXPECT_NEAR(*e.days, 11, 0.1);
+    ASSERT_TRUE(e.earliest && e.latest);
+    EXPECT_LE(*e.earliest, *e.days);
+    EXPECT_GE(*e.latest, *e.days);
+    // A flat series never gets there; with 50 % growth over 90 days it does: 60 · (1 + 0.5 d/90) = 80 at d = 60.
+    std::vector<double> flat(30, 60);
+    auto flat_trend = theil_sen_trend(flat, {});
+    EXPECT_FALSE(time_to_limit(*flat_trend, 29, 80, 0, 90).days);
+    auto grown = time_to_limit(*flat_trend, 29, 80, 0.5, 90);
+    ASSERT_TRUE(grown.days);
+    EXPECT_NEAR(*grown.days, 60, 0.1);
+    EXPECT_DOUBLE_EQ(*time_to_limit(*tr, 29, 50, 0, 90).days, 0); // already past it
+}
+
+TEST(ForecastAhead, ContinuesAPureSeasonWithBoundsAroundIt) {
+    const std::size_t day = 288;
+    std::mt19937_64 rng(5);
+    std::normal_distribution<double> gauss(0, 1);
+    std::vector<double> y(10 * day);
+    for (std::size_t t = 0; t < y.size(); ++t) y[t] = 50 + 20 * std::sin(2 * kPi * static_cast<double>(t % day) / day) + gauss(rng);
+    BacktestResult r = backtest(y, {}, 300, {day, 72, 0.95});
+    ASSERT_EQ(r.ahead.forecast.size(), day);
+    EXPECT_EQ(r.ahead.origin, y.size());
+    EXPECT_EQ(r.ahead.model, r.chosen);
+    for (std::size_t j = 0; j < day; ++j) {
+        const double truth = 50 + 20 * std::sin(2 * kPi * static_cast<double>(j) / day);
+        EXPECT_NEAR(r.ahead.forecast[j], truth, 4.0) << j;
+        ASSERT_FALSE(std::isnan(r.ahead.lower[j])) << j;
+        EXPECT_LE(r.ahead.lower[j], r.ahead.forecast[j]);
+        EXPECT_GE(r.ahead.upper[j], r.ahead.forecast[j]);
+        EXPECT_LT(r.ahead.lower[j], truth + 1);
+        EXPECT_GT(r.ahead.upper[j], truth - 1);
+        EXPECT_LT(r.ahead.upper[j] - r.ahead.lower[j], 12.0); // about ±1.96 σ plus the model's error, not the season's swing
+    }
+}
+
+
+RunRecord run_of(std::int64_t ended, double seconds, std::optional<double> cpu_cores, std::optional<double> memory_gib) {
+    RunRecord r;
+    r.allocation_id = "a" + std::to_string(ended);
+    r.workflow_type = "build";
+    r.started_at = ended - static_cast<std::int64_t>(seconds);
+    r.ended_at = ended;
+    r.wall_seconds = seconds;
+    if (cpu_cores) r.cpu_seconds = *cpu_cores * seconds;
+    if (memory_gib) r.memory_peak_bytes = static_cast<std::uint64_t>(*memory_gib * 1024 * 1024 * 1024);
+    return r;
+}
+
+TEST(RunPrediction, OrderStatisticsGiveTheIntervalAndTheLevelTheRunsCanHold) {
+    std::vector<RunRecord> runs;
+    for (int i = 1; i <= 9; ++i) runs.push_back(run_of(1000 * i, i, std::nullopt, std::nullopt));
+    const auto p = predict_next_run(runs, 0.8);
+    const auto& d = p.quantities[2];
+    EXPECT_EQ(d.name, "duration_seconds");
+    EXPECT_DOUBLE_EQ(*d.point, 5);
+    EXPECT_DOUBLE_EQ(*d.lower, 1);
+    EXPECT_DOUBLE_EQ(*d.upper, 9);
+    EXPECT_DOUBLE_EQ(d.level, 0.8); // 9 runs: the 1st and 9th of 10 slots
+    // At 0.95, 9 runs cannot hold 95 %: [min, max] and its level 8/10 are what is said.
+    const auto wide = predict_next_run(runs, 0.95).quantities[2];
+    EXPECT_DOUBLE_EQ(wide.level, 0.8);
+    EXPECT_FALSE(p.quantities[0].point.has_value()); // CPU never measured
+    EXPECT_NE(p.quantities[0].reason.find("0 run(s)"), std::string::npos) << p.quantities[0].reason;
+    EXPECT_EQ(d.replayed, 6u);
+    ASSERT_TRUE(d.slope_lower);
+    EXPECT_GT(*d.slope_lower, 0); // 1, 2, ..., 9: growing
+}
+
+TEST(RunPrediction, BacktestCoverageMatchesTheClaimedLevelAndTheMedianBeatsTheLastRun) {
+    std::mt19937_64 rng(9);
+    std::lognormal_distribution<double> seconds(std::log(600), 0.3), memory(std::log(2), 0.2);
+    std::vector<RunRecord> runs;
+    for (int i = 0; i < 300; ++i) runs.push_back(run_of(100000 + 3600 * i, seconds(rng), 1.5, memory(rng)));
+    const auto p = predict_next_run(runs, 0.9);
+    for (const auto& q : {p.quantities[1], p.quantities[2]}) {
+        ASSERT_TRUE(q.coverage && q.claimed_level) << q.name;
+        EXPECT_EQ(q.replayed, 297u);
+        // 297 replays: the coverage's standard error is about 0.02.
+        EXPECT_NEAR(*q.coverage, *q.claimed_level, 0.07) << q.name;
+        EXPECT_DOUBLE_EQ(q.level, 47.0 / 51) << q.name; // the 2nd and 49th of 50: at least 0.9, as close as 50 runs allow
+        ASSERT_TRUE(q.median_ape && q.last_run_median_ape);
+        EXPECT_LT(*q.median_ape, 0.8 * *q.last_run_median_ape) << q.name;
+        EXPECT_FALSE(q.slope_lower && *q.slope_lower > 0) << q.name << ": no growth in i.i.d. runs";
+    }
+    EXPECT_NEAR(*p.quantities[0].point, 1.5, 1e-9);
+    EXPECT_NEAR(*p.quantities[2].point, 600, 60);
+}
+
+TEST(ForecastAhead, ACrossingIsDatedAndItsConfidenceCountedOnTheFolds) {
+    // A daily wave between 30 and 70: every day it reaches 65, never 90.
+    const std::size_t day = 288;
+    std::vector<double> y(8 * day);
+    for (std::size_t t = 0; t < y.size(); ++t) y[t] = 50 + 20 * std::sin(2 * kPi * static_cast<double>(t % day) / day);
+    BacktestResult r = backtest(y, {}, 300, {day, 72, 0.95});
+    const Crossing c = predicted_crossing(y, {}, r, 65);
+    ASSERT_TRUE(c.at);
+    EXPECT_NEAR(static_cast<double>(*c.at), 288 * std::asin(0.75) / (2 * kPi), 3); // where the sine first reaches 0.75
+    EXPECT_EQ(c.folds_called, r.folds);
+    EXPECT_EQ(c.folds_confirmed, r.folds);
+    EXPECT_DOUBLE_EQ(*c.precision, 1.0);
+    const Crossing never = predicted_crossing(y, {}, r, 90);
+    EXPECT_FALSE(never.at);
+    EXPECT_EQ(never.folds_called, 0u);
+    EXPECT_FALSE(never.precision);
+}
+
+} // namespace
+} // namespace resmgr::analytics
