@@ -43,7 +43,7 @@ void print_table(std::ostream& out, const std::vector<Column>& columns, const st
 
 // A line of text from outside, made safe and fitted to the width.
 void print_text(std::ostream& out, const std::string& text, const Display& d) {
-    print_lines(out, wrap(sanitize(text, d.style.charset), d.width, d.style.charset));
+    print_lines(out, wrap(sanitize(text, d.style.charset), d.width));
 }
 
 void print_allocation(std::ostream& out, const json& a) {
@@ -78,14 +78,17 @@ void print_unenforced(std::ostream& out, const json& allocations, const Display&
     out << paint(sanitize(line, d.style.charset), Colour::red, d.style.colour) << "\n";
 }
 
-void print_capacity(std::ostream& out, const json& c) {
-    const json& cpu = c.value("cpu_cores", json::object());
-    const json& mem = c.value("memory", json::object());
-    const json& pool = c.value("agent_pool", json::object());
-    out << "capacity: cpu " << num(cpu.value("available", 0.0)) << " of " << num(cpu.value("total", 0.0)) << " cores free ("
-        << num(cpu.value("reserved", 0.0)) << " reserved)  memory " << num(mem.value("available_gb", 0.0)) << " of "
-        << num(mem.value("total_gb", 0.0)) << " GiB free (" << num(mem.value("buffer_gb", 0.0)) << " reserved)  agents "
-        << pool.value("available_agents", 0) << " of " << pool.value("max_agents", 0) << " free\n";
+void print_capacity(std::ostream& out, const json& c, const Display& d) {
+    const Charset cs = d.style.charset;
+    const json& cpu = at(c, "cpu_cores");
+    const json& mem = at(c, "memory");
+    const json& pool = at(c, "agent_pool");
+    print_text(out,
+               "capacity: cpu " + value_text(at(cpu, "available"), cs) + " of " + value_text(at(cpu, "total"), cs) + " cores free (" +
+                   value_text(at(cpu, "reserved"), cs) + " reserved)  memory " + value_text(at(mem, "available_gb"), cs) + " of " +
+                   value_text(at(mem, "total_gb"), cs) + " GiB free (" + value_text(at(mem, "buffer_gb"), cs) + " reserved)  agents " +
+                   value_text(at(pool, "available_agents"), cs) + " of " + value_text(at(pool, "max_agents"), cs) + " free",
+               d);
 }
 
 // --- sparklines of the last hour -----------------------------------------------------------
@@ -133,10 +136,13 @@ void print_node_trends(std::ostream& out, const json& recent, const Display& d) 
         const char* label;
     };
     const Row rows[] = {{"node/cpu_percent", "cpu %"}, {"node/memory_percent", "memory %"}};
+    const std::size_t marks = sparkline_points(d);
+    std::size_t slots = 0; // as many per series, as resmgrd was asked for
     std::vector<std::vector<Cell>> cells;
     for (const auto& r : rows) {
-        const json& s = at(at(recent, "series"), r.series);
-        const auto values = values_of(s);
+        const auto all = values_of(at(at(recent, "series"), r.series));
+        slots = std::max(slots, all.size());
+        const auto values = downsample(all, marks);
         std::vector<double> seen;
         for (double v : values)
             if (std::isfinite(v)) seen.push_back(v);
@@ -146,18 +152,20 @@ void print_node_trends(std::ostream& out, const json& recent, const Display& d) 
         }
         const auto [lo, hi] = std::minmax_element(seen.begin(), seen.end());
         cells.push_back({{r.label},
-                         {sparkline(values, values.size(), d.style.charset, 0.0, 100.0)},
+                         {sparkline(values, marks, d.style.charset, 0.0, 100.0)},
                          {format("%.1f", seen.back())},
                          {format("%.1f", *lo)},
                          {format("%.1f", *hi)},
                          {std::to_string(samples_of(recent, r.series))}});
     }
-    const auto slot = number(at(recent, "slot_seconds")).value_or(0);
+    const double mark_seconds = number(at(recent, "slot_seconds")).value_or(0) * static_cast<double>(slots) /
+                                static_cast<double>(std::max<std::size_t>(1, std::min(slots, marks)));
     out << "\n";
+    print_text(out, "the last hour, a mark per " + format("%.0f", mark_seconds) + " s (the mean of its samples), 0 to 100 %", d);
     print_table(out,
-                {{"LAST HOUR", false, false, 4, 100},
-                 {"TREND (" + format("%.0f", slot) + " s a mark, 0-100)", false, true, 10, 90},
-                 {"NOW", true, false, 4, 50},
+                {{"", false, false, 4, 100},
+                 {"LAST HOUR", false, false, 4, 90},
+                 {"LATEST", true, false, 4, 50},
                  {"MIN", true, false, 4, 20},
                  {"MAX", true, false, 4, 30},
                  {"SAMPLES", true, false, 4, 10}},
@@ -209,7 +217,7 @@ void print_status(std::ostream& out, const json& result, const Display& d, const
                      {"MEM 1H", false, false, 4, 35}},
                     rows, d);
     print_unenforced(out, list, d);
-    if (result.contains("capacity")) print_capacity(out, result["capacity"]);
+    if (result.contains("capacity")) print_capacity(out, result["capacity"], d);
     if (result.contains("next_after")) print_text(out, "more: the next page starts after " + text(at(result, "next_after"), "?"), d);
     print_node_trends(out, recent, d);
 }
@@ -386,12 +394,12 @@ void print_doctor(std::ostream& out, const json& envelope, const Display& d) {
     std::vector<std::vector<Cell>> rows;
     for (const auto& e : at(result, "enforced")) rows.push_back({{"enforced", Colour::green}, {value_text(e, d.style.charset)}});
     for (const auto& e : at(result, "not_enforced")) {
-        const auto lines = wrap(sanitize(value_text(e, d.style.charset), d.style.charset), d.width > 16 ? d.width - 16 : 8, d.style.charset);
+        const auto lines = wrap(sanitize(value_text(e, d.style.charset), d.style.charset), d.width > 16 ? d.width - 16 : 8);
         for (std::size_t i = 0; i < lines.size(); ++i) rows.push_back({{i ? "" : "NOT enforced", Colour::red}, {lines[i]}});
     }
     if (!rows.empty()) print_table(out, {{"STATE", false, false, 4, 10}, {"WHAT", false, true, 8, 20}}, rows, d);
     for (const auto& r : at(envelope, "recommendations")) print_text(out, "fix: " + value_text(r, d.style.charset), d);
-    out << "(the host and daemon details: resmgr --json doctor)\n";
+    print_text(out, "(the host and daemon details: resmgr --json doctor)", d);
 }
 
 void print_events(std::ostream& out, const json& result, const Display& d) {
@@ -455,7 +463,7 @@ void print_human(std::ostream& out, const std::string& operation, const json& en
         out << (operation == "allocate" ? "Allocated " : "Reallocated ");
         print_allocation(out, allocation);
         print_unenforced(out, json::array({allocation}), display);
-        if (result.contains("capacity")) print_capacity(out, result["capacity"]);
+        if (result.contains("capacity")) print_capacity(out, result["capacity"], display);
     } else if (operation == "release") {
         out << "Released " << str(result, "allocation_id") << "\n";
         if (auto f = result.find("final"); f != result.end() && f->value("oom_kills", 0) > 0)

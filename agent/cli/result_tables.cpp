@@ -72,7 +72,7 @@ public:
             const std::string where = join(path, field_text(key));
             if (depth >= kMaxDepth) {
                 heading(where);
-                lines.push_back("  (nested deeper: resmgr --json shows it)");
+                lines.push_back(fit("  (nested deeper: resmgr --json shows it)", d_.width, cs_));
             } else if (member->is_object()) {
                 object(*member, where, depth + 1);
             } else if (is_object_list(*member)) {
@@ -94,7 +94,7 @@ public:
             heading(path);
             for (const auto& item : v) render(item, "", depth + 1);
         } else {
-            for (auto& line : wrap(sanitize(value_text(v, cs_), cs_), d_.width, cs_)) lines.push_back(std::move(line));
+            for (auto& line : wrap(sanitize(value_text(v, cs_), cs_), d_.width)) lines.push_back(std::move(line));
         }
     }
 
@@ -119,7 +119,7 @@ private:
         const std::size_t value_width = std::max<std::size_t>(8, d_.width > name_width + 2 ? d_.width - name_width - 2 : 0);
         std::vector<std::vector<Cell>> rows;
         for (const auto& [name, value] : fields) {
-            const auto text = wrap(sanitize(value_text(*value, cs_), cs_), value_width, cs_);
+            const auto text = wrap(sanitize(value_text(*value, cs_), cs_), value_width);
             for (std::size_t i = 0; i < text.size(); ++i) rows.push_back({{i ? "" : name}, {text[i], colour_of(*value)}});
         }
         add_table({{"FIELD", false, true, 8, 1}, {"VALUE", false, true, 8, 2}}, rows);
@@ -274,7 +274,7 @@ std::string header_text(const std::string& key) {
     return out;
 }
 
-std::vector<std::string> wrap(const std::string& text, std::size_t width, Charset charset) {
+std::vector<std::string> wrap(const std::string& text, std::size_t width) {
     std::vector<std::string> out;
     width = std::max<std::size_t>(width, 1);
     std::string line;
@@ -284,7 +284,20 @@ std::vector<std::string> wrap(const std::string& text, std::size_t width, Charse
         if (end == std::string::npos) end = text.size();
         std::string word = text.substr(start, end - start);
         std::size_t w = display_width(word);
-        if (w > width) word = fit(word, width, charset), w = display_width(word);
+        // A word longer than a line is broken into pieces a line wide, so nothing is lost.
+        while (w > width) {
+            if (used > 0) out.push_back(std::move(line)), line.clear(), used = 0;
+            std::size_t cut = 0;
+            for (std::size_t next = 1; next <= word.size(); ++next) {
+                if (next < word.size() && (static_cast<unsigned char>(word[next]) & 0xC0) == 0x80) continue; // inside a character
+                if (display_width(std::string_view(word).substr(0, next)) > width) break;
+                cut = next;
+            }
+            if (cut == 0) cut = 1; // a character wider than the line: it goes alone
+            out.push_back(word.substr(0, cut));
+            word.erase(0, cut);
+            w = display_width(word);
+        }
         if (used > 0 && used + 1 + w > width) {
             out.push_back(std::move(line));
             line.clear();

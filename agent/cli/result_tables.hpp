@@ -28,8 +28,8 @@ std::string field_text(const std::string& key);
 std::string header_text(const std::string& key);
 
 // `text` (sanitized) cut at spaces into lines of at most `width` columns (a word longer than
-// the width is cut with fit()).
-std::vector<std::string> wrap(const std::string& text, std::size_t width, Charset charset);
+// the width is broken into pieces: nothing is lost).
+std::vector<std::string> wrap(const std::string& text, std::size_t width);
 
 // The lines of `value` rendered as above, each at most display.width columns.
 std::vector<std::string> render_fields(const nlohmann::json& value, const Display& display);
