@@ -75,7 +75,7 @@ void print_unenforced(std::ostream& out, const json& allocations, const Display&
     std::string line = "NOT ENFORCED on this host:";
     for (size_t i = 0; i < names.size(); ++i) line += (i ? ", " : " ") + names[i];
     line += " (see resmgr doctor)";
-    out << paint(sanitize(line, d.style.charset), Colour::red, d.style.colour) << "\n";
+    for (const auto& part : wrap(sanitize(line, d.style.charset), d.width)) out << paint(part, Colour::red, d.style.colour) << "\n";
 }
 
 void print_capacity(std::ostream& out, const json& c, const Display& d) {
@@ -174,6 +174,17 @@ void print_node_trends(std::ostream& out, const json& recent, const Display& d) 
 
 // --- the operations with a rendering of their own -----------------------------------------
 
+// The allocations' table; its last two columns (the trends) only when there is history to show.
+void print_allocation_table(std::ostream& out, std::vector<Column> columns, std::vector<std::vector<Cell>> rows, const Display& d,
+                            const json& recent) {
+    if (rows.empty()) return;
+    if (!recent.is_object() || recent.contains("unavailable")) {
+        columns.resize(columns.size() - 2);
+        for (auto& r : rows) r.resize(columns.size());
+    }
+    print_table(out, columns, rows, d);
+}
+
 std::string used_of(const std::optional<double>& used, double allocated, std::string (*unit)(double), Charset cs) {
     return (used ? unit(*used) : unknown(cs)) + " / " + (allocated > 0 ? unit(allocated) : "max");
 }
@@ -182,9 +193,10 @@ void print_status(std::ostream& out, const json& result, const Display& d, const
     const json& list = at(result, "allocations");
     const json& backend = at(result, "backend");
     const Charset cs = d.style.charset;
-    out << "backend " << sanitize(text(at(backend, "name"), "?"), cs)
-        << (at(backend, "enforces_limits") == json(false) ? paint(" (limits NOT enforced)", Colour::red, d.style.colour) : "") << ", "
-        << list.size() << " allocation(s)\n";
+    print_text(out,
+               "backend " + text(at(backend, "name"), "?") + (at(backend, "enforces_limits") == json(false) ? " (limits NOT enforced)" : "") +
+                   ", " + std::to_string(list.size()) + " allocation(s)",
+               d);
     std::vector<std::vector<Cell>> rows;
     for (const auto& a : list) {
         const json& r = at(a, "resources");
@@ -202,20 +214,19 @@ void print_status(std::ostream& out, const json& result, const Display& d, const
                         trend_cell(recent, "alloc/" + id + "/cpu_cores", d),
                         trend_cell(recent, "alloc/" + id + "/memory_bytes", d)});
     }
-    if (!rows.empty())
-        print_table(out,
-                    {{"ALLOCATION", false, true, 10, 95},
-                     {"WORKFLOW", false, true, 8, 100},
-                     {"PRIORITY", false, false, 4, 60},
-                     {"STATUS", false, false, 4, 90},
-                     {"CPU", true, false, 4, 80},
-                     {"MEMORY", true, false, 4, 70},
-                     {"AGENTS", true, false, 4, 20},
-                     {"PIDS", true, false, 4, 30},
-                     {"EXPIRES", false, false, 4, 10},
-                     {"CPU 1H", false, false, 4, 40},
-                     {"MEM 1H", false, false, 4, 35}},
-                    rows, d);
+    print_allocation_table(out,
+                           {{"ALLOCATION", false, true, 10, 95},
+                            {"WORKFLOW", false, true, 8, 100},
+                            {"PRIORITY", false, false, 4, 60},
+                            {"STATUS", false, false, 4, 90},
+                            {"CPU", true, false, 4, 80},
+                            {"MEMORY", true, false, 4, 70},
+                            {"AGENTS", true, false, 4, 20},
+                            {"PIDS", true, false, 4, 30},
+                            {"EXPIRES", false, false, 4, 10},
+                            {"CPU 1H", false, false, 4, 40},
+                            {"MEM 1H", false, false, 4, 35}},
+                           rows, d, recent);
     print_unenforced(out, list, d);
     if (result.contains("capacity")) print_capacity(out, result["capacity"], d);
     if (result.contains("next_after")) print_text(out, "more: the next page starts after " + text(at(result, "next_after"), "?"), d);
@@ -251,22 +262,20 @@ void print_usage(std::ostream& out, const json& result, const Display& d, const 
                         trend_cell(recent, "alloc/" + id + "/cpu_cores", d),
                         trend_cell(recent, "alloc/" + id + "/memory_bytes", d)});
     }
-    if (!rows.empty())
-        print_table(out,
-                    {{"ALLOCATION", false, true, 10, 100},
-                     {"STATUS", false, false, 4, 60},
-                     {"CPU USED/ALLOC", true, false, 4, 90},
-                     {"CPU EFF", true, false, 4, 50},
-                     {"MEM USED/ALLOC", true, false, 4, 80},
-                     {"MEM EFF", true, false, 4, 45},
-                     {"PIDS", true, false, 4, 20},
-                     {"THROTTLED", true, false, 4, 15},
-                     {"OOM", true, false, 4, 25},
-                     {"CPU 1H", false, false, 4, 40},
-                     {"MEM 1H", false, false, 4, 35}},
-                    rows, d);
-    else
-        out << "no live allocations\n";
+    if (rows.empty()) out << "no live allocations\n";
+    print_allocation_table(out,
+                           {{"ALLOCATION", false, true, 10, 100},
+                            {"STATUS", false, false, 4, 60},
+                            {"CPU USED/ALLOC", true, false, 4, 90},
+                            {"CPU EFF", true, false, 4, 50},
+                            {"MEM USED/ALLOC", true, false, 4, 80},
+                            {"MEM EFF", true, false, 4, 45},
+                            {"PIDS", true, false, 4, 20},
+                            {"THROTTLED", true, false, 4, 15},
+                            {"OOM", true, false, 4, 25},
+                            {"CPU 1H", false, false, 4, 40},
+                            {"MEM 1H", false, false, 4, 35}},
+                           rows, d, recent);
     for (const char* part : {"ended_allocations", "runs"})
         if (const json& list = at(result, part); list.is_array() && !list.empty()) {
             out << "\n";

@@ -171,6 +171,7 @@ TEST(CliTables, WithoutSamplesItSaysSoInsteadOfAFlatLine) {
     EXPECT_NE(off.find("last hour: no history (history is off)"), std::string::npos) << off;
     // Not asked (unit use, or an older resmgrd): no trend section at all.
     EXPECT_EQ(render("status", status_envelope(), display(100)).find("LAST HOUR"), std::string::npos);
+    EXPECT_EQ(render("status", status_envelope(), display(160)).find("CPU 1H"), std::string::npos) << "no empty trend columns";
 }
 
 TEST(CliTables, AsciiTerminalsGetAsciiSparklines) {
