@@ -2,6 +2,10 @@
 // field that is missing, or a parent that is not an object, reads as null, never a throw.
 #pragma once
 
+#include <cmath>
+#include <optional>
+#include <string>
+
 #include <nlohmann/json.hpp>
 
 namespace resmgr::cli {
@@ -13,5 +17,23 @@ inline const nlohmann::json& at(const nlohmann::json& j, const char* key) {
     auto it = j.find(key);
     return it == j.end() ? null_value : *it;
 }
+
+// A finite number, else nullopt.
+inline std::optional<double> number(const nlohmann::json& j) {
+    if (!j.is_number()) return std::nullopt;
+    const double v = j.get<double>();
+    return std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
+}
+
+// A count (a whole, non-negative, plausible number), else nullopt.
+inline std::optional<long long> count(const nlohmann::json& j) {
+    if (!j.is_number()) return std::nullopt;
+    const double v = j.get<double>();
+    if (!std::isfinite(v) || v < 0 || v > 1e15) return std::nullopt;
+    return static_cast<long long>(v);
+}
+
+// A string, else `fallback`.
+inline std::string text(const nlohmann::json& j, const std::string& fallback = "") { return j.is_string() ? j.get<std::string>() : fallback; }
 
 } // namespace resmgr::cli

@@ -16,6 +16,13 @@ std::string type_text(const ParamSpec& p) {
     return t;
 }
 
+// "required", "optional", or "default 4h" (the JSON value the handler uses when it is absent).
+std::string need_text(const ParamSpec& p) {
+    if (p.required) return "required";
+    if (p.fallback.is_null()) return "optional";
+    return "default " + (p.fallback.is_string() ? p.fallback.get<std::string>() : p.fallback.dump());
+}
+
 std::string indented(const std::string& text, const std::string& indent) {
     std::string out;
     for (size_t start = 0; start < text.size();) {
@@ -47,19 +54,20 @@ std::optional<std::string> operation_help(const std::string& operation) {
             continue;
         }
         out += "  Parameters (JSON, last argument):\n";
-        size_t name_width = 0, type_width = 0;
+        size_t name_width = 0, type_width = 0, need_width = 0;
         for (const auto& p : op.params) {
             name_width = std::max(name_width, std::string(p.name).size());
             type_width = std::max(type_width, type_text(p).size());
+            need_width = std::max(need_width, need_text(p).size());
         }
         for (const auto& p : op.params) {
             std::string line = "    " + std::string(p.name);
             line.append(name_width - std::string(p.name).size() + 2, ' ');
-            const std::string type = type_text(p);
+            const std::string type = type_text(p), need = need_text(p);
             line += type;
             line.append(type_width - type.size() + 2, ' ');
-            line += p.required ? "required" : "optional";
-            if (*p.help) line += "  " + std::string(p.help);
+            line += need;
+            if (*p.help) line.append(need_width - need.size() + 2, ' ') += p.help;
             out += line + "\n";
         }
     }

@@ -1,5 +1,5 @@
-// `resmgr help OPERATION`: an operation's forms, summary and parameters (name, type, required or
-// not, range, what it means) from the catalog resmgrd checks requests against, so the help and
+// `resmgr help OPERATION`: an operation's forms, summary and parameters (name, type, range,
+// required, optional or its default, what it means) from the catalog resmgrd checks requests against, so the help and
 // the checks cannot drift apart.
 #pragma once
 

@@ -12,9 +12,7 @@ namespace {
 
 using nlohmann::json;
 
-std::string text(const json& j) { return j.is_string() ? j.get<std::string>() : "?"; }
-
-double number(const json& j) { return j.is_number() ? j.get<double>() : 0; }
+double number_or_0(const json& j) { return number(j).value_or(0); }
 
 std::string amount(double v) {
     char buf[32];
@@ -47,11 +45,11 @@ std::string queue_progress(const json& status_result, const std::string& allocat
     std::vector<std::string> reasons;
     const json& asked = at(*me, "resources");
     const json& capacity = at(status_result, "capacity");
-    const double cpu = number(at(asked, "cpu_cores")), cpu_free = number(at(at(capacity, "cpu_cores"), "available"));
+    const double cpu = number_or_0(at(asked, "cpu_cores")), cpu_free = number_or_0(at(at(capacity, "cpu_cores"), "available"));
     if (cpu > 0 && cpu > cpu_free + 1e-9) reasons.push_back(amount(cpu) + " CPU cores (" + amount(cpu_free) + " free)");
-    const double memory = number(at(asked, "memory_gb")), memory_free = number(at(at(capacity, "memory"), "available_gb"));
+    const double memory = number_or_0(at(asked, "memory_gb")), memory_free = number_or_0(at(at(capacity, "memory"), "available_gb"));
     if (memory > 0 && memory > memory_free + 1e-9) reasons.push_back(amount(memory) + " GiB of memory (" + amount(memory_free) + " free)");
-    const double agents = number(at(asked, "agents")), agents_free = number(at(at(capacity, "agent_pool"), "available_agents"));
+    const double agents = number_or_0(at(asked, "agents")), agents_free = number_or_0(at(at(capacity, "agent_pool"), "available_agents"));
     if (agents > 0 && agents > agents_free) reasons.push_back(amount(agents) + " agent slots (" + amount(agents_free) + " free)");
     const json& constraints = at(*me, "constraints");
     for (const auto& avoided : strings(at(constraints, "conflict_avoidance")))
@@ -65,7 +63,7 @@ std::string queue_progress(const json& status_result, const std::string& allocat
             if (&a == me || !holds(a)) continue;
             const auto theirs = strings(at(at(a, "constraints"), "exclusive_access"));
             if (std::find(theirs.begin(), theirs.end(), file) == theirs.end()) continue;
-            reasons.push_back(file + " (held by " + text(at(a, "allocation_id")) + " of " + text(at(a, "workflow_id")) + ")");
+            reasons.push_back(file + " (held by " + text(at(a, "allocation_id"), "?") + " of " + text(at(a, "workflow_id"), "?") + ")");
             break;
         }
     const long long position = at(*me, "queue_position").is_number() ? at(*me, "queue_position").get<long long>() : 0;

@@ -58,9 +58,10 @@ std::string describe_operations() {
 }
 
 constexpr const char* kFooter =
-    "Output: the seed's JSON envelope when stdout is not a terminal or with --json; a readable\n"
-    "summary on a terminal. Exit status: 0 success, 1 error envelope (or resmgrd unreachable),\n"
-    "2 usage error.\n"
+    "Output: the seed's JSON envelope when stdout is not a terminal or with --json; on a terminal,\n"
+    "tables fitted to its width (status, usage and capacity with sparklines of the last hour from\n"
+    "the history), coloured unless NO_COLOR is set or TERM is dumb.\n"
+    "Exit status: 0 success, 1 error envelope (or resmgrd unreachable), 2 usage error.\n"
     "Environment: RESMGR_SOCKET sets the socket when --socket is not given (default /run/resmgr/resmgr.sock).";
 
 json local_doctor_result(const std::string& socket, const std::string& daemon_error) {
@@ -117,6 +118,20 @@ int operation_index(int argc, char** argv) {
         else if (a.empty() || a[0] != '-') return i;
     }
     return argc;
+}
+
+// The last hour of `series` for the sparklines of a readable answer: the result of
+// `history recent`, or {"unavailable": why} (history off, an older resmgrd).
+json recent_history(const std::string& path, const std::vector<std::string>& series, std::size_t points) {
+    try {
+        resmgr::Client client(path);
+        json answer = client.call({"history", "recent", {{"series", series}, {"since", "1h"}, {"points", points}}});
+        if (answer.value("status", "") == "success") return answer["result"];
+        const json& e = answer.value("error", json::object());
+        return {{"unavailable", e.value("message", std::string("history recent failed"))}};
+    } catch (const resmgr::ClientError& e) {
+        return {{"unavailable", e.what()}};
+    }
 }
 
 } // namespace
@@ -269,7 +284,11 @@ int main(int argc, char** argv) {
     if (!human) {
         std::cout << resmgr::dump_text(envelope, 2) << "\n";
     } else if (ok) {
-        resmgr::cli::print_human(std::cout, request.operation, envelope);
+        const resmgr::cli::Display display = resmgr::cli::stdout_display();
+        json recent;
+        if (auto series = resmgr::cli::sparkline_series(request.operation, envelope); !series.empty())
+            recent = recent_history(path, series, resmgr::cli::sparkline_points(display));
+        resmgr::cli::print_human(std::cout, request.operation, envelope, display, recent);
     } else {
         resmgr::cli::print_error(std::cerr, "resmgr", envelope);
     }

@@ -30,6 +30,12 @@ struct TableStyle {
     bool colour = false;
 };
 
+// Where readable output goes: its width in columns, what it can show, whether to colour.
+struct Display {
+    std::size_t width = 100;
+    TableStyle style{};
+};
+
 // The header line and one line per row, each at most `width` columns wide, without trailing
 // spaces. A row shorter than the columns is padded with empty cells.
 std::vector<std::string> render_table(const std::vector<Column>& columns, const std::vector<std::vector<Cell>>& rows, std::size_t width,

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <set>
 
+#include "cli/figures.hpp"
 #include "cli/json_read.hpp"
 #include "cli/sparkline.hpp"
 #include "cli/table.hpp"
@@ -14,57 +15,6 @@ namespace resmgr::cli {
 namespace {
 
 using nlohmann::json;
-
-std::optional<double> number(const json& j) {
-    if (!j.is_number()) return std::nullopt;
-    const double v = j.get<double>();
-    return std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
-}
-
-std::optional<long long> count(const json& j) {
-    if (!j.is_number()) return std::nullopt;
-    const double v = j.get<double>();
-    if (!std::isfinite(v) || v < 0 || v > 1e15) return std::nullopt;
-    return static_cast<long long>(v);
-}
-
-std::string text(const json& j, const std::string& fallback = "") { return j.is_string() ? j.get<std::string>() : fallback; }
-
-std::string format(const char* fmt, double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, fmt, v);
-    return buf;
-}
-
-// 0.413 -> "0.41", 12 -> "12", 1.5 -> "1.5"
-std::string cores(double v) {
-    std::string s = format(v < 10 ? "%.2f" : "%.1f", v);
-    while (s.find('.') != std::string::npos && (s.back() == '0' || s.back() == '.')) {
-        const bool dot = s.back() == '.';
-        s.pop_back();
-        if (dot) break;
-    }
-    return s;
-}
-
-// Bytes in the units `free -h` uses: 512K, 256M, 1.5G.
-std::string bytes(double v) {
-    constexpr double K = 1024, M = K * 1024, G = M * 1024, T = G * 1024;
-    if (v >= T) return format("%.1fT", v / T);
-    if (v >= G) return format("%.1fG", v / G);
-    if (v >= M) return format("%.0fM", v / M);
-    return format("%.0fK", v / K);
-}
-
-std::string microseconds(double us) {
-    if (us >= 1e6) return format("%.1fs", us / 1e6);
-    if (us >= 1e3) return format("%.1fms", us / 1e3);
-    return format("%.0fus", us);
-}
-
-const std::string kUnknown = "\u2013"; // "–": resmgrd does not report it (ASCII: "-", by sanitize)
-
-std::string unknown(Charset charset) { return charset == Charset::utf8 ? kUnknown : "-"; }
 
 std::string lower(std::string s) {
     for (char& c : s)
@@ -195,10 +145,6 @@ std::vector<Cell> cells_of(const TopRow& r, Charset charset) {
             {r.runq_p99_us ? microseconds(*r.runq_p99_us) : unknown(charset)}};
 }
 
-std::string percent(const json& j, Charset charset) {
-    auto v = number(j);
-    return v ? format("%.1f%%", *v) : unknown(charset);
-}
 
 // "CPU  ███░░░░░░░  37.5% used   1.5 of 2 allocated (0.5 reserved)"
 std::string resource_line(const char* label, const json& part, const char* total_key, const char* allocated_key, const char* reserved_key,

@@ -17,6 +17,22 @@ std::string utc(std::int64_t epoch) { return format_timestamp(TimePoint(std::chr
 
 } // namespace
 
+std::vector<std::optional<double>> slot_means(const std::vector<Bucket>& buckets, std::int64_t since, std::int64_t span, std::size_t points) {
+    std::vector<std::optional<double>> out(points);
+    if (points == 0 || span <= 0) return out;
+    std::vector<double> sum(points, 0.0);
+    std::vector<std::int64_t> count(points, 0);
+    for (const auto& b : buckets) {
+        if (b.ts < since || b.ts >= since + span) continue;
+        const auto slot = static_cast<std::size_t>((b.ts - since) * static_cast<std::int64_t>(points) / span);
+        sum[slot] += b.mean;
+        ++count[slot];
+    }
+    for (std::size_t i = 0; i < points; ++i)
+        if (count[i]) out[i] = sum[i] / static_cast<double>(count[i]);
+    return out;
+}
+
 nlohmann::json to_json(const analytics::RunRecord& run) {
     nlohmann::json tools = nullptr;
     if (!run.tool_counts_json.empty()) tools = nlohmann::json::parse(run.tool_counts_json, nullptr, false);

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,10 @@
 #include "history/history_store.hpp"
 
 namespace resmgr::history {
+
+// [since, since + span) cut into `points` equal slots, each the mean of the buckets' means whose
+// start falls in it (nullopt: none); buckets outside the window are left out. Pure.
+std::vector<std::optional<double>> slot_means(const std::vector<Bucket>& buckets, std::int64_t since, std::int64_t span, std::size_t points);
 
 // A run record as the operations show it; unmeasured figures are null.
 nlohmann::json to_json(const analytics::RunRecord& run);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <climits>
+#include <stdexcept>
+#include <string_view>
 
 #include "resmgr/protocol.hpp"
 
@@ -53,7 +55,7 @@ std::vector<OperationSpec> make_catalog() {
          "Book capacity for a future window; at start_time it becomes an active allocation."});
     add({"release", "", true, true, false, Caller::anyone,
          {{"allocation_id", T::string, true},
-          {"force", T::boolean, false, {}, {}, "release even when the cgroup cannot be removed"},
+          {"force", T::boolean, false, {}, {}, "release even when the cgroup cannot be removed", false},
           {"cleanup", T::any, false, {}, {}, "accepted for the seed's shape"},
           {"exit_status", T::integer, false, {}, {}, "the wrapped command's exit status (resmgr-run reports it)"}},
          false, "'{\"allocation_id\":\"alloc_...\",\"force\":false}'", "Kill what runs in it, remove its cgroup."});
@@ -77,20 +79,20 @@ std::vector<OperationSpec> make_catalog() {
     add({"check-conflicts", "", true, true, false, Caller::anyone,
          {{"proposed_allocation", T::object, true, {}, {}, "an allocate request; \"files\" names the exclusive files"},
           {"check_future", T::boolean, false, {}, {}, "also reservations within time_horizon"},
-          {"time_horizon", T::duration, false, {}, {}, "default 4h"}},
+          {"time_horizon", T::duration, false, {}, {}, "how far ahead check_future looks", "4h"}},
          false, "'{\"proposed_allocation\":{\"workflow_id\":\"w\",\"resources\":{...},\"files\":[...]},\"check_future\":true}'",
          "Resource, time, workflow and file conflicts a request would meet (pred_... ids, not recorded)."});
     add({"resolve-conflicts", "", true, true, false, Caller::anyone,
          {{"conflict_id", T::string, true},
           {"strategy", T::string, true, {}, {}, "priority_based|queue_and_serialize|release"},
-          {"notify_affected", T::boolean, false, {}, {}, "publish the outcome to each affected workflow (default true)"}},
+          {"notify_affected", T::boolean, false, {}, {}, "publish the outcome to each affected workflow", true}},
          false, "'{\"conflict_id\":\"conf_...\",\"strategy\":\"priority_based|queue_and_serialize|release\"}'",
          "priority_based: a higher-priority claimant allocation takes the file; queue_and_serialize:\n"
          "outside writers wait for the holder; release: the holder lets go of the file."});
     add({"prevent-conflicts", "", true, true, false, Caller::anyone,
          {{"file_conflicts", T::object, false, {}, {}, "strategy, timeout, enforcement, exceptions (root)"},
           {"pending_requests", T::array, false, {}, {}, "allocation requests to check before they are made"},
-          {"prediction_horizon", T::duration, false, {}, {}, "default 1h"},
+          {"prediction_horizon", T::duration, false, {}, {}, "how far ahead pending requests are checked", "1h"},
           {"policy_type", T::string}, {"scope", T::string}, {"enforcement", T::string}, {"exceptions", T::any},
           {"risk_threshold", T::string, false, {}, {}, "low|medium|high"},
           {"auto_mitigation", T::boolean}, {"notification_enabled", T::boolean}},
@@ -123,11 +125,18 @@ std::vector<OperationSpec> make_catalog() {
          {{"allocation_id", T::string, true}, {"agent", T::string, true}, {"exit_status", T::integer, false, 0, 255}}, false,
          "'{\"allocation_id\":\"...\",\"agent\":\"NAME\",\"exit_status\":0}'", "Report that an agent of an allocation exited."});
     add({"history", "export", false, true, false, Caller::anyone,
-         {{"since", T::string, false, {}, {}, "RFC 3339 time or a duration back from now (\"24h\"); default 48h"},
-          {"format", T::string, false, {}, {}, "json (default) or csv"}},
+         {{"since", T::string, false, {}, {}, "RFC 3339 time or a duration back from now (\"24h\")", "48h"},
+          {"format", T::string, false, {}, {}, "json or csv", "json"}},
          false, "[--since T] [--csv]",
          "The raw samples of the node and its allocations kept in monitoring/history.db (48 h), oldest\n"
          "first: series,timestamp,value with --csv."});
+    add({"history", "recent", false, true, false, Caller::anyone,
+         {{"series", T::array, true, {}, {}, "series names as history export names them, e.g. node/cpu_percent, alloc/ID/memory_bytes"},
+          {"since", T::duration, false, {}, {}, "how far back from now", "1h"},
+          {"points", T::integer, false, 1, 1000, "values per series: the period cut into this many equal slots", 60}},
+         false, "'{\"series\":[\"node/cpu_percent\"],\"since\":\"1h\",\"points\":60}'",
+         "Recent samples of a few series, each slot the mean of the raw samples in it (null: none), and how\n"
+         "many samples there are: what `resmgr status`, `usage` and `capacity` draw sparklines from."});
     add({"history", "import", false, true, false, Caller::root,
          {{"csv_file", T::string, true, {}, {}, "absolute path of a timestamp,value CSV, read by resmgrd"},
           {"metric", T::string, true, {}, {}, "the series it becomes, e.g. node/cpu_percent"}},
@@ -136,10 +145,10 @@ std::vector<OperationSpec> make_catalog() {
          "row (more columns ignored); timestamps in ISO 8601 or seconds since the epoch; one bad row\n"
          "refuses the file, naming its line, and imports nothing."});
     add({"optimize", "", true, true, false, Caller::anyone,
-         {{"target", T::string, false, {}, {}, "efficiency (default) or performance"},
+         {{"target", T::string, false, {}, {}, "efficiency or performance", "efficiency"},
           {"constraints", T::any, false, {}, {}, "accepted for the seed's shape"},
-          {"dry_run", T::boolean, false, {}, {}, "default true: only say what would change"},
-          {"apply_immediately", T::boolean, false, {}, {}, "with dry_run false: reallocate live"},
+          {"dry_run", T::boolean, false, {}, {}, "only say what would change", true},
+          {"apply_immediately", T::boolean, false, {}, {}, "with dry_run false: reallocate live", false},
           {"optimization_horizon", T::duration, false, {}, {}, "accepted for the seed's shape"},
           {"use_predictive_algorithms", T::any, false, {}, {}, "accepted for the seed's shape"},
           {"allocation_id", T::string, false, {}, {}, "only this allocation"}},
@@ -153,7 +162,7 @@ std::vector<OperationSpec> make_catalog() {
           {"metric", T::string, false, {}, {}, "runq_latency_p99_us (cpu) or memory_pressure (memory)"},
           {"allocation_id", T::string, false, {}, {}, "the allocation whose knob the loop moves (yours; root: any)"},
           {"target_value", T::any, false, {}, {}, "keep the metric at or below this: microseconds (or \"5ms\") or percent"},
-          {"auto_adjust", T::boolean, false, {}, {}, "false: stop the loop and put the knob back"},
+          {"auto_adjust", T::boolean, false, {}, {}, "false: stop the loop and put the knob back", true},
           {"use_adaptive_algorithms", T::any, false, {}, {}, "accepted for the seed's shape"},
           {"feedback_learning", T::any, false, {}, {}, "accepted for the seed's shape"}},
          false, "'{\"component\":\"memory\",\"metric\":\"memory_pressure\",\"allocation_id\":\"...\",\"target_value\":5}'",
@@ -162,9 +171,9 @@ std::vector<OperationSpec> make_catalog() {
          "holds at or below the target or the knob's bound is reached. Without arguments: the loops running now."});
     add({"balance", "", true, true, false, Caller::anyone,
          {{"scope", T::string, false, {}, {}, "active_workflows (the only one)"},
-          {"strategy", T::string, false, {}, {}, "priority_weighted (default) or even"},
-          {"dry_run", T::boolean, false, {}, {}, "default true: only show the plan"},
-          {"enabled", T::boolean, false, {}, {}, "false: stop balancing and give every loan back"},
+          {"strategy", T::string, false, {}, {}, "priority_weighted or even", "priority_weighted"},
+          {"dry_run", T::boolean, false, {}, {}, "only show the plan", true},
+          {"enabled", T::boolean, false, {}, {}, "false: stop balancing and give every loan back", true},
           {"consider_specialization", T::any, false, {}, {}, "accepted for the seed's shape"},
           {"use_pooling_optimization", T::any, false, {}, {}, "accepted for the seed's shape"},
           {"conflict_prevention", T::any, false, {}, {}, "accepted for the seed's shape"}},
@@ -176,17 +185,17 @@ std::vector<OperationSpec> make_catalog() {
          {{"allocation_id", T::string, false, {}, {}, "the allocation (or workflow_id: all of yours in it)"},
           {"workflow_id", T::string, false, {}, {}, "every running allocation of yours in this workflow"},
           {"direction", T::string, true, {}, {}, "up, down or auto"},
-          {"resource", T::string, false, {}, {}, "cpu, memory or all (default)"},
-          {"factor", T::number, false, {}, {}, "up multiplies, down divides by it; default 1.5, above 1 up to 16"},
-          {"dry_run", T::boolean, false, {}, {}, "only say what would change"}},
+          {"resource", T::string, false, {}, {}, "cpu, memory or all", "all"},
+          {"factor", T::number, false, {}, {}, "up multiplies, down divides by it; above 1 up to 16", 1.5},
+          {"dry_run", T::boolean, false, {}, {}, "only say what would change", false}},
          false, "'{\"allocation_id\":\"...\",\"direction\":\"up\"}'",
          "Grow or shrink a running allocation (or all of yours in a workflow) in place: up by a factor up to\n"
          "what the node has free, down never below what the group uses now, auto to the size its recorded\n"
          "runs call for. The cgroup limits change live; nothing restarts."});
     add({"analyze-utilization", "", true, true, false, Caller::anyone,
-         {{"time_period", T::duration, false, {}, {}, "default 24h"},
+         {{"time_period", T::duration, false, {}, {}, "the period analysed, back from now", "24h"},
           {"analysis_type", T::string, false, {}, {}, "accepted for the seed's shape (comprehensive)"},
-          {"include_optimization_suggestions", T::boolean, false, {}, {}, "default true"},
+          {"include_optimization_suggestions", T::boolean, false, {}, {}, "list right-sizing opportunities", true},
           {"generate_efficiency_report", T::any, false, {}, {}, "accepted for the seed's shape"}},
          false, "'{\"time_period\":\"24h\"}'",
          "Over the period, from the history: the node's CPU, memory and pressure (mean, p95, max), each\n"
@@ -349,6 +358,17 @@ std::optional<Millis> param_duration(const json& params, const char* key) {
     auto it = params.find(key);
     if (it == params.end() || !it->is_string()) return std::nullopt;
     return parse_duration(it->get<std::string>());
+}
+
+const json& param_default(std::span<const ParamSpec> spec, const char* key) {
+    auto p = std::find_if(spec.begin(), spec.end(), [&](const ParamSpec& s) { return std::string_view(key) == s.name; });
+    if (p == spec.end() || p->fallback.is_null()) throw std::logic_error(std::string("no declared default for parameter '") + key + "'");
+    return p->fallback;
+}
+
+const json& param_or_default(const json& params, std::span<const ParamSpec> spec, const char* key) {
+    auto it = params.find(key);
+    return it != params.end() && !it->is_null() ? *it : param_default(spec, key);
 }
 
 const char* to_string(ParamType type) {

@@ -73,7 +73,7 @@ SuccessBody Router::dispatch(const Request& request, const Owner& peer) {
     if (spec->caller == Caller::root && peer.uid != 0)
         throw ApiError(ErrorCode::PERMISSION_DENIED, "Only root may use '" + spec->name + "'");
     if (!spec->open) check_params(request.params, spec->params);
-    return op->handler(Call{request, peer, ctx_});
+    return op->handler(Call{request, peer, ctx_, *spec});
 }
 
 json Router::handle(const Request& request, const Owner& peer) {

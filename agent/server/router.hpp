@@ -57,7 +57,12 @@ struct Call {
     const Request& request;
     const Owner& peer;
     Context& ctx;
+    const OperationSpec& spec; // the catalog row the request was routed by
     const nlohmann::json& params() const { return request.params; }
+    // A parameter's value, or the default its spec declares when absent or null.
+    const nlohmann::json& param(const char* key) const { return param_or_default(request.params, spec.params, key); }
+    // A duration parameter (check_params checked its form) or its declared default.
+    Millis duration_param(const char* key) const { return *parse_duration(param(key).get<std::string>()); }
 };
 
 using Handler = SuccessBody (*)(const Call& call);

@@ -23,6 +23,10 @@ struct ParamSpec {
     bool required = false;
     std::optional<long long> min{}, max{}; // integers only
     const char* help = "";
+    // What the handler uses when the parameter is absent or null; null: no default (the handler
+    // says what absence means, e.g. "all allocations"). Handlers read it from here
+    // (param_default), so `resmgr help` and the behaviour cannot drift apart.
+    nlohmann::json fallback = nullptr;
 };
 
 // Who may call an operation at all (finer checks, e.g. an allocation's owner, stay in handlers).
@@ -60,6 +64,12 @@ std::string param_string(const nlohmann::json& params, const char* key);
 bool param_flag(const nlohmann::json& params, const char* key, bool absent = false);
 std::optional<long long> param_integer(const nlohmann::json& params, const char* key);
 std::optional<Millis> param_duration(const nlohmann::json& params, const char* key);
+
+// The declared default of `key` (std::logic_error when `spec` declares none: a programming
+// error the unit tests catch, since every default is read at least once by a test).
+const nlohmann::json& param_default(std::span<const ParamSpec> spec, const char* key);
+// The parameter's value when given (and not null), else its declared default.
+const nlohmann::json& param_or_default(const nlohmann::json& params, std::span<const ParamSpec> spec, const char* key);
 
 const char* to_string(ParamType type);
 

@@ -40,6 +40,21 @@ inline int decode_status(int status) {
     return -1;
 }
 
+// What a terminal shows of `text`: CSI escape sequences (colour, erase, cursor) and carriage
+// returns taken out.
+inline std::string without_escapes(const std::string& text) {
+    std::string out;
+    for (size_t i = 0; i < text.size(); ++i) {
+        if (text[i] == '\x1b' && i + 1 < text.size() && text[i + 1] == '[') {
+            i += 2;
+            while (i < text.size() && !(text[i] >= 0x40 && text[i] <= 0x7E)) ++i;
+            continue;
+        }
+        if (text[i] != '\r') out += text[i];
+    }
+    return out;
+}
+
 inline std::string slurp(const std::string& path) {
     std::ifstream in(path);
     return {std::istreambuf_iterator<char>(in), {}};

@@ -24,18 +24,8 @@ std::vector<std::string> last_frame(const std::string& seen) {
     if (end == std::string::npos) return {};
     const size_t start = seen.rfind("\x1b[H", end);
     if (start == std::string::npos) return {};
-    std::string text = seen.substr(start + 3, end - start - 3);
-    std::string plain;
-    for (size_t i = 0; i < text.size(); ++i) {
-        if (text[i] == '\x1b' && i + 1 < text.size() && text[i + 1] == '[') {
-            i += 2;
-            while (i < text.size() && !(text[i] >= 0x40 && text[i] <= 0x7E)) ++i;
-            continue;
-        }
-        plain += text[i];
-    }
-    // top ends lines with "\r\n"; the pty's ONLCR makes that "\r\r\n".
-    plain.erase(std::remove(plain.begin(), plain.end(), '\r'), plain.end());
+    // top ends lines with "\r\n"; the pty's ONLCR makes that "\r\r\n": without_escapes drops the "\r".
+    const std::string plain = without_escapes(seen.substr(start + 3, end - start - 3));
     std::vector<std::string> lines;
     size_t from = 0;
     for (size_t at; (at = plain.find('\n', from)) != std::string::npos; from = at + 1) lines.push_back(plain.substr(from, at - from));

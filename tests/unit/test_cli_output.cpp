@@ -32,7 +32,7 @@ TEST(CliOutput, StatusSaysOnceWhatThisHostCannotEnforce) {
     json result{{"backend", {{"name", "cgroupfs"}, {"enforces_limits", true}}}, {"allocations", allocations}};
     json envelope{{"status", "success"}, {"result", result}};
     std::ostringstream out;
-    resmgr::cli::print_human(out, "status", envelope);
+    resmgr::cli::print_human(out, "status", envelope, resmgr::cli::Display{120, {}});
     EXPECT_EQ(count(out.str(), "NOT ENFORCED"), 1u) << out.str();
     EXPECT_NE(out.str().find("\nNOT ENFORCED on this host: cpu.max, cpu.weight, memory.max, memory.high, exclusive_files (see resmgr doctor)\n"),
               std::string::npos)

@@ -129,7 +129,7 @@ SuccessBody reserve(const Call& call) {
 SuccessBody release(const Call& call) {
     std::optional<int> exit_status;
     if (auto status = param_integer(call.params(), "exit_status")) exit_status = static_cast<int>(*status);
-    return call.ctx.lifecycle.release(param_string(call.params(), "allocation_id"), call.peer, exit_status, param_flag(call.params(), "force"));
+    return call.ctx.lifecycle.release(param_string(call.params(), "allocation_id"), call.peer, exit_status, call.param("force").get<bool>());
 }
 
 SuccessBody reallocate(const Call& call) {

@@ -35,7 +35,7 @@ analytics::SizingOptions sizing_for(const std::string& target) {
     if (target == "performance") { // room first: CPU at P98 and a wider margin
         o.cpu_percentile = 0.98;
         o.margin = 0.25;
-    } else if (!target.empty() && target != "efficiency") {
+    } else if (target != "efficiency") {
         throw ApiError(ErrorCode::INVALID_REQUEST, "'target' must be efficiency or performance", "got '" + target + "'", {"target"});
     }
     return o;
@@ -48,9 +48,10 @@ bool worth_changing(double current, double recommended) {
 SuccessBody optimize(const Call& call) {
     Context& ctx = call.ctx;
     const auto& store = ctx.require_history();
-    const analytics::SizingOptions options = sizing_for(param_string(call.params(), "target"));
-    const bool dry_run = param_flag(call.params(), "dry_run", true);
-    const bool apply = !dry_run && param_flag(call.params(), "apply_immediately");
+    const std::string target = call.param("target").get<std::string>();
+    const analytics::SizingOptions options = sizing_for(target);
+    const bool dry_run = call.param("dry_run").get<bool>();
+    const bool apply = !dry_run && call.param("apply_immediately").get<bool>();
     const std::string only = param_string(call.params(), "allocation_id");
     if (!only.empty()) ctx.ledger().authorize(only, call.peer);
     const TimePoint now = ctx.clock();
@@ -118,7 +119,7 @@ SuccessBody optimize(const Call& call) {
         throw ApiError(ErrorCode::INSUFFICIENT_HISTORY, "No running allocation has enough recorded runs to be sized",
                        entries.empty() ? "" : entries[0].value("reason", ""), {},
                        {"Run the work under resmgr-run --type NAME a few times; each run is recorded"});
-    body.result = {{"dry_run", !apply}, {"target", param_string(call.params(), "target").empty() ? "efficiency" : param_string(call.params(), "target")},
+    body.result = {{"dry_run", !apply}, {"target", target},
                    {"allocations", entries}, {"resized", changed}};
     body.resources_affected = changed;
     if (targets.empty()) body.recommendations.push_back("No running allocation of yours to optimize");
@@ -142,15 +143,13 @@ SuccessBody scale(const Call& call) {
     Context& ctx = call.ctx;
     const auto direction = analytics::scale_direction_from_string(param_string(call.params(), "direction"));
     if (!direction) throw ApiError(ErrorCode::INVALID_REQUEST, "'direction' must be up, down or auto", "", {"direction"});
-    const auto resource = analytics::scale_resource_from_string(param_string(call.params(), "resource"));
+    const auto resource = analytics::scale_resource_from_string(call.param("resource").get<std::string>());
     if (!resource) throw ApiError(ErrorCode::INVALID_REQUEST, "'resource' must be cpu, memory or all", "", {"resource"});
     analytics::ScaleOptions options;
-    if (auto it = call.params().find("factor"); it != call.params().end() && !it->is_null()) {
-        options.factor = it->get<double>();
-        if (!(options.factor > 1.0 && options.factor <= 16.0))
-            throw ApiError(ErrorCode::INVALID_REQUEST, "'factor' must be above 1 and at most 16", "got " + it->dump(), {"factor"});
-    }
-    const bool dry_run = param_flag(call.params(), "dry_run");
+    options.factor = call.param("factor").get<double>();
+    if (!(options.factor > 1.0 && options.factor <= 16.0))
+        throw ApiError(ErrorCode::INVALID_REQUEST, "'factor' must be above 1 and at most 16", "got " + call.param("factor").dump(), {"factor"});
+    const bool dry_run = call.param("dry_run").get<bool>();
     const std::string id = param_string(call.params(), "allocation_id");
     const std::string workflow = param_string(call.params(), "workflow_id");
     if (id.empty() == workflow.empty())
@@ -221,13 +220,13 @@ SuccessBody balance(const Call& call) {
     if (!scope.empty() && scope != "active_workflows")
         throw ApiError(ErrorCode::UNSUPPORTED, "Scope '" + scope + "' is not one balance can act on", "balance lends CPU between running allocations",
                        {"scope"}, {"Use \"scope\": \"active_workflows\""});
-    const std::string strategy_name = param_string(call.params(), "strategy").empty() ? "priority_weighted" : param_string(call.params(), "strategy");
+    const std::string strategy_name = call.param("strategy").get<std::string>();
     const auto strategy = analytics::balance_strategy_from_string(strategy_name);
     if (!strategy)
         throw ApiError(ErrorCode::UNSUPPORTED, "Strategy '" + strategy_name + "' cannot be carried out by resmgrd", "it can: priority_weighted, even",
                        {"strategy"});
-    const bool stop = call.params().contains("enabled") && !param_flag(call.params(), "enabled", true);
-    const bool dry_run = !stop && param_flag(call.params(), "dry_run", true);
+    const bool stop = !call.param("enabled").get<bool>();
+    const bool dry_run = !stop && call.param("dry_run").get<bool>();
     // Lending raises other users' cpu.max and lets them use capacity others were promised.
     if (!dry_run && call.peer.uid != 0)
         throw ApiError(ErrorCode::PERMISSION_DENIED, "Only root may turn balancing on or off", "it changes every user's CPU limits", {},
@@ -298,7 +297,7 @@ SuccessBody tune(const Call& call) {
     const std::string id = param_string(call.params(), "allocation_id");
     if (id.empty()) throw ApiError(ErrorCode::INVALID_REQUEST, "'allocation_id' is required: tune acts on one allocation's own knob", "", {"allocation_id"});
     const Allocation& a = ctx.ledger().authorize(id, call.peer);
-    if (call.params().contains("auto_adjust") && !param_flag(call.params(), "auto_adjust", true)) {
+    if (!call.param("auto_adjust").get<bool>()) {
         const int stopped = ctx.tuner.stop(component, id);
         body.result = {{"stopped", stopped}, {"component", component}, {"allocation_id", id}};
         body.resources_affected = stopped;
@@ -341,9 +340,7 @@ json series_summary(const history::HistoryStore& store, const std::string& name,
 SuccessBody analyze_utilization(const Call& call) {
     Context& ctx = call.ctx;
     const auto& store = ctx.require_history();
-    Millis period = std::chrono::hours(24);
-    if (auto it = call.params().find("time_period"); it != call.params().end() && !it->is_null())
-        period = parse_duration(it->get<std::string>()).value_or(period);
+    const Millis period = call.duration_param("time_period");
     const std::int64_t now = epoch_seconds(ctx.clock());
     const std::int64_t since = now - std::chrono::duration_cast<std::chrono::seconds>(period).count();
 
@@ -361,7 +358,7 @@ SuccessBody analyze_utilization(const Call& call) {
     json workflows = json::object(), opportunities = json::array();
     std::size_t oom_runs = 0;
     double throttled = 0, wall = 0;
-    const bool suggest = param_flag(call.params(), "include_optimization_suggestions", true);
+    const bool suggest = call.param("include_optimization_suggestions").get<bool>();
     for (const auto& [type, runs] : by_type) {
         double cpu_used = 0, cpu_given = 0, mem_peak = 0, mem_given = 0;
         std::size_t ooms = 0, failed = 0;

@@ -101,7 +101,7 @@ SuccessBody check_conflicts(const Call& call) {
     if (!proposed.contains("resources")) proposed["resources"] = json::object();
     AllocationRequest req = parse_allocation_request(proposed);
     ctx.files.normalize(req, call.peer);
-    const Seconds horizon = std::chrono::duration_cast<Seconds>(param_duration(call.params(), "time_horizon").value_or(std::chrono::hours(4)));
+    const Seconds horizon = std::chrono::duration_cast<Seconds>(call.duration_param("time_horizon"));
     const TimePoint now = ctx.clock();
     json reports = json::array();
     for (auto& f : ctx.ledger().admission().find_conflicts(req, call.peer.uid, now, param_flag(call.params(), "check_future"), horizon)) {
@@ -219,7 +219,7 @@ SuccessBody resolve_conflicts(const Call& call) {
     const std::string id = param_string(call.params(), "conflict_id");
     // The seed's notify_affected: the outcome is published (journald, subscribers) once for
     // each workflow the conflict involved. On unless turned off.
-    const bool notify = !call.params().contains("notify_affected") || param_flag(call.params(), "notify_affected");
+    const bool notify = call.param("notify_affected").get<bool>();
     std::vector<std::string> affected;
     if (const conflicts::ConflictRecord* record = ctx.files.registry().find(id)) {
         for (const json* side : {&record->holder, &record->claimant}) // objects with string fields, checked at load
@@ -269,8 +269,7 @@ SuccessBody prevent_conflicts(const Call& call) {
                        "it refuses or queues conflicting allocations and guards held files in the kernel", {"auto_mitigation"},
                        {"For file conflicts that are only reported, set \"enforcement\": \"advisory\""});
     const bool notify = param_flag(call.params(), "notification_enabled");
-    const Seconds horizon =
-        std::chrono::duration_cast<Seconds>(param_duration(call.params(), "prediction_horizon").value_or(std::chrono::hours(1)));
+    const Seconds horizon = std::chrono::duration_cast<Seconds>(call.duration_param("prediction_horizon"));
     json analysis = json::array();
     if (auto it = call.params().find("pending_requests"); it != call.params().end()) {
         if (!it->is_array()) throw ApiError(ErrorCode::INVALID_REQUEST, "'pending_requests' must be a list of allocation requests", {}, {"pending_requests"});

@@ -1,5 +1,7 @@
-// The history operations: export the samples resmgrd keeps, import another monitor's series.
+// The history operations: export the samples resmgrd keeps, the recent slots of a few series
+// (sparklines), import another monitor's series.
 // Thin: parse, ask the history store, shape the reply. May call: history, model.
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -14,14 +16,11 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::int64_t kDefaultExportSeconds = 48 * 3600;
-
 std::int64_t epoch_seconds(TimePoint t) { return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count(); }
 
 // "24h" back from now, or an RFC 3339 time.
-std::int64_t since_of(const json& params, TimePoint now) {
-    const std::string text = param_string(params, "since");
-    if (text.empty()) return epoch_seconds(now) - kDefaultExportSeconds;
+std::int64_t since_of(const Call& call, TimePoint now) {
+    const std::string text = call.param("since").get<std::string>();
     if (auto t = parse_timestamp(text)) return epoch_seconds(*t);
     if (auto back = parse_duration(text)) return epoch_seconds(now - *back);
     throw ApiError(ErrorCode::INVALID_REQUEST, "'since' must be an RFC 3339 time or a duration such as 24h", "got '" + text + "'", {"since"});
@@ -29,10 +28,10 @@ std::int64_t since_of(const json& params, TimePoint now) {
 
 SuccessBody export_history(const Call& call) {
     auto& store = call.ctx.require_history();
-    const std::string format = param_string(call.params(), "format");
-    if (!format.empty() && format != "json" && format != "csv")
+    const std::string format = call.param("format").get<std::string>();
+    if (format != "json" && format != "csv")
         throw ApiError(ErrorCode::INVALID_REQUEST, "'format' must be json or csv", "got '" + format + "'", {"format"});
-    const std::int64_t since = since_of(call.params(), call.ctx.clock());
+    const std::int64_t since = since_of(call, call.ctx.clock());
     std::ostringstream csv;
     store.export_csv(csv, since);
     SuccessBody body;
@@ -52,6 +51,39 @@ SuccessBody export_history(const Call& call) {
     body.result["columns"] = {"series", "timestamp", "value"};
     body.result["samples"] = samples;
     body.resources_affected = static_cast<int>(samples.size());
+    return body;
+}
+
+constexpr std::size_t kMaxRecentSeries = 256; // bounds one request's work
+
+// Each series over [now - since, now) cut into `points` equal slots, each the mean of the raw
+// samples in it (null: none), with the count of samples the slots were made from.
+SuccessBody recent_history(const Call& call) {
+    const auto& store = call.ctx.require_history();
+    const json& names = call.params()["series"];
+    if (names.size() > kMaxRecentSeries)
+        throw ApiError(ErrorCode::INVALID_REQUEST, "'series' names at most " + std::to_string(kMaxRecentSeries) + " series",
+                       "got " + std::to_string(names.size()), {"series"});
+    for (const auto& n : names)
+        if (!n.is_string() || n.get_ref<const std::string&>().empty())
+            throw ApiError(ErrorCode::INVALID_REQUEST, "each of 'series' must be a series name such as node/cpu_percent", "got " + n.dump(), {"series"});
+    const std::int64_t until = epoch_seconds(call.ctx.clock()) + 1;
+    const std::int64_t span = std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(call.duration_param("since")).count());
+    const std::int64_t since = until - span;
+    const auto points = static_cast<std::size_t>(call.param("points").get<long long>());
+    json series = json::object();
+    for (const auto& n : names) {
+        const auto buckets = store.series(n.get<std::string>(), history::Resolution::raw, since, until);
+        json values = json::array();
+        for (const auto& v : history::slot_means(buckets, since, span, points)) values.push_back(v ? json(*v) : json(nullptr));
+        series[n.get<std::string>()] = {{"samples", buckets.size()}, {"values", values}};
+    }
+    SuccessBody body;
+    body.result = {{"since", format_timestamp(TimePoint(std::chrono::seconds(since)))},
+                   {"until", format_timestamp(TimePoint(std::chrono::seconds(until)))},
+                   {"slot_seconds", static_cast<double>(span) / static_cast<double>(points)},
+                   {"method", "mean of the raw samples in each slot"},
+                   {"series", series}};
     return body;
 }
 
@@ -79,6 +111,7 @@ SuccessBody import_history(const Call& call) {
 
 void register_history_operations(Router& router) {
     router.add("history", "export", export_history);
+    router.add("history", "recent", recent_history);
     router.add("history", "import", import_history);
 }
 
