@@ -148,6 +148,28 @@ else
     fail workflow-survives-restart "id '$sid' pid '$spid' service '$restarted' alive $alive status after '$after' exit $src then '$gone'; $(cat /tmp/survive.err); $(journalctl -u resmgrd --no-pager | tail -15)"
 fi
 
+# l. the unit's sandbox (units/resmgrd.service) is in force, and the eBPF exec probe still counts
+#    the execs of an allocation's processes under it.
+mainpid=$(systemctl show -p MainPID --value resmgrd)
+nnp=$(awk '$1 == "NoNewPrivs:" {print $2}' /proc/$mainpid/status)
+seccomp=$(awk '$1 == "Seccomp:" {print $2}' /proc/$mainpid/status)
+capbnd=$(awk '$1 == "CapBnd:" {print $2}' /proc/$mainpid/status)
+exposure=$(systemd-analyze security resmgrd.service 2>/dev/null | tail -1)
+echo "SECURITY resmgrd.service: $exposure"
+if [ "$nnp" = 1 ] && [ "$seccomp" = 2 ] && [ "$capbnd" != 000001ffffffffff ] && [ -n "$capbnd" ]; then
+    pass "unit-sandbox-in-force (NoNewPrivs $nnp, Seccomp $seccomp, CapBnd $capbnd)"
+else
+    fail unit-sandbox-in-force "NoNewPrivs '$nnp' Seccomp '$seccomp' CapBnd '$capbnd'"
+fi
+eid=$(resmgr --json allocate '{"workflow_id":"wf-exec","auto_release":{"on_completion":false}}' | field allocation_id)
+resmgr-run --allocation "$eid" -- sh -c '/bin/true; /bin/true' > /dev/null 2>&1
+execs=$(resmgr --json release "{\"allocation_id\":\"$eid\"}" | tr -d ' \n' | grep -o '"execs":[0-9]*' | head -1 | cut -d: -f2)
+if [ "${execs:-0}" -ge 3 ]; then
+    pass "ebpf-exec-counts ($execs execs in $eid)"
+else
+    fail ebpf-exec-counts "execs '$execs' for $eid"
+fi
+
 # e2. --duration on the systemd backend: SIGTERM at the end, SIGKILL right after the grace period
 #     (not systemd's 90 s stop timeout).
 t0=$(date +%s)
