@@ -67,18 +67,30 @@ bool events_say(const std::string& dir, const std::string& key, const std::strin
 
 } // namespace
 
+void move_process(const std::string& dir, pid_t pid) {
+    if (::mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST) throw BackendError(errno_text("cannot create cgroup", dir));
+    if (int err = write_file(dir + "/cgroup.procs", std::to_string(pid)); err != 0) {
+        errno = err;
+        throw BackendError(errno_text("cannot move pid " + std::to_string(pid) + " into", dir));
+    }
+}
+
+std::set<std::string> enable_controllers(const std::string& dir, std::set<std::string>& missing) {
+    std::istringstream available(read_file(dir + "/cgroup.controllers"));
+    std::set<std::string> have, enabled;
+    for (std::string c; available >> c;) have.insert(c);
+    for (const char* c : kControllers) {
+        if (have.count(c) && write_file(dir + "/cgroup.subtree_control", std::string("+") + c) == 0) enabled.insert(c);
+        else missing.insert(c);
+    }
+    return enabled;
+}
+
 CgroupfsBackend::CgroupfsBackend(std::string root, RemoveDir remove_dir)
     : root_(std::move(root)), remove_dir_(std::move(remove_dir)) {
     if (!remove_dir_) remove_dir_ = [](const std::string& p) { return ::rmdir(p.c_str()) == 0 ? 0 : errno; };
     if (::mkdir(root_.c_str(), 0755) < 0 && errno != EEXIST) throw BackendError(errno_text("cannot create cgroup root", root_));
-    std::istringstream available(read_file(root_ + "/cgroup.controllers"));
-    std::set<std::string> have;
-    for (std::string c; available >> c;) have.insert(c);
-    for (const char* c : kControllers) {
-        // One at a time: a controller the kernel refuses must not block the others.
-        if (have.count(c) && write_file(root_ + "/cgroup.subtree_control", std::string("+") + c) == 0) enabled_.insert(c);
-        else missing_.insert(c);
-    }
+    enabled_ = enable_controllers(root_, missing_);
     spdlog::info("cgroupfs backend at {}: controllers enabled [{}], missing [{}]", root_,
                  fmt::join(enabled_, " "), fmt::join(missing_, " "));
 }
@@ -127,12 +139,7 @@ Enforcement CgroupfsBackend::update(const std::string& id, const Limits& limits)
 void CgroupfsBackend::attach(const std::string& id, const std::string& leaf, pid_t pid) {
     check_name("group", id);
     check_name("leaf", leaf);
-    std::string dir = group_path(id) + "/" + leaf;
-    if (::mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST) throw BackendError(errno_text("cannot create leaf", dir));
-    if (int err = write_file(dir + "/cgroup.procs", std::to_string(pid)); err != 0) {
-        errno = err;
-        throw BackendError(errno_text("cannot move pid " + std::to_string(pid) + " into", dir));
-    }
+    move_process(group_path(id) + "/" + leaf, pid);
 }
 
 std::vector<std::string> CgroupfsBackend::group_dirs(const std::string& id) {

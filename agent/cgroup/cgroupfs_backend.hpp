@@ -9,6 +9,14 @@
 
 namespace resmgr::cgroup {
 
+// Enables cpu, memory, pids and io in `dir`/cgroup.subtree_control, one at a time (a controller
+// the kernel refuses must not block the others), as far as `dir`/cgroup.controllers offers them.
+// Returns the controllers enabled; the others are added to `missing`.
+std::set<std::string> enable_controllers(const std::string& dir, std::set<std::string>& missing);
+
+// Moves `pid` into the cgroup `dir`, creating it when missing. Throws BackendError.
+void move_process(const std::string& dir, pid_t pid);
+
 class CgroupfsBackend : public CgroupBackend {
 public:
     // Removes one group directory. Real cgroupfs: rmdir. Test fixtures on a plain temp dir

@@ -10,7 +10,7 @@
 namespace resmgr::cgroup {
 
 struct BackendOptions {
-    std::string kind = "auto"; // auto | systemd | cgroupfs | accounting
+    std::string kind = "auto"; // auto | systemd (the delegated scope, else units) | systemd-units | cgroupfs | accounting
     std::string cgroup_root;   // cgroupfs only; empty = the probe's default root
 };
 

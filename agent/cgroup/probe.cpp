@@ -83,7 +83,8 @@ HostReport probe_host(const ProbePaths& paths) {
 
     if (r.systemd && r.cgroup_mode == "v2") {
         r.auto_backend = "systemd";
-        r.auto_reason = "systemd is PID 1 on a pure cgroup v2 hierarchy: transient slices under resmgr.slice over D-Bus";
+        r.auto_reason = "systemd is PID 1 on a pure cgroup v2 hierarchy: allocations under resmgr.slice (a delegated scope written "
+                        "directly, else transient slices over D-Bus)";
     } else if (!r.cgroup2_mount.empty() && r.default_root_writable) {
         r.auto_backend = "cgroupfs";
         r.auto_reason = "writable cgroup2 hierarchy at " + r.cgroup2_mount + " without systemd managing it" +

@@ -75,7 +75,7 @@ std::string id_from_slice(const std::string& unit) {
     return valid_name(id) ? id : std::string{};
 }
 
-SystemdBackend::SystemdBackend(std::string cgroup2_mount) : mount_(std::move(cgroup2_mount)) {
+SystemdBackend::SystemdBackend(std::string cgroup2_mount, std::string why) : mount_(std::move(cgroup2_mount)), why_(std::move(why)) {
     check(sd_bus_open_system(&bus_), "cannot connect to the system bus");
     check(sd_bus_match_signal(bus_, &job_slot_, kDest, kPath, kManager, "JobRemoved", on_job_removed, this),
           "cannot watch systemd jobs");
@@ -162,19 +162,24 @@ sd_bus_message* SystemdBackend::slice_start_call(const std::string& id, const Li
     return guard.release();
 }
 
-sd_bus_message* SystemdBackend::scope_start_call(const std::string& id, const std::string& leaf, pid_t pid) {
-    const std::string unit = scope_name(id, leaf, pid);
+sd_bus_message* SystemdBackend::scope_start_call(const std::string& unit, const std::string& slice, pid_t pid,
+                                                 const std::string& description, bool delegate) {
     sd_bus_message* m = new_manager_call("StartTransientUnit");
     Message guard(m);
     check(sd_bus_message_append(m, "ss", unit.c_str(), "fail"), unit);
     check(sd_bus_message_open_container(m, 'a', "(sv)"), unit);
     check(sd_bus_message_append(m, "(sv)", "PIDs", "au", 1, static_cast<std::uint32_t>(pid)), unit);
-    check(sd_bus_message_append(m, "(sv)", "Slice", "s", slice_name(id).c_str()), unit);
+    check(sd_bus_message_append(m, "(sv)", "Slice", "s", slice.c_str()), unit);
     check(sd_bus_message_append(m, "(sv)", "CollectMode", "s", "inactive-or-failed"), unit);
-    check(sd_bus_message_append(m, "(sv)", "Description", "s", ("resmgr allocation " + id + " " + leaf).c_str()), unit);
+    check(sd_bus_message_append(m, "(sv)", "Description", "s", description.c_str()), unit);
+    if (delegate) check(sd_bus_message_append(m, "(sv)", "Delegate", "b", 1), unit);
     check(sd_bus_message_close_container(m), unit);
     check(sd_bus_message_append(m, "a(sa(sv))", 0), unit);
     return guard.release();
+}
+
+sd_bus_message* SystemdBackend::allocation_scope_call(const std::string& id, const std::string& leaf, pid_t pid) {
+    return scope_start_call(scope_name(id, leaf, pid), slice_name(id), pid, "resmgr allocation " + id + " " + leaf, false);
 }
 
 // systemd's answer to StartTransientUnit of a unit that is loaded already, and to a job for a
@@ -199,7 +204,7 @@ Enforcement SystemdBackend::create_attached(const std::string& id, const Limits&
     const std::string slice_job = *started;
     std::string scope_job;
     try {
-        scope_job = *start_job(scope, scope_start_call(id, leaf, pid));
+        scope_job = *start_job(scope, allocation_scope_call(id, leaf, pid));
         wait_jobs({{slice, slice_job}, {scope, scope_job}});
     } catch (const BackendError&) {
         try {
@@ -231,7 +236,11 @@ Enforcement SystemdBackend::update(const std::string& id, const Limits& limits) 
 void SystemdBackend::attach(const std::string& id, const std::string& leaf, pid_t pid) {
     check_name("group", id);
     check_name("leaf", leaf);
-    call_and_wait(scope_name(id, leaf, pid), scope_start_call(id, leaf, pid));
+    call_and_wait(scope_name(id, leaf, pid), allocation_scope_call(id, leaf, pid));
+}
+
+void SystemdBackend::start_delegated_scope(const std::string& unit, pid_t pid) {
+    call_and_wait(unit, scope_start_call(unit, "resmgr.slice", pid, "resmgr allocations (delegated to resmgrd)", true));
 }
 
 void SystemdBackend::freeze(const std::string& id, bool frozen) {
@@ -310,7 +319,7 @@ std::vector<pid_t> SystemdBackend::pids(const std::string& id) {
 }
 
 nlohmann::json SystemdBackend::describe() {
-    return {{"backend", "systemd"}, {"parent_slice", "resmgr.slice"}, {"cgroup2_mount", mount_}};
+    return {{"backend", "systemd"}, {"parent_slice", "resmgr.slice"}, {"cgroup2_mount", mount_}, {"why", why_}};
 }
 
 } // namespace resmgr::cgroup

@@ -30,8 +30,9 @@ std::string id_from_slice(const std::string& unit);
 
 class SystemdBackend : public CgroupBackend {
 public:
-    // Connects to the system bus; throws BackendError when systemd cannot be reached.
-    explicit SystemdBackend(std::string cgroup2_mount);
+    // Connects to the system bus; throws BackendError when systemd cannot be reached. `why` says
+    // why this backend runs rather than the delegated fast path (delegated_scope.hpp), for doctor.
+    explicit SystemdBackend(std::string cgroup2_mount, std::string why = {});
     ~SystemdBackend() override;
     SystemdBackend(const SystemdBackend&) = delete;
     SystemdBackend& operator=(const SystemdBackend&) = delete;
@@ -50,6 +51,10 @@ public:
     std::vector<pid_t> pids(const std::string& id) override;
     nlohmann::json describe() override;
 
+    // Starts transient scope `unit` in resmgr.slice holding `pid`, with Delegate=yes (the
+    // subtree is then the caller's to write), and waits until systemd has made it.
+    void start_delegated_scope(const std::string& unit, pid_t pid);
+
 private:
     static int on_job_removed(sd_bus_message* m, void* self, sd_bus_error* error);
     // Calls a Manager method that returns a job object path (taking `call`), returns the path;
@@ -61,12 +66,14 @@ private:
     void wait_jobs(const std::vector<std::pair<std::string, std::string>>& jobs);
     // StartTransientUnit calls for the allocation's slice and for a scope of `pid` in it.
     sd_bus_message* slice_start_call(const std::string& id, const Limits& limits);
-    sd_bus_message* scope_start_call(const std::string& id, const std::string& leaf, pid_t pid);
+    sd_bus_message* scope_start_call(const std::string& unit, const std::string& slice, pid_t pid, const std::string& description,
+                                     bool delegate);
+    sd_bus_message* allocation_scope_call(const std::string& id, const std::string& leaf, pid_t pid); // leaf of an allocation
     sd_bus_message* new_manager_call(const char* method);
     Enforcement applied(const Limits& limits) const;
     bool populated(const std::string& id); // cgroup.events says so, or it cannot be read
 
-    std::string mount_;
+    std::string mount_, why_;
     sd_bus* bus_ = nullptr;
     sd_bus_slot* job_slot_ = nullptr;
     std::map<std::string, std::string> finished_jobs_; // job path -> result

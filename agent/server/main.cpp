@@ -181,8 +181,11 @@ int main(int argc, char** argv) {
     app.add_option("--cgroup-root", cgroup_root, "cgroupfs backend: directory under a cgroup2 mount to create groups in "
                                                  "(default: <cgroup2 mount>/resmgr)");
     app.add_option("--backend", backend, "How allocations are enforced: auto picks systemd (systemd as PID 1 on pure "
-                                         "cgroup v2), else cgroupfs (a writable cgroup2 hierarchy), else accounting")
-        ->check(CLI::IsMember({"auto", "systemd", "cgroupfs", "accounting"}))
+                                         "cgroup v2), else cgroupfs (a writable cgroup2 hierarchy), else accounting. systemd "
+                                         "writes allocations as cgroups of its delegated scope resmgr-allocations.scope, or "
+                                         "when that cannot be had makes a transient slice per allocation (systemd-units "
+                                         "forces that)")
+        ->check(CLI::IsMember({"auto", "systemd", "systemd-units", "cgroupfs", "accounting"}))
         ->capture_default_str();
     app.add_flag("--no-file-guard", no_file_guard, "Do not guard exclusive files on open (fanotify); they stay exclusive at "
                                                    "admission only: a second allocation wanting one is refused or queued");

@@ -10,6 +10,10 @@ fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
 field() { # first "key": "value" of a JSON document on stdin
     grep -o "\"$1\": \"[^\"]*\"" | head -1 | sed 's/.*: "\(.*\)"/\1/'
 }
+group_of() { # the cgroup directory of allocation $1, as status reports it
+    resmgr --json status "{\"allocation_id\":\"$1\"}" | field cgroup_path
+}
+scope=/sys/fs/cgroup/resmgr.slice/resmgr-allocations.scope
 
 install -m 0755 "$share/bin/resmgrd" /usr/sbin/resmgrd
 install -m 0755 "$share/bin/resmgr" "$share/bin/resmgr-run" /usr/bin/
@@ -28,12 +32,13 @@ else
     exit 1
 fi
 
-# a. doctor: auto picked the systemd backend on this host.
+# a. doctor: auto picked systemd's fast path on this host (the delegated scope), and says why.
 doctor=$(resmgr --json doctor)
-if echo "$doctor" | grep -q '"backend": "systemd"' && echo "$doctor" | grep -q '"cgroup_mode": "v2"'; then
-    pass doctor-systemd-backend
+if echo "$doctor" | grep -q '"backend": "systemd-delegated"' && echo "$doctor" | grep -q '"cgroup_mode": "v2"' &&
+   echo "$doctor" | grep -q '"process groups, freeze and kill (systemd-delegated backend: .*resmgr-allocations.scope (Delegate=yes'; then
+    pass doctor-systemd-delegated-backend
 else
-    fail doctor-systemd-backend "$doctor"
+    fail doctor-systemd-delegated-backend "$doctor"
 fi
 
 # a2. the eBPF probes (built on the host, CO-RE) load on the guest's kernel.
@@ -78,15 +83,15 @@ wait "$runner"
 # d. the slice carries the requested limits, and release removes it.
 out=$(resmgr --json allocate '{"workflow_id":"wf-sys","priority":"high","resources":{"cpu_cores":1.5,"memory_gb":"256M","pids":64}}')
 id=$(echo "$out" | field allocation_id)
-slice=/sys/fs/cgroup/resmgr.slice/resmgr-$id.slice
-if [ -n "$id" ] && [ -d "$slice" ] && [ "$(cat "$slice/memory.max")" = 268435456 ] &&
+slice=$(group_of "$id")
+if [ -n "$id" ] && [ "$slice" = "$scope/groups/$id" ] && [ -d "$slice" ] && [ "$(cat "$slice/memory.max")" = 268435456 ] &&
    [ "$(cat "$slice/cpu.max")" = "150000 100000" ] && [ "$(cat "$slice/pids.max")" = 64 ]; then
     pass "slice-limits ($slice)"
 else
     fail slice-limits "id '$id' memory.max '$(cat "$slice/memory.max" 2>&1)' cpu.max '$(cat "$slice/cpu.max" 2>&1)' pids.max '$(cat "$slice/pids.max" 2>&1)' allocate: $out"
 fi
 resmgr --json release "{\"allocation_id\":\"$id\"}" > /tmp/release.out
-if [ -n "$id" ] && [ ! -d "$slice" ] && ! systemctl is-active --quiet "resmgr-$id.slice"; then
+if [ -n "$id" ] && [ ! -d "$slice" ]; then
     pass release-removes-slice
 else
     fail release-removes-slice "slice still there: $(ls -d "$slice" 2>&1); $(cat /tmp/release.out)"
@@ -95,12 +100,76 @@ fi
 # d2. a restart of resmgrd keeps an allocation and its slice.
 id=$(resmgr --json allocate '{"workflow_id":"wf-restart","resources":{"cpu_cores":0.5}}' | field allocation_id)
 systemctl restart resmgrd
-if resmgr --json status | grep -q "\"$id\"" && [ -d "/sys/fs/cgroup/resmgr.slice/resmgr-$id.slice" ]; then
+if resmgr --json status | grep -q "\"$id\"" && [ -d "$scope/groups/$id" ]; then
     pass restart-keeps-allocation
 else
     fail restart-keeps-allocation "$(resmgr --json status)"
 fi
 resmgr --json release "{\"allocation_id\":\"$id\"}" > /dev/null
+
+# k. the fast path (issue 19): resmgr-run's group is a cgroup of the delegated scope carrying the
+#    limits asked for (read from inside the command), a hog is OOM-killed inside it, and
+#    systemd-cgls shows it under the scope.
+resmgr-run --workflow wf-fast --memory 64M --cpu 0.5 -- sh -c \
+    'g=/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup); g=${g%/*}; echo "$g $(cat $g/memory.max) $(cat $g/cpu.max)" > /tmp/fast.lim;
+     systemd-cgls --no-pager -u resmgr-allocations.scope > /tmp/fast.cgls; exec '"$share/bin/hog"' 256' 2> /tmp/fast.err
+rc=$?
+read -r fgroup fmem fcpu_quota fcpu_period < /tmp/fast.lim
+case $fgroup in "$scope"/groups/alloc_*) under_scope=yes ;; *) under_scope=no ;; esac
+if [ "$rc" = 137 ] && grep -q OOM /tmp/fast.err && [ $under_scope = yes ] && [ "$fmem" = 67108864 ] &&
+   [ "$fcpu_quota $fcpu_period" = "50000 100000" ] && grep -q "${fgroup##*/}" /tmp/fast.cgls && [ ! -d "$fgroup" ]; then
+    pass "fast-path-limits-and-oom ($fgroup: memory.max $fmem, cpu.max $fcpu_quota $fcpu_period)"
+else
+    fail fast-path-limits-and-oom "exit $rc; $(cat /tmp/fast.lim); $(cat /tmp/fast.err); $(cat /tmp/fast.cgls)"
+fi
+
+# k2. a running workflow survives `systemctl restart resmgrd` (the scope is not the service's),
+#     is re-adopted (status shows it, in the same group), and completes when its command ends.
+resmgr-run --workflow wf-survive -- "$share/bin/spin" 120 2> /tmp/survive.err &
+survivor=$!
+sleep 2
+sid=$(resmgr --json status '{"workflow_id":"wf-survive"}' | field allocation_id)
+spid=$(head -1 "$scope/groups/$sid/main/cgroup.procs" 2>/dev/null)
+systemctl restart resmgrd
+restarted=$(systemctl show -p ActiveState --value resmgrd)
+alive=no
+[ -n "$spid" ] && kill -0 "$spid" 2>/dev/null && alive=yes
+after=$(resmgr --json status "{\"allocation_id\":\"$sid\"}" | field status)
+after_group=$(group_of "$sid")
+kill "$spid" 2>/dev/null
+wait $survivor
+src=$?
+listed=$(resmgr --json status | grep -c "\"$sid\"")
+if [ -n "$sid" ] && [ "$restarted" = active ] && [ $alive = yes ] && [ "$after" = active ] && [ "$src" = 143 ] &&
+   [ "$after_group" = "$scope/groups/$sid" ] &&
+   [ "$listed" = 0 ] && [ ! -d "$scope/groups/$sid" ]; then
+    pass "workflow-survives-restart ($sid, pid $spid)"
+else
+    fail workflow-survives-restart "id '$sid' pid '$spid' service '$restarted' alive $alive status after '$after' exit $src, still listed $listed; $(cat /tmp/survive.err); $(journalctl -u resmgrd --no-pager | tail -15)"
+fi
+
+# l. the unit's sandbox (units/resmgrd.service) is in force, and the eBPF exec probe still counts
+#    the execs of an allocation's processes under it.
+mainpid=$(systemctl show -p MainPID --value resmgrd)
+nnp=$(awk '$1 == "NoNewPrivs:" {print $2}' /proc/$mainpid/status)
+seccomp=$(awk '$1 == "Seccomp:" {print $2}' /proc/$mainpid/status)
+capbnd=$(awk '$1 == "CapBnd:" {print $2}' /proc/$mainpid/status)
+exposure=$(systemd-analyze security resmgrd.service 2>/dev/null | tail -1)
+echo "SECURITY resmgrd.service: $exposure"
+if [ "$nnp" = 1 ] && [ "$seccomp" = 2 ] && [ "$capbnd" != 000001ffffffffff ] && [ -n "$capbnd" ]; then
+    pass "unit-sandbox-in-force (NoNewPrivs $nnp, Seccomp $seccomp, CapBnd $capbnd)"
+else
+    fail unit-sandbox-in-force "NoNewPrivs '$nnp' Seccomp '$seccomp' CapBnd '$capbnd'"
+fi
+eout=$(resmgr --json allocate '{"workflow_id":"wf-exec","resources":{"cpu_cores":0.5},"auto_release":{"on_completion":false}}')
+eid=$(echo "$eout" | field allocation_id)
+resmgr-run --allocation "$eid" -- sh -c '/bin/true; /bin/true' > /dev/null 2>&1
+execs=$(resmgr --json release "{\"allocation_id\":\"$eid\"}" | tr -d ' \n' | grep -o '"execs":[0-9]*' | head -1 | cut -d: -f2)
+if [ "${execs:-0}" -ge 3 ]; then
+    pass "ebpf-exec-counts ($execs execs in $eid)"
+else
+    fail ebpf-exec-counts "execs '$execs' for '$eid': $eout"
+fi
 
 # e2. --duration on the systemd backend: SIGTERM at the end, SIGKILL right after the grace period
 #     (not systemd's 90 s stop timeout).
@@ -122,7 +191,7 @@ runner=$!
 sleep 2
 crit_out=$(resmgr --json allocate '{"workflow_id":"wf-fix","priority":"critical","resources":{"cpu_cores":1}}')
 crit=$(echo "$crit_out" | field allocation_id)
-lslice=/sys/fs/cgroup/resmgr.slice/resmgr-$low.slice
+lslice=$(group_of "$low")
 frozen=$(grep frozen "$lslice/cgroup.events" 2>&1)
 u0=$(awk '$1 == "usage_usec" {print $2}' "$lslice/cpu.stat"); sleep 2; u1=$(awk '$1 == "usage_usec" {print $2}' "$lslice/cpu.stat")
 if [ -n "$crit" ] && [ "$frozen" = "frozen 1" ] && [ $((u1 - u0)) -lt 20000 ]; then
@@ -144,7 +213,7 @@ resmgr --json release "{\"allocation_id\":\"$low\"}" > /dev/null
 # g. a reservation activates at its start time and gets its slice then, not before.
 start=$(date -u -d '+8 seconds' +%Y-%m-%dT%H:%M:%SZ)
 resmgr --json reserve "{\"reservation_id\":\"res_vm\",\"start_time\":\"$start\",\"duration\":\"1m\",\"resources\":{\"cpu_cores\":0.5},\"priority\":\"medium\"}" > /tmp/reserve.out
-rslice=/sys/fs/cgroup/resmgr.slice/resmgr-res_vm.slice
+rslice=$scope/groups/res_vm
 before=$(resmgr --json status '{"allocation_id":"res_vm"}' | field status)
 [ -d "$rslice" ] && before="$before+slice"
 sleep 12

@@ -64,6 +64,27 @@ TEST(Doctor, AV2HostWithoutDelegationIsToldWhatToDelegate) {
     EXPECT_TRUE(any_has(doctor_verdict(f).recommendations, "Delegate=yes"));
 }
 
+TEST(Doctor, SaysWhichSystemdPathIsInUseAndWhy) {
+    DoctorFacts f = complete_host();
+    f.backend = "systemd-delegated";
+    f.backend_details = {{"backend", "systemd-delegated"},
+                         {"controllers_missing", json::array()},
+                         {"why", "allocations are cgroups of the delegated scope resmgr-allocations.scope (Delegate=yes, started by this resmgrd)"}};
+    auto v = doctor_verdict(f);
+    EXPECT_TRUE(any_has(v.enforced, "(systemd-delegated backend: allocations are cgroups of the delegated scope"));
+    EXPECT_TRUE(any_has(v.enforced, "memory limits"));
+    EXPECT_FALSE(any_has(v.recommendations, "transient slice and scope"));
+
+    f.backend = "systemd";
+    f.backend_details = {{"backend", "systemd"},
+                         {"why", "the delegated scope could not be had (keeper: fork: Resource temporarily unavailable): one transient "
+                                 "slice and scope per allocation, each a systemd job"}};
+    v = doctor_verdict(f);
+    EXPECT_TRUE(any_has(v.enforced, "(systemd backend: the delegated scope could not be had"));
+    EXPECT_TRUE(any_has(v.recommendations, "because the delegated scope could not be had (keeper: fork: Resource temporarily unavailable); "
+                                           "once that is fixed"));
+}
+
 TEST(Doctor, BpfLsmMissingFromTheLsmListIsNamedWithTheBootParameter) {
     DoctorFacts f = complete_host();
     f.bpf_lsm = "not loaded: no bpf in the kernel's LSM list";

@@ -77,8 +77,9 @@ void controllers(const DoctorFacts& f, DoctorVerdict& v) {
         std::string plus;
         for (const auto& c : undelegated) plus += (plus.empty() ? "+" : " +") + c;
         v.recommendations.push_back(host.value("systemd", false)
-                                        ? "Delegate " + join(undelegated) + " to resmgrd: run it as resmgrd.service, whose Delegate=yes "
-                                              "hands the controllers to its subtree (systemd.resource-control(5))"
+                                        ? "Delegate " + join(undelegated) + " to resmgrd: its scope resmgr-allocations.scope is started "
+                                              "with Delegate=yes, which hands systemd's controllers to it (systemd.resource-control(5)); "
+                                              "a controller the kernel has but systemd does not delegate cannot be had"
                                         : "Enable " + join(undelegated) + " for resmgr's groups: `echo '" + plus + "' > " + mount +
                                               "/cgroup.subtree_control` (and in every group above resmgr's root)");
     }
@@ -124,8 +125,13 @@ void files(const DoctorFacts& f, DoctorVerdict& v) {
 
 DoctorVerdict doctor_verdict(const DoctorFacts& f) {
     DoctorVerdict v;
-    if (f.backend != "accounting") v.enforced.push_back("process groups, freeze and kill (" + f.backend + " backend)");
-    else v.not_enforced.push_back("process groups: " + text(f.host, "auto_reason"));
+    // Which way allocations become groups, and why that one (the backend's describe() says).
+    const std::string why = f.backend_details.is_object() ? text(f.backend_details, "why") : std::string();
+    if (f.backend != "accounting") v.enforced.push_back("process groups, freeze and kill (" + f.backend + " backend" + (why.empty() ? "" : ": " + why) + ")");
+    if (f.backend == "systemd" && why.find("delegated scope could not be had") != std::string::npos)
+        v.recommendations.push_back("Each allocation costs a transient slice and scope (systemd jobs) because " + why.substr(0, why.find("):") + 1) +
+                                    "; once that is fixed, `systemctl restart resmgrd` switches to the delegated scope");
+    if (f.backend == "accounting") v.not_enforced.push_back("process groups: " + text(f.host, "auto_reason"));
     controllers(f, v);
     files(f, v);
     if (f.ebpf.rfind("loaded", 0) != 0 && !f.ebpf.empty()) {
