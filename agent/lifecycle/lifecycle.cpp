@@ -430,7 +430,9 @@ void Lifecycle::refill() {
     for (auto& id : restored) {
         const Allocation& a = *ledger_.find(id);
         try {
-            backend_.freeze(id, false);
+            // One the pressure responder froze too stays frozen until the responder lets go.
+            auto adj = adjustments_.find(id);
+            if (adj == adjustments_.end() || !adj->second.pressure_frozen) backend_.freeze(id, false);
             enforcement_[id] = backend_.update(id, adjusted_limits(a, ledger_.policy(), adjustments_));
             spdlog::info("{}: resumed at full size, capacity is back", id);
             events_.emit(events::EventType::resumed, id + " resumed at full size", a.workflow_id, id);
