@@ -104,10 +104,15 @@ TEST_F(PressureHost, CpuOverloadOfLowSpinnersIsThrottledThenFrozenThenGivenBack)
         EXPECT_FALSE(step.value("since", "").empty());
         const std::string action = step["action"];
         if (action == "cpu_weight" || action == "cpu_max") {
-            if (has_cpu_controller) EXPECT_FALSE(step.contains("unenforced")) << step.dump();
-            else EXPECT_NE(step.value("unenforced", "").find("controller 'cpu'"), std::string::npos) << step.dump();
+            if (has_cpu_controller) {
+                EXPECT_FALSE(step.contains("unenforced")) << step.dump();
+            } else {
+                EXPECT_NE(step.value("unenforced", "").find("controller 'cpu'"), std::string::npos) << step.dump();
+            }
         }
-        if (action == "freeze") EXPECT_FALSE(step.contains("unenforced")) << step.dump();
+        if (action == "freeze") {
+            EXPECT_FALSE(step.contains("unenforced")) << step.dump();
+        }
     }
     EXPECT_EQ(held_actions["cpu_weight"], 3) << st.dump(2);
     EXPECT_EQ(held_actions["freeze"], 3) << st.dump(2);
