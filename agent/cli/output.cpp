@@ -77,6 +77,27 @@ void print_json_tree(std::ostream& out, const json& j, int indent) {
     }
 }
 
+// `status pressure`: the mode and signal source, each signal, then what is held back from whom.
+void print_pressure(std::ostream& out, const json& result) {
+    out << "pressure responder: mode " << str(result, "mode") << "; signals: " << str(result, "signal_source") << "\n";
+    const json signals = result.value("signals", json::object());
+    for (auto& [name, s] : signals.items()) {
+        if (!s.value("enabled", true)) continue;
+        out << "  " << name << " " << str(s, "value", "unknown") << " % (threshold " << str(s, "threshold") << ", clear " << str(s, "clear")
+            << ")" << (s.value("raised", false) ? " RAISED since " + str(s, "raised_at") : "") << "\n";
+    }
+    const json held = result.value("held", json::array());
+    if (held.empty()) out << "nothing held back\n";
+    for (auto& h : held) {
+        out << "held: " << str(h, "action") << " on " << str(h, "allocation_id", "the node") << " (" << str(h, "workflow_id", "-") << ", priority "
+            << str(h, "priority") << ") since " << str(h, "since") << ", for " << str(h, "signal");
+        if (!h.value("enforced", true)) out << "; advisory, not taken";
+        else if (h.contains("unenforced")) out << "; NOT enforced: " << str(h, "unenforced");
+        out << "\n";
+    }
+    if (auto e = str(result, "load_error", ""); !e.empty()) out << "state file: " << e << "\n";
+}
+
 } // namespace
 
 void print_human(std::ostream& out, const std::string& operation, const json& envelope) {
@@ -101,6 +122,8 @@ void print_human(std::ostream& out, const std::string& operation, const json& en
         for (auto& a : list) print_allocation(out, a);
         print_unenforced(out, list);
         if (result.contains("capacity")) print_capacity(out, result["capacity"]);
+    } else if (operation == "status" && result.contains("signal_source")) {
+        print_pressure(out, result);
     } else if (operation == "doctor" && result.contains("verdict")) {
         out << str(result, "verdict") << "\n";
         for (auto& e : result.value("enforced", json::array())) out << "  enforced: " << e.get<std::string>() << "\n";
