@@ -432,6 +432,27 @@ void print_events(std::ostream& out, const json& result, const Display& d) {
                 rows, d);
 }
 
+// `status pressure`: the mode and signal source, each signal, then what is held back from whom.
+void print_pressure(std::ostream& out, const json& result) {
+    out << "pressure responder: mode " << str(result, "mode") << "; signals: " << str(result, "signal_source") << "\n";
+    const json signals = result.value("signals", json::object());
+    for (auto& [name, s] : signals.items()) {
+        if (!s.value("enabled", true)) continue;
+        out << "  " << name << " " << str(s, "value", "unknown") << " % (threshold " << str(s, "threshold") << ", clear " << str(s, "clear")
+            << ")" << (s.value("raised", false) ? " RAISED since " + str(s, "raised_at") : "") << "\n";
+    }
+    const json held = result.value("held", json::array());
+    if (held.empty()) out << "nothing held back\n";
+    for (auto& h : held) {
+        out << "held: " << str(h, "action") << " on " << str(h, "allocation_id", "the node") << " (" << str(h, "workflow_id", "-") << ", priority "
+            << str(h, "priority") << ") since " << str(h, "since") << ", for " << str(h, "signal");
+        if (!h.value("enforced", true)) out << "; advisory, not taken";
+        else if (h.contains("unenforced")) out << "; NOT enforced: " << str(h, "unenforced");
+        out << "\n";
+    }
+    if (auto e = str(result, "load_error", ""); !e.empty()) out << "state file: " << e << "\n";
+}
+
 } // namespace
 
 Display stdout_display() {
@@ -487,6 +508,8 @@ void print_human(std::ostream& out, const std::string& operation, const json& en
         print_capacity_report(out, result, display, recent);
     } else if (operation == "monitor" && result.contains("system_resources")) {
         print_monitor(out, result, display);
+    } else if (operation == "status" && result.contains("signal_source")) {
+        print_pressure(out, result);
     } else if (operation == "doctor" && result.contains("verdict")) {
         print_doctor(out, envelope, display);
         return;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 namespace resmgr::core {
 namespace {
@@ -21,15 +22,40 @@ constexpr double kDefaultCpuWeight = 100;
 
 bool is_mild(PressureAction a) { return a == PressureAction::memory_high || a == PressureAction::cpu_weight || a == PressureAction::cpu_max; }
 
-std::optional<PressureAction> parse_action(const std::string& name) {
-    for (auto a : {PressureAction::memory_high, PressureAction::cpu_weight, PressureAction::cpu_max, PressureAction::freeze,
-                   PressureAction::kill, PressureAction::queue_agents, PressureAction::refuse_storage})
-        if (to_string(a) == name) return a;
-    return std::nullopt;
-}
-
 json opt(const std::optional<double>& v) { return v ? json(*v) : json(nullptr); }
 json opt_time(const std::optional<TimePoint>& t) { return t ? json(format_timestamp(*t)) : json(nullptr); }
+
+// Readers for from_json: a missing or mistyped field is std::invalid_argument naming it.
+[[noreturn]] void bad_field(const std::string& key) { throw std::invalid_argument("field '" + key + "' is missing or malformed"); }
+const json& field(const json& j, const std::string& key) {
+    if (!j.is_object() || !j.contains(key)) bad_field(key);
+    return j[key];
+}
+std::optional<double> read_opt(const json& j, const std::string& key) {
+    const json& v = field(j, key);
+    if (v.is_null()) return std::nullopt;
+    if (!v.is_number()) bad_field(key);
+    return v.get<double>();
+}
+TimePoint read_time(const json& v, const std::string& key) {
+    if (!v.is_string()) bad_field(key);
+    auto t = parse_timestamp(v.get<std::string>());
+    if (!t) bad_field(key);
+    return *t;
+}
+std::optional<TimePoint> read_opt_time(const json& j, const std::string& key) {
+    const json& v = field(j, key);
+    if (v.is_null()) return std::nullopt;
+    return read_time(v, key);
+}
+template <class T>
+T read_as(const json& j, const std::string& key, json::value_t type) {
+    const json& v = field(j, key);
+    bool ok = v.type() == type || (type == json::value_t::number_unsigned && v.is_number_integer() && v.get<long long>() >= 0) ||
+              (type == json::value_t::number_integer && v.is_number_integer());
+    if (!ok) bad_field(key);
+    return v.get<T>();
+}
 
 // How far past its threshold a raised signal is, in percentage points (for choosing the driver).
 double excess(const Rules::Signal& rule, double value) { return rule.falling ? rule.threshold - value : value - rule.threshold; }
@@ -165,7 +191,7 @@ private:
         auto ladder = policy_.ladder.find(resource);
         if (ladder == policy_.ladder.end()) return;
         for (const auto& name : ladder->second) {
-            auto action = parse_action(name);
+            auto action = parse_pressure_action(name);
             if (!action) continue; // parse_pressure_response admits only known actions
             if (*action == PressureAction::kill && !floor_) {
                 plan_.notes.push_back(resource + ": every rung short of kill is taken; kill waits for MemAvailable under " +
@@ -288,6 +314,13 @@ private:
 
 } // namespace
 
+std::optional<PressureAction> parse_pressure_action(const std::string& name) {
+    for (auto a : {PressureAction::memory_high, PressureAction::cpu_weight, PressureAction::cpu_max, PressureAction::freeze,
+                   PressureAction::kill, PressureAction::queue_agents, PressureAction::refuse_storage})
+        if (to_string(a) == name) return a;
+    return std::nullopt;
+}
+
 std::string to_string(PressureAction action) {
     switch (action) {
     case PressureAction::memory_high: return "memory_high";
@@ -395,6 +428,7 @@ json PressureStep::to_json() const {
            {"enforced", enforced},
            {"at", format_timestamp(at)}};
     if (reclaim_bytes) j["reclaim_bytes"] = reclaim_bytes;
+    if (!unenforced.empty()) j["unenforced"] = unenforced;
     return j;
 }
 
@@ -412,6 +446,51 @@ json PressureState::to_json() const {
     for (auto& s : held) steps.push_back(s.to_json());
     for (auto& [resource, t] : last_change) changes[resource] = format_timestamp(t);
     return {{"signals", sig}, {"held", steps}, {"last_change", changes}};
+}
+
+PressureStep PressureStep::from_json(const json& j) {
+    PressureStep s;
+    auto action = parse_pressure_action(read_as<std::string>(j, "action", json::value_t::string));
+    if (!action) bad_field("action");
+    s.action = *action;
+    s.undo = read_as<bool>(j, "undo", json::value_t::boolean);
+    s.resource = read_as<std::string>(j, "resource", json::value_t::string);
+    if (!field(j, "allocation_id").is_null()) s.allocation_id = read_as<std::string>(j, "allocation_id", json::value_t::string);
+    s.priority = read_as<int>(j, "priority", json::value_t::number_integer);
+    s.value = read_opt(j, "value");
+    s.previous = read_opt(j, "previous");
+    if (j.contains("reclaim_bytes")) s.reclaim_bytes = read_as<std::uint64_t>(j, "reclaim_bytes", json::value_t::number_unsigned);
+    s.signal = read_as<std::string>(j, "signal", json::value_t::string);
+    s.seen = read_opt(j, "seen");
+    s.threshold = read_opt(j, "threshold").value_or(0);
+    s.enforced = read_as<bool>(j, "enforced", json::value_t::boolean);
+    if (j.contains("unenforced")) s.unenforced = read_as<std::string>(j, "unenforced", json::value_t::string);
+    s.at = read_time(field(j, "at"), "at");
+    return s;
+}
+
+SignalState SignalState::from_json(const json& j) {
+    SignalState s;
+    s.raised = read_as<bool>(j, "raised", json::value_t::boolean);
+    s.last = read_opt(j, "value");
+    s.past_threshold_since = read_opt_time(j, "past_threshold_since");
+    s.clearing_since = read_opt_time(j, "clearing_since");
+    s.raised_at = read_opt_time(j, "raised_at");
+    return s;
+}
+
+PressureState PressureState::from_json(const json& j) {
+    PressureState s;
+    const json& signals = field(j, "signals");
+    const json& held = field(j, "held");
+    const json& changes = field(j, "last_change");
+    if (!signals.is_object()) bad_field("signals");
+    if (!held.is_array()) bad_field("held");
+    if (!changes.is_object()) bad_field("last_change");
+    for (auto& [name, sig] : signals.items()) s.signals[name] = SignalState::from_json(sig);
+    for (auto& step : held) s.held.push_back(PressureStep::from_json(step));
+    for (auto& [resource, t] : changes.items()) s.last_change[resource] = read_time(t, "last_change." + resource);
+    return s;
 }
 
 } // namespace resmgr::core

@@ -58,6 +58,7 @@ struct PressureGroup {
 
 enum class PressureAction { memory_high, cpu_weight, cpu_max, freeze, kill, queue_agents, refuse_storage };
 std::string to_string(PressureAction action);
+std::optional<PressureAction> parse_pressure_action(const std::string& name);
 
 struct PressureStep {
     PressureAction action = PressureAction::freeze;
@@ -72,8 +73,12 @@ struct PressureStep {
     std::optional<double> seen;
     double threshold = 0;
     bool enforced = true;           // false in advisory mode: planned and reported, not taken
+    std::string unenforced;         // taken, but the backend could not make it real here: why
     TimePoint at{};
     nlohmann::json to_json() const;
+    // The inverse of to_json (the responder's state file); throws std::invalid_argument naming
+    // the field when it is not one of to_json's.
+    static PressureStep from_json(const nlohmann::json& j);
 };
 
 struct SignalState {
@@ -83,6 +88,7 @@ struct SignalState {
     std::optional<TimePoint> raised_at;
     std::optional<double> last;
     nlohmann::json to_json() const;
+    static SignalState from_json(const nlohmann::json& j); // throws std::invalid_argument
 };
 
 struct PressureState {
@@ -90,6 +96,7 @@ struct PressureState {
     std::vector<PressureStep> held;                 // steps in effect, in the order taken
     std::map<std::string, TimePoint> last_change;   // per resource: the last step taken or given back
     nlohmann::json to_json() const;
+    static PressureState from_json(const nlohmann::json& j); // throws std::invalid_argument
 };
 
 struct PressurePlan {

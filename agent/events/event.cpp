@@ -40,6 +40,8 @@ constexpr TypeInfo kTypes[] = {
     {EventType::threshold_cleared, "RESOURCE_THRESHOLD_CLEARED", "a28bc168085e404d9f09840809f655cc", LOG_INFO},
     {EventType::oom_kill, "RESOURCE_OOM_KILL", "96a16acba5064d4c81859687760c8a4b", LOG_ERR},
     {EventType::resized, "RESOURCE_RESIZED", "4859868ea91945b2a0633fc12297b36e", LOG_NOTICE},
+    {EventType::pressure, "RESOURCE_PRESSURE", "a5d108a191c943d884157b757224ad07", LOG_WARNING},
+    {EventType::pressure_relieved, "RESOURCE_PRESSURE_RELIEVED", "bba6c732dfaf4b1ea339aed20167a6d3", LOG_NOTICE},
 };
 
 const TypeInfo& info(EventType type) {

@@ -20,7 +20,7 @@
 namespace resmgr::events {
 
 enum class EventType { allocated, released, expired, denied, queued, preempted, resumed, conflict, threshold_raised, threshold_cleared, oom_kill,
-                       resized };
+                       resized, pressure, pressure_relieved };
 
 std::string to_string(EventType type);         // the seed-style name, e.g. "RESOURCE_ALLOCATED"
 std::string message_id(EventType type);        // 32 hex digits, stable forever

@@ -27,11 +27,12 @@ bool group_populated(cgroup::CgroupBackend& backend, const std::string& id) {
     }
 }
 
-// After a restart: frozen exactly when the ledger says paused (a crash may have split them).
-void sync_freezer(cgroup::CgroupBackend& backend, const Allocation& a) {
+// After a restart: frozen exactly when the ledger says paused or the pressure responder's state
+// holds a freeze (a crash may have split them).
+void sync_freezer(cgroup::CgroupBackend& backend, const Allocation& a, bool pressure_frozen) {
     if (!backend.enforces_limits() && backend.group_path(a.allocation_id).empty()) return; // nothing to freeze
     try {
-        backend.freeze(a.allocation_id, a.status == AllocationStatus::paused);
+        backend.freeze(a.allocation_id, a.status == AllocationStatus::paused || pressure_frozen);
     } catch (const cgroup::BackendError& e) {
         spdlog::warn("{}: cannot make its freezer match its status ({}): {}", a.allocation_id, to_string(a.status), e.what());
     }
@@ -156,7 +157,8 @@ json Completion::reconcile() {
             life_.enforcement_[id] = backend.create(id, adjusted_limits(*a, ledger.policy(), life_.adjustments_));
             life_.files_.hold(*a, life_.enforcement_[id].unenforced); // the marks come back from state
             adopted.push_back(id);
-            sync_freezer(backend, *a);
+            auto adj = life_.adjustments_.find(id);
+            sync_freezer(backend, *a, adj != life_.adjustments_.end() && adj->second.pressure_frozen);
             life_.watch(*a);
         } catch (const cgroup::BackendError& e) {
             // Kept in the ledger: losing the allocation would be worse than a missing group.

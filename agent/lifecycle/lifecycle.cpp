@@ -108,6 +108,13 @@ json Lifecycle::describe(const Allocation& a) const {
         if (it->second.cpu_loan > 0) j["cpu_loan_cores"] = std::round(it->second.cpu_loan * 1000) / 1000;
         if (it->second.memory_high_ratio) j["tuned_memory_high_ratio"] = std::round(*it->second.memory_high_ratio * 1000) / 1000;
         if (it->second.cpu_weight_factor != 1) j["tuned_cpu_weight_factor"] = std::round(it->second.cpu_weight_factor * 1000) / 1000;
+        // What the pressure responder holds back (status pressure has the steps and their signals).
+        json held = json::array();
+        if (it->second.pressure_memory_high) held.push_back("memory.high=" + std::to_string(*it->second.pressure_memory_high));
+        if (it->second.pressure_cpu_weight) held.push_back("cpu.weight=" + std::to_string(*it->second.pressure_cpu_weight));
+        if (it->second.pressure_cpu_max_cores) held.push_back("cpu.max=" + std::to_string(std::round(*it->second.pressure_cpu_max_cores * 1000) / 1000) + " cores");
+        if (it->second.pressure_frozen) held.push_back("frozen");
+        if (!held.empty()) j["pressure_held"] = held;
     }
     return j;
 }
@@ -430,7 +437,9 @@ void Lifecycle::refill() {
     for (auto& id : restored) {
         const Allocation& a = *ledger_.find(id);
         try {
-            backend_.freeze(id, false);
+            // One the pressure responder froze too stays frozen until the responder lets go.
+            auto adj = adjustments_.find(id);
+            if (adj == adjustments_.end() || !adj->second.pressure_frozen) backend_.freeze(id, false);
             enforcement_[id] = backend_.update(id, adjusted_limits(a, ledger_.policy(), adjustments_));
             spdlog::info("{}: resumed at full size, capacity is back", id);
             events_.emit(events::EventType::resumed, id + " resumed at full size", a.workflow_id, id);

@@ -73,6 +73,11 @@ std::vector<OperationSpec> make_catalog() {
          "['{\"all\":true}']",
          "Conflicts recorded (conf_... ids): opens the file guard refused or held, held files renamed\n"
          "over or unlinked, allocations refused a held file; and the openers waiting now."});
+    add({"status", "pressure", false, true, false, Caller::anyone, {}, false, "",
+         "The pressure responder (policy pressure_response): its mode, which signal source runs (PSI\n"
+         "trigger or avg10 polling), each signal's value and raised state, and the steps held: what is\n"
+         "held back (memory.high, cpu.weight, cpu.max, a freeze) from which allocation, since when, and\n"
+         "whether this host enforces it."});
     add({"status", "*", false, true, false, Caller::anyone,
          {{"include_performance", T::any}, {"time_range", T::any}, {"group_by", T::any}}, false, "agents|workflows|cpu|memory|storage",
          "The agent pool, workflows, or one resource, measured."});

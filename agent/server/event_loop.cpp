@@ -93,7 +93,7 @@ void EventLoop::start_sampling(Millis interval) {
     sd_event_source_set_enabled(sampler_, SD_EVENT_ON);
 }
 
-void EventLoop::watch_fd(int fd, std::function<void()> on_readable, Millis follow_up) {
+void EventLoop::watch_fd(int fd, std::function<void()> on_readable, Millis follow_up, std::uint32_t events) {
     auto w = std::make_unique<FdWatch>();
     w->on_readable = std::move(on_readable);
     w->follow_up_usec = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(follow_up).count());
@@ -119,7 +119,7 @@ void EventLoop::watch_fd(int fd, std::function<void()> on_readable, Millis follo
         }
         return 0;
     };
-    if (int r = sd_event_add_io(event_, &w->source, fd, EPOLLIN, on_io, w.get()); r < 0) {
+    if (int r = sd_event_add_io(event_, &w->source, fd, events, on_io, w.get()); r < 0) {
         spdlog::error("cannot watch fd {}: {}", fd, std::strerror(-r));
         if (w->follow_up_timer) sd_event_source_disable_unref(w->follow_up_timer);
         return;

@@ -3,7 +3,10 @@
 // polling), and a pidfd for each supervising resmgr-run.
 #pragma once
 
+#include <sys/epoll.h>
 #include <systemd/sd-event.h>
+
+#include <cstdint>
 
 #include <functional>
 #include <map>
@@ -36,8 +39,9 @@ public:
     void start_sampling(Millis interval);
     // Calls on_readable() whenever `fd` is readable (the eBPF ring buffer's epoll fd). With a
     // `follow_up`, also once more that long after the last time it was readable: for a source
-    // that signals a burst at most once per interval, so its tail is read too.
-    void watch_fd(int fd, std::function<void()> on_readable, Millis follow_up = Millis{0});
+    // that signals a burst at most once per interval, so its tail is read too. `events`: EPOLLPRI
+    // for a PSI trigger, which signals a crossing as priority data.
+    void watch_fd(int fd, std::function<void()> on_readable, Millis follow_up = Millis{0}, std::uint32_t events = EPOLLIN);
 
 private:
     struct Watch {

@@ -322,6 +322,8 @@ int main(int argc, char** argv) {
             publish_metrics(metrics, service, monitoring);
         });
         service.lifecycle().set_hooks(loop.hooks());
+        // What the pressure responder held back before a restart comes back on the groups reconcile re-adopts.
+        service.pressure().load();
         auto reconciled = service.completion().reconcile();
         spdlog::info("restored {} allocation(s): {}", ledger.allocations().size(), reconciled.dump());
         publish_metrics(metrics, service, monitoring);
@@ -343,6 +345,9 @@ int main(int argc, char** argv) {
         events.add(std::make_unique<resmgr::server::SubscriberSink>(server));
         loop.start_sampling(monitoring.interval());
         if (loaded.probes) loop.watch_fd(loaded.probes->ring_fd(), [&] { monitoring.probes().consume(); }, kProbeWakeup);
+        // Where the kernel took the memory PSI trigger, it wakes the responder (EPOLLPRI) within its window.
+        if (const auto& trigger = monitoring.memory_trigger(); trigger && trigger->fd() >= 0)
+            loop.watch_fd(trigger->fd(), [&] { service.pressure().on_trigger(monitoring); }, resmgr::Millis{0}, EPOLLPRI);
         if (guard) {
             loop.watch_fd(guard->reports().fd(), [&] { service.files().on_guard_reports(guard->reports().take()); });
             loop.watch_fd(guard->watch_fd(), [&] { guard->on_watch_ready(); });

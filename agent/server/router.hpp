@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lifecycle/lifecycle.hpp"
+#include "lifecycle/pressure_responder.hpp"
 #include "lifecycle/tuner.hpp"
 #include "monitor/proc.hpp"
 #include "resmgr/operations.hpp"
@@ -34,6 +35,7 @@ struct Context {
     lifecycle::ExclusiveFiles& files;
     lifecycle::CpuLending& lending; // balance
     lifecycle::Tuner& tuner;        // tune
+    lifecycle::PressureResponder& pressure; // status pressure
     events::Notifier& events;
     std::function<TimePoint()> clock;
     nlohmann::json host_report; // the probe's JSON (agent/cgroup/probe), shown by doctor

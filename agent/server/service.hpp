@@ -12,6 +12,7 @@
 #include "lifecycle/completion.hpp"
 #include "lifecycle/exclusive_files.hpp"
 #include "lifecycle/lifecycle.hpp"
+#include "lifecycle/pressure_responder.hpp"
 #include "server/router.hpp"
 
 namespace resmgr::server {
@@ -30,6 +31,7 @@ public:
     lifecycle::ExclusiveFiles& files() { return files_; }
     events::Notifier& events() { return events_; }
     Context& context() { return context_; }
+    lifecycle::PressureResponder& pressure() { return pressure_; }
 
     // Sampling, thresholds, agents and the monitoring operations; without it those operations
     // answer UNSUPPORTED and agents are not tracked.
@@ -45,8 +47,8 @@ public:
     void set_process_identity(Context::IdentifyFn identify) { context_.identify = std::move(identify); }
     void set_user_lookup(Context::LookupUserFn lookup);
     // One sampling pass (the loop calls it every monitoring_intervals.resource_check): conflict
-    // repeats are saved, monitoring samples, then balance re-plans its CPU loans and tune steps its
-    // loops from the sample.
+    // repeats are saved, monitoring samples, the pressure responder acts on the sample, then
+    // balance re-plans its CPU loans and tune steps its loops.
     void on_sample();
 
 private:
@@ -55,6 +57,7 @@ private:
     lifecycle::Lifecycle lifecycle_;
     lifecycle::CpuLending lending_{lifecycle_};
     lifecycle::Tuner tuner_{lifecycle_};
+    lifecycle::PressureResponder pressure_{lifecycle_};
     Context context_;
     Router router_;
 };

@@ -48,3 +48,25 @@ TEST(CliOutput, AnEnforcedAllocationHasNoNotEnforcedLine) {
     EXPECT_NE(out.str().find("Allocated alloc_1"), std::string::npos) << out.str();
     EXPECT_EQ(out.str().find("NOT ENFORCED"), std::string::npos) << out.str();
 }
+
+TEST(CliOutput, StatusPressureNamesSignalsAndWhatIsHeldBack) {
+    json result = json::parse(R"({"mode": "enforce", "signal_source": "polling avg10 of /proc/pressure/memory",
+        "signals": {"cpu_protected": {"enabled": true, "value": 43.5, "threshold": 10, "clear": 5, "raised": true,
+                                      "raised_at": "2026-12-04T10:00:01Z"},
+                    "swap_free": {"enabled": false}},
+        "held": [{"action": "freeze", "allocation_id": "alloc_1", "workflow_id": "wf-low", "priority": 10,
+                  "since": "2026-12-04T10:00:05Z", "signal": "cpu_protected", "enforced": true},
+                 {"action": "cpu_max", "allocation_id": "alloc_1", "workflow_id": "wf-low", "priority": 10,
+                  "since": "2026-12-04T10:00:03Z", "signal": "cpu_protected", "enforced": true}]})");
+    result["held"][1]["unenforced"] = "cpu.max=50000 100000" + kWhy;
+    std::ostringstream out;
+    resmgr::cli::print_human(out, "status", {{"status", "success"}, {"result", result}});
+    const std::string text = out.str();
+    EXPECT_NE(text.find("pressure responder: mode enforce; signals: polling avg10"), std::string::npos) << text;
+    EXPECT_NE(text.find("cpu_protected 43.5 % (threshold 10, clear 5) RAISED since 2026-12-04T10:00:01Z"), std::string::npos) << text;
+    EXPECT_EQ(text.find("swap_free"), std::string::npos) << text; // disabled signals are left out
+    EXPECT_NE(text.find("held: freeze on alloc_1 (wf-low, priority 10) since 2026-12-04T10:00:05Z, for cpu_protected\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("held: cpu_max on alloc_1 (wf-low, priority 10) since 2026-12-04T10:00:03Z, for cpu_protected; NOT enforced: cpu.max="),
+              std::string::npos)
+        << text;
+}

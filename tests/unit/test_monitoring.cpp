@@ -2,6 +2,8 @@
 // operations and agent pool through the Service (fake backend, fake /proc and cgroup trees).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <fstream>
 #include <memory>
 
@@ -395,8 +397,12 @@ TEST(Monitoring, AgentPoolThresholdIsCritical) {
         ASSERT_EQ(d.call({{"operation", "attach"}, {"params", {{"allocation_id", id}, {"pid", kAlice.pid}, {"agent", name}}}})["status"], "success");
     d.service->on_sample();
     ASSERT_EQ(d.sink.count(events::EventType::threshold_raised), 1u);
-    EXPECT_EQ(d.sink.events.back().metric, "agent_pool");
-    EXPECT_EQ(d.sink.events.back().priority, LOG_CRIT);
+    // The pressure responder reports its queue_agents step after it (RESOURCE_PRESSURE).
+    auto raised = std::find_if(d.sink.events.begin(), d.sink.events.end(),
+                               [](const events::Event& e) { return e.type == events::EventType::threshold_raised; });
+    EXPECT_EQ(raised->metric, "agent_pool");
+    EXPECT_EQ(raised->priority, LOG_CRIT);
+    EXPECT_EQ(d.sink.count(events::EventType::pressure), 1u);
 }
 
 TEST(Monitoring, StatusTypesAndCapacity) {

@@ -307,9 +307,21 @@ SuccessBody status_of_resource(const Call& call) {
     return body;
 }
 
+// The pressure responder's state; without monitoring it says that no signal is read.
+SuccessBody pressure_status(const Call& call) {
+    SuccessBody body;
+    body.result = call.ctx.pressure.to_json(call.ctx.monitoring);
+    const std::string& source = body.result["signal_source"].get_ref<const std::string&>();
+    if (source.rfind("polling", 0) == 0)
+        body.recommendations.push_back("Signals are read once per sampling pass (monitoring_intervals.resource_check); a kernel that "
+                                       "takes PSI triggers reacts to memory pressure within its trigger_window instead");
+    return body;
+}
+
 } // namespace
 
 void register_monitoring_operations(Router& router) {
+    router.add("status", "pressure", pressure_status);
     router.add("monitor", "", monitor_system);
     router.add("usage", "", workflow_usage);
     router.add("capacity", "", node_capacity);
