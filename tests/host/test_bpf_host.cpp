@@ -272,7 +272,13 @@ TEST_F(BpfHost, AnOomKillIsReportedInTheVictimsGroup) {
         ::_exit(0);
     }
     children.push_back(allocator);
-    EXPECT_EQ(wait_for(allocator), 0);
+    // The victim is killed first. On a loaded machine the kernel sometimes OOM-kills the
+    // allocator too, a moment later, while the reaped victim's pages are still being uncharged
+    // (dmesg shows both kills ~8 ms apart; lowering the allocator's oom_score_adj needs
+    // CAP_SYS_RESOURCE, which this host's root lacks). That second kill lands in the other group,
+    // which nobody watches: the report checked below is the victim group's alone either way.
+    const int allocator_status = wait_for(allocator);
+    EXPECT_TRUE(allocator_status == 0 || allocator_status == 128 + SIGKILL) << allocator_status;
     EXPECT_EQ(wait_for(victim), 128 + SIGKILL);
 
     EXPECT_EQ(probes->counters(group_id)->oom_kills, 1u);
