@@ -386,7 +386,7 @@ TEST(PressurePolicy, DefaultsRoundTripAndOverlay) {
     EXPECT_EQ(p.resource_leak_detection.monitoring_interval, std::chrono::minutes(10));
     EXPECT_FALSE(p.resource_leak_detection.auto_cleanup);
     EXPECT_EQ(parse_policy(p.to_json()).to_json(), p.to_json());
-    EXPECT_EQ(Policy::defaults().pressure_response.mode, "enforce");
+    EXPECT_EQ(Policy::defaults().pressure_response.mode, "advisory");
     EXPECT_EQ(Policy::defaults().resource_leak_detection.monitoring_interval, std::chrono::minutes(5));
 }
 
