@@ -15,7 +15,11 @@ namespace {
 const TimePoint T0 = TimePoint(std::chrono::seconds(1'800'000'000));
 constexpr std::uint64_t MiB = 1024 * 1024;
 
-Policy::PressureResponse rules() { return Policy::defaults().pressure_response; }
+Policy::PressureResponse rules() { // the default rules, acting (the default mode is advisory)
+    auto r = Policy::defaults().pressure_response;
+    r.mode = "enforce";
+    return r;
+}
 
 PressureGroup group(std::string id, int priority, std::uint64_t memory_mib, double cores = 0.5) {
     PressureGroup g;
