@@ -21,6 +21,7 @@ fi
 
 failed=0
 summary=()
+timings=() # wall time of each stage, printed at the end: the whole suite must stay under 30 minutes
 total_passed=0
 total_failed=0
 count_ctest() { # ctest's "NN% tests passed, F tests failed out of T" line from a log
@@ -33,11 +34,23 @@ count_ctest() { # ctest's "NN% tests passed, F tests failed out of T" line from 
     total_passed=$((total_passed + t - f))
     total_failed=$((total_failed + f))
 }
+count_unit() { # the unit tier is one ctest entry (one process): count its tests from gtest's XML
+    local xml=$1/tests/unit-tests.xml tests failures errors
+    [ -f "$xml" ] || return 0
+    read -r tests failures errors < <(sed -nE 's/^<testsuites tests="([0-9]+)" failures="([0-9]+)" disabled="[0-9]+" errors="([0-9]+)".*/\1 \2 \3/p' "$xml") || true
+    [ -n "${tests:-}" ] || return 0
+    # ctest counted the entry once already, as passed or failed
+    if grep -qE '^ *[0-9]+/[0-9]+ Test +#[0-9]+: unit \.+ +Passed' "$1/ctest.log"; then total_passed=$((total_passed - 1)); else total_failed=$((total_failed - 1)); fi
+    total_passed=$((total_passed + tests - failures - errors))
+    total_failed=$((total_failed + failures + errors))
+}
 build_and_test() { # name, ctest exclude regex ("" for none), extra cmake args...
-    local name=$1 exclude=$2; shift 2
+    local name=$1 exclude=$2 started=$SECONDS; shift 2
     echo "=== build $name"
     cmake -S . -B "build-$name" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRESMGR_WERROR=ON "${launcher[@]}" "$@" >/dev/null
     cmake --build "build-$name" -j"$jobs"
+    timings+=("build $name: $((SECONDS - started)) s"); started=$SECONDS
+    rm -f "build-$name/tests/unit-tests.xml" # never count a previous run's results
     echo "=== test $name (unit + host)${exclude:+, leaving out tests matching '$exclude' (see below)}"
     if (cd "build-$name" && ctest --output-on-failure --timeout 300 ${exclude:+-E "$exclude"}) | tee "build-$name/ctest.log"; [ "${PIPESTATUS[0]}" = 0 ]; then
         summary+=("$name: ok")
@@ -45,6 +58,8 @@ build_and_test() { # name, ctest exclude regex ("" for none), extra cmake args..
         summary+=("$name: FAILED"); failed=1
     fi
     count_ctest "build-$name/ctest.log"
+    count_unit "build-$name"
+    timings+=("test $name: $((SECONDS - started)) s")
 }
 
 build_and_test release ""
@@ -52,6 +67,7 @@ build_and_test release ""
 # change costs ~10x, so they outrun the timeout; their code paths run under ASan at small scale.
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build_and_test asan 'AtScale\.' -DRESMGR_SANITIZE=ON -DRESMGR_BUILD_BENCH=OFF
 
+started=$SECONDS
 echo "=== system tier (VM)"
 rm -f build-release/system-tests.log # never count a previous run's results
 set +e
@@ -67,6 +83,7 @@ case $rc in
     77) summary+=("system: skipped (reason printed above)") ;;
     *) summary+=("system: FAILED"); failed=1 ;;
 esac
+timings+=("system tier: $((SECONDS - started)) s"); started=$SECONDS
 
 echo "=== package tier: lintian-clean .deb, installed and purged in the VM"
 set +e
@@ -89,8 +106,11 @@ case $prc in
     77) summary+=("package: skipped (reason printed above)") ;;
     *) summary+=("package: FAILED"); failed=1 ;;
 esac
+timings+=("package tier: $((SECONDS - started)) s")
 
 echo "=== summary"
 printf '%s\n' "${summary[@]}"
 echo "total: $total_passed passed, $total_failed failed"
+printf '%s\n' "${timings[@]}"
+echo "whole suite: $SECONDS s"
 exit $failed

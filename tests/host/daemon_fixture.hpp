@@ -2,6 +2,7 @@
 // in a temp dir, sampling every second) and the CLI helpers that talk to it.
 #pragma once
 
+#include "build_paths.hpp"
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -66,7 +67,7 @@ protected:
     }
 
     void start(const std::vector<std::string>& extra_args = {}) {
-        std::vector<std::string> argv{RESMGRD_PATH, "--config", dir + "/policy.json", "--state-dir", dir + "/state", "--socket", socket,
+        std::vector<std::string> argv{build_paths::resmgrd, "--config", dir + "/policy.json", "--state-dir", dir + "/state", "--socket", socket,
                                       "--cgroup-root", root, "--backend", "cgroupfs", "--log-level", "debug"};
         argv.insert(argv.end(), extra_args.begin(), extra_args.end());
         daemon = spawn(argv, log);
@@ -104,7 +105,7 @@ protected:
     }
 
     RunResult cli(const std::vector<std::string>& args) {
-        std::vector<std::string> argv{RESMGR_CLI_PATH, "--socket", socket, "--json"};
+        std::vector<std::string> argv{build_paths::resmgr_cli, "--socket", socket, "--json"};
         argv.insert(argv.end(), args.begin(), args.end());
         return run(argv);
     }
@@ -126,7 +127,7 @@ protected:
     }
 
     RunResult resmgr_run(const std::vector<std::string>& args) {
-        std::vector<std::string> argv{RESMGR_RUN_PATH, "--socket", socket};
+        std::vector<std::string> argv{build_paths::resmgr_run, "--socket", socket};
         argv.insert(argv.end(), args.begin(), args.end());
         return run(argv);
     }

@@ -3,6 +3,7 @@
 // "Local users can crash, hijack and block resmgrd". Clients run as a user through setpriv.
 #pragma once
 
+#include "build_paths.hpp"
 #include <grp.h>
 #include <pwd.h>
 
@@ -74,7 +75,7 @@ protected:
         DaemonHost::TearDown();
     }
     RunResult cli_as(const ScopedUser& user, const std::vector<std::string>& args) {
-        std::vector<std::string> argv{RESMGR_CLI_PATH, "--socket", socket, "--json"};
+        std::vector<std::string> argv{build_paths::resmgr_cli, "--socket", socket, "--json"};
         argv.insert(argv.end(), args.begin(), args.end());
         return run(user.as(argv));
     }

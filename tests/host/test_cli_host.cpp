@@ -1,5 +1,6 @@
 // The client programs as a user runs them: what they hand to the command, and what they say
 // when they are used wrongly.
+#include "build_paths.hpp"
 #include <gtest/gtest.h>
 
 #include "daemon_fixture.hpp"
@@ -40,7 +41,7 @@ TEST_F(DaemonHost, ResmgrRunGivesTheCommandExactlyItsWords) {
 }
 
 TEST(ClientPrograms, EachSaysItsVersion) {
-    for (auto [path, name] : {std::pair{RESMGRD_PATH, "resmgrd"}, {RESMGR_CLI_PATH, "resmgr"}, {RESMGR_RUN_PATH, "resmgr-run"}}) {
+    for (auto [path, name] : {std::pair{build_paths::resmgrd, "resmgrd"}, {build_paths::resmgr_cli, "resmgr"}, {build_paths::resmgr_run, "resmgr-run"}}) {
         RunResult r = run({path, "--version"});
         EXPECT_EQ(r.status, 0) << name << ": " << r.err;
         EXPECT_EQ(r.out, std::string(name) + " " + RESMGR_VERSION + "\n");
@@ -49,7 +50,7 @@ TEST(ClientPrograms, EachSaysItsVersion) {
 
 // The help lists every operation of the catalog resmgrd routes by, the seed's included.
 TEST(ClientPrograms, HelpNamesEveryOperation) {
-    RunResult r = run({RESMGR_CLI_PATH, "--help"});
+    RunResult r = run({build_paths::resmgr_cli, "--help"});
     ASSERT_EQ(r.status, 0) << r.err;
     for (const auto& op : resmgr::operation_catalog()) {
         if (op.by_socket) continue;
@@ -67,14 +68,14 @@ TEST(ClientPrograms, SayPlainlyWhatIsWrongWithTheirArguments) {
         std::string said;
     };
     for (auto& c : std::vector<Case>{
-             {{RESMGR_RUN_PATH, "--socket", nowhere, "--cpu", "-1", "--", "/bin/true"}, "--cpu: must be a number of cores >= 0, e.g. 0.5 or 2"},
-             {{RESMGR_RUN_PATH, "--socket", nowhere, "--cpu", "lots", "/bin/true"}, "--cpu: must be a number of cores >= 0, e.g. 0.5 or 2"},
-             {{RESMGR_RUN_PATH, "--socket", nowhere, "--pids=0", "/bin/true"}, "--pids: must be a whole number of tasks >= 1, e.g. 512"},
-             {{RESMGR_CLI_PATH, "--socket", nowhere, "allocate", R"({"workflow_id":)"},
+             {{build_paths::resmgr_run, "--socket", nowhere, "--cpu", "-1", "--", "/bin/true"}, "--cpu: must be a number of cores >= 0, e.g. 0.5 or 2"},
+             {{build_paths::resmgr_run, "--socket", nowhere, "--cpu", "lots", "/bin/true"}, "--cpu: must be a number of cores >= 0, e.g. 0.5 or 2"},
+             {{build_paths::resmgr_run, "--socket", nowhere, "--pids=0", "/bin/true"}, "--pids: must be a whole number of tasks >= 1, e.g. 512"},
+             {{build_paths::resmgr_cli, "--socket", nowhere, "allocate", R"({"workflow_id":)"},
               "resmgr: the JSON parameters are not valid JSON: syntax error while parsing value - unexpected end of input; "
               "expected '[', '{', or a literal, at byte 16"},
-             {{RESMGR_CLI_PATH, "--socket", nowhere, "alocate", "{}"}, "resmgr: unknown operation 'alocate'; did you mean 'allocate'?"},
-             {{RESMGR_CLI_PATH, "--socket", nowhere, "stats"}, "did you mean 'status'?"}}) {
+             {{build_paths::resmgr_cli, "--socket", nowhere, "alocate", "{}"}, "resmgr: unknown operation 'alocate'; did you mean 'allocate'?"},
+             {{build_paths::resmgr_cli, "--socket", nowhere, "stats"}, "did you mean 'status'?"}}) {
         RunResult r = run(c.argv);
         EXPECT_EQ(r.status, 2) << testing::PrintToString(c.argv) << r.err;
         EXPECT_NE(r.err.find(c.said), std::string::npos) << r.err;
@@ -82,7 +83,7 @@ TEST(ClientPrograms, SayPlainlyWhatIsWrongWithTheirArguments) {
         EXPECT_LT(r.err.size(), 300u) << r.err;
     }
     // A word near no operation is resmgrd's to judge (it may know operations this client does not).
-    RunResult far = run({RESMGR_CLI_PATH, "--socket", nowhere, "frobnicate"});
+    RunResult far = run({build_paths::resmgr_cli, "--socket", nowhere, "frobnicate"});
     EXPECT_EQ(far.status, 1) << far.err;
     EXPECT_NE((far.out + far.err).find("resmgrd is not reachable"), std::string::npos) << far.out << far.err;
 }

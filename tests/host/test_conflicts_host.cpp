@@ -5,6 +5,7 @@
 // a held opener and the marks come back at restart, SIGTERM and SIGINT stop it cleanly while an
 // opener waits, rename-over is reported, and 200 processes opening held files while holders come
 // and go all get answers with no fd left in the daemon.
+#include "build_paths.hpp"
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
@@ -39,7 +40,7 @@ protected:
     }
     // resmgr-run --exclusive FILE running a shell script in the background until `stop` exists.
     pid_t hold_with_resmgr_run(const std::string& script, const std::vector<std::string>& extra = {}) {
-        std::vector<std::string> argv{RESMGR_RUN_PATH, "--socket", socket, "--workflow", "wf-holder", "--exclusive", file};
+        std::vector<std::string> argv{build_paths::resmgr_run, "--socket", socket, "--workflow", "wf-holder", "--exclusive", file};
         argv.insert(argv.end(), extra.begin(), extra.end());
         argv.insert(argv.end(), {"--", "/bin/sh", "-c", script});
         return spawn(argv, dir + "/holder.log");
@@ -98,7 +99,7 @@ TEST_F(ConflictsHost, ASecondClaimantWithWaitRunsWhenTheFirstEnds) {
     const std::string stop_flag = dir + "/stop";
     pid_t holder = hold_with_resmgr_run("echo first >> " + file + " && while [ ! -e " + stop_flag + " ]; do sleep 0.05; done");
     ASSERT_TRUE(wait_until([&] { return slurp(file).find("first") != std::string::npos; }, 10s)) << slurp(dir + "/holder.log");
-    pid_t second = spawn({RESMGR_RUN_PATH, "--socket", socket, "--workflow", "wf-second", "--wait", "--exclusive", file, "--", "/bin/sh", "-c",
+    pid_t second = spawn({build_paths::resmgr_run, "--socket", socket, "--workflow", "wf-second", "--wait", "--exclusive", file, "--", "/bin/sh", "-c",
                           "echo second >> " + file},
                          dir + "/second.log");
     std::this_thread::sleep_for(1s);
@@ -130,7 +131,7 @@ TEST_F(ConflictsHost, WhyNamesTheHolderTheWaitAndTheWaitingOpener) {
     pid_t waiting = try_open(file, O_WRONLY);
     ASSERT_TRUE(wait_conflict_event([&](const json& e) { return e["details"]["event"] == "queued"; }));
     // A relative path, resolved by resmgr in its own directory.
-    RunResult r = run({"/bin/sh", "-c", "cd \"$1\" && exec \"$2\" --socket \"$3\" --json why flake.nix", "sh", work, RESMGR_CLI_PATH, socket});
+    RunResult r = run({"/bin/sh", "-c", "cd \"$1\" && exec \"$2\" --socket \"$3\" --json why flake.nix", "sh", work, build_paths::resmgr_cli, socket});
     ASSERT_EQ(r.status, 0) << r.out << r.err;
     json why = json::parse(r.out);
     ASSERT_EQ(why["status"], "success") << why.dump(2);

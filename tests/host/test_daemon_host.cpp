@@ -1,4 +1,5 @@
 // resmgrd + resmgr + resmgr-run on this host's real cgroup2 hierarchy, through the real socket.
+#include "build_paths.hpp"
 #include <gtest/gtest.h>
 
 #include <poll.h>
@@ -106,7 +107,7 @@ TEST_F(DaemonHost, QueuedResmgrRunStartsWhenCapacityIsReleased) {
     std::string holder = allocate(json{{"workflow_id", "wf-holder"}, {"resources", {{"cpu_cores", all}}}}.dump());
     ASSERT_FALSE(holder.empty());
     std::string out = dir + "/waiter.out";
-    pid_t waiter = spawn({RESMGR_RUN_PATH, "--socket", socket, "--wait", "--workflow", "wf-waiter", "--cpu", "0.5", "--", "/bin/echo",
+    pid_t waiter = spawn({build_paths::resmgr_run, "--socket", socket, "--wait", "--workflow", "wf-waiter", "--cpu", "0.5", "--", "/bin/echo",
                           "started"}, out);
     bool queued = wait_until([&] {
         json st = cli_json({"status"});
@@ -131,7 +132,7 @@ TEST_F(DaemonHost, CriticalRequestFreezesLowPriorityWorkAndReleaseThawsIt) {
     std::string low = allocate(json{{"workflow_id", "wf-bg"}, {"priority", "low"}, {"resources", {{"cpu_cores", cap["available"]}}},
                                     {"auto_release", {{"on_completion", false}}}}.dump());
     ASSERT_FALSE(low.empty());
-    pid_t runner = spawn({RESMGR_RUN_PATH, "--socket", socket, "--allocation", low, "--", "/bin/sh", "-c", "while :; do :; done"},
+    pid_t runner = spawn({build_paths::resmgr_run, "--socket", socket, "--allocation", low, "--", "/bin/sh", "-c", "while :; do :; done"},
                          dir + "/spinner.out");
     std::string procs = root + "/" + low + "/main/cgroup.procs";
     ASSERT_TRUE(wait_until([&] { return !slurp(procs).empty(); }, std::chrono::seconds(5))) << slurp(dir + "/spinner.out");
@@ -239,7 +240,7 @@ TEST_F(DaemonHost, DoctorExplainsTheHost) {
 
 TEST_F(DaemonHost, CpuBurnersRaiseTheThresholdEventAndFollowersSeeItClear) {
     std::string follow_log = dir + "/follow.log";
-    pid_t follower = spawn({RESMGR_CLI_PATH, "--socket", socket, "--json", "events", "--follow", "--type", "threshold", "--type",
+    pid_t follower = spawn({build_paths::resmgr_cli, "--socket", socket, "--json", "events", "--follow", "--type", "threshold", "--type",
                             "threshold_cleared"},
                            follow_log);
     ASSERT_TRUE(wait_until([&] { return slurp(follow_log).find("resmgr: following") != std::string::npos; }, std::chrono::seconds(5)))
@@ -277,7 +278,7 @@ TEST_F(DaemonHost, AgentsRunInTheirOwnGroupTakeSlotsAndFailuresAreObserved) {
     std::string id = allocate(R"({"workflow_id":"pool","resources":{"cpu_cores":1,"agents":1}})");
     ASSERT_FALSE(id.empty());
     std::string agent_log = dir + "/agent.log";
-    pid_t agent = spawn({RESMGR_RUN_PATH, "--socket", socket, "--allocation", id, "--agent", "coder", "--", "/bin/sh", "-c",
+    pid_t agent = spawn({build_paths::resmgr_run, "--socket", socket, "--allocation", id, "--agent", "coder", "--", "/bin/sh", "-c",
                          "cat /proc/self/cgroup; sleep 3"},
                         agent_log);
     ASSERT_TRUE(wait_until([&] { return slurp(agent_log).find("agent-coder") != std::string::npos; }, std::chrono::seconds(5)))
@@ -305,7 +306,7 @@ TEST_F(DaemonHost, KernelProbesCountToolsThatRanInAnAllocation) {
     std::string ebpf = doctor["result"]["daemon"].value("ebpf", "");
     if (ebpf != "loaded") GTEST_SKIP() << "eBPF probes did not load here: " << ebpf;
     std::string log_path = dir + "/tools.log";
-    pid_t runner = spawn({RESMGR_RUN_PATH, "--socket", socket, "--workflow", "tools", "--", "/bin/sh", "-c",
+    pid_t runner = spawn({build_paths::resmgr_run, "--socket", socket, "--workflow", "tools", "--", "/bin/sh", "-c",
                           "for i in 1 2 3 4 5; do bash -c true; done; grep -q x /dev/null; grep -q y /dev/null; "
                           "grep -q z /dev/null; echo done-running; sleep 5"},
                          log_path);

@@ -1,5 +1,6 @@
 // The history on this host: each resmgr-run of a workflow type leaves a run record with what it
 // used, read from the kernel (cpu.stat, eBPF), and the records outlive a kill -9 of resmgrd.
+#include "build_paths.hpp"
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -75,7 +76,7 @@ TEST_F(DaemonHost, ADamagedHistoryDatabaseIsNamedAndAllocationsGoOn) {
 
 TEST_F(DaemonHost, HistoryImportOfARealTraceIsAllOrNothingAndExportsAgain) {
     const std::string trace = "/work/shared/data/nab/realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv";
-    const std::string nab = std::string(RESMGR_SOURCE_DIR) + "/../shared/data/nab/realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv";
+    const std::string nab = std::string(build_paths::source_dir) + "/../shared/data/nab/realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv";
     const std::string file = std::filesystem::exists(nab) ? nab : trace;
     if (!std::filesystem::exists(file)) GTEST_SKIP() << "NAB trace not found at " << nab << " (../shared/data/nab is absent)";
     json imported = cli_json({"history", "import", "--csv", file, "--metric", "node/cpu_percent"});
@@ -107,7 +108,7 @@ TEST_F(SecurityHost, HistoryImportIsRootsAndRunsAreTheirOwners) {
     EXPECT_EQ(refused["error"]["code"], "PERMISSION_DENIED") << refused.dump(2);
     // root's run and alice's run of a workflow both named "shared": each sees only their own.
     ASSERT_EQ(resmgr_run({"--workflow", "shared", "--type", "t", "--", "true"}).status, 0);
-    RunResult hers = run(alice->as({RESMGR_RUN_PATH, "--socket", socket, "--workflow", "shared", "--type", "t", "--", "true"}));
+    RunResult hers = run(alice->as({build_paths::resmgr_run, "--socket", socket, "--workflow", "shared", "--type", "t", "--", "true"}));
     ASSERT_EQ(hers.status, 0) << hers.err;
     json alice_usage = cli_json_as(*alice, {"usage", "shared"});
     ASSERT_EQ(alice_usage["result"]["runs"].size(), 1u) << alice_usage.dump(2);

@@ -1,6 +1,7 @@
 // Prometheus metrics of a real resmgrd: /metrics scraped over a real TCP socket on a free
 // loopback port and parsed line by line, an allocation's series appearing and vanishing with
 // it, the textfile written for node_exporter, and bad flags refused with exit status 2.
+#include "build_paths.hpp"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -134,7 +135,7 @@ TEST_F(MetricsHost, NothingButMetricsIsServed) {
 
 // A daemon whose metrics flags are wrong exits with status 2 before it touches anything.
 RunResult start_with(const std::vector<std::string>& metrics_args, const std::string& dir) {
-    std::vector<std::string> argv{RESMGRD_PATH, "--state-dir", dir + "/state", "--socket", dir + "/resmgr.sock", "--backend", "accounting"};
+    std::vector<std::string> argv{build_paths::resmgrd, "--state-dir", dir + "/state", "--socket", dir + "/resmgr.sock", "--backend", "accounting"};
     argv.insert(argv.end(), metrics_args.begin(), metrics_args.end());
     return run(argv);
 }

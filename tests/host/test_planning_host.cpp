@@ -1,5 +1,6 @@
 // The planning operations on a real resmgrd: a NAB trace imported with `history import`, then
 // forecast and analyze-trends over the socket answer with the accuracy block and sane numbers.
+#include "build_paths.hpp"
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -15,7 +16,7 @@ using nlohmann::json;
 
 TEST_F(DaemonHost, ForecastAndTrendsOfAnImportedTraceCarryTheirMeasuredAccuracy) {
     const std::string relative = "/../shared/data/nab/realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv";
-    const std::string nab = std::string(RESMGR_SOURCE_DIR) + relative;
+    const std::string nab = std::string(build_paths::source_dir) + relative;
     const std::string file = std::filesystem::exists(nab) ? nab : "/work/shared/data/nab/realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv";
     if (!std::filesystem::exists(file)) GTEST_SKIP() << "NAB trace not found at " << nab << " (../shared/data/nab is absent)";
     json imported = cli_json({"history", "import", "--csv", file, "--metric", "imported/ec2_cpu"});

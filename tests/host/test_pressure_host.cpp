@@ -4,6 +4,7 @@
 // unenforced where the host's cgroup v2 has no cpu controller) and really freezes the low
 // groups (cgroup.freeze, cgroup.events "frozen 1"), one a pass; `status pressure` shows it all;
 // once the protected work is gone the signal clears and everything is given back.
+#include "build_paths.hpp"
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -50,7 +51,7 @@ protected:
                                        {"auto_release", {{"on_completion", false}}}}
                                       .dump());
         EXPECT_FALSE(id.empty());
-        runners.push_back(spawn({RESMGR_RUN_PATH, "--socket", socket, "--allocation", id, "--", "/bin/sh", "-c", "while :; do :; done"},
+        runners.push_back(spawn({build_paths::resmgr_run, "--socket", socket, "--allocation", id, "--", "/bin/sh", "-c", "while :; do :; done"},
                                 dir + "/" + workflow + ".out"));
         const std::string procs = root + "/" + id + "/main/cgroup.procs";
         EXPECT_TRUE(wait_until([&] { return !slurp(procs).empty(); }, 5s)) << slurp(dir + "/" + workflow + ".out");

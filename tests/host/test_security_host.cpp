@@ -2,6 +2,7 @@
 // resmgrd" tried them: two unprivileged users (created and removed by each test) and root.
 // Priority is a privilege, conflicts are settled only by those they involve, workflow names
 // belong to their owner.
+#include "build_paths.hpp"
 #include <gtest/gtest.h>
 
 #include <sys/socket.h>
@@ -105,7 +106,7 @@ TEST_F(SecurityHost, HostileValuesAreRefusedBeforeTheyReachALogOrAClock) {
 TEST_F(SecurityHost, AReleaseTheStateDirectoryCannotRecordKillsNothingAndSurvivesARestart) {
     std::string id = allocate_as(*alice, R"({"workflow_id":"wf-a","resources":{}})");
     ASSERT_FALSE(id.empty());
-    RunResult joined = run(alice->as({RESMGR_RUN_PATH, "--socket", socket, "--allocation", id, "--", "/bin/sh", "-c", "sleep 60 & echo $!"}));
+    RunResult joined = run(alice->as({build_paths::resmgr_run, "--socket", socket, "--allocation", id, "--", "/bin/sh", "-c", "sleep 60 & echo $!"}));
     ASSERT_EQ(joined.status, 0) << joined.err;
     const pid_t sleeper = std::stoi(joined.out);
     // The state directory stops taking writes, as a full filesystem does.

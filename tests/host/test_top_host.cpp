@@ -1,5 +1,6 @@
 // `resmgr top` as a person sees it: under a real pseudo-terminal (forkpty), against a resmgrd of
 // the test's own with two running workflows; and `--once` as a script reads it.
+#include "build_paths.hpp"
 #include <gtest/gtest.h>
 
 #include <poll.h>
@@ -84,10 +85,10 @@ protected:
 
     // wf-burn (low priority) keeps a CPU busy; wf-grow (high priority) starts a process every 0.3 s.
     void start_two_workflows() {
-        runners.push_back(spawn({RESMGR_RUN_PATH, "--socket", socket, "--workflow", "wf-burn", "--priority", "low", "--cpu", "0.5", "--",
+        runners.push_back(spawn({build_paths::resmgr_run, "--socket", socket, "--workflow", "wf-burn", "--priority", "low", "--cpu", "0.5", "--",
                                  "/bin/sh", "-c", "while :; do :; done"},
                                 dir + "/burn.log"));
-        runners.push_back(spawn({RESMGR_RUN_PATH, "--socket", socket, "--workflow", "wf-grow", "--priority", "high", "--cpu", "1", "--",
+        runners.push_back(spawn({build_paths::resmgr_run, "--socket", socket, "--workflow", "wf-grow", "--priority", "high", "--cpu", "1", "--",
                                  "/bin/sh", "-c", "for i in $(seq 1 100); do sleep 120 & sleep 0.3; done; wait"},
                                 dir + "/grow.log"));
         ASSERT_TRUE(wait_until([&] {
@@ -108,7 +109,7 @@ protected:
             ::setenv("TERM", "xterm-256color", 1);
             ::setenv("LANG", "C.UTF-8", 1);
             ::unsetenv("NO_COLOR");
-            ::execl(RESMGR_CLI_PATH, RESMGR_CLI_PATH, "--socket", socket.c_str(), "top", "--interval", "0.5", static_cast<char*>(nullptr));
+            ::execl(build_paths::resmgr_cli, build_paths::resmgr_cli, "--socket", socket.c_str(), "top", "--interval", "0.5", static_cast<char*>(nullptr));
             ::_exit(127);
         }
     }
@@ -230,7 +231,7 @@ TEST_F(TopHost, OnceIsStableForScripts) {
     std::vector<std::vector<std::string>> frames;
     for (int i = 0; i < 2; ++i) {
         if (i) std::this_thread::sleep_for(std::chrono::milliseconds(1200)); // another sampling pass
-        RunResult r = run({RESMGR_CLI_PATH, "--socket", socket, "top", "--once", "--width", "100", "--sort", "priority"},
+        RunResult r = run({build_paths::resmgr_cli, "--socket", socket, "top", "--once", "--width", "100", "--sort", "priority"},
                           {"LANG=C.UTF-8", "TERM=xterm"});
         ASSERT_EQ(r.status, 0) << r.err;
         EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << "no escapes when stdout is not a terminal:\n" << r.out;
@@ -251,13 +252,13 @@ TEST_F(TopHost, OnceIsStableForScripts) {
     const auto first_word = [](const std::string& l) { return l.substr(0, l.find(' ')); };
     for (size_t i = 0; i < frames[0].size(); ++i) EXPECT_EQ(first_word(frames[0][i]), first_word(frames[1][i])) << "line " << i;
 
-    RunResult no_tty = run({RESMGR_CLI_PATH, "--socket", socket, "top"});
+    RunResult no_tty = run({build_paths::resmgr_cli, "--socket", socket, "top"});
     EXPECT_EQ(no_tty.status, 2);
     EXPECT_NE(no_tty.err.find("use `resmgr top --once`"), std::string::npos) << no_tty.err;
-    RunResult help = run({RESMGR_CLI_PATH, "top", "--help"});
+    RunResult help = run({build_paths::resmgr_cli, "top", "--help"});
     EXPECT_EQ(help.status, 0);
     EXPECT_NE(help.out.find("Examples:"), std::string::npos) << help.out;
-    RunResult down = run({RESMGR_CLI_PATH, "--socket", dir + "/nobody.sock", "top", "--once"});
+    RunResult down = run({build_paths::resmgr_cli, "--socket", dir + "/nobody.sock", "top", "--once"});
     EXPECT_EQ(down.status, 1);
     EXPECT_NE(down.err.find("resmgrd is not reachable"), std::string::npos) << down.err;
 }

@@ -2,6 +2,7 @@
 // pseudo-terminal, forkpty) against a resmgrd of the test's own with two allocations: tables,
 // no JSON, sparklines of the last hour once samples exist; and the same commands through a pipe
 // print the seed's envelope unchanged. Also `history recent`, what the sparklines are drawn from.
+#include "build_paths.hpp"
 #include <gtest/gtest.h>
 
 #include <poll.h>
@@ -35,7 +36,7 @@ protected:
             ::setenv("TERM", "xterm-256color", 1);
             ::setenv("LANG", "C.UTF-8", 1);
             ::unsetenv("NO_COLOR");
-            std::vector<std::string> argv{RESMGR_CLI_PATH, "--socket", socket};
+            std::vector<std::string> argv{build_paths::resmgr_cli, "--socket", socket};
             argv.insert(argv.end(), args.begin(), args.end());
             std::vector<char*> raw;
             for (auto& a : argv) raw.push_back(a.data());
@@ -115,7 +116,7 @@ TEST_F(TtyOutputHost, ThroughAPipeTheEnvelopeIsUnchanged) {
                                             .value("samples", 0) > 0; },
                            std::chrono::seconds(15)));
     for (const auto& args : std::vector<std::vector<std::string>>{{"status"}, {"usage", "wf-tty-a"}, {"capacity"}}) {
-        std::vector<std::string> piped{RESMGR_CLI_PATH, "--socket", socket};
+        std::vector<std::string> piped{build_paths::resmgr_cli, "--socket", socket};
         piped.insert(piped.end(), args.begin(), args.end());
         RunResult pipe = run(piped);
         RunResult flagged = cli(args); // --json

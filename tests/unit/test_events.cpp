@@ -1,4 +1,5 @@
 // Events: journald field mapping, alerts.jsonl rotation, and what the Service reports.
+#include "build_paths.hpp"
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -60,7 +61,7 @@ TEST(Events, MessageIdsAreDistinctAndWellFormed) {
 }
 
 TEST(Events, CatalogExplainsEveryMessageId) {
-    std::ifstream in(std::string(RESMGR_SOURCE_DIR) + "/units/resmgr.catalog");
+    std::ifstream in(std::string(build_paths::source_dir) + "/units/resmgr.catalog");
     std::string catalog((std::istreambuf_iterator<char>(in)), {});
     for (auto t : {EventType::allocated, EventType::released, EventType::expired, EventType::denied, EventType::queued, EventType::preempted,
                    EventType::resumed, EventType::conflict, EventType::threshold_raised, EventType::threshold_cleared, EventType::oom_kill,

@@ -1,6 +1,7 @@
 // Per-cgroup parsers and read_group, against kernel-format fixtures
 // (tests/unit/fixtures/monitor/group), this host's v2 root cpu.stat, and truncated and garbage
 // variants: each file degrades on its own, nothing throws out of read_group.
+#include "build_paths.hpp"
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -15,7 +16,7 @@ using namespace std::string_literals;
 
 namespace {
 
-const std::string kFixtures = std::string(RESMGR_SOURCE_DIR) + "/tests/unit/fixtures/monitor";
+const std::string kFixtures = std::string(build_paths::source_dir) + "/tests/unit/fixtures/monitor";
 
 std::string fixture(const std::string& relative) { return read_text_file(kFixtures + "/" + relative); }
 

@@ -1,6 +1,7 @@
 // Node parsers (/proc/stat, /proc/meminfo, /proc/pressure/*), statvfs and the node sample,
 // against this host's files (tests/unit/fixtures/monitor/proc) and their truncated and garbage
 // variants.
+#include "build_paths.hpp"
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -16,7 +17,7 @@ using namespace std::string_literals;
 
 namespace {
 
-const std::string kFixtures = std::string(RESMGR_SOURCE_DIR) + "/tests/unit/fixtures/monitor";
+const std::string kFixtures = std::string(build_paths::source_dir) + "/tests/unit/fixtures/monitor";
 
 std::string fixture(const std::string& relative) { return read_text_file(kFixtures + "/" + relative); }
 
@@ -201,8 +202,8 @@ TEST(MonitorPressure, RejectsTruncatedAndGarbage) {
 }
 
 TEST(MonitorDiskSpace, StatvfsOfTheSourceTree) {
-    auto disk = read_disk_space(RESMGR_SOURCE_DIR);
-    EXPECT_EQ(disk.path, RESMGR_SOURCE_DIR);
+    auto disk = read_disk_space(build_paths::source_dir);
+    EXPECT_EQ(disk.path, build_paths::source_dir);
     EXPECT_GT(disk.total_bytes, 0u);
     EXPECT_LE(disk.available_bytes, disk.total_bytes);
     EXPECT_LE(disk.used_bytes, disk.total_bytes);
@@ -214,7 +215,7 @@ TEST(MonitorDiskSpace, StatvfsOfTheSourceTree) {
 
 TEST(MonitorNodeSample, ReadsFixtureProcRoot) {
     CpuTimes previous{848516, 0, 133824, 1060992, 3433, 0, 1966, 0}; // 100 busy + 100 idle ticks ago
-    auto sample = read_node_sample({kFixtures + "/proc", {RESMGR_SOURCE_DIR}}, previous);
+    auto sample = read_node_sample({kFixtures + "/proc", {build_paths::source_dir}}, previous);
     EXPECT_TRUE(sample.unavailable.empty()) << testing::PrintToString(sample.unavailable);
     ASSERT_TRUE(sample.cpu_times && sample.memory && sample.cpu_pressure && sample.memory_pressure && sample.io_pressure);
     EXPECT_EQ(sample.cpu_times->user, 848616u);
@@ -231,7 +232,7 @@ TEST(MonitorNodeSample, ReadsFixtureProcRoot) {
     EXPECT_EQ(json["memory"]["available_bytes"], 24376324ull * 1024);
     EXPECT_EQ(json["pressure"]["cpu"]["some"]["total_usec"], 1668066422u);
     EXPECT_EQ(json["pressure"]["io"]["full"]["total_usec"], 22113482u);
-    EXPECT_EQ(json["disks"][0]["path"], RESMGR_SOURCE_DIR);
+    EXPECT_EQ(json["disks"][0]["path"], build_paths::source_dir);
     EXPECT_EQ(json["unavailable"], nlohmann::json::array());
 }
 

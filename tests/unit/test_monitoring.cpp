@@ -1,5 +1,6 @@
 // The threshold monitor, bounded JSONL files, the sampler's rates, and the monitoring
 // operations and agent pool through the Service (fake backend, fake /proc and cgroup trees).
+#include "build_paths.hpp"
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,7 +21,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path kFixtures = fs::path(RESMGR_SOURCE_DIR) / "tests/unit/fixtures/monitor";
+const fs::path kFixtures = fs::path(build_paths::source_dir) / "tests/unit/fixtures/monitor";
 const TimePoint kT0 = *parse_timestamp("2025-01-15T11:30:00Z");
 
 void write(const fs::path& path, const std::string& text) {
