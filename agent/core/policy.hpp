@@ -126,7 +126,10 @@ struct Policy {
             Millis clear_hold{0};
             bool enabled = true;
         };
-        std::string mode = "advisory"; // off | advisory (plans, reports, touches nothing) | enforce. Advisory by default: the node-wide memory PSI also rises when one group hits its own memory.max, and enforce then froze an OOM-bound hog in the VM (a hang) instead of letting the kernel kill it
+        // off | advisory (plans, reports, touches nothing) | enforce. The node's memory PSI counts only
+        // as far as groups at their own limits leave it unexplained (core/pressure: signal_values),
+        // so a workflow reaching its own memory.max is left to the OOM kill its limit asks for.
+        std::string mode = "enforce";
         std::map<std::string, Signal> signals{
             {"memory_some", {"memory", false, 20, 5, Millis(1000), Millis(10000)}},
             {"memory_full", {"memory", false, 5, 1, Millis(1000), Millis(10000)}},

@@ -80,7 +80,7 @@ public:
             return std::move(plan_);
         }
         forget_vanished();
-        values_ = signal_values(sample_, groups_, policy_);
+        values_ = signal_values(sample_, groups_, policy_, plan_.state);
         for (auto& [name, rule] : policy_.signals) {
             auto previous = plan_.state.signals.find(name);
             plan_.state.signals[name] =
@@ -177,6 +177,8 @@ private:
         step.threshold = driver.threshold;
         step.enforced = policy_.mode == "enforce";
         step.at = now_;
+        if (auto it = plan_.state.signals.find(driver.signal); it != plan_.state.signals.end())
+            step.signal_crossed = it->second.past_threshold_since;
         plan_.steps.push_back(step);
         plan_.state.held.push_back(step);
         plan_.state.last_change[resource] = now_;
@@ -272,7 +274,7 @@ private:
     }
 
     void give_back_everything() {
-        values_ = signal_values(sample_, groups_, policy_);
+        values_ = signal_values(sample_, groups_, policy_, plan_.state);
         while (give_back_top_rung("")) {}
         plan_.state = PressureState{};
     }
@@ -361,8 +363,37 @@ SignalState observe_signal(const Rules::Signal& rule, std::optional<double> valu
     return s;
 }
 
+bool self_limited(const PressureGroup& group, const PressureState& state) {
+    constexpr double kNearLimit = 0.9;
+    if (group.memory_current) {
+        const double current = static_cast<double>(*group.memory_current);
+        for (const auto& limit : {group.memory_max, group.memory_high})
+            if (limit && current >= kNearLimit * static_cast<double>(*limit)) return true;
+    }
+    return std::any_of(state.held.begin(), state.held.end(),
+                       [&](const PressureStep& s) { return s.allocation_id == group.allocation_id && s.resource == "memory"; });
+}
+
+namespace {
+// The node's memory PSI (some or full), unless the self-limited groups explain it (see signal_values).
+std::optional<double> unexplained_memory_stall(std::optional<double> node, const std::vector<PressureGroup>& groups,
+                                               const PressureState& state, std::optional<double> PressureGroup::*stall) {
+    if (!node) return node;
+    double self_inflicted = 0, others = 0;
+    for (const auto& g : groups) {
+        if (g.status != AllocationStatus::active || !(g.*stall)) continue;
+        double& into = self_limited(g, state) ? self_inflicted : others;
+        into = std::max(into, *(g.*stall));
+    }
+    if (self_inflicted <= 0) return node;
+    // PSI "some" is the share of time at least one task stalled, so the node's is at most the
+    // self-limited groups' plus everyone else's: what they leave unexplained is stall of others.
+    return std::max(others, *node - self_inflicted);
+}
+} // namespace
+
 std::map<std::string, std::optional<double>> signal_values(const PressureSample& sample, const std::vector<PressureGroup>& groups,
-                                                           const Rules& policy) {
+                                                           const Rules& policy, const PressureState& state) {
     auto share = [](const std::optional<std::uint64_t>& part, const std::optional<std::uint64_t>& total) -> std::optional<double> {
         if (!part || !total || *total == 0) return std::nullopt;
         return 100.0 * static_cast<double>(*part) / static_cast<double>(*total);
@@ -373,8 +404,8 @@ std::map<std::string, std::optional<double>> signal_values(const PressureSample&
         if (touchable || g.status != AllocationStatus::active || !g.cpu_pressure_some) continue;
         protected_cpu = std::max(protected_cpu.value_or(0), *g.cpu_pressure_some);
     }
-    return {{"memory_some", sample.memory_some},
-            {"memory_full", sample.memory_full},
+    return {{"memory_some", unexplained_memory_stall(sample.memory_some, groups, state, &PressureGroup::memory_pressure_some)},
+            {"memory_full", unexplained_memory_stall(sample.memory_full, groups, state, &PressureGroup::memory_pressure_full)},
             {"memory_available", share(sample.memory_available_bytes, sample.memory_total_bytes)},
             {"swap_free", share(sample.swap_free_bytes, sample.swap_total_bytes)}, // no swap: no signal
             {"cpu_protected", protected_cpu},
@@ -429,6 +460,7 @@ json PressureStep::to_json() const {
            {"at", format_timestamp(at)}};
     if (reclaim_bytes) j["reclaim_bytes"] = reclaim_bytes;
     if (!unenforced.empty()) j["unenforced"] = unenforced;
+    if (signal_crossed) j["signal_crossed"] = format_timestamp(*signal_crossed);
     return j;
 }
 
@@ -465,6 +497,7 @@ PressureStep PressureStep::from_json(const json& j) {
     s.threshold = read_opt(j, "threshold").value_or(0);
     s.enforced = read_as<bool>(j, "enforced", json::value_t::boolean);
     if (j.contains("unenforced")) s.unenforced = read_as<std::string>(j, "unenforced", json::value_t::string);
+    if (j.contains("signal_crossed")) s.signal_crossed = read_time(j["signal_crossed"], "signal_crossed");
     s.at = read_time(field(j, "at"), "at");
     return s;
 }

@@ -54,7 +54,10 @@ struct PressureGroup {
     std::optional<double> cpu_max_cores;      // nullopt: "max"
     std::optional<double> cpu_cores_used;
     std::optional<double> cpu_pressure_some;  // the group's cpu.pressure some avg10, percent
+    std::optional<std::uint64_t> memory_max;  // nullopt: "max"
+    std::optional<double> memory_pressure_some, memory_pressure_full; // the group's memory.pressure avg10, percent
 };
+
 
 enum class PressureAction { memory_high, cpu_weight, cpu_max, freeze, kill, queue_agents, refuse_storage };
 std::string to_string(PressureAction action);
@@ -75,6 +78,9 @@ struct PressureStep {
     bool enforced = true;           // false in advisory mode: planned and reported, not taken
     std::string unenforced;         // taken, but the backend could not make it real here: why
     TimePoint at{};
+    // When the driving signal first went past its threshold this time (its hold began): at minus
+    // this is the responder's time to act, hold included.
+    std::optional<TimePoint> signal_crossed;
     nlohmann::json to_json() const;
     // The inverse of to_json (the responder's state file); throws std::invalid_argument naming
     // the field when it is not one of to_json's.
@@ -108,10 +114,18 @@ struct PressurePlan {
 // Thresholds: one observation of one signal.
 SignalState observe_signal(const Policy::PressureResponse::Signal& rule, std::optional<double> value, const SignalState& previous,
                            TimePoint now);
+// A group whose memory stall is its own doing: it is within 10 % of its own memory.max or
+// memory.high, or the responder holds a memory step on it. Such a group stalls by design (the
+// kernel reclaims it, or OOM-kills it at memory.max: its own limit, working as meant).
+bool self_limited(const PressureGroup& group, const PressureState& state);
 // Each signal's value in percent from a sample and the groups (cpu_protected: the highest cpu PSI
-// some among groups in bands the policy does not let it touch).
+// some among groups in bands the policy does not let it touch). The node's memory PSI counts only
+// as far as the self-limited groups leave it unexplained: with a self-limited group stalling, the
+// value is the larger of the other groups' highest stall and the node's stall minus the largest
+// self-limited one. Otherwise one workflow reaching its own memory.max would look like node
+// pressure, and the responder would freeze it on its way to the OOM kill its limit asks for.
 std::map<std::string, std::optional<double>> signal_values(const PressureSample& sample, const std::vector<PressureGroup>& groups,
-                                                           const Policy::PressureResponse& policy);
+                                                           const Policy::PressureResponse& policy, const PressureState& state);
 // Ranking: the groups the policy may touch for `resource` (memory or cpu), first victim first.
 std::vector<const PressureGroup*> rank_victims(const std::vector<PressureGroup>& groups, const Policy::PressureResponse& policy,
                                                const std::string& resource);

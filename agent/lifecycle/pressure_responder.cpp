@@ -192,6 +192,7 @@ void PressureResponder::respond(const core::PressureSample& sample, std::vector<
         g.status = a.status;
         const cgroup::Limits limits = adjusted_limits(a, life_.ledger_.policy(), life_.adjustments_);
         g.memory_high = limits.memory_high;
+        g.memory_max = limits.memory_max;
         g.cpu_weight = static_cast<double>(limits.cpu_weight);
         if (limits.cpu_quota_us) g.cpu_max_cores = static_cast<double>(*limits.cpu_quota_us) / static_cast<double>(limits.cpu_period_us);
         if (g.memory_current) {
@@ -268,11 +269,21 @@ core::PressureSample PressureResponder::sample_of(const monitor::Monitoring& mon
     return s;
 }
 
-std::vector<core::PressureGroup> PressureResponder::groups_of(const monitor::Monitoring& monitoring) const {
+std::optional<monitor::Pressure> PressureResponder::group_pressure(const std::string& id, const char* file) const {
+    try {
+        return monitor::read_pressure(life_.backend_.group_path(id) + "/" + file);
+    } catch (const monitor::ParseError&) {
+        return std::nullopt; // no PSI in this group (accounting backend, PSI off): its signal stays unknown
+    }
+}
+
+std::vector<core::PressureGroup> PressureResponder::groups_of(const monitor::Monitoring& monitoring, bool trigger_fired) const {
     std::vector<core::PressureGroup> groups;
     const auto& latest = monitoring.latest();
     if (!latest) return groups;
     const auto& policy = life_.ledger_.policy().pressure_response;
+    const auto& node_psi = latest->node.memory_pressure;
+    const bool node_memory_stalls = trigger_fired || (node_psi && node_psi->some.avg10 > 0);
     for (const auto& [id, usage] : latest->groups) {
         const Allocation* a = life_.ledger_.find(id);
         if (!a) continue; // an agent's own group ("<id>/<agent>")
@@ -280,12 +291,18 @@ std::vector<core::PressureGroup> PressureResponder::groups_of(const monitor::Mon
         g.allocation_id = id;
         g.memory_current = usage.sample.memory_current_bytes;
         g.cpu_cores_used = usage.cpu_cores;
-        // cpu_protected is the stall of the groups it may not touch: only theirs are read.
-        if (!touchable(a->priority, policy) && a->status == AllocationStatus::active) {
-            try {
-                g.cpu_pressure_some = monitor::read_pressure(life_.backend_.group_path(id) + "/cpu.pressure").some.avg10;
-            } catch (const monitor::ParseError&) {
-                // No PSI in this group (accounting backend, PSI off): the signal stays unknown.
+        if (a->status == AllocationStatus::active) {
+            // cpu_protected is the stall of the groups it may not touch: only theirs are read.
+            if (!touchable(a->priority, policy)) {
+                if (auto psi = group_pressure(id, "cpu.pressure")) g.cpu_pressure_some = psi->some.avg10;
+            }
+            // Whether the node's memory stall is the self-limited groups' own (signal_values):
+            // read only while the node stalls at all, so a calm node costs no read per group.
+            if (node_memory_stalls) {
+                if (auto psi = group_pressure(id, "memory.pressure")) {
+                    g.memory_pressure_some = psi->some.avg10;
+                    if (psi->full) g.memory_pressure_full = psi->full->avg10;
+                }
             }
         }
         groups.push_back(std::move(g));
@@ -293,7 +310,7 @@ std::vector<core::PressureGroup> PressureResponder::groups_of(const monitor::Mon
     return groups;
 }
 
-void PressureResponder::on_sample(const monitor::Monitoring& monitoring) { respond(sample_of(monitoring), groups_of(monitoring)); }
+void PressureResponder::on_sample(const monitor::Monitoring& monitoring) { respond(sample_of(monitoring), groups_of(monitoring, false)); }
 
 void PressureResponder::on_trigger(const monitor::Monitoring& monitoring) {
     core::PressureSample s = sample_of(monitoring);
@@ -306,7 +323,7 @@ void PressureResponder::on_trigger(const monitor::Monitoring& monitoring) {
         spdlog::warn("pressure responder: {}", e.what());
     }
     s.memory_some = now;
-    respond(s, groups_of(monitoring));
+    respond(s, groups_of(monitoring, true));
 }
 
 json PressureResponder::to_json(const monitor::Monitoring* monitoring) const {

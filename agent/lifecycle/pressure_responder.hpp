@@ -58,7 +58,9 @@ public:
 
 private:
     core::PressureSample sample_of(const monitor::Monitoring& monitoring) const;
-    std::vector<core::PressureGroup> groups_of(const monitor::Monitoring& monitoring) const;
+    // trigger_fired: the memory PSI trigger fired, so each group's memory.pressure is read.
+    std::vector<core::PressureGroup> groups_of(const monitor::Monitoring& monitoring, bool trigger_fired) const;
+    std::optional<monitor::Pressure> group_pressure(const std::string& id, const char* file) const;
     void save(const core::PressureState& state);
     // Takes one step (or its undo) on the kernel; sets step.unenforced when it could not be made real.
     void take(core::PressureStep& step);

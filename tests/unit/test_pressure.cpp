@@ -15,11 +15,7 @@ namespace {
 const TimePoint T0 = TimePoint(std::chrono::seconds(1'800'000'000));
 constexpr std::uint64_t MiB = 1024 * 1024;
 
-Policy::PressureResponse rules() { // the default rules, acting (the default mode is advisory)
-    auto r = Policy::defaults().pressure_response;
-    r.mode = "enforce";
-    return r;
-}
+Policy::PressureResponse rules() { return Policy::defaults().pressure_response; } // they act: enforce
 
 PressureGroup group(std::string id, int priority, std::uint64_t memory_mib, double cores = 0.5) {
     PressureGroup g;
@@ -140,6 +136,64 @@ TEST(PressureRanking, OnlyActiveGroups) {
     EXPECT_TRUE(rank_victims({paused}, rules(), "memory").empty());
 }
 
+// ---- whose stall it is ----
+
+TEST(PressureSignal, AGroupAtItsOwnMemoryMaxIsNotNodePressure) {
+    // One hog at 48 of its own 50 MiB stalls 60 %, and so does the node: the kernel reclaims the
+    // hog and will OOM-kill it at its limit, as the limit asks. Nothing else stalls.
+    PressureGroup hog = group("hog", 10, 48);
+    hog.memory_max = 50 * MiB;
+    hog.memory_pressure_some = 60;
+    PressureGroup calm = group("calm", 10, 500);
+    calm.memory_pressure_some = 0;
+    PressureState none;
+    auto values = signal_values(memory_sample(60), {hog, calm}, rules(), none);
+    EXPECT_EQ(values.at("memory_some"), 0);
+    Responder r;
+    r.groups = {hog, calm};
+    EXPECT_TRUE(r.at(0ms, memory_sample(60)).steps.empty());
+    EXPECT_TRUE(r.at(5s, memory_sample(60)).steps.empty());
+    EXPECT_FALSE(r.state.signals.at("memory_some").raised);
+    // Without its own limit the same stall is the node's: the hog's memory.high is lowered.
+    r.groups[0].memory_max.reset();
+    EXPECT_EQ(signal_values(memory_sample(60), r.groups, rules(), none).at("memory_some"), 60);
+    r.at(6s, memory_sample(60));
+    EXPECT_EQ(targets(r.at(7s, memory_sample(60)), PressureAction::memory_high), (std::vector<std::string>{"calm", "hog"}));
+}
+
+TEST(PressureSignal, AProtectedGroupsStallStillCountsBesideASelfLimitedOne) {
+    PressureGroup hog = group("hog", 10, 95);
+    hog.memory_high = 100 * MiB; // within 10 % of its own memory.high
+    hog.memory_pressure_some = 70;
+    PressureGroup probe = group("probe", 95, 50);
+    probe.memory_pressure_some = 35;
+    PressureState none;
+    auto values = signal_values(memory_sample(70), {hog, probe}, rules(), none);
+    EXPECT_EQ(values.at("memory_some"), 35); // the probe's, still past the 20 % threshold
+    // The node stalls 80 %: at least 10 points of it are not the hog's (the probe's 35 are more).
+    EXPECT_EQ(signal_values(memory_sample(80), {hog, probe}, rules(), none).at("memory_some"), 35);
+    // With the probe calm, what the hog leaves unexplained is what counts: 30 points.
+    probe.memory_pressure_some = 0;
+    EXPECT_EQ(signal_values(memory_sample(100), {hog, probe}, rules(), none).at("memory_some"), 30);
+}
+
+TEST(PressureSignal, TheRespondersOwnSqueezeIsNotPressure) {
+    // A hog whose memory.high the responder lowered stalls by design; once the others calm down,
+    // that stall must not hold the signal up (the CPU ladder has the same rule: cpu_protected).
+    PressureGroup hog = group("hog", 10, 2000);
+    hog.memory_pressure_some = 50;
+    PressureStep squeeze;
+    squeeze.action = PressureAction::memory_high;
+    squeeze.resource = "memory";
+    squeeze.allocation_id = "hog";
+    PressureState squeezed;
+    squeezed.held = {squeeze};
+    EXPECT_TRUE(self_limited(hog, squeezed));
+    EXPECT_FALSE(self_limited(hog, PressureState{}));
+    EXPECT_EQ(signal_values(memory_sample(50), {hog}, rules(), squeezed).at("memory_some"), 0);
+    EXPECT_EQ(signal_values(memory_sample(50), {hog}, rules(), PressureState{}).at("memory_some"), 50);
+}
+
 // ---- the memory ladder ----
 
 TEST(PressurePlan, MemoryLadderPausesBeforeAnythingIsKilled) {
@@ -158,6 +212,8 @@ TEST(PressurePlan, MemoryLadderPausesBeforeAnythingIsKilled) {
     EXPECT_EQ(plan.steps[0].signal, "memory_some");
     EXPECT_EQ(*plan.steps[0].seen, 40);
     EXPECT_EQ(plan.steps[0].threshold, 20);
+    EXPECT_EQ(plan.steps[0].signal_crossed, T0); // past the threshold since the first pass: 1 s to act
+    EXPECT_EQ(PressureStep::from_json(plan.steps[0].to_json()).signal_crossed, T0);
     EXPECT_TRUE(plan.steps[0].enforced);
     // Before escalate_after (2 s) nothing more.
     EXPECT_TRUE(r.at(2500ms, hot).steps.empty());
@@ -390,7 +446,7 @@ TEST(PressurePolicy, DefaultsRoundTripAndOverlay) {
     EXPECT_EQ(p.resource_leak_detection.monitoring_interval, std::chrono::minutes(10));
     EXPECT_FALSE(p.resource_leak_detection.auto_cleanup);
     EXPECT_EQ(parse_policy(p.to_json()).to_json(), p.to_json());
-    EXPECT_EQ(Policy::defaults().pressure_response.mode, "advisory");
+    EXPECT_EQ(Policy::defaults().pressure_response.mode, "enforce");
     EXPECT_EQ(Policy::defaults().resource_leak_detection.monitoring_interval, std::chrono::minutes(5));
 }
 

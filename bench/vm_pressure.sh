@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Issue 15's pressure scenarios in the system-test VM (tests/system/vm.sh: 2 vCPUs, 2 GiB, no swap),
+# in one boot, side by side:
+#   memory: a critical latency probe (bench/pressure/probe.c) and three low-priority hogs
+#     (grow.c, 250 MiB each, checking their pages at the end) in a group capped at 700 MiB, so two
+#     fit and three do not. Modes: "resmgr" (resmgrd's responder, default policy: enforce),
+#     "kernel" (resmgrd with pressure_response off: the kernel's OOM killer alone), "oomd"
+#     (systemd-oomd, Debian's package, ManagedOOMMemoryPressure=kill on the capped slice, its
+#     defaults: 60 % for 30 s). Per trial: kernel OOM kills (memory.events), hogs killed, hogs
+#     that finished with their pages intact, the probe's p99, and (resmgr) the time from the
+#     signal crossing its threshold to the first step (the step's signal_crossed .. at).
+#   cpu: a critical fixed-work step (work.c) alone, then beside six low-priority spinners, with
+#     the responder enforcing and off; and how long after the spinners end the limits are back.
+# Usage: bench/vm_pressure.sh BUILD_DIR [TRIALS=10]   (root; prints M/C/E lines, then a summary)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "${1:?usage: vm_pressure.sh BUILD_DIR [TRIALS]}" && pwd)
+trials=${2:-10}
+share=$(mktemp -d /tmp/resmgr-vm-pressure-XXXXXX)
+trap 'rm -rf "$share"' EXIT
+mkdir -p "$share/bin" "$share/units" "$share/debs"
+cp "$build/agent/resmgrd" "$build/agent/cli/resmgr" "$build/agent/cli/resmgr-run" "$share/bin/"
+cp "$here/../units/resmgrd.service" "$here/../units/resmgr.slice" "$share/units/"
+for p in probe grow work; do cc -static -O2 -o "$share/bin/$p" "$here/pressure/$p.c"; done
+cc -static -O2 -o "$share/bin/spin" "$here/../tests/system/spin.c"
+# systemd-oomd is not in the VM image: the guest installs Debian's package from the share.
+(cd "$share/debs" && apt-get download -q systemd-oomd > /dev/null 2>&1) || echo "vm_pressure.sh: systemd-oomd could not be downloaded: its mode is skipped" >&2
+cat > "$share/bench.sh" <<GUEST
+#!/bin/sh
+share=\$(cd "\$(dirname "\$0")" && pwd)
+install -m 0755 "\$share/bin/resmgrd" /usr/sbin/resmgrd
+install -m 0755 "\$share/bin/resmgr" "\$share/bin/resmgr-run" /usr/bin/
+install -m 0644 "\$share/units/resmgrd.service" "\$share/units/resmgr.slice" /etc/systemd/system/
+mkdir -p /etc/resmgr
+policy() { printf '{"resource_policies": {"pressure_response": {"mode": "%s"}}}\n' "\$1" > /etc/resmgr/resmgr.json; }
+policy enforce
+systemctl daemon-reload; systemctl start resmgrd
+resmgr-run -q -- true
+scope=/sys/fs/cgroup/resmgr.slice/resmgr-allocations.scope
+ooms() { awk '/^oom_kill /{print \$2}' "\$1/memory.events"; }
+B=\$share/bin
+# The probe alone, for its solo latency.
+for i in 1 2; do echo "SOLO \$(resmgr-run -q --priority critical --workflow solo-\$i -- \$B/probe 10)"; done
+memory_trial() { # mode trial
+  mode=\$1 i=\$2
+  if [ "\$mode" = oomd ]; then group=/sys/fs/cgroup/oomtest.slice; else group=\$scope; fi
+  before=\$(ooms \$group); since=\$(date '+%Y-%m-%d %H:%M:%S')
+  if [ "\$mode" = oomd ]; then
+    run() { prio=\$1 wf=\$2; shift 2; systemd-run --scope --quiet --slice=oomtest.slice "\$@"; }
+  else
+    run() { prio=\$1 wf=\$2; shift 2; resmgr-run -q --priority \$prio --workflow \$wf -- "\$@"; }
+  fi
+  run critical probe-\$i \$B/probe 25 > /tmp/probe.out 2>&1 & p=\$!
+  sleep 1
+  for h in 1 2 3; do (run low hog-\$i-\$h \$B/grow 250 40 6 > /tmp/hog.\$h 2>&1; echo \$? > /tmp/hog.\$h.rc) & done
+  wait
+  kills=0; ok=0
+  for h in 1 2 3; do
+    rc=\$(cat /tmp/hog.\$h.rc)
+    [ "\$rc" = 137 ] && kills=\$((kills + 1))
+    [ "\$rc" = 0 ] && grep -q "GROW ok" /tmp/hog.\$h && ok=\$((ok + 1))
+  done
+  echo "M \$mode \$i oom_kills \$(( \$(ooms \$group) - before )) hogs_killed \$kills hogs_ok \$ok \$(grep PROBE /tmp/probe.out || echo PROBE none)"
+  if [ "\$mode" = resmgr ]; then resmgr --json events '{"types":["RESOURCE_PRESSURE"],"limit":60}' | tr -d '\n' | sed "s/^/E \$i /"; echo; fi
+  if [ "\$mode" = oomd ]; then journalctl -q -o short-iso-precise -u systemd-oomd --since "\$since" | grep -i kill | sed "s/^/O \$i /"; fi
+  sleep 12 # the responder gives its steps back (clear_hold 10 s) before the next trial
+}
+systemctl set-property --runtime resmgr-allocations.scope MemoryMax=700M
+for i in \$(seq 1 $trials); do memory_trial resmgr \$i; done
+policy off; systemctl restart resmgrd; resmgr-run -q -- true
+systemctl set-property --runtime resmgr-allocations.scope MemoryMax=700M
+for i in \$(seq 1 $trials); do memory_trial kernel \$i; done
+systemctl set-property --runtime resmgr-allocations.scope MemoryMax=infinity
+if ls \$share/debs/*.deb > /dev/null 2>&1 && dpkg -i \$share/debs/*.deb > /dev/null 2>&1; then
+  systemctl stop resmgrd
+  mkdir -p /run/systemd/system
+  printf '[Slice]\nMemoryMax=700M\nManagedOOMMemoryPressure=kill\n' > /run/systemd/system/oomtest.slice
+  systemctl daemon-reload; systemctl start systemd-oomd oomtest.slice
+  for i in \$(seq 1 $trials); do memory_trial oomd \$i; done
+  systemctl start resmgrd
+else
+  echo "SKIP oomd: systemd-oomd did not install"
+fi
+# CPU: the critical step alone, then beside six low spinners, responder off and enforcing.
+cpu_trial() { # mode trial
+  for s in 1 2 3 4 5 6; do resmgr-run -q --priority low --workflow spin-\$2-\$s -- \$B/spin 300 > /dev/null 2>&1 & done
+  sleep 3
+  w=\$(resmgr-run -q --priority critical --workflow build-\$2 -- \$B/work 1000)
+  kill \$(jobs -p) 2> /dev/null; wait
+  end=\$(date +%s%N)
+  back=none
+  for t in \$(seq 1 40); do
+    if [ "\$(resmgr --json status pressure | grep -c '"action"')" = 0 ]; then back=\$(( (\$(date +%s%N) - end) / 1000000 )); break; fi
+    sleep 0.5
+  done
+  echo "C \$1 \$2 \$w restored_ms \$back"
+}
+for i in 1 2; do echo "C solo \$i \$(resmgr-run -q --priority critical --workflow solo-build-\$i -- \$B/work 1000) restored_ms 0"; done
+policy off; systemctl restart resmgrd; resmgr-run -q -- true
+for i in \$(seq 1 3); do cpu_trial off \$i; done
+policy enforce; systemctl restart resmgrd; resmgr-run -q -- true
+for i in \$(seq 1 3); do cpu_trial enforce \$i; done
+GUEST
+RESMGR_VM_TIMEOUT=${RESMGR_VM_TIMEOUT:-3600} "$here/../tests/system/vm.sh" run "$share" bench.sh | tr -d '\r' | tee "$share/out.txt" | grep -E '^(SOLO|M|E|O|C|SKIP) ' || true
+python3 "$here/pressure/summary.py" < "$share/out.txt"
