@@ -52,7 +52,7 @@ memory_trial() { # mode trial
   fi
   run critical probe-\$i \$B/probe 25 > /tmp/probe.out 2>&1 & p=\$!
   sleep 1
-  for h in 1 2 3; do (run low hog-\$i-\$h \$B/grow 250 40 6 > /tmp/hog.\$h 2>&1; echo \$? > /tmp/hog.\$h.rc) & done
+  for h in 1 2 3; do (run low hog-\$i-\$h \$B/grow 250 200 6 > /tmp/hog.\$h 2>&1; echo \$? > /tmp/hog.\$h.rc) & done
   wait
   kills=0; ok=0
   for h in 1 2 3; do

@@ -126,10 +126,12 @@ struct Policy {
             Millis clear_hold{0};
             bool enabled = true;
         };
-        // off | advisory (plans, reports, touches nothing) | enforce. The node's memory PSI counts only
-        // as far as groups at their own limits leave it unexplained (core/pressure: signal_values),
-        // so a workflow reaching its own memory.max is left to the OOM kill its limit asks for.
-        std::string mode = "enforce";
+        // off | advisory (plans, reports, touches nothing) | enforce. Advisory by default until the
+        // system tier passes with enforce: in the VM, enforce froze groups of later tests after an
+        // OOM test, the node's memory avg10 still high from a hog already killed (the responder now
+        // judges the stall of the last interval, monitor/stall_share, and leaves out groups at their
+        // own limits: core/pressure signal_values).
+        std::string mode = "advisory";
         std::map<std::string, Signal> signals{
             {"memory_some", {"memory", false, 20, 5, Millis(1000), Millis(10000)}},
             {"memory_full", {"memory", false, 5, 1, Millis(1000), Millis(10000)}},

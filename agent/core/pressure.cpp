@@ -460,7 +460,10 @@ json PressureStep::to_json() const {
            {"at", format_timestamp(at)}};
     if (reclaim_bytes) j["reclaim_bytes"] = reclaim_bytes;
     if (!unenforced.empty()) j["unenforced"] = unenforced;
-    if (signal_crossed) j["signal_crossed"] = format_timestamp(*signal_crossed);
+    if (signal_crossed) {
+        j["signal_crossed"] = format_timestamp(*signal_crossed);
+        j["time_to_act_ms"] = std::chrono::duration_cast<Millis>(at - *signal_crossed).count(); // timestamps are whole seconds
+    }
     return j;
 }
 

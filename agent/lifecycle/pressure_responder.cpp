@@ -206,6 +206,10 @@ void PressureResponder::respond(const core::PressureSample& sample, std::vector<
         groups.push_back(std::move(g));
     }
     std::erase_if(memory_seen_, [&](const auto& e) { return !life_.ledger_.find(e.first); });
+    stalls_.retain([&](const std::string& key) {
+        const std::string owner = key.substr(0, key.rfind('/'));
+        return owner == "node" || life_.ledger_.find(owner);
+    });
 
     core::PressurePlan plan = core::plan_pressure(sample, groups, policy, state_, now);
     notes_ = plan.notes;
@@ -243,15 +247,20 @@ void PressureResponder::respond(const core::PressureSample& sample, std::vector<
     }
 }
 
-core::PressureSample PressureResponder::sample_of(const monitor::Monitoring& monitoring) const {
+void PressureResponder::recent_stall(const std::string& key, const monitor::Pressure& psi, std::optional<double>& some,
+                                     std::optional<double>& full) {
+    const TimePoint now = life_.clock_();
+    const Millis max_gap = 3 * life_.ledger_.policy().resource_check_interval();
+    some = stalls_.share(key + "/some", psi.some.total_usec, now, max_gap).value_or(psi.some.avg10);
+    if (psi.full) full = stalls_.share(key + "/full", psi.full->total_usec, now, max_gap).value_or(psi.full->avg10);
+}
+
+core::PressureSample PressureResponder::sample_of(const monitor::Monitoring& monitoring) {
     core::PressureSample s;
     const auto& latest = monitoring.latest();
     if (!latest) return s;
     const monitor::NodeSample& node = latest->node;
-    if (node.memory_pressure) {
-        s.memory_some = node.memory_pressure->some.avg10;
-        if (node.memory_pressure->full) s.memory_full = node.memory_pressure->full->avg10;
-    }
+    if (node.memory_pressure) recent_stall("node", *node.memory_pressure, s.memory_some, s.memory_full);
     if (node.memory) {
         s.memory_total_bytes = node.memory->total_bytes;
         s.memory_available_bytes = node.memory->available_bytes;
@@ -277,7 +286,7 @@ std::optional<monitor::Pressure> PressureResponder::group_pressure(const std::st
     }
 }
 
-std::vector<core::PressureGroup> PressureResponder::groups_of(const monitor::Monitoring& monitoring, bool trigger_fired) const {
+std::vector<core::PressureGroup> PressureResponder::groups_of(const monitor::Monitoring& monitoring, bool trigger_fired) {
     std::vector<core::PressureGroup> groups;
     const auto& latest = monitoring.latest();
     if (!latest) return groups;
@@ -299,10 +308,7 @@ std::vector<core::PressureGroup> PressureResponder::groups_of(const monitor::Mon
             // Whether the node's memory stall is the self-limited groups' own (signal_values):
             // read only while the node stalls at all, so a calm node costs no read per group.
             if (node_memory_stalls) {
-                if (auto psi = group_pressure(id, "memory.pressure")) {
-                    g.memory_pressure_some = psi->some.avg10;
-                    if (psi->full) g.memory_pressure_full = psi->full->avg10;
-                }
+                if (auto psi = group_pressure(id, "memory.pressure")) recent_stall(id, *psi, g.memory_pressure_some, g.memory_pressure_full);
             }
         }
         groups.push_back(std::move(g));

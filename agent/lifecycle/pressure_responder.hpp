@@ -30,6 +30,7 @@
 
 #include "core/pressure.hpp"
 #include "monitor/monitoring.hpp"
+#include "monitor/stall_share.hpp"
 
 namespace resmgr::lifecycle {
 
@@ -57,9 +58,11 @@ public:
     nlohmann::json to_json(const monitor::Monitoring* monitoring) const;
 
 private:
-    core::PressureSample sample_of(const monitor::Monitoring& monitoring) const;
+    core::PressureSample sample_of(const monitor::Monitoring& monitoring);
     // trigger_fired: the memory PSI trigger fired, so each group's memory.pressure is read.
-    std::vector<core::PressureGroup> groups_of(const monitor::Monitoring& monitoring, bool trigger_fired) const;
+    std::vector<core::PressureGroup> groups_of(const monitor::Monitoring& monitoring, bool trigger_fired);
+    // A PSI file's stall over the last interval (monitor::StallShare), avg10 where there is no base yet.
+    void recent_stall(const std::string& key, const monitor::Pressure& psi, std::optional<double>& some, std::optional<double>& full);
     std::optional<monitor::Pressure> group_pressure(const std::string& id, const char* file) const;
     void save(const core::PressureState& state);
     // Takes one step (or its undo) on the kernel; sets step.unenforced when it could not be made real.
@@ -74,6 +77,7 @@ private:
         std::uint64_t bytes = 0;
     };
     std::map<std::string, Seen> memory_seen_; // for each group's growth rate
+    monitor::StallShare stalls_;              // memory PSI: the node's ("node") and each group's
     std::vector<std::string> notes_;          // the last pass's
     std::optional<TimePoint> last_pass_;
     std::string load_error_;

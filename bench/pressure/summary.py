@@ -42,7 +42,10 @@ for line in sys.stdin:
             d = e.get("details") or {}
             if d.get("undo") or not d.get("signal_crossed") or not mine.match(e.get("workflow_id", "")):
                 continue
-            delays.append(((parse_time(d["at"]) - parse_time(d["signal_crossed"])).total_seconds(), d.get("action")))
+            if "time_to_act_ms" in d:
+                delays.append((d["time_to_act_ms"] / 1000, d.get("action")))
+            else:
+                delays.append(((parse_time(d["at"]) - parse_time(d["signal_crossed"])).total_seconds(), d.get("action")))
         if delays:
             acts[trial] = min(delays)
     elif line.startswith("O "):

@@ -15,7 +15,11 @@ namespace {
 const TimePoint T0 = TimePoint(std::chrono::seconds(1'800'000'000));
 constexpr std::uint64_t MiB = 1024 * 1024;
 
-Policy::PressureResponse rules() { return Policy::defaults().pressure_response; } // they act: enforce
+Policy::PressureResponse rules() { // the default rules, acting (the default mode is advisory)
+    auto r = Policy::defaults().pressure_response;
+    r.mode = "enforce";
+    return r;
+}
 
 PressureGroup group(std::string id, int priority, std::uint64_t memory_mib, double cores = 0.5) {
     PressureGroup g;
@@ -214,6 +218,7 @@ TEST(PressurePlan, MemoryLadderPausesBeforeAnythingIsKilled) {
     EXPECT_EQ(plan.steps[0].threshold, 20);
     EXPECT_EQ(plan.steps[0].signal_crossed, T0); // past the threshold since the first pass: 1 s to act
     EXPECT_EQ(PressureStep::from_json(plan.steps[0].to_json()).signal_crossed, T0);
+    EXPECT_EQ(plan.steps[0].to_json()["time_to_act_ms"], 1000);
     EXPECT_TRUE(plan.steps[0].enforced);
     // Before escalate_after (2 s) nothing more.
     EXPECT_TRUE(r.at(2500ms, hot).steps.empty());
@@ -446,7 +451,7 @@ TEST(PressurePolicy, DefaultsRoundTripAndOverlay) {
     EXPECT_EQ(p.resource_leak_detection.monitoring_interval, std::chrono::minutes(10));
     EXPECT_FALSE(p.resource_leak_detection.auto_cleanup);
     EXPECT_EQ(parse_policy(p.to_json()).to_json(), p.to_json());
-    EXPECT_EQ(Policy::defaults().pressure_response.mode, "enforce");
+    EXPECT_EQ(Policy::defaults().pressure_response.mode, "advisory");
     EXPECT_EQ(Policy::defaults().resource_leak_detection.monitoring_interval, std::chrono::minutes(5));
 }
 

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "monitor/psi_trigger.hpp"
+#include "monitor/stall_share.hpp"
 #include "tests_support.hpp"
 
 using namespace resmgr;
@@ -100,4 +101,26 @@ TEST(PsiTrigger, OnlyKernelFilesAreWritten) {
     std::ifstream in(file);
     EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), text); // untouched
     EXPECT_DOUBLE_EQ(t.read().some.avg10, 1.0);                        // the fallback reads it
+}
+
+// ---- the stall over the last interval (what the responder judges memory pressure by) ----
+
+TEST(StallShare, TheShareOfTheIntervalSinceTheLastReading) {
+    using resmgr::monitor::StallShare;
+    const resmgr::TimePoint t0 = resmgr::TimePoint(std::chrono::seconds(1'800'000'000));
+    const resmgr::Millis gap{3000};
+    StallShare stalls;
+    EXPECT_FALSE(stalls.share("node/some", 5'000'000, t0, gap)); // no base yet
+    // 300 ms of stall in 1 s: 30 %, however high avg10 may still be from earlier.
+    EXPECT_DOUBLE_EQ(*stalls.share("node/some", 5'300'000, t0 + std::chrono::seconds(1), gap), 30);
+    // The stall ended: 0 at once (avg10 would take tens of seconds to decay).
+    EXPECT_DOUBLE_EQ(*stalls.share("node/some", 5'300'000, t0 + std::chrono::seconds(2), gap), 0);
+    // A reading older than the gap is no base; nor is a total that went back (a re-created group).
+    EXPECT_FALSE(stalls.share("node/some", 9'000'000, t0 + std::chrono::seconds(10), gap));
+    EXPECT_FALSE(stalls.share("node/some", 100, t0 + std::chrono::seconds(11), gap));
+    // Keys are independent, and retain forgets the ones it is told to.
+    EXPECT_FALSE(stalls.share("alloc_1/some", 0, t0, gap));
+    EXPECT_DOUBLE_EQ(*stalls.share("alloc_1/some", 2'000'000, t0 + std::chrono::seconds(1), gap), 100); // capped
+    stalls.retain([](const std::string& key) { return key.rfind("node/", 0) == 0; });
+    EXPECT_EQ(stalls.size(), 1u);
 }
