@@ -3,6 +3,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <filesystem>
 #include <iostream>
 
@@ -14,6 +17,7 @@
 #include "cli/command_line.hpp"
 #include "cli/operation_help.hpp"
 #include "cli/output.hpp"
+#include "cli/planning_charts.hpp"
 #include "cli/top.hpp"
 #include "resmgr/client.hpp"
 #include "resmgr/operations.hpp"
@@ -60,7 +64,8 @@ std::string describe_operations() {
 constexpr const char* kFooter =
     "Output: the seed's JSON envelope when stdout is not a terminal or with --json; on a terminal,\n"
     "tables fitted to its width (status, usage and capacity with sparklines of the last hour from\n"
-    "the history), coloured unless NO_COLOR is set or TERM is dumb.\n"
+    "the history; forecast, analyze-trends and plan-capacity with a chart of history, forecast and\n"
+    "interval), coloured unless NO_COLOR is set or TERM is dumb. --svg FILE writes those charts as SVG.\n"
     "Exit status: 0 success, 1 error envelope (or resmgrd unreachable), 2 usage error.\n"
     "Environment: RESMGR_SOCKET sets the socket when --socket is not given (default /run/resmgr/resmgr.sock).";
 
@@ -113,7 +118,7 @@ std::string misspelt_operation(const std::string& word) {
 int operation_index(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        if (a == "--socket" || a == "--type" || a == "--since" || a == "--metric") ++i; // their value follows
+        if (a == "--socket" || a == "--type" || a == "--since" || a == "--metric" || a == "--svg") ++i; // their value follows
         else if (a == "--") return i + 1;
         else if (a.empty() || a[0] != '-') return i;
     }
@@ -132,6 +137,18 @@ json recent_history(const std::string& path, const std::vector<std::string>& ser
     } catch (const resmgr::ClientError& e) {
         return {{"unavailable", e.what()}};
     }
+}
+
+// The charts as an SVG file; false (said on stderr) when it cannot be written.
+bool write_svg(const std::string& file, const std::vector<resmgr::cli::Chart>& charts) {
+    std::ofstream out(file, std::ios::trunc);
+    out << resmgr::cli::render_svg(charts);
+    out.close();
+    if (!out) {
+        std::cerr << "resmgr: cannot write the SVG to " << file << ": " << std::strerror(errno) << "\n";
+        return false;
+    }
+    return true;
 }
 
 } // namespace
@@ -161,6 +178,8 @@ int main(int argc, char** argv) {
     auto* csv_option = app.add_option("--csv", history_csv_file, "history export: print CSV; history import: the CSV FILE to import")
                            ->expected(0, 1);
     app.add_option("--metric", history_metric, "history import: the series the CSV becomes (e.g. node/cpu_percent)");
+    std::string svg_file;
+    app.add_option("--svg", svg_file, "forecast, analyze-trends, plan-capacity: also write their chart(s) to this SVG file");
     auto* operation_words = app.add_option("operation", words, "<operation> [resource-type] ['json-params']")->expected(1, 3);
     bool completion_words = false;
     app.add_flag("--completion-words", completion_words)->group(""); // hidden: for completions/resmgr.bash
@@ -261,6 +280,16 @@ int main(int argc, char** argv) {
         }
         if (!history_metric.empty()) request.params["metric"] = history_metric;
     }
+    const int chart_points = resmgr::cli::chart_history_points(request.operation);
+    if (!svg_file.empty() && chart_points == 0) {
+        std::cerr << "resmgr: --svg is an option of forecast, analyze-trends, plan-capacity (and resmgr backtest)\n";
+        return 2;
+    }
+    // The charts' history comes in the same answer; a pipe or --json without --svg gets the
+    // envelope exactly as asked.
+    if (chart_points > 0 && (human || !svg_file.empty()) &&
+        (request.params.is_null() || (request.params.is_object() && !request.params.contains("history_points"))))
+        request.params["history_points"] = chart_points;
     json envelope;
     try {
         resmgr::Client client(path);
@@ -277,6 +306,7 @@ int main(int argc, char** argv) {
         }
     }
     const bool ok = envelope.value("status", "") == "success";
+    if (ok && !svg_file.empty() && !write_svg(svg_file, resmgr::cli::planning_charts(request.operation, envelope["result"]))) return 1;
     if (ok && history_csv) { // the CSV itself, for a file or a pipe
         std::cout << envelope["result"].value("csv", "");
         return 0;
