@@ -2,6 +2,9 @@
 #include "cli/chart.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <cstdio>
 #include <ctime>
 #include <limits>
@@ -279,6 +282,14 @@ std::string render_svg(const std::vector<Chart>& charts) {
     if (charts.empty()) svg_panel(svg, Chart{}, 0);
     for (std::size_t i = 0; i < charts.size(); ++i) svg_panel(svg, charts[i], kHeight * static_cast<double>(i));
     return svg + "</svg>\n";
+}
+
+std::optional<std::string> write_svg_file(const std::string& path, const std::vector<Chart>& charts) {
+    std::ofstream out(path, std::ios::trunc);
+    out << render_svg(charts);
+    out.close();
+    if (!out) return "cannot write the SVG to " + path + ": " + std::strerror(errno);
+    return std::nullopt;
 }
 
 std::string xml_escape(std::string_view text) {

@@ -1,13 +1,14 @@
 // Charts of a series and its forecast: history, the forecast (or fitted trend, or projection)
 // and its interval band, as lines of text for a terminal (block/ASCII plot fitted to a width)
 // and as a standalone SVG document (axes with time and value labels, legend). Pure: the points
-// come in as a struct, text comes out. Titles and labels come from outside (metric names) and
+// come in as a struct, text comes out (write_svg_file aside). Titles and labels come from outside (metric names) and
 // are sanitized for the terminal and XML-escaped for the SVG.
 #pragma once
 
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,6 +46,10 @@ std::vector<std::string> render_chart(const Chart& chart, std::size_t width, Tab
 // axes with labels, a legend and the title. With nothing to draw, the axes frame a note that
 // says so.
 std::string render_svg(const std::vector<Chart>& charts);
+
+// render_svg(charts) written to `path` (replaced): the reason ("cannot write F: ...") when it
+// cannot be, else nullopt. The one function here that touches the file system.
+std::optional<std::string> write_svg_file(const std::string& path, const std::vector<Chart>& charts);
 
 // `text` safe inside XML character data and attribute values: invalid UTF-8 and control
 // characters become U+FFFD (XML 1.0 forbids most of them), & < > " ' become entities.

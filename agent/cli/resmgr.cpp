@@ -3,9 +3,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 #include <filesystem>
 #include <iostream>
 
@@ -49,7 +46,7 @@ std::string describe_operations() {
             start = end + 1;
         }
     }
-    out += "  backtest --csv FILE [--horizon 1d] [--step 6h] [--confidence 0.95] [--forecasts-out OUT.csv] [--anomalies]\n"
+    out += "  backtest --csv FILE [--horizon 1d] [--step 6h] [--confidence 0.95] [--forecasts-out OUT.csv] [--svg F.svg] [--anomalies]\n"
            "              Offline, no resmgrd: back-test the forecasting models on a timestamp,value CSV and\n"
            "              report their measured accuracy (resmgr backtest --help).\n";
     out += "  top [--once] [--sort cpu|memory|priority] [--filter TEXT]\n"
@@ -137,18 +134,6 @@ json recent_history(const std::string& path, const std::vector<std::string>& ser
     } catch (const resmgr::ClientError& e) {
         return {{"unavailable", e.what()}};
     }
-}
-
-// The charts as an SVG file; false (said on stderr) when it cannot be written.
-bool write_svg(const std::string& file, const std::vector<resmgr::cli::Chart>& charts) {
-    std::ofstream out(file, std::ios::trunc);
-    out << resmgr::cli::render_svg(charts);
-    out.close();
-    if (!out) {
-        std::cerr << "resmgr: cannot write the SVG to " << file << ": " << std::strerror(errno) << "\n";
-        return false;
-    }
-    return true;
 }
 
 } // namespace
@@ -306,7 +291,11 @@ int main(int argc, char** argv) {
         }
     }
     const bool ok = envelope.value("status", "") == "success";
-    if (ok && !svg_file.empty() && !write_svg(svg_file, resmgr::cli::planning_charts(request.operation, envelope["result"]))) return 1;
+    if (ok && !svg_file.empty())
+        if (auto error = resmgr::cli::write_svg_file(svg_file, resmgr::cli::planning_charts(request.operation, envelope["result"]))) {
+            std::cerr << "resmgr: " << *error << "\n";
+            return 1;
+        }
     if (ok && history_csv) { // the CSV itself, for a file or a pipe
         std::cout << envelope["result"].value("csv", "");
         return 0;

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <fstream>
 
 #include "cli/chart.hpp"
 
@@ -218,4 +220,40 @@ TEST(PlanningCharts, MalformedAnswersGiveFewerPointsNeverAThrow) {
             EXPECT_NO_THROW(without_recent_history(op, result)) << op << " " << text;
         }
     }
+}
+
+// ---- resmgr backtest --svg ----
+
+#include "cli/backtest.hpp"
+
+TEST(BacktestChart, TheSeriesEndAndTheForecastAheadWithItsBand) {
+    resmgr::analytics::RegularSeries s;
+    s.start = kT0;
+    s.step = 300;
+    for (int i = 0; i < 8 * 288; ++i) s.values.push_back(50 + 20 * std::sin(2 * 3.14159265358979 * (i % 288) / 288.0) + (i * 7919 % 13) / 13.0);
+    s.filled.assign(s.values.size(), false);
+    s.filled[s.values.size() - 5] = true;
+    const auto r = resmgr::analytics::backtest(s.values, s.filled, s.step, {288, 72, 0.9});
+    const Chart c = backtest_chart("cpu<1>.csv", s, r);
+    EXPECT_EQ(c.history.size(), 3u * 288);
+    EXPECT_EQ(c.history.back().t, s.ts(s.values.size() - 1));
+    EXPECT_TRUE(std::isnan(c.history[c.history.size() - 5].value)); // a filled value is not drawn as measured
+    ASSERT_EQ(c.forecast.size(), 288u);
+    EXPECT_EQ(c.forecast[0].t, s.ts(s.values.size() - 1) + 300);
+    EXPECT_DOUBLE_EQ(c.level, 0.9);
+    EXPECT_TRUE(std::isfinite(c.forecast[0].lower));
+    const std::string svg = render_svg({c});
+    EXPECT_NE(svg.find("<polygon"), std::string::npos);
+    EXPECT_NE(svg.find("cpu&lt;1&gt;.csv: forecast 1d ahead"), std::string::npos) << svg.substr(0, 600);
+    EXPECT_NE(svg.find(">90 % interval<"), std::string::npos);
+
+    const std::string file = ::testing::TempDir() + "resmgr-backtest-chart.svg";
+    EXPECT_FALSE(write_svg_file(file, {c}).has_value());
+    std::ifstream in(file);
+    const std::string written((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(written, svg);
+    std::remove(file.c_str());
+    const auto refused = write_svg_file("/nonexistent-dir/x.svg", {c});
+    ASSERT_TRUE(refused.has_value());
+    EXPECT_NE(refused->find("/nonexistent-dir/x.svg"), std::string::npos) << *refused;
 }
