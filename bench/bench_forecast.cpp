@@ -15,15 +15,19 @@
 // first run; every other series is held out, and the summary is given for both groups.
 // Targets (issue 14): median relative MAE ≤ 0.85 and none above 1.0; 95 % coverage within
 // 92-97 %; fit + back-test ≤ 100 ms per 14 days of 5-minute data on one core.
-// Run: build-release/bench/bench_forecast [nab-dir]
+// Intervals: adapted as backtest.hpp says with γ = kIntervalAdaptRate (--adapt-rate G to try
+// another); the coverage without adaptation (γ = 0, plain split conformal) is printed beside it.
+// Run: build-release/bench/bench_forecast [nab-dir] [--adapt-rate G]
 #include <time.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -42,6 +46,7 @@ struct Row {
     bool tune = false;
     double days = 0, cpu_ms = 0;
     BacktestResult r;
+    std::optional<double> plain_coverage; // the selection's, with intervals not adapted (γ = 0)
 };
 
 double cpu_now_ms() {
@@ -67,13 +72,14 @@ double median(std::vector<double> v) {
 
 void summary(const char* title, const std::vector<const Row*>& rows) {
     if (rows.empty()) return;
-    std::vector<double> sel, chosen, cov, cov_chosen, lin, per14;
+    std::vector<double> sel, chosen, cov, cov_chosen, cov_plain, lin, per14;
     double worst_sel = 0, worst_chosen = 0;
     for (const Row* row : rows) {
         sel.push_back(or_nan(row->r.selection.relative_mae));
         chosen.push_back(or_nan(model(row->r, row->r.chosen).relative_mae));
         cov.push_back(or_nan(row->r.selection.coverage));
         cov_chosen.push_back(or_nan(model(row->r, row->r.chosen).coverage));
+        cov_plain.push_back(or_nan(row->plain_coverage));
         lin.push_back(row->r.selection.mae / model(row->r, "linear_fit").mae);
         per14.push_back(row->cpu_ms * 14 / row->days);
         worst_sel = std::max(worst_sel, sel.back());
@@ -88,6 +94,9 @@ void summary(const char* title, const std::vector<const Row*>& rows) {
     std::printf("  95%% coverage: selection median %.1f%% (%d of %zu in 92-97%%, range %.1f-%.1f%%); chosen model median %.1f%% (%d in band)\n",
                 100 * median(cov), in_band(cov), cov.size(), 100 * *std::min_element(cov.begin(), cov.end()),
                 100 * *std::max_element(cov.begin(), cov.end()), 100 * median(cov_chosen), in_band(cov_chosen));
+    std::printf("  95%% coverage not adapted (gamma 0): selection median %.1f%% (%d of %zu in 92-97%%, range %.1f-%.1f%%)\n", 100 * median(cov_plain),
+                in_band(cov_plain), cov_plain.size(), 100 * *std::min_element(cov_plain.begin(), cov_plain.end()),
+                100 * *std::max_element(cov_plain.begin(), cov_plain.end()));
     std::printf("  MAE of the selection / MAE of predict_linear: median %.3f\n", median(lin));
     std::printf("  fit + back-test CPU per 14 days of data: median %.1f ms, max %.1f ms\n", median(per14),
                 *std::max_element(per14.begin(), per14.end()));
@@ -96,7 +105,12 @@ void summary(const char* title, const std::vector<const Row*>& rows) {
 } // namespace
 
 int main(int argc, char** argv) {
-    const std::filesystem::path dir = argc > 1 ? argv[1] : "/work/shared/data/nab";
+    std::filesystem::path dir = "/work/shared/data/nab";
+    double adapt_rate = kIntervalAdaptRate;
+    for (int i = 1; i < argc; ++i) {
+        if (std::string(argv[i]) == "--adapt-rate" && i + 1 < argc) adapt_rate = std::atof(argv[++i]);
+        else dir = argv[i];
+    }
     std::error_code ec;
     if (!std::filesystem::is_directory(dir, ec)) {
         std::printf("skipped: %s is not a directory (the NAB corpus is not on this machine)\n", dir.c_str());
@@ -106,12 +120,12 @@ int main(int argc, char** argv) {
     for (const auto& entry : std::filesystem::recursive_directory_iterator(dir, ec))
         if (entry.is_regular_file() && entry.path().extension() == ".csv") files.push_back(entry.path());
     std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) { return a.filename() < b.filename(); });
-    std::printf("NAB series under %s: horizon 1d, an origin every 6h, 95%% intervals. tune = looked at while tuning; "
+    std::printf("NAB series under %s: horizon 1d, an origin every 6h, 95%% intervals adapted with gamma %.3f. tune = looked at while tuning; "
                 "held = held out.\nrelMAE = MAE / seasonal naive's MAE; sel = the selection (out of sample), chosen = the model "
                 "best on all folds; lin = predict_linear over the last day\n\n",
-                dir.c_str());
-    std::printf("%-40s %-5s %6s %5s %5s %-14s %6s %7s %7s %7s %7s %7s %8s %8s\n", "series", "set", "points", "days", "folds", "chosen",
-                "MASE", "relMAE", "chosen", "lin", "cov", "cov ch.", "cpu ms", "ms/14d");
+                dir.c_str(), adapt_rate);
+    std::printf("%-40s %-5s %6s %5s %5s %-14s %6s %7s %7s %7s %7s %7s %7s %8s %8s\n", "series", "set", "points", "days", "folds", "chosen",
+                "MASE", "relMAE", "chosen", "lin", "cov", "cov ch.", "cov g0", "cpu ms", "ms/14d");
     std::vector<Row> rows;
     for (const auto& file : files) {
         Row row;
@@ -122,21 +136,24 @@ int main(int argc, char** argv) {
             const RegularSeries series = to_regular_series(read_series_csv(in));
             row.days = static_cast<double>(series.values.size()) * static_cast<double>(series.step) / 86400.0;
             BacktestOptions options;
+            options.adapt_rate = adapt_rate;
             options.horizon = static_cast<std::size_t>(86400 / series.step);
             options.step = static_cast<std::size_t>(6 * 3600 / series.step);
             const double start = cpu_now_ms();
             row.r = backtest(series.values, series.filled, series.step, options);
             row.cpu_ms = cpu_now_ms() - start;
+            options.adapt_rate = 0;
+            row.plain_coverage = backtest(series.values, series.filled, series.step, options).selection.coverage;
         } catch (const std::exception& e) {
             std::printf("%-40s skipped: %s\n", row.name.c_str(), e.what());
             continue;
         }
         const BacktestResult& r = row.r;
-        std::printf("%-40s %-5s %6zu %5.1f %5zu %-14s %6.3f %7.3f %7.3f %7.3f %6.1f%% %6.1f%% %8.1f %8.1f\n", row.name.c_str(),
+        std::printf("%-40s %-5s %6zu %5.1f %5zu %-14s %6.3f %7.3f %7.3f %7.3f %6.1f%% %6.1f%% %6.1f%% %8.1f %8.1f\n", row.name.c_str(),
                     row.tune ? "tune" : "held", r.points, row.days, r.folds, r.chosen.c_str(), or_nan(r.selection.mase),
                     or_nan(r.selection.relative_mae), or_nan(model(r, r.chosen).relative_mae),
                     or_nan(model(r, "linear_fit").relative_mae), 100 * or_nan(r.selection.coverage),
-                    100 * or_nan(model(r, r.chosen).coverage), row.cpu_ms, row.cpu_ms * 14 / row.days);
+                    100 * or_nan(model(r, r.chosen).coverage), 100 * or_nan(row.plain_coverage), row.cpu_ms, row.cpu_ms * 14 / row.days);
         rows.push_back(std::move(row));
     }
     std::vector<const Row*> all, tune, held;

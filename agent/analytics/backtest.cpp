@@ -16,6 +16,7 @@ struct Track {
     ModelScore score;
     std::vector<double> forecast, lower, upper;
     std::vector<double> fold_abs; // summed absolute error per fold (scored points)
+    double next_alpha = 0;        // the adaptive miscoverage level after every fold (for the forecast ahead)
 };
 
 struct Layout {
@@ -40,11 +41,12 @@ std::vector<double> fold_abs_errors(const Layout& L, const std::vector<double>& 
     return out;
 }
 
-// The interval offsets (lowest, highest residual kept) at the requested level from the
-// residuals of folds [begin, end) at horizon steps [j0, j1), or false when too few are there.
+// The interval offsets (lowest, highest residual kept) at miscoverage `alpha` from the
+// residuals of folds [begin, end) at horizon steps [j0, j1), or false when fewer than
+// 2/nominal_alpha − 1 are there.
 bool residual_quantiles(const Layout& L, const Track& track, std::size_t begin, std::size_t end, std::size_t j0, std::size_t j1,
-                        double alpha, std::vector<double>& residuals, double& lo, double& hi) {
-    const auto needed = static_cast<std::size_t>(std::ceil(2 / alpha - 1 - 1e-9));
+                        double nominal_alpha, double alpha, std::vector<double>& residuals, double& lo, double& hi) {
+    const auto needed = static_cast<std::size_t>(std::ceil(2 / nominal_alpha - 1 - 1e-9));
     residuals.clear();
     for (std::size_t i = begin; i < end; ++i)
         for (std::size_t j = j0; j < j1; ++j) {
@@ -63,15 +65,17 @@ bool residual_quantiles(const Layout& L, const Track& track, std::size_t begin, 
     return true;
 }
 
-// Bounds around `forecast` (h values) from the residuals of folds ended before fold k (k = the
-// number of folds: after the last one), written to lower/upper; NaN where too few are there.
-void bounds_at(const Layout& L, const Track& track, std::size_t ended, double confidence, const double* forecast, double* lower, double* upper) {
+// Bounds around `forecast` (h values) at miscoverage `alpha` from the residuals of folds ended
+// before fold k (k = the number of folds: after the last one), written to lower/upper; NaN
+// where too few are there for the nominal level.
+void bounds_at(const Layout& L, const Track& track, std::size_t ended, double confidence, double alpha, const double* forecast, double* lower,
+               double* upper) {
     const std::size_t h = L.h, buckets = std::min(h, kIntervalBuckets), begin = ended > kIntervalFolds ? ended - kIntervalFolds : 0;
     std::vector<double> residuals;
     for (std::size_t b = 0; b < buckets; ++b) {
         const std::size_t j0 = b * h / buckets, j1 = (b + 1) * h / buckets;
         double lo = kNaN, hi = kNaN;
-        if (ended > 0 && !residual_quantiles(L, track, begin, ended, j0, j1, 1 - confidence, residuals, lo, hi)) lo = hi = kNaN;
+        if (ended > 0 && !residual_quantiles(L, track, begin, ended, j0, j1, 1 - confidence, alpha, residuals, lo, hi)) lo = hi = kNaN;
         for (std::size_t j = j0; j < j1; ++j) {
             lower[j] = forecast[j] + lo;
             upper[j] = forecast[j] + hi;
@@ -79,13 +83,39 @@ void bounds_at(const Layout& L, const Track& track, std::size_t ended, double co
     }
 }
 
-// Intervals from the empirical quantiles of earlier folds' residuals (see backtest.hpp).
-void add_intervals(const Layout& L, double confidence, Track& track) {
+// The share of fold k's scored points that had an interval and fell outside it; nullopt when
+// none had one.
+std::optional<double> fold_miss(const Layout& L, const Track& track, std::size_t k) {
+    std::size_t with = 0, outside = 0;
+    for (std::size_t j = 0; j < L.h; ++j) {
+        const std::size_t t = L.origins[k] + j, at = k * L.h + j;
+        if (!L.scored(t) || std::isnan(track.lower[at])) continue;
+        ++with;
+        outside += L.y[t] < track.lower[at] || L.y[t] > track.upper[at];
+    }
+    return with ? std::optional<double>(static_cast<double>(outside) / static_cast<double>(with)) : std::nullopt;
+}
+
+// Intervals from the empirical quantiles of earlier folds' residuals, at the level adapted to
+// the misses of the folds already ended (see backtest.hpp).
+void add_intervals(const Layout& L, const BacktestOptions& options, Track& track) {
     const std::size_t folds = L.origins.size(), h = L.h;
+    const double nominal = 1 - options.confidence;
     track.lower.assign(folds * h, kNaN);
     track.upper.assign(folds * h, kNaN);
-    for (std::size_t k = 0; k < folds; ++k)
-        bounds_at(L, track, L.ended(k), confidence, track.forecast.data() + k * h, track.lower.data() + k * h, track.upper.data() + k * h);
+    double alpha = nominal;
+    std::size_t counted = 0; // folds whose misses are in alpha
+    auto catch_up = [&](std::size_t ended) {
+        for (; counted < ended; ++counted)
+            if (const auto miss = fold_miss(L, track, counted)) alpha = std::clamp(alpha + options.adapt_rate * (nominal - *miss), 0.0, kMaxAdaptedAlpha);
+    };
+    for (std::size_t k = 0; k < folds; ++k) {
+        catch_up(L.ended(k));
+        bounds_at(L, track, L.ended(k), options.confidence, alpha, track.forecast.data() + k * h, track.lower.data() + k * h,
+                  track.upper.data() + k * h);
+    }
+    catch_up(folds);
+    track.next_alpha = alpha;
 }
 
 // MAE, MASE, relative MAE, coverage and Winkler of a track against the seasonal naive's errors.
@@ -190,6 +220,7 @@ BacktestResult backtest(const std::vector<double>& y, const std::vector<bool>& f
                         const BacktestOptions& options) {
     if (options.horizon == 0 || options.step == 0) throw std::invalid_argument("horizon and step must be at least one value");
     if (!(options.confidence > 0 && options.confidence < 1)) throw std::invalid_argument("confidence must be between 0 and 1");
+    if (!(options.adapt_rate >= 0 && options.adapt_rate <= 1)) throw std::invalid_argument("adapt_rate must be between 0 and 1");
     if (!filled.empty() && filled.size() != y.size()) throw std::invalid_argument("filled must be empty or one flag per value");
     BacktestResult r;
     r.options = options;
@@ -259,7 +290,7 @@ BacktestResult backtest(const std::vector<double>& y, const std::vector<bool>& f
 
     for (Track& t : tracks) {
         t.fold_abs = fold_abs_errors(L, t.forecast);
-        add_intervals(L, options.confidence, t);
+        add_intervals(L, options, t);
     }
 
     // The selection, fold by fold, from what had ended before each origin.
@@ -324,7 +355,8 @@ BacktestResult backtest(const std::vector<double>& y, const std::vector<bool>& f
         filter.forecast_from(o, h, ahead.forecast.data());
     }
     }
-    bounds_at(L, tracks[chosen], folds, options.confidence, ahead.forecast.data(), ahead.lower.data(), ahead.upper.data());
+    bounds_at(L, tracks[chosen], folds, options.confidence, tracks[chosen].next_alpha, ahead.forecast.data(), ahead.lower.data(),
+              ahead.upper.data());
     for (Track& t : tracks) r.models.push_back(std::move(t.score));
     r.selection = std::move(selection.score);
     return r;

@@ -17,7 +17,12 @@
 //     kIntervalFolds of them), pooled per 1/24 of the horizon; lower = forecast + the
 //     ⌊(n+1)·α/2⌋-th smallest, upper = forecast + the ⌈(n+1)·(1−α/2)⌉-th (the split-conformal
 //     ranks). No interval until n ≥ 2/α − 1 residuals are there; coverage counts only points
-//     that had one.
+//     that had one. The level of those ranks adapts (adaptive conformal inference, Gibbs &
+//     Candès 2021, updated once per fold when its window has ended): α_k = α + γ·Σ (α − miss_i)
+//     over the folds i ended before origin k, miss_i the share of fold i's points outside its
+//     interval, clamped to [0, kMaxAdaptedAlpha] (0: the widest residuals kept). Folds that miss
+//     widen the next intervals, folds that over-cover narrow them; γ = adapt_rate (0: plain split
+//     conformal). The forecast ahead uses the level after every fold.
 //   - Winkler score (Winkler 1972): interval width, plus 2/α times the distance by which the
 //     actual falls outside it; mean over the points with an interval. Lower is better.
 //   - ETS parameters, per fold: the grid point with the least absolute error over the folds
@@ -49,14 +54,20 @@ namespace resmgr::analytics {
 inline constexpr const char* kBacktestMethods =
     "rolling-origin back-test; MASE (Hyndman & Koehler 2006) scaled by the in-sample one-step seasonal naive MAE before each "
     "origin; intervals from empirical quantiles of the model's residuals on earlier folds per 1/24 of the horizon "
-    "(split-conformal ranks); Winkler score; per-fold selection by absolute error on the folds already ended, seasonal naive "
+    "(split-conformal ranks) at a level adapted to the misses of the folds already ended (adaptive conformal inference, "
+    "Gibbs & Candes 2021); Winkler score; per-fold selection by absolute error on the folds already ended, seasonal naive "
     "unless beaten";
 inline constexpr std::size_t kIntervalFolds = 40;
+// γ of the adaptive intervals: chosen on the NAB tuning series only (bench/bench_forecast.cpp's
+// kTuneSet; BENCHMARKS.md gives the held-out figures).
+inline constexpr double kIntervalAdaptRate = 0.05;
+inline constexpr double kMaxAdaptedAlpha = 0.5;
 
 struct BacktestOptions {
     std::size_t horizon = 288;  // values forecast from each origin
     std::size_t step = 72;      // values between origins
     double confidence = 0.95;   // of the intervals, in (0, 1)
+    double adapt_rate = kIntervalAdaptRate; // γ of the adaptive intervals, >= 0 (0: not adapted)
 };
 
 // Fewer values than a back-test needs; what() says how many there are and how many are needed.

@@ -60,6 +60,7 @@ constexpr const char* kHelp =
     "  resmgr backtest --csv cpu.csv\n"
     "  resmgr backtest --csv cpu.csv --horizon 6h --step 1h --confidence 0.9\n"
     "  resmgr backtest --csv cpu.csv --forecasts-out folds.csv --json\n"
+    "  resmgr backtest --csv cpu.csv --svg cpu.svg   (the series' end, the forecast ahead and its interval)\n"
     "  resmgr backtest --csv cpu.csv --anomalies --json | jq '.anomalies[] | select(.score > 10)'\n";
 
 } // namespace
@@ -177,9 +178,22 @@ void write_forecasts_csv(std::ostream& out, const RegularSeries& series, const B
     }
 }
 
+Chart backtest_chart(const std::string& file, const RegularSeries& series, const BacktestResult& result) {
+    Chart c;
+    const FoldForecast& ahead = result.ahead;
+    c.title = file + ": forecast " + format_duration(std::chrono::seconds(series.step * static_cast<std::int64_t>(ahead.forecast.size()))) +
+              " ahead (" + ahead.model + ")";
+    c.level = result.options.confidence;
+    const std::size_t n = series.values.size(), shown = std::min(n, 3 * ahead.forecast.size());
+    for (std::size_t i = n - shown; i < n; ++i) c.history.push_back({series.ts(i), series.filled[i] ? NAN : series.values[i]});
+    for (std::size_t j = 0; j < ahead.forecast.size(); ++j)
+        c.forecast.push_back({series.ts(ahead.origin + j), ahead.forecast[j], ahead.lower[j], ahead.upper[j]});
+    return c;
+}
+
 int backtest_main(int argc, char** argv) {
     CLI::App app{kHelp, "resmgr backtest"};
-    std::string csv, horizon_text = "1d", step_text = "6h", forecasts_out;
+    std::string csv, horizon_text = "1d", step_text = "6h", forecasts_out, svg;
     double confidence = 0.95;
     bool anomalies = false, as_json = false;
     app.add_option("--csv", csv, "the series: a CSV file, timestamp,value first on each row")->required();
@@ -187,6 +201,7 @@ int backtest_main(int argc, char** argv) {
     app.add_option("--step", step_text, "time between back-test origins (default 6h)");
     app.add_option("--confidence", confidence, "level of the prediction intervals (default 0.95)");
     app.add_option("--forecasts-out", forecasts_out, "write every fold's forecasts as origin,timestamp,actual,forecast,lower,upper");
+    app.add_option("--svg", svg, "write a chart of the series' end and the forecast ahead with its interval to this SVG file");
     app.add_flag("--anomalies", anomalies, "also list the anomalies found causally, each value judged only from the values before it");
     app.add_flag("--json", as_json, "print JSON even on a terminal");
     try {
@@ -232,6 +247,11 @@ int backtest_main(int argc, char** argv) {
                 return 1;
             }
         }
+        if (!svg.empty())
+            if (auto error = write_svg_file(svg, {backtest_chart(csv, series, result)})) {
+                std::cerr << "resmgr backtest: " << *error << "\n";
+                return 1;
+            }
         json found;
         if (anomalies) found = anomalies_report(series, detect_anomalies(series.values, series.filled, series.step));
         if (as_json || !::isatty(STDOUT_FILENO)) {

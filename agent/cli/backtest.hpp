@@ -12,6 +12,7 @@
 #include "analytics/anomalies.hpp"
 #include "analytics/backtest.hpp"
 #include "analytics/series_csv.hpp"
+#include "cli/chart.hpp"
 
 namespace resmgr::cli {
 
@@ -25,6 +26,10 @@ nlohmann::json anomalies_report(const analytics::RegularSeries& series, const st
 void print_backtest(std::ostream& out, const nlohmann::json& report);
 // origin,timestamp,actual,forecast,lower,upper: one row per forecast point of the selection.
 void write_forecasts_csv(std::ostream& out, const analytics::RegularSeries& series, const analytics::BacktestResult& result);
+
+// The chart of --svg: the last three horizons of the series and the forecast ahead by the chosen
+// model with its interval.
+Chart backtest_chart(const std::string& file, const analytics::RegularSeries& series, const analytics::BacktestResult& result);
 
 // `resmgr backtest ...`; argv[0] is "backtest". Exit 0 done, 1 the data could not be back-tested
 // (unreadable file, bad row, too little data), 2 usage.

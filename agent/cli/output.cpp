@@ -11,6 +11,7 @@
 
 #include "cli/figures.hpp"
 #include "cli/json_read.hpp"
+#include "cli/planning_charts.hpp"
 #include "cli/result_tables.hpp"
 #include "cli/sparkline.hpp"
 
@@ -524,6 +525,13 @@ void print_human(std::ostream& out, const std::string& operation, const json& en
                 << str(c, "last_seen") << "\n";
         for (auto& b : result.value("reservations", json::array()))
             out << "  booked by reservation " << str(b, "reservation_id") << " from " << str(b, "start_time") << "\n";
+    } else if (const auto charts = planning_charts(operation, result); !charts.empty()) {
+        print_lines(out, render_fields(without_recent_history(operation, result), display));
+        for (const auto& chart : charts) {
+            out << "\n";
+            print_text(out, chart.title, display);
+            print_lines(out, render_chart(chart, display.width, display.style));
+        }
     } else {
         print_lines(out, render_fields(result, display));
     }

@@ -14,6 +14,7 @@
 #include "cli/command_line.hpp"
 #include "cli/operation_help.hpp"
 #include "cli/output.hpp"
+#include "cli/planning_charts.hpp"
 #include "cli/top.hpp"
 #include "resmgr/client.hpp"
 #include "resmgr/operations.hpp"
@@ -45,7 +46,7 @@ std::string describe_operations() {
             start = end + 1;
         }
     }
-    out += "  backtest --csv FILE [--horizon 1d] [--step 6h] [--confidence 0.95] [--forecasts-out OUT.csv] [--anomalies]\n"
+    out += "  backtest --csv FILE [--horizon 1d] [--step 6h] [--confidence 0.95] [--forecasts-out OUT.csv] [--svg F.svg] [--anomalies]\n"
            "              Offline, no resmgrd: back-test the forecasting models on a timestamp,value CSV and\n"
            "              report their measured accuracy (resmgr backtest --help).\n";
     out += "  top [--once] [--sort cpu|memory|priority] [--filter TEXT]\n"
@@ -60,7 +61,8 @@ std::string describe_operations() {
 constexpr const char* kFooter =
     "Output: the seed's JSON envelope when stdout is not a terminal or with --json; on a terminal,\n"
     "tables fitted to its width (status, usage and capacity with sparklines of the last hour from\n"
-    "the history), coloured unless NO_COLOR is set or TERM is dumb.\n"
+    "the history; forecast, analyze-trends and plan-capacity with a chart of history, forecast and\n"
+    "interval), coloured unless NO_COLOR is set or TERM is dumb. --svg FILE writes those charts as SVG.\n"
     "Exit status: 0 success, 1 error envelope (or resmgrd unreachable), 2 usage error.\n"
     "Environment: RESMGR_SOCKET sets the socket when --socket is not given (default /run/resmgr/resmgr.sock).";
 
@@ -113,7 +115,7 @@ std::string misspelt_operation(const std::string& word) {
 int operation_index(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        if (a == "--socket" || a == "--type" || a == "--since" || a == "--metric") ++i; // their value follows
+        if (a == "--socket" || a == "--type" || a == "--since" || a == "--metric" || a == "--svg") ++i; // their value follows
         else if (a == "--") return i + 1;
         else if (a.empty() || a[0] != '-') return i;
     }
@@ -161,6 +163,8 @@ int main(int argc, char** argv) {
     auto* csv_option = app.add_option("--csv", history_csv_file, "history export: print CSV; history import: the CSV FILE to import")
                            ->expected(0, 1);
     app.add_option("--metric", history_metric, "history import: the series the CSV becomes (e.g. node/cpu_percent)");
+    std::string svg_file;
+    app.add_option("--svg", svg_file, "forecast, analyze-trends, plan-capacity: also write their chart(s) to this SVG file");
     auto* operation_words = app.add_option("operation", words, "<operation> [resource-type] ['json-params']")->expected(1, 3);
     bool completion_words = false;
     app.add_flag("--completion-words", completion_words)->group(""); // hidden: for completions/resmgr.bash
@@ -261,6 +265,16 @@ int main(int argc, char** argv) {
         }
         if (!history_metric.empty()) request.params["metric"] = history_metric;
     }
+    const int chart_points = resmgr::cli::chart_history_points(request.operation);
+    if (!svg_file.empty() && chart_points == 0) {
+        std::cerr << "resmgr: --svg is an option of forecast, analyze-trends, plan-capacity (and resmgr backtest)\n";
+        return 2;
+    }
+    // The charts' history comes in the same answer; a pipe or --json without --svg gets the
+    // envelope exactly as asked.
+    if (chart_points > 0 && (human || !svg_file.empty()) &&
+        (request.params.is_null() || (request.params.is_object() && !request.params.contains("history_points"))))
+        request.params["history_points"] = chart_points;
     json envelope;
     try {
         resmgr::Client client(path);
@@ -277,6 +291,11 @@ int main(int argc, char** argv) {
         }
     }
     const bool ok = envelope.value("status", "") == "success";
+    if (ok && !svg_file.empty())
+        if (auto error = resmgr::cli::write_svg_file(svg_file, resmgr::cli::planning_charts(request.operation, envelope["result"]))) {
+            std::cerr << "resmgr: " << *error << "\n";
+            return 1;
+        }
     if (ok && history_csv) { // the CSV itself, for a file or a pipe
         std::cout << envelope["result"].value("csv", "");
         return 0;

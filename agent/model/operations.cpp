@@ -220,7 +220,8 @@ std::vector<OperationSpec> make_catalog() {
           {"period", T::string, false, {}, {}, "next_hour, next_day (default), next_week or a duration up to 7d"},
           {"confidence_interval", T::number, false, {}, {}, "level of the intervals, 0.5-0.99 (default 0.95)"},
           {"include_peaks", T::boolean, false, {}, {}, "the highest forecast points with their times (default true)"},
-          {"threshold", T::number, false, {}, {}, "when the forecast first reaches it, and how often such a call held in the back-test"}},
+          {"threshold", T::number, false, {}, {}, "when the forecast first reaches it, and how often such a call held in the back-test"},
+          {"history_points", T::integer, false, 0, 4032, "also return the last N 5-minute means the forecast starts from, in history.recent (for charts)"}},
          false, "'{\"metric\":\"cpu_usage\",\"period\":\"next_week\",\"confidence_interval\":0.95}'",
          "The metric's next hours or week from its 5-minute history: points with lower/upper bounds, the peaks, the\n"
          "model chosen by a rolling-origin back-test on this node's own history, and that back-test's accuracy\n"
@@ -229,6 +230,7 @@ std::vector<OperationSpec> make_catalog() {
          {{"timeframe", T::string, false, {}, {}, "N_hours, N_days (default 30_days), N_weeks, N_months or a duration"},
           {"metrics", T::array, false, {}, {}, "cpu, memory, agents (default all three), or series names"},
           {"detect_anomalies", T::boolean, false, {}, {}, "default true"},
+          {"history_points", T::integer, false, 0, 17520, "also return each metric's last N hourly means, in history.recent (for charts)"},
           {"export_charts", T::any, false, {}, {}, "accepted for the seed's shape"}},
          false, "'{\"timeframe\":\"30_days\",\"metrics\":[\"cpu\",\"memory\"],\"detect_anomalies\":true}'",
          "Per metric over the timeframe: the Theil-Sen trend (per day and week, its interval, growth %), the\n"
@@ -238,6 +240,7 @@ std::vector<OperationSpec> make_catalog() {
          {{"time_horizon", T::string, false, {}, {}, "N_days, N_weeks, N_months (default 3_months) or a duration"},
           {"growth_assumptions", T::object, false, {}, {}, "{\"workflow_increase\": percent more work over the horizon}"},
           {"include_recommendations", T::boolean, false, {}, {}, "default true"},
+          {"history_points", T::integer, false, 0, 730, "also return each resource's last N daily peaks, in daily_peaks.recent (for charts)"},
           {"cost_analysis", T::any, false, {}, {}, "accepted for the seed's shape"}},
          false, "'{\"time_horizon\":\"3_months\",\"growth_assumptions\":{\"workflow_increase\":25}}'",
          "The seed's capacity_plan from the trend of the daily peaks of CPU, memory and live agents: peaks and\n"

@@ -125,8 +125,39 @@ void Monitoring::record_history(const Snapshot& snap) {
     predict_thresholds(ts);
 }
 
+std::optional<events::Event> predicted_threshold_event(const analytics::RegularSeries& s, const ThresholdRule& rule, std::int64_t now,
+                                                      std::int64_t horizon_seconds) {
+    // Only a series that is current: an old import says nothing about the next hours.
+    if (s.values.empty() || s.step <= 0 || s.ts(s.values.size() - 1) < now - kPredictionFreshSeconds) return std::nullopt;
+    const auto h = static_cast<std::size_t>(std::max<std::int64_t>(1, horizon_seconds / s.step));
+    const auto r = analytics::backtest(s.values, s.filled, s.step, {h, h, 0.95});
+    const auto c = analytics::predicted_crossing(s.values, s.filled, r, rule.threshold);
+    if (!c.at) return std::nullopt;
+    const std::int64_t at = s.ts(s.values.size() - 1) + static_cast<std::int64_t>(*c.at + 1) * s.step;
+    const Seconds impact(std::max<std::int64_t>(0, at - now));
+    char text[200];
+    std::snprintf(text, sizeof text, "%s utilization forecast to reach %.1f%% in %s", rule.metric.c_str(), rule.threshold,
+                  format_duration(impact).c_str());
+    auto e = events::Event::make(events::EventType::threshold_raised, text);
+    e.time = TimePoint(std::chrono::seconds(now));
+    e.priority = syslog_priority(rule.severity);
+    e.metric = rule.metric;
+    e.value = round3(r.ahead.forecast[*c.at]);
+    e.threshold = rule.threshold;
+    e.details = {{"predicted", true},
+                 {"type", "predicted_resource_shortage"},
+                 {"severity", rule.severity},
+                 {"time_to_impact", format_duration(impact)},
+                 {"at", format_timestamp(TimePoint(std::chrono::seconds(at)))},
+                 {"prediction_confidence", c.precision ? nlohmann::json(round3(*c.precision)) : nlohmann::json(nullptr)},
+                 {"folds_called", c.folds_called},
+                 {"confidence_method", analytics::kCrossingMethod},
+                 {"model", r.chosen}};
+    return e;
+}
+
 void Monitoring::predict_thresholds(std::int64_t now) {
-    constexpr std::int64_t kEvery = 3600, kHorizon = 4 * 3600, kSpan = 14 * 86400;
+    constexpr std::int64_t kEvery = 3600, kSpan = 14 * 86400;
     if (now < next_prediction_ || !history_db_ || !history_db_->store()) return;
     next_prediction_ = now + kEvery;
     const std::pair<const char*, const char*> watched[] = {{"cpu", "node/cpu_percent"}, {"memory", "node/memory_percent"}};
@@ -135,33 +166,7 @@ void Monitoring::predict_thresholds(std::int64_t now) {
         if (it == std::end(watched) || thresholds_.raised(rule.metric)) continue;
         try {
             const auto s = history::read_regular(*history_db_->store(), it->second, history::Resolution::five_minutes, kSpan, history::Take::mean);
-            // Only a series that is current: an old import says nothing about the next hours.
-            if (s.values.empty() || s.ts(s.values.size() - 1) < now - 900) continue;
-            const auto h = static_cast<std::size_t>(kHorizon / s.step);
-            const auto r = analytics::backtest(s.values, s.filled, s.step, {h, h, 0.95});
-            const auto c = analytics::predicted_crossing(s.values, s.filled, r, rule.threshold);
-            if (!c.at) continue;
-            const std::int64_t at = s.ts(s.values.size() - 1) + static_cast<std::int64_t>(*c.at + 1) * s.step;
-            const Seconds impact(std::max<std::int64_t>(0, at - now));
-            char text[200];
-            std::snprintf(text, sizeof text, "%s utilization forecast to reach %.1f%% in %s", rule.metric.c_str(), rule.threshold,
-                          format_duration(impact).c_str());
-            auto e = events::Event::make(events::EventType::threshold_raised, text);
-            e.time = TimePoint(std::chrono::seconds(now));
-            e.priority = syslog_priority(rule.severity);
-            e.metric = rule.metric;
-            e.value = round3(r.ahead.forecast[*c.at]);
-            e.threshold = rule.threshold;
-            e.details = {{"predicted", true},
-                         {"type", "predicted_resource_shortage"},
-                         {"severity", rule.severity},
-                         {"time_to_impact", format_duration(impact)},
-                         {"at", format_timestamp(TimePoint(std::chrono::seconds(at)))},
-                         {"prediction_confidence", c.precision ? nlohmann::json(round3(*c.precision)) : nlohmann::json(nullptr)},
-                         {"folds_called", c.folds_called},
-                         {"confidence_method", analytics::kCrossingMethod},
-                         {"model", r.chosen}};
-            reports_.publish(e);
+            if (auto e = predicted_threshold_event(s, rule, now, kPredictionHorizonSeconds)) reports_.publish(*e);
         } catch (const std::exception& e) { // too little history, or a read that failed: no prediction this hour
             spdlog::debug("predictive threshold for {}: {}", rule.metric, e.what());
         }

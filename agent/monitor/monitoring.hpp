@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "analytics/series_csv.hpp"
 #include "cgroup/backend.hpp"
 #include "core/ledger.hpp"
 #include "events/event.hpp"
@@ -24,6 +25,15 @@
 #include "monitor/threshold.hpp"
 
 namespace resmgr::monitor {
+
+// The predictive alert of one threshold rule from its metric's 5-minute history: a
+// RESOURCE_THRESHOLD event (predicted: true, time to impact, the back-test's confidence in such a
+// call) when the forecast from the series' end reaches the threshold within `horizon_seconds`;
+// nullopt when it does not, or when the series is not current (its newest value more than
+// kPredictionFreshSeconds before `now`). analytics::NotEnoughData with too little history. Pure.
+inline constexpr std::int64_t kPredictionHorizonSeconds = 4 * 3600, kPredictionFreshSeconds = 900;
+std::optional<events::Event> predicted_threshold_event(const analytics::RegularSeries& s, const ThresholdRule& rule, std::int64_t now,
+                                                      std::int64_t horizon_seconds);
 
 class Monitoring {
 public:
@@ -87,7 +97,7 @@ private:
     void report_oom_kills(const Snapshot& snap, TimePoint now);
     void append_history(const Snapshot& snap);
     void record_history(const Snapshot& snap);
-    // Once an hour: forecast CPU and memory kPredictionHorizon ahead from the history and raise a
+    // Once an hour: forecast CPU and memory kPredictionHorizonSeconds ahead from the history and raise a
     // RESOURCE_THRESHOLD with predicted: true when the forecast reaches a threshold not raised now.
     void predict_thresholds(std::int64_t now);
     std::vector<GroupProbe> allocation_groups() const;

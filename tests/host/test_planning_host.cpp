@@ -3,7 +3,11 @@
 #include "build_paths.hpp"
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -50,6 +54,30 @@ TEST_F(DaemonHost, ForecastAndTrendsOfAnImportedTraceCarryTheirMeasuredAccuracy)
     for (const json& model : acc["models"])
         std::cout << "[ INFO     ]   " << model["model"] << ": MASE " << model["mase"] << ", relative MAE " << model["relative_mae"] << ", coverage "
                   << model["interval_coverage"] << "\n";
+
+    // --svg: the chart of the recent history, the forecast and its band, from the same answer
+    // (history_points asked by the client), in a file a real XML parser accepts.
+    const std::string svg = (std::filesystem::temp_directory_path() / ("resmgr-forecast-" + std::to_string(::getpid()) + ".svg")).string();
+    json drawn = cli_json({"--svg", svg, "forecast", R"({"metric":"imported/ec2_cpu","period":"24h"})"});
+    ASSERT_EQ(drawn["status"], "success") << drawn.dump(2).substr(0, 2000);
+    EXPECT_EQ(drawn["result"]["history"]["recent"]["values"].size(), 864u) << drawn["result"]["history"].dump().substr(0, 500);
+    ASSERT_TRUE(std::filesystem::exists(svg));
+    {
+        std::ifstream in(svg);
+        const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        EXPECT_NE(text.find("<polygon"), std::string::npos) << "no interval band";
+        EXPECT_NE(text.find("imported/ec2_cpu: forecast 24h"), std::string::npos);
+        EXPECT_GE(std::count(text.begin(), text.end(), '\n'), 20);
+    }
+    if (std::filesystem::exists("/usr/bin/xmllint")) {
+        RunResult x = run({"/usr/bin/xmllint", "--noout", svg});
+        EXPECT_EQ(x.status, 0) << "xmllint: " << x.out << x.err;
+    } else {
+        std::cout << "[ SKIPPED  ] the XML check of the SVG: xmllint is not installed (scripts/install-deps.sh installs libxml2-utils)\n";
+    }
+    std::filesystem::remove(svg);
+    // Without --svg, --json gets the envelope as asked: no recent history.
+    EXPECT_FALSE(f["result"]["history"].contains("recent"));
 
     json t = cli_json({"analyze-trends", R"({"timeframe":"30_days","metrics":["imported/ec2_cpu"],"detect_anomalies":true})"});
     ASSERT_EQ(t["status"], "success") << t.dump(2).substr(0, 2000);

@@ -70,3 +70,22 @@ TEST(CliOutput, StatusPressureNamesSignalsAndWhatIsHeldBack) {
               std::string::npos)
         << text;
 }
+
+TEST(CliOutput, ForecastOnATerminalIsItsTablesAndAChartWithoutTheRawHistory) {
+    json result = {{"metric", "cpu_usage"}, {"period", "next_hour"}, {"confidence_interval", 0.95}, {"model", {{"name", "ets"}}}};
+    json values = json::array();
+    for (int i = 0; i < 36; ++i) values.push_back(40 + i % 12);
+    result["history"] = {{"points", 36}, {"recent", {{"from", "2025-01-15T09:00:00Z"}, {"step_seconds", 300}, {"values", values}}}};
+    result["forecast"] = json::array();
+    for (int i = 0; i < 12; ++i)
+        result["forecast"].push_back({{"timestamp", "2025-01-15T12:" + std::string(i < 2 ? "0" : "") + std::to_string(i * 5) + ":00Z"},
+                                      {"value", 45}, {"lower", 38}, {"upper", 52}});
+    std::ostringstream out;
+    resmgr::cli::print_human(out, "forecast", {{"status", "success"}, {"result", result}}, resmgr::cli::Display{90, {}});
+    const std::string text = out.str();
+    EXPECT_NE(text.find("cpu_usage: forecast next_hour (ets)"), std::string::npos) << text; // the chart's title
+    EXPECT_NE(text.find("95 % interval"), std::string::npos) << text;                      // its legend
+    EXPECT_NE(text.find("\u2591"), std::string::npos) << text;                              // the band
+    EXPECT_EQ(text.find("recent"), std::string::npos) << "the chart's history is drawn, not listed: " << text;
+    EXPECT_EQ(text.find('{'), std::string::npos) << "never JSON: " << text;
+}

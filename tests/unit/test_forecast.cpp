@@ -181,6 +181,38 @@ TEST(ForecastIntervals, CoverGaussianNoiseAtTheirNominalLevelOverManyFolds) {
     }
 }
 
+// The share of the actuals inside the selection's intervals, over the folds from `from` on.
+double coverage_from(const BacktestResult& r, const std::vector<double>& y, std::size_t from) {
+    std::size_t with = 0, inside = 0;
+    for (const FoldForecast& f : r.forecasts) {
+        if (f.origin < from) continue;
+        for (std::size_t j = 0; j < f.forecast.size(); ++j) {
+            if (std::isnan(f.lower[j])) continue;
+            ++with;
+            inside += y[f.origin + j] >= f.lower[j] && y[f.origin + j] <= f.upper[j];
+        }
+    }
+    return with ? static_cast<double>(inside) / static_cast<double>(with) : NAN;
+}
+
+TEST(ForecastIntervals, AdaptToNoiseThatGrowsSoonerThanTheResidualWindowAlone) {
+    // Noise of 2 for 30 days, then of 6: the residuals of the last kIntervalFolds folds take
+    // 10 days to forget the quiet part; the adapted level widens the intervals after the first
+    // folds that miss. The same series with adapt_rate 0 is the plain split conformal.
+    std::vector<double> y = generate(30 * kDay, [](std::size_t) { return 100.0; }, 2, 5);
+    const std::vector<double> loud = generate(30 * kDay, [](std::size_t) { return 100.0; }, 6, 6);
+    y.insert(y.end(), loud.begin(), loud.end());
+    BacktestOptions adapted{kDay, 72, 0.95}, plain{kDay, 72, 0.95, 0.0};
+    const BacktestResult a = backtest(y, {}, kStep, adapted), p = backtest(y, {}, kStep, plain);
+    const double after_a = coverage_from(a, y, 30 * kDay), after_p = coverage_from(p, y, 30 * kDay);
+    EXPECT_GT(after_a, after_p + 0.01) << "adapted " << after_a << ", plain " << after_p;
+    EXPECT_NEAR(*a.selection.coverage, 0.95, 0.03);
+    EXPECT_LT(std::abs(*a.selection.coverage - 0.95), std::abs(*p.selection.coverage - 0.95))
+        << "adapted " << *a.selection.coverage << ", plain " << *p.selection.coverage;
+    // On noise that does not change, adapting keeps the nominal level (the test above).
+    EXPECT_THROW(backtest(y, {}, kStep, {kDay, 72, 0.95, -0.1}), std::invalid_argument);
+}
+
 TEST(ForecastBacktest, FilledValuesAreNeverScored) {
     auto y = generate(6 * kDay, daily, 1, 3);
     std::vector<bool> filled(y.size(), false);

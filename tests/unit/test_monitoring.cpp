@@ -432,3 +432,72 @@ TEST(Monitoring, WithoutMonitoringTheOperationsSayUnsupported) {
     json r = service.router().handle_line(R"({"operation":"monitor","resource_type":"system"})", kAlice);
     EXPECT_EQ(r["error"]["code"], "UNSUPPORTED");
 }
+
+// ---- the hourly predictive alert, pure: a 5-minute history and a rule in, an event or none out ----
+
+#include "analytics/backtest.hpp"
+#include "monitor/monitoring.hpp"
+
+namespace {
+
+// Three days of 5-minute CPU percentages climbing 0.01 points a step from 50 (to 58.63).
+analytics::RegularSeries climbing_cpu(std::int64_t start) {
+    analytics::RegularSeries s;
+    s.start = start;
+    s.step = 300;
+    for (int i = 0; i < 864; ++i) s.values.push_back(50 + 0.01 * i);
+    s.filled.assign(s.values.size(), false);
+    return s;
+}
+
+} // namespace
+
+TEST(PredictiveThreshold, AForecastCrossingWithinTheHorizonRaisesAPredictedThresholdEvent) {
+    const auto s = climbing_cpu(1'700'000'000);
+    const std::int64_t now = s.ts(s.values.size() - 1) + 60; // a minute after the newest bucket
+    monitor::ThresholdRule rule{"cpu", 58.9, 5, Seconds(300), "warning"};
+    const auto e = monitor::predicted_threshold_event(s, rule, now, monitor::kPredictionHorizonSeconds);
+    ASSERT_TRUE(e.has_value());
+    EXPECT_EQ(e->type, events::EventType::threshold_raised);
+    EXPECT_EQ(e->metric, "cpu");
+    EXPECT_EQ(e->threshold, 58.9);
+    ASSERT_TRUE(e->value.has_value());
+    EXPECT_GE(*e->value, 58.9);
+    EXPECT_EQ(e->details["predicted"], true);
+    EXPECT_EQ(e->details["type"], "predicted_resource_shortage");
+    // 58.9 is 27 steps above the last value (58.63) at 0.01 a step: about 2h15m ahead, as the trend
+    // models extend the line; at most the horizon.
+    const auto impact = parse_duration(e->details["time_to_impact"].get<std::string>());
+    ASSERT_TRUE(impact.has_value()) << e->details;
+    EXPECT_GE(*impact, std::chrono::minutes(90)) << e->details;
+    EXPECT_LE(*impact, std::chrono::hours(3)) << e->details;
+    // Confidence: the share of back-test folds whose forecast reached 58.9 and whose actuals did too;
+    // no fold's window reached it (the series ends at 58.63), so no fold called it: null, not a guess.
+    EXPECT_EQ(e->details["folds_called"], 0) << e->details;
+    EXPECT_TRUE(e->details["prediction_confidence"].is_null()) << e->details;
+
+    // A threshold the climb has passed in the back-test's windows: folds called it and were right.
+    rule.threshold = 55;
+    const auto passed = monitor::predicted_threshold_event(s, rule, now, monitor::kPredictionHorizonSeconds);
+    ASSERT_TRUE(passed.has_value());
+    EXPECT_GT(passed->details["folds_called"].get<int>(), 0) << passed->details;
+    ASSERT_TRUE(passed->details["prediction_confidence"].is_number()) << passed->details;
+    EXPECT_GT(passed->details["prediction_confidence"].get<double>(), 0.5) << passed->details;
+    EXPECT_LE(passed->details["prediction_confidence"].get<double>(), 1.0);
+}
+
+TEST(PredictiveThreshold, NoCrossingWithinTheHorizonOrAStaleSeriesRaisesNothing) {
+    const auto s = climbing_cpu(1'700'000'000);
+    const std::int64_t now = s.ts(s.values.size() - 1) + 60;
+    const monitor::ThresholdRule far{"cpu", 80, 5, Seconds(300), "warning"}; // 2140 steps away: a week
+    EXPECT_FALSE(monitor::predicted_threshold_event(s, far, now, monitor::kPredictionHorizonSeconds).has_value());
+    const monitor::ThresholdRule near{"cpu", 58.9, 5, Seconds(300), "warning"};
+    EXPECT_FALSE(monitor::predicted_threshold_event(s, near, now, 3600).has_value()); // 2h15m away, an hour's horizon
+    EXPECT_FALSE(monitor::predicted_threshold_event(s, near, now + 3600, monitor::kPredictionHorizonSeconds).has_value()); // stale
+    EXPECT_FALSE(monitor::predicted_threshold_event({}, near, now, monitor::kPredictionHorizonSeconds).has_value());
+    analytics::RegularSeries short_series = s;
+    short_series.values.resize(20);
+    short_series.filled.resize(20);
+    EXPECT_THROW(monitor::predicted_threshold_event(short_series, near, short_series.ts(19), monitor::kPredictionHorizonSeconds),
+                 analytics::NotEnoughData);
+}

@@ -77,6 +77,17 @@ json history_json(const RegularSeries& s, const std::string& name, const char* r
             {"to", when(s.ts(s.values.size() - 1))}, {"filled_points", s.gap_points}};
 }
 
+// The last `points` values of `s` (asked with history_points, for a chart): from the first
+// one's time, one every step_seconds, null where the history had no sample (a filled gap).
+json recent_json(const RegularSeries& s, const json& params) {
+    const auto asked = static_cast<std::size_t>(param_integer(params, "history_points").value_or(0));
+    const std::size_t n = std::min(asked, s.values.size()), first = s.values.size() - n;
+    json values = json::array();
+    for (std::size_t i = first; i < s.values.size(); ++i) values.push_back(s.filled[i] ? json(nullptr) : number_or_null(s.values[i]));
+    return {{"from", n ? json(when(s.ts(first))) : json(nullptr)}, {"step_seconds", s.step}, {"values", values}};
+}
+bool wants_recent(const json& params) { return param_integer(params, "history_points").value_or(0) > 0; }
+
 std::string steps_as_duration(std::size_t steps, std::int64_t step) {
     return format_duration(std::chrono::seconds(static_cast<std::int64_t>(steps) * step));
 }
@@ -188,6 +199,7 @@ SuccessBody forecast(const Call& call) {
                                  {"note", "out_of_sample is the per-fold selection as it would have run live; each model's row is its own "
                                           "back-test; relative_mae is against the seasonal naive on the same points"}}}};
     if (!r.mase_note.empty()) body.result["accuracy"]["mase_note"] = r.mase_note;
+    if (wants_recent(p)) body.result["history"]["recent"] = recent_json(s, p);
     if (without_interval > 0)
         body.recommendations.push_back(std::to_string(without_interval) + " of the " + std::to_string(horizon) +
                                        " points have no interval: too few back-test residuals at that lead time for the level asked");
@@ -271,7 +283,7 @@ json anomalies_json(const history::HistoryStore& store, const std::string& name,
     return j;
 }
 
-json metric_trends(const history::HistoryStore& store, const std::string& metric, const std::string& name, std::int64_t span, bool anomalies) {
+json metric_trends(const history::HistoryStore& store, const std::string& metric, const std::string& name, std::int64_t span, const json& params) {
     const RegularSeries hourly = history::read_regular(store, name, history::Resolution::one_hour, span, history::Take::mean);
     const std::size_t n = hourly.values.size();
     json j{{"series", name}, {"history", history_json(hourly, name, "1-hour bucket means")}};
@@ -284,6 +296,7 @@ json metric_trends(const history::HistoryStore& store, const std::string& metric
         return j;
     }
     j["trend"] = trend_json(*trend, n - 1, hourly.step);
+    if (wants_recent(params)) j["history"]["recent"] = recent_json(hourly, params);
     const auto seasons = analytics::detect_seasons(hourly.values, hourly.step);
     j["seasonality"] = {{"method", "autocorrelation at the lag of the season on the detrended hourly means (found at >= " +
                                        std::to_string(analytics::kSeasonMinAutocorrelation).substr(0, 4) + ")"},
@@ -307,7 +320,7 @@ json metric_trends(const history::HistoryStore& store, const std::string& metric
         highest.push_back({{"timestamp", when(maxima.ts(i))}, {"value", number_or_null(maxima.values[i])}});
     peaks["highest"] = highest;
     j["peaks"] = peaks;
-    if (anomalies) j["anomalies"] = anomalies_json(store, name, span);
+    if (param_flag(params, "detect_anomalies", true)) j["anomalies"] = anomalies_json(store, name, span);
     return j;
 }
 
@@ -327,12 +340,11 @@ SuccessBody analyze_trends(const Call& call) {
         if (metrics.empty() || metrics.size() > 16)
             throw ApiError(ErrorCode::INVALID_REQUEST, "'metrics' must name 1 to 16 metrics", {}, {"metrics"});
     }
-    const bool anomalies = param_flag(p, "detect_anomalies", true);
     json out = json::object();
     std::size_t analysed = 0;
     std::string first_shortage;
     for (const auto& metric : metrics) {
-        out[metric] = metric_trends(store, metric, series_of(store, metric, "metrics"), span, anomalies);
+        out[metric] = metric_trends(store, metric, series_of(store, metric, "metrics"), span, p);
         if (out[metric].contains("trend")) ++analysed;
         else if (first_shortage.empty()) first_shortage = out[metric]["insufficient_history"]["message"];
     }
@@ -478,6 +490,7 @@ SuccessBody plan_capacity(const Call& call) {
                                                       {"latest", days_json(to_threshold.latest, from)}}},
                                {"time_to_exhaustion", {{"expected", days_json(to_limit.days, from)}, {"earliest", days_json(to_limit.earliest, from)},
                                                        {"latest", days_json(to_limit.latest, from)}}}};
+        if (wants_recent(p)) exhaustion[res.key]["daily_peaks"]["recent"] = recent_json(peaks, p);
         if (!param_flag(p, "include_recommendations", true)) continue;
         // Dated from the threshold: expected crossing, or the earliest one when only the
         // pessimistic end of the slope's interval crosses within the horizon.
