@@ -4,7 +4,8 @@
 # "attach" and release, then wall times of `systemd-run --scope true` and `resmgr-run -- true`,
 # interleaved, and for scale /bin/true and `resmgr-run --version` (the shell's own fork+exec+date,
 # and a resmgr-run that starts and exits without resmgrd). With OLD_RESMGR_RUN=PATH (a resmgr-run built from another commit) that binary runs
-# in the same interleaving, against the same resmgrd.
+# in the same interleaving, against the same resmgrd, `--version` too. The programs go in stripped,
+# as the package installs them.
 # Then the same resmgrd restarted with --backend systemd-units (U lines).
 # Usage: bench/vm_resmgr_run.sh BUILD_DIR [RUNS=25]   (root; prints ET, W and U lines, then p50/p90)
 set -euo pipefail
@@ -14,8 +15,8 @@ runs=${2:-25}
 share=$(mktemp -d /tmp/resmgr-vm-bench-XXXXXX)
 trap 'rm -rf "$share"' EXIT
 mkdir -p "$share/bin" "$share/units"
-cp "$build/agent/resmgrd" "$build/agent/cli/resmgr" "$build/agent/cli/resmgr-run" "$share/bin/"
-cp "${OLD_RESMGR_RUN:-$build/agent/cli/resmgr-run}" "$share/bin/resmgr-run-old"
+for program in agent/resmgrd agent/cli/resmgr agent/cli/resmgr-run; do strip -o "$share/bin/${program##*/}" "$build/$program"; done
+strip -o "$share/bin/resmgr-run-old" "${OLD_RESMGR_RUN:-$build/agent/cli/resmgr-run}"
 cp "$here/../units/resmgrd.service" "$here/../units/resmgr.slice" "$share/units/"
 cat > "$share/bench.sh" <<GUEST
 #!/bin/sh
@@ -39,8 +40,8 @@ done
 ms() { echo \$(( \$(date +%s%N) / 1000000 )); }
 for i in \$(seq 1 $runs); do
   t0=\$(ms); systemd-run --scope --quiet true; t1=\$(ms); resmgr-run-old -q -- true; t2=\$(ms); resmgr-run -q -- true; t3=\$(ms)
-  /bin/true; t4=\$(ms); resmgr-run --version > /dev/null; t5=\$(ms)
-  echo "W sdrun \$((t1-t0)) old \$((t2-t1)) new \$((t3-t2)) true \$((t4-t3)) version \$((t5-t4))"
+  /bin/true; t4=\$(ms); resmgr-run --version > /dev/null; t5=\$(ms); resmgr-run-old --version > /dev/null; t6=\$(ms)
+  echo "W sdrun \$((t1-t0)) old \$((t2-t1)) new \$((t3-t2)) true \$((t4-t3)) version \$((t5-t4)) oldversion \$((t6-t5))"
 done
 # The same resmgrd made to use one transient slice and scope per allocation (the fallback).
 mkdir -p /etc/systemd/system/resmgrd.service.d
@@ -59,7 +60,7 @@ pct() { # column, percent[, line kind]: that percentile of the W (or U) lines' c
 }
 [ -n "$(grep '^W ' <<<"$out")" ] || { echo "vm_resmgr_run.sh: no runs came back" >&2; exit 1; }
 echo "p50/p90 ms: systemd-run $(pct 3 50)/$(pct 3 90), resmgr-run (old) $(pct 5 50)/$(pct 5 90), resmgr-run $(pct 7 50)/$(pct 7 90)," \
-     "/bin/true $(pct 9 50)/$(pct 9 90), resmgr-run --version $(pct 11 50)/$(pct 11 90)," \
+     "/bin/true $(pct 9 50)/$(pct 9 90), resmgr-run --version $(pct 11 50)/$(pct 11 90), resmgr-run (old) --version $(pct 13 50)/$(pct 13 90)," \
      "ratio p50 $(awk -v n="$(pct 7 50)" -v s="$(pct 3 50)" 'BEGIN {printf "%.2f", n / s}')"
 echo "per-allocation units (--backend systemd-units), p50/p90 ms: systemd-run $(pct 3 50 U)/$(pct 3 90 U), resmgr-run $(pct 5 50 U)/$(pct 5 90 U)," \
      "ratio p50 $(awk -v n="$(pct 5 50 U)" -v s="$(pct 3 50 U)" 'BEGIN {printf "%.2f", n / s}')"

@@ -95,13 +95,19 @@ CgroupfsBackend::CgroupfsBackend(std::string root, RemoveDir remove_dir)
                  fmt::join(enabled_, " "), fmt::join(missing_, " "));
 }
 
-Enforcement CgroupfsBackend::apply(const std::string& dir, const Limits& l) {
+Enforcement CgroupfsBackend::apply(const std::string& dir, const Limits& l, bool fresh) {
     Enforcement e;
-    auto set = [&](const char* controller, const std::string& file, const std::string& value, bool requested) {
+    // What a new cgroup starts with (cgroup-v2.rst): "max 100000", 100, "max", "max", "max".
+    auto set = [&](const char* controller, const std::string& file, const std::string& value, bool requested,
+                   const std::string& kernel_default) {
         if (!enabled_.count(controller)) {
             if (requested)
                 e.unenforced.push_back(file + "=" + value + ": controller '" + controller + "' is not available in " + root_ +
                                        "/cgroup.controllers (held by cgroup v1, or not delegated)");
+            return;
+        }
+        if (fresh && value == kernel_default) {
+            e.applied.push_back(file + "=" + value);
             return;
         }
         if (int err = write_file(dir + "/" + file, value); err != 0) {
@@ -111,21 +117,22 @@ Enforcement CgroupfsBackend::apply(const std::string& dir, const Limits& l) {
         e.applied.push_back(file + "=" + value);
     };
     set("cpu", "cpu.max", (l.cpu_quota_us ? std::to_string(*l.cpu_quota_us) : "max") + " " + std::to_string(l.cpu_period_us),
-        l.cpu_quota_us.has_value());
-    set("cpu", "cpu.weight", std::to_string(l.cpu_weight), l.cpu_weight != 100);
+        l.cpu_quota_us.has_value(), "max 100000");
+    set("cpu", "cpu.weight", std::to_string(l.cpu_weight), l.cpu_weight != 100, "100");
     // memory.high before memory.max when shrinking would briefly leave high > max; the kernel
     // accepts either order, so write max first to cap at once.
-    set("memory", "memory.max", max_or(l.memory_max), l.memory_max.has_value());
-    set("memory", "memory.high", max_or(l.memory_high), l.memory_high.has_value());
-    set("pids", "pids.max", max_or(l.pids_max), l.pids_max.has_value());
+    set("memory", "memory.max", max_or(l.memory_max), l.memory_max.has_value(), "max");
+    set("memory", "memory.high", max_or(l.memory_high), l.memory_high.has_value(), "max");
+    set("pids", "pids.max", max_or(l.pids_max), l.pids_max.has_value(), "max");
     return e;
 }
 
 Enforcement CgroupfsBackend::create(const std::string& id, const Limits& limits) {
     check_name("group", id);
     std::string dir = group_path(id);
-    if (::mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST) throw BackendError(errno_text("cannot create group", dir));
-    return apply(dir, limits);
+    const bool fresh = ::mkdir(dir.c_str(), 0755) == 0;
+    if (!fresh && errno != EEXIST) throw BackendError(errno_text("cannot create group", dir));
+    return apply(dir, limits, fresh);
 }
 
 Enforcement CgroupfsBackend::update(const std::string& id, const Limits& limits) {
@@ -133,7 +140,7 @@ Enforcement CgroupfsBackend::update(const std::string& id, const Limits& limits)
     std::string dir = group_path(id);
     struct stat st{};
     if (::stat(dir.c_str(), &st) < 0) throw BackendError(errno_text("no group", dir));
-    return apply(dir, limits);
+    return apply(dir, limits, false);
 }
 
 void CgroupfsBackend::attach(const std::string& id, const std::string& leaf, pid_t pid) {

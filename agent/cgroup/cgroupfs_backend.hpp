@@ -41,7 +41,10 @@ public:
     const std::set<std::string>& enabled_controllers() const { return enabled_; }
 
 private:
-    Enforcement apply(const std::string& dir, const Limits& limits);
+    // Writes each limit file. In a group this call has just created (`fresh`), a value equal to
+    // the kernel's default for a new group is in force already and is not written (fewer system
+    // calls on every allocation; still reported as applied).
+    Enforcement apply(const std::string& dir, const Limits& limits, bool fresh);
     std::vector<std::string> group_dirs(const std::string& id); // leaves first, then the group
 
     std::string root_;

@@ -83,6 +83,34 @@ TEST(CgroupfsBackend, UpdateChangesLimitsAndAbsentMeansMax) {
     EXPECT_THROW(b.update("alloc_missing", l), BackendError);
 }
 
+// A new cgroup starts with every limit at "max" (cpu.weight 100): create writes only what
+// differs, and still reports the defaults as applied; an existing group gets every file written.
+TEST(CgroupfsBackend, CreateLeavesKernelDefaultsUnwritten) {
+    FakeTree t("cpu memory pids");
+    auto b = t.backend();
+    Limits l;
+    l.memory_max = 64ULL << 20;
+    Enforcement e = b.create("alloc_1", l);
+    auto g = t.root + "/alloc_1/";
+    EXPECT_EQ(slurp(g + "memory.max"), "67108864");
+    for (const char* file : {"cpu.max", "cpu.weight", "memory.high", "pids.max"})
+        EXPECT_FALSE(std::filesystem::exists(g + file)) << file << " was written with its default";
+    EXPECT_EQ(e.applied, (std::vector<std::string>{"cpu.max=max 100000", "cpu.weight=100", "memory.max=67108864", "memory.high=max",
+                                                   "pids.max=max"}));
+    EXPECT_TRUE(e.unenforced.empty());
+    // A period other than the kernel's is not a default.
+    Limits other_period;
+    other_period.cpu_period_us = 50000;
+    b.create("alloc_2", other_period);
+    EXPECT_EQ(slurp(t.root + "/alloc_2/cpu.max"), "max 50000");
+    // The group was there already (re-adopted after a restart): its files may hold anything.
+    std::filesystem::create_directory(t.root + "/alloc_3");
+    std::ofstream(t.root + "/alloc_3/pids.max") << "12";
+    b.create("alloc_3", Limits{});
+    EXPECT_EQ(slurp(t.root + "/alloc_3/pids.max"), "max");
+    EXPECT_EQ(slurp(t.root + "/alloc_3/cpu.weight"), "100");
+}
+
 TEST(CgroupfsBackend, MissingControllersAreReportedWithReasons) {
     FakeTree t("hugetlb"); // this build host's /sys/fs/cgroup/unified
     auto b = t.backend();
