@@ -21,12 +21,18 @@ namespace resmgr::core {
 struct NodeCapacity {
     double cpu_cores = 0;
     std::uint64_t memory_bytes = 0;
+    // The temp root's filesystem as the allocations' temporary directories see it: its free
+    // bytes plus what those directories use now (measured), so promises are set against it as
+    // memory's are against the node's memory. nullopt: no temp root (storage_gb is refused).
+    std::optional<std::uint64_t> storage_bytes;
 };
 
 struct Availability {
     double cpu_total = 0, cpu_reserved = 0, cpu_allocated = 0, cpu_available = 0;
     std::uint64_t memory_total = 0, memory_reserved = 0, memory_allocated = 0, memory_available = 0;
     int agents_max = 0, agents_allocated = 0, agents_available = 0;
+    std::optional<std::uint64_t> storage_total; // nullopt: no temp root
+    std::uint64_t storage_allocated = 0, storage_available = 0;
     nlohmann::json to_json() const;
 };
 

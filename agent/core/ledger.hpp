@@ -92,6 +92,9 @@ public:
     // Questions about fitting, policy, conflicts and preemption, asked of the ledger as it is now.
     Admission admission() const { return Admission(capacity_, policy_, allocations_, holdings_, reserved_count_ > 0); }
     const Holdings& holdings() const { return holdings_; }
+    // The temp root's room as measured now (NodeCapacity::storage_bytes); admission sets
+    // storage_gb against the newest figure.
+    void set_storage_capacity(std::optional<std::uint64_t> bytes) { capacity_.storage_bytes = bytes; }
 
 private:
     // `id` empty: a fresh one from the generator.
