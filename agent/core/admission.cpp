@@ -24,9 +24,9 @@ std::string gb(std::uint64_t bytes) {
 
 } // namespace
 
-Admission::Admission(const NodeCapacity& capacity, const Policy& policy, const std::map<std::string, Allocation>& allocations,
-                     const Holdings& holdings, bool has_reservations)
-    : capacity_(capacity), policy_(policy), allocations_(allocations), holdings_(holdings), has_reservations_(has_reservations) {}
+Admission::Admission(const NodeCapacity& capacity, const StorageCapacity& storage, const Policy& policy,
+                     const std::map<std::string, Allocation>& allocations, const Holdings& holdings, bool has_reservations)
+    : capacity_(capacity), storage_(storage), policy_(policy), allocations_(allocations), holdings_(holdings), has_reservations_(has_reservations) {}
 
 Availability Admission::availability() const {
     Availability v;
@@ -43,9 +43,9 @@ Availability Admission::availability() const {
     v.agents_max = policy_.max_agents;
     v.agents_allocated = t.agents;
     v.agents_available = std::max(0, policy_.max_agents - t.agents);
-    v.storage_total = capacity_.storage_bytes;
+    v.storage_total = storage_;
     v.storage_allocated = t.storage;
-    v.storage_available = capacity_.storage_bytes && *capacity_.storage_bytes > t.storage ? *capacity_.storage_bytes - t.storage : 0;
+    v.storage_available = storage_ && *storage_ > t.storage ? *storage_ - t.storage : 0;
     return v;
 }
 
