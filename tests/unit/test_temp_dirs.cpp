@@ -54,7 +54,7 @@ TEST(TempDirNames, AcceptsAllocationIdsOnly) {
     EXPECT_TRUE(core::valid_temp_dir_name("alloc_0123456789ab"));
     EXPECT_TRUE(core::valid_temp_dir_name("res_1"));
     EXPECT_TRUE(core::valid_temp_dir_name(std::string(64, 'a')));
-    for (const std::string bad : {"", ".", "..", "../etc", "a/b", "/etc", ".hidden", "a b", "a\nb", "a\x1b[31m", "ä", std::string(65, 'a'),
+    for (const std::string& bad : std::vector<std::string>{"", ".", "..", "../etc", "a/b", "/etc", ".hidden", "a b", "a\nb", "a\x1b[31m", "ä", std::string(65, 'a'),
                                   std::string("a\0b", 3)})
         EXPECT_FALSE(core::valid_temp_dir_name(bad)) << "accepted " << json(bad).dump();
 }
