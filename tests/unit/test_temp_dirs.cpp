@@ -113,6 +113,7 @@ TEST(StorageAdmission, StorageGbParsesAndSurvivesTheStateFile) {
         EXPECT_THROW(parse_allocation_request(json{{"workflow_id", "w"}, {"resources", {{"storage_gb", bad}}}}), ApiError) << bad;
     Allocation a = holding("alloc_s");
     a.workflow_id = "w";
+    a.requester = "test";
     a.resources.storage_bytes = 3 * kGiB + 7;
     EXPECT_EQ(allocation_from_json(to_json(a)).resources.storage_bytes, 3 * kGiB + 7);
 }
