@@ -67,11 +67,15 @@ CLI::Validator at_least(double min, bool whole, const std::string& message) {
 }
 
 // In the child: wait until resmgr-run has had us placed in the group, then become the command.
+// After `go` comes the allocation's temporary directory (maybe none), which becomes TMPDIR.
 [[noreturn]] void run_child(const std::vector<std::string>& command, int go_fd, int err_fd) {
-    char go = 0;
-    ssize_t n = 0;
-    while ((n = ::read(go_fd, &go, 1)) < 0 && errno == EINTR) {}
-    if (n != 1) ::_exit(kOwnError); // resmgr-run gave up before placing us, and says why
+    char go[4097];
+    ssize_t n = 0, got = 0;
+    while (got < static_cast<ssize_t>(sizeof go) - 1 && ((n = ::read(go_fd, go + got, sizeof go - 1 - got)) > 0 || (n < 0 && errno == EINTR)))
+        got += n > 0 ? n : 0;
+    if (got < 1) ::_exit(kOwnError); // resmgr-run gave up before placing us, and says why
+    go[got] = 0;
+    if (got > 1) ::setenv("TMPDIR", go + 1, 1);
     std::vector<char*> argv;
     for (auto& arg : command) argv.push_back(const_cast<char*>(arg.c_str()));
     argv.push_back(nullptr);
@@ -90,7 +94,7 @@ int main(int argc, char** argv) {
                  "allocation when COMMAND exits. Example:\n"
                  "  resmgr-run --workflow wf-42 --priority high --cpu 2 --memory 4G -- make -j8 test",
                  "resmgr-run"};
-    std::string socket, workflow, workflow_type, priority = "medium", memory, duration, grace, allocation, agent;
+    std::string socket, workflow, workflow_type, priority = "medium", memory, storage, duration, grace, allocation, agent, tmpdir;
     double cpu = 0;
     long long pids = 0;
     bool quiet = false, wait = false, auto_size = false;
@@ -105,6 +109,8 @@ int main(int argc, char** argv) {
     app.add_option("--cpu", cpu, "CPU cores, fractional (0.5 = half a core); default uncapped")
         ->check(at_least(0, false, "must be a number of cores >= 0, e.g. 0.5 or 2"));
     app.add_option("--memory", memory, "Memory cap such as 4G or 512M (binary units); default uncapped");
+    app.add_option("--storage", storage, "Room in the allocation's temporary directory ($TMPDIR) such as 10G; default none "
+                                         "reserved (a project quota enforces it where the filesystem has one)");
     app.add_option("--pids", pids, "Maximum number of tasks (pids.max / TasksMax)")
         ->check(at_least(1, true, "must be a whole number of tasks >= 1, e.g. 512"));
     app.add_option("--duration", duration, "How long the allocation may live, e.g. 2h, 30m (default: the policy's max_duration); "
@@ -117,11 +123,11 @@ int main(int argc, char** argv) {
                                              "allocation fail, or wait with --wait")
         ->type_name("FILE")
         ->allow_extra_args(false); // one FILE per --exclusive, so COMMAND is never taken for a file
-    for (auto* opt : {"--cpu", "--memory", "--pids", "--duration", "--grace", "--workflow", "--type", "--exclusive", "--auto"}) app.get_option(opt)->excludes(join);
+    for (auto* opt : {"--cpu", "--memory", "--pids", "--storage", "--duration", "--grace", "--workflow", "--type", "--exclusive", "--auto"}) app.get_option(opt)->excludes(join);
     app.add_option("--agent", agent, "Run COMMAND as agent NAME of the workflow, in its own child group of the allocation; "
                                      "the agent pool (active/idle/failed) is observed from that group. With --allocation it "
                                      "takes one of the allocation's agent slots, else it allocates one (agents: 1)");
-    app.get_option("--auto")->excludes("--cpu")->excludes("--memory")->excludes("--pids")->excludes("--agent")->needs("--type");
+    app.get_option("--auto")->excludes("--cpu")->excludes("--memory")->excludes("--pids")->excludes("--storage")->excludes("--agent")->needs("--type");
     app.add_flag("-q,--quiet", quiet, "Do not warn about limits this host cannot enforce");
     app.add_flag("--wait", wait, "When the node is full (or a conflicting workflow runs, or an --exclusive file is held), queue and wait instead of failing; "
                                  "queued requests start in priority order, then arrival order");
@@ -203,7 +209,10 @@ int main(int argc, char** argv) {
         json params = place;
         params["allocation_id"] = allocation;
         json reply = resmgr::Client(path).call({"attach", "", params});
-        if (reply.value("status", "") == "success") return true;
+        if (reply.value("status", "") == "success") {
+            tmpdir = reply["result"].value("tmpdir", "");
+            return true;
+        }
         std::cerr << "resmgr-run: cannot enter allocation " << allocation << ": " << error_text(reply) << "\n";
         return false;
     };
@@ -217,6 +226,7 @@ int main(int argc, char** argv) {
             if (!agent.empty()) resources["agents"] = 1;
             if (!memory.empty()) resources["memory"] = memory;
             if (pids > 0) resources["pids"] = pids;
+            if (!storage.empty()) resources["storage_gb"] = storage;
             // supervised: resmgrd leaves release to us while we live, and takes over if we die.
             json params{{"workflow_id", workflow}, {"priority", priority}, {"resources", auto_size ? json("auto") : resources},
                         {"requester", "resmgr-run " + command.front()}, {"supervised", true}, {"attach", place}};
@@ -232,6 +242,7 @@ int main(int argc, char** argv) {
                 return abandon(kOwnError);
             }
             allocation = reply["result"]["allocation_id"];
+            tmpdir = reply["result"].value("tmpdir", "");
             const bool placed = reply["result"].contains("attached");
             if (reply["result"]["allocation"].value("status", "") == "queued") {
                 // Waiting: a status query every 200 ms is cheap for resmgrd and survives its restarts.
@@ -276,6 +287,7 @@ int main(int argc, char** argv) {
                         return abandon(kOwnError);
                     }
                     reply["result"] = {{"enforcement", mine[0].value("enforcement", json::object())}};
+                    tmpdir = mine[0].value("tmpdir", "");
                     if (mine[0].value("status", "") == "active") break;
                     show(st["result"]);
                 }
@@ -298,8 +310,8 @@ int main(int argc, char** argv) {
         if (own_allocation && !allocation.empty()) release(kOwnError);
         return abandon(kOwnError);
     }
-    const char go = 1;
-    if (::write(go_pipe[1], &go, 1) != 1) {
+    const std::string go = "\1" + tmpdir;
+    if (::write(go_pipe[1], go.data(), go.size()) != static_cast<ssize_t>(go.size())) {
         std::cerr << "resmgr-run: cannot start the command: " << std::strerror(errno) << "\n";
         release(kOwnError);
         return abandon(kOwnError);

@@ -24,9 +24,9 @@ std::string gb(std::uint64_t bytes) {
 
 } // namespace
 
-Admission::Admission(const NodeCapacity& capacity, const Policy& policy, const std::map<std::string, Allocation>& allocations,
-                     const Holdings& holdings, bool has_reservations)
-    : capacity_(capacity), policy_(policy), allocations_(allocations), holdings_(holdings), has_reservations_(has_reservations) {}
+Admission::Admission(const NodeCapacity& capacity, const StorageCapacity& storage, const Policy& policy,
+                     const std::map<std::string, Allocation>& allocations, const Holdings& holdings, bool has_reservations)
+    : capacity_(capacity), storage_(storage), policy_(policy), allocations_(allocations), holdings_(holdings), has_reservations_(has_reservations) {}
 
 Availability Admission::availability() const {
     Availability v;
@@ -43,6 +43,9 @@ Availability Admission::availability() const {
     v.agents_max = policy_.max_agents;
     v.agents_allocated = t.agents;
     v.agents_available = std::max(0, policy_.max_agents - t.agents);
+    v.storage_total = storage_;
+    v.storage_allocated = t.storage;
+    v.storage_available = storage_ && *storage_ > t.storage ? *storage_ - t.storage : 0;
     return v;
 }
 
@@ -53,6 +56,9 @@ nlohmann::json Availability::to_json() const {
         {"memory", {{"total_gb", g(memory_total)}, {"buffer_gb", g(memory_reserved)}, {"allocated_gb", g(memory_allocated)},
                     {"available_gb", g(memory_available)}}},
         {"agent_pool", {{"max_agents", agents_max}, {"allocated_agents", agents_allocated}, {"available_agents", agents_available}}},
+        {"storage", storage_total ? nlohmann::json{{"total_gb", g(*storage_total)}, {"allocated_gb", g(storage_allocated)},
+                                                   {"available_gb", g(storage_available)}}
+                                  : nlohmann::json{{"total_gb", nullptr}, {"reason", "no temporary directory root"}}},
     };
 }
 
@@ -124,7 +130,8 @@ HeldTotals Admission::promised_at(TimePoint t, TimePoint now, const std::string&
 bool Admission::fits_node(const Resources& wanted) const {
     Availability v = availability();
     return micro_cores(wanted.cpu_cores) <= micro_cores(v.cpu_total - v.cpu_reserved) &&
-           wanted.memory_bytes <= v.memory_total - v.memory_reserved && wanted.agents <= v.agents_max;
+           wanted.memory_bytes <= v.memory_total - v.memory_reserved && wanted.agents <= v.agents_max &&
+           wanted.storage_bytes <= v.storage_total.value_or(0);
 }
 
 bool Admission::fits_now(const Resources& wanted) const {
@@ -153,6 +160,8 @@ void Admission::check_fits(const Resources& wanted, const HeldTotals& promised, 
     const std::uint64_t usable_mem = v.memory_total - v.memory_reserved;
     const std::uint64_t mem_free = usable_mem > promised.memory ? usable_mem - promised.memory : 0;
     const int agents_free = std::max(0, policy_.max_agents - promised.agents);
+    const std::uint64_t storage_cap = v.storage_total.value_or(0);
+    const std::uint64_t storage_free = storage_cap > promised.storage ? storage_cap - promised.storage : 0;
 
     std::vector<std::string> affected, details, headline;
     if (micro_cores(wanted.cpu_cores) > cpu_free_micro) {
@@ -170,6 +179,12 @@ void Admission::check_fits(const Resources& wanted, const HeldTotals& promised, 
         headline.push_back("agents");
         details.push_back("Requested " + std::to_string(wanted.agents) + " agents, only " + std::to_string(agents_free) + " available" + when);
     }
+    if (wanted.storage_bytes > storage_free) {
+        affected.push_back("storage");
+        headline.push_back("storage");
+        details.push_back("Requested " + gb(wanted.storage_bytes) + " of temporary storage, only " + gb(storage_free) + " available" + when +
+                          (v.storage_total ? " (free space of the temp root's filesystem, minus what is promised)" : " (no temporary directory root)"));
+    }
     if (affected.empty()) return;
     std::string message = "Insufficient ";
     for (size_t i = 0; i < headline.size(); ++i) message += (i ? (i + 1 == headline.size() ? " and " : ", ") : "") + headline[i];
@@ -182,6 +197,7 @@ void Admission::check_fits(const Resources& wanted, const HeldTotals& promised, 
     if (std::find(affected.begin(), affected.end(), "cpu") != affected.end()) fit += " " + cores(cpu_free) + " cores";
     if (std::find(affected.begin(), affected.end(), "memory") != affected.end()) fit += " " + gb(mem_free) + " memory";
     if (std::find(affected.begin(), affected.end(), "agents") != affected.end()) fit += " " + std::to_string(agents_free) + " agents";
+    if (std::find(affected.begin(), affected.end(), "storage") != affected.end()) fit += " " + gb(storage_free) + " storage";
     alternatives.push_back(fit + (when.empty() ? " (fits now)" : when));
     std::vector<std::string> recovery{"Reduce resource request size"};
     if (!fits_node(wanted)) {
@@ -254,6 +270,8 @@ std::optional<Preemption> Admission::plan_preemption(const AllocationRequest& re
     const std::int64_t need_mem = static_cast<std::int64_t>(holdings_.node().memory + request.resources.memory_bytes) - static_cast<std::int64_t>(usable_mem);
     const int need_agents = holdings_.node().agents + request.resources.agents - policy_.max_agents;
     if (need_cpu <= 0 && need_mem <= 0 && need_agents <= 0) return std::nullopt;
+    // Preempting frees no disk: a short temp root is not made good by victims.
+    if (request.resources.storage_bytes > v.storage_available) return std::nullopt;
     const std::string& mode = policy_.preemption_mode;
     if (mode != "kill" && (need_mem > 0 || need_agents > 0)) return std::nullopt; // pausing frees only CPU
 

@@ -23,10 +23,17 @@ struct NodeCapacity {
     std::uint64_t memory_bytes = 0;
 };
 
+// The temp root's filesystem as the allocations' temporary directories see it: its free bytes
+// plus what those directories use now inside their promises (measured), so storage_gb is set
+// against it as memory_gb is against the node's memory. nullopt: no temp root (refused).
+using StorageCapacity = std::optional<std::uint64_t>;
+
 struct Availability {
     double cpu_total = 0, cpu_reserved = 0, cpu_allocated = 0, cpu_available = 0;
     std::uint64_t memory_total = 0, memory_reserved = 0, memory_allocated = 0, memory_available = 0;
     int agents_max = 0, agents_allocated = 0, agents_available = 0;
+    std::optional<std::uint64_t> storage_total; // nullopt: no temp root
+    std::uint64_t storage_allocated = 0, storage_available = 0;
     nlohmann::json to_json() const;
 };
 
@@ -47,8 +54,8 @@ struct Preemption {
 
 class Admission {
 public:
-    Admission(const NodeCapacity& capacity, const Policy& policy, const std::map<std::string, Allocation>& allocations,
-              const Holdings& holdings, bool has_reservations);
+    Admission(const NodeCapacity& capacity, const StorageCapacity& storage, const Policy& policy,
+              const std::map<std::string, Allocation>& allocations, const Holdings& holdings, bool has_reservations);
 
     Availability availability() const;
     // Could the node ever give this (capacity minus the system reserve)?
@@ -82,6 +89,7 @@ private:
     HeldTotals promised_at(TimePoint t, TimePoint now, const std::string& except_id) const;
 
     const NodeCapacity& capacity_;
+    const StorageCapacity& storage_;
     const Policy& policy_;
     const std::map<std::string, Allocation>& allocations_;
     const Holdings& holdings_;

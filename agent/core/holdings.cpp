@@ -20,12 +20,14 @@ void HeldTotals::add(const Resources& r, int sign) {
     cpu_micro += sign * micro_cores(r.cpu_cores);
     memory = sign > 0 ? memory + r.memory_bytes : memory - r.memory_bytes;
     agents += sign * r.agents;
+    storage = sign > 0 ? storage + r.storage_bytes : storage - r.storage_bytes;
 }
 
 void HeldTotals::add_held(const Allocation& a, int sign) {
     if (a.status != AllocationStatus::paused) cpu_micro += sign * micro_cores(a.resources.cpu_cores);
     memory = sign > 0 ? memory + a.resources.memory_bytes : memory - a.resources.memory_bytes;
     agents += sign * a.resources.agents;
+    storage = sign > 0 ? storage + a.resources.storage_bytes : storage - a.resources.storage_bytes;
 }
 
 void Holdings::account(const Allocation& a, int sign) {

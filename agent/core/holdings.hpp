@@ -23,6 +23,7 @@ struct HeldTotals {
     std::int64_t cpu_micro = 0;
     std::uint64_t memory = 0;
     int agents = 0;
+    std::uint64_t storage = 0; // bytes of temporary directories promised
     void add(const Resources& r, int sign);
     // What `a` occupies in its status: a paused (frozen) allocation holds no CPU, same memory.
     void add_held(const Allocation& a, int sign);

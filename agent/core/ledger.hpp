@@ -90,14 +90,18 @@ public:
     const std::map<std::string, Allocation>& allocations() const { return allocations_; }
     const Policy& policy() const { return policy_; }
     // Questions about fitting, policy, conflicts and preemption, asked of the ledger as it is now.
-    Admission admission() const { return Admission(capacity_, policy_, allocations_, holdings_, reserved_count_ > 0); }
+    Admission admission() const { return Admission(capacity_, storage_, policy_, allocations_, holdings_, reserved_count_ > 0); }
     const Holdings& holdings() const { return holdings_; }
+    // The temp root's room as measured now (StorageCapacity); admission sets storage_gb
+    // against the newest figure.
+    void set_storage_capacity(StorageCapacity bytes) { storage_ = bytes; }
 
 private:
     // `id` empty: a fresh one from the generator.
     Allocation make_allocation(const AllocationRequest& request, const Owner& owner, TimePoint now, const std::string& id);
 
     NodeCapacity capacity_;
+    StorageCapacity storage_;
     Policy policy_;
     IdGenerator ids_;
     std::map<std::string, Allocation> allocations_;

@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/temp_dirs.hpp"
 #include "monitor/proc.hpp"
 #include "resmgr/json.hpp"
 
@@ -104,6 +105,17 @@ json Lifecycle::describe(const Allocation& a) const {
     if (a.idle_since) j["completes_at"] = format_timestamp(*a.idle_since + a.auto_release.grace_period);
     j["limits"] = limits_json(adjusted_limits(a, ledger_.policy(), adjustments_));
     if (auto it = enforcement_.find(a.allocation_id); it != enforcement_.end()) j["enforcement"] = it->second.to_json();
+    if (auto it = tmp_.find(a.allocation_id); it != tmp_.end() && temp_dirs_) {
+        const TempDir& t = it->second;
+        j["tmpdir"] = temp_dirs_->path_of(a.allocation_id);
+        json storage = t.storage.to_json();
+        storage["used_bytes"] = t.measured_at ? json(t.usage.bytes) : json(nullptr);
+        storage["used_gb"] = t.measured_at ? json(std::round(static_cast<double>(t.usage.bytes) / kGiB * 1000) / 1000) : json(nullptr);
+        storage["measured_by"] = t.measured_at ? json(t.usage.method) : json("not yet measured");
+        if (t.measured_at) storage["measured_at"] = format_timestamp(*t.measured_at);
+        if (!t.usage.complete) storage["measure_note"] = "walk stopped at " + std::to_string(t.usage.entries) + " entries: a lower bound";
+        j["storage"] = storage;
+    }
     if (auto it = adjustments_.find(a.allocation_id); it != adjustments_.end()) {
         if (it->second.cpu_loan > 0) j["cpu_loan_cores"] = std::round(it->second.cpu_loan * 1000) / 1000;
         if (it->second.memory_high_ratio) j["tuned_memory_high_ratio"] = std::round(*it->second.memory_high_ratio * 1000) / 1000;
@@ -126,6 +138,14 @@ const cgroup::Enforcement* Lifecycle::enforcement(const std::string& id) const {
 
 const Allocation& Lifecycle::allocate(const AllocationRequest& req, const Owner& peer, bool supervised, bool wait,
                                       const std::optional<AttachTarget>& first, const std::function<void()>& vet_queued) {
+    if (req.resources.storage_bytes > 0) {
+        if (!storage_refused_.empty())
+            throw ApiError(ErrorCode::RESOURCE_EXHAUSTED, "Allocations that ask for storage are refused while storage is short",
+                           "the pressure responder holds refuse_storage: " + storage_refused_, {"storage"},
+                           {"Wait until the storage_free signal clears (resmgr status pressure)", "Free space on the temp root's filesystem"},
+                           {"Allocate without resources.storage_gb"});
+        refresh_storage_capacity(); // set against the free space of now
+    }
     bool preempted = false;
     if (auto plan = ledger_.admission().plan_preemption(req)) {
         try {
@@ -184,6 +204,22 @@ const Allocation& Lifecycle::allocate(const AllocationRequest& req, const Owner&
         throw;
     }
     if (first) ledger_.mark_populated(id);
+    try {
+        make_temp_dir(*ledger_.find(id));
+    } catch (const TempDirError& e) {
+        if (req.resources.storage_bytes == 0) {
+            spdlog::warn("{}: runs without a temporary directory: {}", id, e.what());
+        } else {
+            try {
+                backend_.destroy(id);
+            } catch (const cgroup::BackendError& gone) {
+                spdlog::error("{}: its group could not be removed after its temporary directory failed: {}", id, gone.what());
+            }
+            ledger_.release(id, Owner{0, 0});
+            enforcement_.erase(id);
+            throw ApiError(ErrorCode::INTERNAL_ERROR, "Could not create the allocation's temporary directory", e.what(), {"storage"});
+        }
+    }
     files_.hold(*ledger_.find(id), enforcement_[id].unenforced);
     try {
         persist();
@@ -192,6 +228,8 @@ const Allocation& Lifecycle::allocate(const AllocationRequest& req, const Owner&
         backend_.destroy(id);
         ledger_.release(id, Owner{0, 0});
         enforcement_.erase(id);
+        if (temp_dirs_) temp_dirs_->release(id);
+        tmp_.erase(id);
         throw ApiError(ErrorCode::INTERNAL_ERROR, "Could not record the allocation in the state directory", e.what());
     }
     const Allocation& a = *ledger_.find(id);
@@ -361,6 +399,11 @@ json Lifecycle::finish(const std::string& id, AllocationStatus final_status, con
     files_.release(id, std::nullopt, "holder " + to_string(final_status) + ": " + reason);
     ended.status = final_status;
     enforcement_.erase(id);
+    if (auto it = tmp_.find(id); it != tmp_.end()) {
+        counters["tmpdir_used_bytes"] = it->second.measured_at ? json(it->second.usage.bytes) : json(nullptr);
+        tmp_.erase(it);
+    }
+    if (temp_dirs_) temp_dirs_->release(id); // what the budget leaves, the next pass sweeps
     adjustments_.erase(id);
     reschedule();
     spdlog::info("{} {} workflow={} ({})", to_string(final_status), id, ended.workflow_id, reason);
@@ -406,6 +449,11 @@ void Lifecycle::start_group(const std::string& id, const std::string& why) {
         return;
     }
     spdlog::info("{}: {}", id, why);
+    try {
+        make_temp_dir(a);
+    } catch (const TempDirError& e) {
+        spdlog::warn("{}: runs without a temporary directory: {}", id, e.what());
+    }
     files_.hold(a, enforcement_[id].unenforced);
     events_.emit(events::EventType::allocated, id + " allocated to workflow " + a.workflow_id + ": " + why, a.workflow_id, id,
                  {{"resources", to_json(a.resources)}, {"cgroup_path", backend_.group_path(id)}, {"priority", a.priority.value}, {"reason", why}});
@@ -500,6 +548,80 @@ void Lifecycle::watch(const Allocation& a) {
 
 void Lifecycle::reschedule() {
     if (hooks_.schedule) hooks_.schedule(core::next_deadline(ledger_));
+}
+
+} // namespace resmgr::lifecycle
+
+namespace resmgr::lifecycle {
+
+void Lifecycle::set_temp_dirs(TempDirs* dirs) {
+    temp_dirs_ = dirs;
+    refresh_storage_capacity();
+}
+
+void Lifecycle::make_temp_dir(const Allocation& a) {
+    if (!temp_dirs_) return;
+    TempDir& t = tmp_[a.allocation_id];
+    try {
+        t.storage = temp_dirs_->create(a.allocation_id, a.owner.uid, a.resources.storage_bytes);
+    } catch (const TempDirError&) {
+        tmp_.erase(a.allocation_id);
+        throw;
+    }
+    if (a.resources.storage_bytes && !t.storage.enforced)
+        spdlog::info("{}: storage_gb {} admitted, not enforced: {}", a.allocation_id, format_size(a.resources.storage_bytes), t.storage.reason);
+}
+
+void Lifecycle::refresh_storage_capacity() {
+    const auto free = temp_dirs_ ? temp_dirs_->free_bytes() : std::nullopt;
+    if (!free) {
+        ledger_.set_storage_capacity(std::nullopt);
+        return;
+    }
+    // What a directory uses inside its promise is counted back: the promise holds it already.
+    std::uint64_t inside = 0;
+    for (const auto& [id, t] : tmp_)
+        if (const Allocation* a = ledger_.find(id)) inside += std::min(t.usage.bytes, a->resources.storage_bytes);
+    ledger_.set_storage_capacity(*free + inside);
+}
+
+json Lifecycle::recover_temp_dirs() {
+    if (!temp_dirs_) return nullptr;
+    size_t adopted = 0;
+    json failed = json::object();
+    for (const auto& [id, a] : ledger_.allocations()) {
+        if (!core::holds_capacity(a)) continue;
+        try {
+            make_temp_dir(a);
+            ++adopted;
+        } catch (const TempDirError& e) {
+            failed[id] = e.what();
+            spdlog::warn("{}: runs without a temporary directory: {}", id, e.what());
+        }
+    }
+    const core::TempDirFindings found = core::find_orphan_temp_dirs(temp_dirs_->list(), ledger_.allocations());
+    for (const auto& orphan : found.orphans) temp_dirs_->release(orphan);
+    if (!found.orphans.empty()) spdlog::info("removed {} temporary director(ies) no allocation claims", found.orphans.size());
+    if (!found.foreign.empty())
+        spdlog::warn("temp root {} holds {} entr(ies) resmgrd never makes; left alone", temp_dirs_->root(), found.foreign.size());
+    on_storage_pass();
+    return {{"root", temp_dirs_->root()}, {"adopted", adopted}, {"orphans_removed", found.orphans},
+            {"removal_pending", temp_dirs_->pending().size()}, {"foreign_left_alone", found.foreign}, {"failed", failed}};
+}
+
+void Lifecycle::on_storage_pass() {
+    if (!temp_dirs_) return;
+    const TimePoint now = clock_();
+    for (auto& [id, t] : tmp_) {
+        if (!t.storage.enforced && t.measured_at && now - *t.measured_at < kWalkEvery) continue;
+        t.usage = temp_dirs_->measure(id);
+        t.measured_at = now;
+    }
+    const bool short_of_storage = !storage_refused_.empty();
+    if (short_of_storage) // ended allocations' directories: those left by a crash or a removal cut short
+        for (const auto& orphan : core::find_orphan_temp_dirs(temp_dirs_->list(), ledger_.allocations()).orphans) temp_dirs_->pending_removal(orphan);
+    temp_dirs_->sweep(short_of_storage ? 4 * TempDirs::kRemoveBudget : TempDirs::kRemoveBudget);
+    refresh_storage_capacity();
 }
 
 } // namespace resmgr::lifecycle

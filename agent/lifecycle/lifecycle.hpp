@@ -30,6 +30,7 @@
 #include "lifecycle/completion.hpp"
 #include "lifecycle/cpu_lending.hpp"
 #include "lifecycle/exclusive_files.hpp"
+#include "lifecycle/temp_dirs.hpp"
 #include "monitor/monitoring.hpp"
 #include "resmgr/protocol.hpp"
 #include "state/state_store.hpp"
@@ -109,6 +110,8 @@ public:
     // Admits (or queues) the request; the group is made with `first` inside it when given.
     // `vet_queued` runs when the request was queued (e.g. the per-user queue limit) and undoes
     // the admission by throwing.
+    // An allocation asking for storage_gb is refused (RESOURCE_EXHAUSTED, "storage") while the
+    // pressure responder holds refuse_storage.
     const Allocation& allocate(const AllocationRequest& request, const Owner& peer, bool supervised, bool wait,
                                const std::optional<AttachTarget>& first, const std::function<void()>& vet_queued);
     const Allocation& reserve(const AllocationRequest& request, const std::string& id, TimePoint start, const Owner& peer);
@@ -126,6 +129,20 @@ public:
     nlohmann::json describe(const Allocation& allocation) const;
     const cgroup::Enforcement* enforcement(const std::string& id) const;
     const std::vector<EndedRecord>& ended() const { return ended_.records(); }
+
+    // Per-allocation temporary directories (temp_dirs.hpp); without them (nullptr) allocations
+    // get none and storage_gb is refused. Set before reconcile.
+    void set_temp_dirs(TempDirs* dirs);
+    TempDirs* temp_dirs() const { return temp_dirs_; }
+    // Restart recovery, after reconcile: every allocation holding capacity gets its directory
+    // back (adopted as it was), orphans (core::find_orphan_temp_dirs) are removed. The report.
+    nlohmann::json recover_temp_dirs();
+    // One sampling pass: measures the directories (a quota's count every pass, a walk at most
+    // every kWalkEvery), carries on with pending removals, and sets the ledger's storage capacity.
+    // While storage is short (refuse_storage held) orphans are looked for too, and removal gets
+    // four times the room.
+    void on_storage_pass();
+    static constexpr Millis kWalkEvery{10000};
 
 private:
     friend class Completion; // the clock-and-kernel half of the same writer
@@ -169,6 +186,19 @@ private:
     LiveAdjustments adjustments_; // balance's loans, tune's knobs; every group write goes through adjusted_limits
     EndedLog ended_;
     Completion completion_{*this};
+    // Temporary directories: what each live allocation's got, and its newest measurement.
+    struct TempDir {
+        StorageEnforcement storage;
+        DirUsage usage;
+        std::optional<TimePoint> measured_at;
+    };
+    TempDirs* temp_dirs_ = nullptr;
+    std::map<std::string, TempDir> tmp_;
+    std::string storage_refused_; // why, while the pressure responder holds refuse_storage
+    // Makes (or adopts) the directory of an allocation that now holds capacity; throws TempDirError.
+    void make_temp_dir(const Allocation& allocation);
+    // The temp root's room (free + what the directories use) into the ledger's capacity.
+    void refresh_storage_capacity();
 };
 
 } // namespace resmgr::lifecycle

@@ -47,6 +47,11 @@ std::string number(const std::optional<double>& v) {
     return out.str();
 }
 
+// Why allocations asking for storage are refused, as their error says.
+std::string refusal(const PressureStep& step) {
+    return step.signal + " at " + number(step.seen) + " % (raised at " + number(step.threshold) + " %)";
+}
+
 } // namespace
 
 PressureResponder::PressureResponder(Lifecycle& life) : life_(life) {}
@@ -70,6 +75,8 @@ void PressureResponder::load() {
     }
     // What was held comes back on the groups as reconcile re-creates them.
     int kept = 0;
+    for (const PressureStep& s : state_.held)
+        if (s.action == PressureAction::refuse_storage && s.enforced) life_.storage_refused_ = refusal(s), ++kept;
     for (const PressureStep& s : state_.held) {
         if (s.allocation_id.empty() || !s.enforced || !life_.ledger_.find(s.allocation_id)) continue;
         LiveAdjustment& adj = life_.adjustments_[s.allocation_id];
@@ -140,8 +147,13 @@ void PressureResponder::take(PressureStep& step) {
                              number(step.threshold) + " %");
             return;
         case PressureAction::queue_agents:
+            step.unenforced = "reported only: admission does not yet consult the responder for agents";
+            return;
         case PressureAction::refuse_storage:
-            step.unenforced = "reported only: admission does not yet consult the responder for agents or storage";
+            // Allocations asking for storage_gb are refused while it is held; the temporary
+            // directories of ended allocations go now, not at the next pass.
+            life_.storage_refused_ = step.undo ? "" : refusal(step);
+            if (!step.undo) life_.on_storage_pass();
             return;
         }
     } catch (const std::exception& e) {

@@ -122,13 +122,14 @@ void check_text(const std::string& value, const std::string& field) {
 
 Resources parse_resources(const json& j, const std::string& where) {
     require_object(j, where);
-    reject_unknown(j, where, {"cpu_cores", "memory_gb", "memory", "agents", "pids", "tool_instances"});
+    reject_unknown(j, where, {"cpu_cores", "memory_gb", "memory", "agents", "pids", "tool_instances", "storage_gb"});
     Resources r;
     if (auto* v = find(j, "cpu_cores")) r.cpu_cores = get_number(*v, where + ".cpu_cores", 4096);
     if (find(j, "memory_gb") && find(j, "memory"))
         throw ApiError(ErrorCode::INVALID_REQUEST, "give either '" + where + ".memory_gb' or '" + where + ".memory', not both");
     if (auto* v = find(j, "memory_gb")) r.memory_bytes = get_memory(*v, where + ".memory_gb");
     if (auto* v = find(j, "memory")) r.memory_bytes = get_memory(*v, where + ".memory");
+    if (auto* v = find(j, "storage_gb")) r.storage_bytes = get_memory(*v, where + ".storage_gb");
     if (auto* v = find(j, "agents")) r.agents = static_cast<int>(get_count(*v, where + ".agents", 100000));
     if (auto* v = find(j, "pids")) r.pids = get_count(*v, where + ".pids", 1u << 30);
     if (auto* v = find(j, "tool_instances")) {
@@ -211,6 +212,7 @@ AllocationRequest parse_allocation_request(const json& params) {
 json to_json(const Resources& r) {
     json j{{"cpu_cores", r.cpu_cores}, {"memory_gb", r.memory_gb()}, {"memory_bytes", r.memory_bytes}, {"agents", r.agents}};
     if (r.pids) j["pids"] = *r.pids;
+    if (r.storage_bytes) j["storage_gb"] = r.storage_gb(), j["storage_bytes"] = r.storage_bytes;
     j["tool_instances"] = r.tool_instances;
     return j;
 }
@@ -301,6 +303,9 @@ Allocation allocation_from_json(const json& j) {
     resources.erase("memory_gb"); // memory_bytes is exact; memory_gb is the rounded view of it
     if (resources.contains("memory_bytes")) resources["memory"] = std::to_string(get_count(resources["memory_bytes"], "allocation.resources.memory_bytes", 1ULL << 60));
     resources.erase("memory_bytes");
+    resources.erase("storage_gb"); // the same for storage
+    if (resources.contains("storage_bytes")) resources["storage_gb"] = std::to_string(get_count(resources["storage_bytes"], "allocation.resources.storage_bytes", 1ULL << 60));
+    resources.erase("storage_bytes");
     a.resources = parse_resources(resources, "allocation.resources");
 
     json params{{"workflow_id", a.workflow_id}, {"resources", json::object()}};

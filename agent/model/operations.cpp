@@ -22,8 +22,8 @@ std::vector<ParamSpec> allocation_fields(bool workflow_required, bool auto_resou
             {"requester", T::string, false, {}, {}, "who asks, for the record"},
             {"priority", T::any, false, {}, {}, "critical|high|medium|low or 0-100"},
             {"resources", auto_resources ? T::any : T::object, true, {}, {},
-             auto_resources ? "cpu_cores, memory_gb or memory, agents, pids, tool_instances; or \"auto\": sized from the runs of its workflow_type"
-                            : "cpu_cores, memory_gb or memory, agents, pids, tool_instances"},
+             auto_resources ? "cpu_cores, memory_gb or memory, agents, pids, tool_instances, storage_gb; or \"auto\": sized from the runs of its workflow_type"
+                            : "cpu_cores, memory_gb or memory, agents, pids, tool_instances, storage_gb"},
             {"duration", T::any, false, {}, {}, "how long, e.g. \"2h\"; default the policy's max_duration"},
             {"exclusive_files", T::array, false, {}, {}, "files no other workflow may open for writing meanwhile"},
             {"constraints", T::object, false, {}, {}, "max_duration, exclusive_access, conflict_avoidance"},

@@ -169,7 +169,7 @@ int main(int argc, char** argv) {
                  "Runs in the foreground; under systemd use resmgrd.service (Type=notify, watchdog).",
                  "resmgrd"};
     std::string config = kDefaultConfig, state_dir = "/var/lib/resmgr", socket_path = resmgr::kDefaultSocket;
-    std::string cgroup_root, backend = "auto", log_level = "info";
+    std::string cgroup_root, backend = "auto", log_level = "info", temp_root;
     bool no_file_guard = false;
     size_t max_clients = resmgr::server::SocketServer::kDefaultMaxClients;
     std::string socket_group = "resmgr", socket_mode;
@@ -178,6 +178,10 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--state-dir", state_dir, "State directory (current_state/allocations.json ...)")->capture_default_str();
     app.add_option("--socket", socket_path, "Unix socket to serve")->capture_default_str();
+    app.add_option("--temp-root", temp_root, "Where each allocation's temporary directory (its TMPDIR, storage_gb) is made "
+                                             "(default: /var/tmp/resmgr; with a --state-dir other than the default, "
+                                             "<state-dir>-tmp, so two daemons never share one). Entries no allocation "
+                                             "claims are removed at start");
     app.add_option("--cgroup-root", cgroup_root, "cgroupfs backend: directory under a cgroup2 mount to create groups in "
                                                  "(default: <cgroup2 mount>/resmgr)");
     app.add_option("--backend", backend, "How allocations are enforced: auto picks systemd (systemd as PID 1 on pure "
@@ -267,8 +271,23 @@ int main(int argc, char** argv) {
                                                                 std::chrono::microseconds elapsed) { m->on_request(request, envelope, elapsed); });
         }
 
+        // /var/tmp: on disk (a tmpfs /tmp would set storage_gb against memory), meant for large
+        // temporary files, and apart from the state directory (0750, resmgrd's alone). The root
+        // belongs to one daemon: orphans are judged against its ledger alone.
+        if (temp_root.empty()) temp_root = state_dir == "/var/lib/resmgr" ? "/var/tmp/resmgr" : state_dir + "-tmp";
+        std::unique_ptr<resmgr::lifecycle::TempDirs> temp_dirs;
+        try {
+            temp_dirs = std::make_unique<resmgr::lifecycle::TempDirs>(temp_root);
+            spdlog::info("temporary directories under {} (storage_gb {})", temp_root,
+                         temp_dirs->quota_support().enforced ? "enforced by project quotas" : "not enforced: " + temp_dirs->quota_support().reason);
+        } catch (const resmgr::lifecycle::TempDirError& e) {
+            spdlog::warn("no temporary directories for allocations (storage_gb is refused): {}", e.what());
+        }
+        service.lifecycle().set_temp_dirs(temp_dirs.get());
+
         resmgr::monitor::Monitoring::Options monitor_options;
         monitor_options.sources.filesystems = {store.dir().string(), std::filesystem::temp_directory_path().string()};
+        if (temp_dirs) monitor_options.sources.filesystems.push_back(temp_root);
         monitor_options.history_path = (store.dir() / "monitoring" / "usage_history.jsonl").string();
         monitor_options.cgroup_mount = host.cgroup2_mount;
         resmgr::monitor::Monitoring monitoring(ledger, *group_backend, monitor_options, service.events());
@@ -326,6 +345,7 @@ int main(int argc, char** argv) {
         service.pressure().load();
         auto reconciled = service.completion().reconcile();
         spdlog::info("restored {} allocation(s): {}", ledger.allocations().size(), reconciled.dump());
+        if (temp_dirs) spdlog::info("temporary directories: {}", service.lifecycle().recover_temp_dirs().dump());
         publish_metrics(metrics, service, monitoring);
         sd_event_add_signal(event, nullptr, SIGTERM, on_signal, nullptr);
         sd_event_add_signal(event, nullptr, SIGINT, on_signal, nullptr);

@@ -52,6 +52,11 @@ void Service::on_sample() {
         spdlog::error("pressure responder pass failed: {}", e.what());
     }
     try {
+        lifecycle_.on_storage_pass();
+    } catch (const std::exception& e) {
+        spdlog::error("temporary directories pass failed: {}", e.what());
+    }
+    try {
         lending_.on_sample(monitoring->latest() ? &*monitoring->latest() : nullptr);
         tuner_.on_sample(&monitoring->probes());
     } catch (const std::exception& e) {

@@ -47,7 +47,8 @@ public:
     void set_process_identity(Context::IdentifyFn identify) { context_.identify = std::move(identify); }
     void set_user_lookup(Context::LookupUserFn lookup);
     // One sampling pass (the loop calls it every monitoring_intervals.resource_check): conflict
-    // repeats are saved, monitoring samples, the pressure responder acts on the sample, then
+    // repeats are saved, monitoring samples, the pressure responder acts on the sample, the
+    // temporary directories are measured and swept (Lifecycle::on_storage_pass), then
     // balance re-plans its CPU loans and tune steps its loops.
     void on_sample();
 

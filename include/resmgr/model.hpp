@@ -38,8 +38,12 @@ struct Resources {
     int agents = 0;
     std::optional<std::uint64_t> pids; // resmgr extension: TasksMax / pids.max
     std::map<std::string, int> tool_instances;
+    // Bytes of the allocation's temporary directory (the seed's storage_gb); 0 means "asks for
+    // no storage": admitted against the temp root's free space, a project quota where it has one.
+    std::uint64_t storage_bytes = 0;
 
     double memory_gb() const { return static_cast<double>(memory_bytes) / (1024.0 * 1024 * 1024); }
+    double storage_gb() const { return static_cast<double>(storage_bytes) / (1024.0 * 1024 * 1024); }
 };
 
 struct Constraints {

@@ -92,6 +92,13 @@ SuccessBody allocate(const Call& call) {
         {"capacity", ctx.ledger().admission().availability().to_json()},
     };
     if (first) body.result["attached"] = {{"pid", first->pid}, {"leaf", first->leaf}};
+    // Its temporary directory (resmgr-run makes it the command's TMPDIR) and what storage_gb got.
+    if (const json& d = body.result["allocation"]; d.contains("tmpdir")) {
+        body.result["tmpdir"] = d["tmpdir"];
+        body.result["storage"] = d["storage"];
+        if (a.resources.storage_bytes && !d["storage"].value("enforced", false))
+            body.recommendations.push_back("storage_gb is admitted but not enforced here: " + d["storage"].value("reason", std::string()));
+    }
     if (!sizing.is_null()) body.result["sizing"] = sizing;
     for (auto& note : notes) body.recommendations.push_back(note);
     body.resources_affected = 1;
@@ -142,6 +149,13 @@ SuccessBody reallocate(const Call& call) {
     merged.erase("memory_gb");
     merged["memory"] = std::to_string(current.resources.memory_bytes);
     merged.erase("memory_bytes");
+    // The temporary directory's quota is set once, at allocate.
+    if (changes.contains("storage_gb"))
+        throw ApiError(ErrorCode::INVALID_REQUEST, "'resources.storage_gb' cannot be changed by reallocate",
+                       "the temporary directory's size is admitted and its quota set at allocate", {"resources.storage_gb"},
+                       {"Release and allocate again with the new storage_gb"});
+    if (current.resources.storage_bytes) merged["storage_gb"] = std::to_string(current.resources.storage_bytes);
+    merged.erase("storage_bytes");
     if (changes.contains("memory_gb")) merged.erase("memory");
     merged.update(changes);
     if (merged.contains("pids") && merged["pids"].is_null()) merged.erase("pids");
@@ -212,6 +226,7 @@ SuccessBody attach(const Call& call) {
     body.result = {{"allocation_id", id}, {"pid", target.pid}, {"leaf", target.leaf}, {"cgroup_path", backend.group_path(id)},
                    {"enforces_limits", backend.enforces_limits()}};
     if (!target.agent.empty()) body.result["agent"] = target.agent;
+    if (json d = ctx.lifecycle.describe(*ctx.ledger().find(id)); d.contains("tmpdir")) body.result["tmpdir"] = d["tmpdir"];
     body.resources_affected = 1;
     return body;
 }

@@ -1,0 +1,300 @@
+// Per-allocation temporary directories (see temp_dirs.hpp).
+#include "lifecycle/temp_dirs.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/quota.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "core/temp_dirs.hpp"
+
+namespace resmgr::lifecycle {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+
+std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+// quotactl_fd(2) (Linux 5.14): the quota of the filesystem `fd` is on, with no device path.
+long quota_call(int fd, int cmd, std::uint32_t id, void* addr) {
+#ifdef __NR_quotactl_fd
+    return ::syscall(__NR_quotactl_fd, fd, QCMD(cmd, PRJQUOTA), id, addr);
+#else
+    (void)fd, (void)cmd, (void)id, (void)addr;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+// Closes a directory stream however a walk leaves it.
+struct DirStream {
+    DIR* dir;
+    explicit DirStream(int fd) : dir(::fdopendir(fd)) {
+        if (!dir) ::close(fd);
+    }
+    ~DirStream() {
+        if (dir) ::closedir(dir);
+    }
+    DirStream(const DirStream&) = delete;
+    DirStream& operator=(const DirStream&) = delete;
+    int fd() const { return ::dirfd(dir); }
+    // The next name other than "." and "..", or nullptr.
+    const char* next() {
+        while (dirent* e = ::readdir(dir))
+            if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) return e->d_name;
+        return nullptr;
+    }
+};
+
+void walk(int fd, int depth, DirUsage& usage) {
+    DirStream d(fd);
+    if (!d.dir) return;
+    while (const char* name = d.next()) {
+        if (usage.entries >= TempDirs::kMeasureEntries) {
+            usage.complete = false;
+            return;
+        }
+        ++usage.entries;
+        struct stat st{};
+        if (::fstatat(d.fd(), name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue; // gone meanwhile
+        usage.bytes += static_cast<std::uint64_t>(st.st_blocks) * 512;
+        if (!S_ISDIR(st.st_mode)) continue;
+        if (depth >= TempDirs::kMaxDepth) {
+            usage.complete = false;
+            continue;
+        }
+        if (int sub = ::openat(d.fd(), name, kDirFlags); sub >= 0) walk(sub, depth + 1, usage);
+    }
+}
+
+// A project id for `id`: FNV-1a of the name, in [2^24, 2^31) so it stays clear of the small ids
+// an administrator hands out by hand; `attempt` probes onwards on a collision.
+std::uint32_t project_for(const std::string& id, std::uint32_t attempt) {
+    std::uint32_t h = 2166136261u;
+    for (unsigned char c : id) h = (h ^ c) * 16777619u;
+    return (1u << 24) + (h + attempt) % ((1u << 31) - (1u << 24));
+}
+
+} // namespace
+
+json StorageEnforcement::to_json() const {
+    json j{{"enforced", enforced}};
+    if (enforced) j["method"] = "project_quota", j["project_id"] = project_id;
+    else j["reason"] = reason;
+    return j;
+}
+
+TempDirs::TempDirs(std::string root) : root_(std::move(root)) {
+    if (root_.empty() || root_[0] != '/') throw TempDirError("temp root '" + root_ + "' must be an absolute path");
+    while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(root_).parent_path(), ec);
+    if (ec) throw TempDirError("cannot create the parent of temp root " + root_ + ": " + ec.message());
+    if (::mkdir(root_.c_str(), 0711) < 0 && errno != EEXIST) throw TempDirError(errno_text("cannot create temp root " + root_));
+    root_fd_ = ::open(root_.c_str(), kDirFlags);
+    if (root_fd_ < 0) throw TempDirError(errno_text("cannot open temp root " + root_ + " (a symlink is refused)"));
+    struct stat st{};
+    if (::fstat(root_fd_, &st) < 0 || st.st_uid != ::geteuid() || ::fchmod(root_fd_, 0711) < 0) {
+        ::close(root_fd_);
+        throw TempDirError("temp root " + root_ + " must be a directory of resmgrd's own user (uid " + std::to_string(::geteuid()) + ")");
+    }
+    // Project quotas: on where the filesystem both carries project ids and accounts them.
+    struct fsxattr fsx{};
+    struct if_dqinfo info{};
+    if (::ioctl(root_fd_, FS_IOC_FSGETXATTR, &fsx) < 0)
+        quota_support_.reason = errno_text("the filesystem of " + root_ + " has no project ids (FS_IOC_FSGETXATTR)");
+    else if (quota_call(root_fd_, Q_GETINFO, 0, &info) < 0)
+        quota_support_.reason = errno == ESRCH || errno == ENOENT
+                                    ? "project quotas are not turned on for the filesystem of " + root_ +
+                                          " (ext4: mkfs/tune2fs -O project,quota and mount -o prjquota; XFS: mount -o prjquota)"
+                                    : errno_text("quotactl_fd(Q_GETINFO, PRJQUOTA) on " + root_);
+    else quota_support_.enforced = true;
+}
+
+TempDirs::~TempDirs() {
+    if (root_fd_ >= 0) ::close(root_fd_);
+}
+
+std::optional<std::uint32_t> TempDirs::project_of(int fd) const {
+    struct fsxattr fsx{};
+    if (!quota_support_.enforced || ::ioctl(fd, FS_IOC_FSGETXATTR, &fsx) < 0 || fsx.fsx_projid == 0) return std::nullopt;
+    return fsx.fsx_projid;
+}
+
+StorageEnforcement TempDirs::create(const std::string& id, std::uint32_t uid, std::uint64_t bytes) {
+    if (!core::valid_temp_dir_name(id)) throw TempDirError("'" + id + "' cannot name a temporary directory");
+    const bool made = ::mkdirat(root_fd_, id.c_str(), 0700) == 0;
+    if (!made && errno != EEXIST) throw TempDirError(errno_text("cannot create " + path_of(id)));
+    const int fd = ::openat(root_fd_, id.c_str(), kDirFlags);
+    if (fd < 0) throw TempDirError(errno_text("cannot open " + path_of(id) + " (a symlink is refused)"));
+    struct stat st{};
+    bool ok = ::fstat(fd, &st) == 0;
+    if (ok && made) ok = ::fchown(fd, uid, static_cast<gid_t>(-1)) == 0 && ::fchmod(fd, 0700) == 0;
+    else if (ok) ok = st.st_uid == uid; // adopted after a restart: only its own user's
+    if (!ok) {
+        ::close(fd);
+        throw TempDirError(path_of(id) + " exists and is not a directory of uid " + std::to_string(uid));
+    }
+    StorageEnforcement out;
+    if (bytes == 0) out.reason = "no storage_gb asked, so no quota";
+    else if (!quota_support_.enforced) out.reason = quota_support_.reason;
+    else if (auto had = project_of(fd)) out.enforced = true, out.project_id = *had;
+    else {
+        // A project id no other directory uses (nothing charged to it, no limit set).
+        for (std::uint32_t attempt = 0; attempt < 16 && !out.project_id; ++attempt) {
+            if_dqblk q{};
+            const std::uint32_t p = project_for(id, attempt);
+            if (quota_call(fd, Q_GETQUOTA, p, &q) < 0 || (q.dqb_curspace == 0 && q.dqb_curinodes == 0 && q.dqb_bhardlimit == 0)) out.project_id = p;
+        }
+        struct fsxattr fsx{};
+        if (!out.project_id) out.reason = "no free project id found near " + std::to_string(project_for(id, 0));
+        else if (::ioctl(fd, FS_IOC_FSGETXATTR, &fsx) < 0) out.reason = errno_text("FS_IOC_FSGETXATTR");
+        else {
+            fsx.fsx_projid = out.project_id;
+            fsx.fsx_xflags |= FS_XFLAG_PROJINHERIT; // what is made inside is charged to it too
+            if_dqblk q{};
+            q.dqb_bhardlimit = (bytes + 1023) / 1024; // in 1 KiB quota blocks
+            q.dqb_valid = QIF_BLIMITS;
+            if (::ioctl(fd, FS_IOC_FSSETXATTR, &fsx) < 0) out.reason = errno_text("FS_IOC_FSSETXATTR (project id)");
+            else if (quota_call(fd, Q_SETQUOTA, out.project_id, &q) < 0) out.reason = errno_text("quotactl_fd(Q_SETQUOTA, PRJQUOTA)");
+            else out.enforced = true;
+        }
+        if (!out.enforced) out.project_id = 0;
+    }
+    ::close(fd);
+    return out;
+}
+
+DirUsage TempDirs::measure(const std::string& id) const {
+    DirUsage usage;
+    usage.method = "walk";
+    if (!core::valid_temp_dir_name(id)) return usage;
+    const int fd = ::openat(root_fd_, id.c_str(), kDirFlags);
+    if (fd < 0) return usage;
+    if (auto project = project_of(fd)) {
+        if_dqblk q{};
+        if (quota_call(fd, Q_GETQUOTA, *project, &q) == 0) {
+            ::close(fd);
+            usage.bytes = q.dqb_curspace;
+            usage.method = "project_quota";
+            return usage;
+        }
+    }
+    walk(fd, 0, usage);
+    return usage;
+}
+
+bool TempDirs::empty_tree(int fd, int top_fd, int depth, std::uint64_t& budget, std::uint64_t& flattened) {
+    DirStream d(fd);
+    if (!d.dir) return false;
+    bool all = true;
+    while (const char* name = d.next()) {
+        if (budget == 0) return false;
+        --budget;
+        struct stat st{};
+        if (::fstatat(d.fd(), name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno != ENOENT) all = false;
+            continue;
+        }
+        if (!S_ISDIR(st.st_mode)) { // files, symlinks (the link itself), fifos, sockets
+            if (::unlinkat(d.fd(), name, 0) < 0 && errno != ENOENT) all = false;
+            continue;
+        }
+        if (depth + 1 >= kMaxDepth) {
+            // Too deep to hold an fd per level: moved up to the top, removed by a later round.
+            for (int tries = 0; tries < 8; ++tries) {
+                const std::string flat = ".resmgr-flat-" + std::to_string(flat_seq_++);
+                if (::renameat2(d.fd(), name, top_fd, flat.c_str(), RENAME_NOREPLACE) == 0) {
+                    ++flattened;
+                    break;
+                }
+                if (errno != EEXIST) break;
+            }
+            all = false;
+            continue;
+        }
+        const int sub = ::openat(d.fd(), name, kDirFlags);
+        if (sub < 0) { // swapped for a symlink or a file since the stat: unlinked as it is now
+            if (::unlinkat(d.fd(), name, 0) < 0 && errno != ENOENT) all = false;
+            continue;
+        }
+        if (!empty_tree(sub, top_fd, depth + 1, budget, flattened) || (::unlinkat(d.fd(), name, AT_REMOVEDIR) < 0 && errno != ENOENT))
+            all = false;
+    }
+    return all;
+}
+
+bool TempDirs::remove(const std::string& id, std::uint64_t& budget) {
+    if (!core::valid_temp_dir_name(id)) return true; // never made here, never removed here
+    const int top = ::openat(root_fd_, id.c_str(), kDirFlags);
+    if (top < 0) {
+        if (errno == ENOENT) return true;
+        return ::unlinkat(root_fd_, id.c_str(), 0) == 0; // not a directory: resmgrd never made it so
+    }
+    const std::optional<std::uint32_t> project = project_of(top);
+    // Rounds: flattening moves deep parts to the top, which the next round removes.
+    bool emptied = false;
+    while (!emptied && budget > 0) {
+        std::uint64_t flattened = 0;
+        const int fd = ::dup(top);
+        if (fd < 0) break;
+        ::lseek(fd, 0, SEEK_SET);
+        emptied = empty_tree(fd, top, 0, budget, flattened);
+        if (!emptied && flattened == 0 && budget > 0) break; // something could not be removed
+    }
+    ::close(top);
+    if (!emptied || ::unlinkat(root_fd_, id.c_str(), AT_REMOVEDIR) < 0) return false;
+    if (project) clear_quota(*project);
+    return true;
+}
+
+void TempDirs::clear_quota(std::uint32_t project_id) const {
+    if_dqblk q{};
+    q.dqb_valid = QIF_BLIMITS;
+    quota_call(root_fd_, Q_SETQUOTA, project_id, &q);
+}
+
+void TempDirs::release(const std::string& id) {
+    std::uint64_t budget = kRemoveBudget;
+    if (remove(id, budget)) pending_.erase(id);
+    else pending_.insert(id);
+}
+
+size_t TempDirs::sweep(std::uint64_t budget) {
+    for (auto it = pending_.begin(); it != pending_.end() && budget > 0;) {
+        if (remove(*it, budget)) it = pending_.erase(it);
+        else ++it;
+    }
+    return pending_.size();
+}
+
+std::vector<std::string> TempDirs::list() const {
+    std::vector<std::string> names;
+    const int fd = ::openat(root_fd_, ".", kDirFlags);
+    if (fd < 0) return names;
+    DirStream d(fd);
+    if (!d.dir) return names;
+    while (const char* name = d.next()) names.emplace_back(name);
+    return names;
+}
+
+std::optional<std::uint64_t> TempDirs::free_bytes() const {
+    struct statvfs vfs{};
+    if (::fstatvfs(root_fd_, &vfs) < 0) return std::nullopt;
+    return static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+}
+
+} // namespace resmgr::lifecycle
