@@ -4,6 +4,7 @@
 // symlink planted to the outside, storage_gb over the filesystem's free space refused, and, on an
 // ext4 loop filesystem of the test's own with project quotas (skipped, saying why, where the
 // kernel cannot mount one), storage_gb enforced by the quota.
+#include "build_paths.hpp"
 #include <sys/mount.h>
 #include <sys/stat.h>
 
@@ -27,7 +28,7 @@ TEST_F(StorageHost, AllocateMakesTheRequestersTmpdirAndReleaseRemovesItWithoutFo
     // A user other than root asks (the socket and the test dir let them in).
     ASSERT_EQ(::chmod(dir.c_str(), 0711), 0);
     ASSERT_EQ(::chmod(socket.c_str(), 0666), 0);
-    RunResult r = run({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", RESMGR_CLI_PATH, "--socket", socket, "--json",
+    RunResult r = run({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", build_paths::resmgr_cli, "--socket", socket, "--json",
                        "allocate", R"({"workflow_id":"tmp-user","resources":{"cpu_cores":0.5,"storage_gb":"16M"}})"});
     ASSERT_EQ(r.status, 0) << r.out << r.err;
     json a = json::parse(r.out)["result"];
@@ -70,7 +71,7 @@ TEST_F(StorageHost, ResmgrRunGivesTheCommandItsTmpdirAndWhatItWritesIsMeasured) 
     // stays a while so status can measure it.
     const std::string script = "echo \"$TMPDIR\" > " + seen + "; head -c 2097152 /dev/zero > \"$TMPDIR/part\" && mv \"$TMPDIR/part\" "
                                "\"$TMPDIR/data\"; sleep 25";
-    pid_t runner = spawn({RESMGR_RUN_PATH, "--socket", socket, "--workflow", "tmp-run", "--storage", "64M", "--", "/bin/sh", "-c", script},
+    pid_t runner = spawn({build_paths::resmgr_run, "--socket", socket, "--workflow", "tmp-run", "--storage", "64M", "--", "/bin/sh", "-c", script},
                          dir + "/run.log");
     ASSERT_TRUE(wait_until([&] { return slurp(seen).size() > 1; }, std::chrono::seconds(10))) << slurp(dir + "/run.log");
     std::string tmpdir = slurp(seen);
