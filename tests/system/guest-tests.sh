@@ -231,9 +231,11 @@ resmgr --json release '{"allocation_id":"res_vm"}' > /dev/null
 #    before a sample: usage then shows the ended allocation's final counters).
 resmgr-run --workflow wf-oom2 --memory 64M -- sh -c "$share/bin/hog 256; sleep 60" 2> /tmp/oom2.err &
 oom2_runner=$!
+# Up to 150 s: on a loaded host the emulated guest can take over a minute to go from reclaim at
+# memory.max (the hog's own pages re-read from the share) to the OOM kill.
 i=0
 usage_seen=no
-while [ $i -lt 60 ]; do
+while [ $i -lt 150 ]; do
     if resmgr --json usage wf-oom2 | tr -d ' \n' | grep -q '"oom_kill":1'; then usage_seen=yes; break; fi
     sleep 1; i=$((i + 1))
 done
