@@ -5,6 +5,9 @@
 # Baseline, side by side: the same daemon with no allocations.
 # Usage: bench/daemon_cpu.sh BUILD_DIR [N] [WINDOW]   (root; prints figures, changes nothing lasting)
 # With RESMGR_PERF=FILE, the N-allocation window is also recorded with `perf record -g` into FILE.
+# RESMGR_PRESSURE_MODE=off|advisory|enforce sets pressure_response.mode (default: the policy's).
+# The pressure responder's own cost is the difference between "off" and "advisory" (which runs
+# every pass of the responder but takes nothing).
 set -euo pipefail
 build=${1:?usage: daemon_cpu.sh BUILD_DIR [N] [WINDOW]}
 n=${2:-100}
@@ -28,7 +31,7 @@ cleanup() {
 trap cleanup EXIT
 echo '{"resource_policies":{"monitoring_intervals":{"resource_check":"1s"},
        "allocation_limits":{"max_cpu_per_workflow":4096,"max_memory_per_workflow":1048576,"max_agents_per_workflow":100000},
-       "system_reserve":{"cpu_cores":0,"memory_gb":0}}}' > "$work/policy.json"
+       "system_reserve":{"cpu_cores":0,"memory_gb":0}'"${RESMGR_PRESSURE_MODE:+,\"pressure_response\":{\"mode\":\"$RESMGR_PRESSURE_MODE\"\}}"'}}' > "$work/policy.json"
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 start_daemon() {

@@ -12,18 +12,12 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:?usage: vm_resmgr_run.sh BUILD_DIR [RUNS]}" && pwd)
 runs=${2:-25}
-share=$(mktemp -d /tmp/resmgr-vm-bench-XXXXXX)
-trap 'rm -rf "$share"' EXIT
-mkdir -p "$share/bin" "$share/units"
-for program in agent/resmgrd agent/cli/resmgr agent/cli/resmgr-run; do strip -o "$share/bin/${program##*/}" "$build/$program"; done
+. "$here/vm_share.sh"
+vm_share_create "$build" resmgr-vm-bench
 strip -o "$share/bin/resmgr-run-old" "${OLD_RESMGR_RUN:-$build/agent/cli/resmgr-run}"
-cp "$here/../units/resmgrd.service" "$here/../units/resmgr.slice" "$share/units/"
-cat > "$share/bench.sh" <<GUEST
-#!/bin/sh
-share=\$(cd "\$(dirname "\$0")" && pwd)
-install -m 0755 "\$share/bin/resmgrd" /usr/sbin/resmgrd
-install -m 0755 "\$share/bin/resmgr" "\$share/bin/resmgr-run" "\$share/bin/resmgr-run-old" /usr/bin/
-install -m 0644 "\$share/units/resmgrd.service" "\$share/units/resmgr.slice" /etc/systemd/system/
+vm_share_guest_install > "$share/bench.sh"
+cat >> "$share/bench.sh" <<GUEST
+install -m 0755 "\$share/bin/resmgr-run-old" /usr/bin/
 systemctl daemon-reload; systemctl start resmgrd
 et() { grep -o '"execution_time": "[^"]*"' | sed 's/.*: "\(.*\)"/\1/'; }
 idof() { grep -o '"allocation_id": "[^"]*"' | head -1 | sed 's/.*: "\(.*\)"/\1/'; }

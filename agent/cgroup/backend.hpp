@@ -67,7 +67,8 @@ public:
     virtual Enforcement update(const std::string& id, const Limits& limits) = 0;
     // Moves `pid` into leaf `leaf` of group `id` (created on demand).
     virtual void attach(const std::string& id, const std::string& leaf, pid_t pid) = 0;
-    // Freezes (true) or thaws (false) every process of the group.
+    // Freezes (true) or thaws (false) every process of the group. The kernel may finish after the
+    // call returns (a task in the middle of reclaim stops when it leaves the kernel).
     virtual void freeze(const std::string& id, bool frozen) = 0;
     // Sends `signal` to every process of the group (SIGKILL uses cgroup.kill where present).
     virtual void signal(const std::string& id, int signal) = 0;

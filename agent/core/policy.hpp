@@ -135,7 +135,9 @@ struct Policy {
         std::map<std::string, Signal> signals{
             {"memory_some", {"memory", false, 20, 5, Millis(1000), Millis(10000)}},
             {"memory_full", {"memory", false, 5, 1, Millis(1000), Millis(10000)}},
-            {"memory_available", {"memory", true, 10, 15, Millis(1000), Millis(10000)}},
+            // No hold: the level is read one pass ahead at the groups' growth (core/pressure
+            // signal_values), and under it a slice's OOM killer is a second or two away.
+            {"memory_available", {"memory", true, 10, 15, Millis(0), Millis(10000)}},
             {"swap_free", {"memory", true, 10, 20, Millis(5000), Millis(10000)}},
             // CPU PSI some of the protected groups (the bands the responder may not touch): the
             // groups it throttles stall by design, so their pressure must not count.

@@ -20,7 +20,21 @@ constexpr double kMinMemoryHighBytes = 16.0 * 1024 * 1024;
 constexpr double kMinCpuMaxCores = 0.01;
 constexpr double kDefaultCpuWeight = 100;
 
-bool is_mild(PressureAction a) { return a == PressureAction::memory_high || a == PressureAction::cpu_weight || a == PressureAction::cpu_max; }
+// The active groups' summed memory growth in bytes/s; a shrinking group gives no credit.
+double summed_memory_growth(const std::vector<PressureGroup>& groups) {
+    double growth = 0;
+    for (const auto& g : groups)
+        if (g.status == AllocationStatus::active) growth += std::max(0.0, g.memory_growth_bytes_per_s);
+    return growth;
+}
+
+// The CPU rungs slow every victim a little and stop none, so they reach all victims in one pass.
+// The others go one victim a pass: a freeze or a kill is one workflow's, and so is memory.high
+// under a group's use (anonymous memory with no swap cannot be reclaimed, so the group waits at
+// it: a pause). Squeezing every victim at once would pause them all, and workflows that together
+// do not fit would then wait for each other for good; one at a time, the rest finish and give
+// their memory back.
+bool reaches_every_victim(PressureAction a) { return a == PressureAction::cpu_weight || a == PressureAction::cpu_max; }
 
 json opt(const std::optional<double>& v) { return v ? json(*v) : json(nullptr); }
 json opt_time(const std::optional<TimePoint>& t) { return t ? json(format_timestamp(*t)) : json(nullptr); }
@@ -70,7 +84,7 @@ class Planner {
 public:
     Planner(const PressureSample& sample, const std::vector<PressureGroup>& groups, const Rules& policy, const PressureState& state,
             TimePoint now)
-        : sample_(sample), groups_(groups), policy_(policy), now_(now), floor_(under_memory_floor(sample, policy)) {
+        : sample_(sample), groups_(groups), policy_(policy), now_(now), floor_(under_memory_floor(sample, policy) && summed_memory_growth(groups) > 0) {
         plan_.state = state;
     }
 
@@ -87,9 +101,10 @@ public:
                 observe_signal(rule, values_[name], previous == plan_.state.signals.end() ? SignalState{} : previous->second, now_);
         }
         for (const std::string resource : {"memory", "cpu"}) {
-            auto driver = driving_signal(resource);
-            if (driver) escalate(resource, *driver);
-            else give_back_one_rung(resource);
+            if (auto driver = driving_signal(resource)) escalate(resource, *driver);
+            else if (resource == "cpu" && !values_["cpu_protected"]) give_back_everything_of("cpu", "cpu_protected");
+            else if (!any_raised(resource)) give_back_one_rung(resource);
+            // else raised, but back on the good side of its threshold: keep what is taken, take no more.
         }
         node_wide("agents", "agent_pool", PressureAction::queue_agents);
         node_wide("storage", "storage_free", PressureAction::refuse_storage);
@@ -97,13 +112,15 @@ public:
     }
 
 private:
-    // The raised signal of `resource` furthest past its threshold; memory under the hard floor
-    // counts even before any signal has held long enough.
+    // The raised signal of `resource` furthest past its threshold, counting only those still past
+    // it now (one between its clear level and its threshold, or clearing, climbs no further);
+    // memory under the hard floor counts even before any signal has held long enough.
     std::optional<Driver> driving_signal(const std::string& resource) {
         std::optional<Driver> best;
         double best_excess = -1;
         for (auto& [name, rule] : policy_.signals) {
-            if (rule.resource != resource || !plan_.state.signals[name].raised) continue;
+            const SignalState& state = plan_.state.signals[name];
+            if (rule.resource != resource || !state.raised || !state.past_threshold_since) continue;
             auto value = values_[name];
             double e = value ? excess(rule, *value) : 0;
             if (!best || e > best_excess) {
@@ -113,6 +130,21 @@ private:
         }
         if (!best && resource == "memory" && floor_) return floor_driver();
         return best;
+    }
+
+    bool any_raised(const std::string& resource) {
+        return std::any_of(policy_.signals.begin(), policy_.signals.end(), [&](const auto& named) {
+            return named.second.resource == resource && plan_.state.signals[named.first].raised;
+        });
+    }
+
+    // No group left to protect (every critical or untouchable one ended or stopped using the CPU):
+    // the CPU held back from the others protects nothing, so all of it goes back now, not one rung
+    // a second after clear_hold; the signal starts afresh.
+    void give_back_everything_of(const std::string& resource, const std::string& signal) {
+        if (!held(resource)) return;
+        while (give_back_top_rung(resource)) {}
+        plan_.state.signals[signal] = SignalState{};
     }
 
     Driver floor_driver() { return {"memory_available", values_["memory_available"], policy_.memory_available_floor_percent}; }
@@ -203,6 +235,10 @@ private:
             bool taken = false;
             for (const PressureGroup* g : victims) {
                 if (has(*g, *action, resource)) continue;
+                // A memory freeze is there to stop growth: a group that does not grow (done
+                // growing, or held at its lowered memory.high) would keep its memory frozen and
+                // only stop its progress.
+                if (*action == PressureAction::freeze && resource == "memory" && g->memory_growth_bytes_per_s <= 0) continue;
                 auto step = step_for(*action, *g);
                 if (!step) continue;
                 // A group the other resource froze already is taken over at no cost (it is thawed
@@ -210,12 +246,30 @@ private:
                 bool frozen_already = *action == PressureAction::freeze && has(*g, PressureAction::freeze, "");
                 take(*step, resource, *action == PressureAction::kill ? floor_driver() : driver);
                 taken = true;
-                if (!is_mild(*action) && !frozen_already) break;
+                if (reaches_every_victim(*action) || frozen_already) continue;
+                if (resource == "memory" && *action != PressureAction::kill && still_short_after(*g, driver)) continue;
+                break;
             }
             if (taken) return;
         }
         plan_.notes.push_back(resource + ": under pressure (" + driver.signal + ") with nothing left to act on" +
                               (victims.empty() ? ": no allocation in the bands the policy lets it touch" : ""));
+    }
+
+    // memory_available looks ahead at the groups' growth, and a victim squeezed or frozen stops
+    // growing, so its growth comes out of the projection. True while what the others' growth
+    // leaves is still at or under the threshold: the next victim is taken in this pass, not a
+    // pass later with the limit that much closer.
+    bool still_short_after(const PressureGroup& victim, const Driver& driver) {
+        const auto& total = sample_.memory_total_bytes;
+        if (driver.signal != "memory_available" || !sample_.memory_available_bytes || !total || *total == 0) return false;
+        auto rule = policy_.signals.find("memory_available");
+        if (rule == policy_.signals.end()) return false;
+        growth_stopped_ += std::max(0.0, victim.memory_growth_bytes_per_s);
+        const double growth = std::max(0.0, summed_memory_growth(groups_) - growth_stopped_);
+        const double ahead = static_cast<double>(*sample_.memory_available_bytes) -
+                             growth * std::chrono::duration<double>(sample_.memory_lookahead).count();
+        return 100.0 * ahead / static_cast<double>(*total) <= rule->second.threshold;
     }
 
     // The undo of `held`, or nullopt when another step still needs what it holds (a freeze two
@@ -309,8 +363,11 @@ private:
     const std::vector<PressureGroup>& groups_;
     const Rules& policy_;
     TimePoint now_;
+    // Under the hard floor and some group still takes memory. With nothing growing, nothing is
+    // about to run out (the kernel's OOM killer too acts only on an allocation that fails): no kill.
     bool floor_;
     std::map<std::string, std::optional<double>> values_;
+    double growth_stopped_ = 0; // bytes/s of the victims squeezed or frozen for memory this pass
     PressurePlan plan_;
 };
 
@@ -398,6 +455,11 @@ std::map<std::string, std::optional<double>> signal_values(const PressureSample&
         if (!part || !total || *total == 0) return std::nullopt;
         return 100.0 * static_cast<double>(*part) / static_cast<double>(*total);
     };
+    std::optional<std::uint64_t> available = sample.memory_available_bytes;
+    if (available) {
+        const double ahead = summed_memory_growth(groups) * std::chrono::duration<double>(sample.memory_lookahead).count();
+        available = static_cast<std::uint64_t>(std::max(0.0, static_cast<double>(*available) - ahead));
+    }
     std::optional<double> protected_cpu;
     for (const auto& g : groups) {
         bool touchable = std::find(policy.bands.begin(), policy.bands.end(), Priority{g.priority}.band()) != policy.bands.end();
@@ -406,7 +468,7 @@ std::map<std::string, std::optional<double>> signal_values(const PressureSample&
     }
     return {{"memory_some", unexplained_memory_stall(sample.memory_some, groups, state, &PressureGroup::memory_pressure_some)},
             {"memory_full", unexplained_memory_stall(sample.memory_full, groups, state, &PressureGroup::memory_pressure_full)},
-            {"memory_available", share(sample.memory_available_bytes, sample.memory_total_bytes)},
+            {"memory_available", share(available, sample.memory_total_bytes)},
             {"swap_free", share(sample.swap_free_bytes, sample.swap_total_bytes)}, // no swap: no signal
             {"cpu_protected", protected_cpu},
             {"agent_pool", sample.agent_pool_percent},

@@ -9,9 +9,10 @@
 //   ranking    - rank_victims: the bands the policy lets it touch (never critical), lowest
 //                priority first, then the largest (memory: after 10 s at its growth rate; CPU:
 //                cores used), then the allocation id;
-//   actions    - plan_pressure walks each resource's ladder, mildest first: mild rungs
-//                (memory_high, cpu_weight, cpu_max) reach every victim in one pass, freeze and kill
-//                one victim a pass; kill only while MemAvailable is under the hard floor (where the
+//   actions    - plan_pressure walks each resource's ladder, mildest first: the CPU rungs
+//                (cpu_weight, cpu_max) reach every victim in one pass; memory_high, freeze and kill
+//                one victim a pass (a memory freeze only a group that still grows); kill only while
+//                memory available is under the hard floor and some group still grows (where the
 //                ladder also stops waiting escalate_after between passes). Once every signal of a
 //                resource has cleared, its rungs are given back in reverse, highest priority first,
 //                one rung each undo_interval. Frozen processes keep their memory: a freeze stops
@@ -35,7 +36,13 @@ namespace resmgr::core {
 struct PressureSample {
     std::optional<double> memory_some;  // memory PSI some, percent (avg10 or the trigger's window)
     std::optional<double> memory_full;  // memory PSI full, percent
+    // MemAvailable of MemTotal, or the allocations' headroom under a tighter memory.max above
+    // them (monitor/memory_headroom): `memory_bound` names which ("node" or the group).
     std::optional<std::uint64_t> memory_total_bytes, memory_available_bytes;
+    std::string memory_bound = "node";
+    // memory_available looks this far ahead at the groups' growth: the responder acts once a
+    // pass, so what the next pass would find is what it must act on now (the sampling interval).
+    Millis memory_lookahead{0};
     std::optional<std::uint64_t> swap_total_bytes, swap_free_bytes;
     std::optional<double> agent_pool_percent;   // agent slots in use
     std::optional<double> storage_free_percent; // the fullest watched filesystem's free share
@@ -119,7 +126,9 @@ SignalState observe_signal(const Policy::PressureResponse::Signal& rule, std::op
 // kernel reclaims it, or OOM-kills it at memory.max: its own limit, working as meant).
 bool self_limited(const PressureGroup& group, const PressureState& state);
 // Each signal's value in percent from a sample and the groups (cpu_protected: the highest cpu PSI
-// some among groups in bands the policy does not let it touch). The node's memory PSI counts only
+// some among groups in bands the policy does not let it touch; memory_available: the memory still
+// free after memory_lookahead of the groups' summed growth, so three hogs growing 40 MiB/s each
+// are met a pass before they reach the limit, not a pass after). The node's memory PSI counts only
 // as far as the self-limited groups leave it unexplained: with a self-limited group stalling, the
 // value is the larger of the other groups' highest stall and the node's stall minus the largest
 // self-limited one. Otherwise one workflow reaching its own memory.max would look like node

@@ -58,9 +58,11 @@ void Completion::on_timer() {
         } catch (const cgroup::BackendError& e) {
             spdlog::warn("{}: SIGTERM: {}", id, e.what());
         }
-        // Expired and past its grace while resmgrd was down, or frozen (it cannot act on SIGTERM):
-        // the kill is due at once.
-        bool grace_long_over = *a.expires_at + a.auto_release.grace_period <= now || a.status == AllocationStatus::paused;
+        // Expired and past its grace while resmgrd was down, or frozen by a preemption or the
+        // pressure responder (it cannot act on SIGTERM): the kill is due at once.
+        auto adj = life_.adjustments_.find(id);
+        const bool frozen = a.status == AllocationStatus::paused || (adj != life_.adjustments_.end() && adj->second.pressure_frozen);
+        bool grace_long_over = *a.expires_at + a.auto_release.grace_period <= now || frozen;
         ledger.mark_terminating(id, grace_long_over ? now - a.auto_release.grace_period : now);
     }
     for (auto& id : core::due_to_complete(ledger, now)) {

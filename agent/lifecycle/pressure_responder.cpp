@@ -12,6 +12,7 @@
 
 #include "core/holdings.hpp"
 #include "lifecycle/lifecycle.hpp"
+#include "monitor/memory_headroom.hpp"
 #include "monitor/proc.hpp"
 #include "resmgr/json.hpp"
 #include "state/state_store.hpp"
@@ -223,6 +224,7 @@ void PressureResponder::respond(const core::PressureSample& sample, std::vector<
         return owner == "node" || life_.ledger_.find(owner);
     });
 
+    memory_bound_ = sample.memory_bound;
     core::PressurePlan plan = core::plan_pressure(sample, groups, policy, state_, now);
     notes_ = plan.notes;
     if (plan.steps.empty()) {
@@ -279,6 +281,17 @@ core::PressureSample PressureResponder::sample_of(const monitor::Monitoring& mon
         s.swap_total_bytes = node.memory->swap_total_bytes;
         s.swap_free_bytes = node.memory->swap_free_bytes;
     }
+    // A memory.max above the allocations (a capped slice) binds before the node's MemAvailable.
+    if (!latest->groups.empty()) {
+        const std::string parent = std::filesystem::path(life_.backend_.group_path(latest->groups.begin()->first)).parent_path();
+        auto headroom = monitor::enclosing_memory_headroom(parent);
+        if (headroom && (!s.memory_available_bytes || headroom->free_bytes() < *s.memory_available_bytes)) {
+            s.memory_total_bytes = headroom->limit_bytes;
+            s.memory_available_bytes = headroom->free_bytes();
+            s.memory_bound = headroom->group;
+        }
+    }
+    s.memory_lookahead = life_.ledger_.policy().resource_check_interval();
     if (const int max_agents = life_.ledger_.policy().max_agents; max_agents > 0)
         s.agent_pool_percent = 100.0 * monitoring.agents().live() / max_agents;
     for (const auto& disk : node.disks)
@@ -298,13 +311,11 @@ std::optional<monitor::Pressure> PressureResponder::group_pressure(const std::st
     }
 }
 
-std::vector<core::PressureGroup> PressureResponder::groups_of(const monitor::Monitoring& monitoring, bool trigger_fired) {
+std::vector<core::PressureGroup> PressureResponder::groups_of(const monitor::Monitoring& monitoring, bool node_memory_stalls) {
     std::vector<core::PressureGroup> groups;
     const auto& latest = monitoring.latest();
     if (!latest) return groups;
     const auto& policy = life_.ledger_.policy().pressure_response;
-    const auto& node_psi = latest->node.memory_pressure;
-    const bool node_memory_stalls = trigger_fired || (node_psi && node_psi->some.avg10 > 0);
     for (const auto& [id, usage] : latest->groups) {
         const Allocation* a = life_.ledger_.find(id);
         if (!a) continue; // an agent's own group ("<id>/<agent>")
@@ -328,7 +339,12 @@ std::vector<core::PressureGroup> PressureResponder::groups_of(const monitor::Mon
     return groups;
 }
 
-void PressureResponder::on_sample(const monitor::Monitoring& monitoring) { respond(sample_of(monitoring), groups_of(monitoring, false)); }
+void PressureResponder::on_sample(const monitor::Monitoring& monitoring) {
+    core::PressureSample s = sample_of(monitoring);
+    // The groups' memory stall matters only while the node stalled in the last interval.
+    const bool node_memory_stalls = s.memory_some.value_or(0) > 0;
+    respond(s, groups_of(monitoring, node_memory_stalls));
+}
 
 void PressureResponder::on_trigger(const monitor::Monitoring& monitoring) {
     core::PressureSample s = sample_of(monitoring);
@@ -361,6 +377,7 @@ json PressureResponder::to_json(const monitor::Monitoring* monitoring) const {
             j.update(it->second.to_json());
             j["value"] = rounded(it->second.last);
         }
+        if (name == "memory_available") j["measured_against"] = memory_bound_ == "node" ? "the node's MemAvailable" : memory_bound_ + "/memory.max";
         signals[name] = j;
     }
     json held = json::array();

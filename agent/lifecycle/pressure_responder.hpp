@@ -59,8 +59,9 @@ public:
 
 private:
     core::PressureSample sample_of(const monitor::Monitoring& monitoring);
-    // trigger_fired: the memory PSI trigger fired, so each group's memory.pressure is read.
-    std::vector<core::PressureGroup> groups_of(const monitor::Monitoring& monitoring, bool trigger_fired);
+    // node_memory_stalls: the node's memory stalled in the last interval (or its trigger fired), so
+    // each group's memory.pressure is read; a calm node costs no read per group.
+    std::vector<core::PressureGroup> groups_of(const monitor::Monitoring& monitoring, bool node_memory_stalls);
     // A PSI file's stall over the last interval (monitor::StallShare), avg10 where there is no base yet.
     void recent_stall(const std::string& key, const monitor::Pressure& psi, std::optional<double>& some, std::optional<double>& full);
     std::optional<monitor::Pressure> group_pressure(const std::string& id, const char* file) const;
@@ -80,6 +81,7 @@ private:
     monitor::StallShare stalls_;              // memory PSI: the node's ("node") and each group's
     std::vector<std::string> notes_;          // the last pass's
     std::optional<TimePoint> last_pass_;
+    std::string memory_bound_ = "node"; // what memory_available was measured against last pass
     std::string load_error_;
 };
 

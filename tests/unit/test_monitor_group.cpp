@@ -9,6 +9,7 @@
 #include <random>
 
 #include "monitor/group_stats.hpp"
+#include "monitor/memory_headroom.hpp"
 #include "tests_support.hpp"
 
 using namespace resmgr::monitor;
@@ -351,4 +352,51 @@ TEST(MonitorGroupParsers, EveryPrefixAndDamagedCopyParsesOrThrowsParseError) {
     expect_parse_or_parse_error(fixture("group/memory.events"), [](std::string_view t) { parse_memory_events(t); });
     expect_parse_or_parse_error(fixture("group/io.stat"), [](std::string_view t) { parse_io_stat(t); });
     expect_parse_or_parse_error(fixture("group/cgroup.events"), [](std::string_view t) { parse_cgroup_events(t); });
+}
+
+// ---- the tightest memory.max above the allocations (monitor/memory_headroom) ----
+
+namespace {
+// A cgroup directory as the kernel shows it: cgroup.procs, and memory files when given.
+void fake_group(const std::filesystem::path& dir, const std::string& max, const std::string& current) {
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir / "cgroup.procs") << "";
+    if (!max.empty()) std::ofstream(dir / "memory.max") << max;
+    if (!current.empty()) std::ofstream(dir / "memory.current") << current;
+}
+} // namespace
+
+TEST(MemoryHeadroom, TheAncestorWithTheLeastFreeMemoryBinds) {
+    resmgr::TempDir tmp;
+    const auto root = tmp.path() / "root";
+    fake_group(root, "", "");                                         // the root group: no memory.max
+    fake_group(root / "slice", "1073741824\n", "900000000\n");        // 1 GiB, ~173 MB free
+    fake_group(root / "slice/scope", "max\n", "899000000\n");         // no limit of its own
+    auto h = enclosing_memory_headroom((root / "slice/scope").string());
+    ASSERT_TRUE(h);
+    EXPECT_EQ(h->group, (root / "slice").string());
+    EXPECT_EQ(h->limit_bytes, 1073741824u);
+    EXPECT_EQ(h->free_bytes(), 1073741824u - 900000000u);
+    // A tighter limit below wins; usage over the limit is no free memory, never a wrap-around.
+    fake_group(root / "slice/scope/inner", "104857600\n", "204857600\n");
+    h = enclosing_memory_headroom((root / "slice/scope/inner").string());
+    ASSERT_TRUE(h);
+    EXPECT_EQ(h->group, (root / "slice/scope/inner").string());
+    EXPECT_EQ(h->free_bytes(), 0u);
+}
+
+TEST(MemoryHeadroom, NoLimitOrNoControllerOrGarbageMeansNoHeadroom) {
+    resmgr::TempDir tmp;
+    const auto root = tmp.path() / "root";
+    fake_group(root, "", "");
+    fake_group(root / "a", "max\n", "5\n");
+    EXPECT_FALSE(enclosing_memory_headroom((root / "a").string()));
+    fake_group(root / "nomem", "", ""); // the memory controller is not enabled here
+    EXPECT_FALSE(enclosing_memory_headroom((root / "nomem").string()));
+    fake_group(root / "bad", "12 MiB\n", "5\n"); // garbage ends the walk: nothing made up
+    EXPECT_FALSE(enclosing_memory_headroom((root / "bad").string()));
+    EXPECT_FALSE(enclosing_memory_headroom((tmp.path() / "not-a-cgroup").string()));
+    EXPECT_FALSE(parse_memory_max("max\n", "memory.max"));
+    EXPECT_EQ(parse_memory_max("4096\n", "memory.max"), 4096u);
+    EXPECT_THROW(parse_memory_max("-1\n", "memory.max"), ParseError);
 }

@@ -27,6 +27,7 @@ PressureGroup group(std::string id, int priority, std::uint64_t memory_mib, doub
     g.priority = priority;
     g.memory_current = memory_mib * MiB;
     g.cpu_cores_used = cores;
+    g.memory_growth_bytes_per_s = 1.0 * MiB; // still growing: a memory freeze and a kill may reach it
     return g;
 }
 
@@ -162,7 +163,7 @@ TEST(PressureSignal, AGroupAtItsOwnMemoryMaxIsNotNodePressure) {
     r.groups[0].memory_max.reset();
     EXPECT_EQ(signal_values(memory_sample(60), r.groups, rules(), none).at("memory_some"), 60);
     r.at(6s, memory_sample(60));
-    EXPECT_EQ(targets(r.at(7s, memory_sample(60)), PressureAction::memory_high), (std::vector<std::string>{"calm", "hog"}));
+    EXPECT_EQ(targets(r.at(7s, memory_sample(60)), PressureAction::memory_high), std::vector<std::string>{"calm"}); // the larger
 }
 
 TEST(PressureSignal, AProtectedGroupsStallStillCountsBesideASelfLimitedOne) {
@@ -206,10 +207,11 @@ TEST(PressurePlan, MemoryLadderPausesBeforeAnythingIsKilled) {
     auto hot = memory_sample(40);
     hot.memory_reclaim = true;
     EXPECT_TRUE(r.at(0ms, hot).steps.empty()); // past the threshold, not yet held for 1 s
-    // Held: memory.high of every victim at once, lowered to 80 % of its use, with reclaim.
+    // Held: memory.high of the first victim lowered to 80 % of its use, with reclaim; one victim a
+    // pass (a squeeze is a pause for anonymous memory: the others go on and finish).
     auto plan = r.at(1s, hot);
-    EXPECT_EQ(targets(plan, PressureAction::memory_high), (std::vector<std::string>{"low-a", "low-b", "medium"}));
-    ASSERT_EQ(plan.steps.size(), 3u);
+    EXPECT_EQ(targets(plan, PressureAction::memory_high), std::vector<std::string>{"low-a"});
+    ASSERT_EQ(plan.steps.size(), 1u);
     EXPECT_DOUBLE_EQ(*plan.steps[0].value, std::floor(3000.0 * MiB * 0.8));
     EXPECT_EQ(plan.steps[0].reclaim_bytes, 3000 * MiB - static_cast<std::uint64_t>(std::floor(3000.0 * MiB * 0.8)));
     EXPECT_FALSE(plan.steps[0].previous.has_value());
@@ -220,14 +222,16 @@ TEST(PressurePlan, MemoryLadderPausesBeforeAnythingIsKilled) {
     EXPECT_EQ(PressureStep::from_json(plan.steps[0].to_json()).signal_crossed, T0);
     EXPECT_EQ(plan.steps[0].to_json()["time_to_act_ms"], 1000);
     EXPECT_TRUE(plan.steps[0].enforced);
-    // Before escalate_after (2 s) nothing more.
+    // Before escalate_after (2 s) nothing more; then the next victims' memory.high, one a pass.
     EXPECT_TRUE(r.at(2500ms, hot).steps.empty());
+    EXPECT_EQ(targets(r.at(3s, hot), PressureAction::memory_high), std::vector<std::string>{"low-b"});
+    EXPECT_EQ(targets(r.at(5s, hot), PressureAction::memory_high), std::vector<std::string>{"medium"});
     // Then one freeze a pass, lowest priority first.
-    EXPECT_EQ(targets(r.at(3s, hot), PressureAction::freeze), std::vector<std::string>{"low-a"});
-    EXPECT_EQ(targets(r.at(5s, hot), PressureAction::freeze), std::vector<std::string>{"low-b"});
-    EXPECT_EQ(targets(r.at(7s, hot), PressureAction::freeze), std::vector<std::string>{"medium"});
+    EXPECT_EQ(targets(r.at(7s, hot), PressureAction::freeze), std::vector<std::string>{"low-a"});
+    EXPECT_EQ(targets(r.at(9s, hot), PressureAction::freeze), std::vector<std::string>{"low-b"});
+    EXPECT_EQ(targets(r.at(11s, hot), PressureAction::freeze), std::vector<std::string>{"medium"});
     // Every rung short of kill is taken: with MemAvailable above the floor nothing is killed.
-    plan = r.at(9s, hot);
+    plan = r.at(13s, hot);
     EXPECT_TRUE(plan.steps.empty());
     ASSERT_FALSE(plan.notes.empty());
     EXPECT_NE(plan.notes[0].find("kill waits"), std::string::npos);
@@ -237,20 +241,78 @@ TEST(PressurePlan, MemoryLadderPausesBeforeAnythingIsKilled) {
 TEST(PressurePlan, KillOnlyUnderTheHardFloorAndNotWaiting) {
     Responder r;
     r.groups = {group("low", 10, 3000), group("medium", 50, 5000), group("critical", 95, 6000)};
-    // MemAvailable 2 % (floor 3 %): no hold, no wait between rungs, and kill is allowed.
+    // MemAvailable 2 % (floor 3 %): no hold, no wait between rungs, and kill is allowed. So short
+    // that squeezing (then freezing) one victim leaves it short: each rung reaches both in a pass.
     auto floor = memory_sample(0, 2);
     EXPECT_EQ(targets(r.at(0ms, floor), PressureAction::memory_high), (std::vector<std::string>{"low", "medium"}));
-    EXPECT_EQ(targets(r.at(100ms, floor), PressureAction::freeze), std::vector<std::string>{"low"});
-    EXPECT_EQ(targets(r.at(200ms, floor), PressureAction::freeze), std::vector<std::string>{"medium"});
-    auto plan = r.at(300ms, floor);
+    EXPECT_EQ(targets(r.at(100ms, floor), PressureAction::freeze), (std::vector<std::string>{"low", "medium"}));
+    auto plan = r.at(200ms, floor);
     ASSERT_EQ(targets(plan, PressureAction::kill), std::vector<std::string>{"low"});
     EXPECT_EQ(plan.steps[0].signal, "memory_available");
     EXPECT_EQ(plan.steps[0].threshold, 3);
     EXPECT_NEAR(*plan.steps[0].seen, 2, 1e-6); // bytes rounded in memory_sample
-    EXPECT_EQ(targets(r.at(400ms, floor), PressureAction::kill), std::vector<std::string>{"medium"});
+    EXPECT_EQ(targets(r.at(300ms, floor), PressureAction::kill), std::vector<std::string>{"medium"}); // one a pass
     // The critical group is never killed, even under the floor.
-    plan = r.at(500ms, floor);
+    plan = r.at(400ms, floor);
     EXPECT_TRUE(plan.steps.empty());
+}
+
+TEST(PressurePlan, AMemoryFreezeAndAKillNeedAGroupThatStillGrows) {
+    Responder r;
+    r.groups = {group("low-done", 10, 3000), group("low-growing", 10, 1000)};
+    r.groups[0].memory_growth_bytes_per_s = 0; // done growing, or held at its lowered memory.high
+    auto floor = memory_sample(0, 2);
+    EXPECT_EQ(targets(r.at(0ms, floor), PressureAction::memory_high), (std::vector<std::string>{"low-done", "low-growing"}));
+    // The larger group ranks first, but freezing it would stop nothing: the grower is frozen.
+    EXPECT_EQ(targets(r.at(100ms, floor), PressureAction::freeze), std::vector<std::string>{"low-growing"});
+    // Under the floor with something growing, the kill comes (lowest priority, largest first) ...
+    EXPECT_EQ(targets(r.at(200ms, floor), PressureAction::kill), std::vector<std::string>{"low-done"});
+    // ... but with nothing growing any more, nothing is about to run out: no kill.
+    r.groups = {group("low-growing", 10, 1000)};
+    r.groups[0].memory_growth_bytes_per_s = 0;
+    auto plan = r.at(300ms, floor);
+    EXPECT_TRUE(targets(plan, PressureAction::kill).empty());
+}
+
+TEST(PressurePlan, MemoryShortByTheOthersGrowthTakesJustEnoughVictims) {
+    // Three hogs growing 40 MiB/s each in a slice capped at 700 MiB with 130 MiB free; one pass
+    // (1 s) ahead 10 MiB would be left, under the 10 % (70 MiB) threshold. Pausing one leaves the
+    // other two's 80 MiB/s: still short (50 MiB). Pausing two leaves 90 MiB: enough, the third goes on.
+    Responder r;
+    for (const char* id : {"hog-a", "hog-b", "hog-c"}) {
+        r.groups.push_back(group(id, 10, 190));
+        r.groups.back().memory_growth_bytes_per_s = 40.0 * MiB;
+    }
+    PressureSample s;
+    s.memory_total_bytes = 700 * MiB;
+    s.memory_available_bytes = 130 * MiB;
+    s.memory_lookahead = 1000ms;
+    s.memory_bound = "/sys/fs/cgroup/resmgr.slice";
+    auto plan = r.at(0ms, s);
+    EXPECT_EQ(targets(plan, PressureAction::memory_high), (std::vector<std::string>{"hog-a", "hog-b"}));
+    EXPECT_EQ(plan.steps[0].signal, "memory_available");
+    ASSERT_TRUE(plan.steps[0].signal_crossed);
+    EXPECT_EQ(plan.steps[0].to_json()["time_to_act_ms"], 0); // no hold: acted in the pass that saw it
+    // With 250 MiB free, a pass of everyone's growth leaves 130 MiB: nothing to do.
+    Responder calm;
+    calm.groups = r.groups;
+    s.memory_available_bytes = 250 * MiB;
+    EXPECT_TRUE(calm.at(0ms, s).steps.empty());
+}
+
+TEST(PressureSignal, MemoryAvailableLooksAheadAtTheGroupsGrowth) {
+    auto hog = group("hog", 10, 500);
+    hog.memory_growth_bytes_per_s = 120.0 * MiB;
+    auto sample = memory_sample(0, 12); // 12 % of 16 GiB free now: over the 10 % threshold
+    auto now = signal_values(sample, {hog}, rules(), {}).at("memory_available");
+    ASSERT_TRUE(now);
+    EXPECT_NEAR(*now, 12, 1e-6);
+    sample.memory_lookahead = 3000ms; // 360 MiB more within the next pass: 9.8 % left
+    auto ahead = signal_values(sample, {hog}, rules(), {}).at("memory_available");
+    ASSERT_TRUE(ahead);
+    EXPECT_NEAR(*ahead, 12 - 100.0 * 360 / (16 * 1024), 1e-6);
+    hog.memory_growth_bytes_per_s = -50.0 * MiB; // shrinking groups do not give credit
+    EXPECT_NEAR(*signal_values(sample, {hog}, rules(), {}).at("memory_available"), 12, 1e-6);
 }
 
 TEST(PressurePlan, OnlyCriticalGroupsMeansNothingToDo) {
@@ -280,24 +342,25 @@ TEST(PressurePlan, UndoInReverseHighestPriorityFirst) {
     r.groups[1].memory_high = 1900 * MiB;
     auto hot = memory_sample(40);
     r.at(0ms, hot);
-    r.at(1s, hot); // memory_high x2
-    r.at(3s, hot); // freeze low
-    r.at(5s, hot); // freeze medium
+    r.at(1s, hot); // memory_high low
+    r.at(3s, hot); // memory_high medium
+    r.at(5s, hot); // freeze low
+    r.at(7s, hot); // freeze medium
     ASSERT_EQ(r.state.held.size(), 4u);
     // Pressure falls under the clear level (5 %): held 10 s before anything is given back.
     auto cool = memory_sample(2);
-    for (int t = 6; t < 16; ++t) EXPECT_TRUE(r.at(Seconds(t), cool).steps.empty()) << t;
-    auto plan = r.at(16s, cool); // cleared: the last rung (freeze) first, highest priority first
+    for (int t = 8; t < 18; ++t) EXPECT_TRUE(r.at(Seconds(t), cool).steps.empty()) << t;
+    auto plan = r.at(18s, cool); // cleared: the last rung (freeze) first, highest priority first
     EXPECT_EQ(targets(plan, PressureAction::freeze, true), (std::vector<std::string>{"medium", "low"}));
-    EXPECT_TRUE(r.at(16500ms, cool).steps.empty()); // undo_interval 1 s
-    plan = r.at(17s, cool);
+    EXPECT_TRUE(r.at(18500ms, cool).steps.empty()); // undo_interval 1 s
+    plan = r.at(19s, cool);
     EXPECT_EQ(targets(plan, PressureAction::memory_high, true), (std::vector<std::string>{"medium", "low"}));
     // Undo puts back what was there: medium's own memory.high, low's "max".
     ASSERT_EQ(plan.steps.size(), 2u);
     EXPECT_DOUBLE_EQ(*plan.steps[0].value, 1900.0 * MiB);
     EXPECT_FALSE(plan.steps[1].value.has_value());
     EXPECT_TRUE(r.state.held.empty());
-    EXPECT_TRUE(r.at(18s, cool).steps.empty());
+    EXPECT_TRUE(r.at(20s, cool).steps.empty());
 }
 
 TEST(PressurePlan, NoFlappingAroundTheThreshold) {
@@ -329,16 +392,17 @@ TEST(PressurePlan, OffGivesEverythingBack) {
     Responder r;
     r.groups = {group("low", 10, 3000), group("medium", 50, 2000)};
     r.at(0ms, memory_sample(40));
-    r.at(1s, memory_sample(40));
-    r.at(3s, memory_sample(40));
+    r.at(1s, memory_sample(40)); // memory_high low
+    r.at(3s, memory_sample(40)); // memory_high medium
+    r.at(5s, memory_sample(40)); // freeze low
     r.policy.mode = "off";
-    auto plan = r.at(4s, memory_sample(40));
+    auto plan = r.at(6s, memory_sample(40));
     ASSERT_EQ(plan.steps.size(), 3u);
     EXPECT_EQ(plan.steps[0].action, PressureAction::freeze);
     for (auto& s : plan.steps) EXPECT_TRUE(s.undo);
     EXPECT_EQ(targets(plan, PressureAction::memory_high, true), (std::vector<std::string>{"medium", "low"}));
     EXPECT_TRUE(r.state.held.empty());
-    EXPECT_TRUE(r.at(5s, memory_sample(40)).steps.empty());
+    EXPECT_TRUE(r.at(7s, memory_sample(40)).steps.empty());
 }
 
 TEST(PressurePlan, VanishedAllocationsAreDropped) {
@@ -374,6 +438,43 @@ TEST(PressurePlan, CpuJudgedByTheProtectedGroupsOnly) {
     EXPECT_DOUBLE_EQ(*plan.steps[0].value, 0.9); // half the 1.8 cores it uses
     EXPECT_EQ(targets(r.at(11s, memory_sample(0)), PressureAction::freeze), std::vector<std::string>{"spinner"});
     EXPECT_TRUE(r.at(13s, memory_sample(0)).steps.empty()); // no kill on the CPU ladder
+}
+
+TEST(PressurePlan, NothingLeftToProtectGivesTheCpuBackAtOnce) {
+    Responder r;
+    auto critical = group("critical", 95, 500, 1.0);
+    critical.cpu_pressure_some = 50;
+    r.groups = {critical, group("spinner", 10, 100, 1.8)};
+    r.at(0ms, memory_sample(0));
+    r.at(2s, memory_sample(0)); // cpu_weight
+    r.at(4s, memory_sample(0)); // cpu_max
+    ASSERT_EQ(r.state.held.size(), 2u);
+    // The critical step ends: both rungs come back in this pass, not after clear_hold.
+    r.groups = {group("spinner", 10, 100, 1.8)};
+    auto plan = r.at(5s, memory_sample(0));
+    EXPECT_EQ(targets(plan, PressureAction::cpu_max, true), std::vector<std::string>{"spinner"});
+    EXPECT_EQ(targets(plan, PressureAction::cpu_weight, true), std::vector<std::string>{"spinner"});
+    EXPECT_TRUE(r.state.held.empty());
+    EXPECT_FALSE(r.state.signals.at("cpu_protected").raised);
+}
+
+TEST(PressurePlan, BackUnderTheThresholdClimbsNoFurther) {
+    Responder r;
+    auto critical = group("critical", 95, 500, 1.0);
+    critical.cpu_pressure_some = 50;
+    r.groups = {critical, group("spinner", 10, 100, 1.8)};
+    r.at(0ms, memory_sample(0));
+    r.at(2s, memory_sample(0)); // cpu_weight
+    // Between the clear level (5) and the threshold (20): what is taken stays, nothing more.
+    r.groups[0].cpu_pressure_some = 10;
+    for (int t = 3; t < 30; ++t) EXPECT_TRUE(r.at(Seconds(t), memory_sample(0)).steps.empty()) << t;
+    ASSERT_EQ(r.state.held.size(), 1u);
+    // Under the clear level for clear_hold (10 s): given back.
+    r.groups[0].cpu_pressure_some = 1;
+    std::vector<std::string> given;
+    for (int t = 30; t <= 41; ++t)
+        for (auto& id : targets(r.at(Seconds(t), memory_sample(0)), PressureAction::cpu_weight, true)) given.push_back(id);
+    EXPECT_EQ(given, std::vector<std::string>{"spinner"});
 }
 
 TEST(PressurePlan, SharedFreezeIsThawedWithTheLastResource) {

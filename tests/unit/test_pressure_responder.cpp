@@ -293,6 +293,21 @@ TEST(PressureResponder, StepTheBackendCannotEnforceIsReportedAsUnenforced) {
     EXPECT_EQ(status["held"][0]["workflow_id"], "wf-10");
 }
 
+TEST(PressureResponder, AFrozenAllocationAtItsMaxDurationIsEndedAtOnce) {
+    // Frozen, it cannot act on the SIGTERM that starts its grace period: waiting for it would only
+    // keep its memory and its slot for the whole grace period.
+    Node n;
+    const TimePoint started = n.now;
+    const std::string crit = n.allocate(95, kRoot);
+    const std::string low = n.allocate(10);
+    for (int i = 0; i < 4; ++i, n.now += seconds(2)) n.pass(crit, 50, low); // cpu_weight, cpu_max, freeze
+    ASSERT_TRUE(n.backend.frozen[low]);
+    n.now = started + std::chrono::hours(6) + seconds(1); // both just past the policy's max_duration
+    n.service->completion().on_timer();
+    EXPECT_FALSE(n.ledger->find(low)) << "a frozen allocation waited out its grace period";
+    ASSERT_TRUE(n.ledger->find(crit)) << "the running one gets its grace period to act on SIGTERM";
+}
+
 TEST(PressureResponder, KillsOnlyUnderTheMemoryFloor) {
     core::Policy p = responder_policy();
     p.pressure_response.signals.at("memory_some").hold = Millis(0);
@@ -308,7 +323,11 @@ TEST(PressureResponder, KillsOnlyUnderTheMemoryFloor) {
     s.memory_some = 60;
     s.memory_total_bytes = 16 * kGiB;
     s.memory_available_bytes = 8 * kGiB; // far above the floor
-    for (int i = 0; i < 6; ++i, n.now += seconds(2)) n.responder().respond(s, {g1, g2});
+    // Both keep growing (a memory freeze and a kill only reach groups that still grow).
+    auto grow = [&] {
+        for (auto* g : {&g1, &g2}) g->memory_current = *g->memory_current + (8ULL << 20);
+    };
+    for (int i = 0; i < 6; ++i, n.now += seconds(2), grow()) n.responder().respond(s, {g1, g2});
     EXPECT_TRUE(n.ledger->find(low));
     EXPECT_TRUE(n.backend.frozen[low]);
     EXPECT_TRUE(n.backend.frozen[medium]);

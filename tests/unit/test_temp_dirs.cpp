@@ -71,18 +71,25 @@ TEST(TempDirNames, OrphansAreNamesNoHoldingAllocationClaims) {
     EXPECT_TRUE(core::find_orphan_temp_dirs({}, ledger).orphans.empty());
 }
 
+namespace {
+// Asking for `gb` of storage is refused as RESOURCE_EXHAUSTED on "storage", saying `why`.
+void expect_storage_refused(core::Ledger& ledger, double gb, const std::string& why) {
+    try {
+        ledger.allocate(storage_request(gb), kAlice, kNow);
+        ADD_FAILURE() << gb << " GB of storage admitted; expected: " << why;
+    } catch (const ApiError& e) {
+        EXPECT_EQ(e.code, ErrorCode::RESOURCE_EXHAUSTED);
+        EXPECT_EQ(e.affected_resources, std::vector<std::string>{"storage"});
+        EXPECT_NE(e.details.find(why), std::string::npos) << e.details;
+    }
+}
+} // namespace
+
 TEST(StorageAdmission, SetAgainstTheTempRootLikeMemory) {
     int n = 0;
     core::Ledger ledger({8, 16 * kGiB}, core::Policy::defaults(), [n]() mutable { return "alloc_" + std::to_string(++n); });
     // No temp root: storage is refused, saying so; a request without storage is unaffected.
-    try {
-        ledger.allocate(storage_request(1), kAlice, kNow);
-        FAIL() << "storage admitted without a temp root";
-    } catch (const ApiError& e) {
-        EXPECT_EQ(e.code, ErrorCode::RESOURCE_EXHAUSTED);
-        EXPECT_EQ(e.affected_resources, std::vector<std::string>{"storage"});
-        EXPECT_NE(e.details.find("no temporary directory root"), std::string::npos) << e.details;
-    }
+    expect_storage_refused(ledger, 1, "no temporary directory root");
     EXPECT_NO_THROW(ledger.allocate(storage_request(0), kAlice, kNow));
 
     ledger.set_storage_capacity(10 * kGiB);
@@ -92,14 +99,7 @@ TEST(StorageAdmission, SetAgainstTheTempRootLikeMemory) {
     EXPECT_EQ(v.storage_allocated, 8 * kGiB);
     EXPECT_EQ(v.storage_available, 2 * kGiB);
     EXPECT_EQ(v.to_json()["storage"]["available_gb"], 2.0);
-    try {
-        ledger.allocate(storage_request(4), kAlice, kNow);
-        FAIL() << "storage over the temp root admitted";
-    } catch (const ApiError& e) {
-        EXPECT_EQ(e.code, ErrorCode::RESOURCE_EXHAUSTED);
-        EXPECT_EQ(e.affected_resources, std::vector<std::string>{"storage"});
-        EXPECT_NE(e.details.find("Requested 4GB of temporary storage, only 2GB available"), std::string::npos) << e.details;
-    }
+    expect_storage_refused(ledger, 4, "Requested 4GB of temporary storage, only 2GB available");
     // Released storage is free again.
     ledger.release(a, kAlice);
     EXPECT_NO_THROW(ledger.allocate(storage_request(4), kAlice, kNow));
