@@ -3,7 +3,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 #include <stdexcept>
+#include <tuple>
+#include <unordered_set>
 
 namespace resmgr::core {
 namespace {
@@ -153,11 +156,16 @@ private:
         return std::any_of(plan_.state.held.begin(), plan_.state.held.end(), [&](const PressureStep& s) { return s.resource == resource; });
     }
 
-    // `resource` (any resource when empty) holds `action` on `g`.
+    // `resource` (any resource when empty) holds `action` on `g`. From an index of the held steps
+    // (index_held at the start of each escalation, kept by take): escalating a thousand groups
+    // would otherwise scan every held step for every victim and rung.
     bool has(const PressureGroup& g, PressureAction action, const std::string& resource) const {
-        return std::any_of(plan_.state.held.begin(), plan_.state.held.end(), [&](const PressureStep& s) {
-            return s.allocation_id == g.allocation_id && s.action == action && (resource.empty() || s.resource == resource);
-        });
+        if (!resource.empty()) return held_index_.count({g.allocation_id, action, resource}) > 0;
+        return held_index_.count({g.allocation_id, action, "memory"}) > 0 || held_index_.count({g.allocation_id, action, "cpu"}) > 0;
+    }
+    void index_held() {
+        held_index_.clear();
+        for (const auto& s : plan_.state.held) held_index_.insert({s.allocation_id, s.action, s.resource});
     }
 
     // The step `action` would take on `g` now, or nullopt when it would change nothing.
@@ -213,6 +221,7 @@ private:
             step.signal_crossed = it->second.past_threshold_since;
         plan_.steps.push_back(step);
         plan_.state.held.push_back(step);
+        held_index_.insert({step.allocation_id, step.action, step.resource});
         plan_.state.last_change[resource] = now_;
     }
 
@@ -222,6 +231,7 @@ private:
         // Under the hard floor the ladder does not wait: the kernel's OOM killer would not either.
         if (waiting && !(resource == "memory" && floor_)) return;
         auto victims = rank_victims(groups_, policy_, resource);
+        index_held();
         auto ladder = policy_.ladder.find(resource);
         if (ladder == policy_.ladder.end()) return;
         for (const auto& name : ladder->second) {
@@ -336,10 +346,10 @@ private:
     // Steps on allocations that are gone hold nothing any more.
     void forget_vanished() {
         auto& held_steps = plan_.state.held;
-        auto gone = [&](const PressureStep& s) {
-            return !s.allocation_id.empty() &&
-                   std::none_of(groups_.begin(), groups_.end(), [&](const PressureGroup& g) { return g.allocation_id == s.allocation_id; });
-        };
+        if (held_steps.empty()) return;
+        std::unordered_set<std::string> present;
+        for (const auto& g : groups_) present.insert(g.allocation_id);
+        auto gone = [&](const PressureStep& s) { return !s.allocation_id.empty() && !present.count(s.allocation_id); };
         for (auto& s : held_steps)
             if (gone(s)) plan_.notes.push_back(s.allocation_id + ": gone; its " + to_string(s.action) + " is dropped");
         held_steps.erase(std::remove_if(held_steps.begin(), held_steps.end(), gone), held_steps.end());
@@ -368,6 +378,7 @@ private:
     bool floor_;
     std::map<std::string, std::optional<double>> values_;
     double growth_stopped_ = 0; // bytes/s of the victims squeezed or frozen for memory this pass
+    std::set<std::tuple<std::string, PressureAction, std::string>> held_index_; // (allocation, action, resource)
     PressurePlan plan_;
 };
 
@@ -420,15 +431,26 @@ SignalState observe_signal(const Rules::Signal& rule, std::optional<double> valu
     return s;
 }
 
-bool self_limited(const PressureGroup& group, const PressureState& state) {
+namespace {
+bool near_own_memory_limit(const PressureGroup& group) {
     constexpr double kNearLimit = 0.9;
-    if (group.memory_current) {
-        const double current = static_cast<double>(*group.memory_current);
-        for (const auto& limit : {group.memory_max, group.memory_high})
-            if (limit && current >= kNearLimit * static_cast<double>(*limit)) return true;
-    }
-    return std::any_of(state.held.begin(), state.held.end(),
-                       [&](const PressureStep& s) { return s.allocation_id == group.allocation_id && s.resource == "memory"; });
+    if (!group.memory_current) return false;
+    const double current = static_cast<double>(*group.memory_current);
+    for (const auto& limit : {group.memory_max, group.memory_high})
+        if (limit && current >= kNearLimit * static_cast<double>(*limit)) return true;
+    return false;
+}
+
+std::unordered_set<std::string> squeezed_for_memory(const PressureState& state) {
+    std::unordered_set<std::string> ids;
+    for (const auto& s : state.held)
+        if (s.resource == "memory" && !s.allocation_id.empty()) ids.insert(s.allocation_id);
+    return ids;
+}
+} // namespace
+
+bool self_limited(const PressureGroup& group, const PressureState& state) {
+    return near_own_memory_limit(group) || squeezed_for_memory(state).count(group.allocation_id) > 0;
 }
 
 namespace {
@@ -436,10 +458,11 @@ namespace {
 std::optional<double> unexplained_memory_stall(std::optional<double> node, const std::vector<PressureGroup>& groups,
                                                const PressureState& state, std::optional<double> PressureGroup::*stall) {
     if (!node) return node;
+    const auto squeezed = squeezed_for_memory(state); // once, not per group
     double self_inflicted = 0, others = 0;
     for (const auto& g : groups) {
         if (g.status != AllocationStatus::active || !(g.*stall)) continue;
-        double& into = self_limited(g, state) ? self_inflicted : others;
+        double& into = near_own_memory_limit(g) || squeezed.count(g.allocation_id) ? self_inflicted : others;
         into = std::max(into, *(g.*stall));
     }
     if (self_inflicted <= 0) return node;
