@@ -40,7 +40,7 @@ struct SlotAsk {
     std::optional<Millis> wait; // none: the default (see decide_slot)
 };
 
-// Why the start cannot happen at once; empty when it can.
+// What the pool and the pressure responder say at this ask.
 struct SlotGate {
     bool slot_free = false;
     std::string held; // the pressure responder's queue_agents hold, why; empty when not held
