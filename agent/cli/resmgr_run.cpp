@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
                  "allocation when COMMAND exits. Example:\n"
                  "  resmgr-run --workflow wf-42 --priority high --cpu 2 --memory 4G -- make -j8 test",
                  "resmgr-run"};
-    std::string socket, workflow, workflow_type, priority = "medium", memory, storage, duration, grace, allocation, agent, tmpdir;
+    std::string socket, workflow, workflow_type, priority = "medium", memory, storage, duration, grace, allocation, agent, tmpdir, wait_slot;
     double cpu = 0;
     long long pids = 0;
     bool quiet = false, wait = false, auto_size = false;
@@ -127,6 +127,12 @@ int main(int argc, char** argv) {
     app.add_option("--agent", agent, "Run COMMAND as agent NAME of the workflow, in its own child group of the allocation; "
                                      "the agent pool (active/idle/failed) is observed from that group. With --allocation it "
                                      "takes one of the allocation's agent slots, else it allocates one (agents: 1)");
+    app.add_option("--wait-slot", wait_slot, "With --agent: when the allocation has no free agent slot, wait up to DURATION (e.g. 10s, "
+                                             "5m) for one instead of failing; waiting starts go in priority order, then arrival order. "
+                                             "Default: fail at once, except while resmgrd's pressure responder holds new agent starts "
+                                             "(agent pool over its threshold), when it waits up to 5m; 0 never waits")
+        ->type_name("DURATION")
+        ->needs("--agent");
     app.get_option("--auto")->excludes("--cpu")->excludes("--memory")->excludes("--pids")->excludes("--storage")->excludes("--agent")->needs("--type");
     app.add_flag("-q,--quiet", quiet, "Do not warn about limits this host cannot enforce");
     app.add_flag("--wait", wait, "When the node is full (or a conflicting workflow runs, or an --exclusive file is held), queue and wait instead of failing; "
@@ -205,12 +211,36 @@ int main(int argc, char** argv) {
     json place{{"pid", child}};
     if (agent.empty()) place["leaf"] = "main";
     else place["agent"] = agent;
+    // An agent waiting for a slot is answered "queued" and asks again every 200 ms, as a queued
+    // allocation does; resmgrd drops a waiter that stops asking.
     auto attach = [&] {
         json params = place;
         params["allocation_id"] = allocation;
-        json reply = resmgr::Client(path).call({"attach", "", params});
-        if (reply.value("status", "") == "success") {
+        if (!wait_slot.empty()) params["wait_slot"] = wait_slot;
+        struct sigaction on_stop{};
+        on_stop.sa_handler = stop_waiting;
+        for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &on_stop, nullptr);
+        std::size_t shown = 0;
+        json reply;
+        for (;;) {
+            reply = resmgr::Client(path).call({"attach", "", params});
+            if (reply.value("status", "") != "success" || !reply["result"].value("queued", false) || g_stop_waiting) break;
+            if (const std::size_t position = reply["result"].value("queue_position", std::size_t{0}); position != shown) {
+                shown = position;
+                std::cerr << "resmgr-run: agent " << agent << " waits for a slot in " << allocation << " (position " << position << ", Ctrl-C gives up)\n";
+            }
+            ::usleep(200'000);
+        }
+        for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::signal(sig, SIG_DFL);
+        const bool started = reply.value("status", "") == "success";
+        if (started && reply["result"].value("queued", false)) {
+            std::cerr << "resmgr-run: gave up waiting for an agent slot\n";
+            return false;
+        }
+        if (started) {
             tmpdir = reply["result"].value("tmpdir", "");
+            if (const double waited = reply["result"].value("slot_wait_seconds", 0.0); waited > 0 && !quiet)
+                std::cerr << "resmgr-run: agent " << agent << " started after waiting " << waited << " s for a slot\n";
             return true;
         }
         std::cerr << "resmgr-run: cannot enter allocation " << allocation << ": " << error_text(reply) << "\n";
@@ -229,7 +259,9 @@ int main(int argc, char** argv) {
             if (!storage.empty()) resources["storage_gb"] = storage;
             // supervised: resmgrd leaves release to us while we live, and takes over if we die.
             json params{{"workflow_id", workflow}, {"priority", priority}, {"resources", auto_size ? json("auto") : resources},
-                        {"requester", "resmgr-run " + command.front()}, {"supervised", true}, {"attach", place}};
+                        {"requester", "resmgr-run " + command.front()}, {"supervised", true}};
+            // An agent enters through attach, the way every agent start meets the slot queue.
+            if (agent.empty()) params["attach"] = place;
             if (!duration.empty()) params["duration"] = duration;
             if (!workflow_type.empty()) params["workflow_type"] = workflow_type;
             if (!grace.empty()) params["auto_release"] = {{"grace_period", grace}};

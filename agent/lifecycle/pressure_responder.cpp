@@ -148,7 +148,7 @@ void PressureResponder::take(PressureStep& step) {
                              number(step.threshold) + " %");
             return;
         case PressureAction::queue_agents:
-            step.unenforced = "reported only: admission does not yet consult the responder for agents";
+            // Held, it is the gate itself: AgentStarts asks agent_starts_held() at each start.
             return;
         case PressureAction::refuse_storage:
             // Allocations asking for storage_gb are refused while it is held; the temporary
@@ -179,6 +179,11 @@ void PressureResponder::report(const PressureStep& step, const std::string& work
     e.value = step.seen;
     e.threshold = step.threshold;
     e.details = step.to_json();
+    if (step.action == PressureAction::queue_agents && !step.undo) {
+        e.details["idle_agents"] = idle_agents();
+        if (!e.details["idle_agents"].empty())
+            e.message += "; " + std::to_string(e.details["idle_agents"].size()) + " idle agent(s) hold slots (status pressure lists them)";
+    }
     life_.events_.publish(e);
     spdlog::log(step.unenforced.empty() ? spdlog::level::info : spdlog::level::warn, "{}", message);
 }
@@ -360,6 +365,22 @@ void PressureResponder::on_trigger(const monitor::Monitoring& monitoring) {
     respond(s, groups_of(monitoring, true));
 }
 
+std::string PressureResponder::agent_starts_held() const {
+    for (const PressureStep& s : state_.held)
+        if (s.action == PressureAction::queue_agents && s.enforced) return refusal(s);
+    return {};
+}
+
+json PressureResponder::idle_agents() const {
+    json list = json::array();
+    if (!life_.monitoring_) return list;
+    for (const auto& [_, agent] : life_.monitoring_->agents().agents())
+        if (agent.state == monitor::Agent::State::idle)
+            list.push_back({{"allocation_id", agent.allocation_id}, {"workflow_id", agent.workflow_id}, {"agent", agent.name},
+                            {"pid", agent.pid}, {"idle_since", format_timestamp(agent.last_active)}});
+    return list;
+}
+
 json PressureResponder::to_json(const monitor::Monitoring* monitoring) const {
     const auto& policy = life_.ledger_.policy().pressure_response;
     json signals = json::object();
@@ -397,6 +418,7 @@ json PressureResponder::to_json(const monitor::Monitoring* monitoring) const {
              {"bands", json::array()},
              {"state_file", state_path().string()}};
     for (auto band : policy.bands) out["bands"].push_back(band_name(band));
+    if (auto it = state_.signals.find("agent_pool"); it != state_.signals.end() && it->second.raised) out["idle_agents"] = idle_agents();
     if (!load_error_.empty()) out["load_error"] = load_error_;
     return out;
 }

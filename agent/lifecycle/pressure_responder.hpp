@@ -53,6 +53,8 @@ public:
     void respond(const core::PressureSample& sample, std::vector<core::PressureGroup> groups);
 
     const core::PressureState& state() const { return state_; }
+    // Why new agent starts wait (an enforced queue_agents step held, in words); empty when not.
+    std::string agent_starts_held() const;
     std::filesystem::path state_path() const;
     // `status pressure`: mode, signal source, signals, steps held, the last pass's notes.
     nlohmann::json to_json(const monitor::Monitoring* monitoring) const;
@@ -70,6 +72,9 @@ private:
     void take(core::PressureStep& step);
     void set_adjustment(core::PressureStep& step);
     void report(const core::PressureStep& step, const std::string& workflow) const;
+    // The idle agents holding slots (allocation, name, idle since): listed while agent_pool is
+    // raised so a person can stop them; never stopped here.
+    nlohmann::json idle_agents() const;
 
     Lifecycle& life_;
     core::PressureState state_;

@@ -124,8 +124,12 @@ std::vector<OperationSpec> make_catalog() {
     add({"subscribe", "", false, true, true, Caller::anyone, {{"types", T::array, false, {}, {}, "event names"}}, false, "",
          "Turn this connection into an event stream (what `resmgr events --follow` uses)."});
     add({"attach", "", false, true, false, Caller::anyone,
-         {{"allocation_id", T::string, true}, {"pid", T::integer, true, 1}, {"leaf", T::string}, {"agent", T::string}}, false,
-         "'{\"allocation_id\":\"...\",\"pid\":N}'", "Put a process (the caller or its own child) into a running allocation."});
+         {{"allocation_id", T::string, true}, {"pid", T::integer, true, 1}, {"leaf", T::string}, {"agent", T::string},
+          {"wait_slot", T::duration, false, {}, {}, "an agent without a free slot: wait up to this long (ask again while \"queued\"); "
+                                                    "default: refuse at once, or 5m while the pressure responder holds agent starts"}},
+         false, "'{\"allocation_id\":\"...\",\"pid\":N}'",
+         "Put a process (the caller or its own child) into a running allocation; an agent takes a slot, or waits for one\n"
+         "with wait_slot (answered \"queued\" with its position: ask again until it starts)."});
     add({"detach", "", false, true, false, Caller::anyone,
          {{"allocation_id", T::string, true}, {"agent", T::string, true}, {"exit_status", T::integer, false, 0, 255}}, false,
          "'{\"allocation_id\":\"...\",\"agent\":\"NAME\",\"exit_status\":0}'", "Report that an agent of an allocation exited."});

@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lifecycle/agent_starts.hpp"
 #include "lifecycle/lifecycle.hpp"
 #include "lifecycle/pressure_responder.hpp"
 #include "lifecycle/tuner.hpp"
@@ -36,6 +37,7 @@ struct Context {
     lifecycle::CpuLending& lending; // balance
     lifecycle::Tuner& tuner;        // tune
     lifecycle::PressureResponder& pressure; // status pressure
+    lifecycle::AgentStarts& agent_starts;   // attach of an agent: the slot queue
     events::Notifier& events;
     std::function<TimePoint()> clock;
     nlohmann::json host_report; // the probe's JSON (agent/cgroup/probe), shown by doctor

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lifecycle/agent_starts.hpp"
 #include "lifecycle/completion.hpp"
 #include "lifecycle/exclusive_files.hpp"
 #include "lifecycle/lifecycle.hpp"
@@ -59,6 +60,7 @@ private:
     lifecycle::CpuLending lending_{lifecycle_};
     lifecycle::Tuner tuner_{lifecycle_};
     lifecycle::PressureResponder pressure_{lifecycle_};
+    lifecycle::AgentStarts agent_starts_{lifecycle_, pressure_};
     Context context_;
     Router router_;
 };

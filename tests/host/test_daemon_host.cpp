@@ -4,6 +4,7 @@
 
 #include <poll.h>
 
+#include <iostream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -299,6 +300,55 @@ TEST_F(DaemonHost, AgentsRunInTheirOwnGroupTakeSlotsAndFailuresAreObserved) {
     agents = cli_json({"status", "agents"});
     EXPECT_EQ(agents["result"]["agent_pool"]["failed_agents"], 1) << agents.dump(2);
     EXPECT_EQ(agents["result"]["agent_pool"]["active_agents"], 0) << agents.dump(2);
+}
+
+// One slot: a second agent asked to wait (--wait-slot) starts when the first exits, its wait is
+// measured and shown; one that waits shorter than the first runs is told how long it waited.
+TEST_F(DaemonHost, AgentWaitsForASlotAndStartsWhenTheFirstExits) {
+    std::string id = allocate(R"({"workflow_id":"slots","resources":{"cpu_cores":1,"agents":1}})");
+    ASSERT_FALSE(id.empty());
+    const std::string first_log = dir + "/first.log", second_log = dir + "/second.log";
+    pid_t first = spawn({build_paths::resmgr_run, "--socket", socket, "--allocation", id, "--agent", "a", "--", "/bin/sh", "-c",
+                         "echo a-started; sleep 2"},
+                        first_log);
+    ASSERT_TRUE(wait_until([&] { return slurp(first_log).find("a-started") != std::string::npos; }, std::chrono::seconds(5))) << slurp(first_log);
+    const auto asked = std::chrono::steady_clock::now();
+    pid_t second = spawn({build_paths::resmgr_run, "--socket", socket, "--allocation", id, "--agent", "b", "--wait-slot", "10s", "--", "/bin/sh",
+                          "-c", "echo b-ran"},
+                         second_log);
+    // While it waits: status agents names it, first in the queue.
+    json queued;
+    ASSERT_TRUE(wait_until(
+        [&] {
+            queued = cli_json({"status", "agents"})["result"]["agent_starts"]["queued"];
+            return queued.size() == 1;
+        },
+        std::chrono::seconds(2)));
+    EXPECT_EQ(queued[0]["agent"], "b");
+    EXPECT_EQ(queued[0]["position"], 1);
+    // Too short a wait: refused with the time it waited.
+    RunResult impatient = resmgr_run({"--allocation", id, "--agent", "c", "--wait-slot", "300ms", "--", "/bin/true"});
+    EXPECT_EQ(impatient.status, 125);
+    EXPECT_NE(impatient.err.find("within the wait"), std::string::npos) << impatient.err;
+    EXPECT_NE(impatient.err.find("waited"), std::string::npos) << impatient.err;
+
+    int status = 0;
+    ::waitpid(first, &status, 0);
+    EXPECT_EQ(host::decode_status(status), 0);
+    ::waitpid(second, &status, 0);
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count();
+    EXPECT_EQ(host::decode_status(status), 0) << slurp(second_log);
+    const std::string out = slurp(second_log);
+    EXPECT_NE(out.find("waits for a slot"), std::string::npos) << out;
+    EXPECT_NE(out.find("started after waiting"), std::string::npos) << out;
+    EXPECT_NE(out.find("b-ran"), std::string::npos) << out;
+    json starts = cli_json({"status", "agents"})["result"]["agent_starts"];
+    EXPECT_TRUE(starts["queued"].empty()) << starts.dump(2);
+    EXPECT_EQ(starts["slot_wait"]["starts"], 2) << starts.dump(2);
+    const double waited = starts["slot_wait"]["max_seconds"].get<double>();
+    EXPECT_GT(waited, 1.0) << starts.dump(2); // the first ran 2 s
+    EXPECT_LT(waited, elapsed) << starts.dump(2);
+    std::cout << "slot wait of the second agent: " << waited << " s (first agent ran 2 s; b's run took " << elapsed << " s)\n";
 }
 
 TEST_F(DaemonHost, KernelProbesCountToolsThatRanInAnAllocation) {

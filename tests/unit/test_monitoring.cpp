@@ -391,6 +391,112 @@ TEST(Monitoring, AgentsTakeSlotsAndFailuresAreCounted) {
     EXPECT_EQ(d.call({{"operation", "detach"}, {"params", {{"allocation_id", id}, {"agent", "ghost"}}}})["error"]["code"], "NOT_FOUND");
 }
 
+TEST(Monitoring, AgentWaitsForASlotAndStartsWhenTheFirstExits) {
+    MonitoredDaemon d;
+    std::string id = d.allocate({{"cpu_cores", 1}, {"agents", 1}});
+    json attach{{"operation", "attach"}, {"params", {{"allocation_id", id}, {"pid", kAlice.pid}, {"agent", "coder"}}}};
+    ASSERT_EQ(d.call(attach)["status"], "success");
+    json second = attach;
+    second["params"]["agent"] = "reviewer";
+    second["params"]["wait_slot"] = "10s";
+    json r = d.call(second);
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    EXPECT_TRUE(r["result"]["queued"].get<bool>());
+    EXPECT_EQ(r["result"]["queue_position"], 1);
+    json agents = d.call({{"operation", "status"}, {"resource_type", "agents"}});
+    const json& queued = agents["result"]["agent_starts"]["queued"];
+    ASSERT_EQ(queued.size(), 1u) << agents.dump(2);
+    EXPECT_EQ(queued[0]["agent"], "reviewer");
+    EXPECT_EQ(queued[0]["uid"], kAlice.uid);
+    EXPECT_EQ(queued[0]["since"], format_timestamp(d.now));
+
+    d.now += Seconds(2);
+    EXPECT_TRUE(d.call(second)["result"].value("queued", false)); // still no slot
+    ASSERT_EQ(d.call({{"operation", "detach"}, {"params", {{"allocation_id", id}, {"agent", "coder"}, {"exit_status", 0}}}})["status"], "success");
+    d.now += Seconds(1);
+    r = d.call(second);
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    EXPECT_FALSE(r["result"].contains("queued"));
+    EXPECT_EQ(r["result"]["leaf"], "agent-reviewer");
+    EXPECT_DOUBLE_EQ(r["result"]["slot_wait_seconds"].get<double>(), 3.0);
+    agents = d.call({{"operation", "status"}, {"resource_type", "agents"}});
+    EXPECT_EQ(agents["result"]["agent_pool"]["active_agents"], 1);
+    EXPECT_TRUE(agents["result"]["agent_starts"]["queued"].empty());
+    EXPECT_EQ(agents["result"]["agent_starts"]["slot_wait"]["starts"], 2); // coder at once, reviewer after 3 s
+    EXPECT_DOUBLE_EQ(agents["result"]["agent_starts"]["slot_wait"]["max_seconds"].get<double>(), 3.0);
+
+    // A third waits until its deadline and is told how long it waited.
+    json third = attach;
+    third["params"]["agent"] = "tester";
+    third["params"]["wait_slot"] = "2s";
+    ASSERT_TRUE(d.call(third)["result"].value("queued", false));
+    d.now += Seconds(2);
+    r = d.call(third);
+    EXPECT_EQ(r["error"]["code"], "RESOURCE_EXHAUSTED") << r.dump(2);
+    EXPECT_NE(r["error"]["details"].get<std::string>().find("waited 2s"), std::string::npos) << r.dump(2);
+}
+
+TEST(Monitoring, QueueAgentsStepHoldsAgentStartsAndListsIdleAgents) {
+    MonitoredDaemon d(json{{"pressure_response", {{"mode", "enforce"}}}});
+    std::string id = d.allocate({{"cpu_cores", 1}, {"agents", 3}});
+    json attach{{"operation", "attach"}, {"params", {{"allocation_id", id}, {"pid", kAlice.pid}, {"agent", "sleepy"}}}};
+    ASSERT_EQ(d.call(attach)["status"], "success");
+    // The agent used no CPU for longer than idle_after: idle, holding its slot.
+    monitor::Snapshot quiet;
+    quiet.groups[id + "/sleepy"].cpu_cores = 0.0;
+    d.now += Seconds(600);
+    d.monitoring->agents().update(quiet, d.now, Seconds(60));
+    ASSERT_EQ(d.monitoring->agents().agents().begin()->second.state, monitor::Agent::State::idle);
+
+    core::PressureSample full;
+    full.agent_pool_percent = 95;
+    d.service->pressure().respond(full, {});
+    ASSERT_FALSE(d.service->pressure().agent_starts_held().empty());
+    std::vector<events::Event> steps;
+    for (const auto& e : d.sink.events)
+        if (e.type == events::EventType::pressure) steps.push_back(e);
+    ASSERT_EQ(steps.size(), 1u);
+    EXPECT_EQ(steps[0].details["action"], "queue_agents");
+    EXPECT_FALSE(steps[0].details.contains("unenforced")) << steps[0].details.dump(2);
+    ASSERT_EQ(steps[0].details["idle_agents"].size(), 1u) << steps[0].details.dump(2);
+    EXPECT_EQ(steps[0].details["idle_agents"][0]["agent"], "sleepy");
+    json pressure = d.call({{"operation", "status"}, {"resource_type", "pressure"}});
+    EXPECT_EQ(pressure["result"]["idle_agents"][0]["allocation_id"], id) << pressure.dump(2);
+    EXPECT_FALSE(pressure["result"]["agent_starts"]["held"].is_null());
+
+    // Held: a start with free slots waits (no wait asked: the default), one that asks 0 is refused.
+    json next = attach;
+    next["params"]["agent"] = "next";
+    const TimePoint queued_at = d.now;
+    json r = d.call(next);
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    EXPECT_TRUE(r["result"]["queued"].get<bool>());
+    json never = attach;
+    never["params"]["agent"] = "never";
+    never["params"]["wait_slot"] = "0s";
+    r = d.call(never);
+    EXPECT_EQ(r["error"]["code"], "RESOURCE_EXHAUSTED");
+    EXPECT_NE(r["error"]["message"].get<std::string>().find("held by the pressure responder"), std::string::npos);
+    // allocate cannot make an agent wait: refused while held.
+    json alloc{{"operation", "allocate"},
+               {"params", {{"workflow_id", "w2"}, {"resources", {{"agents", 1}}}, {"attach", {{"pid", kAlice.pid}, {"agent", "x"}}}}}};
+    EXPECT_EQ(d.call(alloc)["error"]["code"], "RESOURCE_EXHAUSTED");
+
+    // The pool clears and the step is given back: the waiting start goes ahead.
+    full.agent_pool_percent = 10;
+    for (int i = 0; i < 10 && !d.service->pressure().agent_starts_held().empty(); ++i) {
+        d.now += Seconds(4);
+        d.call(next); // it keeps asking while it waits
+        d.service->pressure().respond(full, {});
+    }
+    ASSERT_TRUE(d.service->pressure().agent_starts_held().empty());
+    d.now += Seconds(1);
+    r = d.call(next);
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    EXPECT_EQ(r["result"]["leaf"], "agent-next");
+    EXPECT_DOUBLE_EQ(r["result"]["slot_wait_seconds"].get<double>(), std::chrono::duration<double>(d.now - queued_at).count());
+}
+
 TEST(Monitoring, AgentPoolThresholdIsCritical) {
     MonitoredDaemon d(json{{"agent_pool", {{"max_agents", 2}}}, {"allocation_limits", {{"max_agents_per_workflow", 2}}}});
     std::string id = d.allocate({{"cpu_cores", 1}, {"agents", 2}});

@@ -69,6 +69,10 @@ SuccessBody allocate(const Call& call) {
     if (auto it = call.params().find("attach"); it != call.params().end() && !it->is_null()) {
         check_params(*it, kFirstProcess);
         first = attach_target(ctx, *it, call.peer);
+        // An agent placed by allocate cannot wait for a slot: while starts are held it is refused.
+        if (const std::string held = ctx.pressure.agent_starts_held(); !first->agent.empty() && !held.empty())
+            throw ApiError(ErrorCode::RESOURCE_EXHAUSTED, "New agent starts are held by the pressure responder (queue_agents)", held, {"agents"},
+                           {"Allocate without \"attach\", then attach the agent with \"wait_slot\" (resmgr-run --agent does)"});
     }
     const Allocation& a = ctx.lifecycle.allocate(req, call.peer, param_flag(call.params(), "supervised"), param_flag(call.params(), "wait"),
                                                  first, [&] { check_user_limit(ctx.ledger(), call.peer, AllocationStatus::queued, 1); });
@@ -220,11 +224,23 @@ SuccessBody attach(const Call& call) {
     const std::string id = param_string(call.params(), "allocation_id");
     const lifecycle::AttachTarget target = attach_target(ctx, call.params(), call.peer);
     ctx.ledger().authorize(id, call.peer);
-    ctx.lifecycle.attach(id, target);
-    auto& backend = ctx.lifecycle.backend();
     SuccessBody body;
-    body.result = {{"allocation_id", id}, {"pid", target.pid}, {"leaf", target.leaf}, {"cgroup_path", backend.group_path(id)},
-                   {"enforces_limits", backend.enforces_limits()}};
+    body.result = json::object();
+    if (target.agent.empty()) {
+        ctx.lifecycle.attach(id, target);
+    } else {
+        const core::SlotDecision slot = ctx.agent_starts.start(id, target, call.peer.uid, param_duration(call.params(), "wait_slot"));
+        if (slot.verdict == core::SlotVerdict::queued) {
+            body.result = {{"allocation_id", id}, {"agent", target.agent}, {"queued", true}, {"queue_position", slot.position},
+                           {"waited_seconds", static_cast<double>(slot.waited.count()) / 1000.0}};
+            body.recommendations.push_back("Queued for an agent slot: ask again (the same request) until it starts");
+            return body;
+        }
+        body.result["slot_wait_seconds"] = static_cast<double>(slot.waited.count()) / 1000.0;
+    }
+    auto& backend = ctx.lifecycle.backend();
+    body.result.update({{"allocation_id", id}, {"pid", target.pid}, {"leaf", target.leaf}, {"cgroup_path", backend.group_path(id)},
+                        {"enforces_limits", backend.enforces_limits()}});
     if (!target.agent.empty()) body.result["agent"] = target.agent;
     if (json d = ctx.lifecycle.describe(*ctx.ledger().find(id)); d.contains("tmpdir")) body.result["tmpdir"] = d["tmpdir"];
     body.resources_affected = 1;

@@ -291,7 +291,8 @@ SuccessBody tune(const Call& call) {
         std::string can;
         for (const auto& m : lifecycle::Tuner::metrics()) can += (can.empty() ? "" : ", ") + std::string(m.component) + "/" + m.metric;
         throw ApiError(ErrorCode::UNSUPPORTED, "resmgrd cannot measure '" + component + (metric.empty() ? "" : "/" + metric) + "' to tune it",
-                       "it can tune: " + can + (component == "agent_pool" ? "; agents are refused at once when the pool is full, so no wait for a slot exists to measure" : ""),
+                       "it can tune: " + can + (component == "agent_pool" ? "; the slot wait is measured (status agents: agent_starts.slot_wait, p95 over the newest starts), "
+                                                                  "but no knob of one allocation moves it: slots are its size (reallocate agents)" : ""),
                        {"component", "metric"});
     }
     const std::string id = param_string(call.params(), "allocation_id");

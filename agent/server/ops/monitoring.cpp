@@ -304,6 +304,7 @@ SuccessBody node_capacity(const Call& call) {
 SuccessBody status_of_resource(const Call& call) {
     SuccessBody body;
     body.result = status_of(call.ctx.require_monitoring(), call.request.resource_type);
+    if (call.request.resource_type == "agents") body.result["agent_starts"] = call.ctx.agent_starts.to_json();
     return body;
 }
 
@@ -311,6 +312,7 @@ SuccessBody status_of_resource(const Call& call) {
 SuccessBody pressure_status(const Call& call) {
     SuccessBody body;
     body.result = call.ctx.pressure.to_json(call.ctx.monitoring);
+    body.result["agent_starts"] = call.ctx.agent_starts.to_json();
     const std::string& source = body.result["signal_source"].get_ref<const std::string&>();
     if (source.rfind("polling", 0) == 0)
         body.recommendations.push_back("Signals are read once per sampling pass (monitoring_intervals.resource_check); a kernel that "
