@@ -126,12 +126,11 @@ struct Policy {
             Millis clear_hold{0};
             bool enabled = true;
         };
-        // off | advisory (plans, reports, touches nothing) | enforce. Advisory by default until the
-        // system tier passes with enforce: in the VM, enforce froze groups of later tests after an
-        // OOM test, the node's memory avg10 still high from a hog already killed (the responder now
-        // judges the stall of the last interval, monitor/stall_share, and leaves out groups at their
-        // own limits: core/pressure signal_values).
-        std::string mode = "advisory";
+        // off | advisory (plans, reports, touches nothing) | enforce. Enforce by default: it never
+        // touches critical or high work, squeezes one workflow at a time so the others finish,
+        // freezes only what still grows, kills only at the hard floor with memory still growing,
+        // and gives everything back once the signal clears (core/pressure.hpp).
+        std::string mode = "enforce";
         std::map<std::string, Signal> signals{
             {"memory_some", {"memory", false, 20, 5, Millis(1000), Millis(10000)}},
             {"memory_full", {"memory", false, 5, 1, Millis(1000), Millis(10000)}},

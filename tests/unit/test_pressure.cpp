@@ -15,7 +15,7 @@ namespace {
 const TimePoint T0 = TimePoint(std::chrono::seconds(1'800'000'000));
 constexpr std::uint64_t MiB = 1024 * 1024;
 
-Policy::PressureResponse rules() { // the default rules, acting (the default mode is advisory)
+Policy::PressureResponse rules() { // the default rules, acting
     auto r = Policy::defaults().pressure_response;
     r.mode = "enforce";
     return r;
@@ -552,7 +552,7 @@ TEST(PressurePolicy, DefaultsRoundTripAndOverlay) {
     EXPECT_EQ(p.resource_leak_detection.monitoring_interval, std::chrono::minutes(10));
     EXPECT_FALSE(p.resource_leak_detection.auto_cleanup);
     EXPECT_EQ(parse_policy(p.to_json()).to_json(), p.to_json());
-    EXPECT_EQ(Policy::defaults().pressure_response.mode, "advisory");
+    EXPECT_EQ(Policy::defaults().pressure_response.mode, "enforce");
     EXPECT_EQ(Policy::defaults().resource_leak_detection.monitoring_interval, std::chrono::minutes(5));
 }
 
