@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lifecycle/leak_detector.hpp"
 #include "lifecycle/lifecycle.hpp"
 #include "lifecycle/pressure_responder.hpp"
 #include "lifecycle/tuner.hpp"
@@ -36,6 +37,7 @@ struct Context {
     lifecycle::CpuLending& lending; // balance
     lifecycle::Tuner& tuner;        // tune
     lifecycle::PressureResponder& pressure; // status pressure
+    lifecycle::LeakDetector& leaks;         // doctor: the last leak pass, degraded workflow types
     events::Notifier& events;
     std::function<TimePoint()> clock;
     nlohmann::json host_report; // the probe's JSON (agent/cgroup/probe), shown by doctor
