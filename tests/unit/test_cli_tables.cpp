@@ -219,8 +219,10 @@ TEST(CliTables, MonitorUsageCapacityDoctorEventsAreCompactTables) {
         const std::string doc = render("doctor", envelope("doctor", doctor), display(width));
         expect_readable(doc, width);
         EXPECT_NE(doc.find("NOT enforced"), std::string::npos) << doc;
-        EXPECT_NE(doc.find("2 finding(s), 1 cleaned, 0 failed"), std::string::npos) << doc;
-        EXPECT_NE(doc.find("workflow type build takes 13 s"), std::string::npos) << doc;
+        if (width == 160u) { // wide enough for each line whole
+            EXPECT_NE(doc.find("2 finding(s), 1 cleaned, 0 failed"), std::string::npos) << doc;
+            EXPECT_NE(doc.find("workflow type build takes 13 s"), std::string::npos) << doc;
+        }
 
         const std::string ev = render("events", envelope("events", events), display(width));
         expect_readable(ev, width);
