@@ -409,6 +409,17 @@ void print_doctor(std::ostream& out, const json& envelope, const Display& d) {
     }
     if (!rows.empty()) print_table(out, {{"STATE", false, false, 4, 10}, {"WHAT", false, true, 8, 20}}, rows, d);
     for (const auto& r : at(envelope, "recommendations")) print_text(out, "fix: " + value_text(r, d.style.charset), d);
+    const json& recovery = at(at(result, "daemon"), "recovery");
+    if (const json& last = at(at(recovery, "leak_detection"), "last_pass"); last.is_object())
+        print_text(out, "leak detection: last pass " + text(at(last, "at"), "?") + ", " + std::to_string(at(last, "findings").size()) +
+                            " finding(s), " + std::to_string(at(last, "cleaned").size()) + " cleaned, " +
+                            std::to_string(at(last, "failed").size()) + " failed",
+                   d);
+    for (const auto& v : at(at(recovery, "performance_degradation"), "degraded"))
+        print_text(out, "degraded: workflow type " + sanitize(text(at(v, "workflow_type"), "?"), d.style.charset) + " takes " +
+                            value_text(at(v, "recent_seconds"), d.style.charset) + " s against its baseline " +
+                            value_text(at(v, "baseline_seconds"), d.style.charset) + " s",
+                   d);
     print_text(out, "(the host and daemon details: resmgr --json doctor)", d);
 }
 

@@ -102,7 +102,7 @@ Policy parse_policy(const json& j) {
     only_keys(root, base, {"allocation_limits", "priority_weights", "optimization_targets", "monitoring_intervals",
                            "system_reserve", "agent_pool", "memory_high_ratio", "preemption", "thresholds",
                            "usage_history", "tool_classes", "file_conflicts", "priority_privileges", "limits",
-                           "pressure_response", "resource_leak_detection"});
+                           "pressure_response", "resource_leak_detection", "performance_degradation"});
     Policy p = Policy::defaults();
 
     const json& limits = section(root, "allocation_limits", base);
@@ -227,10 +227,23 @@ Policy parse_policy(const json& j) {
     const std::string rp = base + "resource_leak_detection.";
     only_keys(leaks, rp, {"monitoring_interval", "leak_threshold", "auto_cleanup", "escalation_timeout"});
     auto& ld = p.resource_leak_detection;
-    ld.monitoring_interval = read_seconds(leaks, "monitoring_interval", rp, ld.monitoring_interval, Seconds(10));
+    ld.monitoring_interval = read_seconds(leaks, "monitoring_interval", rp, ld.monitoring_interval, Seconds(1));
     read_number(leaks, "leak_threshold", rp, ld.leak_threshold, 0, 100);
     read_bool(leaks, "auto_cleanup", rp, ld.auto_cleanup);
     ld.escalation_timeout = read_seconds(leaks, "escalation_timeout", rp, ld.escalation_timeout, Seconds(0));
+
+    const json& slow = section(root, "performance_degradation", base);
+    const std::string dp = base + "performance_degradation.";
+    only_keys(slow, dp, {"detection_method", "degradation_threshold", "auto_optimization", "manual_intervention"});
+    auto& pd = p.performance_degradation;
+    if (auto it = slow.find("detection_method"); it != slow.end()) {
+        if (!it->is_string() || it->get<std::string>() != "baseline_comparison")
+            bad(dp + "detection_method", "expected \"baseline_comparison\" (the only method), got " + it->dump());
+        pd.detection_method = it->get<std::string>();
+    }
+    read_number(slow, "degradation_threshold", dp, pd.degradation_threshold, 1, 1000);
+    read_bool(slow, "auto_optimization", dp, pd.auto_optimization);
+    read_bool(slow, "manual_intervention", dp, pd.manual_intervention);
     return p;
 }
 
@@ -332,6 +345,13 @@ json Policy::LeakDetection::to_json() const {
             {"leak_threshold", leak_threshold},
             {"auto_cleanup", auto_cleanup},
             {"escalation_timeout", format_duration(std::chrono::duration_cast<Millis>(escalation_timeout))}};
+}
+
+json Policy::PerformanceDegradation::to_json() const {
+    return {{"detection_method", detection_method},
+            {"degradation_threshold", degradation_threshold},
+            {"auto_optimization", auto_optimization},
+            {"manual_intervention", manual_intervention}};
 }
 
 Policy::FileConflicts parse_file_conflicts(const json& j, const std::string& path, Policy::FileConflicts f) {
@@ -462,7 +482,8 @@ json Policy::to_json() const {
               {"limits", limits.to_json()},
               {"preemption", {{"mode", preemption_mode}, {"min_priority", preemption_min_priority}, {"degrade_ratio", degrade_ratio}}},
               {"pressure_response", pressure_response.to_json()},
-              {"resource_leak_detection", resource_leak_detection.to_json()}}}};
+              {"resource_leak_detection", resource_leak_detection.to_json()},
+              {"performance_degradation", performance_degradation.to_json()}}}};
 }
 
 } // namespace resmgr::core

@@ -171,6 +171,20 @@ struct Policy {
     };
     LeakDetection resource_leak_detection;
 
+    // The seed's recovery_procedures.performance_degradation: a workflow type whose newest runs
+    // take degradation_threshold percent longer than its baseline raises PERFORMANCE_DEGRADED
+    // (analytics/degradation.hpp; checked at each leak pass). detection_method: only
+    // "baseline_comparison". auto_optimization and manual_intervention are kept and reported with
+    // the event; resmgrd does not resize on its own (`resmgr optimize` does, when asked).
+    struct PerformanceDegradation {
+        std::string detection_method = "baseline_comparison";
+        double degradation_threshold = 25; // percent slower than the baseline
+        bool auto_optimization = true;
+        bool manual_intervention = false;
+        nlohmann::json to_json() const;
+    };
+    PerformanceDegradation performance_degradation;
+
     // resmgr: {"category": ["command", ...]} classifying executed programs into the seed's
     // tool_instances; null keeps the built-in classes (checked by agent/bpf's ToolClasses).
     nlohmann::json tool_classes = nullptr;

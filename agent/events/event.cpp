@@ -42,6 +42,8 @@ constexpr TypeInfo kTypes[] = {
     {EventType::resized, "RESOURCE_RESIZED", "4859868ea91945b2a0633fc12297b36e", LOG_NOTICE},
     {EventType::pressure, "RESOURCE_PRESSURE", "a5d108a191c943d884157b757224ad07", LOG_WARNING},
     {EventType::pressure_relieved, "RESOURCE_PRESSURE_RELIEVED", "bba6c732dfaf4b1ea339aed20167a6d3", LOG_NOTICE},
+    {EventType::leak, "RESOURCE_LEAK", "021609e5a4484cb1923d0cd8af319af7", LOG_WARNING},
+    {EventType::performance_degraded, "PERFORMANCE_DEGRADED", "45f0a620501b4c72bf6c41d601e22640", LOG_WARNING},
 };
 
 const TypeInfo& info(EventType type) {
@@ -65,9 +67,8 @@ int default_priority(EventType type) { return info(type).priority; }
 std::optional<EventType> parse_event_name(std::string_view name) {
     std::string upper;
     for (char c : name) upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    if (!upper.starts_with("RESOURCE_")) upper = "RESOURCE_" + upper;
     for (auto& t : kTypes)
-        if (upper == t.name) return t.type;
+        if (upper == t.name || "RESOURCE_" + upper == t.name) return t.type;
     return std::nullopt;
 }
 

@@ -20,12 +20,12 @@
 namespace resmgr::events {
 
 enum class EventType { allocated, released, expired, denied, queued, preempted, resumed, conflict, threshold_raised, threshold_cleared, oom_kill,
-                       resized, pressure, pressure_relieved };
+                       resized, pressure, pressure_relieved, leak, performance_degraded };
 
 std::string to_string(EventType type);         // the seed-style name, e.g. "RESOURCE_ALLOCATED"
 std::string message_id(EventType type);        // 32 hex digits, stable forever
 int default_priority(EventType type);          // syslog level
-// "RESOURCE_THRESHOLD", "resource_threshold", "threshold", "oom_kill": the type, or nullopt.
+// "RESOURCE_THRESHOLD", "resource_threshold", "threshold", "oom_kill", "performance_degraded": the type, or nullopt.
 std::optional<EventType> parse_event_name(std::string_view name);
 std::vector<std::string> event_names();
 // A request's "types" list (["allocated", "RESOURCE_CONFLICT", ...]); INVALID_REQUEST naming

@@ -150,6 +150,7 @@ private:
     friend class Tuner;      // tune: memory.high and cpu.weight moved by a feedback loop
     friend class PressureResponder; // pressure_response: limits held back, freezes, kills
     friend class AgentStarts;       // agent starts waiting for a slot
+    friend class LeakDetector;      // recovery_procedures: leaked groups, processes and directories
 
     // Records the allocations the ledger changed since the last persist (state::StateStore::record),
     // and the snapshot when it is due. Throws StateError; the changes stay to be recorded.

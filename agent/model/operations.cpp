@@ -120,7 +120,7 @@ std::vector<OperationSpec> make_catalog() {
          "What this host enforces, what it does not and how to get it."});
     add({"events", "", false, true, false, Caller::anyone,
          {{"types", T::array, false, {}, {}, "event names"}, {"limit", T::integer, false, 1, {}, "the newest N"}}, false,
-         "[--follow] [--type T ...]", "Recent events (allocated, released, expired, denied, queued, preempted, resumed, conflict,\nthreshold, threshold_cleared, oom_kill); --follow streams them live until interrupted."});
+         "[--follow] [--type T ...]", "Recent events (allocated, released, expired, denied, queued, preempted, resumed, conflict,\nthreshold, threshold_cleared, oom_kill, resized, pressure, pressure_relieved, leak, performance_degraded);\n--follow streams them live until interrupted."});
     add({"subscribe", "", false, true, true, Caller::anyone, {{"types", T::array, false, {}, {}, "event names"}}, false, "",
          "Turn this connection into an event stream (what `resmgr events --follow` uses)."});
     add({"attach", "", false, true, false, Caller::anyone,

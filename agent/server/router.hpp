@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lifecycle/agent_starts.hpp"
+#include "lifecycle/leak_detector.hpp"
 #include "lifecycle/lifecycle.hpp"
 #include "lifecycle/pressure_responder.hpp"
 #include "lifecycle/tuner.hpp"
@@ -38,6 +39,7 @@ struct Context {
     lifecycle::Tuner& tuner;        // tune
     lifecycle::PressureResponder& pressure; // status pressure
     lifecycle::AgentStarts& agent_starts;   // attach of an agent: the slot queue
+    lifecycle::LeakDetector& leaks;         // doctor: the last leak pass, degraded workflow types
     events::Notifier& events;
     std::function<TimePoint()> clock;
     nlohmann::json host_report; // the probe's JSON (agent/cgroup/probe), shown by doctor

@@ -13,7 +13,7 @@ Service::Service(core::Ledger& ledger, cgroup::CgroupBackend& backend, state::St
     : events_(clock),
       files_(ledger, backend, store.dir(), host_report.value("cgroup2_mount", std::string()), clock, events_),
       lifecycle_(ledger, backend, store, clock, events_, files_),
-      context_{lifecycle_, files_, lending_, tuner_, pressure_, agent_starts_, events_, clock, std::move(host_report), std::move(daemon_info),
+      context_{lifecycle_, files_, lending_, tuner_, pressure_, agent_starts_, leaks_, events_, clock, std::move(host_report), std::move(daemon_info),
                [](long pid) { return monitor::read_process_identity(pid); }, lifecycle::lookup_user, nullptr, nullptr},
       router_(context_) {
     files_.set_user_lookup(lifecycle::lookup_user);
@@ -39,6 +39,11 @@ void Service::set_user_lookup(Context::LookupUserFn lookup) {
 
 void Service::on_sample() {
     files_.save_if_changed();
+    try {
+        leaks_.on_tick();
+    } catch (const std::exception& e) {
+        spdlog::error("leak detection pass failed: {}", e.what());
+    }
     auto* monitoring = context_.monitoring;
     if (!monitoring) return;
     try {

@@ -12,6 +12,7 @@
 #include "lifecycle/agent_starts.hpp"
 #include "lifecycle/completion.hpp"
 #include "lifecycle/exclusive_files.hpp"
+#include "lifecycle/leak_detector.hpp"
 #include "lifecycle/lifecycle.hpp"
 #include "lifecycle/pressure_responder.hpp"
 #include "server/router.hpp"
@@ -33,6 +34,7 @@ public:
     events::Notifier& events() { return events_; }
     Context& context() { return context_; }
     lifecycle::PressureResponder& pressure() { return pressure_; }
+    lifecycle::LeakDetector& leaks() { return leaks_; }
 
     // Sampling, thresholds, agents and the monitoring operations; without it those operations
     // answer UNSUPPORTED and agents are not tracked.
@@ -50,7 +52,8 @@ public:
     // One sampling pass (the loop calls it every monitoring_intervals.resource_check): conflict
     // repeats are saved, monitoring samples, the pressure responder acts on the sample, the
     // temporary directories are measured and swept (Lifecycle::on_storage_pass), then
-    // balance re-plans its CPU loans and tune steps its loops.
+    // balance re-plans its CPU loans and tune steps its loops; every
+    // resource_leak_detection.monitoring_interval the leak detector passes (also without monitoring).
     void on_sample();
 
 private:
@@ -61,6 +64,7 @@ private:
     lifecycle::Tuner tuner_{lifecycle_};
     lifecycle::PressureResponder pressure_{lifecycle_};
     lifecycle::AgentStarts agent_starts_{lifecycle_, pressure_};
+    lifecycle::LeakDetector leaks_{lifecycle_};
     Context context_;
     Router router_;
 };

@@ -191,7 +191,11 @@ TEST(CliTables, ColourOnlyWhenWanted) {
 TEST(CliTables, MonitorUsageCapacityDoctorEventsAreCompactTables) {
     json doctor = {{"verdict", "This host enforces process groups; 1 missing"},
                    {"enforced", {"process groups"}},
-                   {"not_enforced", {"cpu.max: controller 'cpu' is not available " + kLongName}}};
+                   {"not_enforced", {"cpu.max: controller 'cpu' is not available " + kLongName}},
+                   {"daemon", {{"recovery", {{"leak_detection", {{"last_pass", {{"at", "2026-12-04T09:00:00Z"}, {"findings", {1, 2}},
+                                                                               {"cleaned", {1}}, {"failed", json::array()}}}}},
+                                             {"performance_degradation",
+                                              {{"degraded", {{{"workflow_type", "build"}, {"recent_seconds", 13.0}, {"baseline_seconds", 10.0}}}}}}}}}}};
     json events = {{"events", {{{"timestamp", "2026-12-04T09:00:00Z"}, {"event", "allocated"}, {"workflow_id", kBadName}, {"message", kLongName}}}}};
     for (std::size_t width : {40u, 160u}) {
         const std::string monitor = render("monitor", envelope("monitor", monitor_result()), display(width));
@@ -215,6 +219,10 @@ TEST(CliTables, MonitorUsageCapacityDoctorEventsAreCompactTables) {
         const std::string doc = render("doctor", envelope("doctor", doctor), display(width));
         expect_readable(doc, width);
         EXPECT_NE(doc.find("NOT enforced"), std::string::npos) << doc;
+        if (width == 160u) { // wide enough for each line whole
+            EXPECT_NE(doc.find("2 finding(s), 1 cleaned, 0 failed"), std::string::npos) << doc;
+            EXPECT_NE(doc.find("workflow type build takes 13 s"), std::string::npos) << doc;
+        }
 
         const std::string ev = render("events", envelope("events", events), display(width));
         expect_readable(ev, width);

@@ -51,13 +51,13 @@ TEST(Events, MessageIdsAreDistinctAndWellFormed) {
     std::set<std::string> ids;
     for (auto t : {EventType::allocated, EventType::released, EventType::expired, EventType::denied, EventType::queued, EventType::preempted,
                    EventType::resumed, EventType::conflict, EventType::threshold_raised, EventType::threshold_cleared, EventType::oom_kill,
-                   EventType::resized}) {
+                   EventType::resized, EventType::pressure, EventType::pressure_relieved, EventType::leak, EventType::performance_degraded}) {
         auto id = message_id(t);
         EXPECT_EQ(id.size(), 32u);
         EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos);
         ids.insert(id);
     }
-    EXPECT_EQ(ids.size(), 12u);
+    EXPECT_EQ(ids.size(), 16u);
 }
 
 TEST(Events, CatalogExplainsEveryMessageId) {
@@ -65,7 +65,7 @@ TEST(Events, CatalogExplainsEveryMessageId) {
     std::string catalog((std::istreambuf_iterator<char>(in)), {});
     for (auto t : {EventType::allocated, EventType::released, EventType::expired, EventType::denied, EventType::queued, EventType::preempted,
                    EventType::resumed, EventType::conflict, EventType::threshold_raised, EventType::threshold_cleared, EventType::oom_kill,
-                   EventType::resized})
+                   EventType::resized, EventType::pressure, EventType::pressure_relieved, EventType::leak, EventType::performance_degraded})
         EXPECT_NE(catalog.find("-- " + message_id(t)), std::string::npos) << to_string(t);
 }
 
@@ -149,4 +149,13 @@ TEST(Events, AnEventLoopHandlerThatThrowsIsLoggedAndTheLoopGoesOn) {
     EXPECT_EQ(sd_event_loop(event), 0);
     EXPECT_EQ(calls, 2);
     sd_event_unref(event);
+}
+
+TEST(Events, RecoveryEventsParseByTheirShortAndFullNames) {
+    EXPECT_EQ(parse_event_name("leak"), EventType::leak);
+    EXPECT_EQ(parse_event_name("RESOURCE_LEAK"), EventType::leak);
+    EXPECT_EQ(parse_event_name("performance_degraded"), EventType::performance_degraded);
+    EXPECT_EQ(parse_event_name("PERFORMANCE_DEGRADED"), EventType::performance_degraded);
+    EXPECT_EQ(to_string(EventType::performance_degraded), "PERFORMANCE_DEGRADED");
+    EXPECT_FALSE(parse_event_name("degraded"));
 }

@@ -77,3 +77,46 @@ TEST(Policy, FileConflictsNameWhoMayHoldAnyFileAndCapTheQueue) {
     for (const char* bad : {R"({"queue_limits":{"per_user":0}})", R"({"queue_limits":{"each":1}})", R"({"hold_any_file":["ops"]})"})
         EXPECT_THROW(parse_file_conflicts(json::parse(bad), "file_conflicts", {}), ApiError) << bad;
 }
+
+TEST(Policy, RecoveryProceduresParseWithTheSeedsDefaults) {
+    Policy d = Policy::defaults();
+    EXPECT_EQ(d.resource_leak_detection.monitoring_interval, std::chrono::minutes(5));
+    EXPECT_EQ(d.resource_leak_detection.leak_threshold, 15);
+    EXPECT_EQ(d.performance_degradation.detection_method, "baseline_comparison");
+    EXPECT_EQ(d.performance_degradation.degradation_threshold, 25);
+    EXPECT_TRUE(d.performance_degradation.auto_optimization);
+    EXPECT_FALSE(d.performance_degradation.manual_intervention);
+
+    Policy p = parse_policy(json::parse(R"({"resource_policies": {
+        "resource_leak_detection": {"monitoring_interval": "1s", "leak_threshold": 50, "auto_cleanup": false, "escalation_timeout": "2m"},
+        "performance_degradation": {"detection_method": "baseline_comparison", "degradation_threshold": 40,
+                                    "auto_optimization": false, "manual_intervention": true}}})"));
+    EXPECT_EQ(p.resource_leak_detection.monitoring_interval, std::chrono::seconds(1));
+    EXPECT_FALSE(p.resource_leak_detection.auto_cleanup);
+    EXPECT_EQ(p.performance_degradation.degradation_threshold, 40);
+    EXPECT_FALSE(p.performance_degradation.auto_optimization);
+    EXPECT_TRUE(p.performance_degradation.manual_intervention);
+    EXPECT_EQ(parse_policy(p.to_json()).to_json(), p.to_json());
+
+    for (auto [doc, field] : std::initializer_list<std::pair<const char*, const char*>>{
+             {R"({"resource_policies":{"performance_degradation":{"speed":1}}})", "resource_policies.performance_degradation.speed"},
+             {R"({"resource_policies":{"performance_degradation":{"detection_method":"guess"}}})",
+              "resource_policies.performance_degradation.detection_method"},
+             {R"({"resource_policies":{"performance_degradation":{"degradation_threshold":0}}})",
+              "resource_policies.performance_degradation.degradation_threshold"},
+             {R"({"resource_policies":{"performance_degradation":{"auto_optimization":"yes"}}})",
+              "resource_policies.performance_degradation.auto_optimization"},
+             {R"({"resource_policies":{"performance_degradation":[]}})", "resource_policies.performance_degradation"},
+             {R"({"resource_policies":{"resource_leak_detection":{"monitoring_interval":"500ms"}}})",
+              "resource_policies.resource_leak_detection.monitoring_interval"},
+             {R"({"resource_policies":{"resource_leak_detection":{"interval":"5m"}}})", "resource_policies.resource_leak_detection.interval"},
+         }) {
+        try {
+            parse_policy(json::parse(doc));
+            ADD_FAILURE() << "accepted " << doc;
+        } catch (const ApiError& e) {
+            ASSERT_FALSE(e.affected_resources.empty()) << doc;
+            EXPECT_EQ(e.affected_resources[0], field) << doc << ": " << e.what();
+        }
+    }
+}

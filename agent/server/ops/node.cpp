@@ -50,6 +50,7 @@ SuccessBody doctor(const Call& call) {
         daemon["sample_interval"] = format_duration(monitoring->interval());
         daemon["pressure_signals"] = monitoring->pressure_signals();
     }
+    daemon["recovery"] = ctx.leaks.to_json();
     daemon["history"] = ctx.history ? ctx.history->status() : json{{"available", false}, {"problem", "no history database"}};
     DoctorFacts facts{ctx.host_report, backend.name(), backend.enforces_limits(), daemon["backend_details"], guard != nullptr,
                       ctx.files.guard_unavailable(), guard ? guard->status().value("bpf_lsm", std::string()) : std::string(),
