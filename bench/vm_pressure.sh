@@ -40,11 +40,12 @@ for i in 1 2; do echo "SOLO \$(resmgr-run -q --priority critical --workflow solo
 memory_trial() { # mode trial
   mode=\$1 i=\$2
   if [ "\$mode" = oomd ]; then group=/sys/fs/cgroup/oomtest.slice; else group=\$scope; fi
+  # run: a workflow still waiting after 5 minutes ends the trial as failed (rc 124), never hangs it.
   before=\$(ooms \$group); since=\$(date '+%Y-%m-%d %H:%M:%S')
   if [ "\$mode" = oomd ]; then
-    run() { prio=\$1 wf=\$2; shift 2; systemd-run --scope --quiet --slice=oomtest.slice "\$@"; }
+    run() { prio=\$1 wf=\$2; shift 2; timeout 300 systemd-run --scope --quiet --slice=oomtest.slice "\$@"; }
   else
-    run() { prio=\$1 wf=\$2; shift 2; resmgr-run -q --priority \$prio --workflow \$wf -- "\$@"; }
+    run() { prio=\$1 wf=\$2; shift 2; timeout 300 resmgr-run -q --priority \$prio --workflow \$wf -- "\$@"; }
   fi
   run critical probe-\$i \$B/probe 25 > /tmp/probe.out 2>&1 & p=\$!
   sleep 1
@@ -56,7 +57,9 @@ memory_trial() { # mode trial
     [ "\$rc" = 137 ] && kills=\$((kills + 1))
     [ "\$rc" = 0 ] && grep -q "GROW ok" /tmp/hog.\$h && ok=\$((ok + 1))
   done
-  echo "M \$mode \$i oom_kills \$(( \$(ooms \$group) - before )) hogs_killed \$kills hogs_ok \$ok \$(grep PROBE /tmp/probe.out || echo PROBE none)"
+  hung=0; for h in 1 2 3; do [ "\$(cat /tmp/hog.\$h.rc)" = 124 ] && hung=\$((hung + 1)); done
+  [ \$hung = 0 ] || resmgr --json status pressure | tr -d '\\n' | sed "s/^/H \$i /"; echo
+  echo "M \$mode \$i hung \$hung oom_kills \$(( \$(ooms \$group) - before )) hogs_killed \$kills hogs_ok \$ok \$(grep PROBE /tmp/probe.out || echo PROBE none)"
   if [ "\$mode" = resmgr ]; then resmgr --json events '{"types":["RESOURCE_PRESSURE"],"limit":60}' | tr -d '\n' | sed "s/^/E \$i /"; echo; fi
   if [ "\$mode" = oomd ]; then journalctl -q -o short-iso-precise -u systemd-oomd --since "\$since" | grep -i kill | sed "s/^/O \$i /"; fi
   sleep 12 # the responder gives its steps back (clear_hold 10 s) before the next trial
@@ -98,5 +101,5 @@ for i in \$(seq 1 3); do cpu_trial off \$i; done
 policy enforce; systemctl restart resmgrd; resmgr-run -q -- true
 for i in \$(seq 1 3); do cpu_trial enforce \$i; done
 GUEST
-RESMGR_VM_TIMEOUT=${RESMGR_VM_TIMEOUT:-3600} "$here/../tests/system/vm.sh" run "$share" bench.sh | tr -d '\r' | tee "$share/out.txt" | grep -E '^(SOLO|M|E|O|C|SKIP) ' || true
+RESMGR_VM_TIMEOUT=${RESMGR_VM_TIMEOUT:-3600} "$here/../tests/system/vm.sh" run "$share" bench.sh | stdbuf -oL tr -d '\r' | tee "$share/out.txt" | grep -E '^(SOLO|M|E|O|C|H|SKIP) ' || true
 python3 "$here/pressure/summary.py" < "$share/out.txt"

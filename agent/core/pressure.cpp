@@ -462,13 +462,14 @@ std::optional<double> unexplained_memory_stall(std::optional<double> node, const
     double self_inflicted = 0, others = 0;
     for (const auto& g : groups) {
         if (g.status != AllocationStatus::active || !(g.*stall)) continue;
-        double& into = near_own_memory_limit(g) || squeezed.count(g.allocation_id) ? self_inflicted : others;
-        into = std::max(into, *(g.*stall));
+        if (near_own_memory_limit(g) || squeezed.count(g.allocation_id)) self_inflicted += *(g.*stall);
+        else others = std::max(others, *(g.*stall));
     }
     if (self_inflicted <= 0) return node;
-    // PSI "some" is the share of time at least one task stalled, so the node's is at most the
-    // self-limited groups' plus everyone else's: what they leave unexplained is stall of others.
-    return std::max(others, *node - self_inflicted);
+    // PSI "some" is the share of time at least one task stalled, so the node's is at most the sum
+    // of every group's: what the self-limited groups together leave unexplained is stall of others
+    // (two squeezed groups stalling in turn make the node's share their sum, not the larger one).
+    return std::max(others, std::max(0.0, *node - self_inflicted));
 }
 } // namespace
 

@@ -129,9 +129,9 @@ bool self_limited(const PressureGroup& group, const PressureState& state);
 // some among groups in bands the policy does not let it touch; memory_available: the memory still
 // free after memory_lookahead of the groups' summed growth, so three hogs growing 40 MiB/s each
 // are met a pass before they reach the limit, not a pass after). The node's memory PSI counts only
-// as far as the self-limited groups leave it unexplained: with a self-limited group stalling, the
-// value is the larger of the other groups' highest stall and the node's stall minus the largest
-// self-limited one. Otherwise one workflow reaching its own memory.max would look like node
+// as far as the self-limited groups leave it unexplained: with self-limited groups stalling, the
+// value is the larger of the other groups' highest stall and the node's stall minus the sum of the
+// self-limited ones'. Otherwise one workflow reaching its own memory.max would look like node
 // pressure, and the responder would freeze it on its way to the OOM kill its limit asks for.
 std::map<std::string, std::optional<double>> signal_values(const PressureSample& sample, const std::vector<PressureGroup>& groups,
                                                            const Policy::PressureResponse& policy, const PressureState& state);

@@ -355,13 +355,15 @@ void PressureResponder::on_trigger(const monitor::Monitoring& monitoring) {
     core::PressureSample s = sample_of(monitoring);
     const auto& trigger = monitoring.memory_trigger();
     if (!trigger) return;
-    double now = trigger->spec().percent(); // the crossing stands for at least this
+    // The stall since the last reading, as a sampling pass judges it (avg10 would keep a stall
+    // that is over, and the squeezed groups' own stall fires the trigger too: signal_values takes
+    // theirs out); the trigger's share if the file cannot be read.
+    s.memory_some = trigger->spec().percent();
     try {
-        now = std::max(now, trigger->read().some.avg10);
+        recent_stall("node", trigger->read(), s.memory_some, s.memory_full);
     } catch (const monitor::ParseError& e) {
         spdlog::warn("pressure responder: {}", e.what());
     }
-    s.memory_some = now;
     respond(s, groups_of(monitoring, true));
 }
 

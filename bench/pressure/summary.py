@@ -27,6 +27,7 @@ for line in sys.stdin:
     elif line.startswith("M "):
         mode, trial = fields[1], int(fields[2])
         row = {k: int(fields[fields.index(k) + 1]) for k in ("oom_kills", "hogs_killed", "hogs_ok")}
+        row["hung"] = int(fields[fields.index("hung") + 1]) if "hung" in fields else 0
         row["p99_us"] = int(fields[fields.index("p99_us") + 1]) if "p99_us" in fields else None
         memory.setdefault(mode, []).append(row)
     elif line.startswith("E "):
@@ -55,8 +56,8 @@ for line in sys.stdin:
 
 solo_p99 = statistics.median(solo) if solo else None
 print("\nmemory (three 250 MiB low hogs + a critical probe in 700 MiB; per trial):")
-print("| mode | trials | kernel OOM kills | hogs killed | hogs finished intact | trials with no kill | probe p99 median (max) | p99 / solo |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+print("| mode | trials | kernel OOM kills | hogs killed | hogs still waiting at 5 min | hogs finished intact | trials with no kill | probe p99 median (max) | p99 / solo |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for mode in ("resmgr", "kernel", "oomd"):
     rows = memory.get(mode, [])
     if not rows:
@@ -65,7 +66,7 @@ for mode in ("resmgr", "kernel", "oomd"):
     clean = sum(1 for r in rows if r["oom_kills"] == 0 and r["hogs_killed"] == 0)
     med = statistics.median(p99s) if p99s else None
     ratio = f"{med / solo_p99:.2f}x" if med and solo_p99 else "n/a"
-    print(f"| {mode} | {len(rows)} | {sum(r['oom_kills'] for r in rows)} | {sum(r['hogs_killed'] for r in rows)} | "
+    print(f"| {mode} | {len(rows)} | {sum(r['oom_kills'] for r in rows)} | {sum(r['hogs_killed'] for r in rows)} | {sum(r['hung'] for r in rows)} | "
           f"{sum(r['hogs_ok'] for r in rows)} of {3 * len(rows)} | {clean} | "
           f"{med / 1000 if med else 'n/a'} ms ({max(p99s) / 1000 if p99s else 'n/a'} ms) | {ratio} |")
 print(f"probe alone: p99 {solo_p99 / 1000 if solo_p99 else 'n/a'} ms (median of {len(solo)} runs)")

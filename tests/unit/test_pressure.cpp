@@ -182,6 +182,28 @@ TEST(PressureSignal, AProtectedGroupsStallStillCountsBesideASelfLimitedOne) {
     EXPECT_EQ(signal_values(memory_sample(100), {hog, probe}, rules(), none).at("memory_some"), 30);
 }
 
+TEST(PressureSignal, TwoSqueezedGroupsStallingInTurnExplainTheNodesStall) {
+    // Each squeezed hog stalls half the time, one after the other: the node stalls all the time.
+    PressureGroup a = group("hog-a", 10, 200), b = group("hog-b", 10, 200);
+    a.memory_pressure_some = 50;
+    b.memory_pressure_some = 50;
+    PressureState squeezed;
+    for (const char* id : {"hog-a", "hog-b"}) {
+        PressureStep step;
+        step.action = PressureAction::memory_high;
+        step.resource = "memory";
+        step.allocation_id = id;
+        squeezed.held.push_back(step);
+    }
+    EXPECT_EQ(signal_values(memory_sample(100), {a, b}, rules(), squeezed).at("memory_some"), 0);
+    // A calm critical probe beside them changes nothing; a stalling one counts in full.
+    PressureGroup probe = group("probe", 95, 20);
+    probe.memory_pressure_some = 0;
+    EXPECT_EQ(signal_values(memory_sample(100), {a, b, probe}, rules(), squeezed).at("memory_some"), 0);
+    probe.memory_pressure_some = 30;
+    EXPECT_EQ(signal_values(memory_sample(100), {a, b, probe}, rules(), squeezed).at("memory_some"), 30);
+}
+
 TEST(PressureSignal, TheRespondersOwnSqueezeIsNotPressure) {
     // A hog whose memory.high the responder lowered stalls by design; once the others calm down,
     // that stall must not hold the signal up (the CPU ladder has the same rule: cpu_protected).
