@@ -163,6 +163,12 @@ private:
         if (!resource.empty()) return held_index_.count({g.allocation_id, action, resource}) > 0;
         return held_index_.count({g.allocation_id, action, "memory"}) > 0 || held_index_.count({g.allocation_id, action, "cpu"}) > 0;
     }
+    // A victim other than `g` that holds no memory pause (memory_high, or a freeze for any resource).
+    bool another_goes_on(const PressureGroup& g, const std::vector<const PressureGroup*>& victims) const {
+        return std::any_of(victims.begin(), victims.end(), [&](const PressureGroup* v) {
+            return v->allocation_id != g.allocation_id && !has(*v, PressureAction::memory_high, "memory") && !has(*v, PressureAction::freeze, "");
+        });
+    }
     void index_held() {
         held_index_.clear();
         for (const auto& s : plan_.state.held) held_index_.insert({s.allocation_id, s.action, s.resource});
@@ -249,6 +255,10 @@ private:
                 // growing, or held at its lowered memory.high) would keep its memory frozen and
                 // only stop its progress.
                 if (*action == PressureAction::freeze && resource == "memory" && g->memory_growth_bytes_per_s <= 0) continue;
+                // Nor does a memory pause reach the last victim still going: with all of them
+                // paused none finishes to give memory back, and they would wait for each other
+                // for good. Past that only the floor's kill frees memory.
+                if (resource == "memory" && *action != PressureAction::kill && !another_goes_on(*g, victims)) continue;
                 auto step = step_for(*action, *g);
                 if (!step) continue;
                 // A group the other resource froze already is taken over at no cost (it is thawed

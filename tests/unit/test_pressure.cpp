@@ -31,6 +31,14 @@ PressureGroup group(std::string id, int priority, std::uint64_t memory_mib, doub
     return g;
 }
 
+// A medium workflow that ranks last among the victims (priority 60, 10 MiB, not growing): the one
+// a memory pause never reaches while the others are paused, so the tests' victims behave as alone.
+PressureGroup keeper() {
+    auto g = group("keeper", 60, 10);
+    g.memory_growth_bytes_per_s = 0;
+    return g;
+}
+
 // 16 GiB node with `available_percent` of it available and memory PSI some at `some`.
 PressureSample memory_sample(double some, double available_percent = 50) {
     PressureSample s;
@@ -226,6 +234,7 @@ TEST(PressureSignal, TheRespondersOwnSqueezeIsNotPressure) {
 TEST(PressurePlan, MemoryLadderPausesBeforeAnythingIsKilled) {
     Responder r;
     r.groups = {group("low-a", 10, 3000), group("low-b", 20, 2000), group("medium", 50, 1000), group("critical", 95, 6000)};
+    r.groups.push_back(keeper());
     auto hot = memory_sample(40);
     hot.memory_reclaim = true;
     EXPECT_TRUE(r.at(0ms, hot).steps.empty()); // past the threshold, not yet held for 1 s
@@ -263,6 +272,7 @@ TEST(PressurePlan, MemoryLadderPausesBeforeAnythingIsKilled) {
 TEST(PressurePlan, KillOnlyUnderTheHardFloorAndNotWaiting) {
     Responder r;
     r.groups = {group("low", 10, 3000), group("medium", 50, 5000), group("critical", 95, 6000)};
+    r.groups.push_back(keeper());
     // MemAvailable 2 % (floor 3 %): no hold, no wait between rungs, and kill is allowed. So short
     // that squeezing (then freezing) one victim leaves it short: each rung reaches both in a pass.
     auto floor = memory_sample(0, 2);
@@ -274,14 +284,16 @@ TEST(PressurePlan, KillOnlyUnderTheHardFloorAndNotWaiting) {
     EXPECT_EQ(plan.steps[0].threshold, 3);
     EXPECT_NEAR(*plan.steps[0].seen, 2, 1e-6); // bytes rounded in memory_sample
     EXPECT_EQ(targets(r.at(300ms, floor), PressureAction::kill), std::vector<std::string>{"medium"}); // one a pass
+    EXPECT_EQ(targets(r.at(400ms, floor), PressureAction::kill), std::vector<std::string>{"keeper"}); // never paused, still a victim
     // The critical group is never killed, even under the floor.
-    plan = r.at(400ms, floor);
+    plan = r.at(500ms, floor);
     EXPECT_TRUE(plan.steps.empty());
 }
 
 TEST(PressurePlan, AMemoryFreezeAndAKillNeedAGroupThatStillGrows) {
     Responder r;
     r.groups = {group("low-done", 10, 3000), group("low-growing", 10, 1000)};
+    r.groups.push_back(keeper());
     r.groups[0].memory_growth_bytes_per_s = 0; // done growing, or held at its lowered memory.high
     auto floor = memory_sample(0, 2);
     EXPECT_EQ(targets(r.at(0ms, floor), PressureAction::memory_high), (std::vector<std::string>{"low-done", "low-growing"}));
@@ -291,6 +303,7 @@ TEST(PressurePlan, AMemoryFreezeAndAKillNeedAGroupThatStillGrows) {
     EXPECT_EQ(targets(r.at(200ms, floor), PressureAction::kill), std::vector<std::string>{"low-done"});
     // ... but with nothing growing any more, nothing is about to run out: no kill.
     r.groups = {group("low-growing", 10, 1000)};
+    r.groups.push_back(keeper());
     r.groups[0].memory_growth_bytes_per_s = 0;
     auto plan = r.at(300ms, floor);
     EXPECT_TRUE(targets(plan, PressureAction::kill).empty());
@@ -322,6 +335,21 @@ TEST(PressurePlan, MemoryShortByTheOthersGrowthTakesJustEnoughVictims) {
     EXPECT_TRUE(calm.at(0ms, s).steps.empty());
 }
 
+TEST(PressurePlan, AMemoryPauseNeverReachesTheLastWorkflowStillGoing) {
+    // Far short: pausing every hog would be "enough", but then none finishes to give memory back.
+    Responder r;
+    for (const char* id : {"hog-a", "hog-b", "hog-c"}) {
+        r.groups.push_back(group(id, 10, 200));
+        r.groups.back().memory_growth_bytes_per_s = 40.0 * MiB;
+    }
+    auto short_of_memory = memory_sample(0, 5);
+    EXPECT_EQ(targets(r.at(0ms, short_of_memory), PressureAction::memory_high), (std::vector<std::string>{"hog-a", "hog-b"}));
+    EXPECT_EQ(targets(r.at(3s, short_of_memory), PressureAction::freeze), (std::vector<std::string>{"hog-a", "hog-b"}));
+    auto plan = r.at(6s, short_of_memory);
+    EXPECT_TRUE(plan.steps.empty());
+    for (auto& s : r.state.held) EXPECT_NE(s.allocation_id, "hog-c");
+}
+
 TEST(PressureSignal, MemoryAvailableLooksAheadAtTheGroupsGrowth) {
     auto hog = group("hog", 10, 500);
     hog.memory_growth_bytes_per_s = 120.0 * MiB;
@@ -349,6 +377,7 @@ TEST(PressurePlan, OnlyCriticalGroupsMeansNothingToDo) {
 TEST(PressurePlan, HighOnlyWhenThePolicyAllows) {
     Responder r;
     r.groups = {group("high", 80, 3000)};
+    r.groups.push_back(keeper());
     r.at(0ms, memory_sample(40));
     EXPECT_TRUE(r.at(1s, memory_sample(40)).steps.empty());
     Responder allowed;
@@ -361,6 +390,7 @@ TEST(PressurePlan, HighOnlyWhenThePolicyAllows) {
 TEST(PressurePlan, UndoInReverseHighestPriorityFirst) {
     Responder r;
     r.groups = {group("low", 10, 3000), group("medium", 50, 2000)};
+    r.groups.push_back(keeper());
     r.groups[1].memory_high = 1900 * MiB;
     auto hot = memory_sample(40);
     r.at(0ms, hot);
@@ -401,6 +431,7 @@ TEST(PressurePlan, AdvisoryPlansButEnforcesNothing) {
     Responder r;
     r.policy.mode = "advisory";
     r.groups = {group("low", 10, 3000)};
+    r.groups.push_back(keeper());
     r.at(0ms, memory_sample(40));
     auto plan = r.at(1s, memory_sample(40));
     ASSERT_EQ(plan.steps.size(), 1u);
@@ -413,6 +444,7 @@ TEST(PressurePlan, AdvisoryPlansButEnforcesNothing) {
 TEST(PressurePlan, OffGivesEverythingBack) {
     Responder r;
     r.groups = {group("low", 10, 3000), group("medium", 50, 2000)};
+    r.groups.push_back(keeper());
     r.at(0ms, memory_sample(40));
     r.at(1s, memory_sample(40)); // memory_high low
     r.at(3s, memory_sample(40)); // memory_high medium
@@ -430,6 +462,7 @@ TEST(PressurePlan, OffGivesEverythingBack) {
 TEST(PressurePlan, VanishedAllocationsAreDropped) {
     Responder r;
     r.groups = {group("low", 10, 3000)};
+    r.groups.push_back(keeper());
     r.at(0ms, memory_sample(40));
     r.at(1s, memory_sample(40));
     ASSERT_EQ(r.state.held.size(), 1u);
@@ -505,15 +538,17 @@ TEST(PressurePlan, SharedFreezeIsThawedWithTheLastResource) {
     auto critical = group("critical", 95, 500, 1.0);
     critical.cpu_pressure_some = 50;
     r.groups = {critical, group("low", 10, 3000, 1.5)};
+    r.groups.push_back(keeper());
     r.at(0ms, memory_sample(40));
     auto plan = r.at(2s, memory_sample(40));
-    // Both resources freeze "low": one freeze a resource, the second taken over at no extra pass.
-    EXPECT_EQ(targets(plan, PressureAction::freeze), (std::vector<std::string>{"low", "low"}));
-    // CPU clears first: "low" stays frozen for memory.
+    // Both resources freeze "low": the second taken over at no cost, so CPU's one freeze of the
+    // pass goes on to the next victim (the keeper, which memory never pauses).
+    EXPECT_EQ(targets(plan, PressureAction::freeze), (std::vector<std::string>{"low", "low", "keeper"}));
+    // CPU clears first: "low" stays frozen for memory (the keeper's CPU freeze is given back).
     r.groups[0].cpu_pressure_some = 1;
     for (int t = 3; t <= 13; ++t) {
         plan = r.at(Seconds(t), memory_sample(40));
-        EXPECT_TRUE(targets(plan, PressureAction::freeze, true).empty()) << t;
+        for (auto& id : targets(plan, PressureAction::freeze, true)) EXPECT_NE(id, "low") << t;
     }
     // Memory clears too: now it is thawed.
     std::vector<std::string> thawed;
@@ -543,6 +578,7 @@ TEST(PressurePlan, AgentPoolAndStorageAreNodeWide) {
 TEST(PressurePlan, StateAndStepsSerialise) {
     Responder r;
     r.groups = {group("low", 10, 3000)};
+    r.groups.push_back(keeper());
     r.at(0ms, memory_sample(40));
     auto plan = r.at(1s, memory_sample(40));
     auto j = plan.steps.at(0).to_json();

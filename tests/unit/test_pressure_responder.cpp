@@ -330,7 +330,7 @@ TEST(PressureResponder, KillsOnlyUnderTheMemoryFloor) {
     for (int i = 0; i < 6; ++i, n.now += seconds(2), grow()) n.responder().respond(s, {g1, g2});
     EXPECT_TRUE(n.ledger->find(low));
     EXPECT_TRUE(n.backend.frozen[low]);
-    EXPECT_TRUE(n.backend.frozen[medium]);
+    EXPECT_FALSE(n.backend.frozen[medium]) << "the last workflow still going is never paused for memory";
     ASSERT_TRUE(n.backend.groups.at(low).memory_high);
     EXPECT_LE(*n.backend.groups.at(low).memory_high, static_cast<std::uint64_t>(0.8 * (900ULL << 20)));
 
