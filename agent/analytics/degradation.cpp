@@ -45,7 +45,8 @@ DegradationVerdict judge_degradation(const std::string& workflow_type, const std
     v.baseline_seconds = median(before);
     v.recent_seconds = median(recent);
     if (*v.baseline_seconds > 0) v.slowdown_percent = (*v.recent_seconds / *v.baseline_seconds - 1) * 100;
-    v.degraded = *v.recent_seconds >= *v.baseline_seconds * (1 + threshold_percent / 100);
+    // A zero baseline (sub-second runs recorded as 0 s) says nothing about a slowdown.
+    v.degraded = *v.baseline_seconds > 0 && *v.recent_seconds >= *v.baseline_seconds * (1 + threshold_percent / 100);
     return v;
 }
 

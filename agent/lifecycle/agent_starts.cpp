@@ -1,3 +1,5 @@
+// Agent starts through the slot queue (see agent_starts.hpp): the queue's decision, then the
+// lifecycle's attach.
 #include "lifecycle/agent_starts.hpp"
 
 #include <spdlog/spdlog.h>
@@ -8,8 +10,9 @@ using nlohmann::json;
 
 core::SlotDecision AgentStarts::start(const std::string& id, const AttachTarget& target, std::uint32_t uid, std::optional<Millis> wait) {
     const Allocation* a = life_.ledger_.find(id);
-    if (!a || !core::holds_capacity(*a) || !life_.monitoring_) {
-        life_.attach(id, target); // says why it cannot: gone, not running, no monitoring
+    if (!a) throw ApiError(ErrorCode::NOT_FOUND, "Allocation " + id + " not found");
+    if (!core::holds_capacity(*a) || !life_.monitoring_) {
+        life_.attach(id, target); // says why it cannot: not running, no monitoring
         return {};
     }
     auto& pool = life_.monitoring_->agents();

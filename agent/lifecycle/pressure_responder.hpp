@@ -50,7 +50,9 @@ public:
     // One pass of the responder on these inputs (the two above build them). Each group names its
     // allocation and what was measured (memory_current, cpu_cores_used, cpu_pressure_some);
     // priority, status, the limits in force and the memory growth rate are filled in here.
-    void respond(const core::PressureSample& sample, std::vector<core::PressureGroup> groups);
+    // `measured_at`: when the groups' figures were read (the sampler's snapshot; now when not
+    // given). A trigger's pass reuses the last snapshot: the growth rates stay as they were.
+    void respond(const core::PressureSample& sample, std::vector<core::PressureGroup> groups, std::optional<TimePoint> measured_at = {});
 
     const core::PressureState& state() const { return state_; }
     // Why new agent starts wait (an enforced queue_agents step held, in words); empty when not.
@@ -81,6 +83,7 @@ private:
     struct Seen {
         TimePoint at{};
         std::uint64_t bytes = 0;
+        double growth = 0; // bytes/s between the last two readings
     };
     std::map<std::string, Seen> memory_seen_; // for each group's growth rate
     monitor::StallShare stalls_;              // memory PSI: the node's ("node") and each group's

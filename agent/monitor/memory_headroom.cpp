@@ -1,11 +1,13 @@
 // The tightest memory limit above the allocations (see memory_headroom.hpp).
 #include "monitor/memory_headroom.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "monitor/group_stats.hpp"
+#include "monitor/node.hpp"
 #include "monitor/proc.hpp"
 
 namespace resmgr::monitor {
@@ -39,7 +41,14 @@ std::optional<MemoryHeadroom> enclosing_memory_headroom(const std::string& dir) 
         try {
             auto limit = parse_memory_max(*max_text, (at / "memory.max").string());
             if (limit) {
-                MemoryHeadroom h{at.string(), *limit, parse_single_value(*current_text, (at / "memory.current").string())};
+                // memory.current counts page cache too; its inactive part the kernel reclaims before
+                // it stalls anyone (MemAvailable counts it as free for the same reason).
+                std::uint64_t used = parse_single_value(*current_text, (at / "memory.current").string());
+                if (auto stat = read_small_file(at / "memory.stat")) {
+                    auto keys = parse_flat_keyed(*stat, (at / "memory.stat").string());
+                    if (auto inactive = keys.find("inactive_file"); inactive != keys.end()) used -= std::min(used, inactive->second);
+                }
+                MemoryHeadroom h{at.string(), *limit, used};
                 if (!tightest || h.free_bytes() < tightest->free_bytes()) tightest = h;
             }
         } catch (const ParseError&) {

@@ -15,7 +15,7 @@ namespace resmgr::monitor {
 struct MemoryHeadroom {
     std::string group;          // the limiting group's directory
     std::uint64_t limit_bytes = 0; // its memory.max
-    std::uint64_t used_bytes = 0;  // its memory.current
+    std::uint64_t used_bytes = 0;  // its memory.current less the inactive page cache (memory.stat inactive_file)
     std::uint64_t free_bytes() const { return used_bytes >= limit_bytes ? 0 : limit_bytes - used_bytes; }
 };
 

@@ -377,6 +377,11 @@ TEST(MemoryHeadroom, TheAncestorWithTheLeastFreeMemoryBinds) {
     EXPECT_EQ(h->group, (root / "slice").string());
     EXPECT_EQ(h->limit_bytes, 1073741824u);
     EXPECT_EQ(h->free_bytes(), 1073741824u - 900000000u);
+    // Inactive page cache is reclaimable: it counts as free, as MemAvailable counts it.
+    std::ofstream(root / "slice/memory.stat") << "anon 700000000\nfile 200000000\ninactive_file 150000000\n";
+    h = enclosing_memory_headroom((root / "slice/scope").string());
+    ASSERT_TRUE(h);
+    EXPECT_EQ(h->free_bytes(), 1073741824u - (900000000u - 150000000u));
     // A tighter limit below wins; usage over the limit is no free memory, never a wrap-around.
     fake_group(root / "slice/scope/inner", "104857600\n", "204857600\n");
     h = enclosing_memory_headroom((root / "slice/scope/inner").string());
