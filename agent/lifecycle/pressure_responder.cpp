@@ -356,8 +356,14 @@ std::vector<core::PressureGroup> PressureResponder::groups_of(const monitor::Mon
 
 void PressureResponder::on_sample(const monitor::Monitoring& monitoring) {
     core::PressureSample s = sample_of(monitoring);
-    // The groups' memory stall matters only while the node stalled in the last interval.
-    const bool node_memory_stalls = s.memory_some.value_or(0) > 0;
+    // The groups' memory stall matters only while the node's could raise a signal: reading every
+    // group's memory.pressure on any stall at all cost 10,000 opens a pass at 10,000 allocations.
+    const auto& rules = life_.ledger_.policy().pressure_response.signals;
+    auto past = [&](const char* name, const std::optional<double>& v) {
+        auto rule = rules.find(name);
+        return v && rule != rules.end() && rule->second.enabled && *v >= rule->second.threshold;
+    };
+    const bool node_memory_stalls = past("memory_some", s.memory_some) || past("memory_full", s.memory_full);
     respond(s, groups_of(monitoring, node_memory_stalls), monitoring.latest() ? std::optional(monitoring.latest()->time) : std::nullopt);
 }
 
