@@ -495,13 +495,22 @@ TEST(PressurePlan, CpuJudgedByTheProtectedGroupsOnly) {
     EXPECT_TRUE(r.at(13s, memory_sample(0)).steps.empty()); // no kill on the CPU ladder
 }
 
-TEST(PressurePlan, NothingLeftToProtectGivesTheCpuBackAtOnce) {
+namespace {
+// A critical group stalling 50 % on CPU beside a low spinner, held 2 s: the spinner's cpu_weight
+// is lowered (the first CPU rung).
+Responder critical_stalling_beside_a_spinner() {
     Responder r;
     auto critical = group("critical", 95, 500, 1.0);
     critical.cpu_pressure_some = 50;
     r.groups = {critical, group("spinner", 10, 100, 1.8)};
     r.at(0ms, memory_sample(0));
     r.at(2s, memory_sample(0)); // cpu_weight
+    return r;
+}
+} // namespace
+
+TEST(PressurePlan, NothingLeftToProtectGivesTheCpuBackAtOnce) {
+    Responder r = critical_stalling_beside_a_spinner();
     r.at(4s, memory_sample(0)); // cpu_max
     ASSERT_EQ(r.state.held.size(), 2u);
     // The critical step ends: both rungs come back in this pass, not after clear_hold.
@@ -514,12 +523,7 @@ TEST(PressurePlan, NothingLeftToProtectGivesTheCpuBackAtOnce) {
 }
 
 TEST(PressurePlan, BackUnderTheThresholdClimbsNoFurther) {
-    Responder r;
-    auto critical = group("critical", 95, 500, 1.0);
-    critical.cpu_pressure_some = 50;
-    r.groups = {critical, group("spinner", 10, 100, 1.8)};
-    r.at(0ms, memory_sample(0));
-    r.at(2s, memory_sample(0)); // cpu_weight
+    Responder r = critical_stalling_beside_a_spinner();
     // Between the clear level (5) and the threshold (20): what is taken stays, nothing more.
     r.groups[0].cpu_pressure_some = 10;
     for (int t = 3; t < 30; ++t) EXPECT_TRUE(r.at(Seconds(t), memory_sample(0)).steps.empty()) << t;
