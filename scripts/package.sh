@@ -6,16 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-pkg}
-# Debian's flags with every hardening feature, given to CMake explicitly (it reads the
-# environment only on a first configure, and no CPPFLAGS at all: _FORTIFY_SOURCE goes in the
-# compile flags).
-export DEB_BUILD_MAINT_OPTIONS=hardening=+all
-cppflags=$(dpkg-buildflags --get CPPFLAGS)
+. "$(dirname "$0")/debian-flags.sh"
 launcher=()
 command -v ccache > /dev/null && launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+# RESMGR_WERROR=ON (test.sh) builds with warnings as errors, like its release tier, whose objects
+# are then the same and come from ccache.
 cmake "${launcher[@]}" -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr \
-          -DCMAKE_C_FLAGS="$(dpkg-buildflags --get CFLAGS) $cppflags" -DCMAKE_CXX_FLAGS="$(dpkg-buildflags --get CXXFLAGS) $cppflags" \
-          -DCMAKE_EXE_LINKER_FLAGS="$(dpkg-buildflags --get LDFLAGS)" \
+          "${debian_cmake_flags[@]}" -DRESMGR_WERROR="${RESMGR_WERROR:-OFF}" \
           -DRESMGR_BUILD_TESTS=OFF -DRESMGR_BUILD_BENCH=OFF > /dev/null
 cmake --build "$build" -j"${RESMGR_JOBS:-2}"
 rm -f "$build"/resmgr*.deb "$build"/resmgr*.ddeb

@@ -217,6 +217,7 @@ int main(int argc, char** argv) {
         json params = place;
         params["allocation_id"] = allocation;
         if (!wait_slot.empty()) params["wait_slot"] = wait_slot;
+        else params["wait_held"] = "5m"; // the default --wait-slot's help states
         struct sigaction on_stop{};
         on_stop.sa_handler = stop_waiting;
         for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &on_stop, nullptr);

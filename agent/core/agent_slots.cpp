@@ -46,20 +46,25 @@ SlotDecision SlotQueue::decide(const SlotAsk& ask, const SlotGate& gate, TimePoi
     const bool open = gate.slot_free && gate.held.empty();
     auto it = std::find_if(waiters_.begin(), waiters_.end(), [&](const SlotWaiter& w) { return w.key() == key; });
     if (it == waiters_.end()) {
+        SlotWaiter w{ask.allocation_id, ask.agent, ask.pid, ask.uid, ask.priority, now, now, now, arrivals_ + 1};
         const bool nobody_ahead = std::none_of(waiters_.begin(), waiters_.end(),
-                                               [&](const SlotWaiter& w) { return w.allocation_id == ask.allocation_id; });
-        if (open && nobody_ahead) {
+                                               [&](const SlotWaiter& other) { return other.allocation_id == ask.allocation_id; });
+        const std::optional<Millis> asked = ask.wait ? ask.wait : gate.held.empty() ? std::nullopt : ask.wait_held;
+        const Millis wait = std::min(asked.value_or(Millis(0)), kMaxWait);
+        // A start that would not wait takes nothing from another allocation's queued start (slots
+        // are per allocation): only the order of waiting starts is kept node-wide.
+        if (open && nobody_ahead && (wait <= Millis(0) || !outranked(w, gate))) {
             started(Millis(0));
             return {SlotVerdict::start, Millis(0), 0};
         }
-        const Millis wait = std::min(ask.wait.value_or(gate.held.empty() ? Millis(0) : kDefaultHeldWait), kMaxWait);
         if (wait <= Millis(0)) return {SlotVerdict::refuse, Millis(0), 0};
         const auto mine = std::count_if(waiters_.begin(), waiters_.end(), [&](const SlotWaiter& w) { return w.uid == ask.uid; });
         if (static_cast<std::size_t>(mine) >= kMaxPerUser)
             throw ApiError(ErrorCode::RESOURCE_EXHAUSTED, "Too many agent starts of this user wait for a slot",
                            std::to_string(mine) + " queued, at most " + std::to_string(kMaxPerUser) + " per user", {"agents"},
                            {"Wait for some of them to start or give up"});
-        SlotWaiter w{ask.allocation_id, ask.agent, ask.pid, ask.uid, ask.priority, now, now + wait, now, ++arrivals_};
+        w.deadline = now + wait;
+        w.arrival = ++arrivals_;
         waiters_.push_back(std::move(w));
         return {SlotVerdict::queued, Millis(0), position(key)};
     }
@@ -68,7 +73,7 @@ SlotDecision SlotQueue::decide(const SlotAsk& ask, const SlotGate& gate, TimePoi
                        "pid " + std::to_string(it->pid), {"agent"}, {"Pick another agent name"});
     it->last_asked = now;
     const Millis waited = std::chrono::duration_cast<Millis>(now - it->since);
-    if (open && first_of_allocation(*it)) {
+    if (open && first_of_allocation(*it) && !outranked(*it, gate)) {
         remove(key);
         started(waited);
         return {SlotVerdict::start, waited, 0};
@@ -131,6 +136,12 @@ bool SlotQueue::first_of_allocation(const SlotWaiter& waiter) const {
     for (const auto& w : ordered())
         if (w.allocation_id == waiter.allocation_id) return w.key() == waiter.key();
     return false;
+}
+
+bool SlotQueue::outranked(const SlotWaiter& waiter, const SlotGate& gate) const {
+    return std::any_of(waiters_.begin(), waiters_.end(), [&](const SlotWaiter& w) {
+        return w.allocation_id != waiter.allocation_id && ahead(w, waiter) && gate.free_slots_in.count(w.allocation_id);
+    });
 }
 
 void SlotQueue::remove(const std::string& key) {

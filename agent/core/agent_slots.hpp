@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -37,13 +38,18 @@ struct SlotAsk {
     long long pid = 0;
     std::uint32_t uid = 0;
     Priority priority;
-    std::optional<Millis> wait; // none: the default (see decide_slot)
+    std::optional<Millis> wait;      // up to how long to wait for a slot; none: refuse at once
+    std::optional<Millis> wait_held{}; // without `wait`: how long to wait while starts are held (resmgr-run: 5m)
 };
 
 // What the pool and the pressure responder say at this ask.
 struct SlotGate {
     bool slot_free = false;
     std::string held; // the pressure responder's queue_agents hold, why; empty when not held
+    // The allocations of queued starts that have a free slot now: a start never overtakes a
+    // start of another allocation ahead of it that could start too (node-wide priority order,
+    // which matters when a hold is given back and every waiter could start at once).
+    std::set<std::string> free_slots_in{};
 };
 
 enum class SlotVerdict { start, queued, refuse, expired };
@@ -65,7 +71,6 @@ struct SlotWaitSummary {
 class SlotQueue {
 public:
     static constexpr std::size_t kMaxPerUser = 64;        // queued starts of one uid
-    static constexpr Millis kDefaultHeldWait{300'000};    // wait when held and none was asked for
     static constexpr Millis kMaxWait{24 * 3600 * 1000LL}; // longest wait a client may ask for
     static constexpr Millis kGoneAfter{5'000};            // a waiter that stops asking this long is gone
     static constexpr std::size_t kWaitsKept = 100, kWaitsNeeded = 20;
@@ -84,6 +89,7 @@ private:
     void drop_gone(TimePoint now);
     std::size_t position(const std::string& key) const;
     bool first_of_allocation(const SlotWaiter& waiter) const;
+    bool outranked(const SlotWaiter& waiter, const SlotGate& gate) const;
     void remove(const std::string& key);
     void started(Millis waited);
 

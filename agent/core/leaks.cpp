@@ -48,6 +48,19 @@ std::vector<std::string> unclaimed_groups(const std::vector<std::string>& groups
     return out;
 }
 
+bool still_leaked(const LeakFinding& finding, const std::map<std::string, Allocation>& allocations) {
+    switch (finding.kind) {
+    case LeakKind::unclaimed_group:
+    case LeakKind::ended_with_processes:
+        return !claims_group(allocations, finding.subject);
+    case LeakKind::vanished_group:
+        return claims_group(allocations, finding.subject);
+    case LeakKind::orphan_temp_dir:
+        return !find_orphan_temp_dirs({finding.subject}, allocations).orphans.empty();
+    }
+    return false;
+}
+
 std::vector<LeakFinding> find_leaks(const LeakInputs& in) {
     static const std::map<std::string, Allocation> kNone;
     const auto& allocations = in.allocations ? *in.allocations : kNone;

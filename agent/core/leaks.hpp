@@ -62,6 +62,11 @@ std::vector<LeakFinding> find_leaks(const LeakInputs& in);
 // The names find_leaks needs processes checked for: resmgrd-named groups no live allocation claims.
 std::vector<std::string> unclaimed_groups(const std::vector<std::string>& groups, const std::map<std::string, Allocation>& allocations);
 
+// Whether a finding still holds against the ledger as it is now. Acting on a pass's findings one
+// by one can end allocations (a vanished group), which admits queued ones: a group or directory
+// listed as unclaimed may belong to an allocation holding capacity by the time it is acted on.
+bool still_leaked(const LeakFinding& finding, const std::map<std::string, Allocation>& allocations);
+
 // Remembers the findings of the previous pass: a finding is confirmed when the previous pass
 // saw it too (a group being made right now is not a leak), keeps its first_seen, and escalates
 // once it has been there escalation_timeout. A finding missing from a pass starts over.

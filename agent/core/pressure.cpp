@@ -31,6 +31,15 @@ double summed_memory_growth(const std::vector<PressureGroup>& groups) {
     return growth;
 }
 
+// memory_available as a percent of the bound's total, one lookahead ahead at `growth` bytes/s
+// (never under 0); nullopt without the figures.
+std::optional<double> projected_available_percent(const PressureSample& sample, double growth) {
+    const auto& total = sample.memory_total_bytes;
+    if (!sample.memory_available_bytes || !total || *total == 0) return std::nullopt;
+    const double ahead = static_cast<double>(*sample.memory_available_bytes) - growth * std::chrono::duration<double>(sample.memory_lookahead).count();
+    return 100.0 * std::max(0.0, ahead) / static_cast<double>(*total);
+}
+
 // The CPU rungs slow every victim a little and stop none, so they reach all victims in one pass.
 // The others go one victim a pass: a freeze or a kill is one workflow's, and so is memory.high
 // under a group's use (anonymous memory with no swap cannot be reclaimed, so the group waits at
@@ -281,15 +290,11 @@ private:
     // leaves is still at or under the threshold: the next victim is taken in this pass, not a
     // pass later with the limit that much closer.
     bool still_short_after(const PressureGroup& victim, const Driver& driver) {
-        const auto& total = sample_.memory_total_bytes;
-        if (driver.signal != "memory_available" || !sample_.memory_available_bytes || !total || *total == 0) return false;
         auto rule = policy_.signals.find("memory_available");
-        if (rule == policy_.signals.end()) return false;
+        if (driver.signal != "memory_available" || rule == policy_.signals.end()) return false;
         growth_stopped_ += std::max(0.0, victim.memory_growth_bytes_per_s);
-        const double growth = std::max(0.0, summed_memory_growth(groups_) - growth_stopped_);
-        const double ahead = static_cast<double>(*sample_.memory_available_bytes) -
-                             growth * std::chrono::duration<double>(sample_.memory_lookahead).count();
-        return 100.0 * ahead / static_cast<double>(*total) <= rule->second.threshold;
+        const auto left = projected_available_percent(sample_, std::max(0.0, summed_memory_growth(groups_) - growth_stopped_));
+        return left && *left <= rule->second.threshold;
     }
 
     // The undo of `held`, or nullopt when another step still needs what it holds (a freeze two
@@ -489,11 +494,6 @@ std::map<std::string, std::optional<double>> signal_values(const PressureSample&
         if (!part || !total || *total == 0) return std::nullopt;
         return 100.0 * static_cast<double>(*part) / static_cast<double>(*total);
     };
-    std::optional<std::uint64_t> available = sample.memory_available_bytes;
-    if (available) {
-        const double ahead = summed_memory_growth(groups) * std::chrono::duration<double>(sample.memory_lookahead).count();
-        available = static_cast<std::uint64_t>(std::max(0.0, static_cast<double>(*available) - ahead));
-    }
     std::optional<double> protected_cpu;
     for (const auto& g : groups) {
         bool touchable = std::find(policy.bands.begin(), policy.bands.end(), Priority{g.priority}.band()) != policy.bands.end();
@@ -502,7 +502,7 @@ std::map<std::string, std::optional<double>> signal_values(const PressureSample&
     }
     return {{"memory_some", unexplained_memory_stall(sample.memory_some, groups, state, &PressureGroup::memory_pressure_some)},
             {"memory_full", unexplained_memory_stall(sample.memory_full, groups, state, &PressureGroup::memory_pressure_full)},
-            {"memory_available", share(available, sample.memory_total_bytes)},
+            {"memory_available", projected_available_percent(sample, summed_memory_growth(groups))},
             {"swap_free", share(sample.swap_free_bytes, sample.swap_total_bytes)}, // no swap: no signal
             {"cpu_protected", protected_cpu},
             {"agent_pool", sample.agent_pool_percent},

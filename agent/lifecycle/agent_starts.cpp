@@ -8,7 +8,12 @@ namespace resmgr::lifecycle {
 
 using nlohmann::json;
 
-core::SlotDecision AgentStarts::start(const std::string& id, const AttachTarget& target, std::uint32_t uid, std::optional<Millis> wait) {
+bool AgentStarts::slot_free(const Allocation& a) const {
+    return core::holds_capacity(a) && life_.monitoring_->agents().live(a.allocation_id) < a.resources.agents;
+}
+
+core::SlotDecision AgentStarts::start(const std::string& id, const AttachTarget& target, std::uint32_t uid, std::optional<Millis> wait,
+                                      std::optional<Millis> wait_held) {
     const Allocation* a = life_.ledger_.find(id);
     if (!a) throw ApiError(ErrorCode::NOT_FOUND, "Allocation " + id + " not found");
     if (!core::holds_capacity(*a) || !life_.monitoring_) {
@@ -22,8 +27,10 @@ core::SlotDecision AgentStarts::start(const std::string& id, const AttachTarget&
     } catch (const ApiError& e) {
         if (e.code != ErrorCode::RESOURCE_EXHAUSTED) throw; // the name runs already
     }
-    const core::SlotGate gate{in_use < a->resources.agents, pressure_.agent_starts_held()};
-    const core::SlotAsk ask{id, target.agent, target.pid, uid, a->priority, wait};
+    core::SlotGate gate{in_use < a->resources.agents, pressure_.agent_starts_held(), {}};
+    for (const auto& w : queue_.ordered())
+        if (const Allocation* other = life_.ledger_.find(w.allocation_id); other && slot_free(*other)) gate.free_slots_in.insert(w.allocation_id);
+    const core::SlotAsk ask{id, target.agent, target.pid, uid, a->priority, wait, wait_held};
     const core::SlotDecision decision = queue_.decide(ask, gate, life_.clock_());
     const std::string slots = std::to_string(in_use) + " of " + std::to_string(a->resources.agents) + " agent slot(s) in use";
     switch (decision.verdict) {

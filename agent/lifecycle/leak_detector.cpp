@@ -43,15 +43,22 @@ std::vector<core::LeakFinding> LeakDetector::find(std::optional<std::vector<std:
 }
 
 std::string LeakDetector::act(const core::LeakFinding& f) {
+    if (!core::still_leaked(f, life_.ledger_.allocations())) return "left alone: an allocation holding capacity claims it now";
     switch (f.kind) {
     case core::LeakKind::unclaimed_group:
+        // Killing and removing in one step would block the loop while the killed tasks leave
+        // (the backend retries rmdir for up to 2 s): the kill now, the removal at the next pass,
+        // which finds the group again, empty.
+        if (f.has_processes) {
+            life_.backend_.signal(f.subject, SIGKILL);
+            return "processes killed (the group is removed at the next pass)";
+        }
         life_.backend_.destroy(f.subject);
-        return f.has_processes ? "processes killed and group removed" : "group removed";
+        return "group removed";
     case core::LeakKind::ended_with_processes:
         life_.backend_.signal(f.subject, f.escalated ? SIGKILL : SIGTERM);
         return f.escalated ? "SIGKILL sent (escalated)" : "SIGTERM sent";
     case core::LeakKind::vanished_group:
-        if (!life_.ledger_.find(f.subject)) return "already ended";
         life_.finish(f.subject, AllocationStatus::released, "leak detection: its group vanished");
         return "allocation ended";
     case core::LeakKind::orphan_temp_dir:
@@ -133,9 +140,9 @@ void LeakDetector::check_degradation() {
         return;
     }
     for (const auto& [type, runs] : by_type) {
-        std::size_t& checked = runs_checked_[type];
-        if (runs.size() == checked) continue; // once per new run of a type
-        checked = runs.size();
+        std::string& checked = newest_checked_[type];
+        if (runs.front().allocation_id == checked) continue; // once per new run of a type (runs come newest first)
+        checked = runs.front().allocation_id;
         analytics::DegradationVerdict verdict = analytics::judge_degradation(type, runs, policy.degradation_threshold);
         verdicts_[type] = verdict;
         if (!verdict.degraded) continue;

@@ -50,7 +50,9 @@ private:
     core::LeakTracker tracker_;
     std::optional<TimePoint> last_pass_;
     nlohmann::json last_report_ = nullptr;
-    std::map<std::string, std::size_t> runs_checked_; // per workflow type: completed+other runs seen at its last check
+    // Per workflow type: the allocation of its newest run at its last check (a count would stop
+    // changing once the newest 1,000 runs read are full).
+    std::map<std::string, std::string> newest_checked_;
     std::map<std::string, analytics::DegradationVerdict> verdicts_; // per workflow type, the newest
 };
 

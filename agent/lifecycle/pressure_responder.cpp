@@ -364,7 +364,7 @@ void PressureResponder::on_sample(const monitor::Monitoring& monitoring) {
         return v && rule != rules.end() && rule->second.enabled && *v >= rule->second.threshold;
     };
     const bool node_memory_stalls = past("memory_some", s.memory_some) || past("memory_full", s.memory_full);
-    respond(s, groups_of(monitoring, node_memory_stalls), monitoring.latest() ? std::optional(monitoring.latest()->time) : std::nullopt);
+    respond_with_groups(monitoring, s, node_memory_stalls);
 }
 
 void PressureResponder::on_trigger(const monitor::Monitoring& monitoring) {
@@ -380,7 +380,11 @@ void PressureResponder::on_trigger(const monitor::Monitoring& monitoring) {
     } catch (const monitor::ParseError& e) {
         spdlog::warn("pressure responder: {}", e.what());
     }
-    respond(s, groups_of(monitoring, true), monitoring.latest() ? std::optional(monitoring.latest()->time) : std::nullopt);
+    respond_with_groups(monitoring, s, true);
+}
+
+void PressureResponder::respond_with_groups(const monitor::Monitoring& monitoring, const core::PressureSample& sample, bool node_memory_stalls) {
+    respond(sample, groups_of(monitoring, node_memory_stalls), monitoring.latest() ? std::optional(monitoring.latest()->time) : std::nullopt);
 }
 
 std::string PressureResponder::agent_starts_held() const {

@@ -66,6 +66,8 @@ private:
     // node_memory_stalls: the node's memory stalled in the last interval (or its trigger fired), so
     // each group's memory.pressure is read; a calm node costs no read per group.
     std::vector<core::PressureGroup> groups_of(const monitor::Monitoring& monitoring, bool node_memory_stalls);
+    // respond() on this sample and the groups of monitoring's last snapshot, measured when it was taken.
+    void respond_with_groups(const monitor::Monitoring& monitoring, const core::PressureSample& sample, bool node_memory_stalls);
     // A PSI file's stall over the last interval (monitor::StallShare), avg10 where there is no base yet.
     void recent_stall(const std::string& key, const monitor::Pressure& psi, std::optional<double>& some, std::optional<double>& full);
     std::optional<monitor::Pressure> group_pressure(const std::string& id, const char* file) const;

@@ -126,7 +126,9 @@ std::vector<OperationSpec> make_catalog() {
     add({"attach", "", false, true, false, Caller::anyone,
          {{"allocation_id", T::string, true}, {"pid", T::integer, true, 1}, {"leaf", T::string}, {"agent", T::string},
           {"wait_slot", T::duration, false, {}, {}, "an agent without a free slot: wait up to this long (ask again while \"queued\"); "
-                                                    "default: refuse at once, or 5m while the pressure responder holds agent starts"}},
+                                                    "default: refuse at once"},
+          {"wait_held", T::duration, false, {}, {}, "without wait_slot: wait up to this long while the pressure responder holds "
+                                                    "agent starts (resmgr-run sends 5m); default: refuse at once"}},
          false, "'{\"allocation_id\":\"...\",\"pid\":N}'",
          "Put a process (the caller or its own child) into a running allocation; an agent takes a slot, or waits for one\n"
          "with wait_slot (answered \"queued\" with its position: ask again until it starts)."});

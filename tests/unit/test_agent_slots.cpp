@@ -102,16 +102,48 @@ TEST(SlotQueue, OneUserCannotFillTheQueue) {
 
 TEST(SlotQueue, HoldMakesStartsWaitUntilGivenBack) {
     SlotQueue q;
-    // Held: no wait asked for means the default wait, not a refusal; an explicit 0 refuses.
-    auto d = q.decide(ask("a1", "coder", 50, std::nullopt), kHeld, kT0);
+    // Held: a start that asked for no wait at all is refused; wait_held (resmgr-run's default)
+    // waits; an explicit wait_slot of 0 refuses even with wait_held.
+    EXPECT_EQ(q.decide(ask("a0", "raw", 50, std::nullopt), kHeld, kT0).verdict, SlotVerdict::refuse);
+    SlotAsk patient = ask("a1", "coder", 50, std::nullopt);
+    patient.wait_held = std::chrono::minutes(5);
+    auto d = q.decide(patient, kHeld, kT0);
     ASSERT_EQ(d.verdict, SlotVerdict::queued);
-    EXPECT_EQ(q.ordered()[0].deadline, kT0 + SlotQueue::kDefaultHeldWait);
-    EXPECT_EQ(q.decide(ask("a2", "never", 50, Millis(0)), kHeld, kT0).verdict, SlotVerdict::refuse);
-    EXPECT_EQ(q.decide(ask("a1", "coder", 50, std::nullopt), kHeld, kT0 + seconds(2)).verdict, SlotVerdict::queued);
+    EXPECT_EQ(q.ordered()[0].deadline, kT0 + std::chrono::minutes(5));
+    SlotAsk never = ask("a2", "never", 50, Millis(0));
+    never.wait_held = std::chrono::minutes(5);
+    EXPECT_EQ(q.decide(never, kHeld, kT0).verdict, SlotVerdict::refuse);
+    EXPECT_EQ(q.decide(patient, kHeld, kT0 + seconds(2)).verdict, SlotVerdict::queued);
     // Given back: the next ask starts it.
-    auto started = q.decide(ask("a1", "coder", 50, std::nullopt), kFree, kT0 + seconds(4));
+    auto started = q.decide(patient, kFree, kT0 + seconds(4));
     EXPECT_EQ(started.verdict, SlotVerdict::start);
     EXPECT_EQ(started.waited, seconds(4));
+    // Not held and no free slot: wait_held alone does not make a start wait.
+    EXPECT_EQ(q.decide(patient, kFull, kT0 + seconds(5)).verdict, SlotVerdict::refuse);
+}
+
+TEST(SlotQueue, WhenAHoldIsGivenBackStartsGoInPriorityOrderNodeWide) {
+    SlotQueue q;
+    SlotAsk low = ask("a1", "low", 20), high = ask("a2", "high", 80);
+    ASSERT_EQ(q.decide(low, kHeld, kT0).verdict, SlotVerdict::queued);
+    ASSERT_EQ(q.decide(high, kHeld, kT0 + seconds(1)).verdict, SlotVerdict::queued);
+    // Given back, both allocations have a free slot: the low one asks first but waits for the high one.
+    SlotGate given_back = kFree;
+    given_back.free_slots_in = {"a1", "a2"};
+    EXPECT_EQ(q.decide(low, given_back, kT0 + seconds(2)).verdict, SlotVerdict::queued);
+    // A newcomer of a third allocation does not overtake the high one either.
+    EXPECT_EQ(q.decide(ask("a3", "new", 50), given_back, kT0 + seconds(2)).verdict, SlotVerdict::queued);
+    // One that would not wait is not held back: it takes no other allocation's slot.
+    EXPECT_EQ(q.decide(ask("a6", "now", 50, Millis(0)), given_back, kT0 + seconds(2)).verdict, SlotVerdict::start);
+    EXPECT_EQ(q.decide(high, given_back, kT0 + seconds(2)).verdict, SlotVerdict::start);
+    given_back.free_slots_in = {"a1", "a3"};
+    EXPECT_EQ(q.decide(ask("a3", "new", 50), given_back, kT0 + seconds(2)).verdict, SlotVerdict::start);
+    EXPECT_EQ(q.decide(low, given_back, kT0 + seconds(2)).verdict, SlotVerdict::start);
+    // One ahead whose allocation has no free slot does not hold others back.
+    ASSERT_EQ(q.decide(ask("a4", "high", 80), kFull, kT0 + seconds(3)).verdict, SlotVerdict::queued);
+    SlotGate only_a5 = kFree;
+    only_a5.free_slots_in = {"a5"};
+    EXPECT_EQ(q.decide(ask("a5", "low", 20), only_a5, kT0 + seconds(3)).verdict, SlotVerdict::start);
 }
 
 TEST(SlotQueue, WaiterThatStopsAskingLeaves) {

@@ -275,8 +275,10 @@ TEST(LeakDetector, RemovesALeakedGroupAndOrphanDirectoryFoundTwiceAndSaysSo) {
     n.tick(seconds(30)); // before monitoring_interval (5 m): no pass
     EXPECT_FALSE(n.destroyed("alloc_leaked"));
 
-    n.tick(minutes(5)); // the second pass: confirmed, cleaned
-    EXPECT_TRUE(n.destroyed("alloc_leaked"));
+    n.tick(minutes(5)); // the second pass: confirmed, its processes killed, the directory removed
+    EXPECT_FALSE(n.destroyed("alloc_leaked")) << "a group with processes is removed only once they have left";
+    ASSERT_FALSE(n.backend.signals.empty());
+    EXPECT_EQ(n.backend.signals.back(), std::make_pair(std::string("alloc_leaked"), SIGKILL));
     EXPECT_FALSE(n.destroyed(live));
     EXPECT_FALSE(n.destroyed("foreign.dir"));
     EXPECT_TRUE(n.backend.groups.count(live));
@@ -294,6 +296,32 @@ TEST(LeakDetector, RemovesALeakedGroupAndOrphanDirectoryFoundTwiceAndSaysSo) {
     const json& last = doctor["result"]["daemon"]["recovery"]["leak_detection"]["last_pass"];
     EXPECT_EQ(last["cleaned"].size(), 2u) << doctor.dump(2);
     EXPECT_EQ(last["at"], format_timestamp(n.now));
+
+    n.backend.attached["alloc_leaked"].clear(); // the killed process has left
+    n.tick(minutes(5));                         // the third pass: the empty group is removed
+    EXPECT_TRUE(n.destroyed("alloc_leaked"));
+    EXPECT_FALSE(n.destroyed(live));
+}
+
+TEST(Leaks, AFindingClaimedSinceThePassBeganIsLeftAlone) {
+    std::map<std::string, Allocation> ledger{{"alloc_now", allocation("alloc_now", AllocationStatus::active)},
+                                             {"alloc_waiting", allocation("alloc_waiting", AllocationStatus::queued)}};
+    auto finding = [](core::LeakKind kind, const std::string& subject) {
+        core::LeakFinding f;
+        f.kind = kind;
+        f.subject = subject;
+        return f;
+    };
+    // Listed as leaks when the pass began; alloc_now was admitted by an earlier action of it.
+    EXPECT_FALSE(core::still_leaked(finding(core::LeakKind::unclaimed_group, "alloc_now"), ledger));
+    EXPECT_FALSE(core::still_leaked(finding(core::LeakKind::ended_with_processes, "alloc_now"), ledger));
+    EXPECT_FALSE(core::still_leaked(finding(core::LeakKind::orphan_temp_dir, "alloc_now"), ledger));
+    EXPECT_TRUE(core::still_leaked(finding(core::LeakKind::unclaimed_group, "alloc_waiting"), ledger)) << "a queued allocation holds no group";
+    EXPECT_TRUE(core::still_leaked(finding(core::LeakKind::orphan_temp_dir, "alloc_gone"), ledger));
+    // A vanished group's allocation ended meanwhile: nothing left to end.
+    EXPECT_TRUE(core::still_leaked(finding(core::LeakKind::vanished_group, "alloc_now"), ledger));
+    EXPECT_FALSE(core::still_leaked(finding(core::LeakKind::vanished_group, "alloc_waiting"), ledger));
+    EXPECT_FALSE(core::still_leaked(finding(core::LeakKind::vanished_group, "alloc_gone"), ledger));
 }
 
 TEST(LeakDetector, EndsAnAllocationWhoseGroupVanishedThroughItsOwnFinish) {

@@ -464,16 +464,21 @@ TEST(Monitoring, QueueAgentsStepHoldsAgentStartsAndListsIdleAgents) {
     EXPECT_EQ(pressure["result"]["idle_agents"][0]["allocation_id"], id) << pressure.dump(2);
     EXPECT_FALSE(pressure["result"]["agent_starts"]["held"].is_null());
 
-    // Held: a start with free slots waits (no wait asked: the default), one that asks 0 is refused.
+    // Held: a start that asked for no wait is refused; one with wait_held (resmgr-run's default)
+    // waits although its allocation has free slots; one that asks wait_slot 0 is refused.
     json next = attach;
     next["params"]["agent"] = "next";
-    const TimePoint queued_at = d.now;
     json r = d.call(next);
+    EXPECT_EQ(r["error"]["code"], "RESOURCE_EXHAUSTED") << r.dump(2);
+    next["params"]["wait_held"] = "5m";
+    const TimePoint queued_at = d.now;
+    r = d.call(next);
     ASSERT_EQ(r["status"], "success") << r.dump(2);
     EXPECT_TRUE(r["result"]["queued"].get<bool>());
     json never = attach;
     never["params"]["agent"] = "never";
     never["params"]["wait_slot"] = "0s";
+    never["params"]["wait_held"] = "5m";
     r = d.call(never);
     EXPECT_EQ(r["error"]["code"], "RESOURCE_EXHAUSTED");
     EXPECT_NE(r["error"]["message"].get<std::string>().find("held by the pressure responder"), std::string::npos);

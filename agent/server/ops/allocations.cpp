@@ -229,7 +229,8 @@ SuccessBody attach(const Call& call) {
     if (target.agent.empty()) {
         ctx.lifecycle.attach(id, target);
     } else {
-        const core::SlotDecision slot = ctx.agent_starts.start(id, target, call.peer.uid, param_duration(call.params(), "wait_slot"));
+        const core::SlotDecision slot = ctx.agent_starts.start(id, target, call.peer.uid, param_duration(call.params(), "wait_slot"),
+                                                                       param_duration(call.params(), "wait_held"));
         if (slot.verdict == core::SlotVerdict::queued) {
             body.result = {{"allocation_id", id}, {"agent", target.agent}, {"queued", true}, {"queue_position", slot.position},
                            {"waited_seconds", static_cast<double>(slot.waited.count()) / 1000.0}};
