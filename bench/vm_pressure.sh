@@ -10,13 +10,24 @@
 #     that finished with their pages intact, the probe's p99, and (resmgr) the time from the
 #     signal crossing its threshold to the first step (the step's signal_crossed .. at).
 #   cpu: a critical fixed-work step (work.c) alone, then beside six low-priority spinners, with
-#     the responder enforcing and off; and how long after the critical step ends the spinners'
-#     limits are back (they keep spinning).
-# Usage: bench/vm_pressure.sh BUILD_DIR [TRIALS=10]   (root; prints M/C/E lines, then a summary)
+#     the responder off and enforcing (interleaved, TRIALS of each); and how long after the
+#     critical step ends the spinners' limits are back (they keep spinning).
+# Usage: [RESMGR_BENCH_PARTS="memory cpu"] bench/vm_pressure.sh BUILD_DIR [TRIALS=10]
+#   (root; prints M/C/E/D lines, then a summary)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:?usage: vm_pressure.sh BUILD_DIR [TRIALS]}" && pwd)
 trials=${2:-10}
+# RESMGR_BENCH_PARTS: which scenarios run ("memory cpu", the default; "cpu" alone, say).
+parts=${RESMGR_BENCH_PARTS:-memory cpu}
+memory=0 cpu=0
+for part in $parts; do
+    case $part in
+        memory) memory=1 ;;
+        cpu) cpu=1 ;;
+        *) echo "vm_pressure.sh: unknown part '$part' in RESMGR_BENCH_PARTS (memory, cpu)" >&2; exit 2 ;;
+    esac
+done
 . "$here/vm_share.sh"
 vm_share_create "$build" resmgr-vm-pressure
 mkdir -p "$share/debs"
@@ -64,13 +75,17 @@ memory_trial() { # mode trial
   if [ "\$mode" = oomd ]; then journalctl -q -o short-iso-precise -u systemd-oomd --since "\$since" | grep -i kill | sed "s/^/O \$i /"; fi
   sleep 12 # the responder gives its steps back (clear_hold 10 s) before the next trial
 }
+if [ $memory = 1 ]; then
 systemctl set-property --runtime resmgr-allocations.scope MemoryMax=700M
 for i in \$(seq 1 $trials); do memory_trial resmgr \$i; done
 policy off; systemctl restart resmgrd; resmgr-run -q -- true
 systemctl set-property --runtime resmgr-allocations.scope MemoryMax=700M
 for i in \$(seq 1 $trials); do memory_trial kernel \$i; done
 systemctl set-property --runtime resmgr-allocations.scope MemoryMax=infinity
-if ls \$share/debs/*.deb > /dev/null 2>&1 && dpkg -i \$share/debs/*.deb > /dev/null 2>&1; then
+fi
+if [ $memory = 0 ]; then
+  echo "SKIP memory and oomd: RESMGR_BENCH_PARTS=$parts"
+elif ls \$share/debs/*.deb > /dev/null 2>&1 && dpkg -i \$share/debs/*.deb > /dev/null 2>&1; then
   systemctl stop resmgrd
   mkdir -p /run/systemd/system
   printf '[Slice]\nMemoryMax=700M\nManagedOOMMemoryPressure=kill\n' > /run/systemd/system/oomtest.slice
@@ -80,26 +95,50 @@ if ls \$share/debs/*.deb > /dev/null 2>&1 && dpkg -i \$share/debs/*.deb > /dev/n
 else
   echo "SKIP oomd: systemd-oomd did not install"
 fi
-# CPU: the critical step alone, then beside six low spinners, responder off and enforcing.
+# CPU: the critical step alone, then beside six low spinners with the responder off, then
+# enforcing; the three modes interleaved trial by trial, so a change of load on the host weighs
+# on each alike.
+spinning() { for p in \$spinners; do kill -0 \$p 2> /dev/null && return 0; done; return 1; }
 cpu_trial() { # mode trial
-  for s in 1 2 3 4 5 6; do resmgr-run -q --priority low --workflow spin-\$2-\$s -- \$B/spin 300 > /dev/null 2>&1 & done
-  sleep 3
-  w=\$(resmgr-run -q --priority critical --workflow build-\$2 -- \$B/work 1000)
+  spinners=""
+  if [ \$1 != solo ]; then
+    for s in 1 2 3 4 5 6; do resmgr-run -q --priority low --workflow spin-\$1-\$2-\$s -- \$B/spin 300 > /dev/null 2>&1 & spinners="\$spinners \$!"; done
+    sleep 3
+  fi
+  w=\$(timeout 120 resmgr-run -q --priority critical --workflow build-\$1-\$2 -- \$B/work 1000 || echo "WORK failed-or-timed-out")
   # The protected step is over, the spinners go on: how long until their limits are back.
   end=\$(date +%s%N)
-  back=none
-  for t in \$(seq 1 100); do
-    if [ "\$(resmgr --json status pressure | grep -c '"action"')" = 0 ]; then back=\$(( (\$(date +%s%N) - end) / 1000000 )); break; fi
-    sleep 0.2
-  done
-  kill \$(jobs -p) 2> /dev/null; wait
+  back=0
+  if [ \$1 = enforce ]; then
+    back=none
+    for t in \$(seq 1 100); do
+      if [ "\$(resmgr --json status pressure | grep -c '"action"')" = 0 ]; then back=\$(( (\$(date +%s%N) - end) / 1000000 )); break; fi
+      sleep 0.2
+    done
+  fi
+  # The spinners end with their resmgr-run (it forwards SIGTERM; their pids are kept, since a
+  # \$(jobs -p) runs in a subshell that sees no jobs); one still there after 20 s is shown
+  # (D lines: the processes and resmgrd's view) and killed, so a trial never hangs the run.
+  if [ -n "\$spinners" ]; then
+    kill \$spinners 2> /dev/null
+    for t in \$(seq 1 100); do spinning || break; sleep 0.2; done
+    if spinning; then
+      echo "D \$1 \$2 still running 20 s after SIGTERM: \$(ps -eo pid,ppid,stat,args | grep -E 'resmgr-run|spin' | grep -v grep | tr '\n' ';')"
+      resmgr --json status | tr -d '\n' | sed "s/^/D \$1 \$2 /"; echo
+      kill -9 \$spinners 2> /dev/null
+    fi
+    wait
+  fi
   echo "C \$1 \$2 \$w restored_ms \$back"
 }
-for i in 1 2; do echo "C solo \$i \$(resmgr-run -q --priority critical --workflow solo-build-\$i -- \$B/work 1000) restored_ms 0"; done
-policy off; systemctl restart resmgrd; resmgr-run -q -- true
-for i in \$(seq 1 3); do cpu_trial off \$i; done
-policy enforce; systemctl restart resmgrd; resmgr-run -q -- true
-for i in \$(seq 1 3); do cpu_trial enforce \$i; done
+[ $cpu = 1 ] || { echo "SKIP cpu: RESMGR_BENCH_PARTS=$parts"; exit 0; }
+for i in \$(seq 1 $trials); do
+  policy off; systemctl restart resmgrd; resmgr-run -q -- true
+  cpu_trial solo \$i
+  cpu_trial off \$i
+  policy enforce; systemctl restart resmgrd; resmgr-run -q -- true
+  cpu_trial enforce \$i
+done
 GUEST
-RESMGR_VM_TIMEOUT=${RESMGR_VM_TIMEOUT:-3600} "$here/../tests/system/vm.sh" run "$share" bench.sh | stdbuf -oL tr -d '\r' | tee "$share/out.txt" | grep -E '^(SOLO|M|E|O|C|H|SKIP) ' || true
+RESMGR_VM_TIMEOUT=${RESMGR_VM_TIMEOUT:-3600} "$here/../tests/system/vm.sh" run "$share" bench.sh | stdbuf -oL tr -d '\r' | tee "$share/out.txt" | grep -E '^(SOLO|M|E|O|C|H|D|SKIP) ' || true
 python3 "$here/pressure/summary.py" < "$share/out.txt"

@@ -251,7 +251,7 @@ Policy::PressureResponse parse_pressure_response(const json& j, const std::strin
     if (!j.is_object()) bad(path, "expected an object");
     const std::string pp = path + ".";
     only_keys(j, pp, {"mode", "signals", "ladder", "hard_floors", "bands", "escalate_after", "undo_interval",
-                      "memory_high_ratio", "cpu_weight_ratio", "cpu_max_ratio", "trigger_window"});
+                      "memory_high_ratio", "cpu_weight_ratio", "cpu_max_ratio", "trigger_window", "memory_lookahead_passes"});
     if (auto it = j.find("mode"); it != j.end()) {
         static const std::set<std::string> modes{"off", "advisory", "enforce"};
         if (!it->is_string() || !modes.count(it->get<std::string>())) bad(pp + "mode", "expected off, advisory or enforce, got " + it->dump());
@@ -317,6 +317,7 @@ Policy::PressureResponse parse_pressure_response(const json& j, const std::strin
     read_number(j, "cpu_max_ratio", pp, r.cpu_max_ratio, 0.01, 0.99);
     // The kernel takes PSI trigger windows of 500 ms to 10 s.
     r.trigger_window = read_millis(j, "trigger_window", pp, r.trigger_window, Millis(500), Millis(10000));
+    read_int(j, "memory_lookahead_passes", pp, r.memory_lookahead_passes, 0, 10);
     return r;
 }
 
@@ -337,7 +338,8 @@ json Policy::PressureResponse::to_json() const {
             {"memory_high_ratio", memory_high_ratio},
             {"cpu_weight_ratio", cpu_weight_ratio},
             {"cpu_max_ratio", cpu_max_ratio},
-            {"trigger_window", format_duration(trigger_window)}};
+            {"trigger_window", format_duration(trigger_window)},
+            {"memory_lookahead_passes", memory_lookahead_passes}};
 }
 
 json Policy::LeakDetection::to_json() const {

@@ -155,6 +155,11 @@ struct Policy {
         double cpu_weight_ratio = 0.25; // cpu.weight lowered to this share
         double cpu_max_ratio = 0.5;     // cpu.max capped at this share of the cores it uses
         Millis trigger_window{1000};    // PSI trigger window; the stall is threshold % of it
+        // memory_available looks this many sampling intervals ahead at the groups' growth. Two:
+        // a step taken in a pass shows in the next pass's growth figures, and only then can the
+        // next victim be taken, so the projection must reach the pass after next. With one, the
+        // VM scenario (BENCHMARKS.md) paused its third hog too late to save it in 3 of 10 trials.
+        int memory_lookahead_passes = 2;
         nlohmann::json to_json() const;
     };
     PressureResponse pressure_response;

@@ -41,7 +41,8 @@ struct PressureSample {
     std::optional<std::uint64_t> memory_total_bytes, memory_available_bytes;
     std::string memory_bound = "node";
     // memory_available looks this far ahead at the groups' growth: the responder acts once a
-    // pass, so what the next pass would find is what it must act on now (the sampling interval).
+    // pass, so what a later pass would find is what it must act on now (the sampling interval
+    // times the policy's memory_lookahead_passes).
     Millis memory_lookahead{0};
     std::optional<std::uint64_t> swap_total_bytes, swap_free_bytes;
     std::optional<double> agent_pool_percent;   // agent slots in use

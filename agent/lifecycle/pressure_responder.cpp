@@ -306,7 +306,7 @@ core::PressureSample PressureResponder::sample_of(const monitor::Monitoring& mon
             s.memory_bound = headroom->group;
         }
     }
-    s.memory_lookahead = life_.ledger_.policy().resource_check_interval();
+    s.memory_lookahead = life_.ledger_.policy().resource_check_interval() * life_.ledger_.policy().pressure_response.memory_lookahead_passes;
     if (const int max_agents = life_.ledger_.policy().max_agents; max_agents > 0)
         s.agent_pool_percent = 100.0 * monitoring.agents().live() / max_agents;
     for (const auto& disk : node.disks)

@@ -18,7 +18,7 @@ def pct(values, p):
     return values[min(len(values) - 1, max(0, round(len(values) * p / 100 + 0.5) - 1))]
 
 
-solo, memory, acts, oomd_kills, cpu = [], {}, {}, {}, {}
+solo, memory, acts, oomd_kills, cpu, cpu_failed = [], {}, {}, {}, {}, {}
 for line in sys.stdin:
     line = line.rstrip("\n")
     fields = line.split()
@@ -52,7 +52,10 @@ for line in sys.stdin:
     elif line.startswith("O "):
         oomd_kills[int(fields[1])] = oomd_kills.get(int(fields[1]), 0) + 1
     elif line.startswith("C ") and len(fields) >= 6:
-        cpu.setdefault(fields[1], []).append((int(fields[4]), fields[6] if len(fields) > 6 else "none"))
+        if fields[4].isdigit():
+            cpu.setdefault(fields[1], []).append((int(fields[4]), fields[6] if len(fields) > 6 else "none"))
+        else:  # the step failed or ran past its timeout: counted, never averaged in
+            cpu_failed[fields[1]] = cpu_failed.get(fields[1], 0) + 1
 
 solo_p99 = statistics.median(solo) if solo else None
 print("\nmemory (three 250 MiB low hogs + a critical probe in 700 MiB; per trial):")
@@ -88,3 +91,5 @@ if cpu:
             continue
         med = statistics.median(ms for ms, _ in runs)
         print(f"| {mode} | {len(runs)} | {med} | {f'{med / base:.2f}x' if base else 'n/a'} | {', '.join(r for _, r in runs)} |")
+    for mode, n in sorted(cpu_failed.items()):
+        print(f"{mode}: {n} step(s) failed or timed out (not in the table)")

@@ -635,6 +635,8 @@ TEST(PressurePolicy, ErrorsNameTheField) {
              {R"({"hard_floors": {"memory_available_percent": 12}})", pr + "hard_floors.memory_available_percent"},
              {R"({"trigger_window": "100ms"})", pr + "trigger_window"},
              {R"({"cpu_weight_ratio": 1.5})", pr + "cpu_weight_ratio"},
+             {R"({"memory_lookahead_passes": 11})", pr + "memory_lookahead_passes"},
+             {R"({"memory_lookahead_passes": 1.5})", pr + "memory_lookahead_passes"},
              {R"([])", "resource_policies.pressure_response"},
          }) {
         auto doc = json::parse(std::string(R"({"resource_policies": {"pressure_response": )") + section + "}}");
