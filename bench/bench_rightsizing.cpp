@@ -253,12 +253,29 @@ struct Tally {
     double throttled_share() const { return static_cast<double>(throttled) / runs; }
 };
 
+// The figures of every type but one: where the slack is without it.
+Tally all_but(const std::map<std::string, Tally>& by_type, const std::string& left_out) {
+    Tally sum;
+    for (const auto& [type, t] : by_type)
+        if (type != left_out) {
+            sum.mem_limit += t.mem_limit;
+            sum.mem_unused += t.mem_unused;
+            sum.cpu_limit += t.cpu_limit;
+            sum.cpu_unused += t.cpu_unused;
+            sum.runs += t.runs;
+            sum.ooms += t.ooms;
+            sum.throttled += t.throttled;
+        }
+    return sum;
+}
+
 struct Result {
     std::array<Tally, kSizers.size()> total;
     std::array<std::map<std::string, Tally>, kSizers.size()> by_type;
     // The doubling type's last run (index in type) from the change whose limit fell short; -1: none.
     std::array<int, kSizers.size()> memory_short{-1, -1, -1}, cpu_short{-1, -1, -1};
     std::vector<double> heavy_tailed_peaks; // the true peaks, for heavy_tail_bound
+    std::vector<double> bursty_cores;       // the true mean cores, for bursty_cpu_bound
 };
 
 Result replay(std::uint64_t seed) {
@@ -267,6 +284,7 @@ Result replay(std::uint64_t seed) {
     for (const TrueRun& run : trace(seed)) {
         Sizers& s = sizers.try_emplace(run.type, make_sizers()).first->second;
         if (run.type == "heavy_tailed") out.heavy_tailed_peaks.push_back(run.peak);
+        if (run.type == "bursty") out.bursty_cores.push_back(run.cores);
         for (std::size_t k = 0; k < s.size(); ++k) {
             const Limits l = s[k]->limits(declared(run.type), run.start);
             const RunRecord seen = observed(run, l);
@@ -336,6 +354,24 @@ HeavyTailBound heavy_tail_bound(std::vector<double> peaks, int all_runs) {
     return b;
 }
 
+struct BurstyCpuBound {
+    double limit = 0; // the largest fixed CPU limit for the bursty type that meets the target
+    Tally tally;      // its runs under that limit
+};
+
+// What total CPU slack <= 20 % asks of the bursty type, the other types sized as `others` were: the
+// largest fixed limit (any sizer's limits average no better, its runs being independent draws)
+// that brings the total to the target, and the runs it throttles. nullopt: none does.
+std::optional<BurstyCpuBound> bursty_cpu_bound(const std::vector<double>& cores, const Tally& others) {
+    std::optional<BurstyCpuBound> best;
+    for (double limit = 0.01; limit <= *std::max_element(cores.begin(), cores.end()); limit += 0.01) {
+        Tally t;
+        for (double c : cores) t.add({limit, 0}, c, 0, false);
+        if (others.cpu_unused + t.cpu_unused <= kSlackTarget * (others.cpu_limit + t.cpu_limit)) best = BurstyCpuBound{limit, t};
+    }
+    return best;
+}
+
 void print(const char* title, const Result& r) {
     std::printf("%s\n", title);
     print_tallies(r.total, &r);
@@ -346,28 +382,23 @@ void print(const char* title, const Result& r) {
                     v.ooms, v.throttled, 100 * m.mem_slack(), 100 * m.cpu_slack(), m.ooms, m.throttled);
     }
     // Where the slack is: the same figures without the heavy-tailed type.
-    auto without_heavy_tail = [&](std::size_t k) {
-        Tally sum;
-        for (const auto& [type, t] : r.by_type[k])
-            if (type != "heavy_tailed") {
-                sum.mem_limit += t.mem_limit;
-                sum.mem_unused += t.mem_unused;
-                sum.cpu_limit += t.cpu_limit;
-                sum.cpu_unused += t.cpu_unused;
-            }
-        return sum;
-    };
-    std::printf("  without heavy_tailed, memory / CPU slack: VPA %.1f%% / %.1f%%, resmgr %.1f%% / %.1f%%\n", 100 * without_heavy_tail(kVpa).mem_slack(),
-                100 * without_heavy_tail(kVpa).cpu_slack(), 100 * without_heavy_tail(kResmgr).mem_slack(), 100 * without_heavy_tail(kResmgr).cpu_slack());
+    const Tally vpa_others = all_but(r.by_type[kVpa], "heavy_tailed"), others = all_but(r.by_type[kResmgr], "heavy_tailed");
+    std::printf("  without heavy_tailed, memory / CPU slack: VPA %.1f%% / %.1f%%, resmgr %.1f%% / %.1f%%\n", 100 * vpa_others.mem_slack(),
+                100 * vpa_others.cpu_slack(), 100 * others.mem_slack(), 100 * others.cpu_slack());
     // What total memory slack <= 20 % would ask of the other types, the heavy-tailed one at its bound.
     const HeavyTailBound bound = heavy_tail_bound(r.heavy_tailed_peaks, r.total[kResmgr].runs);
-    const Tally others = without_heavy_tail(kResmgr);
     const double others_allowed = (kSlackTarget * (others.mem_limit + bound.tally.mem_limit) - bound.tally.mem_unused) / others.mem_limit;
     std::printf("  heavy_tailed at its bound (one fixed limit chosen knowing all %zu peaks, killing %d = the OOM target's %d of all runs):\n"
                 "    %.2fx its median peak (P%.1f), %.1f%% slack on it; total memory slack <= 20 %% would then need the other types at\n"
                 "    <= %.1f%% slack (at their present total limits) with no OOM-killed run (resmgr gives them %.1f%%)\n",
                 r.heavy_tailed_peaks.size(), bound.tally.ooms, bound.budget, bound.limit / bound.median, 100 * bound.percentile,
                 100 * bound.tally.mem_slack(), 100 * others_allowed, 100 * others.mem_slack());
+    if (const auto cpu_bound = bursty_cpu_bound(r.bursty_cores, all_but(r.by_type[kResmgr], "bursty")))
+        std::printf("  CPU slack <= 20 %% with the other types as resmgr sizes them needs the bursty type at <= %.2f cores (a fixed limit),\n"
+                    "    throttling %d of its %d runs (its spikes: one run in five at 3 cores)\n",
+                    cpu_bound->limit, cpu_bound->tally.throttled, cpu_bound->tally.runs);
+    else
+        std::printf("  CPU slack <= 20 %%: out of reach with the other types as resmgr sizes them, whatever the bursty type's limit\n");
     const Tally &m = r.total[kResmgr], &v = r.total[kVpa];
     const auto react_memory = reaction(r.memory_short[kResmgr]), react_cpu = reaction(r.cpu_short[kResmgr]);
     auto within_two = [](std::optional<int> runs) { return runs && *runs <= 2; };
