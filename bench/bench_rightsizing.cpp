@@ -8,11 +8,14 @@
 // 2-10 s; and "doubling", whose CPU and memory double from its 100th run. Before each run every
 // sizer sets the run's limits (request = limit) from what IT observed of the runs before it: a run
 // whose true peak is above its memory limit is OOM-killed and that sizer sees peak = its limit
-// with outcome oom_killed; CPU above the limit is throttled, so it sees the limit. Each sizer keeps
-// its own history. (Simplification, the same for every sizer: a killed run is recorded with its
-// whole duration, and a run's CPU is flat at its mean.)
+// with outcome oom_killed; CPU above the limit is throttled, so it sees the limit as the cores used
+// and, as cpu.stat's throttled_usec does (the time each CPU's queue of the group stood throttled,
+// added up), (mean cores − limit) × duration of throttled time. Each sizer keeps its own history.
+// (Simplification, the same for every sizer: a killed or throttled run is recorded with its whole
+// duration, unstretched, and a run's CPU is flat at its mean.)
 // Reported per sizer: memory slack Σ(limit − used) / Σ limit (used = min(peak, limit)), CPU slack
-// the same per run (used = min(mean cores, limit)), the share of runs OOM-killed, and the
+// the same per run (used = min(mean cores, limit)), the share of runs OOM-killed, the share of
+// runs throttled (mean cores above the CPU limit: slowed, not killed), and the
 // reaction to the doubling: the runs from the change up to the last one whose limit does not
 // cover the new usage (memory: OOM-killed; CPU: limit below the mean cores), "never" when the last
 // run still is not covered. Seed 1 is the one anyone tuning may look at; seed 2 is held out.
@@ -60,6 +63,7 @@ constexpr double kMiB = 1024.0 * 1024.0;
 constexpr int kRuns = 200;      // per type
 constexpr int kDoublesAt = 100; // the doubling type's first doubled run (0-based)
 constexpr std::int64_t kEpoch = 1'800'000'000;
+constexpr double kSlackTarget = 0.20, kOomTarget = 0.005; // issue 13's targets
 
 struct Limits {
     double cores = 0, memory = 0;
@@ -125,6 +129,7 @@ RunRecord observed(const TrueRun& run, const Limits& l) {
     r.wall_seconds = run.seconds;
     r.ended_at = run.start + static_cast<std::int64_t>(std::ceil(run.seconds));
     r.cpu_seconds = std::min(run.cores, l.cores) * run.seconds;
+    r.throttled_seconds = std::max(0.0, run.cores - l.cores) * run.seconds;
     r.memory_peak_bytes = static_cast<std::uint64_t>(std::min(run.peak, l.memory));
     r.outcome = run.peak > l.memory ? RunOutcome::oom_killed : RunOutcome::completed;
     return r;
@@ -232,10 +237,11 @@ Sizers make_sizers() {
 
 struct Tally {
     double mem_limit = 0, mem_unused = 0, cpu_limit = 0, cpu_unused = 0;
-    int runs = 0, ooms = 0;
+    int runs = 0, ooms = 0, throttled = 0;
     void add(const Limits& l, double cores, double peak, bool oom) {
         runs++;
         ooms += oom;
+        throttled += cores > l.cores;
         mem_limit += l.memory;
         mem_unused += oom ? 0 : l.memory - std::min(peak, l.memory);
         cpu_limit += l.cores;
@@ -244,13 +250,32 @@ struct Tally {
     double mem_slack() const { return mem_unused / mem_limit; }
     double cpu_slack() const { return cpu_unused / cpu_limit; }
     double oom_share() const { return static_cast<double>(ooms) / runs; }
+    double throttled_share() const { return static_cast<double>(throttled) / runs; }
 };
+
+// The figures of every type but one: where the slack is without it.
+Tally all_but(const std::map<std::string, Tally>& by_type, const std::string& left_out) {
+    Tally sum;
+    for (const auto& [type, t] : by_type)
+        if (type != left_out) {
+            sum.mem_limit += t.mem_limit;
+            sum.mem_unused += t.mem_unused;
+            sum.cpu_limit += t.cpu_limit;
+            sum.cpu_unused += t.cpu_unused;
+            sum.runs += t.runs;
+            sum.ooms += t.ooms;
+            sum.throttled += t.throttled;
+        }
+    return sum;
+}
 
 struct Result {
     std::array<Tally, kSizers.size()> total;
     std::array<std::map<std::string, Tally>, kSizers.size()> by_type;
     // The doubling type's last run (index in type) from the change whose limit fell short; -1: none.
     std::array<int, kSizers.size()> memory_short{-1, -1, -1}, cpu_short{-1, -1, -1};
+    std::vector<double> heavy_tailed_peaks; // the true peaks, for heavy_tail_bound
+    std::vector<double> bursty_cores;       // the true mean cores, for bursty_cpu_bound
 };
 
 Result replay(std::uint64_t seed) {
@@ -258,6 +283,8 @@ Result replay(std::uint64_t seed) {
     std::map<std::string, Sizers> sizers;
     for (const TrueRun& run : trace(seed)) {
         Sizers& s = sizers.try_emplace(run.type, make_sizers()).first->second;
+        if (run.type == "heavy_tailed") out.heavy_tailed_peaks.push_back(run.peak);
+        if (run.type == "bursty") out.bursty_cores.push_back(run.cores);
         for (std::size_t k = 0; k < s.size(); ++k) {
             const Limits l = s[k]->limits(declared(run.type), run.start);
             const RunRecord seen = observed(run, l);
@@ -282,12 +309,12 @@ std::optional<int> reaction(int last_short) {
 std::string runs_text(std::optional<int> n) { return n ? std::to_string(*n) : "never"; }
 
 void print_tallies(const std::array<Tally, kSizers.size()>& t, const Result* r) {
-    std::printf("  %-9s %12s %10s %19s", "sizer", "memory slack", "CPU slack", "OOM-killed");
+    std::printf("  %-9s %12s %10s %19s %10s", "sizer", "memory slack", "CPU slack", "OOM-killed", "throttled");
     if (r) std::printf(" %14s %11s", "react memory", "react CPU");
     std::printf("\n");
     for (std::size_t k = 0; k < t.size(); ++k) {
-        std::printf("  %-9s %11.1f%% %9.1f%% %7.2f%% (%4d/%4d)", kSizers[k], 100 * t[k].mem_slack(), 100 * t[k].cpu_slack(), 100 * t[k].oom_share(),
-                    t[k].ooms, t[k].runs);
+        std::printf("  %-9s %11.1f%% %9.1f%% %7.2f%% (%4d/%4d) %9.1f%%", kSizers[k], 100 * t[k].mem_slack(), 100 * t[k].cpu_slack(),
+                    100 * t[k].oom_share(), t[k].ooms, t[k].runs, 100 * t[k].throttled_share());
         if (r) std::printf(" %14s %11s", runs_text(reaction(r->memory_short[k])).c_str(), runs_text(reaction(r->cpu_short[k])).c_str());
         std::printf("\n");
     }
@@ -295,42 +322,92 @@ void print_tallies(const std::array<Tally, kSizers.size()>& t, const Result* r) 
     std::printf("  resmgr / VPA: memory slack %.2fx, CPU slack %.2fx, OOM-killed runs %d vs %d", m.mem_slack() / v.mem_slack(), m.cpu_slack() / v.cpu_slack(),
                 m.ooms, v.ooms);
     if (r)
-        std::printf(", reaction (memory) %s vs %s runs", runs_text(reaction(r->memory_short[kResmgr])).c_str(),
-                    runs_text(reaction(r->memory_short[kVpa])).c_str());
+        std::printf(", reaction memory %s vs %s runs, CPU %s vs %s", runs_text(reaction(r->memory_short[kResmgr])).c_str(),
+                    runs_text(reaction(r->memory_short[kVpa])).c_str(), runs_text(reaction(r->cpu_short[kResmgr])).c_str(),
+                    runs_text(reaction(r->cpu_short[kVpa])).c_str());
     std::printf("\n");
 }
 
 const char* verdict(bool met) { return met ? "met" : "MISSED"; }
 
+struct HeavyTailBound {
+    int budget = 0;        // OOM-killed runs the whole trace may have (the OOM target)
+    double limit = 0;      // the smallest fixed limit that kills no more than that
+    double percentile = 0; // of the type's peaks, that limit
+    double median = 0;     // the type's median peak
+    Tally tally;           // its runs under that limit
+};
+
+// The best any sizer can do for the heavy-tailed type: its peaks are independent draws, so no
+// history foresees the next and one fixed limit is the best there is. Chosen here knowing every
+// peak in advance (an oracle, better than any sizer), it is the smallest limit that kills no more
+// of its runs than the whole trace may lose, all the other types losing none.
+HeavyTailBound heavy_tail_bound(std::vector<double> peaks, int all_runs) {
+    HeavyTailBound b;
+    b.budget = static_cast<int>(std::floor(kOomTarget * all_runs));
+    std::sort(peaks.begin(), peaks.end());
+    const std::size_t killed = std::min<std::size_t>(static_cast<std::size_t>(b.budget), peaks.size() - 1);
+    b.limit = peaks[peaks.size() - 1 - killed];
+    b.percentile = 1 - static_cast<double>(killed) / static_cast<double>(peaks.size());
+    b.median = peaks[peaks.size() / 2];
+    for (double peak : peaks) b.tally.add({0, b.limit}, 0, peak, peak > b.limit);
+    return b;
+}
+
+struct BurstyCpuBound {
+    double limit = 0; // the largest fixed CPU limit for the bursty type that meets the target
+    Tally tally;      // its runs under that limit
+};
+
+// What total CPU slack <= 20 % asks of the bursty type, the other types sized as `others` were: the
+// largest fixed limit (any sizer's limits average no better, its runs being independent draws)
+// that brings the total to the target, and the runs it throttles. nullopt: none does.
+std::optional<BurstyCpuBound> bursty_cpu_bound(const std::vector<double>& cores, const Tally& others) {
+    std::optional<BurstyCpuBound> best;
+    for (double limit = 0.01; limit <= *std::max_element(cores.begin(), cores.end()); limit += 0.01) {
+        Tally t;
+        for (double c : cores) t.add({limit, 0}, c, 0, false);
+        if (others.cpu_unused + t.cpu_unused <= kSlackTarget * (others.cpu_limit + t.cpu_limit)) best = BurstyCpuBound{limit, t};
+    }
+    return best;
+}
+
 void print(const char* title, const Result& r) {
     std::printf("%s\n", title);
     print_tallies(r.total, &r);
-    std::printf("  by type, memory slack / CPU slack / OOM-killed runs (VPA | resmgr):\n");
+    std::printf("  by type, memory slack / CPU slack / OOM-killed runs / throttled runs (VPA | resmgr):\n");
     for (const auto& [type, m] : r.by_type[kResmgr]) {
         const Tally& v = r.by_type[kVpa].at(type);
-        std::printf("    %-12s %3.0f%% / %3.0f%% / %2d  |  %3.0f%% / %3.0f%% / %2d\n", type.c_str(), 100 * v.mem_slack(), 100 * v.cpu_slack(), v.ooms,
-                    100 * m.mem_slack(), 100 * m.cpu_slack(), m.ooms);
+        std::printf("    %-12s %3.0f%% / %3.0f%% / %2d / %3d  |  %3.0f%% / %3.0f%% / %2d / %3d\n", type.c_str(), 100 * v.mem_slack(), 100 * v.cpu_slack(),
+                    v.ooms, v.throttled, 100 * m.mem_slack(), 100 * m.cpu_slack(), m.ooms, m.throttled);
     }
     // Where the slack is: the same figures without the heavy-tailed type.
-    auto without_heavy_tail = [&](std::size_t k) {
-        Tally sum;
-        for (const auto& [type, t] : r.by_type[k])
-            if (type != "heavy_tailed") {
-                sum.mem_limit += t.mem_limit;
-                sum.mem_unused += t.mem_unused;
-                sum.cpu_limit += t.cpu_limit;
-                sum.cpu_unused += t.cpu_unused;
-            }
-        return sum;
-    };
-    std::printf("  without heavy_tailed, memory / CPU slack: VPA %.1f%% / %.1f%%, resmgr %.1f%% / %.1f%%\n", 100 * without_heavy_tail(kVpa).mem_slack(),
-                100 * without_heavy_tail(kVpa).cpu_slack(), 100 * without_heavy_tail(kResmgr).mem_slack(), 100 * without_heavy_tail(kResmgr).cpu_slack());
+    const Tally vpa_others = all_but(r.by_type[kVpa], "heavy_tailed"), others = all_but(r.by_type[kResmgr], "heavy_tailed");
+    std::printf("  without heavy_tailed, memory / CPU slack: VPA %.1f%% / %.1f%%, resmgr %.1f%% / %.1f%%\n", 100 * vpa_others.mem_slack(),
+                100 * vpa_others.cpu_slack(), 100 * others.mem_slack(), 100 * others.cpu_slack());
+    // What total memory slack <= 20 % would ask of the other types, the heavy-tailed one at its bound.
+    const HeavyTailBound bound = heavy_tail_bound(r.heavy_tailed_peaks, r.total[kResmgr].runs);
+    const double others_allowed = (kSlackTarget * (others.mem_limit + bound.tally.mem_limit) - bound.tally.mem_unused) / others.mem_limit;
+    std::printf("  heavy_tailed at its bound (one fixed limit chosen knowing all %zu peaks, killing %d = the OOM target's %d of all runs):\n"
+                "    %.2fx its median peak (P%.1f), %.1f%% slack on it; total memory slack <= 20 %% would then need the other types at\n"
+                "    <= %.1f%% slack (at their present total limits) with no OOM-killed run (resmgr gives them %.1f%%)\n",
+                r.heavy_tailed_peaks.size(), bound.tally.ooms, bound.budget, bound.limit / bound.median, 100 * bound.percentile,
+                100 * bound.tally.mem_slack(), 100 * others_allowed, 100 * others.mem_slack());
+    if (const auto cpu_bound = bursty_cpu_bound(r.bursty_cores, all_but(r.by_type[kResmgr], "bursty")))
+        std::printf("  CPU slack <= 20 %% with the other types as resmgr sizes them needs the bursty type at <= %.2f cores (a fixed limit),\n"
+                    "    throttling %d of its %d runs (its spikes: one run in five at 3 cores)\n",
+                    cpu_bound->limit, cpu_bound->tally.throttled, cpu_bound->tally.runs);
+    else
+        std::printf("  CPU slack <= 20 %%: out of reach with the other types as resmgr sizes them, whatever the bursty type's limit\n");
     const Tally &m = r.total[kResmgr], &v = r.total[kVpa];
-    const auto react = reaction(r.memory_short[kResmgr]);
+    const auto react_memory = reaction(r.memory_short[kResmgr]), react_cpu = reaction(r.cpu_short[kResmgr]);
+    auto within_two = [](std::optional<int> runs) { return runs && *runs <= 2; };
     std::printf("  targets for resmgr: memory slack <= 20 %%: %s (%.1f %%); CPU slack <= 20 %%: %s (%.1f %%); OOM-killed <= 0.5 %%: %s (%.2f %%); "
-                "OOM-killed never more than VPA: %s (%d vs %d); reaction <= 2 runs: %s (%s)\n\n",
-                verdict(m.mem_slack() <= 0.20), 100 * m.mem_slack(), verdict(m.cpu_slack() <= 0.20), 100 * m.cpu_slack(), verdict(m.oom_share() <= 0.005),
-                100 * m.oom_share(), verdict(m.ooms <= v.ooms), m.ooms, v.ooms, verdict(react && *react <= 2), runs_text(react).c_str());
+                "OOM-killed never more than VPA: %s (%d vs %d); reaction <= 2 runs: memory %s (%s), CPU %s (%s)\n\n",
+                verdict(m.mem_slack() <= kSlackTarget), 100 * m.mem_slack(), verdict(m.cpu_slack() <= kSlackTarget), 100 * m.cpu_slack(),
+                verdict(m.oom_share() <= kOomTarget),
+                100 * m.oom_share(), verdict(m.ooms <= v.ooms), m.ooms, v.ooms, verdict(within_two(react_memory)), runs_text(react_memory).c_str(),
+                verdict(within_two(react_cpu)), runs_text(react_cpu).c_str());
 }
 
 // (b) The run records of a real state directory, replayed per type; never made up.

@@ -31,6 +31,16 @@ std::optional<double> run_cores(const RunRecord& r) {
     return *r.cpu_seconds / wall;
 }
 
+// What a run needed in cores: what it ran, and for a run cpu.max throttled, more than it got.
+// cpu.stat throttled_usec adds up the time each CPU's queue of the group stood throttled, so
+// throttled / wall is in cores: threads that wanted c cores under a limit L ran L and stood c − L.
+std::optional<double> run_cpu_demand(const RunRecord& r, double throttle_bump) {
+    const auto cores = run_cores(r);
+    if (!cores || !r.throttled_seconds || *r.throttled_seconds <= 0) return cores;
+    const double denied = *r.throttled_seconds / r.duration_seconds();
+    return std::min(*cores + denied, *cores * throttle_bump);
+}
+
 // What a run needed: its peak, or for an OOM-killed run (capped at its limit) more than it got.
 std::optional<double> run_memory_demand(const RunRecord& r, double oom_bump) {
     if (r.outcome == RunOutcome::oom_killed) {
@@ -57,7 +67,7 @@ Sizing size_only(const std::vector<const RunRecord*>& runs, std::size_t begin, s
         const RunRecord& r = *runs[i];
         const double age = static_cast<double>(std::max<std::int64_t>(0, now - r.ended_at));
         const double weight = std::pow(0.5, age / static_cast<double>(o.half_life.count()));
-        if (auto cores = run_cores(r)) cpu.push_back({*cores, weight});
+        if (auto cores = run_cpu_demand(r, o.throttle_bump)) cpu.push_back({*cores, weight});
         // Memory also counts runs that never ran long enough for a CPU figure.
         if (auto demand = run_memory_demand(r, o.oom_bump)) memory.push_back({*demand, weight});
     }
@@ -96,7 +106,8 @@ Sizing recommend_size(const std::vector<RunRecord>& all, std::int64_t now, const
         const Sizing before = size_only(runs, 0, j, r.started_at, o);
         if (!before.cpu_cores && !before.memory_bytes) continue;
         ++s.backtested;
-        const auto cores = run_cores(r);
+        // A throttled run fits only a size that would have let it run unthrottled.
+        const auto cores = run_cpu_demand(r, o.throttle_bump);
         const bool cpu_fit = !before.cpu_cores || !cores || *cores <= *before.cpu_cores;
         bool memory_fit = true;
         if (before.memory_bytes) {

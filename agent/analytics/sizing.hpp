@@ -3,8 +3,11 @@
 //
 // Method (named in every answer as kSizingMethod):
 //   - each run weighs 0.5^(age / half_life), so the node reacts to change within runs, not days;
-//   - CPU: per run, mean cores = cpu seconds / wall seconds (a 3 s job counts like a 3 h one);
-//     the weighted P90, raised to the newest runs' figure, plus the margin;
+//   - CPU: per run, the cores it needed = cpu seconds / wall seconds (a 3 s job counts like a 3 h
+//     one), plus, for a run cpu.max throttled, the cores it stood throttled (throttled seconds /
+//     wall seconds, at most throttle_bump x what it ran): a throttled run shows only its limit, so
+//     without this the size would creep up by the margin per run; the weighted P90, raised to the
+//     newest runs' figure, plus the margin;
 //   - memory: per run, the peak; the weighted P98, raised to the newest runs' peak, plus the
 //     margin. A run the OOM killer hit was capped: its demand is taken as max(peak, its limit)
 //     times oom_bump, so each OOM raises the next size at once and repeated OOMs grow it
@@ -28,6 +31,7 @@ namespace resmgr::analytics {
 
 inline constexpr const char* kSizingMethod =
     "age-decayed percentile of per-run usage (CPU P90, memory P98) raised to the newest runs, +margin; "
+    "throttled runs count as cpu + throttled seconds per wall second (at most x throttle_bump); "
     "OOM-killed runs count as max(peak, limit) x oom_bump; confidence = rolling-origin back-test coverage";
 
 struct SizingOptions {
@@ -36,6 +40,10 @@ struct SizingOptions {
     double memory_percentile = 0.98; // short memory is fatal, short CPU only slow
     double margin = 0.15;
     double oom_bump = 1.5;
+    // A throttled run counts as at most this times the cores it ran: throttled time overstates the
+    // demand of a group whose threads queue on more CPUs than it needs, and a type that needs more
+    // still grows geometrically, run by run, as with oom_bump.
+    double throttle_bump = 2.0;
     std::size_t min_runs = 3;    // measured runs needed before a figure is given
     std::size_t recent_runs = 2; // the newest runs' usage is a floor: growth is met in one run
     double min_cpu_cores = 0.01;

@@ -1,5 +1,5 @@
-// Right-sizing on hand-built histories: steady, bursty, growing, OOM then recover, a 3 s job,
-// too little history; and the back-test's coverage computed from the runs.
+// Right-sizing on hand-built histories: steady, bursty, growing, throttled, OOM then recover, a
+// 3 s job, too little history; and the back-test's coverage computed from the runs.
 #include <gtest/gtest.h>
 
 #include "analytics/sizing.hpp"
@@ -61,6 +61,36 @@ TEST(Sizing, GrowthIsMetWithinOneRun) {
     Sizing s = recommend_size(runs, kT0 + 6600);
     EXPECT_GE(*s.cpu_cores, 2.0);
     EXPECT_GE(*s.memory_bytes, 1000 * kMiB);
+}
+
+// A run cpu.max held at `limit` cores while its threads wanted `wanted`: it ran the limit and
+// stood throttled for the rest, as cpu.stat reports it (throttled time added up over the queues).
+RunRecord throttled_run(std::int64_t ended, double limit, double wanted) {
+    RunRecord r = run(ended, 300, limit, 500 * kMiB);
+    r.requested_cpu_cores = limit;
+    r.throttled_seconds = (wanted - limit) * 300;
+    return r;
+}
+
+TEST(Sizing, AThrottledRunCountsAsTheCoresItWantedSoGrowthIsMetInOneRun) {
+    auto runs = steady(10, 1.0, 500 * kMiB);
+    runs.push_back(throttled_run(kT0 + 6600, 1.15, 2.0)); // the type doubled under a 1.15-core limit
+    Sizing s = recommend_size(runs, kT0 + 6600);
+    // What it ran (1.15) plus what it stood throttled (0.85), plus the margin; not 1.15 x 1.15.
+    EXPECT_NEAR(*s.cpu_cores, 2.0 * 1.15, 0.001);
+    // Replayed, the throttled run did not fit the size it was given.
+    EXPECT_LT(*s.coverage, 1.0);
+}
+
+TEST(Sizing, AThrottledRunCountsAtMostThrottleBumpTimesWhatItRan) {
+    auto runs = steady(10, 1.0, 500 * kMiB);
+    // Threads queued on 16 CPUs: throttled time reads as 10 cores denied; it counts as 2 x 1.15.
+    runs.push_back(throttled_run(kT0 + 6600, 1.15, 11.15));
+    Sizing s = recommend_size(runs, kT0 + 6600);
+    EXPECT_NEAR(*s.cpu_cores, 1.15 * 2.0 * 1.15, 0.001);
+    // Still short: throttled again at that size, it grows again (geometrically, never stuck).
+    runs.push_back(throttled_run(kT0 + 7200, *s.cpu_cores, 11.15));
+    EXPECT_NEAR(*recommend_size(runs, kT0 + 7200).cpu_cores, *s.cpu_cores * 2.0 * 1.15, 0.002);
 }
 
 TEST(Sizing, AnOomKillRaisesTheNextSizeAtOnceAndNeverLoops) {
