@@ -287,7 +287,7 @@ void Lifecycle::attach(const std::string& id, const AttachTarget& target) {
 
 void Lifecycle::attached(const Allocation& allocation, const AttachTarget& target) {
     if (!monitoring_) return;
-    monitoring_->refresh_probe_watches();
+    monitoring_->refresh_probe_watches(allocation.allocation_id);
     if (!target.agent.empty()) monitoring_->agent_started(allocation, target.agent, static_cast<pid_t>(target.pid), clock_());
 }
 

@@ -6,7 +6,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <map>
 #include <span>
 
 #include "monitor/proc.hpp"
@@ -20,29 +19,28 @@ using detail::printable;
 using detail::split_fields;
 using detail::split_lines;
 
-using FlatKeyed = std::map<std::string, std::uint64_t>;
-
-// parse_flat_keyed quotes the offending line raw; re-throw it printable so the message can go
+// The values of `keys` in a flat-keyed file, each from its first line (as parse_flat_keyed keeps
+// it). parse_flat_keyed quotes the offending line raw; re-throw it printable so the message can go
 // to JSON. An empty file is malformed: the kernel always writes these keys.
-FlatKeyed flat_keyed(std::string_view text, const std::string& name) {
+template <std::size_t N>
+std::array<std::optional<std::uint64_t>, N> keyed_values(std::string_view text, const std::string& name,
+                                                         const std::array<std::string_view, N>& keys) {
     if (text.empty()) fail(name, 1, "empty", text);
+    std::array<std::optional<std::uint64_t>, N> values;
     try {
-        return parse_flat_keyed(text, name);
+        scan_flat_keyed(text, name, [&](std::string_view key, std::uint64_t value) {
+            for (std::size_t i = 0; i < N; ++i)
+                if (keys[i] == key && !values[i]) values[i] = value;
+        });
     } catch (const ParseError& e) {
         throw ParseError(printable(e.what(), 240));
     }
+    return values;
 }
 
-std::optional<std::uint64_t> optional_key(const FlatKeyed& keys, const std::string& key) {
-    auto it = keys.find(key);
-    if (it == keys.end()) return std::nullopt;
-    return it->second;
-}
-
-std::uint64_t required_key(const FlatKeyed& keys, const std::string& key, const std::string& name) {
-    auto it = keys.find(key);
-    if (it == keys.end()) throw ParseError(name + ": no '" + key + "' key");
-    return it->second;
+std::uint64_t required(const std::optional<std::uint64_t>& value, std::string_view key, const std::string& name) {
+    if (!value) throw ParseError(name + ": no '" + std::string(key) + "' key");
+    return *value;
 }
 
 bool is_device_number(std::string_view field) {
@@ -54,10 +52,9 @@ bool is_device_number(std::string_view field) {
 } // namespace
 
 CpuStat parse_cpu_stat(std::string_view text, const std::string& name) {
-    auto keys = flat_keyed(text, name);
-    return CpuStat{optional_key(keys, "usage_usec"), optional_key(keys, "user_usec"),
-                   optional_key(keys, "system_usec"), optional_key(keys, "nr_periods"),
-                   optional_key(keys, "nr_throttled"), optional_key(keys, "throttled_usec")};
+    static constexpr std::array<std::string_view, 6> keys{"usage_usec", "user_usec", "system_usec", "nr_periods", "nr_throttled", "throttled_usec"};
+    const auto v = keyed_values(text, name, keys);
+    return CpuStat{v[0], v[1], v[2], v[3], v[4], v[5]};
 }
 
 std::uint64_t parse_single_value(std::string_view text, const std::string& name) {
@@ -69,17 +66,17 @@ std::uint64_t parse_single_value(std::string_view text, const std::string& name)
 }
 
 MemoryStat parse_memory_stat(std::string_view text, const std::string& name) {
-    auto keys = flat_keyed(text, name);
-    return MemoryStat{required_key(keys, "anon", name),  required_key(keys, "file", name),
-                      optional_key(keys, "shmem"),       optional_key(keys, "slab"),
-                      optional_key(keys, "sock"),        optional_key(keys, "pgmajfault")};
+    static constexpr std::array<std::string_view, 6> keys{"anon", "file", "shmem", "slab", "sock", "pgmajfault"};
+    const auto v = keyed_values(text, name, keys);
+    // Braced: anon is checked before file, so the message names the first missing.
+    return MemoryStat{required(v[0], keys[0], name), required(v[1], keys[1], name), v[2], v[3], v[4], v[5]};
 }
 
 MemoryEvents parse_memory_events(std::string_view text, const std::string& name) {
-    auto keys = flat_keyed(text, name);
-    return MemoryEvents{required_key(keys, "low", name), required_key(keys, "high", name),
-                        required_key(keys, "max", name), required_key(keys, "oom", name),
-                        required_key(keys, "oom_kill", name)};
+    static constexpr std::array<std::string_view, 5> keys{"low", "high", "max", "oom", "oom_kill"};
+    const auto v = keyed_values(text, name, keys);
+    return MemoryEvents{required(v[0], keys[0], name), required(v[1], keys[1], name), required(v[2], keys[2], name),
+                        required(v[3], keys[3], name), required(v[4], keys[4], name)};
 }
 
 IoStat parse_io_stat(std::string_view text, const std::string& name) {
@@ -123,29 +120,38 @@ IoStat parse_io_stat(std::string_view text, const std::string& name) {
 }
 
 CgroupEvents parse_cgroup_events(std::string_view text, const std::string& name) {
-    auto keys = flat_keyed(text, name);
-    auto flag = [&](const std::string& key) {
-        auto value = required_key(keys, key, name);
-        if (value > 1) throw ParseError(name + ": '" + key + "' is " + std::to_string(value) + ", expected 0 or 1");
+    static constexpr std::array<std::string_view, 2> keys{"populated", "frozen"};
+    const auto v = keyed_values(text, name, keys);
+    auto flag = [&](std::size_t i) {
+        const auto value = required(v[i], keys[i], name);
+        if (value > 1)
+            throw ParseError(name + ": '" + std::string(keys[i]) + "' is " + std::to_string(value) + ", expected 0 or 1");
         return value == 1;
     };
-    return CgroupEvents{flag("populated"), flag("frozen")};
+    return CgroupEvents{flag(0), flag(1)};
 }
 
 namespace {
 
-// The whole file from offset 0 (cgroup files are regenerated by a read from there); false with
-// errno set when a read fails.
-bool pread_all(int fd, std::string& text) {
-    char buf[4096];
-    for (off_t offset = 0;;) {
-        ssize_t n = ::pread(fd, buf, sizeof buf, offset);
-        if (n == 0) return true;
+// The whole file from offset 0 (cgroup files are regenerated by a read from there) into `buffer`,
+// which keeps its size between reads: one buffer for every group's files, so a pass allocates
+// nothing to read them. nullopt with errno set when a read fails.
+std::optional<std::string_view> pread_all(int fd, std::vector<char>& buffer) {
+    constexpr std::size_t kChunk = 4096;
+    std::size_t used = 0;
+    for (;;) {
+        if (buffer.size() < used + kChunk) buffer.resize(used + kChunk);
+        const ssize_t n = ::pread(fd, buffer.data() + used, kChunk, static_cast<off_t>(used));
+        if (n == 0) return std::string_view(buffer.data(), used);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return false;
-        text.append(buf, static_cast<size_t>(n));
-        offset += n;
+        if (n < 0) return std::nullopt;
+        used += static_cast<std::size_t>(n);
     }
+}
+
+std::vector<char>& read_buffer() {
+    thread_local std::vector<char> buffer;
+    return buffer;
 }
 
 } // namespace
@@ -169,31 +175,34 @@ const char* GroupReader::name(File file) {
     return kNames[file];
 }
 
-std::string GroupReader::text(File file) {
-    const std::string path = dir_ + "/" + name(file);
+std::string GroupReader::cannot_read(File file, int error) const {
+    return "cannot read " + dir_ + "/" + name(file) + ": " + std::strerror(error);
+}
+
+std::string_view GroupReader::text(File file) {
     int fd = fds_[file];
     if (fd < 0) {
         if (skip_[file] > 0) {
             --skip_[file];
-            throw ParseError(missing_[file]);
+            throw ParseError(cannot_read(file, missing_errno_[file]));
         }
-        fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        fd = ::open((dir_ + "/" + name(file)).c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
-            const std::string why = "cannot read " + path + ": " + std::strerror(errno);
-            if (errno == EMFILE || errno == ENFILE) throw ParseError(why); // not missing: out of fds for now
-            missing_[file] = why;
-            skip_[file] = kRetryMissing;
-            throw ParseError(why);
+            const int error = errno;
+            if (error != EMFILE && error != ENFILE) { // those are not missing: out of fds for now
+                missing_errno_[file] = error;
+                skip_[file] = kRetryMissing;
+            }
+            throw ParseError(cannot_read(file, error));
         }
         if (budget_ && budget_->take()) fds_[file] = fd;
     }
-    std::string text;
-    const bool read = pread_all(fd, text);
-    const std::string why = read ? std::string() : "cannot read " + path + ": " + std::strerror(errno);
+    const auto text = pread_all(fd, read_buffer());
+    const int error = errno;
     if (fds_[file] != fd) ::close(fd); // the budget had no room for it
-    else if (!read) close_kept(file);  // the group went away, or the file did: open it again next time
-    if (!read) throw ParseError(why);
-    return text;
+    else if (!text) close_kept(file);  // the group went away, or the file did: open it again next time
+    if (!text) throw ParseError(cannot_read(file, error));
+    return *text;
 }
 
 GroupSample GroupReader::read(GroupFiles files) {
@@ -202,7 +211,7 @@ GroupSample GroupReader::read(GroupFiles files) {
     // Reading and parsing fail apart: a read error gets the file's name in front, a parse
     // error already starts with it.
     auto degrade = [&](File file, auto parse, auto& field) {
-        std::string content;
+        std::string_view content;
         try {
             content = text(file);
         } catch (const std::exception& e) {

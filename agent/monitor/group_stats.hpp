@@ -129,14 +129,17 @@ public:
 private:
     enum File { cpu_stat, memory_current, memory_stat, memory_events, pids_current, io_stat, cgroup_events, file_count };
     static const char* name(File file);
-    std::string text(File file); // throws ParseError naming the file
+    std::string cannot_read(File file, int error) const;
+    // The file's text in this thread's read buffer, good until the next read; throws ParseError
+    // naming the file.
+    std::string_view text(File file);
     void close_kept(File file);
 
     std::string dir_;
     FdBudget* budget_;
     std::array<int, file_count> fds_; // kept open, each taken from budget_
-    std::array<unsigned, file_count> skip_{}; // reads left before a missing file is tried again
-    std::array<std::string, file_count> missing_; // why it is missing
+    std::array<std::uint8_t, file_count> skip_{}; // reads left before a missing file is tried again
+    std::array<int, file_count> missing_errno_{}; // why it is missing: the errno of its open
 };
 
 // One read of a group, nothing kept open.

@@ -73,7 +73,7 @@ public:
     ProcessProbes& probes() { return probes_; }
     const ProcessProbes& probes() const { return probes_; }
     // A process just entered an allocation's group: watch its leaf before the process execs.
-    void refresh_probe_watches() { probes_.sync(allocation_groups(), true); }
+    void refresh_probe_watches(const std::string& allocation_id) { probes_.sync(allocation_groups(), allocation_id); }
 
     // The allocation's group was made (or adopted at restart): its CPU counter is read now, so
     // that final_usage measures the whole life of a job shorter than the sampling interval.

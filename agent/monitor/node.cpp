@@ -65,6 +65,17 @@ void fail(const std::string& name, int line_number, const std::string& reason, s
     throw ParseError(name + ":" + std::to_string(line_number) + ": " + reason + ": '" + printable(line) + "'");
 }
 
+std::optional<std::uint64_t> parse_key_value(std::string_view line, std::string_view& key) {
+    const auto space = line.find(' ');
+    if (space == std::string_view::npos || space == 0) return std::nullopt;
+    key = line.substr(0, space);
+    return parse_u64(line.substr(space + 1));
+}
+
+void fail_flat_keyed(const std::string& name, int line_number, std::string_view line) {
+    throw ParseError(name + ":" + std::to_string(line_number) + ": expected 'key value', got '" + std::string(line) + "'");
+}
+
 } // namespace detail
 
 using detail::parse_u64;
@@ -127,16 +138,7 @@ core::NodeCapacity read_node_capacity(const std::string& proc_root) {
 
 std::map<std::string, std::uint64_t> parse_flat_keyed(std::string_view text, const std::string& name) {
     std::map<std::string, std::uint64_t> out;
-    int number = 0;
-    for (auto line : split_lines(text)) {
-        ++number;
-        if (line.empty()) continue;
-        auto space = line.find(' ');
-        std::optional<std::uint64_t> value;
-        if (space != std::string_view::npos && space > 0) value = parse_u64(line.substr(space + 1));
-        if (!value) throw ParseError(name + ":" + std::to_string(number) + ": expected 'key value', got '" + std::string(line) + "'");
-        out.emplace(std::string(line.substr(0, space)), *value);
-    }
+    scan_flat_keyed(text, name, [&](std::string_view key, std::uint64_t value) { out.emplace(std::string(key), value); });
     return out;
 }
 

@@ -26,6 +26,10 @@ core::NodeCapacity read_node_capacity(const std::string& proc_root = "/proc");
 
 // Flat-keyed cgroup files (memory.events, cpu.stat, pids...): "key value" per line.
 std::map<std::string, std::uint64_t> parse_flat_keyed(std::string_view text, const std::string& name);
+// The same lines handed to on_pair(key, value) in order, with the same ParseError, and no
+// allocation: the sampling pass parses two such files per group.
+template <class OnPair>
+void scan_flat_keyed(std::string_view text, const std::string& name, OnPair&& on_pair);
 // Reads and parses one; throws ParseError (missing file, unreadable, malformed).
 std::map<std::string, std::uint64_t> read_flat_keyed(const std::string& path);
 
@@ -40,7 +44,28 @@ std::optional<std::uint64_t> parse_u64(std::string_view digits);
 std::string printable(std::string_view raw, std::size_t max_bytes = 80);
 [[noreturn]] void fail(const std::string& name, int line_number, const std::string& reason,
                        std::string_view line);
+std::optional<std::uint64_t> parse_key_value(std::string_view line, std::string_view& key);
+[[noreturn]] void fail_flat_keyed(const std::string& name, int line_number, std::string_view line);
 
 } // namespace detail
+
+template <class OnPair>
+void scan_flat_keyed(std::string_view text, const std::string& name, OnPair&& on_pair) {
+    int number = 0;
+    // Lines as detail::split_lines cuts them: a trailing newline ends the last, it opens none.
+    while (!text.empty()) {
+        const auto nl = text.find('\n');
+        const auto line = text.substr(0, nl);
+        ++number;
+        if (!line.empty()) {
+            std::string_view key;
+            const auto value = detail::parse_key_value(line, key);
+            if (!value) detail::fail_flat_keyed(name, number, line);
+            on_pair(key, *value);
+        }
+        if (nl == std::string_view::npos) break;
+        text.remove_prefix(nl + 1);
+    }
+}
 
 } // namespace resmgr::monitor

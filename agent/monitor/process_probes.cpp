@@ -29,22 +29,30 @@ void ProcessProbes::consume() {
     });
 }
 
-void ProcessProbes::sync(const std::vector<GroupProbe>& allocation_groups, bool force) {
+void ProcessProbes::sync(const std::vector<GroupProbe>& allocation_groups, const std::string& relist) {
     if (!probes_) return;
-    std::vector<std::string> dirs_now;
-    for (const auto& group : allocation_groups) dirs_now.push_back(group.dir);
-    if (!force && dirs_now == watched_groups_) return;
-    watched_groups_ = std::move(dirs_now);
-    std::map<std::uint64_t, std::string> wanted;
+    ++syncs_;
+    bool changed = false;
     for (const auto& group : allocation_groups) {
+        auto [it, added] = listed_.try_emplace(group.dir);
+        it->second.sync = syncs_;
+        if (!added && group.key != relist) continue;
+        changed = true;
         // Processes live in the leaves (main, agent-*), and the probes key on a task's own group.
-        std::vector<std::string> dirs{group.dir};
+        auto& ids = it->second.cgroup_ids;
+        ids.clear();
+        if (auto id = bpf::cgroup_id_of(group.dir)) ids.push_back(*id);
         std::error_code ec;
         for (const auto& entry : std::filesystem::directory_iterator(group.dir, ec))
-            if (entry.is_directory(ec)) dirs.push_back(entry.path().string());
-        for (const auto& dir : dirs)
-            if (auto id = bpf::cgroup_id_of(dir)) wanted[*id] = group.key;
+            if (entry.is_directory(ec))
+                if (auto id = bpf::cgroup_id_of(entry.path().string())) ids.push_back(*id);
     }
+    changed |= std::erase_if(listed_, [&](const auto& entry) { return entry.second.sync != syncs_; }) > 0;
+    if (!changed) return;
+    // A cgroup listed by two groups (an agent's leaf is its allocation's leaf too) is the later one's.
+    std::map<std::uint64_t, std::string> wanted;
+    for (const auto& group : allocation_groups)
+        for (auto id : listed_.at(group.dir).cgroup_ids) wanted[id] = group.key;
     for (auto it = watched_.begin(); it != watched_.end();) {
         if (wanted.count(it->first)) {
             ++it;

@@ -24,9 +24,11 @@ public:
     // Drains the ring buffer (the loop calls it when ring_fd() is readable).
     void consume();
     // Watches every group of `groups` and its leaves, and stops watching the rest. Listing the
-    // leaves is the costly part, so it is done only when the set of groups changed, or `force`d
-    // (a new leaf: a process just attached).
-    void sync(const std::vector<GroupProbe>& groups, bool force = false);
+    // leaves is the costly part (a directory read and a handle per leaf), so a group's are listed
+    // when it first appears, and again for the group keyed `relist` (a process just attached to
+    // it: maybe in a new leaf); the watches are rebuilt only when some group came, went or was
+    // listed again.
+    void sync(const std::vector<GroupProbe>& groups, const std::string& relist = {});
     // Running now and started since each allocation began, by class; null without probes.
     nlohmann::json tool_instances() const;
     // One allocation's execs/forks/exits, tools started and running now (by class), run-queue latency.
@@ -40,7 +42,12 @@ private:
     std::string status_ = "not loaded";
     bpf::ToolTally tally_;
     std::map<std::uint64_t, std::string> watched_; // cgroup id -> allocation id
-    std::vector<std::string> watched_groups_;       // the group dirs of the last sync
+    struct Listed {
+        std::vector<std::uint64_t> cgroup_ids; // of the group and of each of its leaves
+        std::uint64_t sync = 0;                // the last sync that listed the group
+    };
+    std::map<std::string, Listed> listed_; // by group dir
+    std::uint64_t syncs_ = 0;
     struct RunningTool {
         std::uint64_t cgroup_id = 0;
         std::string category; // empty: unclassified

@@ -9,38 +9,37 @@ Snapshot Sampler::sample(const std::vector<GroupProbe>& groups, TimePoint now) {
     snap.node = read_node_sample(sources_, previous_cpu_);
     if (snap.node.cpu_times) previous_cpu_ = snap.node.cpu_times;
 
-    std::map<std::string, Previous> seen;
-    std::map<std::string, std::unique_ptr<GroupReader>> readers;
+    ++passes_;
     for (const auto& probe : groups) {
-        auto& reader = readers[probe.key];
-        if (auto kept = readers_.find(probe.key); kept != readers_.end() && kept->second->dir() == probe.dir) reader = std::move(kept->second);
-        else reader = std::make_unique<GroupReader>(probe.dir, &budget_);
+        Watched& group = watched_[probe.key];
+        if (!group.reader || group.reader->dir() != probe.dir) group.reader.emplace(probe.dir, &budget_);
+        group.pass = passes_;
         GroupUsage usage;
-        usage.sample = reader->read(GroupFiles::periodic);
+        usage.sample = group.reader->read(GroupFiles::periodic);
         const auto& cpu = usage.sample.cpu_stat;
-        if (cpu && cpu->usage_usec) {
-            if (auto prev = previous_usage_.find(probe.key); prev != previous_usage_.end()) {
-                auto wall_us = std::chrono::duration_cast<std::chrono::microseconds>(now - prev->second.time).count();
-                // A recreated group starts its counter again from zero: no rate for that pass.
-                if (wall_us > 0 && *cpu->usage_usec >= prev->second.usage_usec)
-                    usage.cpu_cores = static_cast<double>(*cpu->usage_usec - prev->second.usage_usec) / static_cast<double>(wall_us);
-            }
-            seen[probe.key] = {*cpu->usage_usec, now};
+        const std::optional<std::uint64_t> used = cpu ? cpu->usage_usec : std::nullopt;
+        if (used && group.usage_usec) {
+            auto wall_us = std::chrono::duration_cast<std::chrono::microseconds>(now - group.time).count();
+            // A recreated group starts its counter again from zero: no rate for that pass.
+            if (wall_us > 0 && *used >= *group.usage_usec)
+                usage.cpu_cores = static_cast<double>(*used - *group.usage_usec) / static_cast<double>(wall_us);
         }
-        snap.groups.emplace(probe.key, std::move(usage));
+        // A pass that cannot read the counter leaves the next one without a rate.
+        group.usage_usec = used;
+        group.time = now;
+        snap.groups.emplace_hint(snap.groups.end(), probe.key, std::move(usage));
     }
     // Groups that are gone are forgotten with their counters and files.
-    previous_usage_ = std::move(seen);
-    readers_ = std::move(readers);
+    std::erase_if(watched_, [&](const auto& entry) { return entry.second.pass != passes_; });
     return snap;
 }
 
 void Sampler::forget(const std::string& allocation_id) {
-    for (auto it = readers_.begin(); it != readers_.end();) {
+    // The allocation's own key and its agents' ("<id>/<agent>") sort together from the id on,
+    // among other keys that share the id's text as a prefix.
+    for (auto it = watched_.lower_bound(allocation_id); it != watched_.end() && it->first.starts_with(allocation_id); ++it) {
         const std::string& key = it->first;
-        bool ours = key == allocation_id || (key.size() > allocation_id.size() && key.compare(0, allocation_id.size(), allocation_id) == 0 &&
-                                             key[allocation_id.size()] == '/');
-        it = ours ? readers_.erase(it) : std::next(it);
+        if (key.size() == allocation_id.size() || key[allocation_id.size()] == '/') it->second.reader.reset();
     }
 }
 

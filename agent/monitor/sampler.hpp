@@ -5,7 +5,6 @@
 #pragma once
 
 #include <map>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -49,15 +48,19 @@ public:
     void forget(const std::string& allocation_id);
 
 private:
-    struct Previous {
-        std::uint64_t usage_usec = 0;
-        TimePoint time{};
+    // What is kept of one listed group from pass to pass, in one node: a pass looks each group up
+    // once and rebuilds no map.
+    struct Watched {
+        std::optional<GroupReader> reader;       // none after forget(): made again when listed
+        std::optional<std::uint64_t> usage_usec; // cpu.stat's at the last pass that could read it
+        TimePoint time{};                        // of that pass
+        std::uint64_t pass = 0;                  // the last pass that listed the group
     };
     NodeSources sources_;
     std::optional<CpuTimes> previous_cpu_;
-    std::map<std::string, Previous> previous_usage_;
-    FdBudget budget_{kKeptGroupFiles}; // outlives readers_, which give back to it
-    std::map<std::string, std::unique_ptr<GroupReader>> readers_; // by probe key
+    FdBudget budget_{kKeptGroupFiles}; // outlives watched_, whose readers give back to it
+    std::map<std::string, Watched> watched_; // by probe key
+    std::uint64_t passes_ = 0;
 };
 
 } // namespace resmgr::monitor

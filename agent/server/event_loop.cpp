@@ -32,8 +32,9 @@ EventLoop::~EventLoop() {
         sd_event_source_disable_unref(w->source);
         if (w->follow_up_timer) sd_event_source_disable_unref(w->follow_up_timer);
     }
-    for (auto* map : {&groups_, &supervisors_})
-        for (auto& [_, w] : *map) drop(w);
+    for (auto& [_, w] : supervisors_) drop(w);
+    if (group_source_) sd_event_source_disable_unref(group_source_);
+    if (group_inotify_ >= 0) ::close(group_inotify_);
 }
 
 void EventLoop::drop(Watch& w) {
@@ -127,35 +128,72 @@ void EventLoop::watch_fd(int fd, std::function<void()> on_readable, Millis follo
     fd_watches_.push_back(std::move(w));
 }
 
+bool EventLoop::open_group_watches() {
+    if (group_source_) return true;
+    group_inotify_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (group_inotify_ < 0) {
+        spdlog::warn("cannot watch groups: inotify_init1: {}; completion is then only seen through resmgr-run", std::strerror(errno));
+        return false;
+    }
+    auto on_io = [](sd_event_source*, int, uint32_t, void* self) {
+        static_cast<EventLoop*>(self)->on_group_watches();
+        return 0;
+    };
+    if (int r = sd_event_add_io(event_, &group_source_, group_inotify_, EPOLLIN, on_io, this); r < 0) {
+        spdlog::warn("cannot watch groups: sd_event_add_io: {}", std::strerror(-r));
+        ::close(group_inotify_);
+        group_inotify_ = -1;
+        return false;
+    }
+    return true;
+}
+
+void EventLoop::on_group_watches() {
+    alignas(inotify_event) char buffer[4096];
+    for (;;) {
+        const ssize_t n = ::read(group_inotify_, buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return; // EAGAIN: all read
+        for (ssize_t at = 0; at < n;) {
+            inotify_event event;
+            std::memcpy(&event, buffer + at, sizeof event);
+            at += static_cast<ssize_t>(sizeof event + event.len);
+            std::vector<std::string> ids; // copies: a handler may end the allocation and drop its watch
+            if (event.mask & IN_Q_OVERFLOW) { // events were lost: every group is looked at again
+                for (const auto& [id, _] : group_watches_) ids.push_back(id);
+            } else if (auto it = watched_groups_.find(event.wd); it != watched_groups_.end()) {
+                if (event.mask & IN_IGNORED) { // the group was removed: the kernel dropped the watch
+                    group_watches_.erase(it->second);
+                    watched_groups_.erase(it);
+                    continue;
+                }
+                ids.push_back(it->second);
+            }
+            for (const auto& id : ids) run_handler("cgroup.events watch", [this, &id] { completion_.on_group_event(id); });
+        }
+    }
+}
+
 void EventLoop::watch_group(const std::string& id, const std::string& path) {
     unwatch_group(id);
-    Watch& w = groups_[id];
-    w.loop = this;
-    w.id = id;
-    int r = sd_event_add_inotify(event_, &w.source, path.c_str(), IN_MODIFY,
-                                 [](sd_event_source*, const inotify_event*, void* userdata) {
-                                     auto* watch = static_cast<Watch*>(userdata);
-                                     // Copy: the handler may end the allocation and erase this watch.
-                                     std::string id = watch->id;
-                                     EventLoop* loop = watch->loop;
-                                     run_handler("cgroup.events watch", [loop, &id] { loop->completion_.on_group_event(id); });
-                                     return 0;
-                                 },
-                                 &w);
-    if (r < 0) {
-        spdlog::warn("{}: cannot watch {}: {}; completion is then only seen through resmgr-run", id, path, std::strerror(-r));
-        groups_.erase(id);
+    if (!open_group_watches()) return;
+    const int wd = ::inotify_add_watch(group_inotify_, path.c_str(), IN_MODIFY);
+    if (wd < 0) {
+        spdlog::warn("{}: cannot watch {}: {}; completion is then only seen through resmgr-run", id, path, std::strerror(errno));
         return;
     }
+    group_watches_[id] = wd;
+    watched_groups_[wd] = id;
     // The group may have changed before the watch existed.
     completion_.on_group_event(id);
 }
 
 void EventLoop::unwatch_group(const std::string& id) {
-    auto it = groups_.find(id);
-    if (it == groups_.end()) return;
-    drop(it->second);
-    groups_.erase(it);
+    auto it = group_watches_.find(id);
+    if (it == group_watches_.end()) return;
+    ::inotify_rm_watch(group_inotify_, it->second);
+    watched_groups_.erase(it->second);
+    group_watches_.erase(it);
     if (auto s = supervisors_.find(id); s != supervisors_.end()) {
         drop(s->second);
         supervisors_.erase(s);

@@ -1,6 +1,6 @@
 // Binds the lifecycle's LoopHooks to sd-event: one realtime timer for durations, an inotify watch
 // on each group's cgroup.events (the kernel signals every populated/frozen change there, so no
-// polling), and a pidfd for each supervising resmgr-run.
+// polling), all in one inotify instance, and a pidfd for each supervising resmgr-run.
 #pragma once
 
 #include <sys/epoll.h>
@@ -54,6 +54,8 @@ private:
     void schedule(std::optional<TimePoint> when);
     void watch_group(const std::string& id, const std::string& path);
     void unwatch_group(const std::string& id);
+    bool open_group_watches();
+    void on_group_watches();
     void watch_supervisor(const std::string& id, pid_t pid);
     static void drop(Watch& w);
 
@@ -70,7 +72,12 @@ private:
         std::function<void()> on_readable;
     };
     std::vector<std::unique_ptr<FdWatch>> fd_watches_;
-    std::map<std::string, Watch> groups_;
+    // One inotify instance and one sd-event source for every group: an sd-event inotify source
+    // per group cost ~400 bytes of sd-event's own per allocation (issue 12).
+    int group_inotify_ = -1;
+    sd_event_source* group_source_ = nullptr;
+    std::map<std::string, int> group_watches_; // allocation id -> inotify watch descriptor
+    std::map<int, std::string> watched_groups_; // the reverse
     std::map<std::string, Watch> supervisors_;
 };
 

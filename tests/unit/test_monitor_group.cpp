@@ -334,6 +334,44 @@ TEST(MonitorGroupRead, ReadersSharingABudgetKeepNoMoreFilesOpenThanIt) {
     EXPECT_EQ(open_fds(), fds_before);
 }
 
+// Duplicated keys keep the first line's value, as the map the parsers used before kept it.
+TEST(MonitorGroupParsers, ADuplicatedKeyKeepsItsFirstValue) {
+    EXPECT_EQ(parse_cpu_stat("usage_usec 5\nusage_usec 9\n").usage_usec, 5u);
+    EXPECT_EQ(parse_cgroup_events("populated 1\nfrozen 0\npopulated 7\n").populated, true);
+    EXPECT_EQ(parse_memory_events("low 1\nhigh 2\nmax 3\noom 4\noom_kill 5\nlow 8\n").low, 1u);
+}
+
+// The read buffer is shared by every file read: a file larger than one read chunk is read
+// whole, and a shorter file read after it shows none of the longer one's text.
+TEST(MonitorGroupRead, ALargeFileThenASmallOneReadWhole) {
+    resmgr::TempDir dir;
+    copy_group_fixture(dir.path());
+    std::string stat = "anon 4096\nfile 8192\n";
+    for (int i = 0; stat.size() < 3 * 4096; ++i) stat += "key_" + std::to_string(i) + " " + std::to_string(i) + "\n";
+    write_file(dir.path() / "memory.stat", stat + "pgmajfault 77\n");
+    write_file(dir.path() / "io.stat", "8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=5 dios=6\n");
+    GroupReader reader(dir.path().string());
+    const auto group = reader.read(GroupFiles::detail);
+    ASSERT_TRUE(group.memory_stat && group.io_stat) << testing::PrintToString(group.unavailable);
+    EXPECT_EQ(group.memory_stat->anon_bytes, 4096u);
+    EXPECT_EQ(group.memory_stat->pgmajfault, 77u) << "the last line, past the first 4 KiB";
+    EXPECT_EQ(group.io_stat->dios, 6u);
+    EXPECT_EQ(group.io_stat->devices, 1u) << "nothing of memory.stat's text after io.stat's";
+}
+
+// A missing file is not opened again for kRetryMissing reads, and says why each time with the
+// same words as the first.
+TEST(MonitorGroupRead, AMissingFileGivesTheSameReasonWhileItIsNotRetried) {
+    resmgr::TempDir dir;
+    write_file(dir.path() / "cpu.stat", "usage_usec 100\n");
+    GroupReader reader(dir.path().string());
+    const auto first = reader.read(GroupFiles::periodic);
+    const auto second = reader.read(GroupFiles::periodic);
+    ASSERT_EQ(first.unavailable.size(), 4u) << testing::PrintToString(first.unavailable);
+    EXPECT_EQ(first.unavailable, second.unavailable);
+    EXPECT_EQ(first.unavailable[0], "memory.current: cannot read " + dir.path().string() + "/memory.current: No such file or directory");
+}
+
 TEST(MonitorGroupRead, ThisHostsCgroup2Root) {
     for (std::string root : {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"}) {
         if (!std::filesystem::exists(root + "/cgroup.controllers")) continue;

@@ -167,6 +167,36 @@ TEST(Sampler, MissingAndGarbageSourcesDegradeWithReasons) {
     EXPECT_NO_THROW((void)snap.to_json().dump());
 }
 
+// The sampler keeps one state per listed group: a group left out of a pass loses its counter (no
+// rate when it is back), forget() closes an allocation's and its agents' files but keeps the
+// counter, and a group whose directory changed is read from the new one.
+TEST(Sampler, KeepsCountersOnlyForGroupsListedEveryPass) {
+    TempDir dir;
+    for (const char* g : {"a", "a/agent", "ab", "b"}) write(dir.path() / g / "cpu.stat", "usage_usec 1000000\n");
+    const std::string a = (dir.path() / "a").string(), agent = (dir.path() / "a/agent").string();
+    const std::string ab = (dir.path() / "ab").string(), b = (dir.path() / "b").string();
+    monitor::Sampler sampler({(dir.path() / "proc").string(), {}});
+    const std::vector<monitor::GroupProbe> all{{"a", a}, {"a/x", agent}, {"ab", ab}, {"b", b}};
+    sampler.sample(all, kT0);
+    for (const char* g : {"a", "a/agent", "ab", "b"}) write(dir.path() / g / "cpu.stat", "usage_usec 2000000\n");
+    auto second = sampler.sample({{"a", a}, {"a/x", agent}, {"ab", ab}}, kT0 + Seconds(1));
+    for (const char* key : {"a", "a/x", "ab"}) EXPECT_DOUBLE_EQ(second.groups.at(key).cpu_cores.value_or(-1), 1.0) << key;
+    EXPECT_FALSE(second.groups.count("b"));
+
+    auto open_fds = [] { return std::distance(fs::directory_iterator("/proc/self/fd"), {}); };
+    const auto fds_before = open_fds();
+    sampler.forget("a");
+    EXPECT_EQ(fds_before - open_fds(), 2) << "a's and a/x's cpu.stat closed, ab's kept";
+    write(dir.path() / "b/cpu.stat", "usage_usec 3000000\n");
+    write(dir.path() / "ab/cpu.stat", "usage_usec 2500000\n");
+    write(dir.path() / "elsewhere/cpu.stat", "usage_usec 3000000\n");
+    auto third = sampler.sample({{"a", a}, {"a/x", agent}, {"ab", (dir.path() / "elsewhere").string()}, {"b", b}}, kT0 + Seconds(2));
+    EXPECT_DOUBLE_EQ(third.groups.at("a").cpu_cores.value_or(-1), 0.0) << "forget() keeps the counter";
+    EXPECT_DOUBLE_EQ(third.groups.at("ab").cpu_cores.value_or(-1), 1.0) << "read from its new directory";
+    EXPECT_EQ(third.groups.at("ab").sample.dir, (dir.path() / "elsewhere").string());
+    EXPECT_FALSE(third.groups.at("b").cpu_cores) << "left out of a pass: no rate from before it";
+}
+
 TEST(ProcCgroup, TakesTheV2LineOnHybridHosts) {
     EXPECT_EQ(monitor::parse_proc_cgroup_v2("12:pids:/user.slice\n1:name=systemd:/x\n0::/resmgr/alloc_1/agent-a\n"),
               "/resmgr/alloc_1/agent-a");

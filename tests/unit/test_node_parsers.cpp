@@ -37,6 +37,32 @@ TEST(FlatKeyed, GarbageNamesFileAndLine) {
     EXPECT_THROW(read_flat_keyed("/nonexistent/memory.events"), ParseError);
 }
 
+// scan_flat_keyed is parse_flat_keyed without the map: the same pairs in file order, blank
+// lines counted in the line numbers, the same error.
+TEST(FlatKeyed, ScanHandsEveryPairInOrderAndFailsAsTheMapParserDoes) {
+    std::vector<std::pair<std::string, std::uint64_t>> seen;
+    scan_flat_keyed("usage_usec 7\n\nuser_usec 5\nusage_usec 9", "cpu.stat",
+                    [&](std::string_view key, std::uint64_t value) { seen.emplace_back(std::string(key), value); });
+    const std::vector<std::pair<std::string, std::uint64_t>> expected{{"usage_usec", 7}, {"user_usec", 5}, {"usage_usec", 9}};
+    EXPECT_EQ(seen, expected);
+    for (std::string bad : {"a 1\n\nb x\n", "a 1\n 5\n", "a 1\nkeyonly"}) {
+        std::string scanned, mapped;
+        try {
+            scan_flat_keyed(bad, "f", [](std::string_view, std::uint64_t) {});
+        } catch (const ParseError& e) {
+            scanned = e.what();
+        }
+        try {
+            parse_flat_keyed(bad, "f");
+        } catch (const ParseError& e) {
+            mapped = e.what();
+        }
+        EXPECT_FALSE(scanned.empty()) << bad;
+        EXPECT_EQ(scanned, mapped) << bad;
+    }
+    EXPECT_EQ(parse_flat_keyed("a 1\na 2\n", "f").at("a"), 1u) << "the first line with a key wins";
+}
+
 TEST(NodeCapacity, ReadsThisHost) {
     auto c = read_node_capacity();
     EXPECT_GE(c.cpu_cores, 1);
