@@ -56,8 +56,8 @@ TEST_F(SecurityHost, ConflictsAreSettledOnlyByThoseTheyInvolve) {
     std::filesystem::create_directories(work);
     const std::string file = work + "/held";
     std::ofstream(file) << "x\n";
-    ::chown(work.c_str(), alice->uid(), alice->gid());
-    ::chown(file.c_str(), alice->uid(), alice->gid());
+    ASSERT_EQ(::chown(work.c_str(), alice->uid(), alice->gid()), 0) << std::strerror(errno);
+    ASSERT_EQ(::chown(file.c_str(), alice->uid(), alice->gid()), 0) << std::strerror(errno);
     ::chmod(file.c_str(), 0666); // mallory could write it too, so may ask for it
     json policy = cli_json({"prevent-conflicts", json{{"file_conflicts", {{"strategy", "file_locking"}}}}.dump()});
     ASSERT_EQ(policy["status"], "success") << policy.dump(2);
@@ -171,7 +171,7 @@ TEST_F(SecurityHost, AConnectionOutlivingItsConnectorCarriesNoPidToAttach) {
     ASSERT_FALSE(id.empty());
     const std::string answers = dir + "/answers"; // mallory's to write in
     std::filesystem::create_directories(answers);
-    ::chown(answers.c_str(), mallory->uid(), mallory->gid());
+    ASSERT_EQ(::chown(answers.c_str(), mallory->uid(), mallory->gid()), 0) << std::strerror(errno);
     const std::string answer = answers + "/answer.json";
     ask_through_an_inherited_connection(*mallory, socket, R"({"operation":"attach","params":{"allocation_id":")" + id + R"(","pid":PID}})", answer);
     ASSERT_TRUE(std::filesystem::exists(answer));
