@@ -31,7 +31,9 @@ protected:
         if (directory) std::filesystem::create_directories(path);
         else std::ofstream(path) << "x\n";
         ::chmod(path.c_str(), mode);
-        if (user) EXPECT_EQ(::chown(path.c_str(), user->uid(), user->gid()), 0) << path << ": " << std::strerror(errno);
+        if (user) {
+            EXPECT_EQ(::chown(path.c_str(), user->uid(), user->gid()), 0) << path << ": " << std::strerror(errno);
+        }
         return path;
     }
     json hold_as(const ScopedUser* user, const std::string& file) {
