@@ -13,7 +13,7 @@
 #     the responder off and enforcing (interleaved, TRIALS of each); and how long after the
 #     critical step ends the spinners' limits are back (they keep spinning).
 # Usage: [RESMGR_BENCH_PARTS="memory cpu"] bench/vm_pressure.sh BUILD_DIR [TRIALS=10]
-#   (root; prints M/C/E/D lines, then a summary)
+#   (root; prints M/C/E/P/D lines, then a summary)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:?usage: vm_pressure.sh BUILD_DIR [TRIALS]}" && pwd)
@@ -130,6 +130,8 @@ cpu_trial() { # mode trial
     wait
   fi
   echo "C \$1 \$2 \$w restored_ms \$back"
+  # The responder's CPU steps of this trial (P lines), to see when each rung came.
+  if [ \$1 = enforce ]; then resmgr --json events '{"types":["RESOURCE_PRESSURE","RESOURCE_PRESSURE_RELIEVED"],"limit":40}' | tr -d '\n' | sed "s/^/P \$2 /"; echo; fi
 }
 [ $cpu = 1 ] || { echo "SKIP cpu: RESMGR_BENCH_PARTS=$parts"; exit 0; }
 for i in \$(seq 1 $trials); do
@@ -140,5 +142,5 @@ for i in \$(seq 1 $trials); do
   cpu_trial enforce \$i
 done
 GUEST
-RESMGR_VM_TIMEOUT=${RESMGR_VM_TIMEOUT:-3600} "$here/../tests/system/vm.sh" run "$share" bench.sh | stdbuf -oL tr -d '\r' | tee "$share/out.txt" | grep -E '^(SOLO|M|E|O|C|H|D|SKIP) ' || true
+RESMGR_VM_TIMEOUT=${RESMGR_VM_TIMEOUT:-3600} "$here/../tests/system/vm.sh" run "$share" bench.sh | stdbuf -oL tr -d '\r' | tee "$share/out.txt" | grep -E '^(SOLO|M|E|O|C|H|D|P|SKIP) ' || true
 python3 "$here/pressure/summary.py" < "$share/out.txt"
