@@ -27,7 +27,7 @@ core::SlotDecision AgentStarts::start(const std::string& id, const AttachTarget&
     } catch (const ApiError& e) {
         if (e.code != ErrorCode::RESOURCE_EXHAUSTED) throw; // the name runs already
     }
-    core::SlotGate gate{in_use < a->resources.agents, pressure_.agent_starts_held(), {}};
+    core::SlotGate gate{slot_free(*a), pressure_.agent_starts_held(), {}};
     for (const auto& w : queue_.ordered())
         if (const Allocation* other = life_.ledger_.find(w.allocation_id); other && slot_free(*other)) gate.free_slots_in.insert(w.allocation_id);
     const core::SlotAsk ask{id, target.agent, target.pid, uid, a->priority, wait, wait_held};
