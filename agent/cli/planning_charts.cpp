@@ -52,8 +52,13 @@ Chart trend_chart(const std::string& metric, const json& m) {
     c.history = recent_points(at(history, "recent"));
     const json& trend = at(m, "trend");
     const auto from = epoch_of(at(history, "from")), to = epoch_of(at(history, "to"));
-    if (from && to && trend.is_object())
-        c.forecast = {{*from, value_of(at(trend, "fitted_start"))}, {*to, value_of(at(trend, "fitted_end"))}};
+    if (!from || !to || *to <= *from || !trend.is_object()) return c;
+    // The chart marks points, it draws no lines: the fitted line is marked at each history time
+    // (two end points alone showed as one mark lost among the history's).
+    const double start = value_of(at(trend, "fitted_start")), end = value_of(at(trend, "fitted_end"));
+    for (const auto& p : c.history)
+        if (p.t >= *from && p.t <= *to)
+            c.forecast.push_back({p.t, start + (end - start) * static_cast<double>(p.t - *from) / static_cast<double>(*to - *from)});
     return c;
 }
 

@@ -42,6 +42,17 @@ bool is_matrix(const json& v) {
     return keys.size() * 2 <= largest * 3;
 }
 
+// JSON objects come with their keys sorted, which put "lower" before "timestamp" and "interval
+// coverage" before "model": a row's identity (when, which) goes first, then its value, then the
+// rest in key order.
+int column_rank(const std::string& key) {
+    static const std::vector<std::string> leading{"timestamp", "time", "date", "name", "model", "metric", "workflow_type",
+                                                  "workflow_id", "allocation_id", "id", "value"};
+    const std::string field = key.substr(0, key.find('.'));
+    const auto it = std::find(leading.begin(), leading.end(), field);
+    return it == leading.end() ? static_cast<int>(leading.size()) : static_cast<int>(it - leading.begin());
+}
+
 std::string join(const std::string& path, const std::string& key) { return path.empty() ? key : path + " \u203A " + key; }
 
 class Renderer {
@@ -161,6 +172,7 @@ private:
                          !(value.is_array() && value.empty()))
                     nested.push_back(key);
             }
+        std::stable_sort(keys.begin(), keys.end(), [](const std::string& a, const std::string& b) { return column_rank(a) < column_rank(b); });
         heading(path + (path.empty() ? "" : " (" + std::to_string(list.size()) + ")"));
         std::vector<Column> columns;
         for (std::size_t i = 0; i < keys.size(); ++i) {

@@ -1,7 +1,8 @@
 // Any answer of resmgrd as tables, for the operations without a rendering of their own: the
 // scalar fields of an object (nested objects of scalars flattened as "a.b") in a FIELD VALUE
 // table, long texts wrapped; a list of objects as one table (a row each, the union of their
-// fields as columns, at most kMaxRows rows and the count of the rest); an object whose members
+// fields as columns, the identity first (timestamp, name, model, ids), then value, then the rest;
+// at most kMaxRows rows and the count of the rest); an object whose members
 // are objects with mostly the same fields as a matrix; deeper parts under their path as a
 // heading. Keys and values come from outside and are sanitized by the table. Pure.
 #pragma once

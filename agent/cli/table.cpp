@@ -52,13 +52,17 @@ std::vector<std::string> render_table(const std::vector<Column>& columns, const 
     for (;;) {
         widths = natural;
         std::size_t total = line_width(widths, shown);
-        for (std::size_t c = 0; c < n && total > width; ++c) {
-            if (!shown[c] || !columns[c].flexible) continue;
-            const std::size_t floor = std::max(columns[c].min, display_width(headers[c]));
-            if (widths[c] <= floor) continue;
-            const std::size_t cut = std::min(total - width, widths[c] - floor);
-            widths[c] -= cut;
-            total -= cut;
+        // The widest flexible column is cut first, a character at a time, so a long description
+        // gives way before a date or a name beside it does.
+        while (total > width) {
+            int widest = -1;
+            for (std::size_t c = 0; c < n; ++c) {
+                if (!shown[c] || !columns[c].flexible || widths[c] <= std::max(columns[c].min, display_width(headers[c]))) continue;
+                if (widest < 0 || widths[c] > widths[static_cast<std::size_t>(widest)]) widest = static_cast<int>(c);
+            }
+            if (widest < 0) break;
+            --widths[static_cast<std::size_t>(widest)];
+            --total;
         }
         if (total <= width) break;
         const int victim = next_to_drop(columns, shown);

@@ -1,7 +1,8 @@
 // Tables that fit a terminal's width: columns keep their natural width while they fit; when the
-// line is too long the flexible columns (names) are cut with an ellipsis down to their minimum,
-// then whole columns are dropped, the least important first. Cells come from outside and are
-// sanitized here; colour is applied after the widths are settled, so escapes never count.
+// line is too long the flexible columns (names, texts) are cut with an ellipsis, the widest first,
+// down to their minimum, then whole columns are dropped, the least important first. Cells come
+// from outside and are sanitized here; colour is applied after the widths are settled, so
+// escapes never count.
 #pragma once
 
 #include <cstddef>

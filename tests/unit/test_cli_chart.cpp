@@ -186,9 +186,11 @@ TEST(PlanningCharts, TrendsAndCapacityPlans) {
     const auto t = planning_charts("analyze-trends", trends);
     ASSERT_EQ(t.size(), 1u); // memory has no trend to draw
     EXPECT_EQ(t[0].history.size(), 3u);
-    ASSERT_EQ(t[0].forecast.size(), 2u);
-    EXPECT_EQ(t[0].forecast[1].t - t[0].forecast[0].t, 86400);
-    EXPECT_DOUBLE_EQ(t[0].forecast[1].value, 13);
+    // The fitted line (9 at the history's start, 13 at its end) is marked at each recent hour.
+    ASSERT_EQ(t[0].forecast.size(), 3u);
+    EXPECT_EQ(t[0].forecast[0].t, t[0].history[0].t);
+    EXPECT_DOUBLE_EQ(t[0].forecast[0].value, 9 + 4 * 22.0 / 24);
+    EXPECT_DOUBLE_EQ(t[0].forecast[2].value, 13);
     EXPECT_FALSE(without_recent_history("analyze-trends", trends)["metrics"]["cpu"]["history"].contains("recent"));
 
     const json plan = json::parse(R"({"capacity_plan": {

@@ -275,6 +275,27 @@ TEST(CliTables, ListsLongerThanAScreenSayHowManyMore) {
     EXPECT_NE(text.find("... 60 more (resmgr --json shows all)"), std::string::npos) << text;
 }
 
+TEST(CliTables, AListsColumnsStartWithWhatEachRowIsThenItsValue) {
+    // The answer's keys arrive sorted: lower, timestamp, upper, value.
+    json points = json::array();
+    for (int i = 0; i < 3; ++i) points.push_back({{"lower", 1.5 + i}, {"timestamp", "2014-03-01T10:2" + std::to_string(i) + ":00Z"}, {"upper", 9.5}, {"value", 4.25}});
+    json models = {{{"interval_coverage", 0.95}, {"mae", 2.5}, {"model", "seasonal_naive"}}};
+    const std::string text = render("forecast", envelope("forecast", {{"forecast", points}, {"models", models}}), display(100));
+    const auto header = text.find("TIMESTAMP");
+    ASSERT_NE(header, std::string::npos) << text;
+    const std::string line = text.substr(header, text.find('\n', header) - header);
+    EXPECT_LT(line.find("TIMESTAMP"), line.find("VALUE")) << line;
+    EXPECT_LT(line.find("VALUE"), line.find("LOWER")) << line;
+    EXPECT_LT(line.find("LOWER"), line.find("UPPER")) << line;
+    const auto model_header = text.find("MODEL");
+    ASSERT_NE(model_header, std::string::npos) << text;
+    EXPECT_LT(model_header, text.find("INTERVAL COVERAGE")) << "the model names its row\n" << text;
+    // At a width that cannot hold every column, the last ones go first: what the row is stays.
+    const std::string narrow = render("forecast", envelope("forecast", {{"forecast", points}}), display(24));
+    EXPECT_NE(narrow.find("TIMESTAMP"), std::string::npos) << narrow;
+    EXPECT_EQ(narrow.find("UPPER"), std::string::npos) << narrow;
+}
+
 TEST(CliTables, ValueText) {
     EXPECT_EQ(value_text(json(16.52683651548006), Charset::utf8), "16.527");
     EXPECT_EQ(value_text(json(2.0), Charset::utf8), "2");

@@ -161,6 +161,17 @@ TEST(Table, NarrowTerminalCutsNamesThenDropsTheLeastImportantColumns) {
     EXPECT_EQ(at5[2], "wwww" + kEllipsis);
 }
 
+TEST(Table, TheWidestTextGivesWayBeforeADateBesideIt) {
+    // plan-capacity's recommendations: a date, then a long description, both texts.
+    const std::vector<Column> cols{{"DATE", false, true, 8, 3}, {"DETAILS", false, true, 8, 2}, {"PRIORITY", false, false, 8, 1}};
+    const std::vector<std::vector<Cell>> cells{{{"2014-07-15T00:00:00Z"}, {"cpu daily peak 100 trending 0/day reaches the limit " + std::string(60, 'x')}, {"critical"}}};
+    const auto lines = render_table(cols, cells, 80, {Charset::utf8, false});
+    ASSERT_EQ(lines.size(), 2u);
+    EXPECT_EQ(lines[1].substr(0, 20), "2014-07-15T00:00:00Z") << lines[1];
+    EXPECT_NE(lines[1].find(kEllipsis), std::string::npos) << "the details are cut: " << lines[1];
+    EXPECT_EQ(display_width(lines[1]), 80u) << lines[1];
+}
+
 TEST(Table, HostileCellsAreSanitizedAndColourDoesNotCountAsWidth) {
     auto lines = render_table(columns(), rows("evil\x1b[2J\xFF\nname"), 40, {Charset::utf8, true});
     for (auto& l : lines) EXPECT_LE(display_width(visible(l)), 40u) << l;
