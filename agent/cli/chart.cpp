@@ -242,7 +242,8 @@ void svg_panel(std::string& svg, const Chart& chart, double offset) {
         const double x = f.x(t);
         svg += "<line x1=\"" + coord(x) + "\" y1=\"" + coord(bottom) + "\" x2=\"" + coord(x) + "\" y2=\"" + coord(bottom + 5) +
                "\" stroke=\"#444\" stroke-width=\"1\"/>\n";
-        svg += text_at(x, bottom + 18, "middle", utc(t, long_span ? "%Y-%m-%d" : "%m-%d %H:%M"));
+        // The last label ends at the axis' end: centred there, a browser cut it at the edge.
+        svg += text_at(x, bottom + 18, i + 1 == kTicks ? "end" : "middle", utc(t, long_span ? "%Y-%m-%d" : "%m-%d %H:%M"));
         if (r.t1 == r.t0) break; // one time: one tick
     }
     svg += text_at((kLeft + right) / 2, bottom + 34, "middle", "time (UTC)");

@@ -139,8 +139,11 @@ struct Policy {
             {"memory_available", {"memory", true, 10, 15, Millis(0), Millis(10000)}},
             {"swap_free", {"memory", true, 10, 20, Millis(5000), Millis(10000)}},
             // CPU PSI some of the protected groups (the bands the responder may not touch): the
-            // groups it throttles stall by design, so their pressure must not count.
-            {"cpu_protected", {"cpu", false, 20, 5, Millis(2000), Millis(10000)}},
+            // groups it throttles stall by design, so their pressure must not count. No hold:
+            // the first rung, cpu.weight, takes nothing while the protected group is idle (the
+            // kernel shares by weight only between groups that want the CPU), and escalate_after
+            // still spaces the rungs that do take.
+            {"cpu_protected", {"cpu", false, 20, 5, Millis(0), Millis(10000)}},
             {"agent_pool", {"agents", false, 90, 80, Millis(0), Millis(10000)}},
             {"storage_free", {"storage", true, 10, 15, Millis(0), Millis(60000)}}};
         // Actions per resource, mildest first. memory: memory_high, freeze, kill; cpu: cpu_weight,

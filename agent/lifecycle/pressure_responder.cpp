@@ -235,7 +235,7 @@ void PressureResponder::respond(const core::PressureSample& sample, std::vector<
     }
     std::erase_if(memory_seen_, [&](const auto& e) { return !life_.ledger_.find(e.first); });
     stalls_.retain([&](const std::string& key) {
-        const std::string owner = key.substr(0, key.rfind('/'));
+        const std::string owner = key.substr(0, key.find('/')); // "node", or an allocation id ("<id>/cpu/some")
         return owner == "node" || life_.ledger_.find(owner);
     });
 
@@ -341,7 +341,10 @@ std::vector<core::PressureGroup> PressureResponder::groups_of(const monitor::Mon
         if (a->status == AllocationStatus::active) {
             // cpu_protected is the stall of the groups it may not touch: only theirs are read.
             if (!touchable(a->priority, policy)) {
-                if (auto psi = group_pressure(id, "cpu.pressure")) g.cpu_pressure_some = psi->some.avg10;
+                // Over the last interval, like memory's: avg10 takes ~10 s to show a stall, longer
+                // than many a build step it should protect.
+                std::optional<double> full_unused;
+                if (auto psi = group_pressure(id, "cpu.pressure")) recent_stall(id + "/cpu", *psi, g.cpu_pressure_some, full_unused);
             }
             // Whether the node's memory stall is the self-limited groups' own (signal_values):
             // read only while the node stalls at all, so a calm node costs no read per group.

@@ -88,7 +88,7 @@ private:
         double growth = 0; // bytes/s between the last two readings
     };
     std::map<std::string, Seen> memory_seen_; // for each group's growth rate
-    monitor::StallShare stalls_;              // memory PSI: the node's ("node") and each group's
+    monitor::StallShare stalls_;              // memory PSI of the node ("node") and groups; cpu PSI of protected groups ("<id>/cpu")
     std::vector<std::string> notes_;          // the last pass's
     std::optional<TimePoint> last_pass_;
     std::string memory_bound_ = "node"; // what memory_available was measured against last pass

@@ -111,6 +111,7 @@ TEST(CliChart, SvgHasTheLinesTheBandAxesAndLegend) {
     EXPECT_NE(svg.find(">forecast<"), std::string::npos);
     EXPECT_NE(svg.find(">time (UTC)<"), std::string::npos);
     EXPECT_NE(svg.find(">11-14 22:13<"), std::string::npos) << svg; // the first time tick
+    EXPECT_NE(svg.find("text-anchor=\"end\">11-16 09:13<"), std::string::npos) << "the last one ends at the axis' end\n" << svg;
     EXPECT_NE(svg.find(">40<"), std::string::npos);                // the top value tick
     EXPECT_NE(svg.find(">0<"), std::string::npos);                 // the bottom one
     EXPECT_EQ(svg.substr(svg.size() - 7), "</svg>\n");

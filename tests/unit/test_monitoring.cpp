@@ -249,8 +249,8 @@ struct MonitoredDaemon {
         });
     }
     json call(json request, const Owner& peer = kAlice) { return service->router().handle_line(request.dump(), peer); }
-    std::string allocate(json resources, const std::string& workflow = "wf") {
-        json r = call({{"operation", "allocate"}, {"params", {{"workflow_id", workflow}, {"priority", "high"}, {"resources", resources}}}});
+    std::string allocate(json resources, const std::string& workflow = "wf", const std::string& priority = "high") {
+        json r = call({{"operation", "allocate"}, {"params", {{"workflow_id", workflow}, {"priority", priority}, {"resources", resources}}}});
         EXPECT_EQ(r["status"], "success") << r.dump(2);
         std::string id = r["result"]["allocation_id"];
         fs::create_directories(dir.path() / "cg");
@@ -292,6 +292,26 @@ TEST(Monitoring, CpuThresholdRaisesOnceClearsAndReachesEventsOperation) {
     EXPECT_EQ(recent["result"]["events"][0]["event"], "RESOURCE_THRESHOLD");
     EXPECT_EQ(d.call({{"operation", "events"}, {"params", {{"types", {"nonsense"}}}}})["error"]["code"], "INVALID_REQUEST");
     EXPECT_EQ(line_count(d.dir.path() / "state/monitoring/usage_history.jsonl"), 5u);
+}
+
+TEST(Monitoring, AProtectedGroupsCpuStallOfTheLastIntervalThrottlesLowWorkAtOnce) {
+    // A build step of a few seconds: its cpu.pressure avg10 (a 10 s average) still reads 4 % while
+    // its stall over the last second is 60 %. The responder judges the last second.
+    MonitoredDaemon d;
+    const std::string step = d.allocate({{"cpu_cores", 1}}, "build", "high"); // high: outside the bands it may touch
+    const std::string spinner = d.allocate({{"cpu_cores", 1}}, "spin", "low");
+    const fs::path pressure = d.dir.path() / "cg" / step / "cpu.pressure";
+    write(pressure, "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n");
+    d.service->on_sample();
+    write(pressure, "some avg10=4.00 avg60=1.00 avg300=0.20 total=600000\nfull avg10=4.00 avg60=1.00 avg300=0.20 total=600000\n");
+    d.tick(1, 100);
+    json st = d.call({{"operation", "status"}, {"resource_type", "pressure"}});
+    ASSERT_EQ(st["status"], "success") << st.dump(2);
+    const json& signal = st["result"]["signals"]["cpu_protected"];
+    EXPECT_NEAR(signal["value"].get<double>(), 60, 0.01) << signal.dump(2);
+    ASSERT_EQ(st["result"]["held"].size(), 1u) << st["result"].dump(2);
+    EXPECT_EQ(st["result"]["held"][0]["action"], "cpu_weight");
+    EXPECT_EQ(st["result"]["held"][0]["allocation_id"], spinner);
 }
 
 TEST(Monitoring, MonitorSystemHasTheSeedShapeWithMeasuredValues) {
