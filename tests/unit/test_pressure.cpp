@@ -483,28 +483,27 @@ TEST(PressurePlan, CpuJudgedByTheProtectedGroupsOnly) {
     r.groups = {critical, spinner};
     for (int t = 0; t < 5; ++t) EXPECT_TRUE(r.at(Seconds(t), memory_sample(0)).steps.empty());
     r.groups[0].cpu_pressure_some = 35;
-    r.at(5s, memory_sample(0));
-    auto plan = r.at(7s, memory_sample(0)); // held 2 s
+    auto plan = r.at(5s, memory_sample(0)); // no hold: the first rung takes nothing from an idle group
     ASSERT_EQ(targets(plan, PressureAction::cpu_weight), std::vector<std::string>{"spinner"});
     EXPECT_EQ(*plan.steps[0].value, 25); // 100 * 0.25
     EXPECT_EQ(plan.steps[0].signal, "cpu_protected");
-    plan = r.at(9s, memory_sample(0));
+    EXPECT_TRUE(r.at(6s, memory_sample(0)).steps.empty()); // the next rung waits escalate_after (2 s)
+    plan = r.at(7s, memory_sample(0));
     ASSERT_EQ(targets(plan, PressureAction::cpu_max), std::vector<std::string>{"spinner"});
     EXPECT_DOUBLE_EQ(*plan.steps[0].value, 0.9); // half the 1.8 cores it uses
-    EXPECT_EQ(targets(r.at(11s, memory_sample(0)), PressureAction::freeze), std::vector<std::string>{"spinner"});
-    EXPECT_TRUE(r.at(13s, memory_sample(0)).steps.empty()); // no kill on the CPU ladder
+    EXPECT_EQ(targets(r.at(9s, memory_sample(0)), PressureAction::freeze), std::vector<std::string>{"spinner"});
+    EXPECT_TRUE(r.at(11s, memory_sample(0)).steps.empty()); // no kill on the CPU ladder
 }
 
 namespace {
-// A critical group stalling 50 % on CPU beside a low spinner, held 2 s: the spinner's cpu_weight
-// is lowered (the first CPU rung).
+// A critical group stalling 50 % on CPU beside a low spinner: at the first pass the spinner's
+// cpu_weight is lowered (the first CPU rung, no hold).
 Responder critical_stalling_beside_a_spinner() {
     Responder r;
     auto critical = group("critical", 95, 500, 1.0);
     critical.cpu_pressure_some = 50;
     r.groups = {critical, group("spinner", 10, 100, 1.8)};
-    r.at(0ms, memory_sample(0));
-    r.at(2s, memory_sample(0)); // cpu_weight
+    r.at(0ms, memory_sample(0)); // cpu_weight
     return r;
 }
 } // namespace
@@ -539,6 +538,7 @@ TEST(PressurePlan, BackUnderTheThresholdClimbsNoFurther) {
 TEST(PressurePlan, SharedFreezeIsThawedWithTheLastResource) {
     Responder r;
     r.policy.ladder = {{"memory", {"freeze"}}, {"cpu", {"freeze"}}};
+    r.policy.signals.at("cpu_protected").hold = 2s; // both signals raised in the same pass
     auto critical = group("critical", 95, 500, 1.0);
     critical.cpu_pressure_some = 50;
     r.groups = {critical, group("low", 10, 3000, 1.5)};
