@@ -91,6 +91,12 @@ std::vector<SlotWaiter> SlotQueue::ordered() const {
     return out;
 }
 
+std::set<std::string> SlotQueue::waiting_allocations() const {
+    std::set<std::string> out;
+    for (const auto& w : waiters_) out.insert(w.allocation_id);
+    return out;
+}
+
 SlotWaitSummary SlotQueue::waits() const {
     SlotWaitSummary s;
     s.starts = waits_.size();

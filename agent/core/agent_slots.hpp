@@ -80,6 +80,8 @@ public:
     SlotDecision decide(const SlotAsk& ask, const SlotGate& gate, TimePoint now);
     // Waiters in order (first = next to start).
     std::vector<SlotWaiter> ordered() const;
+    // The allocations some waiter waits in, each once (no sort: an ask needs only which).
+    std::set<std::string> waiting_allocations() const;
     std::size_t size() const { return waiters_.size(); }
     SlotWaitSummary waits() const;
     // `status pressure` / `status agents`: the queue (who, since, position) and the waits.

@@ -28,8 +28,8 @@ core::SlotDecision AgentStarts::start(const std::string& id, const AttachTarget&
         if (e.code != ErrorCode::RESOURCE_EXHAUSTED) throw; // the name runs already
     }
     core::SlotGate gate{slot_free(*a), pressure_.agent_starts_held(), {}};
-    for (const auto& w : queue_.ordered())
-        if (const Allocation* other = life_.ledger_.find(w.allocation_id); other && slot_free(*other)) gate.free_slots_in.insert(w.allocation_id);
+    for (const auto& waiting : queue_.waiting_allocations())
+        if (const Allocation* other = life_.ledger_.find(waiting); other && slot_free(*other)) gate.free_slots_in.insert(waiting);
     const core::SlotAsk ask{id, target.agent, target.pid, uid, a->priority, wait, wait_held};
     const core::SlotDecision decision = queue_.decide(ask, gate, life_.clock_());
     const std::string slots = std::to_string(in_use) + " of " + std::to_string(a->resources.agents) + " agent slot(s) in use";

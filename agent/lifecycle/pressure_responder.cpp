@@ -277,11 +277,11 @@ void PressureResponder::respond(const core::PressureSample& sample, std::vector<
 }
 
 void PressureResponder::recent_stall(const std::string& key, const monitor::Pressure& psi, std::optional<double>& some,
-                                     std::optional<double>& full) {
+                                     std::optional<double>& full, std::optional<TimePoint> born) {
     const TimePoint now = life_.clock_();
     const Millis max_gap = 3 * life_.ledger_.policy().resource_check_interval();
-    some = stalls_.share(key + "/some", psi.some.total_usec, now, max_gap).value_or(psi.some.avg10);
-    if (psi.full) full = stalls_.share(key + "/full", psi.full->total_usec, now, max_gap).value_or(psi.full->avg10);
+    some = stalls_.share(key + "/some", psi.some.total_usec, now, max_gap, born).value_or(psi.some.avg10);
+    if (psi.full) full = stalls_.share(key + "/full", psi.full->total_usec, now, max_gap, born).value_or(psi.full->avg10);
 }
 
 core::PressureSample PressureResponder::sample_of(const monitor::Monitoring& monitoring) {
@@ -344,7 +344,9 @@ std::vector<core::PressureGroup> PressureResponder::groups_of(const monitor::Mon
                 // Over the last interval, like memory's: avg10 takes ~10 s to show a stall, longer
                 // than many a build step it should protect.
                 std::optional<double> full_unused;
-                if (auto psi = group_pressure(id, "cpu.pressure")) recent_stall(id + "/cpu", *psi, g.cpu_pressure_some, full_unused);
+                // Its group was made at admission (a reservation's when its window opened).
+                const TimePoint born = a->start_at.value_or(a->timestamp);
+                if (auto psi = group_pressure(id, "cpu.pressure")) recent_stall(id + "/cpu", *psi, g.cpu_pressure_some, full_unused, born);
             }
             // Whether the node's memory stall is the self-limited groups' own (signal_values):
             // read only while the node stalls at all, so a calm node costs no read per group.

@@ -68,8 +68,10 @@ private:
     std::vector<core::PressureGroup> groups_of(const monitor::Monitoring& monitoring, bool node_memory_stalls);
     // respond() on this sample and the groups of monitoring's last snapshot, measured when it was taken.
     void respond_with_groups(const monitor::Monitoring& monitoring, const core::PressureSample& sample, bool node_memory_stalls);
-    // A PSI file's stall over the last interval (monitor::StallShare), avg10 where there is no base yet.
-    void recent_stall(const std::string& key, const monitor::Pressure& psi, std::optional<double>& some, std::optional<double>& full);
+    // A PSI file's stall over the last interval (monitor::StallShare; `born`: when the group was
+    // made, a first base), avg10 where there is no base yet.
+    void recent_stall(const std::string& key, const monitor::Pressure& psi, std::optional<double>& some, std::optional<double>& full,
+                      std::optional<TimePoint> born = std::nullopt);
     std::optional<monitor::Pressure> group_pressure(const std::string& id, const char* file) const;
     void save(const core::PressureState& state);
     // Takes one step (or its undo) on the kernel; sets step.unenforced when it could not be made real.

@@ -124,3 +124,17 @@ TEST(StallShare, TheShareOfTheIntervalSinceTheLastReading) {
     stalls.retain([](const std::string& key) { return key.rfind("node/", 0) == 0; });
     EXPECT_EQ(stalls.size(), 1u);
 }
+
+TEST(StallShare, AYoungGroupsFirstReadingCountsFromItsBirth) {
+    using resmgr::monitor::StallShare;
+    const resmgr::TimePoint t0 = resmgr::TimePoint(std::chrono::seconds(1'800'000'000));
+    const resmgr::Millis gap{3000};
+    StallShare stalls;
+    // Made 500 ms ago, 250 ms stalled since: 50 % at the first reading (its totals began at 0).
+    EXPECT_DOUBLE_EQ(*stalls.share("alloc_2/cpu/some", 250'000, t0 + std::chrono::milliseconds(500), gap, t0), 50);
+    // Then from that reading on, as any other key.
+    EXPECT_DOUBLE_EQ(*stalls.share("alloc_2/cpu/some", 250'000, t0 + std::chrono::milliseconds(1500), gap, t0), 0);
+    // A group older than the gap has no base at its first reading: its life's average is no
+    // figure of the last interval.
+    EXPECT_FALSE(stalls.share("alloc_3/cpu/some", 9'000'000, t0 + std::chrono::seconds(60), gap, t0));
+}
