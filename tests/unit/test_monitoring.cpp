@@ -520,6 +520,15 @@ TEST(Monitoring, QueueAgentsStepHoldsAgentStartsAndListsIdleAgents) {
     next["params"]["agent"] = "next";
     json r = d.call(next);
     EXPECT_EQ(r["error"]["code"], "RESOURCE_EXHAUSTED") << r.dump(2);
+    // Hostile waits get the error envelope naming the field, and nothing is queued.
+    for (const json& bad : {json("soon"), json("-5m"), json(-1), json::object(), json("1e400s")}) {
+        json hostile = next;
+        hostile["params"]["wait_held"] = bad;
+        json e = d.call(hostile);
+        EXPECT_EQ(e["error"]["code"], "INVALID_REQUEST") << bad << " " << e.dump(2);
+        EXPECT_NE(e.dump().find("wait_held"), std::string::npos) << e.dump(2);
+    }
+    EXPECT_EQ(d.call({{"operation", "status"}, {"resource_type", "pressure"}})["result"]["agent_starts"]["queued"].size(), 0u);
     next["params"]["wait_held"] = "5m";
     const TimePoint queued_at = d.now;
     r = d.call(next);
