@@ -155,7 +155,11 @@ struct Policy {
         Millis escalate_after{2000}; // a resource still under pressure this long after a step gets the next one
         Millis undo_interval{1000};  // between giving back one rung and the next
         double memory_high_ratio = 0.8; // memory.high lowered to this share of the group's use
-        double cpu_weight_ratio = 0.25; // cpu.weight lowered to this share
+        // cpu.weight lowered to this share. 0.05: a low group at 67 goes to 3, so a protected step
+        // at 167 sharing a CPU with three spinners gets 95 % of it (0.25 left it 78 %, and its
+        // stall under the threshold, so no further rung came); an idle protected group takes
+        // nothing, so a deep first rung costs the low work nothing then.
+        double cpu_weight_ratio = 0.05;
         double cpu_max_ratio = 0.5;     // cpu.max capped at this share of the cores it uses
         Millis trigger_window{1000};    // PSI trigger window; the stall is threshold % of it
         // memory_available looks this many sampling intervals ahead at the groups' growth. Two:

@@ -485,7 +485,7 @@ TEST(PressurePlan, CpuJudgedByTheProtectedGroupsOnly) {
     r.groups[0].cpu_pressure_some = 35;
     auto plan = r.at(5s, memory_sample(0)); // no hold: the first rung takes nothing from an idle group
     ASSERT_EQ(targets(plan, PressureAction::cpu_weight), std::vector<std::string>{"spinner"});
-    EXPECT_EQ(*plan.steps[0].value, 25); // 100 * 0.25
+    EXPECT_EQ(*plan.steps[0].value, 5); // 100 * 0.05
     EXPECT_EQ(plan.steps[0].signal, "cpu_protected");
     EXPECT_TRUE(r.at(6s, memory_sample(0)).steps.empty()); // the next rung waits escalate_after (2 s)
     plan = r.at(7s, memory_sample(0));
