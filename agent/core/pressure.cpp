@@ -496,8 +496,7 @@ std::map<std::string, std::optional<double>> signal_values(const PressureSample&
     };
     std::optional<double> protected_cpu;
     for (const auto& g : groups) {
-        bool touchable = std::find(policy.bands.begin(), policy.bands.end(), Priority{g.priority}.band()) != policy.bands.end();
-        if (touchable || g.status != AllocationStatus::active || !g.cpu_pressure_some) continue;
+        if (may_touch(Priority{g.priority}, policy) || g.status != AllocationStatus::active || !g.cpu_pressure_some) continue;
         protected_cpu = std::max(protected_cpu.value_or(0), *g.cpu_pressure_some);
     }
     return {{"memory_some", unexplained_memory_stall(sample.memory_some, groups, state, &PressureGroup::memory_pressure_some)},
@@ -509,14 +508,15 @@ std::map<std::string, std::optional<double>> signal_values(const PressureSample&
             {"storage_free", sample.storage_free_percent}};
 }
 
+bool may_touch(const Priority& priority, const Rules& policy) {
+    const auto band = priority.band();
+    return band != PriorityBand::critical && std::find(policy.bands.begin(), policy.bands.end(), band) != policy.bands.end();
+}
+
 std::vector<const PressureGroup*> rank_victims(const std::vector<PressureGroup>& groups, const Rules& policy, const std::string& resource) {
     std::vector<const PressureGroup*> victims;
-    for (const auto& g : groups) {
-        auto band = Priority{g.priority}.band();
-        if (g.status == AllocationStatus::active && band != PriorityBand::critical &&
-            std::find(policy.bands.begin(), policy.bands.end(), band) != policy.bands.end())
-            victims.push_back(&g);
-    }
+    for (const auto& g : groups)
+        if (g.status == AllocationStatus::active && may_touch(Priority{g.priority}, policy)) victims.push_back(&g);
     auto size = [&](const PressureGroup* g) {
         if (resource == "cpu") return g->cpu_cores_used.value_or(0);
         double now = static_cast<double>(g->memory_current.value_or(0));

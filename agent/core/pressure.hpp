@@ -136,6 +136,8 @@ bool self_limited(const PressureGroup& group, const PressureState& state);
 // pressure, and the responder would freeze it on its way to the OOM kill its limit asks for.
 std::map<std::string, std::optional<double>> signal_values(const PressureSample& sample, const std::vector<PressureGroup>& groups,
                                                            const Policy::PressureResponse& policy, const PressureState& state);
+// Whether the policy lets the responder touch work of this priority (its `bands`, never critical).
+bool may_touch(const Priority& priority, const Policy::PressureResponse& policy);
 // Ranking: the groups the policy may touch for `resource` (memory or cpu), first victim first.
 std::vector<const PressureGroup*> rank_victims(const std::vector<PressureGroup>& groups, const Policy::PressureResponse& policy,
                                                const std::string& resource);

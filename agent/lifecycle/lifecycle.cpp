@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/pressure.hpp"
 #include "core/temp_dirs.hpp"
 #include "monitor/proc.hpp"
 #include "resmgr/json.hpp"
@@ -18,6 +19,9 @@ namespace resmgr::lifecycle {
 using nlohmann::json;
 
 namespace {
+
+// How soon after protected work starts a sampling pass looks at its CPU stall.
+constexpr Millis kProtectedStartPass{250};
 
 json limits_json(const cgroup::Limits& l) {
     auto opt = [](const std::optional<std::uint64_t>& v) { return v ? json(*v) : json("max"); };
@@ -288,6 +292,11 @@ void Lifecycle::attach(const std::string& id, const AttachTarget& target) {
 void Lifecycle::attached(const Allocation& allocation, const AttachTarget& target) {
     if (!monitoring_) return;
     monitoring_->refresh_probe_watches(allocation.allocation_id);
+    // Work the responder protects has started: a pass soon judges its CPU stall (counted from its
+    // group's birth) instead of up to a whole sampling interval later, when a short build step may
+    // be half done at half speed.
+    const auto& response = ledger_.policy().pressure_response;
+    if (hooks_.sample_soon && response.mode != "off" && !core::may_touch(allocation.priority, response)) hooks_.sample_soon(kProtectedStartPass);
     if (!target.agent.empty()) monitoring_->agent_started(allocation, target.agent, static_cast<pid_t>(target.pid), clock_());
 }
 

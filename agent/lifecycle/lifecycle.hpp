@@ -47,6 +47,8 @@ struct LoopHooks {
     std::function<void(const std::string& id)> unwatch_group;
     // Call Completion::on_supervisor_exit(id) when process `pid` exits (at once if it is gone).
     std::function<void(const std::string& id, pid_t pid)> watch_supervisor;
+    // Run the next sampling pass within `delay` if it was due later.
+    std::function<void(Millis delay)> sample_soon;
 };
 
 // A process to put into an allocation's group, already authorized by the caller.

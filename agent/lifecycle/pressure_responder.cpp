@@ -36,10 +36,6 @@ const char* limit_file(PressureAction action) {
     }
 }
 
-bool touchable(const Priority& priority, const core::Policy::PressureResponse& policy) {
-    return std::find(policy.bands.begin(), policy.bands.end(), priority.band()) != policy.bands.end();
-}
-
 json rounded(const std::optional<double>& v) { return v ? json(std::round(*v * 1000) / 1000) : json(nullptr); }
 
 std::string number(const std::optional<double>& v) {
@@ -340,7 +336,7 @@ std::vector<core::PressureGroup> PressureResponder::groups_of(const monitor::Mon
         g.cpu_cores_used = usage.cpu_cores;
         if (a->status == AllocationStatus::active) {
             // cpu_protected is the stall of the groups it may not touch: only theirs are read.
-            if (!touchable(a->priority, policy)) {
+            if (!core::may_touch(a->priority, policy)) {
                 // Over the last interval, like memory's: avg10 takes ~10 s to show a stall, longer
                 // than many a build step it should protect.
                 std::optional<double> full_unused;

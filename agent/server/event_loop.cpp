@@ -48,7 +48,8 @@ lifecycle::LoopHooks EventLoop::hooks() {
     return {[this](std::optional<TimePoint> when) { schedule(when); },
             [this](const std::string& id, const std::string& path) { watch_group(id, path); },
             [this](const std::string& id) { unwatch_group(id); },
-            [this](const std::string& id, pid_t pid) { watch_supervisor(id, pid); }};
+            [this](const std::string& id, pid_t pid) { watch_supervisor(id, pid); },
+            [this](Millis delay) { sample_soon(delay); }};
 }
 
 void EventLoop::schedule(std::optional<TimePoint> when) {
@@ -78,6 +79,7 @@ void EventLoop::start_sampling(Millis interval) {
     auto usec = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(interval).count());
     auto on_tick = [](sd_event_source* source, uint64_t, void* self) {
         auto* loop = static_cast<EventLoop*>(self);
+        sd_event_now(loop->event_, CLOCK_MONOTONIC, &loop->last_pass_usec_);
         run_handler("sampling pass", [loop] { loop->sample_(); });
         std::uint64_t now = 0;
         sd_event_now(loop->event_, CLOCK_MONOTONIC, &now);
@@ -92,6 +94,17 @@ void EventLoop::start_sampling(Millis interval) {
         return;
     }
     sd_event_source_set_enabled(sampler_, SD_EVENT_ON);
+}
+
+void EventLoop::sample_soon(Millis delay) {
+    if (!sampler_) return;
+    std::uint64_t now = 0, due = 0;
+    if (sd_event_now(event_, CLOCK_MONOTONIC, &now) < 0 || sd_event_source_get_time(sampler_, &due) < 0) return;
+    auto usec = [](Millis m) { return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(m).count()); };
+    // Never sooner than half an interval after the last pass: a burst of starts costs at most
+    // twice the passes (a pass over 10,000 groups takes ~0.4 s of CPU).
+    const std::uint64_t soon = std::max(now + usec(delay), last_pass_usec_ + usec(sample_interval_) / 2);
+    if (soon < due) sd_event_source_set_time(sampler_, soon);
 }
 
 void EventLoop::watch_fd(int fd, std::function<void()> on_readable, Millis follow_up, std::uint32_t events) {

@@ -37,6 +37,8 @@ public:
     // Calls sample() now and then every `interval` (monotonic, 1% accuracy: the
     // kernel may batch the wakeup with others, which keeps an idle daemon cheap).
     void start_sampling(Millis interval);
+    // The next sampling pass within `delay` (not sooner than half an interval after the last).
+    void sample_soon(Millis delay);
     // Calls on_readable() whenever `fd` is readable (the eBPF ring buffer's epoll fd). With a
     // `follow_up`, also once more that long after the last time it was readable: for a source
     // that signals a burst at most once per interval, so its tail is read too. `events`: EPOLLPRI
@@ -65,6 +67,7 @@ private:
     sd_event_source* timer_ = nullptr;
     sd_event_source* sampler_ = nullptr;
     Millis sample_interval_{0};
+    std::uint64_t last_pass_usec_ = 0; // CLOCK_MONOTONIC start of the last sampling pass
     struct FdWatch {
         sd_event_source* source = nullptr;
         sd_event_source* follow_up_timer = nullptr;

@@ -314,6 +314,23 @@ TEST(Monitoring, AProtectedGroupsCpuStallOfTheLastIntervalThrottlesLowWorkAtOnce
     EXPECT_EQ(st["result"]["held"][0]["allocation_id"], spinner);
 }
 
+TEST(Monitoring, ProtectedWorkStartingAsksForASamplingPassSoon) {
+    MonitoredDaemon d;
+    std::vector<Millis> asked;
+    lifecycle::LoopHooks hooks;
+    hooks.sample_soon = [&](Millis delay) { asked.push_back(delay); };
+    d.service->lifecycle().set_hooks(hooks);
+    auto attach = [&](const std::string& id) {
+        json r = d.call({{"operation", "attach"}, {"params", {{"allocation_id", id}, {"pid", kAlice.pid}}}});
+        ASSERT_EQ(r["status"], "success") << r.dump(2);
+    };
+    attach(d.allocate({{"cpu_cores", 1}}, "spin", "low")); // work the responder may squeeze: no pass
+    EXPECT_TRUE(asked.empty());
+    attach(d.allocate({{"cpu_cores", 1}}, "build", "high")); // protected: judged within 250 ms
+    ASSERT_EQ(asked.size(), 1u);
+    EXPECT_EQ(asked[0], Millis(250));
+}
+
 TEST(Monitoring, MonitorSystemHasTheSeedShapeWithMeasuredValues) {
     MonitoredDaemon d;
     d.allocate({{"cpu_cores", 2}, {"memory_gb", 4}, {"agents", 2}});
