@@ -17,7 +17,9 @@
 // 92-97 %; fit + back-test ≤ 100 ms per 14 days of 5-minute data on one core.
 // Intervals: adapted as backtest.hpp says with γ = kIntervalAdaptRate (--adapt-rate G to try
 // another); the coverage without adaptation (γ = 0, plain split conformal) is printed beside it.
-// Run: build-release/bench/bench_forecast [nab-dir] [--adapt-rate G]
+// Level shifts: --no-level-shifts runs the ETS grid without its level-shift detection (the method
+// before), --shift-run N tries another run length (EtsParams::shift_run).
+// Run: build-release/bench/bench_forecast [nab-dir] [--adapt-rate G] [--no-level-shifts] [--shift-run N]
 #include <time.h>
 
 #include <algorithm>
