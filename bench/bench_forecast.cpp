@@ -17,7 +17,9 @@
 // 92-97 %; fit + back-test ≤ 100 ms per 14 days of 5-minute data on one core.
 // Intervals: adapted as backtest.hpp says with γ = kIntervalAdaptRate (--adapt-rate G to try
 // another); the coverage without adaptation (γ = 0, plain split conformal) is printed beside it.
-// Run: build-release/bench/bench_forecast [nab-dir] [--adapt-rate G]
+// Level shifts: --no-level-shifts runs the ETS grid without its level-shift detection (the method
+// before), --shift-run N tries another run length (EtsParams::shift_run).
+// Run: build-release/bench/bench_forecast [nab-dir] [--adapt-rate G] [--no-level-shifts] [--shift-run N]
 #include <time.h>
 
 #include <algorithm>
@@ -107,8 +109,12 @@ void summary(const char* title, const std::vector<const Row*>& rows) {
 int main(int argc, char** argv) {
     std::filesystem::path dir = "/work/shared/data/nab";
     double adapt_rate = kIntervalAdaptRate;
+    bool level_shifts = true;
+    std::size_t shift_run = kShiftRun;
     for (int i = 1; i < argc; ++i) {
         if (std::string(argv[i]) == "--adapt-rate" && i + 1 < argc) adapt_rate = std::atof(argv[++i]);
+        else if (std::string(argv[i]) == "--no-level-shifts") level_shifts = false;
+        else if (std::string(argv[i]) == "--shift-run" && i + 1 < argc) shift_run = static_cast<std::size_t>(std::atoi(argv[++i]));
         else dir = argv[i];
     }
     std::error_code ec;
@@ -137,6 +143,8 @@ int main(int argc, char** argv) {
             row.days = static_cast<double>(series.values.size()) * static_cast<double>(series.step) / 86400.0;
             BacktestOptions options;
             options.adapt_rate = adapt_rate;
+            options.level_shifts = level_shifts;
+            options.shift_run = shift_run;
             options.horizon = static_cast<std::size_t>(86400 / series.step);
             options.step = static_cast<std::size_t>(6 * 3600 / series.step);
             const double start = cpu_now_ms();

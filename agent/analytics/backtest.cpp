@@ -160,8 +160,8 @@ void score(const Layout& L, const std::vector<double>& scale, const std::vector<
 
 // The ETS family: every grid point run through the series once, each fold forecast with the
 // grid point chosen causally (see backtest.hpp). `chosen` gets the grid point best over all folds.
-std::vector<double> ets_forecasts(const Layout& L, std::size_t m1, std::size_t m2, EtsParams& chosen) {
-    const std::vector<EtsParams> grid = ets_grid(m1 > 1, m2 > 1);
+std::vector<double> ets_forecasts(const Layout& L, std::size_t m1, std::size_t m2, std::size_t shift_run, EtsParams& chosen) {
+    const std::vector<EtsParams> grid = ets_grid(m1 > 1, m2 > 1, shift_run);
     const std::size_t folds = L.origins.size(), h = L.h;
     std::vector<std::vector<double>> prefix(grid.size(), std::vector<double>(folds + 1, 0.0)); // summed fold errors
     std::vector<std::vector<double>> sse(grid.size(), std::vector<double>(folds, 0.0));
@@ -278,7 +278,7 @@ BacktestResult backtest(const std::vector<double>& y, const std::vector<bool>& f
         linear_fit_forecast(y, o, h, h, tracks[4].forecast.data() + k * h);
     }
     EtsParams ets_chosen;
-    tracks[3].forecast = ets_forecasts(L, m1, m2, ets_chosen);
+    tracks[3].forecast = ets_forecasts(L, m1, m2, options.level_shifts ? options.shift_run : 0, ets_chosen);
     tracks[0].score.detail = m > 1 ? "the value one season (" + steps_text(m, step_seconds) + ") earlier" : "the last value (no season found)";
     tracks[1].score.detail = "the last value plus the mean step of the whole history";
     tracks[2].score.detail = "Theil-Sen slope over the last " + steps_text(ts_window, step_seconds) +

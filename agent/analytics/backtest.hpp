@@ -27,7 +27,8 @@
 //     actual falls outside it; mean over the points with an interval. Lower is better.
 //   - ETS parameters, per fold: the grid point with the least absolute error over the folds
 //     already ended before the origin; before any has ended, the least one-step squared error
-//     on the values before it.
+//     on the values before it. The grid holds each point with ETS's level-shift detection
+//     (EtsParams::shift_run = options.shift_run, forecast_models.hpp) and without it.
 //   - selection ("resmgr" in the answers), per fold: the candidate (seasonal naive, drift,
 //     Theil-Sen, ETS) with the least absolute error over the folds ended before the origin,
 //     when that is less than the seasonal naive's; otherwise the seasonal naive. Each fold's
@@ -55,7 +56,8 @@ inline constexpr const char* kBacktestMethods =
     "rolling-origin back-test; MASE (Hyndman & Koehler 2006) scaled by the in-sample one-step seasonal naive MAE before each "
     "origin; intervals from empirical quantiles of the model's residuals on earlier folds per 1/24 of the horizon "
     "(split-conformal ranks) at a level adapted to the misses of the folds already ended (adaptive conformal inference, "
-    "Gibbs & Candes 2021); Winkler score; per-fold selection by absolute error on the folds already ended, seasonal naive "
+    "Gibbs & Candes 2021); Winkler score; ETS restarting its level from the post-shift data after a run of errors beyond "
+    "its clip (a run rule), with a twin without it; per-fold selection by absolute error on the folds already ended, seasonal naive "
     "unless beaten";
 inline constexpr std::size_t kIntervalFolds = 40;
 // γ of the adaptive intervals: chosen on the NAB tuning series only (bench/bench_forecast.cpp's
@@ -68,6 +70,8 @@ struct BacktestOptions {
     std::size_t step = 72;      // values between origins
     double confidence = 0.95;   // of the intervals, in (0, 1)
     double adapt_rate = kIntervalAdaptRate; // γ of the adaptive intervals, >= 0 (0: not adapted)
+    bool level_shifts = true;   // false: the ETS grid without level-shift detection (the method before)
+    std::size_t shift_run = kShiftRun; // EtsParams::shift_run of the grid's points with detection
 };
 
 // Fewer values than a back-test needs; what() says how many there are and how many are needed.

@@ -137,17 +137,19 @@ void theil_sen_forecast(const std::vector<double>& y, std::size_t o, std::size_t
 }
 
 std::string EtsParams::describe() const {
-    char text[160];
+    char text[224];
     int n = std::snprintf(text, sizeof text, "alpha %.3g", alpha);
     if (beta > 0) n += std::snprintf(text + n, sizeof text - static_cast<std::size_t>(n), ", beta %.3g, phi %.3g", beta, phi);
     else n += std::snprintf(text + n, sizeof text - static_cast<std::size_t>(n), ", no trend");
     if (gamma1 > 0) n += std::snprintf(text + n, sizeof text - static_cast<std::size_t>(n), ", gamma %.3g", gamma1);
     if (gamma2 > 0) n += std::snprintf(text + n, sizeof text - static_cast<std::size_t>(n), ", gamma2 %.3g", gamma2);
-    if (clip > 0) std::snprintf(text + n, sizeof text - static_cast<std::size_t>(n), ", errors clipped at %.3g scales", clip);
+    if (clip > 0) n += std::snprintf(text + n, sizeof text - static_cast<std::size_t>(n), ", errors clipped at %.3g scales", clip);
+    if (clip > 0 && shift_run > 0)
+        std::snprintf(text + n, sizeof text - static_cast<std::size_t>(n), ", level restarted after %zu in a row beyond", shift_run);
     return text;
 }
 
-std::vector<EtsParams> ets_grid(bool season1, bool season2) {
+std::vector<EtsParams> ets_grid(bool season1, bool season2, std::size_t shift_run) {
     std::vector<EtsParams> grid;
     const std::vector<double> none{0.0}, seasonal{0.1, 0.3};
     for (double alpha : {0.01, 0.03, 0.1, 0.3, 0.6}) {
@@ -157,7 +159,10 @@ std::vector<EtsParams> ets_grid(bool season1, bool season2) {
         for (auto [beta, phi] : trends)
             for (double g1 : season1 ? seasonal : none)
                 for (double g2 : season2 ? seasonal : none)
-                    grid.push_back({alpha, beta, phi, g1 * (1 - alpha), g2 * (1 - alpha)});
+                    for (std::size_t run : {shift_run, std::size_t{0}}) {
+                        grid.push_back({alpha, beta, phi, g1 * (1 - alpha), g2 * (1 - alpha), 3, run});
+                        if (shift_run == 0) break; // no twin without detection
+                    }
     }
     return grid;
 }
@@ -185,22 +190,56 @@ EtsFilter::EtsFilter(const std::vector<double>& y, std::size_t m1, std::size_t m
 void EtsFilter::advance(std::size_t o) {
     const double alpha = p_.alpha, beta = p_.beta, phi = p_.phi, g1 = p_.gamma1, g2 = p_.gamma2, clip = p_.clip;
     double level = level_, trend = trend_, sse = sse_, scale = scale_;
+    Run& run = run_;
     for (std::size_t t = t_; t < o; ++t) {
         double& s1 = s1_[m1_ > 0 ? t % m1_ : 0];
         double& s2 = s2_[m2_ > 0 ? t % m2_ : 0];
         const double raw = y_[t] - (level + phi * trend + s1 + s2);
-        sse += raw * raw;
         double e = raw;
+        int side = 0;
         if (clip > 0) { // Huber-style: the state moves by at most clip scales at a time
             // Never below a thousandth of the level: a noise-free series still follows a shift.
             const double bound = clip * std::max(scale, 1e-3 * std::abs(level));
             if (scale > 0) e = std::clamp(raw, -bound, bound);
-            scale = scale > 0 ? 0.99 * scale + 0.01 * 1.25 * std::abs(e) : 1.25 * std::abs(raw);
+            if (scale > 0 && std::abs(raw) > bound) side = raw > 0 ? 1 : -1;
         }
+        if (p_.shift_run > 0 && t >= replay_until_) {
+            if (side != run.side) { // a run ends, or a new one begins here
+                run.side = side;
+                run.errors.clear(), run.s1_undo.clear(), run.s2_undo.clear();
+                run.start = t, run.level = level, run.trend = trend, run.sse = sse, run.scale = scale;
+            }
+            if (side != 0) {
+                run.errors.push_back(raw);
+                run.s1_undo.push_back({m1_ > 0 ? t % m1_ : 0, s1});
+                run.s2_undo.push_back({m2_ > 0 ? t % m2_ : 0, s2});
+            }
+        }
+        sse += raw * raw;
+        if (clip > 0) scale = scale > 0 ? 0.99 * scale + 0.01 * 1.25 * std::abs(e) : 1.25 * std::abs(raw);
         level += phi * trend + alpha * e;
+        if (fresh_active_) { // after a restart: the median of the values since the shift (seasons removed)
+            fresh_.push_back(y_[t] - s1 - s2);
+            sorted_ = fresh_;
+            level = median_of(sorted_);
+            fresh_active_ = static_cast<double>(fresh_.size()) * alpha < 1;
+        }
         trend = phi * trend + beta * e;
         s1 += g1 * e;
         s2 += g2 * e;
+        if (run.side != 0 && run.errors.size() >= p_.shift_run) {
+            // A level shift at run.start: back to the state before it, the level moved by the
+            // median of the run's errors, and the run's values filtered again from there.
+            for (auto it = run.s1_undo.rbegin(); it != run.s1_undo.rend(); ++it) s1_[it->first] = it->second;
+            for (auto it = run.s2_undo.rbegin(); it != run.s2_undo.rend(); ++it) s2_[it->first] = it->second;
+            level = run.level + median_of(run.errors), trend = run.trend, sse = run.sse, scale = run.scale;
+            replay_until_ = t + 1;
+            fresh_.clear();
+            fresh_active_ = true;
+            t = run.start - 1; // the loop's ++t: the run's first value again
+            run = Run{};
+            ++shifts_;
+        }
     }
     level_ = level, trend_ = trend, sse_ = sse, scale_ = scale;
     t_ = std::max(t_, o);

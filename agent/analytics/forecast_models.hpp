@@ -16,13 +16,21 @@
 //     seasons (Taylor 2003's double seasonal Holt-Winters for day and week), in the
 //     error-correction form of Hyndman et al. 2008 ("Forecasting with Exponential Smoothing").
 //     Its parameters come from a coarse grid (ets_grid), chosen by the back-test; errors are
-//     clipped (Huber-style) when the state is updated (EtsParams::clip).
+//     clipped (Huber-style) when the state is updated (EtsParams::clip). A level shift is told
+//     from a spike by a run rule (EtsParams::shift_run): when that many one-step errors in a row
+//     lie beyond the clip on the same side, the state is put back to where the run began, its
+//     level moved by the median of the run's errors (a level-shift intervention at the run's
+//     start, as in Chen & Liu 1993), and the run's values are filtered again; until 1/α values
+//     have come since the shift, the level is their median (seasons removed): a fresh start from
+//     the post-shift data. Without it the clipped state creeps towards the new level by α·clip
+//     scales a step, and the seasonal profile soaks up what the level does not.
 // May call: nothing outside analytics.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace resmgr::analytics {
@@ -62,12 +70,24 @@ struct EtsParams {
     // exponentially weighted (0.99) mean of the clipped absolute errors (≈ σ for Gaussian errors).
     // 3 was chosen on the tuning series of bench_forecast (BENCHMARKS.md), not on the held-out ones.
     double clip = 3;
+    // Level-shift detection (needs clip > 0): this many consecutive one-step errors beyond the
+    // clip, all on one side, restart the level from the run's start (see above); 0: off.
+    // Western Electric's run rules for control charts, with the clip as the control limit.
+    std::size_t shift_run = 0;
     std::string describe() const;
 };
 
 // The grid searched: alpha × (no trend, or beta = alpha·{0.01, 0.1} × phi {0.98, 0.995}) ×
-// gamma = (1 − alpha)·{0.1, 0.3} for each season present.
-std::vector<EtsParams> ets_grid(bool season1, bool season2);
+// gamma = (1 − alpha)·{0.1, 0.3} for each season present. With shift_run > 0 every point comes
+// twice, with level-shift detection first and then without it: the back-test's choice of a
+// grid point on the folds already ended (ties to the first) keeps the detection unless the
+// twin without it has done better, e.g. on a series whose bursts look like shifts.
+std::vector<EtsParams> ets_grid(bool season1, bool season2, std::size_t shift_run = 0);
+
+// The run of EtsParams::shift_run the back-test uses, in values (a run rule counts values, as
+// Nelson's "nine in a row on one side" does). Chosen on the tuning series of bench_forecast
+// (BENCHMARKS.md), not on the held-out ones.
+inline constexpr std::size_t kShiftRun = 12;
 
 // Runs ETS(A,Ad,A) through y once. Seasons m1 and m2 (0 = absent; m2 a multiple of m1 when
 // both are there). The state starts from the first season (the first m2 values when there are
@@ -84,6 +104,8 @@ public:
     double sse() const { return sse_; }
     // Advances to o without forecasting.
     void advance(std::size_t o);
+    // Level shifts detected so far (EtsParams::shift_run).
+    std::size_t shifts() const { return shifts_; }
 
 private:
     const std::vector<double>& y_;
@@ -92,6 +114,20 @@ private:
     std::size_t start_ = 0, t_ = 0;
     double level_ = 0, trend_ = 0, sse_ = 0, scale_ = 0; // scale_: of the clipping, 0 until the first error
     std::vector<double> s1_, s2_;
+    // The open run of errors beyond the clip: its side (+1, −1, 0: none), its raw errors, and the
+    // state before its first value (seasonal entries as an undo log: index, old value).
+    struct Run {
+        int side = 0;
+        std::size_t start = 0;
+        double level = 0, trend = 0, sse = 0, scale = 0;
+        std::vector<double> errors;
+        std::vector<std::pair<std::size_t, double>> s1_undo, s2_undo;
+    } run_;
+    std::size_t replay_until_ = 0, shifts_ = 0; // no new run opens before replay_until_ (a restart's values)
+    // After a restart, until there are 1/alpha of them: the values since the shift, seasons
+    // removed, whose median is the level (a fresh start; the smoothed level weighs about 1/alpha).
+    std::vector<double> fresh_, sorted_;
+    bool fresh_active_ = false;
 };
 
 } // namespace resmgr::analytics
