@@ -22,9 +22,11 @@
 // Nothing in agent/analytics was tuned on either for this bench.
 //
 // (b) Real runs: the run records of a resmgrd state directory (argv[1], default /var/lib/resmgr,
-// monitoring/history.db), each type replayed in time order with every sizer learning from the
-// records as they were recorded (under the declared limits), judged against each run's recorded
-// peak and mean cores. Skipped, with the reason, when there is no readable history.
+// monitoring/history.db) or of a history database itself (argv[1] a file, as
+// bench/vm_record_runs.sh copies one out of the VM), read-only, each type replayed in time order
+// with every sizer learning from the records as they were recorded (under the declared limits),
+// judged against each run's recorded peak and mean cores. Skipped, with the reason, when there is
+// no readable history.
 //
 // VPA as its recommender does it (kubernetes/autoscaler, vertical-pod-autoscaler/pkg/recommender):
 //   - util/decaying_histogram.go: each sample weighs 2^((t − reference) / half-life), half-life 24 h;
@@ -38,7 +40,7 @@
 //     max(used + 100 MiB, used × 1.2), used = max(request, memory at the OOM);
 //   - logic/recommender.go: target = P90 of each histogram, + 15 % safety margin, at least
 //     25 millicores and 250 MiB (the pod minimums, one container here).
-// Run: build-bench/bench/bench_rightsizing [state-dir]
+// Run: build-bench/bench/bench_rightsizing [state-dir | history.db]
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -410,13 +412,14 @@ void print(const char* title, const Result& r) {
                 verdict(within_two(react_cpu)), runs_text(react_cpu).c_str());
 }
 
-// (b) The run records of a real state directory, replayed per type; never made up.
-void real_runs(const std::filesystem::path& state_dir) {
-    std::printf("Real runs from %s:\n", state_dir.c_str());
-    const auto db = state_dir / "monitoring" / "history.db";
+// (b) The run records of a real state directory or history database, replayed per type; never made up.
+void real_runs(const std::filesystem::path& where) {
+    std::printf("Real runs from %s:\n", where.c_str());
     std::error_code ec;
-    if (!std::filesystem::is_directory(state_dir, ec)) {
-        std::printf("  skipped: %s is not a directory on this host (no resmgrd state here), so there are no real runs to replay\n", state_dir.c_str());
+    const bool is_db = std::filesystem::is_regular_file(where, ec);
+    const auto db = is_db ? where : where / "monitoring" / "history.db";
+    if (!is_db && !std::filesystem::is_directory(where, ec)) {
+        std::printf("  skipped: %s is not a directory on this host (no resmgrd state here), so there are no real runs to replay\n", where.c_str());
         return;
     }
     if (!std::filesystem::exists(db, ec) || ::access(db.c_str(), R_OK) != 0) {
@@ -425,7 +428,7 @@ void real_runs(const std::filesystem::path& state_dir) {
     }
     std::vector<RunRecord> runs;
     try {
-        resmgr::history::HistoryStore store(db.string());
+        resmgr::history::HistoryStore store(db.string(), {}, resmgr::history::Access::read_only);
         resmgr::history::RunQuery query;
         query.limit = 1'000'000;
         runs = store.runs(query);

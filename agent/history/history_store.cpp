@@ -91,8 +91,10 @@ double percentile(const std::vector<double>& sorted, double p) {
 
 } // namespace
 
-HistoryStore::HistoryStore(const std::string& path, Retention retention) : path_(path), retention_(retention) {
-    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+HistoryStore::HistoryStore(const std::string& path, Retention retention, Access access) : path_(path), retention_(retention) {
+    const bool writable = access == Access::read_write;
+    const int flags = (writable ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY) | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
         std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
         sqlite3_close(db_);
         db_ = nullptr;
@@ -105,15 +107,18 @@ HistoryStore::HistoryStore(const std::string& path, Retention retention) : path_
             Statement check(db_, "PRAGMA quick_check");
             if (check.step() && check.text(0) != "ok") fail("damaged: " + check.text(0));
         }
-        exec("PRAGMA journal_mode=WAL");
-        // WAL + NORMAL: a power cut can lose the last transactions, never corrupt the file;
-        // history is not a promise made to a client, so it does not pay an fsync per pass.
-        exec("PRAGMA synchronous=NORMAL");
-        exec(kSchema);
-        Statement put(db_, "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)");
-        put.bind(1, std::to_string(kSchemaVersion)).step();
+        if (writable) {
+            exec("PRAGMA journal_mode=WAL");
+            // WAL + NORMAL: a power cut can lose the last transactions, never corrupt the file;
+            // history is not a promise made to a client, so it does not pay an fsync per pass.
+            exec("PRAGMA synchronous=NORMAL");
+            exec(kSchema);
+            Statement put(db_, "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)");
+            put.bind(1, std::to_string(kSchemaVersion)).step();
+        }
         Statement version(db_, "SELECT value FROM meta WHERE key = 'schema_version'");
-        if (version.step() && version.text(0) != std::to_string(kSchemaVersion))
+        if (!version.step()) fail("not a history database (no schema version)");
+        if (version.text(0) != std::to_string(kSchemaVersion))
             fail("schema version " + version.text(0) + ", this resmgrd knows " + std::to_string(kSchemaVersion));
         Statement rolled(db_, "SELECT key, value FROM meta WHERE key IN ('rolled_until_300', 'rolled_until_3600')");
         while (rolled.step()) (rolled.text(0) == "rolled_until_300" ? rolled_until_5m_ : rolled_until_1h_) = std::stoll(rolled.text(1));

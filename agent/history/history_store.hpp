@@ -64,11 +64,15 @@ struct Footprint {
     std::int64_t file_bytes = 0; // the database and its WAL
 };
 
+// read_only: for tools that study a database copied off a node (bench_predict, bench_rightsizing):
+// the file must exist and is never written (no schema, no journal mode change); writes throw.
+enum class Access { read_write, read_only };
+
 class HistoryStore {
 public:
-    // Opens (creating) the database at `path`. HistoryError when it cannot be opened, is not a
-    // history database, or fails SQLite's quick integrity check.
-    explicit HistoryStore(const std::string& path, Retention retention = {});
+    // Opens (creating, when read_write) the database at `path`. HistoryError when it cannot be
+    // opened, is not a history database, or fails SQLite's quick integrity check.
+    explicit HistoryStore(const std::string& path, Retention retention = {}, Access access = Access::read_write);
     ~HistoryStore();
     HistoryStore(const HistoryStore&) = delete;
     HistoryStore& operator=(const HistoryStore&) = delete;

@@ -2,6 +2,7 @@
 // damaged or foreign file named in the error.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -174,6 +175,32 @@ TEST(HistoryStore, MalformedCsvNamesTheLineAndImportsNothing) {
             EXPECT_NE(std::string(e.what()).find("nothing was imported"), std::string::npos) << e.what();
         }
         EXPECT_EQ(store.footprint().raw_rows, 0) << bad;
+    }
+}
+
+TEST(HistoryStore, ReadOnlyReadsRunsAndNeverWrites) {
+    TempDir dir;
+    const auto path = (dir.path() / "history.db").string();
+    {
+        HistoryStore store(path);
+        store.add_run(run("a1", "build", kT0));
+    }
+    const auto size = std::filesystem::file_size(path);
+    HistoryStore store(path, {}, Access::read_only);
+    auto runs = store.runs({std::nullopt, "", "build", 0, 10});
+    ASSERT_EQ(runs.size(), 1u);
+    EXPECT_EQ(runs[0].allocation_id, "a1");
+    EXPECT_THROW(store.add_run(run("a2", "build", kT0 + 10)), HistoryError);
+    EXPECT_EQ(std::filesystem::file_size(path), size);
+    // Never creates: a missing file, or an SQLite file that is no history, is named.
+    EXPECT_THROW(HistoryStore((dir.path() / "missing.db").string(), {}, Access::read_only), HistoryError);
+    EXPECT_FALSE(std::filesystem::exists(dir.path() / "missing.db"));
+    std::ofstream(dir.path() / "empty.db").close();
+    try {
+        HistoryStore empty((dir.path() / "empty.db").string(), {}, Access::read_only);
+        FAIL() << "an empty file read as a history database";
+    } catch (const HistoryError& e) {
+        EXPECT_NE(std::string(e.what()).find("empty.db"), std::string::npos) << e.what();
     }
 }
 
