@@ -41,6 +41,14 @@ else
     fail doctor-systemd-delegated-backend "$doctor"
 fi
 
+# a1. the kernel here takes PSI triggers (the build host's refuses them): the pressure responder is
+# woken by a trigger on /proc/pressure/memory, not by polling avg10, and doctor says which runs.
+source=$(resmgr --json status pressure | field signal_source)
+case "$source" in
+    "trigger 'some "*"' on /proc/pressure/memory"*) pass "psi-trigger-registers ($source)" ;;
+    *) fail psi-trigger-registers "signal_source: $source" ;;
+esac
+
 # a2. the eBPF probes (built on the host, CO-RE) load on the guest's kernel.
 if echo "$doctor" | grep -q '"ebpf": "loaded"'; then
     pass ebpf-probes-load
