@@ -337,12 +337,18 @@ std::vector<core::PressureGroup> PressureResponder::groups_of(const monitor::Mon
         if (a->status == AllocationStatus::active) {
             // cpu_protected is the stall of the groups it may not touch: only theirs are read.
             if (!core::may_touch(a->priority, policy)) {
-                // Over the last interval, like memory's: avg10 takes ~10 s to show a stall, longer
-                // than many a build step it should protect.
-                std::optional<double> full_unused;
+                // The stall over the last interval raises the signal at once (avg10 takes ~10 s to
+                // show one, longer than many a build step it should protect); avg10 keeps it up
+                // while it decays. A freeze ends the very stall it answers: judged by the last
+                // interval alone, the signal would clear and thaw the spinners, which stall the
+                // protected work again, a freeze and thaw every clear_hold.
+                std::optional<double> recent, full_unused;
                 // Its group was made at admission (a reservation's when its window opened).
                 const TimePoint born = a->start_at.value_or(a->timestamp);
-                if (auto psi = group_pressure(id, "cpu.pressure")) recent_stall(id + "/cpu", *psi, g.cpu_pressure_some, full_unused, born);
+                if (auto psi = group_pressure(id, "cpu.pressure")) {
+                    recent_stall(id + "/cpu", *psi, recent, full_unused, born);
+                    g.cpu_pressure_some = std::max(recent.value_or(0), psi->some.avg10);
+                }
             }
             // Whether the node's memory stall is the self-limited groups' own (signal_values):
             // read only while the node stalls at all, so a calm node costs no read per group.

@@ -312,6 +312,12 @@ TEST(Monitoring, AProtectedGroupsCpuStallOfTheLastIntervalThrottlesLowWorkAtOnce
     ASSERT_EQ(st["result"]["held"].size(), 1u) << st["result"].dump(2);
     EXPECT_EQ(st["result"]["held"][0]["action"], "cpu_weight");
     EXPECT_EQ(st["result"]["held"][0]["allocation_id"], spinner);
+    // The step squeezed the stall away: the last second saw none, but avg10 still holds 30 %, and
+    // the signal keeps it (a thaw now would bring the stall straight back).
+    write(pressure, "some avg10=30.00 avg60=8.00 avg300=2.00 total=600000\nfull avg10=30.00 avg60=8.00 avg300=2.00 total=600000\n");
+    d.tick(1, 100);
+    st = d.call({{"operation", "status"}, {"resource_type", "pressure"}});
+    EXPECT_NEAR(st["result"]["signals"]["cpu_protected"]["value"].get<double>(), 30, 0.01) << st["result"].dump(2);
 }
 
 TEST(Monitoring, ProtectedWorkStartingAsksForASamplingPassSoon) {
