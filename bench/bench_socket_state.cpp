@@ -5,7 +5,8 @@
 //     followed by an untimed release),
 //   - durable changes per second from 1, 4 and 16 concurrent clients (allocate + release pairs
 //     for SECONDS each; every answer means the change is on disk),
-//   - resmgrd's RSS (VmRSS) at each live count.
+//   - resmgrd's RSS (VmRSS) at each live count, and at the most live after ten sampling passes
+//     with its high-water mark (VmHWM).
 // Needs root and a cgroup2 mount.
 //   build/bench/bench_socket_state SECONDS LIVE,LIVE,... RESMGRD [RESMGRD...]
 // e.g. bench_socket_state 5 0,100,1000,10000 build-before/agent/resmgrd build-release/agent/resmgrd
@@ -39,12 +40,15 @@ using Ms = std::chrono::duration<double, std::milli>;
 
 namespace {
 
-long rss_kib(pid_t pid) {
+// A field of /proc/PID/status in KiB: VmRSS (now) or VmHWM (the highest RSS so far).
+long status_kib(pid_t pid, const std::string& field) {
     std::ifstream in("/proc/" + std::to_string(pid) + "/status");
     for (std::string line; std::getline(in, line);)
-        if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+        if (line.rfind(field + ":", 0) == 0) return std::atol(line.c_str() + field.size() + 1);
     return -1;
 }
+
+double mib(long kib) { return static_cast<double>(kib) / 1024.0; }
 
 struct Daemon {
     pid_t pid = -1;
@@ -175,9 +179,14 @@ int main(int argc, char** argv) {
                 release(c, id);
             }
             std::printf("live %6d: allocate round trip p50 %7.2f ms  p99 %7.2f ms  (%zu)  RSS %6.1f MiB\n", live, percentile(t, 0.5),
-                        percentile(t, 0.99), t.size(), static_cast<double>(rss_kib(d.pid)) / 1024.0);
+                        percentile(t, 0.99), t.size(), mib(status_kib(d.pid, "VmRSS")));
             std::fflush(stdout);
         }
+        // Steady state at the most live allocations: ten sampling passes (1 s apart by default)
+        // over every group, then RSS and its high-water mark, which includes each pass's peak.
+        std::this_thread::sleep_for(std::chrono::seconds(10));
+        std::printf("live %6d after 10 s of sampling passes: RSS %6.1f MiB  high-water mark %6.1f MiB\n", live,
+                    mib(status_kib(d.pid, "VmRSS")), mib(status_kib(d.pid, "VmHWM")));
         for (int clients : {1, 4, 16})
             std::printf("clients %2d: %8.0f durable changes/s (at %d live)\n", clients, changes_per_second(d, clients, seconds), live);
         std::fflush(stdout);

@@ -29,27 +29,45 @@ JsonlLog::JsonlLog(std::string path, std::uint64_t max_bytes, Seconds max_age, C
     started_ = file_started(path_);
 }
 
+JsonlLog::~JsonlLog() { close_file(); }
+
+void JsonlLog::close_file() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+}
+
 void JsonlLog::rotate_if_due() {
     struct stat st {};
     if (::stat(path_.c_str(), &st) != 0) {
         started_.reset();
+        close_file(); // removed under us: start a new file
         return;
     }
+    if (st.st_ino != inode_) close_file(); // replaced under us (e.g. an outside rotation): follow the name
     bool too_big = static_cast<std::uint64_t>(st.st_size) >= max_bytes_;
     bool too_old = max_age_.count() > 0 && started_ && clock_() - *started_ >= max_age_;
     if (!too_big && !too_old) return;
     std::rename(path_.c_str(), (path_ + ".1").c_str());
+    close_file();
     started_.reset();
 }
 
-void JsonlLog::append(const nlohmann::json& record) {
+void JsonlLog::append(const nlohmann::json& record) { append_line(dump_text(record)); }
+
+void JsonlLog::append_line(std::string line) {
     rotate_if_due();
-    std::string line = dump_text(record) + "\n";
-    int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (fd < 0) throw std::runtime_error("cannot open " + path_ + ": " + std::strerror(errno));
-    ssize_t n = ::write(fd, line.data(), line.size());
-    ::close(fd);
-    if (n != static_cast<ssize_t>(line.size())) throw std::runtime_error("short write to " + path_);
+    line += '\n';
+    if (fd_ < 0) {
+        fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (fd_ < 0) throw std::runtime_error("cannot open " + path_ + ": " + std::strerror(errno));
+        struct stat st {};
+        inode_ = ::fstat(fd_, &st) == 0 ? st.st_ino : 0;
+    }
+    ssize_t n = ::write(fd_, line.data(), line.size());
+    if (n != static_cast<ssize_t>(line.size())) {
+        close_file(); // opened again at the next record
+        throw std::runtime_error("short write to " + path_);
+    }
     if (!started_) started_ = clock_();
 }
 

@@ -37,13 +37,18 @@ CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs(workflow_id, ended_at);
 CREATE TABLE IF NOT EXISTS imported(series INTEGER PRIMARY KEY);
 )sql";
 
-// A prepared statement, finalized on scope exit; bind(...) then step().
+// A prepared statement, finalized on scope exit; bind(...) then step(). One made from a kept
+// statement (HistoryStore::kept) is only reset on scope exit.
 class Statement {
 public:
     Statement(sqlite3* db, const char* sql) : db_(db) {
         if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) throw HistoryError(sqlite3_errmsg(db));
     }
-    ~Statement() { sqlite3_finalize(stmt_); }
+    Statement(sqlite3* db, sqlite3_stmt* kept) : db_(db), stmt_(kept), kept_(true) {}
+    ~Statement() {
+        if (kept_) reset();
+        else sqlite3_finalize(stmt_);
+    }
     Statement(const Statement&) = delete;
     Statement& operator=(const Statement&) = delete;
 
@@ -81,6 +86,7 @@ private:
     }
     sqlite3* db_;
     sqlite3_stmt* stmt_ = nullptr;
+    bool kept_ = false;
 };
 
 // Nearest-rank percentile of sorted values.
@@ -134,7 +140,20 @@ HistoryStore::HistoryStore(const std::string& path, Retention retention, Access 
     }
 }
 
-HistoryStore::~HistoryStore() { sqlite3_close(db_); }
+HistoryStore::~HistoryStore() {
+    for (auto& [sql, stmt] : kept_) sqlite3_finalize(stmt);
+    sqlite3_close(db_);
+}
+
+sqlite3_stmt* HistoryStore::kept(const char* sql) {
+    sqlite3_stmt*& stmt = kept_[sql];
+    if (!stmt && sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr) != SQLITE_OK) {
+        std::string why = sqlite3_errmsg(db_);
+        kept_.erase(sql);
+        throw HistoryError(why);
+    }
+    return stmt;
+}
 
 void HistoryStore::fail(const std::string& what) const { throw HistoryError("history database " + path_ + ": " + what); }
 
@@ -160,7 +179,7 @@ std::int64_t HistoryStore::series_id(const std::string& name) {
 void HistoryStore::add_samples(std::int64_t ts, const std::vector<Point>& points) {
     try {
         exec("BEGIN");
-        Statement insert(db_, "INSERT OR REPLACE INTO samples(series, ts, value) VALUES (?, ?, ?)");
+        Statement insert(db_, kept("INSERT OR REPLACE INTO samples(series, ts, value) VALUES (?, ?, ?)"));
         for (const auto& p : points) {
             if (!std::isfinite(p.value)) continue;
             insert.bind(1, series_id(p.series)).bind(2, ts).bind(3, p.value).step();
@@ -279,7 +298,7 @@ std::vector<std::string> HistoryStore::series_names(const std::string& prefix) c
 
 void HistoryStore::add_run(const analytics::RunRecord& run) {
     try {
-        Statement q(db_, "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        Statement q(db_, kept("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
         q.bind(1, run.allocation_id).bind(2, run.workflow_id).bind(3, run.workflow_type).bind(4, static_cast<std::int64_t>(run.owner_uid))
             .bind(5, static_cast<std::int64_t>(run.priority)).bind(6, run.requested_cpu_cores)
             .bind(7, static_cast<std::int64_t>(run.requested_memory_bytes)).bind(8, run.started_at).bind(9, run.ended_at)

@@ -14,6 +14,7 @@
 // May call: core, cgroup, state, monitor, history, conflicts, events. Never the server.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -71,17 +72,17 @@ public:
     static constexpr size_t kKept = 256;
     void add(std::string id, nlohmann::json record) {
         records_.push_back({std::move(id), std::move(record)});
-        if (records_.size() > kKept) records_.erase(records_.begin());
+        if (records_.size() > kKept) records_.pop_front();
     }
     EndedRecord* find(const std::string& id) {
         for (auto& e : records_)
             if (e.allocation_id == id) return &e;
         return nullptr;
     }
-    const std::vector<EndedRecord>& records() const { return records_; }
+    const std::deque<EndedRecord>& records() const { return records_; }
 
 private:
-    std::vector<EndedRecord> records_; // newest last
+    std::deque<EndedRecord> records_; // newest last; the oldest leaves at every release once full
 };
 
 // The whole snapshot of the ledger's allocations (state::StateStore::save_allocations): the
@@ -130,7 +131,7 @@ public:
     // The allocation as status shows it: record, group, limits, enforcement, queue position.
     nlohmann::json describe(const Allocation& allocation) const;
     const cgroup::Enforcement* enforcement(const std::string& id) const;
-    const std::vector<EndedRecord>& ended() const { return ended_.records(); }
+    const std::deque<EndedRecord>& ended() const { return ended_.records(); }
 
     // Per-allocation temporary directories (temp_dirs.hpp); without them (nullptr) allocations
     // get none and storage_gb is refused. Set before reconcile.

@@ -142,7 +142,9 @@ StorageEnforcement TempDirs::create(const std::string& id, std::uint32_t uid, st
     if (fd < 0) throw TempDirError(errno_text("cannot open " + path_of(id) + " (a symlink is refused)"));
     struct stat st{};
     bool ok = ::fstat(fd, &st) == 0;
-    if (ok && made) ok = ::fchown(fd, uid, static_cast<gid_t>(-1)) == 0 && ::fchmod(fd, 0700) == 0;
+    // Made just now: its own user's, 0700 (a umask may have taken bits; root's own needs no chown).
+    if (ok && made)
+        ok = (st.st_uid == uid || ::fchown(fd, uid, static_cast<gid_t>(-1)) == 0) && ((st.st_mode & 07777) == 0700 || ::fchmod(fd, 0700) == 0);
     else if (ok) ok = st.st_uid == uid; // adopted after a restart: only its own user's
     if (!ok) {
         ::close(fd);
@@ -239,6 +241,11 @@ bool TempDirs::empty_tree(int fd, int top_fd, int depth, std::uint64_t& budget, 
 
 bool TempDirs::remove(const std::string& id, std::uint64_t& budget) {
     if (!core::valid_temp_dir_name(id)) return true; // never made here, never removed here
+    // Most directories are left empty: one unlinkat. With quotas on, the full path below reads the
+    // project id first so its limit can be cleared.
+    if (!quota_support_.enforced) {
+        if (::unlinkat(root_fd_, id.c_str(), AT_REMOVEDIR) == 0 || errno == ENOENT) return true;
+    }
     const int top = ::openat(root_fd_, id.c_str(), kDirFlags);
     if (top < 0) {
         if (errno == ENOENT) return true;

@@ -175,34 +175,36 @@ const char* GroupReader::name(File file) {
     return kNames[file];
 }
 
-std::string GroupReader::cannot_read(File file, int error) const {
-    return "cannot read " + dir_ + "/" + name(file) + ": " + std::strerror(error);
+// Without the group's path (the sample's `dir` has it): each sample of every group keeps these
+// while a controller is missing, three a group on a hybrid host.
+std::string GroupReader::cannot_read(File file, int error) {
+    return std::string(name(file)) + ": cannot read (" + std::strerror(error) + ")";
 }
 
-std::string_view GroupReader::text(File file) {
+std::optional<std::string_view> GroupReader::text(File file, int& error) {
     int fd = fds_[file];
     if (fd < 0) {
         if (skip_[file] > 0) {
             --skip_[file];
-            throw ParseError(cannot_read(file, missing_errno_[file]));
+            error = missing_errno_[file];
+            return std::nullopt;
         }
         fd = ::open((dir_ + "/" + name(file)).c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
-            const int error = errno;
+            error = errno;
             if (error != EMFILE && error != ENFILE) { // those are not missing: out of fds for now
                 missing_errno_[file] = error;
                 skip_[file] = kRetryMissing;
             }
-            throw ParseError(cannot_read(file, error));
+            return std::nullopt;
         }
         if (budget_ && budget_->take()) fds_[file] = fd;
     }
     const auto text = pread_all(fd, read_buffer());
-    const int error = errno;
+    error = errno;
     if (fds_[file] != fd) ::close(fd); // the budget had no room for it
     else if (!text) close_kept(file);  // the group went away, or the file did: open it again next time
-    if (!text) throw ParseError(cannot_read(file, error));
-    return *text;
+    return text;
 }
 
 GroupSample GroupReader::read(GroupFiles files) {
@@ -211,15 +213,14 @@ GroupSample GroupReader::read(GroupFiles files) {
     // Reading and parsing fail apart: a read error gets the file's name in front, a parse
     // error already starts with it.
     auto degrade = [&](File file, auto parse, auto& field) {
-        std::string_view content;
-        try {
-            content = text(file);
-        } catch (const std::exception& e) {
-            sample.unavailable.push_back(std::string(name(file)) + ": " + printable(e.what(), 240));
+        int error = 0;
+        const auto content = text(file, error);
+        if (!content) {
+            sample.unavailable.push_back(cannot_read(file, error));
             return;
         }
         try {
-            field = parse(content, name(file));
+            field = parse(*content, name(file));
         } catch (const std::exception& e) {
             sample.unavailable.push_back(printable(e.what(), 240));
         }

@@ -129,10 +129,11 @@ public:
 private:
     enum File { cpu_stat, memory_current, memory_stat, memory_events, pids_current, io_stat, cgroup_events, file_count };
     static const char* name(File file);
-    std::string cannot_read(File file, int error) const;
-    // The file's text in this thread's read buffer, good until the next read; throws ParseError
-    // naming the file.
-    std::string_view text(File file);
+    static std::string cannot_read(File file, int error);
+    // The file's text in this thread's read buffer, good until the next read; nullopt with
+    // `error` set when it cannot be read (no exception: a missing controller's files fail at
+    // every group of every pass).
+    std::optional<std::string_view> text(File file, int& error);
     void close_kept(File file);
 
     std::string dir_;

@@ -286,8 +286,8 @@ TEST(MonitorGroupRead, MissingDirectoryNeverThrows) {
     auto group = read_group("/nonexistent/resmgr/alloc_1");
     EXPECT_EQ(group.unavailable.size(), 7u);
     EXPECT_FALSE(group.cpu_stat);
-    EXPECT_TRUE(starts_with(group.unavailable[0], "cpu.stat: cannot read /nonexistent/resmgr/alloc_1/cpu.stat"))
-        << group.unavailable[0];
+    EXPECT_EQ(group.unavailable[0], "cpu.stat: cannot read (No such file or directory)");
+    EXPECT_EQ(group.dir, "/nonexistent/resmgr/alloc_1"); // the path is the sample's, once
 }
 
 TEST(MonitorGroupRead, AKeptReaderSeesNewContentAndRetriesAMissingFileLater) {
@@ -369,7 +369,7 @@ TEST(MonitorGroupRead, AMissingFileGivesTheSameReasonWhileItIsNotRetried) {
     const auto second = reader.read(GroupFiles::periodic);
     ASSERT_EQ(first.unavailable.size(), 4u) << testing::PrintToString(first.unavailable);
     EXPECT_EQ(first.unavailable, second.unavailable);
-    EXPECT_EQ(first.unavailable[0], "memory.current: cannot read " + dir.path().string() + "/memory.current: No such file or directory");
+    EXPECT_EQ(first.unavailable[0], "memory.current: cannot read (No such file or directory)");
 }
 
 TEST(MonitorGroupRead, ThisHostsCgroup2Root) {
