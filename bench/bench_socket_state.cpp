@@ -189,6 +189,7 @@ int main(int argc, char** argv) {
                     mib(status_kib(d.pid, "VmRSS")), mib(status_kib(d.pid, "VmHWM")));
         for (int clients : {1, 4, 16})
             std::printf("clients %2d: %8.0f durable changes/s (at %d live)\n", clients, changes_per_second(d, clients, seconds), live);
+        std::printf("after the clients: RSS %6.1f MiB  high-water mark %6.1f MiB\n", mib(status_kib(d.pid, "VmRSS")), mib(status_kib(d.pid, "VmHWM")));
         std::fflush(stdout);
     }
     return 0;

@@ -52,7 +52,7 @@ public:
     // priority, status, the limits in force and the memory growth rate are filled in here.
     // `measured_at`: when the groups' figures were read (the sampler's snapshot; now when not
     // given). A trigger's pass reuses the last snapshot: the growth rates stay as they were.
-    void respond(const core::PressureSample& sample, std::vector<core::PressureGroup> groups, std::optional<TimePoint> measured_at = {});
+    void respond(const core::PressureSample& sample, std::vector<core::PressureGroup> groups, std::optional<TimePoint> measured_at = {}); // groups in any order
 
     const core::PressureState& state() const { return state_; }
     // Why new agent starts wait (an enforced queue_agents step held, in words); empty when not.
