@@ -67,7 +67,27 @@ History::History(const std::string& path) : path_(path) {
     }
 }
 
-template <class Write> void History::guarded(const char* what, Write write) {
+History::~History() { write_waiting_runs(); }
+
+const HistoryStore* History::store() const {
+    write_waiting_runs();
+    return store_.get();
+}
+
+HistoryStore* History::store() {
+    write_waiting_runs();
+    return store_.get();
+}
+
+void History::defer_runs(std::function<void()> write_soon) { write_soon_ = std::move(write_soon); }
+
+void History::write_waiting_runs() const {
+    if (waiting_runs_.empty()) return;
+    guarded("run records", [&](HistoryStore& s) { s.add_runs(waiting_runs_); });
+    waiting_runs_.clear();
+}
+
+template <class Write> void History::guarded(const char* what, Write write) const {
     if (!store_) return;
     try {
         write(*store_);
@@ -92,10 +112,18 @@ void History::maintain(std::int64_t now) {
 }
 
 void History::record_run(const analytics::RunRecord& run) {
-    guarded("a run record", [&](HistoryStore& s) { s.add_run(run); });
+    if (!write_soon_) {
+        guarded("a run record", [&](HistoryStore& s) { s.add_run(run); });
+        return;
+    }
+    if (!store_) return;
+    waiting_runs_.push_back(run);
+    if (waiting_runs_.size() >= kMaxWaitingRuns) write_waiting_runs();
+    else if (waiting_runs_.size() == 1) write_soon_();
 }
 
 void History::record_exit(const std::string& allocation_id, int exit_code) {
+    write_waiting_runs(); // its run first: the exit status updates it
     guarded("an exit status", [&](HistoryStore& s) { s.set_run_exit(allocation_id, exit_code); });
 }
 

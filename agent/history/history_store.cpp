@@ -296,18 +296,24 @@ std::vector<std::string> HistoryStore::series_names(const std::string& prefix) c
     return out;
 }
 
-void HistoryStore::add_run(const analytics::RunRecord& run) {
+void HistoryStore::add_runs(const std::vector<analytics::RunRecord>& runs) {
     try {
+        exec("BEGIN");
         Statement q(db_, kept("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
-        q.bind(1, run.allocation_id).bind(2, run.workflow_id).bind(3, run.workflow_type).bind(4, static_cast<std::int64_t>(run.owner_uid))
-            .bind(5, static_cast<std::int64_t>(run.priority)).bind(6, run.requested_cpu_cores)
-            .bind(7, static_cast<std::int64_t>(run.requested_memory_bytes)).bind(8, run.started_at).bind(9, run.ended_at)
-            .bind(10, std::string(analytics::to_string(run.outcome))).bind(11, run.exit_code).bind(12, run.cpu_seconds)
-            .bind(13, run.memory_peak_bytes).bind(14, run.throttled_seconds).bind(15, run.oom_kills).bind(16, run.execs)
-            .bind(17, run.runq_latency_p50_us).bind(18, run.runq_latency_p99_us).bind(19, run.tool_counts_json).bind(20, run.wall_seconds);
-        q.step();
+        for (const auto& run : runs) {
+            q.bind(1, run.allocation_id).bind(2, run.workflow_id).bind(3, run.workflow_type).bind(4, static_cast<std::int64_t>(run.owner_uid))
+                .bind(5, static_cast<std::int64_t>(run.priority)).bind(6, run.requested_cpu_cores)
+                .bind(7, static_cast<std::int64_t>(run.requested_memory_bytes)).bind(8, run.started_at).bind(9, run.ended_at)
+                .bind(10, std::string(analytics::to_string(run.outcome))).bind(11, run.exit_code).bind(12, run.cpu_seconds)
+                .bind(13, run.memory_peak_bytes).bind(14, run.throttled_seconds).bind(15, run.oom_kills).bind(16, run.execs)
+                .bind(17, run.runq_latency_p50_us).bind(18, run.runq_latency_p99_us).bind(19, run.tool_counts_json).bind(20, run.wall_seconds);
+            q.step();
+            q.reset();
+        }
+        exec("COMMIT");
     } catch (const HistoryError& e) {
-        fail("recording run " + run.allocation_id + ": " + e.what());
+        sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+        fail(std::string("recording ") + std::to_string(runs.size()) + " run(s): " + e.what());
     }
 }
 

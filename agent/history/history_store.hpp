@@ -91,7 +91,9 @@ public:
     std::vector<std::string> series_names(const std::string& prefix) const;
 
     // Records an ended run (replacing one of the same allocation id).
-    void add_run(const analytics::RunRecord& run);
+    void add_run(const analytics::RunRecord& run) { add_runs({run}); }
+    // In one transaction: all or none.
+    void add_runs(const std::vector<analytics::RunRecord>& runs);
     // A wrapper's exit status arrived after the run was recorded (its group emptied first).
     void set_run_exit(const std::string& allocation_id, int exit_code);
     std::vector<analytics::RunRecord> runs(const RunQuery& query) const;

@@ -4,6 +4,7 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 #include <grp.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -34,6 +35,8 @@
 namespace {
 
 constexpr const char* kDefaultConfig = "/etc/resmgr/resmgr.json";
+// How often freed heap pages go back to the kernel (malloc_trim, after a sampling pass).
+constexpr std::chrono::seconds kTrimEvery{10};
 
 resmgr::core::Policy load_policy(const std::string& path, bool explicit_path) {
     if (!std::filesystem::exists(path)) {
@@ -336,11 +339,21 @@ int main(int argc, char** argv) {
 
         sd_event* event = nullptr;
         if (int r = sd_event_default(&event); r < 0) throw std::runtime_error(std::string("sd_event_default: ") + strerror(-r));
+        auto last_trim = std::chrono::steady_clock::now();
         resmgr::server::EventLoop loop(event, service.completion(), [&] {
             service.on_sample();
             publish_metrics(metrics, service, monitoring);
+            // glibc gives back only the top of its heap by itself; what allocations that came and
+            // went free in the middle stays resident (+10 MB after 30,000 allocate/release pairs
+            // at 10,000 live, bench_socket_state; 55 -> 52 MB with a trim each second) until malloc_trim
+            // hands those pages back.
+            if (const auto now = std::chrono::steady_clock::now(); now - last_trim >= kTrimEvery) {
+                ::malloc_trim(0);
+                last_trim = now;
+            }
         });
         service.lifecycle().set_hooks(loop.hooks());
+        history.defer_runs([&] { loop.when_idle([&] { history.write_waiting_runs(); }); });
         // What the pressure responder held back before a restart comes back on the groups reconcile re-adopts.
         service.pressure().load();
         auto reconciled = service.completion().reconcile();
@@ -378,6 +391,8 @@ int main(int argc, char** argv) {
                      resmgr::format_duration(monitoring.interval()));
         sd_notify(0, "READY=1\nSTATUS=serving");
         int r = sd_event_loop(event);
+        history.write_waiting_runs();
+        history.defer_runs(nullptr); // the loop is done: from here on each is written at once
         sd_event_unref(event);
         if (r < 0) spdlog::critical("the event loop failed: {}", std::strerror(-r));
         // Compaction at shutdown: the next start reads one snapshot and an empty journal.

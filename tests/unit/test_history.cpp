@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "history/history.hpp"
 #include "history/history_store.hpp"
 #include "tests_support.hpp"
 
@@ -144,6 +145,37 @@ TEST(HistoryStore, RunsAreKeptAndQueriedByTypeAndWorkflow) {
     EXPECT_FALSE(tests[0].cpu_seconds.has_value());
     EXPECT_EQ(tests[0].outcome, analytics::RunOutcome::oom_killed);
     EXPECT_TRUE(store.runs({0u, "", "", 0, 10}).empty()); // another owner's
+}
+
+// resmgrd defers run records to the loop's next idle turn: many releases share one transaction,
+// and nothing that asks for runs (or sets an exit status) can miss one still waiting.
+TEST(History, DeferredRunsAreWrittenTogetherAndNoQueryMissesThem) {
+    TempDir dir;
+    const auto path = (dir.path() / "history.db").string();
+    int asked = 0;
+    {
+        History history(path);
+        history.defer_runs([&] { ++asked; });
+        history.record_run(run("a1", "build", kT0));
+        history.record_run(run("a2", "build", kT0 + 10));
+        history.record_run(run("a3", "build", kT0 + 20));
+        EXPECT_EQ(asked, 1); // once per batch, not per run
+        {
+            HistoryStore other(path, {}, Access::read_only);
+            EXPECT_TRUE(other.runs({std::nullopt, "", "", 0, 10}).empty()); // still waiting
+        }
+        EXPECT_EQ(history.store()->runs({std::nullopt, "", "build", 0, 10}).size(), 3u); // a query writes them first
+        history.record_run(run("a4", "build", kT0 + 30));
+        EXPECT_EQ(asked, 2);
+        history.record_exit("a4", 3); // its run is written before the exit updates it
+        EXPECT_EQ(history.store()->runs({std::nullopt, "wf-a4", "", 0, 10}).at(0).exit_code, 3);
+        history.record_run(run("a5", "build", kT0 + 40));
+        for (std::size_t i = 0; i < History::kMaxWaitingRuns; ++i) history.record_run(run("b" + std::to_string(i), "lint", kT0 + 50));
+        // The cap wrote the first kMaxWaitingRuns at once; one waits, and the destructor writes it.
+    }
+    HistoryStore store(path);
+    EXPECT_EQ(store.runs({std::nullopt, "", "build", 0, 10}).size(), 5u);
+    EXPECT_EQ(store.runs({std::nullopt, "", "lint", 0, 1000}).size(), History::kMaxWaitingRuns);
 }
 
 TEST(HistoryStore, ImportsCsvWithHeaderIsoAndEpochTimesIgnoringExtraColumns) {
