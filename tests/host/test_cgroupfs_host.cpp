@@ -94,6 +94,6 @@ TEST_F(CgroupfsHost, LimitsReportedAgainstThisHostsControllers) {
         EXPECT_EQ(slurp(root + "/alloc_lim/memory.max"), "67108864\n");
     } else {
         ASSERT_FALSE(e.unenforced.empty());
-        EXPECT_NE(e.unenforced[0].find("memory.max=67108864: controller 'memory' is not available"), std::string::npos) << e.unenforced[0];
+        EXPECT_NE(e.unenforced[0].find("memory.max=67108864: controller 'memory' not available"), std::string::npos) << e.unenforced[0];
     }
 }
