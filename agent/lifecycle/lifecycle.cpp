@@ -65,9 +65,9 @@ Lifecycle::Lifecycle(core::Ledger& ledger, cgroup::CgroupBackend& backend, state
     : ledger_(ledger), backend_(backend), store_(store), clock_(std::move(clock)), events_(events), files_(files) {}
 
 void write_snapshot(const core::Ledger& ledger, state::StateStore& store, TimePoint now) {
-    std::vector<Allocation> all;
+    std::vector<const Allocation*> all;
     all.reserve(ledger.allocations().size());
-    for (auto& [_, a] : ledger.allocations()) all.push_back(a);
+    for (auto& [_, a] : ledger.allocations()) all.push_back(&a);
     store.save_allocations(all, now);
 }
 

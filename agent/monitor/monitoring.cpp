@@ -59,10 +59,9 @@ void Monitoring::sample(TimePoint now) {
     auto probes = allocation_groups();
     probes_.sync(probes);
     agents_.add_groups(probes);
-    // The previous snapshot goes first: at 10,000 groups two at once were ~10 MB more at each
-    // pass, which the heap kept.
-    latest_.reset();
-    const Snapshot& snap = latest_.emplace(sampler_.sample(probes, now));
+    if (!latest_) latest_.emplace();
+    sampler_.sample(probes, now, *latest_);
+    const Snapshot& snap = *latest_;
     if (peaks_.samples == 0) peaks_.since = now;
 
     agents_.update(snap, now, ledger_.policy().agent_idle_after);

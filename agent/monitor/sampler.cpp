@@ -3,19 +3,31 @@
 
 namespace resmgr::monitor {
 
-Snapshot Sampler::sample(const std::vector<GroupProbe>& groups, TimePoint now) {
-    Snapshot snap;
-    snap.time = now;
-    snap.node = read_node_sample(sources_, previous_cpu_);
-    if (snap.node.cpu_times) previous_cpu_ = snap.node.cpu_times;
+namespace {
+
+// A fresh read into the kept sample, the kept strings' storage staying where it is when their
+// text did not change (the usual case: the same directory, the same files missing).
+void update_kept(GroupSample& kept, GroupSample&& fresh) {
+    if (kept.dir == fresh.dir) std::swap(kept.dir, fresh.dir);
+    if (kept.unavailable == fresh.unavailable) std::swap(kept.unavailable, fresh.unavailable);
+    kept = std::move(fresh);
+}
+
+} // namespace
+
+void Sampler::sample(const std::vector<GroupProbe>& groups, TimePoint now, Snapshot& into) {
+    into.time = now;
+    into.node = read_node_sample(sources_, previous_cpu_);
+    if (into.node.cpu_times) previous_cpu_ = into.node.cpu_times;
 
     ++passes_;
     for (const auto& probe : groups) {
         Watched& group = watched_[probe.key];
         if (!group.reader || group.reader->dir() != probe.dir) group.reader.emplace(probe.dir, &budget_);
         group.pass = passes_;
-        GroupUsage usage;
-        usage.sample = group.reader->read(GroupFiles::periodic);
+        GroupUsage& usage = into.groups[probe.key];
+        update_kept(usage.sample, group.reader->read(GroupFiles::periodic));
+        usage.cpu_cores.reset();
         const auto& cpu = usage.sample.cpu_stat;
         const std::optional<std::uint64_t> used = cpu ? cpu->usage_usec : std::nullopt;
         if (used && group.usage_usec) {
@@ -27,11 +39,13 @@ Snapshot Sampler::sample(const std::vector<GroupProbe>& groups, TimePoint now) {
         // A pass that cannot read the counter leaves the next one without a rate.
         group.usage_usec = used;
         group.time = now;
-        snap.groups.emplace_hint(snap.groups.end(), probe.key, std::move(usage));
     }
     // Groups that are gone are forgotten with their counters and files.
+    std::erase_if(into.groups, [&](const auto& entry) {
+        auto it = watched_.find(entry.first);
+        return it == watched_.end() || it->second.pass != passes_;
+    });
     std::erase_if(watched_, [&](const auto& entry) { return entry.second.pass != passes_; });
-    return snap;
 }
 
 void Sampler::forget(const std::string& allocation_id) {

@@ -324,16 +324,23 @@ void StateStore::record(const std::vector<Change>& changes) {
 bool StateStore::snapshot_due() const { return journal_lost_ || journal_records_ >= std::max(kSnapshotEvery, snapshot_size_); }
 
 void StateStore::save_allocations(const std::vector<Allocation>& allocations, TimePoint now) {
+    std::vector<const Allocation*> each;
+    each.reserve(allocations.size());
+    for (const auto& a : allocations) each.push_back(&a);
+    save_allocations(each, now);
+}
+
+void StateStore::save_allocations(const std::vector<const Allocation*>& allocations, TimePoint now) {
     // Streamed an allocation at a time, as the text the whole document's dump_text(doc, 2) would
     // give: the document as one json tree and one string cost ~9 KB an allocation at once
     // (heaptrack, 10,000 allocations), and glibc kept that peak in resmgrd's RSS afterwards.
     write_file_atomic(allocations_path(), [&](const PutText& put) {
         put("{\n  \"allocations\": [");
         const char* separator = "\n    ";
-        for (auto& a : allocations) {
+        for (const Allocation* a : allocations) {
             put(separator);
             separator = ",\n    ";
-            const std::string text = dump_text(to_json(a), 2);
+            const std::string text = dump_text(to_json(*a), 2);
             for (size_t start = 0;;) { // each line of the allocation four spaces further in
                 size_t end = text.find('\n', start);
                 put(std::string_view(text).substr(start, end == std::string::npos ? end : end + 1 - start));

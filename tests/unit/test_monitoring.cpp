@@ -136,7 +136,8 @@ TEST(Sampler, DerivesNodeCpuPercentAndGroupCoresFromCounterDeltas) {
     write(dir.path() / "proc/stat", proc_stat(1000, 1000));
     write(dir.path() / "g/cpu.stat", "usage_usec 1000000\nuser_usec 1\nsystem_usec 1\n");
     monitor::Sampler sampler({(dir.path() / "proc").string(), {dir.path().string()}});
-    auto first = sampler.sample({{"a", (dir.path() / "g").string()}}, kT0);
+    monitor::Snapshot first;
+    sampler.sample({{"a", (dir.path() / "g").string()}}, kT0, first);
     EXPECT_FALSE(first.node.cpu_utilization_percent) << "no rate from one sample";
     EXPECT_FALSE(first.groups.at("a").cpu_cores);
     ASSERT_TRUE(first.node.memory);
@@ -144,13 +145,15 @@ TEST(Sampler, DerivesNodeCpuPercentAndGroupCoresFromCounterDeltas) {
 
     write(dir.path() / "proc/stat", proc_stat(1300, 1100)); // 300 busy of 400 ticks
     write(dir.path() / "g/cpu.stat", "usage_usec 4000000\nuser_usec 1\nsystem_usec 1\n"); // 3 s of CPU in 2 s
-    auto second = sampler.sample({{"a", (dir.path() / "g").string()}}, kT0 + Seconds(2));
+    monitor::Snapshot second;
+    sampler.sample({{"a", (dir.path() / "g").string()}}, kT0 + Seconds(2), second);
     EXPECT_DOUBLE_EQ(*second.node.cpu_utilization_percent, 75.0);
     EXPECT_DOUBLE_EQ(*second.groups.at("a").cpu_cores, 1.5);
 
     // A recreated group (counter went back) gives no rate instead of a nonsense one.
     write(dir.path() / "g/cpu.stat", "usage_usec 10\n");
-    auto third = sampler.sample({{"a", (dir.path() / "g").string()}}, kT0 + Seconds(4));
+    monitor::Snapshot third;
+    sampler.sample({{"a", (dir.path() / "g").string()}}, kT0 + Seconds(4), third);
     EXPECT_FALSE(third.groups.at("a").cpu_cores);
 }
 
@@ -159,7 +162,8 @@ TEST(Sampler, MissingAndGarbageSourcesDegradeWithReasons) {
     write(dir.path() / "proc/stat", "cpu garbage\n");
     write(dir.path() / "g/memory.current", "12abc\n");
     monitor::Sampler sampler({(dir.path() / "proc").string(), {(dir.path() / "nowhere").string()}});
-    auto snap = sampler.sample({{"a", (dir.path() / "g").string()}}, kT0);
+    monitor::Snapshot snap;
+    sampler.sample({{"a", (dir.path() / "g").string()}}, kT0, snap);
     EXPECT_FALSE(snap.node.cpu_times);
     EXPECT_FALSE(snap.node.memory);
     EXPECT_GE(snap.node.unavailable.size(), 5u) << json(snap.node.unavailable).dump();
@@ -177,9 +181,11 @@ TEST(Sampler, KeepsCountersOnlyForGroupsListedEveryPass) {
     const std::string ab = (dir.path() / "ab").string(), b = (dir.path() / "b").string();
     monitor::Sampler sampler({(dir.path() / "proc").string(), {}});
     const std::vector<monitor::GroupProbe> all{{"a", a}, {"a/x", agent}, {"ab", ab}, {"b", b}};
-    sampler.sample(all, kT0);
+    monitor::Snapshot first;
+    sampler.sample(all, kT0, first);
     for (const char* g : {"a", "a/agent", "ab", "b"}) write(dir.path() / g / "cpu.stat", "usage_usec 2000000\n");
-    auto second = sampler.sample({{"a", a}, {"a/x", agent}, {"ab", ab}}, kT0 + Seconds(1));
+    monitor::Snapshot second;
+    sampler.sample({{"a", a}, {"a/x", agent}, {"ab", ab}}, kT0 + Seconds(1), second);
     for (const char* key : {"a", "a/x", "ab"}) EXPECT_DOUBLE_EQ(second.groups.at(key).cpu_cores.value_or(-1), 1.0) << key;
     EXPECT_FALSE(second.groups.count("b"));
 
@@ -190,11 +196,37 @@ TEST(Sampler, KeepsCountersOnlyForGroupsListedEveryPass) {
     write(dir.path() / "b/cpu.stat", "usage_usec 3000000\n");
     write(dir.path() / "ab/cpu.stat", "usage_usec 2500000\n");
     write(dir.path() / "elsewhere/cpu.stat", "usage_usec 3000000\n");
-    auto third = sampler.sample({{"a", a}, {"a/x", agent}, {"ab", (dir.path() / "elsewhere").string()}, {"b", b}}, kT0 + Seconds(2));
+    monitor::Snapshot third;
+    sampler.sample({{"a", a}, {"a/x", agent}, {"ab", (dir.path() / "elsewhere").string()}, {"b", b}}, kT0 + Seconds(2), third);
     EXPECT_DOUBLE_EQ(third.groups.at("a").cpu_cores.value_or(-1), 0.0) << "forget() keeps the counter";
     EXPECT_DOUBLE_EQ(third.groups.at("ab").cpu_cores.value_or(-1), 1.0) << "read from its new directory";
     EXPECT_EQ(third.groups.at("ab").sample.dir, (dir.path() / "elsewhere").string());
     EXPECT_FALSE(third.groups.at("b").cpu_cores) << "left out of a pass: no rate from before it";
+}
+
+// The snapshot is updated in place from pass to pass: a dropped group leaves it, and a kept group's
+// strings keep their storage when their text is the same (no heap churn per group and pass).
+TEST(Sampler, UpdatesOneSnapshotInPlace) {
+    TempDir dir;
+    for (const char* g : {"a", "b"}) write(dir.path() / g / "cpu.stat", "usage_usec 1000000\n");
+    const std::string a = (dir.path() / "a").string(), b = (dir.path() / "b").string();
+    monitor::Sampler sampler({(dir.path() / "proc").string(), {}});
+    monitor::Snapshot snap;
+    sampler.sample({{"a", a}, {"b", b}}, kT0, snap);
+    ASSERT_EQ(snap.groups.size(), 2u);
+    ASSERT_FALSE(snap.groups.at("a").sample.unavailable.empty()) << "memory.current and the rest are missing here";
+    const char* dir_storage = snap.groups.at("a").sample.dir.data();
+    const std::string* first_reason = &snap.groups.at("a").sample.unavailable.front();
+    write(dir.path() / "a/cpu.stat", "usage_usec 3000000\n");
+    sampler.sample({{"a", a}}, kT0 + Seconds(1), snap);
+    EXPECT_FALSE(snap.groups.count("b")) << "not listed: dropped";
+    EXPECT_EQ(snap.time, kT0 + Seconds(1));
+    EXPECT_DOUBLE_EQ(snap.groups.at("a").cpu_cores.value_or(-1), 2.0);
+    EXPECT_EQ(snap.groups.at("a").sample.dir.data(), dir_storage);
+    EXPECT_EQ(&snap.groups.at("a").sample.unavailable.front(), first_reason);
+    write(dir.path() / "a/cpu.stat", "usage_usec 1\n");
+    sampler.sample({{"a", a}}, kT0 + Seconds(2), snap);
+    EXPECT_FALSE(snap.groups.at("a").cpu_cores) << "the previous pass's rate does not linger";
 }
 
 TEST(ProcCgroup, TakesTheV2LineOnHybridHosts) {
