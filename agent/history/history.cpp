@@ -82,8 +82,15 @@ HistoryStore* History::store() {
 void History::defer_runs(std::function<void()> write_soon) { write_soon_ = std::move(write_soon); }
 
 void History::write_waiting_runs() const {
-    if (waiting_runs_.empty()) return;
-    guarded("run records", [&](HistoryStore& s) { s.add_runs(waiting_runs_); });
+    if (waiting_runs_.empty() || !store_) return;
+    try {
+        store_->add_runs(waiting_runs_);
+    } catch (const std::exception&) {
+        // The batch is one transaction, so one run the database refuses (or a moment it was
+        // busy) rolled back them all: each again on its own, so only what cannot be written is
+        // lost, and each loss is counted in write_failures.
+        for (const auto& run : waiting_runs_) guarded("a run record", [&](HistoryStore& s) { s.add_runs({run}); });
+    }
     waiting_runs_.clear();
 }
 

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "history/history.hpp"
@@ -176,6 +177,24 @@ TEST(History, DeferredRunsAreWrittenTogetherAndNoQueryMissesThem) {
     HistoryStore store(path);
     EXPECT_EQ(store.runs({std::nullopt, "", "build", 0, 10}).size(), 5u);
     EXPECT_EQ(store.runs({std::nullopt, "", "lint", 0, 1000}).size(), History::kMaxWaitingRuns);
+}
+
+// One run the database refuses (a NaN requested size binds as NULL into a NOT NULL column) rolls
+// back the batch it waited in; the others are written one by one, and only it is lost and counted.
+TEST(History, ARefusedRunLosesOnlyItselfNotItsBatch) {
+    TempDir dir;
+    const auto path = (dir.path() / "history.db").string();
+    History history(path);
+    history.defer_runs([] {});
+    auto refused = run("bad", "build", kT0 + 10);
+    refused.requested_cpu_cores = std::numeric_limits<double>::quiet_NaN();
+    history.record_run(run("a1", "build", kT0));
+    history.record_run(refused);
+    history.record_run(run("a2", "build", kT0 + 20));
+    const auto runs = history.store()->runs({std::nullopt, "", "build", 0, 10});
+    ASSERT_EQ(runs.size(), 2u);
+    EXPECT_EQ(history.status()["write_failures"], 1);
+    EXPECT_NE(history.status()["problem"].get<std::string>().find("NOT NULL"), std::string::npos) << history.status().dump();
 }
 
 TEST(HistoryStore, ImportsCsvWithHeaderIsoAndEpochTimesIgnoringExtraColumns) {
