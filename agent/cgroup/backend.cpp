@@ -9,6 +9,26 @@ nlohmann::json Enforcement::to_json() const {
     return {{"enforced", unenforced.empty()}, {"applied", applied}, {"unenforced", unenforced}};
 }
 
+std::shared_ptr<const Enforcement> EnforcementPool::share(Enforcement e) {
+    if (++shared_since_sweep_ >= kSweepEvery) {
+        std::erase_if(pool_, [](const auto& entry) { return entry.second.expired(); });
+        shared_since_sweep_ = 0;
+    }
+    auto& kept = pool_[e];
+    if (auto alive = kept.lock()) return alive;
+    auto made = std::make_shared<const Enforcement>(std::move(e));
+    kept = made;
+    return made;
+}
+
+std::shared_ptr<const Enforcement> EnforcementPool::with_unenforced(const std::shared_ptr<const Enforcement>& shared,
+                                                                    std::vector<std::string> reasons) {
+    if (reasons.empty()) return shared;
+    Enforcement more = *shared;
+    more.unenforced.insert(more.unenforced.end(), std::make_move_iterator(reasons.begin()), std::make_move_iterator(reasons.end()));
+    return share(std::move(more));
+}
+
 Enforcement CgroupBackend::create_attached(const std::string& id, const Limits& limits, const std::string& leaf, pid_t pid) {
     Enforcement enforcement = create(id, limits);
     try {

@@ -156,8 +156,8 @@ json Completion::reconcile() {
             continue; // queued and reserved allocations have no group yet
         }
         try {
-            life_.enforcement_[id] = backend.create(id, adjusted_limits(*a, ledger.policy(), life_.adjustments_));
-            life_.files_.hold(*a, life_.enforcement_[id].unenforced); // the marks come back from state
+            life_.enforcement_[id] = life_.enforcements_.share(backend.create(id, adjusted_limits(*a, ledger.policy(), life_.adjustments_)));
+            life_.enforcement_[id] = life_.enforcements_.with_unenforced(life_.enforcement_[id], life_.files_.hold(*a)); // the marks come back from state
             adopted.push_back(id);
             auto adj = life_.adjustments_.find(id);
             sync_freezer(backend, *a, adj != life_.adjustments_.end() && adj->second.pressure_frozen);

@@ -161,17 +161,18 @@ std::optional<std::string> ExclusiveFiles::allocation_of_cgroup(const std::strin
     return std::nullopt;
 }
 
-void ExclusiveFiles::hold(const Allocation& a, std::vector<std::string>& unenforced) {
-    if (a.constraints.exclusive_access.empty()) return;
+std::vector<std::string> ExclusiveFiles::hold(const Allocation& a) {
+    std::vector<std::string> unenforced;
+    if (a.constraints.exclusive_access.empty()) return unenforced;
     if (!guard_) {
         unenforced.push_back("exclusive_files: held at admission only, not on open: " + guard_unavailable_);
-        return;
+        return unenforced;
     }
     const std::string owner = owner_cgroup(a.allocation_id);
     if (owner.empty()) {
         unenforced.push_back("exclusive_files: held at admission only: the " + backend_.name() +
                              " backend does not put the allocation's processes in a cgroup the guard can tell apart");
-        return;
+        return unenforced;
     }
     for (const auto& file : a.constraints.exclusive_access) {
         try {
@@ -181,6 +182,7 @@ void ExclusiveFiles::hold(const Allocation& a, std::vector<std::string>& unenfor
             unenforced.push_back("exclusive_files: " + file + ": " + e.what());
         }
     }
+    return unenforced;
 }
 
 void ExclusiveFiles::release(const std::string& id, const std::optional<std::string>& file, const std::string& resolution) {

@@ -54,8 +54,9 @@ public:
     // Relative paths against the requester's working directory, then canonical as the
     // requester resolves them; only regular files the requester may hold pass.
     void normalize(AllocationRequest& request, const Owner& peer) const;
-    // The allocation's files go to the guard; what cannot be guarded is added to `unenforced`.
-    void hold(const Allocation& allocation, std::vector<std::string>& unenforced);
+    // The allocation's files go to the guard; returns what cannot be guarded (the allocation's
+    // enforcement lists it as not enforced).
+    std::vector<std::string> hold(const Allocation& allocation);
     // One more file for a running allocation (resolve-conflicts handed it over); the error when
     // it cannot be guarded.
     std::optional<std::string> hold_file(const std::string& file, const Allocation& allocation);

@@ -108,7 +108,7 @@ json Lifecycle::describe(const Allocation& a) const {
     if (a.status == AllocationStatus::queued) j["queue_position"] = core::queue_position(ledger_, a.allocation_id);
     if (a.idle_since) j["completes_at"] = format_timestamp(*a.idle_since + a.auto_release.grace_period);
     j["limits"] = limits_json(adjusted_limits(a, ledger_.policy(), adjustments_));
-    if (auto it = enforcement_.find(a.allocation_id); it != enforcement_.end()) j["enforcement"] = it->second.to_json();
+    if (auto it = enforcement_.find(a.allocation_id); it != enforcement_.end()) j["enforcement"] = it->second->to_json();
     if (auto it = tmp_.find(a.allocation_id); it != tmp_.end() && temp_dirs_) {
         const TempDir& t = it->second;
         j["tmpdir"] = temp_dirs_->path_of(a.allocation_id);
@@ -137,7 +137,7 @@ json Lifecycle::describe(const Allocation& a) const {
 
 const cgroup::Enforcement* Lifecycle::enforcement(const std::string& id) const {
     auto it = enforcement_.find(id);
-    return it == enforcement_.end() ? nullptr : &it->second;
+    return it == enforcement_.end() ? nullptr : it->second.get();
 }
 
 const Allocation& Lifecycle::allocate(const AllocationRequest& req, const Owner& peer, bool supervised, bool wait,
@@ -198,7 +198,7 @@ const Allocation& Lifecycle::allocate(const AllocationRequest& req, const Owner&
             if (!monitoring_) throw ApiError(ErrorCode::UNSUPPORTED, "Monitoring is not running in this resmgrd");
             monitoring_->agents().check_slot(*admitted_ptr, first->agent);
         }
-        enforcement_[id] = first ? backend_.create_attached(id, limits, first->leaf, static_cast<pid_t>(first->pid)) : backend_.create(id, limits);
+        enforcement_[id] = enforcements_.share(first ? backend_.create_attached(id, limits, first->leaf, static_cast<pid_t>(first->pid)) : backend_.create(id, limits));
     } catch (cgroup::BackendError& e) {
         ledger_.release(id, Owner{0, 0});
         rethrow_with_action(e, first ? "Could not create the cgroup for the allocation and move the process into it"
@@ -224,7 +224,7 @@ const Allocation& Lifecycle::allocate(const AllocationRequest& req, const Owner&
             throw ApiError(ErrorCode::INTERNAL_ERROR, "Could not create the allocation's temporary directory", e.what(), {"storage"});
         }
     }
-    files_.hold(*ledger_.find(id), enforcement_[id].unenforced);
+    enforcement_[id] = enforcements_.with_unenforced(enforcement_[id], files_.hold(*ledger_.find(id)));
     try {
         persist();
     } catch (const state::StateError& e) {
@@ -259,7 +259,7 @@ Allocation Lifecycle::reallocate(const std::string& id, const Resources& wanted,
     const Allocation before = ledger_.authorize(id, peer);
     const Allocation& after = ledger_.reallocate(id, wanted, peer, clock_());
     try {
-        enforcement_[id] = backend_.update(id, adjusted_limits(after, ledger_.policy(), adjustments_));
+        enforcement_[id] = enforcements_.share(backend_.update(id, adjusted_limits(after, ledger_.policy(), adjustments_)));
     } catch (cgroup::BackendError& e) {
         ledger_.restore(before);
         rethrow_with_action(e, "Could not change the allocation's limits; the old limits stay");
@@ -438,7 +438,7 @@ bool Lifecycle::adjust(const std::string& id) {
     if (!a) return false;
     if (auto it = adjustments_.find(id); it != adjustments_.end() && it->second.empty()) adjustments_.erase(it);
     try {
-        enforcement_[id] = backend_.update(id, adjusted_limits(*a, ledger_.policy(), adjustments_));
+        enforcement_[id] = enforcements_.share(backend_.update(id, adjusted_limits(*a, ledger_.policy(), adjustments_)));
         return true;
     } catch (const cgroup::BackendError& e) {
         spdlog::warn("{}: live adjustment refused, back to its size: {}", id, e.what());
@@ -450,7 +450,7 @@ bool Lifecycle::adjust(const std::string& id) {
 void Lifecycle::start_group(const std::string& id, const std::string& why) {
     const Allocation& a = *ledger_.find(id);
     try {
-        enforcement_[id] = backend_.create(id, adjusted_limits(a, ledger_.policy(), adjustments_));
+        enforcement_[id] = enforcements_.share(backend_.create(id, adjusted_limits(a, ledger_.policy(), adjustments_)));
     } catch (const cgroup::BackendError& e) {
         spdlog::error("{}: {} but its cgroup cannot be created, so it ends: {}", id, why, e.what());
         Allocation gone = ledger_.release(id, Owner{0, 0});
@@ -463,7 +463,7 @@ void Lifecycle::start_group(const std::string& id, const std::string& why) {
     } catch (const TempDirError& e) {
         spdlog::warn("{}: runs without a temporary directory: {}", id, e.what());
     }
-    files_.hold(a, enforcement_[id].unenforced);
+    enforcement_[id] = enforcements_.with_unenforced(enforcement_[id], files_.hold(a));
     events_.emit(events::EventType::allocated, id + " allocated to workflow " + a.workflow_id + ": " + why, a.workflow_id, id,
                  {{"resources", to_json(a.resources)}, {"cgroup_path", backend_.group_path(id)}, {"priority", a.priority.value}, {"reason", why}});
     watch(a);
@@ -497,7 +497,7 @@ void Lifecycle::refill() {
             // One the pressure responder froze too stays frozen until the responder lets go.
             auto adj = adjustments_.find(id);
             if (adj == adjustments_.end() || !adj->second.pressure_frozen) backend_.freeze(id, false);
-            enforcement_[id] = backend_.update(id, adjusted_limits(a, ledger_.policy(), adjustments_));
+            enforcement_[id] = enforcements_.share(backend_.update(id, adjusted_limits(a, ledger_.policy(), adjustments_)));
             spdlog::info("{}: resumed at full size, capacity is back", id);
             events_.emit(events::EventType::resumed, id + " resumed at full size", a.workflow_id, id);
         } catch (const cgroup::BackendError& e) {
@@ -535,7 +535,7 @@ void Lifecycle::apply_preemption(const core::Preemption& plan, const AllocationR
         } else {
             ledger_.degrade(victim);
             try {
-                enforcement_[victim] = backend_.update(victim, adjusted_limits(*ledger_.find(victim), ledger_.policy(), adjustments_));
+                enforcement_[victim] = enforcements_.share(backend_.update(victim, adjusted_limits(*ledger_.find(victim), ledger_.policy(), adjustments_)));
             } catch (const cgroup::BackendError&) {
                 ledger_.restore_preempted();
                 throw;

@@ -187,7 +187,8 @@ private:
     monitor::Monitoring* monitoring_ = nullptr;
     history::History* history_ = nullptr;
     LoopHooks hooks_;
-    std::map<std::string, cgroup::Enforcement> enforcement_;
+    std::map<std::string, std::shared_ptr<const cgroup::Enforcement>> enforcement_; // each from enforcements_
+    cgroup::EnforcementPool enforcements_;
     LiveAdjustments adjustments_; // balance's loans, tune's knobs; every group write goes through adjusted_limits
     EndedLog ended_;
     Completion completion_{*this};

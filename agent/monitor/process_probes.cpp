@@ -61,10 +61,23 @@ void ProcessProbes::sync(const std::vector<GroupProbe>& allocation_groups, const
         probes_->unwatch(it->first);
         tally_.forget(it->first);
         std::erase_if(running_tools_, [&](const auto& entry) { return entry.second.cgroup_id == it->first; });
+        if (auto by_key = ids_by_key_.find(it->second); by_key != ids_by_key_.end()) {
+            std::erase(by_key->second, it->first);
+            if (by_key->second.empty()) ids_by_key_.erase(by_key);
+        }
         it = watched_.erase(it);
     }
     for (const auto& [id, key] : wanted)
-        if (!watched_.count(id) && probes_->watch(id)) watched_[id] = key;
+        if (!watched_.count(id) && probes_->watch(id)) {
+            watched_[id] = key;
+            ids_by_key_[key].push_back(id);
+        }
+}
+
+const std::vector<std::uint64_t>& ProcessProbes::ids_of(const std::string& key) const {
+    static const std::vector<std::uint64_t> none;
+    auto it = ids_by_key_.find(key);
+    return it == ids_by_key_.end() ? none : it->second;
 }
 
 json ProcessProbes::tool_instances() const {
@@ -84,8 +97,7 @@ json ProcessProbes::tool_instances() const {
 std::optional<bpf::RunqLatency> ProcessProbes::runq_latency(const std::string& allocation_id) const {
     if (!probes_) return std::nullopt;
     bpf::RunqLatency runq;
-    for (const auto& [id, key] : watched_) {
-        if (key != allocation_id) continue;
+    for (auto id : ids_of(allocation_id)) {
         if (auto h = probes_->runq_latency(id)) {
             for (size_t i = 0; i < h->buckets.size(); ++i) runq.buckets[i] += h->buckets[i];
             runq.count += h->count;
@@ -100,8 +112,7 @@ json ProcessProbes::figures(const std::string& allocation_id) const {
     bpf::Counters total;
     const bpf::RunqLatency runq = *runq_latency(allocation_id);
     bpf::ToolCounts tools;
-    for (const auto& [id, key] : watched_) {
-        if (key != allocation_id) continue;
+    for (auto id : ids_of(allocation_id)) {
         if (auto c = probes_->counters(id)) {
             total.execs += c->execs;
             total.forks += c->forks;

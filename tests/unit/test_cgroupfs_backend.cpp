@@ -155,3 +155,26 @@ TEST(CgroupfsBackend, ListAndDestroy) {
     EXPECT_EQ(b.list_groups(), std::vector<std::string>{"alloc_a"});
     b.destroy("alloc_b"); // already gone: fine
 }
+
+// Allocations that got the same enforcement share one copy; a different one is its own; a copy
+// no allocation holds any more is swept from the pool as it is used.
+TEST(EnforcementPool, SharesEqualEnforcementsAndForgetsUnheldOnes) {
+    EnforcementPool pool;
+    const Enforcement missing{{"cpu.weight=100"}, {"memory.max=1073741824: controller 'memory' not available in the cgroup root"}};
+    auto a = pool.share(missing);
+    auto b = pool.share(missing);
+    auto c = pool.share(Enforcement{{"cpu.weight=200"}, {}});
+    EXPECT_EQ(a.get(), b.get());
+    EXPECT_NE(a.get(), c.get());
+    EXPECT_EQ(*a, missing);
+    EXPECT_EQ(pool.size(), 2u);
+    c.reset();
+    for (unsigned i = 0; i < 1024; ++i) b = pool.share(missing);
+    EXPECT_EQ(pool.size(), 1u) << "the copy nobody holds was swept";
+    EXPECT_EQ(b.get(), a.get());
+
+    EXPECT_EQ(pool.with_unenforced(a, {}).get(), a.get()) << "nothing added: the same copy";
+    auto guarded = pool.with_unenforced(a, {"exclusive_files: held at admission only"});
+    EXPECT_EQ(guarded->unenforced.size(), 2u);
+    EXPECT_EQ(a->unenforced.size(), 1u) << "the shared copy is never changed";
+}
