@@ -87,6 +87,14 @@ else
     fail cpu-quota "no slice found for wf-spin: $(resmgr --json status)"
 fi
 wait "$runner"
+# The run's record (issue 13) has the time its group stood throttled, cpu.stat's throttled_usec
+# read before the group went: 8 s of spinning held to 0.5 cores stand throttled about half of it.
+throttled=$(resmgr --json usage wf-spin | tr -d ' \n' | grep -o '"throttled_seconds":[0-9.]*' | head -1 | cut -d: -f2)
+if [ -n "$throttled" ] && awk -v t="$throttled" 'BEGIN { exit !(t >= 1 && t <= 8) }'; then
+    pass "run-record-throttled (${throttled} s of the 8 s run)"
+else
+    fail run-record-throttled "throttled_seconds '$throttled': $(resmgr --json usage wf-spin | tr -d ' \n' | head -c 800)"
+fi
 
 # d. the slice carries the requested limits, and release removes it.
 out=$(resmgr --json allocate '{"workflow_id":"wf-sys","priority":"high","resources":{"cpu_cores":1.5,"memory_gb":"256M","pids":64}}')
