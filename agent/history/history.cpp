@@ -110,8 +110,8 @@ template <class Write> void History::guarded(const char* what, Write write) cons
     }
 }
 
-void History::record_samples(std::int64_t ts, const std::vector<Point>& points) {
-    guarded("samples", [&](HistoryStore& s) { s.add_samples(ts, points); });
+void History::record_samples(std::int64_t ts, const std::function<void(const HistoryStore::AddPoint&)>& produce) {
+    guarded("samples", [&](HistoryStore& s) { s.add_samples(ts, produce); });
 }
 
 void History::maintain(std::int64_t now) {

@@ -41,7 +41,7 @@ public:
     HistoryStore* store();
 
     // Writes that never throw.
-    void record_samples(std::int64_t ts, const std::vector<Point>& points);
+    void record_samples(std::int64_t ts, const std::function<void(const HistoryStore::AddPoint&)>& produce);
     void maintain(std::int64_t now);
     void record_run(const analytics::RunRecord& run);
     void record_exit(const std::string& allocation_id, int exit_code);

@@ -54,7 +54,9 @@ public:
 
     Statement& bind(int i, std::int64_t v) { return check(sqlite3_bind_int64(stmt_, i, v)); }
     Statement& bind(int i, double v) { return check(sqlite3_bind_double(stmt_, i, v)); }
-    Statement& bind(int i, const std::string& v) { return check(sqlite3_bind_text(stmt_, i, v.c_str(), -1, SQLITE_TRANSIENT)); }
+    Statement& bind(int i, std::string_view v) {
+        return check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+    }
     template <class T> Statement& bind(int i, const std::optional<T>& v) {
         if (!v) return check(sqlite3_bind_null(stmt_, i));
         if constexpr (std::is_floating_point_v<T>) return bind(i, static_cast<double>(*v));
@@ -166,31 +168,37 @@ void HistoryStore::exec(const char* sql) const {
     }
 }
 
-std::int64_t HistoryStore::series_id(const std::string& name) {
+std::int64_t HistoryStore::series_id(std::string_view name) {
     if (auto it = series_ids_.find(name); it != series_ids_.end()) return it->second;
     Statement insert(db_, "INSERT OR IGNORE INTO series(name) VALUES (?)");
     insert.bind(1, name).step();
     Statement select(db_, "SELECT id FROM series WHERE name = ?");
     select.bind(1, name);
-    if (!select.step()) fail("series " + name + " vanished");
-    return series_ids_[name] = select.integer(0);
+    if (!select.step()) fail("series " + std::string(name) + " vanished");
+    return series_ids_[std::string(name)] = select.integer(0);
 }
 
-void HistoryStore::add_samples(std::int64_t ts, const std::vector<Point>& points) {
+void HistoryStore::add_samples(std::int64_t ts, const std::function<void(const AddPoint&)>& produce) {
     try {
         exec("BEGIN");
         Statement insert(db_, kept("INSERT OR REPLACE INTO samples(series, ts, value) VALUES (?, ?, ?)"));
-        for (const auto& p : points) {
-            if (!std::isfinite(p.value)) continue;
-            insert.bind(1, series_id(p.series)).bind(2, ts).bind(3, p.value).step();
+        produce([&](std::string_view series, double value) {
+            if (!std::isfinite(value)) return;
+            insert.bind(1, series_id(series)).bind(2, ts).bind(3, value).step();
             insert.reset();
-        }
+        });
         exec("COMMIT");
     } catch (const HistoryError& e) {
         sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
         series_ids_.clear(); // ids made inside the rolled-back transaction are gone
         fail(std::string("writing samples: ") + e.what());
     }
+}
+
+void HistoryStore::add_samples(std::int64_t ts, const std::vector<Point>& points) {
+    add_samples(ts, [&](const AddPoint& add) {
+        for (const auto& p : points) add(p.series, p.value);
+    });
 }
 
 void HistoryStore::roll_up(Resolution resolution, std::int64_t from, std::int64_t to) {

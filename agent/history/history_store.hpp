@@ -14,11 +14,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "analytics/run_record.hpp"
@@ -80,7 +82,12 @@ public:
 
     const std::string& path() const { return path_; }
 
-    // One sampling pass, in one transaction.
+    // One sampling pass, in one transaction: `produce` calls its argument once per point. Points
+    // are handed over one at a time, their names as views: a pass at 10,000 allocations is 40,000
+    // points, and a vector of them with a string each was ~5 MB at every pass whose freed pieces,
+    // between SQLite's cache pages, the heap kept (RSS grew with churn, nothing more live).
+    using AddPoint = std::function<void(std::string_view series, double value)>;
+    void add_samples(std::int64_t ts, const std::function<void(const AddPoint&)>& produce);
     void add_samples(std::int64_t ts, const std::vector<Point>& points);
     // Rolls the completed 5-minute and 1-hour buckets up from the raw samples and drops what
     // retention says is old. Cheap when no bucket has completed since the last call.
@@ -108,7 +115,7 @@ public:
     Footprint footprint() const;
 
 private:
-    std::int64_t series_id(const std::string& name);
+    std::int64_t series_id(std::string_view name);
     void roll_up(Resolution resolution, std::int64_t from, std::int64_t to);
     void exec(const char* sql) const;
     [[noreturn]] void fail(const std::string& what) const;
@@ -120,7 +127,7 @@ private:
     std::string path_;
     Retention retention_;
     sqlite3* db_ = nullptr;
-    std::map<std::string, std::int64_t> series_ids_;
+    std::map<std::string, std::int64_t, std::less<>> series_ids_;
     std::map<const char*, sqlite3_stmt*> kept_;
     std::int64_t rolled_until_5m_ = 0, rolled_until_1h_ = 0;
 };

@@ -94,35 +94,36 @@ void Monitoring::record_history(const Snapshot& snap) {
         if (auto it = started_.find(key); it != started_.end() && usage.sample.memory_current_bytes)
             it->second.memory_peak_sampled = std::max(it->second.memory_peak_sampled.value_or(0), *usage.sample.memory_current_bytes);
     if (!history_db_) return;
-    std::vector<history::Point> points;
-    auto add = [&](std::string series, auto value) {
-        if (value) points.push_back({std::move(series), static_cast<double>(*value)});
-    };
-    const auto& node = snap.node;
-    add("node/cpu_percent", node.cpu_utilization_percent);
-    if (node.memory) {
-        add("node/memory_percent", std::optional<double>(node.memory->used_percent()));
-        add("node/memory_available_bytes", std::optional<double>(static_cast<double>(node.memory->available_bytes)));
-    }
-    auto pressure = [&](const char* name, const std::optional<Pressure>& p) {
-        if (p) add(std::string("node/") + name + "_pressure_some_avg10", std::optional<double>(p->some.avg10));
-    };
-    pressure("cpu", node.cpu_pressure);
-    pressure("memory", node.memory_pressure);
-    pressure("io", node.io_pressure);
-    add("node/live_agents", std::optional<double>(agents_.live()));
-    add("node/allocations", std::optional<double>(static_cast<double>(ledger_.allocations().size())));
-    for (const auto& [key, usage] : snap.groups) {
-        if (key.find('/') != std::string::npos) continue; // an agent's leaf: its allocation's group counts it
-        const auto& s = usage.sample;
-        const std::string prefix = "alloc/" + key + "/";
-        add(prefix + "cpu_cores", usage.cpu_cores);
-        add(prefix + "memory_bytes", s.memory_current_bytes);
-        add(prefix + "pids", s.pids_current);
-        if (s.cpu_stat) add(prefix + "throttled_usec", s.cpu_stat->throttled_usec);
-    }
     const auto ts = std::chrono::duration_cast<std::chrono::seconds>(snap.time.time_since_epoch()).count();
-    history_db_->record_samples(ts, points);
+    history_db_->record_samples(ts, [&](const history::HistoryStore::AddPoint& point) {
+        auto add = [&](std::string_view series, auto value) {
+            if (value) point(series, static_cast<double>(*value));
+        };
+        const auto& node = snap.node;
+        add("node/cpu_percent", node.cpu_utilization_percent);
+        if (node.memory) {
+            add("node/memory_percent", std::optional<double>(node.memory->used_percent()));
+            add("node/memory_available_bytes", std::optional<double>(static_cast<double>(node.memory->available_bytes)));
+        }
+        add("node/cpu_pressure_some_avg10", node.cpu_pressure ? std::optional(node.cpu_pressure->some.avg10) : std::nullopt);
+        add("node/memory_pressure_some_avg10", node.memory_pressure ? std::optional(node.memory_pressure->some.avg10) : std::nullopt);
+        add("node/io_pressure_some_avg10", node.io_pressure ? std::optional(node.io_pressure->some.avg10) : std::nullopt);
+        add("node/live_agents", std::optional<double>(agents_.live()));
+        add("node/allocations", std::optional<double>(static_cast<double>(ledger_.allocations().size())));
+        std::string name; // "alloc/<id>/<figure>", one buffer for every group's names
+        for (const auto& [key, usage] : snap.groups) {
+            if (key.find('/') != std::string::npos) continue; // an agent's leaf: its allocation's group counts it
+            const auto& s = usage.sample;
+            auto figure = [&](const char* what, auto value) {
+                name.assign("alloc/").append(key).append("/").append(what);
+                add(name, value);
+            };
+            figure("cpu_cores", usage.cpu_cores);
+            figure("memory_bytes", s.memory_current_bytes);
+            figure("pids", s.pids_current);
+            if (s.cpu_stat) figure("throttled_usec", s.cpu_stat->throttled_usec);
+        }
+    });
     history_db_->maintain(ts);
     predict_thresholds(ts);
 }

@@ -21,11 +21,15 @@ void Sampler::sample(const std::vector<GroupProbe>& groups, TimePoint now, Snaps
     if (into.node.cpu_times) previous_cpu_ = into.node.cpu_times;
 
     ++passes_;
+    // The probes come sorted by key (the ledger's order; agents' leaves after their allocation),
+    // so each lookup starts where the previous one ended.
+    auto kept = into.groups.begin();
     for (const auto& probe : groups) {
         Watched& group = watched_[probe.key];
         if (!group.reader || group.reader->dir() != probe.dir) group.reader.emplace(probe.dir, &budget_);
         group.pass = passes_;
-        GroupUsage& usage = into.groups[probe.key];
+        kept = std::next(into.groups.try_emplace(kept, probe.key));
+        GroupUsage& usage = std::prev(kept)->second;
         update_kept(usage.sample, group.reader->read(GroupFiles::periodic));
         usage.cpu_cores.reset();
         const auto& cpu = usage.sample.cpu_stat;
@@ -40,11 +44,14 @@ void Sampler::sample(const std::vector<GroupProbe>& groups, TimePoint now, Snaps
         group.usage_usec = used;
         group.time = now;
     }
-    // Groups that are gone are forgotten with their counters and files.
-    std::erase_if(into.groups, [&](const auto& entry) {
-        auto it = watched_.find(entry.first);
-        return it == watched_.end() || it->second.pass != passes_;
-    });
+    // Groups that are gone are forgotten with their counters and files: one walk of both maps,
+    // which hold the same keys in the same order.
+    auto watched = watched_.begin();
+    for (auto it = into.groups.begin(); it != into.groups.end();) {
+        while (watched != watched_.end() && watched->first < it->first) ++watched;
+        const bool listed = watched != watched_.end() && watched->first == it->first && watched->second.pass == passes_;
+        it = listed ? std::next(it) : into.groups.erase(it);
+    }
     std::erase_if(watched_, [&](const auto& entry) { return entry.second.pass != passes_; });
 }
 

@@ -212,7 +212,7 @@ TEST(Sampler, UpdatesOneSnapshotInPlace) {
     const std::string a = (dir.path() / "a").string(), b = (dir.path() / "b").string();
     monitor::Sampler sampler({(dir.path() / "proc").string(), {}});
     monitor::Snapshot snap;
-    sampler.sample({{"a", a}, {"b", b}}, kT0, snap);
+    sampler.sample({{"b", b}, {"a", a}}, kT0, snap); // out of order: still each group once
     ASSERT_EQ(snap.groups.size(), 2u);
     ASSERT_FALSE(snap.groups.at("a").sample.unavailable.empty()) << "memory.current and the rest are missing here";
     const char* dir_storage = snap.groups.at("a").sample.dir.data();
