@@ -346,8 +346,8 @@ int main(int argc, char** argv) {
             // glibc gives back only the top of its heap by itself; what allocations that came and
             // went free in the middle stays resident until malloc_trim hands those pages back
             // (at 10,000 live after bench_socket_state's client phases, one trim called from gdb
-            // took RSS from 68.5 to 63.2 MiB). At most every kTrimEvery: with passes a second
-            // apart, a trim at each would walk the heap each second for little more.
+            // took RSS from 68.5 to 63.2 MiB). At most every kTrimEvery, not at each pass: passes
+            // may be a second apart, and a trim walks the whole heap.
             if (const auto now = std::chrono::steady_clock::now(); now - last_trim >= kTrimEvery) {
                 ::malloc_trim(0);
                 last_trim = now;
