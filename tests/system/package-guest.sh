@@ -73,21 +73,23 @@ if [ -f "$share/resmgr-dbgsym.ddeb" ]; then
 fi
 
 # 5. apt-get purge stops the service and leaves nothing: no files of the package (nor of the
-#    -dbgsym package, removed with it), no state, no unit, no keeper of the delegated scope.
+#    -dbgsym package, removed with it), no state, no temporary directories' root (the workflows
+#    above have ended), no unit, no keeper of the delegated scope.
+tmp_root_before=$([ -d /var/tmp/resmgr ] && echo yes || echo no)
 apt-get purge -y resmgr > /tmp/purge.out 2>&1
 left=""
-for f in /usr/sbin/resmgrd /usr/bin/resmgr /etc/resmgr/resmgr.json /var/lib/resmgr /usr/lib/systemd/system/resmgrd.service \
+for f in /usr/sbin/resmgrd /usr/bin/resmgr /etc/resmgr/resmgr.json /var/lib/resmgr /var/tmp/resmgr /usr/lib/systemd/system/resmgrd.service \
          /etc/systemd/system/multi-user.target.wants/resmgrd.service /usr/lib/debug/.build-id /usr/share/doc/resmgr-dbgsym; do
     [ -e "$f" ] && left="$left $f"
 done
 keeper=/sys/fs/cgroup/resmgr.slice/resmgr-allocations.scope/keeper/cgroup.procs
 sleep 1
 [ -s "$keeper" ] && left="$left keeper($(cat "$keeper"))"
-if [ -z "$left" ] && ! dpkg -s resmgr > /dev/null 2>&1 && ! dpkg -s resmgr-dbgsym > /dev/null 2>&1 &&
+if [ -z "$left" ] && [ "$tmp_root_before" = yes ] && ! dpkg -s resmgr > /dev/null 2>&1 && ! dpkg -s resmgr-dbgsym > /dev/null 2>&1 &&
    [ "$(systemctl is-active resmgrd)" != active ]; then
     pass purge-removes-everything
 else
-    fail purge-removes-everything "left:$left; $(tail -5 /tmp/purge.out)"
+    fail purge-removes-everything "left:$left; temporary root before purge: $tmp_root_before; $(tail -5 /tmp/purge.out)"
 fi
 
 echo "system: $passed passed, $failed failed"
