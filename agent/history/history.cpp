@@ -89,7 +89,7 @@ void History::write_waiting_runs() const {
         // The batch is one transaction, so one run the database refuses (or a moment it was
         // busy) rolled back them all: each again on its own, so only what cannot be written is
         // lost, and each loss is counted in write_failures.
-        for (const auto& run : waiting_runs_) guarded("a run record", [&](HistoryStore& s) { s.add_runs({run}); });
+        for (const auto& run : waiting_runs_) guarded("a run record", [&](HistoryStore& s) { s.add_run(run); });
     }
     waiting_runs_.clear();
 }
