@@ -45,7 +45,7 @@ void Sampler::sample(const std::vector<GroupProbe>& groups, TimePoint now, Snaps
         group.time = now;
     }
     // Groups that are gone are forgotten with their counters and files: one walk of both maps,
-    // which hold the same keys in the same order.
+    // both sorted by key.
     auto watched = watched_.begin();
     for (auto it = into.groups.begin(); it != into.groups.end();) {
         while (watched != watched_.end() && watched->first < it->first) ++watched;

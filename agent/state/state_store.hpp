@@ -94,7 +94,8 @@ public:
     // The snapshot: writes `allocations` crash-safely, then empties the journal. Throws
     // StateError (the journal is kept: replaying it over either snapshot gives the same state).
     // By pointer: the ledger's allocations are written where they are (a copy of 10,000 for the
-    // write was ~10 MB at once in the middle of a burst of changes, which the heap kept).
+    // write was heaptrack's largest peak: 4.8 MB of Allocations, their strings on top, at once
+    // in the middle of a burst of changes).
     void save_allocations(const std::vector<const Allocation*>& allocations, TimePoint now);
     void save_allocations(const std::vector<Allocation>& allocations, TimePoint now);
     // Appends `changes` as one batch to the journal, durable when it returns (unless sync is
