@@ -40,6 +40,19 @@ Enforcement CgroupBackend::create_attached(const std::string& id, const Limits& 
     return enforcement;
 }
 
+Enforcement CgroupBackend::create_for_spawn(const std::string& id, const Limits& limits, const std::string& leaf, std::string& spawn_dir) {
+    Enforcement enforcement = create(id, limits);
+    try {
+        spawn_dir = make_spawn_leaf(id, leaf);
+    } catch (const BackendError&) {
+        destroy_after_failed_attach(id);
+        throw;
+    }
+    return enforcement;
+}
+
+std::string CgroupBackend::make_spawn_leaf(const std::string&, const std::string&) { return {}; }
+
 void CgroupBackend::destroy_after_failed_attach(const std::string& id) noexcept {
     try {
         destroy(id);

@@ -82,6 +82,12 @@ public:
     // the two does (systemd queues both jobs at once). When the attach fails the new group is
     // removed again and the attach's error is thrown.
     virtual Enforcement create_attached(const std::string& id, const Limits& limits, const std::string& leaf, pid_t pid);
+    // create() and an empty leaf `leaf` whose caller starts its process there itself (clone3 with
+    // CLONE_INTO_CGROUP: the child is born in the group, where a move through cgroup.procs costs
+    // a wait for an RCU grace period). Sets `spawn_dir` to the leaf's directory, or leaves it
+    // empty when this backend's leaves cannot be entered that way (a systemd scope needs its
+    // process first); the caller then attaches a pid as before.
+    Enforcement create_for_spawn(const std::string& id, const Limits& limits, const std::string& leaf, std::string& spawn_dir);
     // Changes the limits of a live group.
     virtual Enforcement update(const std::string& id, const Limits& limits) = 0;
     // Moves `pid` into leaf `leaf` of group `id` (created on demand).
@@ -104,6 +110,9 @@ public:
     virtual nlohmann::json describe() = 0;
 
 protected:
+    // The directory of leaf `leaf` of the existing group `id`, made when missing, for
+    // create_for_spawn; empty when there is none to start a process in (the default).
+    virtual std::string make_spawn_leaf(const std::string& id, const std::string& leaf);
     // create_attached's undo: destroy(id), logging (not throwing) when even that fails; the
     // group is then an orphan, removed at the next start.
     void destroy_after_failed_attach(const std::string& id) noexcept;

@@ -154,6 +154,14 @@ void CgroupfsBackend::attach(const std::string& id, const std::string& leaf, pid
     move_process(group_path(id) + "/" + leaf, pid);
 }
 
+std::string CgroupfsBackend::make_spawn_leaf(const std::string& id, const std::string& leaf) {
+    check_name("group", id);
+    check_name("leaf", leaf);
+    std::string dir = group_path(id) + "/" + leaf;
+    if (::mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST) throw BackendError(errno_text("cannot create cgroup", dir));
+    return dir;
+}
+
 std::vector<std::string> CgroupfsBackend::group_dirs(const std::string& id) {
     std::vector<std::string> dirs;
     std::error_code ec;

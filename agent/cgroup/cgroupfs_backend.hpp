@@ -40,6 +40,9 @@ public:
 
     const std::set<std::string>& enabled_controllers() const { return enabled_; }
 
+protected:
+    std::string make_spawn_leaf(const std::string& id, const std::string& leaf) override;
+
 private:
     // Writes each limit file. In a group this call has just created (`fresh`), a value equal to
     // the kernel's default for a new group is in force already and is not written (fewer system

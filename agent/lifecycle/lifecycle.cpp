@@ -141,7 +141,7 @@ const cgroup::Enforcement* Lifecycle::enforcement(const std::string& id) const {
 }
 
 const Allocation& Lifecycle::allocate(const AllocationRequest& req, const Owner& peer, bool supervised, bool wait,
-                                      const std::optional<AttachTarget>& first, const std::function<void()>& vet_queued) {
+                                      std::optional<AttachTarget>& first, const std::function<void()>& vet_queued) {
     if (req.resources.storage_bytes > 0) {
         if (!storage_refused_.empty())
             throw ApiError(ErrorCode::RESOURCE_EXHAUSTED, "Allocations that ask for storage are refused while storage is short",
@@ -198,7 +198,9 @@ const Allocation& Lifecycle::allocate(const AllocationRequest& req, const Owner&
             if (!monitoring_) throw ApiError(ErrorCode::UNSUPPORTED, "Monitoring is not running in this resmgrd");
             monitoring_->agents().check_slot(*admitted_ptr, first->agent);
         }
-        enforcement_[id] = enforcements_.share(first ? backend_.create_attached(id, limits, first->leaf, static_cast<pid_t>(first->pid)) : backend_.create(id, limits));
+        enforcement_[id] = enforcements_.share(!first        ? backend_.create(id, limits)
+                                               : first->spawn ? backend_.create_for_spawn(id, limits, first->leaf, first->spawn_dir)
+                                                              : backend_.create_attached(id, limits, first->leaf, static_cast<pid_t>(first->pid)));
     } catch (cgroup::BackendError& e) {
         ledger_.release(id, Owner{0, 0});
         rethrow_with_action(e, first ? "Could not create the cgroup for the allocation and move the process into it"
@@ -207,7 +209,10 @@ const Allocation& Lifecycle::allocate(const AllocationRequest& req, const Owner&
         ledger_.release(id, Owner{0, 0});
         throw;
     }
-    if (first) ledger_.mark_populated(id);
+    // A spawned process is on its way (its wrapper's exit completes the allocation even when it
+    // never came).
+    const bool placed = first && (!first->spawn || !first->spawn_dir.empty());
+    if (placed) ledger_.mark_populated(id);
     try {
         make_temp_dir(*ledger_.find(id));
     } catch (const TempDirError& e) {
@@ -239,7 +244,7 @@ const Allocation& Lifecycle::allocate(const AllocationRequest& req, const Owner&
     const Allocation& a = *ledger_.find(id);
     spdlog::info("allocated {} workflow={} priority={} cpu={} memory={} uid={}", id, a.workflow_id, a.priority.value,
                  a.resources.cpu_cores, format_size(a.resources.memory_bytes), peer.uid);
-    if (first) attached(a, *first);
+    if (placed) attached(a, *first);
     watch(a);
     reschedule();
     events_.emit(events::EventType::allocated, id + " allocated to workflow " + a.workflow_id, a.workflow_id, id,

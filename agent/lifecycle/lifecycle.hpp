@@ -57,6 +57,11 @@ struct AttachTarget {
     long long pid = 0;
     std::string leaf;  // "main", or "agent-<name>"
     std::string agent; // empty unless an agent
+    // No pid: the caller starts its process in the leaf itself (allocate only). allocate sets
+    // spawn_dir to the leaf's directory, or leaves it empty when the backend cannot (the caller
+    // then attaches a pid).
+    bool spawn = false;
+    std::string spawn_dir;
 };
 
 // An ended allocation's final record (what it used, why it ended), kept for a wrapper's late
@@ -116,7 +121,7 @@ public:
     // An allocation asking for storage_gb is refused (RESOURCE_EXHAUSTED, "storage") while the
     // pressure responder holds refuse_storage.
     const Allocation& allocate(const AllocationRequest& request, const Owner& peer, bool supervised, bool wait,
-                               const std::optional<AttachTarget>& first, const std::function<void()>& vet_queued);
+                               std::optional<AttachTarget>& first, const std::function<void()>& vet_queued);
     const Allocation& reserve(const AllocationRequest& request, const std::string& id, TimePoint start, const Owner& peer);
     // Returns the allocation as it was before.
     Allocation reallocate(const std::string& id, const Resources& wanted, const Owner& peer);

@@ -31,7 +31,9 @@ std::vector<ParamSpec> allocation_fields(bool workflow_required, bool auto_resou
             {"auto_release", T::object, false, {}, {}, "on_completion, on_timeout, on_failure, grace_period"},
             {"wait", T::boolean, false, {}, {}, "queue when the node is full instead of refusing"},
             {"supervised", T::boolean, false, {}, {}, "made by resmgr-run for its own command"},
-            {"attach", T::object, false, {}, {}, "{\"pid\": N, \"leaf\"|\"agent\": ...}: put that process in the group as it is made"}};
+            {"attach", T::object, false, {}, {}, "{\"pid\": N, \"leaf\"|\"agent\": ...}: put that process in the group as it is made; "
+                                                  "{\"spawn\": true}: make the leaf \"main\" and answer its directory as spawn_into, "
+                                                  "for the caller to start its process in (clone3 CLONE_INTO_CGROUP)"}};
 }
 
 std::vector<ParamSpec> with(std::vector<ParamSpec> base, std::initializer_list<ParamSpec> more) {

@@ -2,7 +2,12 @@
 #include "build_paths.hpp"
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <linux/sched.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include <iostream>
 #include <sstream>
@@ -36,6 +41,53 @@ TEST_F(DaemonHost, ResmgrRunRunsInsideTheGroupAndReleases) {
     EXPECT_NE(r.out.find("/main", line_start), std::string::npos) << r.out;
     json st = cli_json({"status"});
     EXPECT_TRUE(st["result"]["allocations"].empty()) << "resmgr-run did not release: " << st.dump(2);
+}
+
+// allocate {"attach": {"spawn": true}}: the leaf is made empty and named, and a process started
+// there with clone3(CLONE_INTO_CGROUP) is born in it (what resmgr-run does as root).
+TEST_F(DaemonHost, AllocateForSpawnMakesTheLeafAProcessIsBornIn) {
+    Client raw(socket);
+    json r = raw.call({"allocate", "", {{"workflow_id", "wf-spawn"}, {"supervised", true}, {"resources", {{"cpu_cores", 0.5}}},
+                                         {"attach", {{"spawn", true}}}}});
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    const std::string id = r["result"]["allocation_id"];
+    ASSERT_EQ(r["result"].value("spawn_into", ""), root + "/" + id + "/main") << r.dump(2);
+    EXPECT_FALSE(r["result"].contains("attached"));
+    EXPECT_EQ(slurp(root + "/" + id + "/main/cgroup.procs"), "") << "the leaf is made empty";
+
+    const int leaf = ::open((root + "/" + id + "/main").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ASSERT_GE(leaf, 0) << std::strerror(errno);
+    int gate[2];
+    ASSERT_EQ(::pipe2(gate, O_CLOEXEC), 0);
+    clone_args args{};
+    args.flags = CLONE_INTO_CGROUP;
+    args.exit_signal = SIGCHLD;
+    args.cgroup = static_cast<std::uint64_t>(leaf);
+    const long child = ::syscall(SYS_clone3, &args, sizeof args);
+    if (child == 0) {
+        ::close(gate[1]);
+        char byte;
+        (void)!::read(gate[0], &byte, 1);
+        ::_exit(0);
+    }
+    ::close(leaf);
+    ::close(gate[0]);
+    ASSERT_GT(child, 0) << std::strerror(errno);
+    const std::string born_in = slurp("/proc/" + std::to_string(child) + "/cgroup");
+    ::close(gate[1]);
+    ::waitpid(static_cast<pid_t>(child), nullptr, 0);
+    EXPECT_NE(born_in.find(root.substr(mount.size()) + "/" + id + "/main"), std::string::npos) << born_in;
+
+    json released = raw.call({"release", "", {{"allocation_id", id}, {"exit_status", 0}}});
+    EXPECT_EQ(released["status"], "success") << released.dump(2);
+    EXPECT_FALSE(std::filesystem::exists(root + "/" + id));
+    // A spawn starts no process of resmgrd's choosing: no pid, no agent, no other leaf.
+    for (const json& attach : {json{{"spawn", true}, {"pid", ::getpid()}}, json{{"spawn", true}, {"agent", "a1"}},
+                               json{{"spawn", true}, {"leaf", "other"}}, json::object()}) {
+        json bad = raw.call({"allocate", "", {{"workflow_id", "wf-spawn"}, {"resources", json::object()}, {"attach", attach}}});
+        EXPECT_EQ(bad["error"].value("code", ""), "INVALID_REQUEST") << attach.dump() << ": " << bad.dump(2);
+    }
+    EXPECT_TRUE(cli_json({"status"})["result"]["allocations"].empty());
 }
 
 TEST_F(DaemonHost, ResmgrRunPropagatesExitStatusLikeAShell) {

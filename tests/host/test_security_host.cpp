@@ -103,6 +103,16 @@ TEST_F(SecurityHost, HostileValuesAreRefusedBeforeTheyReachALogOrAClock) {
     EXPECT_TRUE(cli_json({"status"})["result"]["allocations"].empty());
 }
 
+// Only root may start a process born in another cgroup (the kernel asks for write access to the
+// root cgroup's cgroup.procs), so a user's resmgr-run forks and has resmgrd move the command in.
+TEST_F(SecurityHost, AUsersResmgrRunHasItsCommandMovedIntoItsGroup) {
+    RunResult r = run(alice->as({build_paths::resmgr_run, "--socket", socket, "--workflow", "wf-alice-run", "--", "/bin/cat", "/proc/self/cgroup"}));
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("0::" + root.substr(mount.size()) + "/alloc_"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("/main"), std::string::npos) << r.out;
+    EXPECT_TRUE(cli_json({"status"})["result"]["allocations"].empty()) << "resmgr-run did not release";
+}
+
 TEST_F(SecurityHost, AReleaseTheStateDirectoryCannotRecordKillsNothingAndSurvivesARestart) {
     std::string id = allocate_as(*alice, R"({"workflow_id":"wf-a","resources":{}})");
     ASSERT_FALSE(id.empty());

@@ -363,24 +363,35 @@ else
     fail balance-lends-idle-cpu "cpu.max while lent '$lent_max', ${lent_pct}% used, after '$back_max'; $(cat /tmp/balance.out | flat | head -c 1500)"
 fi
 
-# e. benchmark: resmgr-run vs systemd-run --scope, side by side, 40 runs each.
-bench() { # label command...
-    label=$1; shift
-    : > /tmp/bench.$label
-    i=0
-    while [ $i -lt 40 ]; do
-        t0=$(date +%s%N); "$@" > /dev/null 2>&1; t1=$(date +%s%N)
-        echo $(( (t1 - t0) / 1000000 )) >> /tmp/bench.$label
-        i=$((i + 1))
-    done
-    sort -n /tmp/bench.$label > /tmp/bench.$label.sorted
-    p50=$(sed -n 20p /tmp/bench.$label.sorted); p90=$(sed -n 36p /tmp/bench.$label.sorted)
-    echo "BENCH $label p50=${p50}ms p90=${p90}ms"
-    eval "${label}_p50=$p50"
-}
-bench systemd_run systemd-run --scope --quiet true
-bench resmgr_run resmgr-run -q -- true
-echo "BENCH ratio resmgr-run/systemd-run p50 = $(awk "BEGIN {printf \"%.2f\", $resmgr_run_p50 / $systemd_run_p50}")"
+# e. benchmark (issue 19): resmgr-run vs systemd-run --scope with the same limits (64 MiB, half a
+#    CPU), side by side in one boot: two rounds of 30 runs each, alternated, timed by spawn-time.
+#    First both must show the limits in force where their command runs: the nearest cgroup up
+#    from the command's with a memory.max (the scope itself; the allocation's group above its leaf).
+cat > /tmp/limits-seen.sh <<'EOF'
+d=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)
+while [ "$d" != /sys/fs/cgroup ]; do
+    m=$(cat "$d/memory.max" 2>/dev/null) # a leaf without the controller has no such file
+    if [ -n "$m" ] && [ "$m" != max ]; then echo "$m $(cat "$d/cpu.max")"; exit 0; fi
+    d=${d%/*}
+done
+echo none
+EOF
+want_limits="67108864 50000 100000"
+sd_limits=$(systemd-run --scope --quiet -p MemoryMax=64M -p CPUQuota=50% sh /tmp/limits-seen.sh 2>&1)
+rr_limits=$(resmgr-run -q --memory 64M --cpu 0.5 -- sh /tmp/limits-seen.sh 2>&1)
+if [ "$sd_limits" = "$want_limits" ] && [ "$rr_limits" = "$want_limits" ]; then
+    pass "bench-limits-in-force (memory.max cpu.max: $rr_limits under both)"
+else
+    fail bench-limits-in-force "systemd-run: '$sd_limits', resmgr-run: '$rr_limits', want '$want_limits'"
+fi
+p50() { sed -n 's/^p50=\([0-9]*\) .*/\1/p'; }
+for round in 1 2; do
+    sd=$("$share/bin/spawn-time" 30 systemd-run --scope --quiet -p MemoryMax=64M -p CPUQuota=50% true)
+    rr=$("$share/bin/spawn-time" 30 resmgr-run -q --memory 64M --cpu 0.5 -- true)
+    echo "BENCH round $round systemd-run --scope -p MemoryMax=64M -p CPUQuota=50% true: $sd (us)"
+    echo "BENCH round $round resmgr-run --memory 64M --cpu 0.5 -- true: $rr (us)"
+    echo "BENCH round $round ratio resmgr-run/systemd-run p50 = $(awk "BEGIN {printf \"%.2f\", $(echo "$rr" | p50) / $(echo "$sd" | p50)}")"
+done
 
 systemctl stop resmgrd
 echo "system: $passed passed, $failed failed"

@@ -19,6 +19,7 @@ cp "$here/guest-tests.sh" "$share/"
 # Static, so they run in the guest whatever its libc.
 cc -static -O2 -o "$share/bin/hog" "$here/hog.c"
 cc -static -O2 -o "$share/bin/spin" "$here/spin.c"
+cc -static -O2 -o "$share/bin/spawn-time" "$here/spawn-time.c"
 
 set +e
 "$here/vm.sh" run "$share" guest-tests.sh | tee "$build/system-tests.log"

@@ -17,8 +17,29 @@ using nlohmann::json;
 
 namespace {
 
-// allocate's "attach": the first process of the group.
-const ParamSpec kFirstProcess[] = {{"pid", ParamType::integer, true, 1}, {"leaf", ParamType::string}, {"agent", ParamType::string}};
+// allocate's "attach": the first process of the group, or (spawn) a leaf its caller starts it in.
+const ParamSpec kFirstProcess[] = {
+    {"pid", ParamType::integer, false, 1}, {"leaf", ParamType::string}, {"agent", ParamType::string}, {"spawn", ParamType::boolean}};
+
+lifecycle::AttachTarget first_process(const Context& ctx, const json& attach, const Owner& peer) {
+    check_params(attach, kFirstProcess);
+    const bool has_pid = attach.contains("pid") && !attach["pid"].is_null();
+    if (!param_flag(attach, "spawn")) {
+        if (!has_pid)
+            throw ApiError(ErrorCode::INVALID_REQUEST, "'attach' needs a 'pid', or \"spawn\": true", {}, {"attach.pid"});
+        return attach_target(ctx, attach, peer);
+    }
+    // The kernel checks the caller's right to start a process there (clone3 CLONE_INTO_CGROUP),
+    // so this grants nothing. Agents take a slot with their pid, through attach.
+    const std::string leaf = param_string(attach, "leaf");
+    if (has_pid || !param_string(attach, "agent").empty() || (!leaf.empty() && leaf != "main"))
+        throw ApiError(ErrorCode::INVALID_REQUEST, "\"spawn\": true takes no 'pid' or 'agent', and only the leaf \"main\"", {},
+                       {"attach.spawn"}, {"Give \"pid\" to attach a running process, or attach an agent after allocate"});
+    lifecycle::AttachTarget target;
+    target.spawn = true;
+    target.leaf = "main";
+    return target;
+}
 
 json limits_of(const Context& ctx, const Allocation& a) { return ctx.lifecycle.describe(a)["limits"]; }
 
@@ -67,8 +88,7 @@ SuccessBody allocate(const Call& call) {
     vet_allocation_request(ctx, req, call.peer, AllocationStatus::active);
     std::optional<lifecycle::AttachTarget> first;
     if (auto it = call.params().find("attach"); it != call.params().end() && !it->is_null()) {
-        check_params(*it, kFirstProcess);
-        first = attach_target(ctx, *it, call.peer);
+        first = first_process(ctx, *it, call.peer);
         // An agent placed by allocate cannot wait for a slot: while starts are held it is refused.
         if (const std::string held = ctx.pressure.agent_starts_held(); !first->agent.empty() && !held.empty())
             throw ApiError(ErrorCode::RESOURCE_EXHAUSTED, "New agent starts are held by the pressure responder (queue_agents)", held, {"agents"},
@@ -95,7 +115,8 @@ SuccessBody allocate(const Call& call) {
                                  {"alternatives", json::array()}}},
         {"capacity", ctx.ledger().admission().availability().to_json()},
     };
-    if (first) body.result["attached"] = {{"pid", first->pid}, {"leaf", first->leaf}};
+    if (first && !first->spawn) body.result["attached"] = {{"pid", first->pid}, {"leaf", first->leaf}};
+    if (first && !first->spawn_dir.empty()) body.result["spawn_into"] = first->spawn_dir;
     // Its temporary directory (resmgr-run makes it the command's TMPDIR) and what storage_gb got.
     if (const json& d = body.result["allocation"]; d.contains("tmpdir")) {
         body.result["tmpdir"] = d["tmpdir"];
