@@ -167,7 +167,6 @@ int main(int argc, char** argv) {
                  "  resmgr-run --workflow wf-42 --priority high --cpu 2 --memory 4G -- make -j8 test",
                  "resmgr-run"};
     std::string socket, workflow, workflow_type, priority = "medium", memory, storage, duration, grace, allocation, agent, tmpdir, wait_slot;
-    std::string spawn_dir; // the leaf resmgrd made for the command to be born in
     double cpu = 0;
     long long pids = 0;
     bool quiet = false, wait = false, auto_size = false;
@@ -257,8 +256,8 @@ int main(int argc, char** argv) {
     };
 
     // Root starts the command in its group itself, born there (clone3 CLONE_INTO_CGROUP): no move
-    // of a running process, and so no wait for the kernel's RCU grace period that a move costs
-    // (~15 ms of a ~90 ms run in the system-test VM). Others cannot: the kernel wants write access
+    // of a running process (resmgrd's write to cgroup.procs took 15-28 ms under strace in the
+    // system-test VM, of a ~90 ms run). Others cannot: the kernel wants write access
     // to cgroup.procs of the common ancestor, the root cgroup. Their command's process is forked
     // first and waits for `go` while resmgrd moves it into the group (for a new allocation in
     // the same step that makes the group).
@@ -353,7 +352,8 @@ int main(int argc, char** argv) {
             allocation = reply["result"]["allocation_id"];
             tmpdir = reply["result"].value("tmpdir", "");
             const bool placed = reply["result"].contains("attached");
-            spawn_dir = reply["result"].value("spawn_into", "");
+            // The leaf resmgrd made for the command to be born in.
+            std::string spawn_dir = reply["result"].value("spawn_into", "");
             if (reply["result"]["allocation"].value("status", "") == "queued") {
                 // Waiting: a status query every 200 ms is cheap for resmgrd and survives its restarts.
                 std::cerr << "resmgr-run: queued as " << allocation << " (Ctrl-C cancels)\n";
