@@ -22,4 +22,9 @@ std::optional<RunOutcome> run_outcome_from_string(const std::string& text) {
     return std::nullopt;
 }
 
+void set_exit(RunRecord& run, int exit_code) {
+    run.exit_code = exit_code;
+    if (exit_code != 0 && run.outcome == RunOutcome::completed) run.outcome = RunOutcome::failed;
+}
+
 } // namespace resmgr::analytics

@@ -44,4 +44,9 @@ struct RunRecord {
 const char* to_string(RunOutcome outcome);
 std::optional<RunOutcome> run_outcome_from_string(const std::string& text);
 
+// A wrapper's exit status, reported after the run ended: a nonzero one turns "completed" (its
+// group emptied) into "failed"; an OOM kill, an expiry or a release stays what it was. The history
+// store's UPDATE for a run already written (HistoryStore::set_run_exit) says the same in SQL.
+void set_exit(RunRecord& run, int exit_code);
+
 } // namespace resmgr::analytics

@@ -12,15 +12,11 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
-#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <iostream>
 
-#include <CLI/CLI.hpp>
-
-#include "cli/command_line.hpp"
+#include "cli/run_options.hpp"
 #include "cli/progress.hpp"
 #include "cli/text.hpp"
 #include "resmgr/client.hpp"
@@ -48,20 +44,6 @@ std::string error_text(const json& envelope) {
     if (auto d = e.value("details", ""); !d.empty()) text += " (" + d + ")";
     for (auto& s : envelope.value("alternative_options", json::array())) text += "\n  or: " + s.get<std::string>();
     return text;
-}
-
-// CLI11's NonNegativeNumber and PositiveNumber answer a bad value with a range of ~300 digits;
-// this says in words what is wanted: a finite number >= `min` (a whole one if `whole`).
-CLI::Validator at_least(double min, bool whole, const std::string& message) {
-    return CLI::Validator(
-        [=](std::string& text) {
-            double v = 0;
-            auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-            bool ok = ec == std::errc() && end == text.data() + text.size() && std::isfinite(v) && v >= min &&
-                      (!whole || v == std::floor(v));
-            return ok ? std::string() : message;
-        },
-        "");
 }
 
 // In the child: "<exit code> <message>" to the parent through `err_fd`, then exit.
@@ -159,98 +141,39 @@ Command spawn_into(const std::string& leaf_dir, const std::vector<std::string>& 
 } // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"resmgr-run - run a command inside a resource allocation enforced by resmgrd.\n\n"
-                 "Usage: resmgr-run [options] [--] COMMAND [ARGS...]\n\n"
-                 "Allocates the resources asked for (or joins --allocation), runs COMMAND in the\n"
-                 "allocation's cgroup, so the kernel caps it at --cpu and --memory, and releases the\n"
-                 "allocation when COMMAND exits. Example:\n"
-                 "  resmgr-run --workflow wf-42 --priority high --cpu 2 --memory 4G -- make -j8 test",
-                 "resmgr-run"};
-    std::string socket, workflow, workflow_type, priority = "medium", memory, storage, duration, grace, allocation, agent, tmpdir, wait_slot;
-    double cpu = 0;
-    long long pids = 0;
-    bool quiet = false, wait = false, auto_size = false;
-    std::vector<std::string> command, exclusive;
-    app.add_option("--socket", socket, "resmgrd's socket (default: $RESMGR_SOCKET, else /run/resmgr/resmgr.sock)");
-    app.add_option("--workflow", workflow, "Workflow id (default: $RESMGR_WORKFLOW, else run-<pid>)");
-    app.add_option("--type", workflow_type, "The kind of work (build, test, lint, ...): resmgrd records each run under it, "
-                                            "and sizes later runs of the type from what earlier ones used");
-    app.add_flag("--auto", auto_size, "Size the allocation (CPU, memory) from what earlier runs of --type used; with too few runs "
-                                      "recorded it runs uncapped and says so. Not with --cpu or --memory");
-    app.add_option("--priority", priority, "critical, high, medium, low, or 0-100")->capture_default_str();
-    app.add_option("--cpu", cpu, "CPU cores, fractional (0.5 = half a core); default uncapped")
-        ->check(at_least(0, false, "must be a number of cores >= 0, e.g. 0.5 or 2"));
-    app.add_option("--memory", memory, "Memory cap such as 4G or 512M (binary units); default uncapped");
-    app.add_option("--storage", storage, "Room in the allocation's temporary directory ($TMPDIR) such as 10G; default none "
-                                         "reserved (a project quota enforces it where the filesystem has one)");
-    app.add_option("--pids", pids, "Maximum number of tasks (pids.max / TasksMax)")
-        ->check(at_least(1, true, "must be a whole number of tasks >= 1, e.g. 512"));
-    app.add_option("--duration", duration, "How long the allocation may live, e.g. 2h, 30m (default: the policy's max_duration); "
-                                           "then COMMAND gets SIGTERM, and SIGKILL after --grace");
-    app.add_option("--grace", grace, "Time between SIGTERM and SIGKILL when --duration runs out (default 5m)");
-    auto* join = app.add_option("--allocation", allocation, "Join this existing allocation instead of allocating; it is not released on exit");
-    app.add_option("--exclusive", exclusive, "Hold FILE exclusively while COMMAND runs (repeatable): processes outside the "
-                                             "allocation cannot open it for writing (the kernel refuses them, or holds them until "
-                                             "release, per the policy's file_conflicts). A file another allocation holds makes the "
-                                             "allocation fail, or wait with --wait")
-        ->type_name("FILE")
-        ->allow_extra_args(false); // one FILE per --exclusive, so COMMAND is never taken for a file
-    for (auto* opt : {"--cpu", "--memory", "--pids", "--storage", "--duration", "--grace", "--workflow", "--type", "--exclusive", "--auto"}) app.get_option(opt)->excludes(join);
-    app.add_option("--agent", agent, "Run COMMAND as agent NAME of the workflow, in its own child group of the allocation; "
-                                     "the agent pool (active/idle/failed) is observed from that group. With --allocation it "
-                                     "takes one of the allocation's agent slots, else it allocates one (agents: 1)");
-    app.add_option("--wait-slot", wait_slot, "With --agent: when the allocation has no free agent slot, wait up to DURATION (e.g. 10s, "
-                                             "5m) for one instead of failing; waiting starts go in priority order, then arrival order. "
-                                             "Default: fail at once, except while resmgrd's pressure responder holds new agent starts "
-                                             "(agent pool over its threshold), when it waits up to 5m; 0 never waits")
-        ->type_name("DURATION")
-        ->needs("--agent");
-    app.get_option("--auto")->excludes("--cpu")->excludes("--memory")->excludes("--pids")->excludes("--storage")->excludes("--agent")->needs("--type");
-    app.add_flag("-q,--quiet", quiet, "Do not warn about limits this host cannot enforce");
-    app.add_flag("--wait", wait, "When the node is full (or a conflicting workflow runs, or an --exclusive file is held), queue and wait instead of failing; "
-                                 "queued requests start in priority order, then arrival order");
-    app.set_version_flag("--version", std::string("resmgr-run ") + RESMGR_VERSION);
-    app.footer("Exit status: COMMAND's own, 128+N when it was killed by signal N (137 for SIGKILL,\n"
-               "e.g. by the OOM killer, which resmgr-run then names), 125 when resmgr-run itself failed\n"
-               "(allocation refused, resmgrd unreachable), 126 when COMMAND cannot run, 127 when not found.");
-    auto split = resmgr::cli::split_command_line(app, argc, argv);
-    command = std::move(split.command);
-    try {
-        std::vector<const char*> options;
-        for (auto& word : split.options) options.push_back(word.c_str());
-        app.parse(static_cast<int>(options.size()), options.data());
-    } catch (const CLI::ParseError& e) {
-        int rc = app.exit(e);
-        return e.get_exit_code() == 0 ? 0 : (rc == 0 ? 0 : 2);
+    using resmgr::cli::ParsedRunOptions;
+    ParsedRunOptions parsed = resmgr::cli::parse_run_options(argc, argv);
+    switch (parsed.outcome) {
+    case ParsedRunOptions::Outcome::help: std::cout << resmgr::cli::run_options_help(); return 0;
+    case ParsedRunOptions::Outcome::version: std::cout << "resmgr-run " << RESMGR_VERSION << "\n"; return 0;
+    case ParsedRunOptions::Outcome::usage_error: std::cerr << "resmgr-run: " << parsed.error << " (see --help)\n"; return 2;
+    case ParsedRunOptions::Outcome::run: break;
     }
-    if (command.empty()) {
-        std::cerr << "resmgr-run: no command given (see --help)\n";
-        return 2;
-    }
+    resmgr::cli::RunOptions& opt = parsed.options;
+    std::string tmpdir;
 
-    const std::string path = resmgr::resolve_socket_path(socket);
-    const bool own_allocation = allocation.empty();
-    std::string memory_limit = memory;
+    const std::string path = resmgr::resolve_socket_path(opt.socket);
+    const bool own_allocation = opt.allocation.empty();
 
     // Reports how the command ended; resmgrd applies auto_release.on_completion / on_failure.
     auto release = [&](int exit_status) -> json {
-        if (!agent.empty()) {
+        if (!opt.agent.empty()) {
             // The pool counts an agent that exited non-zero as failed.
             try {
-                resmgr::Client(path).call({"detach", "", {{"allocation_id", allocation}, {"agent", agent}, {"exit_status", exit_status}}});
+                resmgr::Client(path).call({"detach", "", {{"allocation_id", opt.allocation}, {"agent", opt.agent}, {"exit_status", exit_status}}});
             } catch (const std::exception& e) {
-                std::cerr << "resmgr-run: could not report agent " << agent << "'s exit: " << e.what() << "\n";
+                std::cerr << "resmgr-run: could not report agent " << opt.agent << "'s exit: " << e.what() << "\n";
             }
         }
         if (!own_allocation) return json::object();
         try {
             resmgr::Client client(path);
-            json reply = client.call({"release", "", {{"allocation_id", allocation}, {"exit_status", exit_status}}});
+            json reply = client.call({"release", "", {{"allocation_id", opt.allocation}, {"exit_status", exit_status}}});
             if (reply.value("status", "") != "success")
-                std::cerr << "resmgr-run: could not release " << allocation << ": " << error_text(reply) << "\n";
+                std::cerr << "resmgr-run: could not release " << opt.allocation << ": " << error_text(reply) << "\n";
             return reply;
         } catch (const std::exception& e) {
-            std::cerr << "resmgr-run: could not release " << allocation << ": " << e.what() << "\n";
+            std::cerr << "resmgr-run: could not release " << opt.allocation << ": " << e.what() << "\n";
             return json::object();
         }
     };
@@ -261,11 +184,11 @@ int main(int argc, char** argv) {
     // to cgroup.procs of the common ancestor, the root cgroup. Their command's process is forked
     // first and waits for `go` while resmgrd moves it into the group (for a new allocation in
     // the same step that makes the group).
-    const bool spawn = own_allocation && agent.empty() && ::geteuid() == 0;
+    const bool spawn = own_allocation && opt.agent.empty() && ::geteuid() == 0;
     Command child;
     auto fork_child = [&] {
         if (child.pid > 0) return true;
-        child = fork_waiting(command);
+        child = fork_waiting(opt.command);
         if (child.pid > 0) return true;
         std::cerr << "resmgr-run: fork: " << std::strerror(errno) << "\n";
         return false;
@@ -278,16 +201,16 @@ int main(int argc, char** argv) {
     };
     if (!spawn && !fork_child()) return kOwnError;
     json place = json::object();
-    if (agent.empty()) place["leaf"] = "main";
-    else place["agent"] = agent;
+    if (opt.agent.empty()) place["leaf"] = "main";
+    else place["agent"] = opt.agent;
     // An agent waiting for a slot is answered "queued" and asks again every 200 ms, as a queued
     // allocation does; resmgrd drops a waiter that stops asking.
     auto attach = [&] {
         if (!fork_child()) return false;
         json params = place;
         params["pid"] = child.pid;
-        params["allocation_id"] = allocation;
-        if (!wait_slot.empty()) params["wait_slot"] = wait_slot;
+        params["allocation_id"] = opt.allocation;
+        if (!opt.wait_slot.empty()) params["wait_slot"] = opt.wait_slot;
         else params["wait_held"] = "5m"; // the default --wait-slot's help states
         struct sigaction on_stop{};
         on_stop.sa_handler = stop_waiting;
@@ -299,7 +222,7 @@ int main(int argc, char** argv) {
             if (reply.value("status", "") != "success" || !reply["result"].value("queued", false) || g_stop_waiting) break;
             if (const std::size_t position = reply["result"].value("queue_position", std::size_t{0}); position != shown) {
                 shown = position;
-                std::cerr << "resmgr-run: agent " << agent << " waits for a slot in " << allocation << " (position " << position << ", Ctrl-C gives up)\n";
+                std::cerr << "resmgr-run: agent " << opt.agent << " waits for a slot in " << opt.allocation << " (position " << position << ", Ctrl-C gives up)\n";
             }
             ::usleep(200'000);
         }
@@ -311,58 +234,58 @@ int main(int argc, char** argv) {
         }
         if (started) {
             tmpdir = reply["result"].value("tmpdir", "");
-            if (const double waited = reply["result"].value("slot_wait_seconds", 0.0); waited > 0 && !quiet)
-                std::cerr << "resmgr-run: agent " << agent << " started after waiting " << waited << " s for a slot\n";
+            if (const double waited = reply["result"].value("slot_wait_seconds", 0.0); waited > 0 && !opt.quiet)
+                std::cerr << "resmgr-run: agent " << opt.agent << " started after waiting " << waited << " s for a slot\n";
             return true;
         }
-        std::cerr << "resmgr-run: cannot enter allocation " << allocation << ": " << error_text(reply) << "\n";
+        std::cerr << "resmgr-run: cannot enter allocation " << opt.allocation << ": " << error_text(reply) << "\n";
         return false;
     };
     try {
         if (own_allocation) {
-            if (workflow.empty()) {
+            if (opt.workflow.empty()) {
                 const char* env = std::getenv("RESMGR_WORKFLOW");
-                workflow = env && *env ? env : "run-" + std::to_string(::getpid());
+                opt.workflow = env && *env ? env : "run-" + std::to_string(::getpid());
             }
-            json resources{{"cpu_cores", cpu}};
-            if (!agent.empty()) resources["agents"] = 1;
-            if (!memory.empty()) resources["memory"] = memory;
-            if (pids > 0) resources["pids"] = pids;
-            if (!storage.empty()) resources["storage_gb"] = storage;
+            json resources{{"cpu_cores", opt.cpu}};
+            if (!opt.agent.empty()) resources["agents"] = 1;
+            if (!opt.memory.empty()) resources["memory"] = opt.memory;
+            if (opt.pids > 0) resources["pids"] = opt.pids;
+            if (!opt.storage.empty()) resources["storage_gb"] = opt.storage;
             // supervised: resmgrd leaves release to us while we live, and takes over if we die.
-            json params{{"workflow_id", workflow}, {"priority", priority}, {"resources", auto_size ? json("auto") : resources},
-                        {"requester", "resmgr-run " + command.front()}, {"supervised", true}};
+            json params{{"workflow_id", opt.workflow}, {"priority", opt.priority}, {"resources", opt.auto_size ? json("auto") : resources},
+                        {"requester", "resmgr-run " + opt.command.front()}, {"supervised", true}};
             // An agent enters through attach, the way every agent start meets the slot queue.
             if (spawn) params["attach"] = {{"spawn", true}};
-            else if (agent.empty()) {
+            else if (opt.agent.empty()) {
                 params["attach"] = place;
                 params["attach"]["pid"] = child.pid;
             }
-            if (!duration.empty()) params["duration"] = duration;
-            if (!workflow_type.empty()) params["workflow_type"] = workflow_type;
-            if (!grace.empty()) params["auto_release"] = {{"grace_period", grace}};
-            if (wait) params["wait"] = true;
-            if (!exclusive.empty()) params["exclusive_files"] = exclusive;
+            if (!opt.duration.empty()) params["duration"] = opt.duration;
+            if (!opt.workflow_type.empty()) params["workflow_type"] = opt.workflow_type;
+            if (!opt.grace.empty()) params["auto_release"] = {{"grace_period", opt.grace}};
+            if (opt.wait) params["wait"] = true;
+            if (!opt.exclusive.empty()) params["exclusive_files"] = opt.exclusive;
             resmgr::Client client(path);
             json reply = client.call({"allocate", "", params});
             if (reply.value("status", "") != "success") {
                 std::cerr << "resmgr-run: allocation refused: " << error_text(reply) << "\n";
                 return abandon(kOwnError);
             }
-            allocation = reply["result"]["allocation_id"];
+            opt.allocation = reply["result"]["allocation_id"];
             tmpdir = reply["result"].value("tmpdir", "");
             const bool placed = reply["result"].contains("attached");
             // The leaf resmgrd made for the command to be born in.
             std::string spawn_dir = reply["result"].value("spawn_into", "");
             if (reply["result"]["allocation"].value("status", "") == "queued") {
                 // Waiting: a status query every 200 ms is cheap for resmgrd and survives its restarts.
-                std::cerr << "resmgr-run: queued as " << allocation << " (Ctrl-C cancels)\n";
+                std::cerr << "resmgr-run: queued as " << opt.allocation << " (Ctrl-C cancels)\n";
                 // What it waits for, on a terminal rewritten in place, else one line per change.
                 const bool in_place = ::isatty(STDERR_FILENO) == 1;
                 const resmgr::cli::Charset charset = resmgr::cli::locale_charset();
                 std::string shown;
                 auto show = [&](const json& status_result) {
-                    const std::string line = resmgr::cli::queue_progress(status_result, allocation);
+                    const std::string line = resmgr::cli::queue_progress(status_result, opt.allocation);
                     if (line.empty() || line == shown) return;
                     shown = line;
                     const std::string text = resmgr::cli::sanitize("resmgr-run: " + line, charset);
@@ -378,8 +301,8 @@ int main(int argc, char** argv) {
                 for (;;) {
                     if (g_stop_waiting) {
                         end_line();
-                        resmgr::Client(path).call({"release", "", {{"allocation_id", allocation}}});
-                        std::cerr << "resmgr-run: gave up waiting; queued request " << allocation << " cancelled\n";
+                        resmgr::Client(path).call({"release", "", {{"allocation_id", opt.allocation}}});
+                        std::cerr << "resmgr-run: gave up waiting; queued request " << opt.allocation << " cancelled\n";
                         return abandon(128 + g_stop_waiting);
                     }
                     ::usleep(200'000);
@@ -388,12 +311,12 @@ int main(int argc, char** argv) {
                     json mine = json::array();
                     if (st.value("status", "") == "success")
                         for (const auto& a : st["result"].value("allocations", json::array()))
-                            if (a.value("allocation_id", "") == allocation) mine.push_back(a);
+                            if (a.value("allocation_id", "") == opt.allocation) mine.push_back(a);
                     if (st.value("status", "") == "success" && mine.empty())
-                        st = resmgr::Client(path).call({"status", "", {{"allocation_id", allocation}}}); // its NOT_FOUND error
+                        st = resmgr::Client(path).call({"status", "", {{"allocation_id", opt.allocation}}}); // its NOT_FOUND error
                     if (st.value("status", "") != "success") {
                         end_line();
-                        std::cerr << "resmgr-run: queued request " << allocation << " is gone: " << error_text(st) << "\n";
+                        std::cerr << "resmgr-run: queued request " << opt.allocation << " is gone: " << error_text(st) << "\n";
                         return abandon(kOwnError);
                     }
                     reply["result"] = {{"enforcement", mine[0].value("enforcement", json::object())}};
@@ -403,10 +326,10 @@ int main(int argc, char** argv) {
                 }
                 end_line();
                 for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::signal(sig, SIG_DFL);
-                if (!quiet) std::cerr << "resmgr-run: capacity is free, starting\n";
+                if (!opt.quiet) std::cerr << "resmgr-run: capacity is free, starting\n";
             }
             if (!spawn_dir.empty()) {
-                child = spawn_into(spawn_dir, command, tmpdir);
+                child = spawn_into(spawn_dir, opt.command, tmpdir);
                 // Refused (a kernel before 5.7, a seccomp filter): forked and moved after all.
                 if (child.pid < 0) spawn_dir.clear();
             }
@@ -414,7 +337,7 @@ int main(int argc, char** argv) {
                 release(kOwnError);
                 return abandon(kOwnError);
             }
-            if (!quiet)
+            if (!opt.quiet)
                 for (auto& u : reply["result"]["enforcement"].value("unenforced", json::array()))
                     std::cerr << "resmgr-run: warning: not enforced on this host: " << u.get<std::string>() << "\n";
         } else if (!attach()) {
@@ -422,7 +345,7 @@ int main(int argc, char** argv) {
         }
     } catch (const std::exception& e) {
         std::cerr << "resmgr-run: " << e.what() << "\n";
-        if (own_allocation && !allocation.empty()) release(kOwnError);
+        if (own_allocation && !opt.allocation.empty()) release(kOwnError);
         return abandon(kOwnError);
     }
     if (child.go_fd >= 0) {
@@ -459,7 +382,7 @@ int main(int argc, char** argv) {
     if (!child_error.empty()) exit_status = std::atoi(child_error.substr(0, child_error.find(' ')).c_str());
     json released = release(exit_status);
     if (released.contains("result") && released["result"].value("kept", false))
-        std::cerr << "resmgr-run: allocation " << allocation << " is kept (its auto_release settings say so)\n";
+        std::cerr << "resmgr-run: allocation " << opt.allocation << " is kept (its auto_release settings say so)\n";
 
     if (!child_error.empty()) {
         std::cerr << "resmgr-run: " << child_error.substr(child_error.find(' ') + 1) << "\n";
@@ -468,14 +391,14 @@ int main(int argc, char** argv) {
     if (WIFEXITED(status)) return exit_status;
     int sig = WTERMSIG(status);
     if (released.contains("result") && released["result"].value("reason", "") == "expired")
-        std::cerr << "resmgr-run: allocation " << allocation << " reached its duration (--duration " << duration << ")\n";
+        std::cerr << "resmgr-run: allocation " << opt.allocation << " reached its duration (--duration " << opt.duration << ")\n";
     long oom_kills = 0;
     if (released.contains("result")) oom_kills = released["result"].value("final", json::object()).value("oom_kills", 0L);
     if (sig == SIGKILL && oom_kills > 0)
-        std::cerr << "resmgr-run: " << command.front() << " was killed by the OOM killer (memory limit "
-                  << (memory_limit.empty() ? "of the allocation" : memory_limit) << ", " << oom_kills << " OOM kill(s) in "
-                  << allocation << ")\n";
+        std::cerr << "resmgr-run: " << opt.command.front() << " was killed by the OOM killer (memory limit "
+                  << (opt.memory.empty() ? "of the allocation" : opt.memory) << ", " << oom_kills << " OOM kill(s) in "
+                  << opt.allocation << ")\n";
     else
-        std::cerr << "resmgr-run: " << command.front() << " was killed by signal " << sig << " (" << strsignal(sig) << ")\n";
+        std::cerr << "resmgr-run: " << opt.command.front() << " was killed by signal " << sig << " (" << strsignal(sig) << ")\n";
     return 128 + sig;
 }

@@ -130,7 +130,13 @@ void History::record_run(const analytics::RunRecord& run) {
 }
 
 void History::record_exit(const std::string& allocation_id, int exit_code) {
-    write_waiting_runs(); // its run first: the exit status updates it
+    // Its run still waiting (a wrapper reports the exit in the release that ended the run): the
+    // status goes into it, so the release's answer waits on no SQLite write.
+    for (auto& run : waiting_runs_)
+        if (run.allocation_id == allocation_id) {
+            analytics::set_exit(run, exit_code);
+            return;
+        }
     guarded("an exit status", [&](HistoryStore& s) { s.set_run_exit(allocation_id, exit_code); });
 }
 

@@ -327,7 +327,7 @@ void HistoryStore::add_runs(const std::vector<analytics::RunRecord>& runs) {
 
 void HistoryStore::set_run_exit(const std::string& allocation_id, int exit_code) {
     try {
-        // A nonzero exit turns a "completed" (its group emptied) into "failed"; an OOM kill stays one.
+        // analytics::set_exit's rule: a nonzero exit turns a "completed" into "failed".
         Statement q(db_, "UPDATE runs SET exit_code = ?1, outcome = CASE WHEN ?1 != 0 AND outcome = 'completed' THEN 'failed' ELSE outcome END "
                          "WHERE allocation_id = ?2");
         q.bind(1, static_cast<std::int64_t>(exit_code)).bind(2, allocation_id).step();

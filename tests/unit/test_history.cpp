@@ -168,8 +168,18 @@ TEST(History, DeferredRunsAreWrittenTogetherAndNoQueryMissesThem) {
         EXPECT_EQ(history.store()->runs({std::nullopt, "", "build", 0, 10}).size(), 3u); // a query writes them first
         history.record_run(run("a4", "build", kT0 + 30));
         EXPECT_EQ(asked, 2);
-        history.record_exit("a4", 3); // its run is written before the exit updates it
-        EXPECT_EQ(history.store()->runs({std::nullopt, "wf-a4", "", 0, 10}).at(0).exit_code, 3);
+        history.record_exit("a4", 3); // its waiting run takes the status, still unwritten
+        {
+            HistoryStore other(path, {}, Access::read_only);
+            EXPECT_TRUE(other.runs({std::nullopt, "wf-a4", "", 0, 10}).empty());
+        }
+        const auto a4 = history.store()->runs({std::nullopt, "wf-a4", "", 0, 10}).at(0);
+        EXPECT_EQ(a4.exit_code, 3);
+        EXPECT_EQ(a4.outcome, resmgr::analytics::RunOutcome::failed);
+        history.record_exit("a3", 4); // a run already written is updated in the store, by the same rule
+        const auto a3 = history.store()->runs({std::nullopt, "wf-a3", "", 0, 10}).at(0);
+        EXPECT_EQ(a3.exit_code, 4);
+        EXPECT_EQ(a3.outcome, resmgr::analytics::RunOutcome::failed);
         history.record_run(run("a5", "build", kT0 + 40));
         for (std::size_t i = 0; i < History::kMaxWaitingRuns; ++i) history.record_run(run("b" + std::to_string(i), "lint", kT0 + 50));
         // The cap wrote the first kMaxWaitingRuns at once; one waits, and the destructor writes it.

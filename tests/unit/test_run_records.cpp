@@ -60,6 +60,24 @@ TEST(RunRecords, WhatWasNotMeasuredStaysUnmeasured) {
     EXPECT_TRUE(r.tool_counts_json.empty());
 }
 
+// A wrapper's exit status after the run ended: nonzero fails a completed run; an OOM kill or an
+// expiry keeps its outcome.
+TEST(RunRecords, ALaterExitStatusFailsOnlyACompletedRun) {
+    auto completed = run_record_of(ended(), "completed: its group is empty", json::object(), kEnd);
+    analytics::set_exit(completed, 0);
+    EXPECT_EQ(completed.outcome, RunOutcome::completed);
+    EXPECT_EQ(completed.exit_code, 0);
+    analytics::set_exit(completed, 2);
+    EXPECT_EQ(completed.outcome, RunOutcome::failed);
+    EXPECT_EQ(completed.exit_code, 2);
+    auto oom = run_record_of(ended(), "failed", {{"oom_kills", 1}}, kEnd);
+    analytics::set_exit(oom, 137);
+    EXPECT_EQ(oom.outcome, RunOutcome::oom_killed);
+    auto expired = run_record_of(ended(), "expired", json::object(), kEnd);
+    analytics::set_exit(expired, 143);
+    EXPECT_EQ(expired.outcome, RunOutcome::expired);
+}
+
 TEST(RunRecords, AnOomKillMakesTheRunOomKilledWhateverItsEnd) {
     EXPECT_EQ(run_record_of(ended(), "failed", {{"oom_kills", 1}}, kEnd).outcome, RunOutcome::oom_killed);
     EXPECT_EQ(run_record_of(ended(), "completed: its group is empty", {{"oom_kills", 2}}, kEnd).outcome, RunOutcome::oom_killed);
