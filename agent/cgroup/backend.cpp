@@ -1,6 +1,11 @@
 // Enforcement report serialisation, and the backends' shared create-then-attach.
 #include "cgroup/backend.hpp"
 
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+
 #include <spdlog/spdlog.h>
 
 namespace resmgr::cgroup {
@@ -52,6 +57,35 @@ Enforcement CgroupBackend::create_for_spawn(const std::string& id, const Limits&
 }
 
 std::string CgroupBackend::make_spawn_leaf(const std::string&, const std::string&) { return {}; }
+
+std::size_t CgroupBackend::take_over_elsewhere(const std::string&) { return 0; }
+
+std::size_t CgroupBackend::attach_processes_of(const std::string& id, const std::string& old_group,
+                                               const std::function<std::string(const std::string&)>& leaf_of) {
+    std::size_t moved = 0;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(old_group, ec)) {
+        const std::string leaf = entry.is_directory(ec) ? leaf_of(entry.path().filename().string()) : "";
+        if (leaf.empty()) continue;
+        // A process may fork while its siblings move: the leaf is read again until it is empty.
+        for (int round = 0; round < 10; ++round) {
+            std::ifstream procs(entry.path() / "cgroup.procs");
+            std::vector<pid_t> pids;
+            for (long pid; procs >> pid;) pids.push_back(static_cast<pid_t>(pid));
+            if (pids.empty()) break;
+            for (pid_t pid : pids) {
+                try {
+                    attach(id, leaf, pid);
+                    ++moved;
+                } catch (const BackendError&) {
+                    if (::kill(pid, 0) == 0) throw; // it is still there: the move itself failed
+                }
+            }
+        }
+    }
+    if (ec) throw BackendError("cannot list " + old_group + ": " + ec.message());
+    return moved;
+}
 
 void CgroupBackend::destroy_after_failed_attach(const std::string& id) noexcept {
     try {

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -108,11 +109,22 @@ public:
     virtual std::vector<pid_t> pids(const std::string& id) = 0;
     // What this backend reports about itself for status/doctor.
     virtual nlohmann::json describe() = 0;
+    // The processes of group `id` that a previous resmgrd left in the other layout under systemd
+    // (the kind changed across a restart: an upgrade from per-allocation units, or the delegated
+    // scope could not be had once): moved, leaf by leaf, into this backend's group `id` (which
+    // exists: create() came first), and the old group removed. Returns how many moved; 0 when
+    // there was none (the default: a backend with no other layout). Throws BackendError.
+    virtual std::size_t take_over_elsewhere(const std::string& id);
 
 protected:
     // The directory of leaf `leaf` of the existing group `id`, made when missing, for
     // create_for_spawn; empty when there is none to start a process in (the default).
     virtual std::string make_spawn_leaf(const std::string& id, const std::string& leaf);
+    // take_over_elsewhere's move: every process in the leaves (subdirectories) of `old_group`
+    // attached to leaf `leaf_of(subdirectory name)` of group `id` here ("" = not an allocation's
+    // leaf: left alone). Returns how many moved; one that exited meanwhile is not counted.
+    std::size_t attach_processes_of(const std::string& id, const std::string& old_group,
+                                    const std::function<std::string(const std::string&)>& leaf_of);
     // create_attached's undo: destroy(id), logging (not throwing) when even that fails; the
     // group is then an orphan, removed at the next start.
     void destroy_after_failed_attach(const std::string& id) noexcept;

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include <spdlog/spdlog.h>
@@ -104,6 +105,22 @@ nlohmann::json DelegatedScopeBackend::describe() {
     j["why"] = "systemd is PID 1 on a pure cgroup v2 hierarchy: allocations are cgroups of the delegated scope " + std::string(kDelegatedScope) +
                " (Delegate=yes, " + how_ + "), written directly: no systemd job per allocation";
     return j;
+}
+
+std::size_t DelegatedScopeBackend::take_over_elsewhere(const std::string& id) {
+    if (id_from_slice(slice_name(id)) != id) return 0; // no unit can have this name
+    const std::filesystem::path slices = std::filesystem::path(scope_dir_).parent_path(); // <mount>/resmgr.slice
+    const std::string old = (slices / slice_name(id)).string();
+    if (::access(old.c_str(), F_OK) != 0) return 0;
+    const std::size_t moved = attach_processes_of(id, old, [&](const std::string& unit) { return leaf_of_scope(id, unit); });
+    // The emptied slice is systemd's unit, stopped through systemd; where that fails the work
+    // has moved all the same, and the slice stays, empty, until it is stopped or the next boot.
+    try {
+        SystemdBackend(slices.parent_path().string()).destroy(id);
+    } catch (const BackendError& e) {
+        spdlog::warn("{}: its processes moved here; the emptied {} stays: {}", id, slice_name(id), e.what());
+    }
+    return moved;
 }
 
 std::unique_ptr<CgroupBackend> make_delegated_backend(const std::string& cgroup2_mount) {

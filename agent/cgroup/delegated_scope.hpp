@@ -48,6 +48,10 @@ public:
 
     std::string name() const override { return "systemd-delegated"; }
     nlohmann::json describe() override;
+    // From the per-allocation units' slice resmgr-<id>.slice beside the scope (an upgrade from a
+    // resmgrd that had no fast path, or a start that had to fall back): its scopes' processes
+    // move here, then systemd stops the emptied slice.
+    std::size_t take_over_elsewhere(const std::string& id) override;
 
 private:
     std::string scope_dir_, how_;

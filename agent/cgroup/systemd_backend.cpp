@@ -1,6 +1,8 @@
 // systemd backend (see systemd_backend.hpp).
 #include "cgroup/systemd_backend.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <csignal>
@@ -12,6 +14,8 @@
 #include <utility>
 
 #include <spdlog/spdlog.h>
+
+#include "cgroup/delegated_scope.hpp"
 
 namespace resmgr::cgroup {
 namespace {
@@ -73,6 +77,18 @@ std::string id_from_slice(const std::string& unit) {
         return {};
     std::string id = unit.substr(prefix.size(), unit.size() - prefix.size() - suffix.size());
     return valid_name(id) ? id : std::string{};
+}
+
+std::string leaf_of_scope(const std::string& id, const std::string& unit) {
+    const std::string prefix = "resmgr-" + id + "-", suffix = ".scope";
+    if (unit.size() <= prefix.size() + suffix.size() || !unit.starts_with(prefix) || !unit.ends_with(suffix)) return {};
+    const std::string leaf_and_pid = unit.substr(prefix.size(), unit.size() - prefix.size() - suffix.size());
+    const auto dash = leaf_and_pid.rfind('-');
+    if (dash == std::string::npos || dash == 0 || leaf_and_pid.find_first_not_of("0123456789", dash + 1) != std::string::npos ||
+        dash + 1 == leaf_and_pid.size())
+        return {};
+    std::string leaf = leaf_and_pid.substr(0, dash);
+    return valid_name(leaf) ? leaf : std::string{};
 }
 
 SystemdBackend::SystemdBackend(std::string cgroup2_mount, std::string why) : mount_(std::move(cgroup2_mount)), why_(std::move(why)) {
@@ -299,6 +315,19 @@ std::vector<std::string> SystemdBackend::list_groups() {
                                &job_type, &job_path) > 0)
         if (auto id = id_from_slice(name); !id.empty()) out.push_back(id);
     return out;
+}
+
+std::size_t SystemdBackend::take_over_elsewhere(const std::string& id) {
+    check_name("group", id);
+    const std::string old = delegated_scope_dir(mount_) + "/groups/" + id;
+    if (::access(old.c_str(), F_OK) != 0) return 0;
+    const std::size_t moved = attach_processes_of(id, old, [](const std::string& leaf) { return valid_name(leaf) ? leaf : std::string{}; });
+    // The delegated subtree is resmgrd's to write: its emptied leaves and group go by rmdir.
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(old, ec))
+        if (entry.is_directory(ec)) ::rmdir(entry.path().c_str());
+    if (::rmdir(old.c_str()) < 0 && errno != ENOENT) throw BackendError("cannot remove the emptied group " + old + ": " + std::strerror(errno));
+    return moved;
 }
 
 std::string SystemdBackend::group_path(const std::string& id) { return mount_ + "/resmgr.slice/" + slice_name(id); }

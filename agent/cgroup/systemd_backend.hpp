@@ -27,6 +27,9 @@ std::string slice_name(const std::string& id);
 std::string scope_name(const std::string& id, const std::string& leaf, pid_t pid);
 // "resmgr-alloc_1.slice" -> "alloc_1"; empty when `unit` is not one of ours.
 std::string id_from_slice(const std::string& unit);
+// scope_name's leaf: ("alloc_1", "resmgr-alloc_1-main-42.scope") -> "main"; empty when `unit` is
+// not a scope of allocation `id`.
+std::string leaf_of_scope(const std::string& id, const std::string& unit);
 
 class SystemdBackend : public CgroupBackend {
 public:
@@ -50,6 +53,9 @@ public:
     std::string group_path(const std::string& id) override;
     std::vector<pid_t> pids(const std::string& id) override;
     nlohmann::json describe() override;
+    // From the delegated scope's group (delegated_scope.hpp) a previous resmgrd used: each
+    // process gets a scope of its leaf here, and the emptied cgroups are removed.
+    std::size_t take_over_elsewhere(const std::string& id) override;
 
     // Starts transient scope `unit` in resmgr.slice holding `pid`, with Delegate=yes (the
     // subtree is then the caller's to write), and waits until systemd has made it.

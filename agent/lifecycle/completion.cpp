@@ -144,7 +144,7 @@ json Completion::reconcile() {
     auto& ledger = life_.ledger_;
     auto& backend = life_.backend_;
     life_.files_.load();
-    json adopted = json::array(), removed = json::array(), failed = json::array();
+    json adopted = json::array(), taken_over = json::array(), removed = json::array(), failed = json::array();
     // Watches may fire at once and end an allocation: iterate over ids, not the ledger's map.
     std::vector<std::string> ids;
     for (auto& [id, _] : ledger.allocations()) ids.push_back(id);
@@ -158,6 +158,12 @@ json Completion::reconcile() {
         try {
             life_.enforcement_[id] = life_.enforcements_.share(backend.create(id, adjusted_limits(*a, ledger.policy(), life_.adjustments_)));
             life_.enforcement_[id] = life_.enforcements_.with_unenforced(life_.enforcement_[id], life_.files_.hold(*a)); // the marks come back from state
+            // Before the watch: a group whose processes are still in the other layout would
+            // look empty, and complete while its work runs on.
+            if (const std::size_t moved = backend.take_over_elsewhere(id); moved > 0) {
+                taken_over.push_back({{"allocation_id", id}, {"processes", moved}});
+                spdlog::info("{}: {} process(es) taken over from the group a previous resmgrd kept in the other layout", id, moved);
+            }
             adopted.push_back(id);
             auto adj = life_.adjustments_.find(id);
             sync_freezer(backend, *a, adj != life_.adjustments_.end() && adj->second.pressure_frozen);
@@ -182,7 +188,7 @@ json Completion::reconcile() {
     }
     // Durations that ran out while resmgrd was down are acted on now.
     on_timer();
-    return {{"adopted", adopted}, {"removed_orphans", removed}, {"failed", failed}};
+    return {{"adopted", adopted}, {"taken_over", taken_over}, {"removed_orphans", removed}, {"failed", failed}};
 }
 
 } // namespace resmgr::lifecycle

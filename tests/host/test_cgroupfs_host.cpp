@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include "cgroup/cgroupfs_backend.hpp"
+#include "cgroup/delegated_scope.hpp"
+#include "cgroup/systemd_backend.hpp"
 #include "host_support.hpp"
 
 using namespace resmgr;
@@ -96,4 +98,43 @@ TEST_F(CgroupfsHost, LimitsReportedAgainstThisHostsControllers) {
         ASSERT_FALSE(e.unenforced.empty());
         EXPECT_NE(e.unenforced[0].find("memory.max=67108864: controller 'memory' not available"), std::string::npos) << e.unenforced[0];
     }
+}
+
+// A restart that changes layout (an upgrade from per-allocation units to the delegated scope):
+// the processes in the units' scopes of an allocation move into its group in the scope, leaf by
+// leaf; what is not a scope of that allocation stays. On a fake resmgr.slice on this host's
+// cgroup2; stopping the emptied slice needs systemd, which this host does not run as PID 1.
+TEST_F(CgroupfsHost, ARestartTakesOverTheProcessesOfTheUnitsLayout) {
+    const std::string base = root + "-layouts", slices = base + "/resmgr.slice", scope = slices + "/" + cgroup::kDelegatedScope;
+    for (const auto& dir : {base, slices, scope}) ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0) << dir << ": " << std::strerror(errno);
+    const std::string slice = slices + "/" + cgroup::slice_name("alloc_up");
+    ::mkdir(slice.c_str(), 0755);
+    std::vector<pid_t> kids;
+    auto occupied = [&](const std::string& unit) {
+        const std::string dir = slice + "/" + unit;
+        ::mkdir(dir.c_str(), 0755);
+        kids.push_back(spin());
+        std::ofstream(dir + "/cgroup.procs") << kids.back();
+        return kids.back();
+    };
+    const pid_t main_pid = occupied(cgroup::scope_name("alloc_up", "main", 100));
+    const pid_t agent_pid = occupied(cgroup::scope_name("alloc_up", "reviewer", 200));
+    const pid_t stranger = occupied("not-a-scope-of-it");
+    auto cgroup_of = [&](pid_t pid) { return slurp("/proc/" + std::to_string(pid) + "/cgroup"); };
+
+    {
+        cgroup::DelegatedScopeBackend delegated(scope, "test");
+        delegated.create("alloc_up", cgroup::Limits{});
+        EXPECT_EQ(delegated.take_over_elsewhere("alloc_up"), 2u);
+        EXPECT_EQ(delegated.take_over_elsewhere("alloc_none"), 0u); // nothing of it elsewhere
+        const std::string group = scope.substr(mount.size()) + "/groups/alloc_up";
+        EXPECT_NE(cgroup_of(main_pid).find(group + "/main\n"), std::string::npos) << cgroup_of(main_pid);
+        EXPECT_NE(cgroup_of(agent_pid).find(group + "/reviewer\n"), std::string::npos) << cgroup_of(agent_pid);
+        EXPECT_NE(cgroup_of(stranger).find("/not-a-scope-of-it\n"), std::string::npos) << cgroup_of(stranger);
+        for (pid_t pid : kids) ::kill(pid, SIGKILL), ::waitpid(pid, nullptr, 0);
+        delegated.destroy("alloc_up");
+    }
+    for (const auto& dir : {slice + "/" + cgroup::scope_name("alloc_up", "main", 100), slice + "/" + cgroup::scope_name("alloc_up", "reviewer", 200),
+                            slice + "/not-a-scope-of-it", slice, scope + "/groups", scope, slices, base})
+        EXPECT_EQ(::rmdir(dir.c_str()), 0) << dir << ": " << std::strerror(errno);
 }

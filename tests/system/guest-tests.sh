@@ -164,6 +164,39 @@ else
     fail workflow-survives-restart "id '$sid' pid '$spid' service '$restarted' alive $alive status after '$after' exit $src, still listed $listed; $(cat /tmp/survive.err); $(journalctl -u resmgrd --no-pager | tail -15)"
 fi
 
+# k3. an upgrade from per-allocation units (a resmgrd without the fast path; here --backend
+#     systemd-units) to the delegated scope: at the restart the running workflow's process moves
+#     into its group in the scope, under its limits; the emptied slice is stopped; the workflow
+#     stays active and completes when its command ends.
+mkdir -p /run/systemd/system/resmgrd.service.d
+printf '[Service]\nExecStart=\nExecStart=/usr/sbin/resmgrd --backend systemd-units\n' > /run/systemd/system/resmgrd.service.d/units.conf
+systemctl daemon-reload
+systemctl restart resmgrd
+resmgr-run --workflow wf-upgrade --memory 64M -- "$share/bin/spin" 120 2> /tmp/upgrade.err &
+upgrader=$!
+sleep 3
+upid=
+uid_=$(resmgr --json status '{"workflow_id":"wf-upgrade"}' | field allocation_id)
+before_group=$(group_of "$uid_")
+for f in "$before_group"/*/cgroup.procs; do [ -z "$upid" ] && upid=$(head -1 "$f" 2>/dev/null); done
+rm /run/systemd/system/resmgrd.service.d/units.conf
+systemctl daemon-reload
+systemctl restart resmgrd
+ucg=$(sed -n 's/^0:://p' "/proc/$upid/cgroup" 2>/dev/null)
+umem=$(cat "$scope/groups/$uid_/memory.max" 2>/dev/null)
+slice_state=$(systemctl show -p ActiveState --value "resmgr-$uid_.slice")
+ustatus=$(resmgr --json status "{\"allocation_id\":\"$uid_\"}" | field status)
+[ -n "$upid" ] && kill "$upid"
+wait $upgrader
+urc=$?
+if [ -n "$uid_" ] && [ "$before_group" = "/sys/fs/cgroup/resmgr.slice/resmgr-$uid_.slice" ] &&
+   [ "$ucg" = "${scope#/sys/fs/cgroup}/groups/$uid_/main" ] && [ "$umem" = 67108864 ] && [ "$slice_state" = inactive ] &&
+   [ "$ustatus" = active ] && [ "$urc" = 143 ] && [ ! -d "$scope/groups/$uid_" ]; then
+    pass "upgrade-from-units-takes-over ($uid_, pid $upid: $ucg)"
+else
+    fail upgrade-from-units-takes-over "id '$uid_' before '$before_group' pid '$upid' now '$ucg' memory.max '$umem' slice '$slice_state' status '$ustatus' exit $urc; $(cat /tmp/upgrade.err); $(journalctl -u resmgrd --no-pager | tail -12)"
+fi
+
 # l. the unit's sandbox (units/resmgrd.service) is in force, and the eBPF exec probe still counts
 #    the execs of an allocation's processes under it.
 mainpid=$(systemctl show -p MainPID --value resmgrd)

@@ -15,6 +15,15 @@ TEST(SystemdBackend, UnitNames) {
     EXPECT_EQ(id_from_slice("resmgr-.slice"), "");
     EXPECT_EQ(id_from_slice("resmgr-a-b.slice"), ""); // nested, not ours
     EXPECT_EQ(id_from_slice("system.slice"), "");
+    // A scope's leaf, read back when the units' layout is taken over after a restart.
+    EXPECT_EQ(leaf_of_scope("alloc_1a2b", scope_name("alloc_1a2b", "main", 42)), "main");
+    EXPECT_EQ(leaf_of_scope("alloc_1a2b", scope_name("alloc_1a2b", "reviewer_2", 7)), "reviewer_2");
+    EXPECT_EQ(leaf_of_scope("alloc_1a2b", "resmgr-alloc_1a2b-main.scope"), "");       // no pid
+    EXPECT_EQ(leaf_of_scope("alloc_1a2b", "resmgr-alloc_1a2b--42.scope"), "");        // no leaf
+    EXPECT_EQ(leaf_of_scope("alloc_1a2b", "resmgr-alloc_1a2b-main-4x.scope"), "");    // not a pid
+    EXPECT_EQ(leaf_of_scope("alloc_1a2b", "resmgr-alloc_9-main-42.scope"), "");       // another allocation's
+    EXPECT_EQ(leaf_of_scope("alloc_1a2b", "resmgr-alloc_1a2b-main-42.slice"), "");    // not a scope
+    EXPECT_EQ(leaf_of_scope("alloc_1a2b", "resmgr-alloc_1a2b-a/b-42.scope"), "");     // not a leaf name
 }
 
 TEST(SystemdBackend, SliceProperties) {
