@@ -197,6 +197,33 @@ else
     fail upgrade-from-units-takes-over "id '$uid_' before '$before_group' pid '$upid' now '$ucg' memory.max '$umem' slice '$slice_state' status '$ustatus' exit $urc; $(cat /tmp/upgrade.err); $(journalctl -u resmgrd --no-pager | tail -12)"
 fi
 
+# k4. the other way (a start that has to fall back to per-allocation units while workflows run in
+#     the delegated scope; here --backend systemd-units): the process gets a scope of its leaf in
+#     the allocation's slice, under its limits, and the emptied group in the scope is removed.
+resmgr-run --workflow wf-fallback --memory 64M -- "$share/bin/spin" 120 2> /tmp/fallback.err &
+faller=$!
+sleep 3
+fid=$(resmgr --json status '{"workflow_id":"wf-fallback"}' | field allocation_id)
+fpid=$(head -1 "$scope/groups/$fid/main/cgroup.procs" 2>/dev/null)
+printf '[Service]\nExecStart=\nExecStart=/usr/sbin/resmgrd --backend systemd-units\n' > /run/systemd/system/resmgrd.service.d/units.conf
+systemctl daemon-reload
+systemctl restart resmgrd
+fcg=$(sed -n 's/^0:://p' "/proc/$fpid/cgroup" 2>/dev/null)
+fslice_mem=$(cat "/sys/fs/cgroup/resmgr.slice/resmgr-$fid.slice/memory.max" 2>/dev/null)
+fstatus=$(resmgr --json status "{\"allocation_id\":\"$fid\"}" | field status)
+[ -n "$fpid" ] && kill "$fpid"
+wait $faller
+frc=$?
+rm /run/systemd/system/resmgrd.service.d/units.conf
+systemctl daemon-reload
+systemctl restart resmgrd
+if [ -n "$fid" ] && [ "$fcg" = "/resmgr.slice/resmgr-$fid.slice/resmgr-$fid-main-$fpid.scope" ] && [ "$fslice_mem" = 67108864 ] &&
+   [ "$fstatus" = active ] && [ "$frc" = 143 ] && [ ! -d "$scope/groups/$fid" ]; then
+    pass "fallback-to-units-takes-over ($fid, pid $fpid: $fcg)"
+else
+    fail fallback-to-units-takes-over "id '$fid' pid '$fpid' now '$fcg' memory.max '$fslice_mem' status '$fstatus' exit $frc; $(cat /tmp/fallback.err); $(journalctl -u resmgrd --no-pager | tail -12)"
+fi
+
 # l. the unit's sandbox (units/resmgrd.service) is in force, and the eBPF exec probe still counts
 #    the execs of an allocation's processes under it.
 mainpid=$(systemctl show -p MainPID --value resmgrd)
