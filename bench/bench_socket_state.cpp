@@ -190,6 +190,10 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_for(std::chrono::seconds(10));
         std::printf("live %6d after 10 s of sampling passes: RSS %6.1f MiB  high-water mark %6.1f MiB\n", live,
                     mib(status_kib(d.pid, "VmRSS")), mib(status_kib(d.pid, "VmHWM")));
+        // What the RSS is made of: the heap and other private memory, mapped files (the binary and
+        // its libraries), shared memory (the eBPF ring buffer's pages are counted here).
+        std::printf("  of which anonymous %6.1f MiB, files %6.1f MiB, shared %6.1f MiB\n", mib(status_kib(d.pid, "RssAnon")),
+                    mib(status_kib(d.pid, "RssFile")), mib(status_kib(d.pid, "RssShmem")));
         for (int clients : {1, 4, 16})
             std::printf("clients %2d: %8.0f durable changes/s (at %d live)\n", clients, changes_per_second(d, clients, seconds), live);
         std::printf("after the clients: RSS %6.1f MiB  high-water mark %6.1f MiB\n", mib(status_kib(d.pid, "VmRSS")), mib(status_kib(d.pid, "VmHWM")));

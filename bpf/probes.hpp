@@ -52,12 +52,15 @@ struct RunqLatency {
 };
 
 struct LoadOptions {
-    // Power of two. 4 MiB holds 65,536 events (64 bytes each with the header): 3.3 s of a
+    // Power of two. 2 MiB holds 32,768 events (64 bytes each with the header): 1.6 s of a
     // 10,000 execs/s storm in allocations (an exec and an exit event each) while the consumer
     // stalls; what does not fit is counted by dropped(). The ring is mapped twice (so a record
-    // can be read across its end) and so counts twice in resmgrd's RSS: 16 MiB were 32 of the
-    // 44 MiB resmgrd took idle (issue 12, /proc/PID/smaps).
-    std::size_t ring_buffer_bytes = 4u << 20;
+    // can be read across its end) and so counts twice in resmgrd's RSS (/proc/PID/smaps: 4 MiB
+    // were 8.2 MiB of an idle resmgrd's 19.5). `bench_bpf_exec 5 2 2` (BENCHMARKS.md): 0 dropped
+    // at 40,000 events/s with resmgrd's batched reader; a reader stalled for a whole 1 s storm of
+    // 20,000 execs/s (twice the target) lost 19 %. The loop's longest stall measured is a
+    // sampling pass at 10,000 groups, ~165 ms.
+    std::size_t ring_buffer_bytes = 2u << 20;
     bool fork_events = false; // forks are always counted; events only on request
     // Zero: every event wakes ring_fd() once the reader has caught up (lowest latency, most
     // wakeups). Otherwise an event after a quiet interval still wakes it at once, but a burst
