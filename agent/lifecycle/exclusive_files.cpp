@@ -165,12 +165,12 @@ std::vector<std::string> ExclusiveFiles::hold(const Allocation& a) {
     std::vector<std::string> unenforced;
     if (a.constraints.exclusive_access.empty()) return unenforced;
     if (!guard_) {
-        unenforced.push_back("exclusive_files: held at admission only, not on open: " + guard_unavailable_);
+        unenforced.push_back(std::string(kUnguarded) + "held at admission only, not on open: " + guard_unavailable_);
         return unenforced;
     }
     const std::string owner = owner_cgroup(a.allocation_id);
     if (owner.empty()) {
-        unenforced.push_back("exclusive_files: held at admission only: the " + backend_.name() +
+        unenforced.push_back(std::string(kUnguarded) + "held at admission only: the " + backend_.name() +
                              " backend does not put the allocation's processes in a cgroup the guard can tell apart");
         return unenforced;
     }
@@ -179,7 +179,7 @@ std::vector<std::string> ExclusiveFiles::hold(const Allocation& a) {
             guard_->hold({file, a.allocation_id, a.workflow_id, a.priority.value, owner, std::nullopt});
         } catch (const conflicts::GuardError& e) {
             spdlog::error("{}: cannot guard {}: {}", a.allocation_id, file, e.what());
-            unenforced.push_back("exclusive_files: " + file + ": " + e.what());
+            unenforced.push_back(std::string(kUnguarded) + file + ": " + e.what());
         }
     }
     return unenforced;

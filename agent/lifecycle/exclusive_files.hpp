@@ -10,6 +10,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -55,7 +56,8 @@ public:
     // requester resolves them; only regular files the requester may hold pass.
     void normalize(AllocationRequest& request, const Owner& peer) const;
     // The allocation's files go to the guard; returns what cannot be guarded (the allocation's
-    // enforcement lists it as not enforced).
+    // enforcement lists it as not enforced), each reason starting with kUnguarded.
+    static constexpr std::string_view kUnguarded = "exclusive_files: ";
     std::vector<std::string> hold(const Allocation& allocation);
     // One more file for a running allocation (resolve-conflicts handed it over); the error when
     // it cannot be guarded.

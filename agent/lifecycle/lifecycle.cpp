@@ -33,6 +33,19 @@ json limits_json(const cgroup::Limits& l) {
             {"pids_max", opt(l.pids_max)}};
 }
 
+// A limit update's enforcement: the backend's report on the new limits, with what the file guard
+// could not guard (ExclusiveFiles::hold's reasons) carried over from `before`: an update changes
+// limits, not what is guarded.
+std::shared_ptr<const cgroup::Enforcement> with_new_limits(cgroup::EnforcementPool& pool, const std::shared_ptr<const cgroup::Enforcement>& before,
+                                                           cgroup::Enforcement limits) {
+    std::vector<std::string> unguarded;
+    if (before)
+        for (const auto& reason : before->unenforced)
+            if (reason.starts_with(ExclusiveFiles::kUnguarded)) unguarded.push_back(reason);
+    auto shared = pool.share(std::move(limits));
+    return unguarded.empty() ? shared : pool.with_unenforced(shared, std::move(unguarded));
+}
+
 // Tags a backend failure with what was being done, for the router's BACKEND_ERROR.
 [[noreturn]] void rethrow_with_action(cgroup::BackendError& e, std::string action) {
     if (e.action.empty()) e.action = std::move(action);
@@ -264,7 +277,7 @@ Allocation Lifecycle::reallocate(const std::string& id, const Resources& wanted,
     const Allocation before = ledger_.authorize(id, peer);
     const Allocation& after = ledger_.reallocate(id, wanted, peer, clock_());
     try {
-        enforcement_[id] = enforcements_.share(backend_.update(id, adjusted_limits(after, ledger_.policy(), adjustments_)));
+        enforcement_[id] = with_new_limits(enforcements_, enforcement_[id], backend_.update(id, adjusted_limits(after, ledger_.policy(), adjustments_)));
     } catch (cgroup::BackendError& e) {
         ledger_.restore(before);
         rethrow_with_action(e, "Could not change the allocation's limits; the old limits stay");
@@ -443,7 +456,7 @@ bool Lifecycle::adjust(const std::string& id) {
     if (!a) return false;
     if (auto it = adjustments_.find(id); it != adjustments_.end() && it->second.empty()) adjustments_.erase(it);
     try {
-        enforcement_[id] = enforcements_.share(backend_.update(id, adjusted_limits(*a, ledger_.policy(), adjustments_)));
+        enforcement_[id] = with_new_limits(enforcements_, enforcement_[id], backend_.update(id, adjusted_limits(*a, ledger_.policy(), adjustments_)));
         return true;
     } catch (const cgroup::BackendError& e) {
         spdlog::warn("{}: live adjustment refused, back to its size: {}", id, e.what());
@@ -502,7 +515,7 @@ void Lifecycle::refill() {
             // One the pressure responder froze too stays frozen until the responder lets go.
             auto adj = adjustments_.find(id);
             if (adj == adjustments_.end() || !adj->second.pressure_frozen) backend_.freeze(id, false);
-            enforcement_[id] = enforcements_.share(backend_.update(id, adjusted_limits(a, ledger_.policy(), adjustments_)));
+            enforcement_[id] = with_new_limits(enforcements_, enforcement_[id], backend_.update(id, adjusted_limits(a, ledger_.policy(), adjustments_)));
             spdlog::info("{}: resumed at full size, capacity is back", id);
             events_.emit(events::EventType::resumed, id + " resumed at full size", a.workflow_id, id);
         } catch (const cgroup::BackendError& e) {
@@ -540,7 +553,7 @@ void Lifecycle::apply_preemption(const core::Preemption& plan, const AllocationR
         } else {
             ledger_.degrade(victim);
             try {
-                enforcement_[victim] = enforcements_.share(backend_.update(victim, adjusted_limits(*ledger_.find(victim), ledger_.policy(), adjustments_)));
+                enforcement_[victim] = with_new_limits(enforcements_, enforcement_[victim], backend_.update(victim, adjusted_limits(*ledger_.find(victim), ledger_.policy(), adjustments_)));
             } catch (const cgroup::BackendError&) {
                 ledger_.restore_preempted();
                 throw;

@@ -533,3 +533,21 @@ TEST_F(ServiceConflicts, EveryConflictRecordShapeResmgrdWritesLoadsBackAfterARes
     json all = call("status", {{"all", true}}, kRoot, "conflicts");
     EXPECT_EQ(all["result"]["conflicts"].size(), 4u) << all.dump(2);
 }
+
+// What the file guard could not guard stays in the allocation's enforcement when its limits
+// change (reallocate writes the group's limits again): the change is to limits, not to what is
+// guarded.
+TEST_F(ServiceConflicts, ALimitChangeKeepsWhatTheGuardCouldNotGuard) {
+    service->files().set_guard(nullptr, "fanotify is not available here");
+    std::string id = allocate("wf-unguarded", 50, {file});
+    auto unenforced = [&] {
+        json st = call("status", {{"allocation_id", id}});
+        return st["result"]["allocations"][0]["enforcement"]["unenforced"].dump();
+    };
+    const std::string reason = "exclusive_files: held at admission only, not on open: fanotify is not available here";
+    ASSERT_NE(unenforced().find(reason), std::string::npos) << unenforced();
+    json r = call("reallocate", {{"allocation_id", id}, {"resources", {{"cpu_cores", 2}}}});
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    EXPECT_NE(unenforced().find(reason), std::string::npos) << unenforced();
+    EXPECT_NE(r["result"].dump().find(reason), std::string::npos) << "the reallocate's own answer says it too: " << r["result"].dump(2);
+}
