@@ -16,7 +16,7 @@
 // limits) with it: a keeper process (a forked resmgrd that only waits for a signal) holds it.
 //
 // Owns: the scope, its keeper, and the layout above. May call: cgroup/cgroupfs_backend,
-// cgroup/systemd_backend (to start the scope).
+// cgroup/systemd_backend (to start the scope, and to stop a slice whose workflow it took over).
 #pragma once
 
 #include <sys/types.h>

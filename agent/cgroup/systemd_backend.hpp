@@ -1,6 +1,7 @@
 // systemd backend: transient units over D-Bus (sd-bus), the way systemd-run does it.
 // group = slice resmgr-<id>.slice (systemd's dash naming puts it under resmgr.slice), limits as
 // slice properties; leaf = transient scope resmgr-<id>-<leaf>-<pid>.scope in that slice.
+// May call: cgroup/delegated_scope's layout (where the fast path kept a group it takes over).
 #pragma once
 
 #include <systemd/sd-bus.h>
