@@ -177,7 +177,8 @@ ParsedRunOptions parse_run_options(int argc, char* const* argv) {
         if (!spec) return usage_error("unknown option");
         if (spec->name == std::string_view("help")) return ended(ParsedRunOptions::Outcome::help);
         if (spec->name == std::string_view("version")) return ended(ParsedRunOptions::Outcome::version);
-        if (!given.insert(spec->name).second && !spec->list) return usage_error(dashed(spec->name) + ": given more than once");
+        // A value given twice is a mistake to point out (which one was meant?); a flag twice is harmless.
+        if (!given.insert(spec->name).second && spec->value && !spec->list) return usage_error(dashed(spec->name) + ": given more than once");
         if (spec->text) o.*(spec->text) = optarg;
         else if (spec->flag) o.*(spec->flag) = true;
         else if (spec->list) (o.*(spec->list)).emplace_back(optarg);
