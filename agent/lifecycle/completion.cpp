@@ -159,10 +159,16 @@ json Completion::reconcile() {
             life_.enforcement_[id] = life_.enforcements_.share(backend.create(id, adjusted_limits(*a, ledger.policy(), life_.adjustments_)));
             life_.enforcement_[id] = life_.enforcements_.with_unenforced(life_.enforcement_[id], life_.files_.hold(*a)); // the marks come back from state
             // Before the watch: a group whose processes are still in the other layout would
-            // look empty, and complete while its work runs on.
-            if (const std::size_t moved = backend.take_over_elsewhere(id); moved > 0) {
-                taken_over.push_back({{"allocation_id", id}, {"processes", moved}});
-                spdlog::info("{}: {} process(es) taken over from the group a previous resmgrd kept in the other layout", id, moved);
+            // look empty, and complete while its work runs on. A take-over that fails part way
+            // is reported, and the group is adopted and watched all the same.
+            try {
+                if (const std::size_t moved = backend.take_over_elsewhere(id); moved > 0) {
+                    taken_over.push_back({{"allocation_id", id}, {"processes", moved}});
+                    spdlog::info("{}: {} process(es) taken over from the group a previous resmgrd kept in the other layout", id, moved);
+                }
+            } catch (const cgroup::BackendError& e) {
+                spdlog::error("{}: cannot take its processes over from the other layout: {}", id, e.what());
+                failed.push_back({{"allocation_id", id}, {"error", std::string("taking its processes over from the other layout: ") + e.what()}});
             }
             adopted.push_back(id);
             auto adj = life_.adjustments_.find(id);

@@ -18,7 +18,7 @@ public:
     std::vector<std::string> destroyed;
     std::vector<std::pair<std::string, int>> signals;
     std::string root = "/fake"; // a test pointing this at a temp dir can write cgroup.events there
-    std::set<std::string> fail; // operation names that throw: "create", "update", "destroy", "attach"
+    std::set<std::string> fail; // operation names that throw: "create", "update", "destroy", "attach", "take_over"
     // Called with the group's directory as it is made (a test writes the fresh group's files).
     std::function<void(const std::string& dir)> on_create;
 
@@ -58,6 +58,16 @@ public:
     std::string group_path(const std::string& id) override { return groups.count(id) ? root + "/" + id : ""; }
     std::vector<pid_t> pids(const std::string& id) override { return attached[id]; }
     nlohmann::json describe() override { return {{"backend", "fake"}}; }
+    // Processes a previous resmgrd left in another layout, by group; taken over once.
+    std::map<std::string, std::size_t> elsewhere;
+    std::size_t take_over_elsewhere(const std::string& id) override {
+        maybe_fail("take_over");
+        auto it = elsewhere.find(id);
+        if (it == elsewhere.end()) return 0;
+        const std::size_t moved = it->second;
+        elsewhere.erase(it);
+        return moved;
+    }
 
 private:
     void maybe_fail(const std::string& op) {

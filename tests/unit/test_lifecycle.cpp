@@ -143,6 +143,31 @@ TEST(Lifecycle, ExpiredWhileDownIsActedOnAtStart) {
     EXPECT_EQ(*n.ledger->find(b)->terminating_since, n.now);
 }
 
+// A restart that finds an allocation's processes in another layout takes them over before it
+// watches the group, and says so; a take-over that fails is reported, and the allocation is still
+// adopted and kept.
+TEST(Lifecycle, ARestartTakesOverTheOtherLayoutAndAFailedTakeOverStillAdopts) {
+    Node n;
+    std::string a = n.allocate(), b = n.allocate();
+    n.start();
+    n.backend.elsewhere[a] = 2;
+    json report = n.service->completion().reconcile();
+    EXPECT_EQ(report["taken_over"], json::array({{{"allocation_id", a}, {"processes", 2}}})) << report.dump();
+    EXPECT_EQ(report["adopted"].size(), 2u) << report.dump();
+    EXPECT_TRUE(report["failed"].empty()) << report.dump();
+
+    n.start();
+    n.backend.fail.insert("take_over");
+    report = n.service->completion().reconcile();
+    EXPECT_EQ(report["adopted"].size(), 2u) << report.dump();
+    ASSERT_EQ(report["failed"].size(), 2u) << report.dump();
+    EXPECT_NE(report["failed"][0]["error"].get<std::string>().find("taking its processes over from the other layout: injected take_over failure"),
+              std::string::npos)
+        << report.dump();
+    EXPECT_TRUE(n.live(a));
+    EXPECT_TRUE(n.live(b));
+}
+
 TEST(Lifecycle, EmptyGroupCompletesOnlyAfterItHeldProcesses) {
     Node n;
     std::string id = n.allocate({{"supervised", true}});
