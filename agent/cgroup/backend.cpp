@@ -2,6 +2,7 @@
 #include "cgroup/backend.hpp"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -62,18 +63,28 @@ std::size_t CgroupBackend::take_over_elsewhere(const std::string&) { return 0; }
 
 std::size_t CgroupBackend::attach_processes_of(const std::string& id, const std::string& old_group,
                                                const std::function<std::string(const std::string&)>& leaf_of) {
+    namespace fs = std::filesystem;
     std::size_t moved = 0;
-    std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(old_group, ec)) {
-        const std::string leaf = entry.is_directory(ec) ? leaf_of(entry.path().filename().string()) : "";
+    std::error_code list_error;
+    for (fs::directory_iterator it(old_group, list_error), end; !list_error && it != end; it.increment(list_error)) {
+        std::error_code type_error;
+        const std::string leaf = it->is_directory(type_error) ? leaf_of(it->path().filename().string()) : "";
         if (leaf.empty()) continue;
+        const std::string leaf_dir = it->path().string();
         // A process may fork while its siblings move: the leaf is read again until it is empty.
         for (int round = 0; round < 10; ++round) {
-            std::ifstream procs(entry.path() / "cgroup.procs");
+            std::ifstream procs(leaf_dir + "/cgroup.procs");
             std::vector<pid_t> pids;
             for (long pid; procs >> pid;) pids.push_back(static_cast<pid_t>(pid));
             if (pids.empty()) break;
             for (pid_t pid : pids) {
+                // Still in this leaf as /proc says ("0::<path under the mount>"): a pid that
+                // exited since the listing and was given to another process is not moved.
+                std::ifstream proc_cgroup("/proc/" + std::to_string(pid) + "/cgroup");
+                std::string line, now_in;
+                while (std::getline(proc_cgroup, line))
+                    if (line.starts_with("0::")) now_in = line.substr(3);
+                if (now_in.empty() || !leaf_dir.ends_with(now_in)) continue;
                 try {
                     attach(id, leaf, pid);
                     ++moved;
@@ -83,8 +94,15 @@ std::size_t CgroupBackend::attach_processes_of(const std::string& id, const std:
             }
         }
     }
-    if (ec) throw BackendError("cannot list " + old_group + ": " + ec.message());
+    if (list_error) throw BackendError("cannot list " + old_group + ": " + list_error.message());
     return moved;
+}
+
+bool CgroupBackend::populated_dir(const std::string& dir) {
+    std::ifstream events(dir + "/cgroup.events");
+    for (std::string key, value; events >> key >> value;)
+        if (key == "populated") return value != "0";
+    return ::access(dir.c_str(), F_OK) == 0; // unreadable: something may still run there, unless it is gone
 }
 
 void CgroupBackend::destroy_after_failed_attach(const std::string& id) noexcept {

@@ -125,6 +125,9 @@ protected:
     // leaf: left alone). Returns how many moved; one that exited meanwhile is not counted.
     std::size_t attach_processes_of(const std::string& id, const std::string& old_group,
                                     const std::function<std::string(const std::string&)>& leaf_of);
+    // cgroup.events of `dir` says a process is in it or below (true when it cannot be read and
+    // the directory is there).
+    static bool populated_dir(const std::string& dir);
     // create_attached's undo: destroy(id), logging (not throwing) when even that fails; the
     // group is then an orphan, removed at the next start.
     void destroy_after_failed_attach(const std::string& id) noexcept;

@@ -113,6 +113,11 @@ std::size_t DelegatedScopeBackend::take_over_elsewhere(const std::string& id) {
     const std::string old = (slices / slice_name(id)).string();
     if (::access(old.c_str(), F_OK) != 0) return 0;
     const std::size_t moved = attach_processes_of(id, old, [&](const std::string& unit) { return leaf_of_scope(id, unit); });
+    // Stopping a slice that still holds processes would kill them (destroy's KillUnit): it stays
+    // as it is, and the caller hears why.
+    if (populated_dir(old))
+        throw BackendError(old + " still holds processes after " + std::to_string(moved) +
+                           " moved (in a cgroup that is not one of the allocation's scopes, or forking faster than they moved): left as it is");
     // The emptied slice is systemd's unit, stopped through systemd; where that fails the work
     // has moved all the same, and the slice stays, empty, until it is stopped or the next boot.
     try {

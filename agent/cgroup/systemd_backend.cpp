@@ -322,6 +322,10 @@ std::size_t SystemdBackend::take_over_elsewhere(const std::string& id) {
     const std::string old = delegated_scope_dir(mount_) + "/groups/" + id;
     if (::access(old.c_str(), F_OK) != 0) return 0;
     const std::size_t moved = attach_processes_of(id, old, [](const std::string& leaf) { return valid_name(leaf) ? leaf : std::string{}; });
+    if (populated_dir(old))
+        throw BackendError(old + " still holds processes after " + std::to_string(moved) +
+                           " moved (in a leaf whose name a systemd unit cannot carry, such as an agent named with '-' or '.', "
+                           "or forking faster than they moved): left as it is");
     // The delegated subtree is resmgrd's to write: its emptied leaves and group go by rmdir.
     std::error_code ec;
     for (const auto& entry : std::filesystem::directory_iterator(old, ec))

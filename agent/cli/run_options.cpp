@@ -159,7 +159,10 @@ ParsedRunOptions parse_run_options(int argc, char* const* argv) {
     std::set<std::string_view> given;
     optind = 0; // glibc: start afresh (parse_run_options may run more than once in a process)
     opterr = 0; // the messages below say it in resmgr-run's words
-    for (int c; (c = getopt_long(argc, argv, shorts.c_str(), longs.data(), nullptr)) != -1;) {
+    for (;;) {
+        const int word_at = optind == 0 ? 1 : optind; // a long option is always a word of its own
+        const int c = getopt_long(argc, argv, shorts.c_str(), longs.data(), nullptr);
+        if (c == -1) break;
         if (c == ':') return usage_error(offending_word(argc, argv) + ": needs a value");
         if (c == '?') {
             // optopt: a long option's val when it was given a value it takes none of ("--wait=yes"),
@@ -175,6 +178,11 @@ ParsedRunOptions parse_run_options(int argc, char* const* argv) {
         for (const auto& s : table)
             if (c == s.short_name || c == 256 + (&s - table.data())) spec = &s;
         if (!spec) return usage_error("unknown option");
+        // getopt_long also takes a long option's unique prefix ("--mem"): such a word would
+        // change meaning the day an option with the same start is added, so it is refused.
+        if (const std::string word = std::string(argv[word_at]).substr(0, std::string(argv[word_at]).find('='));
+            word.starts_with("--") && word != dashed(spec->name))
+            return usage_error(word + ": write the option out in full: " + dashed(spec->name));
         if (spec->name == std::string_view("help")) return ended(ParsedRunOptions::Outcome::help);
         if (spec->name == std::string_view("version")) return ended(ParsedRunOptions::Outcome::version);
         // A value given twice is a mistake to point out (which one was meant?); a flag twice is harmless.

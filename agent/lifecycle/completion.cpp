@@ -160,20 +160,24 @@ json Completion::reconcile() {
             life_.enforcement_[id] = life_.enforcements_.with_unenforced(life_.enforcement_[id], life_.files_.hold(*a)); // the marks come back from state
             // Before the watch: a group whose processes are still in the other layout would
             // look empty, and complete while its work runs on. A take-over that fails part way
-            // is reported, and the group is adopted and watched all the same.
+            // is reported; the group is adopted, but not watched for emptying: the allocation
+            // ends when it is released, or at its duration.
+            bool all_here = true;
             try {
                 if (const std::size_t moved = backend.take_over_elsewhere(id); moved > 0) {
                     taken_over.push_back({{"allocation_id", id}, {"processes", moved}});
                     spdlog::info("{}: {} process(es) taken over from the group a previous resmgrd kept in the other layout", id, moved);
                 }
             } catch (const cgroup::BackendError& e) {
-                spdlog::error("{}: cannot take its processes over from the other layout: {}", id, e.what());
+                all_here = false;
+                spdlog::error("{}: cannot take its processes over from the other layout (its group is not watched for emptying): {}", id,
+                              e.what());
                 failed.push_back({{"allocation_id", id}, {"error", std::string("taking its processes over from the other layout: ") + e.what()}});
             }
             adopted.push_back(id);
             auto adj = life_.adjustments_.find(id);
             sync_freezer(backend, *a, adj != life_.adjustments_.end() && adj->second.pressure_frozen);
-            life_.watch(*a);
+            life_.watch(*a, all_here);
         } catch (const cgroup::BackendError& e) {
             // Kept in the ledger: losing the allocation would be worse than a missing group.
             failed.push_back({{"allocation_id", id}, {"error", e.what()}});

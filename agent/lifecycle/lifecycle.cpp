@@ -33,17 +33,28 @@ json limits_json(const cgroup::Limits& l) {
             {"pids_max", opt(l.pids_max)}};
 }
 
-// A limit update's enforcement: the backend's report on the new limits, with what the file guard
-// could not guard (ExclusiveFiles::hold's reasons) carried over from `before`: an update changes
-// limits, not what is guarded.
-std::shared_ptr<const cgroup::Enforcement> with_new_limits(cgroup::EnforcementPool& pool, const std::shared_ptr<const cgroup::Enforcement>& before,
-                                                           cgroup::Enforcement limits) {
+// A limit update: the new limits written to the allocation's group, then its enforcement the
+// backend's report on them, with what the file guard could not guard (ExclusiveFiles::hold's
+// reasons) carried over from before for the files it still holds: an update changes limits, not
+// what is guarded. Nothing is recorded when the backend throws.
+void update_limits(cgroup::CgroupBackend& backend, cgroup::EnforcementPool& pool,
+                   std::map<std::string, std::shared_ptr<const cgroup::Enforcement>>& enforcement, const Allocation& a,
+                   const cgroup::Limits& limits) {
+    cgroup::Enforcement applied = backend.update(a.allocation_id, limits);
+    const auto& files = a.constraints.exclusive_access;
     std::vector<std::string> unguarded;
-    if (before)
-        for (const auto& reason : before->unenforced)
-            if (reason.starts_with(ExclusiveFiles::kUnguarded)) unguarded.push_back(reason);
-    auto shared = pool.share(std::move(limits));
-    return unguarded.empty() ? shared : pool.with_unenforced(shared, std::move(unguarded));
+    if (auto before = enforcement.find(a.allocation_id); before != enforcement.end() && before->second && !files.empty())
+        for (const auto& reason : before->second->unenforced) {
+            if (!reason.starts_with(ExclusiveFiles::kUnguarded)) continue;
+            // "exclusive_files: /path: why" names one file: kept while the allocation holds it.
+            const std::string_view rest = std::string_view(reason).substr(ExclusiveFiles::kUnguarded.size());
+            const bool still_held = !rest.starts_with('/') || std::any_of(files.begin(), files.end(), [&](const std::string& f) {
+                                        return rest.starts_with(f) && rest.substr(f.size()).starts_with(": ");
+                                    });
+            if (still_held) unguarded.push_back(reason);
+        }
+    auto shared = pool.share(std::move(applied));
+    enforcement[a.allocation_id] = unguarded.empty() ? shared : pool.with_unenforced(shared, std::move(unguarded));
 }
 
 // Tags a backend failure with what was being done, for the router's BACKEND_ERROR.
@@ -277,7 +288,7 @@ Allocation Lifecycle::reallocate(const std::string& id, const Resources& wanted,
     const Allocation before = ledger_.authorize(id, peer);
     const Allocation& after = ledger_.reallocate(id, wanted, peer, clock_());
     try {
-        enforcement_[id] = with_new_limits(enforcements_, enforcement_[id], backend_.update(id, adjusted_limits(after, ledger_.policy(), adjustments_)));
+        update_limits(backend_, enforcements_, enforcement_, after, adjusted_limits(after, ledger_.policy(), adjustments_));
     } catch (cgroup::BackendError& e) {
         ledger_.restore(before);
         rethrow_with_action(e, "Could not change the allocation's limits; the old limits stay");
@@ -456,7 +467,7 @@ bool Lifecycle::adjust(const std::string& id) {
     if (!a) return false;
     if (auto it = adjustments_.find(id); it != adjustments_.end() && it->second.empty()) adjustments_.erase(it);
     try {
-        enforcement_[id] = with_new_limits(enforcements_, enforcement_[id], backend_.update(id, adjusted_limits(*a, ledger_.policy(), adjustments_)));
+        update_limits(backend_, enforcements_, enforcement_, *a, adjusted_limits(*a, ledger_.policy(), adjustments_));
         return true;
     } catch (const cgroup::BackendError& e) {
         spdlog::warn("{}: live adjustment refused, back to its size: {}", id, e.what());
@@ -515,7 +526,7 @@ void Lifecycle::refill() {
             // One the pressure responder froze too stays frozen until the responder lets go.
             auto adj = adjustments_.find(id);
             if (adj == adjustments_.end() || !adj->second.pressure_frozen) backend_.freeze(id, false);
-            enforcement_[id] = with_new_limits(enforcements_, enforcement_[id], backend_.update(id, adjusted_limits(a, ledger_.policy(), adjustments_)));
+            update_limits(backend_, enforcements_, enforcement_, a, adjusted_limits(a, ledger_.policy(), adjustments_));
             spdlog::info("{}: resumed at full size, capacity is back", id);
             events_.emit(events::EventType::resumed, id + " resumed at full size", a.workflow_id, id);
         } catch (const cgroup::BackendError& e) {
@@ -553,7 +564,7 @@ void Lifecycle::apply_preemption(const core::Preemption& plan, const AllocationR
         } else {
             ledger_.degrade(victim);
             try {
-                enforcement_[victim] = with_new_limits(enforcements_, enforcement_[victim], backend_.update(victim, adjusted_limits(*ledger_.find(victim), ledger_.policy(), adjustments_)));
+                update_limits(backend_, enforcements_, enforcement_, *ledger_.find(victim), adjusted_limits(*ledger_.find(victim), ledger_.policy(), adjustments_));
             } catch (const cgroup::BackendError&) {
                 ledger_.restore_preempted();
                 throw;
@@ -563,14 +574,14 @@ void Lifecycle::apply_preemption(const core::Preemption& plan, const AllocationR
     persist();
 }
 
-void Lifecycle::watch(const Allocation& a) {
+void Lifecycle::watch(const Allocation& a, bool group_events) {
     // Copies: a watch may fire at once and end the allocation `a` refers to.
     const std::string id = a.allocation_id;
     const pid_t supervisor = a.supervisor_pid;
     std::string path = backend_.group_path(id);
     if (monitoring_) monitoring_->allocation_started(id, clock_());
     if (supervisor > 0 && hooks_.watch_supervisor) hooks_.watch_supervisor(id, supervisor);
-    if (!path.empty() && hooks_.watch_group && ledger_.find(id)) hooks_.watch_group(id, path + "/cgroup.events");
+    if (group_events && !path.empty() && hooks_.watch_group && ledger_.find(id)) hooks_.watch_group(id, path + "/cgroup.events");
 }
 
 void Lifecycle::reschedule() {

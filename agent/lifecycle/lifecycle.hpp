@@ -176,7 +176,9 @@ private:
     void refill();
     void apply_preemption(const core::Preemption& plan, const AllocationRequest& for_request);
     void reschedule();
-    void watch(const Allocation& allocation);
+    // Its usage, its wrapper, and its group's emptying (unless `group_events` is false: a restart
+    // left some of its processes in another layout, so an empty group would not mean it ended).
+    void watch(const Allocation& allocation, bool group_events = true);
     // What follows a process's arrival in the group, once it is recorded.
     void attached(const Allocation& allocation, const AttachTarget& target);
     // Writes the group's limits with its live adjustments; false (and the adjustment dropped)

@@ -6,6 +6,7 @@
 
 #include "server/event_loop.hpp"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
@@ -57,8 +58,12 @@ std::uint64_t idle_check_usec(std::chrono::seconds timeout) {
 
 Owner SocketServer::current_peer(const Owner& at_connect, int pidfd) {
     Owner peer = at_connect;
-    // Signal 0 through the pidfd: ESRCH once the process has exited, whoever has its pid now.
-    if (pidfd < 0 || ::syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) != 0) peer.pid = 0;
+    // The pidfd polls readable once the process has exited, whoever has its pid now. Signal 0
+    // through it still reached an exited process its parent had not reaped yet: a connector that
+    // had just exited passed for alive (host test AConnectionOutlivingItsConnectorCarriesNoPidToAttach
+    // failed so once, on a loaded machine).
+    pollfd exited{pidfd, POLLIN, 0};
+    if (pidfd < 0 || ::poll(&exited, 1, 0) != 0) peer.pid = 0;
     return peer;
 }
 

@@ -102,8 +102,9 @@ TEST_F(CgroupfsHost, LimitsReportedAgainstThisHostsControllers) {
 
 // A restart that changes layout (an upgrade from per-allocation units to the delegated scope):
 // the processes in the units' scopes of an allocation move into its group in the scope, leaf by
-// leaf; what is not a scope of that allocation stays. On a fake resmgr.slice on this host's
-// cgroup2; stopping the emptied slice needs systemd, which this host does not run as PID 1.
+// leaf; what is not a scope of that allocation stays, and then the slice is left as it is (stopping
+// it would kill what is in it) and the take-over says so. On a fake resmgr.slice on this host's
+// cgroup2; stopping an emptied slice needs systemd, which this host does not run as PID 1.
 TEST_F(CgroupfsHost, ARestartTakesOverTheProcessesOfTheUnitsLayout) {
     const std::string base = root + "-layouts", slices = base + "/resmgr.slice", scope = slices + "/" + cgroup::kDelegatedScope;
     for (const auto& dir : {base, slices, scope}) ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0) << dir << ": " << std::strerror(errno);
@@ -125,7 +126,12 @@ TEST_F(CgroupfsHost, ARestartTakesOverTheProcessesOfTheUnitsLayout) {
     {
         cgroup::DelegatedScopeBackend delegated(scope, "test");
         delegated.create("alloc_up", cgroup::Limits{});
-        EXPECT_EQ(delegated.take_over_elsewhere("alloc_up"), 2u);
+        try {
+            delegated.take_over_elsewhere("alloc_up");
+            ADD_FAILURE() << "the slice still holds the stranger: the take-over must say so";
+        } catch (const cgroup::BackendError& e) {
+            EXPECT_NE(std::string(e.what()).find("still holds processes after 2 moved"), std::string::npos) << e.what();
+        }
         EXPECT_EQ(delegated.take_over_elsewhere("alloc_none"), 0u); // nothing of it elsewhere
         const std::string group = scope.substr(mount.size()) + "/groups/alloc_up";
         EXPECT_NE(cgroup_of(main_pid).find(group + "/main\n"), std::string::npos) << cgroup_of(main_pid);

@@ -67,6 +67,9 @@ TEST(RunOptions, MistakesGetOneLineNamingTheOption) {
     EXPECT_EQ(error_of({"--wait=yes", "true"}), "--wait takes no value");
     EXPECT_EQ(error_of({"--cpu", "1", "--cpu", "2", "true"}), "--cpu: given more than once");
     EXPECT_EQ(error_of({"-q", "--quiet", "true"}), ""); // a flag twice is still the flag
+    EXPECT_EQ(error_of({"--mem", "1G", "true"}), "--mem: write the option out in full: --memory");
+    EXPECT_EQ(error_of({"--qui", "true"}), "--qui: write the option out in full: --quiet");
+    EXPECT_EQ(error_of({"--cpu=1", "--wait-s=2s", "true"}), "--wait-s: write the option out in full: --wait-slot");
     EXPECT_EQ(error_of({"--allocation", "a", "--cpu", "2", "true"}), "--allocation and --cpu cannot be used together");
     EXPECT_EQ(error_of({"--wait-slot", "2s", "true"}), "--wait-slot needs --agent");
     EXPECT_EQ(error_of({"--auto", "true"}), "--auto needs --type");
