@@ -281,7 +281,7 @@ void SystemdBackend::destroy(const std::string& id) {
     // StopUnit alone would SIGTERM the scopes again and wait their stop timeout (90 s by
     // default) before SIGKILL; destroy means now, as cgroup.kill does in the cgroupfs backend.
     // An empty slice (the usual release: the command has exited) needs no kill.
-    if (populated(id)) {
+    if (populated_dir(group_path(id))) {
         try {
             signal(id, SIGKILL);
         } catch (const BackendError& e) {
@@ -292,13 +292,6 @@ void SystemdBackend::destroy(const std::string& id) {
     Message guard(m);
     check(sd_bus_message_append(m, "ss", unit.c_str(), "replace"), unit);
     call_and_wait(unit, guard.release(), kNoSuchUnit); // a missing slice is gone already
-}
-
-bool SystemdBackend::populated(const std::string& id) {
-    std::ifstream events(group_path(id) + "/cgroup.events");
-    for (std::string key, value; events >> key >> value;)
-        if (key == "populated") return value != "0";
-    return true; // unreadable: assume something may still run there
 }
 
 std::vector<std::string> SystemdBackend::list_groups() {
@@ -328,8 +321,8 @@ std::size_t SystemdBackend::take_over_elsewhere(const std::string& id) {
                            "or forking faster than they moved): left as it is");
     // The delegated subtree is resmgrd's to write: its emptied leaves and group go by rmdir.
     std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(old, ec))
-        if (entry.is_directory(ec)) ::rmdir(entry.path().c_str());
+    for (std::filesystem::directory_iterator it(old, ec), end; !ec && it != end; it.increment(ec))
+        if (std::error_code type_error; it->is_directory(type_error)) ::rmdir(it->path().c_str());
     if (::rmdir(old.c_str()) < 0 && errno != ENOENT) throw BackendError("cannot remove the emptied group " + old + ": " + std::strerror(errno));
     return moved;
 }

@@ -78,7 +78,6 @@ private:
     sd_bus_message* allocation_scope_call(const std::string& id, const std::string& leaf, pid_t pid); // leaf of an allocation
     sd_bus_message* new_manager_call(const char* method);
     Enforcement applied(const Limits& limits) const;
-    bool populated(const std::string& id); // cgroup.events says so, or it cannot be read
 
     std::string mount_, why_;
     sd_bus* bus_ = nullptr;

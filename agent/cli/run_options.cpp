@@ -125,12 +125,11 @@ constexpr Pair kNeeds[] = {{"wait-slot", "agent"}, {"auto", "type"}};
 
 std::string dashed(std::string_view name) { return "--" + std::string(name); }
 
+// An option word without any "=value".
+std::string without_value(std::string_view word) { return std::string(word.substr(0, word.find('='))); }
+
 // The option word getopt_long just stopped at, without any "=value".
-std::string offending_word(int argc, char* const* argv) {
-    if (optind < 1 || optind > argc) return "";
-    std::string word = argv[optind - 1];
-    return word.substr(0, word.find('='));
-}
+std::string offending_word(int argc, char* const* argv) { return optind < 1 || optind > argc ? "" : without_value(argv[optind - 1]); }
 
 ParsedRunOptions ended(ParsedRunOptions::Outcome outcome, std::string error = "") {
     ParsedRunOptions parsed;
@@ -180,8 +179,7 @@ ParsedRunOptions parse_run_options(int argc, char* const* argv) {
         if (!spec) return usage_error("unknown option");
         // getopt_long also takes a long option's unique prefix ("--mem"): such a word would
         // change meaning the day an option with the same start is added, so it is refused.
-        if (const std::string word = std::string(argv[word_at]).substr(0, std::string(argv[word_at]).find('='));
-            word.starts_with("--") && word != dashed(spec->name))
+        if (const std::string word = without_value(argv[word_at]); word.starts_with("--") && word != dashed(spec->name))
             return usage_error(word + ": write the option out in full: " + dashed(spec->name));
         if (spec->name == std::string_view("help")) return ended(ParsedRunOptions::Outcome::help);
         if (spec->name == std::string_view("version")) return ended(ParsedRunOptions::Outcome::version);
