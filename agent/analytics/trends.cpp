@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numbers>
 
 namespace resmgr::analytics {
 
@@ -15,6 +16,35 @@ double normal_quantile(double p) {
         (0.5 * std::erfc(-mid / std::sqrt(2.0)) < p ? lo : hi) = mid;
     }
     return (lo + hi) / 2;
+}
+
+namespace {
+
+// P(|T| ≤ √ν·tan θ) for T ~ t(ν), θ in [0, π/2): a finite series in cos θ for whole ν.
+double t_two_sided_probability(double theta, std::size_t degrees) {
+    const double s = std::sin(theta), c2 = std::cos(theta) * std::cos(theta);
+    if (degrees == 1) return 2 * theta / std::numbers::pi;
+    const bool even = degrees % 2 == 0;
+    double term = even ? 1 : std::cos(theta), sum = term;
+    for (std::size_t k = even ? 2 : 3; k < degrees; k += 2) {
+        term *= static_cast<double>(k - 1) / static_cast<double>(k) * c2;
+        sum += term;
+    }
+    return even ? s * sum : 2 / std::numbers::pi * (theta + s * sum);
+}
+
+} // namespace
+
+double student_t_quantile(double p, std::size_t degrees) {
+    if (p < 0.5) return -student_t_quantile(1 - p, degrees);
+    const std::size_t nu = std::max<std::size_t>(degrees, 1);
+    // The two-sided probability rises with θ; 80 halvings of [0, π/2) reach double precision.
+    double lo = 0, hi = std::numbers::pi / 2;
+    for (int i = 0; i < 80; ++i) {
+        const double mid = (lo + hi) / 2;
+        (t_two_sided_probability(mid, nu) < 2 * p - 1 ? lo : hi) = mid;
+    }
+    return std::sqrt(static_cast<double>(nu)) * std::tan((lo + hi) / 2);
 }
 
 std::optional<Trend> theil_sen_trend(const std::vector<double>& y, const std::vector<bool>& filled, double confidence) {

@@ -536,7 +536,8 @@ SuccessBody plan_capacity(const Call& call) {
 
 json quantity_json(const analytics::QuantityPrediction& q) {
     json j{{"value", number_or_null(q.point)}, {"lower", number_or_null(q.lower)}, {"upper", number_or_null(q.upper)},
-           {"interval_level", q.point ? number_or_null(q.level) : json(nullptr)}, {"runs", q.runs},
+           {"interval_level", q.point ? number_or_null(q.level) : json(nullptr)},
+           {"interval_method", q.point ? json(analytics::to_string(q.interval_method)) : json(nullptr)}, {"runs", q.runs},
            {"backtest", {{"runs_replayed", q.replayed}, {"coverage", number_or_null(q.coverage)}, {"claimed_level", number_or_null(q.claimed_level)},
                          {"median_abs_pct_error", number_or_null(q.median_ape ? std::optional<double>(*q.median_ape * 100) : std::nullopt)},
                          {"same_as_last_run_median_abs_pct_error",
