@@ -156,7 +156,9 @@ std::vector<char>& read_buffer() {
 
 } // namespace
 
-GroupReader::GroupReader(std::string dir, FdBudget* budget) : dir_(std::move(dir)), budget_(budget) { fds_.fill(-1); }
+GroupReader::GroupReader(const std::string& dir, FdBudget* budget) : dir_(std::make_shared<const std::string>(dir)), budget_(budget) {
+    fds_.fill(-1);
+}
 
 GroupReader::~GroupReader() {
     for (int file = 0; file < file_count; ++file) close_kept(static_cast<File>(file));
@@ -189,7 +191,7 @@ std::optional<std::string_view> GroupReader::text(File file, int& error) {
             error = missing_errno_[file];
             return std::nullopt;
         }
-        fd = ::open((dir_ + "/" + name(file)).c_str(), O_RDONLY | O_CLOEXEC);
+        fd = ::open((*dir_ + "/" + name(file)).c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
             error = errno;
             if (error != EMFILE && error != ENFILE) { // those are not missing: out of fds for now
@@ -210,31 +212,51 @@ std::optional<std::string_view> GroupReader::text(File file, int& error) {
 GroupSample GroupReader::read(GroupFiles files) {
     GroupSample sample;
     sample.dir = dir_;
+    Reasons reasons;
     // Reading and parsing fail apart: a read error gets the file's name in front, a parse
     // error already starts with it.
     auto degrade = [&](File file, auto parse, auto& field) {
         int error = 0;
         const auto content = text(file, error);
         if (!content) {
-            sample.unavailable.push_back(cannot_read(file, error));
+            reasons.push_back(cannot_read(file, error));
             return;
         }
         try {
             field = parse(*content, name(file));
         } catch (const std::exception& e) {
-            sample.unavailable.push_back(printable(e.what(), 240));
+            reasons.push_back(printable(e.what(), 240));
         }
     };
     // memory.stat and io.stat are the detail files; the rest are periodic. Kept in one order.
     const bool periodic = files != GroupFiles::detail, detail = files != GroupFiles::periodic;
     if (periodic) degrade(cpu_stat, parse_cpu_stat, sample.cpu_stat);
     if (periodic) degrade(memory_current, parse_single_value, sample.memory_current_bytes);
-    if (detail) degrade(memory_stat, parse_memory_stat, sample.memory_stat);
+    auto boxed = [](auto parse) {
+        return [parse](std::string_view text, const std::string& name) { return std::make_shared<const decltype(parse(text, name))>(parse(text, name)); };
+    };
+    if (detail) degrade(memory_stat, boxed(parse_memory_stat), sample.memory_stat);
     if (periodic) degrade(memory_events, parse_memory_events, sample.memory_events);
     if (periodic) degrade(pids_current, parse_single_value, sample.pids_current);
-    if (detail) degrade(io_stat, parse_io_stat, sample.io_stat);
+    if (detail) degrade(io_stat, boxed(parse_io_stat), sample.io_stat);
     if (periodic) degrade(cgroup_events, parse_cgroup_events, sample.cgroup_events);
+    if (!reasons.empty()) sample.unavailable = std::make_shared<const Reasons>(std::move(reasons));
     return sample;
+}
+
+const Reasons& GroupSample::reasons() const {
+    static const Reasons none;
+    return unavailable ? *unavailable : none;
+}
+
+void ReasonsPool::share(GroupSample& sample) {
+    if (!sample.unavailable) return;
+    for (const auto& list : lists_)
+        if (*list == *sample.unavailable) {
+            sample.unavailable = list;
+            return;
+        }
+    if (lists_.size() < kLists) lists_.push_back(sample.unavailable);
 }
 
 GroupSample read_group(const std::string& dir, GroupFiles files) { return GroupReader(dir).read(files); }
@@ -269,15 +291,15 @@ nlohmann::json CgroupEvents::to_json() const { return {{"populated", populated},
 
 nlohmann::json GroupSample::to_json() const {
     using detail::json_or_null;
-    return {{"dir", dir},
+    return {{"dir", dir ? nlohmann::json(*dir) : nlohmann::json(nullptr)},
             {"cpu_stat", json_or_null(cpu_stat)},
             {"memory_current_bytes", json_or_null(memory_current_bytes)},
-            {"memory_stat", json_or_null(memory_stat)},
+            {"memory_stat", memory_stat ? memory_stat->to_json() : nlohmann::json(nullptr)},
             {"memory_events", json_or_null(memory_events)},
             {"pids_current", json_or_null(pids_current)},
-            {"io_stat", json_or_null(io_stat)},
+            {"io_stat", io_stat ? io_stat->to_json() : nlohmann::json(nullptr)},
             {"cgroup_events", json_or_null(cgroup_events)},
-            {"unavailable", unavailable}};
+            {"unavailable", reasons()}};
 }
 
 } // namespace resmgr::monitor

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -75,17 +76,40 @@ MemoryEvents parse_memory_events(std::string_view text, const std::string& name 
 IoStat parse_io_stat(std::string_view text, const std::string& name = "io.stat");
 CgroupEvents parse_cgroup_events(std::string_view text, const std::string& name = "cgroup.events");
 
+// "file: reason", one per file that could not be read or parsed.
+using Reasons = std::vector<std::string>;
+
 struct GroupSample {
-    std::string dir;
+    // Shared with the reader that read it: the sampler's snapshot keeps one copy of each group's
+    // path, not one in the reader and one in the sample.
+    std::shared_ptr<const std::string> dir;
     std::optional<CpuStat> cpu_stat;
     std::optional<std::uint64_t> memory_current_bytes;
-    std::optional<MemoryStat> memory_stat;
+    // memory.stat and io.stat: read on demand only (GroupFiles::detail), so held by pointer: the
+    // sampler's snapshot keeps 16 bytes a group for each, not the 88 and 64 of an optional.
+    std::shared_ptr<const MemoryStat> memory_stat;
     std::optional<MemoryEvents> memory_events;
     std::optional<std::uint64_t> pids_current;
-    std::optional<IoStat> io_stat;
+    std::shared_ptr<const IoStat> io_stat;
     std::optional<CgroupEvents> cgroup_events;
-    std::vector<std::string> unavailable; // "file: reason", one per empty field
+    // Why fields are empty; null when every file was read. Shared by samples that lack the same
+    // files for the same reasons (see ReasonsPool): on a hybrid host every group lacks three, and
+    // one list for the whole snapshot replaced ~180 bytes of strings a group.
+    std::shared_ptr<const Reasons> unavailable;
+    const Reasons& reasons() const; // the list, empty when none
     nlohmann::json to_json() const;
+};
+
+// Lets samples with equal reasons share one list. Holds at most kLists distinct lists (the usual
+// node has one or two); a list beyond them stays the sample's own, so distinct parse messages
+// cannot make each share cost a walk of many lists.
+class ReasonsPool {
+public:
+    static constexpr std::size_t kLists = 8;
+    void share(GroupSample& sample);
+
+private:
+    std::vector<std::shared_ptr<const Reasons>> lists_;
 };
 
 // Which files a read covers. The sampling pass reads `periodic` (what rates, thresholds, OOM
@@ -118,13 +142,13 @@ class GroupReader {
 public:
     static constexpr unsigned kRetryMissing = 30;
 
-    explicit GroupReader(std::string dir, FdBudget* budget = nullptr);
+    explicit GroupReader(const std::string& dir, FdBudget* budget = nullptr);
     ~GroupReader();
     GroupReader(const GroupReader&) = delete;
     GroupReader& operator=(const GroupReader&) = delete;
 
     GroupSample read(GroupFiles files);
-    const std::string& dir() const { return dir_; }
+    const std::string& dir() const { return *dir_; }
 
 private:
     enum File { cpu_stat, memory_current, memory_stat, memory_events, pids_current, io_stat, cgroup_events, file_count };
@@ -136,7 +160,7 @@ private:
     std::optional<std::string_view> text(File file, int& error);
     void close_kept(File file);
 
-    std::string dir_;
+    std::shared_ptr<const std::string> dir_;
     FdBudget* budget_;
     std::array<int, file_count> fds_; // kept open, each taken from budget_
     std::array<std::uint8_t, file_count> skip_{}; // reads left before a missing file is tried again

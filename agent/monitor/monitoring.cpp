@@ -317,7 +317,7 @@ json Monitoring::final_usage(const std::string& allocation_id, TimePoint now) co
     } catch (const ParseError& e) {
         unavailable.push_back(std::string("memory_peak_bytes: ") + e.what());
     }
-    for (const auto& why : sample.unavailable) unavailable.push_back(why);
+    for (const auto& why : sample.reasons()) unavailable.push_back(why);
     out["unavailable"] = unavailable;
     return out;
 }

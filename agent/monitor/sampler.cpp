@@ -5,11 +5,12 @@ namespace resmgr::monitor {
 
 namespace {
 
-// A fresh read into the kept sample, the kept strings' storage staying where it is when their
-// text did not change (the usual case: the same directory, the same files missing).
-void update_kept(GroupSample& kept, GroupSample&& fresh) {
-    if (kept.dir == fresh.dir) std::swap(kept.dir, fresh.dir);
-    if (kept.unavailable == fresh.unavailable) std::swap(kept.unavailable, fresh.unavailable);
+// A fresh read into the kept sample. Its reasons keep the kept list when their text is the same
+// (the usual case: the same files missing), so the list's storage stays from pass to pass, and
+// are shared with the pass's other groups that lack the same files.
+void update_kept(GroupSample& kept, GroupSample&& fresh, ReasonsPool& pool) {
+    if (kept.unavailable && fresh.unavailable && *kept.unavailable == *fresh.unavailable) fresh.unavailable = kept.unavailable;
+    pool.share(fresh);
     kept = std::move(fresh);
 }
 
@@ -24,13 +25,14 @@ void Sampler::sample(const std::vector<GroupProbe>& groups, TimePoint now, Snaps
     // The probes come sorted by key (the ledger's order; agents' leaves after their allocation),
     // so each lookup starts where the previous one ended.
     auto kept = into.groups.begin();
+    ReasonsPool reasons;
     for (const auto& probe : groups) {
         Watched& group = watched_[probe.key];
         if (!group.reader || group.reader->dir() != probe.dir) group.reader.emplace(probe.dir, &budget_);
         group.pass = passes_;
         kept = std::next(into.groups.try_emplace(kept, probe.key));
         GroupUsage& usage = std::prev(kept)->second;
-        update_kept(usage.sample, group.reader->read(GroupFiles::periodic));
+        update_kept(usage.sample, group.reader->read(GroupFiles::periodic), reasons);
         usage.cpu_cores.reset();
         const auto& cpu = usage.sample.cpu_stat;
         const std::optional<std::uint64_t> used = cpu ? cpu->usage_usec : std::nullopt;

@@ -204,7 +204,7 @@ TEST(MonitorGroupCgroupEvents, RejectsTruncatedAndGarbage) {
 
 TEST(MonitorGroupRead, ReadsEveryFileOfAFullGroup) {
     auto group = read_group(kFixtures + "/group");
-    EXPECT_TRUE(group.unavailable.empty()) << testing::PrintToString(group.unavailable);
+    EXPECT_TRUE(group.reasons().empty()) << testing::PrintToString(group.reasons());
     ASSERT_TRUE(group.cpu_stat && group.memory_stat && group.memory_events && group.io_stat && group.cgroup_events);
     EXPECT_EQ(group.cpu_stat->nr_throttled, 311u);
     EXPECT_EQ(group.memory_current_bytes, 734003200u);
@@ -228,7 +228,7 @@ TEST(MonitorGroupRead, ReadsEveryFileOfAFullGroup) {
 
 TEST(MonitorGroupRead, ThePeriodicPassLeavesMemoryStatAndIoStatToUsage) {
     auto periodic = read_group(kFixtures + "/group", GroupFiles::periodic);
-    EXPECT_TRUE(periodic.unavailable.empty());
+    EXPECT_TRUE(periodic.reasons().empty());
     EXPECT_TRUE(periodic.cpu_stat && periodic.memory_current_bytes && periodic.memory_events && periodic.pids_current &&
                 periodic.cgroup_events);
     EXPECT_FALSE(periodic.memory_stat || periodic.io_stat);
@@ -248,10 +248,10 @@ TEST(MonitorGroupRead, HybridRootHasOnlyCpuStat) {
                  group.io_stat || group.cgroup_events);
     const std::vector<std::string> missing{"memory.current", "memory.stat",  "memory.events",
                                            "pids.current",   "io.stat",      "cgroup.events"};
-    ASSERT_EQ(group.unavailable.size(), missing.size()) << testing::PrintToString(group.unavailable);
+    ASSERT_EQ(group.reasons().size(), missing.size()) << testing::PrintToString(group.reasons());
     for (std::size_t i = 0; i < missing.size(); ++i) {
-        EXPECT_TRUE(starts_with(group.unavailable[i], missing[i] + ": cannot read ")) << group.unavailable[i];
-        EXPECT_NE(group.unavailable[i].find("No such file or directory"), std::string::npos) << group.unavailable[i];
+        EXPECT_TRUE(starts_with(group.reasons()[i], missing[i] + ": cannot read ")) << group.reasons()[i];
+        EXPECT_NE(group.reasons()[i].find("No such file or directory"), std::string::npos) << group.reasons()[i];
     }
     auto json = group.to_json();
     EXPECT_TRUE(json["cpu_stat"]["nr_throttled"].is_null());
@@ -274,20 +274,20 @@ TEST(MonitorGroupRead, MalformedFilesLeaveOnlyTheirFieldsEmpty) {
     EXPECT_EQ(group.memory_current_bytes, 734003200u);
     EXPECT_EQ(group.memory_events->oom, 2u);
     EXPECT_TRUE(group.cgroup_events->populated);
-    ASSERT_EQ(group.unavailable.size(), 3u) << testing::PrintToString(group.unavailable);
-    EXPECT_EQ(group.unavailable[0], "memory.stat:1: expected 'key value', got '\\xc3(\\xff garbage'");
-    EXPECT_EQ(group.unavailable[1], "pids.current:1: expected one integer: ''");
-    EXPECT_TRUE(starts_with(group.unavailable[2], "io.stat:1: expected rbytes wbytes rios wios dbytes dios"))
-        << group.unavailable[2];
+    ASSERT_EQ(group.reasons().size(), 3u) << testing::PrintToString(group.reasons());
+    EXPECT_EQ(group.reasons()[0], "memory.stat:1: expected 'key value', got '\\xc3(\\xff garbage'");
+    EXPECT_EQ(group.reasons()[1], "pids.current:1: expected one integer: ''");
+    EXPECT_TRUE(starts_with(group.reasons()[2], "io.stat:1: expected rbytes wbytes rios wios dbytes dios"))
+        << group.reasons()[2];
     EXPECT_NO_THROW(group.to_json().dump()); // garbage bytes were escaped: valid UTF-8
 }
 
 TEST(MonitorGroupRead, MissingDirectoryNeverThrows) {
     auto group = read_group("/nonexistent/resmgr/alloc_1");
-    EXPECT_EQ(group.unavailable.size(), 7u);
+    EXPECT_EQ(group.reasons().size(), 7u);
     EXPECT_FALSE(group.cpu_stat);
-    EXPECT_EQ(group.unavailable[0], "cpu.stat: cannot read (No such file or directory)");
-    EXPECT_EQ(group.dir, "/nonexistent/resmgr/alloc_1"); // the path is the sample's, once
+    EXPECT_EQ(group.reasons()[0], "cpu.stat: cannot read (No such file or directory)");
+    EXPECT_EQ(*group.dir, "/nonexistent/resmgr/alloc_1"); // the path is the sample's, once
 }
 
 TEST(MonitorGroupRead, AKeptReaderSeesNewContentAndRetriesAMissingFileLater) {
@@ -324,7 +324,7 @@ TEST(MonitorGroupRead, ReadersSharingABudgetKeepNoMoreFilesOpenThanIt) {
         for (int pass = 0; pass < 2; ++pass)
             for (auto& reader : readers) {
                 auto sample = reader->read(GroupFiles::periodic);
-                ASSERT_TRUE(sample.cpu_stat && sample.cgroup_events) << testing::PrintToString(sample.unavailable);
+                ASSERT_TRUE(sample.cpu_stat && sample.cgroup_events) << testing::PrintToString(sample.reasons());
                 EXPECT_EQ(sample.cpu_stat->usage_usec, 100u);
             }
         EXPECT_EQ(budget.left(), 0u);
@@ -352,7 +352,7 @@ TEST(MonitorGroupRead, ALargeFileThenASmallOneReadWhole) {
     write_file(dir.path() / "io.stat", "8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=5 dios=6\n");
     GroupReader reader(dir.path().string());
     const auto group = reader.read(GroupFiles::detail);
-    ASSERT_TRUE(group.memory_stat && group.io_stat) << testing::PrintToString(group.unavailable);
+    ASSERT_TRUE(group.memory_stat && group.io_stat) << testing::PrintToString(group.reasons());
     EXPECT_EQ(group.memory_stat->anon_bytes, 4096u);
     EXPECT_EQ(group.memory_stat->pgmajfault, 77u) << "the last line, past the first 4 KiB";
     EXPECT_EQ(group.io_stat->dios, 6u);
@@ -367,16 +367,16 @@ TEST(MonitorGroupRead, AMissingFileGivesTheSameReasonWhileItIsNotRetried) {
     GroupReader reader(dir.path().string());
     const auto first = reader.read(GroupFiles::periodic);
     const auto second = reader.read(GroupFiles::periodic);
-    ASSERT_EQ(first.unavailable.size(), 4u) << testing::PrintToString(first.unavailable);
-    EXPECT_EQ(first.unavailable, second.unavailable);
-    EXPECT_EQ(first.unavailable[0], "memory.current: cannot read (No such file or directory)");
+    ASSERT_EQ(first.reasons().size(), 4u) << testing::PrintToString(first.reasons());
+    EXPECT_EQ(first.reasons(), second.reasons());
+    EXPECT_EQ(first.reasons()[0], "memory.current: cannot read (No such file or directory)");
 }
 
 TEST(MonitorGroupRead, ThisHostsCgroup2Root) {
     for (std::string root : {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"}) {
         if (!std::filesystem::exists(root + "/cgroup.controllers")) continue;
         auto group = read_group(root);
-        ASSERT_TRUE(group.cpu_stat) << testing::PrintToString(group.unavailable);
+        ASSERT_TRUE(group.cpu_stat) << testing::PrintToString(group.reasons());
         EXPECT_TRUE(group.cpu_stat->usage_usec);
         return;
     }

@@ -200,12 +200,13 @@ TEST(Sampler, KeepsCountersOnlyForGroupsListedEveryPass) {
     sampler.sample({{"a", a}, {"a/x", agent}, {"ab", (dir.path() / "elsewhere").string()}, {"b", b}}, kT0 + Seconds(2), third);
     EXPECT_DOUBLE_EQ(third.groups.at("a").cpu_cores.value_or(-1), 0.0) << "forget() keeps the counter";
     EXPECT_DOUBLE_EQ(third.groups.at("ab").cpu_cores.value_or(-1), 1.0) << "read from its new directory";
-    EXPECT_EQ(third.groups.at("ab").sample.dir, (dir.path() / "elsewhere").string());
+    EXPECT_EQ(*third.groups.at("ab").sample.dir, (dir.path() / "elsewhere").string());
     EXPECT_FALSE(third.groups.at("b").cpu_cores) << "left out of a pass: no rate from before it";
 }
 
 // The snapshot is updated in place from pass to pass: a dropped group leaves it, and a kept group's
-// strings keep their storage when their text is the same (no heap churn per group and pass).
+// strings keep their storage when their text is the same (no heap churn per group and pass). The
+// groups that lack the same files share one list of reasons.
 TEST(Sampler, UpdatesOneSnapshotInPlace) {
     TempDir dir;
     for (const char* g : {"a", "b"}) write(dir.path() / g / "cpu.stat", "usage_usec 1000000\n");
@@ -214,16 +215,17 @@ TEST(Sampler, UpdatesOneSnapshotInPlace) {
     monitor::Snapshot snap;
     sampler.sample({{"b", b}, {"a", a}}, kT0, snap); // out of order: still each group once
     ASSERT_EQ(snap.groups.size(), 2u);
-    ASSERT_FALSE(snap.groups.at("a").sample.unavailable.empty()) << "memory.current and the rest are missing here";
-    const char* dir_storage = snap.groups.at("a").sample.dir.data();
-    const std::string* first_reason = &snap.groups.at("a").sample.unavailable.front();
+    ASSERT_FALSE(snap.groups.at("a").sample.reasons().empty()) << "memory.current and the rest are missing here";
+    EXPECT_EQ(snap.groups.at("a").sample.unavailable, snap.groups.at("b").sample.unavailable) << "one list for both";
+    const char* dir_storage = snap.groups.at("a").sample.dir->data();
+    const std::string* first_reason = &snap.groups.at("a").sample.reasons().front();
     write(dir.path() / "a/cpu.stat", "usage_usec 3000000\n");
     sampler.sample({{"a", a}}, kT0 + Seconds(1), snap);
     EXPECT_FALSE(snap.groups.count("b")) << "not listed: dropped";
     EXPECT_EQ(snap.time, kT0 + Seconds(1));
     EXPECT_DOUBLE_EQ(snap.groups.at("a").cpu_cores.value_or(-1), 2.0);
-    EXPECT_EQ(snap.groups.at("a").sample.dir.data(), dir_storage);
-    EXPECT_EQ(&snap.groups.at("a").sample.unavailable.front(), first_reason);
+    EXPECT_EQ(snap.groups.at("a").sample.dir->data(), dir_storage);
+    EXPECT_EQ(&snap.groups.at("a").sample.reasons().front(), first_reason);
     write(dir.path() / "a/cpu.stat", "usage_usec 1\n");
     sampler.sample({{"a", a}}, kT0 + Seconds(2), snap);
     EXPECT_FALSE(snap.groups.at("a").cpu_cores) << "the previous pass's rate does not linger";

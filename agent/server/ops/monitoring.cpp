@@ -116,7 +116,7 @@ json allocation_usage(const monitor::Monitoring& m, const Allocation& a) {
     } else {
         const auto& s = usage->sample;
         // memory.stat and io.stat are read now, not at every sampling pass.
-        const monitor::GroupSample detail = monitor::read_group(usage->sample.dir, monitor::GroupFiles::detail);
+        const monitor::GroupSample detail = monitor::read_group(*usage->sample.dir, monitor::GroupFiles::detail);
         std::optional<double> memory;
         if (s.memory_current_bytes) memory = static_cast<double>(*s.memory_current_bytes);
         used = {{"cpu_cores", or_null(usage->cpu_cores)},
@@ -132,8 +132,8 @@ json allocation_usage(const monitor::Monitoring& m, const Allocation& a) {
         if (detail.io_stat) io = detail.io_stat->to_json();
         eff = {{"cpu_percent", efficiency(usage->cpu_cores, a.resources.cpu_cores)},
                {"memory_percent", efficiency(memory, static_cast<double>(a.resources.memory_bytes))}};
-        unavailable = s.unavailable;
-        unavailable.insert(unavailable.end(), detail.unavailable.begin(), detail.unavailable.end());
+        unavailable = s.reasons();
+        unavailable.insert(unavailable.end(), detail.reasons().begin(), detail.reasons().end());
     }
     json agents = json::array();
     for (const auto& [_, agent] : m.agents().agents())
