@@ -361,6 +361,30 @@ TEST(MonitorGroupRead, ALargeFileThenASmallOneReadWhole) {
 
 // A missing file is not opened again for kRetryMissing reads, and says why each time with the
 // same words as the first.
+// Equal lists become one; distinct ones past the pool's room stay each sample's own, so the pool
+// never grows beyond kLists whatever the messages say.
+TEST(ReasonsPool, SharesEqualListsAndHoldsAtMostItsRoom) {
+    auto sample_with = [](std::string reason) {
+        GroupSample s;
+        s.unavailable = std::make_shared<const Reasons>(Reasons{std::move(reason)});
+        return s;
+    };
+    ReasonsPool pool;
+    std::vector<GroupSample> samples;
+    for (std::size_t i = 0; i < ReasonsPool::kLists + 2; ++i) samples.push_back(sample_with("parse error " + std::to_string(i)));
+    for (auto& s : samples) pool.share(s);
+    GroupSample again = sample_with("parse error 0"), late = sample_with("parse error " + std::to_string(ReasonsPool::kLists + 1));
+    pool.share(again);
+    pool.share(late);
+    EXPECT_EQ(again.unavailable, samples[0].unavailable) << "an equal list is the pooled one";
+    EXPECT_NE(late.unavailable, samples.back().unavailable) << "past the room: not pooled, so not shared";
+    EXPECT_EQ(late.reasons(), samples.back().reasons());
+    GroupSample none;
+    pool.share(none);
+    EXPECT_FALSE(none.unavailable);
+    EXPECT_TRUE(none.reasons().empty());
+}
+
 TEST(MonitorGroupRead, AMissingFileGivesTheSameReasonWhileItIsNotRetried) {
     resmgr::TempDir dir;
     write_file(dir.path() / "cpu.stat", "usage_usec 100\n");
