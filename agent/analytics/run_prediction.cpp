@@ -35,24 +35,26 @@ Interval interval_of(std::vector<double> v, double confidence) {
         out.lower = v[lo - 1];
         out.upper = v[hi - 1];
         out.level = static_cast<double>(hi - lo) / np1;
-        out.method = IntervalMethod::order_statistics;
-    } else if (v.front() > 0) {
+        return out;
+    }
+    if (v.front() > 0) {
         double mean = 0, squares = 0;
         for (double x : v) mean += std::log(x);
         mean /= static_cast<double>(n);
         for (double x : v) squares += (std::log(x) - mean) * (std::log(x) - mean);
         const double sd = std::sqrt(squares / static_cast<double>(n - 1));
         const double half = student_t_quantile(1 - alpha / 2, n - 1) * sd * std::sqrt(1 + 1 / static_cast<double>(n));
-        out.lower = std::exp(mean - half);
-        out.upper = std::exp(mean + half);
-        out.level = confidence;
-        out.method = IntervalMethod::log_t;
-    } else {
-        out.lower = v.front();
-        out.upper = v.back();
-        out.level = (np1 - 2) / np1;
-        out.method = IntervalMethod::order_statistics;
+        const double lower = std::exp(mean - half), upper = std::exp(mean + half);
+        // Equal runs give no spread to scale (a zero-width interval would claim the level), and
+        // runs orders of magnitude apart can overflow: both keep [min, max] and its level.
+        if (v.front() < v.back() && std::isfinite(upper)) {
+            out.lower = lower, out.upper = upper, out.level = confidence, out.method = IntervalMethod::log_t;
+            return out;
+        }
     }
+    out.lower = v.front();
+    out.upper = v.back();
+    out.level = (np1 - 2) / np1;
     return out;
 }
 

@@ -33,8 +33,8 @@ inline constexpr std::size_t kTrendMinPoints = 3;
 // The quantile of the standard normal distribution at p in (0, 1).
 double normal_quantile(double p);
 
-// The quantile of Student's t with `degrees` (≥ 1) degrees of freedom at p in (0, 1): bisection
-// on the closed form of P(|T| ≤ t) for whole degrees (Abramowitz & Stegun 26.7.3-4).
+// The quantile of Student's t with `degrees` degrees of freedom (0 is taken as 1) at p in (0, 1):
+// bisection on the closed form of P(|T| ≤ t) for whole degrees (Abramowitz & Stegun 26.7.3-4).
 double student_t_quantile(double p, std::size_t degrees);
 
 struct Trend {

@@ -359,8 +359,6 @@ TEST(MonitorGroupRead, ALargeFileThenASmallOneReadWhole) {
     EXPECT_EQ(group.io_stat->devices, 1u) << "nothing of memory.stat's text after io.stat's";
 }
 
-// A missing file is not opened again for kRetryMissing reads, and says why each time with the
-// same words as the first.
 // Equal lists become one; distinct ones past the pool's room stay each sample's own, so the pool
 // never grows beyond kLists whatever the messages say.
 TEST(ReasonsPool, SharesEqualListsAndHoldsAtMostItsRoom) {
@@ -385,6 +383,8 @@ TEST(ReasonsPool, SharesEqualListsAndHoldsAtMostItsRoom) {
     EXPECT_TRUE(none.reasons().empty());
 }
 
+// A missing file is not opened again for kRetryMissing reads, and says why each time with the
+// same words as the first.
 TEST(MonitorGroupRead, AMissingFileGivesTheSameReasonWhileItIsNotRetried) {
     resmgr::TempDir dir;
     write_file(dir.path() / "cpu.stat", "usage_usec 100\n");

@@ -111,7 +111,7 @@ json allocation_usage(const monitor::Monitoring& m, const Allocation& a) {
     json used = nullptr, throttling = nullptr, oom = nullptr, io = nullptr;
     json eff{{"cpu_percent", nullptr}, {"memory_percent", nullptr}};
     std::vector<std::string> unavailable;
-    if (!usage) {
+    if (!usage || !usage->sample.dir) {
         unavailable.push_back(m.backend().group_path(a.allocation_id).empty() ? "no cgroup on this backend" : "not sampled yet");
     } else {
         const auto& s = usage->sample;
