@@ -85,7 +85,11 @@ void Completion::on_timer() {
 
 void Completion::completed_if_empty(const std::string& id) {
     const Allocation* a = life_.ledger_.find(id);
-    if (!a || !a->populated_once || a->supervisor_pid > 0 || group_populated(life_.backend_, id)) return;
+    if (!a) {
+        stranded_.erase(id);
+        return;
+    }
+    if (stranded_.count(id) || !a->populated_once || a->supervisor_pid > 0 || group_populated(life_.backend_, id)) return;
     // Emptied after SIGTERM: the expiry is complete without waiting for the grace period.
     if (a->terminating_since) {
         try {
@@ -145,6 +149,7 @@ json Completion::reconcile() {
     auto& backend = life_.backend_;
     life_.files_.load();
     json adopted = json::array(), taken_over = json::array(), removed = json::array(), failed = json::array();
+    stranded_.clear();
     // Watches may fire at once and end an allocation: iterate over ids, not the ledger's map.
     std::vector<std::string> ids;
     for (auto& [id, _] : ledger.allocations()) ids.push_back(id);
@@ -160,8 +165,8 @@ json Completion::reconcile() {
             life_.enforcement_[id] = life_.enforcements_.with_unenforced(life_.enforcement_[id], life_.files_.hold(*a)); // the marks come back from state
             // Before the watch: a group whose processes are still in the other layout would
             // look empty, and complete while its work runs on. A take-over that fails part way
-            // is reported; the group is adopted, but not watched for emptying: the allocation
-            // ends when it is released, or at its duration.
+            // is reported; the group is adopted, but neither its emptying nor its wrapper's exit
+            // completes it (stranded_): the allocation ends when it is released, or at its duration.
             bool all_here = true;
             try {
                 if (const std::size_t moved = backend.take_over_elsewhere(id); moved > 0) {
@@ -170,6 +175,7 @@ json Completion::reconcile() {
                 }
             } catch (const cgroup::BackendError& e) {
                 all_here = false;
+                stranded_.insert(id);
                 spdlog::error("{}: cannot take its processes over from the other layout (its group is not watched for emptying): {}", id,
                               e.what());
                 failed.push_back({{"allocation_id", id}, {"error", std::string("taking its processes over from the other layout: ") + e.what()}});

@@ -4,6 +4,7 @@
 // Lifecycle's own steps, so ledger, backend and state still have one writer.
 #pragma once
 
+#include <set>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -33,6 +34,10 @@ private:
     void complete(const std::string& id, const std::string& reason);
 
     Lifecycle& life_;
+    // Allocations whose processes could not all be taken over from the other layout at start:
+    // their own group being empty does not mean their work ended, so emptiness ends nothing
+    // (they end when released, or at their duration). Cleared at each start, and as each ends.
+    std::set<std::string> stranded_;
 };
 
 } // namespace resmgr::lifecycle

@@ -168,6 +168,30 @@ TEST(Lifecycle, ARestartTakesOverTheOtherLayoutAndAFailedTakeOverStillAdopts) {
     EXPECT_TRUE(n.live(b));
 }
 
+// A wrapper's allocation whose processes were not all taken over: its wrapper's exit and its own
+// group's emptying do not complete it (the work may run on in the other layout's group); a later
+// start that takes everything over watches it as any other.
+TEST(Lifecycle, AStrandedAllocationIsNotCompletedByItsWrappersExitOrAnEmptyGroup) {
+    Node n;
+    const std::string id = n.allocate({{"supervised", true}});
+    n.set_populated(id, 1);
+    n.start();
+    n.backend.fail.insert("take_over");
+    ASSERT_EQ(n.service->completion().reconcile()["failed"].size(), 1u);
+    n.service->completion().on_supervisor_exit(id);
+    n.set_populated(id, 0);
+    EXPECT_TRUE(n.live(id)) << "its processes may run on in the other layout";
+    ASSERT_TRUE(n.ledger->find(id));
+    EXPECT_EQ(n.ledger->find(id)->supervisor_pid, 0) << "the wrapper's exit is still recorded";
+
+    n.start();
+    n.backend.fail.erase("take_over");
+    ASSERT_TRUE(n.service->completion().reconcile()["failed"].empty());
+    n.set_populated(id, 1);
+    n.set_populated(id, 0);
+    EXPECT_FALSE(n.live(id)) << "taken over: empty now means done";
+}
+
 TEST(Lifecycle, EmptyGroupCompletesOnlyAfterItHeldProcesses) {
     Node n;
     std::string id = n.allocate({{"supervised", true}});
