@@ -249,13 +249,14 @@ const Reasons& GroupSample::reasons() const {
     return unavailable ? *unavailable : none;
 }
 
-void ReasonsPool::share(GroupSample& sample) {
+void ReasonsPool::share(GroupSample& sample, const std::shared_ptr<const Reasons>& before) {
     if (!sample.unavailable) return;
     for (const auto& list : lists_)
         if (*list == *sample.unavailable) {
             sample.unavailable = list;
             return;
         }
+    if (before && *before == *sample.unavailable) sample.unavailable = before;
     if (lists_.size() < kLists) lists_.push_back(sample.unavailable);
 }
 
@@ -294,10 +295,10 @@ nlohmann::json GroupSample::to_json() const {
     return {{"dir", dir ? nlohmann::json(*dir) : nlohmann::json(nullptr)},
             {"cpu_stat", json_or_null(cpu_stat)},
             {"memory_current_bytes", json_or_null(memory_current_bytes)},
-            {"memory_stat", memory_stat ? memory_stat->to_json() : nlohmann::json(nullptr)},
+            {"memory_stat", json_or_null(memory_stat)},
             {"memory_events", json_or_null(memory_events)},
             {"pids_current", json_or_null(pids_current)},
-            {"io_stat", io_stat ? io_stat->to_json() : nlohmann::json(nullptr)},
+            {"io_stat", json_or_null(io_stat)},
             {"cgroup_events", json_or_null(cgroup_events)},
             {"unavailable", reasons()}};
 }

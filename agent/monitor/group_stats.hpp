@@ -106,7 +106,9 @@ struct GroupSample {
 class ReasonsPool {
 public:
     static constexpr std::size_t kLists = 8;
-    void share(GroupSample& sample);
+    // `sample`'s reasons become an equal list of the pool's, else `before` when equal (the list the
+    // group's previous sample held, so its storage stays from pass to pass), and join the pool.
+    void share(GroupSample& sample, const std::shared_ptr<const Reasons>& before = nullptr);
 
 private:
     std::vector<std::shared_ptr<const Reasons>> lists_;

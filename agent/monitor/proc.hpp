@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -135,6 +136,11 @@ nlohmann::json json_or_null(const std::optional<T>& value) {
     } else {
         return value->to_json();
     }
+}
+// The same for what is held by pointer (GroupSample's detail files).
+template <class T>
+nlohmann::json json_or_null(const std::shared_ptr<const T>& value) {
+    return value ? value->to_json() : nlohmann::json(nullptr);
 }
 } // namespace detail
 

@@ -3,19 +3,6 @@
 
 namespace resmgr::monitor {
 
-namespace {
-
-// A fresh read into the kept sample. Its reasons keep the kept list when their text is the same
-// (the usual case: the same files missing), so the list's storage stays from pass to pass, and
-// are shared with the pass's other groups that lack the same files.
-void update_kept(GroupSample& kept, GroupSample&& fresh, ReasonsPool& pool) {
-    if (kept.unavailable && fresh.unavailable && *kept.unavailable == *fresh.unavailable) fresh.unavailable = kept.unavailable;
-    pool.share(fresh);
-    kept = std::move(fresh);
-}
-
-} // namespace
-
 void Sampler::sample(const std::vector<GroupProbe>& groups, TimePoint now, Snapshot& into) {
     into.time = now;
     into.node = read_node_sample(sources_, previous_cpu_);
@@ -32,7 +19,9 @@ void Sampler::sample(const std::vector<GroupProbe>& groups, TimePoint now, Snaps
         group.pass = passes_;
         kept = std::next(into.groups.try_emplace(kept, probe.key));
         GroupUsage& usage = std::prev(kept)->second;
-        update_kept(usage.sample, group.reader->read(GroupFiles::periodic), reasons);
+        GroupSample fresh = group.reader->read(GroupFiles::periodic);
+        reasons.share(fresh, usage.sample.unavailable); // shared with the pass's other groups
+        usage.sample = std::move(fresh);
         usage.cpu_cores.reset();
         const auto& cpu = usage.sample.cpu_stat;
         const std::optional<std::uint64_t> used = cpu ? cpu->usage_usec : std::nullopt;
