@@ -185,25 +185,32 @@ TEST(RunPrediction, FewRunsGetTheLogNormalIntervalWithStudentsT) {
     EXPECT_DOUBLE_EQ(*d.point, 1);
 }
 
+// The fallback: [min, max] of n runs, at the level it holds, (n−1)/(n+1).
+void expect_min_to_max(const QuantityPrediction& q, double min, double max) {
+    EXPECT_EQ(q.interval_method, IntervalMethod::order_statistics) << q.name;
+    EXPECT_DOUBLE_EQ(*q.lower, min) << q.name;
+    EXPECT_DOUBLE_EQ(*q.upper, max) << q.name;
+    EXPECT_DOUBLE_EQ(q.level, static_cast<double>(q.runs - 1) / static_cast<double>(q.runs + 1)) << q.name;
+}
+
 TEST(RunPrediction, EqualRunsKeepMinToMaxAndTheLevelItHolds) {
     // No spread: a zero-width interval at 90 % would claim what it cannot hold.
     std::vector<RunRecord> runs;
     for (int i = 0; i < 5; ++i) runs.push_back(run_of(1000 * (i + 1), 7, std::nullopt, std::nullopt));
-    const auto d = predict_next_run(runs, 0.9).quantities[2];
-    EXPECT_EQ(d.interval_method, IntervalMethod::order_statistics);
-    EXPECT_DOUBLE_EQ(*d.lower, 7);
-    EXPECT_DOUBLE_EQ(*d.upper, 7);
-    EXPECT_DOUBLE_EQ(d.level, 4.0 / 6);
+    expect_min_to_max(predict_next_run(runs, 0.9).quantities[2], 7, 7);
 }
 
 TEST(RunPrediction, ARunThatMeasuredZeroLeavesMinToMaxAndTheLevelItHolds) {
     std::vector<RunRecord> runs;
     for (int i = 0; i < 4; ++i) runs.push_back(run_of(1000 * (i + 1), 10, 0.5 * i, std::nullopt)); // 0, 0.5, 1, 1.5 cores
-    const auto c = predict_next_run(runs, 0.9).quantities[0];
-    EXPECT_EQ(c.interval_method, IntervalMethod::order_statistics);
-    EXPECT_DOUBLE_EQ(*c.lower, 0);
-    EXPECT_DOUBLE_EQ(*c.upper, 1.5);
-    EXPECT_DOUBLE_EQ(c.level, 3.0 / 5);
+    expect_min_to_max(predict_next_run(runs, 0.9).quantities[0], 0, 1.5);
+}
+
+TEST(RunPrediction, RunsSoFarApartThatTheBoundOverflowsKeepMinToMax) {
+    // Cores whose logs are −460, 0, 460: exp(t·s·√(4/3)) with s = 460 is beyond a double.
+    std::vector<RunRecord> runs;
+    for (double cores : {1e-200, 1.0, 1e200}) runs.push_back(run_of(1000 * static_cast<std::int64_t>(runs.size() + 1), 8, cores, std::nullopt));
+    expect_min_to_max(predict_next_run(runs, 0.9).quantities[0], 1e-200, 1e200);
 }
 
 TEST(RunPrediction, ShortHistoriesOfLogNormalRunsAreCoveredAtTheLevelAsked) {
