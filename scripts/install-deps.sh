@@ -11,7 +11,8 @@ build=(build-essential cmake pkg-config git
        libsqlite3-dev ccache
        prometheus-cpp-dev  # resmgrd --metrics-listen (/metrics) and --metrics-textfile
        help2man lintian  # the man pages and the package check (scripts/package.sh)
-       libxml2-utils)  # xmllint: the host tests check that resmgr --svg writes well-formed XML
+       libxml2-utils  # xmllint: the host tests check that resmgr --svg writes well-formed XML
+       libcurl4-openssl-dev etcd-server etcd-client)  # resmgrd --cluster: etcd's JSON gateway; the host tests run a 3-member etcd
 # The system test tier boots a throw-away Debian VM (see tests/system/); skipped when these are absent.
 vm=(qemu-system-x86 qemu-utils debootstrap e2fsprogs)
 want=("${build[@]}")

@@ -465,6 +465,50 @@ void print_pressure(std::ostream& out, const json& result) {
     if (auto e = str(result, "load_error", ""); !e.empty()) out << "state file: " << e << "\n";
 }
 
+// `cluster status`: etcd and this node's lease on one line, then one row per node.
+void print_cluster(std::ostream& out, const json& result, const Display& d) {
+    const json etcd = result.value("etcd", json::object()), lease = result.value("lease", json::object());
+    std::string head = "node " + str(result, "node_name") + "; etcd " +
+                       (etcd.value("reachable", false) ? "reachable at " + str(etcd, "endpoint") : "NOT reachable (" + str(etcd, "problem") + ")") +
+                       "; lease " + (lease.value("held", false) ? "held (TTL " + str(lease, "ttl") + ")" : "NOT held");
+    print_text(out, head, d);
+    // "free/capacity" of one resource, e.g. "1.5/4" cores or "12.3/31.2G".
+    auto free_of = [](const json& node, const char* key, const char* unit) {
+        auto figure = [&](const char* part) {
+            const double v = node.value(part, json::object()).value(key, 0.0);
+            return num(std::round(v * 10) / 10);
+        };
+        return figure("free") + "/" + figure("capacity") + unit;
+    };
+    std::vector<std::vector<Cell>> rows;
+    for (const auto& n : result.value("nodes", json::array())) {
+        const bool live = str(n, "state") == "live";
+        const json pressure = n.value("pressure", json::object());
+        std::string raised;
+        for (const auto& r : pressure.value("raised", json::array())) raised += (raised.empty() ? "" : ",") + value_text(r, d.style.charset);
+        rows.push_back({{str(n, "node_name") + (n.value("self", false) ? " *" : "")},
+                        {live ? "live" : "gone: " + str(n, "gone_reason"), live ? Colour::none : Colour::yellow},
+                        {free_of(n, "cpu_cores", "")},
+                        {free_of(n, "memory_gb", "G")},
+                        {free_of(n, "agents", "")},
+                        {str(n, "allocations")},
+                        {raised.empty() ? "-" : raised, raised.empty() ? Colour::none : Colour::red},
+                        {str(n, "last_seen")}});
+    }
+    print_table(out,
+                {{"NODE", false, false, 4, 100},
+                 {"STATE", false, true, 4, 90},
+                 {"CPU FREE", true, false, 8, 80},
+                 {"MEM FREE", true, false, 8, 70},
+                 {"AGENTS FREE", true, false, 5, 60},
+                 {"ALLOCS", true, false, 6, 50},
+                 {"PRESSURE", false, true, 8, 40},
+                 {"LAST SEEN", false, true, 10, 30}},
+                rows, d);
+    for (const auto& r : result.value("rejected_records", json::array()))
+        print_text(out, "rejected record: " + value_text(r, d.style.charset), d);
+}
+
 } // namespace
 
 Display stdout_display() {
@@ -522,6 +566,8 @@ void print_human(std::ostream& out, const std::string& operation, const json& en
         print_monitor(out, result, display);
     } else if (operation == "status" && result.contains("signal_source")) {
         print_pressure(out, result);
+    } else if (operation == "cluster" && result.contains("nodes")) {
+        print_cluster(out, result, display);
     } else if (operation == "doctor" && result.contains("verdict")) {
         print_doctor(out, envelope, display);
         return;

@@ -96,7 +96,7 @@ void read_duration_strings(const json& obj, const std::string& path) {
 
 Policy parse_policy(const json& j) {
     if (!j.is_object()) bad("", "policy must be a JSON object");
-    only_keys(j, "", {"resource_policies"});
+    only_keys(j, "", {"resource_policies", "cluster"});
     const json& root = section(j, "resource_policies", "");
     const std::string base = "resource_policies.";
     only_keys(root, base, {"allocation_limits", "priority_weights", "optimization_targets", "monitoring_intervals",
@@ -244,6 +244,10 @@ Policy parse_policy(const json& j) {
     read_number(slow, "degradation_threshold", dp, pd.degradation_threshold, 1, 1000);
     read_bool(slow, "auto_optimization", dp, pd.auto_optimization);
     read_bool(slow, "manual_intervention", dp, pd.manual_intervention);
+    if (auto it = j.find("cluster"); it != j.end() && !it->is_null()) {
+        if (!it->is_object()) bad("cluster", "expected an object: {\"etcd\": [URL, ...], \"node_name\": ..., \"lease_ttl\": \"10s\"}");
+        p.cluster = *it;
+    }
     return p;
 }
 

@@ -201,6 +201,10 @@ struct Policy {
     // tool_instances; null keeps the built-in classes (checked by agent/bpf's ToolClasses).
     nlohmann::json tool_classes = nullptr;
 
+    // The config file's top-level "cluster" object (etcd endpoints, node name, lease TTL, shared
+    // paths), kept verbatim and checked by agent/cluster's parse_cluster_config; null: one node.
+    nlohmann::json cluster = nullptr;
+
     // monitoring_intervals.resource_check: how often the node and every group are sampled.
     Millis resource_check_interval() const;
 

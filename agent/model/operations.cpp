@@ -120,6 +120,10 @@ std::vector<OperationSpec> make_catalog() {
                  "opens it, who waits for it now, and its conflict records."});
     add({"doctor", "", false, true, false, Caller::anyone, {}, false, "",
          "What this host enforces, what it does not and how to get it."});
+    add({"cluster", "status", false, true, false, Caller::anyone, {}, false, "",
+         "Every node registered in this node's etcd (resmgrd --cluster): live ones (their lease held) and\n"
+         "gone ones (lease expired or shut down, with when they were last seen), each with its capacity,\n"
+         "allocated and free CPU, memory and agents, and pressure; whether etcd answers, and this node's lease."});
     add({"events", "", false, true, false, Caller::anyone,
          {{"types", T::array, false, {}, {}, "event names"}, {"limit", T::integer, false, 1, {}, "the newest N"}}, false,
          "[--follow] [--type T ...]", "Recent events (allocated, released, expired, denied, queued, preempted, resumed, conflict,\nthreshold, threshold_cleared, oom_kill, resized, pressure, pressure_relieved, leak, performance_degraded);\n--follow streams them live until interrupted."});

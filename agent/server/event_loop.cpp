@@ -33,6 +33,7 @@ EventLoop::~EventLoop() {
         sd_event_source_disable_unref(w->source);
         if (w->follow_up_timer) sd_event_source_disable_unref(w->follow_up_timer);
     }
+    for (auto& p : periodic_) sd_event_source_disable_unref(p->source);
     for (auto& [_, w] : supervisors_) drop(w);
     if (group_source_) sd_event_source_disable_unref(group_source_);
     if (group_inotify_ >= 0) ::close(group_inotify_);
@@ -114,6 +115,25 @@ void EventLoop::start_sampling(Millis interval) {
         return;
     }
     sd_event_source_set_enabled(sampler_, SD_EVENT_ON);
+}
+
+void EventLoop::every(Millis interval, std::function<void()> tick) {
+    auto p = std::make_unique<Periodic>();
+    p->interval_usec = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(interval).count());
+    p->tick = std::move(tick);
+    auto on_tick = [](sd_event_source* source, uint64_t usec, void* data) {
+        auto* periodic = static_cast<Periodic*>(data);
+        run_handler("periodic tick", periodic->tick);
+        sd_event_source_set_time(source, usec + periodic->interval_usec);
+        return 0;
+    };
+    int r = sd_event_add_time_relative(event_, &p->source, CLOCK_MONOTONIC, p->interval_usec, p->interval_usec / 100, on_tick, p.get());
+    if (r < 0) {
+        spdlog::error("cannot arm a periodic timer: {}", std::strerror(-r));
+        return;
+    }
+    sd_event_source_set_enabled(p->source, SD_EVENT_ON);
+    periodic_.push_back(std::move(p));
 }
 
 void EventLoop::sample_soon(Millis delay) {

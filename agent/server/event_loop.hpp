@@ -48,6 +48,9 @@ public:
     // source at idle priority), however often this is called before: work that may wait for a
     // quiet moment is batched under load and done at once otherwise. One on_idle per loop.
     void when_idle(std::function<void()> on_idle);
+    // Calls tick() every `interval` (monotonic, 1 % accuracy), first after one interval: light
+    // periodic work apart from the sampling pass (the cluster member's figures).
+    void every(Millis interval, std::function<void()> tick);
 
 private:
     struct Watch {
@@ -81,6 +84,12 @@ private:
         std::function<void()> on_readable;
     };
     std::vector<std::unique_ptr<FdWatch>> fd_watches_;
+    struct Periodic {
+        sd_event_source* source = nullptr;
+        std::uint64_t interval_usec = 0;
+        std::function<void()> tick;
+    };
+    std::vector<std::unique_ptr<Periodic>> periodic_;
     // One inotify instance and one sd-event source for every group: an sd-event inotify source
     // per group cost ~400 bytes of sd-event's own per allocation (issue 12).
     int group_inotify_ = -1;

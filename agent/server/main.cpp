@@ -19,6 +19,7 @@
 #include "bpf/tool_classes.hpp"
 #include "cgroup/factory.hpp"
 #include "cgroup/probe.hpp"
+#include "cluster/member.hpp"
 #include "conflicts/file_guard.hpp"
 #include "core/ledger.hpp"
 #include "metrics/exposition.hpp"
@@ -162,6 +163,29 @@ void publish_metrics(MetricsOutput& out, resmgr::server::Service& service, const
     }
 }
 
+// The cluster section: the config file's, with each flag given taking its field's place.
+resmgr::cluster::ClusterConfig cluster_config(const resmgr::core::Policy& policy, const std::string& config_path, const std::string& endpoints,
+                                              const std::string& node_name, const std::string& lease_ttl) {
+    resmgr::cluster::ClusterConfig c;
+    try {
+        c = resmgr::cluster::parse_cluster_config(policy.cluster);
+    } catch (const resmgr::ApiError& e) {
+        throw std::runtime_error("config file " + config_path + ": " + e.what());
+    }
+    try {
+        if (!endpoints.empty()) c.endpoints = resmgr::cluster::parse_endpoints(endpoints);
+        if (!node_name.empty()) {
+            resmgr::cluster::check_node_name(node_name);
+            c.node_name = node_name;
+        }
+        if (!lease_ttl.empty()) c.lease_ttl = resmgr::cluster::parse_lease_ttl(lease_ttl, "--cluster-lease-ttl");
+    } catch (const resmgr::ApiError& e) {
+        throw std::runtime_error(e.what());
+    }
+    if (c.enabled() && c.node_name.empty()) c.node_name = resmgr::cluster::default_node_name();
+    return c;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -217,6 +241,16 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
         ->capture_default_str();
     app.set_version_flag("--version", std::string("resmgrd ") + RESMGR_VERSION);
+    std::string cluster_endpoints, node_name, cluster_lease_ttl;
+    app.add_option("--cluster", cluster_endpoints, "Join a cluster of resmgrd nodes through etcd: its members' client URLs, e.g. "
+                                                   "http://10.0.0.5:2379,http://10.0.0.6:2379 (the config file's \"cluster\": {\"etcd\": [...]}). "
+                                                   "The node registers under a lease and publishes its capacity and pressure; "
+                                                   "`resmgr cluster status` shows every node. etcd unreachable: local work goes on")
+        ->type_name("URL,...");
+    app.add_option("--node-name", node_name, "This node's name in the cluster (default: the host name)")->type_name("NAME");
+    app.add_option("--cluster-lease-ttl", cluster_lease_ttl, "How long the node's lease outlives its last renewal: a node that dies is "
+                                                             "shown gone, and its records go, this long after (2s-1h; default 10s)")
+        ->type_name("DURATION");
     bool print_default_config = false;
     app.add_flag("--print-default-config", print_default_config,
                  "Print the default policies as a complete policy file (what applies when --config is absent) and exit");
@@ -245,6 +279,7 @@ int main(int argc, char** argv) {
         raise_fd_limit();
         bool explicit_config = app.count("--config") > 0;
         resmgr::core::Policy policy = load_policy(config, explicit_config);
+        const resmgr::cluster::ClusterConfig cluster = cluster_config(policy, config, cluster_endpoints, node_name, cluster_lease_ttl);
         resmgr::core::NodeCapacity capacity = resmgr::monitor::read_node_capacity();
 
         resmgr::cgroup::HostReport host = resmgr::cgroup::probe_host();
@@ -390,8 +425,23 @@ int main(int argc, char** argv) {
         spdlog::info("serving {} (state {}, capacity {} CPUs, {} memory, sampling every {})", socket_path, state_dir,
                      capacity.cpu_cores, resmgr::format_size(capacity.memory_bytes),
                      resmgr::format_duration(monitoring.interval()));
+        // The cluster member: a thread of its own (etcd never holds the loop); the loop hands it
+        // the node's figures every second, and it publishes them when they changed.
+        std::unique_ptr<resmgr::cluster::ClusterMember> member;
+        if (cluster.enabled()) {
+            member = std::make_unique<resmgr::cluster::ClusterMember>(cluster, resmgr::cluster::make_curl_transport());
+            service.context().cluster = member.get();
+            const auto started_at = resmgr::Clock::now();
+            auto offer = [&, started_at] { member->offer(resmgr::server::cluster_node_status(service.context(), cluster.node_name, started_at)); };
+            offer();
+            loop.every(std::chrono::seconds(1), offer);
+            member->start();
+            spdlog::info("cluster: node {} joining through etcd at {} (lease TTL {})", cluster.node_name,
+                         resmgr::server::join_endpoints(cluster.endpoints), resmgr::format_duration(cluster.lease_ttl));
+        }
         sd_notify(0, "READY=1\nSTATUS=serving");
         int r = sd_event_loop(event);
+        if (member) member->stop(); // marked shut down in etcd, its lease revoked
         history.write_waiting_runs();
         history.defer_runs(nullptr); // the loop is done: from here on each is written at once
         sd_event_unref(event);

@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cluster/membership.hpp"
 #include "lifecycle/agent_starts.hpp"
 #include "lifecycle/leak_detector.hpp"
 #include "lifecycle/lifecycle.hpp"
@@ -24,6 +25,10 @@
 #include "monitor/proc.hpp"
 #include "resmgr/operations.hpp"
 #include "resmgr/protocol.hpp"
+
+namespace resmgr::cluster {
+class ClusterMember;
+}
 
 namespace resmgr::server {
 
@@ -50,6 +55,7 @@ struct Context {
     LookupUserFn lookup_user;
     monitor::Monitoring* monitoring = nullptr; // none: the monitoring operations are UNSUPPORTED
     history::History* history = nullptr;       // none: no runs to show, the history operations are UNSUPPORTED
+    cluster::ClusterMember* cluster = nullptr; // none: this node is not in a cluster (cluster operations are UNSUPPORTED)
 
     const core::Ledger& ledger() const { return lifecycle.ledger(); }
     // UNSUPPORTED when monitoring is not running.
@@ -114,5 +120,11 @@ void register_node_operations(Router& router);
 void register_history_operations(Router& router);
 void register_analytics_operations(Router& router);
 void register_planning_operations(Router& router);
+void register_cluster_operations(Router& router);
+
+// This node's figures for its cluster record (ops/cluster.cpp): capacity, allocated, free, pressure.
+cluster::NodeStatus cluster_node_status(const Context& ctx, const std::string& node_name, TimePoint started_at);
+// "http://a:2379, http://b:2379", for messages.
+std::string join_endpoints(const std::vector<std::string>& endpoints);
 
 } // namespace resmgr::server

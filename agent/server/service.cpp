@@ -24,6 +24,7 @@ Service::Service(core::Ledger& ledger, cgroup::CgroupBackend& backend, state::St
     register_history_operations(router_);
     register_analytics_operations(router_);
     register_planning_operations(router_);
+    register_cluster_operations(router_);
 }
 
 void Service::set_history(history::History* history) {

@@ -5,6 +5,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "cluster/member.hpp"
 #include "monitor/monitoring.hpp"
 #include "monitor/proc.hpp"
 #include "server/ops/doctor.hpp"
@@ -52,6 +53,10 @@ SuccessBody doctor(const Call& call) {
     }
     daemon["recovery"] = ctx.leaks.to_json();
     daemon["history"] = ctx.history ? ctx.history->status() : json{{"available", false}, {"problem", "no history database"}};
+    daemon["cluster"] = ctx.cluster ? json{{"configured", true}, {"node_name", ctx.cluster->config().node_name},
+                                           {"etcd", ctx.cluster->config().endpoints},
+                                           {"problem", ctx.cluster->problem().empty() ? json(nullptr) : json(ctx.cluster->problem())}}
+                                     : json{{"configured", false}};
     DoctorFacts facts{ctx.host_report, backend.name(), backend.enforces_limits(), daemon["backend_details"], guard != nullptr,
                       ctx.files.guard_unavailable(), guard ? guard->status().value("bpf_lsm", std::string()) : std::string(),
                       monitoring ? monitoring->probes().status() : std::string(), read_lsm_list(), watchdog_usec(),
@@ -60,6 +65,9 @@ SuccessBody doctor(const Call& call) {
     body.result = {{"verdict", verdict.verdict}, {"enforced", verdict.enforced}, {"not_enforced", verdict.not_enforced},
                    {"host", ctx.host_report}, {"daemon", daemon}};
     body.recommendations = verdict.recommendations;
+    if (ctx.cluster && !ctx.cluster->problem().empty())
+        body.recommendations.push_back("etcd (" + join_endpoints(ctx.cluster->config().endpoints) + ") does not answer: " +
+                                       ctx.cluster->problem() + "; local allocations go on; check that the members run and this host reaches them");
     if (ctx.history && !ctx.history->available())
         body.recommendations.push_back("History is off (" + ctx.history->problem() +
                                        "): allocations are still enforced, but no run is recorded; move the file away and restart resmgrd");

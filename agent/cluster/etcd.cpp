@@ -1,0 +1,240 @@
+#include "cluster/etcd.hpp"
+
+#include <curl/curl.h>
+
+#include <array>
+#include <mutex>
+
+namespace resmgr::cluster {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr size_t kMaxAnswer = 4u << 20;
+constexpr std::string_view kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+class CurlTransport final : public Transport {
+public:
+    CurlTransport() {
+        static std::once_flag init;
+        std::call_once(init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+        handle_ = curl_easy_init();
+        if (!handle_) throw EtcdUnavailable("libcurl could not make a handle");
+        headers_ = curl_slist_append(nullptr, "Content-Type: application/json");
+    }
+    ~CurlTransport() override {
+        curl_slist_free_all(headers_);
+        curl_easy_cleanup(handle_);
+    }
+    CurlTransport(const CurlTransport&) = delete;
+    CurlTransport& operator=(const CurlTransport&) = delete;
+
+    HttpAnswer post(const std::string& url, const std::string& body, Millis timeout) override {
+        Sink sink;
+        curl_easy_reset(handle_);
+        curl_easy_setopt(handle_, CURLOPT_URL, url.c_str());
+        curl_easy_setopt(handle_, CURLOPT_POST, 1L);
+        curl_easy_setopt(handle_, CURLOPT_POSTFIELDS, body.c_str());
+        curl_easy_setopt(handle_, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+        curl_easy_setopt(handle_, CURLOPT_HTTPHEADER, headers_);
+        curl_easy_setopt(handle_, CURLOPT_NOSIGNAL, 1L); // threads: no SIGALRM for timeouts
+        curl_easy_setopt(handle_, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+        curl_easy_setopt(handle_, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout.count()));
+        curl_easy_setopt(handle_, CURLOPT_PROTOCOLS_STR, "http");
+        curl_easy_setopt(handle_, CURLOPT_WRITEFUNCTION, &CurlTransport::on_data);
+        curl_easy_setopt(handle_, CURLOPT_WRITEDATA, &sink);
+        const CURLcode rc = curl_easy_perform(handle_);
+        if (rc != CURLE_OK) throw EtcdUnavailable(url + ": " + (sink.too_long ? "answer longer than 4 MiB" : curl_easy_strerror(rc)));
+        HttpAnswer answer;
+        curl_easy_getinfo(handle_, CURLINFO_RESPONSE_CODE, &answer.status);
+        answer.body = std::move(sink.data);
+        return answer;
+    }
+
+private:
+    struct Sink {
+        std::string data;
+        bool too_long = false;
+    };
+    static size_t on_data(char* data, size_t size, size_t count, void* user) {
+        auto* sink = static_cast<Sink*>(user);
+        const size_t n = size * count;
+        if (sink->data.size() + n > kMaxAnswer) {
+            sink->too_long = true;
+            return 0; // libcurl ends the transfer with CURLE_WRITE_ERROR
+        }
+        sink->data.append(data, n);
+        return n;
+    }
+
+    CURL* handle_ = nullptr;
+    curl_slist* headers_ = nullptr;
+};
+
+std::int64_t int64_field(const json& j, const char* key, bool required) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) {
+        if (required) throw EtcdError(std::string("etcd's answer has no \"") + key + "\"");
+        return 0;
+    }
+    if (it->is_number_integer()) return it->get<std::int64_t>();
+    if (it->is_string()) {
+        const std::string& s = it->get_ref<const std::string&>();
+        size_t used = 0;
+        try {
+            const long long v = std::stoll(s, &used);
+            if (used == s.size()) return v;
+        } catch (const std::exception&) {
+        }
+    }
+    throw EtcdError(std::string("etcd's answer has a \"") + key + "\" that is not an integer");
+}
+
+std::string base64_field(const json& j, const char* key) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return {}; // proto3 JSON omits empty bytes
+    if (!it->is_string()) throw EtcdError(std::string("etcd's answer has a \"") + key + "\" that is not a string");
+    auto bytes = base64_decode(it->get<std::string>());
+    if (!bytes) throw EtcdError(std::string("etcd's answer has a \"") + key + "\" that is not base64");
+    return *bytes;
+}
+
+// The key just past every key that starts with `prefix` (etcd's range_end for a prefix).
+std::string prefix_end(std::string prefix) {
+    while (!prefix.empty()) {
+        if (static_cast<unsigned char>(prefix.back()) < 0xff) {
+            prefix.back() = static_cast<char>(static_cast<unsigned char>(prefix.back()) + 1);
+            return prefix;
+        }
+        prefix.pop_back();
+    }
+    return std::string(1, '\0'); // every key
+}
+
+} // namespace
+
+std::unique_ptr<Transport> make_curl_transport() { return std::make_unique<CurlTransport>(); }
+
+std::string base64_encode(std::string_view bytes) {
+    std::string out;
+    out.reserve((bytes.size() + 2) / 3 * 4);
+    for (size_t i = 0; i < bytes.size(); i += 3) {
+        std::uint32_t chunk = static_cast<unsigned char>(bytes[i]) << 16;
+        if (i + 1 < bytes.size()) chunk |= static_cast<unsigned char>(bytes[i + 1]) << 8;
+        if (i + 2 < bytes.size()) chunk |= static_cast<unsigned char>(bytes[i + 2]);
+        out.push_back(kAlphabet[(chunk >> 18) & 63]);
+        out.push_back(kAlphabet[(chunk >> 12) & 63]);
+        out.push_back(i + 1 < bytes.size() ? kAlphabet[(chunk >> 6) & 63] : '=');
+        out.push_back(i + 2 < bytes.size() ? kAlphabet[chunk & 63] : '=');
+    }
+    return out;
+}
+
+std::optional<std::string> base64_decode(std::string_view text) {
+    if (text.size() % 4 != 0) return std::nullopt;
+    std::string out;
+    out.reserve(text.size() / 4 * 3);
+    for (size_t i = 0; i < text.size(); i += 4) {
+        std::uint32_t chunk = 0;
+        int pad = 0;
+        for (size_t k = 0; k < 4; ++k) {
+            const char c = text[i + k];
+            std::uint32_t v = 0;
+            if (c == '=' && i + 4 == text.size() && k >= 2) {
+                ++pad;
+            } else {
+                const size_t at = kAlphabet.find(c);
+                if (at == std::string_view::npos || pad) return std::nullopt;
+                v = static_cast<std::uint32_t>(at);
+            }
+            chunk = chunk << 6 | v;
+        }
+        out.push_back(static_cast<char>(chunk >> 16 & 0xff));
+        if (pad < 2) out.push_back(static_cast<char>(chunk >> 8 & 0xff));
+        if (pad < 1) out.push_back(static_cast<char>(chunk & 0xff));
+    }
+    return out;
+}
+
+std::int64_t parse_lease_grant(const json& answer) {
+    if (auto it = answer.find("error"); it != answer.end() && it->is_string() && !it->get<std::string>().empty())
+        throw EtcdError("etcd refused the lease: " + it->get<std::string>());
+    const std::int64_t id = int64_field(answer, "ID", true);
+    if (id == 0) throw EtcdError("etcd granted lease 0");
+    return id;
+}
+
+std::int64_t parse_keepalive(const json& answer) {
+    auto it = answer.find("result");
+    if (it == answer.end() || !it->is_object()) throw EtcdError("etcd's keepalive answer has no \"result\"");
+    return int64_field(*it, "TTL", false);
+}
+
+std::vector<KeyValue> parse_range(const json& answer) {
+    std::vector<KeyValue> out;
+    auto it = answer.find("kvs");
+    if (it == answer.end() || it->is_null()) return out; // no key in the range
+    if (!it->is_array()) throw EtcdError("etcd's range answer has a \"kvs\" that is not an array");
+    for (const auto& kv : *it) {
+        if (!kv.is_object()) throw EtcdError("etcd's range answer holds a key that is not an object");
+        out.push_back({base64_field(kv, "key"), base64_field(kv, "value"), int64_field(kv, "lease", false)});
+    }
+    return out;
+}
+
+EtcdClient::EtcdClient(std::vector<std::string> endpoints, std::unique_ptr<Transport> transport, Millis timeout)
+    : endpoints_(std::move(endpoints)), transport_(std::move(transport)), timeout_(timeout) {
+    if (endpoints_.empty()) throw std::invalid_argument("EtcdClient: no endpoint");
+}
+
+json EtcdClient::call(const std::string& path, const json& request) {
+    const std::string body = request.dump();
+    std::string problems;
+    for (size_t tried = 0; tried < endpoints_.size(); ++tried) {
+        const size_t at = (current_ + tried) % endpoints_.size();
+        try {
+            HttpAnswer answer = transport_->post(endpoints_[at] + path, body, timeout_);
+            json parsed = json::parse(answer.body, nullptr, false);
+            // A member without a leader or a quorum answers 5xx; another member may have both.
+            if (answer.status >= 500) {
+                problems += (problems.empty() ? "" : "; ") + endpoints_[at] + ": HTTP " + std::to_string(answer.status) +
+                            (parsed.is_object() && parsed.contains("error") ? " " + parsed["error"].dump() : "");
+                continue;
+            }
+            current_ = at;
+            if (parsed.is_discarded() || !parsed.is_object())
+                throw EtcdError(endpoints_[at] + path + " answered HTTP " + std::to_string(answer.status) + " with something that is not JSON");
+            if (answer.status != 200)
+                throw EtcdError(endpoints_[at] + path + " refused (HTTP " + std::to_string(answer.status) + "): " +
+                                (parsed.contains("error") ? parsed["error"].dump() : parsed.dump()));
+            return parsed;
+        } catch (const EtcdUnavailable& e) {
+            problems += (problems.empty() ? "" : "; ") + std::string(e.what());
+        }
+    }
+    throw EtcdUnavailable("no etcd member answered: " + problems);
+}
+
+std::int64_t EtcdClient::grant_lease(Millis ttl) {
+    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(ttl + std::chrono::milliseconds(999)).count();
+    return parse_lease_grant(call("/v3/lease/grant", {{"TTL", seconds}}));
+}
+
+std::int64_t EtcdClient::keep_alive(std::int64_t lease) {
+    return parse_keepalive(call("/v3/lease/keepalive", {{"ID", std::to_string(lease)}}));
+}
+
+void EtcdClient::revoke(std::int64_t lease) { call("/v3/lease/revoke", {{"ID", std::to_string(lease)}}); }
+
+void EtcdClient::put(const std::string& key, const std::string& value, std::int64_t lease) {
+    json request{{"key", base64_encode(key)}, {"value", base64_encode(value)}};
+    if (lease) request["lease"] = std::to_string(lease);
+    call("/v3/kv/put", request);
+}
+
+std::vector<KeyValue> EtcdClient::range_prefix(const std::string& prefix) {
+    return parse_range(call("/v3/kv/range", {{"key", base64_encode(prefix)}, {"range_end", base64_encode(prefix_end(prefix))}}));
+}
+
+} // namespace resmgr::cluster

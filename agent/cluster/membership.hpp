@@ -1,0 +1,90 @@
+// The membership core, pure (no I/O): what a node publishes about itself (NodeStatus, its JSON
+// checked field by field, since any process that can write to etcd can write a record), when to
+// publish it, whether the lease still counts as held by this node's own clock, and the table of
+// nodes built from what etcd holds. The member thread (member.hpp) feeds it and acts.
+// May call: model.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "resmgr/model.hpp"
+
+namespace resmgr::cluster {
+
+// Where the records live in etcd. A node's record is under its lease, so it goes when the node
+// does; its membership record is not, so the node is still listed ("gone", with when it was last
+// seen) after its lease expired or it shut down.
+inline constexpr const char* kNodesPrefix = "/resmgr/nodes/";
+inline constexpr const char* kMembersPrefix = "/resmgr/members/";
+
+struct Amounts {
+    double cpu_cores = 0, memory_gb = 0;
+    int agents = 0;
+    bool operator==(const Amounts&) const = default;
+};
+
+// One node as it publishes itself: capacity (what it may allocate), allocated, free, and the
+// pressure it is under. Equality ignores updated_at: an unchanged node is not republished.
+struct NodeStatus {
+    std::string node_name;
+    Amounts capacity, allocated, free;
+    size_t allocations = 0;
+    std::vector<std::string> pressure_raised; // the pressure responder's raised signals
+    size_t pressure_steps_held = 0;
+    std::string version;
+    long pid = 0;
+    TimePoint started_at{}, updated_at{};
+    bool left = false; // membership record of a node that shut down cleanly
+
+    bool same_figures(const NodeStatus& other) const;
+    nlohmann::json to_json() const;
+    // Throws std::invalid_argument naming the first field that is missing or of the wrong kind.
+    static NodeStatus from_json(const nlohmann::json& j);
+};
+
+// Publish when the figures changed and at least `min_interval` passed since the last time
+// (rate limit), or when `heartbeat` passed (the membership record's last_seen stays fresh).
+bool should_publish(const std::optional<NodeStatus>& published, std::optional<std::chrono::steady_clock::time_point> published_at,
+                    const NodeStatus& now_status, std::chrono::steady_clock::time_point now, Millis min_interval, Millis heartbeat);
+
+// The lease as this node sees it: held until `ttl` after the last grant or renewal was *sent*
+// (etcd counts from when it received it, later), so this node stops counting on it first.
+struct LeaseClock {
+    Millis ttl{};
+    std::optional<std::chrono::steady_clock::time_point> renewed; // when the last successful grant/keepalive was sent
+
+    bool held(std::chrono::steady_clock::time_point now) const { return renewed && now - *renewed < ttl; }
+    // Renew at a third of the TTL: two renewals may fail before the lease lapses.
+    bool renewal_due(std::chrono::steady_clock::time_point now) const { return !renewed || now - *renewed >= ttl / 3; }
+};
+
+// One etcd key and its value, as read.
+struct KeyValue {
+    std::string key, value;
+    std::int64_t lease = 0;
+};
+
+struct NodeRow {
+    NodeStatus status;
+    enum class State { live, gone } state = State::live;
+    std::string gone_reason; // "lease expired" or "shut down"
+    bool self = false;
+    nlohmann::json to_json() const;
+};
+
+struct ClusterView {
+    std::vector<NodeRow> nodes;        // by name
+    std::vector<std::string> rejected; // "KEY: why", records that did not parse (never a crash, never a row)
+};
+
+// Live: a record under kNodesPrefix. Gone: a membership record without a live one.
+ClusterView build_view(const std::vector<KeyValue>& live, const std::vector<KeyValue>& members, const std::string& self);
+
+const char* to_string(NodeRow::State state);
+
+} // namespace resmgr::cluster

@@ -1,0 +1,302 @@
+// Nodes coordinated through etcd (issue 17): a real 3-member etcd cluster on loopback ports and
+// resmgrd nodes of the test's own (each its state dir, socket and cgroup root) register, see one
+// another, are shown gone when killed (within the lease's TTL) or shut down, survive the loss of
+// the etcd member they talk to, and go on with local work when etcd is not there at all.
+#include "build_paths.hpp"
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "host_support.hpp"
+#include "resmgr/client.hpp"
+
+namespace resmgr::host {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr const char* kEtcd = "/usr/bin/etcd";
+constexpr auto kTtl = 3s;
+
+bool port_free(int port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    return free;
+}
+
+// Six free loopback ports in a row (three members: client and peer each), from a pid-derived start.
+int free_port_base() {
+    for (int base = 20000 + (::getpid() % 4000) * 6; base < 60000; base += 6) {
+        bool all = true;
+        for (int p = base; p < base + 6 && all; ++p) all = port_free(p);
+        if (all) return base;
+    }
+    return -1;
+}
+
+// Three etcd members, each its own data dir and ports, one cluster.
+struct EtcdCluster {
+    std::string dir;
+    int base = -1;
+    std::vector<pid_t> pids{-1, -1, -1};
+
+    std::string client_url(int i) const { return "http://127.0.0.1:" + std::to_string(base + 2 * i); }
+    std::string peer_url(int i) const { return "http://127.0.0.1:" + std::to_string(base + 2 * i + 1); }
+    std::string endpoints() const { return client_url(0) + "," + client_url(1) + "," + client_url(2); }
+
+    void start(const std::string& parent) {
+        dir = parent + "/etcd";
+        std::filesystem::create_directories(dir);
+        base = free_port_base();
+        ASSERT_GT(base, 0) << "no six free loopback ports";
+        std::string initial;
+        for (int i = 0; i < 3; ++i) initial += (i ? "," : "") + std::string("m") + std::to_string(i) + "=" + peer_url(i);
+        for (int i = 0; i < 3; ++i) {
+            const std::string name = "m" + std::to_string(i);
+            pids[i] = spawn({kEtcd, "--name", name, "--data-dir", dir + "/" + name, "--listen-client-urls", client_url(i),
+                             "--advertise-client-urls", client_url(i), "--listen-peer-urls", peer_url(i), "--initial-advertise-peer-urls",
+                             peer_url(i), "--initial-cluster", initial, "--initial-cluster-state", "new", "--initial-cluster-token",
+                             "resmgr-test-" + std::to_string(::getpid())},
+                            dir + "/" + name + ".log");
+        }
+        // Up when a key can be written through each member (so there is a leader and a quorum).
+        for (int i = 0; i < 3; ++i) {
+            bool up = wait_until([&] {
+                return run({"/usr/bin/etcdctl", "--endpoints", client_url(i), "--dial-timeout", "1s", "--command-timeout", "1s", "put",
+                            "/resmgr-test/up", "1"}, {"ETCDCTL_API=3"}).status == 0;
+            }, 20s);
+            ASSERT_TRUE(up) << "etcd member " << i << " did not start:\n" << slurp(dir + "/m" + std::to_string(i) + ".log");
+        }
+    }
+    void stop(int i) {
+        if (pids[i] <= 0) return;
+        ::kill(pids[i], SIGTERM);
+        ::waitpid(pids[i], nullptr, 0);
+        pids[i] = -1;
+    }
+    ~EtcdCluster() {
+        for (int i = 0; i < 3; ++i) stop(i);
+    }
+};
+
+// One resmgrd node of the test's own.
+struct Node {
+    std::string name, dir, socket, root, log;
+    pid_t pid = -1;
+
+    // `endpoints` empty: a node outside any cluster.
+    void start(const std::string& parent, const std::string& mount, const std::string& node_name, const std::string& endpoints) {
+        name = node_name;
+        dir = parent + "/" + name;
+        std::filesystem::create_directories(dir);
+        socket = dir + "/resmgr.sock";
+        log = dir + "/resmgrd.log";
+        root = mount + "/resmgr-clustertest-" + std::to_string(::getpid()) + "-" + name;
+        std::vector<std::string> argv{build_paths::resmgrd, "--state-dir", dir + "/state", "--socket", socket, "--cgroup-root", root,
+                                      "--backend", "cgroupfs", "--no-file-guard", "--log-level", "debug"};
+        if (!endpoints.empty()) argv.insert(argv.end(), {"--cluster", endpoints, "--node-name", name, "--cluster-lease-ttl", "3s"});
+        pid = spawn(argv, log);
+        bool up = wait_until([&] {
+            try {
+                Client c(socket);
+                return true;
+            } catch (const ClientError&) {
+                return false;
+            }
+        }, 10s);
+        ASSERT_TRUE(up) << "resmgrd " << name << " did not start; log:\n" << slurp(log);
+    }
+    json cli(const std::vector<std::string>& args, int expected_status = 0) const {
+        std::vector<std::string> argv{build_paths::resmgr_cli, "--socket", socket, "--json"};
+        argv.insert(argv.end(), args.begin(), args.end());
+        RunResult r = run(argv);
+        EXPECT_EQ(r.status, expected_status) << name << ": " << r.out << r.err;
+        json j = json::parse(r.out, nullptr, false);
+        EXPECT_FALSE(j.is_discarded()) << "not JSON: " << r.out << r.err;
+        return j;
+    }
+    // The row of `node` in this node's `cluster status`, null when it is not listed.
+    json row(const std::string& node) const {
+        const json status = cli({"cluster", "status"});
+        for (const auto& n : status["result"]["nodes"])
+            if (n["node_name"] == node) return n;
+        return nullptr;
+    }
+    bool sees(const std::string& node, const std::string& state) const {
+        const json r = row(node);
+        return r.is_object() && r["state"] == state;
+    }
+    // For a failed wait: what the node reports and the end of its log.
+    std::string diagnosis() const {
+        const std::string text = slurp(log);
+        return name + ": " + cli({"cluster", "status"}).dump() + "\nend of its log:\n" + text.substr(text.size() > 4000 ? text.size() - 4000 : 0);
+    }
+    int stop(int sig) {
+        if (pid <= 0) return -1;
+        ::kill(pid, sig);
+        int status = 0;
+        ::waitpid(pid, &status, 0);
+        pid = -1;
+        return decode_status(status);
+    }
+    void clean() {
+        if (pid > 0) {
+            try {
+                Client c(socket);
+                json st = c.call({"status", "", json::object()});
+                for (auto& a : st["result"]["allocations"]) c.call({"release", "", {{"allocation_id", a["allocation_id"]}, {"force", true}}});
+            } catch (const std::exception&) {
+            }
+            EXPECT_EQ(stop(SIGTERM), 0) << name << " did not shut down cleanly; log:\n" << slurp(log);
+        }
+        std::error_code ec;
+        if (!root.empty() && std::filesystem::exists(root, ec)) {
+            for (auto& entry : std::filesystem::directory_iterator(root, ec)) {
+                if (!entry.is_directory()) continue;
+                for (auto& leaf : std::filesystem::directory_iterator(entry.path(), ec))
+                    if (leaf.is_directory()) ::rmdir(leaf.path().c_str());
+                ::rmdir(entry.path().c_str());
+            }
+            ::rmdir(root.c_str());
+        }
+    }
+};
+
+class ClusterHost : public ::testing::Test {
+protected:
+    std::string mount = cgroup2_mount(), dir;
+    EtcdCluster etcd;
+    std::vector<Node> nodes;
+
+    void SetUp() override {
+        if (auto why = cgroup2_unavailable(mount)) GTEST_SKIP() << "cluster host test skipped: " << *why;
+        if (::access(kEtcd, X_OK) != 0) GTEST_SKIP() << "cluster host test skipped: no " << kEtcd << " (apt-get install etcd-server etcd-client)";
+        char tmpl[] = "/tmp/resmgr-cluster-XXXXXX";
+        dir = ::mkdtemp(tmpl);
+    }
+    void TearDown() override {
+        for (auto& n : nodes) n.clean();
+        for (int i = 0; i < 3; ++i) etcd.stop(i);
+        if (!dir.empty()) std::filesystem::remove_all(dir);
+    }
+    void start_nodes(int count, const std::string& endpoints) {
+        nodes.resize(static_cast<size_t>(count));
+        for (int i = 0; i < count; ++i) nodes[static_cast<size_t>(i)].start(dir, mount, std::string(1, static_cast<char>('a' + i)), endpoints);
+    }
+};
+
+TEST_F(ClusterHost, EveryNodeSeesEveryNodeLiveWithItsFiguresAndAChangeWithinSeconds) {
+    etcd.start(dir);
+    start_nodes(3, etcd.endpoints());
+    for (const Node& n : nodes)
+        ASSERT_TRUE(wait_until([&] { return n.sees("a", "live") && n.sees("b", "live") && n.sees("c", "live"); }, 10s)) << n.diagnosis();
+    const json self = nodes[0].row("a");
+    EXPECT_TRUE(self["self"].get<bool>());
+    EXPECT_GT(self["capacity"]["cpu_cores"].get<double>(), 0);
+    EXPECT_GT(self["capacity"]["memory_gb"].get<double>(), 0);
+    EXPECT_EQ(self["allocations"], 0);
+    const json status = nodes[0].cli({"cluster", "status"})["result"];
+    EXPECT_TRUE(status["etcd"]["reachable"].get<bool>());
+    EXPECT_TRUE(status["lease"]["held"].get<bool>());
+
+    // An allocation on a is in a's record as b reads it: published on change, not at the heartbeat.
+    ASSERT_EQ(nodes[0].cli({"allocate", R"({"workflow_id":"wf-cluster","resources":{"cpu_cores":0.5,"memory_gb":0.25}})"})["status"], "success");
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(wait_until([&] { return nodes[1].row("a")["allocations"] == 1; }, 5s)) << nodes[1].row("a").dump();
+    const auto seen_after = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    std::printf("[ measured ] an allocation on a seen by b after %lld ms (lease TTL 3 s)\n", static_cast<long long>(seen_after.count()));
+    const json a_from_b = nodes[1].row("a");
+    EXPECT_DOUBLE_EQ(a_from_b["allocated"]["cpu_cores"].get<double>(), 0.5);
+    EXPECT_NEAR(a_from_b["free"]["cpu_cores"].get<double>(), a_from_b["capacity"]["cpu_cores"].get<double>() - 0.5, 1e-9);
+}
+
+TEST_F(ClusterHost, AKilledNodeIsGoneWithinItsTtlAndACleanShutdownAtOnce) {
+    etcd.start(dir);
+    start_nodes(3, etcd.endpoints());
+    ASSERT_TRUE(wait_until([&] { return nodes[2].sees("a", "live") && nodes[2].sees("b", "live"); }, 10s));
+    // kill -9: no goodbye; the lease lapses in etcd after its TTL.
+    nodes[0].stop(SIGKILL);
+    auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(wait_until([&] { return nodes[2].sees("a", "gone"); }, kTtl + 5s)) << nodes[2].row("a").dump();
+    const auto killed_gone = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    EXPECT_EQ(nodes[2].row("a")["gone_reason"], "lease expired");
+    // TTL, plus up to one renewal period (a third of it) that the lease had left, plus one read of c's view (1 s).
+    EXPECT_LE(killed_gone, kTtl + 1s + 1s + 500ms);
+    // SIGTERM: the node says it is leaving and revokes its lease.
+    ASSERT_EQ(nodes[1].stop(SIGTERM), 0);
+    t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(wait_until([&] { return nodes[2].sees("b", "gone"); }, 5s));
+    const auto stopped_gone = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    EXPECT_EQ(nodes[2].row("b")["gone_reason"], "shut down");
+    EXPECT_LE(stopped_gone, 2s);
+    std::printf("[ measured ] gone after kill -9: %lld ms, after SIGTERM: %lld ms (lease TTL 3 s)\n",
+                static_cast<long long>(killed_gone.count()), static_cast<long long>(stopped_gone.count()));
+    // a comes back under its name: live again.
+    nodes[0].start(dir, mount, "a", etcd.endpoints());
+    EXPECT_TRUE(wait_until([&] { return nodes[2].sees("a", "live"); }, 5s));
+}
+
+TEST_F(ClusterHost, StoppingTheEtcdMemberANodeTalksToLosesNothing) {
+    etcd.start(dir);
+    start_nodes(2, etcd.endpoints());
+    ASSERT_TRUE(wait_until([&] { return nodes[1].sees("a", "live"); }, 10s));
+    const std::string endpoint = nodes[0].cli({"cluster", "status"})["result"]["etcd"]["endpoint"];
+    int member = -1;
+    for (int i = 0; i < 3; ++i)
+        if (etcd.client_url(i) == endpoint) member = i;
+    ASSERT_GE(member, 0) << endpoint;
+    etcd.stop(member);
+    // Two TTLs later a's lease is still held (renewed through another member) and b sees a live.
+    std::this_thread::sleep_for(2 * kTtl);
+    const json status = nodes[0].cli({"cluster", "status"})["result"];
+    EXPECT_TRUE(status["etcd"]["reachable"].get<bool>()) << status.dump();
+    EXPECT_NE(status["etcd"]["endpoint"], endpoint);
+    EXPECT_TRUE(status["lease"]["held"].get<bool>()) << status.dump();
+    EXPECT_TRUE(nodes[1].sees("a", "live"));
+    EXPECT_TRUE(nodes[0].sees("b", "live"));
+}
+
+TEST_F(ClusterHost, WithoutEtcdLocalWorkGoesOnAndStatusAndDoctorNameTheEndpoints) {
+    const int port = free_port_base();
+    ASSERT_GT(port, 0);
+    const std::string nobody = "http://127.0.0.1:" + std::to_string(port);
+    start_nodes(1, nobody);
+    const json allocated = nodes[0].cli({"allocate", R"({"workflow_id":"wf-alone","resources":{"cpu_cores":0.5,"memory_gb":0.25}})"});
+    EXPECT_EQ(allocated["status"], "success");
+    ASSERT_TRUE(wait_until([&] { return !nodes[0].cli({"cluster", "status"})["result"]["etcd"]["problem"].is_null(); }, 5s));
+    const json status = nodes[0].cli({"cluster", "status"});
+    EXPECT_FALSE(status["result"]["etcd"]["reachable"].get<bool>());
+    EXPECT_FALSE(status["result"]["lease"]["held"].get<bool>());
+    EXPECT_NE(status["result"]["etcd"]["problem"].get<std::string>().find(nobody), std::string::npos) << status.dump();
+    const json doctor = nodes[0].cli({"doctor"});
+    bool named = false;
+    for (const auto& r : doctor["recommendations"]) named = named || r.get<std::string>().find(nobody) != std::string::npos;
+    EXPECT_TRUE(named) << doctor["recommendations"].dump();
+    EXPECT_EQ(doctor["result"]["daemon"]["cluster"]["configured"], true);
+}
+
+TEST_F(ClusterHost, ANodeOutsideAClusterAnswersUnsupportedSayingHowToJoin) {
+    nodes.resize(1);
+    nodes[0].start(dir, mount, "alone", "");
+    const json answer = nodes[0].cli({"cluster", "status"}, 1);
+    EXPECT_EQ(answer["error"]["code"], "UNSUPPORTED") << answer.dump();
+    EXPECT_NE(answer.dump().find("--cluster"), std::string::npos);
+    // A bad cluster flag stops the start, naming it.
+    const RunResult bad = run({build_paths::resmgrd, "--state-dir", dir + "/bad", "--socket", dir + "/bad.sock", "--cluster", "https://x:1"});
+    EXPECT_EQ(bad.status, 1);
+    EXPECT_NE(bad.err.find("https endpoints are not supported"), std::string::npos) << bad.err;
+}
+
+} // namespace
+} // namespace resmgr::host

@@ -1,0 +1,257 @@
+// The cluster's pure parts (issue 17): the config section, etcd's answers (base64, int64 as
+// strings, hostile values), node records, the view of live and gone nodes, when to publish, the
+// lease's own clock, and the client's failover over a fake transport.
+#include <gtest/gtest.h>
+
+#include <deque>
+
+#include "cluster/config.hpp"
+#include "cluster/etcd.hpp"
+#include "cluster/membership.hpp"
+#include "core/policy.hpp"
+#include "resmgr/protocol.hpp"
+
+namespace resmgr::cluster {
+namespace {
+
+using nlohmann::json;
+using Steady = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+std::string error_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const ApiError& e) {
+        EXPECT_EQ(e.code, ErrorCode::INVALID_REQUEST);
+        return e.what();
+    }
+    ADD_FAILURE() << "no ApiError";
+    return {};
+}
+
+TEST(ClusterConfig, ParsesTheSectionAndKeepsDefaults) {
+    const ClusterConfig c = parse_cluster_config(json::parse(
+        R"({"etcd":["http://127.0.0.1:2379/","http://10.0.0.2:2381"],"node_name":"build-1","lease_ttl":"15s","shared_paths":["/srv/repo"]})"));
+    EXPECT_EQ(c.endpoints, (std::vector<std::string>{"http://127.0.0.1:2379", "http://10.0.0.2:2381"}));
+    EXPECT_EQ(c.node_name, "build-1");
+    EXPECT_EQ(c.lease_ttl, 15s);
+    EXPECT_EQ(c.shared_paths, std::vector<std::string>{"/srv/repo"});
+    EXPECT_TRUE(c.enabled());
+    EXPECT_FALSE(parse_cluster_config(nullptr).enabled());
+    EXPECT_EQ(parse_cluster_config(json::object()).lease_ttl, 10s);
+}
+
+TEST(ClusterConfig, RefusesWhatItCannotUseNamingTheField) {
+    EXPECT_NE(error_of([] { parse_cluster_config(json::parse(R"({"etcd":["ftp://x:1"]})")); }).find("cluster.etcd[0]"), std::string::npos);
+    EXPECT_NE(error_of([] { parse_cluster_config(json::parse(R"({"etcd":["https://x:1"]})")); }).find("https endpoints are not supported"),
+              std::string::npos);
+    EXPECT_NE(error_of([] { parse_cluster_config(json::parse(R"({"etcd":[]})")); }).find("non-empty"), std::string::npos);
+    EXPECT_NE(error_of([] { parse_cluster_config(json::parse(R"({"etcd":["http://x:1/v3"]})")); }).find("without a path"), std::string::npos);
+    EXPECT_NE(error_of([] { parse_cluster_config(json::parse(R"({"node_name":"a/b"})")); }).find("cluster.node_name"), std::string::npos);
+    EXPECT_NE(error_of([] { parse_cluster_config(json::parse(R"({"lease_ttl":"1s"})")); }).find("from 2s to 1h"), std::string::npos);
+    EXPECT_NE(error_of([] { parse_cluster_config(json::parse(R"({"lease_ttl":10})")); }).find("cluster.lease_ttl"), std::string::npos);
+    EXPECT_NE(error_of([] { parse_cluster_config(json::parse(R"({"shared_paths":["relative"]})")); }).find("absolute"), std::string::npos);
+    EXPECT_NE(error_of([] { parse_cluster_config(json::parse(R"({"etc":["http://x:1"]})")); }).find("unknown key"), std::string::npos);
+    EXPECT_NE(error_of([] { parse_endpoints("http://a:1,,http://b:2"); }).find("empty endpoint"), std::string::npos);
+    EXPECT_NE(error_of([] { parse_lease_ttl("5m", "--cluster-lease-ttl"); parse_lease_ttl("2h", "--cluster-lease-ttl"); }).find("--cluster-lease-ttl"),
+              std::string::npos);
+    EXPECT_EQ(parse_endpoints("http://a:1,http://b:2").size(), 2u);
+    check_node_name(default_node_name());
+}
+
+TEST(ClusterConfig, ThePolicyFileKeepsTheClusterSectionForItsParser) {
+    const core::Policy p = core::parse_policy(json::parse(R"({"resource_policies":{},"cluster":{"etcd":["http://127.0.0.1:2379"]}})"));
+    EXPECT_EQ(parse_cluster_config(p.cluster).endpoints, std::vector<std::string>{"http://127.0.0.1:2379"});
+    EXPECT_TRUE(core::parse_policy(json::parse(R"({"resource_policies":{}})")).cluster.is_null());
+    EXPECT_NE(error_of([] { core::parse_policy(json::parse(R"({"cluster":5})")); }).find("cluster"), std::string::npos);
+}
+
+TEST(EtcdAnswers, Base64RoundTripsEveryByteAndRefusesWhatIsNotBase64) {
+    std::string all;
+    for (int i = 0; i < 256; ++i) all.push_back(static_cast<char>(i));
+    for (size_t n = 0; n < 8; ++n) EXPECT_EQ(base64_decode(base64_encode(all.substr(0, n))), all.substr(0, n)) << n;
+    EXPECT_EQ(base64_decode(base64_encode(all)), all);
+    EXPECT_EQ(base64_encode("/resmgr/nodes/"), "L3Jlc21nci9ub2Rlcy8=");
+    EXPECT_FALSE(base64_decode("abc"));      // not a multiple of 4
+    EXPECT_FALSE(base64_decode("ab=c"));     // padding in the middle
+    EXPECT_FALSE(base64_decode("a!bc"));     // not in the alphabet
+    EXPECT_FALSE(base64_decode("ab==abcd")); // padding before the end
+}
+
+TEST(EtcdAnswers, ReadsGrantKeepaliveAndRangeAsEtcdWritesThem) {
+    // As etcd 3.4's gateway answered on this host (int64 fields as strings).
+    EXPECT_EQ(parse_lease_grant(json::parse(R"({"header":{"revision":"1"},"ID":"8004763819943424772","TTL":"3"})")), 8004763819943424772LL);
+    EXPECT_EQ(parse_keepalive(json::parse(R"({"result":{"header":{},"ID":"8004763819943424772","TTL":"3"}})")), 3);
+    EXPECT_EQ(parse_keepalive(json::parse(R"({"result":{"header":{},"ID":"8004763819943424772"}})")), 0); // lease gone
+    const auto kvs = parse_range(json::parse(R"({"header":{},"kvs":[{"key":"L2E=","value":"eA==","lease":"12","version":"1"},{"key":"L2I="}],"count":"2"})"));
+    ASSERT_EQ(kvs.size(), 2u);
+    EXPECT_EQ(kvs[0].key, "/a");
+    EXPECT_EQ(kvs[0].value, "x");
+    EXPECT_EQ(kvs[0].lease, 12);
+    EXPECT_EQ(kvs[1].value, "");
+    EXPECT_TRUE(parse_range(json::parse(R"({"header":{},"count":"0"})")).empty());
+}
+
+TEST(EtcdAnswers, HostileAnswersAreErrorsNotCrashes) {
+    EXPECT_THROW(parse_lease_grant(json::parse(R"({"error":"etcdserver: too many requests"})")), EtcdError);
+    EXPECT_THROW(parse_lease_grant(json::parse(R"({"ID":"12x"})")), EtcdError);
+    EXPECT_THROW(parse_lease_grant(json::parse(R"({"ID":"0"})")), EtcdError);
+    EXPECT_THROW(parse_lease_grant(json::parse(R"({"ID":[1]})")), EtcdError);
+    EXPECT_THROW(parse_keepalive(json::parse(R"({"result":7})")), EtcdError);
+    EXPECT_THROW(parse_range(json::parse(R"({"kvs":{"key":"L2E="}})")), EtcdError);
+    EXPECT_THROW(parse_range(json::parse(R"({"kvs":[{"key":"not base64!"}]})")), EtcdError);
+    EXPECT_THROW(parse_range(json::parse(R"({"kvs":[{"key":5}]})")), EtcdError);
+    EXPECT_THROW(parse_range(json::parse(R"({"kvs":["L2E="]})")), EtcdError);
+}
+
+NodeStatus node(const std::string& name, double free_cpu = 2) {
+    NodeStatus s;
+    s.node_name = name;
+    s.capacity = {4, 8, 10};
+    s.allocated = {4 - free_cpu, 2, 1};
+    s.free = {free_cpu, 6, 9};
+    s.allocations = 1;
+    s.pressure_raised = {"memory_some"};
+    s.pressure_steps_held = 1;
+    s.version = "0.1.0";
+    s.pid = 42;
+    s.started_at = *parse_timestamp("2026-12-05T10:00:00Z");
+    s.updated_at = *parse_timestamp("2026-12-05T10:05:00Z");
+    return s;
+}
+
+TEST(NodeRecords, RoundTripAndRefuseMalformedRecordsByField) {
+    const NodeStatus s = node("a");
+    const NodeStatus back = NodeStatus::from_json(s.to_json());
+    EXPECT_TRUE(back.same_figures(s));
+    EXPECT_EQ(back.updated_at, s.updated_at);
+    auto why = [](json j) {
+        try {
+            NodeStatus::from_json(j);
+        } catch (const std::invalid_argument& e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    json j = s.to_json();
+    EXPECT_EQ(why(json::array()), "not a JSON object");
+    j.erase("capacity");
+    EXPECT_EQ(why(j), "no \"capacity\"");
+    j = s.to_json();
+    j["free"]["cpu_cores"] = "2";
+    EXPECT_EQ(why(j), "\"cpu_cores\" is not a number");
+    j = s.to_json();
+    j["allocations"] = -1;
+    EXPECT_EQ(why(j), "\"allocations\" is out of range");
+    j = s.to_json();
+    j["updated_at"] = "yesterday";
+    EXPECT_EQ(why(j), "\"updated_at\" is not an RFC 3339 time");
+    j = s.to_json();
+    j["pressure"]["raised"] = {1};
+    EXPECT_EQ(why(j), "\"pressure.raised\" holds a non-string");
+}
+
+TEST(NodeRecords, TheViewListsLiveNodesAndGoneOnesWithWhyAndSkipsBadRecords) {
+    NodeStatus left = node("c");
+    left.left = true;
+    NodeStatus impostor = node("someone-else");
+    const std::vector<KeyValue> live{{std::string(kNodesPrefix) + "b", node("b").to_json().dump(), 7},
+                                     {std::string(kNodesPrefix) + "a", node("a").to_json().dump(), 8},
+                                     {std::string(kNodesPrefix) + "x", "{not json", 9},
+                                     {std::string(kNodesPrefix) + "y", impostor.to_json().dump(), 9}};
+    const std::vector<KeyValue> members{{std::string(kMembersPrefix) + "a", node("a").to_json().dump(), 0},
+                                        {std::string(kMembersPrefix) + "c", left.to_json().dump(), 0},
+                                        {std::string(kMembersPrefix) + "d", node("d").to_json().dump(), 0}};
+    const ClusterView view = build_view(live, members, "a");
+    ASSERT_EQ(view.nodes.size(), 4u);
+    EXPECT_EQ(view.nodes[0].status.node_name, "a");
+    EXPECT_EQ(view.nodes[0].state, NodeRow::State::live);
+    EXPECT_TRUE(view.nodes[0].self);
+    EXPECT_EQ(view.nodes[1].status.node_name, "b");
+    EXPECT_FALSE(view.nodes[1].self);
+    EXPECT_EQ(view.nodes[2].state, NodeRow::State::gone);
+    EXPECT_EQ(view.nodes[2].gone_reason, "shut down");
+    EXPECT_EQ(view.nodes[3].gone_reason, "lease expired");
+    const json row = view.nodes[3].to_json();
+    EXPECT_EQ(row["state"], "gone");
+    EXPECT_EQ(row["last_seen"], "2026-12-05T10:05:00Z");
+    EXPECT_FALSE(row.contains("updated_at"));
+    ASSERT_EQ(view.rejected.size(), 2u);
+    EXPECT_EQ(view.rejected[0].rfind("/resmgr/nodes/x: ", 0), 0u) << view.rejected[0];
+    EXPECT_EQ(view.rejected[1], "/resmgr/nodes/y: names node \"someone-else\"");
+}
+
+TEST(Publishing, OnChangeAtMostOnceAnIntervalAndAtEveryHeartbeat) {
+    const auto t0 = Steady::time_point{} + 1h;
+    const NodeStatus a = node("a", 2), changed = node("a", 1);
+    EXPECT_TRUE(should_publish(std::nullopt, std::nullopt, a, t0, 1s, 10s));             // never published
+    EXPECT_FALSE(should_publish(a, t0, a, t0 + 5s, 1s, 10s));                            // unchanged
+    EXPECT_FALSE(should_publish(a, t0, changed, t0 + 500ms, 1s, 10s));                   // changed, too soon
+    EXPECT_TRUE(should_publish(a, t0, changed, t0 + 1s, 1s, 10s));                      // changed
+    EXPECT_TRUE(should_publish(a, t0, a, t0 + 10s, 1s, 10s));                            // heartbeat
+    NodeStatus later = a;
+    later.updated_at += 1h;
+    EXPECT_TRUE(a.same_figures(later)); // the time of writing is not a change
+}
+
+TEST(Publishing, TheLeaseIsHeldUntilItsTtlAfterTheLastRenewalWasSent) {
+    const auto t0 = Steady::time_point{} + 1h;
+    LeaseClock clock{3s, std::nullopt};
+    EXPECT_FALSE(clock.held(t0));
+    EXPECT_TRUE(clock.renewal_due(t0));
+    clock.renewed = t0;
+    EXPECT_TRUE(clock.held(t0 + 2999ms));
+    EXPECT_FALSE(clock.held(t0 + 3s));
+    EXPECT_FALSE(clock.renewal_due(t0 + 999ms));
+    EXPECT_TRUE(clock.renewal_due(t0 + 1s));
+}
+
+// Answers from a script: an HttpAnswer, or nullopt for "no answer" (connection refused).
+class ScriptedTransport : public Transport {
+public:
+    std::deque<std::optional<HttpAnswer>> script;
+    std::vector<std::string> urls;
+    HttpAnswer post(const std::string& url, const std::string&, Millis) override {
+        urls.push_back(url);
+        if (script.empty()) throw EtcdUnavailable(url + ": nothing scripted");
+        auto next = script.front();
+        script.pop_front();
+        if (!next) throw EtcdUnavailable(url + ": Couldn't connect to server");
+        return *next;
+    }
+};
+
+TEST(EtcdClientFailover, TriesTheNextMemberAndStaysWithTheOneThatAnswered) {
+    auto transport = std::make_unique<ScriptedTransport>();
+    ScriptedTransport& t = *transport;
+    EtcdClient etcd({"http://a:1", "http://b:2", "http://c:3"}, std::move(transport), 1s);
+    t.script = {std::nullopt, HttpAnswer{503, R"({"error":"etcdserver: no leader"})"}, HttpAnswer{200, R"({"ID":"5","TTL":"3"})"}};
+    EXPECT_EQ(etcd.grant_lease(3s), 5);
+    EXPECT_EQ(t.urls, (std::vector<std::string>{"http://a:1/v3/lease/grant", "http://b:2/v3/lease/grant", "http://c:3/v3/lease/grant"}));
+    EXPECT_EQ(etcd.current_endpoint(), "http://c:3");
+    t.script = {HttpAnswer{200, R"({"header":{}})"}};
+    etcd.put("/k", "v", 5);
+    EXPECT_EQ(t.urls.back(), "http://c:3/v3/kv/put");
+}
+
+TEST(EtcdClientFailover, NamesEveryMemberWhenNoneAnswersAndRefusalsAreNotRetried) {
+    auto transport = std::make_unique<ScriptedTransport>();
+    ScriptedTransport& t = *transport;
+    EtcdClient etcd({"http://a:1", "http://b:2"}, std::move(transport), 1s);
+    t.script = {std::nullopt, std::nullopt};
+    try {
+        etcd.range_prefix("/resmgr/nodes/");
+        ADD_FAILURE() << "no EtcdUnavailable";
+    } catch (const EtcdUnavailable& e) {
+        EXPECT_NE(std::string(e.what()).find("http://a:1/v3/kv/range"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("http://b:2/v3/kv/range"), std::string::npos) << e.what();
+    }
+    t.script = {HttpAnswer{400, R"({"error":"etcdserver: requested lease not found","code":5})"}};
+    EXPECT_THROW(etcd.keep_alive(9), EtcdError);
+    EXPECT_EQ(t.urls.size(), 3u); // a refusal is an answer: the other member is not asked
+    t.script = {HttpAnswer{200, "<html>proxy</html>"}};
+    EXPECT_THROW(etcd.revoke(9), EtcdError);
+}
+
+} // namespace
+} // namespace resmgr::cluster
