@@ -183,6 +183,27 @@ std::vector<KeyValue> parse_range(const json& answer) {
     return out;
 }
 
+TxnOutcome parse_txn(const json& answer) {
+    TxnOutcome out;
+    if (auto it = answer.find("succeeded"); it != answer.end() && !it->is_null()) {
+        if (!it->is_boolean()) throw EtcdError("etcd's txn answer has a \"succeeded\" that is not a boolean");
+        out.succeeded = it->get<bool>();
+    }
+    if (out.succeeded) return out;
+    auto responses = answer.find("responses");
+    if (responses == answer.end() || responses->is_null()) return out;
+    if (!responses->is_array()) throw EtcdError("etcd's txn answer has \"responses\" that are not an array");
+    for (const auto& r : *responses) {
+        if (!r.is_object()) throw EtcdError("etcd's txn answer holds a response that is not an object");
+        if (auto range = r.find("response_range"); range != r.end()) {
+            if (!range->is_object()) throw EtcdError("etcd's txn answer has a response_range that is not an object");
+            auto kvs = parse_range(*range);
+            if (!kvs.empty()) out.current = kvs.front();
+        }
+    }
+    return out;
+}
+
 EtcdClient::EtcdClient(std::vector<std::string> endpoints, std::unique_ptr<Transport> transport, Millis timeout)
     : endpoints_(std::move(endpoints)), transport_(std::move(transport)), timeout_(timeout) {
     if (endpoints_.empty()) throw std::invalid_argument("EtcdClient: no endpoint");
@@ -235,6 +256,37 @@ void EtcdClient::put(const std::string& key, const std::string& value, std::int6
 
 std::vector<KeyValue> EtcdClient::range_prefix(const std::string& prefix) {
     return parse_range(call("/v3/kv/range", {{"key", base64_encode(prefix)}, {"range_end", base64_encode(prefix_end(prefix))}}));
+}
+
+namespace {
+
+json put_request(const std::string& key, const std::string& value, std::int64_t lease) {
+    json put{{"key", base64_encode(key)}, {"value", base64_encode(value)}};
+    if (lease) put["lease"] = std::to_string(lease);
+    return {{"request_put", put}};
+}
+
+json value_is(const std::string& key, const std::string& expected) {
+    return {{"key", base64_encode(key)}, {"result", "EQUAL"}, {"target", "VALUE"}, {"value", base64_encode(expected)}};
+}
+
+json read_key(const std::string& key) { return {{"request_range", {{"key", base64_encode(key)}}}}; }
+
+} // namespace
+
+TxnOutcome EtcdClient::create_if_absent(const std::string& key, const std::string& value, std::int64_t lease) {
+    const json absent{{"key", base64_encode(key)}, {"result", "EQUAL"}, {"target", "CREATE"}, {"create_revision", "0"}};
+    return parse_txn(call("/v3/kv/txn", {{"compare", {absent}}, {"success", {put_request(key, value, lease)}}, {"failure", {read_key(key)}}}));
+}
+
+TxnOutcome EtcdClient::replace_if_value(const std::string& key, const std::string& expected, const std::string& value, std::int64_t lease) {
+    return parse_txn(call("/v3/kv/txn", {{"compare", {value_is(key, expected)}}, {"success", {put_request(key, value, lease)}}, {"failure", {read_key(key)}}}));
+}
+
+TxnOutcome EtcdClient::delete_if_value(const std::string& key, const std::string& expected) {
+    return parse_txn(call("/v3/kv/txn", {{"compare", {value_is(key, expected)}},
+                                         {"success", {{{"request_delete_range", {{"key", base64_encode(key)}}}}}},
+                                         {"failure", {read_key(key)}}}));
 }
 
 } // namespace resmgr::cluster

@@ -59,6 +59,14 @@ std::int64_t parse_lease_grant(const nlohmann::json& answer);
 std::int64_t parse_keepalive(const nlohmann::json& answer);
 std::vector<KeyValue> parse_range(const nlohmann::json& answer);
 
+// A transaction's outcome: whether its comparison held, and the key as it is when it did not
+// (read in the same transaction), absent when the key does not exist.
+struct TxnOutcome {
+    bool succeeded = false;
+    std::optional<KeyValue> current;
+};
+TxnOutcome parse_txn(const nlohmann::json& answer);
+
 class EtcdClient {
 public:
     EtcdClient(std::vector<std::string> endpoints, std::unique_ptr<Transport> transport, Millis timeout);
@@ -68,6 +76,11 @@ public:
     void revoke(std::int64_t lease);
     void put(const std::string& key, const std::string& value, std::int64_t lease = 0);
     std::vector<KeyValue> range_prefix(const std::string& prefix);
+    // Transactions on one key: put when the key does not exist; put (new value and lease) when
+    // its value is still `expected`; delete when its value is still `expected`.
+    TxnOutcome create_if_absent(const std::string& key, const std::string& value, std::int64_t lease);
+    TxnOutcome replace_if_value(const std::string& key, const std::string& expected, const std::string& value, std::int64_t lease);
+    TxnOutcome delete_if_value(const std::string& key, const std::string& expected);
 
     const std::vector<std::string>& endpoints() const { return endpoints_; }
     const std::string& current_endpoint() const { return endpoints_[current_]; }

@@ -157,6 +157,11 @@ json ClusterMember::status() const {
             {"read_at", view_read_at_ ? json(format_timestamp(*view_read_at_)) : json(nullptr)}};
 }
 
+std::int64_t ClusterMember::held_lease() const {
+    std::lock_guard lock(mutex_);
+    return lease_clock_.held(Steady::now()) ? lease_ : 0;
+}
+
 std::string ClusterMember::problem() const {
     std::lock_guard lock(mutex_);
     if (!problem_.empty()) return problem_;

@@ -40,6 +40,8 @@ public:
     // at once, not after the TTL) and joins the thread. Best effort: etcd may be gone.
     void stop();
 
+    // The lease this node's claims go under: 0 while it is not held by this node's clock.
+    std::int64_t held_lease() const;
     // `cluster status`: this node, etcd's reachability, the lease, and every node known.
     nlohmann::json status() const;
     // For doctor: empty when etcd answered at the last attempt, else why not (naming the endpoints).

@@ -188,6 +188,7 @@ std::vector<std::string> ExclusiveFiles::hold(const Allocation& a) {
 void ExclusiveFiles::release(const std::string& id, const std::optional<std::string>& file, const std::string& resolution) {
     if (guard_) guard_->release(id, file);
     if (!registry_.resolve_for_holder(id, file, resolution, clock_()).empty()) save();
+    if (on_release_) on_release_(id, file);
 }
 
 void ExclusiveFiles::on_guard_reports(std::vector<conflicts::GuardReport> reports) {

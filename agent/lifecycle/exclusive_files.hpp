@@ -62,8 +62,11 @@ public:
     // One more file for a running allocation (resolve-conflicts handed it over); the error when
     // it cannot be guarded.
     std::optional<std::string> hold_file(const std::string& file, const Allocation& allocation);
-    // Drops the allocation's holds (or one file) and resolves the conflicts over them.
+    // Drops the allocation's holds (or one file) and resolves the conflicts over them; then
+    // tells `on_release` (the cluster's claims follow the local holds).
     void release(const std::string& id, const std::optional<std::string>& file, const std::string& resolution);
+    using ReleaseObserver = std::function<void(const std::string& id, const std::optional<std::string>& file)>;
+    void set_on_release(ReleaseObserver observer) { on_release_ = std::move(observer); }
 
     // The guard answered opens or saw a held path change: conflict records and events.
     void on_guard_reports(std::vector<conflicts::GuardReport> reports);
@@ -98,6 +101,7 @@ private:
     conflicts::ConflictRegistry registry_;
     bool dirty_ = false;
     core::Policy::FileConflicts policy_; // the policy's, or what prevent-conflicts set since
+    ReleaseObserver on_release_;
 };
 
 } // namespace resmgr::lifecycle

@@ -152,10 +152,16 @@ void check_name(const std::string& value, const std::string& field) {
         throw ApiError(ErrorCode::INVALID_REQUEST, "'" + field + "' must be 1-128 characters of A-Z a-z 0-9 . _ - : @ / + =", {}, {field});
 }
 
+// "local" (the default) or "cluster".
+bool file_scope_is_cluster(const json& v, const std::string& field) {
+    if (!v.is_string() || (v != "local" && v != "cluster")) invalid(field, "\"local\" or \"cluster\"", v);
+    return v == "cluster";
+}
+
 AllocationRequest parse_allocation_request(const json& params) {
     require_object(params, "params");
     reject_unknown(params, "", {"workflow_id", "workflow_type", "requester", "priority", "resources", "duration", "exclusive_files",
-                                "constraints", "performance_requirements", "auto_release", "wait", "supervised", "attach"});
+                                "file_scope", "constraints", "performance_requirements", "auto_release", "wait", "supervised", "attach"});
     AllocationRequest r;
     r.workflow_id = get_string(params, "workflow_id", "", true);
     check_name(r.workflow_id, "workflow_id");
@@ -169,7 +175,8 @@ AllocationRequest parse_allocation_request(const json& params) {
 
     if (auto* c = find(params, "constraints")) {
         require_object(*c, "constraints");
-        reject_unknown(*c, "constraints", {"max_duration", "exclusive_access", "conflict_avoidance"});
+        reject_unknown(*c, "constraints", {"max_duration", "exclusive_access", "conflict_avoidance", "file_scope"});
+        if (auto* v = find(*c, "file_scope")) r.constraints.cluster_files = file_scope_is_cluster(*v, "constraints.file_scope");
         if (auto* v = find(*c, "max_duration"))
             r.constraints.max_duration = std::chrono::duration_cast<Seconds>(get_duration(*v, "constraints.max_duration"));
         if (auto* v = find(*c, "exclusive_access")) r.constraints.exclusive_access = get_string_list(*v, "constraints.exclusive_access");
@@ -185,6 +192,7 @@ AllocationRequest parse_allocation_request(const json& params) {
         for (auto& f : get_string_list(*v, "exclusive_files"))
             if (std::find(r.constraints.exclusive_access.begin(), r.constraints.exclusive_access.end(), f) == r.constraints.exclusive_access.end())
                 r.constraints.exclusive_access.push_back(f);
+    if (auto* v = find(params, "file_scope")) r.constraints.cluster_files = file_scope_is_cluster(*v, "file_scope");
     for (const auto& file : r.constraints.exclusive_access)
         if (file.empty() || file.size() > 4096 || std::any_of(file.begin(), file.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
             throw ApiError(ErrorCode::INVALID_REQUEST, "exclusive file paths must be 1-4096 bytes with no control characters", {}, {"exclusive_files"});
@@ -220,6 +228,7 @@ json to_json(const Resources& r) {
 json to_json(const Allocation& a) {
     json constraints{{"exclusive_access", a.constraints.exclusive_access},
                      {"conflict_avoidance", a.constraints.conflict_avoidance}};
+    if (a.constraints.cluster_files) constraints["file_scope"] = "cluster";
     constraints["max_duration"] = a.constraints.max_duration
         ? json(format_duration(std::chrono::duration_cast<Millis>(*a.constraints.max_duration))) : json(nullptr);
     json perf = json::object();

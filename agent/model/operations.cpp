@@ -26,6 +26,7 @@ std::vector<ParamSpec> allocation_fields(bool workflow_required, bool auto_resou
                             : "cpu_cores, memory_gb or memory, agents, pids, tool_instances, storage_gb"},
             {"duration", T::any, false, {}, {}, "how long, e.g. \"2h\"; default the policy's max_duration"},
             {"exclusive_files", T::array, false, {}, {}, "files no other workflow may open for writing meanwhile"},
+            {"file_scope", T::string, false, {}, {}, "local (default) or cluster: the exclusive files are claimed across every node (resmgrd --cluster)"},
             {"constraints", T::object, false, {}, {}, "max_duration, exclusive_access, conflict_avoidance"},
             {"performance_requirements", T::object, false, {}, {}, "min_response_time, max_memory_per_agent, storage_iops"},
             {"auto_release", T::object, false, {}, {}, "on_completion, on_timeout, on_failure, grace_period"},

@@ -18,6 +18,7 @@ std::string to_string(ErrorCode code) {
     case ErrorCode::BACKEND_ERROR: return "BACKEND_ERROR";
     case ErrorCode::INTERNAL_ERROR: return "INTERNAL_ERROR";
     case ErrorCode::INSUFFICIENT_HISTORY: return "INSUFFICIENT_HISTORY";
+    case ErrorCode::CLUSTER_UNAVAILABLE: return "CLUSTER_UNAVAILABLE";
     }
     return "INTERNAL_ERROR";
 }

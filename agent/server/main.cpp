@@ -19,6 +19,7 @@
 #include "bpf/tool_classes.hpp"
 #include "cgroup/factory.hpp"
 #include "cgroup/probe.hpp"
+#include "cluster/claims.hpp"
 #include "cluster/member.hpp"
 #include "conflicts/file_guard.hpp"
 #include "core/ledger.hpp"
@@ -428,13 +429,27 @@ int main(int argc, char** argv) {
         // The cluster member: a thread of its own (etcd never holds the loop); the loop hands it
         // the node's figures every second, and it publishes them when they changed.
         std::unique_ptr<resmgr::cluster::ClusterMember> member;
+        std::unique_ptr<resmgr::cluster::ClusterClaims> claims;
         if (cluster.enabled()) {
             member = std::make_unique<resmgr::cluster::ClusterMember>(cluster, resmgr::cluster::make_curl_transport());
-            service.context().cluster = member.get();
+            claims = std::make_unique<resmgr::cluster::ClusterClaims>(
+                member->config(),
+                resmgr::cluster::ClusterClaims::Lease{[m = member.get()] { return m->held_lease(); }, [m = member.get()] { return m->problem(); }},
+                resmgr::cluster::make_curl_transport());
+            resmgr::server::Context& ctx = service.context();
+            ctx.cluster = member.get();
+            ctx.claims = claims.get();
+            service.files().set_on_release([&ctx](const std::string& id, const std::optional<std::string>& file) {
+                resmgr::server::on_files_released(ctx, id, file);
+            });
+            resmgr::server::adopt_cluster_files(ctx); // claimed again under this run's lease at the first tick
             const auto started_at = resmgr::Clock::now();
-            auto offer = [&, started_at] { member->offer(resmgr::server::cluster_node_status(service.context(), cluster.node_name, started_at)); };
-            offer();
-            loop.every(std::chrono::seconds(1), offer);
+            auto tick = [&ctx, &member, &cluster, started_at] {
+                member->offer(resmgr::server::cluster_node_status(ctx, cluster.node_name, started_at));
+                resmgr::server::on_cluster_tick(ctx);
+            };
+            member->offer(resmgr::server::cluster_node_status(ctx, cluster.node_name, started_at));
+            loop.every(std::chrono::seconds(1), tick);
             member->start();
             spdlog::info("cluster: node {} joining through etcd at {} (lease TTL {})", cluster.node_name,
                          resmgr::server::join_endpoints(cluster.endpoints), resmgr::format_duration(cluster.lease_ttl));

@@ -28,6 +28,7 @@
 
 namespace resmgr::cluster {
 class ClusterMember;
+class ClusterClaims;
 }
 
 namespace resmgr::server {
@@ -56,6 +57,7 @@ struct Context {
     monitor::Monitoring* monitoring = nullptr; // none: the monitoring operations are UNSUPPORTED
     history::History* history = nullptr;       // none: no runs to show, the history operations are UNSUPPORTED
     cluster::ClusterMember* cluster = nullptr; // none: this node is not in a cluster (cluster operations are UNSUPPORTED)
+    cluster::ClusterClaims* claims = nullptr;  // with `cluster`: the cluster-scoped exclusive files
 
     const core::Ledger& ledger() const { return lifecycle.ledger(); }
     // UNSUPPORTED when monitoring is not running.
@@ -124,6 +126,16 @@ void register_cluster_operations(Router& router);
 
 // This node's figures for its cluster record (ops/cluster.cpp): capacity, allocated, free, pressure.
 cluster::NodeStatus cluster_node_status(const Context& ctx, const std::string& node_name, TimePoint started_at);
+// The cluster-scoped files' claims follow the local holds (ops/cluster.cpp): an allocation's
+// files claimed before it is admitted (CONFLICT or CLUSTER_UNAVAILABLE), bound to it after;
+// claimed again at start for the allocations restored; each tick, a claim another node holds now
+// is let go of locally (Lifecycle::move_file). A released file's claim goes unless another local
+// allocation holds the file now (resolve-conflicts handed it over).
+std::vector<std::string> claim_cluster_files(Context& ctx, const AllocationRequest& request);
+void bind_cluster_files(Context& ctx, const std::vector<std::string>& files, const std::string& allocation_id);
+void adopt_cluster_files(Context& ctx);
+void on_cluster_tick(Context& ctx);
+void on_files_released(Context& ctx, const std::string& id, const std::optional<std::string>& file);
 // "http://a:2379, http://b:2379", for messages.
 std::string join_endpoints(const std::vector<std::string>& endpoints);
 

@@ -50,6 +50,8 @@ struct Constraints {
     std::optional<Seconds> max_duration;
     std::vector<std::string> exclusive_access;
     std::vector<std::string> conflict_avoidance;
+    // file_scope "cluster": every exclusive file is claimed across the nodes of the cluster (issue 17).
+    bool cluster_files = false;
 };
 
 struct PerformanceRequirements {

@@ -31,6 +31,9 @@ enum class ErrorCode {
     // An analytics answer needs more recorded history than there is; the details say how much
     // there is and how much is needed (never answered with a made-up figure).
     INSUFFICIENT_HISTORY,
+    // A cluster operation (a cluster-scoped claim) needs etcd or this node's lease and has
+    // neither; the details name the endpoints. Local work is never refused for it.
+    CLUSTER_UNAVAILABLE,
 };
 std::string to_string(ErrorCode code);
 

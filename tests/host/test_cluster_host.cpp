@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "host_support.hpp"
@@ -55,6 +56,8 @@ struct EtcdCluster {
     std::string peer_url(int i) const { return "http://127.0.0.1:" + std::to_string(base + 2 * i + 1); }
     std::string endpoints() const { return client_url(0) + "," + client_url(1) + "," + client_url(2); }
 
+    std::vector<std::vector<std::string>> argv{3};
+
     void start(const std::string& parent) {
         dir = parent + "/etcd";
         std::filesystem::create_directories(dir);
@@ -64,12 +67,17 @@ struct EtcdCluster {
         for (int i = 0; i < 3; ++i) initial += (i ? "," : "") + std::string("m") + std::to_string(i) + "=" + peer_url(i);
         for (int i = 0; i < 3; ++i) {
             const std::string name = "m" + std::to_string(i);
-            pids[i] = spawn({kEtcd, "--name", name, "--data-dir", dir + "/" + name, "--listen-client-urls", client_url(i),
-                             "--advertise-client-urls", client_url(i), "--listen-peer-urls", peer_url(i), "--initial-advertise-peer-urls",
-                             peer_url(i), "--initial-cluster", initial, "--initial-cluster-state", "new", "--initial-cluster-token",
-                             "resmgr-test-" + std::to_string(::getpid())},
-                            dir + "/" + name + ".log");
+            argv[i] = {kEtcd, "--name", name, "--data-dir", dir + "/" + name, "--listen-client-urls", client_url(i),
+                       "--advertise-client-urls", client_url(i), "--listen-peer-urls", peer_url(i), "--initial-advertise-peer-urls",
+                       peer_url(i), "--initial-cluster", initial, "--initial-cluster-state", "new", "--initial-cluster-token",
+                       "resmgr-test-" + std::to_string(::getpid())};
         }
+        restart();
+    }
+    // Starts every member that is not running (a stopped one comes back with its data).
+    void restart() {
+        for (int i = 0; i < 3; ++i)
+            if (pids[i] <= 0) pids[i] = spawn(argv[i], dir + "/m" + std::to_string(i) + ".log");
         // Up when a key can be written through each member (so there is a leader and a quorum).
         for (int i = 0; i < 3; ++i) {
             bool up = wait_until([&] {
@@ -137,6 +145,12 @@ struct Node {
         const json r = row(node);
         return r.is_object() && r["state"] == state;
     }
+    // allocate with `file` exclusive across the cluster; the whole answer.
+    json allocate_file(const std::string& file, const std::string& workflow, int expected_status = 0) const {
+        return cli({"allocate", json{{"workflow_id", workflow}, {"resources", {{"cpu_cores", 0.1}, {"memory_gb", 0.1}}},
+                                     {"exclusive_files", {file}}, {"file_scope", "cluster"}}.dump()},
+                   expected_status);
+    }
     // For a failed wait: what the node reports and the end of its log.
     std::string diagnosis() const {
         const std::string text = slurp(log);
@@ -189,6 +203,13 @@ protected:
         for (auto& n : nodes) n.clean();
         for (int i = 0; i < 3; ++i) etcd.stop(i);
         if (!dir.empty()) std::filesystem::remove_all(dir);
+    }
+    // A file the nodes share (they are on one host: the shared filesystem of a real cluster).
+    std::string shared_file() {
+        const std::string f = dir + "/shared/build.lock";
+        std::filesystem::create_directories(dir + "/shared");
+        std::ofstream(f) << "x";
+        return f;
     }
     void start_nodes(int count, const std::string& endpoints) {
         nodes.resize(static_cast<size_t>(count));
@@ -256,6 +277,9 @@ TEST_F(ClusterHost, StoppingTheEtcdMemberANodeTalksToLosesNothing) {
     for (int i = 0; i < 3; ++i)
         if (etcd.client_url(i) == endpoint) member = i;
     ASSERT_GE(member, 0) << endpoint;
+    const std::string file = shared_file();
+    ASSERT_TRUE(wait_until([&] { return nodes[0].cli({"cluster", "status"})["result"]["lease"]["held"] == true; }, 10s));
+    ASSERT_EQ(nodes[0].allocate_file(file, "wf-a")["status"], "success");
     etcd.stop(member);
     // Two TTLs later a's lease is still held (renewed through another member) and b sees a live.
     std::this_thread::sleep_for(2 * kTtl);
@@ -265,6 +289,9 @@ TEST_F(ClusterHost, StoppingTheEtcdMemberANodeTalksToLosesNothing) {
     EXPECT_TRUE(status["lease"]["held"].get<bool>()) << status.dump();
     EXPECT_TRUE(nodes[1].sees("a", "live"));
     EXPECT_TRUE(nodes[0].sees("b", "live"));
+    // The claim was not lost: b is still refused.
+    ASSERT_TRUE(wait_until([&] { return nodes[1].cli({"cluster", "status"})["result"]["lease"]["held"] == true; }, 10s));
+    EXPECT_EQ(nodes[1].allocate_file(file, "wf-b", 1)["error"]["code"], "CONFLICT");
 }
 
 TEST_F(ClusterHost, WithoutEtcdLocalWorkGoesOnAndStatusAndDoctorNameTheEndpoints) {
@@ -296,6 +323,83 @@ TEST_F(ClusterHost, ANodeOutsideAClusterAnswersUnsupportedSayingHowToJoin) {
     const RunResult bad = run({build_paths::resmgrd, "--state-dir", dir + "/bad", "--socket", dir + "/bad.sock", "--cluster", "https://x:1"});
     EXPECT_EQ(bad.status, 1);
     EXPECT_NE(bad.err.find("https endpoints are not supported"), std::string::npos) << bad.err;
+}
+
+TEST_F(ClusterHost, AFileClaimedThroughOneNodeIsRefusedOnTheOthersUntilReleased) {
+    etcd.start(dir);
+    start_nodes(3, etcd.endpoints());
+    const std::string file = shared_file();
+    ASSERT_TRUE(wait_until([&] { return nodes[0].cli({"cluster", "status"})["result"]["lease"]["held"] == true; }, 10s));
+    const json held = nodes[0].allocate_file(file, "wf-a");
+    ASSERT_EQ(held["status"], "success") << held.dump();
+    for (int i : {1, 2}) {
+        ASSERT_TRUE(wait_until([&] { return nodes[static_cast<size_t>(i)].cli({"cluster", "status"})["result"]["lease"]["held"] == true; }, 10s));
+        const json refused = nodes[static_cast<size_t>(i)].allocate_file(file, "wf-other", 1);
+        EXPECT_EQ(refused["error"]["code"], "CONFLICT") << refused.dump();
+        EXPECT_NE(refused["error"]["message"].get<std::string>().find("node a (workflow wf-a"), std::string::npos) << refused.dump();
+        EXPECT_TRUE(nodes[static_cast<size_t>(i)].cli({"status"})["result"]["allocations"].empty()); // nothing half-admitted
+    }
+    const json files = nodes[0].cli({"cluster", "status"})["result"]["files"]["claims"];
+    ASSERT_EQ(files.size(), 1u);
+    EXPECT_EQ(files[0]["file"], file);
+    EXPECT_EQ(files[0]["held"], true);
+    // Released on a: b takes it at once.
+    ASSERT_EQ(nodes[0].cli({"release", json{{"allocation_id", held["result"]["allocation_id"]}}.dump()})["status"], "success");
+    EXPECT_EQ(nodes[1].allocate_file(file, "wf-b")["status"], "success");
+    EXPECT_EQ(nodes[2].allocate_file(file, "wf-c", 1)["error"]["message"].get<std::string>().find("File " + file + " is held across the cluster by node b"),
+              0u);
+}
+
+TEST_F(ClusterHost, ADeadNodesClaimIsFreeWithinItsTtlAndItDoesNotGetItBackAfterARestart) {
+    etcd.start(dir);
+    start_nodes(2, etcd.endpoints());
+    const std::string file = shared_file();
+    ASSERT_TRUE(wait_until([&] { return nodes[0].cli({"cluster", "status"})["result"]["lease"]["held"] == true; }, 10s));
+    const json held = nodes[0].allocate_file(file, "wf-a");
+    ASSERT_EQ(held["status"], "success") << held.dump();
+    const std::string a_id = held["result"]["allocation_id"];
+    ASSERT_TRUE(wait_until([&] { return nodes[1].cli({"cluster", "status"})["result"]["lease"]["held"] == true; }, 10s));
+    nodes[0].stop(SIGKILL);
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(wait_until([&] { return run({build_paths::resmgr_cli, "--socket", nodes[1].socket, "--json", "allocate",
+                                             json{{"workflow_id", "wf-b"}, {"resources", {{"cpu_cores", 0.1}, {"memory_gb", 0.1}}},
+                                                  {"exclusive_files", {file}}, {"file_scope", "cluster"}}.dump()}).status == 0; },
+                           kTtl + 5s));
+    const auto freed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    std::printf("[ measured ] a dead node's claim free after %lld ms (lease TTL 3 s)\n", static_cast<long long>(freed.count()));
+    EXPECT_LE(freed, kTtl + 1s + 500ms); // the TTL, and what was left of a renewal period
+    // a comes back with its allocation restored: the file is b's now, so a lets go of it.
+    nodes[0].start(dir, mount, "a", etcd.endpoints());
+    ASSERT_TRUE(wait_until([&] {
+        const json st = nodes[0].cli({"status", json{{"allocation_id", a_id}}.dump()});
+        return st["result"]["allocations"].size() == 1 && st["result"]["allocations"][0]["constraints"]["exclusive_access"].empty();
+    }, 5s)) << nodes[0].diagnosis();
+    EXPECT_TRUE(nodes[0].cli({"cluster", "status"})["result"]["files"]["claims"].empty());
+    EXPECT_EQ(nodes[0].allocate_file(file, "wf-a2", 1)["error"]["code"], "CONFLICT");
+}
+
+TEST_F(ClusterHost, ANodeCutOffFromEtcdFreezesTheHoldersOfItsClaimsWithinTheTtlAndThawsThemAfter) {
+    etcd.start(dir);
+    start_nodes(1, etcd.endpoints());
+    const std::string file = shared_file();
+    ASSERT_TRUE(wait_until([&] { return nodes[0].cli({"cluster", "status"})["result"]["lease"]["held"] == true; }, 10s));
+    const json held = nodes[0].allocate_file(file, "wf-a");
+    ASSERT_EQ(held["status"], "success") << held.dump();
+    const std::string freeze_file = held["result"]["cgroup_path"].get<std::string>() + "/cgroup.freeze";
+    ASSERT_EQ(slurp(freeze_file), "0\n");
+    for (int i = 0; i < 3; ++i) etcd.stop(i);
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(wait_until([&] { return slurp(freeze_file) == "1\n"; }, kTtl + 3s)) << nodes[0].diagnosis();
+    const auto fenced = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    std::printf("[ measured ] fenced (frozen) %lld ms after etcd went away (lease TTL 3 s)\n", static_cast<long long>(fenced.count()));
+    EXPECT_LE(fenced, kTtl + 1s + 500ms);
+    EXPECT_EQ(nodes[0].cli({"cluster", "status"})["result"]["files"]["fenced"], json::array({held["result"]["allocation_id"]}));
+    // Local work without cluster files goes on meanwhile; a cluster claim is refused, saying why.
+    EXPECT_EQ(nodes[0].cli({"allocate", R"({"workflow_id":"wf-local","resources":{"cpu_cores":0.1,"memory_gb":0.1}})"})["status"], "success");
+    EXPECT_EQ(nodes[0].allocate_file(dir + "/shared/other", "wf-x", 1)["error"]["code"], "CLUSTER_UNAVAILABLE");
+    etcd.restart();
+    ASSERT_TRUE(wait_until([&] { return slurp(freeze_file) == "0\n"; }, 15s)) << nodes[0].diagnosis();
+    EXPECT_EQ(nodes[0].cli({"cluster", "status"})["result"]["files"]["claims"][0]["held"], true);
 }
 
 } // namespace

@@ -5,6 +5,7 @@
 
 #include <deque>
 
+#include "cluster/claims.hpp"
 #include "cluster/config.hpp"
 #include "cluster/etcd.hpp"
 #include "cluster/membership.hpp"
@@ -251,6 +252,128 @@ TEST(EtcdClientFailover, NamesEveryMemberWhenNoneAnswersAndRefusalsAreNotRetried
     EXPECT_EQ(t.urls.size(), 3u); // a refusal is an answer: the other member is not asked
     t.script = {HttpAnswer{200, "<html>proxy</html>"}};
     EXPECT_THROW(etcd.revoke(9), EtcdError);
+}
+
+TEST(ClusterClaimScope, AllFilesWithTheClusterScopeElseThoseUnderASharedPath) {
+    const std::vector<std::string> files{"/srv/repo/a", "/srv/repository/b", "/srv/repo", "/home/u/c"};
+    EXPECT_EQ(cluster_scoped(files, true, {}), files);
+    EXPECT_EQ(cluster_scoped(files, false, {"/srv/repo"}), (std::vector<std::string>{"/srv/repo/a", "/srv/repo"}));
+    EXPECT_EQ(cluster_scoped(files, false, {"/"}), files);
+    EXPECT_TRUE(cluster_scoped(files, false, {}).empty());
+}
+
+TEST(ClusterClaimScope, AClaimsHolderIsReadFieldByField) {
+    const ClaimHolder h{"node-a", "wf", *parse_timestamp("2026-12-05T10:00:00Z")};
+    EXPECT_EQ(ClaimHolder::from_json(h.to_json()).node, "node-a");
+    EXPECT_THROW(ClaimHolder::from_json(json::parse(R"({"node":"a","workflow_id":"w"})")), std::invalid_argument);
+    EXPECT_THROW(ClaimHolder::from_json(json::parse(R"({"node":1,"workflow_id":"w","since":"2026-12-05T10:00:00Z"})")), std::invalid_argument);
+    EXPECT_THROW(ClaimHolder::from_json(json::parse(R"({"node":"a","workflow_id":"w","since":"soon"})")), std::invalid_argument);
+}
+
+TEST(EtcdAnswers, ReadsATransactionsOutcomeAsEtcdWritesIt) {
+    // As etcd 3.4's gateway answered on this host: taken, then refused with the key read back.
+    EXPECT_TRUE(parse_txn(json::parse(R"({"header":{},"succeeded":true,"responses":[{"response_put":{"header":{}}}]})")).succeeded);
+    const TxnOutcome refused = parse_txn(json::parse(
+        R"({"header":{},"responses":[{"response_range":{"header":{},"kvs":[{"key":"L3Jlc21nci9jbGFpbXMveA==","value":"djE=","lease":"7"}],"count":"1"}}]})"));
+    EXPECT_FALSE(refused.succeeded);
+    ASSERT_TRUE(refused.current);
+    EXPECT_EQ(refused.current->key, "/resmgr/claims/x");
+    EXPECT_EQ(refused.current->value, "v1");
+    EXPECT_FALSE(parse_txn(json::parse(R"({"header":{},"responses":[{"response_range":{"header":{}}}]})")).current); // gone meanwhile
+    EXPECT_THROW(parse_txn(json::parse(R"({"succeeded":"yes"})")), EtcdError);
+    EXPECT_THROW(parse_txn(json::parse(R"({"responses":{"response_range":{}}})")), EtcdError);
+    EXPECT_THROW(parse_txn(json::parse(R"({"responses":[{"response_range":[]}]})")), EtcdError);
+}
+
+// ClusterClaims against a scripted etcd and a lease the test sets.
+struct ClaimsRig {
+    ClusterConfig config;
+    std::int64_t lease = 7;
+    ScriptedTransport* etcd = nullptr;
+    std::unique_ptr<ClusterClaims> claims;
+    ClaimsRig() {
+        config.endpoints = {"http://e:1"};
+        config.node_name = "a";
+        auto transport = std::make_unique<ScriptedTransport>();
+        etcd = transport.get();
+        claims = std::make_unique<ClusterClaims>(config, ClusterClaims::Lease{[this] { return lease; }, [] { return std::string("etcd away"); }},
+                                                 std::move(transport));
+    }
+    static HttpAnswer taken() { return {200, R"({"succeeded":true})"}; }
+    static HttpAnswer held_by(const std::string& node) {
+        const std::string value = ClaimHolder{node, "wf-" + node, *parse_timestamp("2026-12-05T10:00:00Z")}.to_json().dump();
+        return {200, json{{"responses", {{{"response_range", {{"kvs", {{{"key", base64_encode("/resmgr/claims/f")}, {"value", base64_encode(value)}}}}}}}}}}.dump()};
+    }
+};
+
+ErrorCode code_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const ApiError& e) {
+        return e.code;
+    }
+    return ErrorCode::INTERNAL_ERROR;
+}
+
+TEST(ClusterClaimsTest, AllOrNoneAFileHeldElsewhereUndoesTheClaimsJustMade) {
+    ClaimsRig rig;
+    rig.etcd->script = {ClaimsRig::taken(), ClaimsRig::held_by("b"), ClaimsRig::taken() /* the undo's delete */};
+    try {
+        rig.claims->claim({"/f1", "/f"}, "wf", *parse_timestamp("2026-12-05T11:00:00Z"));
+        ADD_FAILURE() << "no CONFLICT";
+    } catch (const ApiError& e) {
+        EXPECT_EQ(e.code, ErrorCode::CONFLICT);
+        EXPECT_EQ(std::string(e.what()), "File /f is held across the cluster by node b (workflow wf-b, since 2026-12-05T10:00:00Z)");
+    }
+    ASSERT_EQ(rig.etcd->urls.size(), 3u);
+    EXPECT_EQ(rig.etcd->urls[2], "http://e:1/v3/kv/txn"); // /f1's claim deleted again
+    EXPECT_TRUE(rig.claims->status()["claims"].empty());
+}
+
+TEST(ClusterClaimsTest, NoLeaseOrNoEtcdIsClusterUnavailableAndLocalFilesNeedNothing) {
+    ClaimsRig rig;
+    rig.lease = 0;
+    EXPECT_EQ(code_of([&] { rig.claims->claim({"/f"}, "wf", Clock::now()); }), ErrorCode::CLUSTER_UNAVAILABLE);
+    rig.claims->claim({}, "wf", Clock::now()); // nothing cluster-scoped: no lease needed
+    rig.lease = 7;
+    rig.etcd->script = {std::nullopt};
+    EXPECT_EQ(code_of([&] { rig.claims->claim({"/f"}, "wf", Clock::now()); }), ErrorCode::CLUSTER_UNAVAILABLE);
+    EXPECT_TRUE(rig.etcd->script.empty());
+}
+
+TEST(ClusterClaimsTest, AReleaseEtcdDidNotTakeIsRetriedAtTheNextTick) {
+    ClaimsRig rig;
+    rig.etcd->script = {ClaimsRig::taken()};
+    rig.claims->claim({"/f"}, "wf", Clock::now());
+    rig.claims->bind({"/f"}, "alloc_1");
+    EXPECT_EQ(rig.claims->files_of("alloc_1"), std::vector<std::string>{"/f"});
+    EXPECT_TRUE(rig.claims->unconfirmed().empty());
+    rig.etcd->script = {std::nullopt}; // the delete finds no etcd
+    rig.claims->release("/f");
+    EXPECT_EQ(rig.claims->status()["drops_pending"], json::array({"/f"}));
+    rig.etcd->script = {ClaimsRig::taken()};
+    EXPECT_TRUE(rig.claims->tick().empty());
+    EXPECT_TRUE(rig.claims->status()["drops_pending"].empty());
+}
+
+TEST(ClusterClaimsTest, ANewLeaseClaimsAgainTakingOverItsOwnAndLettingGoOfWhatAnotherNodeTook) {
+    ClaimsRig rig;
+    const auto now = *parse_timestamp("2026-12-05T11:00:00Z");
+    rig.claims->adopt({"/f"}, "alloc_1", "wf", now);
+    rig.claims->adopt({"/g"}, "alloc_2", "wf2", now);
+    rig.lease = 0;
+    EXPECT_EQ(rig.claims->unconfirmed(), (std::set<std::string>{"alloc_1", "alloc_2"})); // fenced until claimed again
+    EXPECT_TRUE(rig.claims->tick().empty()); // no lease: nothing tried
+    rig.lease = 9;
+    // /f: still there from before the restart, ours: taken over (create refused, replace taken).
+    // /g: another node holds it now.
+    rig.etcd->script = {ClaimsRig::held_by("a"), ClaimsRig::taken(), ClaimsRig::held_by("b")};
+    const auto lost = rig.claims->tick();
+    ASSERT_EQ(lost.size(), 1u);
+    EXPECT_EQ(lost[0], (std::pair<std::string, std::string>{"/g", "alloc_2"}));
+    EXPECT_TRUE(rig.claims->unconfirmed().empty());
+    EXPECT_EQ(rig.claims->holder("/f"), "alloc_1");
+    EXPECT_FALSE(rig.claims->holder("/g"));
 }
 
 } // namespace

@@ -94,8 +94,18 @@ SuccessBody allocate(const Call& call) {
             throw ApiError(ErrorCode::RESOURCE_EXHAUSTED, "New agent starts are held by the pressure responder (queue_agents)", held, {"agents"},
                            {"Allocate without \"attach\", then attach the agent with \"wait_slot\" (resmgr-run --agent does)"});
     }
-    const Allocation& a = ctx.lifecycle.allocate(req, call.peer, param_flag(call.params(), "supervised"), param_flag(call.params(), "wait"),
-                                                 first, [&] { check_user_limit(ctx.ledger(), call.peer, AllocationStatus::queued, 1); });
+    // Cluster-scoped files are claimed in etcd first: no node admits what another holds.
+    const std::vector<std::string> claimed = claim_cluster_files(ctx, req);
+    const Allocation* admitted = nullptr;
+    try {
+        admitted = &ctx.lifecycle.allocate(req, call.peer, param_flag(call.params(), "supervised"), param_flag(call.params(), "wait"), first,
+                                           [&] { check_user_limit(ctx.ledger(), call.peer, AllocationStatus::queued, 1); });
+    } catch (...) {
+        bind_cluster_files(ctx, claimed, ""); // dropped
+        throw;
+    }
+    const Allocation& a = *admitted;
+    bind_cluster_files(ctx, claimed, a.allocation_id);
     if (a.status == AllocationStatus::queued) return queued_reply(ctx, a);
     const std::string& id = a.allocation_id;
     const std::string group = ctx.lifecycle.backend().group_path(id);

@@ -1,6 +1,12 @@
 // The cluster operations (issue 17): `cluster status`, every node this node's etcd knows, live or
 // gone, from the member thread's cache (never waiting on etcd); and the node's own figures that
 // the loop offers the member thread to publish.
+#include <algorithm>
+#include <set>
+
+#include <spdlog/spdlog.h>
+
+#include "cluster/claims.hpp"
 #include "cluster/member.hpp"
 #include "server/router.hpp"
 
@@ -27,6 +33,96 @@ cluster::NodeStatus cluster_node_status(const Context& ctx, const std::string& n
     return s;
 }
 
+std::vector<std::string> claim_cluster_files(Context& ctx, const AllocationRequest& request) {
+    if (!ctx.claims) {
+        if (request.constraints.cluster_files && !request.constraints.exclusive_access.empty())
+            throw ApiError(ErrorCode::UNSUPPORTED, "file_scope \"cluster\" needs a node in a cluster", "resmgrd was started without --cluster",
+                           {"exclusive_files"}, {"Start resmgrd with --cluster, or allocate with \"file_scope\": \"local\""});
+        return {};
+    }
+    std::vector<std::string> files = cluster::cluster_scoped(request.constraints.exclusive_access, request.constraints.cluster_files,
+                                                             ctx.cluster->config().shared_paths);
+    ctx.claims->claim(files, request.workflow_id, ctx.clock());
+    return files;
+}
+
+void bind_cluster_files(Context& ctx, const std::vector<std::string>& files, const std::string& allocation_id) {
+    if (ctx.claims) ctx.claims->bind(files, allocation_id);
+}
+
+void adopt_cluster_files(Context& ctx) {
+    if (!ctx.claims) return;
+    for (const auto& [id, a] : ctx.ledger().allocations()) {
+        const auto files = cluster::cluster_scoped(a.constraints.exclusive_access, a.constraints.cluster_files, ctx.cluster->config().shared_paths);
+        if (!files.empty()) ctx.claims->adopt(files, id, a.workflow_id, ctx.clock());
+    }
+}
+
+namespace {
+
+// Freezes the holders of claims this node cannot vouch for, thaws those it can again.
+void fence(Context& ctx) {
+    std::set<std::string>& fenced = ctx.claims->fenced();
+    const std::set<std::string> unconfirmed = ctx.claims->unconfirmed();
+    auto freeze = [&](const std::string& id, bool frozen) {
+        const Allocation* a = ctx.ledger().find(id);
+        if (!a || a->status != AllocationStatus::active) return false;
+        try {
+            ctx.lifecycle.backend().freeze(id, frozen);
+        } catch (const cgroup::BackendError& e) {
+            spdlog::error("cluster: cannot {} {}: {}", frozen ? "freeze" : "thaw", id, e.what());
+            return false;
+        }
+        ctx.events.emit(events::EventType::conflict,
+                        frozen ? "cluster: " + id + " frozen: this node cannot vouch for its cluster-scoped files (lease not held)"
+                               : "cluster: " + id + " thawed: its cluster-scoped files are claimed again",
+                        a->workflow_id, id, {{"scope", "cluster"}, {"fenced", frozen}});
+        spdlog::warn("cluster: {} {}", id, frozen ? "frozen (fenced: claims not held)" : "thawed (claims held again)");
+        return true;
+    };
+    for (const auto& id : unconfirmed)
+        if (!fenced.count(id) && freeze(id, true)) fenced.insert(id);
+    for (auto it = fenced.begin(); it != fenced.end();) {
+        if (unconfirmed.count(*it)) {
+            ++it;
+            continue;
+        }
+        freeze(*it, false);
+        it = fenced.erase(it);
+    }
+}
+
+} // namespace
+
+void on_cluster_tick(Context& ctx) {
+    if (!ctx.claims) return;
+    for (const auto& [file, id] : ctx.claims->tick()) {
+        const Allocation* a = ctx.ledger().find(id);
+        if (!a || std::find(a->constraints.exclusive_access.begin(), a->constraints.exclusive_access.end(), file) == a->constraints.exclusive_access.end())
+            continue;
+        ctx.lifecycle.move_file(file, id, std::nullopt);
+        ctx.events.emit(events::EventType::conflict, "cluster: " + file + " is held by another node now; " + id + " no longer holds it",
+                        a->workflow_id, id, {{"file", file}, {"scope", "cluster"}});
+    }
+    fence(ctx);
+}
+
+void on_files_released(Context& ctx, const std::string& id, const std::optional<std::string>& file) {
+    if (!ctx.claims) return;
+    const std::vector<std::string> files = file ? std::vector<std::string>{*file} : ctx.claims->files_of(id);
+    for (const auto& f : files) {
+        if (ctx.claims->holder(f) != id) continue;
+        // Handed over to another allocation of this node: the claim stays and follows it.
+        std::optional<std::string> next;
+        for (const auto& [other, a] : ctx.ledger().allocations())
+            if (other != id && a.status != AllocationStatus::released && a.status != AllocationStatus::expired &&
+                std::find(a.constraints.exclusive_access.begin(), a.constraints.exclusive_access.end(), f) != a.constraints.exclusive_access.end())
+                next = other;
+        if (next) ctx.claims->bind({f}, *next);
+        else ctx.claims->release(f);
+    }
+}
+
 namespace {
 
 SuccessBody cluster_status(const Call& call) {
@@ -37,6 +133,7 @@ SuccessBody cluster_status(const Call& call) {
                         "\"cluster\": {\"etcd\": [...], \"node_name\": ...}"});
     SuccessBody body;
     body.result = member->status();
+    if (call.ctx.claims) body.result["files"] = call.ctx.claims->status();
     if (const std::string problem = member->problem(); !problem.empty())
         body.recommendations.push_back("etcd (" + join_endpoints(member->config().endpoints) + ") does not answer: " + problem +
                                        "; local allocations go on, the nodes shown are as last read");

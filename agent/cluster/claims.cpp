@@ -1,0 +1,210 @@
+#include "cluster/claims.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "resmgr/protocol.hpp"
+
+namespace resmgr::cluster {
+
+using nlohmann::json;
+
+namespace {
+
+// One claim call's budget per endpoint: short, since the loop waits for it.
+constexpr Millis kClaimTimeout{std::chrono::milliseconds(500)};
+
+bool under(const std::string& file, const std::string& dir) {
+    if (dir == "/") return true;
+    return file == dir || (file.size() > dir.size() && file.compare(0, dir.size(), dir) == 0 && file[dir.size()] == '/');
+}
+
+std::string describe(const std::optional<KeyValue>& current) {
+    if (!current) return "another node (its claim went as it was read)";
+    try {
+        const ClaimHolder h = ClaimHolder::from_json(json::parse(current->value));
+        return "node " + h.node + " (workflow " + h.workflow_id + ", since " + format_timestamp(h.since) + ")";
+    } catch (const std::exception& e) {
+        return "an unreadable claim (" + std::string(e.what()) + ")";
+    }
+}
+
+} // namespace
+
+json ClaimHolder::to_json() const { return {{"node", node}, {"workflow_id", workflow_id}, {"since", format_timestamp(since)}}; }
+
+ClaimHolder ClaimHolder::from_json(const json& j) {
+    if (!j.is_object()) throw std::invalid_argument("not a JSON object");
+    ClaimHolder h;
+    for (const char* key : {"node", "workflow_id", "since"})
+        if (!j.contains(key) || !j[key].is_string()) throw std::invalid_argument(std::string("\"") + key + "\" is missing or not a string");
+    h.node = j["node"];
+    h.workflow_id = j["workflow_id"];
+    auto since = parse_timestamp(j["since"].get<std::string>());
+    if (!since) throw std::invalid_argument("\"since\" is not an RFC 3339 time");
+    h.since = *since;
+    return h;
+}
+
+std::vector<std::string> cluster_scoped(const std::vector<std::string>& files, bool file_scope_cluster, const std::vector<std::string>& shared_paths) {
+    if (file_scope_cluster) return files;
+    std::vector<std::string> out;
+    for (const auto& f : files)
+        for (const auto& dir : shared_paths)
+            if (under(f, dir)) {
+                out.push_back(f);
+                break;
+            }
+    return out;
+}
+
+ClusterClaims::ClusterClaims(const ClusterConfig& config, Lease lease, std::unique_ptr<Transport> transport)
+    : config_(config), lease_(std::move(lease)), etcd_(config.endpoints, std::move(transport), kClaimTimeout) {}
+
+void ClusterClaims::unavailable(const std::string& why) const {
+    throw ApiError(ErrorCode::CLUSTER_UNAVAILABLE, "Cluster-scoped exclusive files cannot be claimed now", why, {"exclusive_files"},
+                   {"Check that the etcd members (" + [&] {
+                        std::string list;
+                        for (const auto& e : config_.endpoints) list += (list.empty() ? "" : ", ") + e;
+                        return list;
+                    }() + ") run and this host reaches them: resmgr cluster status"},
+                   {"Allocate with \"file_scope\": \"local\" for files outside cluster.shared_paths"});
+}
+
+void ClusterClaims::claim(const std::vector<std::string>& files, const std::string& workflow_id, TimePoint now) {
+    if (files.empty()) return;
+    const std::int64_t lease = lease_.held();
+    if (!lease) {
+        const std::string problem = lease_.problem();
+        unavailable("this node holds no lease in etcd: " + (problem.empty() ? "not registered yet" : problem));
+    }
+    const std::string value = ClaimHolder{config_.node_name, workflow_id, now}.to_json().dump();
+    std::vector<std::string> made;
+    auto undo = [&] {
+        for (const auto& f : made) release(f);
+    };
+    for (const auto& file : files) {
+        if (auto it = claims_.find(file); it != claims_.end()) {
+            undo();
+            throw ApiError(ErrorCode::CONFLICT, "File " + file + " is held by " + it->second.allocation_id + " on this node", "", {"file:" + file});
+        }
+        TxnOutcome outcome;
+        try {
+            outcome = etcd_.create_if_absent(key(file), value, lease);
+        } catch (const std::exception& e) {
+            undo();
+            unavailable(e.what());
+        }
+        if (!outcome.succeeded) {
+            undo();
+            throw ApiError(ErrorCode::CONFLICT, "File " + file + " is held across the cluster by " + describe(outcome.current), "", {"file:" + file},
+                           {"Wait for its holder to finish, or allocate with \"wait\": true on that node"});
+        }
+        claims_[file] = Claim{"", value, lease};
+        made.push_back(file);
+    }
+}
+
+void ClusterClaims::bind(const std::vector<std::string>& files, const std::string& allocation_id) {
+    for (const auto& f : files) {
+        if (allocation_id.empty()) release(f);
+        else if (auto it = claims_.find(f); it != claims_.end()) it->second.allocation_id = allocation_id;
+    }
+}
+
+void ClusterClaims::adopt(const std::vector<std::string>& files, const std::string& allocation_id, const std::string& workflow_id, TimePoint now) {
+    for (const auto& f : files) claims_[f] = Claim{allocation_id, ClaimHolder{config_.node_name, workflow_id, now}.to_json().dump(), 0};
+}
+
+std::optional<std::string> ClusterClaims::holder(const std::string& file) const {
+    auto it = claims_.find(file);
+    return it == claims_.end() ? std::nullopt : std::optional<std::string>(it->second.allocation_id);
+}
+
+std::vector<std::string> ClusterClaims::files_of(const std::string& allocation_id) const {
+    std::vector<std::string> out;
+    for (const auto& [file, c] : claims_)
+        if (c.allocation_id == allocation_id) out.push_back(file);
+    return out;
+}
+
+void ClusterClaims::release(const std::string& file) {
+    auto it = claims_.find(file);
+    if (it == claims_.end()) return;
+    const std::string value = it->second.value;
+    const bool made = it->second.lease != 0;
+    claims_.erase(it);
+    if (!made) return; // never claimed in this run: nothing of ours to delete
+    try {
+        etcd_.delete_if_value(key(file), value); // not ours any more (lease expired, taken): nothing to do
+    } catch (const std::exception& e) {
+        spdlog::warn("cluster: the claim on {} stays in etcd until a retry succeeds: {}", file, e.what());
+        drops_[file] = value;
+    }
+}
+
+std::vector<std::pair<std::string, std::string>> ClusterClaims::tick() {
+    std::vector<std::pair<std::string, std::string>> lost;
+    for (auto it = drops_.begin(); it != drops_.end();) {
+        try {
+            etcd_.delete_if_value(key(it->first), it->second);
+            it = drops_.erase(it);
+        } catch (const std::exception&) {
+            ++it; // etcd still away: the next tick
+        }
+    }
+    const std::int64_t lease = lease_.held();
+    if (!lease) return lost;
+    for (auto it = claims_.begin(); it != claims_.end();) {
+        Claim& c = it->second;
+        if (c.lease == lease) {
+            ++it;
+            continue;
+        }
+        try {
+            // The claim of before (this node's, under a lease that lapsed or a run that ended)
+            // may still be there: take it over; else claim it afresh.
+            const std::string fresh = ClaimHolder{config_.node_name, ClaimHolder::from_json(json::parse(c.value)).workflow_id, Clock::now()}.to_json().dump();
+            TxnOutcome outcome = etcd_.create_if_absent(key(it->first), fresh, lease);
+            if (!outcome.succeeded && outcome.current) {
+                bool ours = false;
+                try {
+                    ours = ClaimHolder::from_json(json::parse(outcome.current->value)).node == config_.node_name;
+                } catch (const std::exception&) {
+                }
+                if (ours) outcome = etcd_.replace_if_value(key(it->first), outcome.current->value, fresh, lease);
+            }
+            if (!outcome.succeeded) {
+                spdlog::warn("cluster: {} of {} is held by {} now; letting go of it", it->first, c.allocation_id, describe(outcome.current));
+                lost.emplace_back(it->first, c.allocation_id);
+                it = claims_.erase(it);
+                continue;
+            }
+            c.value = fresh;
+            c.lease = lease;
+        } catch (const std::exception& e) {
+            spdlog::warn("cluster: claiming {} again: {}", it->first, e.what());
+        }
+        ++it;
+    }
+    return lost;
+}
+
+std::set<std::string> ClusterClaims::unconfirmed() const {
+    const std::int64_t lease = lease_.held();
+    std::set<std::string> out;
+    for (const auto& [_, c] : claims_)
+        if (!c.allocation_id.empty() && (!lease || c.lease != lease)) out.insert(c.allocation_id);
+    return out;
+}
+
+json ClusterClaims::status() const {
+    const std::int64_t lease = lease_.held();
+    json list = json::array();
+    for (const auto& [file, c] : claims_)
+        list.push_back({{"file", file}, {"allocation_id", c.allocation_id}, {"held", c.lease != 0 && c.lease == lease}});
+    json drops = json::array();
+    for (const auto& [file, _] : drops_) drops.push_back(file);
+    return {{"claims", list}, {"drops_pending", drops}, {"fenced", fenced_}, {"shared_paths", config_.shared_paths}};
+}
+
+} // namespace resmgr::cluster
