@@ -57,6 +57,23 @@ std::vector<std::string> cluster_scoped(const std::vector<std::string>& files, b
     return out;
 }
 
+std::map<std::string, ClaimHolder> claims_of_others(const std::vector<KeyValue>& claims, const std::string& self,
+                                                    std::vector<std::string>& rejected) {
+    std::map<std::string, ClaimHolder> out;
+    const std::string prefix = kClaimsPrefix;
+    for (const auto& kv : claims) {
+        const std::string file = kv.key.substr(std::min(prefix.size(), kv.key.size()));
+        try {
+            if (kv.key.compare(0, prefix.size(), prefix) != 0 || file.empty() || file[0] != '/') throw std::invalid_argument("not a claim of an absolute path");
+            ClaimHolder h = ClaimHolder::from_json(json::parse(kv.value));
+            if (h.node != self) out.emplace(file, std::move(h));
+        } catch (const std::exception& e) {
+            rejected.push_back(kv.key + ": " + e.what());
+        }
+    }
+    return out;
+}
+
 ClusterClaims::ClusterClaims(const ClusterConfig& config, Lease lease, std::unique_ptr<Transport> transport)
     : config_(config), lease_(std::move(lease)), etcd_(config.endpoints, std::move(transport), kClaimTimeout) {}
 
@@ -204,7 +221,9 @@ json ClusterClaims::status() const {
         list.push_back({{"file", file}, {"allocation_id", c.allocation_id}, {"held", c.lease != 0 && c.lease == lease}});
     json drops = json::array();
     for (const auto& [file, _] : drops_) drops.push_back(file);
-    return {{"claims", list}, {"drops_pending", drops}, {"fenced", fenced_}, {"shared_paths", config_.shared_paths}};
+    json remote = json::array();
+    for (const auto& [file, node] : remote_holds_) remote.push_back({{"file", file}, {"node", node}});
+    return {{"claims", list}, {"drops_pending", drops}, {"fenced", fenced_}, {"held_for_other_nodes", remote}, {"shared_paths", config_.shared_paths}};
 }
 
 } // namespace resmgr::cluster

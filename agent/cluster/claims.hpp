@@ -40,6 +40,11 @@ struct ClaimHolder {
 std::vector<std::string> cluster_scoped(const std::vector<std::string>& files, bool file_scope_cluster,
                                         const std::vector<std::string>& shared_paths);
 
+// The claims under kClaimsPrefix that are not `self`'s, by file; a record that does not parse
+// is named in `rejected` and skipped.
+std::map<std::string, ClaimHolder> claims_of_others(const std::vector<KeyValue>& claims, const std::string& self,
+                                                    std::vector<std::string>& rejected);
+
 class ClusterClaims {
 public:
     // The lease this node's claims go under (0: none held now; ClusterMember::held_lease) and why
@@ -75,6 +80,8 @@ public:
     // are frozen until it can, so two nodes never both run a holder of one file.
     std::set<std::string> unconfirmed() const;
     std::set<std::string>& fenced() { return fenced_; } // frozen by fencing now
+    // Files other nodes claim that this node's guard holds now: file -> node.
+    std::map<std::string, std::string>& remote_holds() { return remote_holds_; }
 
 private:
     struct Claim {
@@ -90,6 +97,7 @@ private:
     std::map<std::string, Claim> claims_;     // file -> claim
     std::map<std::string, std::string> drops_; // file -> value still to delete
     std::set<std::string> fenced_;
+    std::map<std::string, std::string> remote_holds_;
 };
 
 } // namespace resmgr::cluster

@@ -81,8 +81,10 @@ void ClusterMember::step(Steady::time_point now) {
         if (offered && should_publish(published_, published_at_, *offered, now, kMinPublishInterval, config_.lease_ttl))
             publish(*offered, now);
         ClusterView view = build_view(etcd_.range_prefix(kNodesPrefix), etcd_.range_prefix(kMembersPrefix), config_.node_name);
+        std::map<std::string, ClaimHolder> others = claims_of_others(etcd_.range_prefix(kClaimsPrefix), config_.node_name, view.rejected);
         std::lock_guard lock(mutex_);
         view_ = std::move(view);
+        claims_by_others_ = std::move(others);
         view_read_at_ = Clock::now();
         if (!problem_.empty()) spdlog::info("cluster: etcd answers again at {}", etcd_.current_endpoint());
         problem_.clear();
@@ -155,6 +157,11 @@ json ClusterMember::status() const {
             {"nodes", nodes},
             {"rejected_records", view_.rejected},
             {"read_at", view_read_at_ ? json(format_timestamp(*view_read_at_)) : json(nullptr)}};
+}
+
+std::map<std::string, ClaimHolder> ClusterMember::claims_by_others() const {
+    std::lock_guard lock(mutex_);
+    return claims_by_others_;
 }
 
 std::int64_t ClusterMember::held_lease() const {

@@ -4,11 +4,12 @@
 // reads every node's record into a cache that `cluster status` answers from without waiting.
 // etcd unreachable, at start or later: local work goes on; the status says since when and why.
 // The loop hands the node's figures over with offer(); nothing else crosses the two threads.
-// May call: cluster/etcd, cluster/membership, cluster/config.
+// May call: cluster/etcd, cluster/membership, cluster/config, cluster/claims (ClaimHolder).
 #pragma once
 
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -16,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cluster/claims.hpp"
 #include "cluster/config.hpp"
 #include "cluster/etcd.hpp"
 #include "cluster/membership.hpp"
@@ -40,6 +42,9 @@ public:
     // at once, not after the TTL) and joins the thread. Best effort: etcd may be gone.
     void stop();
 
+    // The cluster-scoped files other nodes claim (file -> holder), as last read: this node's
+    // guard holds them against its own workflows.
+    std::map<std::string, ClaimHolder> claims_by_others() const;
     // The lease this node's claims go under: 0 while it is not held by this node's clock.
     std::int64_t held_lease() const;
     // `cluster status`: this node, etcd's reachability, the lease, and every node known.
@@ -61,6 +66,7 @@ private:
     bool stopping_ = false;
     std::optional<NodeStatus> offered_;
     ClusterView view_;
+    std::map<std::string, ClaimHolder> claims_by_others_;
     std::optional<TimePoint> view_read_at_;
     std::string problem_; // the last failure, cleared by the next success
     std::optional<TimePoint> unreachable_since_;

@@ -185,6 +185,24 @@ std::vector<std::string> ExclusiveFiles::hold(const Allocation& a) {
     return unenforced;
 }
 
+namespace {
+std::string node_holder(const std::string& node) { return "cluster:" + node; }
+} // namespace
+
+std::optional<std::string> ExclusiveFiles::hold_for_node(const std::string& file, const std::string& node, const std::string& workflow_id) {
+    if (!guard_) return "no file guard: " + guard_unavailable_;
+    try {
+        guard_->hold({file, node_holder(node), workflow_id, 0, "/resmgr-cluster/" + node, std::nullopt});
+    } catch (const conflicts::GuardError& e) {
+        return std::string(e.what());
+    }
+    return std::nullopt;
+}
+
+void ExclusiveFiles::release_for_node(const std::string& file, const std::string& node) {
+    if (guard_) guard_->release(node_holder(node), file);
+}
+
 void ExclusiveFiles::release(const std::string& id, const std::optional<std::string>& file, const std::string& resolution) {
     if (guard_) guard_->release(id, file);
     if (!registry_.resolve_for_holder(id, file, resolution, clock_()).empty()) save();

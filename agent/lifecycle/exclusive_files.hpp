@@ -65,6 +65,10 @@ public:
     // Drops the allocation's holds (or one file) and resolves the conflicts over them; then
     // tells `on_release` (the cluster's claims follow the local holds).
     void release(const std::string& id, const std::optional<std::string>& file, const std::string& resolution);
+    // A file another node of the cluster claims: guarded against every workflow of this node
+    // (its owner group is one no process is in). The error when it cannot be guarded.
+    std::optional<std::string> hold_for_node(const std::string& file, const std::string& node, const std::string& workflow_id);
+    void release_for_node(const std::string& file, const std::string& node);
     using ReleaseObserver = std::function<void(const std::string& id, const std::optional<std::string>& file)>;
     void set_on_release(ReleaseObserver observer) { on_release_ = std::move(observer); }
 

@@ -103,8 +103,10 @@ struct Node {
     std::string name, dir, socket, root, log;
     pid_t pid = -1;
 
-    // `endpoints` empty: a node outside any cluster.
-    void start(const std::string& parent, const std::string& mount, const std::string& node_name, const std::string& endpoints) {
+    // `endpoints` empty: a node outside any cluster. `guard`: with its fanotify file guard, on a
+    // policy whose outsiders are refused at once (file_locking), not queued.
+    void start(const std::string& parent, const std::string& mount, const std::string& node_name, const std::string& endpoints,
+               bool guard = false) {
         name = node_name;
         dir = parent + "/" + name;
         std::filesystem::create_directories(dir);
@@ -112,7 +114,13 @@ struct Node {
         log = dir + "/resmgrd.log";
         root = mount + "/resmgr-clustertest-" + std::to_string(::getpid()) + "-" + name;
         std::vector<std::string> argv{build_paths::resmgrd, "--state-dir", dir + "/state", "--socket", socket, "--cgroup-root", root,
-                                      "--backend", "cgroupfs", "--no-file-guard", "--log-level", "debug"};
+                                      "--backend", "cgroupfs", "--log-level", "debug"};
+        if (guard) {
+            std::ofstream(dir + "/policy.json") << R"({"resource_policies":{"file_conflicts":{"strategy":"file_locking"}}})";
+            argv.insert(argv.end(), {"--config", dir + "/policy.json"});
+        } else {
+            argv.push_back("--no-file-guard");
+        }
         if (!endpoints.empty()) argv.insert(argv.end(), {"--cluster", endpoints, "--node-name", name, "--cluster-lease-ttl", "3s"});
         pid = spawn(argv, log);
         bool up = wait_until([&] {
@@ -400,6 +408,33 @@ TEST_F(ClusterHost, ANodeCutOffFromEtcdFreezesTheHoldersOfItsClaimsWithinTheTtlA
     etcd.restart();
     ASSERT_TRUE(wait_until([&] { return slurp(freeze_file) == "0\n"; }, 15s)) << nodes[0].diagnosis();
     EXPECT_EQ(nodes[0].cli({"cluster", "status"})["result"]["files"]["claims"][0]["held"], true);
+}
+
+TEST_F(ClusterHost, AFileAnotherNodeClaimsIsDeniedToThisNodesWorkflowsByItsGuard) {
+    etcd.start(dir);
+    nodes.resize(2);
+    nodes[0].start(dir, mount, "a", etcd.endpoints());
+    nodes[1].start(dir, mount, "b", etcd.endpoints(), true);
+    const json guard = nodes[1].cli({"doctor"})["result"]["daemon"]["file_guard"];
+    if (!guard.value("available", false)) GTEST_SKIP() << "the file guard does not run here: " << guard.dump();
+    const std::string file = shared_file();
+    const json b_alloc = nodes[1].cli({"allocate", R"({"workflow_id":"wf-b","resources":{"cpu_cores":0.1,"memory_gb":0.1}})"});
+    ASSERT_EQ(b_alloc["status"], "success") << b_alloc.dump();
+    const std::string b_group = b_alloc["result"]["cgroup_path"];
+    EXPECT_EQ(exit_within(try_open(file, O_WRONLY, b_group), 5s), kOpened) << "nobody holds it yet";
+    ASSERT_TRUE(wait_until([&] { return nodes[0].cli({"cluster", "status"})["result"]["lease"]["held"] == true; }, 10s));
+    const json held = nodes[0].allocate_file(file, "wf-a");
+    ASSERT_EQ(held["status"], "success") << held.dump();
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(wait_until([&] { return exit_within(try_open(file, O_WRONLY, b_group), 5s) == kDenied; }, 5s)) << nodes[1].diagnosis();
+    const auto guarded = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    std::printf("[ measured ] b's guard denies b's workflows %lld ms after a claimed the file\n", static_cast<long long>(guarded.count()));
+    EXPECT_EQ(exit_within(try_open(file, O_RDONLY, b_group), 5s), kOpened) << "exclusive_writes: reads are let through";
+    EXPECT_EQ(nodes[1].cli({"cluster", "status"})["result"]["files"]["held_for_other_nodes"],
+              json::array({{{"file", file}, {"node", "a"}}}));
+    // Released on a: b's workflows write again.
+    ASSERT_EQ(nodes[0].cli({"release", json{{"allocation_id", held["result"]["allocation_id"]}}.dump()})["status"], "success");
+    EXPECT_TRUE(wait_until([&] { return exit_within(try_open(file, O_WRONLY, b_group), 5s) == kOpened; }, 5s)) << nodes[1].diagnosis();
 }
 
 } // namespace

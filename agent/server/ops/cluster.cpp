@@ -2,6 +2,7 @@
 // gone, from the member thread's cache (never waiting on etcd); and the node's own figures that
 // the loop offers the member thread to publish.
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include <spdlog/spdlog.h>
@@ -92,6 +93,31 @@ void fence(Context& ctx) {
     }
 }
 
+// The guard holds what other nodes claim (read by the member thread each second), and lets go
+// of what they no longer do.
+void sync_remote_holds(Context& ctx) {
+    if (!ctx.files.guard()) return; // admission is what refuses them then (the claim in etcd)
+    std::map<std::string, std::string>& held = ctx.claims->remote_holds();
+    const std::map<std::string, cluster::ClaimHolder> wanted = ctx.cluster->claims_by_others();
+    for (auto it = held.begin(); it != held.end();) {
+        auto w = wanted.find(it->first);
+        if (w != wanted.end() && w->second.node == it->second) {
+            ++it;
+            continue;
+        }
+        ctx.files.release_for_node(it->first, it->second);
+        it = held.erase(it);
+    }
+    for (const auto& [file, holder] : wanted) {
+        if (held.count(file)) continue;
+        // One try per claim: a file the guard refuses (a local hold of it with file_scope "local")
+        // is logged once, not each second.
+        if (auto error = ctx.files.hold_for_node(file, holder.node, holder.workflow_id))
+            spdlog::warn("cluster: {} (claimed by node {}) is not guarded here: {}", file, holder.node, *error);
+        held[file] = holder.node;
+    }
+}
+
 } // namespace
 
 void on_cluster_tick(Context& ctx) {
@@ -105,6 +131,7 @@ void on_cluster_tick(Context& ctx) {
                         a->workflow_id, id, {{"file", file}, {"scope", "cluster"}});
     }
     fence(ctx);
+    sync_remote_holds(ctx);
 }
 
 void on_files_released(Context& ctx, const std::string& id, const std::optional<std::string>& file) {
