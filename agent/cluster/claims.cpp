@@ -101,6 +101,7 @@ void ClusterClaims::claim(const std::vector<std::string>& files, const std::stri
     };
     for (const auto& file : files) {
         if (auto it = claims_.find(file); it != claims_.end()) {
+            if (it->second.allocation_id.empty() && it->second.lease == lease) continue; // unbound: this request takes it over
             undo();
             throw ApiError(ErrorCode::CONFLICT, "File " + file + " is held by " + it->second.allocation_id + " on this node", "", {"file:" + file});
         }
@@ -119,6 +120,10 @@ void ClusterClaims::claim(const std::vector<std::string>& files, const std::stri
         claims_[file] = Claim{"", value, lease};
         made.push_back(file);
     }
+}
+
+void ClusterClaims::unbind(const std::string& file) {
+    if (auto it = claims_.find(file); it != claims_.end()) it->second.allocation_id.clear();
 }
 
 void ClusterClaims::bind(const std::vector<std::string>& files, const std::string& allocation_id) {

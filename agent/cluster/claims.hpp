@@ -58,6 +58,9 @@ public:
     // Claims every file for `workflow_id` (all or none): ApiError CONFLICT naming the node that
     // holds one, CLUSTER_UNAVAILABLE when this node holds no lease or etcd does not answer.
     void claim(const std::vector<std::string>& files, const std::string& workflow_id, TimePoint now);
+    // The claim on `file` belongs to no allocation for now: its holder is ending, and the next
+    // claim of the file by this node takes it over instead of meeting a CONFLICT with itself.
+    void unbind(const std::string& file);
     // The claims just made belong to this allocation (or, with an empty id, are dropped).
     void bind(const std::vector<std::string>& files, const std::string& allocation_id);
     // Start: an allocation restored from the state holds these files; claimed again under this

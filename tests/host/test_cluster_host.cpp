@@ -5,14 +5,11 @@
 #include "build_paths.hpp"
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "etcd_cluster.hpp"
 #include "host_support.hpp"
 #include "resmgr/client.hpp"
 
@@ -22,81 +19,7 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-constexpr const char* kEtcd = "/usr/bin/etcd";
 constexpr auto kTtl = 3s;
-
-bool port_free(int port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    ::close(fd);
-    return free;
-}
-
-// Six free loopback ports in a row (three members: client and peer each), from a pid-derived start.
-int free_port_base() {
-    for (int base = 20000 + (::getpid() % 4000) * 6; base < 60000; base += 6) {
-        bool all = true;
-        for (int p = base; p < base + 6 && all; ++p) all = port_free(p);
-        if (all) return base;
-    }
-    return -1;
-}
-
-// Three etcd members, each its own data dir and ports, one cluster.
-struct EtcdCluster {
-    std::string dir;
-    int base = -1;
-    std::vector<pid_t> pids{-1, -1, -1};
-
-    std::string client_url(int i) const { return "http://127.0.0.1:" + std::to_string(base + 2 * i); }
-    std::string peer_url(int i) const { return "http://127.0.0.1:" + std::to_string(base + 2 * i + 1); }
-    std::string endpoints() const { return client_url(0) + "," + client_url(1) + "," + client_url(2); }
-
-    std::vector<std::vector<std::string>> argv{3};
-
-    void start(const std::string& parent) {
-        dir = parent + "/etcd";
-        std::filesystem::create_directories(dir);
-        base = free_port_base();
-        ASSERT_GT(base, 0) << "no six free loopback ports";
-        std::string initial;
-        for (int i = 0; i < 3; ++i) initial += (i ? "," : "") + std::string("m") + std::to_string(i) + "=" + peer_url(i);
-        for (int i = 0; i < 3; ++i) {
-            const std::string name = "m" + std::to_string(i);
-            argv[i] = {kEtcd, "--name", name, "--data-dir", dir + "/" + name, "--listen-client-urls", client_url(i),
-                       "--advertise-client-urls", client_url(i), "--listen-peer-urls", peer_url(i), "--initial-advertise-peer-urls",
-                       peer_url(i), "--initial-cluster", initial, "--initial-cluster-state", "new", "--initial-cluster-token",
-                       "resmgr-test-" + std::to_string(::getpid())};
-        }
-        restart();
-    }
-    // Starts every member that is not running (a stopped one comes back with its data).
-    void restart() {
-        for (int i = 0; i < 3; ++i)
-            if (pids[i] <= 0) pids[i] = spawn(argv[i], dir + "/m" + std::to_string(i) + ".log");
-        // Up when a key can be written through each member (so there is a leader and a quorum).
-        for (int i = 0; i < 3; ++i) {
-            bool up = wait_until([&] {
-                return run({"/usr/bin/etcdctl", "--endpoints", client_url(i), "--dial-timeout", "1s", "--command-timeout", "1s", "put",
-                            "/resmgr-test/up", "1"}, {"ETCDCTL_API=3"}).status == 0;
-            }, 20s);
-            ASSERT_TRUE(up) << "etcd member " << i << " did not start:\n" << slurp(dir + "/m" + std::to_string(i) + ".log");
-        }
-    }
-    void stop(int i) {
-        if (pids[i] <= 0) return;
-        ::kill(pids[i], SIGTERM);
-        ::waitpid(pids[i], nullptr, 0);
-        pids[i] = -1;
-    }
-    ~EtcdCluster() {
-        for (int i = 0; i < 3; ++i) stop(i);
-    }
-};
 
 // One resmgrd node of the test's own.
 struct Node {
@@ -203,7 +126,8 @@ protected:
 
     void SetUp() override {
         if (auto why = cgroup2_unavailable(mount)) GTEST_SKIP() << "cluster host test skipped: " << *why;
-        if (::access(kEtcd, X_OK) != 0) GTEST_SKIP() << "cluster host test skipped: no " << kEtcd << " (apt-get install etcd-server etcd-client)";
+        if (::access(EtcdCluster::kEtcd, X_OK) != 0)
+            GTEST_SKIP() << "cluster host test skipped: no " << EtcdCluster::kEtcd << " (apt-get install etcd-server etcd-client)";
         char tmpl[] = "/tmp/resmgr-cluster-XXXXXX";
         dir = ::mkdtemp(tmpl);
     }
@@ -226,7 +150,7 @@ protected:
 };
 
 TEST_F(ClusterHost, EveryNodeSeesEveryNodeLiveWithItsFiguresAndAChangeWithinSeconds) {
-    etcd.start(dir);
+    ASSERT_EQ(etcd.start(dir), "");
     start_nodes(3, etcd.endpoints());
     for (const Node& n : nodes)
         ASSERT_TRUE(wait_until([&] { return n.sees("a", "live") && n.sees("b", "live") && n.sees("c", "live"); }, 10s)) << n.diagnosis();
@@ -251,7 +175,7 @@ TEST_F(ClusterHost, EveryNodeSeesEveryNodeLiveWithItsFiguresAndAChangeWithinSeco
 }
 
 TEST_F(ClusterHost, AKilledNodeIsGoneWithinItsTtlAndACleanShutdownAtOnce) {
-    etcd.start(dir);
+    ASSERT_EQ(etcd.start(dir), "");
     start_nodes(3, etcd.endpoints());
     ASSERT_TRUE(wait_until([&] { return nodes[2].sees("a", "live") && nodes[2].sees("b", "live"); }, 10s));
     // kill -9: no goodbye; the lease lapses in etcd after its TTL.
@@ -277,7 +201,7 @@ TEST_F(ClusterHost, AKilledNodeIsGoneWithinItsTtlAndACleanShutdownAtOnce) {
 }
 
 TEST_F(ClusterHost, StoppingTheEtcdMemberANodeTalksToLosesNothing) {
-    etcd.start(dir);
+    ASSERT_EQ(etcd.start(dir), "");
     start_nodes(2, etcd.endpoints());
     ASSERT_TRUE(wait_until([&] { return nodes[1].sees("a", "live"); }, 10s));
     const std::string endpoint = nodes[0].cli({"cluster", "status"})["result"]["etcd"]["endpoint"];
@@ -334,7 +258,7 @@ TEST_F(ClusterHost, ANodeOutsideAClusterAnswersUnsupportedSayingHowToJoin) {
 }
 
 TEST_F(ClusterHost, AFileClaimedThroughOneNodeIsRefusedOnTheOthersUntilReleased) {
-    etcd.start(dir);
+    ASSERT_EQ(etcd.start(dir), "");
     start_nodes(3, etcd.endpoints());
     const std::string file = shared_file();
     ASSERT_TRUE(wait_until([&] { return nodes[0].cli({"cluster", "status"})["result"]["lease"]["held"] == true; }, 10s));
@@ -359,7 +283,7 @@ TEST_F(ClusterHost, AFileClaimedThroughOneNodeIsRefusedOnTheOthersUntilReleased)
 }
 
 TEST_F(ClusterHost, ADeadNodesClaimIsFreeWithinItsTtlAndItDoesNotGetItBackAfterARestart) {
-    etcd.start(dir);
+    ASSERT_EQ(etcd.start(dir), "");
     start_nodes(2, etcd.endpoints());
     const std::string file = shared_file();
     ASSERT_TRUE(wait_until([&] { return nodes[0].cli({"cluster", "status"})["result"]["lease"]["held"] == true; }, 10s));
@@ -387,7 +311,7 @@ TEST_F(ClusterHost, ADeadNodesClaimIsFreeWithinItsTtlAndItDoesNotGetItBackAfterA
 }
 
 TEST_F(ClusterHost, ANodeCutOffFromEtcdFreezesTheHoldersOfItsClaimsWithinTheTtlAndThawsThemAfter) {
-    etcd.start(dir);
+    ASSERT_EQ(etcd.start(dir), "");
     start_nodes(1, etcd.endpoints());
     const std::string file = shared_file();
     ASSERT_TRUE(wait_until([&] { return nodes[0].cli({"cluster", "status"})["result"]["lease"]["held"] == true; }, 10s));
@@ -405,13 +329,13 @@ TEST_F(ClusterHost, ANodeCutOffFromEtcdFreezesTheHoldersOfItsClaimsWithinTheTtlA
     // Local work without cluster files goes on meanwhile; a cluster claim is refused, saying why.
     EXPECT_EQ(nodes[0].cli({"allocate", R"({"workflow_id":"wf-local","resources":{"cpu_cores":0.1,"memory_gb":0.1}})"})["status"], "success");
     EXPECT_EQ(nodes[0].allocate_file(dir + "/shared/other", "wf-x", 1)["error"]["code"], "CLUSTER_UNAVAILABLE");
-    etcd.restart();
+    ASSERT_EQ(etcd.restart(), "");
     ASSERT_TRUE(wait_until([&] { return slurp(freeze_file) == "0\n"; }, 15s)) << nodes[0].diagnosis();
     EXPECT_EQ(nodes[0].cli({"cluster", "status"})["result"]["files"]["claims"][0]["held"], true);
 }
 
 TEST_F(ClusterHost, AFileAnotherNodeClaimsIsDeniedToThisNodesWorkflowsByItsGuard) {
-    etcd.start(dir);
+    ASSERT_EQ(etcd.start(dir), "");
     nodes.resize(2);
     nodes[0].start(dir, mount, "a", etcd.endpoints());
     nodes[1].start(dir, mount, "b", etcd.endpoints(), true);

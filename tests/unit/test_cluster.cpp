@@ -341,6 +341,20 @@ TEST(ClusterClaimsTest, NoLeaseOrNoEtcdIsClusterUnavailableAndLocalFilesNeedNoth
     EXPECT_TRUE(rig.etcd->script.empty());
 }
 
+TEST(ClusterClaimsTest, AClaimOfThisNodeIsAConflictUntilItsEndingHolderLetsItBeTakenOver) {
+    ClaimsRig rig;
+    rig.etcd->script = {ClaimsRig::taken()};
+    rig.claims->claim({"/f"}, "wf", Clock::now());
+    rig.claims->bind({"/f"}, "alloc_1");
+    EXPECT_EQ(code_of([&] { rig.claims->claim({"/f"}, "wf2", Clock::now()); }), ErrorCode::CONFLICT);
+    rig.claims->unbind("/f"); // alloc_1 was released and is ending
+    rig.claims->claim({"/f"}, "wf2", Clock::now()); // taken over: etcd is not asked
+    EXPECT_EQ(rig.etcd->urls.size(), 1u);
+    rig.claims->bind({"/f"}, "alloc_2");
+    EXPECT_TRUE(rig.claims->files_of("alloc_1").empty());
+    EXPECT_EQ(rig.claims->files_of("alloc_2"), std::vector<std::string>{"/f"});
+}
+
 TEST(ClusterClaimsTest, AReleaseEtcdDidNotTakeIsRetriedAtTheNextTick) {
     ClaimsRig rig;
     rig.etcd->script = {ClaimsRig::taken()};

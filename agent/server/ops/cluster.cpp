@@ -43,6 +43,12 @@ std::vector<std::string> claim_cluster_files(Context& ctx, const AllocationReque
     }
     std::vector<std::string> files = cluster::cluster_scoped(request.constraints.exclusive_access, request.constraints.cluster_files,
                                                              ctx.cluster->config().shared_paths);
+    // A holder of this node that was released and is still ending (its group not yet empty)
+    // no longer holds the file in the ledger; its claim is taken over, as the ledger's hold is.
+    for (const auto& f : files)
+        if (auto holder = ctx.claims->holder(f); holder && !holder->empty())
+            if (const Allocation* a = ctx.ledger().find(*holder); !a || a->terminating_since || a->status != AllocationStatus::active)
+                ctx.claims->unbind(f);
     ctx.claims->claim(files, request.workflow_id, ctx.clock());
     return files;
 }
@@ -136,18 +142,21 @@ void on_cluster_tick(Context& ctx) {
 
 void on_files_released(Context& ctx, const std::string& id, const std::optional<std::string>& file) {
     if (!ctx.claims) return;
-    const std::vector<std::string> files = file ? std::vector<std::string>{*file} : ctx.claims->files_of(id);
-    for (const auto& f : files) {
-        if (ctx.claims->holder(f) != id) continue;
-        // Handed over to another allocation of this node: the claim stays and follows it.
-        std::optional<std::string> next;
-        for (const auto& [other, a] : ctx.ledger().allocations())
-            if (other != id && a.status != AllocationStatus::released && a.status != AllocationStatus::expired &&
-                std::find(a.constraints.exclusive_access.begin(), a.constraints.exclusive_access.end(), f) != a.constraints.exclusive_access.end())
-                next = other;
-        if (next) ctx.claims->bind({f}, *next);
-        else ctx.claims->release(f);
+    // The whole allocation ended: its claims go.
+    if (!file) {
+        for (const auto& f : ctx.claims->files_of(id)) ctx.claims->release(f);
+        return;
     }
+    if (ctx.claims->holder(*file) != id) return;
+    // One file let go of (resolve-conflicts): handed over to another running allocation of this
+    // node (Lifecycle::move_file gave it the file first), the claim stays and follows it.
+    for (const auto& [other, a] : ctx.ledger().allocations())
+        if (other != id && a.status == AllocationStatus::active && !a.terminating_since &&
+            std::find(a.constraints.exclusive_access.begin(), a.constraints.exclusive_access.end(), *file) != a.constraints.exclusive_access.end()) {
+            ctx.claims->bind({*file}, other);
+            return;
+        }
+    ctx.claims->release(*file);
 }
 
 namespace {
