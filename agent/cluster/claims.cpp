@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <filesystem>
+#include <random>
+
 #include "resmgr/protocol.hpp"
 
 namespace resmgr::cluster {
@@ -30,7 +33,16 @@ std::string describe(const std::optional<KeyValue>& current) {
 
 } // namespace
 
-json ClaimHolder::to_json() const { return {{"node", node}, {"workflow_id", workflow_id}, {"since", format_timestamp(since)}}; }
+std::string ClaimHolder::new_token() {
+    static thread_local std::mt19937_64 random{std::random_device{}()};
+    char text[17];
+    std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(random()));
+    return text;
+}
+
+json ClaimHolder::to_json() const {
+    return {{"node", node}, {"workflow_id", workflow_id}, {"since", format_timestamp(since)}, {"token", token}};
+}
 
 ClaimHolder ClaimHolder::from_json(const json& j) {
     if (!j.is_object()) throw std::invalid_argument("not a JSON object");
@@ -42,6 +54,7 @@ ClaimHolder ClaimHolder::from_json(const json& j) {
     auto since = parse_timestamp(j["since"].get<std::string>());
     if (!since) throw std::invalid_argument("\"since\" is not an RFC 3339 time");
     h.since = *since;
+    h.token = j.contains("token") && j["token"].is_string() ? j["token"].get<std::string>() : "";
     return h;
 }
 
@@ -64,7 +77,10 @@ std::map<std::string, ClaimHolder> claims_of_others(const std::vector<KeyValue>&
     for (const auto& kv : claims) {
         const std::string file = kv.key.substr(std::min(prefix.size(), kv.key.size()));
         try {
-            if (kv.key.compare(0, prefix.size(), prefix) != 0 || file.empty() || file[0] != '/') throw std::invalid_argument("not a claim of an absolute path");
+            // Anyone who can write to etcd can write here: only plain absolute paths are held.
+            if (kv.key.compare(0, prefix.size(), prefix) != 0 || file.empty() || file[0] != '/' ||
+                std::filesystem::path(file).lexically_normal().string() != file || file.size() > 4096)
+                throw std::invalid_argument("not a claim of a normal absolute path");
             ClaimHolder h = ClaimHolder::from_json(json::parse(kv.value));
             if (h.node != self) out.emplace(file, std::move(h));
         } catch (const std::exception& e) {
@@ -109,15 +125,19 @@ void ClusterClaims::claim(const std::vector<std::string>& files, const std::stri
         try {
             outcome = etcd_.create_if_absent(key(file), value, lease);
         } catch (const std::exception& e) {
+            // A member may have applied it before the answer was lost: delete it (value-checked) later.
+            drops_[file] = value;
             undo();
             unavailable(e.what());
         }
-        if (!outcome.succeeded) {
+        // Applied by a member whose answer timed out, then refused on the retry: it is this claim.
+        const bool ours = outcome.current && outcome.current->value == value;
+        if (!outcome.succeeded && !ours) {
             undo();
             throw ApiError(ErrorCode::CONFLICT, "File " + file + " is held across the cluster by " + describe(outcome.current), "", {"file:" + file},
                            {"Wait for its holder to finish, or allocate with \"wait\": true on that node"});
         }
-        claims_[file] = Claim{"", value, lease};
+        claims_[file] = Claim{"", value, lease, {}};
         made.push_back(file);
     }
 }
@@ -134,7 +154,7 @@ void ClusterClaims::bind(const std::vector<std::string>& files, const std::strin
 }
 
 void ClusterClaims::adopt(const std::vector<std::string>& files, const std::string& allocation_id, const std::string& workflow_id, TimePoint now) {
-    for (const auto& f : files) claims_[f] = Claim{allocation_id, ClaimHolder{config_.node_name, workflow_id, now}.to_json().dump(), 0};
+    for (const auto& f : files) claims_[f] = Claim{allocation_id, ClaimHolder{config_.node_name, workflow_id, now}.to_json().dump(), 0, {}};
 }
 
 std::optional<std::string> ClusterClaims::holder(const std::string& file) const {
@@ -164,51 +184,47 @@ void ClusterClaims::release(const std::string& file) {
     }
 }
 
-std::vector<std::pair<std::string, std::string>> ClusterClaims::tick() {
-    std::vector<std::pair<std::string, std::string>> lost;
+void ClusterClaims::tick() {
     for (auto it = drops_.begin(); it != drops_.end();) {
         try {
             etcd_.delete_if_value(key(it->first), it->second);
             it = drops_.erase(it);
         } catch (const std::exception&) {
-            ++it; // etcd still away: the next tick
+            break; // etcd still away: the rest wait for the next tick too
         }
     }
     const std::int64_t lease = lease_.held();
-    if (!lease) return lost;
-    for (auto it = claims_.begin(); it != claims_.end();) {
-        Claim& c = it->second;
-        if (c.lease == lease) {
-            ++it;
-            continue;
-        }
+    if (!lease) return;
+    for (auto& [file, c] : claims_) {
+        if (c.lease == lease) continue;
+        std::string problem;
         try {
             // The claim of before (this node's, under a lease that lapsed or a run that ended)
             // may still be there: take it over; else claim it afresh.
-            const std::string fresh = ClaimHolder{config_.node_name, ClaimHolder::from_json(json::parse(c.value)).workflow_id, Clock::now()}.to_json().dump();
-            TxnOutcome outcome = etcd_.create_if_absent(key(it->first), fresh, lease);
-            if (!outcome.succeeded && outcome.current) {
+            ClaimHolder fresh_holder{config_.node_name, ClaimHolder::from_json(json::parse(c.value)).workflow_id, Clock::now()};
+            const std::string fresh = fresh_holder.to_json().dump();
+            TxnOutcome outcome = etcd_.create_if_absent(key(file), fresh, lease);
+            if (!outcome.succeeded && outcome.current && outcome.current->value != fresh) {
                 bool ours = false;
                 try {
                     ours = ClaimHolder::from_json(json::parse(outcome.current->value)).node == config_.node_name;
                 } catch (const std::exception&) {
                 }
-                if (ours) outcome = etcd_.replace_if_value(key(it->first), outcome.current->value, fresh, lease);
+                if (ours) outcome = etcd_.replace_if_value(key(file), outcome.current->value, fresh, lease);
             }
-            if (!outcome.succeeded) {
-                spdlog::warn("cluster: {} of {} is held by {} now; letting go of it", it->first, c.allocation_id, describe(outcome.current));
-                lost.emplace_back(it->first, c.allocation_id);
-                it = claims_.erase(it);
+            if (outcome.succeeded || (outcome.current && outcome.current->value == fresh)) {
+                c.value = fresh;
+                c.lease = lease;
+                c.problem.clear();
                 continue;
             }
-            c.value = fresh;
-            c.lease = lease;
+            problem = "held by " + describe(outcome.current) + "; " + c.allocation_id + " stays frozen until this node gets it back";
         } catch (const std::exception& e) {
-            spdlog::warn("cluster: claiming {} again: {}", it->first, e.what());
+            problem = e.what();
         }
-        ++it;
+        if (problem != c.problem) spdlog::warn("cluster: claiming {} again: {}", file, problem);
+        c.problem = problem;
     }
-    return lost;
 }
 
 std::set<std::string> ClusterClaims::unconfirmed() const {
@@ -223,7 +239,8 @@ json ClusterClaims::status() const {
     const std::int64_t lease = lease_.held();
     json list = json::array();
     for (const auto& [file, c] : claims_)
-        list.push_back({{"file", file}, {"allocation_id", c.allocation_id}, {"held", c.lease != 0 && c.lease == lease}});
+        list.push_back({{"file", file}, {"allocation_id", c.allocation_id}, {"held", c.lease != 0 && c.lease == lease},
+                        {"problem", c.problem.empty() ? json(nullptr) : json(c.problem)}});
     json drops = json::array();
     for (const auto& [file, _] : drops_) drops.push_back(file);
     json remote = json::array();

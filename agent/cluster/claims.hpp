@@ -31,6 +31,10 @@ inline constexpr const char* kClaimsPrefix = "/resmgr/claims"; // + the file's a
 struct ClaimHolder {
     std::string node, workflow_id;
     TimePoint since{};
+    // Random, one per claim made: the value-checked delete of an old claim never takes a newer
+    // one of the same workflow made within the same second.
+    std::string token = new_token();
+    static std::string new_token();
     nlohmann::json to_json() const;
     static ClaimHolder from_json(const nlohmann::json& j); // throws std::invalid_argument
 };
@@ -69,13 +73,14 @@ public:
     // The holder id of a claimed file, or nullopt.
     std::optional<std::string> holder(const std::string& file) const;
     std::vector<std::string> files_of(const std::string& allocation_id) const;
+    bool files_held_empty() const { return claims_.empty(); }
     // Drops the claim on `file` (value-checked: only this node's own claim goes).
     void release(const std::string& file);
 
     // Each tick: retries drops etcd did not take; claims again, under the current lease, what a
-    // new lease or a restart left unclaimed. Returns the (file, allocation id) pairs another node
-    // holds now: this node must let go of them.
-    std::vector<std::pair<std::string, std::string>> tick();
+    // new lease or a restart left unclaimed. A claim another node took meanwhile stays unclaimed
+    // here (its holder fenced, see unconfirmed()) until that node lets go and this one gets it.
+    void tick();
     nlohmann::json status() const;
 
     // Fencing: the allocations holding a claim that this node cannot vouch for now (its lease is
@@ -90,6 +95,7 @@ private:
     struct Claim {
         std::string allocation_id, value;
         std::int64_t lease = 0; // 0: to be claimed again at the next tick
+        std::string problem;    // why the last try to claim it again failed (logged when it changes)
     };
     std::string key(const std::string& file) const { return kClaimsPrefix + file; }
     [[noreturn]] void unavailable(const std::string& why) const;

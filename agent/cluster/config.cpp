@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 
 #include "resmgr/protocol.hpp"
 
@@ -32,7 +33,8 @@ std::string check_endpoint(std::string url, const std::string& field) {
 } // namespace
 
 json ClusterConfig::to_json() const {
-    return {{"etcd", endpoints}, {"node_name", node_name}, {"lease_ttl", format_duration(lease_ttl)}, {"shared_paths", shared_paths}};
+    return {{"etcd", endpoints}, {"node_name", node_name}, {"lease_ttl", format_duration(lease_ttl)}, {"shared_paths", shared_paths},
+            {"max_agents", max_agents}};
 }
 
 std::vector<std::string> parse_endpoints(std::string_view list, const std::string& field) {
@@ -73,8 +75,8 @@ ClusterConfig parse_cluster_config(const json& section) {
     if (section.is_null()) return config;
     if (!section.is_object()) bad("cluster", "expected an object");
     for (const auto& [key, _] : section.items())
-        if (key != "etcd" && key != "node_name" && key != "lease_ttl" && key != "shared_paths")
-            bad("cluster." + key, "unknown key (etcd, node_name, lease_ttl, shared_paths)");
+        if (key != "etcd" && key != "node_name" && key != "lease_ttl" && key != "shared_paths" && key != "max_agents")
+            bad("cluster." + key, "unknown key (etcd, node_name, lease_ttl, shared_paths, max_agents)");
     if (auto it = section.find("etcd"); it != section.end()) {
         if (!it->is_array() || it->empty()) bad("cluster.etcd", "expected a non-empty array of http://HOST:PORT URLs");
         for (size_t i = 0; i < it->size(); ++i) {
@@ -95,10 +97,20 @@ ClusterConfig parse_cluster_config(const json& section) {
             const auto& p = (*it)[i];
             if (!p.is_string() || p.get<std::string>().empty() || p.get<std::string>()[0] != '/')
                 bad("cluster.shared_paths[" + std::to_string(i) + "]", "expected an absolute path");
-            config.shared_paths.push_back(p.get<std::string>());
+            // As normalize() writes the files it compares them with: no "." or "..", no trailing '/'.
+            std::string dir = std::filesystem::path(p.get<std::string>()).lexically_normal().string();
+            while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+            config.shared_paths.push_back(dir);
         }
     }
+    if (auto it = section.find("max_agents"); it != section.end()) config.max_agents = parse_max_agents(*it);
     return config;
+}
+
+int parse_max_agents(const json& value, const std::string& field) {
+    if (!value.is_number_integer() || value.get<long long>() < 0 || value.get<long long>() > kMaxClusterAgents)
+        bad(field, "expected a whole number of agents from 0 (no cluster-wide pool) to " + std::to_string(kMaxClusterAgents) + ", got " + value.dump());
+    return value.get<int>();
 }
 
 } // namespace resmgr::cluster

@@ -19,6 +19,7 @@ struct ClusterConfig {
     std::string node_name;
     Millis lease_ttl{std::chrono::seconds(10)};
     std::vector<std::string> shared_paths; // absolute; files under them are exclusive cluster-wide
+    int max_agents = 0;                     // agents at once across every node; 0: no cluster-wide pool
 
     bool enabled() const { return !endpoints.empty(); }
     nlohmann::json to_json() const;
@@ -34,6 +35,9 @@ ClusterConfig parse_cluster_config(const nlohmann::json& section);
 // "http://127.0.0.1:2379,http://127.0.0.1:2381": http URLs (the gateway is plain HTTP here; TLS is
 // not supported yet, and an https URL is refused saying so), without a path.
 std::vector<std::string> parse_endpoints(std::string_view list, const std::string& field = "--cluster");
+// The cluster-wide agent pool's size: each agent is one key in etcd, so it is bounded.
+inline constexpr int kMaxClusterAgents = 10000;
+int parse_max_agents(const nlohmann::json& value, const std::string& field = "cluster.max_agents");
 // From 2s to 1h ("10s").
 Millis parse_lease_ttl(const nlohmann::json& value, const std::string& field = "cluster.lease_ttl");
 // Letters, digits, '.', '_' and '-', 1-63 characters: it is a key segment in etcd and a column.

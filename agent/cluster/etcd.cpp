@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 
 #include <array>
+#include <climits>
 #include <mutex>
 
 namespace resmgr::cluster {
@@ -78,6 +79,8 @@ std::int64_t int64_field(const json& j, const char* key, bool required) {
         if (required) throw EtcdError(std::string("etcd's answer has no \"") + key + "\"");
         return 0;
     }
+    if (it->is_number_unsigned() && it->get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))
+        throw EtcdError(std::string("etcd's answer has a \"") + key + "\" beyond 64-bit range");
     if (it->is_number_integer()) return it->get<std::int64_t>();
     if (it->is_string()) {
         const std::string& s = it->get_ref<const std::string&>();
@@ -110,6 +113,15 @@ std::string prefix_end(std::string prefix) {
         prefix.pop_back();
     }
     return std::string(1, '\0'); // every key
+}
+
+// etcd's "error" text, cut short: an answer is outside input (never dumped whole).
+std::string error_text(const json& answer) {
+    if (!answer.is_object()) return "(no error text)";
+    auto it = answer.find("error");
+    if (it == answer.end() || !it->is_string()) return "(no error text)";
+    const std::string& text = it->get_ref<const std::string&>();
+    return text.size() > 200 ? text.substr(0, 200) + "..." : text;
 }
 
 } // namespace
@@ -219,16 +231,14 @@ json EtcdClient::call(const std::string& path, const json& request) {
             json parsed = json::parse(answer.body, nullptr, false);
             // A member without a leader or a quorum answers 5xx; another member may have both.
             if (answer.status >= 500) {
-                problems += (problems.empty() ? "" : "; ") + endpoints_[at] + ": HTTP " + std::to_string(answer.status) +
-                            (parsed.is_object() && parsed.contains("error") ? " " + parsed["error"].dump() : "");
+                problems += (problems.empty() ? "" : "; ") + endpoints_[at] + ": HTTP " + std::to_string(answer.status) + " " + error_text(parsed);
                 continue;
             }
             current_ = at;
             if (parsed.is_discarded() || !parsed.is_object())
                 throw EtcdError(endpoints_[at] + path + " answered HTTP " + std::to_string(answer.status) + " with something that is not JSON");
             if (answer.status != 200)
-                throw EtcdError(endpoints_[at] + path + " refused (HTTP " + std::to_string(answer.status) + "): " +
-                                (parsed.contains("error") ? parsed["error"].dump() : parsed.dump()));
+                throw EtcdError(endpoints_[at] + path + " refused (HTTP " + std::to_string(answer.status) + "): " + error_text(parsed));
             return parsed;
         } catch (const EtcdUnavailable& e) {
             problems += (problems.empty() ? "" : "; ") + std::string(e.what());
@@ -272,15 +282,25 @@ json value_is(const std::string& key, const std::string& expected) {
 
 json read_key(const std::string& key) { return {{"request_range", {{"key", base64_encode(key)}}}}; }
 
+json absent(const std::string& key) { return {{"key", base64_encode(key)}, {"result", "EQUAL"}, {"target", "CREATE"}, {"create_revision", "0"}}; }
+
 } // namespace
 
 TxnOutcome EtcdClient::create_if_absent(const std::string& key, const std::string& value, std::int64_t lease) {
-    const json absent{{"key", base64_encode(key)}, {"result", "EQUAL"}, {"target", "CREATE"}, {"create_revision", "0"}};
-    return parse_txn(call("/v3/kv/txn", {{"compare", {absent}}, {"success", {put_request(key, value, lease)}}, {"failure", {read_key(key)}}}));
+    return parse_txn(call("/v3/kv/txn", {{"compare", {absent(key)}}, {"success", {put_request(key, value, lease)}}, {"failure", {read_key(key)}}}));
 }
 
 TxnOutcome EtcdClient::replace_if_value(const std::string& key, const std::string& expected, const std::string& value, std::int64_t lease) {
     return parse_txn(call("/v3/kv/txn", {{"compare", {value_is(key, expected)}}, {"success", {put_request(key, value, lease)}}, {"failure", {read_key(key)}}}));
+}
+
+bool EtcdClient::create_all_if_absent(const std::vector<std::string>& keys, const std::string& value, std::int64_t lease) {
+    json compare = json::array(), puts = json::array();
+    for (const auto& key : keys) {
+        compare.push_back(absent(key));
+        puts.push_back(put_request(key, value, lease));
+    }
+    return parse_txn(call("/v3/kv/txn", {{"compare", compare}, {"success", puts}})).succeeded;
 }
 
 TxnOutcome EtcdClient::delete_if_value(const std::string& key, const std::string& expected) {

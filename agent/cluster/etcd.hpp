@@ -81,6 +81,8 @@ public:
     TxnOutcome create_if_absent(const std::string& key, const std::string& value, std::int64_t lease);
     TxnOutcome replace_if_value(const std::string& key, const std::string& expected, const std::string& value, std::int64_t lease);
     TxnOutcome delete_if_value(const std::string& key, const std::string& expected);
+    // Puts every key when none of them exists (all or none).
+    bool create_all_if_absent(const std::vector<std::string>& keys, const std::string& value, std::int64_t lease);
 
     const std::vector<std::string>& endpoints() const { return endpoints_; }
     const std::string& current_endpoint() const { return endpoints_[current_]; }

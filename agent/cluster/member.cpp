@@ -20,7 +20,7 @@ ClusterMember::ClusterMember(ClusterConfig config, std::unique_ptr<Transport> tr
     lease_clock_.ttl = config_.lease_ttl;
 }
 
-ClusterMember::~ClusterMember() { stop(); }
+ClusterMember::~ClusterMember() { stop(true); }
 
 void ClusterMember::offer(NodeStatus status) {
     std::lock_guard lock(mutex_);
@@ -63,6 +63,8 @@ void ClusterMember::step(Steady::time_point now) {
                 spdlog::warn("cluster: lease {:x} expired in etcd; registering again", lease);
                 lease = 0;
                 published_.reset();
+                std::lock_guard lock(mutex_); // the loop stops counting on it now, not after the new grant
+                lease_ = 0;
             }
         }
         if (!lease || !clock.held(Steady::now())) {
@@ -114,7 +116,7 @@ void ClusterMember::publish(NodeStatus status, Steady::time_point now) {
     published_at_ = now;
 }
 
-void ClusterMember::stop() {
+void ClusterMember::stop(bool revoke) {
     {
         std::lock_guard lock(mutex_);
         if (!thread_.joinable()) return;
@@ -129,8 +131,9 @@ void ClusterMember::stop() {
             last.updated_at = Clock::now();
             etcd_.put(kMembersPrefix + config_.node_name, last.to_json().dump());
         }
-        if (lease_) etcd_.revoke(lease_);
-        spdlog::info("cluster: node {} left (lease revoked)", config_.node_name);
+        if (lease_ && revoke) etcd_.revoke(lease_);
+        spdlog::info("cluster: node {} left ({})", config_.node_name,
+                     revoke ? "lease revoked" : "its lease left to expire: the claims of its allocations, which outlive it, stay held until then");
     } catch (const std::exception& e) {
         spdlog::warn("cluster: leaving: {} (the node's record goes when its lease expires)", e.what());
     }

@@ -38,9 +38,11 @@ public:
     // The node's current figures (from the loop); published by the thread when they changed.
     void offer(NodeStatus status);
     void start();
-    // Marks this node as shut down in its membership record, revokes the lease (its record goes
-    // at once, not after the TTL) and joins the thread. Best effort: etcd may be gone.
-    void stop();
+    // Marks this node as shut down in its membership record and joins the thread; with `revoke`,
+    // revokes the lease (its records go at once, not after the TTL). Without it the lease runs
+    // out by itself: what the node's allocations claim stays held while it restarts. Best
+    // effort: etcd may be gone.
+    void stop(bool revoke);
 
     // The cluster-scoped files other nodes claim (file -> holder), as last read: this node's
     // guard holds them against its own workflows.

@@ -90,7 +90,9 @@ NodeStatus NodeStatus::from_json(const json& j) {
     if (held < 0 || held > 1e9) throw std::invalid_argument("\"pressure.steps_held\" is out of range");
     s.pressure_steps_held = static_cast<size_t>(held);
     s.version = string_field(j, "version");
-    s.pid = static_cast<long>(number_field(j, "pid"));
+    const double pid = number_field(j, "pid");
+    if (pid < 0 || pid > 4194304) throw std::invalid_argument("\"pid\" is out of range");
+    s.pid = static_cast<long>(pid);
     s.started_at = time_field(j, "started_at");
     s.updated_at = time_field(j, "updated_at");
     if (auto it = j.find("left"); it != j.end() && it->is_boolean()) s.left = it->get<bool>();

@@ -52,14 +52,16 @@ struct NodeStatus {
 bool should_publish(const std::optional<NodeStatus>& published, std::optional<std::chrono::steady_clock::time_point> published_at,
                     const NodeStatus& now_status, std::chrono::steady_clock::time_point now, Millis min_interval, Millis heartbeat);
 
-// The lease as this node sees it: held until `ttl` after the last grant or renewal was *sent*
-// (etcd counts from when it received it, later), so this node stops counting on it first.
+// The lease as this node sees it: counted on for two thirds of the TTL after the last grant or
+// renewal was *sent*. etcd expires it a TTL after it *received* that (later), and the loop acts
+// on a lapse at its next one-second tick, so this node stops counting on its lease, and fences
+// what it holds, a third of the TTL before another node can take it over.
 struct LeaseClock {
     Millis ttl{};
     std::optional<std::chrono::steady_clock::time_point> renewed; // when the last successful grant/keepalive was sent
 
-    bool held(std::chrono::steady_clock::time_point now) const { return renewed && now - *renewed < ttl; }
-    // Renew at a third of the TTL: two renewals may fail before the lease lapses.
+    bool held(std::chrono::steady_clock::time_point now) const { return renewed && now - *renewed < ttl * 2 / 3; }
+    // Renew at a third of the TTL: one renewal may fail before this node stops counting on it.
     bool renewal_due(std::chrono::steady_clock::time_point now) const { return !renewed || now - *renewed >= ttl / 3; }
 };
 

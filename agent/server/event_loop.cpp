@@ -121,10 +121,13 @@ void EventLoop::every(Millis interval, std::function<void()> tick) {
     auto p = std::make_unique<Periodic>();
     p->interval_usec = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(interval).count());
     p->tick = std::move(tick);
-    auto on_tick = [](sd_event_source* source, uint64_t usec, void* data) {
+    auto on_tick = [](sd_event_source* source, uint64_t, void* data) {
         auto* periodic = static_cast<Periodic*>(data);
         run_handler("periodic tick", periodic->tick);
-        sd_event_source_set_time(source, usec + periodic->interval_usec);
+        // From now: a tick that took long is not followed by others back to back.
+        std::uint64_t now = 0;
+        sd_event_now(sd_event_source_get_event(source), CLOCK_MONOTONIC, &now);
+        sd_event_source_set_time(source, now + periodic->interval_usec);
         return 0;
     };
     int r = sd_event_add_time_relative(event_, &p->source, CLOCK_MONOTONIC, p->interval_usec, p->interval_usec / 100, on_tick, p.get());

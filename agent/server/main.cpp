@@ -19,6 +19,7 @@
 #include "bpf/tool_classes.hpp"
 #include "cgroup/factory.hpp"
 #include "cgroup/probe.hpp"
+#include "cluster/agent_pool.hpp"
 #include "cluster/claims.hpp"
 #include "cluster/member.hpp"
 #include "conflicts/file_guard.hpp"
@@ -249,6 +250,12 @@ int main(int argc, char** argv) {
                                                    "`resmgr cluster status` shows every node. etcd unreachable: local work goes on")
         ->type_name("URL,...");
     app.add_option("--node-name", node_name, "This node's name in the cluster (default: the host name)")->type_name("NAME");
+    int cluster_max_agents = -1;
+    app.add_option("--cluster-max-agents", cluster_max_agents, "Agents at once across every node of the cluster (the config's "
+                                                               "cluster.max_agents; the first node's value is the one etcd keeps); "
+                                                               "0: no cluster-wide pool")
+        ->check(CLI::Range(0, resmgr::cluster::kMaxClusterAgents))
+        ->type_name("N");
     app.add_option("--cluster-lease-ttl", cluster_lease_ttl, "How long the node's lease outlives its last renewal: a node that dies is "
                                                              "shown gone, and its records go, this long after (2s-1h; default 10s)")
         ->type_name("DURATION");
@@ -280,7 +287,8 @@ int main(int argc, char** argv) {
         raise_fd_limit();
         bool explicit_config = app.count("--config") > 0;
         resmgr::core::Policy policy = load_policy(config, explicit_config);
-        const resmgr::cluster::ClusterConfig cluster = cluster_config(policy, config, cluster_endpoints, node_name, cluster_lease_ttl);
+        resmgr::cluster::ClusterConfig cluster = cluster_config(policy, config, cluster_endpoints, node_name, cluster_lease_ttl);
+        if (cluster_max_agents >= 0) cluster.max_agents = cluster_max_agents;
         resmgr::core::NodeCapacity capacity = resmgr::monitor::read_node_capacity();
 
         resmgr::cgroup::HostReport host = resmgr::cgroup::probe_host();
@@ -430,19 +438,21 @@ int main(int argc, char** argv) {
         // the node's figures every second, and it publishes them when they changed.
         std::unique_ptr<resmgr::cluster::ClusterMember> member;
         std::unique_ptr<resmgr::cluster::ClusterClaims> claims;
+        std::unique_ptr<resmgr::cluster::ClusterAgentPool> agent_pool;
         if (cluster.enabled()) {
             member = std::make_unique<resmgr::cluster::ClusterMember>(cluster, resmgr::cluster::make_curl_transport());
-            claims = std::make_unique<resmgr::cluster::ClusterClaims>(
-                member->config(),
-                resmgr::cluster::ClusterClaims::Lease{[m = member.get()] { return m->held_lease(); }, [m = member.get()] { return m->problem(); }},
-                resmgr::cluster::make_curl_transport());
+            const resmgr::cluster::ClusterClaims::Lease lease{[m = member.get()] { return m->held_lease(); },
+                                                              [m = member.get()] { return m->problem(); }};
+            claims = std::make_unique<resmgr::cluster::ClusterClaims>(member->config(), lease, resmgr::cluster::make_curl_transport());
+            agent_pool = std::make_unique<resmgr::cluster::ClusterAgentPool>(member->config(), lease, resmgr::cluster::make_curl_transport());
             resmgr::server::Context& ctx = service.context();
             ctx.cluster = member.get();
             ctx.claims = claims.get();
+            ctx.agent_pool = agent_pool.get();
             service.files().set_on_release([&ctx](const std::string& id, const std::optional<std::string>& file) {
                 resmgr::server::on_files_released(ctx, id, file);
             });
-            resmgr::server::adopt_cluster_files(ctx); // claimed again under this run's lease at the first tick
+            resmgr::server::adopt_cluster_shares(ctx); // taken again under this run's lease at the first tick
             const auto started_at = resmgr::Clock::now();
             auto tick = [&ctx, &member, &cluster, started_at] {
                 member->offer(resmgr::server::cluster_node_status(ctx, cluster.node_name, started_at));
@@ -456,7 +466,17 @@ int main(int argc, char** argv) {
         }
         sd_notify(0, "READY=1\nSTATUS=serving");
         int r = sd_event_loop(event);
-        if (member) member->stop(); // marked shut down in etcd, its lease revoked
+        if (member) {
+            // Marked shut down in etcd. Allocations outlive resmgrd, and their claims and agent
+            // slots with them: then the lease is left to run out, not revoked, so they stay held
+            // through a restart (the next run takes them over).
+            const bool holds = !claims->files_held_empty() || agent_pool->holds_any();
+            member->stop(!holds);
+            service.context().cluster = nullptr;
+            service.context().claims = nullptr;
+            service.context().agent_pool = nullptr;
+            service.files().set_on_release(nullptr);
+        }
         history.write_waiting_runs();
         history.defer_runs(nullptr); // the loop is done: from here on each is written at once
         sd_event_unref(event);

@@ -29,6 +29,7 @@
 namespace resmgr::cluster {
 class ClusterMember;
 class ClusterClaims;
+class ClusterAgentPool;
 }
 
 namespace resmgr::server {
@@ -58,6 +59,7 @@ struct Context {
     history::History* history = nullptr;       // none: no runs to show, the history operations are UNSUPPORTED
     cluster::ClusterMember* cluster = nullptr; // none: this node is not in a cluster (cluster operations are UNSUPPORTED)
     cluster::ClusterClaims* claims = nullptr;  // with `cluster`: the cluster-scoped exclusive files
+    cluster::ClusterAgentPool* agent_pool = nullptr; // with `cluster`: cluster.max_agents across the nodes
 
     const core::Ledger& ledger() const { return lifecycle.ledger(); }
     // UNSUPPORTED when monitoring is not running.
@@ -126,15 +128,24 @@ void register_cluster_operations(Router& router);
 
 // This node's figures for its cluster record (ops/cluster.cpp): capacity, allocated, free, pressure.
 cluster::NodeStatus cluster_node_status(const Context& ctx, const std::string& node_name, TimePoint started_at);
-// The cluster-scoped files' claims follow the local holds (ops/cluster.cpp): an allocation's
-// files claimed before it is admitted (CONFLICT or CLUSTER_UNAVAILABLE), bound to it after;
-// claimed again at start for the allocations restored; each tick, a claim another node holds now
-// is let go of locally (Lifecycle::move_file). A released file's claim goes unless another local
-// allocation holds the file now (resolve-conflicts handed it over).
-std::vector<std::string> claim_cluster_files(Context& ctx, const AllocationRequest& request);
-void bind_cluster_files(Context& ctx, const std::vector<std::string>& files, const std::string& allocation_id);
-void adopt_cluster_files(Context& ctx);
+// What an allocation holds of the cluster (ops/cluster.cpp): its cluster-scoped files' claims
+// and its agents' slots in the cluster's pool, taken before it is admitted (CONFLICT,
+// RESOURCE_EXHAUSTED or CLUSTER_UNAVAILABLE) and bound to it after; taken again at start for the
+// allocations restored; each tick, a claim another node holds now is let go of locally
+// (Lifecycle::move_file) and what this node cannot vouch for is fenced (frozen). A released
+// file's claim goes unless another local allocation holds the file now (resolve-conflicts).
+struct ClusterShare {
+    std::vector<std::string> files, agent_slots;
+};
+ClusterShare take_cluster_share(Context& ctx, const AllocationRequest& request);
+// A reservation cannot book a cluster share yet (nothing takes it when its window opens):
+// UNSUPPORTED for cluster-scoped files, or agents under a cluster-wide pool.
+void refuse_cluster_share_in_reservation(Context& ctx, const AllocationRequest& request);
+void bind_cluster_share(Context& ctx, const ClusterShare& share, const std::string& allocation_id);
+void adopt_cluster_shares(Context& ctx);
 void on_cluster_tick(Context& ctx);
+// Freezes the allocations whose cluster share this node cannot vouch for, thaws the rest it froze.
+void fence(Context& ctx);
 void on_files_released(Context& ctx, const std::string& id, const std::optional<std::string>& file);
 // "http://a:2379, http://b:2379", for messages.
 std::string join_endpoints(const std::vector<std::string>& endpoints);

@@ -18,7 +18,7 @@ image_dir=$cache/$key
 timeout_s=${RESMGR_VM_TIMEOUT:-900}
 
 # Guest packages: systemd + D-Bus for the systemd backend, and the runtime libraries of resmgr.
-guest_packages=systemd,systemd-sysv,dbus,udev,kmod,procps,zstd,libbpf1,libelf1,libspdlog1.10,libfmt9,libsystemd0,libsqlite3-0,libprometheus-cpp-core1.0,libprometheus-cpp-pull1.0
+guest_packages=systemd,systemd-sysv,dbus,udev,kmod,procps,zstd,libbpf1,libelf1,libspdlog1.10,libfmt9,libsystemd0,libsqlite3-0,libprometheus-cpp-core1.0,libprometheus-cpp-pull1.0,libcurl4
 
 skip() { echo "SKIP: $*"; exit 77; }
 

@@ -5,6 +5,7 @@
 
 #include <deque>
 
+#include "cluster/agent_pool.hpp"
 #include "cluster/claims.hpp"
 #include "cluster/config.hpp"
 #include "cluster/etcd.hpp"
@@ -195,14 +196,15 @@ TEST(Publishing, OnChangeAtMostOnceAnIntervalAndAtEveryHeartbeat) {
     EXPECT_TRUE(a.same_figures(later)); // the time of writing is not a change
 }
 
-TEST(Publishing, TheLeaseIsHeldUntilItsTtlAfterTheLastRenewalWasSent) {
+TEST(Publishing, TheLeaseIsCountedOnForTwoThirdsOfItsTtlAfterTheLastRenewalWasSent) {
     const auto t0 = Steady::time_point{} + 1h;
     LeaseClock clock{3s, std::nullopt};
     EXPECT_FALSE(clock.held(t0));
     EXPECT_TRUE(clock.renewal_due(t0));
     clock.renewed = t0;
-    EXPECT_TRUE(clock.held(t0 + 2999ms));
-    EXPECT_FALSE(clock.held(t0 + 3s));
+    // Two thirds of the TTL: this node stops counting on its lease before etcd can expire it.
+    EXPECT_TRUE(clock.held(t0 + 1999ms));
+    EXPECT_FALSE(clock.held(t0 + 2s));
     EXPECT_FALSE(clock.renewal_due(t0 + 999ms));
     EXPECT_TRUE(clock.renewal_due(t0 + 1s));
 }
@@ -366,28 +368,120 @@ TEST(ClusterClaimsTest, AReleaseEtcdDidNotTakeIsRetriedAtTheNextTick) {
     rig.claims->release("/f");
     EXPECT_EQ(rig.claims->status()["drops_pending"], json::array({"/f"}));
     rig.etcd->script = {ClaimsRig::taken()};
-    EXPECT_TRUE(rig.claims->tick().empty());
+    rig.claims->tick();
     EXPECT_TRUE(rig.claims->status()["drops_pending"].empty());
 }
 
-TEST(ClusterClaimsTest, ANewLeaseClaimsAgainTakingOverItsOwnAndLettingGoOfWhatAnotherNodeTook) {
+TEST(ClusterClaimsTest, ANewLeaseClaimsAgainTakingOverItsOwnAndFencingWhatAnotherNodeTookUntilItIsBack) {
     ClaimsRig rig;
     const auto now = *parse_timestamp("2026-12-05T11:00:00Z");
     rig.claims->adopt({"/f"}, "alloc_1", "wf", now);
     rig.claims->adopt({"/g"}, "alloc_2", "wf2", now);
     rig.lease = 0;
     EXPECT_EQ(rig.claims->unconfirmed(), (std::set<std::string>{"alloc_1", "alloc_2"})); // fenced until claimed again
-    EXPECT_TRUE(rig.claims->tick().empty()); // no lease: nothing tried
+    rig.claims->tick(); // no lease: nothing tried
+    EXPECT_TRUE(rig.etcd->urls.empty());
     rig.lease = 9;
     // /f: still there from before the restart, ours: taken over (create refused, replace taken).
-    // /g: another node holds it now.
+    // /g: another node holds it now: alloc_2 stays fenced, still holding it here.
     rig.etcd->script = {ClaimsRig::held_by("a"), ClaimsRig::taken(), ClaimsRig::held_by("b")};
-    const auto lost = rig.claims->tick();
-    ASSERT_EQ(lost.size(), 1u);
-    EXPECT_EQ(lost[0], (std::pair<std::string, std::string>{"/g", "alloc_2"}));
-    EXPECT_TRUE(rig.claims->unconfirmed().empty());
+    rig.claims->tick();
+    EXPECT_EQ(rig.claims->unconfirmed(), std::set<std::string>{"alloc_2"});
     EXPECT_EQ(rig.claims->holder("/f"), "alloc_1");
-    EXPECT_FALSE(rig.claims->holder("/g"));
+    EXPECT_EQ(rig.claims->holder("/g"), "alloc_2");
+    EXPECT_NE(rig.claims->status()["claims"][1]["problem"].get<std::string>().find("held by node b"), std::string::npos);
+    // b let go: claimed at the next tick, alloc_2 no longer fenced.
+    rig.etcd->script = {ClaimsRig::taken()};
+    rig.claims->tick();
+    EXPECT_TRUE(rig.claims->unconfirmed().empty());
+}
+
+TEST(ClusterAgentPoolTest, FreeSlotsAreThoseBelowThePoolsSizeThatNoKeyHolds) {
+    const std::vector<KeyValue> taken{{"/resmgr/agent-slots/0", "", 1}, {"/resmgr/agent-slots/2", "", 1},
+                                      {"/resmgr/agent-slots/9", "", 1},  // beyond the pool (a larger one before)
+                                      {"/resmgr/agent-slots/x", "", 1},  // not a slot: ignored
+                                      {"/resmgr/agent-slots/", "", 1}};
+    EXPECT_EQ(free_slots(taken, 4), (std::vector<int>{1, 3}));
+    EXPECT_TRUE(free_slots(taken, 0).empty());
+}
+
+// A pool of `size` over a scripted etcd (the pool's size already in etcd), lease 7.
+struct PoolRig {
+    ClusterConfig config;
+    std::int64_t lease = 7;
+    ScriptedTransport* etcd = nullptr;
+    std::unique_ptr<ClusterAgentPool> pool;
+    explicit PoolRig(int size) {
+        config.endpoints = {"http://e:1"};
+        config.node_name = "a";
+        config.max_agents = size;
+        auto transport = std::make_unique<ScriptedTransport>();
+        etcd = transport.get();
+        pool = std::make_unique<ClusterAgentPool>(config, ClusterClaims::Lease{[this] { return lease; }, [] { return std::string("etcd away"); }},
+                                                  std::move(transport));
+    }
+    static HttpAnswer slots_taken(std::vector<int> taken) {
+        json kvs = json::array();
+        for (int i : taken) kvs.push_back({{"key", base64_encode(kAgentSlotsPrefix + std::to_string(i))}, {"value", base64_encode("{}")}});
+        return {200, json{{"kvs", kvs}}.dump()};
+    }
+    static HttpAnswer size_in_etcd(int size) {
+        return {200, json{{"responses", {{{"response_range", {{"kvs", {{{"key", base64_encode(kMaxAgentsKey)}, {"value", base64_encode(std::to_string(size))}}}}}}}}}}.dump()};
+    }
+};
+
+TEST(ClusterAgentPoolTest, TakesFreeSlotsInOneTransactionAndSaysHowFullThePoolIsWhenItCannot) {
+    PoolRig rig(4);
+    // The size is etcd's (the first node's), 3 here; slots 0 and 2 taken; 1 asked: slot 1.
+    rig.etcd->script = {PoolRig::size_in_etcd(3), PoolRig::slots_taken({0, 2}), ClaimsRig::taken()};
+    EXPECT_EQ(rig.pool->take(1, "wf"), std::vector<std::string>{"/resmgr/agent-slots/1"});
+    rig.pool->bind({"/resmgr/agent-slots/1"}, "alloc_1");
+    EXPECT_EQ(rig.pool->status()["max_agents"], 3);
+    EXPECT_EQ(rig.pool->status()["agents_here"], 1);
+    // Two more asked while only one is free: refused, naming the pool's use.
+    rig.etcd->script = {PoolRig::slots_taken({0, 1})};
+    try {
+        rig.pool->take(2, "wf");
+        ADD_FAILURE() << "no RESOURCE_EXHAUSTED";
+    } catch (const ApiError& e) {
+        EXPECT_EQ(e.code, ErrorCode::RESOURCE_EXHAUSTED);
+        EXPECT_EQ(std::string(e.what()), "The cluster's agent pool is full: 2 of 3 agents in use across the nodes, 2 asked");
+    }
+    // A race lost (another node took the slot between the read and the transaction): the slot is
+    // not ours (checked: a lost answer of an applied transaction would leave our value), read again.
+    rig.etcd->script = {PoolRig::slots_taken({0, 1}), HttpAnswer{200, R"({"header":{}})"}, PoolRig::slots_taken({0, 1, 2}),
+                        PoolRig::slots_taken({0, 1, 2})};
+    EXPECT_EQ(code_of([&] { rig.pool->take(1, "wf"); }), ErrorCode::RESOURCE_EXHAUSTED);
+    EXPECT_TRUE(rig.etcd->script.empty());
+}
+
+TEST(ClusterAgentPoolTest, WithoutALeaseItIsClusterUnavailableAndNoAgentsNeedNothing) {
+    PoolRig rig(4);
+    EXPECT_TRUE(rig.pool->take(0, "wf").empty());
+    rig.lease = 0;
+    EXPECT_EQ(code_of([&] { rig.pool->take(1, "wf"); }), ErrorCode::CLUSTER_UNAVAILABLE);
+    EXPECT_EQ(code_of([&] { rig.pool->take(kMaxSlotsPerTake + 1, "wf"); }), ErrorCode::INVALID_REQUEST);
+    PoolRig off(0);
+    EXPECT_FALSE(off.pool->enabled());
+    EXPECT_TRUE(off.pool->take(3, "wf").empty());
+}
+
+TEST(ClusterAgentPoolTest, ARestoredAllocationIsFencedUntilItHasItsSlotsAgain) {
+    PoolRig rig(2);
+    rig.pool->want("alloc_1", 2, "wf");
+    EXPECT_EQ(rig.pool->unconfirmed(), std::set<std::string>{"alloc_1"});
+    // The pool is full (the old run's slots have not expired yet): still without them.
+    rig.etcd->script = {PoolRig::size_in_etcd(2), PoolRig::slots_taken({0, 1})};
+    rig.pool->tick();
+    EXPECT_EQ(rig.pool->unconfirmed(), std::set<std::string>{"alloc_1"});
+    rig.etcd->script = {PoolRig::slots_taken({}), ClaimsRig::taken()};
+    rig.pool->tick();
+    EXPECT_TRUE(rig.pool->unconfirmed().empty());
+    // Given back: both slots deleted (value-checked).
+    rig.etcd->script = {ClaimsRig::taken(), ClaimsRig::taken()};
+    rig.pool->give_back("alloc_1");
+    EXPECT_TRUE(rig.etcd->script.empty());
+    EXPECT_EQ(rig.pool->status()["agents_here"], 0);
 }
 
 } // namespace

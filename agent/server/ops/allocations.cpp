@@ -94,18 +94,19 @@ SuccessBody allocate(const Call& call) {
             throw ApiError(ErrorCode::RESOURCE_EXHAUSTED, "New agent starts are held by the pressure responder (queue_agents)", held, {"agents"},
                            {"Allocate without \"attach\", then attach the agent with \"wait_slot\" (resmgr-run --agent does)"});
     }
-    // Cluster-scoped files are claimed in etcd first: no node admits what another holds.
-    const std::vector<std::string> claimed = claim_cluster_files(ctx, req);
+    // Cluster-scoped files and the cluster's agent slots are taken in etcd first: no node admits
+    // what another holds.
+    const ClusterShare share = take_cluster_share(ctx, req);
     const Allocation* admitted = nullptr;
     try {
         admitted = &ctx.lifecycle.allocate(req, call.peer, param_flag(call.params(), "supervised"), param_flag(call.params(), "wait"), first,
                                            [&] { check_user_limit(ctx.ledger(), call.peer, AllocationStatus::queued, 1); });
     } catch (...) {
-        bind_cluster_files(ctx, claimed, ""); // dropped
+        bind_cluster_share(ctx, share, ""); // given back
         throw;
     }
     const Allocation& a = *admitted;
-    bind_cluster_files(ctx, claimed, a.allocation_id);
+    bind_cluster_share(ctx, share, a.allocation_id);
     if (a.status == AllocationStatus::queued) return queued_reply(ctx, a);
     const std::string& id = a.allocation_id;
     const std::string group = ctx.lifecycle.backend().group_path(id);
@@ -158,6 +159,7 @@ SuccessBody reserve(const Call& call) {
     if (!params.contains("workflow_id") || params["workflow_id"].is_null()) params["workflow_id"] = id.empty() ? "reservation" : id;
     AllocationRequest req = parse_allocation_request(params);
     vet_allocation_request(ctx, req, call.peer, AllocationStatus::reserved);
+    refuse_cluster_share_in_reservation(ctx, req);
     const Allocation& a = ctx.lifecycle.reserve(req, id, *start, call.peer);
     SuccessBody body;
     body.result = {{"reservation_id", a.allocation_id}, {"allocation_id", a.allocation_id}, {"allocation", ctx.lifecycle.describe(a)},

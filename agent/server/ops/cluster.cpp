@@ -2,13 +2,16 @@
 // gone, from the member thread's cache (never waiting on etcd); and the node's own figures that
 // the loop offers the member thread to publish.
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <set>
 
 #include <spdlog/spdlog.h>
 
+#include "cluster/agent_pool.hpp"
 #include "cluster/claims.hpp"
 #include "cluster/member.hpp"
+#include "server/event_loop.hpp"
 #include "server/router.hpp"
 
 namespace resmgr::server {
@@ -34,70 +37,105 @@ cluster::NodeStatus cluster_node_status(const Context& ctx, const std::string& n
     return s;
 }
 
-std::vector<std::string> claim_cluster_files(Context& ctx, const AllocationRequest& request) {
+ClusterShare take_cluster_share(Context& ctx, const AllocationRequest& request) {
+    ClusterShare share;
     if (!ctx.claims) {
         if (request.constraints.cluster_files && !request.constraints.exclusive_access.empty())
             throw ApiError(ErrorCode::UNSUPPORTED, "file_scope \"cluster\" needs a node in a cluster", "resmgrd was started without --cluster",
                            {"exclusive_files"}, {"Start resmgrd with --cluster, or allocate with \"file_scope\": \"local\""});
-        return {};
+        return share;
     }
-    std::vector<std::string> files = cluster::cluster_scoped(request.constraints.exclusive_access, request.constraints.cluster_files,
-                                                             ctx.cluster->config().shared_paths);
+    share.files = cluster::cluster_scoped(request.constraints.exclusive_access, request.constraints.cluster_files,
+                                          ctx.cluster->config().shared_paths);
     // A holder of this node that was released and is still ending (its group not yet empty)
     // no longer holds the file in the ledger; its claim is taken over, as the ledger's hold is.
-    for (const auto& f : files)
+    // Should the claim fail, the ending holders get theirs back (their end drops them).
+    std::vector<std::pair<std::string, std::string>> taken_over;
+    for (const auto& f : share.files)
         if (auto holder = ctx.claims->holder(f); holder && !holder->empty())
-            if (const Allocation* a = ctx.ledger().find(*holder); !a || a->terminating_since || a->status != AllocationStatus::active)
+            if (const Allocation* a = ctx.ledger().find(*holder); !a || a->terminating_since) {
                 ctx.claims->unbind(f);
-    ctx.claims->claim(files, request.workflow_id, ctx.clock());
-    return files;
+                taken_over.emplace_back(f, *holder);
+            }
+    try {
+        ctx.claims->claim(share.files, request.workflow_id, ctx.clock());
+        share.agent_slots = ctx.agent_pool->take(request.resources.agents, request.workflow_id);
+    } catch (...) {
+        for (const auto& [f, holder] : taken_over) ctx.claims->bind({f}, holder);
+        for (const auto& f : share.files)
+            if (ctx.claims->holder(f) == std::string()) ctx.claims->bind({f}, ""); // given back
+        throw;
+    }
+    return share;
 }
 
-void bind_cluster_files(Context& ctx, const std::vector<std::string>& files, const std::string& allocation_id) {
-    if (ctx.claims) ctx.claims->bind(files, allocation_id);
+void refuse_cluster_share_in_reservation(Context& ctx, const AllocationRequest& request) {
+    const bool files = !request.constraints.exclusive_access.empty() &&
+                       (request.constraints.cluster_files ||
+                        (ctx.cluster && !cluster::cluster_scoped(request.constraints.exclusive_access, false, ctx.cluster->config().shared_paths).empty()));
+    const bool agents = ctx.agent_pool && ctx.agent_pool->enabled() && request.resources.agents > 0;
+    if (files || agents)
+        throw ApiError(ErrorCode::UNSUPPORTED, std::string("A reservation cannot book ") + (files ? "cluster-scoped exclusive files" : "agents of the cluster's pool") + " yet",
+                       "nothing would claim them in etcd when its window opens", {files ? "exclusive_files" : "agents"},
+                       {"Allocate when the window opens instead"});
 }
 
-void adopt_cluster_files(Context& ctx) {
+void bind_cluster_share(Context& ctx, const ClusterShare& share, const std::string& allocation_id) {
+    if (!ctx.claims) return;
+    ctx.claims->bind(share.files, allocation_id);
+    ctx.agent_pool->bind(share.agent_slots, allocation_id);
+}
+
+void adopt_cluster_shares(Context& ctx) {
     if (!ctx.claims) return;
     for (const auto& [id, a] : ctx.ledger().allocations()) {
+        if (a.status != AllocationStatus::active) continue;
         const auto files = cluster::cluster_scoped(a.constraints.exclusive_access, a.constraints.cluster_files, ctx.cluster->config().shared_paths);
         if (!files.empty()) ctx.claims->adopt(files, id, a.workflow_id, ctx.clock());
+        ctx.agent_pool->want(id, a.resources.agents, a.workflow_id);
     }
+    fence(ctx); // frozen now, thawed at the first tick that holds their claims again
 }
 
 namespace {
 
-// Freezes the holders of claims this node cannot vouch for, thaws those it can again.
+// The freezer state fencing wants, written again at every tick (other parts thaw groups too:
+// the pressure responder's undo, a resume), logged and reported when it changes.
+void set_fenced(Context& ctx, const Allocation& a, bool frozen, bool changed) {
+    try {
+        ctx.lifecycle.backend().freeze(a.allocation_id, frozen);
+    } catch (const cgroup::BackendError& e) {
+        if (changed) spdlog::error("cluster: cannot {} {}: {}", frozen ? "freeze" : "thaw", a.allocation_id, e.what());
+    }
+    if (!changed) return;
+    ctx.events.emit(events::EventType::conflict,
+                    frozen ? "cluster: " + a.allocation_id + " frozen: this node cannot vouch for its cluster-scoped files or agent slots"
+                           : "cluster: " + a.allocation_id + " thawed: its cluster-scoped files and agent slots are held again",
+                    a.workflow_id, a.allocation_id, {{"scope", "cluster"}, {"fenced", frozen}});
+    spdlog::warn("cluster: {} {}", a.allocation_id, frozen ? "frozen (fenced: its claims are not held)" : "thawed (its claims are held again)");
+}
+
+} // namespace
+
 void fence(Context& ctx) {
     std::set<std::string>& fenced = ctx.claims->fenced();
-    const std::set<std::string> unconfirmed = ctx.claims->unconfirmed();
-    auto freeze = [&](const std::string& id, bool frozen) {
-        const Allocation* a = ctx.ledger().find(id);
-        if (!a || a->status != AllocationStatus::active) return false;
-        try {
-            ctx.lifecycle.backend().freeze(id, frozen);
-        } catch (const cgroup::BackendError& e) {
-            spdlog::error("cluster: cannot {} {}: {}", frozen ? "freeze" : "thaw", id, e.what());
-            return false;
-        }
-        ctx.events.emit(events::EventType::conflict,
-                        frozen ? "cluster: " + id + " frozen: this node cannot vouch for its cluster-scoped files (lease not held)"
-                               : "cluster: " + id + " thawed: its cluster-scoped files are claimed again",
-                        a->workflow_id, id, {{"scope", "cluster"}, {"fenced", frozen}});
-        spdlog::warn("cluster: {} {}", id, frozen ? "frozen (fenced: claims not held)" : "thawed (claims held again)");
-        return true;
-    };
+    std::set<std::string> unconfirmed = ctx.claims->unconfirmed();
+    unconfirmed.merge(ctx.agent_pool->unconfirmed());
     for (const auto& id : unconfirmed)
-        if (!fenced.count(id) && freeze(id, true)) fenced.insert(id);
+        if (const Allocation* a = ctx.ledger().find(id); a && a->status == AllocationStatus::active)
+            set_fenced(ctx, *a, true, fenced.insert(id).second);
     for (auto it = fenced.begin(); it != fenced.end();) {
         if (unconfirmed.count(*it)) {
             ++it;
             continue;
         }
-        freeze(*it, false);
+        // Paused by the ledger (preemption): its thaw is the resume's.
+        if (const Allocation* a = ctx.ledger().find(*it); a && a->status == AllocationStatus::active) set_fenced(ctx, *a, false, true);
         it = fenced.erase(it);
     }
 }
+
+namespace {
 
 // The guard holds what other nodes claim (read by the member thread each second), and lets go
 // of what they no longer do.
@@ -116,6 +154,9 @@ void sync_remote_holds(Context& ctx) {
     }
     for (const auto& [file, holder] : wanted) {
         if (held.count(file)) continue;
+        // Anyone who can write to etcd can name a path: only regular files are held for others.
+        std::error_code ec;
+        if (!std::filesystem::is_regular_file(file, ec)) continue;
         // One try per claim: a file the guard refuses (a local hold of it with file_scope "local")
         // is logged once, not each second.
         if (auto error = ctx.files.hold_for_node(file, holder.node, holder.workflow_id))
@@ -128,23 +169,21 @@ void sync_remote_holds(Context& ctx) {
 
 void on_cluster_tick(Context& ctx) {
     if (!ctx.claims) return;
-    for (const auto& [file, id] : ctx.claims->tick()) {
-        const Allocation* a = ctx.ledger().find(id);
-        if (!a || std::find(a->constraints.exclusive_access.begin(), a->constraints.exclusive_access.end(), file) == a->constraints.exclusive_access.end())
-            continue;
-        ctx.lifecycle.move_file(file, id, std::nullopt);
-        ctx.events.emit(events::EventType::conflict, "cluster: " + file + " is held by another node now; " + id + " no longer holds it",
-                        a->workflow_id, id, {{"file", file}, {"scope", "cluster"}});
-    }
-    fence(ctx);
-    sync_remote_holds(ctx);
+    // Fencing first, before any call to etcd can make the tick late; each step on its own, so
+    // one that fails leaves the others done.
+    run_handler("cluster fencing", [&] { fence(ctx); });
+    run_handler("cluster agent pool", [&] { ctx.agent_pool->tick(); });
+    run_handler("cluster claims", [&] { ctx.claims->tick(); });
+    run_handler("cluster fencing", [&] { fence(ctx); });
+    run_handler("cluster guard holds", [&] { sync_remote_holds(ctx); });
 }
 
 void on_files_released(Context& ctx, const std::string& id, const std::optional<std::string>& file) {
     if (!ctx.claims) return;
-    // The whole allocation ended: its claims go.
+    // The whole allocation ended: its claims and its agent slots go.
     if (!file) {
         for (const auto& f : ctx.claims->files_of(id)) ctx.claims->release(f);
+        ctx.agent_pool->give_back(id);
         return;
     }
     if (ctx.claims->holder(*file) != id) return;
@@ -170,6 +209,7 @@ SuccessBody cluster_status(const Call& call) {
     SuccessBody body;
     body.result = member->status();
     if (call.ctx.claims) body.result["files"] = call.ctx.claims->status();
+    if (call.ctx.agent_pool && call.ctx.agent_pool->enabled()) body.result["agent_pool"] = call.ctx.agent_pool->status();
     if (const std::string problem = member->problem(); !problem.empty())
         body.recommendations.push_back("etcd (" + join_endpoints(member->config().endpoints) + ") does not answer: " + problem +
                                        "; local allocations go on, the nodes shown are as last read");
