@@ -71,14 +71,7 @@ protected:
                                       "--cgroup-root", root, "--backend", "cgroupfs", "--log-level", "debug"};
         argv.insert(argv.end(), extra_args.begin(), extra_args.end());
         daemon = spawn(argv, log);
-        bool up = wait_until([&] {
-            try {
-                Client c(socket);
-                return true;
-            } catch (const ClientError&) {
-                return false;
-            }
-        }, std::chrono::seconds(10));
+        bool up = socket_answers(socket, std::chrono::seconds(10));
         ASSERT_TRUE(up) << "resmgrd did not start; log:\n" << slurp(log);
     }
 

@@ -27,6 +27,8 @@
 #include <linux/openat2.h>
 #include <sys/syscall.h>
 
+#include "resmgr/client.hpp"
+
 namespace resmgr::host {
 
 struct RunResult {
@@ -108,6 +110,18 @@ inline bool wait_until(const std::function<bool()>& ready, std::chrono::millisec
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     return ready();
+}
+
+// A resmgrd just spawned serves `socket` within `limit`.
+inline bool socket_answers(const std::string& socket, std::chrono::milliseconds limit) {
+    return wait_until([&] {
+        try {
+            Client c(socket);
+            return true;
+        } catch (const ClientError&) {
+            return false;
+        }
+    }, limit);
 }
 
 // utime+stime of `pid` in clock ticks, from /proc/PID/stat (fields 14 and 15).

@@ -61,14 +61,7 @@ struct Node {
         if (!endpoints.empty()) argv.insert(argv.end(), {"--cluster", endpoints, "--node-name", name, "--cluster-lease-ttl", "3s"});
         argv.insert(argv.end(), extra.begin(), extra.end());
         pid = spawn(argv, log);
-        bool up = wait_until([&] {
-            try {
-                Client c(socket);
-                return true;
-            } catch (const ClientError&) {
-                return false;
-            }
-        }, 10s);
+        bool up = socket_answers(socket, 10s);
         ASSERT_TRUE(up) << "resmgrd " << name << " did not start; log:\n" << slurp(log);
     }
     json cli(const std::vector<std::string>& args, int expected_status = 0) const {
