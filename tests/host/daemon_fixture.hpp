@@ -44,25 +44,10 @@ protected:
         if (daemon > 0) expect_daemon_alive();
         if (daemon > 0) {
             // Release through the daemon so it removes its groups, then stop it.
-            try {
-                Client c(socket);
-                json st = c.call({"status", "", json::object()});
-                for (auto& a : st["result"]["allocations"]) c.call({"release", "", {{"allocation_id", a["allocation_id"]}, {"force", true}}});
-            } catch (const std::exception&) {
-            }
+            release_all(socket);
             EXPECT_EQ(stop(SIGTERM), 0) << "resmgrd did not shut down cleanly; log:\n" << slurp(log);
         }
-        if (!root.empty()) {
-            std::error_code ec;
-            if (std::filesystem::exists(root, ec))
-                for (auto& entry : std::filesystem::directory_iterator(root, ec))
-                    if (entry.is_directory()) {
-                        for (auto& leaf : std::filesystem::directory_iterator(entry.path(), ec))
-                            if (leaf.is_directory()) ::rmdir(leaf.path().c_str());
-                        ::rmdir(entry.path().c_str());
-                    }
-            ::rmdir(root.c_str());
-        }
+        remove_group_tree(root);
         if (!dir.empty()) std::filesystem::remove_all(dir);
     }
 

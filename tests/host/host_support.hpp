@@ -112,6 +112,30 @@ inline bool wait_until(const std::function<bool()>& ready, std::chrono::millisec
     return ready();
 }
 
+// Before a test's resmgrd stops: every allocation released through it (forced), so it removes
+// its groups. Best effort: the daemon may be gone.
+inline void release_all(const std::string& socket) {
+    try {
+        Client c(socket);
+        const nlohmann::json st = c.call({"status", "", nlohmann::json::object()});
+        for (auto& a : st["result"]["allocations"]) c.call({"release", "", {{"allocation_id", a["allocation_id"]}, {"force", true}}});
+    } catch (const std::exception&) {
+    }
+}
+
+// A test's cgroup root and its groups with their leaves, whatever a failed test left there.
+inline void remove_group_tree(const std::string& root) {
+    std::error_code ec;
+    if (root.empty() || !std::filesystem::exists(root, ec)) return;
+    for (auto& entry : std::filesystem::directory_iterator(root, ec)) {
+        if (!entry.is_directory()) continue;
+        for (auto& leaf : std::filesystem::directory_iterator(entry.path(), ec))
+            if (leaf.is_directory()) ::rmdir(leaf.path().c_str());
+        ::rmdir(entry.path().c_str());
+    }
+    ::rmdir(root.c_str());
+}
+
 // A resmgrd just spawned serves `socket` within `limit`.
 inline bool socket_answers(const std::string& socket, std::chrono::milliseconds limit) {
     return wait_until([&] {

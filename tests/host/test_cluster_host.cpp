@@ -105,24 +105,10 @@ struct Node {
     }
     void clean() {
         if (pid > 0) {
-            try {
-                Client c(socket);
-                json st = c.call({"status", "", json::object()});
-                for (auto& a : st["result"]["allocations"]) c.call({"release", "", {{"allocation_id", a["allocation_id"]}, {"force", true}}});
-            } catch (const std::exception&) {
-            }
+            release_all(socket);
             EXPECT_EQ(stop(SIGTERM), 0) << name << " did not shut down cleanly; log:\n" << slurp(log);
         }
-        std::error_code ec;
-        if (!root.empty() && std::filesystem::exists(root, ec)) {
-            for (auto& entry : std::filesystem::directory_iterator(root, ec)) {
-                if (!entry.is_directory()) continue;
-                for (auto& leaf : std::filesystem::directory_iterator(entry.path(), ec))
-                    if (leaf.is_directory()) ::rmdir(leaf.path().c_str());
-                ::rmdir(entry.path().c_str());
-            }
-            ::rmdir(root.c_str());
-        }
+        remove_group_tree(root);
     }
 };
 
