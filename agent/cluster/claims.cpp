@@ -95,11 +95,7 @@ ClusterClaims::ClusterClaims(const ClusterConfig& config, Lease lease, std::uniq
 
 void ClusterClaims::unavailable(const std::string& why) const {
     throw ApiError(ErrorCode::CLUSTER_UNAVAILABLE, "Cluster-scoped exclusive files cannot be claimed now", why, {"exclusive_files"},
-                   {"Check that the etcd members (" + [&] {
-                        std::string list;
-                        for (const auto& e : config_.endpoints) list += (list.empty() ? "" : ", ") + e;
-                        return list;
-                    }() + ") run and this host reaches them: resmgr cluster status"},
+                   {"Check that the etcd members (" + join_endpoints(config_.endpoints) + ") run and this host reaches them: resmgr cluster status"},
                    {"Allocate with \"file_scope\": \"local\" for files outside cluster.shared_paths"});
 }
 

@@ -113,4 +113,10 @@ int parse_max_agents(const json& value, const std::string& field) {
     return value.get<int>();
 }
 
+std::string join_endpoints(const std::vector<std::string>& endpoints) {
+    std::string out;
+    for (const auto& e : endpoints) out += (out.empty() ? "" : ", ") + e;
+    return out;
+}
+
 } // namespace resmgr::cluster

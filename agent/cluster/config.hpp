@@ -14,6 +14,9 @@
 
 namespace resmgr::cluster {
 
+// "http://a:2379, http://b:2379": for messages that name the endpoints.
+std::string join_endpoints(const std::vector<std::string>& endpoints);
+
 struct ClusterConfig {
     std::vector<std::string> endpoints; // http://host:port of etcd members; empty: not in a cluster
     std::string node_name;

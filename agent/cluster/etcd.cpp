@@ -190,7 +190,7 @@ std::vector<KeyValue> parse_range(const json& answer) {
     if (!it->is_array()) throw EtcdError("etcd's range answer has a \"kvs\" that is not an array");
     for (const auto& kv : *it) {
         if (!kv.is_object()) throw EtcdError("etcd's range answer holds a key that is not an object");
-        out.push_back({base64_field(kv, "key"), base64_field(kv, "value"), int64_field(kv, "lease", false)});
+        out.push_back({base64_field(kv, "key"), base64_field(kv, "value"), int64_field(kv, "lease", false), int64_field(kv, "mod_revision", false)});
     }
     return out;
 }
@@ -212,6 +212,19 @@ TxnOutcome parse_txn(const json& answer) {
             auto kvs = parse_range(*range);
             if (!kvs.empty()) out.current = kvs.front();
         }
+    }
+    return out;
+}
+
+std::vector<std::vector<KeyValue>> parse_txn_ranges(const json& answer) {
+    std::vector<std::vector<KeyValue>> out;
+    auto responses = answer.find("responses");
+    if (responses == answer.end() || responses->is_null()) return out;
+    if (!responses->is_array()) throw EtcdError("etcd's txn answer has \"responses\" that are not an array");
+    for (const auto& r : *responses) {
+        auto range = r.is_object() ? r.find("response_range") : r.end();
+        if (!r.is_object() || range == r.end() || !range->is_object()) throw EtcdError("etcd's txn answer holds a response that is not a range");
+        out.push_back(parse_range(*range));
     }
     return out;
 }
@@ -301,6 +314,29 @@ bool EtcdClient::create_all_if_absent(const std::vector<std::string>& keys, cons
         puts.push_back(put_request(key, value, lease));
     }
     return parse_txn(call("/v3/kv/txn", {{"compare", compare}, {"success", puts}})).succeeded;
+}
+
+std::vector<std::vector<KeyValue>> EtcdClient::range_prefixes(const std::vector<std::string>& prefixes) {
+    json reads = json::array();
+    for (const auto& p : prefixes) reads.push_back({{"request_range", {{"key", base64_encode(p)}, {"range_end", base64_encode(prefix_end(p))}}}});
+    auto out = parse_txn_ranges(call("/v3/kv/txn", {{"success", reads}}));
+    if (out.size() != prefixes.size()) throw EtcdError("etcd's txn answer holds " + std::to_string(out.size()) + " ranges for " + std::to_string(prefixes.size()) + " reads");
+    return out;
+}
+
+std::optional<KeyValue> EtcdClient::get(const std::string& key) {
+    auto kvs = parse_range(call("/v3/kv/range", {{"key", base64_encode(key)}}));
+    if (kvs.empty()) return std::nullopt;
+    if (kvs.size() > 1 || kvs.front().key != key) throw EtcdError("etcd answered a read of one key with another");
+    return kvs.front();
+}
+
+bool EtcdClient::put_if_unchanged(const std::vector<std::pair<std::string, std::int64_t>>& unchanged, const std::vector<Put>& puts) {
+    json compare = json::array(), writes = json::array();
+    for (const auto& [key, revision] : unchanged)
+        compare.push_back({{"key", base64_encode(key)}, {"result", "EQUAL"}, {"target", "MOD"}, {"mod_revision", std::to_string(revision)}});
+    for (const auto& p : puts) writes.push_back(put_request(p.key, p.value, p.lease));
+    return parse_txn(call("/v3/kv/txn", {{"compare", compare}, {"success", writes}})).succeeded;
 }
 
 TxnOutcome EtcdClient::delete_if_value(const std::string& key, const std::string& expected) {

@@ -66,6 +66,8 @@ struct TxnOutcome {
     std::optional<KeyValue> current;
 };
 TxnOutcome parse_txn(const nlohmann::json& answer);
+// The ranges a transaction read, in order (range_prefixes).
+std::vector<std::vector<KeyValue>> parse_txn_ranges(const nlohmann::json& answer);
 
 class EtcdClient {
 public:
@@ -83,6 +85,16 @@ public:
     TxnOutcome delete_if_value(const std::string& key, const std::string& expected);
     // Puts every key when none of them exists (all or none).
     bool create_all_if_absent(const std::vector<std::string>& keys, const std::string& value, std::int64_t lease);
+    // Every key under each prefix, read in one transaction: one revision, one round trip.
+    std::vector<std::vector<KeyValue>> range_prefixes(const std::vector<std::string>& prefixes);
+    std::optional<KeyValue> get(const std::string& key);
+    // Optimistic concurrency: makes every put when every key of `unchanged` still has the
+    // mod_revision given (0: still absent); false when one changed meanwhile.
+    struct Put {
+        std::string key, value;
+        std::int64_t lease = 0;
+    };
+    bool put_if_unchanged(const std::vector<std::pair<std::string, std::int64_t>>& unchanged, const std::vector<Put>& puts);
 
     const std::vector<std::string>& endpoints() const { return endpoints_; }
     const std::string& current_endpoint() const { return endpoints_[current_]; }

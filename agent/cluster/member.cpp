@@ -82,11 +82,15 @@ void ClusterMember::step(Steady::time_point now) {
         }
         if (offered && should_publish(published_, published_at_, *offered, now, kMinPublishInterval, config_.lease_ttl))
             publish(*offered, now);
-        ClusterView view = build_view(etcd_.range_prefix(kNodesPrefix), etcd_.range_prefix(kMembersPrefix), config_.node_name);
-        std::map<std::string, ClaimHolder> others = claims_of_others(etcd_.range_prefix(kClaimsPrefix), config_.node_name, view.rejected);
+        // One transaction: one revision, one round trip.
+        const auto read = etcd_.range_prefixes({kNodesPrefix, kMembersPrefix, kClaimsPrefix, kBookingsPrefix + config_.node_name + "/"});
+        ClusterView view = build_view(read[0], read[1], config_.node_name);
+        std::map<std::string, ClaimHolder> others = claims_of_others(read[2], config_.node_name, view.rejected);
+        std::vector<Booking> bookings = std::move(bookings_by_node(read[3], view.rejected)[config_.node_name]);
         std::lock_guard lock(mutex_);
         view_ = std::move(view);
         claims_by_others_ = std::move(others);
+        bookings_here_ = std::move(bookings);
         view_read_at_ = Clock::now();
         if (!problem_.empty()) spdlog::info("cluster: etcd answers again at {}", etcd_.current_endpoint());
         problem_.clear();
@@ -165,6 +169,11 @@ json ClusterMember::status() const {
 std::map<std::string, ClaimHolder> ClusterMember::claims_by_others() const {
     std::lock_guard lock(mutex_);
     return claims_by_others_;
+}
+
+std::vector<Booking> ClusterMember::bookings_here() const {
+    std::lock_guard lock(mutex_);
+    return bookings_here_;
 }
 
 std::int64_t ClusterMember::held_lease() const {

@@ -4,7 +4,7 @@
 // reads every node's record into a cache that `cluster status` answers from without waiting.
 // etcd unreachable, at start or later: local work goes on; the status says since when and why.
 // The loop hands the node's figures over with offer(); nothing else crosses the two threads.
-// May call: cluster/etcd, cluster/membership, cluster/config, cluster/claims (ClaimHolder).
+// May call: cluster/etcd, cluster/membership, cluster/config, cluster/claims (ClaimHolder), cluster/placement (Booking).
 #pragma once
 
 #include <condition_variable>
@@ -21,6 +21,7 @@
 #include "cluster/config.hpp"
 #include "cluster/etcd.hpp"
 #include "cluster/membership.hpp"
+#include "cluster/placement.hpp"
 
 namespace resmgr::cluster {
 
@@ -47,6 +48,9 @@ public:
     // The cluster-scoped files other nodes claim (file -> holder), as last read: this node's
     // guard holds them against its own workflows.
     std::map<std::string, ClaimHolder> claims_by_others() const;
+    // The placement bookings on this node, as last read (each second): the room they hold is
+    // not given to other allocations while they last.
+    std::vector<Booking> bookings_here() const;
     // The lease this node's claims go under: 0 while it is not held by this node's clock.
     std::int64_t held_lease() const;
     // `cluster status`: this node, etcd's reachability, the lease, and every node known.
@@ -69,6 +73,7 @@ private:
     std::optional<NodeStatus> offered_;
     ClusterView view_;
     std::map<std::string, ClaimHolder> claims_by_others_;
+    std::vector<Booking> bookings_here_;
     std::optional<TimePoint> view_read_at_;
     std::string problem_; // the last failure, cleared by the next success
     std::optional<TimePoint> unreachable_since_;

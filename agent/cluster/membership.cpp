@@ -4,45 +4,15 @@
 #include <map>
 #include <stdexcept>
 
+#include "cluster/fields.hpp"
+
 namespace resmgr::cluster {
 
 using nlohmann::json;
 
 namespace {
 
-json amounts_json(const Amounts& a) { return {{"cpu_cores", a.cpu_cores}, {"memory_gb", a.memory_gb}, {"agents", a.agents}}; }
-
-const json& field(const json& j, const char* key) {
-    auto it = j.find(key);
-    if (it == j.end()) throw std::invalid_argument(std::string("no \"") + key + "\"");
-    return *it;
-}
-
-double number_field(const json& j, const char* key) {
-    const json& v = field(j, key);
-    if (!v.is_number()) throw std::invalid_argument(std::string("\"") + key + "\" is not a number");
-    return v.get<double>();
-}
-
-std::string string_field(const json& j, const char* key) {
-    const json& v = field(j, key);
-    if (!v.is_string()) throw std::invalid_argument(std::string("\"") + key + "\" is not a string");
-    return v.get<std::string>();
-}
-
-TimePoint time_field(const json& j, const char* key) {
-    auto t = parse_timestamp(string_field(j, key));
-    if (!t) throw std::invalid_argument(std::string("\"") + key + "\" is not an RFC 3339 time");
-    return *t;
-}
-
-Amounts amounts_field(const json& j, const char* key) {
-    const json& v = field(j, key);
-    if (!v.is_object()) throw std::invalid_argument(std::string("\"") + key + "\" is not an object");
-    const double agents = number_field(v, "agents");
-    if (agents < 0 || agents > 1e6) throw std::invalid_argument(std::string("\"") + key + ".agents\" is out of range");
-    return {number_field(v, "cpu_cores"), number_field(v, "memory_gb"), static_cast<int>(agents)};
-}
+using namespace fields;
 
 std::string key_name(const std::string& key, const char* prefix) { return key.substr(std::string(prefix).size()); }
 
@@ -51,7 +21,7 @@ std::string key_name(const std::string& key, const char* prefix) { return key.su
 bool NodeStatus::same_figures(const NodeStatus& o) const {
     return node_name == o.node_name && capacity == o.capacity && allocated == o.allocated && free == o.free && allocations == o.allocations &&
            pressure_raised == o.pressure_raised && pressure_steps_held == o.pressure_steps_held && version == o.version && pid == o.pid &&
-           started_at == o.started_at && left == o.left;
+           started_at == o.started_at && left == o.left && reservations == o.reservations && bookings_admitted == o.bookings_admitted;
 }
 
 json NodeStatus::to_json() const {
@@ -65,19 +35,26 @@ json NodeStatus::to_json() const {
             {"pid", pid},
             {"started_at", format_timestamp(started_at)},
             {"updated_at", format_timestamp(updated_at)},
-            {"left", left}};
+            {"left", left},
+            {"reservations", reservations_json()},
+            {"bookings_admitted", bookings_admitted}};
+}
+
+json NodeStatus::reservations_json() const {
+    json out = json::array();
+    for (const auto& r : reservations)
+        out.push_back({{"start", format_timestamp(r.start)}, {"end", r.end ? json(format_timestamp(*r.end)) : json(nullptr)}, {"resources", amounts_json(r.amounts)}});
+    return out;
 }
 
 NodeStatus NodeStatus::from_json(const json& j) {
     if (!j.is_object()) throw std::invalid_argument("not a JSON object");
     NodeStatus s;
-    s.node_name = string_field(j, "node_name");
-    s.capacity = amounts_field(j, "capacity");
-    s.allocated = amounts_field(j, "allocated");
-    s.free = amounts_field(j, "free");
-    const double allocations = number_field(j, "allocations");
-    if (allocations < 0 || allocations > 1e9) throw std::invalid_argument("\"allocations\" is out of range");
-    s.allocations = static_cast<size_t>(allocations);
+    s.node_name = string(j, "node_name");
+    s.capacity = amounts(j, "capacity");
+    s.allocated = amounts(j, "allocated");
+    s.free = amounts(j, "free");
+    s.allocations = static_cast<size_t>(number_in(j, "allocations", 0, 1e9));
     const json& pressure = field(j, "pressure");
     if (!pressure.is_object()) throw std::invalid_argument("\"pressure\" is not an object");
     const json& raised = field(pressure, "raised");
@@ -86,16 +63,29 @@ NodeStatus NodeStatus::from_json(const json& j) {
         if (!r.is_string()) throw std::invalid_argument("\"pressure.raised\" holds a non-string");
         s.pressure_raised.push_back(r.get<std::string>());
     }
-    const double held = number_field(pressure, "steps_held");
-    if (held < 0 || held > 1e9) throw std::invalid_argument("\"pressure.steps_held\" is out of range");
-    s.pressure_steps_held = static_cast<size_t>(held);
-    s.version = string_field(j, "version");
-    const double pid = number_field(j, "pid");
-    if (pid < 0 || pid > 4194304) throw std::invalid_argument("\"pid\" is out of range");
-    s.pid = static_cast<long>(pid);
-    s.started_at = time_field(j, "started_at");
-    s.updated_at = time_field(j, "updated_at");
+    s.pressure_steps_held = static_cast<size_t>(number_in(pressure, "steps_held", 0, 1e9));
+    s.version = string(j, "version");
+    s.pid = static_cast<long>(number_in(j, "pid", 0, 4194304));
+    s.started_at = time(j, "started_at");
+    s.updated_at = time(j, "updated_at");
     if (auto it = j.find("left"); it != j.end() && it->is_boolean()) s.left = it->get<bool>();
+    // Absent from the records of nodes older than placement: none.
+    if (auto it = j.find("reservations"); it != j.end() && !it->is_null()) {
+        if (!it->is_array() || it->size() > kMaxPublishedReservations) throw std::invalid_argument("\"reservations\" is not an array of at most 64");
+        for (const auto& r : *it) {
+            if (!r.is_object()) throw std::invalid_argument("\"reservations\" holds a non-object");
+            ReservedWindow w{time(r, "start"), std::nullopt, amounts(r, "resources")};
+            if (const json& end = field(r, "end"); !end.is_null()) w.end = time(r, "end");
+            s.reservations.push_back(w);
+        }
+    }
+    if (auto it = j.find("bookings_admitted"); it != j.end() && !it->is_null()) {
+        if (!it->is_array() || it->size() > kMaxPublishedBookings) throw std::invalid_argument("\"bookings_admitted\" is not an array of at most 256");
+        for (const auto& b : *it) {
+            if (!b.is_string()) throw std::invalid_argument("\"bookings_admitted\" holds a non-string");
+            s.bookings_admitted.push_back(b.get<std::string>());
+        }
+    }
     return s;
 }
 

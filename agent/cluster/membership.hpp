@@ -28,6 +28,17 @@ struct Amounts {
     bool operator==(const Amounts&) const = default;
 };
 
+// A reservation of the node (an allocation booked for a future window), published so that
+// placement does not put work where a window is about to open. end: none when open-ended.
+struct ReservedWindow {
+    TimePoint start;
+    std::optional<TimePoint> end;
+    Amounts amounts;
+    bool operator==(const ReservedWindow&) const = default;
+};
+inline constexpr size_t kMaxPublishedReservations = 64; // the soonest; a record stays small
+inline constexpr size_t kMaxPublishedBookings = 256;
+
 // One node as it publishes itself: capacity (what it may allocate), allocated, free, and the
 // pressure it is under. Equality ignores updated_at: an unchanged node is not republished.
 struct NodeStatus {
@@ -40,9 +51,14 @@ struct NodeStatus {
     long pid = 0;
     TimePoint started_at{}, updated_at{};
     bool left = false; // membership record of a node that shut down cleanly
+    std::vector<ReservedWindow> reservations;
+    // Placement bookings this node admitted an allocation for, whose room is therefore already in
+    // `allocated`: placement stops counting them against `free` (placement.hpp).
+    std::vector<std::string> bookings_admitted;
 
     bool same_figures(const NodeStatus& other) const;
     nlohmann::json to_json() const;
+    nlohmann::json reservations_json() const;
     // Throws std::invalid_argument naming the first field that is missing or of the wrong kind.
     static NodeStatus from_json(const nlohmann::json& j);
 };
@@ -69,6 +85,7 @@ struct LeaseClock {
 struct KeyValue {
     std::string key, value;
     std::int64_t lease = 0;
+    std::int64_t mod_revision = 0; // the revision of its last change: what a transaction compares
 };
 
 struct NodeRow {

@@ -37,6 +37,11 @@ std::vector<ParamSpec> allocation_fields(bool workflow_required, bool auto_resou
                                                   "for the caller to start its process in (clone3 CLONE_INTO_CGROUP)"}};
 }
 
+std::vector<ParamSpec> without(std::vector<ParamSpec> base, std::initializer_list<std::string_view> names) {
+    std::erase_if(base, [&](const ParamSpec& p) { return std::find(names.begin(), names.end(), p.name) != names.end(); });
+    return base;
+}
+
 std::vector<ParamSpec> with(std::vector<ParamSpec> base, std::initializer_list<ParamSpec> more) {
     base.insert(base.end(), more.begin(), more.end());
     return base;
@@ -45,7 +50,10 @@ std::vector<ParamSpec> with(std::vector<ParamSpec> base, std::initializer_list<P
 std::vector<OperationSpec> make_catalog() {
     std::vector<OperationSpec> ops;
     auto add = [&](OperationSpec op) { ops.push_back(std::move(op)); };
-    add({"allocate", "", true, true, false, Caller::anyone, allocation_fields(true, true), false,
+    add({"allocate", "", true, true, false, Caller::anyone,
+         with(allocation_fields(true, true), {{"booking", T::string, false, {}, {}, "a booking resmgr cluster place answered for this node: "
+                                                                                     "admits into the room it holds"}}),
+         false,
          "'{\"workflow_id\":\"wf\",\"priority\":\"high\",\"resources\":{\"cpu_cores\":2,\"memory_gb\":4}}'",
          "Admit an allocation and create its cgroup. resources: cpu_cores (fractional), memory_gb (GiB, or a\n"
          "size such as \"512M\"), agents, pids, tool_instances; also duration, exclusive_files, constraints,\n"
@@ -125,6 +133,14 @@ std::vector<OperationSpec> make_catalog() {
          "Every node registered in this node's etcd (resmgrd --cluster): live ones (their lease held) and\n"
          "gone ones (lease expired or shut down, with when they were last seen), each with its capacity,\n"
          "allocated and free CPU, memory and agents, and pressure; whether etcd answers, and this node's lease."});
+    add({"cluster", "place", false, true, false, Caller::anyone,
+         with(without(allocation_fields(true), {"wait", "supervised", "attach"}), {{"timeout", T::duration, false, {}, {}, "how long the booking holds the room (2s-10m)", "30s"},
+                                        {"dry_run", T::boolean, false, {}, {}, "answer the node without booking it"}}),
+         false, "'{\"workflow_id\":\"wf\",\"priority\":\"high\",\"resources\":{\"cpu_cores\":2,\"memory_gb\":4}}'",
+         "Which node of the cluster has room for an allocation: best fit over every live node's published free\n"
+         "room, less the bookings it holds and, over the request's duration, its reservations; nodes under\n"
+         "pressure take only high or critical priority. The room is booked in etcd (a transaction: two placers\n"
+         "never book it twice) until the allocation is made there with \"booking\", or the timeout passes."});
     add({"events", "", false, true, false, Caller::anyone,
          {{"types", T::array, false, {}, {}, "event names"}, {"limit", T::integer, false, 1, {}, "the newest N"}}, false,
          "[--follow] [--type T ...]", "Recent events (allocated, released, expired, denied, queued, preempted, resumed, conflict,\nthreshold, threshold_cleared, oom_kill, resized, pressure, pressure_relieved, leak, performance_degraded);\n--follow streams them live until interrupted."});

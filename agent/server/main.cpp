@@ -22,6 +22,7 @@
 #include "cluster/agent_pool.hpp"
 #include "cluster/claims.hpp"
 #include "cluster/member.hpp"
+#include "cluster/placer.hpp"
 #include "conflicts/file_guard.hpp"
 #include "core/ledger.hpp"
 #include "metrics/exposition.hpp"
@@ -439,13 +440,16 @@ int main(int argc, char** argv) {
         std::unique_ptr<resmgr::cluster::ClusterMember> member;
         std::unique_ptr<resmgr::cluster::ClusterClaims> claims;
         std::unique_ptr<resmgr::cluster::ClusterAgentPool> agent_pool;
+        std::unique_ptr<resmgr::cluster::ClusterPlacer> placer;
         if (cluster.enabled()) {
             member = std::make_unique<resmgr::cluster::ClusterMember>(cluster, resmgr::cluster::make_curl_transport());
             const resmgr::cluster::ClusterClaims::Lease lease{[m = member.get()] { return m->held_lease(); },
                                                               [m = member.get()] { return m->problem(); }};
             claims = std::make_unique<resmgr::cluster::ClusterClaims>(member->config(), lease, resmgr::cluster::make_curl_transport());
             agent_pool = std::make_unique<resmgr::cluster::ClusterAgentPool>(member->config(), lease, resmgr::cluster::make_curl_transport());
+            placer = std::make_unique<resmgr::cluster::ClusterPlacer>(member->config(), resmgr::cluster::make_curl_transport());
             resmgr::server::Context& ctx = service.context();
+            ctx.placer = placer.get();
             ctx.cluster = member.get();
             ctx.claims = claims.get();
             ctx.agent_pool = agent_pool.get();
@@ -462,7 +466,7 @@ int main(int argc, char** argv) {
             loop.every(std::chrono::seconds(1), tick);
             member->start();
             spdlog::info("cluster: node {} joining through etcd at {} (lease TTL {})", cluster.node_name,
-                         resmgr::server::join_endpoints(cluster.endpoints), resmgr::format_duration(cluster.lease_ttl));
+                         resmgr::cluster::join_endpoints(cluster.endpoints), resmgr::format_duration(cluster.lease_ttl));
         }
         sd_notify(0, "READY=1\nSTATUS=serving");
         int r = sd_event_loop(event);
@@ -475,6 +479,7 @@ int main(int argc, char** argv) {
             service.context().cluster = nullptr;
             service.context().claims = nullptr;
             service.context().agent_pool = nullptr;
+            service.context().placer = nullptr;
             service.files().set_on_release(nullptr);
         }
         history.write_waiting_runs();

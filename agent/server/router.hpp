@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cluster/membership.hpp"
+#include "cluster/placement.hpp"
 #include "lifecycle/agent_starts.hpp"
 #include "lifecycle/leak_detector.hpp"
 #include "lifecycle/lifecycle.hpp"
@@ -30,6 +31,7 @@ namespace resmgr::cluster {
 class ClusterMember;
 class ClusterClaims;
 class ClusterAgentPool;
+class ClusterPlacer;
 }
 
 namespace resmgr::server {
@@ -60,6 +62,7 @@ struct Context {
     cluster::ClusterMember* cluster = nullptr; // none: this node is not in a cluster (cluster operations are UNSUPPORTED)
     cluster::ClusterClaims* claims = nullptr;  // with `cluster`: the cluster-scoped exclusive files
     cluster::ClusterAgentPool* agent_pool = nullptr; // with `cluster`: cluster.max_agents across the nodes
+    cluster::ClusterPlacer* placer = nullptr;        // with `cluster`: cluster place, and allocate with a booking
 
     const core::Ledger& ledger() const { return lifecycle.ledger(); }
     // UNSUPPORTED when monitoring is not running.
@@ -147,7 +150,11 @@ void on_cluster_tick(Context& ctx);
 // Freezes the allocations whose cluster share this node cannot vouch for, thaws the rest it froze.
 void fence(Context& ctx);
 void on_files_released(Context& ctx, const std::string& id, const std::optional<std::string>& file);
-// "http://a:2379, http://b:2379", for messages.
-std::string join_endpoints(const std::vector<std::string>& endpoints);
+// allocate with "booking" (a placement's): the booking as etcd holds it for this node, checked
+// against the request (NOT_FOUND when expired, INVALID_REQUEST when the request asks for more);
+// without one, RESOURCE_EXHAUSTED when only the room bookings on this node hold would fit it.
+std::optional<cluster::Booking> redeem_booking(Context& ctx, const AllocationRequest& request, const nlohmann::json& booking);
+// The allocation of `booking` is admitted: this node's record lists it (placers stop counting it).
+void booking_admitted(Context& ctx, const cluster::Booking& booking);
 
 } // namespace resmgr::server

@@ -77,6 +77,8 @@ json auto_resources(const Call& call, json& params, std::vector<std::string>& no
 SuccessBody allocate(const Call& call) {
     Context& ctx = call.ctx;
     json params = call.params();
+    const json booking = params.value("booking", json(nullptr));
+    params.erase("booking");
     std::vector<std::string> notes;
     json sizing = nullptr;
     if (auto it = params.find("resources"); it != params.end() && it->is_string()) {
@@ -94,6 +96,8 @@ SuccessBody allocate(const Call& call) {
             throw ApiError(ErrorCode::RESOURCE_EXHAUSTED, "New agent starts are held by the pressure responder (queue_agents)", held, {"agents"},
                            {"Allocate without \"attach\", then attach the agent with \"wait_slot\" (resmgr-run --agent does)"});
     }
+    // A placement's booking is checked in etcd, and the room other bookings hold is kept free.
+    const std::optional<cluster::Booking> booked = redeem_booking(ctx, req, booking);
     // Cluster-scoped files and the cluster's agent slots are taken in etcd first: no node admits
     // what another holds.
     const ClusterShare share = take_cluster_share(ctx, req);
@@ -108,6 +112,7 @@ SuccessBody allocate(const Call& call) {
     const Allocation& a = *admitted;
     bind_cluster_share(ctx, share, a.allocation_id);
     if (a.status == AllocationStatus::queued) return queued_reply(ctx, a);
+    if (booked) booking_admitted(ctx, *booked);
     const std::string& id = a.allocation_id;
     const std::string group = ctx.lifecycle.backend().group_path(id);
     const cgroup::Enforcement* enf = ctx.lifecycle.enforcement(id);
@@ -136,6 +141,7 @@ SuccessBody allocate(const Call& call) {
             body.recommendations.push_back("storage_gb is admitted but not enforced here: " + d["storage"].value("reason", std::string()));
     }
     if (!sizing.is_null()) body.result["sizing"] = sizing;
+    if (booked) body.result["booking_id"] = booked->booking_id;
     for (auto& note : notes) body.recommendations.push_back(note);
     body.resources_affected = 1;
     if (enf && !enf->unenforced.empty())

@@ -10,13 +10,22 @@
 
 #include "cluster/agent_pool.hpp"
 #include "cluster/claims.hpp"
+#include "cluster/fields.hpp"
 #include "cluster/member.hpp"
+#include "cluster/placer.hpp"
+#include "resmgr/json.hpp"
 #include "server/event_loop.hpp"
 #include "server/router.hpp"
 
 namespace resmgr::server {
 
 using nlohmann::json;
+
+namespace {
+
+cluster::Amounts amounts_of(const Resources& r) { return {r.cpu_cores, r.memory_gb(), r.agents}; }
+
+} // namespace
 
 cluster::NodeStatus cluster_node_status(const Context& ctx, const std::string& node_name, TimePoint started_at) {
     const core::Availability a = ctx.ledger().admission().availability();
@@ -34,8 +43,50 @@ cluster::NodeStatus cluster_node_status(const Context& ctx, const std::string& n
     s.version = ctx.daemon_info.value("version", "");
     s.pid = ctx.daemon_info.value("pid", 0L);
     s.started_at = started_at;
+    // Its reservations, the soonest first, for placement to keep their windows free.
+    for (const auto& [id, alloc] : ctx.ledger().allocations())
+        if (alloc.status == AllocationStatus::reserved && alloc.start_at)
+            s.reservations.push_back({*alloc.start_at, alloc.expires_at, amounts_of(alloc.resources)});
+    std::sort(s.reservations.begin(), s.reservations.end(), [](const auto& a, const auto& b) { return a.start < b.start; });
+    if (s.reservations.size() > cluster::kMaxPublishedReservations) s.reservations.resize(cluster::kMaxPublishedReservations);
+    if (ctx.placer) s.bookings_admitted = ctx.placer->admitted_ids(ctx.clock());
     return s;
 }
+
+std::optional<cluster::Booking> redeem_booking(Context& ctx, const AllocationRequest& request, const json& booking) {
+    if (!ctx.placer) {
+        if (booking.is_null()) return std::nullopt;
+        throw ApiError(ErrorCode::UNSUPPORTED, "\"booking\" needs a node in a cluster", "resmgrd was started without --cluster", {"booking"},
+                       {"Allocate without \"booking\""});
+    }
+    std::optional<cluster::Booking> b;
+    if (!booking.is_null()) {
+        b = ctx.placer->redeem(booking.get<std::string>());
+        const cluster::Amounts wanted = amounts_of(request.resources);
+        if (wanted.cpu_cores > b->amounts.cpu_cores + 1e-9 || wanted.memory_gb > b->amounts.memory_gb + 1e-9 || wanted.agents > b->amounts.agents)
+            throw ApiError(ErrorCode::INVALID_REQUEST, "The allocation asks for more than booking " + b->booking_id + " holds",
+                           "booked: " + cluster::fields::amounts_json(b->amounts).dump() + ", asked: " + cluster::fields::amounts_json(wanted).dump(),
+                           {"booking:" + b->booking_id}, {"Place again for what the allocation needs"});
+        if (b->workflow_id != request.workflow_id)
+            throw ApiError(ErrorCode::INVALID_REQUEST, "Booking " + b->booking_id + " was placed for workflow " + b->workflow_id, "", {"booking:" + b->booking_id});
+    }
+    // The room others' bookings hold is not this allocation's to take.
+    const cluster::Amounts held = ctx.placer->held(ctx.cluster->bookings_here(), b ? b->booking_id : "");
+    if (held.cpu_cores > 0 || held.memory_gb > 0 || held.agents > 0) {
+        const core::Admission admission = ctx.ledger().admission();
+        Resources with_held = request.resources;
+        with_held.cpu_cores += held.cpu_cores;
+        with_held.memory_bytes += static_cast<std::uint64_t>(held.memory_gb * static_cast<double>(kGiB));
+        with_held.agents += held.agents;
+        if (admission.fits_now(request.resources) && !admission.fits_now(with_held))
+            throw ApiError(ErrorCode::RESOURCE_EXHAUSTED, "The room left on this node is booked by placements",
+                           "held by bookings: " + cluster::fields::amounts_json(held).dump(), {},
+                           {"Allocate when the bookings are admitted or expire (their timeout), or place with resmgr cluster place"});
+    }
+    return b;
+}
+
+void booking_admitted(Context& ctx, const cluster::Booking& booking) { ctx.placer->admitted(booking, ctx.clock()); }
 
 ClusterShare take_cluster_share(Context& ctx, const AllocationRequest& request) {
     ClusterShare share;
@@ -200,30 +251,68 @@ void on_files_released(Context& ctx, const std::string& id, const std::optional<
 
 namespace {
 
-SuccessBody cluster_status(const Call& call) {
-    const cluster::ClusterMember* member = call.ctx.cluster;
-    if (!member)
+const cluster::ClusterMember& require_cluster(const Call& call) {
+    if (!call.ctx.cluster)
         throw ApiError(ErrorCode::UNSUPPORTED, "this node is not in a cluster", "resmgrd was started without etcd endpoints", {},
                        {"start resmgrd with --cluster http://HOST:2379[,...] --node-name NAME, or give the config file a top-level "
                         "\"cluster\": {\"etcd\": [...], \"node_name\": ...}"});
+    return *call.ctx.cluster;
+}
+
+SuccessBody cluster_status(const Call& call) {
+    const cluster::ClusterMember* member = &require_cluster(call);
     SuccessBody body;
     body.result = member->status();
     if (call.ctx.claims) body.result["files"] = call.ctx.claims->status();
     if (call.ctx.agent_pool && call.ctx.agent_pool->enabled()) body.result["agent_pool"] = call.ctx.agent_pool->status();
     if (const std::string problem = member->problem(); !problem.empty())
-        body.recommendations.push_back("etcd (" + join_endpoints(member->config().endpoints) + ") does not answer: " + problem +
+        body.recommendations.push_back("etcd (" + cluster::join_endpoints(member->config().endpoints) + ") does not answer: " + problem +
                                        "; local allocations go on, the nodes shown are as last read");
+    return body;
+}
+
+// The node with room for an allocation request, and its room booked until the allocation is
+// made there with "booking" (or its timeout passes).
+SuccessBody cluster_place(const Call& call) {
+    require_cluster(call);
+    Context& ctx = call.ctx;
+    const Millis timeout = call.duration_param("timeout");
+    if (timeout < cluster::ClusterPlacer::kMinTimeout || timeout > cluster::ClusterPlacer::kMaxTimeout)
+        throw ApiError(ErrorCode::INVALID_REQUEST, "'timeout' must be within 2s and 10m", "got " + format_duration(timeout), {"timeout"});
+    const bool dry_run = param_flag(call.params(), "dry_run");
+    json params = call.params();
+    params.erase("timeout");
+    params.erase("dry_run");
+    const AllocationRequest req = parse_allocation_request(params);
+    const Millis window = std::chrono::duration_cast<Millis>(req.constraints.max_duration.value_or(ctx.ledger().policy().max_duration));
+    const cluster::PlacementAsk ask{amounts_of(req.resources), req.priority, window};
+    const cluster::ClusterPlacer::Placed placed = ctx.placer->place(ask, req.workflow_id, timeout, dry_run, ctx.clock());
+    SuccessBody body;
+    json candidates = json::array();
+    for (const auto& c : placed.placement.candidates) candidates.push_back(c.to_json());
+    body.result = {{"node", *placed.placement.node},
+                   {"dry_run", dry_run},
+                   {"candidates", candidates},
+                   {"window_checked", format_duration(window)},
+                   {"attempts", placed.attempts},
+                   {"rejected_records", placed.rejected}};
+    if (placed.booking) {
+        const cluster::Booking& b = *placed.booking;
+        body.result["booking_id"] = b.booking_id;
+        body.result["expires_at"] = format_timestamp(b.expires_at);
+        body.result["booking"] = b.to_json();
+        body.recommendations.push_back("Allocate on node " + b.node + " within " + format_duration(timeout) + " with \"booking\": \"" + b.booking_id +
+                                       "\" and the same workflow_id and resources (or less); after that the room is given back");
+        body.resources_affected = 1;
+    }
     return body;
 }
 
 } // namespace
 
-std::string join_endpoints(const std::vector<std::string>& endpoints) {
-    std::string out;
-    for (const auto& e : endpoints) out += (out.empty() ? "" : ", ") + e;
-    return out;
+void register_cluster_operations(Router& router) {
+    router.add("cluster", "status", cluster_status);
+    router.add("cluster", "place", cluster_place);
 }
-
-void register_cluster_operations(Router& router) { router.add("cluster", "status", cluster_status); }
 
 } // namespace resmgr::server

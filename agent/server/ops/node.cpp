@@ -66,7 +66,7 @@ SuccessBody doctor(const Call& call) {
                    {"host", ctx.host_report}, {"daemon", daemon}};
     body.recommendations = verdict.recommendations;
     if (ctx.cluster && !ctx.cluster->problem().empty())
-        body.recommendations.push_back("etcd (" + join_endpoints(ctx.cluster->config().endpoints) + ") does not answer: " +
+        body.recommendations.push_back("etcd (" + cluster::join_endpoints(ctx.cluster->config().endpoints) + ") does not answer: " +
                                        ctx.cluster->problem() + "; local allocations go on; check that the members run and this host reaches them");
     if (ctx.history && !ctx.history->available())
         body.recommendations.push_back("History is off (" + ctx.history->problem() +
