@@ -12,6 +12,7 @@
 #include "cluster/membership.hpp"
 #include "core/policy.hpp"
 #include "resmgr/protocol.hpp"
+#include "scripted_etcd.hpp"
 
 namespace resmgr::cluster {
 namespace {
@@ -210,20 +211,6 @@ TEST(Publishing, TheLeaseIsCountedOnForTwoThirdsOfItsTtlAfterTheLastRenewalWasSe
 }
 
 // Answers from a script: an HttpAnswer, or nullopt for "no answer" (connection refused).
-class ScriptedTransport : public Transport {
-public:
-    std::deque<std::optional<HttpAnswer>> script;
-    std::vector<std::string> urls;
-    HttpAnswer post(const std::string& url, const std::string&, Millis) override {
-        urls.push_back(url);
-        if (script.empty()) throw EtcdUnavailable(url + ": nothing scripted");
-        auto next = script.front();
-        script.pop_front();
-        if (!next) throw EtcdUnavailable(url + ": Couldn't connect to server");
-        return *next;
-    }
-};
-
 TEST(EtcdClientFailover, TriesTheNextMemberAndStaysWithTheOneThatAnswered) {
     auto transport = std::make_unique<ScriptedTransport>();
     ScriptedTransport& t = *transport;
