@@ -331,13 +331,16 @@ std::optional<KeyValue> EtcdClient::get(const std::string& key) {
     return kvs.front();
 }
 
-bool EtcdClient::put_if_unchanged(const std::vector<std::pair<std::string, std::int64_t>>& unchanged, const std::vector<Put>& puts) {
+TxnOutcome EtcdClient::put_if_unchanged(const std::vector<std::pair<std::string, std::int64_t>>& unchanged, const std::vector<Put>& puts,
+                                        const std::string& read_back) {
     json compare = json::array(), writes = json::array();
     for (const auto& [key, revision] : unchanged)
         compare.push_back({{"key", base64_encode(key)}, {"result", "EQUAL"}, {"target", "MOD"}, {"mod_revision", std::to_string(revision)}});
     for (const auto& p : puts) writes.push_back(put_request(p.key, p.value, p.lease));
-    return parse_txn(call("/v3/kv/txn", {{"compare", compare}, {"success", writes}})).succeeded;
+    return parse_txn(call("/v3/kv/txn", {{"compare", compare}, {"success", writes}, {"failure", {read_key(read_back)}}}));
 }
+
+void EtcdClient::delete_key(const std::string& key) { call("/v3/kv/deleterange", {{"key", base64_encode(key)}}); }
 
 TxnOutcome EtcdClient::delete_if_value(const std::string& key, const std::string& expected) {
     return parse_txn(call("/v3/kv/txn", {{"compare", {value_is(key, expected)}},

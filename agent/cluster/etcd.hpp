@@ -89,12 +89,15 @@ public:
     std::vector<std::vector<KeyValue>> range_prefixes(const std::vector<std::string>& prefixes);
     std::optional<KeyValue> get(const std::string& key);
     // Optimistic concurrency: makes every put when every key of `unchanged` still has the
-    // mod_revision given (0: still absent); false when one changed meanwhile.
+    // mod_revision given (0: still absent). When one changed meanwhile, `read_back` is read in
+    // the same transaction (a lost answer of an applied one is then recognised by its value).
     struct Put {
         std::string key, value;
         std::int64_t lease = 0;
     };
-    bool put_if_unchanged(const std::vector<std::pair<std::string, std::int64_t>>& unchanged, const std::vector<Put>& puts);
+    TxnOutcome put_if_unchanged(const std::vector<std::pair<std::string, std::int64_t>>& unchanged, const std::vector<Put>& puts,
+                                const std::string& read_back);
+    void delete_key(const std::string& key);
 
     const std::vector<std::string>& endpoints() const { return endpoints_; }
     const std::string& current_endpoint() const { return endpoints_[current_]; }

@@ -116,6 +116,10 @@ void ClusterMember::publish(NodeStatus status, Steady::time_point now) {
     const std::string value = status.to_json().dump();
     etcd_.put(kNodesPrefix + config_.node_name, value, lease);
     etcd_.put(kMembersPrefix + config_.node_name, value);
+    {
+        std::lock_guard lock(mutex_);
+        published_bookings_ = status.bookings_admitted;
+    }
     published_ = std::move(status);
     published_at_ = now;
 }
@@ -174,6 +178,11 @@ std::map<std::string, ClaimHolder> ClusterMember::claims_by_others() const {
 std::vector<Booking> ClusterMember::bookings_here() const {
     std::lock_guard lock(mutex_);
     return bookings_here_;
+}
+
+std::vector<std::string> ClusterMember::published_bookings() const {
+    std::lock_guard lock(mutex_);
+    return published_bookings_;
 }
 
 std::int64_t ClusterMember::held_lease() const {

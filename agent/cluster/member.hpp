@@ -51,6 +51,8 @@ public:
     // The placement bookings on this node, as last read (each second): the room they hold is
     // not given to other allocations while they last.
     std::vector<Booking> bookings_here() const;
+    // The admitted bookings the last record published lists (ClusterPlacer::settle).
+    std::vector<std::string> published_bookings() const;
     // The lease this node's claims go under: 0 while it is not held by this node's clock.
     std::int64_t held_lease() const;
     // `cluster status`: this node, etcd's reachability, the lease, and every node known.
@@ -74,6 +76,7 @@ private:
     ClusterView view_;
     std::map<std::string, ClaimHolder> claims_by_others_;
     std::vector<Booking> bookings_here_;
+    std::vector<std::string> published_bookings_;
     std::optional<TimePoint> view_read_at_;
     std::string problem_; // the last failure, cleared by the next success
     std::optional<TimePoint> unreachable_since_;

@@ -1,6 +1,7 @@
 #include "cluster/membership.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <stdexcept>
 
@@ -17,6 +18,19 @@ using namespace fields;
 std::string key_name(const std::string& key, const char* prefix) { return key.substr(std::string(prefix).size()); }
 
 } // namespace
+
+std::string Amounts::shortfall(const Amounts& wanted, const char* of_what) const {
+    constexpr double kEpsilon = 1e-9;
+    auto words = [&](const char* what, double has, double wants) {
+        char text[200];
+        std::snprintf(text, sizeof text, "%s: %.2f %s, %.2f wanted", what, has, of_what, wants);
+        return std::string(text);
+    };
+    if (wanted.cpu_cores > cpu_cores + kEpsilon) return words("cpu_cores", cpu_cores, wanted.cpu_cores);
+    if (wanted.memory_gb > memory_gb + kEpsilon) return words("memory_gb", memory_gb, wanted.memory_gb);
+    if (wanted.agents > agents) return words("agents", agents, wanted.agents);
+    return {};
+}
 
 bool NodeStatus::same_figures(const NodeStatus& o) const {
     return node_name == o.node_name && capacity == o.capacity && allocated == o.allocated && free == o.free && allocations == o.allocations &&
@@ -110,19 +124,21 @@ json NodeRow::to_json() const {
     return j;
 }
 
+std::optional<NodeStatus> parse_node_record(const KeyValue& kv, const char* prefix, std::vector<std::string>& rejected) {
+    try {
+        NodeStatus s = NodeStatus::from_json(json::parse(kv.value));
+        if (s.node_name != key_name(kv.key, prefix)) throw std::invalid_argument("names node \"" + s.node_name + "\"");
+        return s;
+    } catch (const std::exception& e) {
+        rejected.push_back(kv.key + ": " + e.what());
+        return std::nullopt;
+    }
+}
+
 ClusterView build_view(const std::vector<KeyValue>& live, const std::vector<KeyValue>& members, const std::string& self) {
     ClusterView view;
     std::map<std::string, NodeRow> rows;
-    auto parse = [&](const KeyValue& kv, const char* prefix) -> std::optional<NodeStatus> {
-        try {
-            NodeStatus s = NodeStatus::from_json(json::parse(kv.value));
-            if (s.node_name != key_name(kv.key, prefix)) throw std::invalid_argument("names node \"" + s.node_name + "\"");
-            return s;
-        } catch (const std::exception& e) {
-            view.rejected.push_back(kv.key + ": " + e.what());
-            return std::nullopt;
-        }
-    };
+    auto parse = [&](const KeyValue& kv, const char* prefix) { return parse_node_record(kv, prefix, view.rejected); };
     for (const auto& kv : live)
         if (auto s = parse(kv, kNodesPrefix)) rows[s->node_name] = NodeRow{*s, NodeRow::State::live, {}, s->node_name == self};
     for (const auto& kv : members) {

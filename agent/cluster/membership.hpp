@@ -5,6 +5,7 @@
 // May call: model.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 #include <string>
@@ -26,6 +27,21 @@ struct Amounts {
     double cpu_cores = 0, memory_gb = 0;
     int agents = 0;
     bool operator==(const Amounts&) const = default;
+    // Agents saturate at a billion either way: sums over records etcd holds may be anything.
+    Amounts& operator+=(const Amounts& o) {
+        cpu_cores += o.cpu_cores;
+        memory_gb += o.memory_gb;
+        agents = saturated(static_cast<long long>(agents) + o.agents);
+        return *this;
+    }
+    Amounts operator-(const Amounts& o) const {
+        return {cpu_cores - o.cpu_cores, memory_gb - o.memory_gb, saturated(static_cast<long long>(agents) - o.agents)};
+    }
+    static int saturated(long long agents) { return static_cast<int>(std::clamp(agents, -1'000'000'000LL, 1'000'000'000LL)); }
+    // The first of CPU, memory and agents that lacks for `wanted`, in words; empty when it all
+    // fits (figures travel as JSON doubles: within 1e-9 is a fit).
+    std::string shortfall(const Amounts& wanted, const char* of_what) const;
+    bool fits(const Amounts& wanted) const { return shortfall(wanted, "").empty(); }
 };
 
 // A reservation of the node (an allocation booked for a future window), published so that
@@ -100,6 +116,10 @@ struct ClusterView {
     std::vector<NodeRow> nodes;        // by name
     std::vector<std::string> rejected; // "KEY: why", records that did not parse (never a crash, never a row)
 };
+
+// The record at `kv` (under `prefix`), or nullopt with "KEY: why" added to `rejected` (a record
+// that does not parse, or that names another node than its key).
+std::optional<NodeStatus> parse_node_record(const KeyValue& kv, const char* prefix, std::vector<std::string>& rejected);
 
 // Live: a record under kNodesPrefix. Gone: a membership record without a live one.
 ClusterView build_view(const std::vector<KeyValue>& live, const std::vector<KeyValue>& members, const std::string& self);

@@ -13,28 +13,6 @@ using namespace fields;
 
 namespace {
 
-constexpr double kEpsilon = 1e-9; // figures travel as JSON doubles
-
-Amounts minus(Amounts a, const Amounts& b) {
-    a.cpu_cores -= b.cpu_cores;
-    a.memory_gb -= b.memory_gb;
-    a.agents -= b.agents;
-    return a;
-}
-
-// The first dimension the room lacks for `wanted`, in words; empty when it fits.
-std::string shortfall(const Amounts& room, const Amounts& wanted) {
-    auto words = [](const char* what, double has, double wants) {
-        char text[160];
-        std::snprintf(text, sizeof text, "%s: %.2f free after bookings and reservations, %.2f wanted", what, has, wants);
-        return std::string(text);
-    };
-    if (wanted.cpu_cores > room.cpu_cores + kEpsilon) return words("cpu_cores", room.cpu_cores, wanted.cpu_cores);
-    if (wanted.memory_gb > room.memory_gb + kEpsilon) return words("memory_gb", room.memory_gb, wanted.memory_gb);
-    if (wanted.agents > room.agents) return words("agents", room.agents, wanted.agents);
-    return {};
-}
-
 // What is left after the request, as shares of the node's capacity, summed over the dimensions
 // that have one (agents only when asked for: a request without agents leaves the pool alone).
 double left_over(const NodeStatus& node, const Amounts& room, const Amounts& wanted) {
@@ -55,7 +33,7 @@ Amounts tightest_room(const NodeStatus& node, const Amounts& free_now, TimePoint
     for (TimePoint t : instants) {
         Amounts room = free_now;
         for (const auto& r : node.reservations)
-            if (r.start <= t && (!r.end || *r.end > t)) room = minus(room, r.amounts);
+            if (r.start <= t && (!r.end || *r.end > t)) room = room - r.amounts;
         tightest.cpu_cores = std::min(tightest.cpu_cores, room.cpu_cores);
         tightest.memory_gb = std::min(tightest.memory_gb, room.memory_gb);
         tightest.agents = std::min(tightest.agents, room.agents);
@@ -124,9 +102,9 @@ Placement decide(const std::vector<NodeStatus>& live, const std::map<std::string
         if (auto it = bookings.find(node.node_name); it != bookings.end())
             for (const auto& b : it->second)
                 if (std::find(node.bookings_admitted.begin(), node.bookings_admitted.end(), b.booking_id) == node.bookings_admitted.end())
-                    free_now = minus(free_now, b.amounts);
+                    free_now = free_now - b.amounts;
         c.room = tightest_room(node, free_now, now, ask.duration);
-        c.reason = shortfall(c.room, ask.wanted);
+        c.reason = c.room.shortfall(ask.wanted, "free after bookings and reservations");
         std::string raised;
         for (const auto& s : node.pressure_raised) raised += (raised.empty() ? "" : ", ") + s;
         if (c.reason.empty() && c.under_pressure && !may_take_pressure)

@@ -11,19 +11,19 @@ using nlohmann::json;
 namespace {
 
 constexpr Millis kPlaceTimeout{std::chrono::milliseconds(500)}; // per etcd call, as claims
+// A booking is still counted this long past its expiry: the placer's clock wrote it, this
+// node's reads it.
+constexpr auto kClockSlack = std::chrono::seconds(5);
 
-// The live nodes' records; one that does not parse is named and skipped.
-std::vector<std::pair<NodeStatus, std::int64_t>> live_nodes(const std::vector<KeyValue>& kvs, std::vector<std::string>& rejected) {
-    std::vector<std::pair<NodeStatus, std::int64_t>> out;
-    for (const auto& kv : kvs) {
-        try {
-            NodeStatus s = NodeStatus::from_json(json::parse(kv.value));
-            if (kv.key != kNodesPrefix + s.node_name) throw std::invalid_argument("names node \"" + s.node_name + "\"");
-            out.emplace_back(std::move(s), kv.mod_revision);
-        } catch (const std::exception& e) {
-            rejected.push_back(kv.key + ": " + e.what());
-        }
-    }
+struct LiveNode {
+    NodeStatus status;
+    std::int64_t revision = 0;
+};
+
+std::vector<LiveNode> live_nodes(const std::vector<KeyValue>& kvs, std::vector<std::string>& rejected) {
+    std::vector<LiveNode> out;
+    for (const auto& kv : kvs)
+        if (auto s = parse_node_record(kv, kNodesPrefix, rejected)) out.push_back({std::move(*s), kv.mod_revision});
     return out;
 }
 
@@ -38,8 +38,11 @@ std::int64_t revision_of(const std::vector<KeyValue>& kvs, const std::string& ke
 ClusterPlacer::ClusterPlacer(const ClusterConfig& config, std::unique_ptr<Transport> transport)
     : config_(config), etcd_(config.endpoints, std::move(transport), kPlaceTimeout) {}
 
-void ClusterPlacer::unavailable(const std::string& why) const {
-    throw ApiError(ErrorCode::CLUSTER_UNAVAILABLE, "Placement needs etcd, which does not answer", why, {},
+void ClusterPlacer::unavailable(const std::exception& e) const {
+    const bool answered = dynamic_cast<const EtcdError*>(&e) != nullptr;
+    throw ApiError(ErrorCode::CLUSTER_UNAVAILABLE, answered ? "Placement failed: etcd refused a request or answered something unreadable"
+                                                            : "Placement needs etcd, which does not answer",
+                   e.what(), {},
                    {"Check that the etcd members (" + join_endpoints(config_.endpoints) + ") run and this host reaches them: resmgr cluster status"},
                    {"Allocate on a node of your choosing without a booking"});
 }
@@ -47,19 +50,31 @@ void ClusterPlacer::unavailable(const std::string& why) const {
 ClusterPlacer::Placed ClusterPlacer::place(const PlacementAsk& ask, const std::string& workflow_id, Millis timeout, bool dry_run, TimePoint now) {
     Placed out;
     std::int64_t lease = 0;
+    // The lease of a placement that books nothing is given back (best effort: it expires anyway).
+    auto give_back = [&] {
+        if (!lease) return;
+        try {
+            etcd_.revoke(lease);
+        } catch (const std::exception& e) {
+            spdlog::debug("cluster: placement lease {:x} not revoked: {}", lease, e.what());
+        }
+    };
+    const auto deadline = std::chrono::steady_clock::now() + kDeadline;
     try {
-        for (out.attempts = 1; out.attempts <= kMaxAttempts; ++out.attempts) {
+        for (out.attempts = 1; out.attempts <= kMaxAttempts && std::chrono::steady_clock::now() < deadline; ++out.attempts) {
             out.rejected.clear();
             const auto read = etcd_.range_prefixes({kNodesPrefix, kBookingsPrefix, kBookingSeqPrefix});
-            const auto nodes = live_nodes(read[0], out.rejected);
+            const std::vector<LiveNode> nodes = live_nodes(read[0], out.rejected);
             std::vector<NodeStatus> statuses;
-            for (const auto& [s, _] : nodes) statuses.push_back(s);
+            for (const auto& n : nodes) statuses.push_back(n.status);
             out.placement = decide(statuses, bookings_by_node(read[1], out.rejected), ask, now);
             if (!out.placement.node) {
                 std::string why;
                 for (const auto& c : out.placement.candidates) why += (why.empty() ? "" : "; ") + c.node + ": " + c.reason;
-                throw ApiError(ErrorCode::RESOURCE_EXHAUSTED, "No node of the cluster has room for this request",
-                               nodes.empty() ? "no live node is registered in etcd" : why, {},
+                if (nodes.empty()) why = "no live node's record is in etcd" + std::string(out.rejected.empty() ? "" : " that parses");
+                for (const auto& r : out.rejected) why += "; skipped " + r;
+                give_back();
+                throw ApiError(ErrorCode::RESOURCE_EXHAUSTED, "No node of the cluster has room for this request", why, {},
                                {"Ask again when allocations end or bookings expire, or ask for less"});
             }
             if (dry_run) return out;
@@ -74,23 +89,30 @@ ClusterPlacer::Placed ClusterPlacer::place(const PlacementAsk& ask, const std::s
             b.amounts = ask.wanted;
             b.priority = ask.priority;
             b.placed_at = now;
-            b.expires_at = now + std::chrono::duration_cast<std::chrono::seconds>(timeout);
+            // Rounded up to whole seconds, as the lease's TTL is.
+            b.expires_at = now + std::chrono::ceil<std::chrono::seconds>(timeout);
             std::int64_t record_revision = 0;
-            for (const auto& [s, revision] : nodes)
-                if (s.node_name == node) record_revision = revision;
+            for (const auto& n : nodes)
+                if (n.status.node_name == node) record_revision = n.revision;
             const std::string seq_key = kBookingSeqPrefix + node;
-            if (etcd_.put_if_unchanged({{kNodesPrefix + node, record_revision}, {seq_key, revision_of(read[2], seq_key)}},
-                                       {{kBookingsPrefix + node + "/" + b.booking_id, b.to_json().dump(), lease}, {seq_key, b.booking_id, 0}})) {
+            const TxnOutcome outcome =
+                etcd_.put_if_unchanged({{kNodesPrefix + node, record_revision}, {seq_key, revision_of(read[2], seq_key)}},
+                                       {{kBookingsPrefix + node + "/" + b.booking_id, b.to_json().dump(), lease}, {seq_key, b.booking_id, 0}}, seq_key);
+            // Applied by a member whose answer was lost, then refused on the retry: it is this booking.
+            if (outcome.succeeded || (outcome.current && outcome.current->value == b.booking_id)) {
                 out.booking = std::move(b);
                 return out;
             }
         }
     } catch (const EtcdUnavailable& e) {
-        unavailable(e.what());
+        give_back();
+        unavailable(e);
     } catch (const EtcdError& e) {
-        unavailable(e.what());
+        give_back();
+        unavailable(e);
     }
-    throw ApiError(ErrorCode::CONFLICT, "Placement lost " + std::to_string(kMaxAttempts) + " races in a row to other placers", "", {},
+    give_back();
+    throw ApiError(ErrorCode::CONFLICT, "Placement lost " + std::to_string(out.attempts - 1) + " races in a row to other placers", "", {},
                    {"Ask again: each lost race means another booking was made meanwhile"});
 }
 
@@ -98,53 +120,54 @@ Booking ClusterPlacer::redeem(const std::string& id) {
     if (!valid_booking_id(id))
         throw ApiError(ErrorCode::INVALID_REQUEST, "'booking' must be a booking id as resmgr cluster place answers it (bk_ and 16 hex digits)",
                        "got \"" + id.substr(0, 40) + "\"", {"booking"});
+    if (admitted_.count(id))
+        throw ApiError(ErrorCode::CONFLICT, "Booking " + id + " was already redeemed on this node", "", {"booking:" + id},
+                       {"Place again for another allocation"});
     std::optional<KeyValue> kv;
     try {
         kv = etcd_.get(kBookingsPrefix + config_.node_name + "/" + id);
     } catch (const EtcdUnavailable& e) {
-        unavailable(e.what());
+        unavailable(e);
     } catch (const EtcdError& e) {
-        unavailable(e.what());
+        unavailable(e);
     }
     if (!kv)
         throw ApiError(ErrorCode::NOT_FOUND, "Booking " + id + " is not held on node " + config_.node_name,
-                       "it expired (its timeout passed before this allocate) or it books another node", {"booking:" + id},
+                       "it expired (its timeout passed before this allocate), was redeemed, or books another node", {"booking:" + id},
                        {"Place again with resmgr cluster place and allocate on the node it answers, within its timeout"});
-    try {
-        return Booking::from_json(json::parse(kv->value));
-    } catch (const std::exception& e) {
-        throw ApiError(ErrorCode::CONFLICT, "Booking " + id + " in etcd does not parse", e.what(), {"booking:" + id});
-    }
+    std::vector<std::string> rejected;
+    auto read = bookings_by_node({*kv}, rejected);
+    if (!rejected.empty())
+        throw ApiError(ErrorCode::INTERNAL_ERROR, "Booking " + id + " in etcd is not a booking resmgr wrote", rejected.front(), {"booking:" + id});
+    return read.at(config_.node_name).front();
 }
 
-namespace {
-
-constexpr auto kClockSlack = std::chrono::minutes(1);
-
-} // namespace
-
-void ClusterPlacer::admitted(const Booking& booking, TimePoint now) {
-    std::erase_if(admitted_, [&](const auto& entry) { return entry.second + kClockSlack < now; }); // etcd dropped their keys
-    admitted_[booking.booking_id] = booking.expires_at;
-}
-
-std::vector<std::string> ClusterPlacer::admitted_ids(TimePoint now) const {
+std::vector<std::string> ClusterPlacer::admitted_ids() const {
     std::vector<std::string> out;
-    for (const auto& [id, expires_at] : admitted_)
-        // Past the cap, a booking is counted against the node's free room by placers: room is
-        // under-booked for a while, never booked twice.
-        if (expires_at + kClockSlack >= now && out.size() < kMaxPublishedBookings) out.push_back(id);
+    for (const auto& id : admitted_) {
+        if (out.size() == kMaxPublishedBookings) break;
+        out.push_back(id);
+    }
     return out;
 }
 
-Amounts ClusterPlacer::held(const std::vector<Booking>& on_this_node, const std::string& except) const {
-    Amounts sum;
-    for (const auto& b : on_this_node) {
-        if (b.booking_id == except || admitted_.count(b.booking_id)) continue;
-        sum.cpu_cores += b.amounts.cpu_cores;
-        sum.memory_gb += b.amounts.memory_gb;
-        sum.agents += b.amounts.agents;
+void ClusterPlacer::settle(const std::vector<std::string>& published) {
+    for (const auto& id : published) {
+        if (!admitted_.count(id)) continue;
+        try {
+            etcd_.delete_key(kBookingsPrefix + config_.node_name + "/" + id);
+            admitted_.erase(id);
+        } catch (const std::exception& e) {
+            spdlog::debug("cluster: booking {} not settled yet: {}", id, e.what());
+            return; // etcd away: the rest wait for the next tick too
+        }
     }
+}
+
+Amounts ClusterPlacer::held(const std::vector<Booking>& on_this_node, const std::string& except, TimePoint now) const {
+    Amounts sum;
+    for (const auto& b : on_this_node)
+        if (b.booking_id != except && !admitted_.count(b.booking_id) && b.expires_at + kClockSlack >= now) sum += b.amounts;
     return sum;
 }
 

@@ -6,7 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
 #include <functional>
+#include <map>
+#include <mutex>
+#include <set>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -88,6 +92,11 @@ struct Node {
     json allocate_file(const std::string& file, const std::string& workflow, int expected_status = 0) const {
         return cli({"allocate", json{{"workflow_id", workflow}, {"resources", {{"cpu_cores", 0.1}, {"memory_gb", 0.1}}},
                                      {"exclusive_files", {file}}, {"file_scope", "cluster"}}.dump()},
+                   expected_status);
+    }
+    // allocate with a placement's booking; the whole answer.
+    json allocate_booked(const std::string& booking, const std::string& workflow, double cpu, int expected_status = 0) const {
+        return cli({"allocate", json{{"workflow_id", workflow}, {"booking", booking}, {"resources", {{"cpu_cores", cpu}, {"memory_gb", 0.1}}}}.dump()},
                    expected_status);
     }
     // For a failed wait: what the node reports and the end of its log.
@@ -416,6 +425,126 @@ TEST_F(ClusterHost, TheClusterAgentPoolIsNeverExceededByThreeNodesStartingAgents
                     R"({"workflow_id":"wf-four-b","resources":{"cpu_cores":0.01,"memory_gb":0.01,"agents":4}})"})
                    .status == 0;
     }, kTtl + 5s));
+}
+
+// `cluster place` through `node`; the answer.
+json place(const Node& node, double cpu, const std::string& workflow, const std::string& timeout, bool dry_run = false, int expected_status = 0) {
+    return node.cli({"cluster", "place", json{{"workflow_id", workflow}, {"resources", {{"cpu_cores", cpu}, {"memory_gb", 0.1}}},
+                                              {"timeout", timeout}, {"dry_run", dry_run}}.dump()},
+                    expected_status);
+}
+
+// Each node's room for CPU as placement sees it now (a dry run through `via`).
+std::map<std::string, double> cpu_room(const Node& via) {
+    std::map<std::string, double> room;
+    const json answer = place(via, 0, "wf-probe", "30s", true); // 0 cores: fits wherever no room is overbooked
+    for (const auto& c : answer["result"]["candidates"]) room[c["node"]] = c["room"]["cpu_cores"].get<double>();
+    EXPECT_FALSE(room.empty()) << answer.dump();
+    return room;
+}
+
+TEST_F(ClusterHost, PlacementUnderThreeConcurrentClientsNeverBooksTheSameRoomTwice) {
+    ASSERT_EQ(etcd.start(dir), "");
+    start_nodes(3, etcd.endpoints());
+    for (const Node& n : nodes)
+        ASSERT_TRUE(poll_until([&] { return n.sees("a", "live") && n.sees("b", "live") && n.sees("c", "live"); }, 10s)) << n.diagnosis();
+    const std::map<std::string, double> before = cpu_room(nodes[0]);
+    ASSERT_EQ(before.size(), 3u);
+    constexpr double kAsk = 0.25;
+    int rooms = 0;
+    for (const auto& [node, cpu] : before) rooms += static_cast<int>(std::floor(cpu / kAsk + 1e-9));
+    ASSERT_GT(rooms, 3);
+    // One client per node places until no node has room; each booking is counted by the node it books.
+    std::mutex mutex;
+    std::map<std::string, int> booked;
+    std::set<std::string> ids;
+    json kept; // one booking, redeemed below
+    std::atomic<int> exhausted{0}, lost_races{0}, other{0}, attempts{0};
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<std::thread> clients;
+    for (size_t i = 0; i < 3; ++i)
+        clients.emplace_back([&, i] {
+            Client c(nodes[i].socket);
+            for (int k = 0; k < 200; ++k) {
+                json got = c.call({"cluster", "place", {{"workflow_id", "wf-place-" + std::to_string(i)},
+                                                        {"resources", {{"cpu_cores", kAsk}, {"memory_gb", 0.1}}}, {"timeout", "2m"}}});
+                if (got["status"] != "success") {
+                    const std::string code = got["error"]["code"];
+                    if (code == "RESOURCE_EXHAUSTED") {
+                        ++exhausted;
+                        return;
+                    }
+                    (code == "CONFLICT" ? lost_races : other)++;
+                    continue;
+                }
+                attempts += got["result"]["attempts"].get<int>();
+                std::lock_guard lock(mutex);
+                booked[got["result"]["node"]]++;
+                ids.insert(got["result"]["booking_id"].get<std::string>());
+                kept = got["result"]["booking"];
+            }
+        });
+    for (auto& t : clients) t.join();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    int total = 0;
+    for (const auto& [node, n] : booked) total += n;
+    std::printf("[ measured ] 3 clients placing %.2f-core requests over 3 nodes: %d booked of %d rooms in %.2f s (%.0f bookings/s), "
+                "%.2f transactions a booking, %d placements lost 16 races\n",
+                kAsk, total, rooms, seconds, total / seconds, total ? static_cast<double>(attempts.load()) / total : 0.0, lost_races.load());
+    EXPECT_EQ(other.load(), 0);
+    EXPECT_EQ(exhausted.load(), 3);
+    EXPECT_EQ(total, rooms) << "every room booked once, none twice";
+    EXPECT_EQ(ids.size(), static_cast<size_t>(total));
+    for (const auto& [node, n] : booked) EXPECT_LE(n * kAsk, before.at(node) + 1e-9) << node << " booked past its room";
+    for (const auto& [node, cpu] : cpu_room(nodes[1])) EXPECT_LT(cpu, kAsk) << node;
+
+    // Redeemed on its node: admitted, its room counted once all along (a booking, then admitted
+    // in the node's record, then in its figures alone once the key is deleted).
+    const std::string node = kept["node"], id = kept["booking_id"], workflow = kept["workflow_id"];
+    const Node& target = nodes[static_cast<size_t>(node[0] - 'a')];
+    const Node& elsewhere = nodes[static_cast<size_t>(node[0] - 'a' + 1) % 3];
+    const double room_booked = cpu_room(nodes[0]).at(node);
+    EXPECT_EQ(elsewhere.allocate_booked(id, workflow, kAsk, 1)["error"]["code"], "NOT_FOUND");
+    EXPECT_EQ(target.allocate_booked(id, "wf-other", kAsk, 1)["error"]["code"], "INVALID_REQUEST");
+    EXPECT_EQ(target.allocate_booked(id, workflow, kAsk + 0.1, 1)["error"]["code"], "INVALID_REQUEST");
+    EXPECT_EQ(target.allocate_booked(id, workflow, kAsk)["result"]["booking_id"], id);
+    EXPECT_EQ(target.allocate_booked(id, workflow, kAsk, 1)["error"]["code"], "CONFLICT"); // once
+    bool listed = false;
+    ASSERT_TRUE(poll_until([&] {
+        const json r = elsewhere.row(node);
+        const bool lists = r.is_object() && r["bookings_admitted"].dump().find(id) != std::string::npos;
+        listed = listed || lists;
+        EXPECT_NEAR(cpu_room(elsewhere).at(node), room_booked, 1e-9) << "the booked room counted twice or not at all";
+        return listed && !lists && r["allocations"] == 1; // listed, then settled: the key deleted
+    }, 8s)) << elsewhere.row(node).dump();
+}
+
+TEST_F(ClusterHost, ABookingHoldsItsNodesRoomFromOtherAllocationsUntilItsTimeoutPasses) {
+    ASSERT_EQ(etcd.start(dir), "");
+    start_nodes(2, etcd.endpoints());
+    for (const Node& n : nodes) ASSERT_TRUE(poll_until([&] { return n.sees("a", "live") && n.sees("b", "live"); }, 10s)) << n.diagnosis();
+    const std::map<std::string, double> before = cpu_room(nodes[0]);
+    const double big = std::min(before.at("a"), before.at("b")) - 0.1;
+    const auto placed_at = std::chrono::steady_clock::now();
+    const json booked = place(nodes[0], big, "wf-big", "4s");
+    const std::string node = booked["result"]["node"], id = booked["result"]["booking_id"];
+    const Node& target = nodes[node == "a" ? 0 : 1];
+    // The node reads its bookings each second: then the room is not another allocation's.
+    std::this_thread::sleep_for(1500ms);
+    const json refused = target.cli({"allocate", R"({"workflow_id":"wf-local","resources":{"cpu_cores":0.5,"memory_gb":0.1}})"}, 1);
+    EXPECT_EQ(refused["error"]["code"], "RESOURCE_EXHAUSTED") << refused.dump();
+    EXPECT_NE(refused["error"]["message"].get<std::string>().find("booked"), std::string::npos);
+    // Not admitted in time: etcd drops it with its lease, and the room is back.
+    ASSERT_TRUE(poll_until([&] { return std::abs(cpu_room(nodes[1]).at(node) - before.at(node)) < 1e-9; }, 15s));
+    const double freed = std::chrono::duration<double>(std::chrono::steady_clock::now() - placed_at).count();
+    std::printf("[ measured ] a 4 s booking's room was free again %.1f s after it was placed\n", freed);
+    EXPECT_GE(freed, 3.5);
+    EXPECT_EQ(target.allocate_booked(id, "wf-big", big, 1)["error"]["code"], "NOT_FOUND");
+    // The node drops it from its own read within a second.
+    EXPECT_TRUE(poll_until([&] {
+        return run({build_paths::resmgr_cli, "--socket", target.socket, "--json", "allocate",
+                    R"({"workflow_id":"wf-local","resources":{"cpu_cores":0.5,"memory_gb":0.1}})"}).status == 0;
+    }, 3s));
 }
 
 } // namespace

@@ -3,6 +3,8 @@
 // booking transaction against a scripted etcd (a lost race is read again, never booked twice).
 #include <gtest/gtest.h>
 
+#include <deque>
+
 #include "cluster/placement.hpp"
 #include "cluster/placer.hpp"
 #include "resmgr/protocol.hpp"
@@ -273,13 +275,65 @@ TEST(ClusterPlacerTest, ABookingIsRedeemedOnlyOnItsNodeWhileEtcdHoldsItAndAdmitt
     const Booking b = booking("bk_0000000000000001", "a", 1, 2);
     rig.etcd->script = {HttpAnswer{200, json{{"kvs", {PlacerRig::kv("/resmgr/bookings/a/bk_0000000000000001", b.to_json().dump(), 3)}}}.dump()}};
     EXPECT_EQ(rig.placer->redeem("bk_0000000000000001").to_json(), b.to_json());
+    // A value that names another booking than its key is not redeemed (nor listed as admitted).
+    rig.etcd->script = {HttpAnswer{200, json{{"kvs", {PlacerRig::kv("/resmgr/bookings/a/bk_0000000000000001",
+                                                                    booking("bk_0000000000000003", "a", 1, 2).to_json().dump(), 3)}}}.dump()}};
+    EXPECT_EQ(code_of([&] { rig.placer->redeem("bk_0000000000000001"); }), ErrorCode::INTERNAL_ERROR);
     const std::vector<Booking> here{b, booking("bk_0000000000000002", "a", 0.5, 1)};
-    EXPECT_DOUBLE_EQ(rig.placer->held(here, "").cpu_cores, 1.5);
-    EXPECT_DOUBLE_EQ(rig.placer->held(here, "bk_0000000000000002").cpu_cores, 1); // the one being redeemed
-    rig.placer->admitted(b, kNow);
-    EXPECT_DOUBLE_EQ(rig.placer->held(here, "").cpu_cores, 0.5);
-    EXPECT_EQ(rig.placer->admitted_ids(kNow), std::vector<std::string>{"bk_0000000000000001"});
-    EXPECT_TRUE(rig.placer->admitted_ids(b.expires_at + 2min).empty());
+    EXPECT_DOUBLE_EQ(rig.placer->held(here, "", kNow).cpu_cores, 1.5);
+    EXPECT_DOUBLE_EQ(rig.placer->held(here, "bk_0000000000000002", kNow).cpu_cores, 1); // the one being redeemed
+    EXPECT_DOUBLE_EQ(rig.placer->held(here, "", b.expires_at + 1min).cpu_cores, 0);     // past expiry: etcd dropped them
+    rig.placer->admitted(b);
+    EXPECT_DOUBLE_EQ(rig.placer->held(here, "", kNow).cpu_cores, 0.5);
+    EXPECT_EQ(rig.placer->admitted_ids(), std::vector<std::string>{"bk_0000000000000001"});
+    EXPECT_EQ(code_of([&] { rig.placer->redeem("bk_0000000000000001"); }), ErrorCode::CONFLICT); // redeemed once
+    // Settled once a published record lists it: its key is deleted, then it is forgotten; etcd
+    // away, it waits for the next tick.
+    rig.etcd->script = {std::nullopt};
+    rig.placer->settle({"bk_0000000000000001"});
+    EXPECT_EQ(rig.placer->admitted_ids().size(), 1u);
+    rig.etcd->script = {HttpAnswer{200, R"({"header":{},"deleted":"1"})"}};
+    rig.placer->settle({"bk_0000000000000001", "bk_00000000000000ff"});
+    EXPECT_TRUE(rig.placer->admitted_ids().empty());
+    EXPECT_EQ(rig.etcd->urls.back(), "http://e:1/v3/kv/deleterange");
+    EXPECT_EQ(*base64_decode(json::parse(rig.etcd->bodies.back())["key"].get<std::string>()), "/resmgr/bookings/a/bk_0000000000000001");
+}
+
+// etcd whose member applies the booking transaction and loses its answer; the next member
+// refuses the retry (the sequence moved) and reads the sequence back: this booking's id.
+struct LostAnswerEtcd : Transport {
+    std::deque<HttpAnswer> script; // reads and the lease grant
+    int bookings_applied = 0;
+    std::string applied_id;
+    HttpAnswer post(const std::string& url, const std::string& body, Millis) override {
+        const json request = json::parse(body);
+        if (request.contains("compare")) {
+            if (bookings_applied++ == 0) {
+                const json put = request["success"][0]["request_put"];
+                applied_id = json::parse(*base64_decode(put["value"].get<std::string>()))["booking_id"];
+                throw EtcdUnavailable(url + ": Operation timed out");
+            }
+            return {200, json{{"responses", {{{"response_range", {{"kvs", {PlacerRig::kv("/resmgr/booking-seq/a", applied_id, 12)}}}}}}}}.dump()};
+        }
+        HttpAnswer next = script.front();
+        script.pop_front();
+        return next;
+    }
+};
+
+TEST(ClusterPlacerTest, AnAppliedBookingWhoseAnswerWasLostIsRecognisedNotBookedAgain) {
+    ClusterConfig config;
+    config.endpoints = {"http://e:1", "http://e:2"};
+    config.node_name = "asker";
+    auto transport = std::make_unique<LostAnswerEtcd>();
+    LostAnswerEtcd& etcd = *transport;
+    etcd.script = {PlacerRig::snapshot({node("a", 4, 8)}, {}, 0), PlacerRig::lease()};
+    ClusterPlacer placer(config, std::move(transport));
+    const auto placed = placer.place(ask(1, 1), "wf", 30s, false, kNow);
+    ASSERT_TRUE(placed.booking);
+    EXPECT_EQ(placed.booking->booking_id, etcd.applied_id);
+    EXPECT_EQ(placed.attempts, 1);
+    EXPECT_EQ(etcd.bookings_applied, 2); // the transaction and its retry on the next member, no second booking
 }
 
 TEST(EtcdAnswersForPlacement, ATransactionsRangesAreReadInOrderWithTheirRevisions) {

@@ -49,7 +49,7 @@ cluster::NodeStatus cluster_node_status(const Context& ctx, const std::string& n
             s.reservations.push_back({*alloc.start_at, alloc.expires_at, amounts_of(alloc.resources)});
     std::sort(s.reservations.begin(), s.reservations.end(), [](const auto& a, const auto& b) { return a.start < b.start; });
     if (s.reservations.size() > cluster::kMaxPublishedReservations) s.reservations.resize(cluster::kMaxPublishedReservations);
-    if (ctx.placer) s.bookings_admitted = ctx.placer->admitted_ids(ctx.clock());
+    if (ctx.placer) s.bookings_admitted = ctx.placer->admitted_ids();
     return s;
 }
 
@@ -62,22 +62,25 @@ std::optional<cluster::Booking> redeem_booking(Context& ctx, const AllocationReq
     std::optional<cluster::Booking> b;
     if (!booking.is_null()) {
         b = ctx.placer->redeem(booking.get<std::string>());
-        const cluster::Amounts wanted = amounts_of(request.resources);
-        if (wanted.cpu_cores > b->amounts.cpu_cores + 1e-9 || wanted.memory_gb > b->amounts.memory_gb + 1e-9 || wanted.agents > b->amounts.agents)
-            throw ApiError(ErrorCode::INVALID_REQUEST, "The allocation asks for more than booking " + b->booking_id + " holds",
-                           "booked: " + cluster::fields::amounts_json(b->amounts).dump() + ", asked: " + cluster::fields::amounts_json(wanted).dump(),
+        const std::string over = b->amounts.shortfall(amounts_of(request.resources), "booked");
+        if (!over.empty())
+            throw ApiError(ErrorCode::INVALID_REQUEST, "The allocation asks for more than booking " + b->booking_id + " holds", over,
                            {"booking:" + b->booking_id}, {"Place again for what the allocation needs"});
-        if (b->workflow_id != request.workflow_id)
-            throw ApiError(ErrorCode::INVALID_REQUEST, "Booking " + b->booking_id + " was placed for workflow " + b->workflow_id, "", {"booking:" + b->booking_id});
+        // The booking's priority chose the node (pressure admits only high and critical): the
+        // allocation keeps it.
+        if (b->workflow_id != request.workflow_id || b->priority != request.priority)
+            throw ApiError(ErrorCode::INVALID_REQUEST, "Booking " + b->booking_id + " was placed for workflow " + b->workflow_id + " at priority " +
+                           std::to_string(b->priority.value) + "; the allocation must match both", "", {"booking:" + b->booking_id});
     }
     // The room others' bookings hold is not this allocation's to take.
-    const cluster::Amounts held = ctx.placer->held(ctx.cluster->bookings_here(), b ? b->booking_id : "");
+    const cluster::Amounts held = ctx.placer->held(ctx.cluster->bookings_here(), b ? b->booking_id : "", ctx.clock());
     if (held.cpu_cores > 0 || held.memory_gb > 0 || held.agents > 0) {
         const core::Admission admission = ctx.ledger().admission();
         Resources with_held = request.resources;
         with_held.cpu_cores += held.cpu_cores;
-        with_held.memory_bytes += static_cast<std::uint64_t>(held.memory_gb * static_cast<double>(kGiB));
-        with_held.agents += held.agents;
+        // Clamped: the sum of what etcd says may be anything; past 1 PiB nothing fits anyway.
+        with_held.memory_bytes += static_cast<std::uint64_t>(std::min(held.memory_gb, 1e6) * static_cast<double>(kGiB));
+        with_held.agents += std::min(held.agents, 1 << 20);
         if (admission.fits_now(request.resources) && !admission.fits_now(with_held))
             throw ApiError(ErrorCode::RESOURCE_EXHAUSTED, "The room left on this node is booked by placements",
                            "held by bookings: " + cluster::fields::amounts_json(held).dump(), {},
@@ -86,7 +89,7 @@ std::optional<cluster::Booking> redeem_booking(Context& ctx, const AllocationReq
     return b;
 }
 
-void booking_admitted(Context& ctx, const cluster::Booking& booking) { ctx.placer->admitted(booking, ctx.clock()); }
+void booking_admitted(Context& ctx, const cluster::Booking& booking) { ctx.placer->admitted(booking); }
 
 ClusterShare take_cluster_share(Context& ctx, const AllocationRequest& request) {
     ClusterShare share;
@@ -227,6 +230,7 @@ void on_cluster_tick(Context& ctx) {
     run_handler("cluster claims", [&] { ctx.claims->tick(); });
     run_handler("cluster fencing", [&] { fence(ctx); });
     run_handler("cluster guard holds", [&] { sync_remote_holds(ctx); });
+    run_handler("cluster bookings", [&] { ctx.placer->settle(ctx.cluster->published_bookings()); });
 }
 
 void on_files_released(Context& ctx, const std::string& id, const std::optional<std::string>& file) {
