@@ -509,6 +509,37 @@ void print_cluster(std::ostream& out, const json& result, const Display& d) {
         print_text(out, "rejected record: " + value_text(r, d.style.charset), d);
 }
 
+// `cluster place`: the node chosen and its booking, then every node as placement weighed it.
+void print_placement(std::ostream& out, const json& result, const Display& d) {
+    print_text(out, result.value("dry_run", false) ? "dry run: node " + str(result, "node") + " has room (nothing booked)"
+                                                   : "booked node " + str(result, "node") + " until " + str(result, "expires_at") + ": booking " +
+                                                         str(result, "booking_id"),
+               d);
+    std::vector<std::vector<Cell>> rows;
+    for (const auto& c : result.value("candidates", json::array())) {
+        const json room = c.value("room", json::object());
+        const bool fits = c.value("fits", false);
+        rows.push_back({{str(c, "node")},
+                        {fits ? "yes" : "no", fits ? Colour::none : Colour::yellow},
+                        {num(std::round(room.value("cpu_cores", 0.0) * 100) / 100)},
+                        {num(std::round(room.value("memory_gb", 0.0) * 10) / 10) + "G"},
+                        {str(room, "agents")},
+                        {fits ? str(c, "left_over") : "-"},
+                        {str(c, "reason").empty() ? "-" : str(c, "reason")}});
+    }
+    print_table(out,
+                {{"NODE", false, false, 4, 100},
+                 {"FITS", false, false, 3, 90},
+                 {"CPU ROOM", true, false, 8, 80},
+                 {"MEM ROOM", true, false, 8, 70},
+                 {"AGENTS ROOM", true, false, 5, 60},
+                 {"LEFT OVER", true, false, 6, 50},
+                 {"WHY", false, true, 10, 40}},
+                rows, d);
+    print_text(out, "room: what each node published as free, less its bookings and the reservations it holds over the next " +
+                        str(result, "window_checked"), d);
+}
+
 } // namespace
 
 Display stdout_display() {
@@ -568,6 +599,8 @@ void print_human(std::ostream& out, const std::string& operation, const json& en
         print_pressure(out, result);
     } else if (operation == "cluster" && result.contains("nodes")) {
         print_cluster(out, result, display);
+    } else if (operation == "cluster" && result.contains("candidates")) {
+        print_placement(out, result, display);
     } else if (operation == "doctor" && result.contains("verdict")) {
         print_doctor(out, envelope, display);
         return;

@@ -23,7 +23,7 @@ std::string Amounts::shortfall(const Amounts& wanted, const char* of_what) const
     constexpr double kEpsilon = 1e-9;
     auto words = [&](const char* what, double has, double wants) {
         char text[200];
-        std::snprintf(text, sizeof text, "%s: %.2f %s, %.2f wanted", what, has, of_what, wants);
+        std::snprintf(text, sizeof text, "%s: %.2f wanted, %.2f %s", what, wants, has, of_what);
         return std::string(text);
     };
     if (wanted.cpu_cores > cpu_cores + kEpsilon) return words("cpu_cores", cpu_cores, wanted.cpu_cores);

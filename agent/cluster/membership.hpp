@@ -41,7 +41,6 @@ struct Amounts {
     // The first of CPU, memory and agents that lacks for `wanted`, in words; empty when it all
     // fits (figures travel as JSON doubles: within 1e-9 is a fit).
     std::string shortfall(const Amounts& wanted, const char* of_what) const;
-    bool fits(const Amounts& wanted) const { return shortfall(wanted, "").empty(); }
 };
 
 // A reservation of the node (an allocation booked for a future window), published so that

@@ -104,7 +104,7 @@ Placement decide(const std::vector<NodeStatus>& live, const std::map<std::string
                 if (std::find(node.bookings_admitted.begin(), node.bookings_admitted.end(), b.booking_id) == node.bookings_admitted.end())
                     free_now = free_now - b.amounts;
         c.room = tightest_room(node, free_now, now, ask.duration);
-        c.reason = c.room.shortfall(ask.wanted, "free after bookings and reservations");
+        c.reason = c.room.shortfall(ask.wanted, "free");
         std::string raised;
         for (const auto& s : node.pressure_raised) raised += (raised.empty() ? "" : ", ") + s;
         if (c.reason.empty() && c.under_pressure && !may_take_pressure)

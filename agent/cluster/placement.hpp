@@ -2,7 +2,7 @@
 // bookings that hold that room until the node admits the allocation. No I/O: the placer
 // (placer.hpp) reads the records from etcd, asks decide(), and books the answer.
 //
-// A node's room is what it published as free, less the bookings on it that it has not admitted
+// A node's room ("free" in what placement answers) is what it published as free, less the bookings on it that it has not admitted
 // yet (an admitted one is already in its `allocated`), less, at each instant of the request's
 // window where one starts, the reservations it published. Pressure: a node whose responder has a
 // signal raised takes no low or medium priority work; high and critical go there only when no

@@ -89,3 +89,21 @@ TEST(CliOutput, ForecastOnATerminalIsItsTablesAndAChartWithoutTheRawHistory) {
     EXPECT_EQ(text.find("recent"), std::string::npos) << "the chart's history is drawn, not listed: " << text;
     EXPECT_EQ(text.find('{'), std::string::npos) << "never JSON: " << text;
 }
+
+TEST(CliOutput, ClusterPlaceShowsTheBookingAndHowEachNodeWasWeighed) {
+    json candidates{{{"node", "b"}, {"fits", true}, {"under_pressure", false}, {"room", {{"cpu_cores", 1.5}, {"memory_gb", 22.54}, {"agents", 20}}},
+                     {"left_over", 1.289}, {"reason", ""}},
+                    {{"node", "a"}, {"fits", false}, {"under_pressure", false}, {"room", {{"cpu_cores", 0.5}, {"memory_gb", 21.5}, {"agents", 20}}},
+                     {"left_over", 0}, {"reason", "cpu_cores: 1.00 wanted, 0.50 free"}}};
+    json result{{"node", "b"}, {"dry_run", false}, {"booking_id", "bk_d259c7988cf603ac"}, {"expires_at", "2026-12-06T02:35:31Z"},
+                {"candidates", candidates}, {"window_checked", "6h"}};
+    json envelope{{"status", "success"}, {"result", result}, {"recommendations", {"Allocate on node b within 30s"}}};
+    std::ostringstream out;
+    resmgr::cli::print_human(out, "cluster", envelope, resmgr::cli::Display{120, {}});
+    const std::string text = out.str();
+    EXPECT_NE(text.find("booked node b until 2026-12-06T02:35:31Z: booking bk_d259c7988cf603ac"), std::string::npos) << text;
+    EXPECT_NE(text.find("cpu_cores: 1.00 wanted, 0.50 free"), std::string::npos) << text;
+    EXPECT_LT(text.find("\nb "), text.find("\na ")) << text; // in the order placement ranked them
+    EXPECT_NE(text.find("22.5G"), std::string::npos) << text;
+    EXPECT_NE(text.find("note: Allocate on node b within 30s"), std::string::npos) << text;
+}

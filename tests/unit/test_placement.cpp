@@ -60,7 +60,7 @@ TEST(PlacementCore, BookingsNotYetAdmittedHoldRoomAndAdmittedOnesAreAlreadyInAll
     Placement p = decide(nodes, bookings, ask(2, 1), kNow);
     EXPECT_FALSE(p.node);
     EXPECT_DOUBLE_EQ(p.candidates[0].room.cpu_cores, 1);
-    EXPECT_EQ(p.candidates[0].reason, "cpu_cores: 1.00 free after bookings and reservations, 2.00 wanted");
+    EXPECT_EQ(p.candidates[0].reason, "cpu_cores: 2.00 wanted, 1.00 free");
     nodes[0].bookings_admitted = {"bk_0000000000000001"};
     p = decide(nodes, bookings, ask(2, 1), kNow);
     ASSERT_TRUE(p.node);
@@ -113,7 +113,7 @@ TEST(PlacementCore, NoLiveNodeOrNoRoomAnywhereIsNoNodeWithEachNodesReason) {
     }
     PlacementAsk agents = ask(0, 0);
     agents.wanted.agents = 11;
-    EXPECT_EQ(decide({node("a", 1, 1)}, {}, agents, kNow).candidates[0].reason, "agents: 10.00 free after bookings and reservations, 11.00 wanted");
+    EXPECT_EQ(decide({node("a", 1, 1)}, {}, agents, kNow).candidates[0].reason, "agents: 11.00 wanted, 10.00 free");
 }
 
 TEST(PlacementRecords, BookingsAreReadFieldByFieldAndAKeyMustNameItsNodeAndId) {
