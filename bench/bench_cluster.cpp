@@ -3,6 +3,10 @@
 // (cgroupfs backend, file guard off), then
 //   - ROUNDS allocate + release round trips of an allocation holding one exclusive file, with
 //     file_scope "local" and "cluster" interleaved: p50/p99 of allocate, of release, the ratio;
+//   - placement with three nodes: ROUNDS `cluster place` calls per client, booked and dry-run,
+//     from one client and from three at once (one per node), against `cluster status` (the
+//     table an orchestrator would otherwise read to pick a node itself, with nothing booked):
+//     decisions per second and p50/p99;
 //   - REPEATS times: node a holds a cluster-scoped file and is killed (SIGKILL); how long until
 //     node b's allocate of the file succeeds (b asks every 20 ms), against the lease's TTL.
 // Needs root, a cgroup2 mount and etcd (Debian's etcd-server, etcd-client).
@@ -17,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -88,6 +93,40 @@ double percentile(std::vector<double> v, double p) {
     return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
+// One way of choosing a node, asked `rounds` times by each of `clients` (one per node, at once).
+struct Throughput {
+    double per_second = 0, p50 = 0, p99 = 0;
+    int failed = 0;
+};
+
+Throughput choose(const std::vector<const Node*>& clients, int rounds, const Request& request) {
+    std::vector<std::vector<double>> took(clients.size());
+    std::vector<int> failed(clients.size(), 0);
+    const auto t0 = Steady::now();
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < clients.size(); ++i)
+        threads.emplace_back([&, i] {
+            Client c(clients[i]->socket);
+            for (int r = 0; r < rounds; ++r) {
+                const auto s = Steady::now();
+                if (c.call(request)["status"] != "success") ++failed[i];
+                took[i].push_back(Ms(Steady::now() - s).count());
+            }
+        });
+    for (auto& t : threads) t.join();
+    const double seconds = std::chrono::duration<double>(Steady::now() - t0).count();
+    std::vector<double> all;
+    Throughput out;
+    for (size_t i = 0; i < clients.size(); ++i) {
+        all.insert(all.end(), took[i].begin(), took[i].end());
+        out.failed += failed[i];
+    }
+    out.per_second = static_cast<double>(all.size()) / seconds;
+    out.p50 = percentile(all, 0.5);
+    out.p99 = percentile(all, 0.99);
+    return out;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -151,6 +190,35 @@ int main(int argc, char** argv) {
         row("allocate p99", percentile(alloc[0], 0.99), percentile(alloc[1], 0.99));
         row("release p50", percentile(release[0], 0.5), percentile(release[1], 0.5));
         row("release p99", percentile(release[0], 0.99), percentile(release[1], 0.99));
+
+        // Placement with three nodes. Tiny requests with a 2 s timeout: the cluster never fills,
+        // and the bookings read with each decision are those of the last 2 s.
+        {
+            Node c("c", dir, mount, argv[3]);
+            if (!c.start(etcd.endpoints())) {
+                std::fprintf(stderr, "node c did not get its lease; logs in %s\n", dir.c_str());
+                return 1;
+            }
+            auto place = [](bool dry_run) {
+                return Request{"cluster", "place", {{"workflow_id", "bench-place"}, {"resources", {{"cpu_cores", 0.0005}, {"memory_gb", 0}}},
+                                                    {"timeout", "2s"}, {"dry_run", dry_run}}};
+            };
+            const Request status{"cluster", "status", json::object()};
+            std::printf("\nchoosing a node among 3, %d calls per client (decisions/s over all clients; p50/p99 of one call):\n", rounds);
+            std::printf("| clients | cluster status (read, nothing booked) | place, dry run | place, booked | status / booked |\n|---:|---:|---:|---:|---:|\n");
+            for (const std::vector<const Node*>& clients : {std::vector<const Node*>{&a}, std::vector<const Node*>{&a, &b, &c}}) {
+                const Throughput read = choose(clients, rounds, status), dry = choose(clients, rounds, place(true)),
+                                 booked = choose(clients, rounds, place(false));
+                auto cell = [](const Throughput& t) {
+                    char text[120];
+                    std::snprintf(text, sizeof text, "%.0f/s (%.2f/%.2f ms%s)", t.per_second, t.p50, t.p99,
+                                  t.failed ? (", " + std::to_string(t.failed) + " failed").c_str() : "");
+                    return std::string(text);
+                };
+                std::printf("| %zu | %s | %s | %s | %.1fx |\n", clients.size(), cell(read).c_str(), cell(dry).c_str(), cell(booked).c_str(),
+                            read.per_second / booked.per_second);
+            }
+        }
 
         // A dead node's claim: a holds, a is killed, b asks every 20 ms.
         std::vector<double> freed;
