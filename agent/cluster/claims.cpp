@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <random>
 
@@ -231,6 +232,35 @@ std::set<std::string> ClusterClaims::unconfirmed() const {
     return out;
 }
 
+void ClusterClaims::wait_for(const std::vector<std::string>& files, const std::string& allocation_id, const std::string& workflow_id) {
+    waiting_[allocation_id] = Waiting{files, workflow_id};
+}
+
+bool ClusterClaims::claim_waiting(const std::string& allocation_id, TimePoint now) {
+    auto it = waiting_.find(allocation_id);
+    if (it == waiting_.end()) return true;
+    try {
+        claim(it->second.files, it->second.workflow_id, now);
+    } catch (const ApiError&) {
+        return false; // still held elsewhere, or etcd away: it waits on
+    }
+    bind(it->second.files, allocation_id);
+    spdlog::info("cluster: {} claimed the files it waited for", allocation_id);
+    waiting_.erase(it);
+    return true;
+}
+
+bool ClusterClaims::waiting_may_claim(const std::map<std::string, ClaimHolder>& claims_by_others) const {
+    for (const auto& [id, w] : waiting_)
+        if (std::none_of(w.files.begin(), w.files.end(), [&](const std::string& f) { return claims_by_others.count(f) || claims_.count(f); }))
+            return true;
+    return false;
+}
+
+void ClusterClaims::forget_waiting(const std::function<bool(const std::string&)>& still_queued) {
+    std::erase_if(waiting_, [&](const auto& entry) { return !still_queued(entry.first); });
+}
+
 json ClusterClaims::status() const {
     const std::int64_t lease = lease_.held();
     json list = json::array();
@@ -241,7 +271,10 @@ json ClusterClaims::status() const {
     for (const auto& [file, _] : drops_) drops.push_back(file);
     json remote = json::array();
     for (const auto& [file, node] : remote_holds_) remote.push_back({{"file", file}, {"node", node}});
-    return {{"claims", list}, {"drops_pending", drops}, {"fenced", fenced_}, {"held_for_other_nodes", remote}, {"shared_paths", config_.shared_paths}};
+    json waiting = json::array();
+    for (const auto& [id, w] : waiting_) waiting.push_back({{"allocation_id", id}, {"files", w.files}});
+    return {{"claims", list}, {"drops_pending", drops}, {"fenced", fenced_}, {"held_for_other_nodes", remote},
+            {"waiting", waiting}, {"shared_paths", config_.shared_paths}};
 }
 
 } // namespace resmgr::cluster

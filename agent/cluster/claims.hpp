@@ -77,6 +77,17 @@ public:
     // Drops the claim on `file` (value-checked: only this node's own claim goes).
     void release(const std::string& file);
 
+    // `wait`: an allocation queued because another node (or another allocation here) holds one
+    // of its files claims them when it may start (claim_waiting, all or none); until then it
+    // holds no claim. The member thread's read of the claims (once a second) is the watch on
+    // their keys: waiting_may_claim() says when one of the files it waits for is free.
+    void wait_for(const std::vector<std::string>& files, const std::string& allocation_id, const std::string& workflow_id);
+    // True when `allocation_id` does not wait, or now holds every file it waited for.
+    bool claim_waiting(const std::string& allocation_id, TimePoint now);
+    bool waiting_may_claim(const std::map<std::string, ClaimHolder>& claims_by_others) const;
+    // Stops waiting for those that are no longer queued (released, or started).
+    void forget_waiting(const std::function<bool(const std::string& allocation_id)>& still_queued);
+
     // Each tick: retries drops etcd did not take; claims again, under the current lease, what a
     // new lease or a restart left unclaimed. A claim another node took meanwhile stays unclaimed
     // here (its holder fenced, see unconfirmed()) until that node lets go and this one gets it.
@@ -107,6 +118,11 @@ private:
     std::map<std::string, std::string> drops_; // file -> value still to delete
     std::set<std::string> fenced_;
     std::map<std::string, std::string> remote_holds_;
+    struct Waiting {
+        std::vector<std::string> files;
+        std::string workflow_id;
+    };
+    std::map<std::string, Waiting> waiting_; // allocation id ->
 };
 
 } // namespace resmgr::cluster

@@ -48,7 +48,7 @@ Allocation Ledger::make_allocation(const AllocationRequest& request, const Owner
     return a;
 }
 
-const Allocation& Ledger::allocate(const AllocationRequest& request, const Owner& owner, TimePoint now, bool wait) {
+const Allocation& Ledger::allocate(const AllocationRequest& request, const Owner& owner, TimePoint now, bool wait, bool held_elsewhere) {
     admission().check_duration(request);
     admission().check_policy(owner.uid, request.workflow_id, request.resources, nullptr); // waiting never fixes a policy violation
     const Seconds duration = request.constraints.max_duration.value_or(policy_.max_duration);
@@ -58,6 +58,10 @@ const Allocation& Ledger::allocate(const AllocationRequest& request, const Owner
         // One that keeps running past its duration holds its files with no end in sight.
         admission().check_file_conflicts(request, now, request.auto_release.on_timeout ? now + duration : TimePoint::max(), now);
         admission().check_capacity(request.resources, {}, now, now + duration, now);
+        if (held_elsewhere) {
+            if (!wait) throw ApiError(ErrorCode::CONFLICT, "A file of the request is held by another node");
+            queued = true;
+        }
     } catch (const ApiError& e) {
         if (!wait || !admission().fits_node(request.resources)) throw;
         queued = true;
@@ -109,7 +113,7 @@ void Ledger::activate(const std::string& id) {
     touch(id);
 }
 
-std::vector<std::string> Ledger::admit_queued(TimePoint now) {
+std::vector<std::string> Ledger::admit_queued(TimePoint now, const std::function<bool(const Allocation&)>& may_start) {
     std::vector<Allocation*> line;
     for (auto& id : queued_ids_) line.push_back(&allocations_.at(id));
     std::sort(line.begin(), line.end(), [](const Allocation* x, const Allocation* y) {
@@ -131,6 +135,7 @@ std::vector<std::string> Ledger::admit_queued(TimePoint now) {
         } catch (const ApiError&) {
             break; // strict order: the node is full for this one, so it is full for those behind it
         }
+        if (may_start && !may_start(*a)) continue; // held elsewhere, not by this node: the line goes on
         a->status = AllocationStatus::active;
         a->timestamp = now;
         a->expires_at = now + *a->constraints.max_duration;

@@ -31,8 +31,10 @@ public:
     // Admits `request` or throws ApiError: POLICY_VIOLATION (a workflow limit), RESOURCE_EXHAUSTED
     // (node capacity, now or during a reservation inside the request's window), CONFLICT
     // (conflict_avoidance). With `wait`, capacity and conflicts queue the request instead (status
-    // queued); a request the node can never satisfy is still refused. Returns the stored allocation.
-    const Allocation& allocate(const AllocationRequest& request, const Owner& owner, TimePoint now, bool wait = false);
+    // queued); a request the node can never satisfy is still refused. `held_elsewhere` (with
+    // `wait`): queued even if it fits, a file it wants being held by another node of the cluster.
+    // Returns the stored allocation.
+    const Allocation& allocate(const AllocationRequest& request, const Owner& owner, TimePoint now, bool wait = false, bool held_elsewhere = false);
     // Books `request` for [start, start + duration): admitted if the node has room during the
     // whole window given everything else booked; status reserved until start.
     const Allocation& reserve(const AllocationRequest& request, const std::string& id, TimePoint start, const Owner& owner,
@@ -50,8 +52,9 @@ public:
     // reserved -> active (it now holds its capacity).
     void activate(const std::string& id);
     // Queued requests that fit now, admitted in priority order, then arrival order. A request
-    // that does not fit stops the line, so later smaller ones cannot starve it.
-    std::vector<std::string> admit_queued(TimePoint now);
+    // that does not fit stops the line, so later smaller ones cannot starve it. One that fits but
+    // `may_start` holds back (a file claimed by another node of the cluster) is passed over.
+    std::vector<std::string> admit_queued(TimePoint now, const std::function<bool(const Allocation&)>& may_start = {});
     void pause(const std::string& id);   // frozen: its CPU is free, its memory is not
     void degrade(const std::string& id); // its CPU shrunk to Policy::degrade_ratio
     // Paused and degraded allocations whose room is back, highest priority (then oldest) first;

@@ -165,7 +165,7 @@ const cgroup::Enforcement* Lifecycle::enforcement(const std::string& id) const {
 }
 
 const Allocation& Lifecycle::allocate(const AllocationRequest& req, const Owner& peer, bool supervised, bool wait,
-                                      std::optional<AttachTarget>& first, const std::function<void()>& vet_queued) {
+                                      std::optional<AttachTarget>& first, const std::function<void()>& vet_queued, bool held_elsewhere) {
     if (req.resources.storage_bytes > 0) {
         if (!storage_refused_.empty())
             throw ApiError(ErrorCode::RESOURCE_EXHAUSTED, "Allocations that ask for storage are refused while storage is short",
@@ -175,7 +175,8 @@ const Allocation& Lifecycle::allocate(const AllocationRequest& req, const Owner&
         refresh_storage_capacity(); // set against the free space of now
     }
     bool preempted = false;
-    if (auto plan = ledger_.admission().plan_preemption(req)) {
+    // One that waits for another node's file anyway preempts nothing for room it cannot use yet.
+    if (auto plan = held_elsewhere ? std::nullopt : ledger_.admission().plan_preemption(req)) {
         try {
             apply_preemption(*plan, req);
         } catch (cgroup::BackendError& e) {
@@ -186,7 +187,7 @@ const Allocation& Lifecycle::allocate(const AllocationRequest& req, const Owner&
     }
     const Allocation* admitted_ptr = nullptr;
     try {
-        admitted_ptr = &ledger_.allocate(req, peer, clock_(), wait);
+        admitted_ptr = &ledger_.allocate(req, peer, clock_(), wait, held_elsewhere);
     } catch (const ApiError& e) {
         if (preempted) refill(); // the room was not enough after all (e.g. a reservation): give it back
         if (e.code == ErrorCode::CONFLICT && !e.affected_resources.empty() && e.affected_resources[0].rfind("file:", 0) == 0) {
@@ -533,7 +534,7 @@ void Lifecycle::refill() {
             spdlog::error("{}: cannot resume: {}", id, e.what());
         }
     }
-    auto admitted = ledger_.admit_queued(clock_());
+    auto admitted = ledger_.admit_queued(clock_(), hooks_.may_start_queued);
     for (auto& id : admitted) start_group(id, "admitted from the queue");
     const bool reservations_changed = start_due_reservations();
     if (restored.empty() && admitted.empty() && !reservations_changed) return;

@@ -50,6 +50,9 @@ struct LoopHooks {
     std::function<void(const std::string& id, pid_t pid)> watch_supervisor;
     // Run the next sampling pass within `delay` if it was due later.
     std::function<void(Millis delay)> sample_soon;
+    // Whether a queued allocation that fits may start (none: all may); the cluster's: not while
+    // a file it wants is held by another node (it claims it here first).
+    std::function<bool(const Allocation&)> may_start_queued;
 };
 
 // A process to put into an allocation's group, already authorized by the caller.
@@ -120,8 +123,11 @@ public:
     // the admission by throwing.
     // An allocation asking for storage_gb is refused (RESOURCE_EXHAUSTED, "storage") while the
     // pressure responder holds refuse_storage.
+    // `held_elsewhere`: with `wait`, queued (see core::Ledger::allocate).
     const Allocation& allocate(const AllocationRequest& request, const Owner& peer, bool supervised, bool wait,
-                               std::optional<AttachTarget>& first, const std::function<void()>& vet_queued);
+                               std::optional<AttachTarget>& first, const std::function<void()>& vet_queued, bool held_elsewhere = false);
+    // Starts the queued allocations that may start now (after may_start_queued changed its mind).
+    void start_queued() { refill(); }
     const Allocation& reserve(const AllocationRequest& request, const std::string& id, TimePoint start, const Owner& peer);
     // Returns the allocation as it was before.
     Allocation reallocate(const std::string& id, const Resources& wanted, const Owner& peer);

@@ -30,7 +30,7 @@ std::vector<ParamSpec> allocation_fields(bool workflow_required, bool auto_resou
             {"constraints", T::object, false, {}, {}, "max_duration, exclusive_access, conflict_avoidance"},
             {"performance_requirements", T::object, false, {}, {}, "min_response_time, max_memory_per_agent, storage_iops"},
             {"auto_release", T::object, false, {}, {}, "on_completion, on_timeout, on_failure, grace_period"},
-            {"wait", T::boolean, false, {}, {}, "queue when the node is full instead of refusing"},
+            {"wait", T::boolean, false, {}, {}, "queue when the node is full, or a cluster-scoped file is held by another node, instead of refusing"},
             {"supervised", T::boolean, false, {}, {}, "made by resmgr-run for its own command"},
             {"attach", T::object, false, {}, {}, "{\"pid\": N, \"leaf\"|\"agent\": ...}: put that process in the group as it is made; "
                                                   "{\"spawn\": true}: make the leaf \"main\" and answer its directory as spawn_into, "

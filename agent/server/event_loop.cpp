@@ -51,7 +51,8 @@ lifecycle::LoopHooks EventLoop::hooks() {
             [this](const std::string& id, const std::string& path) { watch_group(id, path); },
             [this](const std::string& id) { unwatch_group(id); },
             [this](const std::string& id, pid_t pid) { watch_supervisor(id, pid); },
-            [this](Millis delay) { sample_soon(delay); }};
+            [this](Millis delay) { sample_soon(delay); },
+            {}}; // may_start_queued: the cluster's, set where there is one
 }
 
 void EventLoop::schedule(std::optional<TimePoint> when) {

@@ -457,6 +457,9 @@ int main(int argc, char** argv) {
                 resmgr::server::on_files_released(ctx, id, file);
             });
             resmgr::server::adopt_cluster_shares(ctx); // taken again under this run's lease at the first tick
+            resmgr::lifecycle::LoopHooks hooks = loop.hooks();
+            hooks.may_start_queued = [&ctx](const resmgr::Allocation& a) { return resmgr::server::may_start_queued(ctx, a); };
+            service.lifecycle().set_hooks(std::move(hooks));
             const auto started_at = resmgr::Clock::now();
             auto tick = [&ctx, &member, &cluster, started_at] {
                 member->offer(resmgr::server::cluster_node_status(ctx, cluster.node_name, started_at));

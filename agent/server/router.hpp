@@ -137,14 +137,20 @@ cluster::NodeStatus cluster_node_status(const Context& ctx, const std::string& n
 // allocations restored; each tick, a claim another node holds now is let go of locally
 // (Lifecycle::move_file) and what this node cannot vouch for is fenced (frozen). A released
 // file's claim goes unless another local allocation holds the file now (resolve-conflicts).
+// With `wait`, a file another node holds does not refuse the request: it is queued
+// (held_elsewhere says why), and claims the file when it may start (may_start_queued).
 struct ClusterShare {
     std::vector<std::string> files, agent_slots;
+    std::string held_elsewhere;
 };
-ClusterShare take_cluster_share(Context& ctx, const AllocationRequest& request);
+ClusterShare take_cluster_share(Context& ctx, const AllocationRequest& request, bool wait);
 // A reservation cannot book a cluster share yet (nothing takes it when its window opens):
 // UNSUPPORTED for cluster-scoped files, or agents under a cluster-wide pool.
 void refuse_cluster_share_in_reservation(Context& ctx, const AllocationRequest& request);
-void bind_cluster_share(Context& ctx, const ClusterShare& share, const std::string& allocation_id);
+// `allocation` null: the request was refused, the share is given back.
+void bind_cluster_share(Context& ctx, const ClusterShare& share, const Allocation* allocation);
+// LoopHooks::may_start_queued: a queued allocation waiting for cluster-scoped files claims them.
+bool may_start_queued(Context& ctx, const Allocation& allocation);
 void adopt_cluster_shares(Context& ctx);
 void on_cluster_tick(Context& ctx);
 // Freezes the allocations whose cluster share this node cannot vouch for, thaws the rest it froze.

@@ -287,6 +287,40 @@ TEST_F(ClusterHost, AFileClaimedThroughOneNodeIsRefusedOnTheOthersUntilReleased)
               0u);
 }
 
+TEST_F(ClusterHost, WithWaitAnAllocationQueuesForAFileAnotherNodeHoldsAndStartsWhenItIsFree) {
+    ASSERT_EQ(etcd.start(dir), "");
+    start_nodes(2, etcd.endpoints());
+    const std::string file = shared_file();
+    for (const Node& n : nodes)
+        ASSERT_TRUE(poll_until([&] { return n.cli({"cluster", "status"})["result"]["lease"]["held"] == true; }, 10s)) << n.name;
+    const json held = nodes[0].allocate_file(file, "wf-a");
+    ASSERT_EQ(held["status"], "success") << held.dump();
+    const json waiting = nodes[1].cli({"allocate", json{{"workflow_id", "wf-b"}, {"resources", {{"cpu_cores", 0.1}, {"memory_gb", 0.1}}},
+                                                         {"exclusive_files", {file}}, {"file_scope", "cluster"}, {"wait", true}}.dump()});
+    ASSERT_EQ(waiting["status"], "success") << waiting.dump();
+    const std::string id = waiting["result"]["allocation_id"];
+    EXPECT_EQ(waiting["result"]["allocation"]["status"], "queued");
+    EXPECT_NE(waiting["recommendations"].dump().find("held across the cluster by node a"), std::string::npos) << waiting.dump();
+    auto status_of = [&] {
+        const json status = nodes[1].cli({"status"});
+        for (const auto& a : status["result"]["allocations"])
+            if (a["allocation_id"] == id) return a["status"].get<std::string>();
+        return std::string("gone");
+    };
+    std::this_thread::sleep_for(2s); // a few ticks: it stays queued, holding no claim
+    EXPECT_EQ(status_of(), "queued");
+    EXPECT_EQ(nodes[1].cli({"cluster", "status"})["result"]["files"]["waiting"].size(), 1u);
+    // a lets go: b's next read of the claims sees the key gone, and b claims the file and starts it.
+    ASSERT_EQ(nodes[0].cli({"release", json{{"allocation_id", held["result"]["allocation_id"]}}.dump()})["status"], "success");
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(poll_until([&] { return status_of() == "active"; }, 6s)) << nodes[1].diagnosis();
+    std::printf("[ measured ] a queued allocation started %lld ms after another node let go of its file (claims read once a second)\n",
+                static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()));
+    const json refused = nodes[0].allocate_file(file, "wf-c", 1);
+    EXPECT_NE(refused["error"]["message"].get<std::string>().find("held across the cluster by node b"), std::string::npos) << refused.dump();
+    EXPECT_TRUE(nodes[1].cli({"cluster", "status"})["result"]["files"]["waiting"].empty());
+}
+
 TEST_F(ClusterHost, ADeadNodesClaimIsFreeWithinItsTtlAndRestartedItIsFencedUntilItGetsItBack) {
     ASSERT_EQ(etcd.start(dir), "");
     start_nodes(2, etcd.endpoints());

@@ -139,6 +139,24 @@ TEST(Queue, ConflictBlockedRequestsDoNotBlockTheLine) {
     EXPECT_EQ(l.admit_queued(kNow), std::vector<std::string>{blocked});
 }
 
+TEST(Queue, AFileHeldByAnotherNodeQueuesARequestThatFitsAndHoldsItBackWithoutBlockingTheLine) {
+    auto l = ledger4();
+    EXPECT_EQ(code_of([&] { l.allocate(cpu(1, {}, 90, "wf_a"), kAlice, kNow, false, true); }), ErrorCode::CONFLICT);
+    const std::string waiting = l.allocate(cpu(1, {}, 90, "wf_a"), kAlice, kNow, true, true).allocation_id;
+    EXPECT_EQ(l.find(waiting)->status, AllocationStatus::queued); // though it fits
+    l.allocate(cpu(3, {}, 50, "wf_b"), kAlice, kNow);                                        // fills the node but 0.5
+    const std::string behind = l.allocate(cpu(0.5, {}, 10, "wf_c"), kAlice, kNow, true).allocation_id; // fits: admitted
+    EXPECT_EQ(l.find(behind)->status, AllocationStatus::active);
+    l.release(behind, kAlice);
+    const std::string small = l.allocate(cpu(2, {}, 10, "wf_d"), kAlice, kNow, true).allocation_id; // queued for room
+    l.release("a2", kAlice);
+    // The one held elsewhere is passed over, not a stop: the line goes on to the next.
+    auto held_back = [&](const Allocation& a) { return a.allocation_id != waiting; };
+    EXPECT_EQ(l.admit_queued(kNow, held_back), std::vector<std::string>{small});
+    EXPECT_EQ(l.find(waiting)->status, AllocationStatus::queued);
+    EXPECT_EQ(l.admit_queued(kNow, [](const Allocation&) { return true; }), std::vector<std::string>{waiting});
+}
+
 TEST(Queue, QueuedRequestsSurviveARestartAndStartOnRelease) {
     TempDir dir;
     FakeBackend backend;

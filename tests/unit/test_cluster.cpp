@@ -330,6 +330,31 @@ TEST(ClusterClaimsTest, NoLeaseOrNoEtcdIsClusterUnavailableAndLocalFilesNeedNoth
     EXPECT_TRUE(rig.etcd->script.empty());
 }
 
+TEST(ClusterClaimsTest, AnAllocationWaitingForAFileClaimsItOnlyWhenItMayStartAndTheReadClaimsShowItFree) {
+    ClaimsRig rig;
+    rig.claims->wait_for({"/f"}, "alloc_w", "wf-w");
+    EXPECT_TRUE(rig.claims->claim_waiting("alloc_other", Clock::now())); // not waiting: may start
+    std::map<std::string, ClaimHolder> others{{"/f", ClaimHolder{"b", "wf-b", Clock::now()}}};
+    EXPECT_FALSE(rig.claims->waiting_may_claim(others));
+    // Still held (the read was late): refused, and it waits on without a claim.
+    rig.etcd->script = {ClaimsRig::held_by("b")};
+    EXPECT_FALSE(rig.claims->claim_waiting("alloc_w", Clock::now()));
+    EXPECT_TRUE(rig.claims->files_of("alloc_w").empty());
+    others.clear();
+    EXPECT_TRUE(rig.claims->waiting_may_claim(others));
+    rig.etcd->script = {ClaimsRig::taken()};
+    EXPECT_TRUE(rig.claims->claim_waiting("alloc_w", Clock::now()));
+    EXPECT_EQ(rig.claims->files_of("alloc_w"), std::vector<std::string>{"/f"});
+    EXPECT_TRUE(rig.claims->claim_waiting("alloc_w", Clock::now())); // waits no more: etcd not asked again
+    EXPECT_TRUE(rig.etcd->script.empty());
+    EXPECT_TRUE(rig.claims->status()["waiting"].empty());
+    // Released while it waited: forgotten.
+    rig.claims->wait_for({"/g"}, "alloc_gone", "wf-g");
+    EXPECT_EQ(rig.claims->status()["waiting"].size(), 1u);
+    rig.claims->forget_waiting([](const std::string& id) { return id != "alloc_gone"; });
+    EXPECT_TRUE(rig.claims->status()["waiting"].empty());
+}
+
 TEST(ClusterClaimsTest, AClaimOfThisNodeIsAConflictUntilItsEndingHolderLetsItBeTakenOver) {
     ClaimsRig rig;
     rig.etcd->script = {ClaimsRig::taken()};

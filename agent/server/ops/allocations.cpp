@@ -100,18 +100,25 @@ SuccessBody allocate(const Call& call) {
     const std::optional<cluster::Booking> booked = redeem_booking(ctx, req, booking);
     // Cluster-scoped files and the cluster's agent slots are taken in etcd first: no node admits
     // what another holds.
-    const ClusterShare share = take_cluster_share(ctx, req);
+    const bool wait = param_flag(call.params(), "wait");
+    const ClusterShare share = take_cluster_share(ctx, req, wait);
     const Allocation* admitted = nullptr;
     try {
-        admitted = &ctx.lifecycle.allocate(req, call.peer, param_flag(call.params(), "supervised"), param_flag(call.params(), "wait"), first,
-                                           [&] { check_user_limit(ctx.ledger(), call.peer, AllocationStatus::queued, 1); });
+        admitted = &ctx.lifecycle.allocate(req, call.peer, param_flag(call.params(), "supervised"), wait, first,
+                                           [&] { check_user_limit(ctx.ledger(), call.peer, AllocationStatus::queued, 1); },
+                                           !share.held_elsewhere.empty());
     } catch (...) {
-        bind_cluster_share(ctx, share, ""); // given back
+        bind_cluster_share(ctx, share, nullptr); // given back
         throw;
     }
     const Allocation& a = *admitted;
-    bind_cluster_share(ctx, share, a.allocation_id);
-    if (a.status == AllocationStatus::queued) return queued_reply(ctx, a);
+    bind_cluster_share(ctx, share, &a);
+    if (a.status == AllocationStatus::queued) {
+        SuccessBody body = queued_reply(ctx, a);
+        if (!share.held_elsewhere.empty())
+            body.recommendations.push_back(share.held_elsewhere + ": queued until it is free here (the claims are read once a second), then claimed");
+        return body;
+    }
     if (booked) booking_admitted(ctx, *booked);
     const std::string& id = a.allocation_id;
     const std::string group = ctx.lifecycle.backend().group_path(id);

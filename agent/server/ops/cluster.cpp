@@ -91,7 +91,7 @@ std::optional<cluster::Booking> redeem_booking(Context& ctx, const AllocationReq
 
 void booking_admitted(Context& ctx, const cluster::Booking& booking) { ctx.placer->admitted(booking); }
 
-ClusterShare take_cluster_share(Context& ctx, const AllocationRequest& request) {
+ClusterShare take_cluster_share(Context& ctx, const AllocationRequest& request, bool wait) {
     ClusterShare share;
     if (!ctx.claims) {
         if (request.constraints.cluster_files && !request.constraints.exclusive_access.empty())
@@ -112,7 +112,13 @@ ClusterShare take_cluster_share(Context& ctx, const AllocationRequest& request) 
                 taken_over.emplace_back(f, *holder);
             }
     try {
-        ctx.claims->claim(share.files, request.workflow_id, ctx.clock());
+        try {
+            ctx.claims->claim(share.files, request.workflow_id, ctx.clock());
+        } catch (const ApiError& e) {
+            // With `wait`, a file held elsewhere queues the allocation: it claims it when free.
+            if (!wait || e.code != ErrorCode::CONFLICT) throw;
+            share.held_elsewhere = e.what();
+        }
         share.agent_slots = ctx.agent_pool->take(request.resources.agents, request.workflow_id);
     } catch (...) {
         for (const auto& [f, holder] : taken_over) ctx.claims->bind({f}, holder);
@@ -134,17 +140,24 @@ void refuse_cluster_share_in_reservation(Context& ctx, const AllocationRequest& 
                        {"Allocate when the window opens instead"});
 }
 
-void bind_cluster_share(Context& ctx, const ClusterShare& share, const std::string& allocation_id) {
+void bind_cluster_share(Context& ctx, const ClusterShare& share, const Allocation* allocation) {
     if (!ctx.claims) return;
-    ctx.claims->bind(share.files, allocation_id);
+    if (!share.held_elsewhere.empty()) {
+        if (allocation) ctx.claims->wait_for(share.files, allocation->allocation_id, allocation->workflow_id);
+    } else {
+        ctx.claims->bind(share.files, allocation ? allocation->allocation_id : "");
+    }
+    const std::string allocation_id = allocation ? allocation->allocation_id : "";
     ctx.agent_pool->bind(share.agent_slots, allocation_id);
 }
 
 void adopt_cluster_shares(Context& ctx) {
     if (!ctx.claims) return;
     for (const auto& [id, a] : ctx.ledger().allocations()) {
-        if (a.status != AllocationStatus::active) continue;
         const auto files = cluster::cluster_scoped(a.constraints.exclusive_access, a.constraints.cluster_files, ctx.cluster->config().shared_paths);
+        // A queued one claims its files again when it may start, as one that waits for them.
+        if (a.status == AllocationStatus::queued && !files.empty()) ctx.claims->wait_for(files, id, a.workflow_id);
+        if (a.status != AllocationStatus::active) continue;
         if (!files.empty()) ctx.claims->adopt(files, id, a.workflow_id, ctx.clock());
         ctx.agent_pool->want(id, a.resources.agents, a.workflow_id);
     }
@@ -221,6 +234,22 @@ void sync_remote_holds(Context& ctx) {
 
 } // namespace
 
+bool may_start_queued(Context& ctx, const Allocation& allocation) { return ctx.claims->claim_waiting(allocation.allocation_id, ctx.clock()); }
+
+namespace {
+
+// Queued allocations waiting for files other nodes held: those no longer queued are forgotten,
+// and when the claims read last show one's files free, the queue is tried (it claims them then).
+void start_waiting(Context& ctx) {
+    ctx.claims->forget_waiting([&](const std::string& id) {
+        const Allocation* a = ctx.ledger().find(id);
+        return a && a->status == AllocationStatus::queued;
+    });
+    if (ctx.claims->waiting_may_claim(ctx.cluster->claims_by_others())) ctx.lifecycle.start_queued();
+}
+
+} // namespace
+
 void on_cluster_tick(Context& ctx) {
     if (!ctx.claims) return;
     // Fencing first, before any call to etcd can make the tick late; each step on its own, so
@@ -231,6 +260,7 @@ void on_cluster_tick(Context& ctx) {
     run_handler("cluster fencing", [&] { fence(ctx); });
     run_handler("cluster guard holds", [&] { sync_remote_holds(ctx); });
     run_handler("cluster bookings", [&] { ctx.placer->settle(ctx.cluster->published_bookings()); });
+    run_handler("cluster waiting allocations", [&] { start_waiting(ctx); });
 }
 
 void on_files_released(Context& ctx, const std::string& id, const std::optional<std::string>& file) {
