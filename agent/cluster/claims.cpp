@@ -32,6 +32,15 @@ std::string describe(const std::optional<KeyValue>& current) {
     }
 }
 
+// The node a claim's value names; empty when it does not parse.
+std::string holder_node(const KeyValue& current) {
+    try {
+        return ClaimHolder::from_json(json::parse(current.value)).node;
+    } catch (const std::exception&) {
+        return {};
+    }
+}
+
 } // namespace
 
 std::string ClaimHolder::new_token() {
@@ -128,7 +137,17 @@ void ClusterClaims::claim(const std::vector<std::string>& files, const std::stri
             unavailable(e.what());
         }
         // Applied by a member whose answer timed out, then refused on the retry: it is this claim.
-        const bool ours = outcome.current && outcome.current->value == value;
+        bool ours = outcome.current && outcome.current->value == value;
+        // This node's own, of a run before a restart (no allocation here holds it): taken over.
+        if (!outcome.succeeded && !ours && outcome.current && holder_node(*outcome.current) == config_.node_name) {
+            try {
+                ours = etcd_.replace_if_value(key(file), outcome.current->value, value, lease).succeeded;
+            } catch (const std::exception& e) {
+                drops_[file] = value;
+                undo();
+                unavailable(e.what());
+            }
+        }
         if (!outcome.succeeded && !ours) {
             undo();
             throw ApiError(ErrorCode::CONFLICT, "File " + file + " is held across the cluster by " + describe(outcome.current), "", {"file:" + file},
@@ -236,13 +255,18 @@ void ClusterClaims::wait_for(const std::vector<std::string>& files, const std::s
     waiting_[allocation_id] = Waiting{files, workflow_id};
 }
 
-bool ClusterClaims::claim_waiting(const std::string& allocation_id, TimePoint now) {
+bool ClusterClaims::claim_waiting(const std::string& allocation_id, TimePoint now, const std::map<std::string, ClaimHolder>& claims_by_others) {
     auto it = waiting_.find(allocation_id);
     if (it == waiting_.end()) return true;
+    const std::vector<std::string>& files = it->second.files;
+    if (std::any_of(files.begin(), files.end(), [&](const std::string& f) { return claims_by_others.count(f) > 0; })) return false;
     try {
-        claim(it->second.files, it->second.workflow_id, now);
+        claim(files, it->second.workflow_id, now);
     } catch (const ApiError&) {
-        return false; // still held elsewhere, or etcd away: it waits on
+        return false; // still held (the read was late), or etcd away: it waits on
+    } catch (const std::exception& e) {
+        spdlog::error("cluster: {} cannot claim the files it waits for: {}", allocation_id, e.what());
+        return false;
     }
     bind(it->second.files, allocation_id);
     spdlog::info("cluster: {} claimed the files it waited for", allocation_id);
@@ -252,7 +276,8 @@ bool ClusterClaims::claim_waiting(const std::string& allocation_id, TimePoint no
 
 bool ClusterClaims::waiting_may_claim(const std::map<std::string, ClaimHolder>& claims_by_others) const {
     for (const auto& [id, w] : waiting_)
-        if (std::none_of(w.files.begin(), w.files.end(), [&](const std::string& f) { return claims_by_others.count(f) || claims_.count(f); }))
+        // Held here by another allocation: its release tries the queue itself.
+        if (std::none_of(w.files.begin(), w.files.end(), [&](const std::string& f) { return claims_by_others.count(f) > 0; }))
             return true;
     return false;
 }

@@ -82,8 +82,9 @@ public:
     // holds no claim. The member thread's read of the claims (once a second) is the watch on
     // their keys: waiting_may_claim() says when one of the files it waits for is free.
     void wait_for(const std::vector<std::string>& files, const std::string& allocation_id, const std::string& workflow_id);
-    // True when `allocation_id` does not wait, or now holds every file it waited for.
-    bool claim_waiting(const std::string& allocation_id, TimePoint now);
+    // True when `allocation_id` does not wait, or now holds every file it waited for. Not tried
+    // (false) while `claims_by_others`, the last read, shows one of them held.
+    bool claim_waiting(const std::string& allocation_id, TimePoint now, const std::map<std::string, ClaimHolder>& claims_by_others);
     bool waiting_may_claim(const std::map<std::string, ClaimHolder>& claims_by_others) const;
     // Stops waiting for those that are no longer queued (released, or started).
     void forget_waiting(const std::function<bool(const std::string& allocation_id)>& still_queued);

@@ -398,7 +398,17 @@ int main(int argc, char** argv) {
                 last_trim = now;
             }
         });
-        service.lifecycle().set_hooks(loop.hooks());
+        {
+            resmgr::lifecycle::LoopHooks hooks = loop.hooks();
+            // Until the cluster member is up (after reconcile, whose refill may start queued
+            // allocations), a queued allocation with cluster-scoped files does not start: it
+            // must claim them first (the gate set with the member below).
+            if (cluster.enabled())
+                hooks.may_start_queued = [&cluster](const resmgr::Allocation& a) {
+                    return resmgr::cluster::cluster_scoped(a.constraints.exclusive_access, a.constraints.cluster_files, cluster.shared_paths).empty();
+                };
+            service.lifecycle().set_hooks(std::move(hooks));
+        }
         history.defer_runs([&] { loop.when_idle([&] { history.write_waiting_runs(); }); });
         // What the pressure responder held back before a restart comes back on the groups reconcile re-adopts.
         service.pressure().load();

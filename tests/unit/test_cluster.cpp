@@ -333,19 +333,22 @@ TEST(ClusterClaimsTest, NoLeaseOrNoEtcdIsClusterUnavailableAndLocalFilesNeedNoth
 TEST(ClusterClaimsTest, AnAllocationWaitingForAFileClaimsItOnlyWhenItMayStartAndTheReadClaimsShowItFree) {
     ClaimsRig rig;
     rig.claims->wait_for({"/f"}, "alloc_w", "wf-w");
-    EXPECT_TRUE(rig.claims->claim_waiting("alloc_other", Clock::now())); // not waiting: may start
+    EXPECT_TRUE(rig.claims->claim_waiting("alloc_other", Clock::now(), {})); // not waiting: may start
     std::map<std::string, ClaimHolder> others{{"/f", ClaimHolder{"b", "wf-b", Clock::now()}}};
     EXPECT_FALSE(rig.claims->waiting_may_claim(others));
-    // Still held (the read was late): refused, and it waits on without a claim.
+    // Held by the last read: not tried (etcd is not asked).
+    EXPECT_FALSE(rig.claims->claim_waiting("alloc_w", Clock::now(), others));
+    EXPECT_TRUE(rig.etcd->urls.empty());
+    // Still held though the read said free (it was late): refused, and it waits on without a claim.
     rig.etcd->script = {ClaimsRig::held_by("b")};
-    EXPECT_FALSE(rig.claims->claim_waiting("alloc_w", Clock::now()));
+    EXPECT_FALSE(rig.claims->claim_waiting("alloc_w", Clock::now(), {}));
     EXPECT_TRUE(rig.claims->files_of("alloc_w").empty());
     others.clear();
     EXPECT_TRUE(rig.claims->waiting_may_claim(others));
     rig.etcd->script = {ClaimsRig::taken()};
-    EXPECT_TRUE(rig.claims->claim_waiting("alloc_w", Clock::now()));
+    EXPECT_TRUE(rig.claims->claim_waiting("alloc_w", Clock::now(), {}));
     EXPECT_EQ(rig.claims->files_of("alloc_w"), std::vector<std::string>{"/f"});
-    EXPECT_TRUE(rig.claims->claim_waiting("alloc_w", Clock::now())); // waits no more: etcd not asked again
+    EXPECT_TRUE(rig.claims->claim_waiting("alloc_w", Clock::now(), {})); // waits no more: etcd not asked again
     EXPECT_TRUE(rig.etcd->script.empty());
     EXPECT_TRUE(rig.claims->status()["waiting"].empty());
     // Released while it waited: forgotten.
@@ -353,6 +356,20 @@ TEST(ClusterClaimsTest, AnAllocationWaitingForAFileClaimsItOnlyWhenItMayStartAnd
     EXPECT_EQ(rig.claims->status()["waiting"].size(), 1u);
     rig.claims->forget_waiting([](const std::string& id) { return id != "alloc_gone"; });
     EXPECT_TRUE(rig.claims->status()["waiting"].empty());
+}
+
+TEST(ClusterClaimsTest, ThisNodesOwnClaimOfARunBeforeARestartIsTakenOverNotAConflict) {
+    ClaimsRig rig;
+    rig.config.node_name = "b";
+    // etcd holds b's claim of before the restart (no allocation here holds it): replaced.
+    rig.etcd->script = {ClaimsRig::held_by("b"), ClaimsRig::taken()};
+    rig.claims->claim({"/f"}, "wf", Clock::now());
+    EXPECT_EQ(rig.etcd->urls.size(), 2u);
+    const json replace = json::parse(rig.etcd->bodies.back());
+    EXPECT_EQ(replace["compare"][0]["target"], "VALUE");
+    // Another node's is a CONFLICT as ever.
+    rig.etcd->script = {ClaimsRig::held_by("a")};
+    EXPECT_EQ(code_of([&] { rig.claims->claim({"/g"}, "wf", Clock::now()); }), ErrorCode::CONFLICT);
 }
 
 TEST(ClusterClaimsTest, AClaimOfThisNodeIsAConflictUntilItsEndingHolderLetsItBeTakenOver) {

@@ -105,6 +105,11 @@ ClusterShare take_cluster_share(Context& ctx, const AllocationRequest& request, 
     // no longer holds the file in the ledger; its claim is taken over, as the ledger's hold is.
     // Should the claim fail, the ending holders get theirs back (their end drops them).
     std::vector<std::pair<std::string, std::string>> taken_over;
+    auto give_back = [&] {
+        for (const auto& [f, holder] : taken_over) ctx.claims->bind({f}, holder);
+        for (const auto& f : share.files)
+            if (ctx.claims->holder(f) == std::string()) ctx.claims->bind({f}, ""); // given back
+    };
     for (const auto& f : share.files)
         if (auto holder = ctx.claims->holder(f); holder && !holder->empty())
             if (const Allocation* a = ctx.ledger().find(*holder); !a || a->terminating_since) {
@@ -118,12 +123,12 @@ ClusterShare take_cluster_share(Context& ctx, const AllocationRequest& request, 
             // With `wait`, a file held elsewhere queues the allocation: it claims it when free.
             if (!wait || e.code != ErrorCode::CONFLICT) throw;
             share.held_elsewhere = e.what();
+            give_back(); // the ending holders keep theirs until it may start
         }
+        // Its agent slots are taken now, as any queued allocation's are.
         share.agent_slots = ctx.agent_pool->take(request.resources.agents, request.workflow_id);
     } catch (...) {
-        for (const auto& [f, holder] : taken_over) ctx.claims->bind({f}, holder);
-        for (const auto& f : share.files)
-            if (ctx.claims->holder(f) == std::string()) ctx.claims->bind({f}, ""); // given back
+        give_back();
         throw;
     }
     return share;
@@ -157,9 +162,9 @@ void adopt_cluster_shares(Context& ctx) {
         const auto files = cluster::cluster_scoped(a.constraints.exclusive_access, a.constraints.cluster_files, ctx.cluster->config().shared_paths);
         // A queued one claims its files again when it may start, as one that waits for them.
         if (a.status == AllocationStatus::queued && !files.empty()) ctx.claims->wait_for(files, id, a.workflow_id);
-        if (a.status != AllocationStatus::active) continue;
-        if (!files.empty()) ctx.claims->adopt(files, id, a.workflow_id, ctx.clock());
-        ctx.agent_pool->want(id, a.resources.agents, a.workflow_id);
+        if (a.status != AllocationStatus::active && a.status != AllocationStatus::queued) continue;
+        if (a.status == AllocationStatus::active && !files.empty()) ctx.claims->adopt(files, id, a.workflow_id, ctx.clock());
+        ctx.agent_pool->want(id, a.resources.agents, a.workflow_id); // held while queued, as at allocate
     }
     fence(ctx); // frozen now, thawed at the first tick that holds their claims again
 }
@@ -234,7 +239,9 @@ void sync_remote_holds(Context& ctx) {
 
 } // namespace
 
-bool may_start_queued(Context& ctx, const Allocation& allocation) { return ctx.claims->claim_waiting(allocation.allocation_id, ctx.clock()); }
+bool may_start_queued(Context& ctx, const Allocation& allocation) {
+    return ctx.claims->claim_waiting(allocation.allocation_id, ctx.clock(), ctx.cluster->claims_by_others());
+}
 
 namespace {
 
