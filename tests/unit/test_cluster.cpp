@@ -13,6 +13,7 @@
 #include "core/policy.hpp"
 #include "resmgr/protocol.hpp"
 #include "scripted_etcd.hpp"
+#include "tests_support.hpp"
 
 namespace resmgr::cluster {
 namespace {
@@ -294,15 +295,6 @@ struct ClaimsRig {
         return {200, json{{"responses", {{{"response_range", {{"kvs", {{{"key", base64_encode("/resmgr/claims/f")}, {"value", base64_encode(value)}}}}}}}}}}.dump()};
     }
 };
-
-ErrorCode code_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const ApiError& e) {
-        return e.code;
-    }
-    return ErrorCode::INTERNAL_ERROR;
-}
 
 TEST(ClusterClaimsTest, AllOrNoneAFileHeldElsewhereUndoesTheClaimsJustMade) {
     ClaimsRig rig;

@@ -9,6 +9,7 @@
 #include "cluster/placer.hpp"
 #include "resmgr/protocol.hpp"
 #include "scripted_etcd.hpp"
+#include "tests_support.hpp"
 
 namespace resmgr::cluster {
 namespace {
@@ -196,15 +197,6 @@ struct PlacerRig {
     static HttpAnswer lease() { return {200, R"({"ID":"77","TTL":"30"})"}; }
     static HttpAnswer txn(bool succeeded) { return {200, succeeded ? R"({"succeeded":true})" : R"({"header":{}})"}; }
 };
-
-ErrorCode code_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const ApiError& e) {
-        return e.code;
-    }
-    return ErrorCode::INTERNAL_ERROR;
-}
 
 TEST(ClusterPlacerTest, BooksWithATransactionOnTheNodesRecordAndSequenceAndReadsAgainAfterALostRace) {
     PlacerRig rig;
