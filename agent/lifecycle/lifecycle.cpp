@@ -484,6 +484,8 @@ void Lifecycle::start_group(const std::string& id, const std::string& why) {
     } catch (const cgroup::BackendError& e) {
         spdlog::error("{}: {} but its cgroup cannot be created, so it ends: {}", id, why, e.what());
         Allocation gone = ledger_.release(id, Owner{0, 0});
+        // What it held outside the ledger goes too (a queued allocation's cluster claims and slots).
+        files_.release(id, std::nullopt, "it ended: its cgroup could not be created");
         ended_.add(id, json{{"allocation_id", id}, {"allocation", to_json(gone)}, {"reason", std::string("backend error: ") + e.what()}});
         return;
     }

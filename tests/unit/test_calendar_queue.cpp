@@ -1,6 +1,8 @@
 // Reservations over a time calendar, and the queue: window edges, order, restart.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "core/deadlines.hpp"
 #include "core/ledger.hpp"
 #include "fake_backend.hpp"
@@ -187,6 +189,23 @@ TEST(Queue, QueuedRequestsSurviveARestartAndStartOnRelease) {
         EXPECT_EQ(l.find(waiting)->status, AllocationStatus::active);
         EXPECT_EQ(backend.groups[waiting].cpu_quota_us, 200000u); // its group exists now
     });
+}
+
+TEST(Queue, AQueuedAllocationWhoseGroupCannotBeMadeEndsAndLetsGoOfWhatItHeldOutsideTheLedger) {
+    Node node;
+    auto& [dir, backend, now, store, ledger, service] = node;
+    std::vector<std::string> let_go; // what the cluster's hook hears (its claims and agent slots go)
+    service.files().set_on_release([&](const std::string& id, const std::optional<std::string>& file) {
+        if (!file) let_go.push_back(id);
+    });
+    const std::string big = service.router().handle_line(R"({"operation":"allocate","params":{"workflow_id":"a","resources":{"cpu_cores":3}}})",
+                                                         kAlice)["result"]["allocation_id"];
+    const std::string waiting = service.router().handle_line(
+        R"({"operation":"allocate","params":{"workflow_id":"b","wait":true,"resources":{"cpu_cores":2}}})", kAlice)["result"]["allocation_id"];
+    backend.fail.insert("create");
+    service.router().handle_line(json{{"operation", "release"}, {"params", {{"allocation_id", big}}}}.dump(), kAlice);
+    EXPECT_EQ(ledger.find(waiting), nullptr);
+    EXPECT_NE(std::find(let_go.begin(), let_go.end(), waiting), let_go.end());
 }
 
 TEST(Queue, ReservationActivatesOnTimerAndGetsItsGroup) {
