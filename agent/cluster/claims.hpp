@@ -82,6 +82,7 @@ public:
     // holds no claim. The member thread's read of the claims (once a second) is the watch on
     // their keys: waiting_may_claim() says when one of the files it waits for is free.
     void wait_for(const std::vector<std::string>& files, const std::string& allocation_id, const std::string& workflow_id);
+    bool waits(const std::string& allocation_id) const { return waiting_.count(allocation_id) > 0; }
     // True when `allocation_id` does not wait, or now holds every file it waited for. Not tried
     // (false) while `claims_by_others`, the last read, shows one of them held.
     bool claim_waiting(const std::string& allocation_id, TimePoint now, const std::map<std::string, ClaimHolder>& claims_by_others);

@@ -325,6 +325,8 @@ TEST(ClusterClaimsTest, NoLeaseOrNoEtcdIsClusterUnavailableAndLocalFilesNeedNoth
 TEST(ClusterClaimsTest, AnAllocationWaitingForAFileClaimsItOnlyWhenItMayStartAndTheReadClaimsShowItFree) {
     ClaimsRig rig;
     rig.claims->wait_for({"/f"}, "alloc_w", "wf-w");
+    EXPECT_TRUE(rig.claims->waits("alloc_w"));
+    EXPECT_FALSE(rig.claims->waits("alloc_other"));
     EXPECT_TRUE(rig.claims->claim_waiting("alloc_other", Clock::now(), {})); // not waiting: may start
     std::map<std::string, ClaimHolder> others{{"/f", ClaimHolder{"b", "wf-b", Clock::now()}}};
     EXPECT_FALSE(rig.claims->waiting_may_claim(others));
@@ -340,6 +342,7 @@ TEST(ClusterClaimsTest, AnAllocationWaitingForAFileClaimsItOnlyWhenItMayStartAnd
     rig.etcd->script = {ClaimsRig::taken()};
     EXPECT_TRUE(rig.claims->claim_waiting("alloc_w", Clock::now(), {}));
     EXPECT_EQ(rig.claims->files_of("alloc_w"), std::vector<std::string>{"/f"});
+    EXPECT_FALSE(rig.claims->waits("alloc_w"));
     EXPECT_TRUE(rig.claims->claim_waiting("alloc_w", Clock::now(), {})); // waits no more: etcd not asked again
     EXPECT_TRUE(rig.etcd->script.empty());
     EXPECT_TRUE(rig.claims->status()["waiting"].empty());

@@ -147,12 +147,9 @@ void refuse_cluster_share_in_reservation(Context& ctx, const AllocationRequest& 
 
 void bind_cluster_share(Context& ctx, const ClusterShare& share, const Allocation* allocation) {
     if (!ctx.claims) return;
-    if (!share.held_elsewhere.empty()) {
-        if (allocation) ctx.claims->wait_for(share.files, allocation->allocation_id, allocation->workflow_id);
-    } else {
-        ctx.claims->bind(share.files, allocation ? allocation->allocation_id : "");
-    }
-    const std::string allocation_id = allocation ? allocation->allocation_id : "";
+    const std::string allocation_id = allocation ? allocation->allocation_id : ""; // empty: given back
+    if (share.held_elsewhere.empty()) ctx.claims->bind(share.files, allocation_id);
+    else if (allocation) ctx.claims->wait_for(share.files, allocation_id, allocation->workflow_id);
     ctx.agent_pool->bind(share.agent_slots, allocation_id);
 }
 
@@ -240,6 +237,8 @@ void sync_remote_holds(Context& ctx) {
 } // namespace
 
 bool may_start_queued(Context& ctx, const Allocation& allocation) {
+    // Asked for every queued allocation at each refill: the claims read (a copy) only for those that wait.
+    if (!ctx.claims->waits(allocation.allocation_id)) return true;
     return ctx.claims->claim_waiting(allocation.allocation_id, ctx.clock(), ctx.cluster->claims_by_others());
 }
 
@@ -301,13 +300,13 @@ const cluster::ClusterMember& require_cluster(const Call& call) {
 }
 
 SuccessBody cluster_status(const Call& call) {
-    const cluster::ClusterMember* member = &require_cluster(call);
+    const cluster::ClusterMember& member = require_cluster(call);
     SuccessBody body;
-    body.result = member->status();
+    body.result = member.status();
     if (call.ctx.claims) body.result["files"] = call.ctx.claims->status();
     if (call.ctx.agent_pool && call.ctx.agent_pool->enabled()) body.result["agent_pool"] = call.ctx.agent_pool->status();
-    if (const std::string problem = member->problem(); !problem.empty())
-        body.recommendations.push_back("etcd (" + cluster::join_endpoints(member->config().endpoints) + ") does not answer: " + problem +
+    if (const std::string problem = member.problem(); !problem.empty())
+        body.recommendations.push_back("etcd (" + cluster::join_endpoints(member.config().endpoints) + ") does not answer: " + problem +
                                        "; local allocations go on, the nodes shown are as last read");
     return body;
 }
