@@ -13,7 +13,10 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://github.com/resmgr/resmgr")
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "init-system-helpers (>= 1.54~)")
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd")
+# libcurl4: resmgrd opens it with dlopen only when a cluster is configured (agent/cluster/
+# curl_library.hpp), so shlibdeps cannot see it; Recommends, as Debian's systemd does for its
+# dlopen'd libraries.
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd, libcurl4")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "cgroup v2 enforcement agent for parallel development workflows")
 # Extended description (CPack puts the summary above it and indents each line).
 set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "resmgrd keeps a machine that runs many development workflows at once (parallel

@@ -1,10 +1,9 @@
 #include "cluster/etcd.hpp"
 
-#include <curl/curl.h>
+#include "cluster/curl_library.hpp"
 
 #include <array>
 #include <climits>
-#include <mutex>
 
 namespace resmgr::cluster {
 
@@ -17,38 +16,36 @@ constexpr std::string_view kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn
 
 class CurlTransport final : public Transport {
 public:
-    CurlTransport() {
-        static std::once_flag init;
-        std::call_once(init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-        handle_ = curl_easy_init();
+    CurlTransport() : curl_(curl_library()) {
+        handle_ = curl_.easy_init();
         if (!handle_) throw EtcdUnavailable("libcurl could not make a handle");
-        headers_ = curl_slist_append(nullptr, "Content-Type: application/json");
+        headers_ = curl_.slist_append(nullptr, "Content-Type: application/json");
     }
     ~CurlTransport() override {
-        curl_slist_free_all(headers_);
-        curl_easy_cleanup(handle_);
+        curl_.slist_free_all(headers_);
+        curl_.easy_cleanup(handle_);
     }
     CurlTransport(const CurlTransport&) = delete;
     CurlTransport& operator=(const CurlTransport&) = delete;
 
     HttpAnswer post(const std::string& url, const std::string& body, Millis timeout) override {
         Sink sink;
-        curl_easy_reset(handle_);
-        curl_easy_setopt(handle_, CURLOPT_URL, url.c_str());
-        curl_easy_setopt(handle_, CURLOPT_POST, 1L);
-        curl_easy_setopt(handle_, CURLOPT_POSTFIELDS, body.c_str());
-        curl_easy_setopt(handle_, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-        curl_easy_setopt(handle_, CURLOPT_HTTPHEADER, headers_);
-        curl_easy_setopt(handle_, CURLOPT_NOSIGNAL, 1L); // threads: no SIGALRM for timeouts
-        curl_easy_setopt(handle_, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
-        curl_easy_setopt(handle_, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout.count()));
-        curl_easy_setopt(handle_, CURLOPT_PROTOCOLS_STR, "http");
-        curl_easy_setopt(handle_, CURLOPT_WRITEFUNCTION, &CurlTransport::on_data);
-        curl_easy_setopt(handle_, CURLOPT_WRITEDATA, &sink);
-        const CURLcode rc = curl_easy_perform(handle_);
-        if (rc != CURLE_OK) throw EtcdUnavailable(url + ": " + (sink.too_long ? "answer longer than 4 MiB" : curl_easy_strerror(rc)));
+        curl_.easy_reset(handle_);
+        curl_.easy_setopt(handle_, CURLOPT_URL, url.c_str());
+        curl_.easy_setopt(handle_, CURLOPT_POST, 1L);
+        curl_.easy_setopt(handle_, CURLOPT_POSTFIELDS, body.c_str());
+        curl_.easy_setopt(handle_, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+        curl_.easy_setopt(handle_, CURLOPT_HTTPHEADER, headers_);
+        curl_.easy_setopt(handle_, CURLOPT_NOSIGNAL, 1L); // threads: no SIGALRM for timeouts
+        curl_.easy_setopt(handle_, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+        curl_.easy_setopt(handle_, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout.count()));
+        curl_.easy_setopt(handle_, CURLOPT_PROTOCOLS_STR, "http");
+        curl_.easy_setopt(handle_, CURLOPT_WRITEFUNCTION, &CurlTransport::on_data);
+        curl_.easy_setopt(handle_, CURLOPT_WRITEDATA, &sink);
+        const CURLcode rc = curl_.easy_perform(handle_);
+        if (rc != CURLE_OK) throw EtcdUnavailable(url + ": " + (sink.too_long ? "answer longer than 4 MiB" : curl_.easy_strerror(rc)));
         HttpAnswer answer;
-        curl_easy_getinfo(handle_, CURLINFO_RESPONSE_CODE, &answer.status);
+        curl_.easy_getinfo(handle_, CURLINFO_RESPONSE_CODE, &answer.status);
         answer.body = std::move(sink.data);
         return answer;
     }
@@ -69,6 +66,7 @@ private:
         return n;
     }
 
+    const CurlLibrary& curl_;
     CURL* handle_ = nullptr;
     curl_slist* headers_ = nullptr;
 };

@@ -5,7 +5,7 @@
 // resmgr already parses with nlohmann/json, over libcurl. Each call tries the endpoints in turn,
 // starting with the last that answered, so a stopped member costs one refused connection.
 // Answers are outside input: every field is checked; a malformed answer is an EtcdError.
-// May call: cluster/membership (KeyValue), libcurl.
+// May call: cluster/membership (KeyValue), cluster/curl_library.
 #pragma once
 
 #include <cstdint>
@@ -44,8 +44,8 @@ public:
     virtual HttpAnswer post(const std::string& url, const std::string& body, Millis timeout) = 0;
 };
 
-// libcurl, one easy handle reused (keep-alive); for one thread. Answers past 4 MiB are cut off
-// and refused (nothing resmgr reads is near that).
+// libcurl (opened on first use: cluster/curl_library.hpp), one easy handle reused (keep-alive);
+// for one thread. Answers past 4 MiB are cut off and refused (nothing resmgr reads is near that).
 std::unique_ptr<Transport> make_curl_transport();
 
 // Hand-written: etcd's JSON carries keys and values in base64, and no library resmgr links has

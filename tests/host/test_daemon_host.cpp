@@ -291,6 +291,16 @@ TEST_F(DaemonHost, DoctorExplainsTheHost) {
     EXPECT_TRUE(psi.rfind("trigger", 0) == 0 || (psi.rfind("polling", 0) == 0 && psi.find("EINVAL") != std::string::npos)) << psi;
 }
 
+TEST_F(DaemonHost, ANodeWithoutAClusterNeverMapsLibcurl) {
+    // libcurl and the ~30 libraries it brings cost ~4.4 MiB of RSS (BENCHMARKS, issue 12); resmgrd
+    // opens it only for a cluster (agent/cluster/curl_library.hpp).
+    ASSERT_EQ(cli_json({"status"})["status"], "success");
+    const std::string maps = slurp("/proc/" + std::to_string(daemon) + "/maps");
+    ASSERT_NE(maps.find("libsqlite3"), std::string::npos) << "not resmgrd's map";
+    EXPECT_EQ(maps.find("libcurl"), std::string::npos);
+    EXPECT_EQ(maps.find("libcrypto"), std::string::npos);
+}
+
 TEST_F(DaemonHost, CpuBurnersRaiseTheThresholdEventAndFollowersSeeItClear) {
     std::string follow_log = dir + "/follow.log";
     pid_t follower = spawn({build_paths::resmgr_cli, "--socket", socket, "--json", "events", "--follow", "--type", "threshold", "--type",

@@ -8,6 +8,7 @@
 #include "cluster/agent_pool.hpp"
 #include "cluster/claims.hpp"
 #include "cluster/config.hpp"
+#include "cluster/curl_library.hpp"
 #include "cluster/etcd.hpp"
 #include "cluster/membership.hpp"
 #include "core/policy.hpp"
@@ -122,6 +123,28 @@ NodeStatus node(const std::string& name, double free_cpu = 2) {
     s.started_at = *parse_timestamp("2026-12-05T10:00:00Z");
     s.updated_at = *parse_timestamp("2026-12-05T10:05:00Z");
     return s;
+}
+
+TEST(CurlLibraryTest, OpenedOnFirstUseAndAMissingOrWrongLibraryIsNamedWithItsPackage) {
+    // resmgrd links no libcurl: a node without a cluster never maps it (curl_library.hpp says why).
+    const cluster::CurlLibrary& lib = cluster::curl_library();
+    EXPECT_NE(lib.easy_init, nullptr);
+    EXPECT_NE(lib.easy_setopt, nullptr);
+    EXPECT_NE(lib.slist_free_all, nullptr);
+    EXPECT_EQ(&lib, &cluster::curl_library()); // once per process
+    try {
+        cluster::open_curl_library("libresmgr-no-such-curl.so.4");
+        ADD_FAILURE() << "a missing library was opened";
+    } catch (const cluster::EtcdUnavailable& e) {
+        EXPECT_NE(std::string(e.what()).find("libresmgr-no-such-curl.so.4"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("install Debian's libcurl4 package"), std::string::npos) << e.what();
+    }
+    try {
+        cluster::open_curl_library("libz.so.1"); // loads, but is not libcurl
+        ADD_FAILURE() << "a library without libcurl's symbols was taken";
+    } catch (const cluster::EtcdUnavailable& e) {
+        EXPECT_STREQ(e.what(), "libz.so.1 has no curl_global_init");
+    }
 }
 
 TEST(NodeRecords, RoundTripAndRefuseMalformedRecordsByField) {
