@@ -141,7 +141,7 @@ struct Delivery {
 // timer_ms < 0 only once the storm is over (a consumer stalled for the whole storm).
 void watched_storm(Delivery& d, bpf::Probes& probes, std::uint64_t group_id, const std::string& group, const std::string& program,
                    int forkers, double seconds, int timer_ms) {
-    probes.watch(group_id);
+    if (probes.watch(group_id) != bpf::Probes::Watch::watched) throw std::runtime_error("the probes cannot watch the storm's group");
     std::atomic<bool> stop{false};
     std::thread consumer([&] {
         double cpu_before = thread_cpu_seconds();

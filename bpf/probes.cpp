@@ -148,14 +148,15 @@ Probes::LoadResult Probes::load(const LoadOptions& options) {
     return {std::unique_ptr<Probes>(new Probes(std::move(state))), {}};
 }
 
-bool Probes::watch(std::uint64_t cgroup_id) {
+Probes::Watch Probes::watch(std::uint64_t cgroup_id) {
     resmgr_cgroup_stats zero{};
     if (int err = bpf_map__update_elem(state_->skeleton->maps.watched, &cgroup_id, sizeof cgroup_id, &zero, sizeof zero,
                                        BPF_ANY)) {
+        if (err == -E2BIG) return Watch::map_full; // a full hash map refuses a new key with E2BIG
         spdlog::warn("bpf: cannot watch cgroup {}: {}", cgroup_id, describe_errno(err));
-        return false;
+        return Watch::refused;
     }
-    return true;
+    return Watch::watched;
 }
 
 bool Probes::unwatch(std::uint64_t cgroup_id) {

@@ -20,10 +20,14 @@ const volatile bool emit_fork_events = false;
 const volatile __u64 wakeup_interval_ns = 0;
 __u64 last_wakeup_ns = 0;
 
-/* cgroup id -> stats; only cgroups present here are accounted or reported. */
+/* cgroup id -> stats; only cgroups present here are accounted or reported. Not preallocated
+ * (tracing programs may use such maps since Linux 6.1): room for max_watched entries (set by the
+ * loader) costs nothing until they are used, where preallocating 65,536 values of 240 bytes
+ * would pin ~20 MB of kernel memory on every node. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4096); /* resized by the loader */
 	__type(key, __u64);
 	__type(value, struct resmgr_cgroup_stats);
 } watched SEC(".maps");

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <filesystem>
 
+#include <spdlog/spdlog.h>
+
 namespace resmgr::monitor {
 
 using nlohmann::json;
@@ -67,11 +69,29 @@ void ProcessProbes::sync(const std::vector<GroupProbe>& allocation_groups, const
         }
         it = watched_.erase(it);
     }
-    for (const auto& [id, key] : wanted)
-        if (!watched_.count(id) && probes_->watch(id)) {
+    // Once the map is full, the rest wait for a later sync after some group ended: trying each
+    // of them again at every sync was thousands of refused syscalls and log lines a pass at
+    // 10,000 allocations (the map holds max_watched cgroups).
+    bool full = false;
+    for (const auto& [id, key] : wanted) {
+        if (full || watched_.count(id)) continue;
+        switch (probes_->watch(id)) {
+        case bpf::Probes::Watch::watched:
             watched_[id] = key;
             ids_by_key_[key].push_back(id);
+            break;
+        case bpf::Probes::Watch::map_full: full = true; break;
+        case bpf::Probes::Watch::refused: break; // logged by watch
         }
+    }
+    const std::size_t left_out = wanted.size() - watched_.size(); // watched_ holds only wanted ids now
+    if (left_out > 0 && left_out_ == 0)
+        spdlog::warn("bpf: {} of {} allocation cgroups are not watched ({}): no exec counts or run-queue latency for "
+                     "them until some allocations end",
+                     left_out, wanted.size(), full ? "the probes' map is full" : "the kernel refused them, see above");
+    else if (left_out == 0 && left_out_ > 0)
+        spdlog::info("bpf: every allocation cgroup is watched again ({})", watched_.size());
+    left_out_ = left_out;
 }
 
 const std::vector<std::uint64_t>& ProcessProbes::ids_of(const std::string& key) const {
@@ -91,6 +111,7 @@ json ProcessProbes::tool_instances() const {
     json out = running;
     out["started"] = started; // execs since each allocation began, by category
     out["source"] = "ebpf exec/exit events in allocation groups";
+    if (left_out_ > 0) out["cgroups_not_watched"] = left_out_; // past the probes' map room: their tools are not counted
     return out;
 }
 

@@ -27,7 +27,8 @@ public:
     // leaves is the costly part (a directory read and a handle per leaf), so a group's are listed
     // when it first appears, and again for the group keyed `relist` (a process just attached to
     // it: maybe in a new leaf); the watches are rebuilt only when some group came, went or was
-    // listed again.
+    // listed again. When the probes' map is full, the groups past its room are left out (said once
+    // in the log, and in tool_instances()) until allocations end.
     void sync(const std::vector<GroupProbe>& groups, const std::string& relist = {});
     // Running now and started since each allocation began, by class; null without probes.
     nlohmann::json tool_instances() const;
@@ -52,6 +53,7 @@ private:
     };
     std::map<std::string, Listed> listed_; // by group dir
     std::uint64_t syncs_ = 0;
+    std::size_t left_out_ = 0; // allocation cgroups not watched after the last sync that changed the watches
     struct RunningTool {
         std::uint64_t cgroup_id = 0;
         std::string category; // empty: unclassified

@@ -13,6 +13,7 @@
 #include "bpf/probes.hpp"
 #include "bpf/tool_classes.hpp"
 #include "host_support.hpp"
+#include "monitor/process_probes.hpp"
 
 using namespace resmgr;
 using namespace resmgr::host;
@@ -50,7 +51,7 @@ protected:
         auto id = bpf::cgroup_id_of(group);
         ASSERT_TRUE(id);
         group_id = *id;
-        ASSERT_TRUE(probes->watch(group_id));
+        ASSERT_EQ(probes->watch(group_id), bpf::Probes::Watch::watched);
     }
     void TearDown() override {
         for (pid_t pid : children) {
@@ -165,7 +166,7 @@ TEST_F(BpfHost, ReportsTheSignalThatEndedAProcessAndForkEventsOnRequest) {
     auto loaded = bpf::Probes::load({.fork_events = true});
     ASSERT_TRUE(loaded.probes) << loaded.error;
     probes = std::move(loaded.probes);
-    ASSERT_TRUE(probes->watch(group_id));
+    ASSERT_EQ(probes->watch(group_id), bpf::Probes::Watch::watched);
 
     pid_t sh = start_in_group({"/bin/sh", "-c", "sleep 30 & wait"});
     ASSERT_TRUE(wait_until([&] { return probes->counters(group_id)->execs >= 2; }, std::chrono::seconds(5)));
@@ -196,8 +197,38 @@ TEST_F(BpfHost, UnwatchedGroupsAreNeitherCountedNorReported) {
     wait_for(sh);
     EXPECT_TRUE(drain().empty());
 
-    ASSERT_TRUE(probes->watch(group_id));
+    ASSERT_EQ(probes->watch(group_id), bpf::Probes::Watch::watched);
     EXPECT_EQ(probes->counters(group_id)->execs, 0u);
+}
+
+TEST_F(BpfHost, GroupsPastTheMapsRoomAreLeftOutOnceAndWatchedWhenRoomComes) {
+    auto small = bpf::Probes::load({.max_watched = 3});
+    ASSERT_TRUE(small.probes) << small.error;
+    std::vector<monitor::GroupProbe> groups;
+    std::vector<std::uint64_t> ids;
+    for (int i = 0; i < 5; ++i) {
+        const std::string dir = group + "/a" + std::to_string(i);
+        ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0) << dir;
+        groups.push_back({"alloc_" + std::to_string(i), dir});
+        ids.push_back(*bpf::cgroup_id_of(dir));
+    }
+    monitor::ProcessProbes probes_of_groups;
+    probes_of_groups.set_probes(small.probes.get(), "loaded", bpf::ToolClasses::defaults());
+    probes_of_groups.sync(groups);
+    auto watched = [&] {
+        int n = 0;
+        for (auto id : ids) n += small.probes->counters(id).has_value();
+        return n;
+    };
+    EXPECT_EQ(watched(), 3);
+    EXPECT_EQ(probes_of_groups.tool_instances()["cgroups_not_watched"], 2) << probes_of_groups.tool_instances().dump();
+
+    groups.erase(groups.begin(), groups.begin() + 2); // two allocations end: room for the two left out
+    probes_of_groups.sync(groups);
+    EXPECT_EQ(watched(), 3);
+    for (int i = 2; i < 5; ++i) EXPECT_TRUE(small.probes->counters(ids[i])) << groups[i - 2].key;
+    EXPECT_FALSE(probes_of_groups.tool_instances().contains("cgroups_not_watched"));
+    for (int i = 0; i < 5; ++i) ::rmdir((group + "/a" + std::to_string(i)).c_str());
 }
 
 TEST_F(BpfHost, TwoBusyProcessesOnOneCpuFillTheRunQueueHistogram) {
