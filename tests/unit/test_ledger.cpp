@@ -1,6 +1,9 @@
 // Admission control: capacity minus reserve, per-workflow policy, ownership, reallocation.
 #include <gtest/gtest.h>
 
+#include <set>
+
+#include "core/leaks.hpp"
 #include "core/ledger.hpp"
 #include "resmgr/protocol.hpp"
 #include "tests_support.hpp"
@@ -31,6 +34,18 @@ Ledger make_ledger() {
 }
 
 } // namespace
+
+TEST(Ledger, RandomIdsAreValidDistinctAndHeldInlineByStdString) {
+    std::set<std::string> seen;
+    for (int i = 0; i < 10000; ++i) {
+        const std::string id = core::random_allocation_id();
+        ASSERT_TRUE(id.starts_with("alloc_")) << id;
+        ASSERT_TRUE(core::valid_allocation_id(id)) << id;
+        ASSERT_LE(id.size(), std::string().capacity()) << id << ": a heap block for every copy"; // 15 in libstdc++
+        seen.insert(id);
+    }
+    EXPECT_EQ(seen.size(), 10000u);
+}
 
 TEST(Ledger, AdmitsWithinCapacityAndRecordsOwner) {
     auto ledger = make_ledger();
