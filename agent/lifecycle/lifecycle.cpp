@@ -337,11 +337,12 @@ SuccessBody Lifecycle::release(const std::string& id, const Owner& peer, std::op
         // Ended already (its group emptied, or it expired): the wrapper still gets the record.
         EndedRecord* ended = ended_.find(id);
         if (!ended) ledger_.authorize(id, peer); // throws NOT_FOUND
-        json& record = ended->record;
+        json record = ended->record();
         if (peer.uid != 0 && record["allocation"]["owner"]["uid"] != peer.uid)
             throw ApiError(ErrorCode::PERMISSION_DENIED, "Allocation '" + id + "' belongs to another user");
         if (exit_status) {
             record["exit_status"] = *exit_status;
+            ended->cbor = json::to_cbor(record);
             if (history_) history_->record_exit(id, *exit_status);
         }
         body.result = record;

@@ -68,18 +68,23 @@ struct AttachTarget {
 };
 
 // An ended allocation's final record (what it used, why it ended), kept for a wrapper's late
-// release and for `usage` of an ended workflow.
+// release and for `usage` of an ended workflow. Kept as CBOR: as a json tree each record held
+// ~6.6 KB of nodes (1.7 MB for the 256 kept, heaptrack), as bytes a fraction of that.
 struct EndedRecord {
     std::string allocation_id;
-    nlohmann::json record;
+    std::string workflow_id;
+    std::vector<std::uint8_t> cbor;
+    nlohmann::json record() const { return nlohmann::json::from_cbor(cbor); }
 };
 
 // The newest ended allocations' records, at most kKept.
 class EndedLog {
 public:
     static constexpr size_t kKept = 256;
-    void add(std::string id, nlohmann::json record) {
-        records_.push_back({std::move(id), std::move(record)});
+    void add(std::string id, const nlohmann::json& record) {
+        std::string workflow;
+        if (auto a = record.find("allocation"); a != record.end() && a->is_object()) workflow = a->value("workflow_id", "");
+        records_.push_back({std::move(id), std::move(workflow), nlohmann::json::to_cbor(record)});
         if (records_.size() > kKept) records_.pop_front();
     }
     EndedRecord* find(const std::string& id) {

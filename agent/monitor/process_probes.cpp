@@ -36,7 +36,7 @@ void ProcessProbes::sync(const std::vector<GroupProbe>& allocation_groups, const
     ++syncs_;
     bool changed = false;
     for (const auto& group : allocation_groups) {
-        auto [it, added] = listed_.try_emplace(group.dir);
+        auto [it, added] = listed_.try_emplace(group.key);
         it->second.sync = syncs_;
         if (!added && group.key != relist) continue;
         changed = true;
@@ -54,7 +54,7 @@ void ProcessProbes::sync(const std::vector<GroupProbe>& allocation_groups, const
     // A cgroup listed by two groups (an agent's leaf is its allocation's leaf too) is the later one's.
     std::map<std::uint64_t, std::string> wanted;
     for (const auto& group : allocation_groups)
-        for (auto id : listed_.at(group.dir).cgroup_ids) wanted[id] = group.key;
+        for (auto id : listed_.at(group.key).cgroup_ids) wanted[id] = group.key;
     for (auto it = watched_.begin(); it != watched_.end();) {
         if (wanted.count(it->first)) {
             ++it;

@@ -51,7 +51,8 @@ private:
         std::vector<std::uint64_t> cgroup_ids; // of the group and of each of its leaves
         std::uint64_t sync = 0;                // the last sync that listed the group
     };
-    std::map<std::string, Listed> listed_; // by group dir
+    // By group key, not dir: an allocation id fits std::string's inline buffer, a path does not.
+    std::map<std::string, Listed> listed_;
     std::uint64_t syncs_ = 0;
     std::size_t left_out_ = 0; // allocation cgroups not watched after the last sync that changed the watches
     struct RunningTool {

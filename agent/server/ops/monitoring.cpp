@@ -266,10 +266,12 @@ SuccessBody workflow_usage(const Call& call) {
     const std::string workflow = call.request.resource_type.empty() ? param_string(call.params(), "workflow_id") : call.request.resource_type;
     if (workflow.empty()) throw ApiError(ErrorCode::INVALID_REQUEST, "missing required field 'workflow_id'", {}, {"workflow_id"});
     json ended = json::array();
-    for (const auto& [id, record] : call.ctx.lifecycle.ended())
-        if (record["allocation"].value("workflow_id", "") == workflow)
-            ended.push_back({{"allocation_id", id}, {"ended_at", record.value("ended_at", json(nullptr))},
+    for (const auto& e : call.ctx.lifecycle.ended())
+        if (e.workflow_id == workflow) {
+            const json record = e.record();
+            ended.push_back({{"allocation_id", e.allocation_id}, {"ended_at", record.value("ended_at", json(nullptr))},
                              {"reason", record.value("reason", "")}, {"final", record.value("final", json::object())}});
+        }
     // Every recorded run of the workflow (the caller's own, or anyone's for root), newest first;
     // kept in the history database, so also after a restart.
     json runs = json::array();
