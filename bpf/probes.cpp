@@ -153,6 +153,7 @@ Probes::Watch Probes::watch(std::uint64_t cgroup_id) {
     if (int err = bpf_map__update_elem(state_->skeleton->maps.watched, &cgroup_id, sizeof cgroup_id, &zero, sizeof zero,
                                        BPF_ANY)) {
         if (err == -E2BIG) return Watch::map_full; // a full hash map refuses a new key with E2BIG
+        if (err == -ENOMEM) return Watch::no_memory;
         spdlog::warn("bpf: cannot watch cgroup {}: {}", cgroup_id, describe_errno(err));
         return Watch::refused;
     }

@@ -86,9 +86,10 @@ public:
     Probes& operator=(const Probes&) = delete;
 
     // Start or stop accounting and reporting a cgroup; watching resets its counters.
-    // map_full: max_watched cgroups are watched already (not logged: the caller says it once);
-    // refused: another refusal, logged with its reason.
-    enum class Watch { watched, map_full, refused };
+    // map_full: max_watched cgroups are watched already; no_memory: the kernel could not
+    // allocate the entry (the map is not preallocated). Neither is logged: the caller says it
+    // once and tries no more until room comes. refused: another refusal, logged with its reason.
+    enum class Watch { watched, map_full, no_memory, refused };
     Watch watch(std::uint64_t cgroup_id);
     bool unwatch(std::uint64_t cgroup_id);
 

@@ -21,9 +21,10 @@ const volatile __u64 wakeup_interval_ns = 0;
 __u64 last_wakeup_ns = 0;
 
 /* cgroup id -> stats; only cgroups present here are accounted or reported. Not preallocated
- * (tracing programs may use such maps since Linux 6.1): room for max_watched entries (set by the
- * loader) costs nothing until they are used, where preallocating 65,536 values of 240 bytes
- * would pin ~20 MB of kernel memory on every node. */
+ * (the programs only look entries up; user space adds and deletes them): room for max_watched
+ * entries (set by the loader) costs the bucket array (16 bytes a slot, 1 MiB at 65,536) and
+ * then each entry as it is used, where preallocating 65,536 values of 240 bytes would pin ~20 MB
+ * of kernel memory on every node. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);

@@ -12,11 +12,12 @@ set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://github.com/resmgr/resmgr")
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "init-system-helpers (>= 1.54~)")
 # libcurl4: resmgrd opens it with dlopen only when a cluster is configured (agent/cluster/
-# curl_library.hpp), so shlibdeps cannot see it; Recommends, as Debian's systemd does for its
-# dlopen'd libraries.
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd, libcurl4")
+# curl_library.hpp), so shlibdeps cannot see it. Depends, not Recommends: an install without
+# recommends would otherwise give a cluster node that cannot start. A node without a cluster
+# still maps none of it.
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "init-system-helpers (>= 1.54~), libcurl4")
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "cgroup v2 enforcement agent for parallel development workflows")
 # Extended description (CPack puts the summary above it and indents each line).
 set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "resmgrd keeps a machine that runs many development workflows at once (parallel

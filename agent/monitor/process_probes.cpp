@@ -69,18 +69,19 @@ void ProcessProbes::sync(const std::vector<GroupProbe>& allocation_groups, const
         }
         it = watched_.erase(it);
     }
-    // Once the map is full, the rest wait for a later sync after some group ended: trying each
-    // of them again at every sync was thousands of refused syscalls and log lines a pass at
-    // 10,000 allocations (the map holds max_watched cgroups).
-    bool full = false;
+    // Once the map is full (or the kernel short of memory for an entry), the rest wait for a
+    // later sync after some group ended: trying each of them again at every sync that changed
+    // the watches was thousands of refused syscalls and log lines at 10,000 allocations.
+    const char* no_room = nullptr; // why the rest wait
     for (const auto& [id, key] : wanted) {
-        if (full || watched_.count(id)) continue;
+        if (no_room || watched_.count(id)) continue;
         switch (probes_->watch(id)) {
         case bpf::Probes::Watch::watched:
             watched_[id] = key;
             ids_by_key_[key].push_back(id);
             break;
-        case bpf::Probes::Watch::map_full: full = true; break;
+        case bpf::Probes::Watch::map_full: no_room = "the probes' map is full"; break;
+        case bpf::Probes::Watch::no_memory: no_room = "the kernel had no memory for more entries"; break;
         case bpf::Probes::Watch::refused: break; // logged by watch
         }
     }
@@ -88,7 +89,7 @@ void ProcessProbes::sync(const std::vector<GroupProbe>& allocation_groups, const
     if (left_out > 0 && left_out_ == 0)
         spdlog::warn("bpf: {} of {} allocation cgroups are not watched ({}): no exec counts or run-queue latency for "
                      "them until some allocations end",
-                     left_out, wanted.size(), full ? "the probes' map is full" : "the kernel refused them, see above");
+                     left_out, wanted.size(), no_room ? no_room : "the kernel refused them, see above");
     else if (left_out == 0 && left_out_ > 0)
         spdlog::info("bpf: every allocation cgroup is watched again ({})", watched_.size());
     left_out_ = left_out;

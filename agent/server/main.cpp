@@ -21,6 +21,7 @@
 #include "cgroup/probe.hpp"
 #include "cluster/agent_pool.hpp"
 #include "cluster/claims.hpp"
+#include "cluster/curl_library.hpp"
 #include "cluster/member.hpp"
 #include "cluster/placer.hpp"
 #include "conflicts/file_guard.hpp"
@@ -290,6 +291,9 @@ int main(int argc, char** argv) {
         resmgr::core::Policy policy = load_policy(config, explicit_config);
         resmgr::cluster::ClusterConfig cluster = cluster_config(policy, config, cluster_endpoints, node_name, cluster_lease_ttl);
         if (cluster_max_agents >= 0) cluster.max_agents = cluster_max_agents;
+        // A node configured for a cluster without libcurl is misinstalled: say so before the
+        // state is read and the groups reconciled, not after.
+        if (cluster.enabled()) resmgr::cluster::curl_library();
         resmgr::core::NodeCapacity capacity = resmgr::monitor::read_node_capacity();
 
         resmgr::cgroup::HostReport host = resmgr::cgroup::probe_host();

@@ -301,6 +301,23 @@ TEST_F(DaemonHost, ANodeWithoutAClusterNeverMapsLibcurl) {
     EXPECT_EQ(maps.find("libcrypto"), std::string::npos);
 }
 
+TEST(DaemonStart, AClusterNodeWithoutAUsableLibcurlRefusesToStartBeforeTouchingItsState) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (resmgrd makes cgroups)";
+    // dlopen("libcurl.so.4") finds this directory first: a library that is not libcurl.
+    char tmpl[] = "/tmp/resmgr-nocurl-XXXXXX";
+    const std::string dir = ::mkdtemp(tmpl);
+    std::filesystem::create_symlink("/usr/lib/x86_64-linux-gnu/libz.so.1", dir + "/libcurl.so.4");
+    const std::string state = dir + "/state";
+    RunResult r = run({build_paths::resmgrd, "--state-dir", state, "--socket", dir + "/resmgr.sock", "--backend", "cgroupfs",
+                       "--cgroup-root", cgroup2_mount() + "/resmgr-nocurl-" + std::to_string(::getpid()), "--no-file-guard",
+                       "--cluster", "http://127.0.0.1:9", "--node-name", "n1"},
+                      {"LD_LIBRARY_PATH=" + dir});
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.err.find("libcurl.so.4 has no curl_global_init"), std::string::npos) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(state)) << "the state was touched before the check";
+    std::filesystem::remove_all(dir);
+}
+
 TEST_F(DaemonHost, CpuBurnersRaiseTheThresholdEventAndFollowersSeeItClear) {
     std::string follow_log = dir + "/follow.log";
     pid_t follower = spawn({build_paths::resmgr_cli, "--socket", socket, "--json", "events", "--follow", "--type", "threshold", "--type",
