@@ -43,11 +43,12 @@ constexpr const char* kDefaultConfig = "/etc/resmgr/resmgr.json";
 // How often freed heap pages go back to the kernel (malloc_trim, after a sampling pass).
 constexpr std::chrono::seconds kTrimEvery{10};
 // Blocks from this size up are mmap'ed and given back whole when freed. glibc's default starts
-// there but raises the threshold (up to 32 MiB) each time such a block is freed, so after the
-// first state snapshot (MBs at 10,000 allocations) the next ones came from the heap and left
-// holes that small long-lived objects then pinned. Set, it stays (mallopt(3)): a fill to 10,000
-// allocations and 6,000 allocate/release pairs, RSS after the fill 46.1-46.6 -> 41.5-41.7 MiB,
-// at rest after the pairs 47.2-48.2 -> 42.5-43.5 MiB (issue 12, BENCHMARKS).
+// there but raises the threshold (up to 32 MiB) each time such a block is freed, and at 10,000
+// allocations resmgrd makes and frees blocks of hundreds of KB at every pass (the list of groups
+// for the sampler alone is 10,000 x 64 bytes): they then came from the heap and left holes that
+// small long-lived objects pinned. Set, it stays (mallopt(3)): a fill to 10,000 allocations and
+// 6,000 allocate/release pairs, RSS after the fill 46.1-46.6 -> 41.5-41.7 MiB, at rest after the
+// pairs 47.2-48.2 -> 42.5-43.5 MiB (issue 12, BENCHMARKS).
 constexpr int kMmapThreshold = 128 * 1024;
 
 resmgr::core::Policy load_policy(const std::string& path, bool explicit_path) {
