@@ -229,20 +229,31 @@ void Monitoring::append_history(const Snapshot& snap) {
                 {"live_agents", agents_.live()},
                 {"groups", json::object()}};
     // The groups are written into the line as text, one at a time: as a json tree they were
-    // ~5 MB more at every pass at 10,000 groups (the same bytes as dumping the tree).
-    std::string line = dump_text(record);
-    std::string groups = "{";
+    // ~5 MB more at every pass at 10,000 groups (the same bytes as dumping the tree). Into one
+    // string reserved for them: a second one grown by doubling, spliced in and copied again for
+    // the newline made this function's temporaries reach 5.7 MB at 10,000 groups (heaptrack).
+    static const std::string kEmpty = "\"groups\":{}";
+    const std::string rest = dump_text(record);
+    const std::size_t inside = rest.find(kEmpty) + kEmpty.size() - 1; // at the groups' closing brace
+    std::string line;
+    line.reserve(rest.size() + 96 * snap.groups.size() + 1); // + the newline append_line adds
+    line.append(rest, 0, inside);
     const auto number = [](const auto& v) { return v ? json(*v).dump() : std::string("null"); };
+    bool first = true;
     for (const auto& [key, usage] : snap.groups) {
         const auto& s = usage.sample;
-        if (groups.size() > 1) groups += ',';
-        groups += dump_text(json(key));
-        groups += ":{\"cpu_cores_used\":" + or_null(usage.cpu_cores).dump() + ",\"memory_bytes\":" + number(s.memory_current_bytes) +
-                  ",\"pids\":" + number(s.pids_current) + "}";
+        if (!first) line += ',';
+        first = false;
+        line += dump_text(json(key));
+        line += ":{\"cpu_cores_used\":";
+        line += or_null(usage.cpu_cores).dump();
+        line += ",\"memory_bytes\":";
+        line += number(s.memory_current_bytes);
+        line += ",\"pids\":";
+        line += number(s.pids_current);
+        line += '}';
     }
-    groups += '}';
-    static const std::string kEmpty = "\"groups\":{}";
-    line.replace(line.find(kEmpty) + kEmpty.size() - 2, 2, groups);
+    line.append(rest, inside, std::string::npos);
     try {
         history_->append_line(std::move(line));
     } catch (const std::exception& e) {

@@ -328,6 +328,25 @@ TEST(Monitoring, CpuThresholdRaisesOnceClearsAndReachesEventsOperation) {
     EXPECT_EQ(line_count(d.dir.path() / "state/monitoring/usage_history.jsonl"), 5u);
 }
 
+TEST(Monitoring, EachPassAppendsOneUsageLineWithTheNodeAndEveryGroup) {
+    MonitoredDaemon d;
+    const std::string a = d.allocate({{"cpu_cores", 1}}, "wf-a"), b = d.allocate({{"cpu_cores", 1}}, "wf-b");
+    d.service->on_sample();
+    d.tick(1, 40);
+    std::ifstream in(d.dir.path() / "state/monitoring/usage_history.jsonl");
+    std::string line, last;
+    while (std::getline(in, line)) last = line;
+    const json record = json::parse(last); // the groups are spliced in as text: it must stay one valid object
+    EXPECT_NEAR(record["cpu_percent"].get<double>(), 40, 0.01) << last;
+    EXPECT_TRUE(record.contains("time") && record.contains("live_agents") && record.contains("io_pressure_avg10")) << last;
+    ASSERT_EQ(record["groups"].size(), 2u) << last;
+    for (const auto& id : {a, b}) {
+        ASSERT_TRUE(record["groups"].contains(id)) << last;
+        const json& g = record["groups"][id];
+        EXPECT_TRUE(g.contains("cpu_cores_used") && g.contains("memory_bytes") && g.contains("pids")) << last;
+    }
+}
+
 TEST(Monitoring, AProtectedGroupsCpuStallOfTheLastIntervalThrottlesLowWorkAtOnce) {
     // A build step of a few seconds: its cpu.pressure avg10 (a 10 s average) still reads 4 % while
     // its stall over the last second is 60 %. The responder judges the last second.
