@@ -41,6 +41,11 @@ std::string holder_node(const KeyValue& current) {
     }
 }
 
+// Whether the last read of the claims shows one of `files` held by another node.
+bool any_held(const std::vector<std::string>& files, const std::map<std::string, ClaimHolder>& claims_by_others) {
+    return std::any_of(files.begin(), files.end(), [&](const std::string& f) { return claims_by_others.count(f) > 0; });
+}
+
 } // namespace
 
 std::string ClaimHolder::new_token() {
@@ -127,14 +132,17 @@ void ClusterClaims::claim(const std::vector<std::string>& files, const std::stri
             undo();
             throw ApiError(ErrorCode::CONFLICT, "File " + file + " is held by " + it->second.allocation_id + " on this node", "", {"file:" + file});
         }
+        // A member may have applied a write before its answer was lost: delete it (value-checked) later.
+        auto answer_lost = [&](const std::exception& e) {
+            drops_[file] = value;
+            undo();
+            unavailable(e.what());
+        };
         TxnOutcome outcome;
         try {
             outcome = etcd_.create_if_absent(key(file), value, lease);
         } catch (const std::exception& e) {
-            // A member may have applied it before the answer was lost: delete it (value-checked) later.
-            drops_[file] = value;
-            undo();
-            unavailable(e.what());
+            answer_lost(e);
         }
         // Applied by a member whose answer timed out, then refused on the retry: it is this claim.
         bool ours = outcome.current && outcome.current->value == value;
@@ -143,9 +151,7 @@ void ClusterClaims::claim(const std::vector<std::string>& files, const std::stri
             try {
                 ours = etcd_.replace_if_value(key(file), outcome.current->value, value, lease).succeeded;
             } catch (const std::exception& e) {
-                drops_[file] = value;
-                undo();
-                unavailable(e.what());
+                answer_lost(e);
             }
         }
         if (!outcome.succeeded && !ours) {
@@ -258,10 +264,9 @@ void ClusterClaims::wait_for(const std::vector<std::string>& files, const std::s
 bool ClusterClaims::claim_waiting(const std::string& allocation_id, TimePoint now, const std::map<std::string, ClaimHolder>& claims_by_others) {
     auto it = waiting_.find(allocation_id);
     if (it == waiting_.end()) return true;
-    const std::vector<std::string>& files = it->second.files;
-    if (std::any_of(files.begin(), files.end(), [&](const std::string& f) { return claims_by_others.count(f) > 0; })) return false;
+    if (any_held(it->second.files, claims_by_others)) return false;
     try {
-        claim(files, it->second.workflow_id, now);
+        claim(it->second.files, it->second.workflow_id, now);
     } catch (const ApiError&) {
         return false; // still held (the read was late), or etcd away: it waits on
     } catch (const std::exception& e) {
@@ -275,11 +280,8 @@ bool ClusterClaims::claim_waiting(const std::string& allocation_id, TimePoint no
 }
 
 bool ClusterClaims::waiting_may_claim(const std::map<std::string, ClaimHolder>& claims_by_others) const {
-    for (const auto& [id, w] : waiting_)
-        // Held here by another allocation: its release tries the queue itself.
-        if (std::none_of(w.files.begin(), w.files.end(), [&](const std::string& f) { return claims_by_others.count(f) > 0; }))
-            return true;
-    return false;
+    // Held here by another allocation: its release tries the queue itself.
+    return std::any_of(waiting_.begin(), waiting_.end(), [&](const auto& entry) { return !any_held(entry.second.files, claims_by_others); });
 }
 
 void ClusterClaims::forget_waiting(const std::function<bool(const std::string&)>& still_queued) {
