@@ -63,7 +63,8 @@ std::string LeakDetector::act(const core::LeakFinding& f) {
         return "allocation ended";
     case core::LeakKind::orphan_temp_dir:
         life_.temp_dirs_->release(f.subject);
-        return life_.temp_dirs_->pending().count(f.subject) ? "removal started (the rest at the next sweep)" : "directory removed";
+        return life_.temp_dirs_->pending().count(f.subject) ? "could not be moved out for removal (tried again at the next pass)"
+                                                             : "directory moved out and being removed";
     }
     return "";
 }

@@ -443,7 +443,7 @@ json Lifecycle::finish(const std::string& id, AllocationStatus final_status, con
         counters["tmpdir_used_bytes"] = it->second.measured_at ? json(it->second.usage.bytes) : json(nullptr);
         tmp_.erase(it);
     }
-    if (temp_dirs_) temp_dirs_->release(id); // what the budget leaves, the next pass sweeps
+    if (temp_dirs_) temp_dirs_->release(id); // deleted by the remover; a failed move, by the next pass
     adjustments_.erase(id);
     reschedule();
     spdlog::info("{} {} workflow={} ({})", to_string(final_status), id, ended.workflow_id, reason);
@@ -660,9 +660,9 @@ void Lifecycle::on_storage_pass() {
         t.measured_at = now;
     }
     const bool short_of_storage = !storage_refused_.empty();
-    if (short_of_storage) // ended allocations' directories: those left by a crash or a removal cut short
+    if (short_of_storage) // ended allocations' directories: those left by a crash or a failed move
         for (const auto& orphan : core::find_orphan_temp_dirs(temp_dirs_->list(), ledger_.allocations()).orphans) temp_dirs_->pending_removal(orphan);
-    temp_dirs_->sweep(short_of_storage ? 4 * TempDirs::kRemoveBudget : TempDirs::kRemoveBudget);
+    temp_dirs_->sweep();
     refresh_storage_capacity();
 }
 

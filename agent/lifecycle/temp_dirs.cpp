@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -97,7 +98,7 @@ json StorageEnforcement::to_json() const {
     return j;
 }
 
-TempDirs::TempDirs(std::string root) : root_(std::move(root)) {
+TempDirs::TempDirs(std::string root, std::uint64_t round_budget) : root_(std::move(root)), round_budget_(std::max<std::uint64_t>(round_budget, 1)) {
     if (root_.empty() || root_[0] != '/') throw TempDirError("temp root '" + root_ + "' must be an absolute path");
     while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
     std::error_code ec;
@@ -122,10 +123,40 @@ TempDirs::TempDirs(std::string root) : root_(std::move(root)) {
                                           " (ext4: mkfs/tune2fs -O project,quota and mount -o prjquota; XFS: mount -o prjquota)"
                                     : errno_text("quotactl_fd(Q_GETINFO, PRJQUOTA) on " + root_);
     else quota_support_.enforced = true;
+    // The removal areas: resmgrd's own, so no user can reach a released tree through them.
+    try {
+        removal_fd_ = open_own_dir(kRemovalArea);
+        deleting_fd_ = open_own_dir(kDeletingArea);
+    } catch (const TempDirError&) {
+        if (removal_fd_ >= 0) ::close(removal_fd_);
+        ::close(root_fd_);
+        throw;
+    }
+    thread_ = std::thread([this] { remover(); });
 }
 
 TempDirs::~TempDirs() {
-    if (root_fd_ >= 0) ::close(root_fd_);
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    stop_requested_ = true;
+    wake_.notify_one();
+    thread_.join();
+    ::close(deleting_fd_);
+    ::close(removal_fd_);
+    ::close(root_fd_);
+}
+
+int TempDirs::open_own_dir(const char* name) const {
+    struct stat st{};
+    if (::mkdirat(root_fd_, name, 0700) < 0 && errno != EEXIST) throw TempDirError(errno_text("cannot create " + path_of(name)));
+    const int fd = ::openat(root_fd_, name, kDirFlags);
+    if (fd < 0 || ::fstat(fd, &st) < 0 || st.st_uid != ::geteuid() || ::fchmod(fd, 0700) < 0) {
+        if (fd >= 0) ::close(fd);
+        throw TempDirError(path_of(name) + " must be a directory of resmgrd's own user");
+    }
+    return fd;
 }
 
 std::optional<std::uint32_t> TempDirs::project_of(int fd) const {
@@ -239,17 +270,16 @@ bool TempDirs::empty_tree(int fd, int top_fd, int depth, std::uint64_t& budget, 
     return all;
 }
 
-bool TempDirs::remove(const std::string& id, std::uint64_t& budget) {
-    if (!core::valid_temp_dir_name(id)) return true; // never made here, never removed here
+bool TempDirs::remove_entry(int parent_fd, const std::string& name, std::uint64_t& budget) {
     // Most directories are left empty: one unlinkat. With quotas on, the full path below reads the
     // project id first so its limit can be cleared.
     if (!quota_support_.enforced) {
-        if (::unlinkat(root_fd_, id.c_str(), AT_REMOVEDIR) == 0 || errno == ENOENT) return true;
+        if (::unlinkat(parent_fd, name.c_str(), AT_REMOVEDIR) == 0 || errno == ENOENT) return true;
     }
-    const int top = ::openat(root_fd_, id.c_str(), kDirFlags);
+    const int top = ::openat(parent_fd, name.c_str(), kDirFlags);
     if (top < 0) {
         if (errno == ENOENT) return true;
-        return ::unlinkat(root_fd_, id.c_str(), 0) == 0; // not a directory: resmgrd never made it so
+        return ::unlinkat(parent_fd, name.c_str(), 0) == 0; // not a directory: resmgrd never made it so
     }
     const std::optional<std::uint32_t> project = project_of(top);
     // Rounds: flattening moves deep parts to the top, which the next round removes.
@@ -263,7 +293,7 @@ bool TempDirs::remove(const std::string& id, std::uint64_t& budget) {
         if (!emptied && flattened == 0 && budget > 0) break; // something could not be removed
     }
     ::close(top);
-    if (!emptied || ::unlinkat(root_fd_, id.c_str(), AT_REMOVEDIR) < 0) return false;
+    if (!emptied || ::unlinkat(parent_fd, name.c_str(), AT_REMOVEDIR) < 0) return false;
     if (project) clear_quota(*project);
     return true;
 }
@@ -274,27 +304,90 @@ void TempDirs::clear_quota(std::uint32_t project_id) const {
     quota_call(root_fd_, Q_SETQUOTA, project_id, &q);
 }
 
+bool TempDirs::move_to_removal_area(const std::string& id) {
+    if (!core::valid_temp_dir_name(id)) return true; // never made here, never removed here
+    if (::renameat2(root_fd_, id.c_str(), removal_fd_, id.c_str(), RENAME_NOREPLACE) < 0) {
+        if (errno == ENOENT) return true;
+        if (errno == EEXIST) return false; // the area's entry of that name goes first
+        // EXDEV: a root whose project id is inherited (set by hand: resmgrd never does) makes
+        // ext4 and XFS refuse moves between project ids. Deleted in place, as a round would.
+        std::uint64_t budget = round_budget_;
+        return remove_entry(root_fd_, id, budget);
+    }
+    {
+        std::lock_guard lock(mutex_);
+        work_ = true;
+    }
+    wake_.notify_one();
+    return true;
+}
+
 void TempDirs::release(const std::string& id) {
-    std::uint64_t budget = kRemoveBudget;
-    if (remove(id, budget)) pending_.erase(id);
+    if (move_to_removal_area(id)) pending_.erase(id);
     else pending_.insert(id);
 }
 
-size_t TempDirs::sweep(std::uint64_t budget) {
-    for (auto it = pending_.begin(); it != pending_.end() && budget > 0;) {
-        if (remove(*it, budget)) it = pending_.erase(it);
+size_t TempDirs::sweep() {
+    for (auto it = pending_.begin(); it != pending_.end();) {
+        if (move_to_removal_area(*it)) it = pending_.erase(it);
         else ++it;
     }
     return pending_.size();
 }
 
-std::vector<std::string> TempDirs::list() const {
+void TempDirs::remover() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+        wake_.wait(lock, [this] { return stopping_ || work_; });
+        if (stopping_) return;
+        work_ = false;
+        busy_ = true;
+        lock.unlock();
+        empty_removal_area();
+        lock.lock();
+        busy_ = false;
+        idle_.notify_all();
+    }
+}
+
+void TempDirs::empty_removal_area() {
+    for (;;) {
+        // Out of the area the loop renames into, so that the loop's renames never wait for an
+        // rmdir here (it holds its parent directory's lock while the device discards).
+        for (const auto& name : names_in(removal_fd_)) ::renameat2(removal_fd_, name.c_str(), deleting_fd_, name.c_str(), RENAME_NOREPLACE);
+        const std::vector<std::string> names = names_in(deleting_fd_);
+        backlog_ = names.size();
+        bool progress = false;
+        for (const auto& name : names) {
+            if (stop_requested_) return;
+            std::uint64_t budget = round_budget_;
+            // Gone, or a round used up: progress. Neither: something it cannot delete (an
+            // immutable file, say), left until the next release wakes the remover.
+            if (remove_entry(deleting_fd_, name, budget) || budget == 0) progress = true;
+            ++rounds_;
+        }
+        if (names.empty() || !progress) return;
+    }
+}
+
+bool TempDirs::wait_removed(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return idle_.wait_for(lock, timeout, [this] { return !work_ && !busy_; });
+}
+
+std::vector<std::string> TempDirs::names_in(int dir_fd) {
     std::vector<std::string> names;
-    const int fd = ::openat(root_fd_, ".", kDirFlags);
+    const int fd = ::openat(dir_fd, ".", kDirFlags);
     if (fd < 0) return names;
     DirStream d(fd);
     if (!d.dir) return names;
     while (const char* name = d.next()) names.emplace_back(name);
+    return names;
+}
+
+std::vector<std::string> TempDirs::list() const {
+    std::vector<std::string> names = names_in(root_fd_);
+    std::erase_if(names, [](const std::string& name) { return name == kRemovalArea || name == kDeletingArea; });
     return names;
 }
 

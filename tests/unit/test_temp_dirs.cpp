@@ -122,6 +122,10 @@ class TempDirsTest : public ::testing::Test {
 protected:
     TempDir base;
     std::string root = (base.path() / "tmp-root").string();
+    std::filesystem::path area(const char* name) const { return std::filesystem::path(root) / name; }
+    bool areas_empty() const {
+        return std::filesystem::is_empty(area(lifecycle::TempDirs::kRemovalArea)) && std::filesystem::is_empty(area(lifecycle::TempDirs::kDeletingArea));
+    }
 };
 
 TEST_F(TempDirsTest, MakesOneDirectoryPerAllocationOwnedByItsUser) {
@@ -193,14 +197,17 @@ TEST_F(TempDirsTest, RemovalNeverFollowsPlantedSymlinks) {
     std::filesystem::create_directory_symlink(outside / "sub", mine + "/x/y/deeper-link");
     ::mkfifo((mine + "/fifo").c_str(), 0600);
     dirs.release("alloc_r");
-    EXPECT_FALSE(std::filesystem::exists(std::filesystem::symlink_status(mine)));
+    EXPECT_FALSE(std::filesystem::exists(std::filesystem::symlink_status(mine))) << "its path is gone when release returns";
     EXPECT_TRUE(dirs.pending().empty());
+    EXPECT_TRUE(dirs.list().empty()) << "the removal area is not an entry of the root";
+    ASSERT_TRUE(dirs.wait_removed(std::chrono::seconds(10)));
+    EXPECT_TRUE(areas_empty());
+    EXPECT_EQ(dirs.removal_backlog(), 0u);
     EXPECT_TRUE(std::filesystem::exists(outside / "sub" / "file")) << "a symlink was followed";
-    EXPECT_TRUE(dirs.list().empty());
 }
 
-TEST_F(TempDirsTest, RemovesADeepTreeWithinItsBudgetPerCall) {
-    lifecycle::TempDirs dirs(root);
+TEST_F(TempDirsTest, TheRemoverDeletesADeepTreeRoundByRoundOffTheCaller) {
+    lifecycle::TempDirs dirs(root, 100);
     dirs.create("alloc_d", me(), 0);
     // 300 levels, far deeper than kMaxDepth, built with relative mkdir as a user would.
     int fd = ::open(dirs.path_of("alloc_d").c_str(), O_RDONLY | O_DIRECTORY);
@@ -214,16 +221,45 @@ TEST_F(TempDirsTest, RemovesADeepTreeWithinItsBudgetPerCall) {
         if (i % 50 == 0) ::close(::openat(fd, "f", O_CREAT | O_WRONLY, 0600));
     }
     ::close(fd);
-    // A small budget leaves it pending; sweeps finish it, each within its budget.
-    std::uint64_t budget = 50;
-    EXPECT_FALSE(dirs.remove("alloc_d", budget));
-    EXPECT_EQ(budget, 0u);
-    dirs.pending_removal("alloc_d");
-    int passes = 0;
-    while (dirs.sweep(100) > 0 && passes < 100) ++passes;
-    EXPECT_TRUE(dirs.pending().empty()) << "still pending after " << passes << " sweeps";
-    EXPECT_GT(passes, 1);
+    ASSERT_TRUE(dirs.wait_removed(std::chrono::seconds(10))); // the start's pass over an empty area
+    const std::uint64_t rounds_before = dirs.removal_rounds();
+    dirs.release("alloc_d");
     EXPECT_FALSE(std::filesystem::exists(std::filesystem::symlink_status(dirs.path_of("alloc_d"))));
+    ASSERT_TRUE(dirs.wait_removed(std::chrono::seconds(30)));
+    EXPECT_TRUE(areas_empty());
+    // ~306 entries at 100 a round, flattened parts included: several rounds, none over budget.
+    EXPECT_GT(dirs.removal_rounds() - rounds_before, 3u);
+}
+
+TEST_F(TempDirsTest, WhatAStopLeftInTheRemovalAreasIsDeletedAtTheNextStart) {
+    for (const char* name : {lifecycle::TempDirs::kRemovalArea, lifecycle::TempDirs::kDeletingArea}) {
+        std::filesystem::create_directories(area(name) / "alloc_left" / "a" / "b");
+        write_bytes(area(name) / "alloc_left" / "a" / "f", 10);
+    }
+    lifecycle::TempDirs dirs(root);
+    ASSERT_TRUE(dirs.wait_removed(std::chrono::seconds(10)));
+    EXPECT_TRUE(areas_empty());
+    EXPECT_TRUE(dirs.list().empty());
+}
+
+TEST_F(TempDirsTest, AMoveThatFailsStaysPendingAndTheNextSweepFinishesIt) {
+    lifecycle::TempDirs dirs(root);
+    dirs.create("alloc_p", me(), 0);
+    // The same name already in the removal area: the move is refused (never replaces), so the
+    // directory stays where it is, pending, until the area's entry is gone. (The remover sleeps
+    // until a move succeeds, so the planted entry stays.)
+    const auto planted = area(lifecycle::TempDirs::kRemovalArea) / "alloc_p";
+    ASSERT_TRUE(dirs.wait_removed(std::chrono::seconds(10)));
+    std::filesystem::create_directory(planted);
+    dirs.release("alloc_p");
+    EXPECT_EQ(dirs.pending().count("alloc_p"), 1u);
+    EXPECT_TRUE(std::filesystem::exists(dirs.path_of("alloc_p")));
+    std::filesystem::remove(planted);
+    EXPECT_EQ(dirs.sweep(), 0u);
+    EXPECT_TRUE(dirs.pending().empty());
+    EXPECT_FALSE(std::filesystem::exists(std::filesystem::symlink_status(dirs.path_of("alloc_p"))));
+    ASSERT_TRUE(dirs.wait_removed(std::chrono::seconds(10)));
+    EXPECT_TRUE(areas_empty());
 }
 
 namespace {
