@@ -58,9 +58,45 @@ Interval interval_of(std::vector<double> v, double confidence) {
     return out;
 }
 
+// Runs whose size drifts, see run_prediction.hpp. nullopt: no drift shown, or no line to use.
+std::optional<Interval> drift_interval_of(const std::vector<double>& v, double confidence) {
+    const std::size_t n = v.size();
+    if (n < kDriftMinRuns) return std::nullopt;
+    std::vector<double> logs;
+    logs.reserve(n);
+    for (double x : v) {
+        if (!(x > 0)) return std::nullopt;
+        logs.push_back(std::log(x));
+    }
+    const auto line = theil_sen_trend(logs, {}, kDriftTestLevel);
+    if (!line || line->points != n || (line->slope_lower <= 0 && line->slope_upper >= 0)) return std::nullopt;
+    const double count = static_cast<double>(n), mean_index = (count - 1) / 2;
+    double sxx = 0, squares = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const double x = static_cast<double>(i);
+        sxx += (x - mean_index) * (x - mean_index);
+        squares += (logs[i] - line->fitted(x)) * (logs[i] - line->fitted(x));
+    }
+    const double sd = std::sqrt(squares / (count - 2));
+    if (!(sd > 0)) return std::nullopt; // on the line exactly: no spread to scale
+    const double centre = line->fitted(count);
+    const double half = student_t_quantile(1 - (1 - confidence) / 2, n - 2) * sd *
+                        std::sqrt(1 + 1 / count + (count - mean_index) * (count - mean_index) / sxx);
+    Interval out{std::exp(centre), std::exp(centre - half), std::exp(centre + half), confidence, IntervalMethod::log_trend};
+    if (!std::isfinite(out.upper) || !(out.lower > 0)) return std::nullopt;
+    return out;
+}
+
+// The prediction from the runs of a window: along their drift when they drift, else their median.
+Interval predict_from(std::vector<double> v, double confidence, bool follow_drift) {
+    if (auto drift = follow_drift ? drift_interval_of(v, confidence) : std::nullopt) return *drift;
+    return interval_of(std::move(v), confidence);
+}
+
 std::optional<double> median_of(std::vector<double> v) { return v.empty() ? std::nullopt : std::optional<double>(median(std::move(v))); }
 
-QuantityPrediction predict_quantity(const std::string& name, const std::vector<double>& all, double confidence, std::size_t window) {
+QuantityPrediction predict_quantity(const std::string& name, const std::vector<double>& all, double confidence, std::size_t window,
+                                    bool follow_drift) {
     QuantityPrediction q;
     q.name = name;
     const std::size_t from = all.size() > window ? all.size() - window : 0;
@@ -70,14 +106,14 @@ QuantityPrediction predict_quantity(const std::string& name, const std::vector<d
         q.reason = std::to_string(recent.size()) + " run(s) measured " + name + ", " + std::to_string(kMinPriorRuns) + " needed";
         return q;
     }
-    const Interval now = interval_of(recent, confidence);
+    const Interval now = predict_from(recent, confidence, follow_drift);
     q.point = now.point, q.lower = now.lower, q.upper = now.upper, q.level = now.level, q.interval_method = now.method;
     std::vector<double> ape, last_ape;
     std::size_t inside = 0;
     double claimed = 0;
     for (std::size_t k = kMinPriorRuns; k < all.size(); ++k) {
         const std::size_t begin = k > window ? k - window : 0;
-        const Interval before = interval_of({all.begin() + static_cast<std::ptrdiff_t>(begin), all.begin() + static_cast<std::ptrdiff_t>(k)}, confidence);
+        const Interval before = predict_from({all.begin() + static_cast<std::ptrdiff_t>(begin), all.begin() + static_cast<std::ptrdiff_t>(k)}, confidence, follow_drift);
         const double actual = all[k];
         ++q.replayed;
         inside += actual >= before.lower && actual <= before.upper;
@@ -100,9 +136,16 @@ QuantityPrediction predict_quantity(const std::string& name, const std::vector<d
 
 } // namespace
 
-const char* to_string(IntervalMethod method) { return method == IntervalMethod::log_t ? "log_normal_t" : "order_statistics"; }
+const char* to_string(IntervalMethod method) {
+    switch (method) {
+    case IntervalMethod::log_t: return "log_normal_t";
+    case IntervalMethod::log_trend: return "log_linear_trend";
+    case IntervalMethod::order_statistics: break;
+    }
+    return "order_statistics";
+}
 
-RunPrediction predict_next_run(std::vector<RunRecord> runs, double confidence, std::size_t window) {
+RunPrediction predict_next_run(std::vector<RunRecord> runs, double confidence, std::size_t window, bool follow_drift) {
     std::stable_sort(runs.begin(), runs.end(), [](const RunRecord& a, const RunRecord& b) { return a.ended_at < b.ended_at; });
     RunPrediction p;
     p.runs = runs.size();
@@ -116,9 +159,9 @@ RunPrediction predict_next_run(std::vector<RunRecord> runs, double confidence, s
         if (seconds > 0) duration.push_back(seconds);
     }
     window = std::max(window, kMinPriorRuns);
-    p.quantities.push_back(predict_quantity("cpu_cores", cpu, confidence, window));
-    p.quantities.push_back(predict_quantity("memory_gb", memory, confidence, window));
-    p.quantities.push_back(predict_quantity("duration_seconds", duration, confidence, window));
+    p.quantities.push_back(predict_quantity("cpu_cores", cpu, confidence, window, follow_drift));
+    p.quantities.push_back(predict_quantity("memory_gb", memory, confidence, window, follow_drift));
+    p.quantities.push_back(predict_quantity("duration_seconds", duration, confidence, window, follow_drift));
     return p;
 }
 
