@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <system_error>
 
 #include "core/temp_dirs.hpp"
 
@@ -132,7 +133,12 @@ TempDirs::TempDirs(std::string root, std::uint64_t round_budget) : root_(std::mo
         ::close(root_fd_);
         throw;
     }
-    thread_ = std::thread([this] { remover(); });
+    try {
+        thread_ = std::thread([this] { remover(); });
+    } catch (const std::system_error& e) {
+        for (int fd : {deleting_fd_, removal_fd_, root_fd_}) ::close(fd);
+        throw TempDirError(std::string("cannot start the remover thread: ") + e.what());
+    }
 }
 
 TempDirs::~TempDirs() {
@@ -230,12 +236,17 @@ DirUsage TempDirs::measure(const std::string& id) const {
     return usage;
 }
 
+void TempDirs::unlink_counted(int dir_fd, const char* name, int flags, bool& all) {
+    if (::unlinkat(dir_fd, name, flags) == 0) ++deleted_;
+    else if (errno != ENOENT) all = false;
+}
+
 bool TempDirs::empty_tree(int fd, int top_fd, int depth, std::uint64_t& budget, std::uint64_t& flattened) {
     DirStream d(fd);
     if (!d.dir) return false;
     bool all = true;
     while (const char* name = d.next()) {
-        if (budget == 0) return false;
+        if (budget == 0 || stop_requested_) return false;
         --budget;
         struct stat st{};
         if (::fstatat(d.fd(), name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -243,7 +254,7 @@ bool TempDirs::empty_tree(int fd, int top_fd, int depth, std::uint64_t& budget, 
             continue;
         }
         if (!S_ISDIR(st.st_mode)) { // files, symlinks (the link itself), fifos, sockets
-            if (::unlinkat(d.fd(), name, 0) < 0 && errno != ENOENT) all = false;
+            unlink_counted(d.fd(), name, 0, all);
             continue;
         }
         if (depth + 1 >= kMaxDepth) {
@@ -261,11 +272,11 @@ bool TempDirs::empty_tree(int fd, int top_fd, int depth, std::uint64_t& budget, 
         }
         const int sub = ::openat(d.fd(), name, kDirFlags);
         if (sub < 0) { // swapped for a symlink or a file since the stat: unlinked as it is now
-            if (::unlinkat(d.fd(), name, 0) < 0 && errno != ENOENT) all = false;
+            unlink_counted(d.fd(), name, 0, all);
             continue;
         }
-        if (!empty_tree(sub, top_fd, depth + 1, budget, flattened) || (::unlinkat(d.fd(), name, AT_REMOVEDIR) < 0 && errno != ENOENT))
-            all = false;
+        if (empty_tree(sub, top_fd, depth + 1, budget, flattened)) unlink_counted(d.fd(), name, AT_REMOVEDIR, all);
+        else all = false;
     }
     return all;
 }
@@ -274,7 +285,11 @@ bool TempDirs::remove_entry(int parent_fd, const std::string& name, std::uint64_
     // Most directories are left empty: one unlinkat. With quotas on, the full path below reads the
     // project id first so its limit can be cleared.
     if (!quota_support_.enforced) {
-        if (::unlinkat(parent_fd, name.c_str(), AT_REMOVEDIR) == 0 || errno == ENOENT) return true;
+        if (::unlinkat(parent_fd, name.c_str(), AT_REMOVEDIR) == 0) {
+            ++deleted_;
+            return true;
+        }
+        if (errno == ENOENT) return true;
     }
     const int top = ::openat(parent_fd, name.c_str(), kDirFlags);
     if (top < 0) {
@@ -294,6 +309,7 @@ bool TempDirs::remove_entry(int parent_fd, const std::string& name, std::uint64_
     }
     ::close(top);
     if (!emptied || ::unlinkat(parent_fd, name.c_str(), AT_REMOVEDIR) < 0) return false;
+    ++deleted_;
     if (project) clear_quota(*project);
     return true;
 }
@@ -308,9 +324,10 @@ bool TempDirs::move_to_removal_area(const std::string& id) {
     if (!core::valid_temp_dir_name(id)) return true; // never made here, never removed here
     if (::renameat2(root_fd_, id.c_str(), removal_fd_, id.c_str(), RENAME_NOREPLACE) < 0) {
         if (errno == ENOENT) return true;
-        if (errno == EEXIST) return false; // the area's entry of that name goes first
         // EXDEV: a root whose project id is inherited (set by hand: resmgrd never does) makes
         // ext4 and XFS refuse moves between project ids. Deleted in place, as a round would.
+        // Anything else (EEXIST: the area's entry of that name goes first; EROFS, EIO) waits.
+        if (errno != EXDEV) return false;
         std::uint64_t budget = round_budget_;
         return remove_entry(root_fd_, id, budget);
     }
@@ -339,35 +356,41 @@ void TempDirs::remover() {
     std::unique_lock lock(mutex_);
     for (;;) {
         wake_.wait(lock, [this] { return stopping_ || work_; });
-        if (stopping_) return;
-        work_ = false;
-        busy_ = true;
-        lock.unlock();
-        empty_removal_area();
-        lock.lock();
+        bool more = true;
+        while (more && !stopping_) {
+            work_ = false;
+            busy_ = true;
+            lock.unlock();
+            more = removal_pass();
+            lock.lock();
+            // Between passes that leave work, a pause that a release or a stop cuts short: a user
+            // who keeps filling a released tree (through a descriptor still open) cannot keep a
+            // core busy, and what cannot be deleted waits for the next release.
+            if (more) wake_.wait_for(lock, kPassPause, [this] { return stopping_ || work_; });
+        }
         busy_ = false;
         idle_.notify_all();
+        if (stopping_) return;
     }
 }
 
-void TempDirs::empty_removal_area() {
-    for (;;) {
-        // Out of the area the loop renames into, so that the loop's renames never wait for an
-        // rmdir here (it holds its parent directory's lock while the device discards).
-        for (const auto& name : names_in(removal_fd_)) ::renameat2(removal_fd_, name.c_str(), deleting_fd_, name.c_str(), RENAME_NOREPLACE);
-        const std::vector<std::string> names = names_in(deleting_fd_);
-        backlog_ = names.size();
-        bool progress = false;
-        for (const auto& name : names) {
-            if (stop_requested_) return;
-            std::uint64_t budget = round_budget_;
-            // Gone, or a round used up: progress. Neither: something it cannot delete (an
-            // immutable file, say), left until the next release wakes the remover.
-            if (remove_entry(deleting_fd_, name, budget) || budget == 0) progress = true;
-            ++rounds_;
-        }
-        if (names.empty() || !progress) return;
+bool TempDirs::removal_pass() {
+    // Out of the area the loop renames into, so that the loop's renames never wait for an rmdir
+    // here (it holds its parent directory's lock while the device discards).
+    size_t unmoved = 0;
+    for (const auto& name : names_in(removal_fd_))
+        unmoved += ::renameat2(removal_fd_, name.c_str(), deleting_fd_, name.c_str(), RENAME_NOREPLACE) < 0;
+    const std::vector<std::string> names = names_in(deleting_fd_);
+    const std::uint64_t deleted_before = deleted_;
+    size_t gone = 0;
+    for (const auto& name : names) {
+        if (stop_requested_) return false;
+        std::uint64_t budget = round_budget_;
+        gone += remove_entry(deleting_fd_, name, budget);
+        ++rounds_;
     }
+    backlog_ = names.size() - gone + unmoved;
+    return backlog_ > 0 && deleted_ > deleted_before;
 }
 
 bool TempDirs::wait_removed(std::chrono::milliseconds timeout) {

@@ -65,6 +65,7 @@ public:
     static constexpr std::uint64_t kRemoveBudget = 20000; // entries the remover deletes in a round
     static constexpr const char* kRemovalArea = ".resmgr-removing"; // the loop renames into it
     static constexpr const char* kDeletingArea = ".resmgr-deleting"; // the remover deletes in it
+    static constexpr std::chrono::milliseconds kPassPause{100}; // between passes that leave work
 
     // Opens the root, creating it (root:root 0711) and any missing parent (0755), and its removal
     // area; starts the remover, which first deletes what an earlier run left there. Throws
@@ -99,11 +100,11 @@ public:
     // Free bytes of the root's filesystem for unprivileged users (statvfs f_bavail).
     std::optional<std::uint64_t> free_bytes() const;
 
-    // Entries in the removal area when the remover last looked, and the rounds it has run.
+    // Entries left in the removal areas after the remover's last pass, and the rounds it has run.
     size_t removal_backlog() const { return backlog_; }
     std::uint64_t removal_rounds() const { return rounds_; }
-    // Waits until the remover has found the removal area empty after the last release (or is
-    // stuck on what it cannot delete); false after `timeout`. For tests and shutdown reports.
+    // Waits until the remover has emptied the removal areas after the last release, or stopped
+    // trying (what it cannot delete waits for the next release); false after `timeout`. For tests.
     bool wait_removed(std::chrono::milliseconds timeout);
 
 private:
@@ -120,9 +121,11 @@ private:
     // Makes (or opens) the root's entry `name` as a directory of resmgrd's own, 0700.
     int open_own_dir(const char* name) const;
     static std::vector<std::string> names_in(int dir_fd);
+    void unlink_counted(int dir_fd, const char* name, int flags, bool& all);
     void remover();
-    // One pass of the remover over the removal area: rounds until it is empty, stuck or stopped.
-    void empty_removal_area();
+    // One round for each entry of the removal areas; true when some are left and the pass
+    // deleted something (false: done, stuck, or stopped).
+    bool removal_pass();
 
     std::string root_;
     int root_fd_ = -1;
@@ -140,6 +143,7 @@ private:
     std::atomic<bool> stop_requested_{false};
     std::atomic<size_t> backlog_{0};
     std::atomic<std::uint64_t> rounds_{0};
+    std::atomic<std::uint64_t> deleted_{0}; // entries unlinked, by whichever thread
     std::thread thread_;
 };
 

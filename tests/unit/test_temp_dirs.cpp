@@ -6,10 +6,14 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
+#include <thread>
 
 #include "core/ledger.hpp"
 #include "core/temp_dirs.hpp"
@@ -206,7 +210,7 @@ TEST_F(TempDirsTest, RemovalNeverFollowsPlantedSymlinks) {
     EXPECT_TRUE(std::filesystem::exists(outside / "sub" / "file")) << "a symlink was followed";
 }
 
-TEST_F(TempDirsTest, TheRemoverDeletesADeepTreeRoundByRoundOffTheCaller) {
+TEST_F(TempDirsTest, TheRemoverDeletesADeepTreeInRoundsOfItsBudget) {
     lifecycle::TempDirs dirs(root, 100);
     dirs.create("alloc_d", me(), 0);
     // 300 levels, far deeper than kMaxDepth, built with relative mkdir as a user would.
@@ -240,6 +244,43 @@ TEST_F(TempDirsTest, WhatAStopLeftInTheRemovalAreasIsDeletedAtTheNextStart) {
     ASSERT_TRUE(dirs.wait_removed(std::chrono::seconds(10)));
     EXPECT_TRUE(areas_empty());
     EXPECT_TRUE(dirs.list().empty());
+}
+
+TEST_F(TempDirsTest, WhatCannotBeDeletedIsLeftUntilTheNextReleaseNotRetriedInALoop) {
+    // An immutable file (root cannot unlink it either) in a tree left in the removal area.
+    const auto stuck = area(lifecycle::TempDirs::kDeletingArea) / "alloc_stuck";
+    std::filesystem::create_directories(stuck);
+    write_bytes(stuck / "pinned", 1);
+    const int fd = ::open((stuck / "pinned").c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    int flags = 0;
+    const bool pinned = ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && (flags |= FS_IMMUTABLE_FL, ::ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0);
+    const int why = errno;
+    if (!pinned) {
+        ::close(fd);
+        GTEST_SKIP() << "this filesystem cannot make a file immutable (FS_IOC_SETFLAGS: " << std::strerror(why) << ")";
+    }
+    {
+        lifecycle::TempDirs dirs(root);
+        ASSERT_TRUE(dirs.wait_removed(std::chrono::seconds(10)));
+        const std::uint64_t rounds = dirs.removal_rounds();
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        EXPECT_EQ(dirs.removal_rounds(), rounds) << "the remover kept retrying what it cannot delete";
+        EXPECT_LE(rounds, 2u);
+        EXPECT_EQ(dirs.removal_backlog(), 1u);
+        // A release wakes it: the new directory goes, the stuck one stays, and it stops again.
+        dirs.create("alloc_next", me(), 0);
+        dirs.release("alloc_next");
+        ASSERT_TRUE(dirs.wait_removed(std::chrono::seconds(10)));
+        EXPECT_FALSE(std::filesystem::exists(area(lifecycle::TempDirs::kDeletingArea) / "alloc_next"));
+        EXPECT_TRUE(std::filesystem::exists(stuck / "pinned"));
+        flags &= ~FS_IMMUTABLE_FL;
+        ASSERT_EQ(::ioctl(fd, FS_IOC_SETFLAGS, &flags), 0);
+        ::close(fd);
+    }
+    lifecycle::TempDirs again(root); // the next start deletes it
+    ASSERT_TRUE(again.wait_removed(std::chrono::seconds(10)));
+    EXPECT_TRUE(areas_empty());
 }
 
 TEST_F(TempDirsTest, AMoveThatFailsStaysPendingAndTheNextSweepFinishesIt) {
