@@ -68,8 +68,9 @@ std::optional<Interval> drift_interval_of(const std::vector<double>& v, double c
         if (!(x > 0)) return std::nullopt;
         logs.push_back(std::log(x));
     }
+    if (theil_sen_direction(logs, kDriftTestLevel) == 0) return std::nullopt;
     const auto line = theil_sen_trend(logs, {}, kDriftTestLevel);
-    if (!line || line->points != n || (line->slope_lower <= 0 && line->slope_upper >= 0)) return std::nullopt;
+    if (!line || line->points != n) return std::nullopt;
     const double count = static_cast<double>(n), mean_index = (count - 1) / 2;
     double sxx = 0, squares = 0;
     for (std::size_t i = 0; i < n; ++i) {

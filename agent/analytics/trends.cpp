@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <numbers>
+#include <utility>
 
 namespace resmgr::analytics {
 
@@ -47,6 +48,35 @@ double student_t_quantile(double p, std::size_t degrees) {
     return std::sqrt(static_cast<double>(nu)) * std::tan((lo + hi) / 2);
 }
 
+namespace {
+
+// Sen's confidence interval as the 1-based ranks (clamped to [1, N]) of the sorted pairwise slopes
+// of n points: N = n(n−1)/2, c = z·√Var(S) with Kendall's S under no trend.
+std::pair<std::size_t, std::size_t> sen_ranks(std::size_t n, double confidence) {
+    const double nn = static_cast<double>(n), N = nn * (nn - 1) / 2;
+    const double c = normal_quantile(1 - (1 - confidence) / 2) * std::sqrt(nn * (nn - 1) * (2 * nn + 5) / 18);
+    auto clamped = [&](double rank) { return static_cast<std::size_t>(std::clamp(rank, 1.0, N)); };
+    return {clamped(std::floor((N - c) / 2)), clamped(std::ceil((N + c) / 2) + 1)};
+}
+
+} // namespace
+
+int theil_sen_direction(const std::vector<double>& y, double confidence) {
+    if (y.size() > kTrendMaxPoints || !std::all_of(y.begin(), y.end(), [](double v) { return std::isfinite(v); })) {
+        const auto t = theil_sen_trend(y, {}, confidence);
+        return !t ? 0 : t->slope_lower > 0 ? 1 : t->slope_upper < 0 ? -1 : 0;
+    }
+    if (y.size() < kTrendMinPoints) return 0;
+    // The sorted slopes are the negative ones, then the zeros, then the positive: only the counts matter.
+    std::size_t negative = 0, zero = 0;
+    for (std::size_t i = 0; i < y.size(); ++i)
+        for (std::size_t j = i + 1; j < y.size(); ++j) negative += y[j] < y[i], zero += y[j] == y[i];
+    const auto [lower, upper] = sen_ranks(y.size(), confidence);
+    if (lower > negative + zero) return 1;
+    if (upper <= negative) return -1;
+    return 0;
+}
+
 std::optional<Trend> theil_sen_trend(const std::vector<double>& y, const std::vector<bool>& filled, double confidence) {
     std::vector<double> t, v;
     for (std::size_t i = 0; i < y.size(); ++i)
@@ -67,17 +97,13 @@ std::optional<Trend> theil_sen_trend(const std::vector<double>& y, const std::ve
         for (std::size_t j = i + 1; j < n; ++j) slopes.push_back((v[j] - v[i]) / (t[j] - t[i]));
     std::sort(slopes.begin(), slopes.end());
     const std::size_t N = slopes.size();
-    auto at_rank = [&](double rank) { // 1-based, clamped
-        return slopes[static_cast<std::size_t>(std::clamp(rank, 1.0, static_cast<double>(N))) - 1];
-    };
     Trend tr;
     tr.points = n;
     tr.confidence = confidence;
     tr.slope = N % 2 ? slopes[N / 2] : (slopes[N / 2 - 1] + slopes[N / 2]) / 2;
-    const double nn = static_cast<double>(n);
-    const double c = normal_quantile(1 - (1 - confidence) / 2) * std::sqrt(nn * (nn - 1) * (2 * nn + 5) / 18);
-    tr.slope_lower = at_rank(std::floor((static_cast<double>(N) - c) / 2));
-    tr.slope_upper = at_rank(std::ceil((static_cast<double>(N) + c) / 2) + 1);
+    const auto [lower, upper] = sen_ranks(n, confidence);
+    tr.slope_lower = slopes[lower - 1];
+    tr.slope_upper = slopes[upper - 1];
     std::vector<double> residual(n);
     for (std::size_t i = 0; i < n; ++i) residual[i] = v[i] - tr.slope * t[i];
     std::nth_element(residual.begin(), residual.begin() + static_cast<std::ptrdiff_t>(n / 2), residual.end());

@@ -48,6 +48,10 @@ struct Trend {
 
 // nullopt with fewer than kTrendMinPoints unfilled values. `filled` may be empty.
 std::optional<Trend> theil_sen_trend(const std::vector<double>& y, const std::vector<bool>& filled, double confidence = 0.95);
+// The sign of theil_sen_trend(y, {}, confidence)'s slope interval: 1 above 0, -1 below, 0 across
+// it (or too few values). The same decision from the counts of rising and falling pairs, without
+// making and sorting the n(n−1)/2 slopes (predict asks it of every window it back-tests).
+int theil_sen_direction(const std::vector<double>& y, double confidence = 0.95);
 
 // Mean of the values per slot: slot = ((ts + offset) / slot_seconds) mod slots; NaN for a slot
 // without values. Day of week: slot_seconds 86400, slots 7, offset 3 days (slot 0 = Monday).

@@ -55,6 +55,30 @@ TEST(Trends, TheSlopeIntervalCoversTheTrueSlopeAtItsLevel) {
     EXPECT_NEAR(covered, 180, 13);
 }
 
+TEST(Trends, TheDirectionFromCountsIsTheSignOfTheSlopeInterval) {
+    // Series with and without a trend, with ties (values rounded to a few levels), of 3-60 values:
+    // the counting shortcut must decide exactly as the sorted slopes do.
+    std::mt19937_64 rng(5);
+    std::normal_distribution<double> noise(0, 1);
+    int up = 0, down = 0, none = 0;
+    for (int k = 0; k < 3000; ++k) {
+        const std::size_t n = 3 + k % 58;
+        const double slope = (k % 3 - 1) * 0.05 * (k % 7);
+        std::vector<double> y;
+        for (std::size_t i = 0; i < n; ++i) y.push_back(k % 2 ? std::round(slope * i + noise(rng)) : slope * i + noise(rng));
+        const double level = k % 4 ? 0.95 : 0.8;
+        const auto t = theil_sen_trend(y, {}, level);
+        ASSERT_TRUE(t);
+        const int expected = t->slope_lower > 0 ? 1 : t->slope_upper < 0 ? -1 : 0;
+        ASSERT_EQ(theil_sen_direction(y, level), expected) << "n " << n << " case " << k;
+        up += expected == 1, down += expected == -1, none += expected == 0;
+    }
+    EXPECT_GT(up, 300); // each answer is exercised
+    EXPECT_GT(down, 300);
+    EXPECT_GT(none, 300);
+    EXPECT_EQ(theil_sen_direction({1, 2}), 0); // too few
+}
+
 TEST(Trends, TooFewValuesGiveNoTrendAndFilledOnesAreSkipped) {
     EXPECT_FALSE(theil_sen_trend({1, 2}, {}));
     EXPECT_FALSE(theil_sen_trend({1, 2, 3, 4}, {false, true, true, false}));
