@@ -145,7 +145,8 @@ cp /var/lib/resmgr/monitoring/history.db* "\$share/out/"
 ls -la "\$share/out/"
 GUEST
 started=$SECONDS
-out=$(RESMGR_VM_TIMEOUT=1500 "$repo/tests/system/vm.sh" run "$share" record.sh | tr -d '\r') || { echo "$out" | tail -30; exit 1; }
+# The guest's own time: the budget, then the last round (up to ~3 min under TCG) and the copy out.
+out=$(RESMGR_VM_TIMEOUT=$((budget + 600)) "$repo/tests/system/vm.sh" run "$share" record.sh | tr -d '\r') || { echo "$out" | tail -30; exit 1; }
 grep -E '^(R|budget) ' <<<"$out"
 [ -f "$share/out/history.db" ] || { echo "$out" | tail -30; echo "vm_record_runs.sh: no history database came back" >&2; exit 1; }
 mkdir -p "$out_dir"
