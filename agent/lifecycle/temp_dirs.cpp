@@ -146,7 +146,6 @@ TempDirs::~TempDirs() {
         std::lock_guard lock(mutex_);
         stopping_ = true;
     }
-    stop_requested_ = true;
     wake_.notify_one();
     thread_.join();
     ::close(deleting_fd_);
@@ -246,7 +245,7 @@ bool TempDirs::empty_tree(int fd, int top_fd, int depth, std::uint64_t& budget, 
     if (!d.dir) return false;
     bool all = true;
     while (const char* name = d.next()) {
-        if (budget == 0 || stop_requested_) return false;
+        if (budget == 0 || stopping_) return false;
         --budget;
         struct stat st{};
         if (::fstatat(d.fd(), name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -384,7 +383,7 @@ bool TempDirs::removal_pass() {
     const std::uint64_t deleted_before = deleted_;
     size_t gone = 0;
     for (const auto& name : names) {
-        if (stop_requested_) return false;
+        if (stopping_) return false;
         std::uint64_t budget = round_budget_;
         gone += remove_entry(deleting_fd_, name, budget);
         ++rounds_;

@@ -5,9 +5,9 @@
 // cannot make resmgrd read or remove anything outside it.
 // Release moves the directory into the root's removal area (.resmgr-removing, root's alone, 0700)
 // with one rename, so its path is gone when release returns whatever the tree holds, and a
-// remover thread moves it on to .resmgr-deleting and deletes it there. Why a thread: deleting a tree costs a syscall per entry, and
-// on a filesystem mounted with `discard` even an empty directory's rmdir waits for the device to
-// discard its block (measured on the build host: ~74 % of the event loop's waits under 16 busy
+// remover thread moves it on to .resmgr-deleting and deletes it there. Why a thread: deleting a
+// tree costs a syscall per entry, and on a filesystem mounted with `discard` even an empty
+// directory's rmdir waits for the device to discard its block (measured on the build host: ~74 % of the event loop's waits under 16 busy
 // clients); on the loop that stalled every other request. The remover works in rounds (a budget
 // of entries each) and flattens trees deeper than a few dozen levels by renaming their deep parts
 // up to the top, so no tree shape exhausts fds or the stack; it touches nothing but the removal
@@ -139,8 +139,9 @@ private:
     // Shared by the loop and the remover.
     std::mutex mutex_;
     std::condition_variable wake_, idle_;
-    bool stopping_ = false, work_ = true, busy_ = false; // work_: look at the removal area
-    std::atomic<bool> stop_requested_{false};
+    bool work_ = true, busy_ = false; // work_: look at the removal area
+    // Set under mutex_ (so no wait misses it), read without it inside a round.
+    std::atomic<bool> stopping_{false};
     std::atomic<size_t> backlog_{0};
     std::atomic<std::uint64_t> rounds_{0};
     std::atomic<std::uint64_t> deleted_{0}; // entries unlinked, by whichever thread
