@@ -26,6 +26,7 @@
 #include "cluster/placer.hpp"
 #include "conflicts/file_guard.hpp"
 #include "core/ledger.hpp"
+#include "events/sink_thread.hpp"
 #include "metrics/exposition.hpp"
 #include "metrics/metrics.hpp"
 #include "monitor/node.hpp"
@@ -321,10 +322,13 @@ int main(int argc, char** argv) {
         resmgr::server::Service service(ledger, *group_backend, store, [] { return resmgr::Clock::now(); },
                                         host.to_json(), daemon_info);
 
-        // Events: journald (answered by journald itself, never waited on here) and alerts.jsonl.
+        // Events: journald and alerts.jsonl, written on a thread of their own (sink_thread.hpp),
+        // so no request waits on a send or a write.
+        auto writers = std::make_unique<resmgr::events::EventBus>();
+        writers->add(std::make_unique<resmgr::events::JournalSink>());
+        writers->add(std::make_unique<resmgr::events::JsonlSink>((store.dir() / "monitoring" / "alerts.jsonl").string(), 16u << 20));
         resmgr::events::EventBus events;
-        events.add(std::make_unique<resmgr::events::JournalSink>());
-        events.add(std::make_unique<resmgr::events::JsonlSink>((store.dir() / "monitoring" / "alerts.jsonl").string(), 16u << 20));
+        events.add(std::make_unique<resmgr::events::SinkThread>(std::move(writers)));
         service.events().set_sink(&events);
         if (metrics.metrics) {
             events.add(std::make_unique<resmgr::metrics::MetricsEventSink>(metrics.metrics));

@@ -2,11 +2,15 @@
 #include "build_paths.hpp"
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <fstream>
+#include <future>
+#include <mutex>
 #include <stdexcept>
 #include <set>
 
 #include "events/event.hpp"
+#include "events/sink_thread.hpp"
 #include "fake_backend.hpp"
 #include "server/event_loop.hpp"
 #include "server/service.hpp"
@@ -117,6 +121,104 @@ TEST(Events, JsonlSinkAppendsAndRotates) {
     EXPECT_GT(lines, 0);
     EXPECT_TRUE(old.good()) << "no rotation past 300 bytes";
     EXPECT_LT(std::filesystem::file_size(path), 300u + 200u);
+}
+
+// A sink the test holds shut: publish() waits until the gate opens, as alerts.jsonl on a disk
+// that hangs would. What it got is read under its lock.
+struct GatedSink : EventSink {
+    std::mutex mutex;
+    std::condition_variable changed;
+    bool open = false;
+    std::vector<std::string> seen;
+    bool entered = false;
+    void publish(const Event& e) override {
+        std::unique_lock lock(mutex);
+        entered = true;
+        changed.notify_all();
+        changed.wait(lock, [&] { return open; });
+        seen.push_back(e.message);
+    }
+    void let_through() {
+        std::lock_guard lock(mutex);
+        open = true;
+        changed.notify_all();
+    }
+    void wait_entered() {
+        std::unique_lock lock(mutex);
+        changed.wait(lock, [&] { return entered; });
+    }
+    std::vector<std::string> got() {
+        std::lock_guard lock(mutex);
+        return seen;
+    }
+};
+
+std::vector<std::string> messages(int from, int to) {
+    std::vector<std::string> out;
+    for (int i = from; i < to; ++i) out.push_back("event " + std::to_string(i));
+    return out;
+}
+
+TEST(EventSinkThread, HandsEveryEventToTheSinkInOrder) {
+    auto recording = std::make_unique<RecordingSink>();
+    auto* sink = recording.get();
+    SinkThread thread(std::move(recording));
+    for (int i = 0; i < 1000; ++i) thread.publish(Event::make(EventType::allocated, "event " + std::to_string(i)));
+    thread.flush();
+    std::vector<std::string> seen;
+    for (const auto& e : sink->seen) seen.push_back(e.message);
+    EXPECT_EQ(seen, messages(0, 1000));
+    EXPECT_EQ(thread.dropped(), 0u);
+}
+
+TEST(EventSinkThread, AStalledSinkNeverBlocksThePublisherAndDropsBeyondTheBound) {
+    auto gated = std::make_unique<GatedSink>();
+    auto* sink = gated.get();
+    SinkThread thread(std::move(gated), 10);
+    thread.publish(Event::make(EventType::allocated, "event 0"));
+    sink->wait_entered(); // the thread is stuck in the sink with event 0
+    // The publisher goes on while the sink hangs: 10 are queued, the rest dropped and counted.
+    auto publishing = std::async(std::launch::async, [&] {
+        for (int i = 1; i < 31; ++i) thread.publish(Event::make(EventType::allocated, "event " + std::to_string(i)));
+    });
+    ASSERT_EQ(publishing.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "publish waited on a stalled sink";
+    EXPECT_EQ(thread.dropped(), 20u);
+    sink->let_through();
+    thread.flush();
+    EXPECT_EQ(sink->got(), messages(0, 11)) << "the queued ones, in order; the dropped ones never";
+}
+
+// Records into a list the test keeps: the sink itself goes with its thread. Throws on the
+// events named "throw", as a full disk would.
+struct SharedSink : EventSink {
+    std::shared_ptr<std::vector<std::string>> seen = std::make_shared<std::vector<std::string>>();
+    void publish(const Event& e) override {
+        if (e.message == "throw") throw std::runtime_error("disk full");
+        seen->push_back(e.message);
+    }
+};
+
+TEST(EventSinkThread, StoppingHandsTheSinkEverythingQueued) {
+    auto shared = std::make_unique<SharedSink>();
+    const auto seen = shared->seen;
+    {
+        SinkThread thread(std::move(shared));
+        thread.publish(Event::make(EventType::released, "event 0"));
+        thread.flush(); // the thread waits for the next: the rest wake it, then it is told to stop
+        for (int i = 1; i < 50; ++i) thread.publish(Event::make(EventType::released, "event " + std::to_string(i)));
+    } // destroyed without a flush
+    EXPECT_EQ(*seen, messages(0, 50));
+}
+
+TEST(EventSinkThread, GoesOnAfterTheSinkThrows) {
+    auto shared = std::make_unique<SharedSink>();
+    const auto seen = shared->seen;
+    SinkThread thread(std::move(shared));
+    thread.publish(Event::make(EventType::released, "event 0"));
+    thread.publish(Event::make(EventType::released, "throw"));
+    thread.publish(Event::make(EventType::released, "event 1"));
+    thread.flush();
+    EXPECT_EQ(*seen, messages(0, 2));
 }
 
 TEST(Events, BusSkipsAFailingSink) {
