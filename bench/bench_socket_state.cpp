@@ -4,7 +4,9 @@
 //   - allocate round trip p50/p99 at LIVE live allocations (one client; each allocate is
 //     followed by an untimed release),
 //   - durable changes per second from 1, 4 and 16 concurrent clients (allocate + release pairs
-//     for SECONDS each; every answer means the change is on disk),
+//     for SECONDS each; every answer means the change is on disk), with resmgrd's CPU time per
+//     change (all its threads, and its event loop's alone: the loop is one thread, so its CPU
+//     a change bounds the rate; a steadier figure than the rate on a shared host),
 //   - resmgrd's RSS (VmRSS) at each live count, and at the most live after ten sampling passes
 //     with its high-water mark (VmHWM).
 // Needs root and a cgroup2 mount.
@@ -24,6 +26,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -128,7 +131,31 @@ double percentile(std::vector<double> v, double p) {
     return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
-double changes_per_second(const Daemon& d, int clients, double seconds) {
+// CPU time used so far (user + system, in seconds) from a /proc stat file: the whole process's,
+// or one thread's (task/TID/stat).
+double cpu_seconds(const std::string& stat_path) {
+    std::ifstream in(stat_path);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto close = text.rfind(')'); // the command name may hold spaces and parentheses
+    if (close == std::string::npos) return 0;
+    std::istringstream fields(text.substr(close + 2));
+    std::string field;
+    long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && fields >> field; ++i) { // fields 14 and 15 of proc(5)
+        if (i == 14) utime = std::atol(field.c_str());
+        if (i == 15) stime = std::atol(field.c_str());
+    }
+    return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+struct Rate {
+    double per_second = 0;
+    double cpu_us = 0, loop_cpu_us = 0; // resmgrd's CPU per change: all its threads, and its event loop's (the main thread)
+};
+
+Rate changes_per_second(const Daemon& d, int clients, double seconds) {
+    const std::string proc = "/proc/" + std::to_string(d.pid);
+    const double cpu_before = cpu_seconds(proc + "/stat"), loop_before = cpu_seconds(proc + "/task/" + std::to_string(d.pid) + "/stat");
     std::atomic<long> changes{0};
     std::atomic<bool> stop{false};
     std::vector<std::thread> ts;
@@ -144,7 +171,12 @@ double changes_per_second(const Daemon& d, int clients, double seconds) {
     std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
     stop = true;
     for (auto& t : ts) t.join();
-    return static_cast<double>(changes) / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    Rate rate;
+    const double n = static_cast<double>(changes);
+    rate.per_second = n / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    rate.cpu_us = (cpu_seconds(proc + "/stat") - cpu_before) / n * 1e6;
+    rate.loop_cpu_us = (cpu_seconds(proc + "/task/" + std::to_string(d.pid) + "/stat") - loop_before) / n * 1e6;
+    return rate;
 }
 
 } // namespace
@@ -194,8 +226,11 @@ int main(int argc, char** argv) {
         // its libraries), shared memory (the eBPF ring buffer's pages are counted here).
         std::printf("  of which anonymous %6.1f MiB, files %6.1f MiB, shared %6.1f MiB\n", mib(status_kib(d.pid, "RssAnon")),
                     mib(status_kib(d.pid, "RssFile")), mib(status_kib(d.pid, "RssShmem")));
-        for (int clients : {1, 4, 16})
-            std::printf("clients %2d: %8.0f durable changes/s (at %d live)\n", clients, changes_per_second(d, clients, seconds), live);
+        for (int clients : {1, 4, 16}) {
+            const Rate rate = changes_per_second(d, clients, seconds);
+            std::printf("clients %2d: %8.0f durable changes/s (at %d live); resmgrd's CPU a change %5.0f us, of which its event loop %5.0f us\n",
+                        clients, rate.per_second, live, rate.cpu_us, rate.loop_cpu_us);
+        }
         std::printf("after the clients: RSS %6.1f MiB  high-water mark %6.1f MiB\n", mib(status_kib(d.pid, "VmRSS")), mib(status_kib(d.pid, "VmHWM")));
         std::fflush(stdout);
     }

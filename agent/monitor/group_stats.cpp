@@ -183,7 +183,7 @@ std::string GroupReader::cannot_read(File file, int error) {
     return std::string(name(file)) + ": cannot read (" + std::strerror(error) + ")";
 }
 
-std::optional<std::string_view> GroupReader::text(File file, int& error) {
+std::optional<std::string_view> GroupReader::text(File file, int& error, int dir_fd) {
     int fd = fds_[file];
     if (fd < 0) {
         if (skip_[file] > 0) {
@@ -191,7 +191,7 @@ std::optional<std::string_view> GroupReader::text(File file, int& error) {
             error = missing_errno_[file];
             return std::nullopt;
         }
-        fd = ::open((*dir_ + "/" + name(file)).c_str(), O_RDONLY | O_CLOEXEC);
+        fd = dir_fd >= 0 ? ::openat(dir_fd, name(file), O_RDONLY | O_CLOEXEC) : ::open((*dir_ + "/" + name(file)).c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
             error = errno;
             if (error != EMFILE && error != ENFILE) { // those are not missing: out of fds for now
@@ -215,9 +215,13 @@ GroupSample GroupReader::read(GroupFiles files) {
     Reasons reasons;
     // Reading and parsing fail apart: a read error gets the file's name in front, a parse
     // error already starts with it.
+    // Nothing kept (no budget): the files are opened by name from the group's directory, one path
+    // walk for them all instead of one each (a release reads five; perf put those walks at a
+    // third of its final read). Where the directory cannot be opened, each file says why.
+    const int dir_fd = budget_ ? -1 : ::open(dir_->c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     auto degrade = [&](File file, auto parse, auto& field) {
         int error = 0;
-        const auto content = text(file, error);
+        const auto content = text(file, error, dir_fd);
         if (!content) {
             reasons.push_back(cannot_read(file, error));
             return;
@@ -240,6 +244,7 @@ GroupSample GroupReader::read(GroupFiles files) {
     if (periodic) degrade(pids_current, parse_single_value, sample.pids_current);
     if (detail) degrade(io_stat, boxed(parse_io_stat), sample.io_stat);
     if (periodic) degrade(cgroup_events, parse_cgroup_events, sample.cgroup_events);
+    if (dir_fd >= 0) ::close(dir_fd);
     if (!reasons.empty()) sample.unavailable = std::make_shared<const Reasons>(std::move(reasons));
     return sample;
 }

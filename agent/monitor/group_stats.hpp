@@ -158,8 +158,8 @@ private:
     static std::string cannot_read(File file, int error);
     // The file's text in this thread's read buffer, good until the next read; nullopt with
     // `error` set when it cannot be read (no exception: a missing controller's files fail at
-    // every group of every pass).
-    std::optional<std::string_view> text(File file, int& error);
+    // every group of every pass). Opened from `dir_fd` when it is one (>= 0), else by path.
+    std::optional<std::string_view> text(File file, int& error, int dir_fd);
     void close_kept(File file);
 
     std::shared_ptr<const std::string> dir_;
