@@ -4,6 +4,7 @@
 // workflow type predicted from its runs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -326,6 +327,45 @@ TEST(RunPrediction, BacktestCoverageMatchesTheClaimedLevelAndTheMedianBeatsTheLa
     }
     EXPECT_NEAR(*p.quantities[0].point, 1.5, 1e-9);
     EXPECT_NEAR(*p.quantities[2].point, 600, 60);
+}
+
+// Issue 14's error target for predict ("the median error >= 30 % below 'same as the last run'
+// with 3 prior runs") against what exchangeable runs allow. Runs X = m·e^(σZ), σ small: the last
+// run misses the next by about m·σ·|Z' − Z|, a normal of variance 2σ², and no predictor made
+// from earlier runs does better than the true m itself (error m·σ·|Z|): the ratio of the median
+// errors is at best 1/√2 = 0.707, 29.3 % below. The median of 3 prior runs (variance 0.449σ²)
+// gives √(1.449/2) = 0.851; of 50, √(1 + π/100)/√2 = 0.718. So on runs that repeat the same
+// work with noise the target is out of reach for any method; predict's point is as close to
+// that bound as its window allows.
+TEST(RunPrediction, OnExchangeableRunsNoPredictorBeatsTheLastRunByThirtyPercent) {
+    std::mt19937_64 rng(31);
+    const double m = 600, sigma = 0.05;
+    std::lognormal_distribution<double> seconds(std::log(m), sigma);
+    std::vector<double> oracle, last, median3, median50;
+    for (int type = 0; type < 40; ++type) {
+        std::vector<RunRecord> runs;
+        for (int i = 0; i < 300; ++i) runs.push_back(run_of(1000 + 100 * i, seconds(rng), std::nullopt, std::nullopt));
+        const auto three = predict_next_run(runs, 0.9, 3).quantities[2];
+        const auto fifty = predict_next_run(runs, 0.9, 50).quantities[2];
+        ASSERT_EQ(three.replays.size(), fifty.replays.size());
+        for (std::size_t k = 0; k < three.replays.size(); ++k) {
+            const double actual = three.replays[k].actual;
+            oracle.push_back(std::abs(m - actual) / actual);
+            last.push_back(std::abs(three.replays[k].last_run - actual) / actual);
+            median3.push_back(std::abs(three.replays[k].point - actual) / actual);
+            median50.push_back(std::abs(fifty.replays[k].point - actual) / actual);
+        }
+    }
+    auto median = [](std::vector<double> v) {
+        std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+        return v[v.size() / 2];
+    };
+    ASSERT_EQ(last.size(), 40u * 297);
+    // 11,880 replays: each ratio's sampling error is about 0.01.
+    EXPECT_NEAR(median(oracle) / median(last), 1 / std::sqrt(2.0), 0.02) << "the bound: even the true median is only ~29 % below";
+    EXPECT_NEAR(median(median3) / median(last), 0.851, 0.03) << "predict with 3 prior runs";
+    // With 50: 0.718 in theory; a window the drift test takes for a line now and then costs a little.
+    EXPECT_LT(median(median50) / median(last), median(oracle) / median(last) + 0.03) << "predict with 50 prior runs: near the bound";
 }
 
 TEST(ForecastAhead, ACrossingIsDatedAndItsConfidenceCountedOnTheFolds) {
