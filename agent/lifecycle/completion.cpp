@@ -183,7 +183,7 @@ json Completion::reconcile() {
             adopted.push_back(id);
             auto adj = life_.adjustments_.find(id);
             sync_freezer(backend, *a, adj != life_.adjustments_.end() && adj->second.pressure_frozen);
-            life_.watch(*a, all_here);
+            life_.watch(*a, Lifecycle::GroupOrigin::adopted, all_here);
         } catch (const cgroup::BackendError& e) {
             // Kept in the ledger: losing the allocation would be worse than a missing group.
             failed.push_back({{"allocation_id", id}, {"error", e.what()}});

@@ -270,7 +270,7 @@ const Allocation& Lifecycle::allocate(const AllocationRequest& req, const Owner&
     spdlog::info("allocated {} workflow={} priority={} cpu={} memory={} uid={}", id, a.workflow_id, a.priority.value,
                  a.resources.cpu_cores, format_size(a.resources.memory_bytes), peer.uid);
     if (placed) attached(a, *first);
-    watch(a);
+    watch(a, placed ? GroupOrigin::made_with_process : GroupOrigin::made_empty);
     reschedule();
     events_.emit(events::EventType::allocated, id + " allocated to workflow " + a.workflow_id, a.workflow_id, id,
                  {{"resources", to_json(a.resources)}, {"cgroup_path", backend_.group_path(id)}, {"priority", a.priority.value}});
@@ -499,7 +499,7 @@ void Lifecycle::start_group(const std::string& id, const std::string& why) {
     enforcement_[id] = enforcements_.with_unenforced(enforcement_[id], files_.hold(a));
     events_.emit(events::EventType::allocated, id + " allocated to workflow " + a.workflow_id + ": " + why, a.workflow_id, id,
                  {{"resources", to_json(a.resources)}, {"cgroup_path", backend_.group_path(id)}, {"priority", a.priority.value}, {"reason", why}});
-    watch(a);
+    watch(a, GroupOrigin::made_empty);
 }
 
 bool Lifecycle::start_due_reservations() {
@@ -578,14 +578,15 @@ void Lifecycle::apply_preemption(const core::Preemption& plan, const AllocationR
     persist();
 }
 
-void Lifecycle::watch(const Allocation& a, bool group_events) {
+void Lifecycle::watch(const Allocation& a, GroupOrigin origin, bool group_events) {
     // Copies: a watch may fire at once and end the allocation `a` refers to.
     const std::string id = a.allocation_id;
     const pid_t supervisor = a.supervisor_pid;
     std::string path = backend_.group_path(id);
-    if (monitoring_) monitoring_->allocation_started(id, clock_());
+    if (monitoring_) monitoring_->allocation_started(id, clock_(), origin != GroupOrigin::adopted);
     if (supervisor > 0 && hooks_.watch_supervisor) hooks_.watch_supervisor(id, supervisor);
-    if (group_events && !path.empty() && hooks_.watch_group && ledger_.find(id)) hooks_.watch_group(id, path + "/cgroup.events");
+    if (group_events && !path.empty() && hooks_.watch_group && ledger_.find(id))
+        hooks_.watch_group(id, path + "/cgroup.events", origin != GroupOrigin::made_empty);
 }
 
 void Lifecycle::reschedule() {

@@ -44,7 +44,10 @@ struct LoopHooks {
     // Call Completion::on_timer() at this time (nullopt: nothing is due).
     std::function<void(std::optional<TimePoint>)> schedule;
     // Call Completion::on_group_event(id) when `cgroup_events_path` changes; unwatch stops it.
-    std::function<void(const std::string& id, const std::string& cgroup_events_path)> watch_group;
+    // `may_have_changed`: the group may have changed before the watch (a process placed in it, a
+    // group found at restart), so call it once at the start too; false for a group made empty by
+    // the request that watches it, which no one else knows of yet.
+    std::function<void(const std::string& id, const std::string& cgroup_events_path, bool may_have_changed)> watch_group;
     std::function<void(const std::string& id)> unwatch_group;
     // Call Completion::on_supervisor_exit(id) when process `pid` exits (at once if it is gone).
     std::function<void(const std::string& id, pid_t pid)> watch_supervisor;
@@ -187,9 +190,12 @@ private:
     void refill();
     void apply_preemption(const core::Preemption& plan, const AllocationRequest& for_request);
     void reschedule();
+    // How its group came to be when watching starts: made by this request with nothing in it,
+    // made with a process placed in it, or found at a restart.
+    enum class GroupOrigin { made_empty, made_with_process, adopted };
     // Its usage, its wrapper, and its group's emptying (unless `group_events` is false: a restart
     // left some of its processes in another layout, so an empty group would not mean it ended).
-    void watch(const Allocation& allocation, bool group_events = true);
+    void watch(const Allocation& allocation, GroupOrigin origin, bool group_events = true);
     // What follows a process's arrival in the group, once it is recorded.
     void attached(const Allocation& allocation, const AttachTarget& target);
     // Writes the group's limits with its live adjustments; false (and the adjustment dropped)

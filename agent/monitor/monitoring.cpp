@@ -273,12 +273,14 @@ void Monitoring::agent_started(const Allocation& a, const std::string& name, pid
     agents_.started(a, name, pid, std::move(dir), now);
 }
 
-void Monitoring::allocation_started(const std::string& allocation_id, TimePoint now) {
+void Monitoring::allocation_started(const std::string& allocation_id, TimePoint now, bool made_now) {
     if (started_.count(allocation_id)) return;
     GroupStart start{now, std::nullopt, "", std::nullopt};
     const std::string dir = backend_.group_path(allocation_id);
     if (dir.empty()) {
         start.unavailable = "no cgroup on this backend";
+    } else if (made_now) {
+        start.cpu_usage_usec = 0;
     } else {
         // Only the CPU counter is a baseline (the rest start at zero or are read at the end):
         // one file, not the pass's five, on every allocate.

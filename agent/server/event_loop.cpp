@@ -48,7 +48,7 @@ void EventLoop::drop(Watch& w) {
 
 lifecycle::LoopHooks EventLoop::hooks() {
     return {[this](std::optional<TimePoint> when) { schedule(when); },
-            [this](const std::string& id, const std::string& path) { watch_group(id, path); },
+            [this](const std::string& id, const std::string& path, bool may_have_changed) { watch_group(id, path, may_have_changed); },
             [this](const std::string& id) { unwatch_group(id); },
             [this](const std::string& id, pid_t pid) { watch_supervisor(id, pid); },
             [this](Millis delay) { sample_soon(delay); },
@@ -231,7 +231,7 @@ void EventLoop::on_group_watches() {
     }
 }
 
-void EventLoop::watch_group(const std::string& id, const std::string& path) {
+void EventLoop::watch_group(const std::string& id, const std::string& path, bool may_have_changed) {
     unwatch_group(id);
     if (!open_group_watches()) return;
     const int wd = ::inotify_add_watch(group_inotify_, path.c_str(), IN_MODIFY);
@@ -242,7 +242,7 @@ void EventLoop::watch_group(const std::string& id, const std::string& path) {
     group_watches_[id] = wd;
     watched_groups_[wd] = id;
     // The group may have changed before the watch existed.
-    completion_.on_group_event(id);
+    if (may_have_changed) completion_.on_group_event(id);
 }
 
 void EventLoop::unwatch_group(const std::string& id) {

@@ -61,7 +61,7 @@ private:
     };
 
     void schedule(std::optional<TimePoint> when);
-    void watch_group(const std::string& id, const std::string& path);
+    void watch_group(const std::string& id, const std::string& path, bool may_have_changed);
     void unwatch_group(const std::string& id);
     bool open_group_watches();
     void on_group_watches();

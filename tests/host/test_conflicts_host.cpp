@@ -157,7 +157,9 @@ TEST_F(ConflictsHost, TheDaemonsOwnOpensOfAHeldFileDoNotDeadlock) {
     set_file_policy({{"strategy", "queue_and_serialize"}});
     const std::string alerts = dir + "/state/monitoring/alerts.jsonl";
     cli_json({"release", json{{"allocation_id", allocate(R"({"workflow_id":"wf-first","resources":{"cpu_cores":0.1}})")}}.dump()});
-    ASSERT_TRUE(std::filesystem::exists(alerts)) << "events go to " << alerts;
+    // Events are written by their own thread (events/sink_thread.hpp), a few ms after the answer:
+    // waited for, up to a bound a deadlocked writer would never meet.
+    ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(alerts); }, 2s)) << "events go to " << alerts;
     // An allocation holds the file resmgrd appends every event to.
     std::string holder = allocate(R"({"workflow_id":"wf-alerts","resources":{"cpu_cores":0.1},"exclusive_files":[")" + alerts + R"("]})");
     ASSERT_FALSE(holder.empty());
@@ -167,7 +169,7 @@ TEST_F(ConflictsHost, TheDaemonsOwnOpensOfAHeldFileDoNotDeadlock) {
         ASSERT_FALSE(id.empty());
         cli_json({"release", json{{"allocation_id", id}}.dump()});
         EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);
-        EXPECT_NE(slurp(alerts).find(id), std::string::npos) << "resmgrd wrote its own event to the held file";
+        EXPECT_TRUE(wait_until([&] { return slurp(alerts).find(id) != std::string::npos; }, 2s)) << "resmgrd wrote its own event to the held file";
     }
     pid_t outsider = try_open(alerts, O_WRONLY | O_APPEND);
     std::this_thread::sleep_for(300ms);

@@ -327,7 +327,10 @@ TEST(Lifecycle, CrashBetweenRemovingTheGroupAndRecordingTheReleaseEndsReleased) 
     std::ofstream(n.groups.path() / id / "cgroup.events") << "populated 0\nfrozen 0\n";
     n.start();
     lifecycle::LoopHooks hooks;
-    hooks.watch_group = [&](const std::string& gid, const std::string&) { n.service->completion().on_group_event(gid); };
+    hooks.watch_group = [&](const std::string& gid, const std::string&, bool may_have_changed) {
+        EXPECT_TRUE(may_have_changed) << "a group found at restart may have changed before its watch";
+        n.service->completion().on_group_event(gid);
+    };
     n.service->lifecycle().set_hooks(hooks);
     n.service->completion().reconcile(); // re-adopts an empty group of an allocation that had processes: idle
     ASSERT_TRUE(n.live(id));
@@ -335,6 +338,24 @@ TEST(Lifecycle, CrashBetweenRemovingTheGroupAndRecordingTheReleaseEndsReleased) 
     n.service->completion().on_timer(); // and completed once its grace period passed empty
     EXPECT_FALSE(n.live(id));
     EXPECT_TRUE(n.store->load_allocations().empty());
+}
+
+TEST(Lifecycle, AGroupMadeEmptyIsWatchedWithoutAFirstLookAndAnAdoptedOneWithIt) {
+    Node n;
+    std::vector<std::pair<std::string, bool>> watched;
+    lifecycle::LoopHooks hooks;
+    hooks.watch_group = [&](const std::string& gid, const std::string&, bool may_have_changed) { watched.emplace_back(gid, may_have_changed); };
+    n.service->lifecycle().set_hooks(hooks);
+    // Made by the allocate that watches it, with nothing placed: no one else knows of it yet, so
+    // a first read of its cgroup.events could only say "empty".
+    const std::string id = n.allocate();
+    ASSERT_EQ(watched, (std::vector<std::pair<std::string, bool>>{{id, false}}));
+    // Found at a restart: it may have filled or emptied while resmgrd was away.
+    n.start();
+    n.service->lifecycle().set_hooks(hooks);
+    n.service->completion().reconcile();
+    ASSERT_EQ(watched.size(), 2u);
+    EXPECT_EQ(watched[1], std::make_pair(id, true));
 }
 
 TEST(Lifecycle, AGracePeriodPastThePolicysBoundIsRefused) {

@@ -486,6 +486,23 @@ TEST(Monitoring, AJobShorterThanTheSamplingIntervalHasMeasuredFinalFigures) {
     EXPECT_DOUBLE_EQ(after["result"]["ended_allocations"][0]["final"]["usage"]["cpu_cores_mean"].get<double>(), 0.5);
 }
 
+TEST(Monitoring, AGroupMadeByTheRequestCountsItsCpuFromZeroWithoutAFirstRead) {
+    MonitoredDaemon d;
+    // Its counter has moved before the watch starts (as a process placed in it by the same
+    // request would move it): that CPU is the job's too, so the start is 0, not a read.
+    d.backend.on_create = [](const std::string& dir) { write(fs::path(dir) / "cpu.stat", "usage_usec 200000\n"); };
+    json r = d.call({{"operation", "allocate"}, {"params", {{"workflow_id", "placed"}, {"resources", {{"cpu_cores", 2}}}}}});
+    ASSERT_EQ(r["status"], "success") << r.dump(2);
+    const std::string id = r["result"]["allocation_id"];
+    write(d.dir.path() / "cg" / id / "cpu.stat", "usage_usec 1700000\n");
+    d.now += Seconds(2);
+    json rel = d.call({{"operation", "release"}, {"params", {{"allocation_id", id}}}});
+    ASSERT_EQ(rel["status"], "success") << rel.dump(2);
+    const json& usage = rel["result"]["final"]["usage"];
+    EXPECT_DOUBLE_EQ(usage["cpu_seconds"].get<double>(), 1.7) << usage.dump(2);
+    EXPECT_DOUBLE_EQ(usage["cpu_cores_mean"].get<double>(), 0.85) << usage.dump(2);
+}
+
 TEST(Monitoring, AgentsTakeSlotsAndFailuresAreCounted) {
     MonitoredDaemon d;
     std::string id = d.allocate({{"cpu_cores", 1}, {"agents", 1}});
