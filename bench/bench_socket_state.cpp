@@ -11,6 +11,10 @@
 //     with its high-water mark (VmHWM).
 // Needs root and a cgroup2 mount.
 //   build/bench/bench_socket_state SECONDS LIVE,LIVE,... RESMGRD [RESMGRD...]
+// or, for a comparison on a host whose speed wanders (this one's does, by 20 % from minute to
+// minute), only the 16-client rate at 0 live, ROUNDS times, the binaries' order alternating
+// (a fresh daemon each time, 1 s of warm-up), and each binary's medians at the end:
+//   build/bench/bench_socket_state SECONDS rate:ROUNDS RESMGRD [RESMGRD...]
 // e.g. bench_socket_state 5 0,100,1000,10000 build-before/agent/resmgrd build-release/agent/resmgrd
 #include <fcntl.h>
 #include <signal.h>
@@ -179,6 +183,31 @@ Rate changes_per_second(const Daemon& d, int clients, double seconds) {
     return rate;
 }
 
+double median_of(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0 : v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// bench_socket_state SECONDS rate:ROUNDS RESMGRD...: see the top.
+int compare_rates(const std::string& mount, double seconds, int rounds, const std::vector<std::string>& binaries) {
+    std::vector<std::vector<double>> rates(binaries.size()), loop_us(binaries.size()), cpu_us(binaries.size());
+    for (int round = 0; round < rounds; ++round)
+        for (std::size_t k = 0; k < binaries.size(); ++k) {
+            const std::size_t b = round % 2 ? binaries.size() - 1 - k : k;
+            Daemon d(binaries[b], mount);
+            changes_per_second(d, 16, 1.0); // warm-up: the page cache, the first groups
+            const Rate rate = changes_per_second(d, 16, seconds);
+            rates[b].push_back(rate.per_second), loop_us[b].push_back(rate.loop_cpu_us), cpu_us[b].push_back(rate.cpu_us);
+            std::printf("round %2d %-40s 16 clients %6.0f changes/s; CPU a change %4.0f us, event loop %4.0f us\n", round + 1,
+                        binaries[b].c_str(), rate.per_second, rate.cpu_us, rate.loop_cpu_us);
+            std::fflush(stdout);
+        }
+    for (std::size_t b = 0; b < binaries.size(); ++b)
+        std::printf("median of %d: %-40s %6.0f changes/s; CPU a change %4.0f us, event loop %4.0f us\n", rounds, binaries[b].c_str(),
+                    median_of(rates[b]), median_of(cpu_us[b]), median_of(loop_us[b]));
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -192,6 +221,8 @@ int main(int argc, char** argv) {
         return 77;
     }
     const double seconds = std::atof(argv[1]);
+    if (std::string(argv[2]).rfind("rate:", 0) == 0)
+        return compare_rates(mount, seconds, std::max(1, std::atoi(argv[2] + 5)), std::vector<std::string>(argv + 3, argv + argc));
     std::vector<int> lives;
     std::stringstream list(argv[2]);
     for (std::string item; std::getline(list, item, ',');) lives.push_back(std::atoi(item.c_str()));
