@@ -1,11 +1,19 @@
 // Events handed to a sink on a thread of its own (see sink_thread.hpp).
 #include "events/sink_thread.hpp"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 namespace resmgr::events {
+namespace {
 
-SinkThread::SinkThread(std::unique_ptr<EventSink> sink, std::size_t max_queued) : sink_(std::move(sink)), max_queued_(max_queued) {
+constexpr std::size_t kKeptCapacity = 1024;
+
+} // namespace
+
+SinkThread::SinkThread(std::unique_ptr<EventSink> sink, std::size_t max_queued)
+    : sink_(std::move(sink)), max_queued_(std::max<std::size_t>(1, max_queued)) {
     thread_ = std::thread([this] { run(); });
 }
 
@@ -75,6 +83,9 @@ void SinkThread::run() {
         }
         const std::size_t count = batch.size();
         batch.clear();
+        // After a burst, give its room back: the two vectors take turns as queue and batch, and
+        // 65,536 events are ~15 MB.
+        if (batch.capacity() > kKeptCapacity) std::vector<Event>().swap(batch);
         lock.lock();
         handed_count_ += count;
         handed_.notify_all();

@@ -13,6 +13,17 @@
 namespace resmgr::monitor {
 namespace {
 
+// A group's directory, open for the length of one read (closed however the read ends).
+struct DirFd {
+    int fd = -1;
+    explicit DirFd(int opened) : fd(opened) {}
+    DirFd(const DirFd&) = delete;
+    DirFd& operator=(const DirFd&) = delete;
+    ~DirFd() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
 using detail::fail;
 using detail::parse_u64;
 using detail::printable;
@@ -213,15 +224,15 @@ GroupSample GroupReader::read(GroupFiles files) {
     GroupSample sample;
     sample.dir = dir_;
     Reasons reasons;
-    // Reading and parsing fail apart: a read error gets the file's name in front, a parse
-    // error already starts with it.
     // Nothing kept (no budget): the files are opened by name from the group's directory, one path
     // walk for them all instead of one each (a release reads five; perf put those walks at a
     // third of its final read). Where the directory cannot be opened, each file says why.
-    const int dir_fd = budget_ ? -1 : ::open(dir_->c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    const DirFd dir{budget_ ? -1 : ::open(dir_->c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)};
+    // Reading and parsing fail apart: a read error gets the file's name in front, a parse
+    // error already starts with it.
     auto degrade = [&](File file, auto parse, auto& field) {
         int error = 0;
-        const auto content = text(file, error, dir_fd);
+        const auto content = text(file, error, dir.fd);
         if (!content) {
             reasons.push_back(cannot_read(file, error));
             return;
@@ -244,7 +255,6 @@ GroupSample GroupReader::read(GroupFiles files) {
     if (periodic) degrade(pids_current, parse_single_value, sample.pids_current);
     if (detail) degrade(io_stat, boxed(parse_io_stat), sample.io_stat);
     if (periodic) degrade(cgroup_events, parse_cgroup_events, sample.cgroup_events);
-    if (dir_fd >= 0) ::close(dir_fd);
     if (!reasons.empty()) sample.unavailable = std::make_shared<const Reasons>(std::move(reasons));
     return sample;
 }

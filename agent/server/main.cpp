@@ -330,6 +330,12 @@ int main(int argc, char** argv) {
         resmgr::events::EventBus events;
         events.add(std::make_unique<resmgr::events::SinkThread>(std::move(writers)));
         service.events().set_sink(&events);
+        // `service` outlives `events`: whatever it still reports on its way out goes nowhere,
+        // not to a bus already gone (declared after `events`, so destroyed before it).
+        struct Unhook {
+            resmgr::events::Notifier& notifier;
+            ~Unhook() { notifier.set_sink(nullptr); }
+        } unhook_events{service.events()};
         if (metrics.metrics) {
             events.add(std::make_unique<resmgr::metrics::MetricsEventSink>(metrics.metrics));
             service.router().set_observer([m = metrics.metrics](const resmgr::Request& request, const nlohmann::json& envelope,

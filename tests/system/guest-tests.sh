@@ -316,6 +316,16 @@ while [ $i -lt 150 ]; do
     sleep 1; i=$((i + 1))
 done
 kill $oom2_runner 2>/dev/null; wait $oom2_runner
+# resmgrd sends its events from a thread of their own, a few ms after what they report: wait
+# until journald has the kill, then a second more, so that a second report (the release's final
+# count, sent after the wrapper's release was answered) would be there too before counting.
+i=0
+while [ $i -lt 10 ]; do
+    journalctl --sync 2>/dev/null
+    journalctl -o verbose MESSAGE_ID=96a16acba5064d4c81859687760c8a4b RESMGR_WORKFLOW=wf-oom2 2>&1 | grep -q 'RESMGR_EVENT=RESOURCE_OOM_KILL' && break
+    sleep 1; i=$((i + 1))
+done
+sleep 1
 journalctl --sync 2>/dev/null
 oom2=$(journalctl -o verbose MESSAGE_ID=96a16acba5064d4c81859687760c8a4b RESMGR_WORKFLOW=wf-oom2 2>&1)
 if [ "$(echo "$oom2" | grep -c 'RESMGR_EVENT=RESOURCE_OOM_KILL')" = 1 ] && [ $usage_seen = yes ]; then
