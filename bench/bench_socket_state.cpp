@@ -158,8 +158,8 @@ struct Rate {
 };
 
 Rate changes_per_second(const Daemon& d, int clients, double seconds) {
-    const std::string proc = "/proc/" + std::to_string(d.pid);
-    const double cpu_before = cpu_seconds(proc + "/stat"), loop_before = cpu_seconds(proc + "/task/" + std::to_string(d.pid) + "/stat");
+    const std::string proc = "/proc/" + std::to_string(d.pid), process_stat = proc + "/stat", loop_stat = proc + "/task/" + std::to_string(d.pid) + "/stat";
+    const double cpu_before = cpu_seconds(process_stat), loop_before = cpu_seconds(loop_stat);
     std::atomic<long> changes{0};
     std::atomic<bool> stop{false};
     std::vector<std::thread> ts;
@@ -178,8 +178,8 @@ Rate changes_per_second(const Daemon& d, int clients, double seconds) {
     Rate rate;
     const double n = static_cast<double>(changes);
     rate.per_second = n / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    rate.cpu_us = (cpu_seconds(proc + "/stat") - cpu_before) / n * 1e6;
-    rate.loop_cpu_us = (cpu_seconds(proc + "/task/" + std::to_string(d.pid) + "/stat") - loop_before) / n * 1e6;
+    rate.cpu_us = (cpu_seconds(process_stat) - cpu_before) / n * 1e6;
+    rate.loop_cpu_us = (cpu_seconds(loop_stat) - loop_before) / n * 1e6;
     return rate;
 }
 

@@ -4,15 +4,15 @@
 // path, so a user who plants symlinks (or swaps a directory for one) in their own directory
 // cannot make resmgrd read or remove anything outside it.
 // Release moves the directory into the root's removal area (.resmgr-removing, root's alone, 0700)
-// with one rename, so its path is gone when release returns whatever the tree holds, and a
-// remover thread moves it on to .resmgr-deleting and deletes it there. Why a thread: deleting a
-// tree costs a syscall per entry, and on a filesystem mounted with `discard` even an empty
-// directory's rmdir waits for the device to discard its block (measured on the build host: ~74 % of the event loop's waits under 16 busy
-// clients); on the loop that stalled every other request. The remover works in rounds (a budget
-// of entries each) and flattens trees deeper than a few dozen levels by renaming their deep parts
-// up to the top, so no tree shape exhausts fds or the stack; it touches nothing but the removal
-// areas (the loop only renames into the first), and what a stop or crash leaves there is deleted
-// at the next start.
+// with one rename, so its path is gone when release returns whatever the tree holds, and a remover
+// thread moves it on to .resmgr-deleting and deletes it there. Why a thread: deleting a tree costs
+// a syscall per entry, and on a filesystem mounted with `discard` even an empty directory's rmdir
+// waits for the device to discard its block (measured on the build host: ~74 % of the event loop's
+// waits under 16 busy clients); on the loop that stalled every other request. The remover works in
+// rounds (a budget of entries each) and flattens trees deeper than a few dozen levels by renaming
+// their deep parts up to the top, so no tree shape exhausts fds or the stack; it touches nothing
+// but the removal areas (the loop only renames into the first), and what a stop or crash leaves
+// there is deleted at the next start.
 // storage_gb is enforced with a project quota (project id on the directory, inherited, and a
 // block hard limit through quotactl_fd) where the root's filesystem has project quotas on
 // (ext4 with `-O project,quota` mounted prjquota, XFS with prjquota); elsewhere each answer says

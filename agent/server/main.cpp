@@ -319,23 +319,18 @@ int main(int argc, char** argv) {
         const SocketAccess access = socket_access(socket_group, socket_mode);
         nlohmann::json daemon_info{{"pid", ::getpid()}, {"version", RESMGR_VERSION}, {"socket", socket_path},
                                    {"socket_access", access.description}, {"state_dir", state_dir}, {"config", config}};
-        resmgr::server::Service service(ledger, *group_backend, store, [] { return resmgr::Clock::now(); },
-                                        host.to_json(), daemon_info);
-
         // Events: journald and alerts.jsonl, written on a thread of their own (sink_thread.hpp),
-        // so no request waits on a send or a write.
+        // so no request waits on a send or a write. Declared before `service`, whose Notifier
+        // sends to it, so that it outlives whatever the service reports on its way out.
         auto writers = std::make_unique<resmgr::events::EventBus>();
         writers->add(std::make_unique<resmgr::events::JournalSink>());
         writers->add(std::make_unique<resmgr::events::JsonlSink>((store.dir() / "monitoring" / "alerts.jsonl").string(), 16u << 20));
         resmgr::events::EventBus events;
         events.add(std::make_unique<resmgr::events::SinkThread>(std::move(writers)));
+
+        resmgr::server::Service service(ledger, *group_backend, store, [] { return resmgr::Clock::now(); },
+                                        host.to_json(), daemon_info);
         service.events().set_sink(&events);
-        // `service` outlives `events`: whatever it still reports on its way out goes nowhere,
-        // not to a bus already gone (declared after `events`, so destroyed before it).
-        struct Unhook {
-            resmgr::events::Notifier& notifier;
-            ~Unhook() { notifier.set_sink(nullptr); }
-        } unhook_events{service.events()};
         if (metrics.metrics) {
             events.add(std::make_unique<resmgr::metrics::MetricsEventSink>(metrics.metrics));
             service.router().set_observer([m = metrics.metrics](const resmgr::Request& request, const nlohmann::json& envelope,
