@@ -18,8 +18,12 @@
 // Intervals: adapted as backtest.hpp says with γ = kIntervalAdaptRate (--adapt-rate G to try
 // another); the coverage without adaptation (γ = 0, plain split conformal) is printed beside it.
 // Level shifts: --no-level-shifts runs the ETS grid without its level-shift detection (the method
-// before), --shift-run N tries another run length (EtsParams::shift_run).
-// Run: build-release/bench/bench_forecast [nab-dir] [--adapt-rate G] [--no-level-shifts] [--shift-run N]
+// before), --shift-run N tries another run length (EtsParams::shift_run), --no-span keeps the
+// intervals around the restarted forecast alone while a restart is fresh (the method before
+// BacktestOptions::span_fresh_shifts).
+// Winkler: the selection's mean Winkler score over the seasonal naive's (lower is better; what a
+// wider band costs).
+// Run: build-release/bench/bench_forecast [nab-dir] [--adapt-rate G] [--no-level-shifts] [--shift-run N] [--no-span]
 #include <time.h>
 
 #include <algorithm>
@@ -41,7 +45,10 @@ using namespace resmgr::analytics;
 
 namespace {
 
-const std::set<std::string> kTuneSet{"art_daily_jumpsup", "ec2_cpu_utilization_77c1ca", "rds_cpu_utilization_cc0c53", "nyc_taxi"};
+// ec2_cpu_utilization_825cc2 joined on 2026-12-06: its misses were diagnosed fold by fold
+// (BENCHMARKS.md, "A band over both readings of a fresh level shift") before the change made then.
+const std::set<std::string> kTuneSet{"art_daily_jumpsup", "ec2_cpu_utilization_77c1ca", "rds_cpu_utilization_cc0c53", "nyc_taxi",
+                                     "ec2_cpu_utilization_825cc2"};
 
 struct Row {
     std::string name;
@@ -65,6 +72,8 @@ const ModelScore& model(const BacktestResult& r, const std::string& name) {
 
 double or_nan(const std::optional<double>& v) { return v ? *v : std::nan(""); }
 
+double relative_winkler(const BacktestResult& r) { return or_nan(r.selection.winkler) / or_nan(model(r, "seasonal_naive").winkler); }
+
 double median(std::vector<double> v) {
     v.erase(std::remove_if(v.begin(), v.end(), [](double x) { return std::isnan(x); }), v.end());
     if (v.empty()) return std::nan("");
@@ -74,7 +83,7 @@ double median(std::vector<double> v) {
 
 void summary(const char* title, const std::vector<const Row*>& rows) {
     if (rows.empty()) return;
-    std::vector<double> sel, chosen, cov, cov_chosen, cov_plain, lin, per14;
+    std::vector<double> sel, chosen, cov, cov_chosen, cov_plain, lin, per14, winkler;
     double worst_sel = 0, worst_chosen = 0;
     for (const Row* row : rows) {
         sel.push_back(or_nan(row->r.selection.relative_mae));
@@ -84,6 +93,7 @@ void summary(const char* title, const std::vector<const Row*>& rows) {
         cov_plain.push_back(or_nan(row->plain_coverage));
         lin.push_back(row->r.selection.mae / model(row->r, "linear_fit").mae);
         per14.push_back(row->cpu_ms * 14 / row->days);
+        winkler.push_back(relative_winkler(row->r));
         worst_sel = std::max(worst_sel, sel.back());
         worst_chosen = std::max(worst_chosen, chosen.back());
     }
@@ -100,6 +110,7 @@ void summary(const char* title, const std::vector<const Row*>& rows) {
                 in_band(cov_plain), cov_plain.size(), 100 * *std::min_element(cov_plain.begin(), cov_plain.end()),
                 100 * *std::max_element(cov_plain.begin(), cov_plain.end()));
     std::printf("  MAE of the selection / MAE of predict_linear: median %.3f\n", median(lin));
+    std::printf("  Winkler score of the selection / the seasonal naive's: median %.3f\n", median(winkler));
     std::printf("  fit + back-test CPU per 14 days of data: median %.1f ms, max %.1f ms\n", median(per14),
                 *std::max_element(per14.begin(), per14.end()));
 }
@@ -109,11 +120,12 @@ void summary(const char* title, const std::vector<const Row*>& rows) {
 int main(int argc, char** argv) {
     std::filesystem::path dir = "/work/shared/data/nab";
     double adapt_rate = kIntervalAdaptRate;
-    bool level_shifts = true;
+    bool level_shifts = true, span = true;
     std::size_t shift_run = kShiftRun;
     for (int i = 1; i < argc; ++i) {
         if (std::string(argv[i]) == "--adapt-rate" && i + 1 < argc) adapt_rate = std::atof(argv[++i]);
         else if (std::string(argv[i]) == "--no-level-shifts") level_shifts = false;
+        else if (std::string(argv[i]) == "--no-span") span = false;
         else if (std::string(argv[i]) == "--shift-run" && i + 1 < argc) shift_run = static_cast<std::size_t>(std::atoi(argv[++i]));
         else dir = argv[i];
     }
@@ -130,8 +142,8 @@ int main(int argc, char** argv) {
                 "held = held out.\nrelMAE = MAE / seasonal naive's MAE; sel = the selection (out of sample), chosen = the model "
                 "best on all folds; lin = predict_linear over the last day\n\n",
                 dir.c_str(), adapt_rate);
-    std::printf("%-40s %-5s %6s %5s %5s %-14s %6s %7s %7s %7s %7s %7s %7s %8s %8s\n", "series", "set", "points", "days", "folds", "chosen",
-                "MASE", "relMAE", "chosen", "lin", "cov", "cov ch.", "cov g0", "cpu ms", "ms/14d");
+    std::printf("%-40s %-5s %6s %5s %5s %-14s %6s %7s %7s %7s %7s %7s %7s %7s %8s %8s\n", "series", "set", "points", "days", "folds", "chosen",
+                "MASE", "relMAE", "chosen", "lin", "cov", "cov ch.", "cov g0", "winkler", "cpu ms", "ms/14d");
     std::vector<Row> rows;
     for (const auto& file : files) {
         Row row;
@@ -144,6 +156,7 @@ int main(int argc, char** argv) {
             BacktestOptions options;
             options.adapt_rate = adapt_rate;
             options.level_shifts = level_shifts;
+            options.span_fresh_shifts = span;
             options.shift_run = shift_run;
             options.horizon = static_cast<std::size_t>(86400 / series.step);
             options.step = static_cast<std::size_t>(6 * 3600 / series.step);
@@ -157,11 +170,12 @@ int main(int argc, char** argv) {
             continue;
         }
         const BacktestResult& r = row.r;
-        std::printf("%-40s %-5s %6zu %5.1f %5zu %-14s %6.3f %7.3f %7.3f %7.3f %6.1f%% %6.1f%% %6.1f%% %8.1f %8.1f\n", row.name.c_str(),
+        std::printf("%-40s %-5s %6zu %5.1f %5zu %-14s %6.3f %7.3f %7.3f %7.3f %6.1f%% %6.1f%% %6.1f%% %7.3f %8.1f %8.1f\n", row.name.c_str(),
                     row.tune ? "tune" : "held", r.points, row.days, r.folds, r.chosen.c_str(), or_nan(r.selection.mase),
                     or_nan(r.selection.relative_mae), or_nan(model(r, r.chosen).relative_mae),
                     or_nan(model(r, "linear_fit").relative_mae), 100 * or_nan(r.selection.coverage),
-                    100 * or_nan(model(r, r.chosen).coverage), 100 * or_nan(row.plain_coverage), row.cpu_ms, row.cpu_ms * 14 / row.days);
+                    100 * or_nan(model(r, r.chosen).coverage), 100 * or_nan(row.plain_coverage),
+                    relative_winkler(r), row.cpu_ms, row.cpu_ms * 14 / row.days);
         rows.push_back(std::move(row));
     }
     std::vector<const Row*> all, tune, held;

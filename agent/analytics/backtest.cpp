@@ -15,6 +15,9 @@ constexpr std::size_t kIntervalBuckets = 24;
 struct Track {
     ModelScore score;
     std::vector<double> forecast, lower, upper;
+    // The other reading of a fresh level shift (ETS: the twin without the restart) where there is
+    // one, else the forecast itself; empty for models without restarts. Intervals span both.
+    std::vector<double> other;
     std::vector<double> fold_abs; // summed absolute error per fold (scored points)
     double next_alpha = 0;        // the adaptive miscoverage level after every fold (for the forecast ahead)
 };
@@ -67,9 +70,10 @@ bool residual_quantiles(const Layout& L, const Track& track, std::size_t begin, 
 
 // Bounds around `forecast` (h values) at miscoverage `alpha` from the residuals of folds ended
 // before fold k (k = the number of folds: after the last one), written to lower/upper; NaN
-// where too few are there for the nominal level.
-void bounds_at(const Layout& L, const Track& track, std::size_t ended, double confidence, double alpha, const double* forecast, double* lower,
-               double* upper) {
+// where too few are there for the nominal level. `other` (h values, or null): a second forecast
+// the bounds must span too.
+void bounds_at(const Layout& L, const Track& track, std::size_t ended, double confidence, double alpha, const double* forecast,
+               const double* other, double* lower, double* upper) {
     const std::size_t h = L.h, buckets = std::min(h, kIntervalBuckets), begin = ended > kIntervalFolds ? ended - kIntervalFolds : 0;
     std::vector<double> residuals;
     for (std::size_t b = 0; b < buckets; ++b) {
@@ -77,8 +81,8 @@ void bounds_at(const Layout& L, const Track& track, std::size_t ended, double co
         double lo = kNaN, hi = kNaN;
         if (ended > 0 && !residual_quantiles(L, track, begin, ended, j0, j1, 1 - confidence, alpha, residuals, lo, hi)) lo = hi = kNaN;
         for (std::size_t j = j0; j < j1; ++j) {
-            lower[j] = forecast[j] + lo;
-            upper[j] = forecast[j] + hi;
+            lower[j] = (other ? std::min(forecast[j], other[j]) : forecast[j]) + lo;
+            upper[j] = (other ? std::max(forecast[j], other[j]) : forecast[j]) + hi;
         }
     }
 }
@@ -111,8 +115,8 @@ void add_intervals(const Layout& L, const BacktestOptions& options, Track& track
     };
     for (std::size_t k = 0; k < folds; ++k) {
         catch_up(L.ended(k));
-        bounds_at(L, track, L.ended(k), options.confidence, alpha, track.forecast.data() + k * h, track.lower.data() + k * h,
-                  track.upper.data() + k * h);
+        bounds_at(L, track, L.ended(k), options.confidence, alpha, track.forecast.data() + k * h,
+                  track.other.empty() ? nullptr : track.other.data() + k * h, track.lower.data() + k * h, track.upper.data() + k * h);
     }
     catch_up(folds);
     track.next_alpha = alpha;
@@ -158,9 +162,17 @@ void score(const Layout& L, const std::vector<double>& scale, const std::vector<
     }
 }
 
+// The twin of a grid point with level-shift detection: the same point without it.
+EtsParams without_restarts(EtsParams p) {
+    p.shift_run = 0;
+    return p;
+}
+
 // The ETS family: every grid point run through the series once, each fold forecast with the
-// grid point chosen causally (see backtest.hpp). `chosen` gets the grid point best over all folds.
-std::vector<double> ets_forecasts(const Layout& L, std::size_t m1, std::size_t m2, std::size_t shift_run, EtsParams& chosen) {
+// grid point chosen causally (see backtest.hpp), into track.forecast; where that point's restart
+// is fresh at the origin and `span` is on, its twin's forecast into track.other. `chosen` gets
+// the grid point best over all folds.
+void ets_forecasts(const Layout& L, std::size_t m1, std::size_t m2, std::size_t shift_run, bool span, Track& track, EtsParams& chosen) {
     const std::vector<EtsParams> grid = ets_grid(m1 > 1, m2 > 1, shift_run);
     const std::size_t folds = L.origins.size(), h = L.h;
     std::vector<std::vector<double>> prefix(grid.size(), std::vector<double>(folds + 1, 0.0)); // summed fold errors
@@ -191,16 +203,23 @@ std::vector<double> ets_forecasts(const Layout& L, std::size_t m1, std::size_t m
     for (std::size_t g = 1; g < grid.size(); ++g)
         if (prefix[g][folds] < prefix[best_all][folds]) best_all = g;
     chosen = grid[best_all];
-    std::vector<double> out(folds * h);
+    track.forecast.assign(folds * h, 0.0);
+    if (span && shift_run > 0) track.other.assign(folds * h, 0.0);
     std::vector<std::size_t> used(pick);
     std::sort(used.begin(), used.end());
     used.erase(std::unique(used.begin(), used.end()), used.end());
     for (std::size_t g : used) {
-        EtsFilter filter(L.y, m1, m2, grid[g]);
-        for (std::size_t k = 0; k < folds; ++k)
-            if (pick[k] == g) filter.forecast_from(L.origins[k], h, out.data() + k * h);
+        EtsFilter filter(L.y, m1, m2, grid[g]), twin(L.y, m1, m2, without_restarts(grid[g]));
+        for (std::size_t k = 0; k < folds; ++k) {
+            if (pick[k] != g) continue;
+            double* out = track.forecast.data() + k * h;
+            filter.forecast_from(L.origins[k], h, out);
+            if (track.other.empty()) continue;
+            double* other = track.other.data() + k * h;
+            if (filter.restart_fresh()) twin.forecast_from(L.origins[k], h, other);
+            else std::copy(out, out + h, other);
+        }
     }
-    return out;
 }
 
 std::string steps_text(std::size_t steps, std::int64_t step_seconds) {
@@ -278,7 +297,7 @@ BacktestResult backtest(const std::vector<double>& y, const std::vector<bool>& f
         linear_fit_forecast(y, o, h, h, tracks[4].forecast.data() + k * h);
     }
     EtsParams ets_chosen;
-    tracks[3].forecast = ets_forecasts(L, m1, m2, options.level_shifts ? options.shift_run : 0, ets_chosen);
+    ets_forecasts(L, m1, m2, options.level_shifts ? options.shift_run : 0, options.span_fresh_shifts, tracks[3], ets_chosen);
     tracks[0].score.detail = m > 1 ? "the value one season (" + steps_text(m, step_seconds) + ") earlier" : "the last value (no season found)";
     tracks[1].score.detail = "the last value plus the mean step of the whole history";
     tracks[2].score.detail = "Theil-Sen slope over the last " + steps_text(ts_window, step_seconds) +
@@ -346,6 +365,7 @@ BacktestResult backtest(const std::vector<double>& y, const std::vector<bool>& f
     ahead.lower.resize(h);
     ahead.upper.resize(h);
     const std::size_t o = y.size();
+    std::vector<double> ahead_other; // the ETS twin's forecast while the chosen point's restart is fresh
     switch (chosen) {
     case 0: seasonal_naive_forecast(y, o, m, h, ahead.forecast.data()); break;
     case 1: drift_forecast(y, o, h, ahead.forecast.data()); break;
@@ -353,10 +373,14 @@ BacktestResult backtest(const std::vector<double>& y, const std::vector<bool>& f
     default: {
         EtsFilter filter(y, m1, m2, ets_chosen);
         filter.forecast_from(o, h, ahead.forecast.data());
+        if (options.span_fresh_shifts && filter.restart_fresh()) {
+            ahead_other.resize(h);
+            EtsFilter(y, m1, m2, without_restarts(ets_chosen)).forecast_from(o, h, ahead_other.data());
+        }
     }
     }
-    bounds_at(L, tracks[chosen], folds, options.confidence, tracks[chosen].next_alpha, ahead.forecast.data(), ahead.lower.data(),
-              ahead.upper.data());
+    bounds_at(L, tracks[chosen], folds, options.confidence, tracks[chosen].next_alpha, ahead.forecast.data(),
+              ahead_other.empty() ? nullptr : ahead_other.data(), ahead.lower.data(), ahead.upper.data());
     for (Track& t : tracks) r.models.push_back(std::move(t.score));
     r.selection = std::move(selection.score);
     return r;

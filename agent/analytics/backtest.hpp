@@ -22,7 +22,11 @@
 //     over the folds i ended before origin k, miss_i the share of fold i's points outside its
 //     interval, clamped to [0, kMaxAdaptedAlpha] (0: the widest residuals kept). Folds that miss
 //     widen the next intervals, folds that over-cover narrow them; γ = adapt_rate (0: plain split
-//     conformal). The forecast ahead uses the level after every fold.
+//     conformal). The forecast ahead uses the level after every fold. While ETS's restart after
+//     a level shift is fresh (fewer than 1/α values since it), the offsets are added to the lower
+//     and the higher of two forecasts, with the restart and without it (its twin): a shift seen
+//     for a few hours may persist (a new level) or return (an excursion), and the band spans both
+//     until the data settle it (span_fresh_shifts).
 //   - Winkler score (Winkler 1972): interval width, plus 2/α times the distance by which the
 //     actual falls outside it; mean over the points with an interval. Lower is better.
 //   - ETS parameters, per fold: the grid point with the least absolute error over the folds
@@ -57,7 +61,7 @@ inline constexpr const char* kBacktestMethods =
     "origin; intervals from empirical quantiles of the model's residuals on earlier folds per 1/24 of the horizon "
     "(split-conformal ranks) at a level adapted to the misses of the folds already ended (adaptive conformal inference, "
     "Gibbs & Candes 2021); Winkler score; ETS restarting its level from the post-shift data after a run of errors beyond "
-    "its clip (a run rule), with a twin without it; per-fold selection by absolute error on the folds already ended, seasonal naive "
+    "its clip (a run rule), with a twin without it, the intervals spanning both while the restart is fresh; per-fold selection by absolute error on the folds already ended, seasonal naive "
     "unless beaten";
 inline constexpr std::size_t kIntervalFolds = 40;
 // γ of the adaptive intervals: chosen on the NAB tuning series only (bench/bench_forecast.cpp's
@@ -71,6 +75,9 @@ struct BacktestOptions {
     double confidence = 0.95;   // of the intervals, in (0, 1)
     double adapt_rate = kIntervalAdaptRate; // γ of the adaptive intervals, >= 0 (0: not adapted)
     bool level_shifts = true;   // false: the ETS grid without level-shift detection (the method before)
+    // While an ETS restart is fresh (EtsFilter::restart_fresh), the interval spans the forecasts
+    // with and without the restart (false: around the forecast alone, the method before).
+    bool span_fresh_shifts = true;
     std::size_t shift_run = kShiftRun; // EtsParams::shift_run of the grid's points with detection
 };
 

@@ -106,6 +106,10 @@ public:
     void advance(std::size_t o);
     // Level shifts detected so far (EtsParams::shift_run).
     std::size_t shifts() const { return shifts_; }
+    // True while the last restart is fresh (fewer than 1/alpha values since the shift): the new
+    // level is a guess from a few values, and the shift may yet turn out to be an excursion that
+    // returns. The back-test's intervals then span this forecast and the one without the restart.
+    bool restart_fresh() const { return fresh_active_; }
 
 private:
     const std::vector<double>& y_;

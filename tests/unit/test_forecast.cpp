@@ -180,6 +180,56 @@ TEST(ForecastLevelShift, TheBacktestCoversTheFoldsAfterAShiftThatTheMethodBefore
     EXPECT_NE(a.chosen_detail.find("level restarted"), std::string::npos) << a.chosen_detail;
 }
 
+// The same pattern up by 20 for 8 hours from `kShiftAt`, then back: an excursion, not a new level.
+double excursion(std::size_t t) { return daily(t) + (t >= kShiftAt && t < kShiftAt + 96 ? 20.0 : 0.0); }
+
+TEST(ForecastLevelShift, WhileARestartIsFreshTheBandSpansTheForecastWithoutIt) {
+    // ETS restarts its level after 12 values of the excursion and forecasts it to stay; it
+    // returns 7 hours later. The folds forecast in the day from the shift cover the return only
+    // when the band spans the twin without the restart too (span_fresh_shifts, the default).
+    const auto y = generate(10 * kDay, excursion, 1, 29);
+    BacktestOptions on, off;
+    off.span_fresh_shifts = false;
+    const BacktestResult a = backtest(y, {}, kStep, on), b = backtest(y, {}, kStep, off);
+    auto day_after = [&](const BacktestResult& r) {
+        std::size_t with = 0, inside = 0;
+        for (const FoldForecast& f : r.forecasts) {
+            if (f.origin < kShiftAt || f.origin >= kShiftAt + kDay) continue;
+            for (std::size_t j = 0; j < f.forecast.size(); ++j) {
+                if (std::isnan(f.lower[j])) continue;
+                ++with;
+                inside += y[f.origin + j] >= f.lower[j] && y[f.origin + j] <= f.upper[j];
+            }
+        }
+        return with ? static_cast<double>(inside) / static_cast<double>(with) : NAN;
+    };
+    const double cov_on = day_after(a), cov_off = day_after(b);
+    RecordProperty("coverage_day_after_spanning", std::to_string(cov_on));
+    RecordProperty("coverage_day_after_restarted_only", std::to_string(cov_off));
+    EXPECT_GT(cov_on, cov_off + 0.05) << "spanning " << cov_on << ", restarted forecast alone " << cov_off;
+    // The forecasts themselves are the same; a band that covers more for its width scores lower.
+    EXPECT_EQ(a.selection.mae, b.selection.mae);
+    ASSERT_TRUE(a.selection.winkler && b.selection.winkler);
+    EXPECT_LT(*a.selection.winkler, *b.selection.winkler);
+}
+
+TEST(ForecastLevelShift, TheForecastAheadOfAFreshShiftSpansBothLevels) {
+    // The series ends 30 values into the rise: ETS has restarted at the new level, and the band
+    // ahead reaches down to the level before it (the rise may yet return); without spanning, the
+    // band sits around the new level alone.
+    const auto y = generate(kShiftAt + 30, excursion, 1, 29);
+    BacktestOptions on, off;
+    off.span_fresh_shifts = false;
+    const BacktestResult a = backtest(y, {}, kStep, on), b = backtest(y, {}, kStep, off);
+    ASSERT_EQ(a.chosen, "ets") << a.chosen_detail;
+    ASSERT_NE(a.chosen_detail.find("level restarted"), std::string::npos) << a.chosen_detail;
+    for (std::size_t j = 0; j < a.ahead.forecast.size(); ++j) {
+        ASSERT_DOUBLE_EQ(a.ahead.forecast[j], b.ahead.forecast[j]);
+        EXPECT_LT(a.ahead.lower[j], a.ahead.forecast[j] - 15) << j;
+        EXPECT_GT(b.ahead.lower[j], b.ahead.forecast[j] - 15) << j;
+    }
+}
+
 TEST(ForecastModels, NoiseOnlyHasNoSeasonAndNothingBeatsTheNaiveByMuch) {
     auto y = generate(8 * kDay, [](std::size_t) { return 10.0; }, 1, 7);
     BacktestResult r = backtest(y, {}, kStep, {});
