@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <random>
 
 #include "analytics/anomalies.hpp"
@@ -122,7 +123,7 @@ TEST(ForecastModels, EtsFollowsALevelShiftWithinADay) {
     EXPECT_DOUBLE_EQ(f[5], y[4 * kDay + 5]);
 }
 
-double coverage_from(const BacktestResult& r, const std::vector<double>& y, std::size_t from);
+double coverage_from(const BacktestResult& r, const std::vector<double>& y, std::size_t from, std::size_t to = SIZE_MAX);
 
 // A daily pattern with noise 1 that steps up by 20 at `kShiftAt` (not on a fold's origin) and stays.
 constexpr std::size_t kShiftAt = 6 * kDay + 100;
@@ -191,19 +192,7 @@ TEST(ForecastLevelShift, WhileARestartIsFreshTheBandSpansTheForecastWithoutIt) {
     BacktestOptions on, off;
     off.span_fresh_shifts = false;
     const BacktestResult a = backtest(y, {}, kStep, on), b = backtest(y, {}, kStep, off);
-    auto day_after = [&](const BacktestResult& r) {
-        std::size_t with = 0, inside = 0;
-        for (const FoldForecast& f : r.forecasts) {
-            if (f.origin < kShiftAt || f.origin >= kShiftAt + kDay) continue;
-            for (std::size_t j = 0; j < f.forecast.size(); ++j) {
-                if (std::isnan(f.lower[j])) continue;
-                ++with;
-                inside += y[f.origin + j] >= f.lower[j] && y[f.origin + j] <= f.upper[j];
-            }
-        }
-        return with ? static_cast<double>(inside) / static_cast<double>(with) : NAN;
-    };
-    const double cov_on = day_after(a), cov_off = day_after(b);
+    const double cov_on = coverage_from(a, y, kShiftAt, kShiftAt + kDay), cov_off = coverage_from(b, y, kShiftAt, kShiftAt + kDay);
     RecordProperty("coverage_day_after_spanning", std::to_string(cov_on));
     RecordProperty("coverage_day_after_restarted_only", std::to_string(cov_off));
     EXPECT_GT(cov_on, cov_off + 0.05) << "spanning " << cov_on << ", restarted forecast alone " << cov_off;
@@ -290,11 +279,12 @@ TEST(ForecastIntervals, CoverGaussianNoiseAtTheirNominalLevelOverManyFolds) {
     }
 }
 
-// The share of the actuals inside the selection's intervals, over the folds from `from` on.
-double coverage_from(const BacktestResult& r, const std::vector<double>& y, std::size_t from) {
+// The share of the actuals inside the selection's intervals, over the folds whose origin is in
+// [from, to).
+double coverage_from(const BacktestResult& r, const std::vector<double>& y, std::size_t from, std::size_t to) {
     std::size_t with = 0, inside = 0;
     for (const FoldForecast& f : r.forecasts) {
-        if (f.origin < from) continue;
+        if (f.origin < from || f.origin >= to) continue;
         for (std::size_t j = 0; j < f.forecast.size(); ++j) {
             if (std::isnan(f.lower[j])) continue;
             ++with;
