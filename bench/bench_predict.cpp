@@ -12,8 +12,12 @@
 // errors read two ways: the median over the types of each type's median, and the median over all
 // replayed runs of every type (from each quantity's replays).
 // Targets judged on memory peak and duration, as the issue names them; CPU is shown beside.
+// Several databases (recordings) are pooled: each keeps its own types (a type's runs in one
+// recording are one history), and the overall figures count every replayed run of every
+// recording. The pooled coverage comes with its Wilson 95 % interval: with tens of replayed runs a
+// recording, one miss moves a coverage by several points.
 // --no-drift: the median whatever the runs do (the method before runs that drift followed their line).
-// Run: build/bench/bench_predict HISTORY_DB [confidence=0.9] [--no-drift]
+// Run: build/bench/bench_predict HISTORY_DB [HISTORY_DB...] [confidence=0.9] [--no-drift]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -87,40 +91,66 @@ void row(const std::string& type, std::size_t runs, const std::string& quantity,
 
 const char* verdict(bool met) { return met ? "met" : "MISSED"; }
 
+// Wilson's score interval for a binomial share at 95 % (Wilson 1927): better than the normal
+// approximation at tens of trials and shares near 1.
+std::string wilson95(std::optional<double> share, std::size_t n) {
+    if (!share || n == 0) return "-";
+    const double z = 1.959964, nn = static_cast<double>(n), p = *share;
+    const double centre = (p + z * z / (2 * nn)) / (1 + z * z / nn);
+    const double half = z / (1 + z * z / nn) * std::sqrt(p * (1 - p) / nn + z * z / (4 * nn * nn));
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "%.1f-%.1f%%", 100 * (centre - half), 100 * (centre + half));
+    return buf;
+}
+
+// A number in (0, 1) given whole, e.g. "0.9": the confidence; anything else is a database.
+std::optional<double> as_confidence(const std::string& arg) {
+    char* end = nullptr;
+    const double v = std::strtod(arg.c_str(), &end);
+    if (end == arg.c_str() || *end != '\0') return std::nullopt;
+    return v;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
-    if (argc < 2) {
-        std::fprintf(stderr, "usage: bench_predict HISTORY_DB [confidence=0.9] [--no-drift]\n");
-        return 2;
-    }
-    const std::string path = argv[1];
+    std::vector<std::string> paths;
     double confidence = 0.9;
     bool follow_drift = true;
-    for (int i = 2; i < argc; ++i) {
-        if (std::string(argv[i]) == "--no-drift") follow_drift = false;
-        else confidence = std::strtod(argv[i], nullptr);
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg == "--no-drift") follow_drift = false;
+        else if (const auto c = as_confidence(arg)) confidence = *c;
+        else paths.push_back(arg);
+    }
+    if (paths.empty()) {
+        std::fprintf(stderr, "usage: bench_predict HISTORY_DB [HISTORY_DB...] [confidence=0.9] [--no-drift]\n");
+        return 2;
     }
     if (!(confidence > 0 && confidence < 1)) {
         std::fprintf(stderr, "bench_predict: confidence must be in (0, 1)\n");
         return 2;
     }
+    // Keyed by type, and by recording when there are several ("build@2" is the second's build).
     std::map<std::string, std::vector<RunRecord>> by_type;
     std::size_t untyped = 0;
-    try {
-        resmgr::history::HistoryStore store(path, {}, resmgr::history::Access::read_only);
-        resmgr::history::RunQuery query;
-        query.limit = 1'000'000;
-        for (auto& r : store.runs(query)) {
-            if (r.workflow_type.empty()) ++untyped;
-            else by_type[r.workflow_type].push_back(std::move(r));
+    for (std::size_t d = 0; d < paths.size(); ++d) {
+        try {
+            resmgr::history::HistoryStore store(paths[d], {}, resmgr::history::Access::read_only);
+            resmgr::history::RunQuery query;
+            query.limit = 1'000'000;
+            for (auto& r : store.runs(query)) {
+                if (r.workflow_type.empty()) ++untyped;
+                else by_type[r.workflow_type + (paths.size() > 1 ? "@" + std::to_string(d + 1) : "")].push_back(std::move(r));
+            }
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "bench_predict: %s\n", e.what());
+            return 1;
         }
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "bench_predict: %s\n", e.what());
-        return 1;
+        std::printf("predict on recorded runs (issue 14): %s%s\n", paths[d].c_str(), paths.size() > 1 ? (" (@" + std::to_string(d + 1) + ")").c_str() : "");
     }
-    std::printf("predict on recorded runs (issue 14): %s, %zu workflow types (%zu runs without a type left out)%s\n", path.c_str(), by_type.size(),
-                untyped, follow_drift ? "" : ", --no-drift: the median whatever the runs do");
+    std::printf("%zu workflow types (%zu runs without a type left out)%s\n", by_type.size(), untyped,
+                follow_drift ? "" : ", --no-drift: the median whatever the runs do");
     std::printf("%.0f %% intervals; each run after the first %zu of its type predicted from the runs before it (analytics::predict_next_run's\n"
                 "own back-test, window 50). cover = share inside the interval; claimed = mean level the intervals stated (with fewer\n"
                 "than %.0f prior runs the interval is log-normal, at the level asked; [min, max] if a run measured 0; runs that drift: their line); MdAPE =\n"
@@ -159,8 +189,9 @@ int main(int argc, char** argv) {
         const auto r = median(pool.ratios);
         const auto a = median(pool.pooled_ape), b = median(pool.pooled_last_ape);
         const bool pooled_met = a && b && *b > 0 && *a / *b <= kErrorRatioTarget;
-        std::printf("    %-17s coverage in 85-95 %%: %s (%s, claimed %s)\n", name, verdict(cover && *cover >= kCoverageLow && *cover <= kCoverageHigh),
-                    pct(cover).c_str(), pct(pool.claimed_level()).c_str());
+        std::printf("    %-17s coverage in 85-95 %%: %s (%s of %zu, Wilson 95 %% %s; claimed %s)\n", name,
+                    verdict(cover && *cover >= kCoverageLow && *cover <= kCoverageHigh), pct(cover).c_str(), pool.replayed,
+                    wilson95(cover, pool.replayed).c_str(), pct(pool.claimed_level()).c_str());
         std::printf("    %-17s median error >= 30 %% below last run, median of the types' medians: %s (ratio %s, %s vs %s)\n", "",
                     verdict(r && *r <= kErrorRatioTarget), r ? ratio(r, 1.0).c_str() : "-", pct(median(pool.ape)).c_str(),
                     pct(median(pool.last_ape)).c_str());
