@@ -159,7 +159,8 @@ std::string pad_left(std::string_view text, std::size_t width, Charset charset) 
 }
 
 std::string paint(std::string_view text, Colour colour, bool on) {
-    if (!on || colour == Colour::none) return std::string(text);
+    // Nothing to colour: no escapes either (an empty header would be a bare bold-and-reset).
+    if (!on || colour == Colour::none || text.empty()) return std::string(text);
     const char* sgr = "";
     switch (colour) {
     case Colour::red: sgr = "\x1b[31m"; break;

@@ -112,6 +112,7 @@ TEST(TerminalText, ColourOnlyOnATerminalWithoutNoColor) {
     EXPECT_FALSE(colour_wanted(true, nullptr, nullptr));
     EXPECT_EQ(paint("x", Colour::red, true), "\x1b[31mx\x1b[0m");
     EXPECT_EQ(paint("x", Colour::red, false), "x");
+    EXPECT_EQ(paint("", Colour::bold, true), "");
 }
 
 namespace {
