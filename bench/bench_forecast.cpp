@@ -19,8 +19,8 @@
 // another); the coverage without adaptation (γ = 0, plain split conformal) is printed beside it.
 // Level shifts: --no-level-shifts runs the ETS grid without its level-shift detection (the method
 // before), --shift-run N tries another run length (EtsParams::shift_run), --no-span keeps the
-// intervals around the restarted forecast alone while a restart is fresh (the method before
-// BacktestOptions::span_fresh_shifts).
+// intervals around the restarted forecast alone after a detected shift (the method before
+// BacktestOptions::span_shifts).
 // Winkler: the selection's mean Winkler score over the seasonal naive's (lower is better; what a
 // wider band costs).
 // Run: build-release/bench/bench_forecast [nab-dir] [--adapt-rate G] [--no-level-shifts] [--shift-run N] [--no-span]
@@ -72,7 +72,10 @@ const ModelScore& model(const BacktestResult& r, const std::string& name) {
 
 double or_nan(const std::optional<double>& v) { return v ? *v : std::nan(""); }
 
-double relative_winkler(const BacktestResult& r) { return or_nan(r.selection.winkler) / or_nan(model(r, "seasonal_naive").winkler); }
+double relative_winkler(const BacktestResult& r) {
+    const double naive = or_nan(model(r, "seasonal_naive").winkler);
+    return naive > 0 ? or_nan(r.selection.winkler) / naive : std::nan(""); // a flat series: no ratio
+}
 
 double median(std::vector<double> v) {
     v.erase(std::remove_if(v.begin(), v.end(), [](double x) { return std::isnan(x); }), v.end());
@@ -156,7 +159,7 @@ int main(int argc, char** argv) {
             BacktestOptions options;
             options.adapt_rate = adapt_rate;
             options.level_shifts = level_shifts;
-            options.span_fresh_shifts = span;
+            options.span_shifts = span;
             options.shift_run = shift_run;
             options.horizon = static_cast<std::size_t>(86400 / series.step);
             options.step = static_cast<std::size_t>(6 * 3600 / series.step);

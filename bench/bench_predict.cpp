@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -103,8 +104,11 @@ std::string wilson95(std::optional<double> share, std::size_t n) {
     return buf;
 }
 
-// A number in (0, 1) given whole, e.g. "0.9": the confidence; anything else is a database.
+// An argument that is not an existing file and reads whole as a number, e.g. "0.9": the
+// confidence (checked to be in (0, 1) by the caller); anything else is a database.
 std::optional<double> as_confidence(const std::string& arg) {
+    std::error_code ec;
+    if (std::filesystem::exists(arg, ec)) return std::nullopt;
     char* end = nullptr;
     const double v = std::strtod(arg.c_str(), &end);
     if (end == arg.c_str() || *end != '\0') return std::nullopt;
@@ -115,14 +119,26 @@ std::optional<double> as_confidence(const std::string& arg) {
 
 int main(int argc, char** argv) {
     std::vector<std::string> paths;
-    double confidence = 0.9;
+    std::optional<double> given;
     bool follow_drift = true;
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
-        if (arg == "--no-drift") follow_drift = false;
-        else if (const auto c = as_confidence(arg)) confidence = *c;
-        else paths.push_back(arg);
+        if (arg == "--no-drift") {
+            follow_drift = false;
+        } else if (const auto c = as_confidence(arg)) {
+            if (given) {
+                std::fprintf(stderr, "bench_predict: two confidences (%g and %s); give one\n", *given, arg.c_str());
+                return 2;
+            }
+            given = c;
+        } else if (std::find(paths.begin(), paths.end(), arg) != paths.end()) {
+            std::fprintf(stderr, "bench_predict: %s given twice (its runs would count twice)\n", arg.c_str());
+            return 2;
+        } else {
+            paths.push_back(arg);
+        }
     }
+    const double confidence = given.value_or(0.9);
     if (paths.empty()) {
         std::fprintf(stderr, "usage: bench_predict HISTORY_DB [HISTORY_DB...] [confidence=0.9] [--no-drift]\n");
         return 2;

@@ -169,10 +169,11 @@ EtsParams without_restarts(EtsParams p) {
 }
 
 // The ETS family: every grid point run through the series once, each fold forecast with the
-// grid point chosen causally (see backtest.hpp), into track.forecast; where that point's restart
-// is fresh at the origin and `span` is on, its twin's forecast into track.other. `chosen` gets
-// the grid point best over all folds.
-void ets_forecasts(const Layout& L, std::size_t m1, std::size_t m2, std::size_t shift_run, bool span, Track& track, EtsParams& chosen) {
+// grid point chosen causally (see backtest.hpp), into track.forecast; where that point detected a
+// level shift within the last `span` values before the origin (0: never), its twin's forecast
+// into track.other. `chosen` gets the grid point best over all folds.
+void ets_forecasts(const Layout& L, std::size_t m1, std::size_t m2, std::size_t shift_run, std::size_t span, Track& track,
+                   EtsParams& chosen) {
     const std::vector<EtsParams> grid = ets_grid(m1 > 1, m2 > 1, shift_run);
     const std::size_t folds = L.origins.size(), h = L.h;
     std::vector<std::vector<double>> prefix(grid.size(), std::vector<double>(folds + 1, 0.0)); // summed fold errors
@@ -204,7 +205,7 @@ void ets_forecasts(const Layout& L, std::size_t m1, std::size_t m2, std::size_t 
         if (prefix[g][folds] < prefix[best_all][folds]) best_all = g;
     chosen = grid[best_all];
     track.forecast.assign(folds * h, 0.0);
-    if (span && shift_run > 0) track.other.assign(folds * h, 0.0);
+    if (span > 0 && shift_run > 0) track.other.assign(folds * h, 0.0);
     std::vector<std::size_t> used(pick);
     std::sort(used.begin(), used.end());
     used.erase(std::unique(used.begin(), used.end()), used.end());
@@ -216,7 +217,7 @@ void ets_forecasts(const Layout& L, std::size_t m1, std::size_t m2, std::size_t 
             filter.forecast_from(L.origins[k], h, out);
             if (track.other.empty()) continue;
             double* other = track.other.data() + k * h;
-            if (filter.restart_fresh()) twin.forecast_from(L.origins[k], h, other);
+            if (filter.shift_detected_within(span)) twin.forecast_from(L.origins[k], h, other);
             else std::copy(out, out + h, other);
         }
     }
@@ -297,7 +298,9 @@ BacktestResult backtest(const std::vector<double>& y, const std::vector<bool>& f
         linear_fit_forecast(y, o, h, h, tracks[4].forecast.data() + k * h);
     }
     EtsParams ets_chosen;
-    ets_forecasts(L, m1, m2, options.level_shifts ? options.shift_run : 0, options.span_fresh_shifts, tracks[3], ets_chosen);
+    // How long after a detected shift the bands span both readings: a day of values.
+    const std::size_t span = options.span_shifts ? static_cast<std::size_t>(std::max<std::int64_t>(1, kShiftSpanSeconds / step_seconds)) : 0;
+    ets_forecasts(L, m1, m2, options.level_shifts ? options.shift_run : 0, span, tracks[3], ets_chosen);
     tracks[0].score.detail = m > 1 ? "the value one season (" + steps_text(m, step_seconds) + ") earlier" : "the last value (no season found)";
     tracks[1].score.detail = "the last value plus the mean step of the whole history";
     tracks[2].score.detail = "Theil-Sen slope over the last " + steps_text(ts_window, step_seconds) +
@@ -373,7 +376,7 @@ BacktestResult backtest(const std::vector<double>& y, const std::vector<bool>& f
     default: {
         EtsFilter filter(y, m1, m2, ets_chosen);
         filter.forecast_from(o, h, ahead.forecast.data());
-        if (options.span_fresh_shifts && filter.restart_fresh()) {
+        if (filter.shift_detected_within(span)) {
             ahead_other.resize(h);
             EtsFilter(y, m1, m2, without_restarts(ets_chosen)).forecast_from(o, h, ahead_other.data());
         }

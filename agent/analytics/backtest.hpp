@@ -22,11 +22,12 @@
 //     over the folds i ended before origin k, miss_i the share of fold i's points outside its
 //     interval, clamped to [0, kMaxAdaptedAlpha] (0: the widest residuals kept). Folds that miss
 //     widen the next intervals, folds that over-cover narrow them; γ = adapt_rate (0: plain split
-//     conformal). The forecast ahead uses the level after every fold. While ETS's restart after
-//     a level shift is fresh (fewer than 1/α values since it), the offsets are added to the lower
-//     and the higher of two forecasts, with the restart and without it (its twin): a shift seen
-//     for a few hours may persist (a new level) or return (an excursion), and the band spans both
-//     until the data settle it (span_fresh_shifts).
+//     conformal). The forecast ahead uses the level after every fold. For a day after ETS
+//     detected a level shift (kShiftSpanSeconds; the grid point's detection, before the origin),
+//     the offsets are added to the lower and the higher of two forecasts: the one that restarted
+//     its level, and its twin's without detection (whose clipped state creeps towards a new
+//     level). A shift seen for a few hours may persist (a new level) or return (an excursion);
+//     the band spans both until a whole daily cycle has shown which (span_shifts).
 //   - Winkler score (Winkler 1972): interval width, plus 2/α times the distance by which the
 //     actual falls outside it; mean over the points with an interval. Lower is better.
 //   - ETS parameters, per fold: the grid point with the least absolute error over the folds
@@ -61,13 +62,16 @@ inline constexpr const char* kBacktestMethods =
     "origin; intervals from empirical quantiles of the model's residuals on earlier folds per 1/24 of the horizon "
     "(split-conformal ranks) at a level adapted to the misses of the folds already ended (adaptive conformal inference, "
     "Gibbs & Candes 2021); Winkler score; ETS restarting its level from the post-shift data after a run of errors beyond "
-    "its clip (a run rule), with a twin without it, the intervals spanning both while the restart is fresh; per-fold selection by absolute error on the folds already ended, seasonal naive "
+    "its clip (a run rule), with a twin without it, the intervals spanning both for a day after a detected shift; per-fold selection by absolute error on the folds already ended, seasonal naive "
     "unless beaten";
 inline constexpr std::size_t kIntervalFolds = 40;
 // γ of the adaptive intervals: chosen on the NAB tuning series only (bench/bench_forecast.cpp's
 // kTuneSet; BENCHMARKS.md gives the held-out figures).
 inline constexpr double kIntervalAdaptRate = 0.05;
 inline constexpr double kMaxAdaptedAlpha = 0.5;
+// How long after a detected level shift the bands span both readings (BacktestOptions::span_shifts):
+// a day, chosen on the NAB tuning series among 3, 6, 12 and 24 hours (BENCHMARKS.md).
+inline constexpr std::int64_t kShiftSpanSeconds = 86400;
 
 struct BacktestOptions {
     std::size_t horizon = 288;  // values forecast from each origin
@@ -75,9 +79,9 @@ struct BacktestOptions {
     double confidence = 0.95;   // of the intervals, in (0, 1)
     double adapt_rate = kIntervalAdaptRate; // γ of the adaptive intervals, >= 0 (0: not adapted)
     bool level_shifts = true;   // false: the ETS grid without level-shift detection (the method before)
-    // While an ETS restart is fresh (EtsFilter::restart_fresh), the interval spans the forecasts
-    // with and without the restart (false: around the forecast alone, the method before).
-    bool span_fresh_shifts = true;
+    // For kShiftSpanSeconds after ETS detects a level shift, the interval spans the forecasts with
+    // and without detection (false: around the forecast alone, the method before).
+    bool span_shifts = true;
     std::size_t shift_run = kShiftRun; // EtsParams::shift_run of the grid's points with detection
 };
 

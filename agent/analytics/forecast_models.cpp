@@ -234,6 +234,7 @@ void EtsFilter::advance(std::size_t o) {
             for (auto it = run.s2_undo.rbegin(); it != run.s2_undo.rend(); ++it) s2_[it->first] = it->second;
             level = run.level + median_of(run.errors), trend = run.trend, sse = run.sse, scale = run.scale;
             replay_until_ = t + 1;
+            detected_at_ = t + 1;
             fresh_.clear();
             fresh_active_ = true;
             t = run.start - 1; // the loop's ++t: the run's first value again

@@ -106,10 +106,10 @@ public:
     void advance(std::size_t o);
     // Level shifts detected so far (EtsParams::shift_run).
     std::size_t shifts() const { return shifts_; }
-    // True while the last restart is fresh (fewer than 1/alpha values since the shift): the new
-    // level is a guess from a few values, and the shift may yet turn out to be an excursion that
-    // returns. The back-test's intervals then span this forecast and the one without the restart.
-    bool restart_fresh() const { return fresh_active_; }
+    // True when a level shift was detected among the last `values` values before where the
+    // filter stands: the shift may yet turn out to be an excursion that returns, and the
+    // back-test's intervals then span this forecast and its twin's without detection.
+    bool shift_detected_within(std::size_t values) const { return shifts_ > 0 && t_ - detected_at_ < values; }
 
 private:
     const std::vector<double>& y_;
@@ -128,6 +128,7 @@ private:
         std::vector<std::pair<std::size_t, double>> s1_undo, s2_undo;
     } run_;
     std::size_t replay_until_ = 0, shifts_ = 0; // no new run opens before replay_until_ (a restart's values)
+    std::size_t detected_at_ = 0;                // the value after which the last shift was detected
     // After a restart, until there are 1/alpha of them: the values since the shift, seasons
     // removed, whose median is the level (a fresh start; the smoothed level weighs about 1/alpha).
     std::vector<double> fresh_, sorted_;

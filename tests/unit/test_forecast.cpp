@@ -184,13 +184,13 @@ TEST(ForecastLevelShift, TheBacktestCoversTheFoldsAfterAShiftThatTheMethodBefore
 // The same pattern up by 20 for 8 hours from `kShiftAt`, then back: an excursion, not a new level.
 double excursion(std::size_t t) { return daily(t) + (t >= kShiftAt && t < kShiftAt + 96 ? 20.0 : 0.0); }
 
-TEST(ForecastLevelShift, WhileARestartIsFreshTheBandSpansTheForecastWithoutIt) {
+TEST(ForecastLevelShift, ForADayAfterAShiftTheBandSpansTheForecastWithoutIt) {
     // ETS restarts its level after 12 values of the excursion and forecasts it to stay; it
     // returns 7 hours later. The folds forecast in the day from the shift cover the return only
-    // when the band spans the twin without the restart too (span_fresh_shifts, the default).
+    // when the band spans the twin without detection too (span_shifts, the default).
     const auto y = generate(10 * kDay, excursion, 1, 29);
     BacktestOptions on, off;
-    off.span_fresh_shifts = false;
+    off.span_shifts = false;
     const BacktestResult a = backtest(y, {}, kStep, on), b = backtest(y, {}, kStep, off);
     const double cov_on = coverage_from(a, y, kShiftAt, kShiftAt + kDay), cov_off = coverage_from(b, y, kShiftAt, kShiftAt + kDay);
     RecordProperty("coverage_day_after_spanning", std::to_string(cov_on));
@@ -202,13 +202,13 @@ TEST(ForecastLevelShift, WhileARestartIsFreshTheBandSpansTheForecastWithoutIt) {
     EXPECT_LT(*a.selection.winkler, *b.selection.winkler);
 }
 
-TEST(ForecastLevelShift, TheForecastAheadOfAFreshShiftSpansBothLevels) {
+TEST(ForecastLevelShift, TheForecastAheadOfARecentShiftSpansBothLevels) {
     // The series ends 30 values into the rise: ETS has restarted at the new level, and the band
     // ahead reaches down to the level before it (the rise may yet return); without spanning, the
     // band sits around the new level alone.
     const auto y = generate(kShiftAt + 30, excursion, 1, 29);
     BacktestOptions on, off;
-    off.span_fresh_shifts = false;
+    off.span_shifts = false;
     const BacktestResult a = backtest(y, {}, kStep, on), b = backtest(y, {}, kStep, off);
     ASSERT_EQ(a.chosen, "ets") << a.chosen_detail;
     ASSERT_NE(a.chosen_detail.find("level restarted"), std::string::npos) << a.chosen_detail;
@@ -216,6 +216,39 @@ TEST(ForecastLevelShift, TheForecastAheadOfAFreshShiftSpansBothLevels) {
         ASSERT_DOUBLE_EQ(a.ahead.forecast[j], b.ahead.forecast[j]);
         EXPECT_LT(a.ahead.lower[j], a.ahead.forecast[j] - 15) << j;
         EXPECT_GT(b.ahead.lower[j], b.ahead.forecast[j] - 15) << j;
+    }
+}
+
+TEST(ForecastLevelShift, ADayAfterTheShiftTheBandsAreTheSameAsWithoutSpanning) {
+    // A shift that stays: once a day has passed since its detection, each fold's band is what it
+    // would be without spanning (intervals not adapted, so earlier folds' misses carry nothing
+    // over); in the day after it, some are wider. The forecast ahead, 3 days on, is the same too.
+    const auto y = generate(10 * kDay, shifted_up, 1, 23);
+    BacktestOptions on, off;
+    on.adapt_rate = off.adapt_rate = 0;
+    off.span_shifts = false;
+    const BacktestResult a = backtest(y, {}, kStep, on), b = backtest(y, {}, kStep, off);
+    ASSERT_EQ(a.forecasts.size(), b.forecasts.size());
+    const std::size_t detected = kShiftAt + kShiftRun, a_day_on = detected + kDay;
+    std::size_t wider_in_the_day = 0, same_after = 0;
+    for (std::size_t k = 0; k < a.forecasts.size(); ++k) {
+        const FoldForecast &f = a.forecasts[k], &g = b.forecasts[k];
+        for (std::size_t j = 0; j < f.forecast.size(); ++j) {
+            if (std::isnan(f.lower[j])) continue;
+            if (f.origin >= a_day_on) {
+                ASSERT_DOUBLE_EQ(f.lower[j], g.lower[j]) << "fold at " << f.origin;
+                ASSERT_DOUBLE_EQ(f.upper[j], g.upper[j]) << "fold at " << f.origin;
+                ++same_after;
+            } else if (f.origin > detected && f.upper[j] - f.lower[j] > g.upper[j] - g.lower[j] + 1) {
+                ++wider_in_the_day;
+            }
+        }
+    }
+    EXPECT_GT(same_after, 0u);
+    EXPECT_GT(wider_in_the_day, 0u);
+    for (std::size_t j = 0; j < a.ahead.forecast.size(); ++j) {
+        EXPECT_DOUBLE_EQ(a.ahead.lower[j], b.ahead.lower[j]);
+        EXPECT_DOUBLE_EQ(a.ahead.upper[j], b.ahead.upper[j]);
     }
 }
 
