@@ -15,7 +15,7 @@ constexpr std::size_t kIntervalBuckets = 24;
 struct Track {
     ModelScore score;
     std::vector<double> forecast, lower, upper;
-    // The other reading of a fresh level shift (ETS: the twin without the restart) where there is
+    // The other reading of a recent level shift (ETS: the twin without detection) where there is
     // one, else the forecast itself; empty for models without restarts. Intervals span both.
     std::vector<double> other;
     std::vector<double> fold_abs; // summed absolute error per fold (scored points)
@@ -298,8 +298,11 @@ BacktestResult backtest(const std::vector<double>& y, const std::vector<bool>& f
         linear_fit_forecast(y, o, h, h, tracks[4].forecast.data() + k * h);
     }
     EtsParams ets_chosen;
-    // How long after a detected shift the bands span both readings: a day of values.
-    const std::size_t span = options.span_shifts ? static_cast<std::size_t>(std::max<std::int64_t>(1, kShiftSpanSeconds / step_seconds)) : 0;
+    // How long after a detected shift the bands span both readings: a day of values (none
+    // without a step to count them in).
+    const std::size_t span = options.span_shifts && step_seconds > 0
+                                 ? static_cast<std::size_t>(std::max<std::int64_t>(1, kShiftSpanSeconds / step_seconds))
+                                 : 0;
     ets_forecasts(L, m1, m2, options.level_shifts ? options.shift_run : 0, span, tracks[3], ets_chosen);
     tracks[0].score.detail = m > 1 ? "the value one season (" + steps_text(m, step_seconds) + ") earlier" : "the last value (no season found)";
     tracks[1].score.detail = "the last value plus the mean step of the whole history";
@@ -368,7 +371,7 @@ BacktestResult backtest(const std::vector<double>& y, const std::vector<bool>& f
     ahead.lower.resize(h);
     ahead.upper.resize(h);
     const std::size_t o = y.size();
-    std::vector<double> ahead_other; // the ETS twin's forecast while the chosen point's restart is fresh
+    std::vector<double> ahead_other; // the ETS twin's forecast in the day after the chosen point detected a shift
     switch (chosen) {
     case 0: seasonal_naive_forecast(y, o, m, h, ahead.forecast.data()); break;
     case 1: drift_forecast(y, o, h, ahead.forecast.data()); break;

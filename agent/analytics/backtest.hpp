@@ -62,15 +62,16 @@ inline constexpr const char* kBacktestMethods =
     "origin; intervals from empirical quantiles of the model's residuals on earlier folds per 1/24 of the horizon "
     "(split-conformal ranks) at a level adapted to the misses of the folds already ended (adaptive conformal inference, "
     "Gibbs & Candes 2021); Winkler score; ETS restarting its level from the post-shift data after a run of errors beyond "
-    "its clip (a run rule), with a twin without it, the intervals spanning both for a day after a detected shift; per-fold selection by absolute error on the folds already ended, seasonal naive "
-    "unless beaten";
+    "its clip (a run rule), with a twin without it, the intervals spanning both for a day after a detected shift; per-fold "
+    "selection by absolute error on the folds already ended, seasonal naive unless beaten";
 inline constexpr std::size_t kIntervalFolds = 40;
 // γ of the adaptive intervals: chosen on the NAB tuning series only (bench/bench_forecast.cpp's
 // kTuneSet; BENCHMARKS.md gives the held-out figures).
 inline constexpr double kIntervalAdaptRate = 0.05;
 inline constexpr double kMaxAdaptedAlpha = 0.5;
 // How long after a detected level shift the bands span both readings (BacktestOptions::span_shifts):
-// a day, chosen on the NAB tuning series among 3, 6, 12 and 24 hours (BENCHMARKS.md).
+// a day, chosen on the NAB tuning series among 3, 6, 12 and 24 hours and the restart's own fresh
+// start (BENCHMARKS.md, "A band over both readings of a recent level shift").
 inline constexpr std::int64_t kShiftSpanSeconds = 86400;
 
 struct BacktestOptions {

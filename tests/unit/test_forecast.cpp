@@ -252,6 +252,15 @@ TEST(ForecastLevelShift, ADayAfterTheShiftTheBandsAreTheSameAsWithoutSpanning) {
     }
 }
 
+TEST(ForecastLevelShift, AStepOfZeroSecondsSpansNothingAndStillBacktests) {
+    // No step to count a day in: no season is found and no band spans a shift, but the back-test
+    // runs (a division by the step would have stopped the process).
+    const auto y = generate(10 * kDay, excursion, 1, 29);
+    const BacktestResult r = backtest(y, {}, 0, {});
+    EXPECT_EQ(r.season, 1u);
+    EXPECT_GT(r.folds, 0u);
+}
+
 TEST(ForecastModels, NoiseOnlyHasNoSeasonAndNothingBeatsTheNaiveByMuch) {
     auto y = generate(8 * kDay, [](std::size_t) { return 10.0; }, 1, 7);
     BacktestResult r = backtest(y, {}, kStep, {});
