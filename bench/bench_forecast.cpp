@@ -46,7 +46,7 @@ using namespace resmgr::analytics;
 namespace {
 
 // ec2_cpu_utilization_825cc2 joined on 2026-12-06: its misses were diagnosed fold by fold
-// (BENCHMARKS.md, "A band over both readings of a fresh level shift") before the change made then.
+// (BENCHMARKS.md, "A band over both readings of a recent level shift") before the change made then.
 const std::set<std::string> kTuneSet{"art_daily_jumpsup", "ec2_cpu_utilization_77c1ca", "rds_cpu_utilization_cc0c53", "nyc_taxi",
                                      "ec2_cpu_utilization_825cc2"};
 
