@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -128,15 +129,20 @@ TempDirs::TempDirs(std::string root, std::uint64_t round_budget) : root_(std::mo
     try {
         removal_fd_ = open_own_dir(kRemovalArea);
         deleting_fd_ = open_own_dir(kDeletingArea);
+        spare_fd_ = open_own_dir(kSpareArea);
     } catch (const TempDirError&) {
-        if (removal_fd_ >= 0) ::close(removal_fd_);
-        ::close(root_fd_);
+        for (int fd : {deleting_fd_, removal_fd_, root_fd_})
+            if (fd >= 0) ::close(fd);
         throw;
     }
+    if (int flags = 0; ::ioctl(spare_fd_, FS_IOC_GETFLAGS, &flags) == 0) fresh_flags_ = flags;
+    // Spares a previous run left: only resmgrd (root) can have put anything in its own area.
+    spares_ = names_in(spare_fd_);
+    spare_seq_ = spares_.size();
     try {
         thread_ = std::thread([this] { remover(); });
     } catch (const std::system_error& e) {
-        for (int fd : {deleting_fd_, removal_fd_, root_fd_}) ::close(fd);
+        for (int fd : {spare_fd_, deleting_fd_, removal_fd_, root_fd_}) ::close(fd);
         throw TempDirError(std::string("cannot start the remover thread: ") + e.what());
     }
 }
@@ -148,6 +154,7 @@ TempDirs::~TempDirs() {
     }
     wake_.notify_one();
     thread_.join();
+    ::close(spare_fd_);
     ::close(deleting_fd_);
     ::close(removal_fd_);
     ::close(root_fd_);
@@ -172,7 +179,8 @@ std::optional<std::uint32_t> TempDirs::project_of(int fd) const {
 
 StorageEnforcement TempDirs::create(const std::string& id, std::uint32_t uid, std::uint64_t bytes) {
     if (!core::valid_temp_dir_name(id)) throw TempDirError("'" + id + "' cannot name a temporary directory");
-    const bool made = ::mkdirat(root_fd_, id.c_str(), 0700) == 0;
+    const bool recycled = take_spare(id);
+    const bool made = recycled || ::mkdirat(root_fd_, id.c_str(), 0700) == 0;
     if (!made && errno != EEXIST) throw TempDirError(errno_text("cannot create " + path_of(id)));
     const int fd = ::openat(root_fd_, id.c_str(), kDirFlags);
     if (fd < 0) throw TempDirError(errno_text("cannot open " + path_of(id) + " (a symlink is refused)"));
@@ -180,7 +188,8 @@ StorageEnforcement TempDirs::create(const std::string& id, std::uint32_t uid, st
     bool ok = ::fstat(fd, &st) == 0;
     // Made just now: its own user's, 0700 (a umask may have taken bits; root's own needs no chown).
     if (ok && made)
-        ok = (st.st_uid == uid || ::fchown(fd, uid, static_cast<gid_t>(-1)) == 0) && ((st.st_mode & 07777) == 0700 || ::fchmod(fd, 0700) == 0);
+        ok = (st.st_uid == uid || ::fchown(fd, uid, static_cast<gid_t>(-1)) == 0) && ((st.st_mode & 07777) == 0700 || ::fchmod(fd, 0700) == 0) &&
+             (!recycled || ::futimens(fd, nullptr) == 0); // a recycled one's times say now, as a new one's
     else if (ok) ok = st.st_uid == uid; // adopted after a restart: only its own user's
     if (!ok) {
         ::close(fd);
@@ -319,6 +328,65 @@ void TempDirs::clear_quota(std::uint32_t project_id) const {
     quota_call(root_fd_, Q_SETQUOTA, project_id, &q);
 }
 
+bool TempDirs::take_spare(const std::string& id) {
+    std::string spare;
+    {
+        std::lock_guard lock(mutex_);
+        if (spares_.empty()) return false;
+        spare = std::move(spares_.back());
+        spares_.pop_back();
+    }
+    if (::renameat2(spare_fd_, spare.c_str(), root_fd_, id.c_str(), RENAME_NOREPLACE) == 0) {
+        ++recycled_;
+        return true;
+    }
+    if (errno == EEXIST) { // `id` is there already (adopted after a restart): the spare stays one
+        std::lock_guard lock(mutex_);
+        spares_.push_back(std::move(spare));
+    }
+    errno = 0;
+    return false;
+}
+
+size_t TempDirs::spares() const {
+    std::lock_guard lock(mutex_);
+    return spares_.size();
+}
+
+bool TempDirs::reusable(int fd) const {
+    // Taken back first: from here on only root can add to it (a create checks the directory's
+    // owner under the directory's lock, which the chown takes too, so none slips past it).
+    struct stat st{};
+    if (::fchown(fd, ::geteuid(), ::getegid()) < 0 || ::fchmod(fd, 0700) < 0 || ::fstat(fd, &st) < 0) return false;
+    if (st.st_size > kMaxSpareSize || project_of(fd)) return false;
+    int flags = 0;
+    const bool has_flags = ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
+    if (has_flags != fresh_flags_.has_value() || (has_flags && flags != *fresh_flags_)) return false; // e.g. an encryption policy set by its user
+    const ssize_t xattrs = ::flistxattr(fd, nullptr, 0);
+    if (xattrs != 0 && !(xattrs < 0 && errno == ENOTSUP)) return false; // an ACL, a user.* attribute, a security label
+    return true;
+}
+
+bool TempDirs::recycle(const std::string& name) {
+    {
+        std::lock_guard lock(mutex_);
+        if (spares_.size() >= kMaxSpares) return false;
+    }
+    DirStream d(::openat(deleting_fd_, name.c_str(), kDirFlags));
+    // Emptiness last: once taken back, nothing can be added to it.
+    if (!d.dir || !reusable(d.fd()) || d.next() != nullptr) return false;
+    for (int tries = 0; tries < 8; ++tries) {
+        std::string spare = std::to_string(spare_seq_++);
+        if (::renameat2(deleting_fd_, name.c_str(), spare_fd_, spare.c_str(), RENAME_NOREPLACE) == 0) {
+            std::lock_guard lock(mutex_);
+            spares_.push_back(std::move(spare));
+            return true;
+        }
+        if (errno != EEXIST) return false;
+    }
+    return false;
+}
+
 bool TempDirs::move_to_removal_area(const std::string& id) {
     if (!core::valid_temp_dir_name(id)) return true; // never made here, never removed here
     if (::renameat2(root_fd_, id.c_str(), removal_fd_, id.c_str(), RENAME_NOREPLACE) < 0) {
@@ -330,11 +398,13 @@ bool TempDirs::move_to_removal_area(const std::string& id) {
         std::uint64_t budget = round_budget_;
         return remove_entry(root_fd_, id, budget);
     }
+    bool wake;
     {
         std::lock_guard lock(mutex_);
+        wake = !work_; // else the remover has yet to look: it will see this one too
         work_ = true;
     }
-    wake_.notify_one();
+    if (wake) wake_.notify_one();
     return true;
 }
 
@@ -355,6 +425,8 @@ void TempDirs::remover() {
     std::unique_lock lock(mutex_);
     for (;;) {
         wake_.wait(lock, [this] { return stopping_ || work_; });
+        busy_ = true;
+        wake_.wait_for(lock, kGather, [this] { return stopping_.load(); });
         bool more = true;
         while (more && !stopping_) {
             work_ = false;
@@ -384,6 +456,10 @@ bool TempDirs::removal_pass() {
     size_t gone = 0;
     for (const auto& name : names) {
         if (stopping_) return false;
+        if (recycle(name)) {
+            ++gone;
+            continue;
+        }
         std::uint64_t budget = round_budget_;
         gone += remove_entry(deleting_fd_, name, budget);
         ++rounds_;
@@ -409,7 +485,7 @@ std::vector<std::string> TempDirs::names_in(int dir_fd) {
 
 std::vector<std::string> TempDirs::list() const {
     std::vector<std::string> names = names_in(root_fd_);
-    std::erase_if(names, [](const std::string& name) { return name == kRemovalArea || name == kDeletingArea; });
+    std::erase_if(names, [](const std::string& name) { return name == kRemovalArea || name == kDeletingArea || name == kSpareArea; });
     return names;
 }
 

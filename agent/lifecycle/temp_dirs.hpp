@@ -13,6 +13,15 @@
 // their deep parts up to the top, so no tree shape exhausts fds or the stack; it touches nothing
 // but the removal areas (the loop only renames into the first), and what a stop or crash leaves
 // there is deleted at the next start.
+// A released directory that its user left empty, and changed in no other way, is recycled
+// rather than deleted: the remover first takes it back (chown to resmgrd, 0700, so its former
+// user can add nothing more through a descriptor or a working directory still inside), then
+// checks it is empty, small, without extended attributes (an ACL is one), project id or inode
+// flags of its own, and moves it to the spare area (.resmgr-spare). create() renames a spare
+// into place instead of a mkdir, then hands it over as it hands over a new one (owner, mode, and
+// its times set to now). Why: on ext4 a mkdir allocates an inode (18.6 us of CPU on the build
+// host) where a rename moves a name (8-12 us), and the rmdir that recycling saves is the
+// remover's costliest step on a `discard` mount. Anything else is deleted as before.
 // storage_gb is enforced with a project quota (project id on the directory, inherited, and a
 // block hard limit through quotactl_fd) where the root's filesystem has project quotas on
 // (ext4 with `-O project,quota` mounted prjquota, XFS with prjquota); elsewhere each answer says
@@ -21,6 +30,8 @@
 // Used by the lifecycle (the one writer); orphans are decided by core/temp_dirs.
 // May call: core, model.
 #pragma once
+
+#include <sys/types.h>
 
 #include <atomic>
 #include <chrono>
@@ -65,7 +76,16 @@ public:
     static constexpr std::uint64_t kRemoveBudget = 20000; // entries the remover deletes in a round
     static constexpr const char* kRemovalArea = ".resmgr-removing"; // the loop renames into it
     static constexpr const char* kDeletingArea = ".resmgr-deleting"; // the remover deletes in it
+    static constexpr const char* kSpareArea = ".resmgr-spare"; // recycled directories, for create()
+    static constexpr std::size_t kMaxSpares = 64;
+    // A directory whose size shows it once held many entries (ext4 never shrinks one) is deleted,
+    // not handed on: every readdir of the next user would walk its empty blocks.
+    static constexpr off_t kMaxSpareSize = 4096;
     static constexpr std::chrono::milliseconds kPassPause{100}; // between passes that leave work
+    // The remover gathers the releases of this moment into one pass: one wakeup and one listing
+    // of the areas for many directories (a wakeup per release was 1.2 % of the event loop's CPU
+    // under 16 busy clients).
+    static constexpr std::chrono::milliseconds kGather{10};
 
     // Opens the root, creating it (root:root 0711) and any missing parent (0755), and its removal
     // area; starts the remover, which first deletes what an earlier run left there. Throws
@@ -102,6 +122,9 @@ public:
 
     // Entries left in the removal areas after the remover's last pass, and the rounds it has run.
     size_t removal_backlog() const { return backlog_; }
+    // Directories waiting in the spare area, and those create() has taken from it so far.
+    size_t spares() const;
+    std::uint64_t recycled() const { return recycled_; }
     std::uint64_t removal_rounds() const { return rounds_; }
     // Waits until the remover has emptied the removal areas after the last release, or stopped
     // trying (what it cannot delete waits for the next release); false after `timeout`. For tests.
@@ -118,6 +141,12 @@ private:
     void clear_quota(std::uint32_t project_id) const;
     std::optional<std::uint32_t> project_of(int fd) const;
     bool move_to_removal_area(const std::string& id);
+    // create()'s first try: a spare renamed to `id`. False when there is none, or `id` exists.
+    bool take_spare(const std::string& id);
+    // The remover's: `name` of the deleting area moved to the spare area when it may be handed
+    // on (see the top); false leaves it to be deleted.
+    bool recycle(const std::string& name);
+    bool reusable(int fd) const;
     // Makes (or opens) the root's entry `name` as a directory of resmgrd's own, 0700.
     int open_own_dir(const char* name) const;
     static std::vector<std::string> names_in(int dir_fd);
@@ -131,13 +160,17 @@ private:
     int root_fd_ = -1;
     int removal_fd_ = -1;
     int deleting_fd_ = -1;
+    int spare_fd_ = -1;
+    // FS_IOC_GETFLAGS of a directory resmgrd made in the root (the spare area): what a recycled
+    // one must show. Unset where the filesystem has no such flags.
+    std::optional<int> fresh_flags_;
     std::uint64_t round_budget_;
     StorageEnforcement quota_support_;
     std::set<std::string> pending_; // the loop's: releases whose move failed
     std::atomic<std::uint64_t> flat_seq_{0}; // names of flattened parts, .resmgr-flat-N
 
     // Shared by the loop and the remover.
-    std::mutex mutex_;
+    mutable std::mutex mutex_;
     std::condition_variable wake_, idle_;
     bool work_ = true, busy_ = false; // work_: look at the removal area
     // Set under mutex_ (so no wait misses it), read without it inside a round.
@@ -145,6 +178,9 @@ private:
     std::atomic<size_t> backlog_{0};
     std::atomic<std::uint64_t> rounds_{0};
     std::atomic<std::uint64_t> deleted_{0}; // entries unlinked, by whichever thread
+    std::vector<std::string> spares_;        // names in the spare area, under mutex_
+    std::uint64_t spare_seq_ = 0;            // the remover's: the next spare's name
+    std::atomic<std::uint64_t> recycled_{0};
     std::thread thread_;
 };
 

@@ -244,8 +244,9 @@ GroupSample GroupReader::read(GroupFiles files) {
         }
     };
     // memory.stat and io.stat are the detail files; the rest are periodic. Kept in one order.
-    const bool periodic = files != GroupFiles::detail, detail = files != GroupFiles::periodic;
-    if (periodic) degrade(cpu_stat, parse_cpu_stat, sample.cpu_stat);
+    const bool periodic = files == GroupFiles::all || files == GroupFiles::periodic;
+    const bool detail = files == GroupFiles::all || files == GroupFiles::detail;
+    if (periodic || files == GroupFiles::cpu) degrade(cpu_stat, parse_cpu_stat, sample.cpu_stat);
     if (periodic) degrade(memory_current, parse_single_value, sample.memory_current_bytes);
     auto boxed = [](auto parse) {
         return [parse](std::string_view text, const std::string& name) { return std::make_shared<const decltype(parse(text, name))>(parse(text, name)); };

@@ -302,7 +302,7 @@ json Monitoring::final_usage(const std::string& allocation_id, TimePoint now) co
         out["unavailable"] = json::array({"no cgroup on this backend"});
         return out;
     }
-    const auto sample = read_group(dir, GroupFiles::periodic);
+    const auto sample = read_group(dir, GroupFiles::cpu);
     const auto start = started_.find(allocation_id);
     std::optional<std::uint64_t> used_now;
     if (sample.cpu_stat && sample.cpu_stat->usage_usec) used_now = *sample.cpu_stat->usage_usec;
