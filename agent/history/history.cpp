@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <system_error>
 
 #include "resmgr/model.hpp"
 
@@ -67,38 +68,96 @@ History::History(const std::string& path) : path_(path) {
     }
 }
 
-History::~History() { write_waiting_runs(); }
+History::~History() { write_runs_in_foreground(); }
+
+std::string History::problem() const {
+    std::lock_guard lock(failures_mutex_);
+    return problem_;
+}
 
 const HistoryStore* History::store() const {
-    write_waiting_runs();
+    wait_written();
     return store_.get();
 }
 
 HistoryStore* History::store() {
-    write_waiting_runs();
+    wait_written();
     return store_.get();
 }
 
-void History::defer_runs(std::function<void()> write_soon) { write_soon_ = std::move(write_soon); }
-
-void History::write_waiting_runs() const {
-    if (waiting_runs_.empty() || !store_) return;
+void History::write_runs_in_background() {
+    if (!store_ || writer_.joinable()) return;
     try {
-        store_->add_runs(waiting_runs_);
+        writer_store_ = std::make_unique<HistoryStore>(path_, Retention{}, Access::second_writer);
+        stopping_ = false;
+        writer_ = std::thread([this] { run_writer(); });
+    } catch (const std::exception& e) { // HistoryError, or no thread: each run is written at once
+        writer_store_.reset();
+        spdlog::warn("history: run records are written on the event loop: {}", e.what());
+    }
+}
+
+void History::write_runs_in_foreground() {
+    if (!writer_.joinable()) return;
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    wake_.notify_one();
+    writer_.join(); // it writes what is queued first
+    writer_store_.reset();
+}
+
+std::uint64_t History::run_batches() const {
+    std::lock_guard lock(mutex_);
+    return batches_;
+}
+
+void History::run_writer() {
+    std::unique_lock lock(mutex_);
+    std::vector<analytics::RunRecord> batch;
+    for (;;) {
+        wake_.wait(lock, [this] { return stopping_ || !queued_.empty(); });
+        if (queued_.empty()) return; // stopping, nothing left
+        wake_.wait_for(lock, kGather, [this] { return stopping_ || hurry_ || queued_.size() >= kMaxWaitingRuns; });
+        batch.swap(queued_);
+        writing_ = true;
+        hurry_ = false;
+        lock.unlock();
+        write_runs(*writer_store_, batch);
+        batch.clear();
+        lock.lock();
+        writing_ = false;
+        ++batches_;
+        written_.notify_all();
+    }
+}
+
+void History::wait_written() const {
+    if (!writer_.joinable()) return;
+    std::unique_lock lock(mutex_);
+    if (queued_.empty() && !writing_) return;
+    hurry_ = true;
+    wake_.notify_one();
+    written_.wait(lock, [this] { return queued_.empty() && !writing_; });
+}
+
+void History::write_runs(HistoryStore& store, const std::vector<analytics::RunRecord>& runs) const {
+    try {
+        store.add_runs(runs);
     } catch (const std::exception&) {
         // The batch is one transaction, so one run the database refuses (or a moment it was
         // busy) rolled back them all: each again on its own, so only what cannot be written is
         // lost, and each loss is counted in write_failures.
-        for (const auto& run : waiting_runs_) guarded("a run record", [&](HistoryStore& s) { s.add_run(run); });
+        for (const auto& run : runs) guarded(store, "a run record", [&](HistoryStore& s) { s.add_run(run); });
     }
-    waiting_runs_.clear();
 }
 
-template <class Write> void History::guarded(const char* what, Write write) const {
-    if (!store_) return;
+template <class Write> void History::guarded(HistoryStore& store, const char* what, Write write) const {
     try {
-        write(*store_);
+        write(store);
     } catch (const std::exception& e) {
+        std::lock_guard lock(failures_mutex_);
         ++failures_, ++unreported_;
         problem_ = e.what();
         const auto now = std::chrono::steady_clock::now();
@@ -111,38 +170,52 @@ template <class Write> void History::guarded(const char* what, Write write) cons
 }
 
 void History::record_samples(std::int64_t ts, const std::function<void(const HistoryStore::AddPoint&)>& produce) {
-    guarded("samples", [&](HistoryStore& s) { s.add_samples(ts, produce); });
+    if (store_) guarded(*store_, "samples", [&](HistoryStore& s) { s.add_samples(ts, produce); });
 }
 
 void History::maintain(std::int64_t now) {
-    guarded("rollups", [&](HistoryStore& s) { s.maintain(now); });
+    if (store_) guarded(*store_, "rollups", [&](HistoryStore& s) { s.maintain(now); });
 }
 
 void History::record_run(const analytics::RunRecord& run) {
-    if (!write_soon_) {
-        guarded("a run record", [&](HistoryStore& s) { s.add_run(run); });
+    if (!store_) return;
+    if (!writer_.joinable()) {
+        guarded(*store_, "a run record", [&](HistoryStore& s) { s.add_run(run); });
         return;
     }
-    if (!store_) return;
-    waiting_runs_.push_back(run);
-    if (waiting_runs_.size() >= kMaxWaitingRuns) write_waiting_runs();
-    else if (waiting_runs_.size() == 1) write_soon_();
+    std::unique_lock lock(mutex_);
+    if (queued_.size() >= kMaxWaitingRuns) { // the writer is behind: wait for it, not grow
+        hurry_ = true;
+        wake_.notify_one();
+        written_.wait(lock, [this] { return queued_.size() < kMaxWaitingRuns; });
+    }
+    queued_.push_back(run);
+    if (queued_.size() == 1) wake_.notify_one();
 }
 
 void History::record_exit(const std::string& allocation_id, int exit_code) {
-    // Its run still waiting (a wrapper reports the exit in the release that ended the run): the
-    // status goes into it, so the release's answer waits on no SQLite write.
-    for (auto& run : waiting_runs_)
-        if (run.allocation_id == allocation_id) {
-            analytics::set_exit(run, exit_code);
-            return;
-        }
-    guarded("an exit status", [&](HistoryStore& s) { s.set_run_exit(allocation_id, exit_code); });
+    if (!store_) return;
+    {
+        // Its run still queued (a wrapper reports the exit in the release that ended the run):
+        // the status goes into it, so the release's answer waits on no SQLite write.
+        std::lock_guard lock(mutex_);
+        for (auto& run : queued_)
+            if (run.allocation_id == allocation_id) {
+                analytics::set_exit(run, exit_code);
+                return;
+            }
+    }
+    wait_written(); // it may be in the batch being written
+    guarded(*store_, "an exit status", [&](HistoryStore& s) { s.set_run_exit(allocation_id, exit_code); });
 }
 
 nlohmann::json History::status() const {
-    nlohmann::json j{{"path", path_}, {"available", available()}, {"write_failures", failures_}};
-    j["problem"] = problem_.empty() ? nlohmann::json(nullptr) : nlohmann::json(problem_);
+    nlohmann::json j{{"path", path_}, {"available", available()}};
+    {
+        std::lock_guard lock(failures_mutex_);
+        j["write_failures"] = failures_;
+        j["problem"] = problem_.empty() ? nlohmann::json(nullptr) : nlohmann::json(problem_);
+    }
     if (store_) {
         try {
             auto f = store_->footprint();

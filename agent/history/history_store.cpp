@@ -100,7 +100,7 @@ double percentile(const std::vector<double>& sorted, double p) {
 } // namespace
 
 HistoryStore::HistoryStore(const std::string& path, Retention retention, Access access) : path_(path), retention_(retention) {
-    const bool writable = access == Access::read_write;
+    const bool writable = access != Access::read_only;
     const int flags = (writable ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY) | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
         std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
@@ -110,12 +110,15 @@ HistoryStore::HistoryStore(const std::string& path, Retention retention, Access 
     }
     try {
         // Another process holding a write lock (a person's sqlite3 shell) waits at most this long.
-        sqlite3_busy_timeout(db_, 200);
-        {
+        sqlite3_busy_timeout(db_, access == Access::second_writer ? 5000 : 200);
+        if (access != Access::second_writer) {
             Statement check(db_, "PRAGMA quick_check");
             if (check.step() && check.text(0) != "ok") fail("damaged: " + check.text(0));
         }
-        if (writable) {
+        if (access == Access::second_writer) { // per connection, as the first's below (WAL is the file's)
+            exec("PRAGMA synchronous=NORMAL");
+            exec("PRAGMA cache_size=-512");
+        } else if (writable) {
             exec("PRAGMA journal_mode=WAL");
             // WAL + NORMAL: a power cut can lose the last transactions, never corrupt the file;
             // history is not a promise made to a client, so it does not pay an fsync per pass.

@@ -69,7 +69,10 @@ struct Footprint {
 
 // read_only: for tools that study a database copied off a node (bench_predict, bench_rightsizing):
 // the file must exist and is never written (no schema, no journal mode change); writes throw.
-enum class Access { read_write, read_only };
+// second_writer: another connection of a process that holds the file open read_write already
+// (History's run writer): no integrity check and no schema (that open did both), and a long
+// busy timeout (its thread may wait; the loop's connection never waits long).
+enum class Access { read_write, read_only, second_writer };
 
 class HistoryStore {
 public:

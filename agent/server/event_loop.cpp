@@ -28,7 +28,6 @@ EventLoop::EventLoop(sd_event* event, lifecycle::Completion& completion, std::fu
 EventLoop::~EventLoop() {
     if (timer_) sd_event_source_disable_unref(timer_);
     if (sampler_) sd_event_source_disable_unref(sampler_);
-    if (idle_) sd_event_source_disable_unref(idle_);
     for (auto& w : fd_watches_) {
         sd_event_source_disable_unref(w->source);
         if (w->follow_up_timer) sd_event_source_disable_unref(w->follow_up_timer);
@@ -75,25 +74,6 @@ void EventLoop::schedule(std::optional<TimePoint> when) {
     }
     sd_event_source_set_time(timer_, usec);
     sd_event_source_set_enabled(timer_, SD_EVENT_ONESHOT);
-}
-
-void EventLoop::when_idle(std::function<void()> on_idle) {
-    on_idle_ = std::move(on_idle);
-    if (!idle_) {
-        auto fire = [](sd_event_source*, void* self) {
-            run_handler("idle work", static_cast<EventLoop*>(self)->on_idle_);
-            return 0;
-        };
-        int r = sd_event_add_defer(event_, &idle_, fire, this);
-        if (r >= 0) r = sd_event_source_set_priority(idle_, SD_EVENT_PRIORITY_IDLE);
-        if (r < 0) {
-            spdlog::error("cannot add the idle source: {}; doing the work now", std::strerror(-r));
-            if (idle_) idle_ = sd_event_source_disable_unref(idle_);
-            run_handler("idle work", on_idle_);
-            return;
-        }
-    }
-    sd_event_source_set_enabled(idle_, SD_EVENT_ONESHOT);
 }
 
 void EventLoop::start_sampling(Millis interval) {

@@ -44,10 +44,6 @@ public:
     // that signals a burst at most once per interval, so its tail is read too. `events`: EPOLLPRI
     // for a PSI trigger, which signals a crossing as priority data.
     void watch_fd(int fd, std::function<void()> on_readable, Millis follow_up = Millis{0}, std::uint32_t events = EPOLLIN);
-    // Calls on_idle() once, the next time the loop has nothing else pending (an sd-event defer
-    // source at idle priority), however often this is called before: work that may wait for a
-    // quiet moment is batched under load and done at once otherwise. One on_idle per loop.
-    void when_idle(std::function<void()> on_idle);
     // Calls tick() every `interval` (monotonic, 1 % accuracy), first after one interval: light
     // periodic work apart from the sampling pass (the cluster member's figures).
     void every(Millis interval, std::function<void()> tick);
@@ -73,8 +69,6 @@ private:
     std::function<void()> sample_;
     sd_event_source* timer_ = nullptr;
     sd_event_source* sampler_ = nullptr;
-    sd_event_source* idle_ = nullptr;
-    std::function<void()> on_idle_;
     Millis sample_interval_{0};
     std::uint64_t last_pass_usec_ = 0; // CLOCK_MONOTONIC start of the last sampling pass
     struct FdWatch {

@@ -427,7 +427,7 @@ int main(int argc, char** argv) {
                 };
             service.lifecycle().set_hooks(std::move(hooks));
         }
-        history.defer_runs([&] { loop.when_idle([&] { history.write_waiting_runs(); }); });
+        history.write_runs_in_background();
         // What the pressure responder held back before a restart comes back on the groups reconcile re-adopts.
         service.pressure().load();
         auto reconciled = service.completion().reconcile();
@@ -513,8 +513,7 @@ int main(int argc, char** argv) {
             service.context().placer = nullptr;
             service.files().set_on_release(nullptr);
         }
-        history.write_waiting_runs();
-        history.defer_runs(nullptr); // the loop is done: from here on each is written at once
+        history.write_runs_in_foreground(); // the loop is done: what is queued, then each at once
         sd_event_unref(event);
         if (r < 0) spdlog::critical("the event loop failed: {}", std::strerror(-r));
         // Compaction at shutdown: the next start reads one snapshot and an empty journal.

@@ -31,38 +31,6 @@ struct FailingSink : EventSink {
     void publish(const Event&) override { throw std::runtime_error("disk full"); }
 };
 
-// Idle work waits for a turn of the loop with nothing else pending, and runs once however often
-// it was asked for before.
-TEST(Events, IdleWorkRunsOnceWhenNothingElseIsPending) {
-    TempDir dir;
-    FakeBackend backend;
-    state::StateStore store(dir.path());
-    core::Ledger ledger({2, 16 * kGiB}, core::Policy::defaults());
-    server::Service service(ledger, backend, store, [] { return Clock::now(); }, json::object(), json::object());
-    sd_event* event = nullptr;
-    ASSERT_GE(sd_event_new(&event), 0);
-    {
-        server::EventLoop loop(event, service.completion(), [] {});
-        std::vector<std::string> order;
-        struct Ctx {
-            std::vector<std::string>* order;
-        } ctx{&order};
-        auto busy = [](sd_event_source*, void* data) {
-            static_cast<Ctx*>(data)->order->push_back("busy");
-            return 0;
-        };
-        sd_event_source* pending = nullptr;
-        ASSERT_GE(sd_event_add_defer(event, &pending, busy, &ctx), 0);
-        ASSERT_GE(sd_event_source_set_enabled(pending, SD_EVENT_ONESHOT), 0);
-        loop.when_idle([&] { order.push_back("idle"); });
-        loop.when_idle([&] { order.push_back("idle"); });
-        for (int i = 0; i < 4; ++i) ASSERT_GE(sd_event_run(event, 0), 0);
-        EXPECT_EQ(order, (std::vector<std::string>{"busy", "idle"}));
-        sd_event_source_unref(pending);
-    }
-    sd_event_unref(event);
-}
-
 } // namespace
 
 TEST(Events, JournalFieldsCarryTheStableIdAndResmgrFields) {
