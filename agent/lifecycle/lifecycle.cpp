@@ -4,8 +4,12 @@
 #include "lifecycle/lifecycle.hpp"
 #include "lifecycle/run_records.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include <spdlog/spdlog.h>
 
@@ -68,15 +72,28 @@ void update_limits(cgroup::CgroupBackend& backend, cgroup::EnforcementPool& pool
 json final_counters(cgroup::CgroupBackend& backend, const monitor::Monitoring* monitoring, const std::string& id, TimePoint now) {
     std::string path = backend.group_path(id);
     if (path.empty()) return json::object();
+    // One path walk for the group's files, each then opened from it.
+    struct GroupDir {
+        int fd;
+        ~GroupDir() {
+            if (fd >= 0) ::close(fd);
+        }
+    } const group{::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)};
+    const std::string no_group = group.fd < 0 ? "cannot open " + path + ": " + std::strerror(errno) : std::string();
     json counters;
-    try {
-        auto events = monitor::read_flat_keyed(path + "/memory.events");
-        counters = {{"oom_kills", events.count("oom_kill") ? events["oom_kill"] : 0}, {"memory_events", events}};
-    } catch (const monitor::ParseError& e) {
-        counters = {{"unavailable", e.what()}};
+    std::string why = no_group;
+    if (const auto text = group.fd >= 0 ? monitor::read_text_at(group.fd, "memory.events", why) : std::nullopt; !text) {
+        counters = {{"unavailable", why}};
+    } else {
+        try {
+            auto events = monitor::parse_flat_keyed(*text, "memory.events");
+            counters = {{"oom_kills", events.count("oom_kill") ? events["oom_kill"] : 0}, {"memory_events", events}};
+        } catch (const monitor::ParseError& e) {
+            counters = {{"unavailable", e.what()}};
+        }
     }
     if (monitoring) {
-        counters["usage"] = monitoring->final_usage(id, now);
+        counters["usage"] = monitoring->final_usage(id, now, group.fd, no_group);
         if (monitoring->probes().loaded()) counters["kernel"] = monitoring->probes().figures(id);
     }
     return counters;

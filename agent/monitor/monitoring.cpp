@@ -294,20 +294,31 @@ void Monitoring::allocation_started(const std::string& allocation_id, TimePoint 
     started_[allocation_id] = std::move(start);
 }
 
-json Monitoring::final_usage(const std::string& allocation_id, TimePoint now) const {
+json Monitoring::final_usage(const std::string& allocation_id, TimePoint now, int group_fd, const std::string& no_group) const {
     json out{{"cpu_usage_usec", nullptr}, {"cpu_cores_mean", nullptr}, {"wall_seconds", nullptr}, {"memory_peak_bytes", nullptr}};
     json unavailable = json::array();
-    const std::string dir = backend_.group_path(allocation_id);
-    if (dir.empty()) {
+    if (backend_.group_path(allocation_id).empty()) {
         out["unavailable"] = json::array({"no cgroup on this backend"});
         return out;
     }
-    const auto sample = read_group(dir, GroupFiles::cpu);
+    // A file of the group, parsed, or nullopt with its reason among `unavailable`.
+    auto read = [&](const char* name, auto parse) -> std::optional<decltype(parse(std::string_view{}, std::string{}))> {
+        std::string why = no_group;
+        const auto text = group_fd >= 0 ? read_text_at(group_fd, name, why) : std::nullopt;
+        try {
+            if (text) return parse(*text, name);
+        } catch (const ParseError& e) {
+            why = e.what();
+        }
+        unavailable.push_back(why);
+        return std::nullopt;
+    };
+    const auto cpu = read("cpu.stat", parse_cpu_stat);
     const auto start = started_.find(allocation_id);
     std::optional<std::uint64_t> used_now;
-    if (sample.cpu_stat && sample.cpu_stat->usage_usec) used_now = *sample.cpu_stat->usage_usec;
+    if (cpu && cpu->usage_usec) used_now = *cpu->usage_usec;
     if (used_now) out["cpu_usage_usec"] = *used_now;
-    if (sample.cpu_stat && sample.cpu_stat->throttled_usec) out["throttled_usec"] = *sample.cpu_stat->throttled_usec;
+    if (cpu && cpu->throttled_usec) out["throttled_usec"] = *cpu->throttled_usec;
     if (start == started_.end()) {
         unavailable.push_back("cpu_cores_mean: the group's start was not observed");
     } else if (!start->second.cpu_usage_usec || !used_now) {
@@ -325,12 +336,7 @@ json Monitoring::final_usage(const std::string& allocation_id, TimePoint now) co
     }
     if (start != started_.end() && start->second.memory_peak_sampled) out["memory_peak_sampled_bytes"] = *start->second.memory_peak_sampled;
     // memory.peak (Linux 5.19+, with the memory controller): the high-water mark over the group's life.
-    try {
-        out["memory_peak_bytes"] = parse_single_value(read_text_file(dir + "/memory.peak"), "memory.peak");
-    } catch (const ParseError& e) {
-        unavailable.push_back(std::string("memory_peak_bytes: ") + e.what());
-    }
-    for (const auto& why : sample.reasons()) unavailable.push_back(why);
+    if (const auto peak = read("memory.peak", parse_single_value)) out["memory_peak_bytes"] = *peak;
     out["unavailable"] = unavailable;
     return out;
 }

@@ -82,8 +82,10 @@ public:
     void allocation_started(const std::string& allocation_id, TimePoint now, bool made_now);
     // Read just before the group goes: CPU used since allocation_started (seconds, and mean cores
     // over the wall time), the kernel's memory peak (and the highest sampled memory.current, for
-    // kernels without memory.peak); each figure null with its reason when unreadable.
-    nlohmann::json final_usage(const std::string& allocation_id, TimePoint now) const;
+    // kernels without memory.peak); each figure null with its reason when unreadable. `group_fd`:
+    // the group's directory, opened (O_PATH) by the caller, which reads its other files from it
+    // too; -1 when it could not be opened (`no_group` says why).
+    nlohmann::json final_usage(const std::string& allocation_id, TimePoint now, int group_fd, const std::string& no_group) const;
     // OOM kills in the allocation's group already reported by sampling (so the final count at
     // release reports only the rest).
     std::uint64_t oom_kills_reported(const std::string& allocation_id) const;

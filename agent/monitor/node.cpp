@@ -83,27 +83,37 @@ using detail::split_lines;
 
 // Plain read(2): every sampling pass reads seven small files per group, and ifstream with a
 // stringstream costs several times more CPU for them.
-std::string read_text_file(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw ParseError("cannot read " + path + ": " + std::strerror(errno));
+std::optional<std::string> read_text_at(int dir_fd, const std::string& name, std::string& why) {
+    const int fd = ::openat(dir_fd, name.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        why = "cannot read " + name + ": " + std::strerror(errno);
+        return std::nullopt;
+    }
     std::string text;
     char buf[4096];
     for (;;) {
-        ssize_t n = ::read(fd, buf, sizeof buf);
+        const ssize_t n = ::read(fd, buf, sizeof buf);
         if (n > 0) {
             text.append(buf, static_cast<size_t>(n));
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
-            int err = errno;
+            why = "cannot read " + name + ": " + std::strerror(errno);
             ::close(fd);
-            throw ParseError("cannot read " + path + ": " + std::strerror(err));
+            return std::nullopt;
         }
         break;
     }
     ::close(fd);
     return text;
+}
+
+std::string read_text_file(const std::string& path) {
+    std::string why;
+    auto text = read_text_at(AT_FDCWD, path, why);
+    if (!text) throw ParseError(why);
+    return std::move(*text);
 }
 
 int parse_proc_stat_cpu_count(std::string_view proc_stat) {

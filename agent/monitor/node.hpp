@@ -34,6 +34,11 @@ void scan_flat_keyed(std::string_view text, const std::string& name, OnPair&& on
 std::map<std::string, std::uint64_t> read_flat_keyed(const std::string& path);
 
 std::string read_text_file(const std::string& path); // throws ParseError with strerror
+// The text of `name` in the directory open at `dir_fd` (AT_FDCWD: `name` is a path), or nullopt
+// with `why` ("cannot read NAME: strerror"). For a group's files at release: one path walk for
+// them all, and no exception for each file a hybrid host lacks (both were most of the event
+// loop's final read of a group under 16 busy clients).
+std::optional<std::string> read_text_at(int dir_fd, const std::string& name, std::string& why);
 
 namespace detail {
 // Shared by the monitor parsers.

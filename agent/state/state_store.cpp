@@ -251,7 +251,7 @@ StateStore::~StateStore() {
 }
 
 void StateStore::open_journal() {
-    const auto path = journal_path();
+    const auto& path = journal_path();
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (fd < 0) fail("cannot open", path);
     try {
@@ -278,7 +278,7 @@ void StateStore::open_journal() {
 
 void StateStore::record(const std::vector<Change>& changes) {
     if (changes.empty()) return;
-    const auto path = journal_path();
+    const auto& path = journal_path();
     if (journal_fd_ >= 0) {
         // The journal must still be the file at its path: appending to one moved aside or removed
         // would acknowledge changes that no start reads. Then only a whole snapshot can take over.
@@ -356,7 +356,7 @@ void StateStore::save_allocations(const std::vector<const Allocation*>& allocati
     durable_seq_ = written_seq_; // the snapshot, fsync'd, holds every batch written so far
     // The snapshot holds every change the journal does: empty the journal. A crash before this
     // is durable replays the journal over the new snapshot, which gives the same state (header).
-    const auto path = journal_path();
+    const auto& path = journal_path();
     if (journal_lost_) {
         // The snapshot holds everything: a new journal starts at the path.
         if (journal_fd_ >= 0) ::close(journal_fd_);
@@ -424,7 +424,7 @@ std::vector<Allocation> StateStore::load_allocations() {
     // An open journal is reopened (and checked again) by the next record().
     if (journal_fd_ >= 0) ::close(journal_fd_);
     journal_fd_ = -1;
-    const auto jpath = journal_path();
+    const auto& jpath = journal_path();
     int fd = ::open(jpath.c_str(), O_RDWR | O_CLOEXEC);
     if (fd < 0 && errno != ENOENT) fail("cannot open", jpath);
     if (fd >= 0) {

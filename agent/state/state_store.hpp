@@ -88,8 +88,9 @@ public:
     StateStore& operator=(const StateStore&) = delete;
 
     const std::filesystem::path& dir() const { return dir_; }
-    std::filesystem::path allocations_path() const { return dir_ / "current_state" / "allocations.json"; }
-    std::filesystem::path journal_path() const { return dir_ / "current_state" / "allocations.journal"; }
+    const std::filesystem::path& allocations_path() const { return allocations_path_; }
+    // Made once: record() checks the journal at its path before every append.
+    const std::filesystem::path& journal_path() const { return journal_path_; }
 
     // The snapshot: writes `allocations` crash-safely, then empties the journal. Throws
     // StateError (the journal is kept: replaying it over either snapshot gives the same state).
@@ -131,6 +132,8 @@ private:
     void open_journal();
 
     std::filesystem::path dir_;
+    std::filesystem::path allocations_path_ = dir_ / "current_state" / "allocations.json";
+    std::filesystem::path journal_path_ = dir_ / "current_state" / "allocations.journal";
     int journal_fd_ = -1;
     std::size_t journal_end_ = 0;      // bytes of whole batches: where the next one goes
     std::size_t journal_records_ = 0;  // records since the snapshot

@@ -482,6 +482,9 @@ TEST(Monitoring, AJobShorterThanTheSamplingIntervalHasMeasuredFinalFigures) {
     EXPECT_DOUBLE_EQ(usage["wall_seconds"].get<double>(), 3.0);
     EXPECT_EQ(usage["cpu_usage_usec"], 1500000);
     EXPECT_EQ(usage["memory_peak_bytes"], 123456);
+    EXPECT_EQ(usage["unavailable"], json::array()) << usage.dump(2);
+    // The group has no memory.events (as on a host without the memory controller): said, not thrown.
+    EXPECT_EQ(rel["result"]["final"]["unavailable"], "cannot read memory.events: No such file or directory") << rel.dump(2);
     json after = d.call({{"operation", "usage"}, {"resource_type", "short"}});
     EXPECT_DOUBLE_EQ(after["result"]["ended_allocations"][0]["final"]["usage"]["cpu_cores_mean"].get<double>(), 0.5);
 }
