@@ -87,6 +87,10 @@ HistoryStore* History::store() {
 
 void History::write_runs_in_background() {
     if (!store_ || writer_.joinable()) return;
+    if (!HistoryStore::threads_supported()) {
+        spdlog::warn("history: run records are written on the event loop: this SQLite is built without threads");
+        return;
+    }
     try {
         writer_store_ = std::make_unique<HistoryStore>(path_, Retention{}, Access::second_writer);
         stopping_ = false;
@@ -119,7 +123,7 @@ void History::run_writer() {
     for (;;) {
         wake_.wait(lock, [this] { return stopping_ || !queued_.empty(); });
         if (queued_.empty()) return; // stopping, nothing left
-        wake_.wait_for(lock, kGather, [this] { return stopping_ || hurry_ || queued_.size() >= kMaxWaitingRuns; });
+        wake_.wait_for(lock, kGather, [this] { return stopping_ || hurry_ || queued_.size() >= kMaxBatch; });
         batch.swap(queued_);
         writing_ = true;
         hurry_ = false;
@@ -139,7 +143,10 @@ void History::wait_written() const {
     if (queued_.empty() && !writing_) return;
     hurry_ = true;
     wake_.notify_one();
-    written_.wait(lock, [this] { return queued_.empty() && !writing_; });
+    // Bounded: a database locked from outside (a person's sqlite3 shell) must not stop the loop.
+    // Past it the query goes on without the runs still queued.
+    if (!written_.wait_for(lock, kMaxWait, [this] { return queued_.empty() && !writing_; }))
+        spdlog::warn("history: the run writer is {} ms behind; this query may miss the latest runs", kMaxWait.count());
 }
 
 void History::write_runs(HistoryStore& store, const std::vector<analytics::RunRecord>& runs) const {
@@ -183,14 +190,17 @@ void History::record_run(const analytics::RunRecord& run) {
         guarded(*store_, "a run record", [&](HistoryStore& s) { s.add_run(run); });
         return;
     }
-    std::unique_lock lock(mutex_);
-    if (queued_.size() >= kMaxWaitingRuns) { // the writer is behind: wait for it, not grow
-        hurry_ = true;
-        wake_.notify_one();
-        written_.wait(lock, [this] { return queued_.size() < kMaxWaitingRuns; });
+    {
+        std::lock_guard lock(mutex_);
+        if (queued_.size() < kMaxQueuedRuns) {
+            queued_.push_back(run);
+            if (queued_.size() == 1) wake_.notify_one();
+            return;
+        }
     }
-    queued_.push_back(run);
-    if (queued_.size() == 1) wake_.notify_one();
+    // The writer is that far behind (the database locked from outside): the run is lost and
+    // counted, and the loop goes on; history is never a reason to stop admitting.
+    guarded(*store_, "a run record", [](HistoryStore&) { throw HistoryError("the run writer is behind by " + std::to_string(kMaxQueuedRuns) + " runs"); });
 }
 
 void History::record_exit(const std::string& allocation_id, int exit_code) {

@@ -52,12 +52,15 @@ public:
     // Run records written by a thread of their own, on a connection of its own (resmgrd): the
     // releases of a moment (kGather) share one transaction, and the loop waits on no SQLite write
     // (the runs' batched writes in its idle turns were 8.7 % of its CPU under 16 busy clients).
-    // A query and an exit status first wait until what is queued is written, so none misses a
-    // run; past kMaxWaitingRuns queued, record_run waits for the writer. Without it (the
-    // default), and after write_runs_in_foreground (which writes what waits first), each run is
-    // written at once. Falls back to that when the writer's connection cannot open.
-    static constexpr std::size_t kMaxWaitingRuns = 256;
-    static constexpr std::chrono::milliseconds kGather{10};
+    // A query and an exit status first wait until what is queued is written (at most kMaxWait),
+    // so none misses a run; a batch is written at kMaxBatch without waiting out the gathering;
+    // past kMaxQueuedRuns queued (a database locked from outside) a run is lost and counted, never
+    // waited for. Without it (the default), and after write_runs_in_foreground (which writes what
+    // is queued first), each run is written at once. Falls back to that when the writer's
+    // connection cannot open.
+    static constexpr std::size_t kMaxBatch = 256;
+    static constexpr std::size_t kMaxQueuedRuns = 16384;
+    static constexpr std::chrono::milliseconds kGather{10}, kMaxWait{1000};
     void write_runs_in_background();
     void write_runs_in_foreground();
     // Transactions the writer has committed (tests: runs recorded together share one).

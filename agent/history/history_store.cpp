@@ -110,7 +110,7 @@ HistoryStore::HistoryStore(const std::string& path, Retention retention, Access 
     }
     try {
         // Another process holding a write lock (a person's sqlite3 shell) waits at most this long.
-        sqlite3_busy_timeout(db_, access == Access::second_writer ? 5000 : 200);
+        sqlite3_busy_timeout(db_, access == Access::second_writer ? 1000 : 200);
         if (access != Access::second_writer) {
             Statement check(db_, "PRAGMA quick_check");
             if (check.step() && check.text(0) != "ok") fail("damaged: " + check.text(0));
@@ -148,6 +148,8 @@ HistoryStore::HistoryStore(const std::string& path, Retention retention, Access 
         throw HistoryError("history database " + path + ": bad meta row: " + e.what());
     }
 }
+
+bool HistoryStore::threads_supported() { return sqlite3_threadsafe() != 0; }
 
 HistoryStore::~HistoryStore() {
     for (auto& [sql, stmt] : kept_) sqlite3_finalize(stmt);
@@ -187,7 +189,7 @@ std::int64_t HistoryStore::series_id(std::string_view name) {
 
 void HistoryStore::add_samples(std::int64_t ts, const std::function<void(const AddPoint&)>& produce) {
     try {
-        exec("BEGIN");
+        exec("BEGIN IMMEDIATE");
         Statement insert(db_, kept("INSERT OR REPLACE INTO samples(series, ts, value) VALUES (?, ?, ?)"));
         produce([&](std::string_view series, double value) {
             if (!std::isfinite(value)) return;
@@ -241,7 +243,7 @@ void HistoryStore::maintain(std::int64_t now) {
     const std::int64_t end_5m = now / 300 * 300, end_1h = now / 3600 * 3600;
     if (end_5m <= rolled_until_5m_ && end_1h <= rolled_until_1h_) return;
     try {
-        exec("BEGIN");
+        exec("BEGIN IMMEDIATE");
         Statement oldest(db_, "SELECT MIN(ts) FROM samples");
         const std::int64_t first = oldest.step() && !oldest.null(0) ? oldest.integer(0) : end_5m;
         Statement mark(db_, "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)");
@@ -313,7 +315,7 @@ std::vector<std::string> HistoryStore::series_names(const std::string& prefix) c
 
 void HistoryStore::add_runs(const std::vector<analytics::RunRecord>& runs) {
     try {
-        exec("BEGIN");
+        exec("BEGIN IMMEDIATE");
         Statement q(db_, kept("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
         for (const auto& run : runs) {
             q.bind(1, run.allocation_id).bind(2, run.workflow_id).bind(3, run.workflow_type).bind(4, static_cast<std::int64_t>(run.owner_uid))
@@ -388,7 +390,7 @@ std::size_t HistoryStore::import_csv(std::istream& in, const std::string& series
         throw HistoryError(std::string(e.what()) + "; nothing was imported");
     }
     std::int64_t first = INT64_MAX, last = INT64_MIN;
-    exec("BEGIN");
+    exec("BEGIN IMMEDIATE");
     try {
         const std::int64_t id = series_id(series);
         Statement mark(db_, "INSERT OR IGNORE INTO imported(series) VALUES (?)");

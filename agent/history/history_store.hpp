@@ -70,8 +70,8 @@ struct Footprint {
 // read_only: for tools that study a database copied off a node (bench_predict, bench_rightsizing):
 // the file must exist and is never written (no schema, no journal mode change); writes throw.
 // second_writer: another connection of a process that holds the file open read_write already
-// (History's run writer): no integrity check and no schema (that open did both), and a long
-// busy timeout (its thread may wait; the loop's connection never waits long).
+// (History's run writer): no integrity check and no schema (that open did both), and a busy
+// timeout of 1 s (its thread may wait; the loop's connection waits at most 200 ms).
 enum class Access { read_write, read_only, second_writer };
 
 class HistoryStore {
@@ -79,6 +79,8 @@ public:
     // Opens (creating, when read_write) the database at `path`. HistoryError when it cannot be
     // opened, is not a history database, or fails SQLite's quick integrity check.
     explicit HistoryStore(const std::string& path, Retention retention = {}, Access access = Access::read_write);
+    // Whether this SQLite allows connections on several threads (sqlite3_threadsafe).
+    static bool threads_supported();
     ~HistoryStore();
     HistoryStore(const HistoryStore&) = delete;
     HistoryStore& operator=(const HistoryStore&) = delete;

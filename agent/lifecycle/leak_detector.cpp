@@ -130,7 +130,7 @@ void LeakDetector::report(const std::vector<core::LeakFinding>& confirmed, const
 }
 
 void LeakDetector::check_degradation() {
-    if (!life_.history_ || !life_.history_->store()) return;
+    if (!life_.history_ || !life_.history_->available()) return;
     const auto& policy = life_.ledger_.policy().performance_degradation;
     std::map<std::string, std::vector<analytics::RunRecord>> by_type;
     try {

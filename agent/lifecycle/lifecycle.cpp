@@ -460,7 +460,7 @@ json Lifecycle::finish(const std::string& id, AllocationStatus final_status, con
         counters["tmpdir_used_bytes"] = it->second.measured_at ? json(it->second.usage.bytes) : json(nullptr);
         tmp_.erase(it);
     }
-    if (temp_dirs_) temp_dirs_->release(id); // deleted by the remover; a failed move, by the next pass
+    if (temp_dirs_) temp_dirs_->release(id); // deleted (or recycled) by the remover; a failed move, by the next pass
     adjustments_.erase(id);
     reschedule();
     spdlog::info("{} {} workflow={} ({})", to_string(final_status), id, ended.workflow_id, reason);

@@ -136,9 +136,10 @@ TempDirs::TempDirs(std::string root, std::uint64_t round_budget) : root_(std::mo
         throw;
     }
     if (int flags = 0; ::ioctl(spare_fd_, FS_IOC_GETFLAGS, &flags) == 0) fresh_flags_ = flags;
-    // Spares a previous run left: only resmgrd (root) can have put anything in its own area.
-    spares_ = names_in(spare_fd_);
-    spare_seq_ = spares_.size();
+    if (struct fsxattr fsx{}; ::ioctl(spare_fd_, FS_IOC_FSGETXATTR, &fsx) == 0) fresh_fsx_ = fsx;
+    // Spares a previous run left go to be checked again (and deleted, or kept as root's own):
+    // their users are not known any more, and this run's root may have other attributes.
+    for (const auto& name : names_in(spare_fd_)) ::renameat2(spare_fd_, name.c_str(), deleting_fd_, name.c_str(), RENAME_NOREPLACE);
     try {
         thread_ = std::thread([this] { remover(); });
     } catch (const std::system_error& e) {
@@ -179,7 +180,7 @@ std::optional<std::uint32_t> TempDirs::project_of(int fd) const {
 
 StorageEnforcement TempDirs::create(const std::string& id, std::uint32_t uid, std::uint64_t bytes) {
     if (!core::valid_temp_dir_name(id)) throw TempDirError("'" + id + "' cannot name a temporary directory");
-    const bool recycled = take_spare(id);
+    const bool recycled = take_spare(id, uid);
     const bool made = recycled || ::mkdirat(root_fd_, id.c_str(), 0700) == 0;
     if (!made && errno != EEXIST) throw TempDirError(errno_text("cannot create " + path_of(id)));
     const int fd = ::openat(root_fd_, id.c_str(), kDirFlags);
@@ -328,13 +329,15 @@ void TempDirs::clear_quota(std::uint32_t project_id) const {
     quota_call(root_fd_, Q_SETQUOTA, project_id, &q);
 }
 
-bool TempDirs::take_spare(const std::string& id) {
+bool TempDirs::take_spare(const std::string& id, std::uint32_t uid) {
     std::string spare;
     {
         std::lock_guard lock(mutex_);
-        if (spares_.empty()) return false;
-        spare = std::move(spares_.back());
-        spares_.pop_back();
+        const auto pool = spares_.find(uid);
+        if (pool == spares_.end() || pool->second.empty()) return false;
+        spare = std::move(pool->second.back());
+        pool->second.pop_back();
+        --spare_count_;
     }
     if (::renameat2(spare_fd_, spare.c_str(), root_fd_, id.c_str(), RENAME_NOREPLACE) == 0) {
         ++recycled_;
@@ -342,7 +345,8 @@ bool TempDirs::take_spare(const std::string& id) {
     }
     if (errno == EEXIST) { // `id` is there already (adopted after a restart): the spare stays one
         std::lock_guard lock(mutex_);
-        spares_.push_back(std::move(spare));
+        spares_[uid].push_back(std::move(spare));
+        ++spare_count_;
     }
     errno = 0;
     return false;
@@ -350,36 +354,45 @@ bool TempDirs::take_spare(const std::string& id) {
 
 size_t TempDirs::spares() const {
     std::lock_guard lock(mutex_);
-    return spares_.size();
+    return spare_count_;
 }
 
-bool TempDirs::reusable(int fd) const {
-    // Taken back first: from here on only root can add to it (a create checks the directory's
-    // owner under the directory's lock, which the chown takes too, so none slips past it).
-    struct stat st{};
-    if (::fchown(fd, ::geteuid(), ::getegid()) < 0 || ::fchmod(fd, 0700) < 0 || ::fstat(fd, &st) < 0) return false;
-    if (st.st_size > kMaxSpareSize || project_of(fd)) return false;
+bool TempDirs::reusable(int fd, const struct stat& st) const {
+    if (st.st_size > kMaxSpareSize) return false;
     int flags = 0;
     const bool has_flags = ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
-    if (has_flags != fresh_flags_.has_value() || (has_flags && flags != *fresh_flags_)) return false; // e.g. an encryption policy set by its user
+    if (has_flags != fresh_flags_.has_value() || (has_flags && flags != *fresh_flags_)) return false; // e.g. nodump, an encryption policy
+    struct fsxattr fsx{};
+    const bool has_fsx = ::ioctl(fd, FS_IOC_FSGETXATTR, &fsx) == 0;
+    if (has_fsx != fresh_fsx_.has_value() ||
+        (has_fsx && (fsx.fsx_xflags != fresh_fsx_->fsx_xflags || fsx.fsx_projid != fresh_fsx_->fsx_projid ||
+                     fsx.fsx_extsize != fresh_fsx_->fsx_extsize || fsx.fsx_cowextsize != fresh_fsx_->fsx_cowextsize)))
+        return false; // a project id or an extent size hint its user set
     const ssize_t xattrs = ::flistxattr(fd, nullptr, 0);
-    if (xattrs != 0 && !(xattrs < 0 && errno == ENOTSUP)) return false; // an ACL, a user.* attribute, a security label
-    return true;
+    return xattrs == 0 || (xattrs < 0 && errno == ENOTSUP); // else an ACL, a user.* attribute, a security label
 }
 
 bool TempDirs::recycle(const std::string& name) {
     {
         std::lock_guard lock(mutex_);
-        if (spares_.size() >= kMaxSpares) return false;
+        if (spare_count_ >= kMaxSpares) return false;
     }
     DirStream d(::openat(deleting_fd_, name.c_str(), kDirFlags));
+    struct stat st{}, now{};
+    if (!d.dir || ::fstat(d.fd(), &st) < 0) return false;
+    // Taken back first: from here on only root can add to it (a create checks the directory's
+    // owner under the directory's lock, which the chown takes too, so none slips past it).
     // Emptiness last: once taken back, nothing can be added to it.
-    if (!d.dir || !reusable(d.fd()) || d.next() != nullptr) return false;
+    if (::fchown(d.fd(), ::geteuid(), ::getegid()) < 0 || ::fchmod(d.fd(), 0700) < 0 || ::fstat(d.fd(), &now) < 0 ||
+        !reusable(d.fd(), now) || d.next() != nullptr)
+        return false;
+    const std::uint32_t uid = st.st_uid;
     for (int tries = 0; tries < 8; ++tries) {
-        std::string spare = std::to_string(spare_seq_++);
+        std::string spare = std::to_string(uid) + "-" + std::to_string(spare_seq_++);
         if (::renameat2(deleting_fd_, name.c_str(), spare_fd_, spare.c_str(), RENAME_NOREPLACE) == 0) {
             std::lock_guard lock(mutex_);
-            spares_.push_back(std::move(spare));
+            spares_[uid].push_back(std::move(spare));
+            ++spare_count_;
             return true;
         }
         if (errno != EEXIST) return false;

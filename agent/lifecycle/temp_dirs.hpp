@@ -14,14 +14,18 @@
 // but the removal areas (the loop only renames into the first), and what a stop or crash leaves
 // there is deleted at the next start.
 // A released directory that its user left empty, and changed in no other way, is recycled
-// rather than deleted: the remover first takes it back (chown to resmgrd, 0700, so its former
-// user can add nothing more through a descriptor or a working directory still inside), then
-// checks it is empty, small, without extended attributes (an ACL is one), project id or inode
-// flags of its own, and moves it to the spare area (.resmgr-spare). create() renames a spare
-// into place instead of a mkdir, then hands it over as it hands over a new one (owner, mode, and
-// its times set to now). Why: on ext4 a mkdir allocates an inode (18.6 us of CPU on the build
-// host) where a rename moves a name (8-12 us), and the rmdir that recycling saves is the
-// remover's costliest step on a `discard` mount. Anything else is deleted as before.
+// rather than deleted, for the same user only: the remover first takes it back (chown to
+// resmgrd, 0700, so nothing more can be added to it through a descriptor or a working directory
+// still inside), then checks it is empty, small, without extended attributes (an ACL is one),
+// and with the inode flags and the FS_IOC_FSGETXATTR attributes (project id, extent size hints)
+// of a fresh directory; then it waits in the spare area (.resmgr-spare) under its user's uid.
+// create() renames one of that uid's spares into place instead of a mkdir, then hands it over as
+// a new one (owner, mode, and its times set to now). Never across users: a descriptor its former
+// user kept open still lists it and an inotify watch still reports its names (the kernel checks
+// permission at open, not after). Why recycle: on ext4 a mkdir allocates an inode (18.6 us of
+// CPU on the build host) where a rename moves a name (8-12 us), and the rmdir that recycling
+// saves is the remover's costliest step on a `discard` mount. Anything else is deleted as before;
+// spares a stop leaves are deleted at the next start.
 // storage_gb is enforced with a project quota (project id on the directory, inherited, and a
 // block hard limit through quotactl_fd) where the root's filesystem has project quotas on
 // (ext4 with `-O project,quota` mounted prjquota, XFS with prjquota); elsewhere each answer says
@@ -31,6 +35,8 @@
 // May call: core, model.
 #pragma once
 
+#include <linux/fs.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -141,12 +147,13 @@ private:
     void clear_quota(std::uint32_t project_id) const;
     std::optional<std::uint32_t> project_of(int fd) const;
     bool move_to_removal_area(const std::string& id);
-    // create()'s first try: a spare renamed to `id`. False when there is none, or `id` exists.
-    bool take_spare(const std::string& id);
+    // create()'s first try: one of `uid`'s spares renamed to `id`. False when there is none, or
+    // `id` exists.
+    bool take_spare(const std::string& id, std::uint32_t uid);
     // The remover's: `name` of the deleting area moved to the spare area when it may be handed
     // on (see the top); false leaves it to be deleted.
     bool recycle(const std::string& name);
-    bool reusable(int fd) const;
+    bool reusable(int fd, const struct stat& st) const;
     // Makes (or opens) the root's entry `name` as a directory of resmgrd's own, 0700.
     int open_own_dir(const char* name) const;
     static std::vector<std::string> names_in(int dir_fd);
@@ -161,9 +168,10 @@ private:
     int removal_fd_ = -1;
     int deleting_fd_ = -1;
     int spare_fd_ = -1;
-    // FS_IOC_GETFLAGS of a directory resmgrd made in the root (the spare area): what a recycled
-    // one must show. Unset where the filesystem has no such flags.
+    // FS_IOC_GETFLAGS and FS_IOC_FSGETXATTR of a directory resmgrd made in the root (the spare
+    // area): what a recycled one must show. Unset where the filesystem has no such attributes.
     std::optional<int> fresh_flags_;
+    std::optional<struct fsxattr> fresh_fsx_;
     std::uint64_t round_budget_;
     StorageEnforcement quota_support_;
     std::set<std::string> pending_; // the loop's: releases whose move failed
@@ -178,8 +186,9 @@ private:
     std::atomic<size_t> backlog_{0};
     std::atomic<std::uint64_t> rounds_{0};
     std::atomic<std::uint64_t> deleted_{0}; // entries unlinked, by whichever thread
-    std::vector<std::string> spares_;        // names in the spare area, under mutex_
-    std::uint64_t spare_seq_ = 0;            // the remover's: the next spare's name
+    std::map<std::uint32_t, std::vector<std::string>> spares_; // by uid: names in the spare area, under mutex_
+    size_t spare_count_ = 0;                 // under mutex_
+    std::uint64_t spare_seq_ = 0;            // the remover's: the next spare's name is UID-SEQ
     std::atomic<std::uint64_t> recycled_{0};
     std::thread thread_;
 };

@@ -116,9 +116,8 @@ private:
 
 // Which files a read covers. The sampling pass reads `periodic` (what rates, thresholds, OOM
 // detection, agent states and the history need); memory.stat and io.stat, the costliest for the
-// kernel to generate and shown only by `usage`, are read on demand as `detail`. A release's final
-// figures need cpu.stat alone (`cpu`): the other four periodic files were a third of its reads.
-enum class GroupFiles { all, periodic, detail, cpu };
+// kernel to generate and shown only by `usage`, are read on demand as `detail`.
+enum class GroupFiles { all, periodic, detail };
 
 // How many group files the readers sharing it may keep open, all together. Every kept file is
 // one of the daemon's fds, which its clients and the file guard need too: one kept per file and

@@ -161,7 +161,7 @@ std::optional<events::Event> predicted_threshold_event(const analytics::RegularS
 
 void Monitoring::predict_thresholds(std::int64_t now) {
     constexpr std::int64_t kEvery = 3600, kSpan = 14 * 86400;
-    if (now < next_prediction_ || !history_db_ || !history_db_->store()) return;
+    if (now < next_prediction_ || !history_db_ || !history_db_->available()) return;
     next_prediction_ = now + kEvery;
     const std::pair<const char*, const char*> watched[] = {{"cpu", "node/cpu_percent"}, {"memory", "node/memory_percent"}};
     for (const auto& rule : threshold_rules(ledger_.policy())) {
@@ -301,8 +301,9 @@ json Monitoring::final_usage(const std::string& allocation_id, TimePoint now, in
         out["unavailable"] = json::array({"no cgroup on this backend"});
         return out;
     }
-    // A file of the group, parsed, or nullopt with its reason among `unavailable`.
-    auto read = [&](const char* name, auto parse) -> std::optional<decltype(parse(std::string_view{}, std::string{}))> {
+    // A file of the group, parsed, or nullopt with its reason among `unavailable`, after the name
+    // of the figure it leaves null ("memory_peak_bytes: cannot read memory.peak: ...").
+    auto read = [&](const char* figure, const char* name, auto parse) -> std::optional<decltype(parse(std::string_view{}, std::string{}))> {
         std::string why = no_group;
         const auto text = group_fd >= 0 ? read_text_at(group_fd, name, why) : std::nullopt;
         try {
@@ -310,10 +311,10 @@ json Monitoring::final_usage(const std::string& allocation_id, TimePoint now, in
         } catch (const ParseError& e) {
             why = e.what();
         }
-        unavailable.push_back(why);
+        unavailable.push_back(std::string(figure) + ": " + why);
         return std::nullopt;
     };
-    const auto cpu = read("cpu.stat", parse_cpu_stat);
+    const auto cpu = read("cpu_usage_usec", "cpu.stat", parse_cpu_stat);
     const auto start = started_.find(allocation_id);
     std::optional<std::uint64_t> used_now;
     if (cpu && cpu->usage_usec) used_now = *cpu->usage_usec;
@@ -336,7 +337,7 @@ json Monitoring::final_usage(const std::string& allocation_id, TimePoint now, in
     }
     if (start != started_.end() && start->second.memory_peak_sampled) out["memory_peak_sampled_bytes"] = *start->second.memory_peak_sampled;
     // memory.peak (Linux 5.19+, with the memory controller): the high-water mark over the group's life.
-    if (const auto peak = read("memory.peak", parse_single_value)) out["memory_peak_bytes"] = *peak;
+    if (const auto peak = read("memory_peak_bytes", "memory.peak", parse_single_value)) out["memory_peak_bytes"] = *peak;
     out["unavailable"] = unavailable;
     return out;
 }

@@ -9,6 +9,8 @@
 #include <limits>
 #include <sstream>
 
+#include <sqlite3.h>
+
 #include "history/history.hpp"
 #include "history/history_store.hpp"
 #include "tests_support.hpp"
@@ -181,15 +183,38 @@ TEST(History, RunsWrittenInTheBackgroundShareTransactionsAndNoQueryMissesThem) {
         const auto a3 = history.store()->runs({std::nullopt, "wf-a3", "", 0, 10}).at(0);
         EXPECT_EQ(a3.exit_code, 4);
         EXPECT_EQ(a3.outcome, resmgr::analytics::RunOutcome::failed);
-        // More than the queue holds at once: recording waits for the writer, and loses none.
-        for (std::size_t i = 0; i < 3 * History::kMaxWaitingRuns; ++i) history.record_run(run("b" + std::to_string(i), "lint", kT0 + 300));
+        // Many batches' worth at once: none lost.
+        for (std::size_t i = 0; i < 3 * History::kMaxBatch; ++i) history.record_run(run("b" + std::to_string(i), "lint", kT0 + 300));
         history.record_run(run("last", "build", kT0 + 400));
         // The destructor writes what is still queued.
     }
     HistoryStore store(path);
     EXPECT_EQ(store.runs({std::nullopt, "", "build", 0, 1000}).size(), 102u);
-    EXPECT_EQ(store.runs({std::nullopt, "", "lint", 0, 10000}).size(), 3 * History::kMaxWaitingRuns);
+    EXPECT_EQ(store.runs({std::nullopt, "", "lint", 0, 10000}).size(), 3 * History::kMaxBatch);
     EXPECT_EQ(store.runs({std::nullopt, "wf-late", "", 0, 10}).at(0).exit_code, 3);
+}
+
+// A database locked from outside (a person's sqlite3 shell) stops the writer, never the loop:
+// past kMaxQueuedRuns a run is lost and counted, and the rest are written once the lock goes.
+TEST(History, ALockedDatabaseCostsRunsPastTheQueueNeverAWait) {
+    TempDir dir;
+    const auto path = (dir.path() / "history.db").string();
+    History history(path);
+    history.write_runs_in_background();
+    sqlite3* shell = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &shell), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(shell, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+    // Twice what the queue holds: the batch the writer took before it blocked is at most a few
+    // hundred, so at least kMaxQueuedRuns minus that are lost.
+    const std::size_t recorded = 2 * History::kMaxQueuedRuns;
+    for (std::size_t i = 0; i < recorded; ++i) history.record_run(run("r" + std::to_string(i), "build", kT0));
+    ASSERT_EQ(sqlite3_exec(shell, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(shell);
+    const auto written = history.store()->runs({std::nullopt, "", "build", 0, 100000}).size();
+    const auto lost = history.status()["write_failures"].get<std::size_t>();
+    EXPECT_GE(lost, 1u) << "the queue never overflowed";
+    EXPECT_EQ(written + lost, recorded);
+    EXPECT_NE(history.status()["problem"].get<std::string>().find("behind"), std::string::npos) << history.status().dump();
 }
 
 // One run the database refuses (a NaN requested size binds as NULL into a NOT NULL column) rolls

@@ -236,11 +236,6 @@ TEST(MonitorGroupRead, ThePeriodicPassLeavesMemoryStatAndIoStatToUsage) {
     EXPECT_TRUE(detail.memory_stat && detail.io_stat);
     EXPECT_FALSE(detail.cpu_stat || detail.memory_events || detail.cgroup_events);
     EXPECT_EQ(detail.memory_stat->anon_bytes, 524288000u);
-    // A release's final read: cpu.stat alone.
-    auto cpu = read_group(kFixtures + "/group", GroupFiles::cpu);
-    EXPECT_TRUE(cpu.reasons().empty());
-    ASSERT_TRUE(cpu.cpu_stat);
-    EXPECT_FALSE(cpu.memory_current_bytes || cpu.memory_events || cpu.pids_current || cpu.cgroup_events || cpu.memory_stat || cpu.io_stat);
 }
 
 TEST(MonitorGroupRead, HybridRootHasOnlyCpuStat) {
