@@ -109,17 +109,15 @@ HistoryStore::HistoryStore(const std::string& path, Retention retention, Access 
         throw HistoryError("history database " + path + ": " + why);
     }
     try {
+        const bool first = access != Access::second_writer; // the second finds all the file's settings made
         // Another process holding a write lock (a person's sqlite3 shell) waits at most this long.
-        sqlite3_busy_timeout(db_, access == Access::second_writer ? 1000 : 200);
-        if (access != Access::second_writer) {
+        sqlite3_busy_timeout(db_, first ? 200 : 1000);
+        if (first) {
             Statement check(db_, "PRAGMA quick_check");
             if (check.step() && check.text(0) != "ok") fail("damaged: " + check.text(0));
         }
-        if (access == Access::second_writer) { // per connection, as the first's below (WAL is the file's)
-            exec("PRAGMA synchronous=NORMAL");
-            exec("PRAGMA cache_size=-512");
-        } else if (writable) {
-            exec("PRAGMA journal_mode=WAL");
+        if (writable) {
+            if (first) exec("PRAGMA journal_mode=WAL"); // the file's; the rest below are each connection's
             // WAL + NORMAL: a power cut can lose the last transactions, never corrupt the file;
             // history is not a promise made to a client, so it does not pay an fsync per pass.
             exec("PRAGMA synchronous=NORMAL");
@@ -127,6 +125,8 @@ HistoryStore::HistoryStore(const std::string& path, Retention retention, Access 
             // and reads of older pages come from the kernel's page cache. SQLite's default 2 MiB
             // filled with each pass's 10,000 groups and stayed in resmgrd's RSS (issue 12).
             exec("PRAGMA cache_size=-512");
+        }
+        if (writable && first) {
             exec(kSchema);
             Statement put(db_, "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)");
             put.bind(1, std::to_string(kSchemaVersion)).step();

@@ -5,7 +5,6 @@
 #include "lifecycle/run_records.hpp"
 
 #include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -73,12 +72,7 @@ json final_counters(cgroup::CgroupBackend& backend, const monitor::Monitoring* m
     std::string path = backend.group_path(id);
     if (path.empty()) return json::object();
     // One path walk for the group's files, each then opened from it.
-    struct GroupDir {
-        int fd;
-        ~GroupDir() {
-            if (fd >= 0) ::close(fd);
-        }
-    } const group{::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)};
+    const monitor::DirFd group{::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)};
     const std::string no_group = group.fd < 0 ? "cannot open " + path + ": " + std::strerror(errno) : std::string();
     json counters;
     std::string why = no_group;

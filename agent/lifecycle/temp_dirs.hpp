@@ -25,7 +25,7 @@
 // permission at open, not after). Why recycle: on ext4 a mkdir allocates an inode (18.6 us of
 // CPU on the build host) where a rename moves a name (8-12 us), and the rmdir that recycling
 // saves is the remover's costliest step on a `discard` mount. Anything else is deleted as before;
-// spares a stop leaves are deleted at the next start.
+// spares a stop leaves are checked again at the next start (their users are not kept).
 // storage_gb is enforced with a project quota (project id on the directory, inherited, and a
 // block hard limit through quotactl_fd) where the root's filesystem has project quotas on
 // (ext4 with `-O project,quota` mounted prjquota, XFS with prjquota); elsewhere each answer says

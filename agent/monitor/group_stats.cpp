@@ -13,17 +13,6 @@
 namespace resmgr::monitor {
 namespace {
 
-// A group's directory, open for the length of one read (closed however the read ends).
-struct DirFd {
-    int fd = -1;
-    explicit DirFd(int opened) : fd(opened) {}
-    DirFd(const DirFd&) = delete;
-    DirFd& operator=(const DirFd&) = delete;
-    ~DirFd() {
-        if (fd >= 0) ::close(fd);
-    }
-};
-
 using detail::fail;
 using detail::parse_u64;
 using detail::printable;

@@ -109,6 +109,10 @@ std::optional<std::string> read_text_at(int dir_fd, const std::string& name, std
     return text;
 }
 
+DirFd::~DirFd() {
+    if (fd >= 0) ::close(fd);
+}
+
 std::string read_text_file(const std::string& path) {
     std::string why;
     auto text = read_text_at(AT_FDCWD, path, why);

@@ -39,6 +39,15 @@ std::string read_text_file(const std::string& path); // throws ParseError with s
 // them all, and no exception for each file a hybrid host lacks (both were most of the event
 // loop's final read of a group under 16 busy clients).
 std::optional<std::string> read_text_at(int dir_fd, const std::string& name, std::string& why);
+// A group's directory, open for the length of one read (closed however the read ends); -1 when
+// it could not be opened.
+struct DirFd {
+    int fd = -1;
+    explicit DirFd(int opened) : fd(opened) {}
+    DirFd(const DirFd&) = delete;
+    DirFd& operator=(const DirFd&) = delete;
+    ~DirFd();
+};
 
 namespace detail {
 // Shared by the monitor parsers.
