@@ -4,7 +4,11 @@ namespace resmgr::events {
 
 void Notifier::publish(const Event& event) {
     if (sink_) sink_->publish(event);
-    recent_.push_back(event);
+    keep(Event(event));
+}
+
+void Notifier::keep(Event&& event) {
+    recent_.push_back(std::move(event));
     if (recent_.size() > kRecentEvents) recent_.pop_front();
 }
 
@@ -13,7 +17,8 @@ void Notifier::emit(EventType type, const std::string& message, const std::strin
     auto e = Event::make(type, message, workflow, allocation);
     e.time = clock_();
     e.details = std::move(details);
-    publish(e);
+    if (sink_) sink_->publish(e);
+    keep(std::move(e)); // moved, not copied as publish() must: most events come through here
 }
 
 } // namespace resmgr::events

@@ -25,6 +25,8 @@ public:
     const std::deque<Event>& recent() const { return recent_; }
 
 private:
+    void keep(Event&& event); // among the newest kRecentEvents
+
     ClockFn clock_;
     EventSink* sink_ = nullptr;
     std::deque<Event> recent_;

@@ -153,7 +153,7 @@ json Lifecycle::describe(const Allocation& a) const {
         storage["measured_by"] = t.measured_at ? json(t.usage.method) : json("not yet measured");
         if (t.measured_at) storage["measured_at"] = format_timestamp(*t.measured_at);
         if (!t.usage.complete) storage["measure_note"] = "walk stopped at " + std::to_string(t.usage.entries) + " entries: a lower bound";
-        j["storage"] = storage;
+        j["storage"] = std::move(storage);
     }
     if (auto it = adjustments_.find(a.allocation_id); it != adjustments_.end()) {
         if (it->second.cpu_loan > 0) j["cpu_loan_cores"] = std::round(it->second.cpu_loan * 1000) / 1000;

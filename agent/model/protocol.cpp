@@ -93,7 +93,7 @@ Request parse_request_line(std::string_view line) {
     }
     if (auto p = j.find("params"); p != j.end() && !p->is_null()) {
         if (!p->is_object()) throw ApiError(ErrorCode::INVALID_REQUEST, "'params' must be a JSON object", "got " + std::string(p->type_name()));
-        r.params = *p;
+        r.params = std::move(*p);
     }
     for (auto& [key, _] : j.items())
         if (key != "operation" && key != "resource_type" && key != "params")
@@ -115,16 +115,15 @@ std::string format_execution_time(long long us) {
     return buf;
 }
 
-nlohmann::json success_envelope(const std::string& operation, TimePoint now, const SuccessBody& body,
-                                Millis::rep execution_time_us) {
+nlohmann::json success_envelope(const std::string& operation, TimePoint now, SuccessBody body, Millis::rep execution_time_us) {
     return {
         {"status", "success"},
         {"operation", operation},
         {"timestamp", format_timestamp(now)},
-        {"result", body.result},
+        {"result", std::move(body.result)},
         {"metrics", {{"execution_time", format_execution_time(execution_time_us)},
                      {"resources_affected", body.resources_affected}}},
-        {"recommendations", body.recommendations},
+        {"recommendations", std::move(body.recommendations)},
     };
 }
 

@@ -89,7 +89,7 @@ json Router::answer(const Request& request, const Owner& peer) {
     try {
         SuccessBody body = dispatch(request, peer);
         auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
-        return success_envelope(request.operation, ctx_.clock(), body, elapsed.count());
+        return success_envelope(request.operation, ctx_.clock(), std::move(body), elapsed.count());
     } catch (const ApiError& e) {
         report_denied_allocation(request, e);
         return error_envelope(request.operation, e);

@@ -339,7 +339,7 @@ nlohmann::json SocketServer::subscribe(ClientConn& c, const Request& request) {
         for (auto t : c.types) names.push_back(events::to_string(t));
         body.result = {{"subscribed", c.types.empty() ? nlohmann::json("all") : names}};
         auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
-        return success_envelope("subscribe", Clock::now(), body, elapsed.count());
+        return success_envelope("subscribe", Clock::now(), std::move(body), elapsed.count());
     } catch (const ApiError& e) {
         return error_envelope("subscribe", e);
     }

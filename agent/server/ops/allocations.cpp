@@ -41,8 +41,6 @@ lifecycle::AttachTarget first_process(const Context& ctx, const json& attach, co
     return target;
 }
 
-json limits_of(const Context& ctx, const Allocation& a) { return ctx.lifecycle.describe(a)["limits"]; }
-
 SuccessBody queued_reply(const Context& ctx, const Allocation& a) {
     SuccessBody body;
     const auto position = core::queue_position(ctx.ledger(), a.allocation_id);
@@ -123,17 +121,19 @@ SuccessBody allocate(const Call& call) {
     const std::string& id = a.allocation_id;
     const std::string group = ctx.lifecycle.backend().group_path(id);
     const cgroup::Enforcement* enf = ctx.lifecycle.enforcement(id);
+    json described = ctx.lifecycle.describe(a);
+    json limits = described["limits"];
     SuccessBody body;
     body.result = {
         {"allocation_id", id},
-        {"allocation", ctx.lifecycle.describe(a)},
+        {"allocation", std::move(described)},
         {"cgroup_path", group},
         {"enforcement", enf ? enf->to_json() : json(nullptr)},
         {"allocation_response", {{"response_id", random_id("resp")},
                                  {"status", "approved"},
                                  {"timestamp", format_timestamp(a.timestamp)},
                                  {"allocated_resources", to_json(a.resources)},
-                                 {"restrictions", {{"limits", limits_of(ctx, a)},
+                                 {"restrictions", {{"limits", std::move(limits)},
                                                    {"expires_at", a.expires_at ? json(format_timestamp(*a.expires_at)) : json(nullptr)}}},
                                  {"alternatives", json::array()}}},
         {"capacity", ctx.ledger().admission().availability().to_json()},
