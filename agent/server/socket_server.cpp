@@ -35,6 +35,12 @@ constexpr auto kPauseLogInterval = std::chrono::seconds(10);
 
 bool has_line(const std::string& in) { return in.find('\n') != std::string::npos; }
 
+// Most answers go into an empty buffer: then the text is moved in, not copied.
+void append_moved(std::string& to, std::string&& text) {
+    if (to.empty()) to = std::move(text);
+    else to += text;
+}
+
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77 // Linux 6.5; Debian 12's headers predate it
 #endif
@@ -272,10 +278,10 @@ void SocketServer::answer(ClientConn& c, const nlohmann::json& envelope) {
     // read's that may show one; and behind this client's earlier held answers, to keep order.
     const std::uint64_t wait_for = unsynced_ ? unsynced_() : 0;
     if (wait_for == 0 && c.held.empty()) {
-        c.out += line;
+        append_moved(c.out, std::move(line));
         return;
     }
-    c.held += line;
+    append_moved(c.held, std::move(line));
     c.held_for = std::max(c.held_for, wait_for);
 }
 
@@ -287,7 +293,7 @@ void SocketServer::durable(std::uint64_t seq) {
         auto it = clients_.find(fd);
         if (it == clients_.end()) continue;
         ClientConn& c = *it->second;
-        c.out += std::exchange(c.held, {});
+        append_moved(c.out, std::exchange(c.held, {}));
         c.held_for = 0;
         pump(fd, c);
     }
