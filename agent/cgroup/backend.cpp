@@ -12,7 +12,11 @@
 namespace resmgr::cgroup {
 
 nlohmann::json Enforcement::to_json() const {
-    return {{"enforced", unenforced.empty()}, {"applied", applied}, {"unenforced", unenforced}};
+    nlohmann::json j = nlohmann::json::object(); // key by key: see resmgr::to_json(Allocation)
+    j["enforced"] = unenforced.empty();
+    j["applied"] = applied;
+    j["unenforced"] = unenforced;
+    return j;
 }
 
 std::shared_ptr<const Enforcement> EnforcementPool::share(Enforcement e) {

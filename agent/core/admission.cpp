@@ -49,17 +49,35 @@ Availability Admission::availability() const {
     return v;
 }
 
+// Filled key by key, as resmgr::to_json(Allocation) is (see there): every allocate and release
+// answer carries it.
 nlohmann::json Availability::to_json() const {
     auto g = [](std::uint64_t b) { return std::round(static_cast<double>(b) / kGiB * 1000) / 1000; };
-    return {
-        {"cpu_cores", {{"total", cpu_total}, {"reserved", cpu_reserved}, {"allocated", cpu_allocated}, {"available", cpu_available}}},
-        {"memory", {{"total_gb", g(memory_total)}, {"buffer_gb", g(memory_reserved)}, {"allocated_gb", g(memory_allocated)},
-                    {"available_gb", g(memory_available)}}},
-        {"agent_pool", {{"max_agents", agents_max}, {"allocated_agents", agents_allocated}, {"available_agents", agents_available}}},
-        {"storage", storage_total ? nlohmann::json{{"total_gb", g(*storage_total)}, {"allocated_gb", g(storage_allocated)},
-                                                   {"available_gb", g(storage_available)}}
-                                  : nlohmann::json{{"total_gb", nullptr}, {"reason", "no temporary directory root"}}},
-    };
+    nlohmann::json j = nlohmann::json::object();
+    nlohmann::json& cpu = j["cpu_cores"];
+    cpu["total"] = cpu_total;
+    cpu["reserved"] = cpu_reserved;
+    cpu["allocated"] = cpu_allocated;
+    cpu["available"] = cpu_available;
+    nlohmann::json& memory = j["memory"];
+    memory["total_gb"] = g(memory_total);
+    memory["buffer_gb"] = g(memory_reserved);
+    memory["allocated_gb"] = g(memory_allocated);
+    memory["available_gb"] = g(memory_available);
+    nlohmann::json& agents = j["agent_pool"];
+    agents["max_agents"] = agents_max;
+    agents["allocated_agents"] = agents_allocated;
+    agents["available_agents"] = agents_available;
+    nlohmann::json& storage = j["storage"];
+    if (storage_total) {
+        storage["total_gb"] = g(*storage_total);
+        storage["allocated_gb"] = g(storage_allocated);
+        storage["available_gb"] = g(storage_available);
+    } else {
+        storage["total_gb"] = nullptr;
+        storage["reason"] = "no temporary directory root";
+    }
+    return j;
 }
 
 void Admission::check_duration(const AllocationRequest& request) const {

@@ -467,8 +467,13 @@ json Lifecycle::finish(const std::string& id, AllocationStatus final_status, con
         events_.emit(events::EventType::oom_kill, "the OOM killer killed " + std::to_string(unreported) + " process(es) in " + id,
                      ended.workflow_id, id, {{"memory_events", counters["memory_events"]}});
     if (monitoring_) monitoring_->forget_allocation(id);
-    json record{{"allocation_id", id}, {"allocation", to_json(ended)}, {"final", counters}, {"reason", reason},
-                {"ended_at", format_timestamp(clock_())}};
+    // Filled key by key, as to_json(Allocation) is (see there): it is the release's answer.
+    json record = json::object();
+    record["allocation_id"] = id;
+    record["allocation"] = to_json(ended);
+    record["final"] = counters;
+    record["reason"] = reason;
+    record["ended_at"] = format_timestamp(clock_());
     ended_.add(id, record);
     if (history_) history_->record_run(run_record_of(ended, reason, counters, clock_()));
     if (refill_after) refill();

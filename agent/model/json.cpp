@@ -217,8 +217,15 @@ AllocationRequest parse_allocation_request(const json& params) {
     return r;
 }
 
+// The bodies every allocate and release answer carries (and the journal records) are filled key
+// by key: an initializer list of {"key", value} pairs builds a two-element array per pair before
+// it becomes an object, which doubled the allocations of these objects.
 json to_json(const Resources& r) {
-    json j{{"cpu_cores", r.cpu_cores}, {"memory_gb", r.memory_gb()}, {"memory_bytes", r.memory_bytes}, {"agents", r.agents}};
+    json j = json::object();
+    j["cpu_cores"] = r.cpu_cores;
+    j["memory_gb"] = r.memory_gb();
+    j["memory_bytes"] = r.memory_bytes;
+    j["agents"] = r.agents;
     if (r.pids) j["pids"] = *r.pids;
     if (r.storage_bytes) j["storage_gb"] = r.storage_gb(), j["storage_bytes"] = r.storage_bytes;
     j["tool_instances"] = r.tool_instances;
@@ -226,32 +233,33 @@ json to_json(const Resources& r) {
 }
 
 json to_json(const Allocation& a) {
-    json constraints{{"exclusive_access", a.constraints.exclusive_access},
-                     {"conflict_avoidance", a.constraints.conflict_avoidance}};
+    json j = json::object();
+    j["allocation_id"] = a.allocation_id;
+    j["workflow_id"] = a.workflow_id;
+    j["requester"] = a.requester;
+    j["timestamp"] = format_timestamp(a.timestamp);
+    j["priority"] = a.priority.band_name();
+    j["priority_value"] = a.priority.value;
+    j["status"] = to_string(a.status);
+    j["resources"] = to_json(a.resources);
+    json& constraints = j["constraints"];
+    constraints["exclusive_access"] = a.constraints.exclusive_access;
+    constraints["conflict_avoidance"] = a.constraints.conflict_avoidance;
     if (a.constraints.cluster_files) constraints["file_scope"] = "cluster";
     constraints["max_duration"] = a.constraints.max_duration
         ? json(format_duration(std::chrono::duration_cast<Millis>(*a.constraints.max_duration))) : json(nullptr);
-    json perf = json::object();
+    json& perf = j["performance_requirements"] = json::object();
     if (auto& v = a.performance_requirements.min_response_time) perf["min_response_time"] = format_duration(*v);
     if (auto& v = a.performance_requirements.max_memory_per_agent_bytes) perf["max_memory_per_agent"] = format_size(*v);
     if (auto& v = a.performance_requirements.storage_iops) perf["storage_iops"] = *v;
-    json j{
-        {"allocation_id", a.allocation_id},
-        {"workflow_id", a.workflow_id},
-        {"requester", a.requester},
-        {"timestamp", format_timestamp(a.timestamp)},
-        {"priority", a.priority.band_name()},
-        {"priority_value", a.priority.value},
-        {"status", to_string(a.status)},
-        {"resources", to_json(a.resources)},
-        {"constraints", std::move(constraints)},
-        {"performance_requirements", std::move(perf)},
-        {"auto_release", {{"on_completion", a.auto_release.on_completion},
-                          {"on_timeout", a.auto_release.on_timeout},
-                          {"on_failure", a.auto_release.on_failure},
-                          {"grace_period", format_duration(std::chrono::duration_cast<Millis>(a.auto_release.grace_period))}}},
-        {"owner", {{"uid", a.owner.uid}, {"pid", a.owner.pid}}},
-    };
+    json& auto_release = j["auto_release"];
+    auto_release["on_completion"] = a.auto_release.on_completion;
+    auto_release["on_timeout"] = a.auto_release.on_timeout;
+    auto_release["on_failure"] = a.auto_release.on_failure;
+    auto_release["grace_period"] = format_duration(std::chrono::duration_cast<Millis>(a.auto_release.grace_period));
+    json& owner = j["owner"];
+    owner["uid"] = a.owner.uid;
+    owner["pid"] = a.owner.pid;
     if (!a.workflow_type.empty()) j["workflow_type"] = a.workflow_type;
     j["expires_at"] = a.expires_at ? json(format_timestamp(*a.expires_at)) : json(nullptr);
     if (a.terminating_since) j["terminating_since"] = format_timestamp(*a.terminating_since);

@@ -115,16 +115,18 @@ std::string format_execution_time(long long us) {
     return buf;
 }
 
+// Filled key by key, as to_json(Allocation) is (see there): every answer goes through it.
 nlohmann::json success_envelope(const std::string& operation, TimePoint now, SuccessBody body, Millis::rep execution_time_us) {
-    return {
-        {"status", "success"},
-        {"operation", operation},
-        {"timestamp", format_timestamp(now)},
-        {"result", std::move(body.result)},
-        {"metrics", {{"execution_time", format_execution_time(execution_time_us)},
-                     {"resources_affected", body.resources_affected}}},
-        {"recommendations", std::move(body.recommendations)},
-    };
+    nlohmann::json envelope = nlohmann::json::object();
+    envelope["status"] = "success";
+    envelope["operation"] = operation;
+    envelope["timestamp"] = format_timestamp(now);
+    envelope["result"] = std::move(body.result);
+    nlohmann::json& metrics = envelope["metrics"];
+    metrics["execution_time"] = format_execution_time(execution_time_us);
+    metrics["resources_affected"] = body.resources_affected;
+    envelope["recommendations"] = std::move(body.recommendations);
+    return envelope;
 }
 
 nlohmann::json error_envelope(const std::string& operation, const ApiError& error) {

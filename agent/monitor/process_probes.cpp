@@ -154,10 +154,15 @@ json ProcessProbes::figures(const std::string& allocation_id) const {
     if (runq.count > 0)
         latency = {{"samples", runq.count}, {"mean_us", round3(static_cast<double>(runq.total_us) / static_cast<double>(runq.count))},
                    {"p50_us", round3(runq.p50_us())}, {"p99_us", round3(runq.p99_us())}};
-    return {{"processes", {{"execs", total.execs}, {"forks", total.forks}, {"exits", total.exits}}},
-            {"tool_instances_started", tools.to_json()},
-            {"tool_instances_running", running},
-            {"runq_latency", latency}};
+    json figures = json::object(); // key by key: see resmgr::to_json(Allocation)
+    json& processes = figures["processes"];
+    processes["execs"] = total.execs;
+    processes["forks"] = total.forks;
+    processes["exits"] = total.exits;
+    figures["tool_instances_started"] = tools.to_json();
+    figures["tool_instances_running"] = std::move(running);
+    figures["runq_latency"] = std::move(latency);
+    return figures;
 }
 
 } // namespace resmgr::monitor

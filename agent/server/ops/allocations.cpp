@@ -124,20 +124,21 @@ SuccessBody allocate(const Call& call) {
     json described = ctx.lifecycle.describe(a);
     json limits = described["limits"];
     SuccessBody body;
-    body.result = {
-        {"allocation_id", id},
-        {"allocation", std::move(described)},
-        {"cgroup_path", group},
-        {"enforcement", enf ? enf->to_json() : json(nullptr)},
-        {"allocation_response", {{"response_id", random_id("resp")},
-                                 {"status", "approved"},
-                                 {"timestamp", format_timestamp(a.timestamp)},
-                                 {"allocated_resources", to_json(a.resources)},
-                                 {"restrictions", {{"limits", std::move(limits)},
-                                                   {"expires_at", a.expires_at ? json(format_timestamp(*a.expires_at)) : json(nullptr)}}},
-                                 {"alternatives", json::array()}}},
-        {"capacity", ctx.ledger().admission().availability().to_json()},
-    };
+    // Filled key by key, as to_json(Allocation) is (see there).
+    json& result = body.result;
+    result["allocation_id"] = id;
+    result["allocation"] = std::move(described);
+    result["cgroup_path"] = group;
+    result["enforcement"] = enf ? enf->to_json() : json(nullptr);
+    json& response = result["allocation_response"];
+    response["response_id"] = random_id("resp");
+    response["status"] = "approved";
+    response["timestamp"] = format_timestamp(a.timestamp);
+    response["allocated_resources"] = to_json(a.resources);
+    response["restrictions"]["limits"] = std::move(limits);
+    response["restrictions"]["expires_at"] = a.expires_at ? json(format_timestamp(*a.expires_at)) : json(nullptr);
+    response["alternatives"] = json::array();
+    result["capacity"] = ctx.ledger().admission().availability().to_json();
     if (first && !first->spawn) body.result["attached"] = {{"pid", first->pid}, {"leaf", first->leaf}};
     if (first && !first->spawn_dir.empty()) body.result["spawn_into"] = first->spawn_dir;
     // Its temporary directory (resmgr-run makes it the command's TMPDIR) and what storage_gb got.
