@@ -295,7 +295,11 @@ void Monitoring::allocation_started(const std::string& allocation_id, TimePoint 
 }
 
 json Monitoring::final_usage(const std::string& allocation_id, TimePoint now, int group_fd, const std::string& no_group) const {
-    json out{{"cpu_usage_usec", nullptr}, {"cpu_cores_mean", nullptr}, {"wall_seconds", nullptr}, {"memory_peak_bytes", nullptr}};
+    json out = json::object(); // key by key: see resmgr::to_json(Allocation)
+    out["cpu_usage_usec"] = nullptr;
+    out["cpu_cores_mean"] = nullptr;
+    out["wall_seconds"] = nullptr;
+    out["memory_peak_bytes"] = nullptr;
     json unavailable = json::array();
     if (backend_.group_path(allocation_id).empty()) {
         out["unavailable"] = json::array({"no cgroup on this backend"});
@@ -338,7 +342,7 @@ json Monitoring::final_usage(const std::string& allocation_id, TimePoint now, in
     if (start != started_.end() && start->second.memory_peak_sampled) out["memory_peak_sampled_bytes"] = *start->second.memory_peak_sampled;
     // memory.peak (Linux 5.19+, with the memory controller): the high-water mark over the group's life.
     if (const auto peak = read("memory_peak_bytes", "memory.peak", parse_single_value)) out["memory_peak_bytes"] = *peak;
-    out["unavailable"] = unavailable;
+    out["unavailable"] = std::move(unavailable);
     return out;
 }
 
