@@ -217,9 +217,6 @@ AllocationRequest parse_allocation_request(const json& params) {
     return r;
 }
 
-// The bodies every allocate and release answer carries (and the journal records) are filled key
-// by key: an initializer list of {"key", value} pairs builds a two-element array per pair before
-// it becomes an object, which doubled the allocations of these objects.
 json to_json(const Resources& r) {
     json j = json::object();
     j["cpu_cores"] = r.cpu_cores;
@@ -232,6 +229,9 @@ json to_json(const Resources& r) {
     return j;
 }
 
+// This and to_json(Resources) are filled key by key, as are the other bodies every allocate and
+// release answer carries (and the journal records): an initializer list of {"key", value} pairs
+// builds a two-element array per pair before it becomes an object, which doubled their allocations.
 json to_json(const Allocation& a) {
     json j = json::object();
     j["allocation_id"] = a.allocation_id;
