@@ -2,12 +2,10 @@
 
 namespace resmgr::events {
 
-void Notifier::publish(const Event& event) {
-    if (sink_) sink_->publish(event);
-    keep(Event(event));
-}
+void Notifier::publish(const Event& event) { deliver(Event(event)); }
 
-void Notifier::keep(Event&& event) {
+void Notifier::deliver(Event&& event) {
+    if (sink_) sink_->publish(event);
     recent_.push_back(std::move(event));
     if (recent_.size() > kRecentEvents) recent_.pop_front();
 }
@@ -17,8 +15,7 @@ void Notifier::emit(EventType type, const std::string& message, const std::strin
     auto e = Event::make(type, message, workflow, allocation);
     e.time = clock_();
     e.details = std::move(details);
-    if (sink_) sink_->publish(e);
-    keep(std::move(e)); // moved, not copied as publish() must: most events come through here
+    deliver(std::move(e)); // moved, not copied as publish() must: most events come through here
 }
 
 } // namespace resmgr::events

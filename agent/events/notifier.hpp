@@ -25,7 +25,7 @@ public:
     const std::deque<Event>& recent() const { return recent_; }
 
 private:
-    void keep(Event&& event); // among the newest kRecentEvents
+    void deliver(Event&& event); // to the sink, then kept among the newest kRecentEvents
 
     ClockFn clock_;
     EventSink* sink_ = nullptr;

@@ -164,15 +164,19 @@ template <class Write> void History::guarded(HistoryStore& store, const char* wh
     try {
         write(store);
     } catch (const std::exception& e) {
-        std::lock_guard lock(failures_mutex_);
-        ++failures_, ++unreported_;
-        problem_ = e.what();
-        const auto now = std::chrono::steady_clock::now();
-        if (now - last_report_ >= std::chrono::minutes(1)) {
-            spdlog::warn("history: {} not recorded ({} failure(s) since the last report): {}", what, unreported_, problem_);
-            last_report_ = now;
-            unreported_ = 0;
-        }
+        count_failure(what, e.what());
+    }
+}
+
+void History::count_failure(const char* what, const std::string& why) const {
+    std::lock_guard lock(failures_mutex_);
+    ++failures_, ++unreported_;
+    problem_ = why;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_report_ >= std::chrono::minutes(1)) {
+        spdlog::warn("history: {} not recorded ({} failure(s) since the last report): {}", what, unreported_, problem_);
+        last_report_ = now;
+        unreported_ = 0;
     }
 }
 
@@ -200,7 +204,7 @@ void History::record_run(const analytics::RunRecord& run) {
     }
     // The writer is that far behind (the database locked from outside): the run is lost and
     // counted, and the loop goes on; history is never a reason to stop admitting.
-    guarded(*store_, "a run record", [](HistoryStore&) { throw HistoryError("the run writer is behind by " + std::to_string(kMaxQueuedRuns) + " runs"); });
+    count_failure("a run record", "the run writer is behind by " + std::to_string(kMaxQueuedRuns) + " runs");
 }
 
 void History::record_exit(const std::string& allocation_id, int exit_code) {

@@ -71,6 +71,8 @@ public:
 private:
     // Runs `write` on `store`; a failure is counted and logged (at most once a minute).
     template <class Write> void guarded(HistoryStore& store, const char* what, Write write) const;
+    // A write that failed (or a run dropped): counted in write_failures, logged once a minute.
+    void count_failure(const char* what, const std::string& why) const;
     // One transaction for `runs`; when the database refuses it, each run on its own.
     void write_runs(HistoryStore& store, const std::vector<analytics::RunRecord>& runs) const;
     // Until nothing is queued or being written (the writer is hurried past its gathering).
